@@ -1,0 +1,161 @@
+//! The Device trait every backend implements, and the Profile every run returns.
+
+use crate::{Error, Graph, Result, Tensor, ValueId};
+use serde::Serialize;
+
+/// Where a timing came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum TimingSource {
+    /// GPU timestamp queries around the dispatch.
+    GpuTimestamp,
+    /// Host wall clock around a dispatch (adapters without timestamp queries).
+    WallClock,
+    /// Host wall clock around the CPU reference's work.
+    Cpu,
+    /// A cycle model (simulated devices).
+    Simulated,
+}
+
+/// One timed unit of work: a kernel dispatch (or a CPU op) and the graph nodes it covers.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpTiming {
+    /// The node names this work computes (several once ops are fused).
+    pub nodes: Vec<String>,
+    /// The op names, parallel to `nodes`.
+    pub ops: Vec<String>,
+    /// The kernel's name (for the wgpu device, its template and variant).
+    pub kernel: String,
+    /// Start, relative to the start of the run, in nanoseconds.
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub source: TimingSource,
+}
+
+/// Per-op timings of one run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Profile {
+    pub device: String,
+    pub entries: Vec<OpTiming>,
+    /// Host wall clock of the whole run (upload, dispatch, readback).
+    pub wall_ns: u64,
+}
+
+impl Profile {
+    /// Sum of the entries' durations.
+    pub fn kernel_ns(&self) -> u64 {
+        self.entries.iter().map(|e| e.duration_ns).sum()
+    }
+
+    /// A text table: one row per entry, then totals, sorted by run order.
+    pub fn table(&self) -> String {
+        let total = self.kernel_ns().max(1) as f64;
+        let mut s = format!("{:<28} {:<16} {:<22} {:>10} {:>7}\n", "node", "op", "kernel", "time", "share");
+        for e in &self.entries {
+            s += &format!(
+                "{:<28} {:<16} {:<22} {:>10} {:>6.1}%\n",
+                truncate(&e.nodes.join("+"), 28),
+                truncate(&e.ops.join("+"), 16),
+                truncate(&e.kernel, 22),
+                fmt_ns(e.duration_ns),
+                100.0 * e.duration_ns as f64 / total
+            );
+        }
+        let source = self.entries.first().map(|e| format!("{:?}", e.source)).unwrap_or_default();
+        s += &format!(
+            "{} kernels, kernel time {} ({source}), wall {} on {}\n",
+            self.entries.len(),
+            fmt_ns(self.kernel_ns()),
+            fmt_ns(self.wall_ns),
+            self.device
+        );
+        s
+    }
+
+    /// The profile as Chrome-trace JSON (opens in Perfetto and chrome://tracing).
+    pub fn chrome_trace(&self) -> serde_json::Value {
+        let events: Vec<serde_json::Value> = self
+            .entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "name": e.nodes.join("+"),
+                    "cat": e.ops.join("+"),
+                    "ph": "X",
+                    "ts": e.start_ns as f64 / 1000.0,
+                    "dur": e.duration_ns as f64 / 1000.0,
+                    "pid": 1,
+                    "tid": 1,
+                    "args": { "kernel": e.kernel, "ops": e.ops, "source": format!("{:?}", e.source) },
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "traceEvents": events,
+            "displayTimeUnit": "ms",
+            "otherData": { "device": self.device, "wall_ns": self.wall_ns },
+        })
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(n - 1).collect();
+        format!("{t}…")
+    }
+}
+
+/// "1.234 ms", "56.7 µs".
+pub fn fmt_ns(ns: u64) -> String {
+    if ns >= 1_000_000 {
+        format!("{:.3} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    }
+}
+
+/// What a run returns: the graph's outputs, in order, and the profile.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    pub outputs: Vec<Tensor>,
+    pub profile: Profile,
+}
+
+/// A device runs whole graphs. Inputs are given in the order of [`Graph::inputs`].
+pub trait Device {
+    /// A human-readable name (adapter name and backend, "cpu-reference", ...).
+    fn name(&self) -> String;
+
+    /// Run the graph on these inputs; outputs come back in the order of [`Graph::outputs`].
+    fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput>;
+}
+
+/// Check run inputs against the graph's declared inputs.
+pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
+    if inputs.len() != graph.inputs().len() {
+        return Err(Error::Input(format!("the graph has {} inputs, {} were given", graph.inputs().len(), inputs.len())));
+    }
+    if graph.outputs().is_empty() {
+        return Err(Error::Graph("the graph has no outputs (call set_outputs)".into()));
+    }
+    for (&v, t) in graph.inputs().iter().zip(inputs) {
+        let info = graph.value(v);
+        if info.dtype != t.dtype() || &info.shape != t.shape() {
+            return Err(Error::Input(format!(
+                "input '{}' expects {} {}, got {} {}",
+                info.name,
+                info.dtype,
+                info.shape,
+                t.dtype(),
+                t.shape()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Find a graph input by name.
+pub fn input_by_name(graph: &Graph, name: &str) -> Option<ValueId> {
+    graph.inputs().iter().copied().find(|&v| graph.value(v).name == name)
+}

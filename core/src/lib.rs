@@ -1,0 +1,29 @@
+//! sfumato-core: what a model is, with no GPU in it.
+//!
+//! - [`DType`], [`Shape`] and the host [`Tensor`];
+//! - the graph IR ([`Graph`], [`Node`], [`ValueId`]) and its typed builder, which runs shape
+//!   inference on every node and names the node, op and shapes in every error;
+//! - the closed op set ([`Op`]), each op with shape inference ([`Op::infer`]) and reference
+//!   semantics ([`interp`]);
+//! - the CPU reference interpreter ([`CpuDevice`]), the oracle every device is tested against;
+//! - the [`Device`] trait every backend implements and the [`Profile`] (per-op timings) it returns.
+//!
+//! Invariant: this crate never depends on a GPU or GUI crate (CI checks `cargo tree`).
+
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod interp;
+pub mod op;
+pub mod shape;
+pub mod tensor;
+
+pub use device::{Device, OpTiming, Profile, RunOutput, TimingSource};
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use graph::{Graph, Node, NodeId, ValueId, ValueInfo};
+pub use interp::CpuDevice;
+pub use op::Op;
+pub use shape::Shape;
+pub use tensor::{Tensor, TensorData};

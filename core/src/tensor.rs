@@ -1,0 +1,277 @@
+//! A host tensor: a shape, a dtype and the elements, row-major.
+
+use crate::{DType, Error, Result, Shape};
+use half::f16;
+
+/// The elements of a host tensor, one variant per [`DType`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+    Bool(Vec<bool>),
+}
+
+impl TensorData {
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorData::F32(_) => DType::F32,
+            TensorData::F16(_) => DType::F16,
+            TensorData::I32(_) => DType::I32,
+            TensorData::I64(_) => DType::I64,
+            TensorData::U8(_) => DType::U8,
+            TensorData::Bool(_) => DType::Bool,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F16(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+            TensorData::U8(v) => v.len(),
+            TensorData::Bool(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A dense, row-major tensor in host memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    shape: Shape,
+    data: TensorData,
+}
+
+impl Tensor {
+    /// A tensor from a shape and its elements; the element count must match the shape.
+    pub fn new(shape: impl Into<Shape>, data: TensorData) -> Result<Self> {
+        let shape = shape.into();
+        if shape.checked_numel() != Some(data.len()) {
+            return Err(Error::Tensor(format!(
+                "shape {shape} needs {} elements, got {}",
+                shape.checked_numel().map_or("too many".to_string(), |n| n.to_string()),
+                data.len()
+            )));
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    pub fn from_f32(shape: impl Into<Shape>, v: Vec<f32>) -> Result<Self> {
+        Self::new(shape, TensorData::F32(v))
+    }
+
+    pub fn from_i64(shape: impl Into<Shape>, v: Vec<i64>) -> Result<Self> {
+        Self::new(shape, TensorData::I64(v))
+    }
+
+    pub fn from_i32(shape: impl Into<Shape>, v: Vec<i32>) -> Result<Self> {
+        Self::new(shape, TensorData::I32(v))
+    }
+
+    pub fn from_bool(shape: impl Into<Shape>, v: Vec<bool>) -> Result<Self> {
+        Self::new(shape, TensorData::Bool(v))
+    }
+
+    /// A scalar f32.
+    pub fn scalar_f32(v: f32) -> Self {
+        Tensor { shape: Shape::scalar(), data: TensorData::F32(vec![v]) }
+    }
+
+    /// All zeros.
+    pub fn zeros(dtype: DType, shape: impl Into<Shape>) -> Self {
+        let shape = shape.into();
+        let n = shape.numel();
+        Self::from_f64(dtype, shape, &vec![0.0; n])
+    }
+
+    /// A tensor of `dtype` from f64 values: floats round, integers truncate toward zero and
+    /// saturate, bools are `v != 0`. This is the one conversion the reference interpreter uses.
+    pub fn from_f64(dtype: DType, shape: impl Into<Shape>, v: &[f64]) -> Self {
+        let shape = shape.into();
+        debug_assert_eq!(shape.numel(), v.len());
+        let data = match dtype {
+            DType::F32 => TensorData::F32(v.iter().map(|&x| x as f32).collect()),
+            DType::F16 => TensorData::F16(v.iter().map(|&x| f16::from_f64(x)).collect()),
+            DType::I32 => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
+            DType::I64 => TensorData::I64(v.iter().map(|&x| x as i64).collect()),
+            DType::U8 => TensorData::U8(v.iter().map(|&x| x as u8).collect()),
+            DType::Bool => TensorData::Bool(v.iter().map(|&x| x != 0.0).collect()),
+        };
+        Tensor { shape, data }
+    }
+
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    pub fn data(&self) -> &TensorData {
+        &self.data
+    }
+
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The same elements under another shape with the same element count.
+    pub fn reshaped(&self, shape: impl Into<Shape>) -> Result<Self> {
+        Tensor::new(shape, self.data.clone())
+    }
+
+    /// Every element as f64 (exact for every dtype but i64 beyond 2^53).
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match &self.data {
+            TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::F16(v) => v.iter().map(|&x| x.to_f64()).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::U8(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::Bool(v) => v.iter().map(|&x| if x { 1.0 } else { 0.0 }).collect(),
+        }
+    }
+
+    /// Every element as f32.
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match &self.data {
+            TensorData::F32(v) => v.clone(),
+            _ => self.to_f64_vec().into_iter().map(|x| x as f32).collect(),
+        }
+    }
+
+    /// Every element as i64 (floats truncate).
+    pub fn to_i64_vec(&self) -> Vec<i64> {
+        match &self.data {
+            TensorData::I64(v) => v.clone(),
+            TensorData::I32(v) => v.iter().map(|&x| x as i64).collect(),
+            _ => self.to_f64_vec().into_iter().map(|x| x as i64).collect(),
+        }
+    }
+
+    /// Elements as f32 if the dtype is f32.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            TensorData::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A deterministic pseudo-random tensor (uniform in [-1, 1) for floats, [-8, 8) for
+    /// integers), from a seed. Used by tests, benchmarks and the CLI's default inputs.
+    pub fn random(dtype: DType, shape: impl Into<Shape>, seed: u64) -> Self {
+        let shape = shape.into();
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v: Vec<f64> = (0..shape.numel())
+            .map(|_| {
+                // xorshift64*
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+                let u = r as f64 / (1u64 << 53) as f64;
+                match dtype {
+                    DType::F32 | DType::F16 => u * 2.0 - 1.0,
+                    DType::Bool => (u < 0.5) as u8 as f64,
+                    DType::U8 => (u * 16.0).floor(),
+                    _ => (u * 16.0).floor() - 8.0,
+                }
+            })
+            .collect();
+        Tensor::from_f64(dtype, shape, &v)
+    }
+
+    /// Largest absolute and relative difference to `other` (same shape required).
+    pub fn max_diff(&self, other: &Tensor) -> (f64, f64) {
+        let a = self.to_f64_vec();
+        let b = other.to_f64_vec();
+        let mut abs: f64 = 0.0;
+        let mut rel: f64 = 0.0;
+        for (x, y) in a.iter().zip(&b) {
+            if x == y || (x.is_nan() && y.is_nan()) {
+                continue;
+            }
+            let d = (x - y).abs();
+            abs = abs.max(d);
+            rel = rel.max(d / y.abs().max(f64::MIN_POSITIVE));
+        }
+        (abs, rel)
+    }
+
+    /// Whether every element is within `atol + rtol * |other|` of `other` (NaN matches NaN,
+    /// infinities must match exactly), and the shapes and dtypes are equal.
+    pub fn all_close(&self, other: &Tensor, rtol: f64, atol: f64) -> bool {
+        if self.shape != other.shape || self.dtype() != other.dtype() {
+            return false;
+        }
+        self.to_f64_vec().iter().zip(other.to_f64_vec()).all(|(&x, y)| {
+            if x.is_nan() || y.is_nan() {
+                x.is_nan() && y.is_nan()
+            } else if x.is_infinite() || y.is_infinite() {
+                x == y
+            } else {
+                (x - y).abs() <= atol + rtol * y.abs()
+            }
+        })
+    }
+
+    /// One-line summary: shape, dtype, min, max, mean and the first few values.
+    pub fn summary(&self) -> String {
+        let v = self.to_f64_vec();
+        let n = v.len();
+        if n == 0 {
+            return format!("{} {} (empty)", self.dtype(), self.shape);
+        }
+        let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let head: Vec<String> = v.iter().take(4).map(|x| format!("{x:.4}")).collect();
+        format!(
+            "{} {} min {min:.4} max {max:.4} mean {mean:.4} [{}{}]",
+            self.dtype(),
+            self.shape,
+            head.join(", "),
+            if n > 4 { ", ..." } else { "" }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_checks_count() {
+        assert!(Tensor::from_f32([2, 3], vec![0.0; 5]).is_err());
+        assert!(Tensor::from_f32([2, 3], vec![0.0; 6]).is_ok());
+    }
+
+    #[test]
+    fn conversions_round_trip() {
+        let t = Tensor::random(DType::I64, [3, 4], 7);
+        let u = Tensor::from_f64(DType::I64, [3, 4], &t.to_f64_vec());
+        assert_eq!(t, u);
+        let b = Tensor::from_f64(DType::Bool, [2], &[0.0, 3.0]);
+        assert_eq!(b.data(), &TensorData::Bool(vec![false, true]));
+    }
+
+    #[test]
+    fn all_close_can_fail() {
+        let a = Tensor::from_f32([2], vec![1.0, 2.0]).unwrap();
+        let b = Tensor::from_f32([2], vec![1.0, 2.1]).unwrap();
+        assert!(!a.all_close(&b, 1e-3, 1e-5));
+        assert!(a.all_close(&a, 0.0, 0.0));
+    }
+}
