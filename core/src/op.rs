@@ -120,7 +120,7 @@ impl UnaryOp {
         }
     }
 
-    /// Whether the op is defined on signed integers too (else floats only).
+    /// Whether the op is defined on signed integers (i32, i64) too; else floats only.
     pub fn allows_int(self) -> bool {
         matches!(self, UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Clip { .. })
     }
@@ -525,7 +525,7 @@ impl Op {
             Op::Unary(u) => {
                 arity(1, 1)?;
                 let d = inputs[0].0;
-                let ok = d.is_float() || (u.allows_int() && d.is_int());
+                let ok = d.is_float() || (u.allows_int() && matches!(d, DType::I32 | DType::I64));
                 if !ok {
                     return Err(format!("{} is not defined on {d}", u.name()));
                 }

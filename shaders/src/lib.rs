@@ -1,0 +1,89 @@
+//! sfumato-shaders: graph → WGSL.
+//!
+//! Every op lowers to zero or more [`Kernel`]s: a WGSL module made from a template in
+//! `src/templates/*.wgsl` (filled by [`template::render`], never by string surgery), the buffers
+//! it binds, a `params` array of u32 with the shapes and strides, and a dispatch size. Shapes
+//! travel in `meta`, not in the WGSL text, so one pipeline serves every shape of an op.
+//! Every generated module is validated with naga ([`validate`]); nothing here needs a device.
+//!
+//! Storage on the device: f32 and f16 tensors live as f32, i32 and i64 as i32, u8 and bool as
+//! u32 (see [`Elem`]); the device converts at upload and readback.
+//!
+//! Fusion (several ops in one kernel) is planned here too, by the fusion planner of a later issue.
+
+pub mod lower;
+pub mod template;
+
+pub use lower::{lower, matmul_problem, LowerOptions, Lowered, MatmulProblem, MatmulVariant};
+
+use sfumato_core::DType;
+
+/// Errors of shader generation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Template(String),
+    #[error("generated WGSL for kernel '{kernel}' is invalid: {msg}")]
+    Naga { kernel: String, msg: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// The element type a tensor has in device memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Elem {
+    F32,
+    I32,
+    U32,
+}
+
+impl Elem {
+    pub fn of(d: DType) -> Elem {
+        match d {
+            DType::F32 | DType::F16 => Elem::F32,
+            DType::I32 | DType::I64 => Elem::I32,
+            DType::U8 | DType::Bool => Elem::U32,
+        }
+    }
+
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            Elem::F32 => "f32",
+            Elem::I32 => "i32",
+            Elem::U32 => "u32",
+        }
+    }
+}
+
+/// Which tensor a binding holds: a node input or output, by position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Buf {
+    In(usize),
+    Out(usize),
+}
+
+/// One compute dispatch: bindings `0..bindings.len()` are the listed tensors, the next binding
+/// is `params` (read-only storage, u32).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    /// The template and variant, e.g. `matmul_rb8v4` (shown in profiles).
+    pub name: String,
+    pub wgsl: String,
+    pub bindings: Vec<Buf>,
+    pub meta: Vec<u32>,
+    pub workgroups: [u32; 3],
+}
+
+/// Parse and validate a WGSL module with naga.
+pub fn validate(kernel: &str, wgsl: &str) -> Result<(), Error> {
+    let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| Error::Naga {
+        kernel: kernel.to_string(),
+        msg: e.emit_to_string(wgsl),
+    })?;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+        .validate(&module)
+        .map_err(|e| Error::Naga { kernel: kernel.to_string(), msg: format!("{e:?}") })?;
+    Ok(())
+}

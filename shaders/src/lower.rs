@@ -1,0 +1,762 @@
+//! Lowering of each op to kernels. `lower` matches on [`Op`] exhaustively.
+
+use crate::template::render;
+use crate::{Buf, Elem, Error, Kernel};
+use sfumato_core::op::{BinaryOp, CoordTransform, Op, PadMode, ReduceOp, ResizeMode, UnaryOp};
+use sfumato_core::shape::contiguous_strides;
+use sfumato_core::{DType, Shape};
+use serde::{Deserialize, Serialize};
+
+const PRELUDE: &str = include_str!("templates/prelude.wgsl");
+const UNARY: &str = include_str!("templates/unary.wgsl");
+const BINARY: &str = include_str!("templates/binary.wgsl");
+const WHERE: &str = include_str!("templates/where.wgsl");
+const COPY: &str = include_str!("templates/copy.wgsl");
+const BATCHNORM: &str = include_str!("templates/batchnorm.wgsl");
+const SOFTMAX: &str = include_str!("templates/softmax.wgsl");
+const LAYERNORM: &str = include_str!("templates/layernorm.wgsl");
+const REDUCE: &str = include_str!("templates/reduce.wgsl");
+const POOL2D: &str = include_str!("templates/pool2d.wgsl");
+const GATHER: &str = include_str!("templates/gather.wgsl");
+const RESIZE: &str = include_str!("templates/resize.wgsl");
+const PAD: &str = include_str!("templates/pad.wgsl");
+const CONV2D: &str = include_str!("templates/conv2d.wgsl");
+const CONV_TRANSPOSE2D: &str = include_str!("templates/conv_transpose2d.wgsl");
+const MATMUL_COMMON: &str = include_str!("templates/matmul_common.wgsl");
+const MATMUL_NAIVE: &str = include_str!("templates/matmul_naive.wgsl");
+const MATMUL_RB4: &str = include_str!("templates/matmul_rb4.wgsl");
+const MATMUL_RB8V4: &str = include_str!("templates/matmul_rb8v4.wgsl");
+const MATMUL_RB4V4K: &str = include_str!("templates/matmul_rb4v4k.wgsl");
+const MATMUL_TILED: &str = include_str!("templates/matmul_tiled.wgsl");
+
+/// Options of lowering.
+#[derive(Clone, Debug)]
+pub struct LowerOptions {
+    /// The matmul kernel to use (chosen by the device's autotuner); `None` takes a default that
+    /// fits the layout.
+    pub matmul: Option<MatmulVariant>,
+    /// Workgroups per dispatch dimension (WebGPU: 65,535).
+    pub max_workgroups_per_dim: u32,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions { matmul: None, max_workgroups_per_dim: 65_535 }
+    }
+}
+
+/// What an op becomes on the device.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lowered {
+    /// Dispatch these kernels, in order.
+    Kernels(Vec<Kernel>),
+    /// The output is the first input's buffer, unchanged (reshape).
+    Alias,
+    /// The output is a constant tensor, uploaded once.
+    Constant,
+}
+
+/// Matmul kernel variants. Which is fastest depends on the adapter (and, for CPU adapters, on
+/// the CPU), so the device measures them ([`MatmulVariant::candidates`]) and caches the winner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MatmulVariant {
+    /// One output per invocation.
+    Naive,
+    /// 4x4 outputs per invocation, scalar strided loads, no barriers.
+    Rb4,
+    /// 8x8 outputs per invocation, B as vec4, no barriers.
+    Rb8V4,
+    /// 4x8 outputs per invocation, A and B as vec4 (four k per step), no barriers.
+    Rb4V4K,
+    /// 64x64 tiles staged in workgroup memory, 4x4 per invocation.
+    Tiled,
+}
+
+impl MatmulVariant {
+    pub const ALL: [MatmulVariant; 5] =
+        [MatmulVariant::Naive, MatmulVariant::Rb4, MatmulVariant::Rb8V4, MatmulVariant::Rb4V4K, MatmulVariant::Tiled];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulVariant::Naive => "matmul_naive",
+            MatmulVariant::Rb4 => "matmul_rb4",
+            MatmulVariant::Rb8V4 => "matmul_rb8v4",
+            MatmulVariant::Rb4V4K => "matmul_rb4v4k",
+            MatmulVariant::Tiled => "matmul_tiled",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == s || v.name().trim_start_matches("matmul_") == s)
+    }
+
+    /// Whether the variant can compute this problem (vec4 variants need aligned, contiguous rows).
+    pub fn supports(self, p: &MatmulProblem) -> bool {
+        let b4 = p.b_sn == 1 && p.n % 4 == 0 && p.b_sk % 4 == 0 && p.offsets.iter().all(|o| o[1] % 4 == 0);
+        let a4 = p.a_sk == 1 && p.k % 4 == 0 && p.a_sm % 4 == 0 && p.offsets.iter().all(|o| o[0] % 4 == 0);
+        match self {
+            MatmulVariant::Naive | MatmulVariant::Rb4 | MatmulVariant::Tiled => true,
+            MatmulVariant::Rb8V4 => b4,
+            MatmulVariant::Rb4V4K => b4 && a4,
+        }
+    }
+
+    /// Output tile (rows, cols) one workgroup computes; `None` for the per-element kernel.
+    fn tile(self) -> Option<(u32, u32)> {
+        match self {
+            MatmulVariant::Naive => None,
+            MatmulVariant::Rb4 => Some((32, 32)),
+            MatmulVariant::Rb8V4 => Some((64, 64)),
+            MatmulVariant::Rb4V4K => Some((32, 64)),
+            MatmulVariant::Tiled => Some((64, 64)),
+        }
+    }
+
+    /// The variants that support `p`, fastest-first by a guess for `cpu_adapter` (a guess only
+    /// orders the candidates; the autotuner measures them).
+    pub fn candidates(p: &MatmulProblem, cpu_adapter: bool) -> Vec<MatmulVariant> {
+        let order: &[MatmulVariant] = if cpu_adapter {
+            &[MatmulVariant::Rb4V4K, MatmulVariant::Rb8V4, MatmulVariant::Rb4, MatmulVariant::Tiled, MatmulVariant::Naive]
+        } else {
+            &[MatmulVariant::Tiled, MatmulVariant::Rb8V4, MatmulVariant::Rb4V4K, MatmulVariant::Rb4, MatmulVariant::Naive]
+        };
+        order.iter().copied().filter(|v| v.supports(p)).collect()
+    }
+}
+
+/// A batched matmul with strides: `C[b] = alpha * A[b] @ B[b] + beta * Bias`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatmulProblem {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub has_bias: bool,
+    pub a_sm: usize,
+    pub a_sk: usize,
+    pub b_sk: usize,
+    pub b_sn: usize,
+    pub c_sm: usize,
+    pub c_sn: usize,
+    /// Per batch: element offsets of A, B and Bias.
+    pub offsets: Vec<[usize; 3]>,
+}
+
+impl MatmulProblem {
+    /// A key for the autotune cache: shape buckets (powers of two) and layout flags.
+    pub fn shape_class(&self) -> String {
+        let b = |x: usize| x.max(1).next_power_of_two().trailing_zeros();
+        let a4 = MatmulVariant::Rb4V4K.supports(self);
+        let b4 = MatmulVariant::Rb8V4.supports(self);
+        format!("m{}n{}k{}b{}{}{}", b(self.m), b(self.n), b(self.k), b(self.offsets.len()), if a4 { "A4" } else { "" }, if b4 { "B4" } else { "" })
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.offsets.len() as f64
+    }
+}
+
+/// The matmul problem of a MatMul or Gemm node, or `None` for other ops.
+pub fn matmul_problem(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)]) -> Option<MatmulProblem> {
+    match op {
+        Op::MatMul => {
+            let (a, b) = (ins[0].1, ins[1].1);
+            let a2 = if a.rank() == 1 { vec![1, a.0[0]] } else { a.0.clone() };
+            let b2 = if b.rank() == 1 { vec![b.0[0], 1] } else { b.0.clone() };
+            let (ra, rb) = (a2.len(), b2.len());
+            let (m, k, n) = (a2[ra - 2], a2[ra - 1], b2[rb - 1]);
+            let ba = Shape(a2[..ra - 2].to_vec());
+            let bb = Shape(b2[..rb - 2].to_vec());
+            let batch = Shape::broadcast(&ba, &bb)?;
+            let (sa, sb) = (ba.broadcast_strides(&batch), bb.broadcast_strides(&batch));
+            let offsets = (0..batch.numel())
+                .map(|i| {
+                    let c = sfumato_core::interp::unravel(i, &batch.0);
+                    let oa: usize = c.iter().zip(&sa).map(|(c, s)| c * s).sum();
+                    let ob: usize = c.iter().zip(&sb).map(|(c, s)| c * s).sum();
+                    [oa * m * k, ob * k * n, 0]
+                })
+                .collect();
+            let _ = outs;
+            Some(MatmulProblem {
+                m,
+                n,
+                k,
+                alpha: 1.0,
+                beta: 0.0,
+                has_bias: false,
+                a_sm: k,
+                a_sk: 1,
+                b_sk: n,
+                b_sn: 1,
+                c_sm: 0,
+                c_sn: 0,
+                offsets,
+            })
+        }
+        Op::Gemm(g) => {
+            let (a, b) = (&ins[0].1 .0, &ins[1].1 .0);
+            let (m, k) = if g.trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
+            let n = if g.trans_b { b[0] } else { b[1] };
+            let (a_sm, a_sk) = if g.trans_a { (1, m) } else { (k, 1) };
+            let (b_sk, b_sn) = if g.trans_b { (1, k) } else { (n, 1) };
+            let (c_sm, c_sn) = match ins.get(2) {
+                Some((_, c)) => {
+                    let s = c.broadcast_strides(&Shape(vec![m, n]));
+                    (s[0], s[1])
+                }
+                None => (0, 0),
+            };
+            Some(MatmulProblem {
+                m,
+                n,
+                k,
+                alpha: g.alpha,
+                beta: g.beta,
+                has_bias: ins.len() == 3,
+                a_sm,
+                a_sk,
+                b_sk,
+                b_sn,
+                c_sm,
+                c_sn,
+                offsets: vec![[0, 0, 0]],
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Lower one op. `ins` and `outs` are the dtypes and shapes of its inputs and outputs.
+pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &LowerOptions) -> Result<Lowered, Error> {
+    let out_dt = outs.first().map(|o| o.0).unwrap_or(DType::F32);
+    let out_shape = outs.first().map(|o| o.1.clone()).unwrap_or_default();
+    let n = out_shape.numel();
+    let k = |ks: Vec<Kernel>| Ok(Lowered::Kernels(ks));
+    match op {
+        Op::Constant(_) => Ok(Lowered::Constant),
+        Op::Reshape { .. } => Ok(Lowered::Alias),
+        Op::MatMul | Op::Gemm(_) => {
+            let p = matmul_problem(op, ins, outs).ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
+            let v = opts.matmul.unwrap_or_else(|| MatmulVariant::candidates(&p, true)[0]);
+            k(vec![matmul_kernel(&p, v, opts)?])
+        }
+        Op::Unary(u) => {
+            let dt = ins[0].0;
+            let vals = [
+                ("in_ty", Elem::of(dt).wgsl().to_string()),
+                ("out_ty", Elem::of(out_dt).wgsl().to_string()),
+                ("expr", unary_expr(*u, dt)?),
+            ];
+            let meta = view_meta(&out_shape, &[strided(ins[0].1, &out_shape)]);
+            k(vec![kernel("unary", UNARY, &vals, vec![Buf::In(0), Buf::Out(0)], meta, n, opts)?])
+        }
+        Op::Cast { to } => {
+            let from = ins[0].0;
+            let vals = [
+                ("in_ty", Elem::of(from).wgsl().to_string()),
+                ("out_ty", Elem::of(*to).wgsl().to_string()),
+                ("expr", cast_expr(from, *to)),
+            ];
+            let meta = view_meta(&out_shape, &[strided(ins[0].1, &out_shape)]);
+            k(vec![kernel("cast", UNARY, &vals, vec![Buf::In(0), Buf::Out(0)], meta, n, opts)?])
+        }
+        Op::Binary(b) => {
+            let dt = ins[0].0;
+            let vals = [
+                ("in_ty", Elem::of(dt).wgsl().to_string()),
+                ("out_ty", Elem::of(out_dt).wgsl().to_string()),
+                ("expr", binary_expr(*b, dt)),
+            ];
+            let meta = view_meta(&out_shape, &[strided(ins[0].1, &out_shape), strided(ins[1].1, &out_shape)]);
+            k(vec![kernel("binary", BINARY, &vals, vec![Buf::In(0), Buf::In(1), Buf::Out(0)], meta, n, opts)?])
+        }
+        Op::Where => {
+            let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
+            let views: Vec<View> = ins.iter().map(|i| strided(i.1, &out_shape)).collect();
+            let meta = view_meta(&out_shape, &views);
+            k(vec![kernel("where", WHERE, &vals, vec![Buf::In(0), Buf::In(1), Buf::In(2), Buf::Out(0)], meta, n, opts)?])
+        }
+        Op::Transpose { perm } => {
+            let s = ins[0].1.strides();
+            let src = View { strides: perm.iter().map(|&p| s[p] as i64).collect(), offset: 0 };
+            k(vec![copy_kernel(&out_shape, src, View::contiguous(&out_shape), out_dt, 0, 0, opts)?])
+        }
+        Op::Slice { axes } => {
+            let s = ins[0].1.strides();
+            let src = View {
+                strides: axes.iter().zip(&s).map(|(a, &s)| a.step * s as i64).collect(),
+                offset: axes.iter().zip(&s).map(|(a, &s)| a.start * s as i64).sum(),
+            };
+            k(vec![copy_kernel(&out_shape, src, View::contiguous(&out_shape), out_dt, 0, 0, opts)?])
+        }
+        Op::Concat { axis } => {
+            let dst_strides: Vec<i64> = out_shape.strides().iter().map(|&s| s as i64).collect();
+            let mut start = 0usize;
+            let mut ks = Vec::new();
+            for (i, (_, s)) in ins.iter().enumerate() {
+                if s.numel() > 0 {
+                    let dst = View { strides: dst_strides.clone(), offset: (start * dst_strides[*axis] as usize) as i64 };
+                    ks.push(copy_kernel(s, View::contiguous(s), dst, out_dt, i, 0, opts)?);
+                }
+                start += s.0[*axis];
+            }
+            k(ks)
+        }
+        Op::Split { axis, .. } => {
+            let src_strides: Vec<i64> = ins[0].1.strides().iter().map(|&s| s as i64).collect();
+            let mut start = 0usize;
+            let mut ks = Vec::new();
+            for (o, (_, s)) in outs.iter().enumerate() {
+                if s.numel() > 0 {
+                    let src = View { strides: src_strides.clone(), offset: (start * src_strides[*axis] as usize) as i64 };
+                    ks.push(copy_kernel(s, src, View::contiguous(s), out_dt, 0, o, opts)?);
+                }
+                start += s.0[*axis];
+            }
+            k(ks)
+        }
+        Op::BatchNorm { epsilon } => {
+            let d = &ins[0].1 .0;
+            let inner: usize = d[2..].iter().product();
+            let meta = vec![n as u32, d[1] as u32, inner.max(1) as u32, epsilon.to_bits()];
+            let binds = vec![Buf::In(0), Buf::In(1), Buf::In(2), Buf::In(3), Buf::In(4), Buf::Out(0)];
+            k(vec![kernel("batchnorm", BATCHNORM, &[], binds, meta, n, opts)?])
+        }
+        Op::Softmax { axis } => {
+            let (outer, len, inner) = sfumato_core::interp::split_at_axis(&out_shape.0, *axis);
+            let rows = outer * inner;
+            let meta = vec![rows as u32, len as u32, inner.max(1) as u32];
+            k(vec![kernel("softmax", SOFTMAX, &[], vec![Buf::In(0), Buf::Out(0)], meta, rows, opts)?])
+        }
+        Op::LayerNorm { axis, epsilon } => {
+            let len: usize = out_shape.0[*axis..].iter().product();
+            let rows = if len == 0 { 0 } else { n / len };
+            let has_bias = ins.len() == 3;
+            let meta = vec![rows as u32, len as u32, epsilon.to_bits(), has_bias as u32];
+            let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
+            k(vec![kernel("layernorm", LAYERNORM, &[], vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], meta, rows, opts)?])
+        }
+        Op::Reduce { op: r, axes, .. } => k(vec![reduce_kernel(*r, ins[0].0, &ins[0].1 .0, axes, opts)?]),
+        Op::GlobalAvgPool => {
+            let axes: Vec<usize> = (2..ins[0].1.rank()).collect();
+            k(vec![reduce_kernel(ReduceOp::Mean, ins[0].0, &ins[0].1 .0, &axes, opts)?])
+        }
+        Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
+            let is_max = matches!(op, Op::MaxPool2d(_));
+            let x = &ins[0].1 .0;
+            let meta = vec![
+                n as u32,
+                x[2] as u32,
+                x[3] as u32,
+                out_shape.0[2] as u32,
+                out_shape.0[3] as u32,
+                p.kernel[0] as u32,
+                p.kernel[1] as u32,
+                p.stride[0] as u32,
+                p.stride[1] as u32,
+                p.padding[0] as u32,
+                p.padding[1] as u32,
+                p.dilation[0] as u32,
+                p.dilation[1] as u32,
+                p.count_include_pad as u32,
+            ];
+            let vals: [(&str, String); 3] = if is_max {
+                [("init", NEG_INF.into()), ("combine", "max_nan(acc, v)".into()), ("finish", "acc".into())]
+            } else {
+                [
+                    ("init", "0.0".into()),
+                    ("combine", "acc + v".into()),
+                    ("finish", "acc / f32(select(max(cnt, 1u), params[5] * params[6], params[13] != 0u))".into()),
+                ]
+            };
+            let name = if is_max { "maxpool2d" } else { "avgpool2d" };
+            k(vec![kernel(name, POOL2D, &vals, vec![Buf::In(0), Buf::Out(0)], meta, n, opts)?])
+        }
+        Op::Conv2d(c) => {
+            let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
+            let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
+            let cog = w[0] / c.groups;
+            let (bx, bo) = (ow.div_ceil(4), cog.div_ceil(4));
+            let has_bias = ins.len() == 3;
+            let meta = vec![
+                x[0] as u32,
+                x[1] as u32,
+                x[2] as u32,
+                x[3] as u32,
+                w[0] as u32,
+                oh as u32,
+                ow as u32,
+                w[2] as u32,
+                w[3] as u32,
+                c.stride[0] as u32,
+                c.stride[1] as u32,
+                c.padding[0] as u32,
+                c.padding[1] as u32,
+                c.dilation[0] as u32,
+                c.dilation[1] as u32,
+                w[1] as u32,
+                cog as u32,
+                has_bias as u32,
+                bx as u32,
+                bo as u32,
+            ];
+            let threads = x[0] * c.groups * bo * oh * bx;
+            let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
+            let wgsl = module("conv2d", &[CONV2D], &[])?;
+            let workgroups = grid(threads.div_ceil(64) as u64, opts)?;
+            let workgroups = if n == 0 { [0, 0, 0] } else { workgroups };
+            k(vec![Kernel { name: "conv2d".into(), wgsl, bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], meta, workgroups }])
+        }
+        Op::ConvTranspose2d(c) => {
+            let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
+            let has_bias = ins.len() == 3;
+            let meta = vec![
+                n as u32,
+                x[1] as u32,
+                x[2] as u32,
+                x[3] as u32,
+                out_shape.0[1] as u32,
+                out_shape.0[2] as u32,
+                out_shape.0[3] as u32,
+                w[2] as u32,
+                w[3] as u32,
+                c.stride[0] as u32,
+                c.stride[1] as u32,
+                c.padding[0] as u32,
+                c.padding[1] as u32,
+                c.dilation[0] as u32,
+                c.dilation[1] as u32,
+                (x[1] / c.groups) as u32,
+                w[1] as u32,
+                has_bias as u32,
+            ];
+            let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
+            let binds = vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)];
+            k(vec![kernel("conv_transpose2d", CONV_TRANSPOSE2D, &[], binds, meta, n, opts)?])
+        }
+        Op::Gather { axis } => {
+            let x = &ins[0].1 .0;
+            let (_, len, inner) = sfumato_core::interp::split_at_axis(x, *axis);
+            let count = ins[1].1.numel();
+            let meta = vec![n as u32, count.max(1) as u32, len as u32, inner.max(1) as u32];
+            let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
+            k(vec![kernel("gather", GATHER, &vals, vec![Buf::In(0), Buf::In(1), Buf::Out(0)], meta, n, opts)?])
+        }
+        Op::Resize { mode, coord, size } => {
+            let x = &ins[0].1 .0;
+            let meta = vec![
+                n as u32,
+                x[2] as u32,
+                x[3] as u32,
+                size[0] as u32,
+                size[1] as u32,
+                matches!(mode, ResizeMode::Bilinear) as u32,
+                match coord {
+                    CoordTransform::HalfPixel => 0,
+                    CoordTransform::AlignCorners => 1,
+                    CoordTransform::Asymmetric => 2,
+                },
+            ];
+            k(vec![kernel("resize", RESIZE, &[], vec![Buf::In(0), Buf::Out(0)], meta, n, opts)?])
+        }
+        Op::Pad { pads, mode } => {
+            let x = ins[0].1;
+            let mut meta = vec![n as u32, x.rank() as u32];
+            meta.extend(out_shape.0.iter().map(|&d| d as u32));
+            meta.extend(x.0.iter().map(|&d| d as u32));
+            meta.extend(x.strides().iter().map(|&d| d as u32));
+            meta.extend(pads.iter().map(|p| p[0] as u32));
+            let (m, value) = match mode {
+                PadMode::Constant(v) => (0, constant_bits(*v, out_dt)),
+                PadMode::Reflect => (1, 0),
+                PadMode::Edge => (2, 0),
+            };
+            meta.push(m);
+            meta.push(value);
+            let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
+            k(vec![kernel("pad", PAD, &vals, vec![Buf::In(0), Buf::Out(0)], meta, n, opts)?])
+        }
+    }
+}
+
+const NEG_INF: &str = "bitcast<f32>(0xff800000u)";
+const POS_INF: &str = "bitcast<f32>(0x7f800000u)";
+
+/// The bits of a constant in the device element type of `dt`.
+fn constant_bits(v: f32, dt: DType) -> u32 {
+    match Elem::of(dt) {
+        Elem::F32 => v.to_bits(),
+        Elem::I32 => (v as i32) as u32,
+        Elem::U32 => {
+            if dt == DType::Bool {
+                (v != 0.0) as u32
+            } else {
+                v as u8 as u32
+            }
+        }
+    }
+}
+
+/// An exact WGSL f32 literal.
+fn lit(v: f32) -> String {
+    format!("bitcast<f32>({}u)", v.to_bits())
+}
+
+fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {
+    if Elem::of(dt) == Elem::I32 {
+        return Ok(match u {
+            UnaryOp::Relu => "max(x, 0)".into(),
+            UnaryOp::Neg => "-x".into(),
+            UnaryOp::Abs => "abs(x)".into(),
+            UnaryOp::Clip { min, max } => format!("min(max(x, {}), {})", min as i32, max as i32),
+            other => return Err(Error::Unsupported(format!("{} on {dt}", other.name()))),
+        });
+    }
+    if Elem::of(dt) != Elem::F32 {
+        return Err(Error::Unsupported(format!("{} on {dt}", u.name())));
+    }
+    Ok(match u {
+        UnaryOp::Relu => "max(x, 0.0)".into(),
+        UnaryOp::LeakyRelu { alpha } => format!("select({} * x, x, x >= 0.0)", lit(alpha)),
+        UnaryOp::Sigmoid => "sigmoid_f(x)".into(),
+        UnaryOp::Tanh => "tanh_f(x)".into(),
+        UnaryOp::Gelu => "0.5 * x * (1.0 + erf_f(x * 0.7071067811865476))".into(),
+        UnaryOp::GeluTanh => "0.5 * x * (1.0 + tanh_f(0.7978845608028654 * (x + 0.044715 * x * x * x)))".into(),
+        UnaryOp::Silu => "x * sigmoid_f(x)".into(),
+        UnaryOp::HardSwish => "x * clamp(x + 3.0, 0.0, 6.0) / 6.0".into(),
+        UnaryOp::Exp => "exp(x)".into(),
+        UnaryOp::Log => "log(x)".into(),
+        UnaryOp::Sqrt => "sqrt(x)".into(),
+        UnaryOp::Rsqrt => "inverseSqrt(x)".into(),
+        UnaryOp::Neg => "-x".into(),
+        UnaryOp::Abs => "abs(x)".into(),
+        UnaryOp::Erf => "erf_f(x)".into(),
+        UnaryOp::Clip { min, max } => format!("min(max(x, {}), {})", lit(min), lit(max)),
+    })
+}
+
+fn binary_expr(b: BinaryOp, dt: DType) -> String {
+    let cmp = |o: &str| format!("select(0u, 1u, a {o} b)");
+    match b {
+        BinaryOp::Eq => return cmp("=="),
+        BinaryOp::Ne => return cmp("!="),
+        BinaryOp::Lt => return cmp("<"),
+        BinaryOp::Le => return cmp("<="),
+        BinaryOp::Gt => return cmp(">"),
+        BinaryOp::Ge => return cmp(">="),
+        _ => {}
+    }
+    match Elem::of(dt) {
+        Elem::F32 => match b {
+            BinaryOp::Add => "a + b".into(),
+            BinaryOp::Sub => "a - b".into(),
+            BinaryOp::Mul => "a * b".into(),
+            BinaryOp::Div => "a / b".into(),
+            BinaryOp::Pow => "pow_f(a, b)".into(),
+            BinaryOp::Max => "max_nan(a, b)".into(),
+            _ => "min_nan(a, b)".into(),
+        },
+        Elem::I32 => int_binary(b, "a", "b"),
+        // u8: compute in i32, saturate to 0..255 like the reference's conversion.
+        Elem::U32 => format!("u32(clamp({}, 0, 255))", int_binary(b, "i32(a)", "i32(b)")),
+    }
+}
+
+fn int_binary(b: BinaryOp, a: &str, c: &str) -> String {
+    match b {
+        BinaryOp::Add => format!("{a} + {c}"),
+        BinaryOp::Sub => format!("{a} - {c}"),
+        BinaryOp::Mul => format!("{a} * {c}"),
+        BinaryOp::Div => format!("select({a} / {c}, 0, {c} == 0)"),
+        BinaryOp::Pow => format!("i32(pow_f(f32({a}), f32({c})))"),
+        BinaryOp::Max => format!("max({a}, {c})"),
+        _ => format!("min({a}, {c})"),
+    }
+}
+
+fn cast_expr(from: DType, to: DType) -> String {
+    let (fe, te) = (Elem::of(from), Elem::of(to));
+    match (fe, to) {
+        (_, DType::Bool) => match fe {
+            Elem::F32 => "select(0u, 1u, x != 0.0)".into(),
+            Elem::I32 => "select(0u, 1u, x != 0)".into(),
+            Elem::U32 => "select(0u, 1u, x != 0u)".into(),
+        },
+        (Elem::F32, DType::U8) => "u32(clamp(x, 0.0, 255.0))".into(),
+        (Elem::I32, DType::U8) => "u32(clamp(x, 0, 255))".into(),
+        (Elem::U32, DType::U8) => "min(x, 255u)".into(),
+        _ if fe == te => "x".into(),
+        _ => format!("{}(x)", te.wgsl()),
+    }
+}
+
+/// A strided view: per dim a stride (may be 0 or negative) and a start offset, in elements.
+#[derive(Clone, Debug, PartialEq)]
+struct View {
+    strides: Vec<i64>,
+    offset: i64,
+}
+
+impl View {
+    fn contiguous(s: &Shape) -> View {
+        View { strides: s.strides().iter().map(|&x| x as i64).collect(), offset: 0 }
+    }
+}
+
+/// The view that reads `s` broadcast to `target`.
+fn strided(s: &Shape, target: &Shape) -> View {
+    View { strides: s.broadcast_strides(target).iter().map(|&x| x as i64).collect(), offset: 0 }
+}
+
+/// `[n, rank, dims.., (strides.., offset) per view]`.
+fn view_meta(dims: &Shape, views: &[View]) -> Vec<u32> {
+    let mut m = vec![dims.numel() as u32, dims.rank() as u32];
+    m.extend(dims.0.iter().map(|&d| d as u32));
+    for v in views {
+        m.extend(v.strides.iter().map(|&s| s as i32 as u32));
+        m.push(v.offset as i32 as u32);
+    }
+    m
+}
+
+fn copy_kernel(dims: &Shape, src: View, dst: View, dt: DType, input: usize, output: usize, opts: &LowerOptions) -> Result<Kernel, Error> {
+    let meta = view_meta(dims, &[src, dst]);
+    let vals = [("ty", Elem::of(dt).wgsl().to_string())];
+    kernel("copy", COPY, &vals, vec![Buf::In(input), Buf::Out(output)], meta, dims.numel(), opts)
+}
+
+fn reduce_kernel(r: ReduceOp, dt: DType, dims: &[usize], axes: &[usize], opts: &LowerOptions) -> Result<Kernel, Error> {
+    let strides = contiguous_strides(dims);
+    let kept: Vec<usize> = (0..dims.len()).filter(|d| !axes.contains(d)).collect();
+    let n_out: usize = kept.iter().map(|&d| dims[d]).product();
+    let count: usize = axes.iter().map(|&d| dims[d]).product();
+    let mut meta = vec![n_out as u32, count as u32, kept.len() as u32, axes.len() as u32];
+    meta.extend(kept.iter().map(|&d| dims[d] as u32));
+    meta.extend(kept.iter().map(|&d| strides[d] as u32));
+    meta.extend(axes.iter().map(|&d| dims[d] as u32));
+    meta.extend(axes.iter().map(|&d| strides[d] as u32));
+    let e = Elem::of(dt);
+    let float = e == Elem::F32;
+    let acc_ty = if float { "f32" } else { "i32" };
+    let init = match (r, float) {
+        (ReduceOp::Sum | ReduceOp::Mean, true) => "0.0",
+        (ReduceOp::Sum | ReduceOp::Mean, false) => "0",
+        (ReduceOp::Max, true) => NEG_INF,
+        (ReduceOp::Max, false) => "-2147483647 - 1",
+        (ReduceOp::Min, true) => POS_INF,
+        (ReduceOp::Min, false) => "2147483647",
+    };
+    let combine = match (r, float) {
+        (ReduceOp::Sum | ReduceOp::Mean, _) => "acc + v",
+        (ReduceOp::Max, true) => "max_nan(acc, v)",
+        (ReduceOp::Min, true) => "min_nan(acc, v)",
+        (ReduceOp::Max, false) => "max(acc, v)",
+        (ReduceOp::Min, false) => "min(acc, v)",
+    };
+    let value = match (r, float) {
+        (ReduceOp::Mean, true) => "acc / f32(count)",
+        (ReduceOp::Mean, false) => "select(acc / i32(count), 0, count == 0u)",
+        _ => "acc",
+    };
+    let finish = match e {
+        Elem::U32 => format!("u32(clamp({value}, 0, 255))"),
+        _ => value.to_string(),
+    };
+    let vals = [
+        ("ty", e.wgsl().to_string()),
+        ("acc_ty", acc_ty.to_string()),
+        ("init", init.to_string()),
+        ("combine", combine.to_string()),
+        ("finish", finish),
+    ];
+    kernel(r.name().to_lowercase().as_str(), REDUCE, &vals, vec![Buf::In(0), Buf::Out(0)], meta, n_out, opts)
+}
+
+fn matmul_kernel(p: &MatmulProblem, v: MatmulVariant, opts: &LowerOptions) -> Result<Kernel, Error> {
+    if !v.supports(p) {
+        return Err(Error::Unsupported(format!("{} does not support this matmul layout", v.name())));
+    }
+    let batch = p.offsets.len();
+    let (tiles_m, tiles_n, wgs) = match v.tile() {
+        None => (0, 0, (batch * p.m * p.n).div_ceil(256)),
+        Some((tm, tn)) => {
+            let (a, b) = (p.m.div_ceil(tm as usize), p.n.div_ceil(tn as usize));
+            (a, b, a * b * batch)
+        }
+    };
+    let mut meta = vec![
+        p.m as u32,
+        p.n as u32,
+        p.k as u32,
+        batch as u32,
+        p.alpha.to_bits(),
+        p.beta.to_bits(),
+        p.has_bias as u32,
+        p.a_sm as u32,
+        p.a_sk as u32,
+        p.b_sk as u32,
+        p.b_sn as u32,
+        p.c_sm as u32,
+        p.c_sn as u32,
+        tiles_n as u32,
+        tiles_m as u32,
+    ];
+    for o in &p.offsets {
+        meta.extend(o.iter().map(|&x| x as u32));
+    }
+    let body = match v {
+        MatmulVariant::Naive => MATMUL_NAIVE,
+        MatmulVariant::Rb4 => MATMUL_RB4,
+        MatmulVariant::Rb8V4 => MATMUL_RB8V4,
+        MatmulVariant::Rb4V4K => MATMUL_RB4V4K,
+        MatmulVariant::Tiled => MATMUL_TILED,
+    };
+    let vals: Vec<(&str, String)> = match v {
+        MatmulVariant::Rb8V4 => vec![("wg_x", "8".into()), ("wg_y", "8".into()), ("tile_m", "64".into()), ("tile_n", "64".into())],
+        MatmulVariant::Rb4V4K => vec![("wg_x", "8".into()), ("wg_y", "8".into()), ("tile_m", "32".into()), ("tile_n", "64".into())],
+        _ => vec![],
+    };
+    let wgsl = module(v.name(), &[MATMUL_COMMON, body], &vals)?;
+    let empty = p.m == 0 || p.n == 0 || batch == 0;
+    let workgroups = if empty { [0, 0, 0] } else { grid(wgs as u64, opts)? };
+    let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
+    Ok(Kernel { name: v.name().into(), wgsl, bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], meta, workgroups })
+}
+
+/// Prelude + template parts, filled.
+fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Result<String, Error> {
+    let mut src = String::from(PRELUDE);
+    for p in parts {
+        src.push('\n');
+        src.push_str(p);
+    }
+    render(name, &src, vals)
+}
+
+/// A kernel of 256-invocation workgroups over `threads` invocations.
+fn kernel(
+    name: &str,
+    template: &str,
+    vals: &[(&str, String)],
+    bindings: Vec<Buf>,
+    meta: Vec<u32>,
+    threads: usize,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let wgsl = module(name, &[template], vals)?;
+    let workgroups = if threads == 0 { [0, 0, 0] } else { grid(threads.div_ceil(256) as u64, opts)? };
+    Ok(Kernel { name: name.to_string(), wgsl, bindings, meta, workgroups })
+}
+
+/// Spread `n` workgroups over x and y so neither exceeds the per-dimension limit.
+pub fn grid(n: u64, opts: &LowerOptions) -> Result<[u32; 3], Error> {
+    let lim = opts.max_workgroups_per_dim.max(1) as u64;
+    let x = n.min(lim);
+    let y = n.div_ceil(x.max(1));
+    if y > lim {
+        return Err(Error::Limit(format!("{n} workgroups exceed {lim} x {lim}")));
+    }
+    Ok([x as u32, y as u32, 1])
+}

@@ -1,0 +1,26 @@
+// Matmul, one output per invocation (a reference point and the fallback for tiny shapes).
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> bm: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = flat_index(wg, nwg, li);
+    let mm = params[0];
+    let nn = params[1];
+    if (i >= mm * nn * params[3]) {
+        return;
+    }
+    let n = i % nn;
+    let m = (i / nn) % mm;
+    let b = i / (nn * mm);
+    let kk = params[2];
+    var pa = off_a(b) + m * params[7];
+    var pb = off_b(b) + n * params[10];
+    var acc = 0.0;
+    for (var k = 0u; k < kk; k = k + 1u) {
+        acc = acc + a[pa] * bm[pb];
+        pa = pa + params[8];
+        pb = pb + params[9];
+    }
+    store(b, m, n, acc);
+}

@@ -1,0 +1,46 @@
+// Matmul, register-blocked and barrier-free: each invocation computes a 4x4 block with scalar,
+// strided loads (any layout). Workgroup 8x8, tile 32x32.
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> bm: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let t = tile_of(wg, nwg, 32u, 32u);
+    if (!t.valid) {
+        return;
+    }
+    let mm = params[0];
+    let nn = params[1];
+    let kk = params[2];
+    let m0 = t.m0 + (li / 8u) * 4u;
+    let n0 = t.n0 + (li % 8u) * 4u;
+    let a_sm = params[7];
+    let a_sk = params[8];
+    let b_sk = params[9];
+    let b_sn = params[10];
+    var ra: array<u32, 4>;
+    var rb: array<u32, 4>;
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        ra[r] = off_a(t.b) + min(m0 + r, mm - 1u) * a_sm;
+        rb[r] = off_b(t.b) + min(n0 + r, nn - 1u) * b_sn;
+    }
+    var acc: array<array<f32, 4>, 4>;
+    for (var k = 0u; k < kk; k = k + 1u) {
+        var av: array<f32, 4>;
+        var bv: array<f32, 4>;
+        for (var r = 0u; r < 4u; r = r + 1u) {
+            av[r] = a[ra[r] + k * a_sk];
+            bv[r] = bm[rb[r] + k * b_sk];
+        }
+        for (var r = 0u; r < 4u; r = r + 1u) {
+            for (var c = 0u; c < 4u; c = c + 1u) {
+                acc[r][c] = fma(av[r], bv[c], acc[r][c]);
+            }
+        }
+    }
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            store(t.b, m0 + r, n0 + c, acc[r][c]);
+        }
+    }
+}

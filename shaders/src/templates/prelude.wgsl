@@ -1,0 +1,84 @@
+// Shared helpers, prepended to every generated module.
+// Shapes and strides travel in `params` (a read-only u32 array), so one pipeline serves every shape.
+
+const WG: u32 = 256u;
+
+// Flat invocation index over a 2-D grid of workgroups (dispatches over 65,535 per dimension
+// wrap into y).
+fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x) * WG + li;
+}
+
+// Offset of flat output index `i` in a strided view described at `params[base..]`:
+// params[1] = rank, params[2..2+rank] = output dims, params[base..base+rank] = strides (i32, may be
+// 0 for broadcast or negative for reversed slices), params[base+rank] = start offset.
+fn view_offset(i: u32, base: u32) -> u32 {
+    let rank = params[1];
+    var rem = i;
+    var off = i32(params[base + rank]);
+    for (var d = i32(rank) - 1; d >= 0; d = d - 1) {
+        let dim = params[2u + u32(d)];
+        let c = rem % dim;
+        rem = rem / dim;
+        off = off + i32(c) * bitcast<i32>(params[base + u32(d)]);
+    }
+    return u32(off);
+}
+
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn max_nan(a: f32, b: f32) -> f32 {
+    if (is_nan(a) || is_nan(b)) {
+        return bitcast<f32>(0x7fc00000u);
+    }
+    return max(a, b);
+}
+
+fn min_nan(a: f32, b: f32) -> f32 {
+    if (is_nan(a) || is_nan(b)) {
+        return bitcast<f32>(0x7fc00000u);
+    }
+    return min(a, b);
+}
+
+// erf, Abramowitz & Stegun 7.1.26 refined (max abs error about 1.5e-7).
+fn erf_f(x: f32) -> f32 {
+    let s = sign(x);
+    let a = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+    return s * y;
+}
+
+fn tanh_f(x: f32) -> f32 {
+    return tanh(clamp(x, -20.0, 20.0));
+}
+
+fn sigmoid_f(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// pow with the real-valued result for a negative base and an integral exponent.
+fn pow_f(a: f32, b: f32) -> f32 {
+    if (b == 0.0) {
+        return 1.0;
+    }
+    if (a == 0.0) {
+        if (b > 0.0) {
+            return 0.0;
+        }
+        return bitcast<f32>(0x7f800000u);
+    }
+    let r = exp2(b * log2(abs(a)));
+    if (a < 0.0) {
+        if (b != floor(b)) {
+            return bitcast<f32>(0x7fc00000u);
+        }
+        if (abs(b % 2.0) == 1.0) {
+            return -r;
+        }
+    }
+    return r;
+}

@@ -1,0 +1,15 @@
+// One input, one output, elementwise; the input is read through a strided (broadcast) view.
+// params: [n, rank, dims.., in0 strides.., in0 offset]
+@group(0) @binding(0) var<storage, read> in0: array<{{in_ty}}>;
+@group(0) @binding(1) var<storage, read_write> out0: array<{{out_ty}}>;
+@group(0) @binding(2) var<storage, read> params: array<u32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = flat_index(wg, nwg, li);
+    if (i >= params[0]) {
+        return;
+    }
+    let x = in0[view_offset(i, 2u + params[1])];
+    out0[i] = {{expr}};
+}
