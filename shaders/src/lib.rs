@@ -3,7 +3,7 @@
 //! Every op lowers to zero or more [`Kernel`]s: a WGSL module made from a template in
 //! `src/templates/*.wgsl` (filled by [`template::render`], never by string surgery), the buffers
 //! it binds, a `params` array of u32 with the shapes and strides, and a dispatch size. Shapes
-//! travel in `meta`, not in the WGSL text, so one pipeline serves every shape of an op.
+//! travel in `params`, not in the WGSL text, so one pipeline serves every shape of an op.
 //! Every generated module is validated with naga ([`validate`]); nothing here needs a device.
 //!
 //! Storage on the device: f32 and f16 tensors live as f32, i32 and i64 as i32, u8 and bool as
@@ -72,7 +72,7 @@ pub struct Kernel {
     pub name: String,
     pub wgsl: String,
     pub bindings: Vec<Buf>,
-    pub meta: Vec<u32>,
+    pub params: Vec<u32>,
     pub workgroups: [u32; 3],
 }
 

@@ -249,8 +249,8 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
                 ("out_ty", Elem::of(out_dt).wgsl().to_string()),
                 ("expr", unary_expr(*u, dt)?),
             ];
-            let meta = view_meta(&out_shape, &[strided(ins[0].1, &out_shape)]);
-            k(vec![kernel("unary", UNARY, &vals, vec![Buf::In(0), Buf::Out(0)], meta, n, opts)?])
+            let params = view_params(&out_shape, &[strided(ins[0].1, &out_shape)]);
+            k(vec![kernel("unary", UNARY, &vals, vec![Buf::In(0), Buf::Out(0)], params, n, opts)?])
         }
         Op::Cast { to } => {
             let from = ins[0].0;
@@ -259,8 +259,8 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
                 ("out_ty", Elem::of(*to).wgsl().to_string()),
                 ("expr", cast_expr(from, *to)),
             ];
-            let meta = view_meta(&out_shape, &[strided(ins[0].1, &out_shape)]);
-            k(vec![kernel("cast", UNARY, &vals, vec![Buf::In(0), Buf::Out(0)], meta, n, opts)?])
+            let params = view_params(&out_shape, &[strided(ins[0].1, &out_shape)]);
+            k(vec![kernel("cast", UNARY, &vals, vec![Buf::In(0), Buf::Out(0)], params, n, opts)?])
         }
         Op::Binary(b) => {
             let dt = ins[0].0;
@@ -269,14 +269,14 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
                 ("out_ty", Elem::of(out_dt).wgsl().to_string()),
                 ("expr", binary_expr(*b, dt)),
             ];
-            let meta = view_meta(&out_shape, &[strided(ins[0].1, &out_shape), strided(ins[1].1, &out_shape)]);
-            k(vec![kernel("binary", BINARY, &vals, vec![Buf::In(0), Buf::In(1), Buf::Out(0)], meta, n, opts)?])
+            let params = view_params(&out_shape, &[strided(ins[0].1, &out_shape), strided(ins[1].1, &out_shape)]);
+            k(vec![kernel("binary", BINARY, &vals, vec![Buf::In(0), Buf::In(1), Buf::Out(0)], params, n, opts)?])
         }
         Op::Where => {
             let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
             let views: Vec<View> = ins.iter().map(|i| strided(i.1, &out_shape)).collect();
-            let meta = view_meta(&out_shape, &views);
-            k(vec![kernel("where", WHERE, &vals, vec![Buf::In(0), Buf::In(1), Buf::In(2), Buf::Out(0)], meta, n, opts)?])
+            let params = view_params(&out_shape, &views);
+            k(vec![kernel("where", WHERE, &vals, vec![Buf::In(0), Buf::In(1), Buf::In(2), Buf::Out(0)], params, n, opts)?])
         }
         Op::Transpose { perm } => {
             let s = ins[0].1.strides();
@@ -320,23 +320,23 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
         Op::BatchNorm { epsilon } => {
             let d = &ins[0].1 .0;
             let inner: usize = d[2..].iter().product();
-            let meta = vec![n as u32, d[1] as u32, inner.max(1) as u32, epsilon.to_bits()];
+            let params = vec![n as u32, d[1] as u32, inner.max(1) as u32, epsilon.to_bits()];
             let binds = vec![Buf::In(0), Buf::In(1), Buf::In(2), Buf::In(3), Buf::In(4), Buf::Out(0)];
-            k(vec![kernel("batchnorm", BATCHNORM, &[], binds, meta, n, opts)?])
+            k(vec![kernel("batchnorm", BATCHNORM, &[], binds, params, n, opts)?])
         }
         Op::Softmax { axis } => {
             let (outer, len, inner) = sfumato_core::interp::split_at_axis(&out_shape.0, *axis);
             let rows = outer * inner;
-            let meta = vec![rows as u32, len as u32, inner.max(1) as u32];
-            k(vec![kernel("softmax", SOFTMAX, &[], vec![Buf::In(0), Buf::Out(0)], meta, rows, opts)?])
+            let params = vec![rows as u32, len as u32, inner.max(1) as u32];
+            k(vec![kernel("softmax", SOFTMAX, &[], vec![Buf::In(0), Buf::Out(0)], params, rows, opts)?])
         }
         Op::LayerNorm { axis, epsilon } => {
             let len: usize = out_shape.0[*axis..].iter().product();
             let rows = if len == 0 { 0 } else { n / len };
             let has_bias = ins.len() == 3;
-            let meta = vec![rows as u32, len as u32, epsilon.to_bits(), has_bias as u32];
+            let params = vec![rows as u32, len as u32, epsilon.to_bits(), has_bias as u32];
             let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
-            k(vec![kernel("layernorm", LAYERNORM, &[], vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], meta, rows, opts)?])
+            k(vec![kernel("layernorm", LAYERNORM, &[], vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], params, rows, opts)?])
         }
         Op::Reduce { op: r, axes, .. } => k(vec![reduce_kernel(*r, ins[0].0, &ins[0].1 .0, axes, opts)?]),
         Op::GlobalAvgPool => {
@@ -346,7 +346,7 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
         Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
             let is_max = matches!(op, Op::MaxPool2d(_));
             let x = &ins[0].1 .0;
-            let meta = vec![
+            let params = vec![
                 n as u32,
                 x[2] as u32,
                 x[3] as u32,
@@ -372,7 +372,7 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
                 ]
             };
             let name = if is_max { "maxpool2d" } else { "avgpool2d" };
-            k(vec![kernel(name, POOL2D, &vals, vec![Buf::In(0), Buf::Out(0)], meta, n, opts)?])
+            k(vec![kernel(name, POOL2D, &vals, vec![Buf::In(0), Buf::Out(0)], params, n, opts)?])
         }
         Op::Conv2d(c) => {
             let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
@@ -380,7 +380,7 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
             let cog = w[0] / c.groups;
             let (bx, bo) = (ow.div_ceil(4), cog.div_ceil(4));
             let has_bias = ins.len() == 3;
-            let meta = vec![
+            let params = vec![
                 x[0] as u32,
                 x[1] as u32,
                 x[2] as u32,
@@ -407,12 +407,12 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
             let wgsl = module("conv2d", &[CONV2D], &[])?;
             let workgroups = grid(threads.div_ceil(64) as u64, opts)?;
             let workgroups = if n == 0 { [0, 0, 0] } else { workgroups };
-            k(vec![Kernel { name: "conv2d".into(), wgsl, bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], meta, workgroups }])
+            k(vec![Kernel { name: "conv2d".into(), wgsl, bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], params, workgroups }])
         }
         Op::ConvTranspose2d(c) => {
             let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
             let has_bias = ins.len() == 3;
-            let meta = vec![
+            let params = vec![
                 n as u32,
                 x[1] as u32,
                 x[2] as u32,
@@ -434,19 +434,19 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
             ];
             let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
             let binds = vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)];
-            k(vec![kernel("conv_transpose2d", CONV_TRANSPOSE2D, &[], binds, meta, n, opts)?])
+            k(vec![kernel("conv_transpose2d", CONV_TRANSPOSE2D, &[], binds, params, n, opts)?])
         }
         Op::Gather { axis } => {
             let x = &ins[0].1 .0;
             let (_, len, inner) = sfumato_core::interp::split_at_axis(x, *axis);
             let count = ins[1].1.numel();
-            let meta = vec![n as u32, count.max(1) as u32, len as u32, inner.max(1) as u32];
+            let params = vec![n as u32, count.max(1) as u32, len as u32, inner.max(1) as u32];
             let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
-            k(vec![kernel("gather", GATHER, &vals, vec![Buf::In(0), Buf::In(1), Buf::Out(0)], meta, n, opts)?])
+            k(vec![kernel("gather", GATHER, &vals, vec![Buf::In(0), Buf::In(1), Buf::Out(0)], params, n, opts)?])
         }
         Op::Resize { mode, coord, size } => {
             let x = &ins[0].1 .0;
-            let meta = vec![
+            let params = vec![
                 n as u32,
                 x[2] as u32,
                 x[3] as u32,
@@ -459,24 +459,24 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
                     CoordTransform::Asymmetric => 2,
                 },
             ];
-            k(vec![kernel("resize", RESIZE, &[], vec![Buf::In(0), Buf::Out(0)], meta, n, opts)?])
+            k(vec![kernel("resize", RESIZE, &[], vec![Buf::In(0), Buf::Out(0)], params, n, opts)?])
         }
         Op::Pad { pads, mode } => {
             let x = ins[0].1;
-            let mut meta = vec![n as u32, x.rank() as u32];
-            meta.extend(out_shape.0.iter().map(|&d| d as u32));
-            meta.extend(x.0.iter().map(|&d| d as u32));
-            meta.extend(x.strides().iter().map(|&d| d as u32));
-            meta.extend(pads.iter().map(|p| p[0] as u32));
+            let mut params = vec![n as u32, x.rank() as u32];
+            params.extend(out_shape.0.iter().map(|&d| d as u32));
+            params.extend(x.0.iter().map(|&d| d as u32));
+            params.extend(x.strides().iter().map(|&d| d as u32));
+            params.extend(pads.iter().map(|p| p[0] as u32));
             let (m, value) = match mode {
                 PadMode::Constant(v) => (0, constant_bits(*v, out_dt)),
                 PadMode::Reflect => (1, 0),
                 PadMode::Edge => (2, 0),
             };
-            meta.push(m);
-            meta.push(value);
+            params.push(m);
+            params.push(value);
             let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
-            k(vec![kernel("pad", PAD, &vals, vec![Buf::In(0), Buf::Out(0)], meta, n, opts)?])
+            k(vec![kernel("pad", PAD, &vals, vec![Buf::In(0), Buf::Out(0)], params, n, opts)?])
         }
     }
 }
@@ -611,7 +611,7 @@ fn strided(s: &Shape, target: &Shape) -> View {
 }
 
 /// `[n, rank, dims.., (strides.., offset) per view]`.
-fn view_meta(dims: &Shape, views: &[View]) -> Vec<u32> {
+fn view_params(dims: &Shape, views: &[View]) -> Vec<u32> {
     let mut m = vec![dims.numel() as u32, dims.rank() as u32];
     m.extend(dims.0.iter().map(|&d| d as u32));
     for v in views {
@@ -622,9 +622,9 @@ fn view_meta(dims: &Shape, views: &[View]) -> Vec<u32> {
 }
 
 fn copy_kernel(dims: &Shape, src: View, dst: View, dt: DType, input: usize, output: usize, opts: &LowerOptions) -> Result<Kernel, Error> {
-    let meta = view_meta(dims, &[src, dst]);
+    let params = view_params(dims, &[src, dst]);
     let vals = [("ty", Elem::of(dt).wgsl().to_string())];
-    kernel("copy", COPY, &vals, vec![Buf::In(input), Buf::Out(output)], meta, dims.numel(), opts)
+    kernel("copy", COPY, &vals, vec![Buf::In(input), Buf::Out(output)], params, dims.numel(), opts)
 }
 
 fn reduce_kernel(r: ReduceOp, dt: DType, dims: &[usize], axes: &[usize], opts: &LowerOptions) -> Result<Kernel, Error> {
@@ -632,11 +632,11 @@ fn reduce_kernel(r: ReduceOp, dt: DType, dims: &[usize], axes: &[usize], opts: &
     let kept: Vec<usize> = (0..dims.len()).filter(|d| !axes.contains(d)).collect();
     let n_out: usize = kept.iter().map(|&d| dims[d]).product();
     let count: usize = axes.iter().map(|&d| dims[d]).product();
-    let mut meta = vec![n_out as u32, count as u32, kept.len() as u32, axes.len() as u32];
-    meta.extend(kept.iter().map(|&d| dims[d] as u32));
-    meta.extend(kept.iter().map(|&d| strides[d] as u32));
-    meta.extend(axes.iter().map(|&d| dims[d] as u32));
-    meta.extend(axes.iter().map(|&d| strides[d] as u32));
+    let mut params = vec![n_out as u32, count as u32, kept.len() as u32, axes.len() as u32];
+    params.extend(kept.iter().map(|&d| dims[d] as u32));
+    params.extend(kept.iter().map(|&d| strides[d] as u32));
+    params.extend(axes.iter().map(|&d| dims[d] as u32));
+    params.extend(axes.iter().map(|&d| strides[d] as u32));
     let e = Elem::of(dt);
     let float = e == Elem::F32;
     let acc_ty = if float { "f32" } else { "i32" };
@@ -671,10 +671,10 @@ fn reduce_kernel(r: ReduceOp, dt: DType, dims: &[usize], axes: &[usize], opts: &
         ("combine", combine.to_string()),
         ("finish", finish),
     ];
-    kernel(r.name().to_lowercase().as_str(), REDUCE, &vals, vec![Buf::In(0), Buf::Out(0)], meta, n_out, opts)
+    kernel(r.name().to_lowercase().as_str(), REDUCE, &vals, vec![Buf::In(0), Buf::Out(0)], params, n_out, opts)
 }
 
-fn matmul_kernel(p: &MatmulProblem, v: MatmulVariant, opts: &LowerOptions) -> Result<Kernel, Error> {
+pub fn matmul_kernel(p: &MatmulProblem, v: MatmulVariant, opts: &LowerOptions) -> Result<Kernel, Error> {
     if !v.supports(p) {
         return Err(Error::Unsupported(format!("{} does not support this matmul layout", v.name())));
     }
@@ -686,7 +686,7 @@ fn matmul_kernel(p: &MatmulProblem, v: MatmulVariant, opts: &LowerOptions) -> Re
             (a, b, a * b * batch)
         }
     };
-    let mut meta = vec![
+    let mut params = vec![
         p.m as u32,
         p.n as u32,
         p.k as u32,
@@ -704,7 +704,7 @@ fn matmul_kernel(p: &MatmulProblem, v: MatmulVariant, opts: &LowerOptions) -> Re
         tiles_m as u32,
     ];
     for o in &p.offsets {
-        meta.extend(o.iter().map(|&x| x as u32));
+        params.extend(o.iter().map(|&x| x as u32));
     }
     let body = match v {
         MatmulVariant::Naive => MATMUL_NAIVE,
@@ -722,7 +722,7 @@ fn matmul_kernel(p: &MatmulProblem, v: MatmulVariant, opts: &LowerOptions) -> Re
     let empty = p.m == 0 || p.n == 0 || batch == 0;
     let workgroups = if empty { [0, 0, 0] } else { grid(wgs as u64, opts)? };
     let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
-    Ok(Kernel { name: v.name().into(), wgsl, bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], meta, workgroups })
+    Ok(Kernel { name: v.name().into(), wgsl, bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], params, workgroups })
 }
 
 /// Prelude + template parts, filled.
@@ -741,13 +741,13 @@ fn kernel(
     template: &str,
     vals: &[(&str, String)],
     bindings: Vec<Buf>,
-    meta: Vec<u32>,
+    params: Vec<u32>,
     threads: usize,
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
     let wgsl = module(name, &[template], vals)?;
     let workgroups = if threads == 0 { [0, 0, 0] } else { grid(threads.div_ceil(256) as u64, opts)? };
-    Ok(Kernel { name: name.to_string(), wgsl, bindings, meta, workgroups })
+    Ok(Kernel { name: name.to_string(), wgsl, bindings, params, workgroups })
 }
 
 /// Spread `n` workgroups over x and y so neither exceeds the per-dimension limit.

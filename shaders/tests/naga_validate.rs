@@ -156,7 +156,7 @@ fn snapshot_of(op: Op, ins: &[(DType, Shape)], opts: &LowerOptions) -> String {
     let k = &ks[0];
     // The shared prelude is snapshotted once, on its own.
     let body = k.wgsl.split_once("\n@group").map(|(_, b)| format!("@group{b}")).unwrap_or_else(|| k.wgsl.clone());
-    format!("kernel: {}\nbindings: {:?}\nmeta: {:?}\nworkgroups: {:?}\n---\n{body}", k.name, k.bindings, k.meta, k.workgroups)
+    format!("kernel: {}\nbindings: {:?}\nmeta: {:?}\nworkgroups: {:?}\n---\n{body}", k.name, k.bindings, k.params, k.workgroups)
 }
 
 #[test]

@@ -1,0 +1,105 @@
+//! Adapter discovery and choice.
+
+use serde::Serialize;
+
+/// What `sfumato devices` prints about an adapter.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub timestamp_query: bool,
+    pub shader_f16: bool,
+}
+
+impl AdapterSummary {
+    pub fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let l = adapter.limits();
+        let f = adapter.features();
+        AdapterSummary {
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver,
+            driver_info: info.driver_info,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+            max_buffer_size: l.max_buffer_size,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            shader_f16: f.contains(wgpu::Features::SHADER_F16),
+        }
+    }
+}
+
+pub(crate) fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env())
+}
+
+/// Every adapter wgpu can see on this machine.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all())).iter().map(AdapterSummary::of).collect()
+}
+
+/// How much we prefer an adapter type: discrete GPUs first, CPU adapters last.
+fn rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Pick an adapter: the first whose name, backend or type contains `wanted` (case-insensitive),
+/// else the most preferred type.
+pub(crate) fn choose(inst: &wgpu::Instance, wanted: Option<&str>) -> Result<wgpu::Adapter, String> {
+    let mut adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+    if adapters.is_empty() {
+        return Err(NO_ADAPTER.to_string());
+    }
+    if let Some(w) = wanted.filter(|w| !w.is_empty()) {
+        let w = w.to_lowercase();
+        let pos = adapters.iter().position(|a| {
+            let i = a.get_info();
+            i.name.to_lowercase().contains(&w)
+                || format!("{:?}", i.backend).to_lowercase().contains(&w)
+                || format!("{:?}", i.device_type).to_lowercase().contains(&w)
+        });
+        return match pos {
+            Some(p) => Ok(adapters.swap_remove(p)),
+            None => Err(format!(
+                "SFUMATO_ADAPTER={w} matches none of: {}",
+                adapters.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ")
+            )),
+        };
+    }
+    adapters.sort_by_key(|a| rank(a.get_info().device_type));
+    Ok(adapters.swap_remove(0))
+}
+
+/// What to tell a user with no adapter.
+pub const NO_ADAPTER: &str = "no WebGPU adapter found. Install a Vulkan driver: on Debian/Ubuntu \
+`apt-get install mesa-vulkan-drivers` gives a CPU adapter (lavapipe) that runs everything, slowly; \
+with a GPU, install its vendor's Vulkan driver";
+
+/// The host CPU's model name (lavapipe reports one adapter name on very different CPUs).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}

@@ -1,0 +1,665 @@
+//! sfumato-wgpu: the WebGPU device.
+//!
+//! [`WgpuDevice`] runs a whole [`Graph`] in one queue submission: it lowers every node to WGSL
+//! kernels (sfumato-shaders), caches pipelines by their WGSL text, uploads constants once per
+//! graph, takes intermediate buffers from a pool and gives each back after its last reader
+//! (so peak memory follows the live set), dispatches, reads the outputs back and fills a
+//! [`Profile`] from timestamp queries (wall clock per dispatch where the adapter has none).
+//! Matmul kernels are chosen per adapter and shape class by measurement ([`autotune`]).
+//!
+//! Device limits: a tensor over `max_storage_buffer_binding_size` is refused with an error that
+//! names the node, op and shapes; dispatches over 65,535 workgroups per dimension wrap into y.
+
+pub mod adapter;
+pub mod autotune;
+mod convert;
+
+pub use adapter::{cpu_model, list_adapters, AdapterSummary, NO_ADAPTER};
+use sfumato_core::device::{check_inputs, OpTiming, Profile, RunOutput, TimingSource};
+use sfumato_core::{DType, Device, Error, Graph, Op, Result, Shape, Tensor, ValueId};
+use sfumato_shaders::{lower, matmul_problem, Buf, Kernel, LowerOptions, Lowered, MatmulProblem, MatmulVariant};
+use std::collections::HashMap;
+use std::sync::Arc as Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wgpu::util::DeviceExt;
+
+/// How to open the device. `Default` reads the environment: `SFUMATO_ADAPTER` (a substring of
+/// the adapter name, backend or type), `SFUMATO_AUTOTUNE=0` (off), `SFUMATO_MATMUL=<variant>`.
+#[derive(Clone, Debug)]
+pub struct DeviceOptions {
+    pub adapter: Option<String>,
+    /// Measure matmul variants and cache the winner (else take the first candidate).
+    pub autotune: bool,
+    /// Force one matmul variant where it supports the layout.
+    pub matmul: Option<MatmulVariant>,
+    /// Where the autotune cache lives (`None`: kept in memory only).
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        DeviceOptions {
+            adapter: std::env::var("SFUMATO_ADAPTER").ok(),
+            autotune: std::env::var("SFUMATO_AUTOTUNE").map(|v| v != "0").unwrap_or(true),
+            matmul: std::env::var("SFUMATO_MATMUL").ok().and_then(|v| MatmulVariant::from_name(&v)),
+            cache_dir: autotune::default_cache_dir(),
+        }
+    }
+}
+
+/// A lowered node, ready to dispatch.
+struct Step {
+    node: usize,
+    lowered: Lowered,
+}
+
+/// What a device keeps per graph: the lowered plan and the uploaded constants.
+struct Prepared {
+    fingerprint: (u64, usize, Vec<ValueId>),
+    steps: Vec<Step>,
+    consts: HashMap<ValueId, Rc<wgpu::Buffer>>,
+}
+
+/// The WebGPU device.
+pub struct WgpuDevice {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    summary: AdapterSummary,
+    adapter_key: String,
+    is_cpu: bool,
+    limits: wgpu::Limits,
+    timestamps: bool,
+    opts: DeviceOptions,
+    pipelines: HashMap<String, Rc<wgpu::ComputePipeline>>,
+    pool: Vec<(u64, Rc<wgpu::Buffer>)>,
+    prepared: Vec<Prepared>,
+    tune: autotune::TuneCache,
+    /// Matmul variant chosen per shape class in this process.
+    chosen: HashMap<String, MatmulVariant>,
+}
+
+const POOL_MAX: usize = 64;
+const PREPARED_MAX: usize = 4;
+
+/// Bytes a binding of a tensor of `bytes` takes: at least 16, a multiple of 16 (vec4 views).
+fn binding_size(bytes: u64) -> u64 {
+    bytes.max(16).div_ceil(16) * 16
+}
+
+impl WgpuDevice {
+    /// Open the preferred adapter (see [`DeviceOptions`]).
+    pub fn new(opts: DeviceOptions) -> Result<Self> {
+        let inst = adapter::instance();
+        let adapter = adapter::choose(&inst, opts.adapter.as_deref()).map_err(Error::Device)?;
+        let summary = AdapterSummary::of(&adapter);
+        let info = adapter.get_info();
+        let is_cpu = info.device_type == wgpu::DeviceType::Cpu;
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let mut features = wgpu::Features::empty();
+        if timestamps {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("sfumato"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Device(format!("could not open {}: {e}", info.name)))?;
+        let mut adapter_key = format!("{} | {:?} | {} | {}", info.name, info.backend, info.driver, info.driver_info);
+        if is_cpu {
+            adapter_key += &format!(" | cpu {}", cpu_model());
+        }
+        Ok(WgpuDevice {
+            device,
+            queue,
+            summary,
+            adapter_key,
+            is_cpu,
+            limits,
+            timestamps,
+            tune: autotune::TuneCache::load(opts.cache_dir.clone()),
+            opts,
+            pipelines: HashMap::new(),
+            pool: Vec::new(),
+            prepared: Vec::new(),
+            chosen: HashMap::new(),
+        })
+    }
+
+    /// The adapter this device runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// Whether per-dispatch times come from GPU timestamps.
+    pub fn has_timestamps(&self) -> bool {
+        self.timestamps
+    }
+
+    /// Force one matmul variant (where it supports the layout), or go back to autotuning.
+    pub fn set_matmul_variant(&mut self, v: Option<MatmulVariant>) {
+        self.opts.matmul = v;
+        self.chosen.clear();
+        self.prepared.clear();
+    }
+
+    /// The matmul variant this device uses for a problem (forced, cached or measured now).
+    pub fn matmul_variant(&mut self, p: &MatmulProblem) -> Result<MatmulVariant> {
+        if let Some(v) = self.opts.matmul.filter(|v| v.supports(p)) {
+            return Ok(v);
+        }
+        let cands = MatmulVariant::candidates(p, self.is_cpu);
+        let class = p.shape_class();
+        if let Some(&v) = self.chosen.get(&class) {
+            return Ok(v);
+        }
+        let v = if !self.opts.autotune || cands.len() == 1 {
+            cands[0]
+        } else if let Some(v) = self.tune.get(&self.adapter_key, &class).filter(|v| cands.contains(v)) {
+            v
+        } else {
+            let v = self.measure_matmul(p, &cands)?;
+            self.tune.put(&self.adapter_key, &class, v);
+            v
+        };
+        self.chosen.insert(class, v);
+        Ok(v)
+    }
+
+    /// Time each candidate on the problem's own sizes and return the fastest.
+    fn measure_matmul(&mut self, p: &MatmulProblem, cands: &[MatmulVariant]) -> Result<MatmulVariant> {
+        let span = |sm: usize, sk: usize, rows: usize, cols: usize, which: usize| -> u64 {
+            let last = p.offsets.iter().map(|o| o[which]).max().unwrap_or(0);
+            (last + rows.saturating_sub(1) * sm + cols.saturating_sub(1) * sk + 1) as u64 * 4
+        };
+        let a = self.scratch(span(p.a_sm, p.a_sk, p.m, p.k, 0));
+        let b = self.scratch(span(p.b_sk, p.b_sn, p.k, p.n, 1));
+        let c = self.scratch((p.offsets.len() * p.m * p.n) as u64 * 4);
+        let mut best: Option<(f64, MatmulVariant)> = None;
+        for &v in cands {
+            let opts = LowerOptions { matmul: Some(v), max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension };
+            let kernel = matmul_kernel_for(p, &opts)?;
+            let bufs = [a.clone(), b.clone(), a.clone(), c.clone()];
+            let mut times = Vec::new();
+            for it in 0..4 {
+                let t = self.time_kernel(&kernel, &bufs)?;
+                if it > 0 {
+                    times.push(t);
+                }
+                // A candidate three times slower than the best so far is not worth more runs.
+                if best.is_some_and(|(b, _)| t > 3.0 * b) {
+                    times.push(t);
+                    break;
+                }
+            }
+            let t = times.iter().cloned().fold(f64::INFINITY, f64::min);
+            tracing::info!("autotune {} {}: {:.3} ms", p.shape_class(), v.name(), t * 1e3);
+            if best.is_none_or(|(b, _)| t < b) {
+                best = Some((t, v));
+            }
+        }
+        Ok(best.map(|(_, v)| v).unwrap_or(cands[0]))
+    }
+
+    fn scratch(&self, bytes: u64) -> Rc<wgpu::Buffer> {
+        Rc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sfumato scratch"),
+            size: binding_size(bytes),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Wall-clock seconds of one dispatch of `k` over `bufs` (submitted alone and waited for).
+    fn time_kernel(&mut self, k: &Kernel, bufs: &[Rc<wgpu::Buffer>]) -> Result<f64> {
+        let pipeline = self.pipeline(&k.name, &k.wgsl)?;
+        let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("sfumato params"),
+            contents: bytemuck::cast_slice(&padded_params(&k.params)),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        entries.push(wgpu::BindGroupEntry { binding: bufs.len() as u32, resource: params.as_entire_binding() });
+        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups(k.workgroups[0], k.workgroups[1], k.workgroups[2]);
+        }
+        let t = Instant::now();
+        self.queue.submit([enc.finish()]);
+        self.wait()?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Device(format!("waiting for the GPU: {e}")))
+    }
+
+    fn pipeline(&mut self, name: &str, wgsl: &str) -> Result<Rc<wgpu::ComputePipeline>> {
+        if let Some(p) = self.pipelines.get(wgsl) {
+            return Ok(p.clone());
+        }
+        sfumato_shaders::validate(name, wgsl).map_err(|e| Error::Device(e.to_string()))?;
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+        });
+        let p = Rc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        }));
+        self.pipelines.insert(wgsl.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// A storage buffer of at least `bytes`, from the pool when one fits.
+    fn acquire(&mut self, bytes: u64) -> Rc<wgpu::Buffer> {
+        let need = binding_size(bytes);
+        let best = self
+            .pool
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| *s >= need && *s <= need.saturating_mul(2).max(need + 4096))
+            .min_by_key(|(_, (s, _))| *s)
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            return self.pool.swap_remove(i).1;
+        }
+        Rc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sfumato tensor"),
+            size: need,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    fn release(&mut self, b: Rc<wgpu::Buffer>) {
+        if Rc::strong_count(&b) == 1 {
+            if self.pool.len() >= POOL_MAX {
+                self.pool.remove(0);
+            }
+            self.pool.push((b.size(), b));
+        }
+    }
+
+    fn upload(&mut self, t: &Tensor, what: &str) -> Result<Rc<wgpu::Buffer>> {
+        let bytes = convert::to_device_bytes(t, what)?;
+        let buf = self.acquire(bytes.len() as u64);
+        if !bytes.is_empty() {
+            self.queue.write_buffer(&buf, 0, &bytes);
+        }
+        Ok(buf)
+    }
+
+    /// Lower every node (choosing matmul variants), check limits, upload constants.
+    fn prepare(&mut self, graph: &Graph) -> Result<usize> {
+        let fp = graph.fingerprint();
+        if let Some(i) = self.prepared.iter().position(|p| p.fingerprint == fp) {
+            return Ok(i);
+        }
+        let max_bind = self.limits.max_storage_buffer_binding_size as u64;
+        let mut steps = Vec::with_capacity(graph.nodes().len());
+        let mut consts = HashMap::new();
+        for (idx, node) in graph.nodes().iter().enumerate() {
+            let ins: Vec<(DType, &Shape)> = node.inputs.iter().map(|&i| (graph.dtype(i), graph.shape(i))).collect();
+            let outs: Vec<(DType, &Shape)> = node.outputs.iter().map(|&o| (graph.dtype(o), graph.shape(o))).collect();
+            let node_err = |msg: String| Error::Limit {
+                node: node.name.clone(),
+                op: node.op.name().to_string(),
+                inputs: graph.describe_node_inputs(node),
+                msg,
+            };
+            for (k, (_, s)) in ins.iter().chain(outs.iter()).enumerate() {
+                let bytes = s.checked_numel().map(|n| n as u64 * 4).unwrap_or(u64::MAX);
+                if bytes > max_bind {
+                    return Err(node_err(format!(
+                        "tensor {k} of shape {s} takes {bytes} bytes, over this adapter's max_storage_buffer_binding_size of {max_bind}"
+                    )));
+                }
+            }
+            let mut opts = LowerOptions {
+                matmul: None,
+                max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension,
+            };
+            if let Some(p) = matmul_problem(&node.op, &ins, &outs) {
+                opts.matmul = Some(self.matmul_variant(&p)?);
+            }
+            let lowered = lower(&node.op, &ins, &outs, &opts).map_err(|e| match e {
+                sfumato_shaders::Error::Limit(m) => node_err(m),
+                other => Error::Unsupported {
+                    node: node.name.clone(),
+                    op: node.op.name().to_string(),
+                    inputs: graph.describe_node_inputs(node),
+                    msg: other.to_string(),
+                },
+            })?;
+            if let (Lowered::Constant, Op::Constant(t)) = (&lowered, &node.op) {
+                let buf = self.upload(t, &node.name)?;
+                consts.insert(node.outputs[0], buf);
+            }
+            if let Lowered::Kernels(ks) = &lowered {
+                for k in ks {
+                    self.pipeline(&k.name, &k.wgsl)?;
+                }
+            }
+            steps.push(Step { node: idx, lowered });
+        }
+        if self.prepared.len() >= PREPARED_MAX {
+            self.prepared.remove(0);
+        }
+        self.prepared.push(Prepared { fingerprint: fp, steps, consts });
+        Ok(self.prepared.len() - 1)
+    }
+}
+
+/// Params padded to at least 4 words (a binding may not be empty).
+fn padded_params(p: &[u32]) -> Vec<u32> {
+    let mut v = p.to_vec();
+    while v.len() < 4 {
+        v.push(0);
+    }
+    v
+}
+
+fn matmul_kernel_for(p: &MatmulProblem, opts: &LowerOptions) -> Result<Kernel> {
+    // Lower a synthetic Gemm-free MatMul through the public lowering by its problem.
+    sfumato_shaders::lower::matmul_kernel(p, opts.matmul.unwrap_or(MatmulVariant::Rb4), opts)
+        .map_err(|e| Error::Device(e.to_string()))
+}
+
+/// One dispatch recorded for the profile.
+struct Dispatch {
+    nodes: Vec<String>,
+    ops: Vec<String>,
+    kernel: String,
+    wall_ns: Option<(u64, u64)>,
+}
+
+impl Device for WgpuDevice {
+    fn name(&self) -> String {
+        format!("{} ({}, {})", self.summary.name, self.summary.backend, self.summary.device_type)
+    }
+
+    fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
+        let t0 = Instant::now();
+        check_inputs(graph, inputs)?;
+        let pi = self.prepare(graph)?;
+        let mut uses = graph.use_counts();
+        let mut bufs: Vec<Option<Rc<wgpu::Buffer>>> = vec![None; graph.values().len()];
+        for (&v, t) in graph.inputs().iter().zip(inputs) {
+            bufs[v.index()] = Some(self.upload(t, &graph.value(v).name)?);
+        }
+        // All params in one buffer, each at an aligned offset.
+        let align = self.limits.min_storage_buffer_offset_alignment.max(4) as usize / 4;
+        let mut params: Vec<u32> = Vec::new();
+        let mut offsets: Vec<Vec<usize>> = Vec::new();
+        for step in &self.prepared[pi].steps {
+            let mut o = Vec::new();
+            if let Lowered::Kernels(ks) = &step.lowered {
+                for k in ks {
+                    o.push(params.len());
+                    params.extend(padded_params(&k.params));
+                    params.resize(params.len().div_ceil(align) * align, 0);
+                }
+            }
+            offsets.push(o);
+        }
+        let params_buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("sfumato params"),
+            contents: bytemuck::cast_slice(&padded_params(&params)),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        let n_dispatch: usize = self.prepared[pi]
+            .steps
+            .iter()
+            .map(|s| match &s.lowered {
+                Lowered::Kernels(ks) => ks.iter().filter(|k| k.workgroups.iter().all(|&w| w > 0)).count(),
+                _ => 0,
+            })
+            .sum();
+        let per_set = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
+        let query_sets: Vec<wgpu::QuerySet> = if self.timestamps {
+            (0..n_dispatch.div_ceil(per_set))
+                .map(|i| {
+                    let count = (n_dispatch - i * per_set).min(per_set) as u32 * 2;
+                    self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                        label: Some("sfumato timestamps"),
+                        ty: wgpu::QueryType::Timestamp,
+                        count,
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        let mut dispatches: Vec<Dispatch> = Vec::new();
+        let steps_len = self.prepared[pi].steps.len();
+        for si in 0..steps_len {
+            let node = graph.nodes()[self.prepared[pi].steps[si].node].clone();
+            let lowered = self.prepared[pi].steps[si].lowered.clone();
+            match lowered {
+                Lowered::Constant => {
+                    bufs[node.outputs[0].index()] = self.prepared[pi].consts.get(&node.outputs[0]).cloned();
+                }
+                Lowered::Alias => {
+                    bufs[node.outputs[0].index()] = bufs[node.inputs[0].index()].clone();
+                }
+                Lowered::Kernels(ks) => {
+                    for &o in &node.outputs {
+                        bufs[o.index()] = Some(self.acquire(graph.shape(o).numel() as u64 * 4));
+                    }
+                    for (ki, k) in ks.iter().enumerate() {
+                        if k.workgroups.contains(&0) {
+                            continue;
+                        }
+                        let pipeline = self.pipeline(&k.name, &k.wgsl)?;
+                        let mut entries = Vec::with_capacity(k.bindings.len() + 1);
+                        for (bi, b) in k.bindings.iter().enumerate() {
+                            let v = match b {
+                                Buf::In(i) => node.inputs[*i],
+                                Buf::Out(i) => node.outputs[*i],
+                            };
+                            let buf = bufs[v.index()]
+                                .as_ref()
+                                .ok_or_else(|| Error::Graph(format!("value {} has no buffer", v.0)))?;
+                            let size = binding_size(graph.shape(v).numel() as u64 * 4).min(buf.size());
+                            entries.push(wgpu::BindGroupEntry {
+                                binding: bi as u32,
+                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                    buffer: buf,
+                                    offset: 0,
+                                    size: wgpu::BufferSize::new(size),
+                                }),
+                            });
+                        }
+                        let off = offsets[si][ki];
+                        let plen = padded_params(&k.params).len();
+                        entries.push(wgpu::BindGroupEntry {
+                            binding: k.bindings.len() as u32,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &params_buf,
+                                offset: off as u64 * 4,
+                                size: wgpu::BufferSize::new(plen as u64 * 4),
+                            }),
+                        });
+                        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: None,
+                            layout: &pipeline.get_bind_group_layout(0),
+                            entries: &entries,
+                        });
+                        let di = dispatches.len();
+                        let tw = query_sets.get(di / per_set).map(|qs| wgpu::ComputePassTimestampWrites {
+                            query_set: qs,
+                            beginning_of_pass_write_index: Some(((di % per_set) * 2) as u32),
+                            end_of_pass_write_index: Some(((di % per_set) * 2 + 1) as u32),
+                        });
+                        {
+                            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                                label: Some(&k.name),
+                                timestamp_writes: tw,
+                            });
+                            pass.set_pipeline(&pipeline);
+                            pass.set_bind_group(0, &bg, &[]);
+                            pass.dispatch_workgroups(k.workgroups[0], k.workgroups[1], k.workgroups[2]);
+                        }
+                        let mut wall = None;
+                        if !self.timestamps {
+                            // No timestamp queries: time each dispatch on the host.
+                            let start = t0.elapsed().as_nanos() as u64;
+                            let done = std::mem::replace(&mut enc, self.device.create_command_encoder(&Default::default()));
+                            self.queue.submit([done.finish()]);
+                            self.wait()?;
+                            wall = Some((start, t0.elapsed().as_nanos() as u64 - start));
+                        }
+                        dispatches.push(Dispatch {
+                            nodes: vec![node.name.clone()],
+                            ops: vec![node.op.name().to_string()],
+                            kernel: k.name.clone(),
+                            wall_ns: wall,
+                        });
+                    }
+                }
+            }
+            for &i in &node.inputs {
+                uses[i.index()] -= 1;
+                if uses[i.index()] == 0 {
+                    if let Some(b) = bufs[i.index()].take() {
+                        self.release(b);
+                    }
+                }
+            }
+        }
+        // Read back outputs and timestamps.
+        let mut staging = Vec::new();
+        for &o in graph.outputs() {
+            let bytes = graph.shape(o).numel() as u64 * 4;
+            if bytes == 0 {
+                staging.push(None);
+                continue;
+            }
+            let src = bufs[o.index()].as_ref().ok_or_else(|| Error::Graph(format!("output {} has no buffer", o.0)))?;
+            let dst = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("sfumato readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            enc.copy_buffer_to_buffer(src, 0, &dst, 0, bytes);
+            staging.push(Some(dst));
+        }
+        let mut ts_bufs = Vec::new();
+        for qs in &query_sets {
+            let count = qs_count(n_dispatch, per_set, ts_bufs.len());
+            let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("sfumato timestamps"),
+                size: count as u64 * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let read = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("sfumato timestamps readback"),
+                size: count as u64 * 8,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            enc.resolve_query_set(qs, 0..count, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, count as u64 * 8);
+            ts_bufs.push(read);
+        }
+        self.queue.submit([enc.finish()]);
+        let status: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+        for b in staging.iter().flatten().chain(ts_bufs.iter()) {
+            let s = status.clone();
+            b.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                if let Err(e) = r {
+                    s.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+                }
+            });
+        }
+        self.wait()?;
+        if let Some(e) = status.lock().unwrap_or_else(|p| p.into_inner()).first() {
+            return Err(Error::Device(format!("reading results back: {e}")));
+        }
+        let mut outputs = Vec::with_capacity(staging.len());
+        for (&o, st) in graph.outputs().iter().zip(&staging) {
+            let t = match st {
+                None => Tensor::zeros(graph.dtype(o), graph.shape(o).clone()),
+                Some(b) => {
+                    let view = b.slice(..).get_mapped_range().map_err(|e| Error::Device(format!("mapping: {e:?}")))?;
+                    convert::from_device_bytes(graph.dtype(o), graph.shape(o), &view)?
+                }
+            };
+            outputs.push(t);
+        }
+        let mut stamps: Vec<u64> = Vec::new();
+        for b in &ts_bufs {
+            let view = b.slice(..).get_mapped_range().map_err(|e| Error::Device(format!("mapping: {e:?}")))?;
+            stamps.extend(bytemuck::pod_collect_to_vec::<u8, u64>(&view));
+        }
+        let period = self.queue.get_timestamp_period() as f64;
+        let first = stamps.first().copied().unwrap_or(0);
+        let mut profile = Profile { device: self.name(), ..Default::default() };
+        for (i, d) in dispatches.into_iter().enumerate() {
+            let (start_ns, duration_ns, source) = match d.wall_ns {
+                Some((s, dur)) => (s, dur, TimingSource::WallClock),
+                None => {
+                    let (a, b) = (stamps.get(2 * i).copied().unwrap_or(0), stamps.get(2 * i + 1).copied().unwrap_or(0));
+                    (
+                        (a.saturating_sub(first) as f64 * period) as u64,
+                        (b.saturating_sub(a) as f64 * period) as u64,
+                        TimingSource::GpuTimestamp,
+                    )
+                }
+            };
+            profile.entries.push(OpTiming { nodes: d.nodes, ops: d.ops, kernel: d.kernel, start_ns, duration_ns, source });
+        }
+        // Give the outputs' and inputs' buffers back to the pool.
+        for b in bufs.into_iter().flatten() {
+            self.release(b);
+        }
+        profile.wall_ns = t0.elapsed().as_nanos() as u64;
+        Ok(RunOutput { outputs, profile })
+    }
+}
+
+fn qs_count(n_dispatch: usize, per_set: usize, set: usize) -> u32 {
+    ((n_dispatch - set * per_set).min(per_set) * 2) as u32
+}
+
+/// Open the default device, or explain why not. With `SFUMATO_REQUIRE_GPU=1` tests treat a
+/// missing adapter as a failure; without it they skip loudly.
+pub fn test_device() -> Option<WgpuDevice> {
+    let opts = DeviceOptions { autotune: false, cache_dir: None, ..Default::default() };
+    match WgpuDevice::new(opts) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            if std::env::var("SFUMATO_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("SFUMATO_REQUIRE_GPU=1 but no GPU device: {e}");
+            }
+            eprintln!("\n!!! SKIPPING GPU TEST: {e}\n");
+            None
+        }
+    }
+}
