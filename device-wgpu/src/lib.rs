@@ -19,7 +19,6 @@ use sfumato_core::device::{check_inputs, OpTiming, Profile, RunOutput, TimingSou
 use sfumato_core::{DType, Device, Error, Graph, Op, Result, Shape, Tensor, ValueId};
 use sfumato_shaders::{lower, matmul_problem, Buf, Kernel, LowerOptions, Lowered, MatmulProblem, MatmulVariant};
 use std::collections::HashMap;
-use std::sync::Arc as Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wgpu::util::DeviceExt;
@@ -58,7 +57,7 @@ struct Step {
 struct Prepared {
     fingerprint: (u64, usize, Vec<ValueId>),
     steps: Vec<Step>,
-    consts: HashMap<ValueId, Rc<wgpu::Buffer>>,
+    consts: HashMap<ValueId, Arc<wgpu::Buffer>>,
 }
 
 /// The WebGPU device.
@@ -71,8 +70,8 @@ pub struct WgpuDevice {
     limits: wgpu::Limits,
     timestamps: bool,
     opts: DeviceOptions,
-    pipelines: HashMap<String, Rc<wgpu::ComputePipeline>>,
-    pool: Vec<(u64, Rc<wgpu::Buffer>)>,
+    pipelines: HashMap<String, Arc<wgpu::ComputePipeline>>,
+    pool: Vec<(u64, Arc<wgpu::Buffer>)>,
     prepared: Vec<Prepared>,
     tune: autotune::TuneCache,
     /// Matmul variant chosen per shape class in this process.
@@ -204,8 +203,8 @@ impl WgpuDevice {
         Ok(best.map(|(_, v)| v).unwrap_or(cands[0]))
     }
 
-    fn scratch(&self, bytes: u64) -> Rc<wgpu::Buffer> {
-        Rc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
+    fn scratch(&self, bytes: u64) -> Arc<wgpu::Buffer> {
+        Arc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("sfumato scratch"),
             size: binding_size(bytes),
             usage: wgpu::BufferUsages::STORAGE,
@@ -214,7 +213,7 @@ impl WgpuDevice {
     }
 
     /// Wall-clock seconds of one dispatch of `k` over `bufs` (submitted alone and waited for).
-    fn time_kernel(&mut self, k: &Kernel, bufs: &[Rc<wgpu::Buffer>]) -> Result<f64> {
+    fn time_kernel(&mut self, k: &Kernel, bufs: &[Arc<wgpu::Buffer>]) -> Result<f64> {
         let pipeline = self.pipeline(&k.name, &k.wgsl)?;
         let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("sfumato params"),
@@ -252,7 +251,7 @@ impl WgpuDevice {
             .map_err(|e| Error::Device(format!("waiting for the GPU: {e}")))
     }
 
-    fn pipeline(&mut self, name: &str, wgsl: &str) -> Result<Rc<wgpu::ComputePipeline>> {
+    fn pipeline(&mut self, name: &str, wgsl: &str) -> Result<Arc<wgpu::ComputePipeline>> {
         if let Some(p) = self.pipelines.get(wgsl) {
             return Ok(p.clone());
         }
@@ -261,7 +260,7 @@ impl WgpuDevice {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(wgsl.into()),
         });
-        let p = Rc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        let p = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(name),
             layout: None,
             module: &module,
@@ -274,7 +273,7 @@ impl WgpuDevice {
     }
 
     /// A storage buffer of at least `bytes`, from the pool when one fits.
-    fn acquire(&mut self, bytes: u64) -> Rc<wgpu::Buffer> {
+    fn acquire(&mut self, bytes: u64) -> Arc<wgpu::Buffer> {
         let need = binding_size(bytes);
         let best = self
             .pool
@@ -286,7 +285,7 @@ impl WgpuDevice {
         if let Some(i) = best {
             return self.pool.swap_remove(i).1;
         }
-        Rc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
+        Arc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("sfumato tensor"),
             size: need,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
@@ -294,8 +293,8 @@ impl WgpuDevice {
         }))
     }
 
-    fn release(&mut self, b: Rc<wgpu::Buffer>) {
-        if Rc::strong_count(&b) == 1 {
+    fn release(&mut self, b: Arc<wgpu::Buffer>) {
+        if Arc::strong_count(&b) == 1 {
             if self.pool.len() >= POOL_MAX {
                 self.pool.remove(0);
             }
@@ -303,7 +302,7 @@ impl WgpuDevice {
         }
     }
 
-    fn upload(&mut self, t: &Tensor, what: &str) -> Result<Rc<wgpu::Buffer>> {
+    fn upload(&mut self, t: &Tensor, what: &str) -> Result<Arc<wgpu::Buffer>> {
         let bytes = convert::to_device_bytes(t, what)?;
         let buf = self.acquire(bytes.len() as u64);
         if !bytes.is_empty() {
@@ -406,7 +405,7 @@ impl Device for WgpuDevice {
         check_inputs(graph, inputs)?;
         let pi = self.prepare(graph)?;
         let mut uses = graph.use_counts();
-        let mut bufs: Vec<Option<Rc<wgpu::Buffer>>> = vec![None; graph.values().len()];
+        let mut bufs: Vec<Option<Arc<wgpu::Buffer>>> = vec![None; graph.values().len()];
         for (&v, t) in graph.inputs().iter().zip(inputs) {
             bufs[v.index()] = Some(self.upload(t, &graph.value(v).name)?);
         }
