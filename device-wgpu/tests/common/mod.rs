@@ -1,0 +1,48 @@
+//! Shared by the GPU test files: one device per test binary, and the differential check.
+
+use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};
+use sfumato_wgpu::{test_device, WgpuDevice};
+use std::sync::{Mutex, OnceLock};
+
+static DEVICE: OnceLock<Option<Mutex<WgpuDevice>>> = OnceLock::new();
+
+/// Run `f` with the shared wgpu device; returns `None` (after a loud message) when there is no
+/// adapter and SFUMATO_REQUIRE_GPU is not set.
+pub fn with_device<R>(f: impl FnOnce(&mut WgpuDevice) -> R) -> Option<R> {
+    let d = DEVICE.get_or_init(|| test_device().map(Mutex::new)).as_ref()?;
+    let mut guard = d.lock().unwrap_or_else(|p| p.into_inner());
+    Some(f(&mut guard))
+}
+
+/// Tolerances by dtype: (rtol, atol).
+pub fn tol(d: DType) -> (f64, f64) {
+    match d {
+        DType::F32 => (1e-4, 1e-5),
+        DType::F16 => (2e-3, 2e-3),
+        _ => (0.0, 0.0),
+    }
+}
+
+/// Run `g` on the CPU reference and on wgpu and compare every output. Returns an error message
+/// describing the first mismatch.
+pub fn differential(g: &Graph, inputs: &[Tensor], extra_atol: f64) -> Result<(), String> {
+    let want = CpuDevice.run(g, inputs).map_err(|e| format!("cpu: {e}"))?;
+    let got = match with_device(|d| d.run(g, inputs)) {
+        None => return Ok(()),
+        Some(r) => r.map_err(|e| format!("wgpu: {e}"))?,
+    };
+    for (i, (w, o)) in want.outputs.iter().zip(&got.outputs).enumerate() {
+        let (rtol, atol) = tol(w.dtype());
+        if !o.all_close(w, rtol, atol + extra_atol) {
+            let (abs, rel) = o.max_diff(w);
+            return Err(format!(
+                "output {i} ({} {}) differs: max abs {abs:e}, max rel {rel:e}\n  cpu  {}\n  wgpu {}",
+                w.dtype(),
+                w.shape(),
+                w.summary(),
+                o.summary()
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! Every op on the wgpu device against the CPU reference, on random shapes and values
+//! (proptest): broadcasting, permuted (non-contiguous) inputs, sizes that are not multiples of a
+//! tile, size-1 and empty dims, every matmul variant.
+
+mod common;
+
+use common::differential;
+use proptest::prelude::*;
+use sfumato_core::op::*;
+use sfumato_core::{DType, Graph, Tensor};
+use sfumato_shaders::MatmulVariant;
+
+fn cfg(cases: u32) -> ProptestConfig {
+    ProptestConfig { cases, max_shrink_iters: 50, ..ProptestConfig::default() }
+}
+
+/// A random shape of rank 0..=4, dims 0..=5 (0 sometimes: empty tensors).
+fn shape() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(prop_oneof![9 => 1usize..6, 1 => Just(0usize)], 0..=4)
+}
+
+/// A shape and a second one that broadcasts to it (dims dropped from the front or set to 1).
+fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    shape().prop_flat_map(|s| {
+        let n = s.len();
+        (Just(s), 0..=n, prop::collection::vec(any::<bool>(), n))
+    })
+    .prop_map(|(s, drop, ones)| {
+        let t: Vec<usize> = s.iter().enumerate().skip(drop).map(|(i, &d)| if ones[i] { 1 } else { d }).collect();
+        (s, t)
+    })
+}
+
+/// Input x of `dims`, optionally fed through a transpose so the op reads a permuted layout.
+fn input_maybe_permuted(g: &mut Graph, dt: DType, dims: &[usize], permute: bool) -> (sfumato_core::ValueId, Vec<usize>) {
+    if permute && dims.len() >= 2 {
+        let mut src = dims.to_vec();
+        let r = src.len();
+        src.swap(0, r - 1);
+        let x = g.input("x", dt, src.clone());
+        let mut perm: Vec<usize> = (0..r).collect();
+        perm.swap(0, r - 1);
+        (g.transpose(x, &perm).unwrap(), src)
+    } else {
+        (g.input("x", dt, dims.to_vec()), dims.to_vec())
+    }
+}
+
+fn positive(t: &Tensor) -> Tensor {
+    let v: Vec<f64> = t.to_f64_vec().iter().map(|x| x.abs() + 0.05).collect();
+    Tensor::from_f64(t.dtype(), t.shape().clone(), &v)
+}
+
+proptest! {
+    #![proptest_config(cfg(48))]
+
+    #[test]
+    fn unary(dims in shape(), k in 0usize..16, permute in any::<bool>(), seed in any::<u64>(), f16 in prop::bool::weighted(0.2)) {
+        let op = UnaryOp::all()[k];
+        let dt = if f16 { DType::F16 } else { DType::F32 };
+        let mut g = Graph::new();
+        let (x, src) = input_maybe_permuted(&mut g, dt, &dims, permute);
+        let y = g.unary(op, x).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let mut t = Tensor::random(dt, src, seed);
+        if matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt) {
+            t = positive(&t);
+        }
+        differential(&g, &[t], 0.0).map_err(|e| TestCaseError::fail(format!("{op:?}: {e}")))?;
+    }
+
+    #[test]
+    fn unary_int(dims in shape(), k in 0usize..4, seed in any::<u64>(), i64_ in any::<bool>()) {
+        let op = [UnaryOp::Relu, UnaryOp::Neg, UnaryOp::Abs, UnaryOp::Clip { min: -3.0, max: 4.0 }][k];
+        let dt = if i64_ { DType::I64 } else { DType::I32 };
+        let mut g = Graph::new();
+        let x = g.input("x", dt, dims.clone());
+        let y = g.unary(op, x).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        differential(&g, &[Tensor::random(dt, dims, seed)], 0.0).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn binary((a, b) in broadcast_pair(), k in 0usize..13, swap in any::<bool>(), dt in prop_oneof![Just(DType::F32), Just(DType::I32), Just(DType::U8)], seed in any::<u64>()) {
+        let op = BinaryOp::ALL[k];
+        let (a, b) = if swap { (b, a) } else { (a, b) };
+        let mut g = Graph::new();
+        let x = g.input("a", dt, a.clone());
+        let y = g.input("b", dt, b.clone());
+        let z = g.binary(op, x, y).unwrap();
+        g.set_outputs(&[z]).unwrap();
+        let ta = Tensor::random(dt, a, seed);
+        let mut tb = Tensor::random(dt, b, seed ^ 0x55);
+        if op == BinaryOp::Pow && dt != DType::F32 {
+            // Keep integer powers small and non-negative so they stay in range.
+            let v: Vec<f64> = tb.to_f64_vec().iter().map(|x| x.abs() % 4.0).collect();
+            tb = Tensor::from_f64(dt, tb.shape().clone(), &v);
+        }
+        differential(&g, &[ta, tb], 0.0).map_err(|e| TestCaseError::fail(format!("{op:?} {dt}: {e}")))?;
+    }
+
+    #[test]
+    fn matmul(batch_a in prop::collection::vec(1usize..4, 0..=2), bcast in any::<bool>(), m in 1usize..40, n in 1usize..40, k in 1usize..40,
+              vec_a in prop::bool::weighted(0.1), vec_b in prop::bool::weighted(0.1), v in 0usize..5, aligned in any::<bool>(), seed in any::<u64>()) {
+        // Aligned sizes let the vec4 variants run; others fall back to a general one.
+        let (n, k) = if aligned { (n.div_ceil(4) * 4, k.div_ceil(4) * 4) } else { (n, k) };
+        let batch_b: Vec<usize> = if bcast { batch_a.iter().map(|_| 1).collect() } else { batch_a.clone() };
+        let mut sa = batch_a.clone();
+        if !vec_a { sa.push(m); }
+        sa.push(k);
+        let mut sb = batch_b.clone();
+        sb.push(k);
+        if !vec_b { sb.push(n); }
+        let (sa, sb) = if vec_a { (vec![k], sb) } else { (sa, sb) };
+        let sb = if vec_b { vec![k] } else { sb };
+        let mut g = Graph::new();
+        let a = g.input("a", DType::F32, sa.clone());
+        let b = g.input("b", DType::F32, sb.clone());
+        let c = g.matmul(a, b).unwrap();
+        g.set_outputs(&[c]).unwrap();
+        let variant = MatmulVariant::ALL[v];
+        common::with_device(|d| d.set_matmul_variant(Some(variant)));
+        let r = differential(&g, &[Tensor::random(DType::F32, sa, seed), Tensor::random(DType::F32, sb, seed + 1)], 1e-5 * k as f64);
+        common::with_device(|d| d.set_matmul_variant(None));
+        r.map_err(|e| TestCaseError::fail(format!("{variant:?}: {e}")))?;
+    }
+
+    #[test]
+    fn gemm(m in 1usize..30, n in 1usize..30, k in 1usize..30, ta in any::<bool>(), tb in any::<bool>(), c_kind in 0usize..4, alpha in -2.0f32..2.0, beta in -2.0f32..2.0, seed in any::<u64>()) {
+        let mut g = Graph::new();
+        let sa = if ta { vec![k, m] } else { vec![m, k] };
+        let sb = if tb { vec![n, k] } else { vec![k, n] };
+        let a = g.input("a", DType::F32, sa.clone());
+        let b = g.input("b", DType::F32, sb.clone());
+        let sc: Option<Vec<usize>> = match c_kind { 0 => None, 1 => Some(vec![n]), 2 => Some(vec![m, 1]), _ => Some(vec![m, n]) };
+        let mut inputs = vec![Tensor::random(DType::F32, sa, seed), Tensor::random(DType::F32, sb, seed + 1)];
+        let c = sc.map(|s| { inputs.push(Tensor::random(DType::F32, s.clone(), seed + 2)); g.input("c", DType::F32, s) });
+        let y = g.gemm(a, b, c, Gemm { alpha, beta, trans_a: ta, trans_b: tb }).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        differential(&g, &inputs, 1e-5 * k as f64).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn conv2d(nb in 1usize..3, cg in 1usize..4, og in 1usize..6, groups in 1usize..4, depthwise in prop::bool::weighted(0.2), h in 1usize..11, w in 1usize..11,
+              kh in 1usize..4, kw in 1usize..4, s in 1usize..3, p in 0usize..3, d in 1usize..3, bias in any::<bool>(), seed in any::<u64>()) {
+        let (groups, cg, og) = if depthwise { (cg * groups, 1, 1) } else { (groups, cg, og) };
+        let c = Conv2d { stride: [s, s + 1 - s % 2], padding: [p, p / 2, p, (p + 1) % 3], dilation: [d, 1], groups };
+        let (ci, co) = (cg * groups, og * groups);
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [nb, ci, h, w]);
+        let wt = g.input("w", DType::F32, [co, cg, kh, kw]);
+        let mut inputs = vec![Tensor::random(DType::F32, [nb, ci, h, w], seed), Tensor::random(DType::F32, [co, cg, kh, kw], seed + 1)];
+        let b = bias.then(|| { inputs.push(Tensor::random(DType::F32, [co], seed + 2)); g.input("b", DType::F32, [co]) });
+        let Ok(y) = g.conv2d(x, wt, b, c) else { return Ok(()); }; // the window does not fit
+        g.set_outputs(&[y]).unwrap();
+        differential(&g, &inputs, 1e-5 * (cg * kh * kw) as f64).map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
+    }
+
+    #[test]
+    fn conv_transpose2d(ci_g in 1usize..3, og in 1usize..4, groups in 1usize..3, h in 1usize..7, w in 1usize..7, k in 1usize..4, s in 1usize..3, p in 0usize..2, op in 0usize..2, d in 1usize..3, bias in any::<bool>(), seed in any::<u64>()) {
+        let c = ConvTranspose2d { stride: [s, s], padding: [p, 0, p, 0], output_padding: [op.min(s - 1), 0], dilation: [d, d], groups };
+        let ci = ci_g * groups;
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [1, ci, h, w]);
+        let wt = g.input("w", DType::F32, [ci, og, k, k]);
+        let mut inputs = vec![Tensor::random(DType::F32, [1, ci, h, w], seed), Tensor::random(DType::F32, [ci, og, k, k], seed + 1)];
+        let b = bias.then(|| { inputs.push(Tensor::random(DType::F32, [og * groups], seed + 2)); g.input("b", DType::F32, [og * groups]) });
+        let Ok(y) = g.conv_transpose2d(x, wt, b, c) else { return Ok(()); };
+        g.set_outputs(&[y]).unwrap();
+        differential(&g, &inputs, 1e-5 * (ci * k * k) as f64).map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
+    }
+
+    #[test]
+    fn batch_norm(n in 1usize..3, c in 1usize..6, rest in prop::collection::vec(1usize..6, 0..=2), seed in any::<u64>()) {
+        let mut dims = vec![n, c];
+        dims.extend(rest);
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, dims.clone());
+        let ps: Vec<_> = ["scale", "bias", "mean", "var"].iter().map(|nm| g.input(nm, DType::F32, [c])).collect();
+        let y = g.batch_norm(x, ps[0], ps[1], ps[2], ps[3], 1e-5).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let mut inputs = vec![Tensor::random(DType::F32, dims, seed)];
+        for i in 0..4 { inputs.push(Tensor::random(DType::F32, [c], seed + i + 1)); }
+        inputs[4] = positive(&inputs[4]);
+        differential(&g, &inputs, 0.0).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn softmax_and_layer_norm(dims in prop::collection::vec(1usize..9, 1..=4), axis_pick in 0usize..4, permute in any::<bool>(), bias in any::<bool>(), seed in any::<u64>()) {
+        let axis = axis_pick % dims.len();
+        let mut g = Graph::new();
+        let (x, src) = input_maybe_permuted(&mut g, DType::F32, &dims, permute);
+        let s = g.softmax(x, axis as i64).unwrap();
+        let norm: Vec<usize> = dims[axis..].to_vec();
+        let scale = g.input("scale", DType::F32, norm.clone());
+        let b = bias.then(|| g.input("bias", DType::F32, norm.clone()));
+        let l = g.layer_norm(x, scale, b, axis as i64, 1e-5).unwrap();
+        g.set_outputs(&[s, l]).unwrap();
+        let mut inputs = vec![Tensor::random(DType::F32, src, seed), Tensor::random(DType::F32, norm.clone(), seed + 1)];
+        if bias { inputs.push(Tensor::random(DType::F32, norm, seed + 2)); }
+        differential(&g, &inputs, 1e-5).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn reduce(dims in prop::collection::vec(1usize..6, 1..=4), mask in prop::collection::vec(any::<bool>(), 4), k in 0usize..4, keep in any::<bool>(), dt in prop_oneof![Just(DType::F32), Just(DType::I32)], seed in any::<u64>()) {
+        let op = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min][k];
+        let axes: Vec<i64> = (0..dims.len()).filter(|&i| mask[i]).map(|i| i as i64).collect();
+        let mut g = Graph::new();
+        let x = g.input("x", dt, dims.clone());
+        let y = g.reduce(op, x, &axes, keep).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        differential(&g, &[Tensor::random(dt, dims, seed)], 1e-5).map_err(|e| TestCaseError::fail(format!("{op:?} {axes:?}: {e}")))?;
+    }
+
+    #[test]
+    fn pools(n in 1usize..3, c in 1usize..4, h in 1usize..10, w in 1usize..10, k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, include in any::<bool>(), seed in any::<u64>()) {
+        let pool = Pool2d { kernel: [k, k.max(2) - 1], stride: [s, 1], padding: [p.min(k - 1), 0, p.min(k - 1), 0], dilation: [d, 1], count_include_pad: include };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [n, c, h, w]);
+        let (Ok(a), Ok(b)) = (g.max_pool2d(x, pool), g.avg_pool2d(x, pool)) else { return Ok(()); };
+        let gap = g.global_avg_pool(x).unwrap();
+        g.set_outputs(&[a, b, gap]).unwrap();
+        differential(&g, &[Tensor::random(DType::F32, [n, c, h, w], seed)], 1e-6).map_err(|e| TestCaseError::fail(format!("{pool:?}: {e}")))?;
+    }
+
+    #[test]
+    fn movement(dims in prop::collection::vec(1usize..6, 1..=4), seed in any::<u64>(), dt in prop_oneof![Just(DType::F32), Just(DType::I64), Just(DType::Bool)],
+                perm_seed in any::<u64>(), starts in prop::collection::vec(-7i64..7, 4), ends in prop::collection::vec(-7i64..8, 4), steps in prop::collection::vec(prop_oneof![1i64..3, -3i64..-1], 4)) {
+        let r = dims.len();
+        let mut g = Graph::new();
+        let x = g.input("x", dt, dims.clone());
+        let mut perm: Vec<usize> = (0..r).collect();
+        perm.rotate_left((perm_seed % r as u64) as usize);
+        let t = g.transpose(x, &perm).unwrap();
+        let axes: Vec<i64> = (0..r as i64).collect();
+        let s = g.slice(x, &axes, &starts[..r], &ends[..r], &steps[..r]).unwrap();
+        let axis = (seed % r as u64) as usize;
+        let c = g.concat(&[x, t, x], axis as i64).unwrap_or(x);
+        let c2 = g.concat(&[x, x], axis as i64).unwrap();
+        let first = dims[axis] / 2;
+        let parts = g.split(x, axis as i64, &[first, dims[axis] - first]).unwrap();
+        let rs = g.reshape(t, &[-1]).unwrap();
+        let mut outs = vec![t, s, c, c2, rs];
+        outs.extend(parts);
+        g.set_outputs(&outs).unwrap();
+        differential(&g, &[Tensor::random(dt, dims, seed)], 0.0).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn gather_where_cast(dims in prop::collection::vec(1usize..6, 1..=3), idx_dims in prop::collection::vec(0usize..4, 0..=2), seed in any::<u64>(),
+                         from in 0usize..6, to in 0usize..6) {
+        let r = dims.len();
+        let axis = (seed % r as u64) as usize;
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, dims.clone());
+        let idx = g.input("idx", DType::I64, idx_dims.clone());
+        let ga = g.gather(x, idx, axis as i64).unwrap();
+        let cond = g.input("cond", DType::Bool, dims[1..].to_vec());
+        let y = g.input("y", DType::F32, [1]);
+        let w = g.where_(cond, x, y).unwrap();
+        let (fd, td) = (DType::ALL[from], DType::ALL[to]);
+        let xc = g.input("xc", fd, dims.clone());
+        let ca = g.cast(xc, td).unwrap();
+        g.set_outputs(&[ga, w, ca]).unwrap();
+        let len = dims[axis] as i64;
+        let n: usize = idx_dims.iter().product();
+        let iv: Vec<i64> = (0..n as i64).map(|i| ((i * 7 + seed as i64 % 13).rem_euclid(2 * len)) - len).collect();
+        // Keep float-to-int casts inside every target's range.
+        let xc_t = { let t = Tensor::random(fd, dims.clone(), seed + 3); let v: Vec<f64> = t.to_f64_vec().iter().map(|v| v * 3.0).collect(); Tensor::from_f64(fd, dims.clone(), &v) };
+        let inputs = vec![
+            Tensor::random(DType::F32, dims.clone(), seed),
+            Tensor::from_i64(idx_dims, iv).unwrap(),
+            Tensor::random(DType::Bool, dims[1..].to_vec(), seed + 1),
+            Tensor::random(DType::F32, [1], seed + 2),
+            xc_t,
+        ];
+        differential(&g, &inputs, 0.0).map_err(|e| TestCaseError::fail(format!("cast {fd}->{td}: {e}")))?;
+    }
+
+    #[test]
+    fn resize_and_pad(n in 1usize..3, h in 1usize..7, w in 1usize..7, oh in 1usize..12, ow in 1usize..12, mode in any::<bool>(), coord in 0usize..3,
+                      pads in prop::collection::vec((0usize..3, 0usize..3), 4), pm in 0usize..3, seed in any::<u64>()) {
+        let coord = [CoordTransform::HalfPixel, CoordTransform::AlignCorners, CoordTransform::Asymmetric][coord];
+        let mode = if mode { ResizeMode::Bilinear } else { ResizeMode::Nearest };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [n, 2, h, w]);
+        let r = g.resize(x, [oh, ow], mode, coord).unwrap();
+        let dims = [n, 2, h, w];
+        let pmode = [PadMode::Constant(0.5), PadMode::Reflect, PadMode::Edge][pm];
+        let pads: Vec<[usize; 2]> = pads.iter().zip(dims).map(|(&(a, b), d)| if pm == 1 { [a.min(d - 1), b.min(d - 1)] } else { [a, b] }).collect();
+        let p = g.pad(x, &pads, pmode).unwrap();
+        g.set_outputs(&[r, p]).unwrap();
+        differential(&g, &[Tensor::random(DType::F32, [n, 2, h, w], seed)], 1e-6).map_err(|e| TestCaseError::fail(format!("{mode:?} {coord:?} {pmode:?}: {e}")))?;
+    }
+}
