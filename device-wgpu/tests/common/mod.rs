@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! Shared by the GPU test files: one device per test binary, and the differential check.
 
 use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};

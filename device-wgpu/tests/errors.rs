@@ -1,0 +1,118 @@
+//! Bad input gives errors that name the node, op and shapes, never panics; device limits are
+//! respected (large dispatches wrap, oversized tensors are refused).
+
+mod common;
+
+use sfumato_core::op::UnaryOp;
+use sfumato_core::{DType, Device, Error, Graph, Tensor};
+
+#[test]
+fn bad_shapes_are_refused_with_the_node_named() {
+    let mut g = Graph::new();
+    let a = g.input("a", DType::F32, [2, 3]);
+    let b = g.input("b", DType::F32, [5, 4]);
+    let e = g.matmul(a, b).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Node { .. }), "{e:?}");
+    assert!(msg.contains("MatMul") && msg.contains("[2, 3]") && msg.contains("[5, 4]"), "{msg}");
+    assert!(g.add_(a, b).is_err());
+    assert!(g.reshape(a, &[4, -1]).is_err());
+    assert!(g.transpose(a, &[0, 0]).is_err());
+    assert!(g.softmax(a, 2).is_err());
+}
+
+#[test]
+fn wrong_dtypes_are_refused() {
+    let mut g = Graph::new();
+    let i = g.input("i", DType::I32, [4]);
+    let f = g.input("f", DType::F32, [4]);
+    let msg = g.unary(UnaryOp::Exp, i).unwrap_err().to_string();
+    assert!(msg.contains("Exp") && msg.contains("i32"), "{msg}");
+    assert!(g.add_(i, f).is_err());
+    assert!(g.matmul(i, i).is_err());
+    assert!(g.gather(f, f, 0).is_err());
+}
+
+#[test]
+fn wrong_run_inputs_are_refused() {
+    let mut g = Graph::new();
+    let a = g.input("a", DType::F32, [2, 3]);
+    let r = g.relu(a).unwrap();
+    g.set_outputs(&[r]).unwrap();
+    let bad = Tensor::zeros(DType::F32, [3, 2]);
+    common::with_device(|d| {
+        let e = d.run(&g, std::slice::from_ref(&bad)).unwrap_err();
+        assert!(e.to_string().contains("expects f32 [2, 3]"), "{e}");
+        assert!(d.run(&g, &[]).is_err());
+    });
+}
+
+#[test]
+fn i64_out_of_device_range_is_an_error_not_a_wrong_answer() {
+    let mut g = Graph::new();
+    let a = g.input("a", DType::I64, [2]);
+    let r = g.unary(UnaryOp::Neg, a).unwrap();
+    g.set_outputs(&[r]).unwrap();
+    let t = Tensor::from_i64([2], vec![1, 1 << 40]).unwrap();
+    common::with_device(|d| {
+        let e = d.run(&g, &[t]).unwrap_err();
+        assert!(e.to_string().contains("i32 range"), "{e}");
+    });
+}
+
+#[test]
+fn tensor_over_the_binding_limit_is_refused() {
+    common::with_device(|d| {
+        let limit = d.adapter().max_storage_buffer_binding_size;
+        // An outer product whose result is over the limit; the inputs are tiny.
+        let side = ((limit / 4) as f64).sqrt() as usize + 16;
+        let mut g = Graph::new();
+        let a = g.input("a", DType::F32, [side, 1]);
+        let b = g.input("b", DType::F32, [1, side]);
+        let c = g.matmul(a, b).unwrap();
+        g.set_outputs(&[c]).unwrap();
+        let e = d.run(&g, &[Tensor::zeros(DType::F32, [side, 1]), Tensor::zeros(DType::F32, [1, side])]).unwrap_err();
+        assert!(matches!(e, Error::Limit { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("matmul_0") && msg.contains("max_storage_buffer_binding_size"), "{msg}");
+    });
+}
+
+#[test]
+fn dispatch_over_65535_workgroups_runs() {
+    // 70,000 workgroups of 256: the grid wraps into y.
+    let n = 70_000 * 256 + 7;
+    let mut g = Graph::new();
+    let a = g.input("a", DType::F32, [n]);
+    let r = g.relu(a).unwrap();
+    g.set_outputs(&[r]).unwrap();
+    let t = Tensor::random(DType::F32, [n], 3);
+    let want: Vec<f32> = t.as_f32().unwrap().iter().map(|x| x.max(0.0)).collect();
+    common::with_device(|d| {
+        let out = d.run(&g, &[t]).unwrap();
+        assert_eq!(out.outputs[0].as_f32().unwrap(), &want[..]);
+        assert_eq!(out.profile.entries.len(), 1);
+    });
+}
+
+#[test]
+fn profile_has_one_timed_entry_per_dispatch() {
+    let mut g = Graph::new();
+    let a = g.input("a", DType::F32, [8, 16]);
+    let w = g.constant(Tensor::random(DType::F32, [16, 4], 1)).unwrap();
+    let m = g.matmul(a, w).unwrap();
+    let r = g.relu(m).unwrap();
+    let s = g.softmax(r, -1).unwrap();
+    let rs = g.reshape(s, &[32]).unwrap();
+    g.set_outputs(&[rs]).unwrap();
+    common::with_device(|d| {
+        let out = d.run(&g, &[Tensor::random(DType::F32, [8, 16], 2)]).unwrap();
+        let ops: Vec<&str> = out.profile.entries.iter().map(|e| e.ops[0].as_str()).collect();
+        assert_eq!(ops, ["MatMul", "Relu", "Softmax"]);
+        let trace = out.profile.chrome_trace();
+        assert_eq!(trace["traceEvents"].as_array().unwrap().len(), 3);
+        // A second run reuses the prepared plan, constants and pipelines.
+        let again = d.run(&g, &[Tensor::random(DType::F32, [8, 16], 2)]).unwrap();
+        assert_eq!(again.outputs, out.outputs);
+    });
+}
