@@ -49,7 +49,10 @@ impl Profile {
     /// A text table: one row per entry, then totals, sorted by run order.
     pub fn table(&self) -> String {
         let total = self.kernel_ns().max(1) as f64;
-        let mut s = format!("{:<28} {:<16} {:<22} {:>10} {:>7}\n", "node", "op", "kernel", "time", "share");
+        let mut s = format!(
+            "{:<28} {:<16} {:<22} {:>10} {:>7}\n",
+            "node", "op", "kernel", "time", "share"
+        );
         for e in &self.entries {
             s += &format!(
                 "{:<28} {:<16} {:<22} {:>10} {:>6.1}%\n",
@@ -60,7 +63,11 @@ impl Profile {
                 100.0 * e.duration_ns as f64 / total
             );
         }
-        let source = self.entries.first().map(|e| format!("{:?}", e.source)).unwrap_or_default();
+        let source = self
+            .entries
+            .first()
+            .map(|e| format!("{:?}", e.source))
+            .unwrap_or_default();
         s += &format!(
             "{} kernels, kernel time {} ({source}), wall {} on {}\n",
             self.entries.len(),
@@ -134,10 +141,16 @@ pub trait Device {
 /// Check run inputs against the graph's declared inputs.
 pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
     if inputs.len() != graph.inputs().len() {
-        return Err(Error::Input(format!("the graph has {} inputs, {} were given", graph.inputs().len(), inputs.len())));
+        return Err(Error::Input(format!(
+            "the graph has {} inputs, {} were given",
+            graph.inputs().len(),
+            inputs.len()
+        )));
     }
     if graph.outputs().is_empty() {
-        return Err(Error::Graph("the graph has no outputs (call set_outputs)".into()));
+        return Err(Error::Graph(
+            "the graph has no outputs (call set_outputs)".into(),
+        ));
     }
     for (&v, t) in graph.inputs().iter().zip(inputs) {
         let info = graph.value(v);
@@ -157,5 +170,9 @@ pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
 
 /// Find a graph input by name.
 pub fn input_by_name(graph: &Graph, name: &str) -> Option<ValueId> {
-    graph.inputs().iter().copied().find(|&v| graph.value(v).name == name)
+    graph
+        .inputs()
+        .iter()
+        .copied()
+        .find(|&v| graph.value(v).name == name)
 }

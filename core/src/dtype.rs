@@ -16,7 +16,14 @@ pub enum DType {
 
 impl DType {
     /// Every dtype, for tests and listings.
-    pub const ALL: [DType; 6] = [DType::F32, DType::F16, DType::I32, DType::I64, DType::U8, DType::Bool];
+    pub const ALL: [DType; 6] = [
+        DType::F32,
+        DType::F16,
+        DType::I32,
+        DType::I64,
+        DType::U8,
+        DType::Bool,
+    ];
 
     /// Bytes per element on the host.
     pub fn size_bytes(self) -> usize {

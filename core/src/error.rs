@@ -8,13 +8,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A node's inputs are wrong for its op (shape, dtype, attribute).
     #[error("node '{node}' ({op}): {msg} (inputs: {inputs})")]
-    Node { node: String, op: String, inputs: String, msg: String },
+    Node {
+        node: String,
+        op: String,
+        inputs: String,
+        msg: String,
+    },
     /// A node uses something this device or build does not support.
     #[error("node '{node}' ({op}) is not supported: {msg} (inputs: {inputs})")]
-    Unsupported { node: String, op: String, inputs: String, msg: String },
+    Unsupported {
+        node: String,
+        op: String,
+        inputs: String,
+        msg: String,
+    },
     /// A tensor or dispatch is over a device limit and cannot be split.
     #[error("node '{node}' ({op}) exceeds a device limit: {msg} (inputs: {inputs})")]
-    Limit { node: String, op: String, inputs: String, msg: String },
+    Limit {
+        node: String,
+        op: String,
+        inputs: String,
+        msg: String,
+    },
     /// A host tensor is malformed.
     #[error("tensor: {0}")]
     Tensor(String),

@@ -2,8 +2,8 @@
 //! shape inference on every node, so a graph that exists is a graph whose shapes are right.
 
 use crate::op::{
-    BinaryOp, Conv2d, ConvTranspose2d, CoordTransform, Gemm, Op, PadMode, Pool2d, ReduceOp, ResizeMode, SliceAxis,
-    UnaryOp,
+    BinaryOp, Conv2d, ConvTranspose2d, CoordTransform, Gemm, Op, PadMode, Pool2d, ReduceOp,
+    ResizeMode, SliceAxis, UnaryOp,
 };
 use crate::shape::normalize_axis;
 use crate::{DType, Error, Result, Shape, Tensor};
@@ -139,7 +139,12 @@ impl Graph {
     /// A graph input of a given dtype and shape.
     pub fn input(&mut self, name: &str, dtype: DType, shape: impl Into<Shape>) -> ValueId {
         let id = ValueId(self.values.len() as u32);
-        self.values.push(ValueInfo { name: name.to_string(), dtype, shape: shape.into(), producer: None });
+        self.values.push(ValueInfo {
+            name: name.to_string(),
+            dtype,
+            shape: shape.into(),
+            producer: None,
+        });
         self.inputs.push(id);
         id
     }
@@ -148,7 +153,10 @@ impl Graph {
         if v.index() < self.values.len() {
             Ok(())
         } else {
-            Err(Error::Graph(format!("value {} does not exist in this graph", v.0)))
+            Err(Error::Graph(format!(
+                "value {} does not exist in this graph",
+                v.0
+            )))
         }
     }
 
@@ -157,7 +165,10 @@ impl Graph {
         for &i in inputs {
             self.check_value(i)?;
         }
-        let infos: Vec<(DType, &Shape)> = inputs.iter().map(|&i| (self.dtype(i), self.shape(i))).collect();
+        let infos: Vec<(DType, &Shape)> = inputs
+            .iter()
+            .map(|&i| (self.dtype(i), self.shape(i)))
+            .collect();
         let outs = op.infer(&infos).map_err(|msg| Error::Node {
             node: name.to_string(),
             op: op.name().to_string(),
@@ -168,11 +179,26 @@ impl Graph {
         let mut out_ids = Vec::with_capacity(outs.len());
         for (k, (dtype, shape)) in outs.into_iter().enumerate() {
             let vid = ValueId(self.values.len() as u32);
-            let vname = if k == 0 { name.to_string() } else { format!("{name}:{k}") };
-            self.values.push(ValueInfo { name: vname, dtype, shape, producer: Some(id) });
+            let vname = if k == 0 {
+                name.to_string()
+            } else {
+                format!("{name}:{k}")
+            };
+            self.values.push(ValueInfo {
+                name: vname,
+                dtype,
+                shape,
+                producer: Some(id),
+            });
             out_ids.push(vid);
         }
-        self.nodes.push(Node { id, name: name.to_string(), op, inputs: inputs.to_vec(), outputs: out_ids.clone() });
+        self.nodes.push(Node {
+            id,
+            name: name.to_string(),
+            op,
+            inputs: inputs.to_vec(),
+            outputs: out_ids.clone(),
+        });
         Ok(out_ids)
     }
 
@@ -188,7 +214,11 @@ impl Graph {
 
     /// Describe a node's inputs for error messages ("x: f32 [1, 3]").
     pub fn describe_node_inputs(&self, node: &Node) -> String {
-        let infos: Vec<(DType, &Shape)> = node.inputs.iter().map(|&i| (self.dtype(i), self.shape(i))).collect();
+        let infos: Vec<(DType, &Shape)> = node
+            .inputs
+            .iter()
+            .map(|&i| (self.dtype(i), self.shape(i)))
+            .collect();
         describe_inputs(&infos)
     }
 
@@ -222,7 +252,13 @@ impl Graph {
         self.add1(Op::Gemm(g), &ins)
     }
 
-    pub fn conv2d(&mut self, x: ValueId, w: ValueId, bias: Option<ValueId>, c: Conv2d) -> Result<ValueId> {
+    pub fn conv2d(
+        &mut self,
+        x: ValueId,
+        w: ValueId,
+        bias: Option<ValueId>,
+        c: Conv2d,
+    ) -> Result<ValueId> {
         let mut ins = vec![x, w];
         ins.extend(bias);
         self.add1(Op::Conv2d(c), &ins)
@@ -303,16 +339,31 @@ impl Graph {
     }
 
     /// Reduce over `axes` (negative count from the end; empty means all).
-    pub fn reduce(&mut self, op: ReduceOp, x: ValueId, axes: &[i64], keepdim: bool) -> Result<ValueId> {
+    pub fn reduce(
+        &mut self,
+        op: ReduceOp,
+        x: ValueId,
+        axes: &[i64],
+        keepdim: bool,
+    ) -> Result<ValueId> {
         let rank = self.shape(x).rank();
         let mut norm: Vec<usize> = if axes.is_empty() {
             (0..rank).collect()
         } else {
-            axes.iter().map(|&a| self.axis(op.name(), x, a)).collect::<Result<_>>()?
+            axes.iter()
+                .map(|&a| self.axis(op.name(), x, a))
+                .collect::<Result<_>>()?
         };
         norm.sort_unstable();
         norm.dedup();
-        self.add1(Op::Reduce { op, axes: norm, keepdim }, &[x])
+        self.add1(
+            Op::Reduce {
+                op,
+                axes: norm,
+                keepdim,
+            },
+            &[x],
+        )
     }
 
     pub fn max_pool2d(&mut self, x: ValueId, p: Pool2d) -> Result<ValueId> {
@@ -330,27 +381,53 @@ impl Graph {
     /// Reshape; one dim may be -1 (inferred) and 0 copies the input dim.
     pub fn reshape(&mut self, x: ValueId, shape: &[i64]) -> Result<ValueId> {
         let dims = self.shape(x).0.clone();
-        let resolved = resolve_reshape(&dims, shape).map_err(|msg| self.builder_error("Reshape", &[x], msg))?;
+        let resolved = resolve_reshape(&dims, shape)
+            .map_err(|msg| self.builder_error("Reshape", &[x], msg))?;
         self.add1(Op::Reshape { shape: resolved }, &[x])
     }
 
     pub fn transpose(&mut self, x: ValueId, perm: &[usize]) -> Result<ValueId> {
-        self.add1(Op::Transpose { perm: perm.to_vec() }, &[x])
+        self.add1(
+            Op::Transpose {
+                perm: perm.to_vec(),
+            },
+            &[x],
+        )
     }
 
     pub fn concat(&mut self, xs: &[ValueId], axis: i64) -> Result<ValueId> {
-        let first = *xs.first().ok_or_else(|| Error::Graph("concat of no inputs".into()))?;
+        let first = *xs
+            .first()
+            .ok_or_else(|| Error::Graph("concat of no inputs".into()))?;
         let axis = self.axis("Concat", first, axis)?;
         self.add1(Op::Concat { axis }, xs)
     }
 
     /// numpy/ONNX slice: per listed axis a start, end and step (clamped like ONNX).
-    pub fn slice(&mut self, x: ValueId, axes: &[i64], starts: &[i64], ends: &[i64], steps: &[i64]) -> Result<ValueId> {
+    pub fn slice(
+        &mut self,
+        x: ValueId,
+        axes: &[i64],
+        starts: &[i64],
+        ends: &[i64],
+        steps: &[i64],
+    ) -> Result<ValueId> {
         let dims = self.shape(x).0.clone();
         if axes.len() != starts.len() || axes.len() != ends.len() || axes.len() != steps.len() {
-            return Err(self.builder_error("Slice", &[x], "axes, starts, ends and steps differ in length".into()));
+            return Err(self.builder_error(
+                "Slice",
+                &[x],
+                "axes, starts, ends and steps differ in length".into(),
+            ));
         }
-        let mut norm: Vec<SliceAxis> = dims.iter().map(|&d| SliceAxis { start: 0, step: 1, len: d }).collect();
+        let mut norm: Vec<SliceAxis> = dims
+            .iter()
+            .map(|&d| SliceAxis {
+                start: 0,
+                step: 1,
+                len: d,
+            })
+            .collect();
         for (k, &a) in axes.iter().enumerate() {
             let ax = self.axis("Slice", x, a)?;
             norm[ax] = SliceAxis::normalize(dims[ax], starts[k], ends[k], steps[k])
@@ -361,7 +438,13 @@ impl Graph {
 
     pub fn split(&mut self, x: ValueId, axis: i64, sizes: &[usize]) -> Result<Vec<ValueId>> {
         let axis = self.axis("Split", x, axis)?;
-        self.add(Op::Split { axis, sizes: sizes.to_vec() }, &[x])
+        self.add(
+            Op::Split {
+                axis,
+                sizes: sizes.to_vec(),
+            },
+            &[x],
+        )
     }
 
     pub fn gather(&mut self, x: ValueId, indices: ValueId, axis: i64) -> Result<ValueId> {
@@ -377,22 +460,42 @@ impl Graph {
         self.add1(Op::Cast { to }, &[x])
     }
 
-    pub fn resize(&mut self, x: ValueId, size: [usize; 2], mode: ResizeMode, coord: CoordTransform) -> Result<ValueId> {
+    pub fn resize(
+        &mut self,
+        x: ValueId,
+        size: [usize; 2],
+        mode: ResizeMode,
+        coord: CoordTransform,
+    ) -> Result<ValueId> {
         self.add1(Op::Resize { mode, coord, size }, &[x])
     }
 
     pub fn pad(&mut self, x: ValueId, pads: &[[usize; 2]], mode: PadMode) -> Result<ValueId> {
-        self.add1(Op::Pad { pads: pads.to_vec(), mode }, &[x])
+        self.add1(
+            Op::Pad {
+                pads: pads.to_vec(),
+                mode,
+            },
+            &[x],
+        )
     }
 
     fn axis(&self, op: &str, x: ValueId, axis: i64) -> Result<usize> {
         let rank = self.shape(x).rank();
-        normalize_axis(axis, rank)
-            .ok_or_else(|| self.builder_error(op, &[x], format!("axis {axis} is out of range for rank {rank}")))
+        normalize_axis(axis, rank).ok_or_else(|| {
+            self.builder_error(
+                op,
+                &[x],
+                format!("axis {axis} is out of range for rank {rank}"),
+            )
+        })
     }
 
     fn builder_error(&self, op: &str, inputs: &[ValueId], msg: String) -> Error {
-        let infos: Vec<(DType, &Shape)> = inputs.iter().map(|&i| (self.dtype(i), self.shape(i))).collect();
+        let infos: Vec<(DType, &Shape)> = inputs
+            .iter()
+            .map(|&i| (self.dtype(i), self.shape(i)))
+            .collect();
         Error::Node {
             node: format!("{}_{}", op.to_lowercase(), self.nodes.len()),
             op: op.to_string(),
@@ -407,7 +510,11 @@ pub fn describe_inputs(infos: &[(DType, &Shape)]) -> String {
     if infos.is_empty() {
         return "none".into();
     }
-    infos.iter().map(|(d, s)| format!("{d} {s}")).collect::<Vec<_>>().join(", ")
+    infos
+        .iter()
+        .map(|(d, s)| format!("{d} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Resolve a reshape target with ONNX rules: 0 copies the input dim, one -1 is inferred.
@@ -422,14 +529,18 @@ pub fn resolve_reshape(dims: &[usize], target: &[i64]) -> Result<Vec<usize>, Str
                 out.push(1);
             }
             -1 => return Err("more than one -1 in the target shape".into()),
-            0 => out.push(*dims.get(i).ok_or_else(|| format!("0 at position {i} has no input dim to copy"))?),
+            0 => out.push(
+                *dims
+                    .get(i)
+                    .ok_or_else(|| format!("0 at position {i} has no input dim to copy"))?,
+            ),
             t if t > 0 => out.push(t as usize),
             t => return Err(format!("negative dim {t} in the target shape")),
         }
     }
     if let Some(i) = infer {
         let rest: usize = out.iter().product();
-        if rest == 0 || numel % rest != 0 {
+        if rest == 0 || !numel.is_multiple_of(rest) {
             return Err(format!("cannot infer -1: {numel} elements into {target:?}"));
         }
         out[i] = numel / rest;
@@ -450,7 +561,13 @@ mod tests {
         let a = g.input("a", DType::F32, [2, 3]);
         let b = g.input("b", DType::F32, [4, 5]);
         let err = g.matmul(a, b).unwrap_err().to_string();
-        assert!(err.contains("matmul_0") && err.contains("MatMul") && err.contains("[2, 3]") && err.contains("[4, 5]"), "{err}");
+        assert!(
+            err.contains("matmul_0")
+                && err.contains("MatMul")
+                && err.contains("[2, 3]")
+                && err.contains("[4, 5]"),
+            "{err}"
+        );
         let i = g.input("i", DType::I32, [2]);
         let err = g.unary(UnaryOp::Sigmoid, i).unwrap_err().to_string();
         assert!(err.contains("Sigmoid") && err.contains("i32"), "{err}");

@@ -27,13 +27,20 @@ impl Device for CpuDevice {
         for (&v, t) in graph.inputs().iter().zip(inputs) {
             vals[v.index()] = Some(t.clone());
         }
-        let mut profile = Profile { device: self.name(), ..Default::default() };
+        let mut profile = Profile {
+            device: self.name(),
+            ..Default::default()
+        };
         for node in graph.nodes() {
             let start = t0.elapsed().as_nanos() as u64;
             let ins: Vec<&Tensor> = node
                 .inputs
                 .iter()
-                .map(|&i| vals[i.index()].as_ref().ok_or_else(|| Error::Graph(format!("value {} was freed early", i.0))))
+                .map(|&i| {
+                    vals[i.index()]
+                        .as_ref()
+                        .ok_or_else(|| Error::Graph(format!("value {} was freed early", i.0)))
+                })
                 .collect::<Result<_>>()?;
             let outs = eval_node(graph, node, &ins)?;
             let dur = t0.elapsed().as_nanos() as u64 - start;
@@ -60,7 +67,11 @@ impl Device for CpuDevice {
         let outputs = graph
             .outputs()
             .iter()
-            .map(|&o| vals[o.index()].clone().ok_or_else(|| Error::Graph(format!("output {} was not computed", o.0))))
+            .map(|&o| {
+                vals[o.index()]
+                    .clone()
+                    .ok_or_else(|| Error::Graph(format!("output {} was not computed", o.0)))
+            })
             .collect::<Result<_>>()?;
         profile.wall_ns = t0.elapsed().as_nanos() as u64;
         Ok(RunOutput { outputs, profile })
@@ -69,8 +80,11 @@ impl Device for CpuDevice {
 
 /// Evaluate one node on host tensors.
 pub fn eval_node(graph: &Graph, node: &Node, ins: &[&Tensor]) -> Result<Vec<Tensor>> {
-    let out_info: Vec<(DType, Shape)> =
-        node.outputs.iter().map(|&o| (graph.dtype(o), graph.shape(o).clone())).collect();
+    let out_info: Vec<(DType, Shape)> = node
+        .outputs
+        .iter()
+        .map(|&o| (graph.dtype(o), graph.shape(o).clone()))
+        .collect();
     eval(&node.op, ins, &out_info).map_err(|msg| Error::Node {
         node: node.name.clone(),
         op: node.op.name().to_string(),
@@ -89,26 +103,49 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
         Op::Constant(t) => Ok(vec![t.clone()]),
         Op::MatMul => {
             let (a, b) = (ins[0].shape(), ins[1].shape());
-            let a2 = if a.rank() == 1 { Shape(vec![1, a.0[0]]) } else { a.clone() };
-            let b2 = if b.rank() == 1 { Shape(vec![b.0[0], 1]) } else { b.clone() };
+            let a2 = if a.rank() == 1 {
+                Shape(vec![1, a.0[0]])
+            } else {
+                a.clone()
+            };
+            let b2 = if b.rank() == 1 {
+                Shape(vec![b.0[0], 1])
+            } else {
+                b.clone()
+            };
             one(batched_matmul(&f(0), &a2, &f(1), &b2))
         }
         Op::Gemm(g) => {
             let (a, b) = (ins[0].dims(), ins[1].dims());
-            let (m, k) = if g.trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
+            let (m, k) = if g.trans_a {
+                (a[1], a[0])
+            } else {
+                (a[0], a[1])
+            };
             let nn = if g.trans_b { b[0] } else { b[1] };
             let (av, bv) = (f(0), f(1));
-            let cv = ins.get(2).map(|c| broadcast_to(&c.to_f64_vec(), c.shape(), &oshape));
+            let cv = ins
+                .get(2)
+                .map(|c| broadcast_to(&c.to_f64_vec(), c.shape(), &oshape));
             let mut out = vec![0.0; m * nn];
             for i in 0..m {
                 for j in 0..nn {
                     let mut acc = 0.0;
                     for p in 0..k {
-                        let x = if g.trans_a { av[p * m + i] } else { av[i * k + p] };
-                        let y = if g.trans_b { bv[j * k + p] } else { bv[p * nn + j] };
+                        let x = if g.trans_a {
+                            av[p * m + i]
+                        } else {
+                            av[i * k + p]
+                        };
+                        let y = if g.trans_b {
+                            bv[j * k + p]
+                        } else {
+                            bv[p * nn + j]
+                        };
                         acc += x * y;
                     }
-                    out[i * nn + j] = g.alpha as f64 * acc + cv.as_ref().map_or(0.0, |c| g.beta as f64 * c[i * nn + j]);
+                    out[i * nn + j] = g.alpha as f64 * acc
+                        + cv.as_ref().map_or(0.0, |c| g.beta as f64 * c[i * nn + j]);
                 }
             }
             one(out)
@@ -131,16 +168,19 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                             for icl in 0..cig {
                                 let ic = g * cig + icl;
                                 for ky in 0..kh {
-                                    let iy = (y * c.stride[0] + ky * c.dilation[0]) as isize - c.padding[0] as isize;
+                                    let iy = (y * c.stride[0] + ky * c.dilation[0]) as isize
+                                        - c.padding[0] as isize;
                                     if iy < 0 || iy >= h as isize {
                                         continue;
                                     }
                                     for kx in 0..kw {
-                                        let ix = (xo * c.stride[1] + kx * c.dilation[1]) as isize - c.padding[1] as isize;
+                                        let ix = (xo * c.stride[1] + kx * c.dilation[1]) as isize
+                                            - c.padding[1] as isize;
                                         if ix < 0 || ix >= wd as isize {
                                             continue;
                                         }
-                                        acc += xv[((b * ci + ic) * h + iy as usize) * wd + ix as usize]
+                                        acc += xv
+                                            [((b * ci + ic) * h + iy as usize) * wd + ix as usize]
                                             * wv[((o * cig + icl) * kh + ky) * kw + kx];
                                     }
                                 }
@@ -176,16 +216,19 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                             for ocl in 0..cog {
                                 let oc = g * cog + ocl;
                                 for ky in 0..kh {
-                                    let y = (iy * c.stride[0] + ky * c.dilation[0]) as isize - c.padding[0] as isize;
+                                    let y = (iy * c.stride[0] + ky * c.dilation[0]) as isize
+                                        - c.padding[0] as isize;
                                     if y < 0 || y >= oh as isize {
                                         continue;
                                     }
                                     for kx in 0..kw {
-                                        let xo = (ix * c.stride[1] + kx * c.dilation[1]) as isize - c.padding[1] as isize;
+                                        let xo = (ix * c.stride[1] + kx * c.dilation[1]) as isize
+                                            - c.padding[1] as isize;
                                         if xo < 0 || xo >= ow as isize {
                                             continue;
                                         }
-                                        out[((b * co + oc) * oh + y as usize) * ow + xo as usize] +=
+                                        out[((b * co + oc) * oh + y as usize) * ow
+                                            + xo as usize] +=
                                             v * wv[((ic * cog + ocl) * kh + ky) * kw + kx];
                                     }
                                 }
@@ -215,7 +258,11 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
             let av = broadcast_to(&f(0), ins[0].shape(), &oshape);
             let bv = broadcast_to(&f(1), ins[1].shape(), &oshape);
             let int = ins[0].dtype().is_int();
-            one(av.iter().zip(&bv).map(|(&x, &y)| binary(*b, x, y, int)).collect())
+            one(av
+                .iter()
+                .zip(&bv)
+                .map(|(&x, &y)| binary(*b, x, y, int))
+                .collect())
         }
         Op::Softmax { axis } => {
             let x = f(0);
@@ -245,7 +292,8 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                     let var = chunk.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / len as f64;
                     let inv = 1.0 / (var + *epsilon as f64).sqrt();
                     for (k, v) in chunk.iter().enumerate() {
-                        out[row * len + k] = (v - mean) * inv * scale[k] + bias.as_ref().map_or(0.0, |b| b[k]);
+                        out[row * len + k] =
+                            (v - mean) * inv * scale[k] + bias.as_ref().map_or(0.0, |b| b[k]);
                     }
                 }
             }
@@ -265,7 +313,11 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
             let mut out = vec![init; n];
             for (i, &v) in x.iter().enumerate() {
                 let coords = unravel(i, dims);
-                let o: usize = coords.iter().enumerate().map(|(d, &c)| if axes.contains(&d) { 0 } else { c * kstr[d] }).sum();
+                let o: usize = coords
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &c)| if axes.contains(&d) { 0 } else { c * kstr[d] })
+                    .sum();
                 out[o] = match r {
                     ReduceOp::Sum | ReduceOp::Mean => out[o] + v,
                     ReduceOp::Max => max_nan(out[o], v),
@@ -293,9 +345,11 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                         let mut acc = if is_max { f64::NEG_INFINITY } else { 0.0 };
                         let mut cnt = 0usize;
                         for ky in 0..p.kernel[0] {
-                            let iy = (y * p.stride[0] + ky * p.dilation[0]) as isize - p.padding[0] as isize;
+                            let iy = (y * p.stride[0] + ky * p.dilation[0]) as isize
+                                - p.padding[0] as isize;
                             for kx in 0..p.kernel[1] {
-                                let ix = (xo * p.stride[1] + kx * p.dilation[1]) as isize - p.padding[1] as isize;
+                                let ix = (xo * p.stride[1] + kx * p.dilation[1]) as isize
+                                    - p.padding[1] as isize;
                                 if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
                                     continue;
                                 }
@@ -319,7 +373,9 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
         Op::GlobalAvgPool => {
             let x = f(0);
             let inner: usize = ins[0].dims()[2..].iter().product();
-            one((0..n).map(|i| x[i * inner..(i + 1) * inner].iter().sum::<f64>() / inner as f64).collect())
+            one((0..n)
+                .map(|i| x[i * inner..(i + 1) * inner].iter().sum::<f64>() / inner as f64)
+                .collect())
         }
         Op::Reshape { .. } => Ok(vec![ins[0].reshaped(oshape).map_err(|e| e.to_string())?]),
         Op::Transpose { perm } => {
@@ -328,7 +384,10 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
             one((0..n)
                 .map(|i| {
                     let c = unravel(i, &oshape.0);
-                    x[c.iter().enumerate().map(|(d, &v)| v * istr[perm[d]]).sum::<usize>()]
+                    x[c.iter()
+                        .enumerate()
+                        .map(|(d, &v)| v * istr[perm[d]])
+                        .sum::<usize>()]
                 })
                 .collect())
         }
@@ -350,7 +409,12 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
             one((0..n)
                 .map(|i| {
                     let c = unravel(i, &oshape.0);
-                    let off: i64 = c.iter().zip(axes).zip(&istr).map(|((&v, a), &s)| (a.start + v as i64 * a.step) * s as i64).sum();
+                    let off: i64 = c
+                        .iter()
+                        .zip(axes)
+                        .zip(&istr)
+                        .map(|((&v, a), &s)| (a.start + v as i64 * a.step) * s as i64)
+                        .sum();
                     x[off as usize]
                 })
                 .collect())
@@ -382,7 +446,9 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                 for &i in &idx {
                     let j = if i < 0 { i + len as i64 } else { i };
                     if j < 0 || j >= len as i64 {
-                        return Err(format!("index {i} is out of range for axis {axis} of size {len}"));
+                        return Err(format!(
+                            "index {i} is out of range for axis {axis} of size {len}"
+                        ));
                     }
                     let base = (o * len + j as usize) * inner;
                     out.extend_from_slice(&x[base..base + inner]);
@@ -394,7 +460,9 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
             let c = broadcast_to(&f(0), ins[0].shape(), &oshape);
             let a = broadcast_to(&f(1), ins[1].shape(), &oshape);
             let b = broadcast_to(&f(2), ins[2].shape(), &oshape);
-            one((0..n).map(|i| if c[i] != 0.0 { a[i] } else { b[i] }).collect())
+            one((0..n)
+                .map(|i| if c[i] != 0.0 { a[i] } else { b[i] })
+                .collect())
         }
         Op::Cast { .. } => one(f(0)),
         Op::Resize { mode, coord, size } => {
@@ -560,7 +628,11 @@ pub fn binary(b: BinaryOp, x: f64, y: f64, int: bool) -> f64 {
 
 /// (product of dims before axis, dim at axis, product of dims after axis).
 pub fn split_at_axis(dims: &[usize], axis: usize) -> (usize, usize, usize) {
-    (dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product())
+    (
+        dims[..axis].iter().product(),
+        dims[axis],
+        dims[axis + 1..].iter().product(),
+    )
 }
 
 /// Row-major coordinates of a flat index.
@@ -581,7 +653,15 @@ pub fn broadcast_to(v: &[f64], from: &Shape, to: &Shape) -> Vec<f64> {
         return v.to_vec();
     }
     let s = from.broadcast_strides(to);
-    (0..to.numel()).map(|i| v[unravel(i, &to.0).iter().zip(&s).map(|(c, s)| c * s).sum::<usize>()]).collect()
+    (0..to.numel())
+        .map(|i| {
+            v[unravel(i, &to.0)
+                .iter()
+                .zip(&s)
+                .map(|(c, s)| c * s)
+                .sum::<usize>()]
+        })
+        .collect()
 }
 
 fn batched_matmul(a: &[f64], ash: &Shape, b: &[f64], bsh: &Shape) -> Vec<f64> {

@@ -16,14 +16,23 @@ pub struct Conv2d {
 
 impl Default for Conv2d {
     fn default() -> Self {
-        Conv2d { stride: [1, 1], padding: [0; 4], dilation: [1, 1], groups: 1 }
+        Conv2d {
+            stride: [1, 1],
+            padding: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+        }
     }
 }
 
 impl Conv2d {
     /// Same padding `p` on every side, stride `s`.
     pub fn padded(p: usize, s: usize) -> Self {
-        Conv2d { stride: [s, s], padding: [p; 4], ..Default::default() }
+        Conv2d {
+            stride: [s, s],
+            padding: [p; 4],
+            ..Default::default()
+        }
     }
 }
 
@@ -39,7 +48,13 @@ pub struct ConvTranspose2d {
 
 impl Default for ConvTranspose2d {
     fn default() -> Self {
-        ConvTranspose2d { stride: [1, 1], padding: [0; 4], output_padding: [0, 0], dilation: [1, 1], groups: 1 }
+        ConvTranspose2d {
+            stride: [1, 1],
+            padding: [0; 4],
+            output_padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
     }
 }
 
@@ -56,7 +71,13 @@ pub struct Pool2d {
 
 impl Pool2d {
     pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
-        Pool2d { kernel: [kernel; 2], stride: [stride; 2], padding: [padding; 4], dilation: [1, 1], count_include_pad: false }
+        Pool2d {
+            kernel: [kernel; 2],
+            stride: [stride; 2],
+            padding: [padding; 4],
+            dilation: [1, 1],
+            count_include_pad: false,
+        }
     }
 }
 
@@ -71,7 +92,12 @@ pub struct Gemm {
 
 impl Default for Gemm {
     fn default() -> Self {
-        Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false }
+        Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+        }
     }
 }
 
@@ -79,7 +105,9 @@ impl Default for Gemm {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum UnaryOp {
     Relu,
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
     Sigmoid,
     Tanh,
     /// GELU, exact form `x * Φ(x)` with erf.
@@ -95,7 +123,10 @@ pub enum UnaryOp {
     Neg,
     Abs,
     Erf,
-    Clip { min: f32, max: f32 },
+    Clip {
+        min: f32,
+        max: f32,
+    },
 }
 
 impl UnaryOp {
@@ -122,7 +153,10 @@ impl UnaryOp {
 
     /// Whether the op is defined on signed integers (i32, i64) too; else floats only.
     pub fn allows_int(self) -> bool {
-        matches!(self, UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Clip { .. })
+        matches!(
+            self,
+            UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Clip { .. }
+        )
     }
 
     /// Every unary op with representative parameters, for tests and listings.
@@ -143,7 +177,10 @@ impl UnaryOp {
             UnaryOp::Neg,
             UnaryOp::Abs,
             UnaryOp::Erf,
-            UnaryOp::Clip { min: -0.5, max: 0.25 },
+            UnaryOp::Clip {
+                min: -0.5,
+                max: 0.25,
+            },
         ]
     }
 }
@@ -203,7 +240,10 @@ impl BinaryOp {
 
     /// Comparisons return bool.
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge)
+        matches!(
+            self,
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+        )
     }
 }
 
@@ -245,7 +285,11 @@ impl SliceAxis {
         let d = dim as i64;
         let fix = |v: i64| if v < 0 { v + d } else { v };
         let (s, e) = (fix(start), fix(end));
-        let (s, e) = if step > 0 { (s.clamp(0, d), e.clamp(0, d)) } else { (s.clamp(-1, d - 1), e.clamp(-1, d - 1)) };
+        let (s, e) = if step > 0 {
+            (s.clamp(0, d), e.clamp(0, d))
+        } else {
+            (s.clamp(-1, d - 1), e.clamp(-1, d - 1))
+        };
         let len = if step > 0 {
             if e > s {
                 (e - s + step - 1) / step
@@ -257,7 +301,11 @@ impl SliceAxis {
         } else {
             0
         };
-        Some(SliceAxis { start: if len == 0 { 0 } else { s }, step, len: len as usize })
+        Some(SliceAxis {
+            start: if len == 0 { 0 } else { s },
+            step,
+            len: len as usize,
+        })
     }
 }
 
@@ -303,36 +351,69 @@ pub enum Op {
     /// NCHW transposed convolution; inputs x, w `[C, O/groups, kh, kw]` and optionally bias `[O]`.
     ConvTranspose2d(ConvTranspose2d),
     /// Inference batch norm over axis 1; inputs x, scale, bias, mean, var (each `[C]`).
-    BatchNorm { epsilon: f32 },
+    BatchNorm {
+        epsilon: f32,
+    },
     Unary(UnaryOp),
     Binary(BinaryOp),
     /// Softmax along one axis.
-    Softmax { axis: usize },
+    Softmax {
+        axis: usize,
+    },
     /// Normalise over axes `axis..rank`; inputs x, scale and optionally bias (shape `x[axis..]`).
-    LayerNorm { axis: usize, epsilon: f32 },
+    LayerNorm {
+        axis: usize,
+        epsilon: f32,
+    },
     /// Reduce over sorted, distinct axes.
-    Reduce { op: ReduceOp, axes: Vec<usize>, keepdim: bool },
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+        keepdim: bool,
+    },
     MaxPool2d(Pool2d),
     AvgPool2d(Pool2d),
     GlobalAvgPool,
     /// Same elements, new shape (fully resolved, no -1).
-    Reshape { shape: Vec<usize> },
+    Reshape {
+        shape: Vec<usize>,
+    },
     /// Output dim `i` is input dim `perm[i]`.
-    Transpose { perm: Vec<usize> },
-    Concat { axis: usize },
+    Transpose {
+        perm: Vec<usize>,
+    },
+    Concat {
+        axis: usize,
+    },
     /// One [`SliceAxis`] per input dim.
-    Slice { axes: Vec<SliceAxis> },
+    Slice {
+        axes: Vec<SliceAxis>,
+    },
     /// Several outputs, of `sizes` along `axis`.
-    Split { axis: usize, sizes: Vec<usize> },
+    Split {
+        axis: usize,
+        sizes: Vec<usize>,
+    },
     /// `data[..., indices, ...]` along `axis`; negative indices count from the end.
-    Gather { axis: usize },
+    Gather {
+        axis: usize,
+    },
     /// `cond ? a : b`, broadcast.
     Where,
-    Cast { to: DType },
+    Cast {
+        to: DType,
+    },
     /// NCHW resize of the two spatial dims to `size`.
-    Resize { mode: ResizeMode, coord: CoordTransform, size: [usize; 2] },
+    Resize {
+        mode: ResizeMode,
+        coord: CoordTransform,
+        size: [usize; 2],
+    },
     /// Pad each dim by `pads[d] = [before, after]`.
-    Pad { pads: Vec<[usize; 2]>, mode: PadMode },
+    Pad {
+        pads: Vec<[usize; 2]>,
+        mode: PadMode,
+    },
 }
 
 impl Op {
@@ -383,21 +464,30 @@ impl Op {
             if inputs[i].0.is_float() {
                 Ok(())
             } else {
-                Err(format!("input {i} must be a float tensor, got {}", inputs[i].0))
+                Err(format!(
+                    "input {i} must be a float tensor, got {}",
+                    inputs[i].0
+                ))
             }
         };
         let same_dtype = |i: usize, j: usize| -> Result<(), String> {
             if inputs[i].0 == inputs[j].0 {
                 Ok(())
             } else {
-                Err(format!("inputs {i} and {j} must have one dtype, got {} and {}", inputs[i].0, inputs[j].0))
+                Err(format!(
+                    "inputs {i} and {j} must have one dtype, got {} and {}",
+                    inputs[i].0, inputs[j].0
+                ))
             }
         };
         let rank = |i: usize, r: usize| -> Result<(), String> {
             if inputs[i].1.rank() == r {
                 Ok(())
             } else {
-                Err(format!("input {i} must have rank {r}, got shape {}", inputs[i].1))
+                Err(format!(
+                    "input {i} must have rank {r}, got shape {}",
+                    inputs[i].1
+                ))
             }
         };
         let one = |d: DType, s: Vec<usize>| Ok(vec![(d, Shape(s))]);
@@ -414,14 +504,23 @@ impl Op {
                 if a.rank() == 0 || b.rank() == 0 {
                     return Err("operands must have rank >= 1".into());
                 }
-                let (m, k1) = if a.rank() == 1 { (None, a.0[0]) } else { (Some(a.0[a.rank() - 2]), a.0[a.rank() - 1]) };
-                let (k2, n) = if b.rank() == 1 { (b.0[0], None) } else { (b.0[b.rank() - 2], Some(b.0[b.rank() - 1])) };
+                let (m, k1) = if a.rank() == 1 {
+                    (None, a.0[0])
+                } else {
+                    (Some(a.0[a.rank() - 2]), a.0[a.rank() - 1])
+                };
+                let (k2, n) = if b.rank() == 1 {
+                    (b.0[0], None)
+                } else {
+                    (b.0[b.rank() - 2], Some(b.0[b.rank() - 1]))
+                };
                 if k1 != k2 {
                     return Err(format!("inner dims differ: {a} @ {b}"));
                 }
                 let ba = Shape(a.0[..a.rank().saturating_sub(2)].to_vec());
                 let bb = Shape(b.0[..b.rank().saturating_sub(2)].to_vec());
-                let batch = Shape::broadcast(&ba, &bb).ok_or_else(|| format!("batch dims do not broadcast: {a} @ {b}"))?;
+                let batch = Shape::broadcast(&ba, &bb)
+                    .ok_or_else(|| format!("batch dims do not broadcast: {a} @ {b}"))?;
                 let mut out = batch.0;
                 out.extend(m);
                 out.extend(n);
@@ -434,10 +533,21 @@ impl Op {
                 rank(0, 2)?;
                 rank(1, 2)?;
                 let (a, b) = (inputs[0].1, inputs[1].1);
-                let (m, k1) = if g.trans_a { (a.0[1], a.0[0]) } else { (a.0[0], a.0[1]) };
-                let (k2, n) = if g.trans_b { (b.0[1], b.0[0]) } else { (b.0[0], b.0[1]) };
+                let (m, k1) = if g.trans_a {
+                    (a.0[1], a.0[0])
+                } else {
+                    (a.0[0], a.0[1])
+                };
+                let (k2, n) = if g.trans_b {
+                    (b.0[1], b.0[0])
+                } else {
+                    (b.0[0], b.0[1])
+                };
                 if k1 != k2 {
-                    return Err(format!("inner dims differ: A {a} (trans {}) and B {b} (trans {})", g.trans_a, g.trans_b));
+                    return Err(format!(
+                        "inner dims differ: A {a} (trans {}) and B {b} (trans {})",
+                        g.trans_a, g.trans_b
+                    ));
                 }
                 let out = Shape(vec![m, n]);
                 if inputs.len() == 3 {
@@ -471,8 +581,20 @@ impl Op {
                         return Err(format!("bias must be [{}], got {}", w[0], inputs[2].1));
                     }
                 }
-                let oh = conv_out(x[2], w[2], c.stride[0], c.padding[0] + c.padding[2], c.dilation[0])?;
-                let ow = conv_out(x[3], w[3], c.stride[1], c.padding[1] + c.padding[3], c.dilation[1])?;
+                let oh = conv_out(
+                    x[2],
+                    w[2],
+                    c.stride[0],
+                    c.padding[0] + c.padding[2],
+                    c.dilation[0],
+                )?;
+                let ow = conv_out(
+                    x[3],
+                    w[3],
+                    c.stride[1],
+                    c.padding[1] + c.padding[3],
+                    c.dilation[1],
+                )?;
                 one(inputs[0].0, vec![x[0], w[0], oh, ow])
             }
             Op::ConvTranspose2d(c) => {
@@ -486,7 +608,10 @@ impl Op {
                     return Err("groups, stride and dilation must be positive".into());
                 }
                 if x[1] != w[0] || x[1] % c.groups != 0 {
-                    return Err(format!("x has {} channels, w is {} (groups {})", x[1], inputs[1].1, c.groups));
+                    return Err(format!(
+                        "x has {} channels, w is {} (groups {})",
+                        x[1], inputs[1].1, c.groups
+                    ));
                 }
                 let o = w[1] * c.groups;
                 if inputs.len() == 3 {
@@ -495,16 +620,38 @@ impl Op {
                         return Err(format!("bias must be [{o}], got {}", inputs[2].1));
                     }
                 }
-                let dim = |i: usize, k: usize, s: usize, p: usize, d: usize, op: usize| -> Result<usize, String> {
+                let dim = |i: usize,
+                           k: usize,
+                           s: usize,
+                           p: usize,
+                           d: usize,
+                           op: usize|
+                 -> Result<usize, String> {
                     let full = (i.max(1) - 1) * s + d * (k - 1) + op + 1;
                     if i == 0 || full <= p {
-                        Err(format!("output would be empty (input {i}, kernel {k}, padding {p})"))
+                        Err(format!(
+                            "output would be empty (input {i}, kernel {k}, padding {p})"
+                        ))
                     } else {
                         Ok(full - p)
                     }
                 };
-                let oh = dim(x[2], w[2], c.stride[0], c.padding[0] + c.padding[2], c.dilation[0], c.output_padding[0])?;
-                let ow = dim(x[3], w[3], c.stride[1], c.padding[1] + c.padding[3], c.dilation[1], c.output_padding[1])?;
+                let oh = dim(
+                    x[2],
+                    w[2],
+                    c.stride[0],
+                    c.padding[0] + c.padding[2],
+                    c.dilation[0],
+                    c.output_padding[0],
+                )?;
+                let ow = dim(
+                    x[3],
+                    w[3],
+                    c.stride[1],
+                    c.padding[1] + c.padding[3],
+                    c.dilation[1],
+                    c.output_padding[1],
+                )?;
                 one(inputs[0].0, vec![x[0], o, oh, ow])
             }
             Op::BatchNorm { .. } => {
@@ -514,10 +661,10 @@ impl Op {
                 if x.rank() < 2 {
                     return Err(format!("x must have rank >= 2, got {x}"));
                 }
-                for i in 1..5 {
+                for (i, (_, s)) in inputs.iter().enumerate().skip(1) {
                     same_dtype(0, i)?;
-                    if inputs[i].1 .0 != [x.0[1]] {
-                        return Err(format!("input {i} must be [{}], got {}", x.0[1], inputs[i].1));
+                    if s.0 != [x.0[1]] {
+                        return Err(format!("input {i} must be [{}], got {s}", x.0[1]));
                     }
                 }
                 one(inputs[0].0, x.0.clone())
@@ -537,9 +684,20 @@ impl Op {
                 if !b.is_comparison() && inputs[0].0 == DType::Bool {
                     return Err(format!("{} is not defined on bool", b.name()));
                 }
-                let s = Shape::broadcast(inputs[0].1, inputs[1].1)
-                    .ok_or_else(|| format!("shapes {} and {} do not broadcast", inputs[0].1, inputs[1].1))?;
-                one(if b.is_comparison() { DType::Bool } else { inputs[0].0 }, s.0)
+                let s = Shape::broadcast(inputs[0].1, inputs[1].1).ok_or_else(|| {
+                    format!(
+                        "shapes {} and {} do not broadcast",
+                        inputs[0].1, inputs[1].1
+                    )
+                })?;
+                one(
+                    if b.is_comparison() {
+                        DType::Bool
+                    } else {
+                        inputs[0].0
+                    },
+                    s.0,
+                )
             }
             Op::Softmax { axis } => {
                 arity(1, 1)?;
@@ -553,10 +711,13 @@ impl Op {
                 let x = inputs[0].1;
                 check_axis(*axis, x)?;
                 let norm = &x.0[*axis..];
-                for i in 1..inputs.len() {
+                for (i, (_, s)) in inputs.iter().enumerate().skip(1) {
                     same_dtype(0, i)?;
-                    if inputs[i].1 .0 != norm {
-                        return Err(format!("input {i} must have shape {}, got {}", Shape(norm.to_vec()), inputs[i].1));
+                    if s.0 != norm {
+                        return Err(format!(
+                            "input {i} must have shape {}, got {s}",
+                            Shape(norm.to_vec())
+                        ));
                     }
                 }
                 one(inputs[0].0, x.0.clone())
@@ -592,10 +753,25 @@ impl Op {
                 if p.padding[0].max(p.padding[2]) >= p.kernel[0] * p.dilation[0]
                     || p.padding[1].max(p.padding[3]) >= p.kernel[1] * p.dilation[1]
                 {
-                    return Err(format!("padding {:?} must be smaller than the window {:?}", p.padding, p.kernel));
+                    return Err(format!(
+                        "padding {:?} must be smaller than the window {:?}",
+                        p.padding, p.kernel
+                    ));
                 }
-                let oh = conv_out(x[2], p.kernel[0], p.stride[0], p.padding[0] + p.padding[2], p.dilation[0])?;
-                let ow = conv_out(x[3], p.kernel[1], p.stride[1], p.padding[1] + p.padding[3], p.dilation[1])?;
+                let oh = conv_out(
+                    x[2],
+                    p.kernel[0],
+                    p.stride[0],
+                    p.padding[0] + p.padding[2],
+                    p.dilation[0],
+                )?;
+                let ow = conv_out(
+                    x[3],
+                    p.kernel[1],
+                    p.stride[1],
+                    p.padding[1] + p.padding[3],
+                    p.dilation[1],
+                )?;
                 one(inputs[0].0, vec![x[0], x[1], oh, ow])
             }
             Op::GlobalAvgPool => {
@@ -623,8 +799,14 @@ impl Op {
                 arity(1, 1)?;
                 let x = inputs[0].1;
                 let mut seen = vec![false; x.rank()];
-                if perm.len() != x.rank() || perm.iter().any(|&p| p >= x.rank() || std::mem::replace(&mut seen[p], true)) {
-                    return Err(format!("perm {perm:?} is not a permutation of the dims of {x}"));
+                if perm.len() != x.rank()
+                    || perm
+                        .iter()
+                        .any(|&p| p >= x.rank() || std::mem::replace(&mut seen[p], true))
+                {
+                    return Err(format!(
+                        "perm {perm:?} is not a permutation of the dims of {x}"
+                    ));
                 }
                 one(inputs[0].0, perm.iter().map(|&p| x.0[p]).collect())
             }
@@ -638,9 +820,12 @@ impl Op {
                 out[*axis] = 0;
                 for (i, (d, s)) in inputs.iter().enumerate() {
                     same_dtype(0, i)?;
-                    let same = s.rank() == first.rank() && (0..s.rank()).all(|j| j == *axis || s.0[j] == first.0[j]);
+                    let same = s.rank() == first.rank()
+                        && (0..s.rank()).all(|j| j == *axis || s.0[j] == first.0[j]);
                     if !same {
-                        return Err(format!("input {i} {s} does not match input 0 {first} outside axis {axis}"));
+                        return Err(format!(
+                            "input {i} {s} does not match input 0 {first} outside axis {axis}"
+                        ));
                     }
                     let _ = d;
                     out[*axis] += s.0[*axis];
@@ -651,7 +836,11 @@ impl Op {
                 arity(1, 1)?;
                 let x = inputs[0].1;
                 if axes.len() != x.rank() {
-                    return Err(format!("slice has {} axes, input {x} has {}", axes.len(), x.rank()));
+                    return Err(format!(
+                        "slice has {} axes, input {x} has {}",
+                        axes.len(),
+                        x.rank()
+                    ));
                 }
                 for (d, a) in axes.iter().enumerate() {
                     if a.step == 0 {
@@ -661,7 +850,10 @@ impl Op {
                         let last = a.start + (a.len as i64 - 1) * a.step;
                         let dim = x.0[d] as i64;
                         if a.start < 0 || a.start >= dim || last < 0 || last >= dim {
-                            return Err(format!("axis {d}: slice {a:?} reads outside dim {}", x.0[d]));
+                            return Err(format!(
+                                "axis {d}: slice {a:?} reads outside dim {}",
+                                x.0[d]
+                            ));
                         }
                     }
                 }
@@ -672,7 +864,10 @@ impl Op {
                 let x = inputs[0].1;
                 check_axis(*axis, x)?;
                 if sizes.iter().sum::<usize>() != x.0[*axis] || sizes.is_empty() {
-                    return Err(format!("split sizes {sizes:?} do not add up to dim {} of {x}", x.0[*axis]));
+                    return Err(format!(
+                        "split sizes {sizes:?} do not add up to dim {} of {x}",
+                        x.0[*axis]
+                    ));
                 }
                 Ok(sizes
                     .iter()
@@ -703,7 +898,12 @@ impl Op {
                 same_dtype(1, 2)?;
                 let s = Shape::broadcast(inputs[0].1, inputs[1].1)
                     .and_then(|s| Shape::broadcast(&s, inputs[2].1))
-                    .ok_or_else(|| format!("shapes {}, {} and {} do not broadcast", inputs[0].1, inputs[1].1, inputs[2].1))?;
+                    .ok_or_else(|| {
+                        format!(
+                            "shapes {}, {} and {} do not broadcast",
+                            inputs[0].1, inputs[1].1, inputs[2].1
+                        )
+                    })?;
                 one(inputs[1].0, s.0)
             }
             Op::Cast { to } => {
@@ -727,7 +927,11 @@ impl Op {
                 arity(1, 1)?;
                 let x = inputs[0].1;
                 if pads.len() != x.rank() {
-                    return Err(format!("{} pads for an input of rank {}", pads.len(), x.rank()));
+                    return Err(format!(
+                        "{} pads for an input of rank {}",
+                        pads.len(),
+                        x.rank()
+                    ));
                 }
                 for (d, p) in pads.iter().enumerate() {
                     let dim = x.0[d];
@@ -737,10 +941,15 @@ impl Op {
                         PadMode::Constant(_) => false,
                     };
                     if bad {
-                        return Err(format!("pads {p:?} on dim {d} of size {dim} do not fit mode {mode:?}"));
+                        return Err(format!(
+                            "pads {p:?} on dim {d} of size {dim} do not fit mode {mode:?}"
+                        ));
                     }
                 }
-                one(inputs[0].0, x.0.iter().zip(pads).map(|(d, p)| d + p[0] + p[1]).collect())
+                one(
+                    inputs[0].0,
+                    x.0.iter().zip(pads).map(|(d, p)| d + p[0] + p[1]).collect(),
+                )
             }
         }
     }
@@ -759,7 +968,9 @@ fn check_axis(axis: usize, x: &Shape) -> Result<(), String> {
 pub fn conv_out(i: usize, k: usize, s: usize, pad: usize, d: usize) -> Result<usize, String> {
     let span = d * (k.max(1) - 1) + 1;
     if i + pad < span {
-        return Err(format!("window of {k} (dilation {d}) does not fit input {i} with padding {pad}"));
+        return Err(format!(
+            "window of {k} (dilation {d}) does not fit input {i} with padding {pad}"
+        ));
     }
     Ok((i + pad - span) / s + 1)
 }
@@ -784,8 +995,22 @@ mod tests {
 
     #[test]
     fn slice_normalize() {
-        assert_eq!(SliceAxis::normalize(10, 1, 8, 3), Some(SliceAxis { start: 1, step: 3, len: 3 }));
-        assert_eq!(SliceAxis::normalize(10, -1, -100, -2), Some(SliceAxis { start: 9, step: -2, len: 5 }));
+        assert_eq!(
+            SliceAxis::normalize(10, 1, 8, 3),
+            Some(SliceAxis {
+                start: 1,
+                step: 3,
+                len: 3
+            })
+        );
+        assert_eq!(
+            SliceAxis::normalize(10, -1, -100, -2),
+            Some(SliceAxis {
+                start: 9,
+                step: -2,
+                len: 5
+            })
+        );
         assert_eq!(SliceAxis::normalize(4, 5, 9, 1).unwrap().len, 0);
         assert_eq!(SliceAxis::normalize(4, 0, 4, 0), None);
     }
@@ -794,21 +1019,46 @@ mod tests {
     fn matmul_shapes() {
         let a = Shape::from([2, 1, 3, 4]);
         let b = Shape::from([5, 4, 6]);
-        let out = Op::MatMul.infer(&[(DType::F32, &a), (DType::F32, &b)]).unwrap();
+        let out = Op::MatMul
+            .infer(&[(DType::F32, &a), (DType::F32, &b)])
+            .unwrap();
         assert_eq!(out[0].1, Shape::from([2, 5, 3, 6]));
         let v = Shape::from([4]);
-        assert_eq!(Op::MatMul.infer(&[(DType::F32, &a), (DType::F32, &v)]).unwrap()[0].1, Shape::from([2, 1, 3]));
-        assert!(Op::MatMul.infer(&[(DType::F32, &b), (DType::F32, &a)]).is_err());
-        assert!(Op::MatMul.infer(&[(DType::I32, &a), (DType::I32, &b)]).is_err());
+        assert_eq!(
+            Op::MatMul
+                .infer(&[(DType::F32, &a), (DType::F32, &v)])
+                .unwrap()[0]
+                .1,
+            Shape::from([2, 1, 3])
+        );
+        assert!(Op::MatMul
+            .infer(&[(DType::F32, &b), (DType::F32, &a)])
+            .is_err());
+        assert!(Op::MatMul
+            .infer(&[(DType::I32, &a), (DType::I32, &b)])
+            .is_err());
     }
 
     #[test]
     fn conv_shapes() {
         let x = Shape::from([1, 4, 9, 9]);
         let w = Shape::from([8, 2, 3, 3]);
-        let c = Conv2d { stride: [2, 2], padding: [1; 4], groups: 2, ..Default::default() };
-        assert_eq!(Op::Conv2d(c).infer(&[(DType::F32, &x), (DType::F32, &w)]).unwrap()[0].1, Shape::from([1, 8, 5, 5]));
+        let c = Conv2d {
+            stride: [2, 2],
+            padding: [1; 4],
+            groups: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            Op::Conv2d(c)
+                .infer(&[(DType::F32, &x), (DType::F32, &w)])
+                .unwrap()[0]
+                .1,
+            Shape::from([1, 8, 5, 5])
+        );
         let c1 = Conv2d::default();
-        assert!(Op::Conv2d(c1).infer(&[(DType::F32, &x), (DType::F32, &w)]).is_err());
+        assert!(Op::Conv2d(c1)
+            .infer(&[(DType::F32, &x), (DType::F32, &w)])
+            .is_err());
     }
 }

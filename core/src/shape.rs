@@ -142,8 +142,14 @@ mod tests {
         let a = Shape::from([4, 1, 3]);
         let b = Shape::from([5, 1]);
         assert_eq!(Shape::broadcast(&a, &b), Some(Shape::from([4, 5, 3])));
-        assert_eq!(Shape::broadcast(&Shape::from([2, 3]), &Shape::from([4])), None);
-        assert_eq!(Shape::broadcast(&Shape::scalar(), &Shape::from([0, 2])), Some(Shape::from([0, 2])));
+        assert_eq!(
+            Shape::broadcast(&Shape::from([2, 3]), &Shape::from([4])),
+            None
+        );
+        assert_eq!(
+            Shape::broadcast(&Shape::scalar(), &Shape::from([0, 2])),
+            Some(Shape::from([0, 2]))
+        );
         assert_eq!(b.broadcast_strides(&Shape::from([4, 5, 3])), vec![0, 1, 0]);
     }
 

@@ -56,7 +56,9 @@ impl Tensor {
         if shape.checked_numel() != Some(data.len()) {
             return Err(Error::Tensor(format!(
                 "shape {shape} needs {} elements, got {}",
-                shape.checked_numel().map_or("too many".to_string(), |n| n.to_string()),
+                shape
+                    .checked_numel()
+                    .map_or("too many".to_string(), |n| n.to_string()),
                 data.len()
             )));
         }
@@ -81,7 +83,10 @@ impl Tensor {
 
     /// A scalar f32.
     pub fn scalar_f32(v: f32) -> Self {
-        Tensor { shape: Shape::scalar(), data: TensorData::F32(vec![v]) }
+        Tensor {
+            shape: Shape::scalar(),
+            data: TensorData::F32(vec![v]),
+        }
     }
 
     /// All zeros.
@@ -216,15 +221,18 @@ impl Tensor {
         if self.shape != other.shape || self.dtype() != other.dtype() {
             return false;
         }
-        self.to_f64_vec().iter().zip(other.to_f64_vec()).all(|(&x, y)| {
-            if x.is_nan() || y.is_nan() {
-                x.is_nan() && y.is_nan()
-            } else if x.is_infinite() || y.is_infinite() {
-                x == y
-            } else {
-                (x - y).abs() <= atol + rtol * y.abs()
-            }
-        })
+        self.to_f64_vec()
+            .iter()
+            .zip(other.to_f64_vec())
+            .all(|(&x, y)| {
+                if x.is_nan() || y.is_nan() {
+                    x.is_nan() && y.is_nan()
+                } else if x.is_infinite() || y.is_infinite() {
+                    x == y
+                } else {
+                    (x - y).abs() <= atol + rtol * y.abs()
+                }
+            })
     }
 
     /// One-line summary: shape, dtype, min, max, mean and the first few values.

@@ -31,7 +31,7 @@ impl AdapterSummary {
             device_type: format!("{:?}", info.device_type),
             driver: info.driver,
             driver_info: info.driver_info,
-            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
             max_buffer_size: l.max_buffer_size,
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
@@ -50,7 +50,10 @@ pub(crate) fn instance() -> wgpu::Instance {
 /// Every adapter wgpu can see on this machine.
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let inst = instance();
-    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all())).iter().map(AdapterSummary::of).collect()
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(AdapterSummary::of)
+        .collect()
 }
 
 /// How much we prefer an adapter type: discrete GPUs first, CPU adapters last.
@@ -83,7 +86,11 @@ pub(crate) fn choose(inst: &wgpu::Instance, wanted: Option<&str>) -> Result<wgpu
             Some(p) => Ok(adapters.swap_remove(p)),
             None => Err(format!(
                 "SFUMATO_ADAPTER={w} matches none of: {}",
-                adapters.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ")
+                adapters
+                    .iter()
+                    .map(|a| a.get_info().name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         };
     }
@@ -100,6 +107,11 @@ with a GPU, install its vendor's Vulkan driver";
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }

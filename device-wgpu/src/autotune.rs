@@ -28,12 +28,18 @@ impl TuneCache {
     }
 
     pub fn get(&self, adapter: &str, class: &str) -> Option<MatmulVariant> {
-        self.entries.get(adapter)?.get(class).and_then(|v| MatmulVariant::from_name(v))
+        self.entries
+            .get(adapter)?
+            .get(class)
+            .and_then(|v| MatmulVariant::from_name(v))
     }
 
     /// Record a winner and write the file (best effort: a read-only disk only loses the cache).
     pub fn put(&mut self, adapter: &str, class: &str, v: MatmulVariant) {
-        self.entries.entry(adapter.to_string()).or_default().insert(class.to_string(), v.name().to_string());
+        self.entries
+            .entry(adapter.to_string())
+            .or_default()
+            .insert(class.to_string(), v.name().to_string());
         if let Some(p) = &self.path {
             let write = || -> std::io::Result<()> {
                 if let Some(parent) = p.parent() {

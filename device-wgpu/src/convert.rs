@@ -7,7 +7,9 @@ use sfumato_core::{DType, Error, Result, Shape, Tensor, TensorData};
 pub fn to_device_bytes(t: &Tensor, what: &str) -> Result<Vec<u8>> {
     Ok(match t.data() {
         TensorData::F32(v) => bytemuck::cast_slice(v).to_vec(),
-        TensorData::F16(v) => bytemuck::cast_slice(&v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>()).to_vec(),
+        TensorData::F16(v) => {
+            bytemuck::cast_slice(&v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>()).to_vec()
+        }
         TensorData::I32(v) => bytemuck::cast_slice(v).to_vec(),
         TensorData::I64(v) => {
             let mut out = Vec::with_capacity(v.len());
@@ -20,8 +22,12 @@ pub fn to_device_bytes(t: &Tensor, what: &str) -> Result<Vec<u8>> {
             }
             bytemuck::cast_slice(&out).to_vec()
         }
-        TensorData::U8(v) => bytemuck::cast_slice(&v.iter().map(|&x| x as u32).collect::<Vec<u32>>()).to_vec(),
-        TensorData::Bool(v) => bytemuck::cast_slice(&v.iter().map(|&x| x as u32).collect::<Vec<u32>>()).to_vec(),
+        TensorData::U8(v) => {
+            bytemuck::cast_slice(&v.iter().map(|&x| x as u32).collect::<Vec<u32>>()).to_vec()
+        }
+        TensorData::Bool(v) => {
+            bytemuck::cast_slice(&v.iter().map(|&x| x as u32).collect::<Vec<u32>>()).to_vec()
+        }
     })
 }
 
@@ -31,11 +37,31 @@ pub fn from_device_bytes(dtype: DType, shape: &Shape, bytes: &[u8]) -> Result<Te
     let bytes = &bytes[..n * 4];
     let data = match dtype {
         DType::F32 => TensorData::F32(bytemuck::pod_collect_to_vec(bytes)),
-        DType::F16 => TensorData::F16(bytemuck::pod_collect_to_vec::<u8, f32>(bytes).into_iter().map(f16::from_f32).collect()),
+        DType::F16 => TensorData::F16(
+            bytemuck::pod_collect_to_vec::<u8, f32>(bytes)
+                .into_iter()
+                .map(f16::from_f32)
+                .collect(),
+        ),
         DType::I32 => TensorData::I32(bytemuck::pod_collect_to_vec(bytes)),
-        DType::I64 => TensorData::I64(bytemuck::pod_collect_to_vec::<u8, i32>(bytes).into_iter().map(|x| x as i64).collect()),
-        DType::U8 => TensorData::U8(bytemuck::pod_collect_to_vec::<u8, u32>(bytes).into_iter().map(|x| x.min(255) as u8).collect()),
-        DType::Bool => TensorData::Bool(bytemuck::pod_collect_to_vec::<u8, u32>(bytes).into_iter().map(|x| x != 0).collect()),
+        DType::I64 => TensorData::I64(
+            bytemuck::pod_collect_to_vec::<u8, i32>(bytes)
+                .into_iter()
+                .map(|x| x as i64)
+                .collect(),
+        ),
+        DType::U8 => TensorData::U8(
+            bytemuck::pod_collect_to_vec::<u8, u32>(bytes)
+                .into_iter()
+                .map(|x| x.min(255) as u8)
+                .collect(),
+        ),
+        DType::Bool => TensorData::Bool(
+            bytemuck::pod_collect_to_vec::<u8, u32>(bytes)
+                .into_iter()
+                .map(|x| x != 0)
+                .collect(),
+        ),
     };
     Tensor::new(shape.clone(), data)
 }

@@ -17,7 +17,9 @@ mod convert;
 pub use adapter::{cpu_model, list_adapters, AdapterSummary, NO_ADAPTER};
 use sfumato_core::device::{check_inputs, OpTiming, Profile, RunOutput, TimingSource};
 use sfumato_core::{DType, Device, Error, Graph, Op, Result, Shape, Tensor, ValueId};
-use sfumato_shaders::{lower, matmul_problem, Buf, Kernel, LowerOptions, Lowered, MatmulProblem, MatmulVariant};
+use sfumato_shaders::{
+    lower, matmul_problem, Buf, Kernel, LowerOptions, Lowered, MatmulProblem, MatmulVariant,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -40,8 +42,12 @@ impl Default for DeviceOptions {
     fn default() -> Self {
         DeviceOptions {
             adapter: std::env::var("SFUMATO_ADAPTER").ok(),
-            autotune: std::env::var("SFUMATO_AUTOTUNE").map(|v| v != "0").unwrap_or(true),
-            matmul: std::env::var("SFUMATO_MATMUL").ok().and_then(|v| MatmulVariant::from_name(&v)),
+            autotune: std::env::var("SFUMATO_AUTOTUNE")
+                .map(|v| v != "0")
+                .unwrap_or(true),
+            matmul: std::env::var("SFUMATO_MATMUL")
+                .ok()
+                .and_then(|v| MatmulVariant::from_name(&v)),
             cache_dir: autotune::default_cache_dir(),
         }
     }
@@ -107,7 +113,10 @@ impl WgpuDevice {
             ..Default::default()
         }))
         .map_err(|e| Error::Device(format!("could not open {}: {e}", info.name)))?;
-        let mut adapter_key = format!("{} | {:?} | {} | {}", info.name, info.backend, info.driver, info.driver_info);
+        let mut adapter_key = format!(
+            "{} | {:?} | {} | {}",
+            info.name, info.backend, info.driver, info.driver_info
+        );
         if is_cpu {
             adapter_key += &format!(" | cpu {}", cpu_model());
         }
@@ -157,7 +166,11 @@ impl WgpuDevice {
         }
         let v = if !self.opts.autotune || cands.len() == 1 {
             cands[0]
-        } else if let Some(v) = self.tune.get(&self.adapter_key, &class).filter(|v| cands.contains(v)) {
+        } else if let Some(v) = self
+            .tune
+            .get(&self.adapter_key, &class)
+            .filter(|v| cands.contains(v))
+        {
             v
         } else {
             let v = self.measure_matmul(p, &cands)?;
@@ -169,7 +182,11 @@ impl WgpuDevice {
     }
 
     /// Time each candidate on the problem's own sizes and return the fastest.
-    fn measure_matmul(&mut self, p: &MatmulProblem, cands: &[MatmulVariant]) -> Result<MatmulVariant> {
+    fn measure_matmul(
+        &mut self,
+        p: &MatmulProblem,
+        cands: &[MatmulVariant],
+    ) -> Result<MatmulVariant> {
         let span = |sm: usize, sk: usize, rows: usize, cols: usize, which: usize| -> u64 {
             let last = p.offsets.iter().map(|o| o[which]).max().unwrap_or(0);
             (last + rows.saturating_sub(1) * sm + cols.saturating_sub(1) * sk + 1) as u64 * 4
@@ -179,7 +196,10 @@ impl WgpuDevice {
         let c = self.scratch((p.offsets.len() * p.m * p.n) as u64 * 4);
         let mut best: Option<(f64, MatmulVariant)> = None;
         for &v in cands {
-            let opts = LowerOptions { matmul: Some(v), max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension };
+            let opts = LowerOptions {
+                matmul: Some(v),
+                max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension,
+            };
             let kernel = matmul_kernel_for(p, &opts)?;
             let bufs = [a.clone(), b.clone(), a.clone(), c.clone()];
             let mut times = Vec::new();
@@ -195,7 +215,12 @@ impl WgpuDevice {
                 }
             }
             let t = times.iter().cloned().fold(f64::INFINITY, f64::min);
-            tracing::info!("autotune {} {}: {:.3} ms", p.shape_class(), v.name(), t * 1e3);
+            tracing::info!(
+                "autotune {} {}: {:.3} ms",
+                p.shape_class(),
+                v.name(),
+                t * 1e3
+            );
             if best.is_none_or(|(b, _)| t < b) {
                 best = Some((t, v));
             }
@@ -215,17 +240,25 @@ impl WgpuDevice {
     /// Wall-clock seconds of one dispatch of `k` over `bufs` (submitted alone and waited for).
     fn time_kernel(&mut self, k: &Kernel, bufs: &[Arc<wgpu::Buffer>]) -> Result<f64> {
         let pipeline = self.pipeline(&k.name, &k.wgsl)?;
-        let params = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("sfumato params"),
-            contents: bytemuck::cast_slice(&padded_params(&k.params)),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+        let params = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("sfumato params"),
+                contents: bytemuck::cast_slice(&padded_params(&k.params)),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
         let mut entries: Vec<wgpu::BindGroupEntry> = bufs
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
-        entries.push(wgpu::BindGroupEntry { binding: bufs.len() as u32, resource: params.as_entire_binding() });
+        entries.push(wgpu::BindGroupEntry {
+            binding: bufs.len() as u32,
+            resource: params.as_entire_binding(),
+        });
         let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.get_bind_group_layout(0),
@@ -256,18 +289,23 @@ impl WgpuDevice {
             return Ok(p.clone());
         }
         sfumato_shaders::validate(name, wgsl).map_err(|e| Error::Device(e.to_string()))?;
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(wgsl.into()),
-        });
-        let p = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(name),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        }));
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+            });
+        let p = Arc::new(
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                }),
+        );
         self.pipelines.insert(wgsl.to_string(), p.clone());
         Ok(p)
     }
@@ -288,7 +326,9 @@ impl WgpuDevice {
         Arc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("sfumato tensor"),
             size: need,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
@@ -317,12 +357,20 @@ impl WgpuDevice {
         if let Some(i) = self.prepared.iter().position(|p| p.fingerprint == fp) {
             return Ok(i);
         }
-        let max_bind = self.limits.max_storage_buffer_binding_size as u64;
+        let max_bind = self.limits.max_storage_buffer_binding_size;
         let mut steps = Vec::with_capacity(graph.nodes().len());
         let mut consts = HashMap::new();
         for (idx, node) in graph.nodes().iter().enumerate() {
-            let ins: Vec<(DType, &Shape)> = node.inputs.iter().map(|&i| (graph.dtype(i), graph.shape(i))).collect();
-            let outs: Vec<(DType, &Shape)> = node.outputs.iter().map(|&o| (graph.dtype(o), graph.shape(o))).collect();
+            let ins: Vec<(DType, &Shape)> = node
+                .inputs
+                .iter()
+                .map(|&i| (graph.dtype(i), graph.shape(i)))
+                .collect();
+            let outs: Vec<(DType, &Shape)> = node
+                .outputs
+                .iter()
+                .map(|&o| (graph.dtype(o), graph.shape(o)))
+                .collect();
             let node_err = |msg: String| Error::Limit {
                 node: node.name.clone(),
                 op: node.op.name().to_string(),
@@ -367,7 +415,11 @@ impl WgpuDevice {
         if self.prepared.len() >= PREPARED_MAX {
             self.prepared.remove(0);
         }
-        self.prepared.push(Prepared { fingerprint: fp, steps, consts });
+        self.prepared.push(Prepared {
+            fingerprint: fp,
+            steps,
+            consts,
+        });
         Ok(self.prepared.len() - 1)
     }
 }
@@ -397,7 +449,10 @@ struct Dispatch {
 
 impl Device for WgpuDevice {
     fn name(&self) -> String {
-        format!("{} ({}, {})", self.summary.name, self.summary.backend, self.summary.device_type)
+        format!(
+            "{} ({}, {})",
+            self.summary.name, self.summary.backend, self.summary.device_type
+        )
     }
 
     fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
@@ -424,16 +479,21 @@ impl Device for WgpuDevice {
             }
             offsets.push(o);
         }
-        let params_buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("sfumato params"),
-            contents: bytemuck::cast_slice(&padded_params(&params)),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+        let params_buf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("sfumato params"),
+                contents: bytemuck::cast_slice(&padded_params(&params)),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
         let n_dispatch: usize = self.prepared[pi]
             .steps
             .iter()
             .map(|s| match &s.lowered {
-                Lowered::Kernels(ks) => ks.iter().filter(|k| k.workgroups.iter().all(|&w| w > 0)).count(),
+                Lowered::Kernels(ks) => ks
+                    .iter()
+                    .filter(|k| k.workgroups.iter().all(|&w| w > 0))
+                    .count(),
                 _ => 0,
             })
             .sum();
@@ -455,12 +515,15 @@ impl Device for WgpuDevice {
         let mut enc = self.device.create_command_encoder(&Default::default());
         let mut dispatches: Vec<Dispatch> = Vec::new();
         let steps_len = self.prepared[pi].steps.len();
+        #[allow(clippy::needless_range_loop)]
+        // steps are borrowed from self, which the loop mutates
         for si in 0..steps_len {
             let node = graph.nodes()[self.prepared[pi].steps[si].node].clone();
             let lowered = self.prepared[pi].steps[si].lowered.clone();
             match lowered {
                 Lowered::Constant => {
-                    bufs[node.outputs[0].index()] = self.prepared[pi].consts.get(&node.outputs[0]).cloned();
+                    bufs[node.outputs[0].index()] =
+                        self.prepared[pi].consts.get(&node.outputs[0]).cloned();
                 }
                 Lowered::Alias => {
                     bufs[node.outputs[0].index()] = bufs[node.inputs[0].index()].clone();
@@ -480,10 +543,11 @@ impl Device for WgpuDevice {
                                 Buf::In(i) => node.inputs[*i],
                                 Buf::Out(i) => node.outputs[*i],
                             };
-                            let buf = bufs[v.index()]
-                                .as_ref()
-                                .ok_or_else(|| Error::Graph(format!("value {} has no buffer", v.0)))?;
-                            let size = binding_size(graph.shape(v).numel() as u64 * 4).min(buf.size());
+                            let buf = bufs[v.index()].as_ref().ok_or_else(|| {
+                                Error::Graph(format!("value {} has no buffer", v.0))
+                            })?;
+                            let size =
+                                binding_size(graph.shape(v).numel() as u64 * 4).min(buf.size());
                             entries.push(wgpu::BindGroupEntry {
                                 binding: bi as u32,
                                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -509,10 +573,12 @@ impl Device for WgpuDevice {
                             entries: &entries,
                         });
                         let di = dispatches.len();
-                        let tw = query_sets.get(di / per_set).map(|qs| wgpu::ComputePassTimestampWrites {
-                            query_set: qs,
-                            beginning_of_pass_write_index: Some(((di % per_set) * 2) as u32),
-                            end_of_pass_write_index: Some(((di % per_set) * 2 + 1) as u32),
+                        let tw = query_sets.get(di / per_set).map(|qs| {
+                            wgpu::ComputePassTimestampWrites {
+                                query_set: qs,
+                                beginning_of_pass_write_index: Some(((di % per_set) * 2) as u32),
+                                end_of_pass_write_index: Some(((di % per_set) * 2 + 1) as u32),
+                            }
                         });
                         {
                             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -521,13 +587,20 @@ impl Device for WgpuDevice {
                             });
                             pass.set_pipeline(&pipeline);
                             pass.set_bind_group(0, &bg, &[]);
-                            pass.dispatch_workgroups(k.workgroups[0], k.workgroups[1], k.workgroups[2]);
+                            pass.dispatch_workgroups(
+                                k.workgroups[0],
+                                k.workgroups[1],
+                                k.workgroups[2],
+                            );
                         }
                         let mut wall = None;
                         if !self.timestamps {
                             // No timestamp queries: time each dispatch on the host.
                             let start = t0.elapsed().as_nanos() as u64;
-                            let done = std::mem::replace(&mut enc, self.device.create_command_encoder(&Default::default()));
+                            let done = std::mem::replace(
+                                &mut enc,
+                                self.device.create_command_encoder(&Default::default()),
+                            );
                             self.queue.submit([done.finish()]);
                             self.wait()?;
                             wall = Some((start, t0.elapsed().as_nanos() as u64 - start));
@@ -558,7 +631,9 @@ impl Device for WgpuDevice {
                 staging.push(None);
                 continue;
             }
-            let src = bufs[o.index()].as_ref().ok_or_else(|| Error::Graph(format!("output {} has no buffer", o.0)))?;
+            let src = bufs[o.index()]
+                .as_ref()
+                .ok_or_else(|| Error::Graph(format!("output {} has no buffer", o.0)))?;
             let dst = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("sfumato readback"),
                 size: bytes,
@@ -593,7 +668,9 @@ impl Device for WgpuDevice {
             let s = status.clone();
             b.slice(..).map_async(wgpu::MapMode::Read, move |r| {
                 if let Err(e) = r {
-                    s.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+                    s.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(e.to_string());
                 }
             });
         }
@@ -606,7 +683,10 @@ impl Device for WgpuDevice {
             let t = match st {
                 None => Tensor::zeros(graph.dtype(o), graph.shape(o).clone()),
                 Some(b) => {
-                    let view = b.slice(..).get_mapped_range().map_err(|e| Error::Device(format!("mapping: {e:?}")))?;
+                    let view = b
+                        .slice(..)
+                        .get_mapped_range()
+                        .map_err(|e| Error::Device(format!("mapping: {e:?}")))?;
                     convert::from_device_bytes(graph.dtype(o), graph.shape(o), &view)?
                 }
             };
@@ -614,17 +694,26 @@ impl Device for WgpuDevice {
         }
         let mut stamps: Vec<u64> = Vec::new();
         for b in &ts_bufs {
-            let view = b.slice(..).get_mapped_range().map_err(|e| Error::Device(format!("mapping: {e:?}")))?;
+            let view = b
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Device(format!("mapping: {e:?}")))?;
             stamps.extend(bytemuck::pod_collect_to_vec::<u8, u64>(&view));
         }
         let period = self.queue.get_timestamp_period() as f64;
         let first = stamps.first().copied().unwrap_or(0);
-        let mut profile = Profile { device: self.name(), ..Default::default() };
+        let mut profile = Profile {
+            device: self.name(),
+            ..Default::default()
+        };
         for (i, d) in dispatches.into_iter().enumerate() {
             let (start_ns, duration_ns, source) = match d.wall_ns {
                 Some((s, dur)) => (s, dur, TimingSource::WallClock),
                 None => {
-                    let (a, b) = (stamps.get(2 * i).copied().unwrap_or(0), stamps.get(2 * i + 1).copied().unwrap_or(0));
+                    let (a, b) = (
+                        stamps.get(2 * i).copied().unwrap_or(0),
+                        stamps.get(2 * i + 1).copied().unwrap_or(0),
+                    );
                     (
                         (a.saturating_sub(first) as f64 * period) as u64,
                         (b.saturating_sub(a) as f64 * period) as u64,
@@ -632,7 +721,14 @@ impl Device for WgpuDevice {
                     )
                 }
             };
-            profile.entries.push(OpTiming { nodes: d.nodes, ops: d.ops, kernel: d.kernel, start_ns, duration_ns, source });
+            profile.entries.push(OpTiming {
+                nodes: d.nodes,
+                ops: d.ops,
+                kernel: d.kernel,
+                start_ns,
+                duration_ns,
+                source,
+            });
         }
         // Give the outputs' and inputs' buffers back to the pool.
         for b in bufs.into_iter().flatten() {
@@ -650,7 +746,11 @@ fn qs_count(n_dispatch: usize, per_set: usize, set: usize) -> u32 {
 /// Open the default device, or explain why not. With `SFUMATO_REQUIRE_GPU=1` tests treat a
 /// missing adapter as a failure; without it they skip loudly.
 pub fn test_device() -> Option<WgpuDevice> {
-    let opts = DeviceOptions { autotune: false, cache_dir: None, ..Default::default() };
+    let opts = DeviceOptions {
+        autotune: false,
+        cache_dir: None,
+        ..Default::default()
+    };
     match WgpuDevice::new(opts) {
         Ok(d) => Some(d),
         Err(e) => {

@@ -11,7 +11,11 @@ use sfumato_core::{DType, Graph, Tensor};
 use sfumato_shaders::MatmulVariant;
 
 fn cfg(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, max_shrink_iters: 50, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases,
+        max_shrink_iters: 50,
+        ..ProptestConfig::default()
+    }
 }
 
 /// A random shape of rank 0..=4, dims 0..=5 (0 sometimes: empty tensors).
@@ -21,18 +25,29 @@ fn shape() -> impl Strategy<Value = Vec<usize>> {
 
 /// A shape and a second one that broadcasts to it (dims dropped from the front or set to 1).
 fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
-    shape().prop_flat_map(|s| {
-        let n = s.len();
-        (Just(s), 0..=n, prop::collection::vec(any::<bool>(), n))
-    })
-    .prop_map(|(s, drop, ones)| {
-        let t: Vec<usize> = s.iter().enumerate().skip(drop).map(|(i, &d)| if ones[i] { 1 } else { d }).collect();
-        (s, t)
-    })
+    shape()
+        .prop_flat_map(|s| {
+            let n = s.len();
+            (Just(s), 0..=n, prop::collection::vec(any::<bool>(), n))
+        })
+        .prop_map(|(s, drop, ones)| {
+            let t: Vec<usize> = s
+                .iter()
+                .enumerate()
+                .skip(drop)
+                .map(|(i, &d)| if ones[i] { 1 } else { d })
+                .collect();
+            (s, t)
+        })
 }
 
 /// Input x of `dims`, optionally fed through a transpose so the op reads a permuted layout.
-fn input_maybe_permuted(g: &mut Graph, dt: DType, dims: &[usize], permute: bool) -> (sfumato_core::ValueId, Vec<usize>) {
+fn input_maybe_permuted(
+    g: &mut Graph,
+    dt: DType,
+    dims: &[usize],
+    permute: bool,
+) -> (sfumato_core::ValueId, Vec<usize>) {
     if permute && dims.len() >= 2 {
         let mut src = dims.to_vec();
         let r = src.len();

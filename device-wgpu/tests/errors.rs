@@ -14,7 +14,10 @@ fn bad_shapes_are_refused_with_the_node_named() {
     let e = g.matmul(a, b).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Node { .. }), "{e:?}");
-    assert!(msg.contains("MatMul") && msg.contains("[2, 3]") && msg.contains("[5, 4]"), "{msg}");
+    assert!(
+        msg.contains("MatMul") && msg.contains("[2, 3]") && msg.contains("[5, 4]"),
+        "{msg}"
+    );
     assert!(g.add_(a, b).is_err());
     assert!(g.reshape(a, &[4, -1]).is_err());
     assert!(g.transpose(a, &[0, 0]).is_err());
@@ -71,10 +74,21 @@ fn tensor_over_the_binding_limit_is_refused() {
         let b = g.input("b", DType::F32, [1, side]);
         let c = g.matmul(a, b).unwrap();
         g.set_outputs(&[c]).unwrap();
-        let e = d.run(&g, &[Tensor::zeros(DType::F32, [side, 1]), Tensor::zeros(DType::F32, [1, side])]).unwrap_err();
+        let e = d
+            .run(
+                &g,
+                &[
+                    Tensor::zeros(DType::F32, [side, 1]),
+                    Tensor::zeros(DType::F32, [1, side]),
+                ],
+            )
+            .unwrap_err();
         assert!(matches!(e, Error::Limit { .. }), "{e:?}");
         let msg = e.to_string();
-        assert!(msg.contains("matmul_0") && msg.contains("max_storage_buffer_binding_size"), "{msg}");
+        assert!(
+            msg.contains("matmul_0") && msg.contains("max_storage_buffer_binding_size"),
+            "{msg}"
+        );
     });
 }
 
@@ -106,13 +120,22 @@ fn profile_has_one_timed_entry_per_dispatch() {
     let rs = g.reshape(s, &[32]).unwrap();
     g.set_outputs(&[rs]).unwrap();
     common::with_device(|d| {
-        let out = d.run(&g, &[Tensor::random(DType::F32, [8, 16], 2)]).unwrap();
-        let ops: Vec<&str> = out.profile.entries.iter().map(|e| e.ops[0].as_str()).collect();
+        let out = d
+            .run(&g, &[Tensor::random(DType::F32, [8, 16], 2)])
+            .unwrap();
+        let ops: Vec<&str> = out
+            .profile
+            .entries
+            .iter()
+            .map(|e| e.ops[0].as_str())
+            .collect();
         assert_eq!(ops, ["MatMul", "Relu", "Softmax"]);
         let trace = out.profile.chrome_trace();
         assert_eq!(trace["traceEvents"].as_array().unwrap().len(), 3);
         // A second run reuses the prepared plan, constants and pipelines.
-        let again = d.run(&g, &[Tensor::random(DType::F32, [8, 16], 2)]).unwrap();
+        let again = d
+            .run(&g, &[Tensor::random(DType::F32, [8, 16], 2)])
+            .unwrap();
         assert_eq!(again.outputs, out.outputs);
     });
 }

@@ -82,8 +82,14 @@ pub fn validate(kernel: &str, wgsl: &str) -> Result<(), Error> {
         kernel: kernel.to_string(),
         msg: e.emit_to_string(wgsl),
     })?;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-        .validate(&module)
-        .map_err(|e| Error::Naga { kernel: kernel.to_string(), msg: format!("{e:?}") })?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .map_err(|e| Error::Naga {
+        kernel: kernel.to_string(),
+        msg: format!("{e:?}"),
+    })?;
     Ok(())
 }

@@ -2,10 +2,10 @@
 
 use crate::template::render;
 use crate::{Buf, Elem, Error, Kernel};
+use serde::{Deserialize, Serialize};
 use sfumato_core::op::{BinaryOp, CoordTransform, Op, PadMode, ReduceOp, ResizeMode, UnaryOp};
 use sfumato_core::shape::contiguous_strides;
 use sfumato_core::{DType, Shape};
-use serde::{Deserialize, Serialize};
 
 const PRELUDE: &str = include_str!("templates/prelude.wgsl");
 const UNARY: &str = include_str!("templates/unary.wgsl");
@@ -41,7 +41,10 @@ pub struct LowerOptions {
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { matmul: None, max_workgroups_per_dim: 65_535 }
+        LowerOptions {
+            matmul: None,
+            max_workgroups_per_dim: 65_535,
+        }
     }
 }
 
@@ -73,8 +76,13 @@ pub enum MatmulVariant {
 }
 
 impl MatmulVariant {
-    pub const ALL: [MatmulVariant; 5] =
-        [MatmulVariant::Naive, MatmulVariant::Rb4, MatmulVariant::Rb8V4, MatmulVariant::Rb4V4K, MatmulVariant::Tiled];
+    pub const ALL: [MatmulVariant; 5] = [
+        MatmulVariant::Naive,
+        MatmulVariant::Rb4,
+        MatmulVariant::Rb8V4,
+        MatmulVariant::Rb4V4K,
+        MatmulVariant::Tiled,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -87,13 +95,21 @@ impl MatmulVariant {
     }
 
     pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.name() == s || v.name().trim_start_matches("matmul_") == s)
+        Self::ALL
+            .into_iter()
+            .find(|v| v.name() == s || v.name().trim_start_matches("matmul_") == s)
     }
 
     /// Whether the variant can compute this problem (vec4 variants need aligned, contiguous rows).
     pub fn supports(self, p: &MatmulProblem) -> bool {
-        let b4 = p.b_sn == 1 && p.n % 4 == 0 && p.b_sk % 4 == 0 && p.offsets.iter().all(|o| o[1] % 4 == 0);
-        let a4 = p.a_sk == 1 && p.k % 4 == 0 && p.a_sm % 4 == 0 && p.offsets.iter().all(|o| o[0] % 4 == 0);
+        let b4 = p.b_sn == 1
+            && p.n.is_multiple_of(4)
+            && p.b_sk.is_multiple_of(4)
+            && p.offsets.iter().all(|o| o[1].is_multiple_of(4));
+        let a4 = p.a_sk == 1
+            && p.k.is_multiple_of(4)
+            && p.a_sm.is_multiple_of(4)
+            && p.offsets.iter().all(|o| o[0].is_multiple_of(4));
         match self {
             MatmulVariant::Naive | MatmulVariant::Rb4 | MatmulVariant::Tiled => true,
             MatmulVariant::Rb8V4 => b4,
@@ -116,9 +132,21 @@ impl MatmulVariant {
     /// orders the candidates; the autotuner measures them).
     pub fn candidates(p: &MatmulProblem, cpu_adapter: bool) -> Vec<MatmulVariant> {
         let order: &[MatmulVariant] = if cpu_adapter {
-            &[MatmulVariant::Rb4V4K, MatmulVariant::Rb8V4, MatmulVariant::Rb4, MatmulVariant::Tiled, MatmulVariant::Naive]
+            &[
+                MatmulVariant::Rb4V4K,
+                MatmulVariant::Rb8V4,
+                MatmulVariant::Rb4,
+                MatmulVariant::Tiled,
+                MatmulVariant::Naive,
+            ]
         } else {
-            &[MatmulVariant::Tiled, MatmulVariant::Rb8V4, MatmulVariant::Rb4V4K, MatmulVariant::Rb4, MatmulVariant::Naive]
+            &[
+                MatmulVariant::Tiled,
+                MatmulVariant::Rb8V4,
+                MatmulVariant::Rb4V4K,
+                MatmulVariant::Rb4,
+                MatmulVariant::Naive,
+            ]
         };
         order.iter().copied().filter(|v| v.supports(p)).collect()
     }
@@ -149,7 +177,15 @@ impl MatmulProblem {
         let b = |x: usize| x.max(1).next_power_of_two().trailing_zeros();
         let a4 = MatmulVariant::Rb4V4K.supports(self);
         let b4 = MatmulVariant::Rb8V4.supports(self);
-        format!("m{}n{}k{}b{}{}{}", b(self.m), b(self.n), b(self.k), b(self.offsets.len()), if a4 { "A4" } else { "" }, if b4 { "B4" } else { "" })
+        format!(
+            "m{}n{}k{}b{}{}{}",
+            b(self.m),
+            b(self.n),
+            b(self.k),
+            b(self.offsets.len()),
+            if a4 { "A4" } else { "" },
+            if b4 { "B4" } else { "" }
+        )
     }
 
     pub fn flops(&self) -> f64 {
@@ -158,12 +194,24 @@ impl MatmulProblem {
 }
 
 /// The matmul problem of a MatMul or Gemm node, or `None` for other ops.
-pub fn matmul_problem(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)]) -> Option<MatmulProblem> {
+pub fn matmul_problem(
+    op: &Op,
+    ins: &[(DType, &Shape)],
+    outs: &[(DType, &Shape)],
+) -> Option<MatmulProblem> {
     match op {
         Op::MatMul => {
             let (a, b) = (ins[0].1, ins[1].1);
-            let a2 = if a.rank() == 1 { vec![1, a.0[0]] } else { a.0.clone() };
-            let b2 = if b.rank() == 1 { vec![b.0[0], 1] } else { b.0.clone() };
+            let a2 = if a.rank() == 1 {
+                vec![1, a.0[0]]
+            } else {
+                a.0.clone()
+            };
+            let b2 = if b.rank() == 1 {
+                vec![b.0[0], 1]
+            } else {
+                b.0.clone()
+            };
             let (ra, rb) = (a2.len(), b2.len());
             let (m, k, n) = (a2[ra - 2], a2[ra - 1], b2[rb - 1]);
             let ba = Shape(a2[..ra - 2].to_vec());
@@ -197,7 +245,11 @@ pub fn matmul_problem(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)]
         }
         Op::Gemm(g) => {
             let (a, b) = (&ins[0].1 .0, &ins[1].1 .0);
-            let (m, k) = if g.trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
+            let (m, k) = if g.trans_a {
+                (a[1], a[0])
+            } else {
+                (a[0], a[1])
+            };
             let n = if g.trans_b { b[0] } else { b[1] };
             let (a_sm, a_sk) = if g.trans_a { (1, m) } else { (k, 1) };
             let (b_sk, b_sn) = if g.trans_b { (1, k) } else { (n, 1) };
@@ -229,7 +281,12 @@ pub fn matmul_problem(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)]
 }
 
 /// Lower one op. `ins` and `outs` are the dtypes and shapes of its inputs and outputs.
-pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &LowerOptions) -> Result<Lowered, Error> {
+pub fn lower(
+    op: &Op,
+    ins: &[(DType, &Shape)],
+    outs: &[(DType, &Shape)],
+    opts: &LowerOptions,
+) -> Result<Lowered, Error> {
     let out_dt = outs.first().map(|o| o.0).unwrap_or(DType::F32);
     let out_shape = outs.first().map(|o| o.1.clone()).unwrap_or_default();
     let n = out_shape.numel();
@@ -238,8 +295,11 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
         Op::Constant(_) => Ok(Lowered::Constant),
         Op::Reshape { .. } => Ok(Lowered::Alias),
         Op::MatMul | Op::Gemm(_) => {
-            let p = matmul_problem(op, ins, outs).ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
-            let v = opts.matmul.unwrap_or_else(|| MatmulVariant::candidates(&p, true)[0]);
+            let p = matmul_problem(op, ins, outs)
+                .ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
+            let v = opts
+                .matmul
+                .unwrap_or_else(|| MatmulVariant::candidates(&p, true)[0]);
             k(vec![matmul_kernel(&p, v, opts)?])
         }
         Op::Unary(u) => {
@@ -250,7 +310,15 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
                 ("expr", unary_expr(*u, dt)?),
             ];
             let params = view_params(&out_shape, &[strided(ins[0].1, &out_shape)]);
-            k(vec![kernel("unary", UNARY, &vals, vec![Buf::In(0), Buf::Out(0)], params, n, opts)?])
+            k(vec![kernel(
+                "unary",
+                UNARY,
+                &vals,
+                vec![Buf::In(0), Buf::Out(0)],
+                params,
+                n,
+                opts,
+            )?])
         }
         Op::Cast { to } => {
             let from = ins[0].0;
@@ -260,7 +328,15 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
                 ("expr", cast_expr(from, *to)),
             ];
             let params = view_params(&out_shape, &[strided(ins[0].1, &out_shape)]);
-            k(vec![kernel("cast", UNARY, &vals, vec![Buf::In(0), Buf::Out(0)], params, n, opts)?])
+            k(vec![kernel(
+                "cast",
+                UNARY,
+                &vals,
+                vec![Buf::In(0), Buf::Out(0)],
+                params,
+                n,
+                opts,
+            )?])
         }
         Op::Binary(b) => {
             let dt = ins[0].0;
@@ -269,27 +345,69 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
                 ("out_ty", Elem::of(out_dt).wgsl().to_string()),
                 ("expr", binary_expr(*b, dt)),
             ];
-            let params = view_params(&out_shape, &[strided(ins[0].1, &out_shape), strided(ins[1].1, &out_shape)]);
-            k(vec![kernel("binary", BINARY, &vals, vec![Buf::In(0), Buf::In(1), Buf::Out(0)], params, n, opts)?])
+            let params = view_params(
+                &out_shape,
+                &[strided(ins[0].1, &out_shape), strided(ins[1].1, &out_shape)],
+            );
+            k(vec![kernel(
+                "binary",
+                BINARY,
+                &vals,
+                vec![Buf::In(0), Buf::In(1), Buf::Out(0)],
+                params,
+                n,
+                opts,
+            )?])
         }
         Op::Where => {
             let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
             let views: Vec<View> = ins.iter().map(|i| strided(i.1, &out_shape)).collect();
             let params = view_params(&out_shape, &views);
-            k(vec![kernel("where", WHERE, &vals, vec![Buf::In(0), Buf::In(1), Buf::In(2), Buf::Out(0)], params, n, opts)?])
+            k(vec![kernel(
+                "where",
+                WHERE,
+                &vals,
+                vec![Buf::In(0), Buf::In(1), Buf::In(2), Buf::Out(0)],
+                params,
+                n,
+                opts,
+            )?])
         }
         Op::Transpose { perm } => {
             let s = ins[0].1.strides();
-            let src = View { strides: perm.iter().map(|&p| s[p] as i64).collect(), offset: 0 };
-            k(vec![copy_kernel(&out_shape, src, View::contiguous(&out_shape), out_dt, 0, 0, opts)?])
+            let src = View {
+                strides: perm.iter().map(|&p| s[p] as i64).collect(),
+                offset: 0,
+            };
+            k(vec![copy_kernel(
+                &out_shape,
+                src,
+                View::contiguous(&out_shape),
+                out_dt,
+                0,
+                0,
+                opts,
+            )?])
         }
         Op::Slice { axes } => {
             let s = ins[0].1.strides();
             let src = View {
-                strides: axes.iter().zip(&s).map(|(a, &s)| a.step * s as i64).collect(),
+                strides: axes
+                    .iter()
+                    .zip(&s)
+                    .map(|(a, &s)| a.step * s as i64)
+                    .collect(),
                 offset: axes.iter().zip(&s).map(|(a, &s)| a.start * s as i64).sum(),
             };
-            k(vec![copy_kernel(&out_shape, src, View::contiguous(&out_shape), out_dt, 0, 0, opts)?])
+            k(vec![copy_kernel(
+                &out_shape,
+                src,
+                View::contiguous(&out_shape),
+                out_dt,
+                0,
+                0,
+                opts,
+            )?])
         }
         Op::Concat { axis } => {
             let dst_strides: Vec<i64> = out_shape.strides().iter().map(|&s| s as i64).collect();
@@ -297,8 +415,19 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
             let mut ks = Vec::new();
             for (i, (_, s)) in ins.iter().enumerate() {
                 if s.numel() > 0 {
-                    let dst = View { strides: dst_strides.clone(), offset: (start * dst_strides[*axis] as usize) as i64 };
-                    ks.push(copy_kernel(s, View::contiguous(s), dst, out_dt, i, 0, opts)?);
+                    let dst = View {
+                        strides: dst_strides.clone(),
+                        offset: (start * dst_strides[*axis] as usize) as i64,
+                    };
+                    ks.push(copy_kernel(
+                        s,
+                        View::contiguous(s),
+                        dst,
+                        out_dt,
+                        i,
+                        0,
+                        opts,
+                    )?);
                 }
                 start += s.0[*axis];
             }
@@ -310,8 +439,19 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
             let mut ks = Vec::new();
             for (o, (_, s)) in outs.iter().enumerate() {
                 if s.numel() > 0 {
-                    let src = View { strides: src_strides.clone(), offset: (start * src_strides[*axis] as usize) as i64 };
-                    ks.push(copy_kernel(s, src, View::contiguous(s), out_dt, 0, o, opts)?);
+                    let src = View {
+                        strides: src_strides.clone(),
+                        offset: (start * src_strides[*axis] as usize) as i64,
+                    };
+                    ks.push(copy_kernel(
+                        s,
+                        src,
+                        View::contiguous(s),
+                        out_dt,
+                        0,
+                        o,
+                        opts,
+                    )?);
                 }
                 start += s.0[*axis];
             }
@@ -320,28 +460,72 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
         Op::BatchNorm { epsilon } => {
             let d = &ins[0].1 .0;
             let inner: usize = d[2..].iter().product();
-            let params = vec![n as u32, d[1] as u32, inner.max(1) as u32, epsilon.to_bits()];
-            let binds = vec![Buf::In(0), Buf::In(1), Buf::In(2), Buf::In(3), Buf::In(4), Buf::Out(0)];
-            k(vec![kernel("batchnorm", BATCHNORM, &[], binds, params, n, opts)?])
+            let params = vec![
+                n as u32,
+                d[1] as u32,
+                inner.max(1) as u32,
+                epsilon.to_bits(),
+            ];
+            let binds = vec![
+                Buf::In(0),
+                Buf::In(1),
+                Buf::In(2),
+                Buf::In(3),
+                Buf::In(4),
+                Buf::Out(0),
+            ];
+            k(vec![kernel(
+                "batchnorm",
+                BATCHNORM,
+                &[],
+                binds,
+                params,
+                n,
+                opts,
+            )?])
         }
         Op::Softmax { axis } => {
             let (outer, len, inner) = sfumato_core::interp::split_at_axis(&out_shape.0, *axis);
             let rows = outer * inner;
             let params = vec![rows as u32, len as u32, inner.max(1) as u32];
-            k(vec![kernel("softmax", SOFTMAX, &[], vec![Buf::In(0), Buf::Out(0)], params, rows, opts)?])
+            k(vec![kernel(
+                "softmax",
+                SOFTMAX,
+                &[],
+                vec![Buf::In(0), Buf::Out(0)],
+                params,
+                rows,
+                opts,
+            )?])
         }
         Op::LayerNorm { axis, epsilon } => {
             let len: usize = out_shape.0[*axis..].iter().product();
-            let rows = if len == 0 { 0 } else { n / len };
+            let rows = n.checked_div(len).unwrap_or(0);
             let has_bias = ins.len() == 3;
             let params = vec![rows as u32, len as u32, epsilon.to_bits(), has_bias as u32];
             let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
-            k(vec![kernel("layernorm", LAYERNORM, &[], vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], params, rows, opts)?])
+            k(vec![kernel(
+                "layernorm",
+                LAYERNORM,
+                &[],
+                vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)],
+                params,
+                rows,
+                opts,
+            )?])
         }
-        Op::Reduce { op: r, axes, .. } => k(vec![reduce_kernel(*r, ins[0].0, &ins[0].1 .0, axes, opts)?]),
+        Op::Reduce { op: r, axes, .. } => {
+            k(vec![reduce_kernel(*r, ins[0].0, &ins[0].1 .0, axes, opts)?])
+        }
         Op::GlobalAvgPool => {
             let axes: Vec<usize> = (2..ins[0].1.rank()).collect();
-            k(vec![reduce_kernel(ReduceOp::Mean, ins[0].0, &ins[0].1 .0, &axes, opts)?])
+            k(vec![reduce_kernel(
+                ReduceOp::Mean,
+                ins[0].0,
+                &ins[0].1 .0,
+                &axes,
+                opts,
+            )?])
         }
         Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
             let is_max = matches!(op, Op::MaxPool2d(_));
@@ -363,16 +547,32 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
                 p.count_include_pad as u32,
             ];
             let vals: [(&str, String); 3] = if is_max {
-                [("init", NEG_INF.into()), ("combine", "max_nan(acc, v)".into()), ("finish", "acc".into())]
+                [
+                    ("init", NEG_INF.into()),
+                    ("combine", "max_nan(acc, v)".into()),
+                    ("finish", "acc".into()),
+                ]
             } else {
                 [
                     ("init", "0.0".into()),
                     ("combine", "acc + v".into()),
-                    ("finish", "acc / f32(select(max(cnt, 1u), params[5] * params[6], params[13] != 0u))".into()),
+                    (
+                        "finish",
+                        "acc / f32(select(max(cnt, 1u), params[5] * params[6], params[13] != 0u))"
+                            .into(),
+                    ),
                 ]
             };
             let name = if is_max { "maxpool2d" } else { "avgpool2d" };
-            k(vec![kernel(name, POOL2D, &vals, vec![Buf::In(0), Buf::Out(0)], params, n, opts)?])
+            k(vec![kernel(
+                name,
+                POOL2D,
+                &vals,
+                vec![Buf::In(0), Buf::Out(0)],
+                params,
+                n,
+                opts,
+            )?])
         }
         Op::Conv2d(c) => {
             let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
@@ -407,7 +607,13 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
             let wgsl = module("conv2d", &[CONV2D], &[])?;
             let workgroups = grid(threads.div_ceil(64) as u64, opts)?;
             let workgroups = if n == 0 { [0, 0, 0] } else { workgroups };
-            k(vec![Kernel { name: "conv2d".into(), wgsl, bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], params, workgroups }])
+            k(vec![Kernel {
+                name: "conv2d".into(),
+                wgsl,
+                bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)],
+                params,
+                workgroups,
+            }])
         }
         Op::ConvTranspose2d(c) => {
             let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
@@ -434,15 +640,36 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
             ];
             let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
             let binds = vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)];
-            k(vec![kernel("conv_transpose2d", CONV_TRANSPOSE2D, &[], binds, params, n, opts)?])
+            k(vec![kernel(
+                "conv_transpose2d",
+                CONV_TRANSPOSE2D,
+                &[],
+                binds,
+                params,
+                n,
+                opts,
+            )?])
         }
         Op::Gather { axis } => {
             let x = &ins[0].1 .0;
             let (_, len, inner) = sfumato_core::interp::split_at_axis(x, *axis);
             let count = ins[1].1.numel();
-            let params = vec![n as u32, count.max(1) as u32, len as u32, inner.max(1) as u32];
+            let params = vec![
+                n as u32,
+                count.max(1) as u32,
+                len as u32,
+                inner.max(1) as u32,
+            ];
             let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
-            k(vec![kernel("gather", GATHER, &vals, vec![Buf::In(0), Buf::In(1), Buf::Out(0)], params, n, opts)?])
+            k(vec![kernel(
+                "gather",
+                GATHER,
+                &vals,
+                vec![Buf::In(0), Buf::In(1), Buf::Out(0)],
+                params,
+                n,
+                opts,
+            )?])
         }
         Op::Resize { mode, coord, size } => {
             let x = &ins[0].1 .0;
@@ -459,7 +686,15 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
                     CoordTransform::Asymmetric => 2,
                 },
             ];
-            k(vec![kernel("resize", RESIZE, &[], vec![Buf::In(0), Buf::Out(0)], params, n, opts)?])
+            k(vec![kernel(
+                "resize",
+                RESIZE,
+                &[],
+                vec![Buf::In(0), Buf::Out(0)],
+                params,
+                n,
+                opts,
+            )?])
         }
         Op::Pad { pads, mode } => {
             let x = ins[0].1;
@@ -476,7 +711,15 @@ pub fn lower(op: &Op, ins: &[(DType, &Shape)], outs: &[(DType, &Shape)], opts: &
             params.push(m);
             params.push(value);
             let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
-            k(vec![kernel("pad", PAD, &vals, vec![Buf::In(0), Buf::Out(0)], params, n, opts)?])
+            k(vec![kernel(
+                "pad",
+                PAD,
+                &vals,
+                vec![Buf::In(0), Buf::Out(0)],
+                params,
+                n,
+                opts,
+            )?])
         }
     }
 }
@@ -523,7 +766,9 @@ fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {
         UnaryOp::Sigmoid => "sigmoid_f(x)".into(),
         UnaryOp::Tanh => "tanh_f(x)".into(),
         UnaryOp::Gelu => "0.5 * x * (1.0 + erf_f(x * 0.7071067811865476))".into(),
-        UnaryOp::GeluTanh => "0.5 * x * (1.0 + tanh_f(0.7978845608028654 * (x + 0.044715 * x * x * x)))".into(),
+        UnaryOp::GeluTanh => {
+            "0.5 * x * (1.0 + tanh_f(0.7978845608028654 * (x + 0.044715 * x * x * x)))".into()
+        }
         UnaryOp::Silu => "x * sigmoid_f(x)".into(),
         UnaryOp::HardSwish => "x * clamp(x + 3.0, 0.0, 6.0) / 6.0".into(),
         UnaryOp::Exp => "exp(x)".into(),
@@ -601,13 +846,23 @@ struct View {
 
 impl View {
     fn contiguous(s: &Shape) -> View {
-        View { strides: s.strides().iter().map(|&x| x as i64).collect(), offset: 0 }
+        View {
+            strides: s.strides().iter().map(|&x| x as i64).collect(),
+            offset: 0,
+        }
     }
 }
 
 /// The view that reads `s` broadcast to `target`.
 fn strided(s: &Shape, target: &Shape) -> View {
-    View { strides: s.broadcast_strides(target).iter().map(|&x| x as i64).collect(), offset: 0 }
+    View {
+        strides: s
+            .broadcast_strides(target)
+            .iter()
+            .map(|&x| x as i64)
+            .collect(),
+        offset: 0,
+    }
 }
 
 /// `[n, rank, dims.., (strides.., offset) per view]`.
@@ -621,18 +876,45 @@ fn view_params(dims: &Shape, views: &[View]) -> Vec<u32> {
     m
 }
 
-fn copy_kernel(dims: &Shape, src: View, dst: View, dt: DType, input: usize, output: usize, opts: &LowerOptions) -> Result<Kernel, Error> {
+fn copy_kernel(
+    dims: &Shape,
+    src: View,
+    dst: View,
+    dt: DType,
+    input: usize,
+    output: usize,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
     let params = view_params(dims, &[src, dst]);
     let vals = [("ty", Elem::of(dt).wgsl().to_string())];
-    kernel("copy", COPY, &vals, vec![Buf::In(input), Buf::Out(output)], params, dims.numel(), opts)
+    kernel(
+        "copy",
+        COPY,
+        &vals,
+        vec![Buf::In(input), Buf::Out(output)],
+        params,
+        dims.numel(),
+        opts,
+    )
 }
 
-fn reduce_kernel(r: ReduceOp, dt: DType, dims: &[usize], axes: &[usize], opts: &LowerOptions) -> Result<Kernel, Error> {
+fn reduce_kernel(
+    r: ReduceOp,
+    dt: DType,
+    dims: &[usize],
+    axes: &[usize],
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
     let strides = contiguous_strides(dims);
     let kept: Vec<usize> = (0..dims.len()).filter(|d| !axes.contains(d)).collect();
     let n_out: usize = kept.iter().map(|&d| dims[d]).product();
     let count: usize = axes.iter().map(|&d| dims[d]).product();
-    let mut params = vec![n_out as u32, count as u32, kept.len() as u32, axes.len() as u32];
+    let mut params = vec![
+        n_out as u32,
+        count as u32,
+        kept.len() as u32,
+        axes.len() as u32,
+    ];
     params.extend(kept.iter().map(|&d| dims[d] as u32));
     params.extend(kept.iter().map(|&d| strides[d] as u32));
     params.extend(axes.iter().map(|&d| dims[d] as u32));
@@ -671,12 +953,27 @@ fn reduce_kernel(r: ReduceOp, dt: DType, dims: &[usize], axes: &[usize], opts: &
         ("combine", combine.to_string()),
         ("finish", finish),
     ];
-    kernel(r.name().to_lowercase().as_str(), REDUCE, &vals, vec![Buf::In(0), Buf::Out(0)], params, n_out, opts)
+    kernel(
+        r.name().to_lowercase().as_str(),
+        REDUCE,
+        &vals,
+        vec![Buf::In(0), Buf::Out(0)],
+        params,
+        n_out,
+        opts,
+    )
 }
 
-pub fn matmul_kernel(p: &MatmulProblem, v: MatmulVariant, opts: &LowerOptions) -> Result<Kernel, Error> {
+pub fn matmul_kernel(
+    p: &MatmulProblem,
+    v: MatmulVariant,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
     if !v.supports(p) {
-        return Err(Error::Unsupported(format!("{} does not support this matmul layout", v.name())));
+        return Err(Error::Unsupported(format!(
+            "{} does not support this matmul layout",
+            v.name()
+        )));
     }
     let batch = p.offsets.len();
     let (tiles_m, tiles_n, wgs) = match v.tile() {
@@ -714,15 +1011,35 @@ pub fn matmul_kernel(p: &MatmulProblem, v: MatmulVariant, opts: &LowerOptions) -
         MatmulVariant::Tiled => MATMUL_TILED,
     };
     let vals: Vec<(&str, String)> = match v {
-        MatmulVariant::Rb8V4 => vec![("wg_x", "8".into()), ("wg_y", "8".into()), ("tile_m", "64".into()), ("tile_n", "64".into())],
-        MatmulVariant::Rb4V4K => vec![("wg_x", "8".into()), ("wg_y", "8".into()), ("tile_m", "32".into()), ("tile_n", "64".into())],
+        MatmulVariant::Rb8V4 => vec![
+            ("wg_x", "8".into()),
+            ("wg_y", "8".into()),
+            ("tile_m", "64".into()),
+            ("tile_n", "64".into()),
+        ],
+        MatmulVariant::Rb4V4K => vec![
+            ("wg_x", "8".into()),
+            ("wg_y", "8".into()),
+            ("tile_m", "32".into()),
+            ("tile_n", "64".into()),
+        ],
         _ => vec![],
     };
     let wgsl = module(v.name(), &[MATMUL_COMMON, body], &vals)?;
     let empty = p.m == 0 || p.n == 0 || batch == 0;
-    let workgroups = if empty { [0, 0, 0] } else { grid(wgs as u64, opts)? };
+    let workgroups = if empty {
+        [0, 0, 0]
+    } else {
+        grid(wgs as u64, opts)?
+    };
     let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
-    Ok(Kernel { name: v.name().into(), wgsl, bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)], params, workgroups })
+    Ok(Kernel {
+        name: v.name().into(),
+        wgsl,
+        bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)],
+        params,
+        workgroups,
+    })
 }
 
 /// Prelude + template parts, filled.
@@ -746,8 +1063,18 @@ fn kernel(
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
     let wgsl = module(name, &[template], vals)?;
-    let workgroups = if threads == 0 { [0, 0, 0] } else { grid(threads.div_ceil(256) as u64, opts)? };
-    Ok(Kernel { name: name.to_string(), wgsl, bindings, params, workgroups })
+    let workgroups = if threads == 0 {
+        [0, 0, 0]
+    } else {
+        grid(threads.div_ceil(256) as u64, opts)?
+    };
+    Ok(Kernel {
+        name: name.to_string(),
+        wgsl,
+        bindings,
+        params,
+        workgroups,
+    })
 }
 
 /// Spread `n` workgroups over x and y so neither exceeds the per-dimension limit.

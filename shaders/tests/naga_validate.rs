@@ -3,7 +3,9 @@
 
 use sfumato_core::op::*;
 use sfumato_core::{DType, Graph, Op, Shape, Tensor};
-use sfumato_shaders::{lower, matmul_problem, validate, Kernel, LowerOptions, Lowered, MatmulVariant};
+use sfumato_shaders::{
+    lower, matmul_problem, validate, Kernel, LowerOptions, Lowered, MatmulVariant,
+};
 
 /// A graph using every op, over several dtypes.
 fn zoo_of_ops() -> Graph {
@@ -11,9 +13,28 @@ fn zoo_of_ops() -> Graph {
     let x = g.input("x", DType::F32, [2, 4, 6, 6]);
     let w = g.input("w", DType::F32, [8, 2, 3, 3]);
     let b = g.input("b", DType::F32, [8]);
-    g.conv2d(x, w, Some(b), Conv2d { groups: 2, padding: [1; 4], ..Default::default() }).unwrap();
+    g.conv2d(
+        x,
+        w,
+        Some(b),
+        Conv2d {
+            groups: 2,
+            padding: [1; 4],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let wt = g.input("wt", DType::F32, [4, 3, 3, 3]);
-    g.conv_transpose2d(x, wt, None, ConvTranspose2d { stride: [2, 2], ..Default::default() }).unwrap();
+    g.conv_transpose2d(
+        x,
+        wt,
+        None,
+        ConvTranspose2d {
+            stride: [2, 2],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let c = g.input("c", DType::F32, [4]);
     g.batch_norm(x, c, c, c, c, 1e-5).unwrap();
     for u in UnaryOp::all() {
@@ -22,7 +43,15 @@ fn zoo_of_ops() -> Graph {
     let xi = g.input("xi", DType::I32, [3, 5]);
     let xl = g.input("xl", DType::I64, [3, 5]);
     let xu = g.input("xu", DType::U8, [3, 5]);
-    for u in [UnaryOp::Relu, UnaryOp::Neg, UnaryOp::Abs, UnaryOp::Clip { min: -2.0, max: 3.0 }] {
+    for u in [
+        UnaryOp::Relu,
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Clip {
+            min: -2.0,
+            max: 3.0,
+        },
+    ] {
         g.unary(u, xi).unwrap();
         g.unary(u, xl).unwrap();
     }
@@ -61,26 +90,45 @@ fn zoo_of_ops() -> Graph {
         g.cast(cond, to).unwrap();
     }
     for mode in [ResizeMode::Nearest, ResizeMode::Bilinear] {
-        g.resize(x, [9, 4], mode, CoordTransform::HalfPixel).unwrap();
+        g.resize(x, [9, 4], mode, CoordTransform::HalfPixel)
+            .unwrap();
     }
     for mode in [PadMode::Constant(1.5), PadMode::Reflect, PadMode::Edge] {
         g.pad(x, &[[0, 0], [0, 1], [2, 1], [1, 1]], mode).unwrap();
     }
-    g.pad(xi, &[[1, 0], [0, 2]], PadMode::Constant(-3.0)).unwrap();
+    g.pad(xi, &[[1, 0], [0, 2]], PadMode::Constant(-3.0))
+        .unwrap();
     let a = g.input("a", DType::F32, [3, 5, 8]);
     let bm = g.input("bm", DType::F32, [8, 12]);
     g.matmul(a, bm).unwrap();
     let c2 = g.input("c2", DType::F32, [12]);
     let a2 = g.input("a2", DType::F32, [8, 5]);
-    g.gemm(a2, bm, Some(c2), Gemm { trans_a: true, ..Default::default() }).unwrap();
+    g.gemm(
+        a2,
+        bm,
+        Some(c2),
+        Gemm {
+            trans_a: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     g
 }
 
 fn kernels_of(g: &Graph, opts: &LowerOptions) -> Vec<Kernel> {
     let mut out = Vec::new();
     for node in g.nodes() {
-        let ins: Vec<(DType, &Shape)> = node.inputs.iter().map(|&i| (g.dtype(i), g.shape(i))).collect();
-        let outs: Vec<(DType, &Shape)> = node.outputs.iter().map(|&o| (g.dtype(o), g.shape(o))).collect();
+        let ins: Vec<(DType, &Shape)> = node
+            .inputs
+            .iter()
+            .map(|&i| (g.dtype(i), g.shape(i)))
+            .collect();
+        let outs: Vec<(DType, &Shape)> = node
+            .outputs
+            .iter()
+            .map(|&o| (g.dtype(o), g.shape(o)))
+            .collect();
         match lower(&node.op, &ins, &outs, opts).unwrap_or_else(|e| panic!("{}: {e}", node.name)) {
             Lowered::Kernels(ks) => out.extend(ks),
             Lowered::Alias | Lowered::Constant => {}
@@ -93,7 +141,11 @@ fn kernels_of(g: &Graph, opts: &LowerOptions) -> Vec<Kernel> {
 fn every_kernel_is_valid_wgsl() {
     let g = zoo_of_ops();
     let ks = kernels_of(&g, &LowerOptions::default());
-    assert!(ks.len() > 100, "expected a kernel per op and dtype, got {}", ks.len());
+    assert!(
+        ks.len() > 100,
+        "expected a kernel per op and dtype, got {}",
+        ks.len()
+    );
     for k in &ks {
         validate(&k.name, &k.wgsl).unwrap_or_else(|e| panic!("{e}"));
     }
@@ -109,8 +161,13 @@ fn every_matmul_variant_is_valid_wgsl() {
     let p = matmul_problem(&Op::MatMul, &ins, &outs).unwrap();
     for v in MatmulVariant::ALL {
         assert!(v.supports(&p));
-        let opts = LowerOptions { matmul: Some(v), ..Default::default() };
-        let Lowered::Kernels(ks) = lower(&Op::MatMul, &ins, &outs, &opts).unwrap() else { panic!() };
+        let opts = LowerOptions {
+            matmul: Some(v),
+            ..Default::default()
+        };
+        let Lowered::Kernels(ks) = lower(&Op::MatMul, &ins, &outs, &opts).unwrap() else {
+            panic!()
+        };
         validate(v.name(), &ks[0].wgsl).unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -120,7 +177,12 @@ fn vec4_variants_refuse_unaligned_layouts() {
     let a = Shape::from([5, 7]);
     let b = Shape::from([7, 6]);
     let o = Shape::from([5, 6]);
-    let p = matmul_problem(&Op::MatMul, &[(DType::F32, &a), (DType::F32, &b)], &[(DType::F32, &o)]).unwrap();
+    let p = matmul_problem(
+        &Op::MatMul,
+        &[(DType::F32, &a), (DType::F32, &b)],
+        &[(DType::F32, &o)],
+    )
+    .unwrap();
     assert!(!MatmulVariant::Rb8V4.supports(&p));
     assert!(!MatmulVariant::Rb4V4K.supports(&p));
     assert!(MatmulVariant::Rb4.supports(&p));
@@ -130,7 +192,13 @@ fn vec4_variants_refuse_unaligned_layouts() {
 fn large_dispatches_wrap_into_y() {
     let x = Shape::from([70_000 * 256 + 3]);
     let ins = [(DType::F32, &x)];
-    let Lowered::Kernels(ks) = lower(&Op::Unary(UnaryOp::Relu), &ins, &ins, &LowerOptions::default()).unwrap() else {
+    let Lowered::Kernels(ks) = lower(
+        &Op::Unary(UnaryOp::Relu),
+        &ins,
+        &ins,
+        &LowerOptions::default(),
+    )
+    .unwrap() else {
         panic!()
     };
     let [wx, wy, _] = ks[0].workgroups;
@@ -143,33 +211,76 @@ fn constant_and_reshape_need_no_kernel() {
     let s = Shape::from([2, 3]);
     let t = Tensor::zeros(DType::F32, [2, 3]);
     let opts = LowerOptions::default();
-    assert_eq!(lower(&Op::Constant(t), &[], &[(DType::F32, &s)], &opts).unwrap(), Lowered::Constant);
+    assert_eq!(
+        lower(&Op::Constant(t), &[], &[(DType::F32, &s)], &opts).unwrap(),
+        Lowered::Constant
+    );
     let r = Shape::from([6]);
-    assert_eq!(lower(&Op::Reshape { shape: vec![6] }, &[(DType::F32, &s)], &[(DType::F32, &r)], &opts).unwrap(), Lowered::Alias);
+    assert_eq!(
+        lower(
+            &Op::Reshape { shape: vec![6] },
+            &[(DType::F32, &s)],
+            &[(DType::F32, &r)],
+            &opts
+        )
+        .unwrap(),
+        Lowered::Alias
+    );
 }
 
 fn snapshot_of(op: Op, ins: &[(DType, Shape)], opts: &LowerOptions) -> String {
     let ins_ref: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
     let outs = op.infer(&ins_ref).unwrap();
     let outs_ref: Vec<(DType, &Shape)> = outs.iter().map(|(d, s)| (*d, s)).collect();
-    let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, opts).unwrap() else { panic!() };
+    let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, opts).unwrap() else {
+        panic!()
+    };
     let k = &ks[0];
     // The shared prelude is snapshotted once, on its own.
-    let body = k.wgsl.split_once("\n@group").map(|(_, b)| format!("@group{b}")).unwrap_or_else(|| k.wgsl.clone());
-    format!("kernel: {}\nbindings: {:?}\nmeta: {:?}\nworkgroups: {:?}\n---\n{body}", k.name, k.bindings, k.params, k.workgroups)
+    let body = k
+        .wgsl
+        .split_once("\n@group")
+        .map(|(_, b)| format!("@group{b}"))
+        .unwrap_or_else(|| k.wgsl.clone());
+    format!(
+        "kernel: {}\nbindings: {:?}\nmeta: {:?}\nworkgroups: {:?}\n---\n{body}",
+        k.name, k.bindings, k.params, k.workgroups
+    )
 }
 
 #[test]
 fn snapshots() {
     let f = |d: &[usize]| (DType::F32, Shape::from(d));
     let opts = LowerOptions::default();
-    insta::assert_snapshot!("gelu", snapshot_of(Op::Unary(UnaryOp::Gelu), &[f(&[4, 8])], &opts));
-    insta::assert_snapshot!("add_broadcast", snapshot_of(Op::Binary(BinaryOp::Add), &[f(&[2, 3]), f(&[3])], &opts));
-    insta::assert_snapshot!("softmax", snapshot_of(Op::Softmax { axis: 1 }, &[f(&[2, 5])], &opts));
-    insta::assert_snapshot!("conv2d", snapshot_of(Op::Conv2d(Conv2d::padded(1, 1)), &[f(&[1, 3, 8, 8]), f(&[4, 3, 3, 3])], &opts));
+    insta::assert_snapshot!(
+        "gelu",
+        snapshot_of(Op::Unary(UnaryOp::Gelu), &[f(&[4, 8])], &opts)
+    );
+    insta::assert_snapshot!(
+        "add_broadcast",
+        snapshot_of(Op::Binary(BinaryOp::Add), &[f(&[2, 3]), f(&[3])], &opts)
+    );
+    insta::assert_snapshot!(
+        "softmax",
+        snapshot_of(Op::Softmax { axis: 1 }, &[f(&[2, 5])], &opts)
+    );
+    insta::assert_snapshot!(
+        "conv2d",
+        snapshot_of(
+            Op::Conv2d(Conv2d::padded(1, 1)),
+            &[f(&[1, 3, 8, 8]), f(&[4, 3, 3, 3])],
+            &opts
+        )
+    );
     for v in MatmulVariant::ALL {
-        let o = LowerOptions { matmul: Some(v), ..Default::default() };
-        insta::assert_snapshot!(v.name(), snapshot_of(Op::MatMul, &[f(&[64, 32]), f(&[32, 64])], &o));
+        let o = LowerOptions {
+            matmul: Some(v),
+            ..Default::default()
+        };
+        insta::assert_snapshot!(
+            v.name(),
+            snapshot_of(Op::MatMul, &[f(&[64, 32]), f(&[32, 64])], &o)
+        );
     }
     let prelude = include_str!("../src/templates/prelude.wgsl");
     insta::assert_snapshot!("prelude", prelude);

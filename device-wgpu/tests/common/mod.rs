@@ -10,7 +10,9 @@ static DEVICE: OnceLock<Option<Mutex<WgpuDevice>>> = OnceLock::new();
 /// Run `f` with the shared wgpu device; returns `None` (after a loud message) when there is no
 /// adapter and SFUMATO_REQUIRE_GPU is not set.
 pub fn with_device<R>(f: impl FnOnce(&mut WgpuDevice) -> R) -> Option<R> {
-    let d = DEVICE.get_or_init(|| test_device().map(Mutex::new)).as_ref()?;
+    let d = DEVICE
+        .get_or_init(|| test_device().map(Mutex::new))
+        .as_ref()?;
     let mut guard = d.lock().unwrap_or_else(|p| p.into_inner());
     Some(f(&mut guard))
 }

@@ -1,0 +1,49 @@
+//! sfumato-zoo: the built-in models (used by the `sfumato` command-line tool and by tests).
+//!
+//! Every model is a function of the batch size that returns the graph and seeded random inputs
+//! in the order of [`Graph::inputs`], so any device can run it as is. [`by_name`] looks models
+//! up by the names the CLI accepts ([`MODELS`]).
+
+pub mod models;
+
+pub use models::{by_name, mlp, MODELS};
+pub use sfumato_core::{Graph, Tensor};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sfumato_core::{CpuDevice, Device};
+
+    #[test]
+    fn mlp_runs_on_cpu_and_softmax_rows_sum_to_one() {
+        let batch = 3;
+        let (graph, inputs) = mlp(batch).unwrap();
+        let out = CpuDevice.run(&graph, &inputs).unwrap();
+        assert_eq!(out.outputs.len(), 1);
+        let y = &out.outputs[0];
+        assert_eq!(y.dims(), &[batch, 10]);
+        let v = y.to_f64_vec();
+        for (r, row) in v.chunks(10).enumerate() {
+            let sum: f64 = row.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4, "row {r} sums to {sum}");
+            assert!(
+                row.iter().all(|&p| (0.0..=1.0).contains(&p)),
+                "row {r} is not a distribution: {row:?}"
+            );
+        }
+        // The rows differ: the model depends on its input.
+        assert_ne!(v[..10], v[10..20]);
+    }
+
+    #[test]
+    fn by_name_knows_mlp_and_lists_names_otherwise() {
+        assert!(by_name("mlp", 2).is_ok());
+        let err = by_name("nosuchmodel", 2).unwrap_err().to_string();
+        assert!(err.contains("nosuchmodel") && err.contains("mlp"), "{err}");
+    }
+
+    #[test]
+    fn mlp_rejects_batch_zero() {
+        assert!(mlp(0).is_err());
+    }
+}

@@ -1,0 +1,522 @@
+//! `sfumato`: list WebGPU adapters, run the built-in models with a profile (and a Chrome
+//! trace), and benchmark matmul and conv kernels.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use sfumato_core::op::Conv2d;
+use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};
+use sfumato_shaders::MatmulVariant;
+use sfumato_wgpu::{AdapterSummary, DeviceOptions, WgpuDevice};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sfumato",
+    version,
+    about = "Sfumato: deep-learning compute on WebGPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the WebGPU adapters on this machine and their limits.
+    Devices {
+        /// Print the adapters as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmark one kernel.
+    #[command(subcommand)]
+    Bench(Bench),
+    /// Run a built-in model once (after a warm-up run) and print its outputs and profile.
+    Run(RunArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// C[M,N] = A[M,K] @ B[K,N] in f32.
+    Matmul(MatmulArgs),
+    /// A 2-D convolution in f32 (NCHW, no bias).
+    Conv(ConvArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DeviceKind {
+    /// The WebGPU device.
+    Wgpu,
+    /// The CPU reference interpreter (slow, exact).
+    Cpu,
+}
+
+#[derive(Args, Debug)]
+struct MatmulArgs {
+    #[arg(long, value_parser = positive)]
+    m: u64,
+    #[arg(long, value_parser = positive)]
+    n: u64,
+    #[arg(long, value_parser = positive)]
+    k: u64,
+    /// Force a matmul kernel variant (default: autotuned).
+    #[arg(long)]
+    variant: Option<String>,
+    #[command(flatten)]
+    common: BenchCommon,
+}
+
+#[derive(Args, Debug)]
+struct ConvArgs {
+    #[arg(long, default_value_t = 8, value_parser = positive)]
+    batch: u64,
+    #[arg(long, default_value_t = 64, value_parser = positive)]
+    c_in: u64,
+    #[arg(long, default_value_t = 64, value_parser = positive)]
+    c_out: u64,
+    /// Input height and width.
+    #[arg(long, default_value_t = 56, value_parser = positive)]
+    size: u64,
+    /// Kernel height and width.
+    #[arg(long, default_value_t = 3, value_parser = positive)]
+    kernel: u64,
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    stride: u64,
+    /// Padding on every side.
+    #[arg(long, default_value_t = 1)]
+    pad: u64,
+    #[command(flatten)]
+    common: BenchCommon,
+}
+
+#[derive(Args, Debug)]
+struct BenchCommon {
+    /// Timed runs (after two warm-up runs).
+    #[arg(long, value_parser = positive)]
+    iters: Option<u64>,
+    #[arg(long, value_enum, default_value_t = DeviceKind::Wgpu)]
+    device: DeviceKind,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The model to run (see the error of an unknown name for the list).
+    model: String,
+    #[arg(long, default_value_t = 4, value_parser = positive)]
+    batch: u64,
+    /// Where to run (default: wgpu, falling back to the CPU reference if it cannot open).
+    #[arg(long, value_enum)]
+    device: Option<DeviceKind>,
+    /// Write the profile as a Chrome trace (JSON) to this file.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devices { json } => devices(json),
+        Command::Bench(Bench::Matmul(a)) => bench_matmul(&a),
+        Command::Bench(Bench::Conv(a)) => bench_conv(&a),
+        Command::Run(a) => run_model(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain on one line: "what we were doing: why it failed".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A count of at least 1.
+fn positive(s: &str) -> std::result::Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("not a positive integer ({e})")),
+    }
+}
+
+// ---- devices ----
+
+fn devices(json: bool) -> Result<()> {
+    let adapters = sfumato_wgpu::list_adapters();
+    if adapters.is_empty() {
+        bail!("{}", sfumato_wgpu::NO_ADAPTER);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&adapters).context("serializing the adapter list")?
+        );
+        return Ok(());
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print_adapter(i, a);
+    }
+    Ok(())
+}
+
+fn print_adapter(i: usize, a: &AdapterSummary) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("[{i}] {}", a.name);
+    println!("    backend:       {}", a.backend);
+    println!("    device type:   {}", a.device_type);
+    println!("    driver:        {} {}", a.driver, a.driver_info);
+    println!(
+        "    max storage buffer binding: {:.1} MiB",
+        mib(a.max_storage_buffer_binding_size)
+    );
+    println!(
+        "    max buffer size:            {:.1} MiB",
+        mib(a.max_buffer_size)
+    );
+    println!(
+        "    workgroup storage:          {} bytes",
+        a.max_compute_workgroup_storage_size
+    );
+    println!(
+        "    invocations per workgroup:  {}",
+        a.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "    workgroups per dimension:   {}",
+        a.max_compute_workgroups_per_dimension
+    );
+    println!(
+        "    storage buffers per stage:  {}",
+        a.max_storage_buffers_per_shader_stage
+    );
+    println!("    timestamp_query:            {}", yes(a.timestamp_query));
+    println!("    shader_f16:                 {}", yes(a.shader_f16));
+}
+
+// ---- opening devices ----
+
+/// Open the WebGPU device; `hint` ends the error message.
+fn open_wgpu(hint: &str) -> Result<WgpuDevice> {
+    let dev = WgpuDevice::new(DeviceOptions::default())
+        .with_context(|| format!("could not open the WebGPU device{hint}"))?;
+    tracing::info!("opened {}", dev.adapter().name);
+    Ok(dev)
+}
+
+/// The device a benchmark runs on: no fallback, a wgpu failure is an error.
+fn open_bench_device(kind: DeviceKind, variant: Option<&str>) -> Result<Box<dyn Device>> {
+    match kind {
+        DeviceKind::Cpu => {
+            if variant.is_some() {
+                bail!(
+                    "--variant selects a WebGPU matmul kernel; it does not apply to --device cpu"
+                );
+            }
+            Ok(Box::new(CpuDevice))
+        }
+        DeviceKind::Wgpu => {
+            let variant = variant.map(parse_variant).transpose()?;
+            let mut dev = open_wgpu(" (--device cpu benchmarks the CPU reference instead)")?;
+            if variant.is_some() {
+                dev.set_matmul_variant(variant);
+            }
+            Ok(Box::new(dev))
+        }
+    }
+}
+
+fn parse_variant(name: &str) -> Result<MatmulVariant> {
+    MatmulVariant::from_name(name).with_context(|| {
+        let known: Vec<&str> = MatmulVariant::ALL.iter().map(|v| v.name()).collect();
+        format!(
+            "unknown matmul variant '{name}'; known variants: {}",
+            known.join(", ")
+        )
+    })
+}
+
+// ---- bench ----
+
+/// Medians over the timed runs of one graph.
+struct Timing {
+    device: String,
+    kernel: String,
+    median_wall_ms: f64,
+    median_kernel_ms: f64,
+}
+
+impl Timing {
+    fn gflops(&self, flops: f64) -> f64 {
+        flops / (self.median_wall_ms * 1e-3).max(1e-12) / 1e9
+    }
+
+    /// GFLOP/s from the kernel time alone (`None` where the device reported none).
+    fn gflops_kernel(&self, flops: f64) -> Option<f64> {
+        (self.median_kernel_ms > 0.0).then(|| flops / (self.median_kernel_ms * 1e-3) / 1e9)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+const WARMUP_RUNS: usize = 2;
+
+/// Two warm-up runs (the first lowers, uploads constants and autotunes), then `iters` timed
+/// runs: host wall time around each whole run (dispatch and readback) and the profile's kernel time.
+fn time_graph(
+    dev: &mut dyn Device,
+    graph: &Graph,
+    iters: u64,
+    show_progress: bool,
+) -> Result<Timing> {
+    for i in 0..WARMUP_RUNS {
+        dev.run(graph, &[])
+            .with_context(|| format!("warm-up run {} on {}", i + 1, dev.name()))?;
+    }
+    let bar = if show_progress {
+        ProgressBar::new(iters)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message("timing");
+    let mut walls = Vec::new();
+    let mut kernels = Vec::new();
+    let mut kernel = String::new();
+    for i in 0..iters {
+        let t = Instant::now();
+        let out = dev
+            .run(graph, &[])
+            .with_context(|| format!("timed run {} on {}", i + 1, dev.name()))?;
+        walls.push(t.elapsed().as_secs_f64() * 1e3);
+        kernels.push(out.profile.kernel_ns() as f64 / 1e6);
+        if kernel.is_empty() {
+            kernel = kernel_names(&out.profile);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(Timing {
+        device: dev.name(),
+        kernel,
+        median_wall_ms: median(walls),
+        median_kernel_ms: median(kernels),
+    })
+}
+
+/// The kernels a run dispatched, distinct and in order ("matmul_tiled", "im2col+matmul_rb4").
+fn kernel_names(p: &sfumato_core::Profile) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for e in &p.entries {
+        if !names.contains(&e.kernel.as_str()) {
+            names.push(&e.kernel);
+        }
+    }
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join("+")
+    }
+}
+
+fn usize_of(x: u64, what: &str) -> Result<usize> {
+    usize::try_from(x).with_context(|| format!("--{what} {x} does not fit this platform's usize"))
+}
+
+fn checked_numel(dims: &[usize], what: &str) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .with_context(|| format!("{what} {dims:?} has too many elements"))
+}
+
+fn print_text_timing(t: &Timing) {
+    println!("device:      {}", t.device);
+    println!("kernel:      {}", t.kernel);
+    println!(
+        "median wall:   {:.3} ms (dispatch + readback)",
+        t.median_wall_ms
+    );
+    println!("median kernel: {:.3} ms", t.median_kernel_ms);
+}
+
+fn bench_matmul(a: &MatmulArgs) -> Result<()> {
+    let (m, n, k) = (
+        usize_of(a.m, "m")?,
+        usize_of(a.n, "n")?,
+        usize_of(a.k, "k")?,
+    );
+    checked_numel(&[m, k], "A")?;
+    checked_numel(&[k, n], "B")?;
+    checked_numel(&[m, n], "C")?;
+    let iters = a.common.iters.unwrap_or(10);
+    let mut dev = open_bench_device(a.common.device, a.variant.as_deref())?;
+
+    let mut g = Graph::new();
+    let lhs = g.constant(Tensor::random(DType::F32, [m, k], 1))?;
+    let rhs = g.constant(Tensor::random(DType::F32, [k, n], 2))?;
+    let c = g.matmul(lhs, rhs)?;
+    g.set_outputs(&[c])?;
+
+    let t = time_graph(dev.as_mut(), &g, iters, !a.common.json)?;
+    let flops = 2.0 * m as f64 * n as f64 * k as f64;
+    let gflops = t.gflops(flops);
+    if a.common.json {
+        let j = serde_json::json!({
+            "m": m,
+            "n": n,
+            "k": k,
+            "kernel": t.kernel,
+            "median_wall_ms": t.median_wall_ms,
+            "median_kernel_ms": t.median_kernel_ms,
+            "gflops": gflops,
+            "gflops_kernel": t.gflops_kernel(flops),
+            "adapter": t.device,
+            "iters": iters,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        print_text_timing(&t);
+        if let Some(gk) = t.gflops_kernel(flops) {
+            println!("kernel-only: {gk:.1} GFLOP/s");
+        }
+        println!("matmul {m}x{n}x{k} f32: {gflops:.1} GFLOP/s");
+    }
+    Ok(())
+}
+
+fn bench_conv(a: &ConvArgs) -> Result<()> {
+    let batch = usize_of(a.batch, "batch")?;
+    let (c_in, c_out) = (usize_of(a.c_in, "c-in")?, usize_of(a.c_out, "c-out")?);
+    let (size, kk) = (usize_of(a.size, "size")?, usize_of(a.kernel, "kernel")?);
+    let (stride, pad) = (usize_of(a.stride, "stride")?, usize_of(a.pad, "pad")?);
+    checked_numel(&[batch, c_in, size, size], "x")?;
+    checked_numel(&[c_out, c_in, kk, kk], "weight")?;
+    let iters = a.common.iters.unwrap_or(5);
+    let mut dev = open_bench_device(a.common.device, None)?;
+
+    let mut g = Graph::new();
+    let x = g.constant(Tensor::random(DType::F32, [batch, c_in, size, size], 1))?;
+    let w = g.constant(Tensor::random(DType::F32, [c_out, c_in, kk, kk], 2))?;
+    let y = g
+        .conv2d(x, w, None, Conv2d::padded(pad, stride))
+        .context("building the convolution")?;
+    g.set_outputs(&[y])?;
+    let (oh, ow) = match g.shape(y).dims() {
+        &[_, _, oh, ow] => (oh, ow),
+        other => bail!("conv output has unexpected shape {other:?}"),
+    };
+    checked_numel(&[batch, c_out, oh, ow], "output")?;
+
+    let t = time_graph(dev.as_mut(), &g, iters, !a.common.json)?;
+    let flops =
+        2.0 * batch as f64 * c_out as f64 * c_in as f64 * (kk * kk) as f64 * oh as f64 * ow as f64;
+    let gflops = t.gflops(flops);
+    if a.common.json {
+        let j = serde_json::json!({
+            "batch": batch,
+            "c_in": c_in,
+            "c_out": c_out,
+            "size": size,
+            "kernel_size": kk,
+            "stride": stride,
+            "pad": pad,
+            "out_size": [oh, ow],
+            "kernel": t.kernel,
+            "median_wall_ms": t.median_wall_ms,
+            "median_kernel_ms": t.median_kernel_ms,
+            "gflops": gflops,
+            "gflops_kernel": t.gflops_kernel(flops),
+            "adapter": t.device,
+            "iters": iters,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        print_text_timing(&t);
+        if let Some(gk) = t.gflops_kernel(flops) {
+            println!("kernel-only: {gk:.1} GFLOP/s");
+        }
+        println!("conv {kk}x{kk} {size}x{size}x{c_in}->{c_out} b{batch} f32: {gflops:.1} GFLOP/s");
+    }
+    Ok(())
+}
+
+// ---- run ----
+
+/// The device a model runs on. By default wgpu, falling back (loudly) to the CPU reference;
+/// an explicit `--device wgpu` that cannot open is an error.
+fn open_run_device(kind: Option<DeviceKind>) -> Result<Box<dyn Device>> {
+    match kind {
+        Some(DeviceKind::Cpu) => Ok(Box::new(CpuDevice)),
+        Some(DeviceKind::Wgpu) => Ok(Box::new(open_wgpu("")?)),
+        None => match open_wgpu("") {
+            Ok(d) => Ok(Box::new(d)),
+            Err(e) => {
+                eprintln!("warning: {e:#}; falling back to the CPU reference device");
+                Ok(Box::new(CpuDevice))
+            }
+        },
+    }
+}
+
+fn run_model(a: &RunArgs) -> Result<()> {
+    let batch = usize_of(a.batch, "batch")?;
+    let (graph, inputs) = sfumato_zoo::by_name(&a.model, batch)
+        .with_context(|| format!("building model '{}'", a.model))?;
+    let mut dev = open_run_device(a.device)?;
+    dev.run(&graph, &inputs)
+        .with_context(|| format!("warm-up run of '{}' on {}", a.model, dev.name()))?;
+    let out = dev
+        .run(&graph, &inputs)
+        .with_context(|| format!("running '{}' on {}", a.model, dev.name()))?;
+
+    println!("device: {}", dev.name());
+    println!("model:  {} (batch {batch})", a.model);
+    for (i, (&v, t)) in graph.outputs().iter().zip(&out.outputs).enumerate() {
+        println!("output {i} '{}': {}", graph.value(v).name, t.summary());
+    }
+    println!();
+    print!("{}", out.profile.table());
+
+    if let Some(path) = &a.trace {
+        let text = serde_json::to_string_pretty(&out.profile.chrome_trace())
+            .context("serializing the trace")?;
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the trace to {}", path.display()))?;
+        println!(
+            "trace written to {} (open it in https://ui.perfetto.dev)",
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! End-to-end tests of the `sfumato` binary.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A fresh path under the temp dir, unique to this process and call.
+fn temp_path(stem: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!("sfumato-zoo-{stem}-{}-{nanos}", std::process::id()))
+}
+
+/// Run the binary with an autotune cache of its own (so tests never touch the user's).
+fn sfumato(args: &[&str]) -> Output {
+    let cache = temp_path("cache");
+    let out = Command::new(env!("CARGO_BIN_EXE_sfumato"))
+        .args(args)
+        .env("SFUMATO_CACHE_DIR", &cache)
+        .output()
+        .expect("the sfumato binary runs");
+    let _ = std::fs::remove_dir_all(&cache);
+    out
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn require_gpu() -> bool {
+    std::env::var("SFUMATO_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+#[test]
+fn run_mlp_on_cpu() {
+    let out = sfumato(&["run", "mlp", "--device", "cpu"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("cpu-reference"), "{stdout}");
+    assert!(stdout.contains("Softmax"), "{stdout}");
+    assert!(stdout.contains("f32 [4, 10]"), "{stdout}");
+}
+
+#[test]
+fn run_mlp_writes_a_chrome_trace() {
+    let trace = temp_path("trace.json");
+    let trace_s = trace.to_str().expect("temp path is UTF-8");
+    let out = sfumato(&["run", "mlp", "--batch", "2", "--trace", trace_s]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    if stderr.contains("falling back to the CPU reference device") {
+        assert!(
+            !require_gpu(),
+            "SFUMATO_REQUIRE_GPU=1 but the run fell back to the CPU:\n{stderr}"
+        );
+        eprintln!("\n!!! NO WEBGPU ADAPTER: the trace test ran on the CPU fallback\n");
+    }
+    assert!(stdout.contains("ui.perfetto.dev"), "{stdout}");
+    let body = std::fs::read_to_string(&trace).expect("the trace file was written");
+    let _ = std::fs::remove_file(&trace);
+    let json: serde_json::Value = serde_json::from_str(&body).expect("the trace is JSON");
+    let events = json["traceEvents"]
+        .as_array()
+        .expect("traceEvents is an array");
+    assert!(!events.is_empty(), "no trace events: {body}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["ph"] == "X" && e["dur"].is_number()),
+        "{body}"
+    );
+}
+
+#[test]
+fn bench_matmul_prints_gflops_last() {
+    if sfumato_wgpu::test_device().is_none() {
+        eprintln!("\n!!! SKIPPING bench matmul CLI test: no WebGPU adapter\n");
+        return;
+    }
+    let out = sfumato(&[
+        "bench", "matmul", "--m", "64", "--n", "64", "--k", "64", "--iters", "2",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    let number = last
+        .strip_prefix("matmul 64x64x64 f32: ")
+        .and_then(|r| r.strip_suffix(" GFLOP/s"))
+        .unwrap_or_else(|| panic!("unexpected last line {last:?} in:\n{stdout}"));
+    let gflops: f64 = number
+        .parse()
+        .unwrap_or_else(|e| panic!("{number:?} is not a number ({e})"));
+    assert!(gflops.is_finite() && gflops >= 0.0, "{last}");
+}
+
+#[test]
+fn bench_matmul_rejects_unknown_variant() {
+    let out = sfumato(&[
+        "bench",
+        "matmul",
+        "--m",
+        "8",
+        "--n",
+        "8",
+        "--k",
+        "8",
+        "--variant",
+        "nosuch",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unknown matmul variant") && stderr.contains("matmul_tiled"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bench_matmul_on_cpu() {
+    let out = sfumato(&[
+        "bench", "matmul", "--m", "8", "--n", "4", "--k", "16", "--iters", "2", "--device", "cpu",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("bench --json prints JSON");
+    assert_eq!(json["m"], 8);
+    assert_eq!(json["kernel"], "cpu");
+    assert!(json["gflops"].as_f64().is_some_and(|g| g > 0.0), "{stdout}");
+}
+
+#[test]
+fn run_unknown_model_lists_known_models() {
+    let out = sfumato(&["run", "nosuchmodel"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("nosuchmodel") && stderr.contains("known models: mlp"),
+        "{stderr}"
+    );
+}
