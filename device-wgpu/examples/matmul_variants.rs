@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let y = g.constant(Tensor::random(DType::F32, [k, n], 2))?;
     let z = g.matmul(x, y)?;
     g.set_outputs(&[z])?;
-    for v in MatmulVariant::ALL {
+    for v in MatmulVariant::all() {
         d.set_matmul_variant(Some(v));
         let mut best = f64::INFINITY;
         for _ in 0..4 {

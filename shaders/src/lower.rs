@@ -25,7 +25,7 @@ const CONV_TRANSPOSE2D: &str = include_str!("templates/conv_transpose2d.wgsl");
 const MATMUL_COMMON: &str = include_str!("templates/matmul_common.wgsl");
 const MATMUL_NAIVE: &str = include_str!("templates/matmul_naive.wgsl");
 const MATMUL_RB4: &str = include_str!("templates/matmul_rb4.wgsl");
-const MATMUL_RB8V4: &str = include_str!("templates/matmul_rb8v4.wgsl");
+const MATMUL_V4: &str = include_str!("templates/matmul_v4.wgsl");
 const MATMUL_RB4V4K: &str = include_str!("templates/matmul_rb4v4k.wgsl");
 const MATMUL_TILED: &str = include_str!("templates/matmul_tiled.wgsl");
 
@@ -67,37 +67,69 @@ pub enum MatmulVariant {
     Naive,
     /// 4x4 outputs per invocation, scalar strided loads, no barriers.
     Rb4,
-    /// 8x8 outputs per invocation, B as vec4, no barriers.
-    Rb8V4,
+    /// `rows` x `4 * cols4` outputs per invocation, B as vec4, no barriers; workgroup `wg_x` x `wg_y`.
+    V4 {
+        rows: u8,
+        cols4: u8,
+        wg_x: u8,
+        wg_y: u8,
+    },
     /// 4x8 outputs per invocation, A and B as vec4 (four k per step), no barriers.
     Rb4V4K,
     /// 64x64 tiles staged in workgroup memory, 4x4 per invocation.
     Tiled,
 }
 
-impl MatmulVariant {
-    pub const ALL: [MatmulVariant; 5] = [
-        MatmulVariant::Naive,
-        MatmulVariant::Rb4,
-        MatmulVariant::Rb8V4,
-        MatmulVariant::Rb4V4K,
-        MatmulVariant::Tiled,
-    ];
+/// The register-blocked vec4 shapes the autotuner tries: (rows, vec4 columns, workgroup x, y).
+const V4_SHAPES: [(u8, u8, u8, u8); 7] = [
+    (8, 2, 8, 8),
+    (4, 1, 8, 8),
+    (4, 2, 8, 8),
+    (8, 1, 8, 8),
+    (8, 2, 16, 4),
+    (8, 2, 4, 16),
+    (4, 4, 8, 8),
+];
 
-    pub fn name(self) -> &'static str {
+impl MatmulVariant {
+    /// Every variant, in a fixed order.
+    pub fn all() -> Vec<MatmulVariant> {
+        let mut v = vec![MatmulVariant::Naive, MatmulVariant::Rb4];
+        v.extend(
+            V4_SHAPES
+                .iter()
+                .map(|&(rows, cols4, wg_x, wg_y)| MatmulVariant::V4 {
+                    rows,
+                    cols4,
+                    wg_x,
+                    wg_y,
+                }),
+        );
+        v.extend([MatmulVariant::Rb4V4K, MatmulVariant::Tiled]);
+        v
+    }
+
+    pub fn name(self) -> String {
         match self {
-            MatmulVariant::Naive => "matmul_naive",
-            MatmulVariant::Rb4 => "matmul_rb4",
-            MatmulVariant::Rb8V4 => "matmul_rb8v4",
-            MatmulVariant::Rb4V4K => "matmul_rb4v4k",
-            MatmulVariant::Tiled => "matmul_tiled",
+            MatmulVariant::Naive => "matmul_naive".into(),
+            MatmulVariant::Rb4 => "matmul_rb4".into(),
+            MatmulVariant::V4 {
+                rows,
+                cols4,
+                wg_x,
+                wg_y,
+            } => format!("matmul_v4_{rows}x{}_wg{wg_x}x{wg_y}", cols4 as u32 * 4),
+            MatmulVariant::Rb4V4K => "matmul_rb4v4k".into(),
+            MatmulVariant::Tiled => "matmul_tiled".into(),
         }
     }
 
+    /// Parse a name as [`MatmulVariant::name`] prints it (the `matmul_` prefix is optional).
     pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL
+        let s = s.trim_start_matches("matmul_");
+        Self::all()
             .into_iter()
-            .find(|v| v.name() == s || v.name().trim_start_matches("matmul_") == s)
+            .find(|v| v.name().trim_start_matches("matmul_") == s)
     }
 
     /// Whether the variant can compute this problem (vec4 variants need aligned, contiguous rows).
@@ -112,7 +144,7 @@ impl MatmulVariant {
             && p.offsets.iter().all(|o| o[0].is_multiple_of(4));
         match self {
             MatmulVariant::Naive | MatmulVariant::Rb4 | MatmulVariant::Tiled => true,
-            MatmulVariant::Rb8V4 => b4,
+            MatmulVariant::V4 { .. } => b4,
             MatmulVariant::Rb4V4K => b4 && a4,
         }
     }
@@ -122,33 +154,40 @@ impl MatmulVariant {
         match self {
             MatmulVariant::Naive => None,
             MatmulVariant::Rb4 => Some((32, 32)),
-            MatmulVariant::Rb8V4 => Some((64, 64)),
+            MatmulVariant::V4 {
+                rows,
+                cols4,
+                wg_x,
+                wg_y,
+            } => Some((rows as u32 * wg_y as u32, cols4 as u32 * 4 * wg_x as u32)),
             MatmulVariant::Rb4V4K => Some((32, 64)),
             MatmulVariant::Tiled => Some((64, 64)),
         }
     }
 
-    /// The variants that support `p`, fastest-first by a guess for `cpu_adapter` (a guess only
-    /// orders the candidates; the autotuner measures them).
+    /// The variants that support `p`, best guess first for `cpu_adapter` (a guess only orders
+    /// the candidates; the autotuner measures them).
     pub fn candidates(p: &MatmulProblem, cpu_adapter: bool) -> Vec<MatmulVariant> {
-        let order: &[MatmulVariant] = if cpu_adapter {
-            &[
-                MatmulVariant::Rb4V4K,
-                MatmulVariant::Rb8V4,
-                MatmulVariant::Rb4,
-                MatmulVariant::Tiled,
-                MatmulVariant::Naive,
-            ]
+        let mut all = Self::all();
+        if cpu_adapter {
+            // Barrier-free register blocking first: workgroup memory is slow on CPU adapters.
+            all.sort_by_key(|v| match v {
+                MatmulVariant::V4 { .. } => 0,
+                MatmulVariant::Rb4V4K => 1,
+                MatmulVariant::Rb4 => 2,
+                MatmulVariant::Tiled => 3,
+                MatmulVariant::Naive => 4,
+            });
         } else {
-            &[
-                MatmulVariant::Tiled,
-                MatmulVariant::Rb8V4,
-                MatmulVariant::Rb4V4K,
-                MatmulVariant::Rb4,
-                MatmulVariant::Naive,
-            ]
-        };
-        order.iter().copied().filter(|v| v.supports(p)).collect()
+            all.sort_by_key(|v| match v {
+                MatmulVariant::Tiled => 0,
+                MatmulVariant::V4 { .. } => 1,
+                MatmulVariant::Rb4V4K => 2,
+                MatmulVariant::Rb4 => 3,
+                MatmulVariant::Naive => 4,
+            });
+        }
+        all.into_iter().filter(|v| v.supports(p)).collect()
     }
 }
 
@@ -176,7 +215,13 @@ impl MatmulProblem {
     pub fn shape_class(&self) -> String {
         let b = |x: usize| x.max(1).next_power_of_two().trailing_zeros();
         let a4 = MatmulVariant::Rb4V4K.supports(self);
-        let b4 = MatmulVariant::Rb8V4.supports(self);
+        let b4 = MatmulVariant::V4 {
+            rows: 8,
+            cols4: 2,
+            wg_x: 8,
+            wg_y: 8,
+        }
+        .supports(self);
         format!(
             "m{}n{}k{}b{}{}{}",
             b(self.m),
@@ -1006,17 +1051,28 @@ pub fn matmul_kernel(
     let body = match v {
         MatmulVariant::Naive => MATMUL_NAIVE,
         MatmulVariant::Rb4 => MATMUL_RB4,
-        MatmulVariant::Rb8V4 => MATMUL_RB8V4,
+        MatmulVariant::V4 { .. } => MATMUL_V4,
         MatmulVariant::Rb4V4K => MATMUL_RB4V4K,
         MatmulVariant::Tiled => MATMUL_TILED,
     };
     let vals: Vec<(&str, String)> = match v {
-        MatmulVariant::Rb8V4 => vec![
-            ("wg_x", "8".into()),
-            ("wg_y", "8".into()),
-            ("tile_m", "64".into()),
-            ("tile_n", "64".into()),
-        ],
+        MatmulVariant::V4 {
+            rows,
+            cols4,
+            wg_x,
+            wg_y,
+        } => {
+            let (tm, tn) = v.tile().unwrap_or((64, 64));
+            vec![
+                ("rows", rows.to_string()),
+                ("cols", (cols4 as u32 * 4).to_string()),
+                ("cols4", cols4.to_string()),
+                ("wg_x", wg_x.to_string()),
+                ("wg_y", wg_y.to_string()),
+                ("tile_m", tm.to_string()),
+                ("tile_n", tn.to_string()),
+            ]
+        }
         MatmulVariant::Rb4V4K => vec![
             ("wg_x", "8".into()),
             ("wg_y", "8".into()),
@@ -1025,7 +1081,7 @@ pub fn matmul_kernel(
         ],
         _ => vec![],
     };
-    let wgsl = module(v.name(), &[MATMUL_COMMON, body], &vals)?;
+    let wgsl = module(&v.name(), &[MATMUL_COMMON, body], &vals)?;
     let empty = p.m == 0 || p.n == 0 || batch == 0;
     let workgroups = if empty {
         [0, 0, 0]
@@ -1034,7 +1090,7 @@ pub fn matmul_kernel(
     };
     let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
     Ok(Kernel {
-        name: v.name().into(),
+        name: v.name(),
         wgsl,
         bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)],
         params,

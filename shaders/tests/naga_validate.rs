@@ -159,7 +159,7 @@ fn every_matmul_variant_is_valid_wgsl() {
     let ins = [(DType::F32, &a), (DType::F32, &b)];
     let outs = [(DType::F32, &o)];
     let p = matmul_problem(&Op::MatMul, &ins, &outs).unwrap();
-    for v in MatmulVariant::ALL {
+    for v in MatmulVariant::all() {
         assert!(v.supports(&p));
         let opts = LowerOptions {
             matmul: Some(v),
@@ -168,7 +168,7 @@ fn every_matmul_variant_is_valid_wgsl() {
         let Lowered::Kernels(ks) = lower(&Op::MatMul, &ins, &outs, &opts).unwrap() else {
             panic!()
         };
-        validate(v.name(), &ks[0].wgsl).unwrap_or_else(|e| panic!("{e}"));
+        validate(&v.name(), &ks[0].wgsl).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -183,7 +183,13 @@ fn vec4_variants_refuse_unaligned_layouts() {
         &[(DType::F32, &o)],
     )
     .unwrap();
-    assert!(!MatmulVariant::Rb8V4.supports(&p));
+    assert!(!MatmulVariant::V4 {
+        rows: 8,
+        cols4: 2,
+        wg_x: 8,
+        wg_y: 8
+    }
+    .supports(&p));
     assert!(!MatmulVariant::Rb4V4K.supports(&p));
     assert!(MatmulVariant::Rb4.supports(&p));
 }
@@ -272,7 +278,7 @@ fn snapshots() {
             &opts
         )
     );
-    for v in MatmulVariant::ALL {
+    for v in MatmulVariant::all() {
         let o = LowerOptions {
             matmul: Some(v),
             ..Default::default()

@@ -244,7 +244,7 @@ fn open_bench_device(kind: DeviceKind, variant: Option<&str>) -> Result<Box<dyn 
 
 fn parse_variant(name: &str) -> Result<MatmulVariant> {
     MatmulVariant::from_name(name).with_context(|| {
-        let known: Vec<&str> = MatmulVariant::ALL.iter().map(|v| v.name()).collect();
+        let known: Vec<String> = MatmulVariant::all().iter().map(|v| v.name()).collect();
         format!(
             "unknown matmul variant '{name}'; known variants: {}",
             known.join(", ")

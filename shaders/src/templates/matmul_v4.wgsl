@@ -1,0 +1,53 @@
+// Matmul, register-blocked and barrier-free: each invocation computes {{rows}} rows x
+// {{cols}} columns, reading B as vec4 (B rows contiguous, N and the B strides multiples of 4) and
+// A as scalars. Workgroup {{wg_x}}x{{wg_y}}, tile {{tile_m}}x{{tile_n}}.
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> bm: array<vec4<f32>>;
+
+@compute @workgroup_size({{wg_x}}, {{wg_y}})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = tile_of(wg, nwg, {{tile_m}}u, {{tile_n}}u);
+    if (!t.valid) {
+        return;
+    }
+    let mm = params[0];
+    let nn = params[1];
+    let kk = params[2];
+    let m0 = t.m0 + lid.y * {{rows}}u;
+    let n0 = t.n0 + lid.x * {{cols}}u;
+    let a_sm = params[7];
+    let a_sk = params[8];
+    let b_sk4 = params[9] / 4u;
+    let n4 = nn / 4u;
+    var cb: array<u32, {{cols4}}>;
+    for (var c = 0u; c < {{cols4}}u; c = c + 1u) {
+        cb[c] = min(n0 / 4u + c, n4 - 1u);
+    }
+    var pb = off_b(t.b) / 4u;
+    var ra: array<u32, {{rows}}>;
+    for (var r = 0u; r < {{rows}}u; r = r + 1u) {
+        ra[r] = off_a(t.b) + min(m0 + r, mm - 1u) * a_sm;
+    }
+    var acc: array<array<vec4<f32>, {{cols4}}>, {{rows}}>;
+    for (var k = 0u; k < kk; k = k + 1u) {
+        var bv: array<vec4<f32>, {{cols4}}>;
+        for (var c = 0u; c < {{cols4}}u; c = c + 1u) {
+            bv[c] = bm[pb + cb[c]];
+        }
+        pb = pb + b_sk4;
+        let ka = k * a_sk;
+        for (var r = 0u; r < {{rows}}u; r = r + 1u) {
+            let av = vec4<f32>(a[ra[r] + ka]);
+            for (var c = 0u; c < {{cols4}}u; c = c + 1u) {
+                acc[r][c] = fma(av, bv[c], acc[r][c]);
+            }
+        }
+    }
+    for (var r = 0u; r < {{rows}}u; r = r + 1u) {
+        for (var c = 0u; c < {{cols4}}u; c = c + 1u) {
+            for (var e = 0u; e < 4u; e = e + 1u) {
+                store(t.b, m0 + r, n0 + c * 4u + e, acc[r][c][e]);
+            }
+        }
+    }
+}
