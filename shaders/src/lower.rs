@@ -81,13 +81,15 @@ pub enum MatmulVariant {
 }
 
 /// The register-blocked vec4 shapes the autotuner tries: (rows, vec4 columns, workgroup x, y).
-const V4_SHAPES: [(u8, u8, u8, u8); 7] = [
+const V4_SHAPES: [(u8, u8, u8, u8); 9] = [
     (8, 2, 8, 8),
     (4, 1, 8, 8),
     (4, 2, 8, 8),
     (8, 1, 8, 8),
     (8, 2, 16, 4),
     (8, 2, 4, 16),
+    (16, 2, 8, 8),
+    (8, 4, 8, 8),
     (4, 4, 8, 8),
 ];
 
