@@ -80,6 +80,8 @@ pub struct WgpuDevice {
     pool: Vec<(u64, Arc<wgpu::Buffer>)>,
     prepared: Vec<Prepared>,
     tune: autotune::TuneCache,
+    /// Build matmul kernels without naga's runtime bounds checks (`SFUMATO_CHECKED_MATMUL=1` keeps them).
+    trusted_matmul: bool,
     /// Matmul variant chosen per shape class in this process.
     chosen: HashMap<String, MatmulVariant>,
 }
@@ -134,6 +136,7 @@ impl WgpuDevice {
             pool: Vec::new(),
             prepared: Vec::new(),
             chosen: HashMap::new(),
+            trusted_matmul: std::env::var("SFUMATO_CHECKED_MATMUL").map_or(true, |v| v != "1"),
         })
     }
 
@@ -289,12 +292,21 @@ impl WgpuDevice {
             return Ok(p.clone());
         }
         sfumato_shaders::validate(name, wgsl).map_err(|e| Error::Device(e.to_string()))?;
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+        };
+        let module = if self.trusted_matmul && name.starts_with("matmul_") {
+            // SAFETY: every matmul template clamps each row and column it loads to the operand's
+            // bounds and `prepare` checked every tensor against the binding limit, so naga's
+            // per-access bounds checks (a clamp on every load of the inner loop) can go.
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            self.device.create_shader_module(desc)
+        };
         let p = Arc::new(
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

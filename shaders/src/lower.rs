@@ -81,16 +81,17 @@ pub enum MatmulVariant {
 }
 
 /// The register-blocked vec4 shapes the autotuner tries: (rows, vec4 columns, workgroup x, y).
-const V4_SHAPES: [(u8, u8, u8, u8); 9] = [
+const V4_SHAPES: [(u8, u8, u8, u8); 10] = [
     (8, 2, 8, 8),
-    (4, 1, 8, 8),
     (4, 2, 8, 8),
-    (8, 1, 8, 8),
-    (8, 2, 16, 4),
-    (8, 2, 4, 16),
-    (16, 2, 8, 8),
     (8, 4, 8, 8),
-    (4, 4, 8, 8),
+    (16, 2, 8, 8),
+    (8, 2, 64, 1),
+    (8, 2, 16, 4),
+    (16, 4, 8, 8),
+    (32, 2, 8, 8),
+    (16, 4, 16, 1),
+    (16, 2, 16, 4),
 ];
 
 impl MatmulVariant {
@@ -189,7 +190,12 @@ impl MatmulVariant {
                 MatmulVariant::Naive => 4,
             });
         }
-        all.into_iter().filter(|v| v.supports(p)).collect()
+        // One output per invocation only pays off for tiny or vector-shaped products; on a large
+        // one it costs the autotuner seconds to rule out.
+        let small = p.m * p.n * p.k <= 1 << 20 || p.m == 1 || p.n == 1;
+        all.into_iter()
+            .filter(|v| v.supports(p) && (small || *v != MatmulVariant::Naive))
+            .collect()
     }
 }
 
@@ -862,7 +868,7 @@ fn int_binary(b: BinaryOp, a: &str, c: &str) -> String {
         BinaryOp::Sub => format!("{a} - {c}"),
         BinaryOp::Mul => format!("{a} * {c}"),
         BinaryOp::Div => format!("select({a} / {c}, 0, {c} == 0)"),
-        BinaryOp::Pow => format!("i32(pow_f(f32({a}), f32({c})))"),
+        BinaryOp::Pow => format!("i32(round(pow_f(f32({a}), f32({c}))))"),
         BinaryOp::Max => format!("max({a}, {c})"),
         _ => format!("min({a}, {c})"),
     }
@@ -1067,6 +1073,14 @@ pub fn matmul_kernel(
             let (tm, tn) = v.tile().unwrap_or((64, 64));
             vec![
                 ("rows", rows.to_string()),
+                (
+                    "lane_row",
+                    if wg_y == 1 {
+                        "0u".to_string()
+                    } else {
+                        format!("lid.y * {rows}u")
+                    },
+                ),
                 ("cols", (cols4 as u32 * 4).to_string()),
                 ("cols4", cols4.to_string()),
                 ("wg_x", wg_x.to_string()),

@@ -1,6 +1,7 @@
 // Matmul, register-blocked and barrier-free: each invocation computes {{rows}} rows x
 // {{cols}} columns, reading B as vec4 (B rows contiguous, N and the B strides multiples of 4) and
-// A as scalars. Workgroup {{wg_x}}x{{wg_y}}, tile {{tile_m}}x{{tile_n}}.
+// A as scalars. With one row of invocations per workgroup (wg_y = 1) every invocation reads the
+// same A rows, so the A loads are uniform (one scalar load on SIMD adapters). Workgroup {{wg_x}}x{{wg_y}}, tile {{tile_m}}x{{tile_n}}.
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> bm: array<vec4<f32>>;
 
@@ -13,7 +14,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let mm = params[0];
     let nn = params[1];
     let kk = params[2];
-    let m0 = t.m0 + lid.y * {{rows}}u;
+    let m0 = t.m0 + {{lane_row}};
     let n0 = t.n0 + lid.x * {{cols}}u;
     let a_sm = params[7];
     let a_sk = params[8];
