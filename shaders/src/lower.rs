@@ -432,15 +432,7 @@ pub fn lower(
                 strides: perm.iter().map(|&p| s[p] as i64).collect(),
                 offset: 0,
             };
-            k(vec![copy_kernel(
-                &out_shape,
-                src,
-                View::contiguous(&out_shape),
-                out_dt,
-                0,
-                0,
-                opts,
-            )?])
+            k(vec![read_view(&out_shape, src, out_dt, opts)?])
         }
         Op::Slice { axes } => {
             let s = ins[0].1.strides();
@@ -452,15 +444,7 @@ pub fn lower(
                     .collect(),
                 offset: axes.iter().zip(&s).map(|(a, &s)| a.start * s as i64).sum(),
             };
-            k(vec![copy_kernel(
-                &out_shape,
-                src,
-                View::contiguous(&out_shape),
-                out_dt,
-                0,
-                0,
-                opts,
-            )?])
+            k(vec![read_view(&out_shape, src, out_dt, opts)?])
         }
         Op::Concat { axis } => {
             let dst_strides: Vec<i64> = out_shape.strides().iter().map(|&s| s as i64).collect();
@@ -927,6 +911,11 @@ fn view_params(dims: &Shape, views: &[View]) -> Vec<u32> {
         m.push(v.offset as i32 as u32);
     }
     m
+}
+
+/// A contiguous copy of a strided view of input 0 (transpose, slice).
+fn read_view(dims: &Shape, src: View, dt: DType, opts: &LowerOptions) -> Result<Kernel, Error> {
+    copy_kernel(dims, src, View::contiguous(dims), dt, 0, 0, opts)
 }
 
 fn copy_kernel(

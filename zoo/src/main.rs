@@ -391,28 +391,14 @@ fn bench_matmul(a: &MatmulArgs) -> Result<()> {
     let t = time_graph(dev.as_mut(), &g, iters, !a.common.json)?;
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
     let gflops = t.gflops(flops);
-    if a.common.json {
-        let j = serde_json::json!({
-            "m": m,
-            "n": n,
-            "k": k,
-            "kernel": t.kernel,
-            "median_wall_ms": t.median_wall_ms,
-            "median_kernel_ms": t.median_kernel_ms,
-            "gflops": gflops,
-            "gflops_kernel": t.gflops_kernel(flops),
-            "adapter": t.device,
-            "iters": iters,
-        });
-        println!("{}", serde_json::to_string_pretty(&j)?);
-    } else {
-        print_text_timing(&t);
-        if let Some(gk) = t.gflops_kernel(flops) {
-            println!("kernel-only: {gk:.1} GFLOP/s");
-        }
-        println!("matmul {m}x{n}x{k} f32: {gflops:.1} GFLOP/s");
-    }
-    Ok(())
+    let fields = serde_json::json!({ "m": m, "n": n, "k": k, "iters": iters });
+    report(
+        &t,
+        flops,
+        a.common.json,
+        fields,
+        format!("matmul {m}x{n}x{k} f32: {gflops:.1} GFLOP/s"),
+    )
 }
 
 fn bench_conv(a: &ConvArgs) -> Result<()> {
@@ -442,31 +428,50 @@ fn bench_conv(a: &ConvArgs) -> Result<()> {
     let flops =
         2.0 * batch as f64 * c_out as f64 * c_in as f64 * (kk * kk) as f64 * oh as f64 * ow as f64;
     let gflops = t.gflops(flops);
-    if a.common.json {
-        let j = serde_json::json!({
-            "batch": batch,
-            "c_in": c_in,
-            "c_out": c_out,
-            "size": size,
-            "kernel_size": kk,
-            "stride": stride,
-            "pad": pad,
-            "out_size": [oh, ow],
-            "kernel": t.kernel,
-            "median_wall_ms": t.median_wall_ms,
-            "median_kernel_ms": t.median_kernel_ms,
-            "gflops": gflops,
-            "gflops_kernel": t.gflops_kernel(flops),
-            "adapter": t.device,
-            "iters": iters,
-        });
-        println!("{}", serde_json::to_string_pretty(&j)?);
+    let fields = serde_json::json!({
+        "batch": batch,
+        "c_in": c_in,
+        "c_out": c_out,
+        "size": size,
+        "kernel_size": kk,
+        "stride": stride,
+        "pad": pad,
+        "out_size": [oh, ow],
+        "iters": iters,
+    });
+    let line =
+        format!("conv {kk}x{kk} {size}x{size}x{c_in}->{c_out} b{batch} f32: {gflops:.1} GFLOP/s");
+    report(&t, flops, a.common.json, fields, line)
+}
+
+/// Print a benchmark's result: JSON (the case's `fields` plus the timings), or the text report
+/// whose last line is `line`.
+fn report(
+    t: &Timing,
+    flops: f64,
+    json: bool,
+    mut fields: serde_json::Value,
+    line: String,
+) -> Result<()> {
+    if json {
+        if let Some(obj) = fields.as_object_mut() {
+            obj.insert("kernel".into(), t.kernel.clone().into());
+            obj.insert("median_wall_ms".into(), t.median_wall_ms.into());
+            obj.insert("median_kernel_ms".into(), t.median_kernel_ms.into());
+            obj.insert("gflops".into(), t.gflops(flops).into());
+            obj.insert(
+                "gflops_kernel".into(),
+                serde_json::json!(t.gflops_kernel(flops)),
+            );
+            obj.insert("adapter".into(), t.device.clone().into());
+        }
+        println!("{}", serde_json::to_string_pretty(&fields)?);
     } else {
-        print_text_timing(&t);
+        print_text_timing(t);
         if let Some(gk) = t.gflops_kernel(flops) {
             println!("kernel-only: {gk:.1} GFLOP/s");
         }
-        println!("conv {kk}x{kk} {size}x{size}x{c_in}->{c_out} b{batch} f32: {gflops:.1} GFLOP/s");
+        println!("{line}");
     }
     Ok(())
 }
