@@ -470,6 +470,7 @@ impl Device for WgpuDevice {
     fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
         let t0 = Instant::now();
         check_inputs(graph, inputs)?;
+        check_gather_indices(graph, inputs)?;
         let pi = self.prepare(graph)?;
         let mut uses = graph.use_counts();
         let mut bufs: Vec<Option<Arc<wgpu::Buffer>>> = vec![None; graph.values().len()];
@@ -749,6 +750,35 @@ impl Device for WgpuDevice {
         profile.wall_ns = t0.elapsed().as_nanos() as u64;
         Ok(RunOutput { outputs, profile })
     }
+}
+
+/// Gather indices that come straight from a run input or a constant are range-checked on the
+/// host, so an out-of-range index is an error naming the node rather than a 0 read on the GPU.
+/// (Indices computed on the device are not checked yet.)
+fn check_gather_indices(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
+    for node in graph.nodes() {
+        let Op::Gather { axis } = node.op else {
+            continue;
+        };
+        let idx = node.inputs[1];
+        let values = if let Some(k) = graph.inputs().iter().position(|&v| v == idx) {
+            inputs[k].to_i64_vec()
+        } else if let Some(Op::Constant(t)) = graph.value(idx).producer.map(|p| &graph.node(p).op) {
+            t.to_i64_vec()
+        } else {
+            continue;
+        };
+        let len = graph.shape(node.inputs[0]).dims()[axis] as i64;
+        if let Some(bad) = values.iter().find(|&&i| i < -len || i >= len) {
+            return Err(Error::Node {
+                node: node.name.clone(),
+                op: node.op.name().to_string(),
+                inputs: graph.describe_node_inputs(node),
+                msg: format!("index {bad} is out of range for axis {axis} of size {len}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn qs_count(n_dispatch: usize, per_set: usize, set: usize) -> u32 {

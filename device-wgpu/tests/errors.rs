@@ -139,3 +139,25 @@ fn profile_has_one_timed_entry_per_dispatch() {
         assert_eq!(again.outputs, out.outputs);
     });
 }
+
+#[test]
+fn gather_index_out_of_range_is_an_error() {
+    let mut g = Graph::new();
+    let table = g.constant(Tensor::random(DType::F32, [10, 4], 1)).unwrap();
+    let ids = g.input("ids", DType::I64, [3]);
+    let e = g.gather(table, ids, 0).unwrap();
+    g.set_outputs(&[e]).unwrap();
+    let bad = Tensor::from_i64([3], vec![1, 10, 2]).unwrap();
+    common::with_device(|d| {
+        let err = d
+            .run(&g, std::slice::from_ref(&bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gather_1") && err.contains("index 10 is out of range"),
+            "{err}"
+        );
+        let ok = Tensor::from_i64([3], vec![1, -10, 9]).unwrap();
+        assert!(d.run(&g, &[ok]).is_ok());
+    });
+}
