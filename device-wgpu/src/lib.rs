@@ -56,7 +56,8 @@ impl Default for DeviceOptions {
 /// A lowered node, ready to dispatch.
 struct Step {
     node: usize,
-    lowered: Lowered,
+    /// Shared so a run can hold it while it borrows the device mutably, without copying kernels.
+    lowered: Arc<Lowered>,
 }
 
 /// What a device keeps per graph: the lowered plan and the uploaded constants.
@@ -422,7 +423,10 @@ impl WgpuDevice {
                     self.pipeline(&k.name, &k.wgsl)?;
                 }
             }
-            steps.push(Step { node: idx, lowered });
+            steps.push(Step {
+                node: idx,
+                lowered: Arc::new(lowered),
+            });
         }
         if self.prepared.len() >= PREPARED_MAX {
             self.prepared.remove(0);
@@ -483,7 +487,7 @@ impl Device for WgpuDevice {
         let mut offsets: Vec<Vec<usize>> = Vec::new();
         for step in &self.prepared[pi].steps {
             let mut o = Vec::new();
-            if let Lowered::Kernels(ks) = &step.lowered {
+            if let Lowered::Kernels(ks) = &*step.lowered {
                 for k in ks {
                     o.push(params.len());
                     params.extend(padded_params(&k.params));
@@ -502,7 +506,7 @@ impl Device for WgpuDevice {
         let n_dispatch: usize = self.prepared[pi]
             .steps
             .iter()
-            .map(|s| match &s.lowered {
+            .map(|s| match &*s.lowered {
                 Lowered::Kernels(ks) => ks
                     .iter()
                     .filter(|k| k.workgroups.iter().all(|&w| w > 0))
@@ -531,9 +535,9 @@ impl Device for WgpuDevice {
         #[allow(clippy::needless_range_loop)]
         // steps are borrowed from self, which the loop mutates
         for si in 0..steps_len {
-            let node = graph.nodes()[self.prepared[pi].steps[si].node].clone();
-            let lowered = self.prepared[pi].steps[si].lowered.clone();
-            match lowered {
+            let node = &graph.nodes()[self.prepared[pi].steps[si].node];
+            let lowered = Arc::clone(&self.prepared[pi].steps[si].lowered);
+            match &*lowered {
                 Lowered::Constant => {
                     bufs[node.outputs[0].index()] =
                         self.prepared[pi].consts.get(&node.outputs[0]).cloned();
