@@ -355,42 +355,22 @@ pub fn lower(
                 .unwrap_or_else(|| MatmulVariant::candidates(&p, true)[0]);
             k(vec![matmul_kernel(&p, v, opts)?])
         }
-        Op::Unary(u) => {
-            let dt = ins[0].0;
-            let vals = [
-                ("in_ty", Elem::of(dt).wgsl().to_string()),
-                ("out_ty", Elem::of(out_dt).wgsl().to_string()),
-                ("expr", unary_expr(*u, dt)?),
-            ];
-            let params = view_params(&out_shape, &[strided(ins[0].1, &out_shape)]);
-            k(vec![kernel(
-                "unary",
-                UNARY,
-                &vals,
-                vec![Buf::In(0), Buf::Out(0)],
-                params,
-                n,
-                opts,
-            )?])
-        }
-        Op::Cast { to } => {
-            let from = ins[0].0;
-            let vals = [
-                ("in_ty", Elem::of(from).wgsl().to_string()),
-                ("out_ty", Elem::of(*to).wgsl().to_string()),
-                ("expr", cast_expr(from, *to)),
-            ];
-            let params = view_params(&out_shape, &[strided(ins[0].1, &out_shape)]);
-            k(vec![kernel(
-                "cast",
-                UNARY,
-                &vals,
-                vec![Buf::In(0), Buf::Out(0)],
-                params,
-                n,
-                opts,
-            )?])
-        }
+        Op::Unary(u) => k(vec![elementwise1(
+            "unary",
+            ins[0],
+            out_dt,
+            &out_shape,
+            unary_expr(*u, ins[0].0)?,
+            opts,
+        )?]),
+        Op::Cast { to } => k(vec![elementwise1(
+            "cast",
+            ins[0],
+            *to,
+            &out_shape,
+            cast_expr(ins[0].0, *to),
+            opts,
+        )?]),
         Op::Binary(b) => {
             let dt = ins[0].0;
             let vals = [
@@ -911,6 +891,32 @@ fn view_params(dims: &Shape, views: &[View]) -> Vec<u32> {
         m.push(v.offset as i32 as u32);
     }
     m
+}
+
+/// One input read through a broadcast view, one output, `expr` of `x` (unary ops and casts).
+fn elementwise1(
+    name: &str,
+    input: (DType, &Shape),
+    out_dt: DType,
+    out_shape: &Shape,
+    expr: String,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let vals = [
+        ("in_ty", Elem::of(input.0).wgsl().to_string()),
+        ("out_ty", Elem::of(out_dt).wgsl().to_string()),
+        ("expr", expr),
+    ];
+    let params = view_params(out_shape, &[strided(input.1, out_shape)]);
+    kernel(
+        name,
+        UNARY,
+        &vals,
+        vec![Buf::In(0), Buf::Out(0)],
+        params,
+        out_shape.numel(),
+        opts,
+    )
 }
 
 /// A contiguous copy of a strided view of input 0 (transpose, slice).
