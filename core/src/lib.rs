@@ -5,6 +5,8 @@
 //!   inference on every node and names the node, op and shapes in every error;
 //! - the closed op set ([`Op`]), each op with shape inference ([`Op::infer`]) and reference
 //!   semantics ([`interp`]);
+//! - graph passes ([`passes`]: constant folding, BatchNorm folding, dead code and common
+//!   subexpression elimination, run together by [`optimize`]);
 //! - the CPU reference interpreter ([`CpuDevice`]), the oracle every device is tested against;
 //! - the [`Device`] trait every backend implements and the [`Profile`] (per-op timings) it returns.
 //!
@@ -16,6 +18,7 @@ pub mod error;
 pub mod graph;
 pub mod interp;
 pub mod op;
+pub mod passes;
 pub mod shape;
 pub mod tensor;
 
@@ -25,5 +28,6 @@ pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId, ValueId, ValueInfo};
 pub use interp::CpuDevice;
 pub use op::Op;
+pub use passes::{optimize, PassStats};
 pub use shape::Shape;
 pub use tensor::{Tensor, TensorData};
