@@ -16,9 +16,10 @@ mod convert;
 
 pub use adapter::{cpu_model, list_adapters, AdapterSummary, NO_ADAPTER};
 use sfumato_core::device::{check_inputs, OpTiming, Profile, RunOutput, TimingSource};
-use sfumato_core::{DType, Device, Error, Graph, Op, Result, Shape, Tensor, ValueId};
+use sfumato_core::{Device, Error, Graph, Op, Result, Tensor, ValueId};
 use sfumato_shaders::{
-    lower, matmul_problem, Buf, Kernel, LowerOptions, Lowered, MatmulProblem, MatmulVariant,
+    generate, group_matmul_problem, plan, Buf, GroupKernels, Kernel, LowerOptions, Lowered,
+    MatmulProblem, MatmulVariant, PlanOptions,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,9 @@ pub struct DeviceOptions {
     pub matmul: Option<MatmulVariant>,
     /// Where the autotune cache lives (`None`: kept in memory only).
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Fuse ops into kernels and run the graph passes first (`SFUMATO_FUSION=0`: one kernel
+    /// per op of the graph as given).
+    pub fusion: bool,
 }
 
 impl Default for DeviceOptions {
@@ -49,20 +53,26 @@ impl Default for DeviceOptions {
                 .ok()
                 .and_then(|v| MatmulVariant::from_name(&v)),
             cache_dir: autotune::default_cache_dir(),
+            fusion: std::env::var("SFUMATO_FUSION")
+                .map(|v| v != "0")
+                .unwrap_or(true),
         }
     }
 }
 
-/// A lowered node, ready to dispatch.
+/// A lowered group, ready to dispatch.
 struct Step {
-    node: usize,
     /// Shared so a run can hold it while it borrows the device mutably, without copying kernels.
-    lowered: Arc<Lowered>,
+    kernels: Arc<GroupKernels>,
+    nodes: Vec<String>,
+    ops: Vec<String>,
 }
 
-/// What a device keeps per graph: the lowered plan and the uploaded constants.
+/// What a device keeps per graph: the graph it runs (after the passes), the lowered plan and
+/// the uploaded constants.
 struct Prepared {
     fingerprint: (u64, usize, Vec<ValueId>),
+    graph: Arc<Graph>,
     steps: Vec<Step>,
     consts: HashMap<ValueId, Arc<wgpu::Buffer>>,
 }
@@ -85,6 +95,9 @@ pub struct WgpuDevice {
     trusted_matmul: bool,
     /// Matmul variant chosen per shape class in this process.
     chosen: HashMap<String, MatmulVariant>,
+    /// Bytes of device buffers alive now and at most (tensors, pooled included).
+    allocated: u64,
+    high_water: u64,
 }
 
 const POOL_MAX: usize = 64;
@@ -137,6 +150,8 @@ impl WgpuDevice {
             pool: Vec::new(),
             prepared: Vec::new(),
             chosen: HashMap::new(),
+            allocated: 0,
+            high_water: 0,
             trusted_matmul: std::env::var("SFUMATO_CHECKED_MATMUL").map_or(true, |v| v != "1"),
         })
     }
@@ -149,6 +164,37 @@ impl WgpuDevice {
     /// Whether per-dispatch times come from GPU timestamps.
     pub fn has_timestamps(&self) -> bool {
         self.timestamps
+    }
+
+    /// Turn fusion (and the graph passes) on or off.
+    pub fn set_fusion(&mut self, on: bool) {
+        self.opts.fusion = on;
+        self.prepared.clear();
+    }
+
+    /// Bytes of tensor buffers this device holds at most so far (pooled buffers included).
+    pub fn memory_high_water(&self) -> u64 {
+        self.high_water
+    }
+
+    /// Reset the memory high-water mark to what is allocated now.
+    pub fn reset_memory_high_water(&mut self) {
+        self.high_water = self.allocated;
+    }
+
+    /// Drop pooled buffers and prepared graphs (their constants), freeing their memory.
+    pub fn trim(&mut self) {
+        for (s, _) in self.pool.drain(..) {
+            self.allocated -= s;
+        }
+        let consts: u64 = self
+            .prepared
+            .iter()
+            .flat_map(|p| p.consts.values())
+            .map(|b| b.size())
+            .sum();
+        self.allocated = self.allocated.saturating_sub(consts);
+        self.prepared.clear();
     }
 
     /// Force one matmul variant (where it supports the layout), or go back to autotuning.
@@ -336,6 +382,8 @@ impl WgpuDevice {
         if let Some(i) = best {
             return self.pool.swap_remove(i).1;
         }
+        self.allocated += need;
+        self.high_water = self.high_water.max(self.allocated);
         Arc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("sfumato tensor"),
             size: need,
@@ -349,7 +397,8 @@ impl WgpuDevice {
     fn release(&mut self, b: Arc<wgpu::Buffer>) {
         if Arc::strong_count(&b) == 1 {
             if self.pool.len() >= POOL_MAX {
-                self.pool.remove(0);
+                let (s, _) = self.pool.remove(0);
+                self.allocated -= s;
             }
             self.pool.push((b.size(), b));
         }
@@ -364,75 +413,98 @@ impl WgpuDevice {
         Ok(buf)
     }
 
-    /// Lower every node (choosing matmul variants), check limits, upload constants.
+    /// Run the passes, plan the groups, lower each (choosing matmul variants), check limits,
+    /// upload constants.
     fn prepare(&mut self, graph: &Graph) -> Result<usize> {
         let fp = graph.fingerprint();
         if let Some(i) = self.prepared.iter().position(|p| p.fingerprint == fp) {
             return Ok(i);
         }
+        let g: Graph = if self.opts.fusion {
+            sfumato_core::passes::optimize(graph)?.0
+        } else {
+            graph.clone()
+        };
         let max_bind = self.limits.max_storage_buffer_binding_size;
-        let mut steps = Vec::with_capacity(graph.nodes().len());
+        let popts = PlanOptions {
+            fuse: self.opts.fusion,
+            max_storage_buffers: self.limits.max_storage_buffers_per_shader_stage,
+        };
+        let the_plan = plan(&g, &popts);
+        let mut steps = Vec::with_capacity(the_plan.groups.len());
         let mut consts = HashMap::new();
-        for (idx, node) in graph.nodes().iter().enumerate() {
-            let ins: Vec<(DType, &Shape)> = node
-                .inputs
-                .iter()
-                .map(|&i| (graph.dtype(i), graph.shape(i)))
-                .collect();
-            let outs: Vec<(DType, &Shape)> = node
-                .outputs
-                .iter()
-                .map(|&o| (graph.dtype(o), graph.shape(o)))
-                .collect();
+        for group in &the_plan.groups {
+            let node = g.node(group.nodes[0]);
             let node_err = |msg: String| Error::Limit {
                 node: node.name.clone(),
                 op: node.op.name().to_string(),
-                inputs: graph.describe_node_inputs(node),
+                inputs: g.describe_node_inputs(node),
                 msg,
             };
-            for (k, (_, s)) in ins.iter().chain(outs.iter()).enumerate() {
-                let bytes = s.checked_numel().map(|n| n as u64 * 4).unwrap_or(u64::MAX);
-                if bytes > max_bind {
-                    return Err(node_err(format!(
-                        "tensor {k} of shape {s} takes {bytes} bytes, over this adapter's max_storage_buffer_binding_size of {max_bind}"
-                    )));
+            for &m in &group.nodes {
+                let n = g.node(m);
+                for (k, &v) in n.inputs.iter().chain(n.outputs.iter()).enumerate() {
+                    let s = g.shape(v);
+                    let bytes = s.checked_numel().map(|n| n as u64 * 4).unwrap_or(u64::MAX);
+                    if bytes > max_bind {
+                        return Err(Error::Limit {
+                            node: n.name.clone(),
+                            op: n.op.name().to_string(),
+                            inputs: g.describe_node_inputs(n),
+                            msg: format!(
+                                "tensor {k} of shape {s} takes {bytes} bytes, over this adapter's max_storage_buffer_binding_size of {max_bind}"
+                            ),
+                        });
+                    }
                 }
             }
             let mut opts = LowerOptions {
                 matmul: None,
                 max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension,
             };
-            if let Some(p) = matmul_problem(&node.op, &ins, &outs) {
+            if let Some(p) = group_matmul_problem(&g, &the_plan, group) {
                 opts.matmul = Some(self.matmul_variant(&p)?);
             }
-            let lowered = lower(&node.op, &ins, &outs, &opts).map_err(|e| match e {
+            let gk = generate(&g, &the_plan, group, &opts).map_err(|e| match e {
                 sfumato_shaders::Error::Limit(m) => node_err(m),
                 other => Error::Unsupported {
                     node: node.name.clone(),
                     op: node.op.name().to_string(),
-                    inputs: graph.describe_node_inputs(node),
+                    inputs: g.describe_node_inputs(node),
                     msg: other.to_string(),
                 },
             })?;
-            if let (Lowered::Constant, Op::Constant(t)) = (&lowered, &node.op) {
+            if let (Lowered::Constant, Op::Constant(t)) = (&gk.lowered, &node.op) {
                 let buf = self.upload(t, &node.name)?;
                 consts.insert(node.outputs[0], buf);
             }
-            if let Lowered::Kernels(ks) = &lowered {
+            if let Lowered::Kernels(ks) = &gk.lowered {
                 for k in ks {
                     self.pipeline(&k.name, &k.wgsl)?;
                 }
             }
             steps.push(Step {
-                node: idx,
-                lowered: Arc::new(lowered),
+                nodes: group
+                    .nodes
+                    .iter()
+                    .map(|&m| g.node(m).name.clone())
+                    .collect(),
+                ops: group
+                    .nodes
+                    .iter()
+                    .map(|&m| g.node(m).op.name().to_string())
+                    .collect(),
+                kernels: Arc::new(gk),
             });
         }
         if self.prepared.len() >= PREPARED_MAX {
-            self.prepared.remove(0);
+            let old = self.prepared.remove(0);
+            let bytes: u64 = old.consts.values().map(|b| b.size()).sum();
+            self.allocated = self.allocated.saturating_sub(bytes);
         }
         self.prepared.push(Prepared {
             fingerprint: fp,
+            graph: Arc::new(g),
             steps,
             consts,
         });
@@ -476,8 +548,27 @@ impl Device for WgpuDevice {
         check_inputs(graph, inputs)?;
         check_gather_indices(graph, inputs)?;
         let pi = self.prepare(graph)?;
-        let mut uses = graph.use_counts();
+        // The graph after the passes: same inputs and outputs, in order.
+        let graph = Arc::clone(&self.prepared[pi].graph);
+        let graph = &*graph;
+        // Uses of each value by the steps (each step once) and by the graph's outputs.
+        let mut uses = vec![0usize; graph.values().len()];
+        for step in &self.prepared[pi].steps {
+            let mut seen: Vec<ValueId> = Vec::new();
+            for &i in &step.kernels.inputs {
+                if !seen.contains(&i) {
+                    seen.push(i);
+                    uses[i.index()] += 1;
+                }
+            }
+        }
+        for &o in graph.outputs() {
+            uses[o.index()] += 1;
+        }
         let mut bufs: Vec<Option<Arc<wgpu::Buffer>>> = vec![None; graph.values().len()];
+        for (v, b) in &self.prepared[pi].consts {
+            bufs[v.index()] = Some(Arc::clone(b));
+        }
         for (&v, t) in graph.inputs().iter().zip(inputs) {
             bufs[v.index()] = Some(self.upload(t, &graph.value(v).name)?);
         }
@@ -487,7 +578,7 @@ impl Device for WgpuDevice {
         let mut offsets: Vec<Vec<usize>> = Vec::new();
         for step in &self.prepared[pi].steps {
             let mut o = Vec::new();
-            if let Lowered::Kernels(ks) = &*step.lowered {
+            if let Lowered::Kernels(ks) = &step.kernels.lowered {
                 for k in ks {
                     o.push(params.len());
                     params.extend(padded_params(&k.params));
@@ -506,7 +597,7 @@ impl Device for WgpuDevice {
         let n_dispatch: usize = self.prepared[pi]
             .steps
             .iter()
-            .map(|s| match &*s.lowered {
+            .map(|s| match &s.kernels.lowered {
                 Lowered::Kernels(ks) => ks
                     .iter()
                     .filter(|k| k.workgroups.iter().all(|&w| w > 0))
@@ -535,18 +626,16 @@ impl Device for WgpuDevice {
         #[allow(clippy::needless_range_loop)]
         // steps are borrowed from self, which the loop mutates
         for si in 0..steps_len {
-            let node = &graph.nodes()[self.prepared[pi].steps[si].node];
-            let lowered = Arc::clone(&self.prepared[pi].steps[si].lowered);
-            match &*lowered {
-                Lowered::Constant => {
-                    bufs[node.outputs[0].index()] =
-                        self.prepared[pi].consts.get(&node.outputs[0]).cloned();
-                }
+            let gk = Arc::clone(&self.prepared[pi].steps[si].kernels);
+            match &gk.lowered {
+                // Constants are bound before the first step (a fused group may read one whose
+                // node comes later in the graph).
+                Lowered::Constant => {}
                 Lowered::Alias => {
-                    bufs[node.outputs[0].index()] = bufs[node.inputs[0].index()].clone();
+                    bufs[gk.outputs[0].index()] = bufs[gk.inputs[0].index()].clone();
                 }
                 Lowered::Kernels(ks) => {
-                    for &o in &node.outputs {
+                    for &o in &gk.outputs {
                         bufs[o.index()] = Some(self.acquire(graph.shape(o).numel() as u64 * 4));
                     }
                     for (ki, k) in ks.iter().enumerate() {
@@ -557,8 +646,8 @@ impl Device for WgpuDevice {
                         let mut entries = Vec::with_capacity(k.bindings.len() + 1);
                         for (bi, b) in k.bindings.iter().enumerate() {
                             let v = match b {
-                                Buf::In(i) => node.inputs[*i],
-                                Buf::Out(i) => node.outputs[*i],
+                                Buf::In(i) => gk.inputs[*i],
+                                Buf::Out(i) => gk.outputs[*i],
                             };
                             let buf = bufs[v.index()].as_ref().ok_or_else(|| {
                                 Error::Graph(format!("value {} has no buffer", v.0))
@@ -622,16 +711,22 @@ impl Device for WgpuDevice {
                             self.wait()?;
                             wall = Some((start, t0.elapsed().as_nanos() as u64 - start));
                         }
+                        let step = &self.prepared[pi].steps[si];
                         dispatches.push(Dispatch {
-                            nodes: vec![node.name.clone()],
-                            ops: vec![node.op.name().to_string()],
+                            nodes: step.nodes.clone(),
+                            ops: step.ops.clone(),
                             kernel: k.name.clone(),
                             wall_ns: wall,
                         });
                     }
                 }
             }
-            for &i in &node.inputs {
+            let mut seen: Vec<ValueId> = Vec::new();
+            for &i in &gk.inputs {
+                if seen.contains(&i) {
+                    continue;
+                }
+                seen.push(i);
                 uses[i.index()] -= 1;
                 if uses[i.index()] == 0 {
                     if let Some(b) = bufs[i.index()].take() {

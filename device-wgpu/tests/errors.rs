@@ -123,15 +123,29 @@ fn profile_has_one_timed_entry_per_dispatch() {
         let out = d
             .run(&g, &[Tensor::random(DType::F32, [8, 16], 2)])
             .unwrap();
-        let ops: Vec<&str> = out
+        let ops: Vec<String> = out
             .profile
             .entries
             .iter()
-            .map(|e| e.ops[0].as_str())
+            .map(|e| e.ops.join("+"))
+            .collect();
+        // Fused: the relu is the matmul's epilogue; the reshape is a view.
+        assert_eq!(ops, ["MatMul+Relu", "Softmax"]);
+        let trace = out.profile.chrome_trace();
+        assert_eq!(trace["traceEvents"].as_array().unwrap().len(), 2);
+        d.set_fusion(false);
+        let unfused = d
+            .run(&g, &[Tensor::random(DType::F32, [8, 16], 2)])
+            .unwrap();
+        d.set_fusion(true);
+        let ops: Vec<String> = unfused
+            .profile
+            .entries
+            .iter()
+            .map(|e| e.ops.join("+"))
             .collect();
         assert_eq!(ops, ["MatMul", "Relu", "Softmax"]);
-        let trace = out.profile.chrome_trace();
-        assert_eq!(trace["traceEvents"].as_array().unwrap().len(), 3);
+        assert!(unfused.outputs[0].all_close(&out.outputs[0], 1e-5, 1e-6));
         // A second run reuses the prepared plan, constants and pipelines.
         let again = d
             .run(&g, &[Tensor::random(DType::F32, [8, 16], 2)])

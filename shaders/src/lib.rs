@@ -9,12 +9,19 @@
 //! Storage on the device: f32 and f16 tensors live as f32, i32 and i64 as i32, u8 and bool as
 //! u32 (see [`Elem`]); the device converts at upload and readback.
 //!
-//! Fusion (several ops in one kernel) is planned here too, by the fusion planner of a later issue.
+//! Fusion: [`plan`] groups the nodes of a graph into kernels (elementwise chains, anchors with
+//! epilogues and prologues, attention, views that cost nothing) and [`fused::generate`] emits one
+//! module per group; [`explain`] sums up a plan (dispatches, bytes moved, peak memory).
 
+pub mod explain;
+pub mod fused;
 pub mod lower;
+pub mod plan;
 pub mod template;
 
+pub use fused::{generate, group_matmul_problem, GroupKernels};
 pub use lower::{lower, matmul_problem, LowerOptions, Lowered, MatmulProblem, MatmulVariant};
+pub use plan::{plan, Group, GroupKind, Plan, PlanOptions};
 
 use sfumato_core::DType;
 

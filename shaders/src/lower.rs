@@ -1,5 +1,6 @@
 //! Lowering of each op to kernels. `lower` matches on [`Op`] exhaustively.
 
+use crate::plan::View;
 use crate::template::render;
 use crate::{Buf, Elem, Error, Kernel};
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,39 @@ impl Default for LowerOptions {
         }
     }
 }
+
+/// Code spliced into an anchor template (matmul, conv, softmax, layer norm): its `extra`
+/// declarations (the `epilogue` and, for row reductions, `load_x` functions and their bindings),
+/// the params they read (appended after the anchor's own, from index `ev`), and the buffers bound
+/// after the template's fixed ones. `first` is what binding 0 holds for row reductions.
+#[derive(Clone, Debug)]
+pub struct Splice {
+    pub extra: String,
+    pub params: Vec<u32>,
+    pub first: Buf,
+    pub bindings: Vec<Buf>,
+}
+
+/// The store of an unfused anchor: write the value.
+pub const PLAIN_EPILOGUE: &str = "fn epilogue(i: u32, v: f32) {\n    out0[i] = v;\n}\n";
+
+/// An anchor's splice with nothing fused: read input 0, write the value.
+pub fn plain_splice(row_reduction: bool) -> Splice {
+    let mut extra = String::new();
+    if row_reduction {
+        extra += "@group(0) @binding(0) var<storage, read> x: array<f32>;\nfn load_x(i: u32) -> f32 {\n    return x[i];\n}\n";
+    }
+    extra += PLAIN_EPILOGUE;
+    Splice {
+        extra,
+        params: Vec::new(),
+        first: Buf::In(0),
+        bindings: Vec::new(),
+    }
+}
+
+/// Builds a splice given `ev`, the params index where its view block starts.
+pub type SpliceFn<'a> = &'a dyn Fn(usize) -> Result<Splice, Error>;
 
 /// What an op becomes on the device.
 #[derive(Clone, Debug, PartialEq)]
@@ -252,31 +286,57 @@ pub fn matmul_problem(
     ins: &[(DType, &Shape)],
     outs: &[(DType, &Shape)],
 ) -> Option<MatmulProblem> {
+    let views: Vec<View> = ins.iter().map(|i| View::contiguous(i.1)).collect();
+    matmul_problem_views(op, ins, &views, outs)
+}
+
+/// The matmul problem of a MatMul whose operands are strided views (Gemm: contiguous only).
+pub fn matmul_problem_views(
+    op: &Op,
+    ins: &[(DType, &Shape)],
+    views: &[View],
+    outs: &[(DType, &Shape)],
+) -> Option<MatmulProblem> {
     match op {
         Op::MatMul => {
             let (a, b) = (ins[0].1, ins[1].1);
-            let a2 = if a.rank() == 1 {
-                vec![1, a.0[0]]
+            if views
+                .iter()
+                .any(|v| v.strides.iter().any(|&s| s < 0) || v.offset < 0)
+            {
+                return None;
+            }
+            let (va, vb) = (&views[0], &views[1]);
+            let (a2, sa): (Vec<usize>, Vec<i64>) = if a.rank() == 1 {
+                (vec![1, a.0[0]], vec![0, va.strides[0]])
             } else {
-                a.0.clone()
+                (a.0.clone(), va.strides.clone())
             };
-            let b2 = if b.rank() == 1 {
-                vec![b.0[0], 1]
+            let (b2, sb): (Vec<usize>, Vec<i64>) = if b.rank() == 1 {
+                (vec![b.0[0], 1], vec![vb.strides[0], 0])
             } else {
-                b.0.clone()
+                (b.0.clone(), vb.strides.clone())
             };
             let (ra, rb) = (a2.len(), b2.len());
             let (m, k, n) = (a2[ra - 2], a2[ra - 1], b2[rb - 1]);
             let ba = Shape(a2[..ra - 2].to_vec());
             let bb = Shape(b2[..rb - 2].to_vec());
             let batch = Shape::broadcast(&ba, &bb)?;
-            let (sa, sb) = (ba.broadcast_strides(&batch), bb.broadcast_strides(&batch));
+            let bview = |dims: &Shape, strides: &[i64]| -> Vec<i64> {
+                View {
+                    strides: strides[..dims.rank()].to_vec(),
+                    offset: 0,
+                }
+                .broadcast(dims, &batch)
+                .strides
+            };
+            let (sba, sbb) = (bview(&ba, &sa), bview(&bb, &sb));
             let offsets = (0..batch.numel())
                 .map(|i| {
                     let c = sfumato_core::interp::unravel(i, &batch.0);
-                    let oa: usize = c.iter().zip(&sa).map(|(c, s)| c * s).sum();
-                    let ob: usize = c.iter().zip(&sb).map(|(c, s)| c * s).sum();
-                    [oa * m * k, ob * k * n, 0]
+                    let oa: i64 = c.iter().zip(&sba).map(|(&c, s)| c as i64 * s).sum();
+                    let ob: i64 = c.iter().zip(&sbb).map(|(&c, s)| c as i64 * s).sum();
+                    [(oa + va.offset) as usize, (ob + vb.offset) as usize, 0]
                 })
                 .collect();
             let _ = outs;
@@ -287,10 +347,10 @@ pub fn matmul_problem(
                 alpha: 1.0,
                 beta: 0.0,
                 has_bias: false,
-                a_sm: k,
-                a_sk: 1,
-                b_sk: n,
-                b_sn: 1,
+                a_sm: sa[ra - 2] as usize,
+                a_sk: sa[ra - 1] as usize,
+                b_sk: sb[rb - 2] as usize,
+                b_sn: sb[rb - 1] as usize,
                 c_sm: 0,
                 c_sn: 0,
                 offsets,
@@ -501,36 +561,25 @@ pub fn lower(
                 opts,
             )?])
         }
-        Op::Softmax { axis } => {
-            let (outer, len, inner) = sfumato_core::interp::split_at_axis(&out_shape.0, *axis);
-            let rows = outer * inner;
-            let params = vec![rows as u32, len as u32, inner.max(1) as u32];
-            k(vec![kernel(
-                "softmax",
-                SOFTMAX,
-                &[],
-                vec![Buf::In(0), Buf::Out(0)],
-                params,
-                rows,
-                opts,
-            )?])
-        }
-        Op::LayerNorm { axis, epsilon } => {
-            let len: usize = out_shape.0[*axis..].iter().product();
-            let rows = n.checked_div(len).unwrap_or(0);
-            let has_bias = ins.len() == 3;
-            let params = vec![rows as u32, len as u32, epsilon.to_bits(), has_bias as u32];
-            let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
-            k(vec![kernel(
-                "layernorm",
-                LAYERNORM,
-                &[],
-                vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)],
-                params,
-                rows,
-                opts,
-            )?])
-        }
+        Op::Softmax { axis } => k(vec![softmax_kernel(*axis, &out_shape, opts, &|_| {
+            Ok(plain_splice(true))
+        })?]),
+        Op::LayerNorm { axis, epsilon } => k(vec![layernorm_kernel(
+            *axis,
+            *epsilon,
+            [
+                Buf::In(1),
+                if ins.len() == 3 {
+                    Buf::In(2)
+                } else {
+                    Buf::In(1)
+                },
+            ],
+            ins.len() == 3,
+            &out_shape,
+            opts,
+            &|_| Ok(plain_splice(true)),
+        )?]),
         Op::Reduce { op: r, axes, .. } => {
             k(vec![reduce_kernel(*r, ins[0].0, &ins[0].1 .0, axes, opts)?])
         }
@@ -592,45 +641,21 @@ pub fn lower(
             )?])
         }
         Op::Conv2d(c) => {
-            let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
-            let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
-            let cog = w[0] / c.groups;
-            let (bx, bo) = (ow.div_ceil(4), cog.div_ceil(4));
-            let has_bias = ins.len() == 3;
-            let params = vec![
-                x[0] as u32,
-                x[1] as u32,
-                x[2] as u32,
-                x[3] as u32,
-                w[0] as u32,
-                oh as u32,
-                ow as u32,
-                w[2] as u32,
-                w[3] as u32,
-                c.stride[0] as u32,
-                c.stride[1] as u32,
-                c.padding[0] as u32,
-                c.padding[1] as u32,
-                c.dilation[0] as u32,
-                c.dilation[1] as u32,
-                w[1] as u32,
-                cog as u32,
-                has_bias as u32,
-                bx as u32,
-                bo as u32,
-            ];
-            let threads = x[0] * c.groups * bo * oh * bx;
-            let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
-            let wgsl = module("conv2d", &[CONV2D], &[])?;
-            let workgroups = grid(threads.div_ceil(64) as u64, opts)?;
-            let workgroups = if n == 0 { [0, 0, 0] } else { workgroups };
-            k(vec![Kernel {
-                name: "conv2d".into(),
-                wgsl,
-                bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)],
-                params,
-                workgroups,
-            }])
+            let bias = if ins.len() == 3 {
+                Buf::In(2)
+            } else {
+                Buf::In(1)
+            };
+            k(vec![conv2d_kernel(
+                c,
+                &ins[0].1 .0,
+                &ins[1].1 .0,
+                bias,
+                ins.len() == 3,
+                &out_shape,
+                opts,
+                &|_| Ok(plain_splice(false)),
+            )?])
         }
         Op::ConvTranspose2d(c) => {
             let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
@@ -764,7 +789,7 @@ fn lit(v: f32) -> String {
     format!("bitcast<f32>({}u)", v.to_bits())
 }
 
-fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {
+pub(crate) fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {
     if Elem::of(dt) == Elem::I32 {
         return Ok(match u {
             UnaryOp::Relu => "max(x, 0)".into(),
@@ -799,7 +824,7 @@ fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {
     })
 }
 
-fn binary_expr(b: BinaryOp, dt: DType) -> String {
+pub(crate) fn binary_expr(b: BinaryOp, dt: DType) -> String {
     let cmp = |o: &str| format!("select(0u, 1u, a {o} b)");
     match b {
         BinaryOp::Eq => return cmp("=="),
@@ -838,7 +863,7 @@ fn int_binary(b: BinaryOp, a: &str, c: &str) -> String {
     }
 }
 
-fn cast_expr(from: DType, to: DType) -> String {
+pub(crate) fn cast_expr(from: DType, to: DType) -> String {
     let (fe, te) = (Elem::of(from), Elem::of(to));
     match (fe, to) {
         (_, DType::Bool) => match fe {
@@ -851,22 +876,6 @@ fn cast_expr(from: DType, to: DType) -> String {
         (Elem::U32, DType::U8) => "min(x, 255u)".into(),
         _ if fe == te => "x".into(),
         _ => format!("{}(x)", te.wgsl()),
-    }
-}
-
-/// A strided view: per dim a stride (may be 0 or negative) and a start offset, in elements.
-#[derive(Clone, Debug, PartialEq)]
-struct View {
-    strides: Vec<i64>,
-    offset: i64,
-}
-
-impl View {
-    fn contiguous(s: &Shape) -> View {
-        View {
-            strides: s.strides().iter().map(|&x| x as i64).collect(),
-            offset: 0,
-        }
     }
 }
 
@@ -920,7 +929,7 @@ fn elementwise1(
 }
 
 /// A contiguous copy of a strided view of input 0 (transpose, slice).
-fn read_view(dims: &Shape, src: View, dt: DType, opts: &LowerOptions) -> Result<Kernel, Error> {
+pub fn read_view(dims: &Shape, src: View, dt: DType, opts: &LowerOptions) -> Result<Kernel, Error> {
     copy_kernel(dims, src, View::contiguous(dims), dt, 0, 0, opts)
 }
 
@@ -1017,6 +1026,17 @@ pub fn matmul_kernel(
     v: MatmulVariant,
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
+    matmul_kernel_spliced(p, v, opts, &|_| Ok(plain_splice(false)))
+}
+
+/// A matmul kernel whose store runs a splice's epilogue. Bindings: A, B, bias (A when none), out,
+/// then the splice's.
+pub fn matmul_kernel_spliced(
+    p: &MatmulProblem,
+    v: MatmulVariant,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Kernel, Error> {
     if !v.supports(p) {
         return Err(Error::Unsupported(format!(
             "{} does not support this matmul layout",
@@ -1051,6 +1071,11 @@ pub fn matmul_kernel(
     for o in &p.offsets {
         params.extend(o.iter().map(|&x| x as u32));
     }
+    let sp = splice(params.len())?;
+    params.extend(&sp.params);
+    let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
+    let mut bindings = vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)];
+    bindings.extend(&sp.bindings);
     let body = match v {
         MatmulVariant::Naive => MATMUL_NAIVE,
         MatmulVariant::Rb4 => MATMUL_RB4,
@@ -1058,7 +1083,7 @@ pub fn matmul_kernel(
         MatmulVariant::Rb4V4K => MATMUL_RB4V4K,
         MatmulVariant::Tiled => MATMUL_TILED,
     };
-    let vals: Vec<(&str, String)> = match v {
+    let mut vals: Vec<(&str, String)> = match v {
         MatmulVariant::V4 {
             rows,
             cols4,
@@ -1092,6 +1117,8 @@ pub fn matmul_kernel(
         ],
         _ => vec![],
     };
+    vals.push(("pb", bindings.len().to_string()));
+    vals.push(("extra", sp.extra));
     let wgsl = module(&v.name(), &[MATMUL_COMMON, body], &vals)?;
     let empty = p.m == 0 || p.n == 0 || batch == 0;
     let workgroups = if empty {
@@ -1099,18 +1126,17 @@ pub fn matmul_kernel(
     } else {
         grid(wgs as u64, opts)?
     };
-    let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
     Ok(Kernel {
         name: v.name(),
         wgsl,
-        bindings: vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)],
+        bindings,
         params,
         workgroups,
     })
 }
 
 /// Prelude + template parts, filled.
-fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Result<String, Error> {
+pub(crate) fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Result<String, Error> {
     let mut src = String::from(PRELUDE);
     for p in parts {
         src.push('\n');
@@ -1120,7 +1146,7 @@ fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Result<String,
 }
 
 /// A kernel of 256-invocation workgroups over `threads` invocations.
-fn kernel(
+pub(crate) fn kernel(
     name: &str,
     template: &str,
     vals: &[(&str, String)],
@@ -1153,4 +1179,103 @@ pub fn grid(n: u64, opts: &LowerOptions) -> Result<[u32; 3], Error> {
         return Err(Error::Limit(format!("{n} workgroups exceed {lim} x {lim}")));
     }
     Ok([x as u32, y as u32, 1])
+}
+
+/// Softmax along `axis` of `shape`, one invocation per row, with a splice.
+pub fn softmax_kernel(
+    axis: usize,
+    shape: &Shape,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Kernel, Error> {
+    let (outer, len, inner) = sfumato_core::interp::split_at_axis(&shape.0, axis);
+    let rows = outer * inner;
+    let mut params = vec![rows as u32, len as u32, inner.max(1) as u32];
+    let sp = splice(params.len())?;
+    params.extend(&sp.params);
+    let mut bindings = vec![sp.first, Buf::Out(0)];
+    bindings.extend(&sp.bindings);
+    let vals = [("pb", bindings.len().to_string()), ("extra", sp.extra)];
+    kernel("softmax", SOFTMAX, &vals, bindings, params, rows, opts)
+}
+
+/// Layer norm over `axis..` of `shape`, one invocation per row, with a splice. `scale_bias` are
+/// the scale and bias buffers (the scale twice when there is no bias).
+pub fn layernorm_kernel(
+    axis: usize,
+    epsilon: f32,
+    scale_bias: [Buf; 2],
+    has_bias: bool,
+    shape: &Shape,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Kernel, Error> {
+    let len: usize = shape.0[axis..].iter().product();
+    let rows = shape.numel().checked_div(len).unwrap_or(0);
+    let mut params = vec![rows as u32, len as u32, epsilon.to_bits(), has_bias as u32];
+    let sp = splice(params.len())?;
+    params.extend(&sp.params);
+    let mut bindings = vec![sp.first, scale_bias[0], scale_bias[1], Buf::Out(0)];
+    bindings.extend(&sp.bindings);
+    let vals = [("pb", bindings.len().to_string()), ("extra", sp.extra)];
+    kernel("layernorm", LAYERNORM, &vals, bindings, params, rows, opts)
+}
+
+/// Direct conv2d (x, w, optional bias) with a splice for the store.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_kernel(
+    c: &sfumato_core::op::Conv2d,
+    x: &[usize],
+    w: &[usize],
+    bias: Buf,
+    has_bias: bool,
+    out_shape: &Shape,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Kernel, Error> {
+    let n = out_shape.numel();
+    let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
+    let cog = w[0] / c.groups;
+    let (bx, bo) = (ow.div_ceil(4), cog.div_ceil(4));
+    let mut params = vec![
+        x[0] as u32,
+        x[1] as u32,
+        x[2] as u32,
+        x[3] as u32,
+        w[0] as u32,
+        oh as u32,
+        ow as u32,
+        w[2] as u32,
+        w[3] as u32,
+        c.stride[0] as u32,
+        c.stride[1] as u32,
+        c.padding[0] as u32,
+        c.padding[1] as u32,
+        c.dilation[0] as u32,
+        c.dilation[1] as u32,
+        w[1] as u32,
+        cog as u32,
+        has_bias as u32,
+        bx as u32,
+        bo as u32,
+    ];
+    let sp = splice(params.len())?;
+    params.extend(&sp.params);
+    let mut bindings = vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)];
+    bindings.extend(&sp.bindings);
+    let threads = x[0] * c.groups * bo * oh * bx;
+    let vals = [("pb", bindings.len().to_string()), ("extra", sp.extra)];
+    let wgsl = module("conv2d", &[CONV2D], &vals)?;
+    let workgroups = if n == 0 {
+        [0, 0, 0]
+    } else {
+        grid(threads.div_ceil(64) as u64, opts)?
+    };
+    Ok(Kernel {
+        name: "conv2d".into(),
+        wgsl,
+        bindings,
+        params,
+        workgroups,
+    })
 }

@@ -7,7 +7,8 @@
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out0: array<f32>;
-@group(0) @binding(4) var<storage, read> params: array<u32>;
+@group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
+{{extra}}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -78,7 +79,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         for (var c = 0u; c < 4u; c = c + 1u) {
             let ox = ox0 + c;
             if (ox < ow) {
-                out0[((n * oc_total + oc) * oh + oy) * ow + ox] = acc[j][c] + b;
+                epilogue(((n * oc_total + oc) * oh + oy) * ow + ox, acc[j][c] + b);
             }
         }
     }

@@ -4,7 +4,8 @@
 //        tiles_n, tiles_m, then per batch: offset of A, of B, of Bias]
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out0: array<f32>;
-@group(0) @binding(4) var<storage, read> params: array<u32>;
+@group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
+{{extra}}
 
 struct Tile {
     b: u32,
@@ -44,5 +45,5 @@ fn store(b: u32, m: u32, n: u32, acc: f32) {
     if (params[6] != 0u) {
         v = v + bitcast<f32>(params[5]) * bias[params[17u + 3u * b] + m * params[11] + n * params[12]];
     }
-    out0[(b * mm + m) * nn + n] = v;
+    epilogue((b * mm + m) * nn + n, v);
 }

@@ -1,8 +1,10 @@
 // Softmax along one axis: one invocation per row (outer x inner), three passes over the axis.
+// The input is read through load_x (an elementwise prologue may compute it) and each result
+// goes through epilogue (which may apply an elementwise chain before the store).
 // params: [rows, len, inner]
-@group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out0: array<f32>;
-@group(0) @binding(2) var<storage, read> params: array<u32>;
+@group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
+{{extra}}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -15,14 +17,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let base = (r / inner) * len * inner + r % inner;
     var m = bitcast<f32>(0xff800000u);
     for (var k = 0u; k < len; k = k + 1u) {
-        m = max(m, x[base + k * inner]);
+        m = max(m, load_x(base + k * inner));
     }
     var s = 0.0;
     for (var k = 0u; k < len; k = k + 1u) {
-        s = s + exp(x[base + k * inner] - m);
+        s = s + exp(load_x(base + k * inner) - m);
     }
     let inv = 1.0 / s;
     for (var k = 0u; k < len; k = k + 1u) {
-        out0[base + k * inner] = exp(x[base + k * inner] - m) * inv;
+        epilogue(base + k * inner, exp(load_x(base + k * inner) - m) * inv);
     }
 }

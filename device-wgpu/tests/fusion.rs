@@ -1,0 +1,356 @@
+//! Fused kernels against the CPU reference, on random shapes, values and op mixes (proptest):
+//! elementwise chains with broadcasting and strided (transposed) inputs, matmul and conv
+//! epilogues, softmax and layer-norm prologues and epilogues, attention. Each also checks the
+//! fusion happened (the number of dispatches), so a planner that stops fusing fails too.
+
+mod common;
+
+use common::{tol, with_device};
+use proptest::prelude::*;
+use sfumato_core::op::*;
+use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};
+
+fn cfg(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        max_shrink_iters: 30,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Run fused and unfused on wgpu and compare both with the CPU reference; the fused run's
+/// dispatch count.
+fn check(g: &Graph, inputs: &[Tensor], atol: f64) -> Result<usize, String> {
+    let want = CpuDevice.run(g, inputs).map_err(|e| format!("cpu: {e}"))?;
+    let runs = with_device(|d| {
+        d.set_fusion(true);
+        let fused = d.run(g, inputs);
+        d.set_fusion(false);
+        let unfused = d.run(g, inputs);
+        d.set_fusion(true);
+        (fused, unfused)
+    });
+    let Some((fused, unfused)) = runs else {
+        return Ok(0);
+    };
+    let fused = fused.map_err(|e| format!("wgpu fused: {e}"))?;
+    let unfused = unfused.map_err(|e| format!("wgpu unfused: {e}"))?;
+    for (what, got) in [("fused", &fused), ("unfused", &unfused)] {
+        for (i, (w, o)) in want.outputs.iter().zip(&got.outputs).enumerate() {
+            let (rtol, a) = tol(w.dtype());
+            if !o.all_close(w, rtol, a + atol) {
+                let (abs, rel) = o.max_diff(w);
+                return Err(format!(
+                    "{what} output {i} ({} {}) differs: max abs {abs:e}, max rel {rel:e}\n  cpu  {}\n  wgpu {}",
+                    w.dtype(),
+                    w.shape(),
+                    w.summary(),
+                    o.summary()
+                ));
+            }
+        }
+    }
+    Ok(fused.profile.entries.len())
+}
+
+fn unary_op(k: u8) -> UnaryOp {
+    match k % 7 {
+        0 => UnaryOp::Relu,
+        1 => UnaryOp::Sigmoid,
+        2 => UnaryOp::Tanh,
+        3 => UnaryOp::Gelu,
+        4 => UnaryOp::Neg,
+        5 => UnaryOp::Abs,
+        _ => UnaryOp::Silu,
+    }
+}
+
+fn binary_op(k: u8) -> BinaryOp {
+    match k % 5 {
+        0 => BinaryOp::Add,
+        1 => BinaryOp::Sub,
+        2 => BinaryOp::Mul,
+        3 => BinaryOp::Max,
+        _ => BinaryOp::Min,
+    }
+}
+
+/// A shape of rank 1..=4 with dims 1..=6.
+fn shape() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(1usize..7, 1..=4)
+}
+
+/// One step of a chain: a unary op, or a binary op with a side input that broadcasts (dims
+/// dropped or set to 1), is transposed (read strided), or is an earlier value of the chain.
+#[derive(Clone, Debug)]
+enum Step {
+    Unary(u8),
+    Side {
+        op: u8,
+        drop: usize,
+        ones: Vec<bool>,
+        transposed: bool,
+        swap: bool,
+    },
+    Earlier {
+        op: u8,
+        back: usize,
+    },
+}
+
+fn step(rank: usize) -> impl Strategy<Value = Step> {
+    prop_oneof![
+        any::<u8>().prop_map(Step::Unary),
+        (
+            any::<u8>(),
+            0..=rank,
+            prop::collection::vec(any::<bool>(), rank),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(op, drop, ones, transposed, swap)| Step::Side {
+                op,
+                drop,
+                ones,
+                transposed,
+                swap
+            }),
+        (any::<u8>(), 1usize..4).prop_map(|(op, back)| Step::Earlier { op, back }),
+    ]
+}
+
+fn chain() -> impl Strategy<Value = (Vec<usize>, Vec<Step>, bool, u64)> {
+    shape().prop_flat_map(|s| {
+        let r = s.len();
+        (
+            Just(s),
+            prop::collection::vec(step(r), 1..9),
+            any::<bool>(),
+            any::<u64>(),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(cfg(40))]
+
+    /// Chains of elementwise ops of one shape become one kernel (two outputs: two stores, still
+    /// one kernel), whatever their broadcasting and strided inputs.
+    #[test]
+    fn elementwise_chains((dims, steps, two_outputs, seed) in chain()) {
+        let mut g = Graph::new();
+        let mut inputs = vec![Tensor::random(DType::F32, dims.clone(), seed)];
+        let x = g.input("x", DType::F32, dims.clone());
+        let mut vals = vec![x];
+        for (i, s) in steps.iter().enumerate() {
+            let cur = *vals.last().unwrap();
+            let next = match s {
+                Step::Unary(k) => g.unary(unary_op(*k), cur).unwrap(),
+                Step::Side { op, drop, ones, transposed, swap } => {
+                    let sd: Vec<usize> = dims.iter().enumerate().skip(*drop)
+                        .map(|(j, &d)| if ones[j] { 1 } else { d }).collect();
+                    let side = if *transposed && sd.len() >= 2 {
+                        // Stored transposed; a Transpose node makes it the right shape.
+                        let mut st = sd.clone();
+                        let n = st.len();
+                        st.swap(n - 1, n - 2);
+                        let v = g.input(&format!("s{i}"), DType::F32, st.clone());
+                        inputs.push(Tensor::random(DType::F32, st, seed + i as u64 + 1));
+                        let mut perm: Vec<usize> = (0..n).collect();
+                        perm.swap(n - 1, n - 2);
+                        g.transpose(v, &perm).unwrap()
+                    } else {
+                        let v = g.input(&format!("s{i}"), DType::F32, sd.clone());
+                        inputs.push(Tensor::random(DType::F32, sd, seed + i as u64 + 1));
+                        v
+                    };
+                    let (a, b) = if *swap { (side, cur) } else { (cur, side) };
+                    g.binary(binary_op(*op), a, b).unwrap()
+                }
+                Step::Earlier { op, back } => {
+                    let e = vals[vals.len().saturating_sub(*back + 1)];
+                    g.binary(binary_op(*op), cur, e).unwrap()
+                }
+            };
+            vals.push(next);
+        }
+        let last = *vals.last().unwrap();
+        let mut outs = vec![last];
+        if two_outputs && vals.len() > 2 {
+            outs.push(vals[vals.len() / 2]);
+        }
+        g.set_outputs(&outs).unwrap();
+        let d = check(&g, &inputs, 1e-5).map_err(TestCaseError::fail)?;
+        if d > 0 {
+            prop_assert_eq!(d, 1, "an elementwise chain of one shape is one kernel");
+        }
+    }
+
+    /// Matmul (A possibly transposed, batched) with a random epilogue: bias, activation, scale,
+    /// residual. One kernel.
+    #[test]
+    fn matmul_epilogues(
+        m in 1usize..40, n in 1usize..40, k in 1usize..40, batch in 1usize..3,
+        trans_a in any::<bool>(), ops in prop::collection::vec(0u8..5, 0..5), seed in any::<u64>()
+    ) {
+        let mut g = Graph::new();
+        let mut inputs = Vec::new();
+        let a = if trans_a {
+            let v = g.input("at", DType::F32, [batch, k, m]);
+            inputs.push(Tensor::random(DType::F32, [batch, k, m], seed));
+            g.transpose(v, &[0, 2, 1]).unwrap()
+        } else {
+            let v = g.input("a", DType::F32, [batch, m, k]);
+            inputs.push(Tensor::random(DType::F32, [batch, m, k], seed));
+            v
+        };
+        let w = g.constant(Tensor::random(DType::F32, [k, n], seed + 1)).unwrap();
+        let mut y = g.matmul(a, w).unwrap();
+        for (i, op) in ops.iter().enumerate() {
+            y = match op {
+                0 => {
+                    let b = g.constant(Tensor::random(DType::F32, [n], seed + 2 + i as u64)).unwrap();
+                    g.add_(y, b).unwrap()
+                }
+                1 => g.gelu(y).unwrap(),
+                2 => g.relu(y).unwrap(),
+                3 => {
+                    let s = g.constant(Tensor::from_f64(DType::F32, [1], &[0.125])).unwrap();
+                    g.mul(y, s).unwrap()
+                }
+                _ => {
+                    let r = g.input(&format!("r{i}"), DType::F32, [batch, m, n]);
+                    inputs.push(Tensor::random(DType::F32, [batch, m, n], seed + 9 + i as u64));
+                    g.add_(y, r).unwrap()
+                }
+            };
+        }
+        g.set_outputs(&[y]).unwrap();
+        let d = check(&g, &inputs, 1e-4).map_err(TestCaseError::fail)?;
+        if d > 0 {
+            prop_assert_eq!(d, 1, "matmul and its epilogue are one kernel");
+        }
+    }
+
+    /// Conv with a per-channel bias, activation and residual in its epilogue.
+    #[test]
+    fn conv_epilogues(
+        c in 1usize..6, o in 1usize..9, h in 3usize..10, kk in 1usize..4, residual in any::<bool>(),
+        seed in any::<u64>()
+    ) {
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [1, c, h, h]);
+        let mut inputs = vec![Tensor::random(DType::F32, [1, c, h, h], seed)];
+        let w = g.constant(Tensor::random(DType::F32, [o, c, kk, kk], seed + 1)).unwrap();
+        let p = kk / 2;
+        let conv = Conv2d { padding: [p, p, p, p], ..Default::default() };
+        let y = g.conv2d(x, w, None, conv).unwrap();
+        let b = g.constant(Tensor::random(DType::F32, [o, 1, 1], seed + 2)).unwrap();
+        let mut y = g.add_(y, b).unwrap();
+        y = g.relu(y).unwrap();
+        let oh = h + 2 * p - kk + 1;
+        if residual {
+            let r = g.input("r", DType::F32, [1, o, oh, oh]);
+            inputs.push(Tensor::random(DType::F32, [1, o, oh, oh], seed + 3));
+            y = g.add_(y, r).unwrap();
+        }
+        g.set_outputs(&[y]).unwrap();
+        let d = check(&g, &inputs, 1e-4).map_err(TestCaseError::fail)?;
+        if d > 0 {
+            prop_assert_eq!(d, 1, "conv and its epilogue are one kernel");
+        }
+    }
+
+    /// Softmax and layer norm with an elementwise prologue (scale, mask, residual add) and
+    /// epilogue.
+    #[test]
+    fn row_reductions_with_prologue_and_epilogue(
+        rows in 1usize..20, len in 1usize..40, softmax in any::<bool>(), epilogue in any::<bool>(),
+        seed in any::<u64>()
+    ) {
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [rows, len]);
+        let r = g.input("r", DType::F32, [1, len]);
+        let inputs = vec![
+            Tensor::random(DType::F32, [rows, len], seed),
+            Tensor::random(DType::F32, [1, len], seed + 1),
+        ];
+        let s = g.constant(Tensor::from_f64(DType::F32, [1], &[0.5])).unwrap();
+        let p = g.mul(x, s).unwrap();
+        let p = g.add_(p, r).unwrap();
+        let mut y = if softmax {
+            g.softmax(p, -1).unwrap()
+        } else {
+            let gamma = g.constant(Tensor::random(DType::F32, [len], seed + 2)).unwrap();
+            let beta = g.constant(Tensor::random(DType::F32, [len], seed + 3)).unwrap();
+            g.layer_norm(p, gamma, Some(beta), -1, 1e-5).unwrap()
+        };
+        if epilogue {
+            y = g.relu(y).unwrap();
+            y = g.add_(y, x).unwrap();
+        }
+        g.set_outputs(&[y]).unwrap();
+        let d = check(&g, &inputs, 1e-4).map_err(TestCaseError::fail)?;
+        if d > 0 {
+            prop_assert_eq!(d, 1, "prologue, row reduction and epilogue are one kernel");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg(24))]
+
+    /// Attention as BERT writes it: heads split by reshape + transpose (views), K transposed,
+    /// scale, additive mask, softmax, P.V, heads merged by transpose + reshape. One kernel for
+    /// the attention, none for the views.
+    #[test]
+    fn attention(
+        b in 1usize..3, heads in 1usize..4, sq in 1usize..20, sk in 1usize..20,
+        d in prop::sample::select(vec![1usize, 4, 8, 16]), mask in any::<bool>(),
+        scale in any::<bool>(), merge in any::<bool>(), seed in any::<u64>()
+    ) {
+        let mut g = Graph::new();
+        let e = heads * d;
+        let q = g.input("q", DType::F32, [b, sq, e]);
+        let k = g.input("k", DType::F32, [b, sk, e]);
+        let v = g.input("v", DType::F32, [b, sk, e]);
+        let mut inputs = vec![
+            Tensor::random(DType::F32, [b, sq, e], seed),
+            Tensor::random(DType::F32, [b, sk, e], seed + 1),
+            Tensor::random(DType::F32, [b, sk, e], seed + 2),
+        ];
+        let q4 = g.reshape(q, &[b as i64, sq as i64, heads as i64, d as i64]).unwrap();
+        let q4 = g.transpose(q4, &[0, 2, 1, 3]).unwrap();
+        let k4 = g.reshape(k, &[b as i64, sk as i64, heads as i64, d as i64]).unwrap();
+        let kt = g.transpose(k4, &[0, 2, 3, 1]).unwrap();
+        let v4 = g.reshape(v, &[b as i64, sk as i64, heads as i64, d as i64]).unwrap();
+        let v4 = g.transpose(v4, &[0, 2, 1, 3]).unwrap();
+        let mut s = g.matmul(q4, kt).unwrap();
+        if scale {
+            let c = g.constant(Tensor::from_f64(DType::F32, Vec::<usize>::new(), &[0.25])).unwrap();
+            s = g.mul(s, c).unwrap();
+        }
+        if mask {
+            let m = g.input("mask", DType::F32, [b, 1, 1, sk]);
+            let mut mv = vec![0.0; b * sk];
+            for (i, x) in mv.iter_mut().enumerate() {
+                if i % sk >= sk.saturating_sub(2) && sk > 2 {
+                    *x = -10000.0;
+                }
+            }
+            inputs.push(Tensor::from_f64(DType::F32, [b, 1, 1, sk], &mv));
+            s = g.add_(s, m).unwrap();
+        }
+        let p = g.softmax(s, -1).unwrap();
+        let mut o = g.matmul(p, v4).unwrap();
+        if merge {
+            o = g.transpose(o, &[0, 2, 1, 3]).unwrap();
+            o = g.reshape(o, &[b as i64, sq as i64, e as i64]).unwrap();
+        }
+        g.set_outputs(&[o]).unwrap();
+        let n = check(&g, &inputs, 1e-5).map_err(TestCaseError::fail)?;
+        if n > 0 {
+            prop_assert_eq!(n, 1, "attention is one kernel");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! What a plan costs, without a device: dispatches, bytes kernels read and write, and the peak
+//! memory of a run that frees each value after its last reader (the memory plan).
+
+use crate::fused::{generate, GroupKernels};
+use crate::lower::{LowerOptions, Lowered};
+use crate::plan::{GroupKind, Plan};
+use crate::Error;
+use serde::Serialize;
+use sfumato_core::{Graph, Op, ValueId};
+use std::collections::HashMap;
+
+/// Totals of a plan.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Totals {
+    /// Kernel dispatches of one run.
+    pub dispatches: usize,
+    /// Bytes every kernel reads (each bound input, once) and writes.
+    pub bytes_moved: u64,
+    /// Weights plus the largest set of values alive at once.
+    pub peak_bytes: u64,
+    /// Constants (weights), resident for the whole run.
+    pub weight_bytes: u64,
+    /// The largest set of non-constant values alive at once.
+    pub largest_live_bytes: u64,
+}
+
+/// One group as `explain` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GroupInfo {
+    pub index: usize,
+    pub kind: GroupKind,
+    pub label: String,
+    pub nodes: Vec<String>,
+    pub kernels: Vec<String>,
+    pub dispatches: usize,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+/// Bytes a value takes on the device (4 per element: f16 is stored as f32, i64 as i32).
+pub fn device_bytes(g: &Graph, v: ValueId) -> u64 {
+    g.shape(v).numel() as u64 * 4
+}
+
+/// Lower every group of a plan and sum it up.
+pub fn explain(
+    g: &Graph,
+    plan: &Plan,
+    opts: &LowerOptions,
+) -> Result<(Vec<GroupInfo>, Totals, Vec<GroupKernels>), Error> {
+    let mut infos = Vec::new();
+    let mut lowered = Vec::new();
+    let mut totals = Totals::default();
+    for (index, group) in plan.groups.iter().enumerate() {
+        let gk = generate(g, plan, group, opts)?;
+        let kernels: Vec<String> = match &gk.lowered {
+            Lowered::Kernels(ks) => ks
+                .iter()
+                .filter(|k| !k.workgroups.contains(&0))
+                .map(|k| k.name.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let runs = !kernels.is_empty();
+        let bytes_read: u64 = if runs {
+            gk.inputs.iter().map(|&v| device_bytes(g, v)).sum()
+        } else {
+            0
+        };
+        let bytes_written: u64 = if runs {
+            gk.outputs.iter().map(|&v| device_bytes(g, v)).sum()
+        } else {
+            0
+        };
+        totals.dispatches += kernels.len();
+        totals.bytes_moved += bytes_read + bytes_written;
+        infos.push(GroupInfo {
+            index,
+            kind: group.kind,
+            label: gk.label.clone(),
+            nodes: group
+                .nodes
+                .iter()
+                .map(|&n| g.node(n).name.clone())
+                .collect(),
+            dispatches: kernels.len(),
+            kernels,
+            bytes_read,
+            bytes_written,
+        });
+        lowered.push(gk);
+    }
+    let (weights, live) = memory(g, &lowered);
+    totals.weight_bytes = weights;
+    totals.largest_live_bytes = live;
+    totals.peak_bytes = weights + live;
+    Ok((infos, totals, lowered))
+}
+
+/// Weight bytes and the largest live set of a run of `steps` in order: each value is allocated
+/// when its group runs (graph inputs at the start) and freed after its last reader; an alias
+/// shares its base's memory and keeps it alive.
+pub fn memory(g: &Graph, steps: &[GroupKernels]) -> (u64, u64) {
+    let n = g.values().len();
+    let mut owner: Vec<usize> = (0..n).collect();
+    let mut weights = 0u64;
+    for s in steps {
+        match s.lowered {
+            Lowered::Alias => {
+                if let (Some(&o), Some(&i)) = (s.outputs.first(), s.inputs.first()) {
+                    owner[o.index()] = owner[i.index()];
+                }
+            }
+            Lowered::Constant => {
+                weights += s.outputs.iter().map(|&o| device_bytes(g, o)).sum::<u64>();
+            }
+            Lowered::Kernels(_) => {}
+        }
+    }
+    let is_const: Vec<bool> = g
+        .values()
+        .iter()
+        .map(|v| {
+            v.producer
+                .is_some_and(|p| matches!(g.node(p).op, Op::Constant(_)))
+        })
+        .collect();
+    // Last step reading each owner (usize::MAX: a graph output, alive to the end).
+    let mut last: HashMap<usize, usize> = HashMap::new();
+    for (si, s) in steps.iter().enumerate() {
+        for &i in s.inputs.iter().chain(s.outputs.iter()) {
+            let o = owner[i.index()];
+            let e = last.entry(o).or_insert(si);
+            *e = (*e).max(si);
+        }
+    }
+    for &o in g.outputs() {
+        last.insert(owner[o.index()], usize::MAX);
+    }
+    let mut live = 0u64;
+    for &i in g.inputs() {
+        live += device_bytes(g, i);
+    }
+    let mut peak = live;
+    let mut alive: Vec<usize> = g.inputs().iter().map(|v| v.index()).collect();
+    for (si, s) in steps.iter().enumerate() {
+        if let Lowered::Kernels(_) = s.lowered {
+            for &o in &s.outputs {
+                if owner[o.index()] == o.index() && !is_const[o.index()] {
+                    live += device_bytes(g, o);
+                    alive.push(o.index());
+                }
+            }
+        }
+        peak = peak.max(live);
+        alive.retain(|&v| {
+            let done = last.get(&v).is_none_or(|&l| l <= si);
+            if done {
+                live -= g.shape(ValueId(v as u32)).numel() as u64 * 4;
+            }
+            !done
+        });
+    }
+    (weights, peak)
+}

@@ -1,0 +1,713 @@
+//! The generator: one WGSL module per fused group.
+//!
+//! An elementwise chain becomes straight-line code over one flat index; an anchor (matmul, conv,
+//! softmax, layer norm) gets its chain spliced into its template's `epilogue` (and `load_x`)
+//! functions; attention has its own template. Every external input is read through a strided,
+//! broadcast view described in `params` (`ev_off`), with direct indexing where the view is the
+//! output's own layout and a modulo where it is a broadcast of a trailing block (a bias).
+
+use crate::lower::{
+    binary_expr, cast_expr, conv2d_kernel, kernel, layernorm_kernel, lower, matmul_kernel_spliced,
+    matmul_problem_views, module, plain_splice, read_view, softmax_kernel, unary_expr,
+    LowerOptions, Lowered, MatmulProblem, MatmulVariant, Splice,
+};
+use crate::plan::{Group, GroupKind, Plan, View};
+use crate::{Buf, Elem, Error, Kernel};
+use sfumato_core::op::BinaryOp;
+use sfumato_core::{DType, Graph, NodeId, Op, Shape, ValueId};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+const FUSED_COMMON: &str = include_str!("templates/fused_common.wgsl");
+const FUSED_ELEMENTWISE: &str = include_str!("templates/fused_elementwise.wgsl");
+const ATTENTION: &str = include_str!("templates/attention.wgsl");
+
+/// A group lowered for the device: `Buf::In(i)` binds `inputs[i]`, `Buf::Out(j)` `outputs[j]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupKernels {
+    pub lowered: Lowered,
+    pub inputs: Vec<ValueId>,
+    pub outputs: Vec<ValueId>,
+    /// The member ops joined by `+`, e.g. `MatMul+Add+Gelu`.
+    pub label: String,
+}
+
+/// The ops of a group joined by `+`.
+pub fn group_label(g: &Graph, group: &Group) -> String {
+    group
+        .nodes
+        .iter()
+        .map(|&n| g.node(n).op.name())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// The matmul problem of a Matmul group (for the device's autotuner), with its operand views.
+pub fn group_matmul_problem(g: &Graph, plan: &Plan, group: &Group) -> Option<MatmulProblem> {
+    let anchor = g.node(*group.nodes.first()?);
+    if !matches!(anchor.op, Op::MatMul | Op::Gemm(_)) {
+        return None;
+    }
+    if group.kind == GroupKind::Attention {
+        return None;
+    }
+    let ins: Vec<(DType, &Shape)> = anchor
+        .inputs
+        .iter()
+        .map(|&i| (g.dtype(i), g.shape(i)))
+        .collect();
+    let outs: Vec<(DType, &Shape)> = anchor
+        .outputs
+        .iter()
+        .map(|&o| (g.dtype(o), g.shape(o)))
+        .collect();
+    let views: Vec<View> = anchor
+        .inputs
+        .iter()
+        .map(|&i| view_of(g, plan, i).1)
+        .collect();
+    matmul_problem_views(&anchor.op, &ins, &views, &outs)
+}
+
+/// The base value and view a value is read through.
+fn view_of(g: &Graph, plan: &Plan, v: ValueId) -> (ValueId, View) {
+    plan.views
+        .get(&v)
+        .cloned()
+        .unwrap_or_else(|| (v, View::contiguous(g.shape(v))))
+}
+
+/// Lower one group of a plan.
+pub fn generate(
+    g: &Graph,
+    plan: &Plan,
+    group: &Group,
+    opts: &LowerOptions,
+) -> Result<GroupKernels, Error> {
+    let label = group_label(g, group);
+    let first = g.node(group.nodes[0]);
+    let single = |lowered: Lowered| GroupKernels {
+        lowered,
+        inputs: first.inputs.clone(),
+        outputs: first.outputs.clone(),
+        label: label.clone(),
+    };
+    match group.kind {
+        GroupKind::Constant | GroupKind::Single => {
+            let ins: Vec<(DType, &Shape)> = first
+                .inputs
+                .iter()
+                .map(|&i| (g.dtype(i), g.shape(i)))
+                .collect();
+            let outs: Vec<(DType, &Shape)> = first
+                .outputs
+                .iter()
+                .map(|&o| (g.dtype(o), g.shape(o)))
+                .collect();
+            Ok(single(lower(&first.op, &ins, &outs, opts)?))
+        }
+        GroupKind::View => {
+            let out = first.outputs[0];
+            let (base, view) = plan
+                .view_of
+                .get(&out)
+                .cloned()
+                .ok_or_else(|| Error::Unsupported("a view group without a view".into()))?;
+            let shape = g.shape(out);
+            let lowered = if view.offset == 0
+                && view.is_contiguous(shape)
+                && g.shape(base).numel() == shape.numel()
+            {
+                Lowered::Alias
+            } else {
+                Lowered::Kernels(vec![read_view(shape, view, g.dtype(out), opts)?])
+            };
+            Ok(GroupKernels {
+                lowered,
+                inputs: vec![base],
+                outputs: vec![out],
+                label,
+            })
+        }
+        GroupKind::Elementwise => elementwise(g, plan, group, opts, label),
+        GroupKind::Matmul => {
+            let p = group_matmul_problem(g, plan, group)
+                .ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
+            let v = opts
+                .matmul
+                .filter(|v| v.supports(&p))
+                .unwrap_or_else(|| MatmulVariant::candidates(&p, true)[0]);
+            let mut inputs: Vec<ValueId> = first
+                .inputs
+                .iter()
+                .map(|&i| view_of(g, plan, i).0)
+                .collect();
+            let pre = inputs.clone();
+            let k = matmul_kernel_spliced(&p, v, opts, &|ev| {
+                anchor_splice(g, plan, group, &mut pre.clone(), ev, 4, None)
+            })?;
+            anchor_splice(g, plan, group, &mut inputs, 0, 4, None)?;
+            Ok(GroupKernels {
+                lowered: Lowered::Kernels(vec![k]),
+                inputs,
+                outputs: group.outputs.clone(),
+                label,
+            })
+        }
+        GroupKind::Conv => {
+            let Op::Conv2d(c) = &first.op else {
+                return Err(Error::Unsupported("conv group without a conv".into()));
+            };
+            let mut inputs = first.inputs.clone();
+            let pre = inputs.clone();
+            let bias = if inputs.len() == 3 {
+                Buf::In(2)
+            } else {
+                Buf::In(1)
+            };
+            let x = g.shape(first.inputs[0]).0.clone();
+            let w = g.shape(first.inputs[1]).0.clone();
+            let out_shape = g.shape(first.outputs[0]).clone();
+            let k = conv2d_kernel(
+                c,
+                &x,
+                &w,
+                bias,
+                first.inputs.len() == 3,
+                &out_shape,
+                opts,
+                &|ev| anchor_splice(g, plan, group, &mut pre.clone(), ev, 4, None),
+            )?;
+            anchor_splice(g, plan, group, &mut inputs, 0, 4, None)?;
+            Ok(GroupKernels {
+                lowered: Lowered::Kernels(vec![k]),
+                inputs,
+                outputs: group.outputs.clone(),
+                label,
+            })
+        }
+        GroupKind::Softmax | GroupKind::LayerNorm => {
+            let ai = group
+                .nodes
+                .iter()
+                .position(|&n| matches!(g.node(n).op, Op::Softmax { .. } | Op::LayerNorm { .. }))
+                .ok_or_else(|| Error::Unsupported("row reduction group without its op".into()))?;
+            let anchor = g.node(group.nodes[ai]);
+            let shape = g.shape(anchor.outputs[0]).clone();
+            let k = match &anchor.op {
+                Op::Softmax { axis } => {
+                    let mut inputs = Vec::new();
+                    let k = softmax_kernel(*axis, &shape, opts, &|ev| {
+                        anchor_splice(g, plan, group, &mut Vec::new(), ev, 2, Some(ai))
+                    })?;
+                    anchor_splice(g, plan, group, &mut inputs, 0, 2, Some(ai))?;
+                    (k, inputs)
+                }
+                Op::LayerNorm { axis, epsilon } => {
+                    let mut inputs: Vec<ValueId> = anchor.inputs[1..].to_vec();
+                    let has_bias = anchor.inputs.len() == 3;
+                    let sb = [Buf::In(0), Buf::In(if has_bias { 1 } else { 0 })];
+                    let pre = inputs.clone();
+                    let k = layernorm_kernel(*axis, *epsilon, sb, has_bias, &shape, opts, &|ev| {
+                        anchor_splice(g, plan, group, &mut pre.clone(), ev, 4, Some(ai))
+                    })?;
+                    anchor_splice(g, plan, group, &mut inputs, 0, 4, Some(ai))?;
+                    (k, inputs)
+                }
+                _ => unreachable!("checked above"),
+            };
+            Ok(GroupKernels {
+                lowered: Lowered::Kernels(vec![k.0]),
+                inputs: k.1,
+                outputs: group.outputs.clone(),
+                label,
+            })
+        }
+        GroupKind::Attention => attention(g, plan, group, opts, label),
+    }
+}
+
+/// Reads of external values at a flat index of `shape`, with the bindings they need.
+struct Reads<'a> {
+    g: &'a Graph,
+    plan: &'a Plan,
+    shape: Shape,
+    /// The group's inputs (bases); `Buf::In` indexes this.
+    inputs: &'a mut Vec<ValueId>,
+    /// Next binding number for a new read binding, and the bindings made, in order.
+    next_slot: u32,
+    skip_slots: Vec<u32>,
+    bindings: Vec<(u32, Buf)>,
+    /// Declared read bindings: input index -> variable name.
+    vars: HashMap<usize, String>,
+    decls: String,
+    /// The view block, relative to `EV`: [rank, dims.., per read: ...].
+    block: Vec<u32>,
+    funcs: String,
+    n_reads: usize,
+}
+
+impl<'a> Reads<'a> {
+    fn new(
+        g: &'a Graph,
+        plan: &'a Plan,
+        shape: Shape,
+        inputs: &'a mut Vec<ValueId>,
+        first_slot: u32,
+        skip_slots: Vec<u32>,
+    ) -> Self {
+        let mut block = vec![shape.rank() as u32];
+        block.extend(shape.dims().iter().map(|&d| d as u32));
+        Reads {
+            g,
+            plan,
+            shape,
+            inputs,
+            next_slot: first_slot,
+            skip_slots,
+            bindings: Vec::new(),
+            vars: HashMap::new(),
+            decls: String::new(),
+            block,
+            funcs: String::new(),
+            n_reads: 0,
+        }
+    }
+
+    fn slot(&mut self) -> u32 {
+        while self.skip_slots.contains(&self.next_slot) {
+            self.next_slot += 1;
+        }
+        let s = self.next_slot;
+        self.next_slot += 1;
+        s
+    }
+
+    fn var(&mut self, base: ValueId) -> String {
+        let idx = match self.inputs.iter().position(|&b| b == base) {
+            Some(i) => i,
+            None => {
+                self.inputs.push(base);
+                self.inputs.len() - 1
+            }
+        };
+        if let Some(v) = self.vars.get(&idx) {
+            return v.clone();
+        }
+        let slot = self.slot();
+        let name = format!("in{idx}");
+        let _ = writeln!(
+            self.decls,
+            "@group(0) @binding({slot}) var<storage, read> {name}: array<{}>;",
+            Elem::of(self.g.dtype(base)).wgsl()
+        );
+        self.bindings.push((slot, Buf::In(idx)));
+        self.vars.insert(idx, name.clone());
+        name
+    }
+
+    /// A WGSL expression reading `v` (broadcast to the index space) at flat index `idx`.
+    fn read(&mut self, v: ValueId, idx: &str) -> String {
+        let (base, view) = view_of(self.g, self.plan, v);
+        let bv = view.broadcast(self.g.shape(v), &self.shape);
+        let name = self.var(base);
+        self.n_reads += 1;
+        let dims = self.shape.dims().to_vec();
+        let contig = View::contiguous(&self.shape).strides;
+        if bv.offset == 0 && (0..dims.len()).all(|d| dims[d] == 1 || bv.strides[d] == contig[d]) {
+            return format!("{name}[{idx}]");
+        }
+        // A broadcast of a trailing contiguous block (a bias, a row): offset + i % span.
+        let d0 = (0..=dims.len())
+            .rev()
+            .take_while(|&d| d == dims.len() || dims[d] == 1 || bv.strides[d] == contig[d])
+            .last()
+            .unwrap_or(dims.len());
+        if (0..d0).all(|d| dims[d] == 1 || bv.strides[d] == 0) {
+            let span: usize = dims[d0..].iter().product();
+            let r = self.block.len();
+            self.block.push(bv.offset as i32 as u32);
+            self.block.push(span.max(1) as u32);
+            return format!(
+                "{name}[params[EV + {r}u] + {idx} % params[EV + {}u]]",
+                r + 1
+            );
+        }
+        let r = self.block.len();
+        self.block
+            .extend(bv.strides.iter().map(|&s| s as i32 as u32));
+        self.block.push(bv.offset as i32 as u32);
+        format!("{name}[ev_off({idx}, EV + {r}u)]")
+    }
+
+    /// Straight-line code for `nodes`; `known` maps values already in variables.
+    fn chain(
+        &mut self,
+        nodes: &[NodeId],
+        known: &mut HashMap<ValueId, String>,
+        idx: &str,
+        out: &mut String,
+    ) -> Result<(), Error> {
+        for &nid in nodes {
+            let node = self.g.node(nid);
+            let mut args = Vec::new();
+            for &i in &node.inputs {
+                let a = match known.get(&i) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let e = self.read(i, idx);
+                        let name = format!("r{}", self.n_reads);
+                        let _ = writeln!(out, "    let {name} = {e};");
+                        name
+                    }
+                };
+                args.push(a);
+            }
+            let o = node.outputs[0];
+            let fname = format!("f{}", nid.0);
+            let func = node_fn(self.g, node, &fname)?;
+            self.funcs.push_str(&func);
+            let _ = writeln!(out, "    let v{} = {fname}({});", o.0, args.join(", "));
+            known.insert(o, format!("v{}", o.0));
+        }
+        Ok(())
+    }
+
+    /// Declarations: read bindings, the view block base, ev_off and the node functions.
+    fn finish(&self, ev: usize) -> String {
+        format!(
+            "{}const EV: u32 = {ev}u;\n{}\n{}",
+            self.decls, FUSED_COMMON, self.funcs
+        )
+    }
+}
+
+/// A WGSL function computing one elementwise node.
+fn node_fn(g: &Graph, node: &sfumato_core::Node, fname: &str) -> Result<String, Error> {
+    let ty = |v: ValueId| Elem::of(g.dtype(v)).wgsl();
+    let out = ty(node.outputs[0]);
+    let in0 = node.inputs[0];
+    Ok(match &node.op {
+        Op::Unary(u) => format!(
+            "fn {fname}(x: {}) -> {out} {{\n    return {};\n}}\n",
+            ty(in0),
+            unary_expr(*u, g.dtype(in0))?
+        ),
+        Op::Cast { to } => format!(
+            "fn {fname}(x: {}) -> {out} {{\n    return {};\n}}\n",
+            ty(in0),
+            cast_expr(g.dtype(in0), *to)
+        ),
+        Op::Binary(b) => format!(
+            "fn {fname}(a: {t}, b: {t}) -> {out} {{\n    return {};\n}}\n",
+            binary_expr(*b, g.dtype(in0)),
+            t = ty(in0)
+        ),
+        Op::Where => format!(
+            "fn {fname}(c: u32, a: {out}, b: {out}) -> {out} {{\n    return select(b, a, c != 0u);\n}}\n"
+        ),
+        other => {
+            return Err(Error::Unsupported(format!(
+                "{} is not elementwise",
+                other.name()
+            )))
+        }
+    })
+}
+
+/// The splice of an anchor group: its epilogue (nodes after the anchor) and, for row reductions
+/// (`anchor` = position of the reduction in the group), its prologue (nodes before).
+fn anchor_splice(
+    g: &Graph,
+    plan: &Plan,
+    group: &Group,
+    inputs: &mut Vec<ValueId>,
+    ev: usize,
+    first_slot: u32,
+    anchor: Option<usize>,
+) -> Result<Splice, Error> {
+    let ai = anchor.unwrap_or(0);
+    let a = g.node(group.nodes[ai]);
+    let out = a.outputs[0];
+    let shape = g.shape(out).clone();
+    let (pro, epi) = (&group.nodes[..ai], &group.nodes[ai + 1..]);
+    let x_is_view = anchor.is_some() && plan.views.contains_key(&a.inputs[0]);
+    if pro.is_empty() && epi.is_empty() && !x_is_view {
+        if anchor.is_some() {
+            // Row reductions: the plain splice reads binding 0, the input.
+            let x = a.inputs[0];
+            let idx = match inputs.iter().position(|&b| b == x) {
+                Some(i) => i,
+                None => {
+                    inputs.push(x);
+                    inputs.len() - 1
+                }
+            };
+            let mut sp = plain_splice(true);
+            sp.first = Buf::In(idx);
+            return Ok(sp);
+        }
+        return Ok(plain_splice(false));
+    }
+    // Binding 0 is the first read of a row reduction; its other fixed bindings are skipped.
+    let fixed: Vec<u32> = (0..first_slot).collect();
+    let row = anchor.is_some();
+    let mut r = Reads::new(
+        g,
+        plan,
+        shape,
+        inputs,
+        if row { 0 } else { first_slot },
+        if row { fixed[1..].to_vec() } else { Vec::new() },
+    );
+    let mut extra_body = String::new();
+    if row {
+        let x = a.inputs[0];
+        let mut known = HashMap::new();
+        let mut body = String::new();
+        r.chain(pro, &mut known, "i", &mut body)?;
+        let ret = match known.get(&x) {
+            Some(v) => v.clone(),
+            None => r.read(x, "i"),
+        };
+        let _ = write!(
+            extra_body,
+            "fn load_x(i: u32) -> f32 {{\n{body}    return {ret};\n}}\n"
+        );
+    }
+    let mut known = HashMap::from([(out, "v".to_string())]);
+    let mut body = String::new();
+    r.chain(epi, &mut known, "i", &mut body)?;
+    let tail = epi
+        .last()
+        .map(|&n| format!("v{}", g.node(n).outputs[0].0))
+        .unwrap_or_else(|| "v".into());
+    let _ = write!(
+        extra_body,
+        "fn epilogue(i: u32, v: f32) {{\n{body}    out0[i] = {tail};\n}}\n"
+    );
+    let mut bindings = r.bindings.clone();
+    bindings.sort_by_key(|b| b.0);
+    let (first, rest): (Buf, Vec<Buf>) = if row {
+        let f = bindings
+            .iter()
+            .find(|b| b.0 == 0)
+            .map(|b| b.1)
+            .ok_or_else(|| Error::Unsupported("row reduction without an input".into()))?;
+        (
+            f,
+            bindings.iter().filter(|b| b.0 != 0).map(|b| b.1).collect(),
+        )
+    } else {
+        (Buf::In(0), bindings.iter().map(|b| b.1).collect())
+    };
+    Ok(Splice {
+        extra: r.finish(ev) + &extra_body,
+        params: r.block.clone(),
+        first,
+        bindings: rest,
+    })
+}
+
+fn elementwise(
+    g: &Graph,
+    plan: &Plan,
+    group: &Group,
+    opts: &LowerOptions,
+    label: String,
+) -> Result<GroupKernels, Error> {
+    let shape = g.shape(g.node(group.nodes[0]).outputs[0]).clone();
+    let mut inputs = Vec::new();
+    let mut r = Reads::new(g, plan, shape.clone(), &mut inputs, 0, Vec::new());
+    let mut known = HashMap::new();
+    let mut body = String::new();
+    r.chain(&group.nodes, &mut known, "i", &mut body)?;
+    let mut decls = String::new();
+    let mut bindings: Vec<Buf> = {
+        let mut b = r.bindings.clone();
+        b.sort_by_key(|x| x.0);
+        b.into_iter().map(|x| x.1).collect()
+    };
+    for (j, &o) in group.outputs.iter().enumerate() {
+        let slot = bindings.len();
+        let _ = writeln!(
+            decls,
+            "@group(0) @binding({slot}) var<storage, read_write> out{j}: array<{}>;",
+            Elem::of(g.dtype(o)).wgsl()
+        );
+        let v = known
+            .get(&o)
+            .cloned()
+            .ok_or_else(|| Error::Unsupported("a group output not computed by it".into()))?;
+        let _ = writeln!(body, "    out{j}[i] = {v};");
+        bindings.push(Buf::Out(j));
+    }
+    let _ = writeln!(
+        decls,
+        "@group(0) @binding({}) var<storage, read> params: array<u32>;",
+        bindings.len()
+    );
+    let mut params = vec![shape.numel() as u32];
+    let ev = params.len();
+    params.extend(&r.block);
+    let all = decls + &r.finish(ev);
+    let vals = [("decls", all), ("body", body.trim_end().to_string())];
+    let name = "fused_elementwise";
+    let k = kernel(
+        name,
+        FUSED_ELEMENTWISE,
+        &vals,
+        bindings,
+        params,
+        shape.numel(),
+        opts,
+    )?;
+    Ok(GroupKernels {
+        lowered: Lowered::Kernels(vec![k]),
+        inputs,
+        outputs: group.outputs.clone(),
+        label,
+    })
+}
+
+/// The attention kernel of a group `[QK, (scale), (mask), Softmax, PV, (Transpose)]`.
+fn attention(
+    g: &Graph,
+    plan: &Plan,
+    group: &Group,
+    opts: &LowerOptions,
+    label: String,
+) -> Result<GroupKernels, Error> {
+    let node = |n: NodeId| g.node(n);
+    let qk = node(group.nodes[0]);
+    let mut scale = 1.0f32;
+    let mut mask = None;
+    let mut pv = None;
+    let mut transpose = None;
+    let mut after_softmax = false;
+    let made: Vec<ValueId> = group
+        .nodes
+        .iter()
+        .flat_map(|&n| node(n).outputs.clone())
+        .collect();
+    for &n in &group.nodes[1..] {
+        let nd = node(n);
+        match &nd.op {
+            Op::Binary(b @ (BinaryOp::Mul | BinaryOp::Div)) => {
+                let c = nd
+                    .inputs
+                    .iter()
+                    .find(|i| !made.contains(i))
+                    .copied()
+                    .ok_or_else(|| Error::Unsupported("attention scale".into()))?;
+                let t = g
+                    .value(c)
+                    .producer
+                    .map(|p| &node(p).op)
+                    .and_then(|op| match op {
+                        Op::Constant(t) => t.to_f64_vec().first().copied(),
+                        _ => None,
+                    })
+                    .ok_or_else(|| Error::Unsupported("attention scale".into()))?
+                    as f32;
+                scale = if *b == BinaryOp::Div { 1.0 / t } else { t };
+            }
+            Op::Binary(BinaryOp::Add) => {
+                mask = nd.inputs.iter().find(|i| !made.contains(i)).copied();
+            }
+            Op::Softmax { .. } => after_softmax = true,
+            Op::MatMul if after_softmax => pv = Some(nd),
+            Op::Transpose { .. } => transpose = Some(nd),
+            _ => {}
+        }
+    }
+    let pv = pv.ok_or_else(|| Error::Unsupported("attention without P.V".into()))?;
+    let scores = g.shape(qk.outputs[0]);
+    let rank = scores.rank();
+    let pad = |d: &[usize]| -> Vec<usize> {
+        let mut v = vec![1; 4 - d.len()];
+        v.extend_from_slice(d);
+        v
+    };
+    let sd = pad(scores.dims());
+    let (b, h, sq, sk) = (sd[0], sd[1], sd[2], sd[3]);
+    let q_shape = g.shape(qk.inputs[0]);
+    let d = q_shape.dims()[rank - 1];
+    let dv = g.shape(pv.inputs[1]).dims()[rank - 1];
+    let mut inputs: Vec<ValueId> = Vec::new();
+    let mut params = vec![
+        b as u32,
+        h as u32,
+        sq as u32,
+        sk as u32,
+        d as u32,
+        dv as u32,
+        scale.to_bits(),
+        mask.is_some() as u32,
+        (b * h * sq) as u32,
+    ];
+    let mut operand = |v: ValueId, target: [usize; 4], order: [usize; 4]| -> usize {
+        let (base, view) = view_of(g, plan, v);
+        let bv = view.broadcast(g.shape(v), &Shape(target.to_vec()));
+        params.extend(order.iter().map(|&o| bv.strides[o] as u32));
+        params.push(bv.offset as u32);
+        match inputs.iter().position(|&x| x == base) {
+            Some(i) => i,
+            None => {
+                inputs.push(base);
+                inputs.len() - 1
+            }
+        }
+    };
+    let iq = operand(qk.inputs[0], [b, h, sq, d], [0, 1, 2, 3]);
+    // K arrives transposed, [.., D, Sk]: its key stride is the last, its dim stride the third.
+    let ik = operand(qk.inputs[1], [b, h, d, sk], [0, 1, 3, 2]);
+    let iv = operand(pv.inputs[1], [b, h, sk, dv], [0, 1, 2, 3]);
+    let im = match mask {
+        Some(m) => operand(m, [b, h, sq, sk], [0, 1, 2, 3]),
+        None => {
+            params.extend([0, 0, 0, 0, 0]);
+            iq
+        }
+    };
+    let out = group
+        .outputs
+        .first()
+        .copied()
+        .ok_or_else(|| Error::Unsupported("attention without an output".into()))?;
+    if transpose.is_some() {
+        // Stored as [B, Sq, H, Dv].
+        let c = Shape(vec![b, sq, h, dv]).strides();
+        params.extend([c[0], c[2], c[1], c[3], 0].iter().map(|&x| x as u32));
+    } else {
+        let c = Shape(vec![b, h, sq, dv]).strides();
+        params.extend([c[0], c[1], c[2], c[3], 0].iter().map(|&x| x as u32));
+    }
+    let vals = [("d", d.to_string()), ("dv", dv.to_string())];
+    let wgsl = module("attention", &[ATTENTION], &vals)?;
+    let rows = b * h * sq;
+    let workgroups = if rows == 0 || sk == 0 {
+        [0, 0, 0]
+    } else {
+        crate::lower::grid(rows.div_ceil(64) as u64, opts)?
+    };
+    let k = Kernel {
+        name: "attention".into(),
+        wgsl,
+        bindings: vec![
+            Buf::In(iq),
+            Buf::In(ik),
+            Buf::In(iv),
+            Buf::In(im),
+            Buf::Out(0),
+        ],
+        params,
+        workgroups,
+    };
+    Ok(GroupKernels {
+        lowered: Lowered::Kernels(vec![k]),
+        inputs,
+        outputs: vec![out],
+        label,
+    })
+}

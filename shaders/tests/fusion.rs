@@ -1,0 +1,219 @@
+//! The fusion planner's groups on representative graphs, and the WGSL generated for them:
+//! every fused module is naga-validated and snapshotted (insta), so a change to generated code
+//! shows in review.
+
+use sfumato_core::op::{Conv2d, UnaryOp};
+use sfumato_core::{DType, Graph, Tensor, ValueId};
+use sfumato_shaders::explain::explain;
+use sfumato_shaders::{generate, plan, validate, GroupKind, LowerOptions, Lowered, PlanOptions};
+
+fn c(g: &mut Graph, dims: &[usize], seed: u64) -> ValueId {
+    g.constant(Tensor::random(DType::F32, dims.to_vec(), seed))
+        .unwrap()
+}
+
+/// Kinds of the groups that dispatch (constants and free views left out), and each module,
+/// validated.
+fn groups(g: &Graph) -> Vec<(GroupKind, String, String)> {
+    let p = plan(g, &PlanOptions::default());
+    let mut out = Vec::new();
+    for group in &p.groups {
+        let gk = generate(g, &p, group, &LowerOptions::default()).unwrap();
+        if let Lowered::Kernels(ks) = &gk.lowered {
+            for k in ks {
+                validate(&k.name, &k.wgsl).unwrap_or_else(|e| panic!("{}: {e}", gk.label));
+                out.push((group.kind, gk.label.clone(), k.wgsl.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn bert_attention() -> Graph {
+    let (b, s, h, d) = (1usize, 8usize, 2usize, 4usize);
+    let e = h * d;
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [b, s, e]);
+    let mask = g.input("mask", DType::F32, [b, 1, 1, s]);
+    let mut heads = Vec::new();
+    for (i, perm) in [[0usize, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]].iter().enumerate() {
+        let w = c(&mut g, &[e, e], i as u64);
+        let bias = c(&mut g, &[e], 10 + i as u64);
+        let y = g.matmul(x, w).unwrap();
+        let y = g.add_(y, bias).unwrap();
+        let y = g
+            .reshape(y, &[b as i64, s as i64, h as i64, d as i64])
+            .unwrap();
+        heads.push(g.transpose(y, perm).unwrap());
+    }
+    let sc = g.matmul(heads[0], heads[1]).unwrap();
+    let k = g
+        .constant(Tensor::from_f64(DType::F32, [1], &[0.5]))
+        .unwrap();
+    let sc = g.mul(sc, k).unwrap();
+    let sc = g.add_(sc, mask).unwrap();
+    let p = g.softmax(sc, -1).unwrap();
+    let o = g.matmul(p, heads[2]).unwrap();
+    let o = g.transpose(o, &[0, 2, 1, 3]).unwrap();
+    let o = g.reshape(o, &[b as i64, s as i64, e as i64]).unwrap();
+    let wo = c(&mut g, &[e, e], 20);
+    let bo = c(&mut g, &[e], 21);
+    let y = g.matmul(o, wo).unwrap();
+    let y = g.add_(y, bo).unwrap();
+    let y = g.add_(y, x).unwrap();
+    let gamma = c(&mut g, &[e], 22);
+    let beta = c(&mut g, &[e], 23);
+    let y = g.layer_norm(y, gamma, Some(beta), -1, 1e-12).unwrap();
+    let w1 = c(&mut g, &[e, 4 * e], 24);
+    let b1 = c(&mut g, &[4 * e], 25);
+    let f = g.matmul(y, w1).unwrap();
+    let f = g.add_(f, b1).unwrap();
+    let f = g.gelu(f).unwrap();
+    g.set_outputs(&[f]).unwrap();
+    g
+}
+
+#[test]
+fn bert_attention_block_plans_to_few_kernels() {
+    let g = bert_attention();
+    let gs = groups(&g);
+    let labels: Vec<&str> = gs.iter().map(|x| x.1.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "MatMul+Add",
+            "MatMul+Add",
+            "MatMul+Add",
+            "MatMul+Mul+Add+Softmax+MatMul+Transpose",
+            "MatMul+Add+Add",
+            "LayerNorm",
+            "MatMul+Add+Gelu"
+        ]
+    );
+    let by_label = |l: &str| gs.iter().find(|x| x.1 == l).unwrap().2.clone();
+    insta::assert_snapshot!("fused_attention", by_label("MatMul+Mul+Add+Softmax+MatMul+Transpose"));
+    insta::assert_snapshot!("fused_matmul_bias_residual", by_label("MatMul+Add+Add"));
+    insta::assert_snapshot!("fused_matmul_bias_gelu", by_label("MatMul+Add+Gelu"));
+    // Unfused, every op is a kernel (reshapes alias).
+    let unfused = plan(
+        &g,
+        &PlanOptions {
+            fuse: false,
+            ..Default::default()
+        },
+    );
+    let opts = LowerOptions::default();
+    let (_, fused_totals, _) = explain(&g, &plan(&g, &PlanOptions::default()), &opts).unwrap();
+    let (_, unfused_totals, _) = explain(&g, &unfused, &opts).unwrap();
+    assert_eq!(fused_totals.dispatches, 7);
+    assert!(unfused_totals.dispatches >= 20, "{unfused_totals:?}");
+    assert!(fused_totals.bytes_moved < unfused_totals.bytes_moved);
+    assert!(fused_totals.peak_bytes <= unfused_totals.peak_bytes);
+}
+
+#[test]
+fn elementwise_chain_with_broadcast_and_transposed_input_is_one_module() {
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [4, 6]);
+    let yt = g.input("yt", DType::F32, [6, 4]);
+    let y = g.transpose(yt, &[1, 0]).unwrap();
+    let bias = c(&mut g, &[6], 1);
+    let a = g.add_(x, bias).unwrap();
+    let m = g.mul(a, y).unwrap();
+    let t = g.unary(UnaryOp::Tanh, m).unwrap();
+    let s = g.add_(t, a).unwrap();
+    g.set_outputs(&[s, a]).unwrap();
+    let gs = groups(&g);
+    assert_eq!(gs.len(), 1, "{:?}", gs.iter().map(|x| &x.1).collect::<Vec<_>>());
+    assert_eq!(gs[0].0, GroupKind::Elementwise);
+    insta::assert_snapshot!("fused_elementwise_chain", gs[0].2.clone());
+}
+
+#[test]
+fn conv_bias_relu_residual_is_one_module() {
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [1, 8, 6, 6]);
+    let w = c(&mut g, &[8, 8, 3, 3], 1);
+    let b = c(&mut g, &[8, 1, 1], 2);
+    let y = g
+        .conv2d(
+            x,
+            w,
+            None,
+            Conv2d {
+                padding: [1, 1, 1, 1],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let y = g.add_(y, b).unwrap();
+    let y = g.add_(y, x).unwrap();
+    let y = g.relu(y).unwrap();
+    g.set_outputs(&[y]).unwrap();
+    let gs = groups(&g);
+    assert_eq!(gs.len(), 1);
+    assert_eq!(gs[0].1, "Conv2d+Add+Add+Relu");
+    insta::assert_snapshot!("fused_conv_epilogue", gs[0].2.clone());
+}
+
+#[test]
+fn layer_norm_takes_its_residual_prologue_and_softmax_its_epilogue() {
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [4, 16]);
+    let r = g.input("r", DType::F32, [4, 16]);
+    let s = g.add_(x, r).unwrap();
+    let gamma = c(&mut g, &[16], 1);
+    let y = g.layer_norm(s, gamma, None, -1, 1e-5).unwrap();
+    let p = g.softmax(y, -1).unwrap();
+    let k = g
+        .constant(Tensor::from_f64(DType::F32, [1], &[2.0]))
+        .unwrap();
+    let p = g.mul(p, k).unwrap();
+    g.set_outputs(&[p]).unwrap();
+    let gs = groups(&g);
+    let labels: Vec<&str> = gs.iter().map(|x| x.1.as_str()).collect();
+    assert_eq!(labels, ["Add+LayerNorm", "Softmax+Mul"]);
+    insta::assert_snapshot!("fused_layernorm_prologue", gs[0].2.clone());
+}
+
+#[test]
+fn a_value_read_elsewhere_is_not_swallowed_by_an_anchor() {
+    // The matmul output is also a graph output: the epilogue may not hide it.
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [4, 8]);
+    let w = c(&mut g, &[8, 8], 1);
+    let y = g.matmul(x, w).unwrap();
+    let r = g.relu(y).unwrap();
+    g.set_outputs(&[y, r]).unwrap();
+    let gs = groups(&g);
+    let labels: Vec<&str> = gs.iter().map(|x| x.1.as_str()).collect();
+    assert_eq!(labels, ["MatMul", "Relu"]);
+}
+
+#[test]
+fn buffer_budget_limits_fusion() {
+    // Eight distinct side inputs cannot all join one kernel under a budget of 8 bindings.
+    let mut g = Graph::new();
+    let mut v = g.input("x", DType::F32, [16]);
+    for i in 0..8 {
+        let s = g.input(&format!("s{i}"), DType::F32, [16]);
+        v = g.add_(v, s).unwrap();
+    }
+    g.set_outputs(&[v]).unwrap();
+    let p = plan(
+        &g,
+        &PlanOptions {
+            fuse: true,
+            max_storage_buffers: 8,
+        },
+    );
+    assert!(p.groups.len() >= 2);
+    for group in &p.groups {
+        let gk = generate(&g, &p, group, &LowerOptions::default()).unwrap();
+        if let Lowered::Kernels(ks) = &gk.lowered {
+            for k in ks {
+                assert!(k.bindings.len() < 8, "{} binds {}", gk.label, k.bindings.len());
+            }
+        }
+    }
+}
