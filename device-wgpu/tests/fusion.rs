@@ -132,7 +132,7 @@ fn chain() -> impl Strategy<Value = (Vec<usize>, Vec<Step>, bool, u64)> {
 }
 
 proptest! {
-    #![proptest_config(cfg(40))]
+    #![proptest_config(cfg(32))]
 
     /// Chains of elementwise ops of one shape become one kernel (two outputs: two stores, still
     /// one kernel), whatever their broadcasting and strided inputs.

@@ -21,6 +21,8 @@ use std::fmt::Write;
 const FUSED_COMMON: &str = include_str!("templates/fused_common.wgsl");
 const FUSED_ELEMENTWISE: &str = include_str!("templates/fused_elementwise.wgsl");
 const ATTENTION: &str = include_str!("templates/attention.wgsl");
+const ATTENTION_VEC4: &str = include_str!("templates/attention_vec4.wgsl");
+const ATTENTION_STRIDED: &str = include_str!("templates/attention_strided.wgsl");
 
 /// A group lowered for the device: `Buf::In(i)` binds `inputs[i]`, `Buf::Out(j)` `outputs[j]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -683,13 +685,37 @@ fn attention(
         let c = Shape(vec![b, h, sq, dv]).strides();
         params.extend([c[0], c[1], c[2], c[3], 0].iter().map(|&x| x as u32));
     }
-    let vals = [("d", d.to_string()), ("dv", dv.to_string())];
+    // Head-dim rows contiguous and 16-byte aligned: vec4 loads.
+    let aligned = |o: usize| {
+        let s = &params[o..o + 5];
+        s[3] == 1 && [s[0], s[1], s[2], s[4]].iter().all(|x| x.is_multiple_of(4))
+    };
+    let vec4 = d.is_multiple_of(4) && dv.is_multiple_of(4) && aligned(9) && aligned(14) && aligned(19);
+    let loaders = if vec4 {
+        ATTENTION_VEC4
+    } else {
+        ATTENTION_STRIDED
+    };
+    let vals = [
+        ("loaders", loaders.to_string()),
+        ("d", d.max(1).to_string()),
+        ("dv", dv.max(1).to_string()),
+        ("d4", d.div_ceil(4).max(1).to_string()),
+        ("dv4", dv.div_ceil(4).max(1).to_string()),
+    ];
     let wgsl = module("attention", &[ATTENTION], &vals)?;
     let rows = b * h * sq;
-    let workgroups = if rows == 0 || sk == 0 {
+    let lim = opts.max_workgroups_per_dim as usize;
+    let grid = [sq.div_ceil(64), h, b];
+    if grid.iter().any(|&x| x > lim) {
+        return Err(Error::Limit(format!(
+            "attention over {b} x {h} heads x {sq} queries needs {grid:?} workgroups, over {lim} per dimension"
+        )));
+    }
+    let workgroups = if rows == 0 || sk == 0 || d == 0 || dv == 0 {
         [0, 0, 0]
     } else {
-        crate::lower::grid(rows.div_ceil(64) as u64, opts)?
+        grid.map(|x| x as u32)
     };
     let k = Kernel {
         name: "attention".into(),

@@ -264,7 +264,10 @@ fn match_attention(
                     return None;
                 }
                 let d = g.shape(pn.inputs[0]).dims()[rank - 1];
-                if d > 256 || v_shape.dims()[rank - 1] > 256 {
+                let dv = v_shape.dims()[rank - 1];
+                let sk = out.dims()[rank - 1];
+                // Empty heads or keys: the unfused ops give zeros where a kernel would divide by 0.
+                if d == 0 || dv == 0 || sk == 0 || d > 256 || dv > 256 {
                     return None;
                 }
                 if let Some((_, m)) = mask {

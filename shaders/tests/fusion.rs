@@ -36,7 +36,10 @@ fn bert_attention() -> Graph {
     let x = g.input("x", DType::F32, [b, s, e]);
     let mask = g.input("mask", DType::F32, [b, 1, 1, s]);
     let mut heads = Vec::new();
-    for (i, perm) in [[0usize, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]].iter().enumerate() {
+    for (i, perm) in [[0usize, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]]
+        .iter()
+        .enumerate()
+    {
         let w = c(&mut g, &[e, e], i as u64);
         let bias = c(&mut g, &[e], 10 + i as u64);
         let y = g.matmul(x, w).unwrap();
@@ -91,7 +94,10 @@ fn bert_attention_block_plans_to_few_kernels() {
         ]
     );
     let by_label = |l: &str| gs.iter().find(|x| x.1 == l).unwrap().2.clone();
-    insta::assert_snapshot!("fused_attention", by_label("MatMul+Mul+Add+Softmax+MatMul+Transpose"));
+    insta::assert_snapshot!(
+        "fused_attention",
+        by_label("MatMul+Mul+Add+Softmax+MatMul+Transpose")
+    );
     insta::assert_snapshot!("fused_matmul_bias_residual", by_label("MatMul+Add+Add"));
     insta::assert_snapshot!("fused_matmul_bias_gelu", by_label("MatMul+Add+Gelu"));
     // Unfused, every op is a kernel (reshapes alias).
@@ -124,7 +130,12 @@ fn elementwise_chain_with_broadcast_and_transposed_input_is_one_module() {
     let s = g.add_(t, a).unwrap();
     g.set_outputs(&[s, a]).unwrap();
     let gs = groups(&g);
-    assert_eq!(gs.len(), 1, "{:?}", gs.iter().map(|x| &x.1).collect::<Vec<_>>());
+    assert_eq!(
+        gs.len(),
+        1,
+        "{:?}",
+        gs.iter().map(|x| &x.1).collect::<Vec<_>>()
+    );
     assert_eq!(gs[0].0, GroupKind::Elementwise);
     insta::assert_snapshot!("fused_elementwise_chain", gs[0].2.clone());
 }
@@ -212,7 +223,12 @@ fn buffer_budget_limits_fusion() {
         let gk = generate(&g, &p, group, &LowerOptions::default()).unwrap();
         if let Lowered::Kernels(ks) = &gk.lowered {
             for k in ks {
-                assert!(k.bindings.len() < 8, "{} binds {}", gk.label, k.bindings.len());
+                assert!(
+                    k.bindings.len() < 8,
+                    "{} binds {}",
+                    gk.label,
+                    k.bindings.len()
+                );
             }
         }
     }

@@ -8,7 +8,10 @@ use sfumato_core::op::Conv2d;
 use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};
 use sfumato_shaders::MatmulVariant;
 use sfumato_wgpu::{AdapterSummary, DeviceOptions, WgpuDevice};
+use sfumato_zoo::models::{self, ModelOptions};
 use std::path::PathBuf;
+
+mod compare;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -36,6 +39,9 @@ enum Command {
     Bench(Bench),
     /// Run a built-in model once (after a warm-up run) and print its outputs and profile.
     Run(RunArgs),
+    /// Show how a model compiles: its fused groups (which ops form which kernel), the WGSL of a
+    /// group, and the totals of the fused and the unfused graph.
+    Explain(ExplainArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -44,6 +50,8 @@ enum Bench {
     Matmul(MatmulArgs),
     /// A 2-D convolution in f32 (NCHW, no bias).
     Conv(ConvArgs),
+    /// Sfumato (fused and unfused) against burn-wgpu on the same adapter, case by case.
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -104,18 +112,74 @@ struct BenchCommon {
     json: bool,
 }
 
+/// Which built-in model, at which sizes.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// The model: mlp, bert-base, resnet-bottleneck or gpt2-decode.
+    pub model: String,
+    /// Batch size (default: 4 for mlp, 1 for the others).
+    #[arg(long, value_parser = positive)]
+    pub batch: Option<u64>,
+    /// Encoder layers of bert-base, bottleneck blocks of resnet-bottleneck.
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    pub layers: u64,
+    /// Sequence length of bert-base, KV-cache length of gpt2-decode.
+    #[arg(long, default_value_t = 128, value_parser = positive)]
+    pub seq: u64,
+    /// Image height and width of resnet-bottleneck.
+    #[arg(long, default_value_t = 56, value_parser = positive)]
+    pub size: u64,
+}
+
+impl ModelArgs {
+    pub fn options(&self) -> Result<ModelOptions> {
+        let default_batch = if self.model == "mlp" { 4 } else { 1 };
+        Ok(ModelOptions {
+            batch: usize_of(self.batch.unwrap_or(default_batch), "batch")?,
+            layers: usize_of(self.layers, "layers")?,
+            seq: usize_of(self.seq, "seq")?,
+            size: usize_of(self.size, "size")?,
+        })
+    }
+
+    pub fn build(&self) -> Result<(Graph, Vec<Tensor>)> {
+        let o = self.options()?;
+        models::by_name_with(&self.model, &o)
+            .with_context(|| format!("building model '{}'", self.model))
+    }
+}
+
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// The model to run (see the error of an unknown name for the list).
-    model: String,
-    #[arg(long, default_value_t = 4, value_parser = positive)]
-    batch: u64,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Where to run (default: wgpu, falling back to the CPU reference if it cannot open).
     #[arg(long, value_enum)]
     device: Option<DeviceKind>,
+    /// Run one kernel per op of the graph as built: no graph passes, no fusion.
+    #[arg(long)]
+    no_fusion: bool,
     /// Write the profile as a Chrome trace (JSON) to this file.
     #[arg(long)]
     trace: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ExplainArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print the generated WGSL of this group (its index in the list) instead of the list.
+    #[arg(long)]
+    wgsl: Option<usize>,
+    /// Explain the unfused plan (one kernel per op) instead of the fused one.
+    #[arg(long)]
+    no_fusion: bool,
+    /// Storage buffers a kernel may bind (WebGPU's guaranteed minimum is 8).
+    #[arg(long, default_value_t = 8)]
+    max_storage_buffers: u32,
+    /// Print JSON: {"fused": {...totals}, "unfused": {...}, "groups": [...], "passes": {...}}.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -131,7 +195,9 @@ fn main() -> ExitCode {
         Command::Devices { json } => devices(json),
         Command::Bench(Bench::Matmul(a)) => bench_matmul(&a),
         Command::Bench(Bench::Conv(a)) => bench_conv(&a),
+        Command::Bench(Bench::Compare(a)) => compare::compare(&a),
         Command::Run(a) => run_model(&a),
+        Command::Explain(a) => explain(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -214,8 +280,15 @@ fn print_adapter(i: usize, a: &AdapterSummary) {
 
 /// Open the WebGPU device; `hint` ends the error message.
 fn open_wgpu(hint: &str) -> Result<WgpuDevice> {
-    let dev = WgpuDevice::new(DeviceOptions::default())
-        .with_context(|| format!("could not open the WebGPU device{hint}"))?;
+    open_wgpu_with(hint, true)
+}
+
+fn open_wgpu_with(hint: &str, fusion: bool) -> Result<WgpuDevice> {
+    let dev = WgpuDevice::new(DeviceOptions {
+        fusion,
+        ..DeviceOptions::default()
+    })
+    .with_context(|| format!("could not open the WebGPU device{hint}"))?;
     tracing::info!("opened {}", dev.adapter().name);
     Ok(dev)
 }
@@ -255,7 +328,7 @@ fn parse_variant(name: &str) -> Result<MatmulVariant> {
 // ---- bench ----
 
 /// Medians over the timed runs of one graph.
-struct Timing {
+pub(crate) struct Timing {
     device: String,
     kernel: String,
     median_wall_ms: f64,
@@ -296,8 +369,19 @@ fn time_graph(
     iters: u64,
     show_progress: bool,
 ) -> Result<Timing> {
+    time_graph_with(dev, graph, &[], iters, show_progress)
+}
+
+/// [`time_graph`] with run inputs.
+fn time_graph_with(
+    dev: &mut dyn Device,
+    graph: &Graph,
+    inputs: &[Tensor],
+    iters: u64,
+    show_progress: bool,
+) -> Result<Timing> {
     for i in 0..WARMUP_RUNS {
-        dev.run(graph, &[])
+        dev.run(graph, inputs)
             .with_context(|| format!("warm-up run {} on {}", i + 1, dev.name()))?;
     }
     let bar = if show_progress {
@@ -317,7 +401,7 @@ fn time_graph(
     for i in 0..iters {
         let t = Instant::now();
         let out = dev
-            .run(graph, &[])
+            .run(graph, inputs)
             .with_context(|| format!("timed run {} on {}", i + 1, dev.name()))?;
         walls.push(t.elapsed().as_secs_f64() * 1e3);
         kernels.push(out.profile.kernel_ns() as f64 / 1e6);
@@ -480,11 +564,11 @@ fn report(
 
 /// The device a model runs on. By default wgpu, falling back (loudly) to the CPU reference;
 /// an explicit `--device wgpu` that cannot open is an error.
-fn open_run_device(kind: Option<DeviceKind>) -> Result<Box<dyn Device>> {
+fn open_run_device(kind: Option<DeviceKind>, fusion: bool) -> Result<Box<dyn Device>> {
     match kind {
         Some(DeviceKind::Cpu) => Ok(Box::new(CpuDevice)),
-        Some(DeviceKind::Wgpu) => Ok(Box::new(open_wgpu("")?)),
-        None => match open_wgpu("") {
+        Some(DeviceKind::Wgpu) => Ok(Box::new(open_wgpu_with("", fusion)?)),
+        None => match open_wgpu_with("", fusion) {
             Ok(d) => Ok(Box::new(d)),
             Err(e) => {
                 eprintln!("warning: {e:#}; falling back to the CPU reference device");
@@ -495,18 +579,28 @@ fn open_run_device(kind: Option<DeviceKind>) -> Result<Box<dyn Device>> {
 }
 
 fn run_model(a: &RunArgs) -> Result<()> {
-    let batch = usize_of(a.batch, "batch")?;
-    let (graph, inputs) = sfumato_zoo::by_name(&a.model, batch)
-        .with_context(|| format!("building model '{}'", a.model))?;
-    let mut dev = open_run_device(a.device)?;
+    let o = a.model.options()?;
+    let name = &a.model.model;
+    let (graph, inputs) = a.model.build()?;
+    let mut dev = open_run_device(a.device, !a.no_fusion)?;
     dev.run(&graph, &inputs)
-        .with_context(|| format!("warm-up run of '{}' on {}", a.model, dev.name()))?;
+        .with_context(|| format!("warm-up run of '{name}' on {}", dev.name()))?;
     let out = dev
         .run(&graph, &inputs)
-        .with_context(|| format!("running '{}' on {}", a.model, dev.name()))?;
+        .with_context(|| format!("running '{name}' on {}", dev.name()))?;
 
     println!("device: {}", dev.name());
-    println!("model:  {} (batch {batch})", a.model);
+    println!(
+        "model:  {name} (batch {}{}){}",
+        o.batch,
+        match name.as_str() {
+            "bert-base" => format!(", {} layers, seq {}", o.layers, o.seq),
+            "gpt2-decode" => format!(", KV cache {}", o.seq),
+            "resnet-bottleneck" => format!(", {} blocks, {}x{}", o.layers, o.size, o.size),
+            _ => String::new(),
+        },
+        if a.no_fusion { ", unfused" } else { "" }
+    );
     for (i, (&v, t)) in graph.outputs().iter().zip(&out.outputs).enumerate() {
         println!("output {i} '{}': {}", graph.value(v).name, t.summary());
     }
@@ -523,5 +617,137 @@ fn run_model(a: &RunArgs) -> Result<()> {
             path.display()
         );
     }
+    Ok(())
+}
+
+// ---- explain ----
+
+fn explain(a: &ExplainArgs) -> Result<()> {
+    use sfumato_shaders::explain::explain as sum_up;
+    use sfumato_shaders::{plan, LowerOptions, Lowered, PlanOptions};
+    let (graph, _) = a.model.build()?;
+    let (optimized, stats) =
+        sfumato_core::passes::optimize(&graph).context("running the graph passes")?;
+    let lopts = LowerOptions::default();
+    let fused_plan = plan(
+        &optimized,
+        &PlanOptions {
+            fuse: true,
+            max_storage_buffers: a.max_storage_buffers,
+        },
+    );
+    let unfused_plan = plan(
+        &graph,
+        &PlanOptions {
+            fuse: false,
+            max_storage_buffers: a.max_storage_buffers,
+        },
+    );
+    let (fused_groups, fused, fused_kernels) =
+        sum_up(&optimized, &fused_plan, &lopts).context("lowering the fused plan")?;
+    let (unfused_groups, unfused, unfused_kernels) =
+        sum_up(&graph, &unfused_plan, &lopts).context("lowering the unfused plan")?;
+    let (groups, kernels) = if a.no_fusion {
+        (unfused_groups, unfused_kernels)
+    } else {
+        (fused_groups, fused_kernels)
+    };
+    if let Some(gi) = a.wgsl {
+        let gk = kernels
+            .get(gi)
+            .with_context(|| format!("no group {gi}: the plan has groups 0..{}", kernels.len()))?;
+        match &gk.lowered {
+            Lowered::Kernels(ks) => {
+                for k in ks {
+                    println!(
+                        "// group {gi}: {} — kernel {}\n{}",
+                        gk.label, k.name, k.wgsl
+                    );
+                }
+            }
+            Lowered::Alias => println!("// group {gi}: {} is a view: no kernel", gk.label),
+            Lowered::Constant => println!("// group {gi}: {} is a constant: no kernel", gk.label),
+        }
+        return Ok(());
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "model": a.model.model,
+            "options": {
+                "batch": a.model.options()?.batch,
+                "layers": a.model.layers,
+                "seq": a.model.seq,
+                "size": a.model.size,
+            },
+            "fused": fused,
+            "unfused": unfused,
+            "passes": stats,
+            "groups": groups,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "model: {} ({} nodes; after the passes {}: {} constants folded, {} batch-norms folded, {} dead, {} merged)",
+        a.model.model,
+        stats.nodes_before,
+        stats.nodes_after,
+        stats.constants_folded,
+        stats.batch_norms_folded,
+        stats.dead_nodes_removed,
+        stats.common_subexpressions_merged
+    );
+    println!();
+    println!(
+        "{:>5}  {:<12} {:>9} {:>10}  ops (nodes)",
+        "group", "kind", "read MiB", "write MiB"
+    );
+    for gi in &groups {
+        if gi.dispatches == 0 {
+            continue;
+        }
+        let kind = serde_json::to_value(gi.kind)?
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let nodes = if gi.nodes.len() > 4 {
+            format!(
+                "{}, ... {}",
+                gi.nodes[..3].join(", "),
+                gi.nodes[gi.nodes.len() - 1]
+            )
+        } else {
+            gi.nodes.join(", ")
+        };
+        println!(
+            "{:>5}  {:<12} {:>9.2} {:>10.2}  {} ({nodes})",
+            gi.index,
+            kind,
+            mib(gi.bytes_read),
+            mib(gi.bytes_written),
+            gi.label
+        );
+    }
+    println!();
+    println!(
+        "{:<10} {:>10} {:>14} {:>14} {:>12} {:>14}",
+        "", "dispatches", "bytes moved", "peak memory", "weights", "largest live"
+    );
+    for (name, t) in [("fused", &fused), ("unfused", &unfused)] {
+        println!(
+            "{:<10} {:>10} {:>10.1} MiB {:>10.1} MiB {:>8.1} MiB {:>10.1} MiB",
+            name,
+            t.dispatches,
+            mib(t.bytes_moved),
+            mib(t.peak_bytes),
+            mib(t.weight_bytes),
+            mib(t.largest_live_bytes)
+        );
+    }
+    println!();
+    println!(
+        "(views and constants cost no kernel and are left out; `--wgsl N` prints group N's WGSL)"
+    );
     Ok(())
 }

@@ -144,3 +144,84 @@ fn run_unknown_model_lists_known_models() {
         "{stderr}"
     );
 }
+
+#[test]
+fn explain_bert_layer_json_has_fused_and_unfused_totals() {
+    let out = sfumato(&["explain", "bert-base", "--layers", "1", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("explain --json is JSON");
+    for side in ["fused", "unfused"] {
+        for key in ["dispatches", "bytes_moved", "peak_bytes"] {
+            assert!(
+                v[side][key].as_u64().is_some(),
+                "{side}.{key} missing: {stdout}"
+            );
+        }
+    }
+    let fused = v["fused"]["dispatches"].as_u64().unwrap();
+    let unfused = v["unfused"]["dispatches"].as_u64().unwrap();
+    assert!(fused <= 10, "a BERT-base layer takes {fused} dispatches");
+    assert!(unfused > 2 * fused, "unfused {unfused} vs fused {fused}");
+    assert!(v["fused"]["bytes_moved"].as_u64() < v["unfused"]["bytes_moved"].as_u64());
+    let kinds: Vec<&str> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"attention"), "{kinds:?}");
+}
+
+#[test]
+fn explain_prints_groups_and_the_wgsl_of_one() {
+    let out = sfumato(&["explain", "resnet-bottleneck"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("Conv2d+Relu"), "{stdout}");
+    assert!(
+        stdout.contains("fused") && stdout.contains("unfused"),
+        "{stdout}"
+    );
+    let out = sfumato(&["explain", "mlp", "--wgsl", "2"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("@compute"), "{stdout}");
+    let out = sfumato(&["explain", "mlp", "--wgsl", "999"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("no group 999"));
+}
+
+#[test]
+fn run_no_fusion_runs_one_kernel_per_op() {
+    if !require_gpu() && sfumato_wgpu_missing() {
+        return;
+    }
+    let fused = sfumato(&["run", "mlp", "--device", "wgpu"]);
+    let unfused = sfumato(&["run", "mlp", "--device", "wgpu", "--no-fusion"]);
+    let (f, fe) = text(&fused);
+    let (u, ue) = text(&unfused);
+    assert!(fused.status.success(), "{fe}");
+    assert!(unfused.status.success(), "{ue}");
+    let kernels = |s: &str| -> usize {
+        s.lines()
+            .find_map(|l| {
+                l.split(" kernels, ")
+                    .next()
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    assert!(u.contains("unfused"), "{u}");
+    assert!(kernels(&u) > kernels(&f), "fused:\n{f}\nunfused:\n{u}");
+}
+
+/// No adapter here (and none required): say so and skip.
+fn sfumato_wgpu_missing() -> bool {
+    let out = sfumato(&["devices"]);
+    if !out.status.success() {
+        eprintln!("\n!!! SKIPPING GPU TEST: no WebGPU adapter\n");
+        return true;
+    }
+    false
+}

@@ -1,0 +1,72 @@
+//! Every built-in model gives the same outputs fused and unfused on the wgpu device, and both
+//! match the CPU reference; fusion cuts the dispatches (a BERT-base layer: at most 10).
+
+use sfumato_core::{CpuDevice, Device, Tensor};
+use sfumato_wgpu::test_device;
+use sfumato_zoo::models::{by_name_with, ModelOptions};
+
+fn close(what: &str, got: &[Tensor], want: &[Tensor], rtol: f64, atol: f64) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let (abs, rel) = g.max_diff(w);
+        assert!(
+            g.all_close(w, rtol, atol),
+            "{what}: output {i} {} differs: max abs {abs:e}, max rel {rel:e}",
+            w.shape()
+        );
+    }
+}
+
+#[test]
+fn built_in_models_agree_fused_unfused_and_with_the_reference() {
+    let Some(mut dev) = test_device() else {
+        return;
+    };
+    let small = |batch, layers, seq, size| ModelOptions {
+        batch,
+        layers,
+        seq,
+        size,
+    };
+    let cases = [
+        ("mlp", small(3, 1, 1, 1), None),
+        ("bert-base", small(2, 2, 16, 1), Some(2 * 10)),
+        ("resnet-bottleneck", small(1, 2, 1, 8), Some(2 * 3)),
+        ("gpt2-decode", small(1, 1, 8, 1), None),
+    ];
+    for (name, opts, max_dispatches) in cases {
+        let (g, inputs) = by_name_with(name, &opts).unwrap();
+        let want = CpuDevice.run(&g, &inputs).unwrap();
+        dev.set_fusion(true);
+        let fused = dev.run(&g, &inputs).unwrap();
+        dev.set_fusion(false);
+        let unfused = dev.run(&g, &inputs).unwrap();
+        dev.set_fusion(true);
+        close(
+            &format!("{name} fused vs cpu"),
+            &fused.outputs,
+            &want.outputs,
+            2e-3,
+            2e-3,
+        );
+        close(
+            &format!("{name} unfused vs cpu"),
+            &unfused.outputs,
+            &want.outputs,
+            2e-3,
+            2e-3,
+        );
+        close(
+            &format!("{name} fused vs unfused"),
+            &fused.outputs,
+            &unfused.outputs,
+            2e-3,
+            2e-3,
+        );
+        let (nf, nu) = (fused.profile.entries.len(), unfused.profile.entries.len());
+        assert!(nf < nu, "{name}: {nf} fused dispatches vs {nu} unfused");
+        if let Some(m) = max_dispatches {
+            assert!(nf <= m, "{name}: {nf} dispatches, want at most {m}");
+        }
+        dev.trim();
+    }
+}
