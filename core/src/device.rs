@@ -38,6 +38,9 @@ pub struct Profile {
     pub entries: Vec<OpTiming>,
     /// Host wall clock of the whole run (upload, dispatch, readback).
     pub wall_ns: u64,
+    /// Most device memory the run held at once: weights, inputs, intermediates and pooled
+    /// buffers (`None` where the device does not track it).
+    pub memory_bytes: Option<u64>,
 }
 
 impl Profile {
@@ -75,6 +78,12 @@ impl Profile {
             fmt_ns(self.wall_ns),
             self.device
         );
+        if let Some(m) = self.memory_bytes {
+            s += &format!(
+                "device memory high-water: {:.1} MiB\n",
+                m as f64 / (1024.0 * 1024.0)
+            );
+        }
         s
     }
 

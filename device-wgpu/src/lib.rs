@@ -549,6 +549,8 @@ impl Device for WgpuDevice {
         check_inputs(graph, inputs)?;
         check_gather_indices(graph, inputs)?;
         let pi = self.prepare(graph)?;
+        // The high-water of this run starts from what is held now (weights, pooled buffers).
+        self.high_water = self.allocated;
         // The graph after the passes: same inputs and outputs, in order.
         let graph = Arc::clone(&self.prepared[pi].graph);
         let graph = &*graph;
@@ -636,8 +638,15 @@ impl Device for WgpuDevice {
                     bufs[gk.outputs[0].index()] = bufs[gk.inputs[0].index()].clone();
                 }
                 Lowered::Kernels(ks) => {
-                    for &o in &gk.outputs {
-                        bufs[o.index()] = Some(self.acquire(graph.shape(o).numel() as u64 * 4));
+                    for (j, &o) in gk.outputs.iter().enumerate() {
+                        let buf = match gk.inplace {
+                            // Written over a value nothing reads after this kernel.
+                            Some(v) if j == 0 => bufs[v.index()].take().ok_or_else(|| {
+                                Error::Graph(format!("in-place value {} has no buffer", v.0))
+                            })?,
+                            _ => self.acquire(graph.shape(o).numel() as u64 * 4),
+                        };
+                        bufs[o.index()] = Some(buf);
                     }
                     for (ki, k) in ks.iter().enumerate() {
                         if k.workgroups.contains(&0) {
@@ -848,6 +857,7 @@ impl Device for WgpuDevice {
             self.release(b);
         }
         profile.wall_ns = t0.elapsed().as_nanos() as u64;
+        profile.memory_bytes = Some(self.high_water);
         Ok(RunOutput { outputs, profile })
     }
 }

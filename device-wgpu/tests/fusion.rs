@@ -354,3 +354,30 @@ proptest! {
         }
     }
 }
+
+/// A chain after a kernel that cannot fuse (concat) writes over that kernel's output in place:
+/// the values match, and the plan says so.
+#[test]
+fn elementwise_in_place_over_a_dead_value() {
+    let mut g = Graph::new();
+    let a = g.input("a", DType::F32, [3, 5]);
+    let b = g.input("b", DType::F32, [2, 5]);
+    let bias = g.constant(Tensor::random(DType::F32, [5], 3)).unwrap();
+    let c = g.concat(&[a, b], 0).unwrap();
+    let y = g.add_(c, bias).unwrap();
+    let y = g.unary(UnaryOp::Tanh, y).unwrap();
+    let y = g.mul(y, c).unwrap();
+    g.set_outputs(&[y]).unwrap();
+    let p = sfumato_shaders::plan(&g, &Default::default());
+    let ew = p
+        .groups
+        .iter()
+        .find(|gr| gr.kind == sfumato_shaders::GroupKind::Elementwise)
+        .unwrap();
+    assert_eq!(ew.inplace, Some(c));
+    let inputs = [
+        Tensor::random(DType::F32, [3, 5], 1),
+        Tensor::random(DType::F32, [2, 5], 2),
+    ];
+    assert!(check(&g, &inputs, 1e-6).unwrap_or_else(|e| panic!("{e}")) <= 3);
+}

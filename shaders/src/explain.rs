@@ -114,7 +114,11 @@ pub fn memory(g: &Graph, steps: &[GroupKernels]) -> (u64, u64) {
             Lowered::Constant => {
                 weights += s.outputs.iter().map(|&o| device_bytes(g, o)).sum::<u64>();
             }
-            Lowered::Kernels(_) => {}
+            Lowered::Kernels(_) => {
+                if let (Some(v), Some(&o)) = (s.inplace, s.outputs.first()) {
+                    owner[o.index()] = owner[v.index()];
+                }
+            }
         }
     }
     let is_const: Vec<bool> = g

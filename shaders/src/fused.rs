@@ -32,6 +32,8 @@ pub struct GroupKernels {
     pub outputs: Vec<ValueId>,
     /// The member ops joined by `+`, e.g. `MatMul+Add+Gelu`.
     pub label: String,
+    /// Output 0 is written over this value's buffer (read in the kernel through output 0).
+    pub inplace: Option<ValueId>,
 }
 
 /// The ops of a group joined by `+`.
@@ -93,6 +95,7 @@ pub fn generate(
         inputs: first.inputs.clone(),
         outputs: first.outputs.clone(),
         label: label.clone(),
+        inplace: None,
     };
     match group.kind {
         GroupKind::Constant | GroupKind::Single => {
@@ -129,6 +132,7 @@ pub fn generate(
                 inputs: vec![base],
                 outputs: vec![out],
                 label,
+                inplace: None,
             })
         }
         GroupKind::Elementwise => elementwise(g, plan, group, opts, label),
@@ -154,6 +158,7 @@ pub fn generate(
                 inputs,
                 outputs: group.outputs.clone(),
                 label,
+                inplace: group.inplace,
             })
         }
         GroupKind::Conv => {
@@ -186,6 +191,7 @@ pub fn generate(
                 inputs,
                 outputs: group.outputs.clone(),
                 label,
+                inplace: group.inplace,
             })
         }
         GroupKind::Softmax | GroupKind::LayerNorm => {
@@ -223,6 +229,7 @@ pub fn generate(
                 inputs: k.1,
                 outputs: group.outputs.clone(),
                 label,
+                inplace: group.inplace,
             })
         }
         GroupKind::Attention => attention(g, plan, group, opts, label),
@@ -247,6 +254,8 @@ struct Reads<'a> {
     block: Vec<u32>,
     funcs: String,
     n_reads: usize,
+    /// Read through `out0` (the group writes its first output over it).
+    inplace: Option<ValueId>,
 }
 
 impl<'a> Reads<'a> {
@@ -273,6 +282,7 @@ impl<'a> Reads<'a> {
             block,
             funcs: String::new(),
             n_reads: 0,
+            inplace: None,
         }
     }
 
@@ -310,6 +320,11 @@ impl<'a> Reads<'a> {
 
     /// A WGSL expression reading `v` (broadcast to the index space) at flat index `idx`.
     fn read(&mut self, v: ValueId, idx: &str) -> String {
+        if self.inplace == Some(v) {
+            // Same shape and layout as the output: this invocation's element, before it stores.
+            self.n_reads += 1;
+            return format!("out0[{idx}]");
+        }
         let (base, view) = view_of(self.g, self.plan, v);
         let bv = view.broadcast(self.g.shape(v), &self.shape);
         let name = self.var(base);
@@ -462,6 +477,7 @@ fn anchor_splice(
         if row { 0 } else { first_slot },
         if row { fixed[1..].to_vec() } else { Vec::new() },
     );
+    r.inplace = group.inplace;
     let mut extra_body = String::new();
     if row {
         let x = a.inputs[0];
@@ -521,6 +537,7 @@ fn elementwise(
     let shape = g.shape(g.node(group.nodes[0]).outputs[0]).clone();
     let mut inputs = Vec::new();
     let mut r = Reads::new(g, plan, shape.clone(), &mut inputs, 0, Vec::new());
+    r.inplace = group.inplace;
     let mut known = HashMap::new();
     let mut body = String::new();
     r.chain(&group.nodes, &mut known, "i", &mut body)?;
@@ -569,6 +586,7 @@ fn elementwise(
         inputs,
         outputs: group.outputs.clone(),
         label,
+        inplace: group.inplace,
     })
 }
 
@@ -690,7 +708,8 @@ fn attention(
         let s = &params[o..o + 5];
         s[3] == 1 && [s[0], s[1], s[2], s[4]].iter().all(|x| x.is_multiple_of(4))
     };
-    let vec4 = d.is_multiple_of(4) && dv.is_multiple_of(4) && aligned(9) && aligned(14) && aligned(19);
+    let vec4 =
+        d.is_multiple_of(4) && dv.is_multiple_of(4) && aligned(9) && aligned(14) && aligned(19);
     let loaders = if vec4 {
         ATTENTION_VEC4
     } else {
@@ -735,5 +754,6 @@ fn attention(
         inputs,
         outputs: vec![out],
         label,
+        inplace: None,
     })
 }

@@ -102,6 +102,10 @@ pub struct Group {
     pub nodes: Vec<NodeId>,
     /// Values written to memory by the group: read after it or graph outputs.
     pub outputs: Vec<ValueId>,
+    /// A value this group reads only element by element at the index it writes, and that
+    /// nothing reads after it: the first output is written over it (in place), so the output
+    /// costs no memory of its own.
+    pub inplace: Option<ValueId>,
 }
 
 /// The fused groups of a graph, in the order they run, and the values that are views.
@@ -502,6 +506,7 @@ pub fn plan(g: &Graph, opts: &PlanOptions) -> Plan {
             kind,
             nodes: members.clone(),
             outputs: Vec::new(),
+            inplace: None,
         };
         if anchor_epilogue || kind == GroupKind::Elementwise {
             let tail = match kind {
@@ -530,8 +535,10 @@ pub fn plan(g: &Graph, opts: &PlanOptions) -> Plan {
                 kind: GroupKind::Single,
                 nodes: vec![n.id],
                 outputs: n.outputs.clone(),
+                inplace: None,
             };
         }
+        group.inplace = inplace_source(&c, &plan, &group);
         for &m in &group.nodes {
             assigned.insert(m);
             group_of.insert(m, slots.len());
@@ -540,6 +547,49 @@ pub fn plan(g: &Graph, opts: &PlanOptions) -> Plan {
     }
     plan.groups = slots.into_iter().flatten().collect();
     plan
+}
+
+/// The value a group may write its first output over: read only by the group's elementwise
+/// nodes, directly (not through a view, not broadcast), with the output's shape and storage type;
+/// made by a kernel (so it owns its buffer), not a graph input, constant or output.
+fn inplace_source(c: &Ctx, plan: &Plan, group: &Group) -> Option<ValueId> {
+    let g = c.g;
+    if !matches!(
+        group.kind,
+        GroupKind::Elementwise | GroupKind::Matmul | GroupKind::Conv
+    ) {
+        return None;
+    }
+    let out = *group.outputs.first()?;
+    let first_chain = usize::from(group.kind != GroupKind::Elementwise);
+    let chain: HashSet<NodeId> = group.nodes[first_chain..].iter().copied().collect();
+    let made: HashSet<ValueId> = group
+        .nodes
+        .iter()
+        .flat_map(|&m| g.node(m).outputs.clone())
+        .collect();
+    let mut cands: Vec<ValueId> = Vec::new();
+    for &m in &group.nodes[first_chain..] {
+        for &i in &g.node(m).inputs {
+            if !made.contains(&i) && !cands.contains(&i) {
+                cands.push(i);
+            }
+        }
+    }
+    cands.into_iter().find(|&v| {
+        let Some(p) = g.value(v).producer else {
+            return false;
+        };
+        let pop = &g.node(p).op;
+        !matches!(pop, Op::Constant(_))
+            && !is_view_op(pop)
+            && !plan.views.contains_key(&v)
+            && !c.is_output[v.index()]
+            && g.shape(v) == g.shape(out)
+            && crate::Elem::of(g.dtype(v)) == crate::Elem::of(g.dtype(out))
+            // Read by this group's elementwise nodes only (not by its matmul or conv).
+            && c.consumers[v.index()].iter().all(|k| chain.contains(k))
+    })
 }
 
 /// Values of `nodes` read outside them or returned by the graph.
@@ -657,6 +707,7 @@ fn unfused(g: &Graph) -> Plan {
             },
             nodes: vec![n.id],
             outputs: n.outputs.clone(),
+            inplace: None,
         })
         .collect();
     Plan {
