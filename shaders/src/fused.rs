@@ -49,6 +49,14 @@ pub fn group_label(g: &Graph, group: &Group) -> String {
 /// The matmul problem of a Matmul group (for the device's autotuner), with its operand views.
 pub fn group_matmul_problem(g: &Graph, plan: &Plan, group: &Group) -> Option<MatmulProblem> {
     let anchor = g.node(*group.nodes.first()?);
+    if let Op::Conv2d(c) = &anchor.op {
+        return crate::lower::conv1x1_problem(
+            c,
+            g.shape(anchor.inputs[0]).dims(),
+            g.shape(anchor.inputs[1]).dims(),
+            anchor.inputs.len() == 3,
+        );
+    }
     if !matches!(anchor.op, Op::MatMul | Op::Gemm(_)) {
         return None;
     }
@@ -175,7 +183,33 @@ pub fn generate(
             let x = g.shape(first.inputs[0]).0.clone();
             let w = g.shape(first.inputs[1]).0.clone();
             let out_shape = g.shape(first.outputs[0]).clone();
-            let k = conv2d_kernel(
+            if let Some(p) = group_matmul_problem(g, plan, group) {
+                // Pointwise: a batched matmul (A = weight, B = image) with the same epilogue.
+                let v = opts
+                    .matmul
+                    .filter(|v| v.supports(&p))
+                    .unwrap_or_else(|| MatmulVariant::candidates(&p, true)[0]);
+                let mut inputs = vec![first.inputs[1], first.inputs[0]];
+                inputs.extend(first.inputs.get(2));
+                let pre = inputs.clone();
+                let k = matmul_kernel_spliced(&p, v, opts, &|ev| {
+                    anchor_splice(g, plan, group, &mut pre.clone(), ev, 4, None)
+                })?;
+                anchor_splice(g, plan, group, &mut inputs, 0, 4, None)?;
+                return Ok(GroupKernels {
+                    lowered: Lowered::Kernels(vec![k]),
+                    inputs,
+                    outputs: group.outputs.clone(),
+                    label,
+                    inplace: group.inplace,
+                });
+            }
+            let conv = if c.groups == 1 {
+                crate::lower::conv2d_gemm_kernel
+            } else {
+                conv2d_kernel
+            };
+            let k = conv(
                 c,
                 &x,
                 &w,

@@ -278,6 +278,18 @@ fn snapshots() {
             &opts
         )
     );
+    // Grouped (here depthwise) convs keep the direct kernel.
+    insta::assert_snapshot!(
+        "conv2d_depthwise",
+        snapshot_of(
+            Op::Conv2d(Conv2d {
+                groups: 4,
+                ..Conv2d::padded(1, 1)
+            }),
+            &[f(&[1, 4, 8, 8]), f(&[4, 1, 3, 3])],
+            &opts
+        )
+    );
     for v in MatmulVariant::all() {
         let o = LowerOptions {
             matmul: Some(v),

@@ -363,16 +363,6 @@ const WARMUP_RUNS: usize = 2;
 
 /// Two warm-up runs (the first lowers, uploads constants and autotunes), then `iters` timed
 /// runs: host wall time around each whole run (dispatch and readback) and the profile's kernel time.
-fn time_graph(
-    dev: &mut dyn Device,
-    graph: &Graph,
-    iters: u64,
-    show_progress: bool,
-) -> Result<Timing> {
-    time_graph_with(dev, graph, &[], iters, show_progress)
-}
-
-/// [`time_graph`] with run inputs.
 fn time_graph_with(
     dev: &mut dyn Device,
     graph: &Graph,
@@ -466,13 +456,15 @@ fn bench_matmul(a: &MatmulArgs) -> Result<()> {
     let iters = a.common.iters.unwrap_or(10);
     let mut dev = open_bench_device(a.common.device, a.variant.as_deref())?;
 
+    // A is a run input (all-constant graphs are folded by the passes), B a weight.
     let mut g = Graph::new();
-    let lhs = g.constant(Tensor::random(DType::F32, [m, k], 1))?;
+    let lhs = g.input("a", DType::F32, [m, k]);
     let rhs = g.constant(Tensor::random(DType::F32, [k, n], 2))?;
     let c = g.matmul(lhs, rhs)?;
     g.set_outputs(&[c])?;
+    let inputs = [Tensor::random(DType::F32, [m, k], 1)];
 
-    let t = time_graph(dev.as_mut(), &g, iters, !a.common.json)?;
+    let t = time_graph_with(dev.as_mut(), &g, &inputs, iters, !a.common.json)?;
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
     let gflops = t.gflops(flops);
     let fields = serde_json::json!({ "m": m, "n": n, "k": k, "iters": iters });
@@ -496,7 +488,8 @@ fn bench_conv(a: &ConvArgs) -> Result<()> {
     let mut dev = open_bench_device(a.common.device, None)?;
 
     let mut g = Graph::new();
-    let x = g.constant(Tensor::random(DType::F32, [batch, c_in, size, size], 1))?;
+    let x = g.input("x", DType::F32, [batch, c_in, size, size]);
+    let inputs = [Tensor::random(DType::F32, [batch, c_in, size, size], 1)];
     let w = g.constant(Tensor::random(DType::F32, [c_out, c_in, kk, kk], 2))?;
     let y = g
         .conv2d(x, w, None, Conv2d::padded(pad, stride))
@@ -508,7 +501,7 @@ fn bench_conv(a: &ConvArgs) -> Result<()> {
     };
     checked_numel(&[batch, c_out, oh, ow], "output")?;
 
-    let t = time_graph(dev.as_mut(), &g, iters, !a.common.json)?;
+    let t = time_graph_with(dev.as_mut(), &g, &inputs, iters, !a.common.json)?;
     let flops =
         2.0 * batch as f64 * c_out as f64 * c_in as f64 * (kk * kk) as f64 * oh as f64 * ow as f64;
     let gflops = t.gflops(flops);

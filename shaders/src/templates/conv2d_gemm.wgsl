@@ -1,0 +1,79 @@
+// Convolution as an implicit GEMM (groups = 1): C[n][o, p] = sum_k W[o, k] * X[n][k, p] with
+// k = (c, ky, kx) and p = (oy, ox); the image column X[n][k, p] is gathered from the NCHW input
+// (zero outside the padding) instead of being materialised. Register-blocked like matmul_v4:
+// each invocation computes {{rows}} output channels x {{cols}} output pixels, no barriers.
+// Params as matmul_common (M = O, N = OH*OW, K = C*KH*KW, batch = images, B offset = image
+// start), then at 15 + 3*batch: [C, H, W, OW, KH, KW, sh, sw, pt, pl, dh, dw].
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> xin: array<f32>;
+
+@compute @workgroup_size({{wg_x}}, {{wg_y}})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = tile_of(wg, nwg, {{tile_m}}u, {{tile_n}}u);
+    if (!t.valid) {
+        return;
+    }
+    let mm = params[0];
+    let nn = params[1];
+    let cp = 15u + 3u * params[3];
+    let ch = params[cp];
+    let h = i32(params[cp + 1u]);
+    let w = i32(params[cp + 2u]);
+    let ow = params[cp + 3u];
+    let kh = params[cp + 4u];
+    let kw = params[cp + 5u];
+    let sh = i32(params[cp + 6u]);
+    let sw = i32(params[cp + 7u]);
+    let pt = i32(params[cp + 8u]);
+    let pl = i32(params[cp + 9u]);
+    let dh = i32(params[cp + 10u]);
+    let dw = i32(params[cp + 11u]);
+    let m0 = t.m0 + lid.y * {{rows}}u;
+    let n0 = t.n0 + lid.x * {{cols}}u;
+    // Where each of this invocation's pixels starts in the input (top-left tap).
+    var iy0: array<i32, {{cols}}>;
+    var ix0: array<i32, {{cols}}>;
+    var live: array<bool, {{cols}}>;
+    for (var j = 0u; j < {{cols}}u; j = j + 1u) {
+        let p = min(n0 + j, nn - 1u);
+        live[j] = n0 + j < nn;
+        iy0[j] = i32(p / ow) * sh - pt;
+        ix0[j] = i32(p % ow) * sw - pl;
+    }
+    var ra: array<u32, {{rows}}>;
+    for (var r = 0u; r < {{rows}}u; r = r + 1u) {
+        ra[r] = min(m0 + r, mm - 1u) * params[7];
+    }
+    let xb = off_b(t.b);
+    var acc: array<array<vec4<f32>, {{cols4}}>, {{rows}}>;
+    var k = 0u;
+    for (var c = 0u; c < ch; c = c + 1u) {
+        let xc = xb + c * u32(h * w);
+        for (var ky = 0u; ky < kh; ky = ky + 1u) {
+            for (var kx = 0u; kx < kw; kx = kx + 1u) {
+                var bv: array<vec4<f32>, {{cols4}}>;
+                for (var j = 0u; j < {{cols}}u; j = j + 1u) {
+                    let iy = iy0[j] + i32(ky) * dh;
+                    let ix = ix0[j] + i32(kx) * dw;
+                    let inside = live[j] && iy >= 0 && iy < h && ix >= 0 && ix < w;
+                    let at = xc + u32(clamp(iy, 0, h - 1) * w + clamp(ix, 0, w - 1));
+                    bv[j / 4u][j % 4u] = select(0.0, xin[at], inside);
+                }
+                for (var r = 0u; r < {{rows}}u; r = r + 1u) {
+                    let av = vec4<f32>(a[ra[r] + k]);
+                    for (var q = 0u; q < {{cols4}}u; q = q + 1u) {
+                        acc[r][q] = fma(av, bv[q], acc[r][q]);
+                    }
+                }
+                k = k + 1u;
+            }
+        }
+    }
+    for (var r = 0u; r < {{rows}}u; r = r + 1u) {
+        for (var q = 0u; q < {{cols4}}u; q = q + 1u) {
+            for (var e = 0u; e < 4u; e = e + 1u) {
+                store(t.b, m0 + r, n0 + q * 4u + e, acc[r][q][e]);
+            }
+        }
+    }
+}
