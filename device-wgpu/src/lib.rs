@@ -136,6 +136,8 @@ impl WgpuDevice {
         if is_cpu {
             adapter_key += &format!(" | cpu {}", cpu_model());
         }
+        // A new set of variants invalidates the cached choices.
+        adapter_key += &format!(" | {} variants", MatmulVariant::all().len());
         Ok(WgpuDevice {
             device,
             queue,

@@ -116,7 +116,7 @@ pub enum MatmulVariant {
 }
 
 /// The register-blocked vec4 shapes the autotuner tries: (rows, vec4 columns, workgroup x, y).
-const V4_SHAPES: [(u8, u8, u8, u8); 10] = [
+const V4_SHAPES: [(u8, u8, u8, u8); 11] = [
     (8, 2, 8, 8),
     (4, 2, 8, 8),
     (8, 4, 8, 8),
@@ -127,6 +127,8 @@ const V4_SHAPES: [(u8, u8, u8, u8); 10] = [
     (32, 2, 8, 8),
     (16, 4, 16, 1),
     (16, 2, 16, 4),
+    // One row: matrix-vector products (a decode step), where taller blocks recompute one row.
+    (1, 2, 64, 1),
 ];
 
 impl MatmulVariant {

@@ -180,6 +180,11 @@ fn compose(op: &Op, in_shape: &Shape, v: &View, out_shape: &Shape) -> Option<Vie
     }
 }
 
+/// Query rows (batch x heads x queries) below which attention stays matmul + softmax + matmul...
+pub const MIN_ATTENTION_ROWS: usize = 256;
+/// ... as long as its score matrix is no larger than this.
+pub const MAX_UNFUSED_SCORES_BYTES: usize = 4 << 20;
+
 /// The attention pattern found at a Softmax node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttentionMatch {
@@ -272,6 +277,13 @@ fn match_attention(
                 let sk = out.dims()[rank - 1];
                 // Empty heads or keys: the unfused ops give zeros where a kernel would divide by 0.
                 if d == 0 || dv == 0 || sk == 0 || d > 256 || dv > 256 {
+                    return None;
+                }
+                // The kernel runs one invocation per query row: with few rows (a decode step)
+                // it cannot fill the device, while the score matrix (rows x Sk) is small, so the
+                // matmul kernels (parallel over keys) do better. Long sequences always fuse.
+                let rows = out.numel() / sk;
+                if rows < MIN_ATTENTION_ROWS && rows * sk * 4 <= MAX_UNFUSED_SCORES_BYTES {
                     return None;
                 }
                 if let Some((_, m)) = mask {

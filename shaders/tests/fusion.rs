@@ -30,7 +30,8 @@ fn groups(g: &Graph) -> Vec<(GroupKind, String, String)> {
 }
 
 fn bert_attention() -> Graph {
-    let (b, s, h, d) = (1usize, 8usize, 2usize, 4usize);
+    // 2 heads x 128 queries: enough rows for the attention kernel (MIN_ATTENTION_ROWS).
+    let (b, s, h, d) = (1usize, 128usize, 2usize, 4usize);
     let e = h * d;
     let mut g = Graph::new();
     let x = g.input("x", DType::F32, [b, s, e]);
@@ -232,4 +233,22 @@ fn buffer_budget_limits_fusion() {
             }
         }
     }
+}
+
+#[test]
+fn decode_step_attention_stays_on_the_matmul_kernels() {
+    // One query row per head (a decode step): too few rows for the attention kernel.
+    let mut g = Graph::new();
+    let q = g.input("q", DType::F32, [1, 12, 1, 64]);
+    let k = g.input("k", DType::F32, [1, 12, 64, 129]);
+    let v = g.input("v", DType::F32, [1, 12, 129, 64]);
+    let s = g.matmul(q, k).unwrap();
+    let p = g.softmax(s, -1).unwrap();
+    let o = g.matmul(p, v).unwrap();
+    g.set_outputs(&[o]).unwrap();
+    let kinds: Vec<GroupKind> = groups(&g).iter().map(|x| x.0).collect();
+    assert_eq!(
+        kinds,
+        [GroupKind::Matmul, GroupKind::Softmax, GroupKind::Matmul]
+    );
 }
