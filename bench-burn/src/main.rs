@@ -1,9 +1,9 @@
 //! bench-burn: Sfumato's benchmark cases written with burn 0.22 tensor ops on burn's wgpu
 //! backend, timed the way `sfumato` times its own runs, so the two can be compared case by case.
 //!
-//! Fusion and autotune are on only when built with `--features fusion` (burn's defaults, what a
-//! burn user gets); the default build reuses the prebuilt burn in /tmp/peer-probe, which has
-//! neither. The output says which.
+//! Fusion and autotune are on with the default feature `fusion` (burn's defaults, what a
+//! burn user gets); `--no-default-features` builds burn without them (as peer-probe does). The
+//! output says which.
 //!
 //! Each case does the same work as the Sfumato model of the same name (sfumato-zoo's
 //! `models.rs`): same shapes, same ops, weights drawn at the same scales. FLOP counts use the
@@ -36,7 +36,7 @@ const CASES: &[&str] = &[
 const BURN_FEATURES: &str = if cfg!(feature = "fusion") {
     "fusion on, autotune on"
 } else {
-    "fusion off, autotune off (build with --features fusion for burn's defaults)"
+    "fusion off, autotune off (built with --no-default-features)"
 };
 
 const HIDDEN: usize = 768;

@@ -63,22 +63,21 @@ pub fn group_matmul_problem(g: &Graph, plan: &Plan, group: &Group) -> Option<Mat
     if group.kind == GroupKind::Attention {
         return None;
     }
-    let ins: Vec<(DType, &Shape)> = anchor
-        .inputs
-        .iter()
-        .map(|&i| (g.dtype(i), g.shape(i)))
-        .collect();
-    let outs: Vec<(DType, &Shape)> = anchor
-        .outputs
-        .iter()
-        .map(|&o| (g.dtype(o), g.shape(o)))
-        .collect();
+    let (ins, outs) = node_io(g, anchor);
     let views: Vec<View> = anchor
         .inputs
         .iter()
         .map(|&i| view_of(g, plan, i).1)
         .collect();
     matmul_problem_views(&anchor.op, &ins, &views, &outs)
+}
+
+/// Dtypes and shapes of a node's inputs and outputs, as [`lower`] takes them.
+type Io<'a> = Vec<(DType, &'a Shape)>;
+
+fn node_io<'a>(g: &'a Graph, n: &sfumato_core::Node) -> (Io<'a>, Io<'a>) {
+    let info = |vs: &[ValueId]| vs.iter().map(|&v| (g.dtype(v), g.shape(v))).collect();
+    (info(&n.inputs), info(&n.outputs))
 }
 
 /// The base value and view a value is read through.
@@ -107,16 +106,7 @@ pub fn generate(
     };
     match group.kind {
         GroupKind::Constant | GroupKind::Single => {
-            let ins: Vec<(DType, &Shape)> = first
-                .inputs
-                .iter()
-                .map(|&i| (g.dtype(i), g.shape(i)))
-                .collect();
-            let outs: Vec<(DType, &Shape)> = first
-                .outputs
-                .iter()
-                .map(|&o| (g.dtype(o), g.shape(o)))
-                .collect();
+            let (ins, outs) = node_io(g, first);
             Ok(single(lower(&first.op, &ins, &outs, opts)?))
         }
         GroupKind::View => {

@@ -13,6 +13,7 @@ const UNARY: &str = include_str!("templates/unary.wgsl");
 const BINARY: &str = include_str!("templates/binary.wgsl");
 const WHERE: &str = include_str!("templates/where.wgsl");
 const COPY: &str = include_str!("templates/copy.wgsl");
+const BLOCK_COPY: &str = include_str!("templates/block_copy.wgsl");
 const BATCHNORM: &str = include_str!("templates/batchnorm.wgsl");
 const SOFTMAX: &str = include_str!("templates/softmax.wgsl");
 const LAYERNORM: &str = include_str!("templates/layernorm.wgsl");
@@ -527,48 +528,33 @@ pub fn lower(
             k(vec![read_view(&out_shape, src, out_dt, opts)?])
         }
         Op::Concat { axis } => {
-            let dst_strides: Vec<i64> = out_shape.strides().iter().map(|&s| s as i64).collect();
+            // Part i: blocks of len_i * inner elements, placed at `start * inner` in rows of
+            // total * inner.
+            let inner: usize = out_shape.0[*axis + 1..].iter().product();
+            let row = out_shape.0[*axis] * inner;
             let mut start = 0usize;
             let mut ks = Vec::new();
             for (i, (_, s)) in ins.iter().enumerate() {
                 if s.numel() > 0 {
-                    let dst = View {
-                        strides: dst_strides.clone(),
-                        offset: (start * dst_strides[*axis] as usize) as i64,
-                    };
-                    ks.push(copy_kernel(
-                        s,
-                        View::contiguous(s),
-                        dst,
-                        out_dt,
-                        i,
-                        0,
-                        opts,
-                    )?);
+                    let blk = s.0[*axis] * inner;
+                    let rows = [blk, 0, row, start * inner];
+                    ks.push(block_copy(s.numel(), blk, rows, out_dt, i, 0, opts)?);
                 }
                 start += s.0[*axis];
             }
             k(ks)
         }
         Op::Split { axis, .. } => {
-            let src_strides: Vec<i64> = ins[0].1.strides().iter().map(|&s| s as i64).collect();
+            let x = ins[0].1;
+            let inner: usize = x.0[*axis + 1..].iter().product();
+            let row = x.0[*axis] * inner;
             let mut start = 0usize;
             let mut ks = Vec::new();
             for (o, (_, s)) in outs.iter().enumerate() {
                 if s.numel() > 0 {
-                    let src = View {
-                        strides: src_strides.clone(),
-                        offset: (start * src_strides[*axis] as usize) as i64,
-                    };
-                    ks.push(copy_kernel(
-                        s,
-                        src,
-                        View::contiguous(s),
-                        out_dt,
-                        0,
-                        o,
-                        opts,
-                    )?);
+                    let blk = s.0[*axis] * inner;
+                    let rows = [row, start * inner, blk, 0];
+                    ks.push(block_copy(s.numel(), blk, rows, out_dt, 0, o, opts)?);
                 }
                 start += s.0[*axis];
             }
@@ -1211,6 +1197,31 @@ pub(crate) fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Res
 }
 
 /// A kernel of 256-invocation workgroups over `threads` invocations.
+/// `n` elements in blocks of `blk`: input `input`'s block b at `src_off + b * src_row`, output
+/// `output`'s at `dst_off + b * dst_row`; `rows` = [src_row, src_off, dst_row, dst_off].
+fn block_copy(
+    n: usize,
+    blk: usize,
+    rows: [usize; 4],
+    dt: DType,
+    input: usize,
+    output: usize,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let mut params = vec![n as u32, blk.max(1) as u32];
+    params.extend(rows.iter().map(|&r| r as u32));
+    let vals = [("ty", Elem::of(dt).wgsl().to_string())];
+    kernel(
+        "block_copy",
+        BLOCK_COPY,
+        &vals,
+        vec![Buf::In(input), Buf::Out(output)],
+        params,
+        n,
+        opts,
+    )
+}
+
 pub(crate) fn kernel(
     name: &str,
     template: &str,

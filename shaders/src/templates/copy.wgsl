@@ -1,5 +1,5 @@
-// Strided copy: out[dst view(i)] = in[src view(i)] over a view of `dims`. Serves transpose,
-// slice, concat (one dispatch per part), split and reshape-as-copy.
+// Strided copy: out[dst view(i)] = in[src view(i)] over a view of `dims`. Serves transpose and
+// slice (concat and split use block_copy).
 // params: [n, rank, dims.., src strides.., src offset, dst strides.., dst offset]
 @group(0) @binding(0) var<storage, read> in0: array<{{ty}}>;
 @group(0) @binding(1) var<storage, read_write> out0: array<{{ty}}>;
