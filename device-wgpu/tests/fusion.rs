@@ -300,6 +300,29 @@ proptest! {
 proptest! {
     #![proptest_config(cfg(24))]
 
+    /// Mean and variance: `mean((x - mean(x))^2)` over random axes is two kernels, the second
+    /// computing the squared difference as the reduction's prologue; max and sum too.
+    #[test]
+    fn reductions_with_prologue(
+        dims in prop::collection::vec(1usize..7, 1..=4), axis_pick in any::<u8>(),
+        keepdim in any::<bool>(), which in 0u8..3, seed in any::<u64>()
+    ) {
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, dims.clone());
+        let axis = -1 - (axis_pick as i64 % dims.len() as i64);
+        let m = g.reduce(ReduceOp::Mean, x, &[axis], true).unwrap();
+        let d = g.binary(BinaryOp::Sub, x, m).unwrap();
+        let sq = g.mul(d, d).unwrap();
+        let op = [ReduceOp::Mean, ReduceOp::Max, ReduceOp::Sum][which as usize];
+        let v = g.reduce(op, sq, &[axis], keepdim).unwrap();
+        g.set_outputs(&[v]).unwrap();
+        let inputs = [Tensor::random(DType::F32, dims.clone(), seed)];
+        let n = check(&g, &inputs, 1e-5).map_err(TestCaseError::fail)?;
+        if n > 0 {
+            prop_assert_eq!(n, 2, "mean, then the squared difference and its reduction");
+        }
+    }
+
     /// Attention as BERT writes it: heads split by reshape + transpose (views), K transposed,
     /// scale, additive mask, softmax, P.V, heads merged by transpose + reshape. One kernel for
     /// the attention (with enough query rows), none for the views.

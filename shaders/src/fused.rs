@@ -256,6 +256,35 @@ pub fn generate(
                 inplace: group.inplace,
             })
         }
+        GroupKind::Reduce => {
+            let ai = group
+                .nodes
+                .iter()
+                .position(|&n| matches!(g.node(n).op, Op::Reduce { .. }))
+                .ok_or_else(|| Error::Unsupported("reduce group without its op".into()))?;
+            let anchor = g.node(group.nodes[ai]);
+            let Op::Reduce { op, axes, .. } = &anchor.op else {
+                return Err(Error::Unsupported("reduce group without its op".into()));
+            };
+            let x = anchor.inputs[0];
+            let mut inputs = Vec::new();
+            let k = crate::lower::reduce_kernel(
+                *op,
+                g.dtype(x),
+                g.shape(x).dims(),
+                axes,
+                opts,
+                &|ev| anchor_splice(g, plan, group, &mut Vec::new(), ev, 2, Some(ai)),
+            )?;
+            anchor_splice(g, plan, group, &mut inputs, 0, 2, Some(ai))?;
+            Ok(GroupKernels {
+                lowered: Lowered::Kernels(vec![k]),
+                inputs,
+                outputs: group.outputs.clone(),
+                label,
+                inplace: None,
+            })
+        }
         GroupKind::Attention => attention(g, plan, group, opts, label),
     }
 }
@@ -470,7 +499,12 @@ fn anchor_splice(
     let ai = anchor.unwrap_or(0);
     let a = g.node(group.nodes[ai]);
     let out = a.outputs[0];
-    let shape = g.shape(out).clone();
+    // Row reductions index their input (the same shape as the output, except for Reduce).
+    let shape = if anchor.is_some() {
+        g.shape(a.inputs[0]).clone()
+    } else {
+        g.shape(out).clone()
+    };
     let (pro, epi) = (&group.nodes[..ai], &group.nodes[ai + 1..]);
     let x_is_view = anchor.is_some() && plan.views.contains_key(&a.inputs[0]);
     if pro.is_empty() && epi.is_empty() && !x_is_view {

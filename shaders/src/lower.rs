@@ -606,9 +606,14 @@ pub fn lower(
             opts,
             &|_| Ok(plain_splice(true)),
         )?]),
-        Op::Reduce { op: r, axes, .. } => {
-            k(vec![reduce_kernel(*r, ins[0].0, &ins[0].1 .0, axes, opts)?])
-        }
+        Op::Reduce { op: r, axes, .. } => k(vec![reduce_kernel(
+            *r,
+            ins[0].0,
+            &ins[0].1 .0,
+            axes,
+            opts,
+            &|_| Ok(plain_reduce_splice(ins[0].0)),
+        )?]),
         Op::GlobalAvgPool => {
             let axes: Vec<usize> = (2..ins[0].1.rank()).collect();
             k(vec![reduce_kernel(
@@ -617,6 +622,7 @@ pub fn lower(
                 &ins[0].1 .0,
                 &axes,
                 opts,
+                &|_| Ok(plain_reduce_splice(ins[0].0)),
             )?])
         }
         Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
@@ -1006,12 +1012,28 @@ fn copy_kernel(
     )
 }
 
-fn reduce_kernel(
+/// A reduction's splice with nothing fused: `load_x` reads binding 0 as it is stored.
+pub fn plain_reduce_splice(dt: DType) -> Splice {
+    let ty = Elem::of(dt).wgsl();
+    Splice {
+        extra: format!(
+            "@group(0) @binding(0) var<storage, read> in0: array<{ty}>;\nfn load_x(i: u32) -> {ty} {{\n    return in0[i];\n}}\n"
+        ),
+        params: Vec::new(),
+        first: Buf::In(0),
+        bindings: Vec::new(),
+    }
+}
+
+/// A reduction over `axes` of `dims` with a splice (`load_x`, the input, maybe computed by a
+/// prologue). Bindings: the splice's first, out, then the splice's others.
+pub fn reduce_kernel(
     r: ReduceOp,
     dt: DType,
     dims: &[usize],
     axes: &[usize],
     opts: &LowerOptions,
+    splice: SpliceFn,
 ) -> Result<Kernel, Error> {
     let strides = contiguous_strides(dims);
     let kept: Vec<usize> = (0..dims.len()).filter(|d| !axes.contains(d)).collect();
@@ -1054,18 +1076,24 @@ fn reduce_kernel(
         Elem::U32 => format!("u32(clamp({value}, 0, 255))"),
         _ => value.to_string(),
     };
+    let sp = splice(params.len())?;
+    params.extend(&sp.params);
+    let mut bindings = vec![sp.first, Buf::Out(0)];
+    bindings.extend(&sp.bindings);
     let vals = [
         ("ty", e.wgsl().to_string()),
         ("acc_ty", acc_ty.to_string()),
         ("init", init.to_string()),
         ("combine", combine.to_string()),
         ("finish", finish),
+        ("pb", bindings.len().to_string()),
+        ("extra", sp.extra),
     ];
     kernel(
         r.name().to_lowercase().as_str(),
         REDUCE,
         &vals,
-        vec![Buf::In(0), Buf::Out(0)],
+        bindings,
         params,
         n_out,
         opts,

@@ -90,6 +90,8 @@ pub enum GroupKind {
     Softmax,
     /// LayerNorm with a fused prologue and epilogue.
     LayerNorm,
+    /// ReduceSum/Mean/Max/Min (f32) with a fused prologue: `mean((x - m)^2)` is one kernel.
+    Reduce,
     /// Scaled-dot-product attention.
     Attention,
 }
@@ -424,6 +426,7 @@ pub fn plan(g: &Graph, opts: &PlanOptions) -> Plan {
             Op::Softmax { .. } | Op::LayerNorm { .. } => {
                 n.inputs[0] == v && !n.inputs[1..].contains(&v)
             }
+            Op::Reduce { .. } => g.dtype(v).is_float(),
             _ => false,
         }
     };
@@ -482,11 +485,15 @@ pub fn plan(g: &Graph, opts: &PlanOptions) -> Plan {
             Op::Conv2d(_) => GroupKind::Conv,
             Op::Softmax { .. } => GroupKind::Softmax,
             Op::LayerNorm { .. } => GroupKind::LayerNorm,
+            Op::Reduce { .. } if g.dtype(n.inputs[0]).is_float() => GroupKind::Reduce,
             op if is_elementwise(op) => GroupKind::Elementwise,
             _ => GroupKind::Single,
         };
         // A row reduction takes the elementwise group that only feeds it as its prologue.
-        if matches!(kind, GroupKind::Softmax | GroupKind::LayerNorm) {
+        if matches!(
+            kind,
+            GroupKind::Softmax | GroupKind::LayerNorm | GroupKind::Reduce
+        ) {
             let x = n.inputs[0];
             if let Some(p) = g.value(x).producer {
                 if let Some(&gi) = group_of.get(&p) {
@@ -495,7 +502,7 @@ pub fn plan(g: &Graph, opts: &PlanOptions) -> Plan {
                         pg.kind == GroupKind::Elementwise
                             && pg.outputs == vec![x]
                             && c.single_consumer(x) == Some(n.id)
-                            && g.shape(x) == g.shape(n.outputs[0])
+                            && (kind == GroupKind::Reduce || g.shape(x) == g.shape(n.outputs[0]))
                     });
                     if take {
                         let pg = slots[gi].take().unwrap_or_else(|| unreachable!());

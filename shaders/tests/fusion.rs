@@ -252,3 +252,20 @@ fn decode_step_attention_stays_on_the_matmul_kernels() {
         [GroupKind::Matmul, GroupKind::Softmax, GroupKind::Matmul]
     );
 }
+
+#[test]
+fn variance_reduces_the_squared_difference_in_its_prologue() {
+    use sfumato_core::op::{BinaryOp, ReduceOp};
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [4, 16]);
+    let m = g.reduce(ReduceOp::Mean, x, &[-1], true).unwrap();
+    let d = g.binary(BinaryOp::Sub, x, m).unwrap();
+    let sq = g.mul(d, d).unwrap();
+    let v = g.reduce(ReduceOp::Mean, sq, &[-1], true).unwrap();
+    g.set_outputs(&[v]).unwrap();
+    let gs = groups(&g);
+    let labels: Vec<&str> = gs.iter().map(|x| x.1.as_str()).collect();
+    assert_eq!(labels, ["ReduceMean", "Sub+Mul+ReduceMean"]);
+    assert_eq!(gs[1].0, GroupKind::Reduce);
+    insta::assert_snapshot!("fused_variance", gs[1].2.clone());
+}

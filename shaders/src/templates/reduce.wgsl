@@ -1,9 +1,10 @@
-// Reduction: one invocation per output element, looping over the reduced elements.
+// Reduction: one invocation per output element, looping over the reduced elements. The input
+// is read through load_x (an elementwise prologue may compute it).
 // params: [n_out, count, kept_rank, reduced_rank,
 //        kept dims.., kept strides.., reduced dims.., reduced strides..]
-@group(0) @binding(0) var<storage, read> in0: array<{{ty}}>;
 @group(0) @binding(1) var<storage, read_write> out0: array<{{ty}}>;
-@group(0) @binding(2) var<storage, read> params: array<u32>;
+@group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
+{{extra}}
 
 fn decode(i: u32, rank: u32, dims: u32, strides: u32) -> u32 {
     var rem = i;
@@ -28,7 +29,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let base = decode(i, kr, 4u, 4u + kr);
     var acc: {{acc_ty}} = {{init}};
     for (var r = 0u; r < count; r = r + 1u) {
-        let v = {{acc_ty}}(in0[base + decode(r, rr, 4u + 2u * kr, 4u + 2u * kr + rr)]);
+        let v = {{acc_ty}}(load_x(base + decode(r, rr, 4u + 2u * kr, 4u + 2u * kr + rr)));
         acc = {{combine}};
     }
     out0[i] = {{finish}};
