@@ -8,8 +8,8 @@
 
 use crate::lower::{
     binary_expr, cast_expr, conv2d_kernel, kernel, layernorm_kernel, lower, matmul_kernel_spliced,
-    matmul_problem_views, module, plain_splice, read_view, softmax_kernel, unary_expr,
-    LowerOptions, Lowered, MatmulProblem, MatmulVariant, Splice,
+    matmul_problem_views, module, pick_variant, plain_splice, read_view, softmax_kernel,
+    unary_expr, LowerOptions, Lowered, MatmulProblem, Splice,
 };
 use crate::plan::{Group, GroupKind, Plan, View};
 use crate::{Buf, Elem, Error, Kernel};
@@ -137,156 +137,121 @@ pub fn generate(
         GroupKind::Matmul => {
             let p = group_matmul_problem(g, plan, group)
                 .ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
-            let v = opts
-                .matmul
-                .filter(|v| v.supports(&p))
-                .unwrap_or_else(|| MatmulVariant::candidates(&p, true)[0]);
-            let mut inputs: Vec<ValueId> = first
+            let v = pick_variant(&p, opts);
+            let inputs: Vec<ValueId> = first
                 .inputs
                 .iter()
                 .map(|&i| view_of(g, plan, i).0)
                 .collect();
-            let pre = inputs.clone();
-            let k = matmul_kernel_spliced(&p, v, opts, &|ev| {
-                anchor_splice(g, plan, group, &mut pre.clone(), ev, 4, None)
-            })?;
-            anchor_splice(g, plan, group, &mut inputs, 0, 4, None)?;
-            Ok(GroupKernels {
-                lowered: Lowered::Kernels(vec![k]),
-                inputs,
-                outputs: group.outputs.clone(),
-                label,
-                inplace: group.inplace,
+            spliced(g, plan, group, label, inputs, 4, None, |sp| {
+                matmul_kernel_spliced(&p, v, opts, sp)
             })
         }
         GroupKind::Conv => {
             let Op::Conv2d(c) = &first.op else {
                 return Err(Error::Unsupported("conv group without a conv".into()));
             };
-            let mut inputs = first.inputs.clone();
-            let pre = inputs.clone();
-            let bias = if inputs.len() == 3 {
-                Buf::In(2)
-            } else {
-                Buf::In(1)
-            };
-            let x = g.shape(first.inputs[0]).0.clone();
-            let w = g.shape(first.inputs[1]).0.clone();
-            let out_shape = g.shape(first.outputs[0]).clone();
             if let Some(p) = group_matmul_problem(g, plan, group) {
                 // Pointwise: a batched matmul (A = weight, B = image) with the same epilogue.
-                let v = opts
-                    .matmul
-                    .filter(|v| v.supports(&p))
-                    .unwrap_or_else(|| MatmulVariant::candidates(&p, true)[0]);
+                let v = pick_variant(&p, opts);
                 let mut inputs = vec![first.inputs[1], first.inputs[0]];
                 inputs.extend(first.inputs.get(2));
-                let pre = inputs.clone();
-                let k = matmul_kernel_spliced(&p, v, opts, &|ev| {
-                    anchor_splice(g, plan, group, &mut pre.clone(), ev, 4, None)
-                })?;
-                anchor_splice(g, plan, group, &mut inputs, 0, 4, None)?;
-                return Ok(GroupKernels {
-                    lowered: Lowered::Kernels(vec![k]),
-                    inputs,
-                    outputs: group.outputs.clone(),
-                    label,
-                    inplace: group.inplace,
+                return spliced(g, plan, group, label, inputs, 4, None, |sp| {
+                    matmul_kernel_spliced(&p, v, opts, sp)
                 });
             }
+            let bias = Buf::In(if first.inputs.len() == 3 { 2 } else { 1 });
+            let x = g.shape(first.inputs[0]).dims();
+            let w = g.shape(first.inputs[1]).dims();
+            let out_shape = g.shape(first.outputs[0]);
             let conv = if c.groups == 1 {
                 crate::lower::conv2d_gemm_kernel
             } else {
                 conv2d_kernel
             };
-            let k = conv(
-                c,
-                &x,
-                &w,
-                bias,
-                first.inputs.len() == 3,
-                &out_shape,
-                opts,
-                &|ev| anchor_splice(g, plan, group, &mut pre.clone(), ev, 4, None),
-            )?;
-            anchor_splice(g, plan, group, &mut inputs, 0, 4, None)?;
-            Ok(GroupKernels {
-                lowered: Lowered::Kernels(vec![k]),
-                inputs,
-                outputs: group.outputs.clone(),
-                label,
-                inplace: group.inplace,
+            let has_bias = first.inputs.len() == 3;
+            spliced(g, plan, group, label, first.inputs.clone(), 4, None, |sp| {
+                conv(c, x, w, bias, has_bias, out_shape, opts, sp)
             })
         }
-        GroupKind::Softmax | GroupKind::LayerNorm => {
+        GroupKind::Softmax | GroupKind::LayerNorm | GroupKind::Reduce => {
             let ai = group
                 .nodes
                 .iter()
-                .position(|&n| matches!(g.node(n).op, Op::Softmax { .. } | Op::LayerNorm { .. }))
+                .position(|&n| {
+                    matches!(
+                        g.node(n).op,
+                        Op::Softmax { .. } | Op::LayerNorm { .. } | Op::Reduce { .. }
+                    )
+                })
                 .ok_or_else(|| Error::Unsupported("row reduction group without its op".into()))?;
             let anchor = g.node(group.nodes[ai]);
-            let shape = g.shape(anchor.outputs[0]).clone();
-            let k = match &anchor.op {
+            let x = anchor.inputs[0];
+            let shape = g.shape(anchor.outputs[0]);
+            match &anchor.op {
                 Op::Softmax { axis } => {
-                    let mut inputs = Vec::new();
-                    let k = softmax_kernel(*axis, &shape, opts, &|ev| {
-                        anchor_splice(g, plan, group, &mut Vec::new(), ev, 2, Some(ai))
-                    })?;
-                    anchor_splice(g, plan, group, &mut inputs, 0, 2, Some(ai))?;
-                    (k, inputs)
+                    spliced(g, plan, group, label, Vec::new(), 2, Some(ai), |sp| {
+                        softmax_kernel(*axis, shape, opts, sp)
+                    })
                 }
                 Op::LayerNorm { axis, epsilon } => {
-                    let mut inputs: Vec<ValueId> = anchor.inputs[1..].to_vec();
                     let has_bias = anchor.inputs.len() == 3;
                     let sb = [Buf::In(0), Buf::In(if has_bias { 1 } else { 0 })];
-                    let pre = inputs.clone();
-                    let k = layernorm_kernel(*axis, *epsilon, sb, has_bias, &shape, opts, &|ev| {
-                        anchor_splice(g, plan, group, &mut pre.clone(), ev, 4, Some(ai))
-                    })?;
-                    anchor_splice(g, plan, group, &mut inputs, 0, 4, Some(ai))?;
-                    (k, inputs)
+                    let inputs = anchor.inputs[1..].to_vec();
+                    spliced(g, plan, group, label, inputs, 4, Some(ai), |sp| {
+                        layernorm_kernel(*axis, *epsilon, sb, has_bias, shape, opts, sp)
+                    })
+                }
+                Op::Reduce { op, axes, .. } => {
+                    spliced(g, plan, group, label, Vec::new(), 2, Some(ai), |sp| {
+                        crate::lower::reduce_kernel(
+                            *op,
+                            g.dtype(x),
+                            g.shape(x).dims(),
+                            axes,
+                            opts,
+                            sp,
+                        )
+                    })
                 }
                 _ => unreachable!("checked above"),
-            };
-            Ok(GroupKernels {
-                lowered: Lowered::Kernels(vec![k.0]),
-                inputs: k.1,
-                outputs: group.outputs.clone(),
-                label,
-                inplace: group.inplace,
-            })
-        }
-        GroupKind::Reduce => {
-            let ai = group
-                .nodes
-                .iter()
-                .position(|&n| matches!(g.node(n).op, Op::Reduce { .. }))
-                .ok_or_else(|| Error::Unsupported("reduce group without its op".into()))?;
-            let anchor = g.node(group.nodes[ai]);
-            let Op::Reduce { op, axes, .. } = &anchor.op else {
-                return Err(Error::Unsupported("reduce group without its op".into()));
-            };
-            let x = anchor.inputs[0];
-            let mut inputs = Vec::new();
-            let k = crate::lower::reduce_kernel(
-                *op,
-                g.dtype(x),
-                g.shape(x).dims(),
-                axes,
-                opts,
-                &|ev| anchor_splice(g, plan, group, &mut Vec::new(), ev, 2, Some(ai)),
-            )?;
-            anchor_splice(g, plan, group, &mut inputs, 0, 2, Some(ai))?;
-            Ok(GroupKernels {
-                lowered: Lowered::Kernels(vec![k]),
-                inputs,
-                outputs: group.outputs.clone(),
-                label,
-                inplace: None,
-            })
+            }
         }
         GroupKind::Attention => attention(g, plan, group, opts, label),
     }
+}
+
+/// An anchor group's kernel: `build` makes it with the group's splice (`anchor_splice`, generated
+/// once, when the builder knows where its params end); the group binds `inputs` (the anchor's
+/// fixed operands) plus whatever the splice reads.
+#[allow(clippy::too_many_arguments)]
+fn spliced(
+    g: &Graph,
+    plan: &Plan,
+    group: &Group,
+    label: String,
+    inputs: Vec<ValueId>,
+    first_slot: u32,
+    anchor: Option<usize>,
+    build: impl FnOnce(crate::lower::SpliceFn) -> Result<Kernel, Error>,
+) -> Result<GroupKernels, Error> {
+    let bound = std::cell::RefCell::new(None);
+    let k = build(&|ev| {
+        let mut ins = inputs.clone();
+        let sp = anchor_splice(g, plan, group, &mut ins, ev, first_slot, anchor)?;
+        *bound.borrow_mut() = Some(ins);
+        Ok(sp)
+    })?;
+    let inputs = bound
+        .into_inner()
+        .ok_or_else(|| Error::Unsupported(format!("{label}: the kernel took no splice")))?;
+    Ok(GroupKernels {
+        lowered: Lowered::Kernels(vec![k]),
+        inputs,
+        outputs: group.outputs.clone(),
+        label,
+        inplace: group.inplace,
+    })
 }
 
 /// Reads of external values at a flat index of `shape`, with the bindings they need.

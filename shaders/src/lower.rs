@@ -81,6 +81,25 @@ pub fn plain_splice(row_reduction: bool) -> Splice {
     }
 }
 
+/// The `pb` and `extra` template values of a splice.
+type SpliceVals = [(&'static str, String); 2];
+
+/// Apply an anchor's splice: its params after the anchor's own, its bindings after the
+/// template's fixed ones (`fixed` gets the splice's first binding, which row reductions place at
+/// 0). Returns the bindings and the template's `pb` (params binding) and `extra` values.
+fn apply_splice(
+    splice: SpliceFn,
+    params: &mut Vec<u32>,
+    fixed: impl FnOnce(Buf) -> Vec<Buf>,
+) -> Result<(Vec<Buf>, SpliceVals), Error> {
+    let sp = splice(params.len())?;
+    params.extend(&sp.params);
+    let mut bindings = fixed(sp.first);
+    bindings.extend(&sp.bindings);
+    let vals = [("pb", bindings.len().to_string()), ("extra", sp.extra)];
+    Ok((bindings, vals))
+}
+
 /// Builds a splice given `ev`, the params index where its view block starts.
 pub type SpliceFn<'a> = &'a dyn Fn(usize) -> Result<Splice, Error>;
 
@@ -397,6 +416,14 @@ pub fn matmul_problem_views(
     }
 }
 
+/// The matmul variant for `p`: the one chosen (by the device's autotuner) where it supports the
+/// layout, else the first candidate.
+pub fn pick_variant(p: &MatmulProblem, opts: &LowerOptions) -> MatmulVariant {
+    opts.matmul
+        .filter(|v| v.supports(p))
+        .unwrap_or_else(|| MatmulVariant::candidates(p, true)[0])
+}
+
 /// A pointwise conv (1x1 kernel, stride 1, no padding, one group) as a batched matmul:
 /// `Y[n] = W[O, C] @ X[n][C, H*W] (+ bias[O])`, whose output layout is the conv's NCHW. A is the
 /// weight (input 1), B the image (input 0).
@@ -677,11 +704,7 @@ pub fn lower(
         {
             let p = conv1x1_problem(c, &ins[0].1 .0, &ins[1].1 .0, ins.len() == 3)
                 .ok_or_else(|| Error::Unsupported("pointwise conv".into()))?;
-            let v = opts
-                .matmul
-                .filter(|v| v.supports(&p))
-                .unwrap_or_else(|| MatmulVariant::candidates(&p, true)[0]);
-            let mut kern = matmul_kernel(&p, v, opts)?;
+            let mut kern = matmul_kernel(&p, pick_variant(&p, opts), opts)?;
             // The matmul reads A = weight (input 1) and B = image (input 0).
             for b in kern.bindings.iter_mut() {
                 *b = match *b {
@@ -1076,19 +1099,15 @@ pub fn reduce_kernel(
         Elem::U32 => format!("u32(clamp({value}, 0, 255))"),
         _ => value.to_string(),
     };
-    let sp = splice(params.len())?;
-    params.extend(&sp.params);
-    let mut bindings = vec![sp.first, Buf::Out(0)];
-    bindings.extend(&sp.bindings);
-    let vals = [
+    let (bindings, spliced) = apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
+    let mut vals = vec![
         ("ty", e.wgsl().to_string()),
         ("acc_ty", acc_ty.to_string()),
         ("init", init.to_string()),
         ("combine", combine.to_string()),
         ("finish", finish),
-        ("pb", bindings.len().to_string()),
-        ("extra", sp.extra),
     ];
+    vals.extend(spliced);
     kernel(
         r.name().to_lowercase().as_str(),
         REDUCE,
@@ -1150,11 +1169,10 @@ pub fn matmul_kernel_spliced(
     for o in &p.offsets {
         params.extend(o.iter().map(|&x| x as u32));
     }
-    let sp = splice(params.len())?;
-    params.extend(&sp.params);
     let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
-    let mut bindings = vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)];
-    bindings.extend(&sp.bindings);
+    let (bindings, spliced) = apply_splice(splice, &mut params, |_| {
+        vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)]
+    })?;
     let body = match v {
         MatmulVariant::Naive => MATMUL_NAIVE,
         MatmulVariant::Rb4 => MATMUL_RB4,
@@ -1196,8 +1214,7 @@ pub fn matmul_kernel_spliced(
         ],
         _ => vec![],
     };
-    vals.push(("pb", bindings.len().to_string()));
-    vals.push(("extra", sp.extra));
+    vals.extend(spliced);
     let wgsl = module(&v.name(), &[MATMUL_COMMON, body], &vals)?;
     let empty = p.m == 0 || p.n == 0 || batch == 0;
     let workgroups = if empty {
@@ -1295,11 +1312,7 @@ pub fn softmax_kernel(
     let (outer, len, inner) = sfumato_core::interp::split_at_axis(&shape.0, axis);
     let rows = outer * inner;
     let mut params = vec![rows as u32, len as u32, inner.max(1) as u32];
-    let sp = splice(params.len())?;
-    params.extend(&sp.params);
-    let mut bindings = vec![sp.first, Buf::Out(0)];
-    bindings.extend(&sp.bindings);
-    let vals = [("pb", bindings.len().to_string()), ("extra", sp.extra)];
+    let (bindings, vals) = apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
     kernel("softmax", SOFTMAX, &vals, bindings, params, rows, opts)
 }
 
@@ -1317,11 +1330,9 @@ pub fn layernorm_kernel(
     let len: usize = shape.0[axis..].iter().product();
     let rows = shape.numel().checked_div(len).unwrap_or(0);
     let mut params = vec![rows as u32, len as u32, epsilon.to_bits(), has_bias as u32];
-    let sp = splice(params.len())?;
-    params.extend(&sp.params);
-    let mut bindings = vec![sp.first, scale_bias[0], scale_bias[1], Buf::Out(0)];
-    bindings.extend(&sp.bindings);
-    let vals = [("pb", bindings.len().to_string()), ("extra", sp.extra)];
+    let (bindings, vals) = apply_splice(splice, &mut params, |first| {
+        vec![first, scale_bias[0], scale_bias[1], Buf::Out(0)]
+    })?;
     kernel("layernorm", LAYERNORM, &vals, bindings, params, rows, opts)
 }
 
@@ -1363,12 +1374,10 @@ pub fn conv2d_kernel(
         bx as u32,
         bo as u32,
     ];
-    let sp = splice(params.len())?;
-    params.extend(&sp.params);
-    let mut bindings = vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)];
-    bindings.extend(&sp.bindings);
+    let (bindings, vals) = apply_splice(splice, &mut params, |_| {
+        vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)]
+    })?;
     let threads = x[0] * c.groups * bo * oh * bx;
-    let vals = [("pb", bindings.len().to_string()), ("extra", sp.extra)];
     let wgsl = module("conv2d", &[CONV2D], &vals)?;
     let workgroups = if n == 0 {
         [0, 0, 0]
@@ -1447,11 +1456,10 @@ pub fn conv2d_gemm_kernel(
         .iter()
         .map(|&v| v as u32),
     );
-    let sp = splice(params.len())?;
-    params.extend(&sp.params);
-    let mut bindings = vec![Buf::In(1), Buf::In(0), bias, Buf::Out(0)];
-    bindings.extend(&sp.bindings);
-    let vals = [
+    let (bindings, spliced) = apply_splice(splice, &mut params, |_| {
+        vec![Buf::In(1), Buf::In(0), bias, Buf::Out(0)]
+    })?;
+    let mut vals = vec![
         ("rows", rows.to_string()),
         ("cols", cols.to_string()),
         ("cols4", (cols / 4).to_string()),
@@ -1459,9 +1467,8 @@ pub fn conv2d_gemm_kernel(
         ("wg_y", wg_y.to_string()),
         ("tile_m", tm.to_string()),
         ("tile_n", tn.to_string()),
-        ("pb", bindings.len().to_string()),
-        ("extra", sp.extra),
     ];
+    vals.extend(spliced);
     let wgsl = module("conv2d_gemm", &[MATMUL_COMMON, CONV2D_GEMM], &vals)?;
     let wgs = tiles_m * tiles_n * batch;
     let workgroups = if out_shape.numel() == 0 {
