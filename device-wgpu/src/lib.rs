@@ -345,8 +345,7 @@ impl WgpuDevice {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(wgsl.into()),
         };
-        let module = if self.trusted_matmul && (name.starts_with("matmul_") || name == "attention")
-        {
+        let module = if self.trusted_matmul && name.starts_with("matmul_") {
             // SAFETY: every matmul template clamps each row and column it loads to the operand's
             // bounds and `prepare` checked every tensor against the binding limit, so naga's
             // per-access bounds checks (a clamp on every load of the inner loop) can go.
