@@ -75,6 +75,16 @@ struct Prepared {
     graph: Arc<Graph>,
     steps: Vec<Step>,
     consts: HashMap<ValueId, Arc<wgpu::Buffer>>,
+    /// Constants that kernels read as textures (`Buf::Texture`): views and their bytes.
+    textures: HashMap<ValueId, wgpu::TextureView>,
+    texture_bytes: u64,
+}
+
+impl Prepared {
+    /// Device memory this prepared graph holds: its constant buffers and textures.
+    fn held_bytes(&self) -> u64 {
+        self.consts.values().map(|b| b.size()).sum::<u64>() + self.texture_bytes
+    }
 }
 
 /// The WebGPU device.
@@ -171,6 +181,13 @@ impl WgpuDevice {
     /// Turn fusion (and the graph passes) on or off.
     pub fn set_fusion(&mut self, on: bool) {
         self.opts.fusion = on;
+        self.drop_prepared();
+    }
+
+    /// Forget prepared graphs, and the memory their constants held.
+    fn drop_prepared(&mut self) {
+        let held: u64 = self.prepared.iter().map(Prepared::held_bytes).sum();
+        self.allocated = self.allocated.saturating_sub(held);
         self.prepared.clear();
     }
 
@@ -189,21 +206,14 @@ impl WgpuDevice {
         for (s, _) in self.pool.drain(..) {
             self.allocated -= s;
         }
-        let consts: u64 = self
-            .prepared
-            .iter()
-            .flat_map(|p| p.consts.values())
-            .map(|b| b.size())
-            .sum();
-        self.allocated = self.allocated.saturating_sub(consts);
-        self.prepared.clear();
+        self.drop_prepared();
     }
 
     /// Force one matmul variant (where it supports the layout), or go back to autotuning.
     pub fn set_matmul_variant(&mut self, v: Option<MatmulVariant>) {
         self.opts.matmul = v;
         self.chosen.clear();
-        self.prepared.clear();
+        self.drop_prepared();
     }
 
     /// The matmul variant this device uses for a problem (forced, cached or measured now).
@@ -253,7 +263,17 @@ impl WgpuDevice {
                 max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension,
             };
             let kernel = matmul_kernel_for(p, &opts)?;
-            let bufs = [a.clone(), b.clone(), a.clone(), c.clone()];
+            let b_res = if matches!(v, MatmulVariant::V4Tex { .. }) {
+                Res::Tex(self.scratch_texture(p.n as u32 / 4, p.k as u32))
+            } else {
+                Res::Buf(b.clone())
+            };
+            let bufs = [
+                Res::Buf(a.clone()),
+                b_res,
+                Res::Buf(a.clone()),
+                Res::Buf(c.clone()),
+            ];
             let mut times = Vec::new();
             for it in 0..4 {
                 let t = self.time_kernel(&kernel, &bufs)?;
@@ -280,6 +300,25 @@ impl WgpuDevice {
         Ok(best.map(|(_, v)| v).unwrap_or(cands[0]))
     }
 
+    fn scratch_texture(&self, width: u32, height: u32) -> wgpu::TextureView {
+        self.device
+            .create_texture(&wgpu::TextureDescriptor {
+                label: Some("sfumato scratch"),
+                size: wgpu::Extent3d {
+                    width: width.max(1),
+                    height: height.max(1),
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING,
+                view_formats: &[],
+            })
+            .create_view(&Default::default())
+    }
+
     fn scratch(&self, bytes: u64) -> Arc<wgpu::Buffer> {
         Arc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("sfumato scratch"),
@@ -290,7 +329,7 @@ impl WgpuDevice {
     }
 
     /// Wall-clock seconds of one dispatch of `k` over `bufs` (submitted alone and waited for).
-    fn time_kernel(&mut self, k: &Kernel, bufs: &[Arc<wgpu::Buffer>]) -> Result<f64> {
+    fn time_kernel(&mut self, k: &Kernel, bufs: &[Res]) -> Result<f64> {
         let pipeline = self.pipeline(&k.name, &k.wgsl)?;
         let params = self
             .device
@@ -304,7 +343,10 @@ impl WgpuDevice {
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource: match b {
+                    Res::Buf(b) => b.as_entire_binding(),
+                    Res::Tex(t) => wgpu::BindingResource::TextureView(t),
+                },
             })
             .collect();
         entries.push(wgpu::BindGroupEntry {
@@ -406,6 +448,44 @@ impl WgpuDevice {
         }
     }
 
+    /// Upload a constant f32 tensor as an rgba32float texture of its rows (the last dimension
+    /// over 4 texels wide); returns the view and the bytes it holds.
+    fn upload_texture(&mut self, t: &Tensor, what: &str) -> Result<(wgpu::TextureView, u64)> {
+        let bytes = convert::to_device_bytes(t, what)?;
+        let cols = t.shape().dims().last().copied().unwrap_or(1);
+        let rows = t.shape().numel() / cols.max(1);
+        let side = self.limits.max_texture_dimension_2d as usize;
+        if !cols.is_multiple_of(4) || cols / 4 > side || rows > side || cols == 0 {
+            return Err(Error::Device(format!(
+                "constant '{what}' of shape {} does not fit a texture of at most {side} texels a side",
+                t.shape()
+            )));
+        }
+        let tex = self.device.create_texture_with_data(
+            &self.queue,
+            &wgpu::TextureDescriptor {
+                label: Some(what),
+                size: wgpu::Extent3d {
+                    width: (cols / 4) as u32,
+                    height: rows as u32,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING,
+                view_formats: &[],
+            },
+            wgpu::util::TextureDataOrder::LayerMajor,
+            &bytes,
+        );
+        let n = bytes.len() as u64;
+        self.allocated += n;
+        self.high_water = self.high_water.max(self.allocated);
+        Ok((tex.create_view(&Default::default()), n))
+    }
+
     fn upload(&mut self, t: &Tensor, what: &str) -> Result<Arc<wgpu::Buffer>> {
         let bytes = convert::to_device_bytes(t, what)?;
         let buf = self.acquire(bytes.len() as u64);
@@ -435,6 +515,7 @@ impl WgpuDevice {
         let the_plan = plan(&g, &popts);
         let mut steps = Vec::with_capacity(the_plan.groups.len());
         let mut consts = HashMap::new();
+        let mut const_nodes = Vec::new();
         for group in &the_plan.groups {
             let node = g.node(group.nodes[0]);
             let node_err = |msg: String| Error::Limit {
@@ -476,9 +557,8 @@ impl WgpuDevice {
                     msg: other.to_string(),
                 },
             })?;
-            if let (Lowered::Constant, Op::Constant(t)) = (&gk.lowered, &node.op) {
-                let buf = self.upload(t, &node.name)?;
-                consts.insert(node.outputs[0], buf);
+            if let (Lowered::Constant, Op::Constant(_)) = (&gk.lowered, &node.op) {
+                const_nodes.push((node.outputs[0], node.id));
             }
             if let Lowered::Kernels(ks) = &gk.lowered {
                 for k in ks {
@@ -499,19 +579,59 @@ impl WgpuDevice {
                 kernels: Arc::new(gk),
             });
         }
+        // Constants: a texture for each that a kernel reads as one, a buffer for each read any
+        // other way (a kernel binding, an alias, a graph output).
+        let mut as_texture = Vec::new();
+        let mut as_buffer: Vec<ValueId> = g.outputs().to_vec();
+        for step in &steps {
+            match &step.kernels.lowered {
+                Lowered::Kernels(ks) => {
+                    for b in ks.iter().flat_map(|k| &k.bindings) {
+                        match *b {
+                            Buf::Texture(i) => as_texture.push(step.kernels.inputs[i]),
+                            Buf::In(i) => as_buffer.push(step.kernels.inputs[i]),
+                            Buf::Out(_) => {}
+                        }
+                    }
+                }
+                _ => as_buffer.extend(&step.kernels.inputs),
+            }
+        }
+        let mut textures = HashMap::new();
+        let mut texture_bytes = 0;
+        for &(v, node) in &const_nodes {
+            let n = g.node(node);
+            let Op::Constant(t) = &n.op else { continue };
+            if as_texture.contains(&v) && !textures.contains_key(&v) {
+                let (view, bytes) = self.upload_texture(t, &n.name)?;
+                textures.insert(v, view);
+                texture_bytes += bytes;
+            }
+            if as_buffer.contains(&v) || !as_texture.contains(&v) {
+                let buf = self.upload(t, &n.name)?;
+                consts.insert(v, buf);
+            }
+        }
         if self.prepared.len() >= PREPARED_MAX {
             let old = self.prepared.remove(0);
-            let bytes: u64 = old.consts.values().map(|b| b.size()).sum();
-            self.allocated = self.allocated.saturating_sub(bytes);
+            self.allocated = self.allocated.saturating_sub(old.held_bytes());
         }
         self.prepared.push(Prepared {
             fingerprint: fp,
             graph: Arc::new(g),
             steps,
             consts,
+            textures,
+            texture_bytes,
         });
         Ok(self.prepared.len() - 1)
     }
+}
+
+/// A binding of a kernel being timed: a storage buffer or a texture.
+enum Res {
+    Buf(Arc<wgpu::Buffer>),
+    Tex(wgpu::TextureView),
 }
 
 /// Params padded to at least 4 words (a binding may not be empty).
@@ -573,6 +693,7 @@ impl Device for WgpuDevice {
         for (v, b) in &self.prepared[pi].consts {
             bufs[v.index()] = Some(Arc::clone(b));
         }
+        let textures = self.prepared[pi].textures.clone();
         for (&v, t) in graph.inputs().iter().zip(inputs) {
             bufs[v.index()] = Some(self.upload(t, &graph.value(v).name)?);
         }
@@ -659,6 +780,17 @@ impl Device for WgpuDevice {
                             let v = match b {
                                 Buf::In(i) => gk.inputs[*i],
                                 Buf::Out(i) => gk.outputs[*i],
+                                Buf::Texture(i) => {
+                                    let v = gk.inputs[*i];
+                                    let view = textures.get(&v).ok_or_else(|| {
+                                        Error::Graph(format!("value {} has no texture", v.0))
+                                    })?;
+                                    entries.push(wgpu::BindGroupEntry {
+                                        binding: bi as u32,
+                                        resource: wgpu::BindingResource::TextureView(view),
+                                    });
+                                    continue;
+                                }
                             };
                             let buf = bufs[v.index()].as_ref().ok_or_else(|| {
                                 Error::Graph(format!("value {} has no buffer", v.0))

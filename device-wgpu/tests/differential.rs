@@ -7,7 +7,7 @@ mod common;
 use common::differential;
 use proptest::prelude::*;
 use sfumato_core::op::*;
-use sfumato_core::{DType, Graph, Tensor};
+use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};
 use sfumato_shaders::MatmulVariant;
 
 fn cfg(cases: u32) -> ProptestConfig {
@@ -307,5 +307,53 @@ proptest! {
         let p = g.pad(x, &pads, pmode).unwrap();
         g.set_outputs(&[r, p]).unwrap();
         differential(&g, &[Tensor::random(DType::F32, [n, 2, h, w], seed)], 1e-6).map_err(|e| TestCaseError::fail(format!("{mode:?} {coord:?} {pmode:?}: {e}")))?;
+    }
+}
+
+proptest! {
+    // Each texture variant compiles a few pipelines (with and without an epilogue, fused and
+    // not); a large block's compile takes seconds on lavapipe, so fewer cases here.
+    #![proptest_config(cfg(14))]
+
+    /// A constant weight B (`K x N`, N a multiple of 4) is held as a texture and read by the
+    /// `V4Tex` variants: every one of them, with and without fusion, with a bias epilogue, on
+    /// batched and matrix-vector (M = 1) products. The profile must name the texture kernel.
+    #[test]
+    fn matmul_constant_weight_as_texture(batch in prop::collection::vec(1usize..3, 0..=2), m in prop_oneof![Just(1usize), 1usize..40],
+              n4 in 1usize..12, k in 1usize..40, v in 0usize..7, bias in any::<bool>(), fuse in any::<bool>(), seed in any::<u64>()) {
+        let n = n4 * 4;
+        let mut sa = batch.clone();
+        sa.extend([m, k]);
+        let mut g = Graph::new();
+        let a = g.input("a", DType::F32, sa.clone());
+        let w = g.constant(Tensor::random(DType::F32, [k, n], seed + 1)).unwrap();
+        let mut y = g.matmul(a, w).unwrap();
+        if bias {
+            let b = g.constant(Tensor::random(DType::F32, [n], seed + 2)).unwrap();
+            y = g.add_(y, b).unwrap();
+        }
+        g.set_outputs(&[y]).unwrap();
+        let tex: Vec<MatmulVariant> = MatmulVariant::all()
+            .into_iter()
+            .filter(|v| matches!(v, MatmulVariant::V4Tex { .. }))
+            .collect();
+        let variant = tex[v % tex.len()];
+        let inputs = [Tensor::random(DType::F32, sa, seed)];
+        // One lock for the whole run: other tests share the device and set their own variant.
+        let got = common::with_device(|d| {
+            d.set_matmul_variant(Some(variant));
+            d.set_fusion(fuse);
+            let r = d.run(&g, &inputs);
+            d.set_matmul_variant(None);
+            d.set_fusion(true);
+            r
+        });
+        let Some(got) = got else { return Ok(()) };
+        let got = got.map_err(|e| TestCaseError::fail(format!("{variant:?}: {e}")))?;
+        let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (k + 1) as f64),
+            "{:?}: max diff {:?}", variant, got.outputs[0].max_diff(&want.outputs[0]));
+        let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
+        prop_assert!(ks.contains(&variant.name().as_str()), "{:?} ran {:?}", variant, ks);
     }
 }

@@ -69,7 +69,15 @@ pub fn group_matmul_problem(g: &Graph, plan: &Plan, group: &Group) -> Option<Mat
         .iter()
         .map(|&i| view_of(g, plan, i).1)
         .collect();
-    matmul_problem_views(&anchor.op, &ins, &views, &outs)
+    let mut p = matmul_problem_views(&anchor.op, &ins, &views, &outs)?;
+    // B read whole, as stored, from a constant: the device may hold it as a texture.
+    let (b_base, _) = view_of(g, plan, anchor.inputs[1]);
+    p.b_const = g.dtype(b_base) == DType::F32
+        && g.shape(b_base).numel() == p.k * p.n
+        && g.value(b_base)
+            .producer
+            .is_some_and(|n| matches!(g.node(n).op, Op::Constant(_)));
+    Some(p)
 }
 
 /// Dtypes and shapes of a node's inputs and outputs, as [`lower`] takes them.

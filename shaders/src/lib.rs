@@ -69,6 +69,8 @@ impl Elem {
 pub enum Buf {
     In(usize),
     Out(usize),
+    /// Input `i`, a constant, bound as an rgba32float texture of its rows (`N / 4` texels wide).
+    Texture(usize),
 }
 
 /// One compute dispatch: bindings `0..bindings.len()` are the listed tensors, the next binding

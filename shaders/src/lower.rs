@@ -129,6 +129,16 @@ pub enum MatmulVariant {
         wg_x: u8,
         wg_y: u8,
     },
+    /// As `V4`, with B read from an rgba32float texture (`K` rows of `N / 4` texels) instead
+    /// of a storage buffer: only for a constant B (a weight) that the device uploads as a texture.
+    /// CPU adapters gather texels far faster than storage-buffer elements (lavapipe: 4.9 vs
+    /// 1.0 GB/s on a 768x3072 matrix-vector product, `examples/tex_lab.rs`).
+    V4Tex {
+        rows: u8,
+        cols4: u8,
+        wg_x: u8,
+        wg_y: u8,
+    },
     /// 4x8 outputs per invocation, A and B as vec4 (four k per step), no barriers.
     Rb4V4K,
     /// 64x64 tiles staged in workgroup memory, 4x4 per invocation.
@@ -151,6 +161,21 @@ const V4_SHAPES: [(u8, u8, u8, u8); 11] = [
     (1, 2, 64, 1),
 ];
 
+/// The `V4Tex` shapes: one row for matrix-vector products, taller blocks for matrices.
+/// Narrow workgroups give a long-K, short-N product (768 outputs) enough workgroups to spread.
+const V4_TEX_SHAPES: [(u8, u8, u8, u8); 7] = [
+    (1, 2, 64, 1),
+    (1, 2, 16, 1),
+    (1, 1, 16, 1),
+    (8, 2, 64, 1),
+    (8, 2, 8, 8),
+    (16, 4, 8, 8),
+    (16, 4, 16, 1),
+];
+
+/// The largest texture side every WebGPU adapter offers (`max_texture_dimension_2d`'s default).
+pub const MAX_TEXTURE_SIDE: usize = 8192;
+
 impl MatmulVariant {
     /// Every variant, in a fixed order.
     pub fn all() -> Vec<MatmulVariant> {
@@ -159,6 +184,16 @@ impl MatmulVariant {
             V4_SHAPES
                 .iter()
                 .map(|&(rows, cols4, wg_x, wg_y)| MatmulVariant::V4 {
+                    rows,
+                    cols4,
+                    wg_x,
+                    wg_y,
+                }),
+        );
+        v.extend(
+            V4_TEX_SHAPES
+                .iter()
+                .map(|&(rows, cols4, wg_x, wg_y)| MatmulVariant::V4Tex {
                     rows,
                     cols4,
                     wg_x,
@@ -179,6 +214,12 @@ impl MatmulVariant {
                 wg_x,
                 wg_y,
             } => format!("matmul_v4_{rows}x{}_wg{wg_x}x{wg_y}", cols4 as u32 * 4),
+            MatmulVariant::V4Tex {
+                rows,
+                cols4,
+                wg_x,
+                wg_y,
+            } => format!("matmul_v4tex_{rows}x{}_wg{wg_x}x{wg_y}", cols4 as u32 * 4),
             MatmulVariant::Rb4V4K => "matmul_rb4v4k".into(),
             MatmulVariant::Tiled => "matmul_tiled".into(),
         }
@@ -205,6 +246,7 @@ impl MatmulVariant {
         match self {
             MatmulVariant::Naive | MatmulVariant::Rb4 | MatmulVariant::Tiled => true,
             MatmulVariant::V4 { .. } => b4,
+            MatmulVariant::V4Tex { .. } => p.b_texture(),
             MatmulVariant::Rb4V4K => b4 && a4,
         }
     }
@@ -215,6 +257,12 @@ impl MatmulVariant {
             MatmulVariant::Naive => None,
             MatmulVariant::Rb4 => Some((32, 32)),
             MatmulVariant::V4 {
+                rows,
+                cols4,
+                wg_x,
+                wg_y,
+            }
+            | MatmulVariant::V4Tex {
                 rows,
                 cols4,
                 wg_x,
@@ -232,6 +280,7 @@ impl MatmulVariant {
         if cpu_adapter {
             // Barrier-free register blocking first: workgroup memory is slow on CPU adapters.
             all.sort_by_key(|v| match v {
+                MatmulVariant::V4Tex { .. } => 0,
                 MatmulVariant::V4 { .. } => 0,
                 MatmulVariant::Rb4V4K => 1,
                 MatmulVariant::Rb4 => 2,
@@ -241,7 +290,7 @@ impl MatmulVariant {
         } else {
             all.sort_by_key(|v| match v {
                 MatmulVariant::Tiled => 0,
-                MatmulVariant::V4 { .. } => 1,
+                MatmulVariant::V4 { .. } | MatmulVariant::V4Tex { .. } => 1,
                 MatmulVariant::Rb4V4K => 2,
                 MatmulVariant::Rb4 => 3,
                 MatmulVariant::Naive => 4,
@@ -273,9 +322,23 @@ pub struct MatmulProblem {
     pub c_sn: usize,
     /// Per batch: element offsets of A, B and Bias.
     pub offsets: Vec<[usize; 3]>,
+    /// B is all of a constant f32 tensor, `K x N` row-major, shared by every batch: the device
+    /// can hold it as a texture for the `V4Tex` variants.
+    pub b_const: bool,
 }
 
 impl MatmulProblem {
+    /// Whether B can be read as an rgba32float texture of `K` rows of `N / 4` texels.
+    pub fn b_texture(&self) -> bool {
+        self.b_const
+            && self.b_sn == 1
+            && self.b_sk == self.n
+            && self.n.is_multiple_of(4)
+            && self.n / 4 <= MAX_TEXTURE_SIDE
+            && self.k <= MAX_TEXTURE_SIDE
+            && self.offsets.iter().all(|o| o[1] == 0)
+    }
+
     /// A key for the autotune cache: shape buckets (powers of two) and layout flags.
     pub fn shape_class(&self) -> String {
         let b = |x: usize| x.max(1).next_power_of_two().trailing_zeros();
@@ -288,13 +351,14 @@ impl MatmulProblem {
         }
         .supports(self);
         format!(
-            "m{}n{}k{}b{}{}{}",
+            "m{}n{}k{}b{}{}{}{}",
             b(self.m),
             b(self.n),
             b(self.k),
             b(self.offsets.len()),
             if a4 { "A4" } else { "" },
-            if b4 { "B4" } else { "" }
+            if b4 { "B4" } else { "" },
+            if self.b_texture() { "T" } else { "" }
         )
     }
 
@@ -377,6 +441,7 @@ pub fn matmul_problem_views(
                 c_sm: 0,
                 c_sn: 0,
                 offsets,
+                b_const: false,
             })
         }
         Op::Gemm(g) => {
@@ -410,6 +475,7 @@ pub fn matmul_problem_views(
                 c_sm,
                 c_sn,
                 offsets: vec![[0, 0, 0]],
+                b_const: false,
             })
         }
         _ => None,
@@ -458,6 +524,7 @@ pub fn conv1x1_problem(
         c_sm: 1,
         c_sn: 0,
         offsets: (0..n).map(|b| [0, b * ch * hw, 0]).collect(),
+        b_const: false,
     })
 }
 
@@ -478,10 +545,7 @@ pub fn lower(
         Op::MatMul | Op::Gemm(_) => {
             let p = matmul_problem(op, ins, outs)
                 .ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
-            let v = opts
-                .matmul
-                .unwrap_or_else(|| MatmulVariant::candidates(&p, true)[0]);
-            k(vec![matmul_kernel(&p, v, opts)?])
+            k(vec![matmul_kernel(&p, pick_variant(&p, opts), opts)?])
         }
         Op::Unary(u) => k(vec![elementwise1(
             "unary",
@@ -1170,13 +1234,15 @@ pub fn matmul_kernel_spliced(
         params.extend(o.iter().map(|&x| x as u32));
     }
     let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
+    let tex = matches!(v, MatmulVariant::V4Tex { .. });
+    let b = if tex { Buf::Texture(1) } else { Buf::In(1) };
     let (bindings, spliced) = apply_splice(splice, &mut params, |_| {
-        vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)]
+        vec![Buf::In(0), b, bias, Buf::Out(0)]
     })?;
     let body = match v {
         MatmulVariant::Naive => MATMUL_NAIVE,
         MatmulVariant::Rb4 => MATMUL_RB4,
-        MatmulVariant::V4 { .. } => MATMUL_V4,
+        MatmulVariant::V4 { .. } | MatmulVariant::V4Tex { .. } => MATMUL_V4,
         MatmulVariant::Rb4V4K => MATMUL_RB4V4K,
         MatmulVariant::Tiled => MATMUL_TILED,
     };
@@ -1186,9 +1252,25 @@ pub fn matmul_kernel_spliced(
             cols4,
             wg_x,
             wg_y,
+        }
+        | MatmulVariant::V4Tex {
+            rows,
+            cols4,
+            wg_x,
+            wg_y,
         } => {
             let (tm, tn) = v.tile().unwrap_or((64, 64));
+            let (b_decl, b_load) = if tex {
+                (
+                    "var bm: texture_2d<f32>;",
+                    "textureLoad(bm, vec2<u32>(cb[c], k), 0)",
+                )
+            } else {
+                ("var<storage, read> bm: array<vec4<f32>>;", "bm[pb + cb[c]]")
+            };
             vec![
+                ("b_decl", b_decl.to_string()),
+                ("b_load", b_load.to_string()),
                 ("rows", rows.to_string()),
                 (
                     "lane_row",
@@ -1253,11 +1335,30 @@ fn block_copy(
     output: usize,
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
+    // Blocks and rows of whole vec4s copy four elements per invocation: a quarter of the
+    // invocations, each paying the params loads once (on CPU adapters every storage load is a
+    // loop over the SIMD lanes, so those loads cost as much as the copy itself).
+    let v = if blk.is_multiple_of(4) && rows.iter().all(|r| r.is_multiple_of(4)) {
+        4
+    } else {
+        1
+    };
+    let (n, blk) = (n / v, blk / v);
     let mut params = vec![n as u32, blk.max(1) as u32];
-    params.extend(rows.iter().map(|&r| r as u32));
-    let vals = [("ty", Elem::of(dt).wgsl().to_string())];
+    params.extend(rows.iter().map(|&r| (r / v) as u32));
+    let ty = Elem::of(dt).wgsl();
+    let ty = if v == 4 {
+        format!("vec4<{ty}>")
+    } else {
+        ty.to_string()
+    };
+    let vals = [("ty", ty)];
     kernel(
-        "block_copy",
+        if v == 4 {
+            "block_copy_vec4"
+        } else {
+            "block_copy"
+        },
         BLOCK_COPY,
         &vals,
         vec![Buf::In(input), Buf::Out(output)],

@@ -719,10 +719,11 @@ fn unfused(g: &Graph) -> Plan {
         .nodes()
         .iter()
         .map(|n| Group {
-            kind: if matches!(n.op, Op::Constant(_)) {
-                GroupKind::Constant
-            } else {
-                GroupKind::Single
+            kind: match n.op {
+                Op::Constant(_) => GroupKind::Constant,
+                // The matmul group lowers with what the graph knows (a constant B as a texture).
+                Op::MatMul | Op::Gemm(_) => GroupKind::Matmul,
+                _ => GroupKind::Single,
             },
             nodes: vec![n.id],
             outputs: n.outputs.clone(),

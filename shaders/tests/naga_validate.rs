@@ -158,17 +158,18 @@ fn every_matmul_variant_is_valid_wgsl() {
     let o = Shape::from([2, 64, 48]);
     let ins = [(DType::F32, &a), (DType::F32, &b)];
     let outs = [(DType::F32, &o)];
-    let p = matmul_problem(&Op::MatMul, &ins, &outs).unwrap();
+    let mut p = matmul_problem(&Op::MatMul, &ins, &outs).unwrap();
+    // The texture variants need a constant B, which only the graph knows.
+    p.b_const = true;
     for v in MatmulVariant::all() {
         assert!(v.supports(&p));
         let opts = LowerOptions {
             matmul: Some(v),
             ..Default::default()
         };
-        let Lowered::Kernels(ks) = lower(&Op::MatMul, &ins, &outs, &opts).unwrap() else {
-            panic!()
-        };
-        validate(&v.name(), &ks[0].wgsl).unwrap_or_else(|e| panic!("{e}"));
+        let k = sfumato_shaders::lower::matmul_kernel(&p, v, &opts).unwrap();
+        assert_eq!(k.name, v.name());
+        validate(&v.name(), &k.wgsl).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -241,7 +242,10 @@ fn snapshot_of(op: Op, ins: &[(DType, Shape)], opts: &LowerOptions) -> String {
     let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, opts).unwrap() else {
         panic!()
     };
-    let k = &ks[0];
+    snapshot_text(&ks[0])
+}
+
+fn snapshot_text(k: &Kernel) -> String {
     // The shared prelude is snapshotted once, on its own.
     let body = k
         .wgsl
@@ -295,10 +299,21 @@ fn snapshots() {
             matmul: Some(v),
             ..Default::default()
         };
-        insta::assert_snapshot!(
-            v.name(),
+        let text = if matches!(v, MatmulVariant::V4Tex { .. }) {
+            // B a constant weight, as the device sees it.
+            let (a, b, c) = (
+                Shape::from([64, 32]),
+                Shape::from([32, 64]),
+                Shape::from([64, 64]),
+            );
+            let ins = [(DType::F32, &a), (DType::F32, &b)];
+            let mut p = matmul_problem(&Op::MatMul, &ins, &[(DType::F32, &c)]).unwrap();
+            p.b_const = true;
+            snapshot_text(&sfumato_shaders::lower::matmul_kernel(&p, v, &o).unwrap())
+        } else {
             snapshot_of(Op::MatMul, &[f(&[64, 32]), f(&[32, 64])], &o)
-        );
+        };
+        insta::assert_snapshot!(v.name(), text);
     }
     let prelude = include_str!("../src/templates/prelude.wgsl");
     insta::assert_snapshot!("prelude", prelude);

@@ -257,6 +257,11 @@ fn print_adapter(i: usize, a: &AdapterSummary) {
         mib(a.max_buffer_size)
     );
     println!(
+        "    max uniform binding:        {:.1} MiB ({} per stage)",
+        mib(a.max_uniform_buffer_binding_size),
+        a.max_uniform_buffers_per_shader_stage
+    );
+    println!(
         "    workgroup storage:          {} bytes",
         a.max_compute_workgroup_storage_size
     );

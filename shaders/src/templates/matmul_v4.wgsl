@@ -3,7 +3,7 @@
 // A as scalars. With one row of invocations per workgroup (wg_y = 1) every invocation reads the
 // same A rows, so the A loads are uniform (one scalar load on SIMD adapters). Workgroup {{wg_x}}x{{wg_y}}, tile {{tile_m}}x{{tile_n}}.
 @group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> bm: array<vec4<f32>>;
+@group(0) @binding(1) {{b_decl}}
 
 @compute @workgroup_size({{wg_x}}, {{wg_y}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -33,7 +33,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     for (var k = 0u; k < kk; k = k + 1u) {
         var bv: array<vec4<f32>, {{cols4}}>;
         for (var c = 0u; c < {{cols4}}u; c = c + 1u) {
-            bv[c] = bm[pb + cb[c]];
+            bv[c] = {{b_load}};
         }
         pb = pb + b_sk4;
         let ka = k * a_sk;
