@@ -4,7 +4,9 @@
 //! in the order of [`Graph::inputs`], so any device can run it as is. [`by_name`] looks models
 //! up by the names the CLI accepts ([`MODELS`]).
 
+pub mod conformance;
 pub mod models;
+pub mod npy;
 
 pub use models::{by_name, mlp, MODELS};
 pub use sfumato_core::{Graph, Tensor};

@@ -12,6 +12,7 @@ use sfumato_zoo::models::{self, ModelOptions};
 use std::path::PathBuf;
 
 mod compare;
+mod onnx_cli;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -39,6 +40,10 @@ enum Command {
     Bench(Bench),
     /// Run a built-in model once (after a warm-up run) and print its outputs and profile.
     Run(RunArgs),
+    /// List an ONNX model's inputs, outputs, op histogram and unsupported ops.
+    Inspect(onnx_cli::InspectArgs),
+    /// Run the ONNX operator conformance suite: pass, fail, unsupported or error per case.
+    Conformance(onnx_cli::ConformanceArgs),
     /// Show how a model compiles: its fused groups (which ops form which kernel), the WGSL of a
     /// group, and the totals of the fused and the unfused graph.
     Explain(ExplainArgs),
@@ -55,7 +60,7 @@ enum Bench {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum DeviceKind {
+pub enum DeviceKind {
     /// The WebGPU device.
     Wgpu,
     /// The CPU reference interpreter (slow, exact).
@@ -115,7 +120,7 @@ struct BenchCommon {
 /// Which built-in model, at which sizes.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// The model: mlp, bert-base, resnet-bottleneck or gpt2-decode.
+    /// The model: mlp, bert-base, resnet-bottleneck, gpt2-decode, or an .onnx file (run only).
     pub model: String,
     /// Batch size (default: 4 for mlp, 1 for the others).
     #[arg(long, value_parser = positive)]
@@ -162,6 +167,16 @@ struct RunArgs {
     /// Write the profile as a Chrome trace (JSON) to this file.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// ONNX models: an input from a .npy file, NAME=FILE.npy (repeatable; others are seeded
+    /// random).
+    #[arg(long)]
+    input: Vec<String>,
+    /// ONNX models: a symbolic dim's size, NAME=N (repeatable; unbound ones are 1).
+    #[arg(long)]
+    dim: Vec<String>,
+    /// ONNX models: write each output to DIR/NAME.npy.
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -198,6 +213,9 @@ fn main() -> ExitCode {
         Command::Bench(Bench::Compare(a)) => compare::compare(&a),
         Command::Run(a) => run_model(&a),
         Command::Explain(a) => explain(&a),
+        Command::Inspect(a) => onnx_cli::inspect(&a),
+        Command::Conformance(a) => open_run_device(Some(a.device), true)
+            .and_then(|mut d| onnx_cli::conformance(&a, d.as_mut())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -577,6 +595,20 @@ fn open_run_device(kind: Option<DeviceKind>, fusion: bool) -> Result<Box<dyn Dev
 }
 
 fn run_model(a: &RunArgs) -> Result<()> {
+    if a.model.model.ends_with(".onnx") {
+        let mut dev = open_run_device(a.device, !a.no_fusion)?;
+        println!("device: {}", dev.name());
+        let out = onnx_cli::run(
+            std::path::Path::new(&a.model.model),
+            dev.as_mut(),
+            &a.input,
+            &a.dim,
+            a.output.as_deref(),
+        )?;
+        println!();
+        print!("{}", out.profile.table());
+        return write_trace(&out.profile, a.trace.as_deref());
+    }
     let o = a.model.options()?;
     let name = &a.model.model;
     let (graph, inputs) = a.model.build()?;
@@ -604,9 +636,12 @@ fn run_model(a: &RunArgs) -> Result<()> {
     }
     println!();
     print!("{}", out.profile.table());
+    write_trace(&out.profile, a.trace.as_deref())
+}
 
-    if let Some(path) = &a.trace {
-        let text = serde_json::to_string_pretty(&out.profile.chrome_trace())
+fn write_trace(profile: &sfumato_core::Profile, trace: Option<&std::path::Path>) -> Result<()> {
+    if let Some(path) = trace {
+        let text = serde_json::to_string_pretty(&profile.chrome_trace())
             .context("serializing the trace")?;
         std::fs::write(path, text)
             .with_context(|| format!("writing the trace to {}", path.display()))?;

@@ -225,3 +225,144 @@ fn sfumato_wgpu_missing() -> bool {
     }
     false
 }
+
+/// A two-node ONNX model, y = relu(x + b) with x: [batch, 4] (symbolic batch), written to a file.
+fn onnx_file() -> PathBuf {
+    use prost::Message;
+    use sfumato_core::onnx::proto::*;
+    use sfumato_core::onnx::tensor::to_proto;
+    let io = |name: &str, batch: bool| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeTensor {
+                elem_type: data_type::FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: vec![
+                        if batch {
+                            Dimension {
+                                dim_value: None,
+                                dim_param: Some("batch".into()),
+                            }
+                        } else {
+                            Dimension {
+                                dim_value: Some(1),
+                                dim_param: None,
+                            }
+                        },
+                        Dimension {
+                            dim_value: Some(4),
+                            dim_param: None,
+                        },
+                    ],
+                }),
+            }),
+            ..Default::default()
+        }),
+    };
+    let node = |op: &str, ins: &[&str], out: &str| NodeProto {
+        input: ins.iter().map(|s| s.to_string()).collect(),
+        output: vec![out.into()],
+        name: format!("{op}_0"),
+        op_type: op.into(),
+        ..Default::default()
+    };
+    let b = sfumato_core::Tensor::from_f32([4], vec![0.5, -0.5, 1.0, -1.0]).unwrap();
+    let m = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            node: vec![node("Add", &["x", "b"], "s"), node("Relu", &["s"], "y")],
+            initializer: vec![to_proto(&b, "b")],
+            input: vec![io("x", true)],
+            output: vec![io("y", true)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let p = temp_path("model").with_extension("onnx");
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    p
+}
+
+#[test]
+fn inspect_lists_inputs_ops_and_unsupported() {
+    let p = onnx_file();
+    let out = sfumato(&["inspect", p.to_str().unwrap()]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    assert!(o.contains("x: float [batch, 4]"), "{o}");
+    assert!(
+        o.contains("Relu") && o.contains("every op is supported"),
+        "{o}"
+    );
+    std::fs::remove_file(&p).ok();
+}
+
+#[test]
+fn run_onnx_with_an_npy_input_writes_npy_outputs() {
+    let p = onnx_file();
+    let x =
+        sfumato_core::Tensor::from_f32([2, 4], vec![1., 1., 1., 1., -1., -1., -1., -1.]).unwrap();
+    let xin = temp_path("x").with_extension("npy");
+    std::fs::write(&xin, sfumato_zoo::npy::write(&x)).unwrap();
+    let dir = temp_path("outs");
+    let arg = format!("x={}", xin.display());
+    let out = sfumato(&[
+        "run",
+        p.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--input",
+        &arg,
+        "--output",
+        dir.to_str().unwrap(),
+    ]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    let y = sfumato_zoo::npy::read(&std::fs::read(dir.join("y.npy")).unwrap()).unwrap();
+    assert_eq!(y.to_f32_vec(), vec![1.5, 0.5, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    assert!(o.contains("output 'y'"), "{o}");
+    // Without inputs: seeded random ones, the symbolic batch bound to 1, said aloud.
+    let out = sfumato(&["run", p.to_str().unwrap(), "--device", "cpu"]);
+    let (o, e) = text(&out);
+    assert!(
+        out.status.success() && o.contains("seeded random f32 [1, 4]"),
+        "{o}{e}"
+    );
+    for f in [&p, &xin] {
+        std::fs::remove_file(f).ok();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn conformance_json_has_totals_and_cases() {
+    let dir = sfumato_zoo::conformance::default_suite_dir();
+    if !dir.join("test_relu").is_dir() {
+        eprintln!("!!! SKIPPED: no conformance suite at {}", dir.display());
+        return;
+    }
+    let json = temp_path("conf").with_extension("json");
+    let out = sfumato(&[
+        "conformance",
+        dir.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--filter",
+        "^test_(relu|mod_.*)$",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}{e}");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["totals"]["pass"], 1, "{j}");
+    assert!(j["totals"]["unsupported"].as_u64().unwrap() >= 1, "{j}");
+    assert_eq!(j["cases"][0]["status"], "unsupported");
+    assert!(o.contains("pass") && o.contains("Relu"), "{o}");
+    std::fs::remove_file(&json).ok();
+}

@@ -1,0 +1,1381 @@
+//! ONNX nodes to Sfumato ops, one node at a time, with each op's per-opset attribute defaults.
+
+use super::proto::{attr_type, AttributeProto, NodeProto, ValueInfoProto};
+use super::tensor::{checked_dims, dtype_of, from_proto, MAX_ELEMENTS};
+use super::ImportOptions;
+use crate::op::*;
+use crate::{
+    CpuDevice, DType, Device, Error, Graph, Op, Result, Shape, Tensor, TensorData, ValueId,
+};
+use std::collections::HashMap;
+
+/// The op types (default domain) the importer converts.
+pub const SUPPORTED: &[&str] = &[
+    "Abs",
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "CastLike",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "ConvTranspose",
+    "Div",
+    "Dropout",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Gather",
+    "Gelu",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Greater",
+    "GreaterOrEqual",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "LayerNormalization",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "LogSoftmax",
+    "MatMul",
+    "Max",
+    "MaxPool",
+    "Mean",
+    "Min",
+    "Mul",
+    "Neg",
+    "Pad",
+    "Pow",
+    "Range",
+    "Reciprocal",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceSum",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "Shape",
+    "Sigmoid",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Softsign",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Sum",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+    "Where",
+];
+
+/// Whether the importer converts this node's op (some attribute values may still be refused).
+pub fn supports(n: &NodeProto) -> bool {
+    (n.domain.is_empty() || n.domain == "ai.onnx") && SUPPORTED.contains(&n.op_type.as_str())
+}
+
+/// Why one node cannot be converted: a gap (unsupported) or a malformed node (error).
+enum Fail {
+    Unsupported(String),
+    Bad(String),
+}
+
+type R<T> = std::result::Result<T, Fail>;
+
+fn bad<T>(m: impl Into<String>) -> R<T> {
+    Err(Fail::Bad(m.into()))
+}
+fn unsup<T>(m: impl Into<String>) -> R<T> {
+    Err(Fail::Unsupported(m.into()))
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Unsupported { msg, .. } => Fail::Unsupported(msg),
+            Error::Tensor(m) if m.starts_with("unsupported: ") => {
+                Fail::Unsupported(m.trim_start_matches("unsupported: ").to_string())
+            }
+            Error::Node { msg, .. } => Fail::Bad(msg),
+            other => Fail::Bad(other.to_string()),
+        }
+    }
+}
+
+pub(crate) struct Importer<'a> {
+    g: Graph,
+    opset: i64,
+    opts: &'a ImportOptions,
+    vals: HashMap<String, ValueId>,
+    consts: HashMap<ValueId, Tensor>,
+    /// The node being converted: name, op type, inputs (empty string: absent), attributes.
+    name: String,
+    op: String,
+    ins: Vec<String>,
+    attrs: Vec<AttributeProto>,
+    n_outputs: usize,
+    helpers: usize,
+}
+
+impl<'a> Importer<'a> {
+    pub(crate) fn new(opset: i64, opts: &'a ImportOptions) -> Self {
+        Importer {
+            g: Graph::new(),
+            opset,
+            opts,
+            vals: HashMap::new(),
+            consts: HashMap::new(),
+            name: String::new(),
+            op: String::new(),
+            ins: Vec::new(),
+            attrs: Vec::new(),
+            n_outputs: 0,
+            helpers: 0,
+        }
+    }
+
+    pub(crate) fn finish(self) -> Graph {
+        self.g
+    }
+
+    pub(crate) fn is_defined(&self, name: &str) -> bool {
+        self.vals.contains_key(name)
+    }
+
+    pub(crate) fn define_const(&mut self, name: &str, t: Tensor) -> Result<()> {
+        let v = self.g.add_named(name, Op::Constant(t.clone()), &[])?[0];
+        self.consts.insert(v, t);
+        self.vals.insert(name.to_string(), v);
+        Ok(())
+    }
+
+    pub(crate) fn define_input(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        dims: Vec<usize>,
+    ) -> Result<()> {
+        let v = self.g.input(name, dtype, dims);
+        self.vals.insert(name.to_string(), v);
+        Ok(())
+    }
+
+    /// The value of a graph output by name.
+    pub(crate) fn materialize(&mut self, name: &str) -> Result<ValueId> {
+        self.vals.get(name).copied().ok_or_else(|| {
+            Error::Onnx(format!("graph output '{name}' is not produced by any node"))
+        })
+    }
+
+    /// An input's dtype and concrete dims: the caller's shape, else the declared one with
+    /// symbolic dims bound.
+    pub(crate) fn input_type(&self, v: &ValueInfoProto) -> Result<(DType, Vec<usize>)> {
+        let unsupported = |msg: String| Error::Unsupported {
+            node: v.name.clone(),
+            op: "graph input".into(),
+            inputs: String::new(),
+            msg,
+        };
+        let t = v
+            .r#type
+            .as_ref()
+            .ok_or_else(|| Error::Onnx(format!("input '{}' has no type", v.name)))?;
+        let Some(tt) = &t.tensor_type else {
+            return Err(unsupported(
+                "only tensor inputs are supported (not sequences, maps or optionals)".into(),
+            ));
+        };
+        let dtype = dtype_of(tt.elem_type).map_err(unsupported)?;
+        if let Some(s) = self.opts.input_shapes.get(&v.name) {
+            return Ok((dtype, s.clone()));
+        }
+        let shape = tt
+            .shape
+            .as_ref()
+            .ok_or_else(|| Error::Onnx(format!("input '{}' has no shape; give one", v.name)))?;
+        let mut dims = Vec::new();
+        for d in &shape.dim {
+            let n = match (&d.dim_value, &d.dim_param) {
+                (Some(n), _) if *n >= 0 => *n as usize,
+                (Some(n), _) => {
+                    return Err(Error::Onnx(format!(
+                        "input '{}' has a negative dim {n}",
+                        v.name
+                    )))
+                }
+                (None, p) => {
+                    let p = p.clone().unwrap_or_default();
+                    match self.opts.dims.get(&p).copied().or(self.opts.default_dim) {
+                        Some(n) => n,
+                        None => {
+                            return Err(Error::Onnx(format!(
+                                "input '{}' has a symbolic dim '{}'; bind it (e.g. --dim {}=1)",
+                                v.name,
+                                if p.is_empty() { "?" } else { &p },
+                                if p.is_empty() { "NAME" } else { &p }
+                            )))
+                        }
+                    }
+                }
+            };
+            dims.push(n);
+        }
+        let as_i64: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+        checked_dims(&as_i64, &format!("input '{}'", v.name))?;
+        Ok((dtype, dims))
+    }
+
+    /// Convert one node.
+    pub(crate) fn node(&mut self, n: &NodeProto) -> Result<()> {
+        self.name = super::node_name(n, self.g.nodes().len());
+        self.op = n.op_type.clone();
+        self.ins = n.input.clone();
+        self.attrs = n.attribute.clone();
+        self.n_outputs = n.output.len();
+        self.helpers = 0;
+        for i in n.input.iter().filter(|i| !i.is_empty()) {
+            if !self.vals.contains_key(i) {
+                return Err(Error::Onnx(format!(
+                    "node '{}' ({}) reads '{i}', which no initializer, input or earlier node defines (the graph must be acyclic and sorted)",
+                    self.name, self.op
+                )));
+            }
+        }
+        let outs = match self.convert() {
+            Ok(o) => o,
+            Err(f) => {
+                let inputs = self.describe_inputs();
+                return Err(match f {
+                    Fail::Unsupported(msg) => Error::Unsupported {
+                        node: self.name.clone(),
+                        op: format!("{} (opset {})", self.op, self.opset),
+                        inputs,
+                        msg,
+                    },
+                    Fail::Bad(msg) => Error::Node {
+                        node: self.name.clone(),
+                        op: self.op.clone(),
+                        inputs,
+                        msg,
+                    },
+                });
+            }
+        };
+        for (k, name) in n.output.iter().enumerate() {
+            if name.is_empty() {
+                continue;
+            }
+            let Some(&v) = outs.get(k) else {
+                return Err(Error::Unsupported {
+                    node: self.name.clone(),
+                    op: format!("{} (opset {})", self.op, self.opset),
+                    inputs: self.describe_inputs(),
+                    msg: format!("output {k} ('{name}') is not supported"),
+                });
+            };
+            self.vals.insert(name.clone(), v);
+        }
+        Ok(())
+    }
+
+    fn describe_inputs(&self) -> String {
+        self.ins
+            .iter()
+            .map(|i| match self.vals.get(i) {
+                Some(&v) => format!("{i}: {} {}", self.g.dtype(v), self.g.shape(v)),
+                None => format!("{i}: ?"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    // ---- inputs and attributes ----
+
+    fn has(&self, i: usize) -> bool {
+        self.ins.get(i).is_some_and(|s| !s.is_empty())
+    }
+
+    fn inp(&self, i: usize) -> R<ValueId> {
+        match self.ins.get(i).filter(|s| !s.is_empty()) {
+            Some(s) => Ok(self.vals[s]),
+            None => bad(format!("input {i} is missing")),
+        }
+    }
+
+    fn shape(&self, v: ValueId) -> Vec<usize> {
+        self.g.shape(v).dims().to_vec()
+    }
+
+    /// The value of input `i`, which must be known at import (an initializer, a constant, or
+    /// computed from them).
+    fn const_in(&mut self, i: usize) -> R<Tensor> {
+        let v = self.inp(i)?;
+        self.const_of(v).ok_or_else(|| {
+            Fail::Unsupported(format!(
+                "input {i} ('{}') must be known when the model loads (an initializer or constant)",
+                self.ins[i]
+            ))
+        })
+    }
+
+    fn const_ints(&mut self, i: usize) -> R<Vec<i64>> {
+        let t = self.const_in(i)?;
+        if t.dtype().is_float() {
+            return bad(format!("input {i} must be integers, got {}", t.dtype()));
+        }
+        Ok(t.to_i64_vec())
+    }
+
+    /// The value of `v` if it depends on no graph input: evaluated on the CPU reference.
+    fn const_of(&mut self, v: ValueId) -> Option<Tensor> {
+        if let Some(t) = self.consts.get(&v) {
+            return Some(t.clone());
+        }
+        // The backward slice of v: every node it needs, none reading a graph input.
+        let mut need = vec![false; self.g.nodes().len()];
+        let mut leaves: Vec<(ValueId, Tensor)> = Vec::new();
+        let mut stack = vec![v];
+        while let Some(x) = stack.pop() {
+            let Some(p) = self.g.value(x).producer else {
+                // A graph input: usable only if the caller gave its value.
+                let t = self.opts.known_inputs.get(&self.g.value(x).name)?;
+                if !leaves.iter().any(|(l, _)| *l == x) {
+                    leaves.push((x, t.clone()));
+                }
+                continue;
+            };
+            if !need[p.index()] {
+                need[p.index()] = true;
+                stack.extend(self.g.node(p).inputs.iter().copied());
+            }
+        }
+        let mut sub = Graph::new();
+        let mut map: HashMap<ValueId, ValueId> = HashMap::new();
+        for (x, t) in leaves {
+            if self.g.dtype(x) != t.dtype() || self.g.shape(x) != t.shape() {
+                return None;
+            }
+            map.insert(
+                x,
+                sub.add_named(&self.g.value(x).name, Op::Constant(t), &[])
+                    .ok()?[0],
+            );
+        }
+        for n in self.g.nodes().iter().filter(|n| need[n.id.index()]) {
+            let ins: Vec<ValueId> = n.inputs.iter().map(|i| map[i]).collect();
+            let outs = sub.add_named(&n.name, n.op.clone(), &ins).ok()?;
+            for (a, b) in n.outputs.iter().zip(outs) {
+                map.insert(*a, b);
+            }
+        }
+        sub.set_outputs(&[map[&v]]).ok()?;
+        let t = CpuDevice.run(&sub, &[]).ok()?.outputs.pop()?;
+        self.consts.insert(v, t.clone());
+        Some(t)
+    }
+
+    fn attr(&self, name: &str) -> Option<&AttributeProto> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+
+    fn ai(&self, name: &str, default: i64) -> i64 {
+        self.attr(name).map_or(default, |a| a.i)
+    }
+
+    fn af(&self, name: &str, default: f32) -> f32 {
+        self.attr(name).map_or(default, |a| a.f)
+    }
+
+    fn ais(&self, name: &str) -> Option<Vec<i64>> {
+        self.attr(name).map(|a| a.ints.clone())
+    }
+
+    fn astr(&self, name: &str, default: &str) -> String {
+        self.attr(name).map_or(default.to_string(), |a| {
+            String::from_utf8_lossy(&a.s).into_owned()
+        })
+    }
+
+    // ---- building ----
+
+    fn add(&mut self, op: Op, ins: &[ValueId]) -> R<Vec<ValueId>> {
+        let name = if self.helpers == 0 {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.name, self.helpers)
+        };
+        self.helpers += 1;
+        Ok(self.g.add_named(&name, op, ins)?)
+    }
+
+    fn add1(&mut self, op: Op, ins: &[ValueId]) -> R<ValueId> {
+        Ok(self.add(op, ins)?[0])
+    }
+
+    fn konst(&mut self, t: Tensor) -> R<ValueId> {
+        let v = self.add1(Op::Constant(t.clone()), &[])?;
+        self.consts.insert(v, t);
+        Ok(v)
+    }
+
+    fn scalar(&mut self, dtype: DType, x: f64) -> R<ValueId> {
+        self.konst(Tensor::from_f64(dtype, Shape::scalar(), &[x]))
+    }
+
+    fn reshape(&mut self, x: ValueId, dims: Vec<usize>) -> R<ValueId> {
+        self.add1(Op::Reshape { shape: dims }, &[x])
+    }
+
+    fn axis(&self, a: i64, rank: usize) -> R<usize> {
+        let r = rank as i64;
+        if a < -r || a >= r.max(1) {
+            return bad(format!("axis {a} is out of range for rank {rank}"));
+        }
+        Ok(if a < 0 { (a + r) as usize } else { a as usize })
+    }
+
+    fn axes(&self, axes: &[i64], rank: usize) -> R<Vec<usize>> {
+        let mut out: Vec<usize> = axes.iter().map(|&a| self.axis(a, rank)).collect::<R<_>>()?;
+        out.sort_unstable();
+        let n = out.len();
+        out.dedup();
+        if out.len() != n {
+            return bad(format!("repeated axis in {axes:?}"));
+        }
+        Ok(out)
+    }
+
+    fn unary(&mut self, u: UnaryOp) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        self.add(Op::Unary(u), &[x])
+    }
+
+    fn binary(&mut self, b: BinaryOp) -> R<Vec<ValueId>> {
+        let (a, mut c) = (self.inp(0)?, self.inp(1)?);
+        if b == BinaryOp::Pow && self.g.dtype(a) != self.g.dtype(c) {
+            let to = self.g.dtype(a);
+            c = self.add1(Op::Cast { to }, &[c])?;
+        }
+        self.add(Op::Binary(b), &[a, c])
+    }
+
+    fn variadic(&mut self, b: BinaryOp) -> R<ValueId> {
+        let n = self.ins.len();
+        let mut acc = self.inp(0)?;
+        for i in 1..n {
+            let x = self.inp(i)?;
+            acc = self.add1(Op::Binary(b), &[acc, x])?;
+        }
+        Ok(acc)
+    }
+
+    fn convert(&mut self) -> R<Vec<ValueId>> {
+        let op = self.op.clone();
+        let opset = self.opset;
+        match op.as_str() {
+            "Relu" => self.unary(UnaryOp::Relu),
+            "Sigmoid" => self.unary(UnaryOp::Sigmoid),
+            "Tanh" => self.unary(UnaryOp::Tanh),
+            "Exp" => self.unary(UnaryOp::Exp),
+            "Log" => self.unary(UnaryOp::Log),
+            "Sqrt" => self.unary(UnaryOp::Sqrt),
+            "Neg" => self.unary(UnaryOp::Neg),
+            "Abs" => self.unary(UnaryOp::Abs),
+            "Erf" => self.unary(UnaryOp::Erf),
+            "HardSwish" => self.unary(UnaryOp::HardSwish),
+            "LeakyRelu" => {
+                let alpha = self.af("alpha", 0.01);
+                self.unary(UnaryOp::LeakyRelu { alpha })
+            }
+            "Gelu" => match self.astr("approximate", "none").as_str() {
+                "none" => self.unary(UnaryOp::Gelu),
+                "tanh" => self.unary(UnaryOp::GeluTanh),
+                other => unsup(format!("approximate = '{other}'")),
+            },
+            "Reciprocal" => {
+                let x = self.inp(0)?;
+                let one = self.scalar(self.g.dtype(x), 1.0)?;
+                self.add(Op::Binary(BinaryOp::Div), &[one, x])
+            }
+            "Softsign" => {
+                let x = self.inp(0)?;
+                let a = self.add1(Op::Unary(UnaryOp::Abs), &[x])?;
+                let one = self.scalar(self.g.dtype(x), 1.0)?;
+                let d = self.add1(Op::Binary(BinaryOp::Add), &[a, one])?;
+                self.add(Op::Binary(BinaryOp::Div), &[x, d])
+            }
+            "HardSigmoid" => {
+                let x = self.inp(0)?;
+                let dt = self.g.dtype(x);
+                let (alpha, beta) = (self.af("alpha", 0.2), self.af("beta", 0.5));
+                let a = self.scalar(dt, alpha as f64)?;
+                let b = self.scalar(dt, beta as f64)?;
+                let y = self.add1(Op::Binary(BinaryOp::Mul), &[x, a])?;
+                let y = self.add1(Op::Binary(BinaryOp::Add), &[y, b])?;
+                self.add(Op::Unary(UnaryOp::Clip { min: 0.0, max: 1.0 }), &[y])
+            }
+            "Clip" => {
+                let x = self.inp(0)?;
+                if !self.g.dtype(x).is_float() {
+                    return unsup(format!("Clip of {}", self.g.dtype(x)));
+                }
+                let (mut min, mut max) = (f32::NEG_INFINITY, f32::INFINITY);
+                if opset < 11 {
+                    min = self.af("min", min);
+                    max = self.af("max", max);
+                } else {
+                    if self.has(1) {
+                        min = self
+                            .const_in(1)?
+                            .to_f64_vec()
+                            .first()
+                            .copied()
+                            .unwrap_or(min as f64) as f32;
+                    }
+                    if self.has(2) {
+                        max = self
+                            .const_in(2)?
+                            .to_f64_vec()
+                            .first()
+                            .copied()
+                            .unwrap_or(max as f64) as f32;
+                    }
+                }
+                self.add(Op::Unary(UnaryOp::Clip { min, max }), &[x])
+            }
+            "Identity" => Ok(vec![self.inp(0)?]),
+            "Dropout" => {
+                if self.ai("training_mode", 0) != 0 || (self.has(2) && self.const_ints(2)? != [0]) {
+                    return unsup("training mode");
+                }
+                Ok(vec![self.inp(0)?])
+            }
+            "Add" => self.binary(BinaryOp::Add),
+            "Sub" => self.binary(BinaryOp::Sub),
+            "Mul" => self.binary(BinaryOp::Mul),
+            "Div" => self.binary(BinaryOp::Div),
+            "Pow" => self.binary(BinaryOp::Pow),
+            "Equal" => self.binary(BinaryOp::Eq),
+            "Less" => self.binary(BinaryOp::Lt),
+            "LessOrEqual" => self.binary(BinaryOp::Le),
+            "Greater" => self.binary(BinaryOp::Gt),
+            "GreaterOrEqual" => self.binary(BinaryOp::Ge),
+            "Max" => Ok(vec![self.variadic(BinaryOp::Max)?]),
+            "Min" => Ok(vec![self.variadic(BinaryOp::Min)?]),
+            "Sum" => Ok(vec![self.variadic(BinaryOp::Add)?]),
+            "Mean" => {
+                let s = self.variadic(BinaryOp::Add)?;
+                let n = self.scalar(self.g.dtype(s), self.ins.len() as f64)?;
+                self.add(Op::Binary(BinaryOp::Div), &[s, n])
+            }
+            "Where" => {
+                let (c, a, b) = (self.inp(0)?, self.inp(1)?, self.inp(2)?);
+                self.add(Op::Where, &[c, a, b])
+            }
+            "Cast" => {
+                let to = dtype_of(self.ai("to", 0) as i32).map_err(Fail::Unsupported)?;
+                if self.attr("saturate").is_some_and(|a| a.i == 0) {
+                    // Only matters for float8 targets, which are refused above.
+                }
+                let x = self.inp(0)?;
+                self.add(Op::Cast { to }, &[x])
+            }
+            "CastLike" => {
+                let (x, t) = (self.inp(0)?, self.inp(1)?);
+                let to = self.g.dtype(t);
+                self.add(Op::Cast { to }, &[x])
+            }
+            "MatMul" => {
+                let (a, b) = (self.inp(0)?, self.inp(1)?);
+                self.add(Op::MatMul, &[a, b])
+            }
+            "Gemm" => {
+                let gm = Gemm {
+                    alpha: self.af("alpha", 1.0),
+                    beta: self.af("beta", 1.0),
+                    trans_a: self.ai("transA", 0) != 0,
+                    trans_b: self.ai("transB", 0) != 0,
+                };
+                let (a, b) = (self.inp(0)?, self.inp(1)?);
+                let mut ins = vec![a, b];
+                if self.has(2) {
+                    ins.push(self.inp(2)?);
+                }
+                self.add(Op::Gemm(gm), &ins)
+            }
+            "Conv" => self.conv(false),
+            "ConvTranspose" => self.conv(true),
+            "BatchNormalization" => {
+                if self.ai("training_mode", 0) != 0 {
+                    return unsup("training_mode = 1");
+                }
+                let epsilon = self.af("epsilon", 1e-5);
+                let ins: Vec<ValueId> = (0..5).map(|i| self.inp(i)).collect::<R<_>>()?;
+                self.add(Op::BatchNorm { epsilon }, &ins)
+            }
+            "Softmax" | "LogSoftmax" => {
+                let x = self.inp(0)?;
+                let dims = self.shape(x);
+                let rank = dims.len();
+                let y = if opset < 13 {
+                    // Softmax over the 2-D coercion [prod(dims[..axis]), prod(dims[axis..])].
+                    let a = self.axis(self.ai("axis", 1), rank)?;
+                    let outer: usize = dims[..a].iter().product();
+                    let inner: usize = dims[a..].iter().product();
+                    let x2 = self.reshape(x, vec![outer, inner])?;
+                    let s = self.add1(Op::Softmax { axis: 1 }, &[x2])?;
+                    self.reshape(s, dims)?
+                } else {
+                    let axis = self.axis(self.ai("axis", -1), rank)?;
+                    self.add1(Op::Softmax { axis }, &[x])?
+                };
+                if op == "LogSoftmax" {
+                    self.add(Op::Unary(UnaryOp::Log), &[y])
+                } else {
+                    Ok(vec![y])
+                }
+            }
+            "LayerNormalization" => {
+                if self.ai("stash_type", 1) != 1 {
+                    return unsup("stash_type other than float");
+                }
+                let x = self.inp(0)?;
+                let axis = self.axis(self.ai("axis", -1), self.g.shape(x).rank())?;
+                let epsilon = self.af("epsilon", 1e-5);
+                let mut ins = vec![x, self.inp(1)?];
+                if self.has(2) {
+                    ins.push(self.inp(2)?);
+                }
+                self.add(Op::LayerNorm { axis, epsilon }, &ins)
+            }
+            "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" => {
+                let rop = match op.as_str() {
+                    "ReduceSum" => ReduceOp::Sum,
+                    "ReduceMean" => ReduceOp::Mean,
+                    "ReduceMax" => ReduceOp::Max,
+                    _ => ReduceOp::Min,
+                };
+                let x = self.inp(0)?;
+                let rank = self.g.shape(x).rank();
+                if self.g.dtype(x) == DType::Bool {
+                    return unsup(format!("{op} of bool"));
+                }
+                let axes_as_input = if op == "ReduceSum" {
+                    opset >= 13
+                } else {
+                    opset >= 18
+                };
+                let axes = if axes_as_input {
+                    if self.has(1) {
+                        Some(self.const_ints(1)?)
+                    } else {
+                        None
+                    }
+                } else {
+                    self.ais("axes")
+                };
+                let keepdim = self.ai("keepdims", 1) != 0;
+                let axes = match axes {
+                    Some(a) if !a.is_empty() => self.axes(&a, rank)?,
+                    _ if self.ai("noop_with_empty_axes", 0) != 0 => return Ok(vec![x]),
+                    _ => (0..rank).collect(),
+                };
+                let dims = self.shape(x);
+                if matches!(rop, ReduceOp::Max | ReduceOp::Min)
+                    && axes.iter().any(|&a| dims[a] == 0)
+                {
+                    return unsup(format!(
+                        "{op} over an empty axis (ONNX gives the identity, -inf or +inf)"
+                    ));
+                }
+                self.add(
+                    Op::Reduce {
+                        op: rop,
+                        axes,
+                        keepdim,
+                    },
+                    &[x],
+                )
+            }
+            "MaxPool" | "AveragePool" => self.pool(op == "MaxPool"),
+            "GlobalAveragePool" => {
+                let x = self.inp(0)?;
+                if self.g.shape(x).rank() != 4 {
+                    return unsup("GlobalAveragePool of a tensor that is not 4-D (NCHW)");
+                }
+                self.add(Op::GlobalAvgPool, &[x])
+            }
+            "GlobalMaxPool" => {
+                let x = self.inp(0)?;
+                let rank = self.g.shape(x).rank();
+                if rank < 3 {
+                    return bad("GlobalMaxPool needs N, C and spatial dims");
+                }
+                self.add(
+                    Op::Reduce {
+                        op: ReduceOp::Max,
+                        axes: (2..rank).collect(),
+                        keepdim: true,
+                    },
+                    &[x],
+                )
+            }
+            "Reshape" => {
+                let x = self.inp(0)?;
+                let want = if opset < 5 {
+                    self.ais("shape").unwrap_or_default()
+                } else {
+                    self.const_ints(1)?
+                };
+                let dims = reshape_dims(&self.shape(x), &want, self.ai("allowzero", 0) != 0)
+                    .map_err(Fail::Bad)?;
+                Ok(vec![self.reshape(x, dims)?])
+            }
+            "Flatten" => {
+                let x = self.inp(0)?;
+                let dims = self.shape(x);
+                let r = dims.len() as i64;
+                let a = self.ai("axis", 1);
+                if a < -r || a > r {
+                    return bad(format!("axis {a} is out of range for rank {r}"));
+                }
+                let a = if a < 0 { (a + r) as usize } else { a as usize };
+                let outer = dims[..a].iter().product();
+                let inner = dims[a..].iter().product();
+                Ok(vec![self.reshape(x, vec![outer, inner])?])
+            }
+            "Squeeze" => {
+                let x = self.inp(0)?;
+                let dims = self.shape(x);
+                let axes = if opset < 13 {
+                    self.ais("axes")
+                } else if self.has(1) {
+                    Some(self.const_ints(1)?)
+                } else {
+                    None
+                };
+                let drop: Vec<usize> = match axes {
+                    Some(a) => self.axes(&a, dims.len())?,
+                    None => (0..dims.len()).filter(|&i| dims[i] == 1).collect(),
+                };
+                if let Some(&d) = drop.iter().find(|&&d| dims[d] != 1) {
+                    return bad(format!("cannot squeeze axis {d} of size {}", dims[d]));
+                }
+                let out = dims
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !drop.contains(i))
+                    .map(|(_, &d)| d)
+                    .collect();
+                Ok(vec![self.reshape(x, out)?])
+            }
+            "Unsqueeze" => {
+                let x = self.inp(0)?;
+                let dims = self.shape(x);
+                let axes = if opset < 13 {
+                    self.ais("axes").unwrap_or_default()
+                } else {
+                    self.const_ints(1)?
+                };
+                let rank = dims.len() + axes.len();
+                let axes = self.axes(&axes, rank)?;
+                let mut it = dims.iter();
+                let out = (0..rank)
+                    .map(|i| {
+                        if axes.contains(&i) {
+                            1
+                        } else {
+                            *it.next().unwrap_or(&1)
+                        }
+                    })
+                    .collect();
+                Ok(vec![self.reshape(x, out)?])
+            }
+            "Transpose" => {
+                let x = self.inp(0)?;
+                let rank = self.g.shape(x).rank();
+                let perm = match self.ais("perm") {
+                    Some(p) => p
+                        .iter()
+                        .map(|&a| self.axis(a, rank))
+                        .collect::<R<Vec<_>>>()?,
+                    None => (0..rank).rev().collect(),
+                };
+                self.add(Op::Transpose { perm }, &[x])
+            }
+            "Concat" => {
+                let ins: Vec<ValueId> = (0..self.ins.len())
+                    .filter(|&i| self.has(i))
+                    .map(|i| self.inp(i))
+                    .collect::<R<_>>()?;
+                let rank = ins.first().map_or(0, |&v| self.g.shape(v).rank());
+                let axis = self.axis(self.ai("axis", 0), rank)?;
+                self.add(Op::Concat { axis }, &ins)
+            }
+            "Split" => {
+                let x = self.inp(0)?;
+                let dims = self.shape(x);
+                let axis = self.axis(self.ai("axis", 0), dims.len())?;
+                let sizes = if opset < 13 {
+                    self.ais("split")
+                } else if self.has(1) {
+                    Some(self.const_ints(1)?)
+                } else {
+                    None
+                };
+                let n_out = self.attr("num_outputs").map_or(0, |a| a.i.max(0) as usize);
+                let sizes: Vec<usize> = match sizes {
+                    Some(s) if !s.is_empty() => {
+                        if s.iter().any(|&v| v < 0) {
+                            return bad(format!("negative split size in {s:?}"));
+                        }
+                        s.iter().map(|&v| v as usize).collect()
+                    }
+                    _ => {
+                        let n = if n_out > 0 {
+                            n_out
+                        } else {
+                            self.outputs_count()
+                        };
+                        if n == 0 {
+                            return bad("no outputs");
+                        }
+                        let d = dims[axis];
+                        let each = d.div_ceil(n);
+                        (0..n)
+                            .map(|i| each.min(d.saturating_sub(i * each)))
+                            .collect()
+                    }
+                };
+                self.add(Op::Split { axis, sizes }, &[x])
+            }
+            "Slice" => {
+                let x = self.inp(0)?;
+                let dims = self.shape(x);
+                let (starts, ends, axes, steps) = if opset < 10 {
+                    (
+                        self.ais("starts").unwrap_or_default(),
+                        self.ais("ends").unwrap_or_default(),
+                        self.ais("axes"),
+                        None,
+                    )
+                } else {
+                    let s = self.const_ints(1)?;
+                    let e = self.const_ints(2)?;
+                    let a = if self.has(3) {
+                        Some(self.const_ints(3)?)
+                    } else {
+                        None
+                    };
+                    let st = if self.has(4) {
+                        Some(self.const_ints(4)?)
+                    } else {
+                        None
+                    };
+                    (s, e, a, st)
+                };
+                if starts.len() != ends.len() {
+                    return bad("starts and ends differ in length");
+                }
+                let axes: Vec<i64> = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+                let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+                if axes.len() != starts.len() || steps.len() != starts.len() {
+                    return bad("starts, ends, axes and steps differ in length");
+                }
+                let mut spec: Vec<SliceAxis> = dims
+                    .iter()
+                    .map(|&d| SliceAxis {
+                        start: 0,
+                        step: 1,
+                        len: d,
+                    })
+                    .collect();
+                let mut seen = vec![false; dims.len()];
+                for k in 0..starts.len() {
+                    let a = self.axis(axes[k], dims.len())?;
+                    if std::mem::replace(&mut seen[a], true) {
+                        return bad(format!("axis {a} sliced twice"));
+                    }
+                    spec[a] = SliceAxis::normalize(dims[a], starts[k], ends[k], steps[k])
+                        .ok_or_else(|| Fail::Bad("a step of 0".into()))?;
+                }
+                self.add(Op::Slice { axes: spec }, &[x])
+            }
+            "Gather" => {
+                let (x, i) = (self.inp(0)?, self.inp(1)?);
+                let axis = self.axis(self.ai("axis", 0), self.g.shape(x).rank())?;
+                self.add(Op::Gather { axis }, &[x, i])
+            }
+            "Expand" => {
+                let x = self.inp(0)?;
+                let want = self.const_ints(1)?;
+                if want.iter().any(|&d| d < 0) {
+                    return bad(format!("negative dim in {want:?}"));
+                }
+                let want = Shape::new(want.iter().map(|&d| d as usize).collect::<Vec<_>>());
+                let out = Shape::broadcast(self.g.shape(x), &want).ok_or_else(|| {
+                    Fail::Bad(format!("cannot expand {} to {want}", self.g.shape(x)))
+                })?;
+                let n = out
+                    .checked_numel()
+                    .filter(|&n| n <= MAX_ELEMENTS)
+                    .ok_or_else(|| Fail::Bad(format!("shape {out} is too large")))?;
+                let yes = self.konst(Tensor::new(out, TensorData::Bool(vec![true; n]))?)?;
+                self.add(Op::Where, &[yes, x, x])
+            }
+            "Pad" => self.pad(),
+            "Resize" => self.resize(),
+            "Shape" => {
+                let x = self.inp(0)?;
+                let dims: Vec<i64> = self.shape(x).iter().map(|&d| d as i64).collect();
+                let r = dims.len() as i64;
+                let clamp = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) } as usize;
+                let s = clamp(self.ai("start", 0));
+                let e = clamp(self.ai("end", r));
+                let v: Vec<i64> = if s < e {
+                    dims[s..e].to_vec()
+                } else {
+                    Vec::new()
+                };
+                let n = v.len();
+                Ok(vec![self.konst(Tensor::from_i64([n], v)?)?])
+            }
+            "Size" => {
+                let x = self.inp(0)?;
+                let n = self.g.shape(x).numel() as i64;
+                Ok(vec![
+                    self.konst(Tensor::from_i64(Shape::scalar(), vec![n])?)?
+                ])
+            }
+            "ConstantOfShape" => {
+                let dims = self.const_ints(0)?;
+                let dims = checked_dims(&dims, "ConstantOfShape")?;
+                let value = match self.attr("value").and_then(|a| a.t.as_ref()) {
+                    Some(t) => from_proto(t, None)?,
+                    None => Tensor::from_f32([1], vec![0.0])?,
+                };
+                if value.numel() != 1 {
+                    return bad("value must hold one element");
+                }
+                let n: usize = dims.iter().product();
+                let x = value.to_f64_vec()[0];
+                let t = Tensor::from_f64(value.dtype(), Shape::new(dims), &vec![x; n]);
+                Ok(vec![self.konst(t)?])
+            }
+            "Range" => {
+                let (s, l, d) = (self.const_in(0)?, self.const_in(1)?, self.const_in(2)?);
+                let dt = s.dtype();
+                let (s, l, d) = (s.to_f64_vec(), l.to_f64_vec(), d.to_f64_vec());
+                let (Some(&s), Some(&l), Some(&d)) = (s.first(), l.first(), d.first()) else {
+                    return bad("start, limit and delta must be scalars");
+                };
+                if d == 0.0 {
+                    return bad("delta is 0");
+                }
+                let n = ((l - s) / d).ceil().max(0.0);
+                if n > MAX_ELEMENTS as f64 {
+                    return bad(format!("{n} elements is too many"));
+                }
+                let n = n as usize;
+                let v: Vec<f64> = (0..n).map(|i| s + i as f64 * d).collect();
+                Ok(vec![self.konst(Tensor::from_f64(dt, [n], &v))?])
+            }
+            "Constant" => {
+                let a = self
+                    .attrs
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| Fail::Bad("no value attribute".into()))?;
+                let t = match (a.name.as_str(), a.r#type) {
+                    ("value", _) => from_proto(
+                        a.t.as_ref()
+                            .ok_or_else(|| Fail::Bad("value has no tensor".into()))?,
+                        None,
+                    )?,
+                    ("value_float", _) => Tensor::from_f32(Shape::scalar(), vec![a.f])?,
+                    ("value_floats", _) => Tensor::from_f32([a.floats.len()], a.floats.clone())?,
+                    ("value_int", _) => Tensor::from_i64(Shape::scalar(), vec![a.i])?,
+                    ("value_ints", _) => Tensor::from_i64([a.ints.len()], a.ints.clone())?,
+                    (other, t)
+                        if t == attr_type::STRING
+                            || t == attr_type::STRINGS
+                            || other.starts_with("value_string") =>
+                    {
+                        return unsup("string constants")
+                    }
+                    (other, _) => return unsup(format!("Constant with attribute '{other}'")),
+                };
+                Ok(vec![self.konst(t)?])
+            }
+            other => unsup(format!("op {other}")),
+        }
+    }
+
+    fn outputs_count(&self) -> usize {
+        self.n_outputs
+    }
+
+    /// Conv and ConvTranspose, 2-D (NCHW) only.
+    fn conv(&mut self, transpose: bool) -> R<Vec<ValueId>> {
+        let (x, w) = (self.inp(0)?, self.inp(1)?);
+        let (xs, ws) = (self.shape(x), self.shape(w));
+        if xs.len() != 4 || ws.len() != 4 {
+            return unsup(format!(
+                "{}-D convolution (only 2-D, NCHW)",
+                xs.len().saturating_sub(2)
+            ));
+        }
+        let two = |name: &str, d: i64| -> R<[usize; 2]> {
+            match self.ais(name) {
+                None => Ok([d as usize; 2]),
+                Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 0) => {
+                    Ok([v[0] as usize, v[1] as usize])
+                }
+                Some(v) => bad(format!("{name} = {v:?}")),
+            }
+        };
+        let stride = two("strides", 1)?;
+        let dilation = two("dilations", 1)?;
+        let groups = self.ai("group", 1);
+        if groups < 1 {
+            return bad(format!("group = {groups}"));
+        }
+        let kernel = [ws[2], ws[3]];
+        if let Some(k) = self.ais("kernel_shape") {
+            if k.len() != 2 || k[0] as usize != kernel[0] || k[1] as usize != kernel[1] {
+                return bad(format!(
+                    "kernel_shape {k:?} does not match the weight {ws:?}"
+                ));
+            }
+        }
+        let mut padding = self.pads4()?;
+        let auto = self.astr("auto_pad", "NOTSET");
+        if !transpose {
+            if let Some(p) = same_pads(&auto, [xs[2], xs[3]], kernel, stride, dilation)? {
+                padding = p;
+            }
+            let c = Conv2d {
+                stride,
+                padding,
+                dilation,
+                groups: groups as usize,
+            };
+            let mut ins = vec![x, w];
+            if self.has(2) {
+                ins.push(self.inp(2)?);
+            }
+            return self.add(Op::Conv2d(c), &ins);
+        }
+        if auto != "NOTSET" || self.attr("output_shape").is_some() {
+            return unsup("ConvTranspose with auto_pad or output_shape");
+        }
+        let output_padding = two("output_padding", 0)?;
+        let c = ConvTranspose2d {
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups: groups as usize,
+        };
+        let mut ins = vec![x, w];
+        if self.has(2) {
+            ins.push(self.inp(2)?);
+        }
+        self.add(Op::ConvTranspose2d(c), &ins)
+    }
+
+    /// `pads` as [top, left, bottom, right] (ONNX's begin..., end... order for two dims).
+    fn pads4(&self) -> R<[usize; 4]> {
+        match self.ais("pads") {
+            None => Ok([0; 4]),
+            Some(p) if p.len() == 4 && p.iter().all(|&v| v >= 0) => {
+                Ok([p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize])
+            }
+            Some(p) => unsup(format!("pads {p:?} (2-D, non-negative only)")),
+        }
+    }
+
+    fn pool(&mut self, max: bool) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let xs = self.shape(x);
+        if !self.g.dtype(x).is_float() {
+            return unsup(format!("pooling {}", self.g.dtype(x)));
+        }
+        if xs.len() != 4 {
+            return unsup(format!(
+                "{}-D pooling (only 2-D, NCHW)",
+                xs.len().saturating_sub(2)
+            ));
+        }
+        let k = self
+            .ais("kernel_shape")
+            .ok_or_else(|| Fail::Bad("no kernel_shape".into()))?;
+        if k.len() != 2 || k.iter().any(|&v| v < 1) {
+            return bad(format!("kernel_shape {k:?}"));
+        }
+        let kernel = [k[0] as usize, k[1] as usize];
+        let pair = |name: &str| -> R<[usize; 2]> {
+            match self.ais(name) {
+                None => Ok([1, 1]),
+                Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => {
+                    Ok([v[0] as usize, v[1] as usize])
+                }
+                Some(v) => bad(format!("{name} = {v:?}")),
+            }
+        };
+        let stride = pair("strides")?;
+        let dilation = pair("dilations")?;
+        let mut padding = self.pads4()?;
+        let auto = self.astr("auto_pad", "NOTSET");
+        if let Some(p) = same_pads(&auto, [xs[2], xs[3]], kernel, stride, dilation)? {
+            padding = p;
+        }
+        if self.ai("ceil_mode", 0) != 0 {
+            // Ceil mode only differs where a last window would start inside the padding.
+            for d in 0..2 {
+                let span = dilation[d] * (kernel[d] - 1) + 1;
+                let padded = xs[2 + d] + padding[d] + padding[d + 2];
+                if padded < span || !(padded - span).is_multiple_of(stride[d]) {
+                    return unsup("ceil_mode = 1 where it changes the output size");
+                }
+            }
+        }
+        let p = Pool2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            count_include_pad: self.ai("count_include_pad", 0) != 0,
+        };
+        if max {
+            self.add(Op::MaxPool2d(p), &[x])
+        } else {
+            self.add(Op::AvgPool2d(p), &[x])
+        }
+    }
+
+    fn pad(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dims = self.shape(x);
+        let rank = dims.len();
+        let mode = self.astr("mode", "constant");
+        let (pads, value, axes) = if self.opset < 11 {
+            (
+                self.ais("pads").unwrap_or_default(),
+                self.af("value", 0.0) as f64,
+                None,
+            )
+        } else {
+            let p = self.const_ints(1)?;
+            let v = if self.has(2) {
+                self.const_in(2)?
+                    .to_f64_vec()
+                    .first()
+                    .copied()
+                    .unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            let a = if self.has(3) {
+                Some(self.const_ints(3)?)
+            } else {
+                None
+            };
+            (p, v, a)
+        };
+        let axes: Vec<usize> = match axes {
+            Some(a) => a.iter().map(|&v| self.axis(v, rank)).collect::<R<_>>()?,
+            None => (0..rank).collect(),
+        };
+        if pads.len() != 2 * axes.len() {
+            return bad(format!("{} pads for {} axes", pads.len(), axes.len()));
+        }
+        if pads.iter().any(|&p| p < 0) {
+            return unsup("negative pads (cropping)");
+        }
+        let mut per = vec![[0usize; 2]; rank];
+        for (k, &a) in axes.iter().enumerate() {
+            per[a] = [pads[k] as usize, pads[k + axes.len()] as usize];
+        }
+        let mode = match mode.as_str() {
+            "constant" => PadMode::Constant(value as f32),
+            "reflect" => PadMode::Reflect,
+            "edge" => PadMode::Edge,
+            other => return unsup(format!("mode '{other}'")),
+        };
+        self.add(Op::Pad { pads: per, mode }, &[x])
+    }
+
+    fn resize(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dims = self.shape(x);
+        if dims.len() != 4 {
+            return unsup("Resize of a tensor that is not 4-D (NCHW)");
+        }
+        for a in ["antialias", "exclude_outside"] {
+            if self.ai(a, 0) != 0 {
+                return unsup(format!("{a} = 1"));
+            }
+        }
+        if self.attr("axes").is_some()
+            || self.astr("keep_aspect_ratio_policy", "stretch") != "stretch"
+        {
+            return unsup("axes or keep_aspect_ratio_policy");
+        }
+        let (scales_i, sizes_i) = if self.opset < 11 {
+            (1, usize::MAX)
+        } else {
+            (2, 3)
+        };
+        let sizes: Vec<usize> = if self.has(sizes_i) {
+            let s = self.const_ints(sizes_i)?;
+            if s.len() != 4 || s.iter().any(|&v| v < 0) {
+                return bad(format!("sizes {s:?}"));
+            }
+            s.iter().map(|&v| v as usize).collect()
+        } else if self.has(scales_i) {
+            let s = self.const_in(scales_i)?.to_f64_vec();
+            if s.len() != 4 || s.iter().any(|&v| v <= 0.0) {
+                return bad(format!("scales {s:?}"));
+            }
+            (0..4)
+                .map(|i| (dims[i] as f64 * s[i]).floor() as usize)
+                .collect()
+        } else {
+            return bad("neither scales nor sizes");
+        };
+        if sizes[0] != dims[0] || sizes[1] != dims[1] {
+            return unsup("resizing the batch or channel dims");
+        }
+        // A scale that is not out/in (scales given, floor'd sizes) changes the coordinate map.
+        if self.has(scales_i) && !self.has(sizes_i) {
+            let s = self.const_in(scales_i)?.to_f64_vec();
+            for d in 2..4 {
+                if (sizes[d] as f64 / dims[d] as f64 - s[d]).abs() > 1e-6 {
+                    return unsup("a scale that is not output size over input size");
+                }
+            }
+        }
+        let mode = match self.astr("mode", "nearest").as_str() {
+            "nearest" => {
+                let nm = self.astr("nearest_mode", "round_prefer_floor");
+                if nm != "floor" {
+                    return unsup(format!("nearest_mode '{nm}' (only floor)"));
+                }
+                ResizeMode::Nearest
+            }
+            "linear" | "bilinear" => ResizeMode::Bilinear,
+            other => return unsup(format!("mode '{other}'")),
+        };
+        let default_ct = if self.opset < 11 {
+            "asymmetric"
+        } else {
+            "half_pixel"
+        };
+        let coord = match self
+            .astr("coordinate_transformation_mode", default_ct)
+            .as_str()
+        {
+            "half_pixel" => CoordTransform::HalfPixel,
+            "pytorch_half_pixel" if sizes[2] > 1 && sizes[3] > 1 => CoordTransform::HalfPixel,
+            "align_corners" => CoordTransform::AlignCorners,
+            "asymmetric" => CoordTransform::Asymmetric,
+            other => return unsup(format!("coordinate_transformation_mode '{other}'")),
+        };
+        self.add(
+            Op::Resize {
+                mode,
+                coord,
+                size: [sizes[2], sizes[3]],
+            },
+            &[x],
+        )
+    }
+}
+
+/// `auto_pad` SAME_UPPER/SAME_LOWER/VALID as explicit pads; `None` for NOTSET.
+fn same_pads(
+    auto: &str,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+) -> R<Option<[usize; 4]>> {
+    match auto {
+        "NOTSET" | "" => Ok(None),
+        "VALID" => Ok(Some([0; 4])),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let mut p = [0usize; 4];
+            for d in 0..2 {
+                let out = input[d].div_ceil(stride[d].max(1));
+                let span = dilation[d] * (kernel[d].max(1) - 1) + 1;
+                let total = ((out.saturating_sub(1)) * stride[d] + span).saturating_sub(input[d]);
+                let (small, big) = (total / 2, total - total / 2);
+                if auto == "SAME_UPPER" {
+                    p[d] = small;
+                    p[d + 2] = big;
+                } else {
+                    p[d] = big;
+                    p[d + 2] = small;
+                }
+            }
+            Ok(Some(p))
+        }
+        other => bad(format!("auto_pad '{other}'")),
+    }
+}
+
+/// ONNX Reshape's target: 0 copies the input dim (unless `allowzero`), one -1 is inferred.
+pub fn reshape_dims(
+    input: &[usize],
+    want: &[i64],
+    allowzero: bool,
+) -> std::result::Result<Vec<usize>, String> {
+    let total: usize = input.iter().product();
+    let mut out = Vec::with_capacity(want.len());
+    let mut infer = None;
+    for (i, &w) in want.iter().enumerate() {
+        match w {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 if !allowzero => out.push(
+                *input
+                    .get(i)
+                    .ok_or_else(|| format!("0 at {i} has no input dim to copy"))?,
+            ),
+            w if w >= 0 => out.push(w as usize),
+            w => return Err(format!("bad dim {w} in {want:?}")),
+        }
+    }
+    let known: usize = out
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != infer)
+        .try_fold(1usize, |a, (_, &d)| a.checked_mul(d))
+        .ok_or_else(|| format!("shape {want:?} overflows"))?;
+    if let Some(i) = infer {
+        if known == 0 || !total.is_multiple_of(known) {
+            return Err(format!("cannot reshape {input:?} to {want:?}"));
+        }
+        out[i] = total / known;
+    } else if known != total {
+        return Err(format!(
+            "cannot reshape {input:?} ({total} elements) to {want:?}"
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,324 @@
+//! ONNX import: a `.onnx` file (opsets 7 to 24) becomes a [`Graph`].
+//!
+//! - Initializers (inline or in external data files) become constants.
+//! - Graph inputs keep their names; symbolic dims (`batch`, `seq`) are bound at load time from
+//!   [`ImportOptions::dims`] or from the shapes of the inputs given to [`ImportOptions::input_shapes`].
+//! - Attributes take their per-opset defaults (`Softmax`'s axis, `Reduce*` axes as attribute or
+//!   input, `Split`, `Slice`, `Pad`, `Clip` inputs from opset 10/11/13/18 on).
+//! - Shape computations (`Shape`, `Gather` on shapes, `Concat`, `Range`, `ConstantOfShape`, ...)
+//!   are evaluated at import when their inputs are known, so `Reshape(x, Shape(x)...)` chains
+//!   exported by PyTorch resolve to static shapes.
+//! - A model with ops Sfumato does not support gets one [`Error::UnsupportedOps`] listing all of
+//!   them (op, opset, node name).
+//! - Malformed files (truncated protobuf, negative or huge dims, undefined or cyclic references,
+//!   missing initializers) give an error, never a panic; no allocation exceeds what the file's
+//!   own data justifies or [`tensor::MAX_ELEMENTS`].
+
+pub mod convert;
+pub mod proto;
+pub mod tensor;
+
+use crate::{DType, Error, Graph, Result, Tensor, ValueId};
+use prost::Message;
+use proto::{ModelProto, NodeProto};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// How to import a model.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Sizes for symbolic dims (`dim_param`), by name.
+    pub dims: HashMap<String, usize>,
+    /// Concrete shapes for graph inputs by name (they bind symbolic dims and override the
+    /// model's declared shape where it has none).
+    pub input_shapes: HashMap<String, Vec<usize>>,
+    /// Graph inputs whose values are known when loading: they become constants (needed where an
+    /// op takes a shape, axes or sizes as an input tensor that is not an initializer).
+    pub const_inputs: HashMap<String, Tensor>,
+    /// Values the caller will feed for some graph inputs, usable where an op needs a value
+    /// when the model loads (a Reshape whose shape is a graph input): the input stays an input.
+    pub known_inputs: HashMap<String, Tensor>,
+    /// Size for symbolic dims that [`ImportOptions::dims`] does not bind (`None`: an error).
+    pub default_dim: Option<usize>,
+    /// Where external data files are (default: the model file's directory).
+    pub base_dir: Option<PathBuf>,
+}
+
+/// An imported model.
+#[derive(Clone, Debug)]
+pub struct OnnxModel {
+    pub graph: Graph,
+    /// The default-domain opset the model imports.
+    pub opset: i64,
+    pub ir_version: i64,
+    pub producer: String,
+    /// Graph inputs that stayed inputs (initializers and const inputs removed), in order.
+    pub inputs: Vec<String>,
+    /// Graph output names, in order.
+    pub outputs: Vec<String>,
+}
+
+/// One node whose op Sfumato does not support.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UnsupportedOp {
+    pub op: String,
+    pub domain: String,
+    pub opset: i64,
+    pub node: String,
+}
+
+impl std::fmt::Display for UnsupportedOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dom = if self.domain.is_empty() {
+            String::new()
+        } else {
+            format!("{}.", self.domain)
+        };
+        write!(
+            f,
+            "{dom}{} (opset {}) at node '{}'",
+            self.op, self.opset, self.node
+        )
+    }
+}
+
+/// A graph input or output as the model declares it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IoInfo {
+    pub name: String,
+    /// The ONNX element type's name (`float`, `int64`, ...), or the kind of a non-tensor type.
+    pub dtype: String,
+    /// Each dim: a number, a symbol, or `?`.
+    pub dims: Vec<String>,
+}
+
+/// What `sfumato inspect` prints.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Inspection {
+    pub ir_version: i64,
+    pub opset: i64,
+    pub producer: String,
+    pub inputs: Vec<IoInfo>,
+    pub outputs: Vec<IoInfo>,
+    pub initializers: usize,
+    pub initializer_bytes: u64,
+    /// Op type -> node count.
+    pub ops: BTreeMap<String, usize>,
+    pub unsupported: Vec<UnsupportedOp>,
+}
+
+/// Decode a model's bytes (protobuf); a malformed file is an error naming what is wrong.
+pub fn decode(bytes: &[u8]) -> Result<ModelProto> {
+    let m = ModelProto::decode(bytes)
+        .map_err(|e| Error::Onnx(format!("not a valid ONNX model: {e}")))?;
+    if m.graph.is_none() {
+        return Err(Error::Onnx("the model has no graph".into()));
+    }
+    Ok(m)
+}
+
+/// The default-domain opset of a model (ONNX says 1 when none is listed).
+pub fn opset_of(m: &ModelProto) -> i64 {
+    m.opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(1)
+}
+
+/// Read and import a `.onnx` file.
+pub fn load(path: &Path, opts: &ImportOptions) -> Result<OnnxModel> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", path.display())))?;
+    let mut o = opts.clone();
+    if o.base_dir.is_none() {
+        o.base_dir = path.parent().map(Path::to_path_buf);
+    }
+    import(&bytes, &o)
+}
+
+/// Import a model from its bytes.
+pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
+    let m = decode(bytes)?;
+    let opset = opset_of(&m);
+    let g = m
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::Onnx("the model has no graph".into()))?;
+    let unsupported = unsupported_ops(&m);
+    if !unsupported.is_empty() {
+        return Err(Error::UnsupportedOps(unsupported));
+    }
+    let mut cx = convert::Importer::new(opset, opts);
+    // Initializers first: constants (an initializer may also be listed as an input, with a
+    // default value; the initializer wins unless the caller feeds it as a const input).
+    for t in &g.initializer {
+        if t.name.is_empty() {
+            return Err(Error::Onnx("an initializer has no name".into()));
+        }
+        let v =
+            tensor::from_proto(t, opts.base_dir.as_deref()).map_err(|e| tensor_err(e, &t.name))?;
+        cx.define_const(&t.name, v)?;
+    }
+    let mut inputs = Vec::new();
+    for i in &g.input {
+        if cx.is_defined(&i.name) {
+            continue;
+        }
+        if let Some(t) = opts.const_inputs.get(&i.name) {
+            cx.define_const(&i.name, t.clone())?;
+            continue;
+        }
+        let (dtype, dims) = cx.input_type(i)?;
+        cx.define_input(&i.name, dtype, dims)?;
+        inputs.push(i.name.clone());
+    }
+    for n in &g.node {
+        cx.node(n)?;
+    }
+    let mut outs: Vec<ValueId> = Vec::new();
+    let mut outputs = Vec::new();
+    for o in &g.output {
+        outs.push(cx.materialize(&o.name)?);
+        outputs.push(o.name.clone());
+    }
+    let mut graph = cx.finish();
+    graph.set_outputs(&outs)?;
+    Ok(OnnxModel {
+        graph,
+        opset,
+        ir_version: m.ir_version,
+        producer: format!("{} {}", m.producer_name, m.producer_version)
+            .trim()
+            .to_string(),
+        inputs,
+        outputs,
+    })
+}
+
+fn tensor_err(e: Error, name: &str) -> Error {
+    tensor_err_as(e, name, "initializer")
+}
+
+fn tensor_err_as(e: Error, name: &str, what: &str) -> Error {
+    match e {
+        Error::Tensor(m) if m.starts_with("unsupported: ") => Error::Unsupported {
+            node: name.to_string(),
+            op: what.into(),
+            inputs: String::new(),
+            msg: m.trim_start_matches("unsupported: ").to_string(),
+        },
+        other => other,
+    }
+}
+
+/// The nodes of a model whose op (in its domain and opset) the importer does not support.
+pub fn unsupported_ops(m: &ModelProto) -> Vec<UnsupportedOp> {
+    let opset = opset_of(m);
+    let Some(g) = &m.graph else { return Vec::new() };
+    g.node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !convert::supports(n))
+        .map(|(i, n)| UnsupportedOp {
+            op: n.op_type.clone(),
+            domain: n.domain.clone(),
+            opset,
+            node: node_name(n, i),
+        })
+        .collect()
+}
+
+/// A node's name, or `op_type#index` when it has none.
+pub fn node_name(n: &NodeProto, i: usize) -> String {
+    if n.name.is_empty() {
+        format!("{}#{i}", n.op_type)
+    } else {
+        n.name.clone()
+    }
+}
+
+/// Inputs, outputs, op histogram and unsupported ops of a model, without importing it.
+pub fn inspect(bytes: &[u8]) -> Result<Inspection> {
+    let m = decode(bytes)?;
+    let g = m
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::Onnx("the model has no graph".into()))?;
+    let inits: std::collections::HashSet<&str> =
+        g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let io = |v: &proto::ValueInfoProto| {
+        let (dtype, dims) = match v.r#type.as_ref() {
+            Some(t) => match &t.tensor_type {
+                Some(tt) => (
+                    proto::data_type::name(tt.elem_type),
+                    tt.shape
+                        .as_ref()
+                        .map(|s| {
+                            s.dim
+                                .iter()
+                                .map(|d| match (&d.dim_value, &d.dim_param) {
+                                    (Some(v), _) => v.to_string(),
+                                    (None, Some(p)) if !p.is_empty() => p.clone(),
+                                    _ => "?".to_string(),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                ),
+                None => ("non-tensor".to_string(), Vec::new()),
+            },
+            None => ("?".to_string(), Vec::new()),
+        };
+        IoInfo {
+            name: v.name.clone(),
+            dtype,
+            dims,
+        }
+    };
+    let mut ops = BTreeMap::new();
+    for n in &g.node {
+        *ops.entry(n.op_type.clone()).or_insert(0) += 1;
+    }
+    Ok(Inspection {
+        ir_version: m.ir_version,
+        opset: opset_of(&m),
+        producer: format!("{} {}", m.producer_name, m.producer_version)
+            .trim()
+            .to_string(),
+        inputs: g
+            .input
+            .iter()
+            .filter(|i| !inits.contains(i.name.as_str()))
+            .map(io)
+            .collect(),
+        outputs: g.output.iter().map(io).collect(),
+        initializers: g.initializer.len(),
+        initializer_bytes: g
+            .initializer
+            .iter()
+            .map(|t| {
+                t.raw_data.len() as u64
+                    + t.float_data.len() as u64 * 4
+                    + t.int64_data.len() as u64 * 8
+            })
+            .sum(),
+        ops,
+        unsupported: unsupported_ops(&m),
+    })
+}
+
+/// Read one serialized `TensorProto` (a conformance case's `input_0.pb`).
+pub fn read_tensor_pb(path: &Path) -> Result<Tensor> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", path.display())))?;
+    let t = proto::TensorProto::decode(bytes.as_slice())
+        .map_err(|e| Error::Onnx(format!("{}: not a TensorProto: {e}", path.display())))?;
+    tensor::from_proto(&t, path.parent()).map_err(|e| tensor_err_as(e, &t.name, "tensor file"))
+}
+
+/// The dtype a model declares for an input, if it is a supported tensor.
+pub fn declared_dtype(v: &proto::ValueInfoProto) -> Option<DType> {
+    let tt = v.r#type.as_ref()?.tensor_type.as_ref()?;
+    tensor::dtype_of(tt.elem_type).ok()
+}

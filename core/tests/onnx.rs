@@ -1,0 +1,306 @@
+//! The ONNX importer: models built here with the proto types, imported and run on the CPU
+//! reference; every malformed or hostile input is an error, never a panic (proptest over
+//! mutated and random bytes).
+
+use proptest::prelude::*;
+use prost::Message;
+use sfumato_core::onnx::proto::*;
+use sfumato_core::onnx::{import, tensor, ImportOptions};
+use sfumato_core::{CpuDevice, Device, Error, Tensor};
+
+fn vi(name: &str, elem: i32, dims: &[Result<i64, &str>]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeTensor {
+                elem_type: elem,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|d| match d {
+                            Ok(v) => Dimension {
+                                dim_value: Some(*v),
+                                dim_param: None,
+                            },
+                            Err(p) => Dimension {
+                                dim_value: None,
+                                dim_param: Some(p.to_string()),
+                            },
+                        })
+                        .collect(),
+                }),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn node(op: &str, ins: &[&str], outs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        input: ins.iter().map(|s| s.to_string()).collect(),
+        output: outs.iter().map(|s| s.to_string()).collect(),
+        name: format!("{op}_node"),
+        op_type: op.into(),
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+fn model(
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    ins: Vec<ValueInfoProto>,
+    outs: Vec<ValueInfoProto>,
+) -> Vec<u8> {
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        producer_name: "sfumato-tests".into(),
+        graph: Some(GraphProto {
+            node: nodes,
+            name: "g".into(),
+            initializer: inits,
+            input: ins,
+            output: outs,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// y = relu(x @ W + b), x: [batch, 3] with a symbolic batch, W: [3, 2] (raw data), b: [2]
+/// (float_data).
+fn mlp_bytes() -> Vec<u8> {
+    let w = tensor::to_proto(
+        &Tensor::from_f32([3, 2], vec![1., -1., 2., 0.5, -3., 1.]).unwrap(),
+        "W",
+    );
+    let b = TensorProto {
+        dims: vec![2],
+        data_type: data_type::FLOAT,
+        name: "b".into(),
+        float_data: vec![0.5, -0.25],
+        ..Default::default()
+    };
+    model(
+        vec![
+            node("MatMul", &["x", "W"], &["xw"], vec![]),
+            node("Add", &["xw", "b"], &["s"], vec![]),
+            node("Relu", &["s"], &["y"], vec![]),
+        ],
+        vec![w, b],
+        vec![vi("x", data_type::FLOAT, &[Err("batch"), Ok(3)])],
+        vec![vi("y", data_type::FLOAT, &[Err("batch"), Ok(2)])],
+    )
+}
+
+#[test]
+fn a_small_model_imports_binds_its_symbolic_batch_and_runs() {
+    let mut opts = ImportOptions::default();
+    opts.dims.insert("batch".into(), 2);
+    let m = import(&mlp_bytes(), &opts).unwrap();
+    assert_eq!(m.inputs, ["x"]);
+    assert_eq!(m.outputs, ["y"]);
+    let x = Tensor::from_f32([2, 3], vec![1., 2., 3., -1., 0., 1.]).unwrap();
+    let y = CpuDevice.run(&m.graph, &[x]).unwrap().outputs.remove(0);
+    // Row 0: [1+4-9, -1+1+3] + b = [-4+0.5, 3-0.25] -> relu -> [0, 2.75].
+    // Row 1: [-1+0-3, 1+0+1] + b = [-3.5, 1.75] -> [0, 1.75].
+    assert_eq!(y.to_f32_vec(), vec![0.0, 2.75, 0.0, 1.75]);
+    // Unbound, the symbolic dim is an error naming it.
+    let e = import(&mlp_bytes(), &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("batch"), "{e}");
+}
+
+#[test]
+fn every_unsupported_op_is_listed_in_one_error() {
+    let b = model(
+        vec![
+            node("Relu", &["x"], &["a"], vec![]),
+            node("Mod", &["a", "a"], &["b"], vec![]),
+            node("Relu", &["b"], &["c"], vec![]),
+            node("TopK", &["c", "c"], &["d"], vec![]),
+            node("NonZero", &["d"], &["y"], vec![]),
+        ],
+        vec![],
+        vec![vi("x", data_type::FLOAT, &[Ok(4)])],
+        vec![vi("y", data_type::FLOAT, &[Ok(4)])],
+    );
+    match import(&b, &ImportOptions::default()) {
+        Err(Error::UnsupportedOps(list)) => {
+            let ops: Vec<&str> = list.iter().map(|u| u.op.as_str()).collect();
+            assert_eq!(ops, ["Mod", "TopK", "NonZero"]);
+            assert!(list.iter().all(|u| u.opset == 17 && !u.node.is_empty()));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn undefined_cyclic_and_missing_references_are_errors() {
+    // A cycle: a reads b, b reads a.
+    let cyc = model(
+        vec![
+            node("Relu", &["b"], &["a"], vec![]),
+            node("Relu", &["a"], &["b"], vec![]),
+        ],
+        vec![],
+        vec![vi("x", data_type::FLOAT, &[Ok(2)])],
+        vec![vi("b", data_type::FLOAT, &[Ok(2)])],
+    );
+    let e = import(&cyc, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reads 'b'"), "{e}");
+    // A missing initializer.
+    let miss = model(
+        vec![node("Add", &["x", "W"], &["y"], vec![])],
+        vec![],
+        vec![vi("x", data_type::FLOAT, &[Ok(2)])],
+        vec![vi("y", data_type::FLOAT, &[Ok(2)])],
+    );
+    let e = import(&miss, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'W'"), "{e}");
+    // An output nothing makes.
+    let dangling = model(
+        vec![],
+        vec![],
+        vec![vi("x", data_type::FLOAT, &[Ok(2)])],
+        vec![vi("z", data_type::FLOAT, &[Ok(2)])],
+    );
+    assert!(import(&dangling, &ImportOptions::default()).is_err());
+}
+
+#[test]
+fn hostile_tensors_are_refused_before_allocating() {
+    let init = |dims: Vec<i64>, raw: usize| TensorProto {
+        dims,
+        data_type: data_type::FLOAT,
+        name: "W".into(),
+        raw_data: vec![0; raw],
+        ..Default::default()
+    };
+    for (t, what) in [
+        (init(vec![-1, 4], 16), "negative"),
+        (init(vec![1 << 40, 1 << 40], 16), "more than"),
+        (init(vec![4, 4], 12), "needs 64 bytes"),
+    ] {
+        let b = model(
+            vec![node("Relu", &["W"], &["y"], vec![])],
+            vec![t],
+            vec![],
+            vec![vi("y", data_type::FLOAT, &[Ok(4)])],
+        );
+        let e = import(&b, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(what), "{what}: {e}");
+    }
+    // A huge ConstantOfShape.
+    let shape = tensor::to_proto(&Tensor::from_i64([2], vec![1 << 31, 1 << 31]).unwrap(), "s");
+    let b = model(
+        vec![node("ConstantOfShape", &["s"], &["y"], vec![])],
+        vec![shape],
+        vec![],
+        vec![vi("y", data_type::FLOAT, &[Ok(1)])],
+    );
+    assert!(import(&b, &ImportOptions::default()).is_err());
+}
+
+#[test]
+fn external_data_is_read_and_paths_outside_the_model_dir_are_refused() {
+    let dir = std::env::temp_dir().join(format!("sfumato-onnx-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vals: Vec<f32> = vec![1.0, 2.0, 3.0, 4.0];
+    let mut bytes = vec![0u8; 8];
+    vals.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+    std::fs::write(dir.join("w.bin"), &bytes).unwrap();
+    let ext = |loc: &str, offset: &str| TensorProto {
+        dims: vec![4],
+        data_type: data_type::FLOAT,
+        name: "W".into(),
+        data_location: 1,
+        external_data: vec![
+            StringStringEntryProto {
+                key: "location".into(),
+                value: loc.into(),
+            },
+            StringStringEntryProto {
+                key: "offset".into(),
+                value: offset.into(),
+            },
+            StringStringEntryProto {
+                key: "length".into(),
+                value: "16".into(),
+            },
+        ],
+        ..Default::default()
+    };
+    let mk = |t| {
+        model(
+            vec![node("Relu", &["W"], &["y"], vec![])],
+            vec![t],
+            vec![],
+            vec![vi("y", data_type::FLOAT, &[Ok(4)])],
+        )
+    };
+    let opts = ImportOptions {
+        base_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let m = import(&mk(ext("w.bin", "8")), &opts).unwrap();
+    let y = CpuDevice.run(&m.graph, &[]).unwrap().outputs.remove(0);
+    assert_eq!(y.to_f32_vec(), vals);
+    for (loc, off) in [
+        ("../w.bin", "8"),
+        ("/etc/passwd", "0"),
+        ("w.bin", "16"),
+        ("nope.bin", "0"),
+    ] {
+        assert!(import(&mk(ext(loc, off)), &opts).is_err(), "{loc} at {off}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Flipped, truncated and inserted bytes of a valid model: an error or a model, never a
+    /// panic.
+    #[test]
+    fn mutated_models_never_panic(edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8), cut in any::<prop::sample::Index>(), truncate in any::<bool>()) {
+        let mut b = mlp_bytes();
+        for (i, v, kind) in edits {
+            let at = i.index(b.len());
+            match kind {
+                0 => b[at] = v,
+                1 => b.insert(at, v),
+                _ => { b.remove(at); }
+            }
+        }
+        if truncate {
+            b.truncate(cut.index(b.len() + 1));
+        }
+        let mut opts = ImportOptions::default();
+        opts.dims.insert("batch".into(), 2);
+        if let Ok(m) = import(&b, &opts) {
+            // Whatever imported must also run (or refuse) without panicking.
+            let ins: Vec<Tensor> = m.graph.inputs().iter().map(|&v| Tensor::zeros(m.graph.dtype(v), m.graph.shape(v).clone())).collect();
+            if m.graph.inputs().iter().all(|&v| m.graph.shape(v).numel() < 1 << 20) {
+                let _ = CpuDevice.run(&m.graph, &ins);
+            }
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = import(&b, &ImportOptions::default());
+    }
+}

@@ -1,0 +1,287 @@
+//! The ONNX operator conformance runner: each case folder holds `model.onnx` and
+//! `test_data_set_0/{input,output}_<j>.pb`; the model runs on a device and its outputs are
+//! compared with the expected ones (rtol 1e-3, atol 1e-7; integers and booleans exact).
+
+use serde::Serialize;
+use sfumato_core::onnx::{self, ImportOptions};
+use sfumato_core::{Device, Error, Tensor};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// ONNX's usual tolerances.
+pub const RTOL: f64 = 1e-3;
+pub const ATOL: f64 = 1e-7;
+
+/// The path of the suite: `$SFUMATO_ONNX_TESTS`, else `../shared/onnx-node-tests` beside the
+/// workspace.
+pub fn default_suite_dir() -> PathBuf {
+    std::env::var_os("SFUMATO_ONNX_TESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/onnx-node-tests")
+        })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Unsupported,
+    Error,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Unsupported => "unsupported",
+            Status::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseResult {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    /// The op types of the case's model.
+    pub ops: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    pub pass: usize,
+    pub fail: usize,
+    pub unsupported: usize,
+    pub error: usize,
+}
+
+impl Totals {
+    pub fn of(cases: &[CaseResult]) -> Totals {
+        let mut t = Totals::default();
+        for c in cases {
+            match c.status {
+                Status::Pass => t.pass += 1,
+                Status::Fail => t.fail += 1,
+                Status::Unsupported => t.unsupported += 1,
+                Status::Error => t.error += 1,
+            }
+        }
+        t
+    }
+}
+
+/// Per op type: counts of each status over the cases whose model uses it.
+pub fn per_op(cases: &[CaseResult]) -> BTreeMap<String, Totals> {
+    let mut m: BTreeMap<String, Totals> = BTreeMap::new();
+    for c in cases {
+        for op in &c.ops {
+            let t = m.entry(op.clone()).or_default();
+            match c.status {
+                Status::Pass => t.pass += 1,
+                Status::Fail => t.fail += 1,
+                Status::Unsupported => t.unsupported += 1,
+                Status::Error => t.error += 1,
+            }
+        }
+    }
+    m
+}
+
+/// The case folders under `dir` (those with a `model.onnx`), sorted by name.
+pub fn case_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model.onnx").is_file())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Whether an error means "not supported" (a coverage gap) rather than a bug.
+pub fn is_unsupported(e: &Error) -> bool {
+    match e {
+        Error::Unsupported { .. } | Error::UnsupportedOps(_) => true,
+        Error::Tensor(m) => m.starts_with("unsupported: "),
+        _ => false,
+    }
+}
+
+fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for j in 0.. {
+        let p = dir.join(format!("{prefix}_{j}.pb"));
+        if !p.is_file() {
+            break;
+        }
+        v.push(p);
+    }
+    v
+}
+
+/// Run one case on `dev`.
+pub fn run_case(dir: &Path, dev: &mut dyn Device) -> CaseResult {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let model = dir.join("model.onnx");
+    let mut ops = Vec::new();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_case_inner(&model, dir, dev, &mut ops)
+    }));
+    let (status, detail) = match result {
+        Ok(Ok(())) => (Status::Pass, String::new()),
+        Ok(Err(Outcome::Fail(d))) => (Status::Fail, d),
+        Ok(Err(Outcome::Err(e))) if is_unsupported(&e) => (Status::Unsupported, e.to_string()),
+        Ok(Err(Outcome::Err(e))) => (Status::Error, e.to_string()),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            (Status::Error, format!("panic: {msg}"))
+        }
+    };
+    CaseResult {
+        name,
+        status,
+        detail,
+        ops,
+    }
+}
+
+enum Outcome {
+    Fail(String),
+    Err(Error),
+}
+
+impl From<Error> for Outcome {
+    fn from(e: Error) -> Self {
+        Outcome::Err(e)
+    }
+}
+
+fn run_case_inner(
+    model: &Path,
+    dir: &Path,
+    dev: &mut dyn Device,
+    ops: &mut Vec<String>,
+) -> Result<(), Outcome> {
+    let bytes = std::fs::read(model)
+        .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", model.display())))?;
+    let info = onnx::inspect(&bytes)?;
+    *ops = info.ops.keys().cloned().collect();
+    if let Some(v) = info
+        .inputs
+        .iter()
+        .chain(&info.outputs)
+        .find(|v| v.dtype == "non-tensor")
+    {
+        return Err(Error::Unsupported {
+            node: v.name.clone(),
+            op: "graph input/output".into(),
+            inputs: String::new(),
+            msg: "only tensor values are supported (not sequences, maps or optionals)".into(),
+        }
+        .into());
+    }
+    let data = dir.join("test_data_set_0");
+    let ins: Vec<Tensor> = numbered(&data, "input")
+        .iter()
+        .map(|p| onnx::read_tensor_pb(p))
+        .collect::<Result<_, _>>()?;
+    let want: Vec<Tensor> = numbered(&data, "output")
+        .iter()
+        .map(|p| onnx::read_tensor_pb(p))
+        .collect::<Result<_, _>>()?;
+    let names: Vec<String> = info.inputs.iter().map(|i| i.name.clone()).collect();
+    if names.len() < ins.len() {
+        return Err(Error::Onnx(format!(
+            "{} input files for {} graph inputs",
+            ins.len(),
+            names.len()
+        ))
+        .into());
+    }
+    let mut opts = ImportOptions {
+        base_dir: model.parent().map(Path::to_path_buf),
+        ..Default::default()
+    };
+    let mut by_name: HashMap<String, Tensor> = HashMap::new();
+    for (n, t) in names.iter().zip(&ins) {
+        opts.input_shapes.insert(n.clone(), t.dims().to_vec());
+        opts.known_inputs.insert(n.clone(), t.clone());
+        by_name.insert(n.clone(), t.clone());
+    }
+    let m = onnx::import(&bytes, &opts)?;
+    let feed: Vec<Tensor> = m
+        .inputs
+        .iter()
+        .map(|n| {
+            by_name
+                .get(n)
+                .cloned()
+                .ok_or_else(|| Error::Onnx(format!("no test data for input '{n}'")))
+        })
+        .collect::<Result<_, _>>()?;
+    let out = dev.run(&m.graph, &feed)?;
+    if out.outputs.len() != want.len() {
+        return Err(Outcome::Fail(format!(
+            "{} outputs, expected {}",
+            out.outputs.len(),
+            want.len()
+        )));
+    }
+    for (k, (got, exp)) in out.outputs.iter().zip(&want).enumerate() {
+        compare(got, exp).map_err(|d| Outcome::Fail(format!("output {k}: {d}")))?;
+    }
+    Ok(())
+}
+
+/// Compare an output with the expected tensor: same dtype and shape, values within
+/// rtol/atol for floats (NaN matches NaN), exact for integers and booleans.
+pub fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
+    if got.dtype() != want.dtype() {
+        return Err(format!(
+            "dtype {} where {} was expected",
+            got.dtype(),
+            want.dtype()
+        ));
+    }
+    if got.dims() != want.dims() {
+        return Err(format!(
+            "shape {} where {} was expected",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
+    let float = got.dtype().is_float();
+    let (mut max_abs, mut max_rel, mut bad) = (0.0f64, 0.0f64, 0usize);
+    for (&a, &b) in g.iter().zip(&w) {
+        if a.is_nan() && b.is_nan() || a == b {
+            continue;
+        }
+        let d = (a - b).abs();
+        let ok = float && d <= ATOL + RTOL * b.abs();
+        if !ok {
+            bad += 1;
+        }
+        max_abs = max_abs.max(if d.is_nan() { f64::INFINITY } else { d });
+        if b != 0.0 {
+            max_rel = max_rel.max(d / b.abs());
+        }
+    }
+    if bad > 0 {
+        return Err(format!(
+            "{bad} of {} values differ: max abs error {max_abs:.3e}, max rel error {max_rel:.3e}",
+            g.len()
+        ));
+    }
+    Ok(())
+}

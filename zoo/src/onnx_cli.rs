@@ -1,0 +1,237 @@
+//! `sfumato run model.onnx`, `sfumato inspect` and `sfumato conformance`.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use sfumato_core::onnx::{self, ImportOptions};
+use sfumato_core::{Device, Tensor};
+use sfumato_zoo::conformance::{self, Status, Totals};
+use sfumato_zoo::npy;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// `NAME=VALUE` pairs.
+fn pairs(v: &[String], what: &str) -> Result<Vec<(String, String)>> {
+    v.iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .with_context(|| format!("{what} '{s}' is not NAME=VALUE"))
+        })
+        .collect()
+}
+
+/// Run an ONNX model: given or seeded random inputs, output summaries, the timing table and
+/// optionally the outputs as .npy files.
+pub fn run(
+    path: &Path,
+    dev: &mut dyn Device,
+    inputs: &[String],
+    dims: &[String],
+    output: Option<&Path>,
+) -> Result<sfumato_core::RunOutput> {
+    let mut opts = ImportOptions::default();
+    for (k, v) in pairs(dims, "--dim")? {
+        let n: usize = v
+            .parse()
+            .with_context(|| format!("--dim {k}={v}: not a size"))?;
+        opts.dims.insert(k, n);
+    }
+    let mut given: HashMap<String, Tensor> = HashMap::new();
+    for (k, f) in pairs(inputs, "--input")? {
+        let b = std::fs::read(&f).with_context(|| format!("reading {f}"))?;
+        let t = npy::read(&b)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("reading {f}"))?;
+        opts.input_shapes.insert(k.clone(), t.dims().to_vec());
+        given.insert(k, t);
+    }
+    if opts.dims.is_empty() && opts.default_dim.is_none() {
+        // Unbound symbolic dims (batch, sequence) default to 1, said aloud below.
+        opts.default_dim = Some(1);
+    }
+    let m = onnx::load(path, &opts).with_context(|| format!("importing {}", path.display()))?;
+    let mut feed = Vec::new();
+    for (i, name) in m.inputs.iter().enumerate() {
+        let v = m.graph.inputs()[i];
+        let (dt, shape) = (m.graph.dtype(v), m.graph.shape(v).clone());
+        match given.remove(name) {
+            Some(t) => {
+                if t.dtype() != dt {
+                    bail!("--input {name}: {} where the model takes {dt}", t.dtype());
+                }
+                feed.push(t)
+            }
+            None => {
+                println!("input '{name}': seeded random {dt} {shape}");
+                feed.push(Tensor::random(dt, shape, 1 + i as u64));
+            }
+        }
+    }
+    if let Some(k) = given.keys().next() {
+        bail!(
+            "--input {k}: the model has no such input (inputs: {})",
+            m.inputs.join(", ")
+        );
+    }
+    let out = dev
+        .run(&m.graph, &feed)
+        .with_context(|| format!("running {} on {}", path.display(), dev.name()))?;
+    if let Some(dir) = output {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, t) in m.outputs.iter().zip(&out.outputs) {
+            let safe: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let p = dir.join(format!("{safe}.npy"));
+            std::fs::write(&p, npy::write(t))
+                .with_context(|| format!("writing {}", p.display()))?;
+        }
+    }
+    println!(
+        "model:  {} (opset {}, {})",
+        path.display(),
+        m.opset,
+        m.producer
+    );
+    for (name, t) in m.outputs.iter().zip(&out.outputs) {
+        println!("output '{name}': {}", t.summary());
+    }
+    Ok(out)
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The .onnx file.
+    pub model: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn inspect(a: &InspectArgs) -> Result<()> {
+    let b = std::fs::read(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
+    let i = onnx::inspect(&b).with_context(|| format!("reading {}", a.model.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&i)?);
+        return Ok(());
+    }
+    println!("model:    {}", a.model.display());
+    println!(
+        "ir:       {}   opset: {}   producer: {}",
+        i.ir_version, i.opset, i.producer
+    );
+    println!(
+        "weights:  {} initializers, {:.1} MiB",
+        i.initializers,
+        i.initializer_bytes as f64 / 1048576.0
+    );
+    for (what, list) in [("input ", &i.inputs), ("output", &i.outputs)] {
+        for v in list {
+            println!("{what}    {}: {} [{}]", v.name, v.dtype, v.dims.join(", "));
+        }
+    }
+    println!("ops:");
+    for (op, n) in &i.ops {
+        let mark = if i.unsupported.iter().any(|u| &u.op == op) {
+            "  (unsupported)"
+        } else {
+            ""
+        };
+        println!("  {op:<24} {n:>5}{mark}");
+    }
+    if i.unsupported.is_empty() {
+        println!("every op is supported");
+    } else {
+        println!("{} unsupported node(s):", i.unsupported.len());
+        for u in &i.unsupported {
+            println!("  {u}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ConformanceArgs {
+    /// The suite's folder (default: $SFUMATO_ONNX_TESTS, else ../shared/onnx-node-tests).
+    pub dir: Option<PathBuf>,
+    /// Where to run.
+    #[arg(long, value_enum, default_value = "wgpu")]
+    pub device: crate::DeviceKind,
+    /// Only cases whose name matches this regular expression.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Write {"totals": {...}, "cases": [...]} to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print every case, not only fails and errors.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+pub fn conformance(a: &ConformanceArgs, dev: &mut dyn Device) -> Result<()> {
+    let dir = a.dir.clone().unwrap_or_else(conformance::default_suite_dir);
+    let re = a
+        .filter
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .context("--filter")?;
+    let cases: Vec<PathBuf> = conformance::case_dirs(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .into_iter()
+        .filter(|p| {
+            re.as_ref()
+                .is_none_or(|r| r.is_match(&p.file_name().unwrap_or_default().to_string_lossy()))
+        })
+        .collect();
+    if cases.is_empty() {
+        bail!("no cases under {} match", dir.display());
+    }
+    let bar = ProgressBar::new(cases.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut results = Vec::with_capacity(cases.len());
+    for c in &cases {
+        let r = conformance::run_case(c, dev);
+        bar.set_message(r.name.clone());
+        bar.inc(1);
+        if a.verbose || matches!(r.status, Status::Fail | Status::Error) {
+            bar.suspend(|| println!("{:<11} {}  {}", r.status.name(), r.name, r.detail));
+        }
+        results.push(r);
+    }
+    bar.finish_and_clear();
+    let t = Totals::of(&results);
+    println!("\nper op type (cases using it): pass / fail / unsupported / error");
+    for (op, o) in conformance::per_op(&results) {
+        println!(
+            "  {op:<28} {:>4} {:>4} {:>4} {:>4}",
+            o.pass, o.fail, o.unsupported, o.error
+        );
+    }
+    println!(
+        "\n{} cases on {}: {} pass, {} fail, {} unsupported, {} error",
+        results.len(),
+        dev.name(),
+        t.pass,
+        t.fail,
+        t.unsupported,
+        t.error
+    );
+    if let Some(p) = &a.json {
+        let j = serde_json::json!({ "device": dev.name(), "totals": t, "cases": results });
+        std::fs::write(p, serde_json::to_string_pretty(&j)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
