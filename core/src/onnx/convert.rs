@@ -13,10 +13,12 @@ use std::collections::HashMap;
 pub const SUPPORTED: &[&str] = &[
     "Abs",
     "Add",
+    "And",
     "AveragePool",
     "BatchNormalization",
     "Cast",
     "CastLike",
+    "Celu",
     "Clip",
     "Concat",
     "Constant",
@@ -25,6 +27,7 @@ pub const SUPPORTED: &[&str] = &[
     "ConvTranspose",
     "Div",
     "Dropout",
+    "Elu",
     "Equal",
     "Erf",
     "Exp",
@@ -51,24 +54,35 @@ pub const SUPPORTED: &[&str] = &[
     "MaxPool",
     "Mean",
     "Min",
+    "Mish",
     "Mul",
     "Neg",
+    "Not",
+    "Or",
+    "PRelu",
     "Pad",
     "Pow",
     "Range",
     "Reciprocal",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
     "ReduceMax",
     "ReduceMean",
     "ReduceMin",
     "ReduceSum",
+    "ReduceSumSquare",
     "Relu",
     "Reshape",
     "Resize",
+    "Selu",
     "Shape",
     "Sigmoid",
     "Size",
     "Slice",
     "Softmax",
+    "Softplus",
     "Softsign",
     "Split",
     "Sqrt",
@@ -76,9 +90,11 @@ pub const SUPPORTED: &[&str] = &[
     "Sub",
     "Sum",
     "Tanh",
+    "ThresholdedRelu",
     "Transpose",
     "Unsqueeze",
     "Where",
+    "Xor",
 ];
 
 /// Whether the importer converts this node's op (some attribute values may still be refused).
@@ -556,6 +572,103 @@ impl<'a> Importer<'a> {
                 self.add(Op::Unary(UnaryOp::Clip { min, max }), &[x])
             }
             "Identity" => Ok(vec![self.inp(0)?]),
+            "PRelu" => {
+                let (x, slope) = (self.inp(0)?, self.inp(1)?);
+                let zero = self.scalar(self.g.dtype(x), 0.0)?;
+                let neg = self.add1(Op::Binary(BinaryOp::Lt), &[x, zero])?;
+                let sx = self.add1(Op::Binary(BinaryOp::Mul), &[x, slope])?;
+                self.add(Op::Where, &[neg, sx, x])
+            }
+            "Elu" | "Selu" | "Celu" => {
+                let x = self.inp(0)?;
+                let dt = self.g.dtype(x);
+                let (alpha, gamma) = match op.as_str() {
+                    "Elu" => (self.af("alpha", 1.0), 1.0),
+                    "Selu" => (self.af("alpha", 1.673_263_2), self.af("gamma", 1.050_701)),
+                    _ => (self.af("alpha", 1.0), 1.0),
+                };
+                // alpha * (exp(x / a) - 1) below zero (a = alpha for Celu, else 1), x above.
+                let zero = self.scalar(dt, 0.0)?;
+                let one = self.scalar(dt, 1.0)?;
+                let al = self.scalar(dt, alpha as f64)?;
+                let xs = if op == "Celu" {
+                    self.add1(Op::Binary(BinaryOp::Div), &[x, al])?
+                } else {
+                    x
+                };
+                let e = self.add1(Op::Unary(UnaryOp::Exp), &[xs])?;
+                let em1 = self.add1(Op::Binary(BinaryOp::Sub), &[e, one])?;
+                let neg = self.add1(Op::Binary(BinaryOp::Mul), &[em1, al])?;
+                let pos = self.add1(Op::Binary(BinaryOp::Gt), &[x, zero])?;
+                let y = self.add1(Op::Where, &[pos, x, neg])?;
+                if op == "Selu" {
+                    let g = self.scalar(dt, gamma as f64)?;
+                    self.add(Op::Binary(BinaryOp::Mul), &[y, g])
+                } else {
+                    Ok(vec![y])
+                }
+            }
+            "ThresholdedRelu" => {
+                let x = self.inp(0)?;
+                let dt = self.g.dtype(x);
+                let a = self.scalar(dt, self.af("alpha", 1.0) as f64)?;
+                let zero = self.scalar(dt, 0.0)?;
+                let above = self.add1(Op::Binary(BinaryOp::Gt), &[x, a])?;
+                self.add(Op::Where, &[above, x, zero])
+            }
+            "Softplus" | "Mish" => {
+                // softplus(x) = log1p(exp(x)), with Kahan's log1p (log(u) * y / (u - 1), u = 1 + y)
+                // so it stays accurate where exp(x) is tiny, and x itself above 20.
+                let x = self.inp(0)?;
+                let dt = self.g.dtype(x);
+                let (one, zero, twenty) = (
+                    self.scalar(dt, 1.0)?,
+                    self.scalar(dt, 0.0)?,
+                    self.scalar(dt, 20.0)?,
+                );
+                let y = self.add1(Op::Unary(UnaryOp::Exp), &[x])?;
+                let u = self.add1(Op::Binary(BinaryOp::Add), &[y, one])?;
+                let lu = self.add1(Op::Unary(UnaryOp::Log), &[u])?;
+                let num = self.add1(Op::Binary(BinaryOp::Mul), &[lu, y])?;
+                let den = self.add1(Op::Binary(BinaryOp::Sub), &[u, one])?;
+                let q = self.add1(Op::Binary(BinaryOp::Div), &[num, den])?;
+                let exact = self.add1(Op::Binary(BinaryOp::Eq), &[den, zero])?;
+                let l1p = self.add1(Op::Where, &[exact, y, q])?;
+                let big = self.add1(Op::Binary(BinaryOp::Gt), &[x, twenty])?;
+                let sp = self.add1(Op::Where, &[big, x, l1p])?;
+                if op == "Mish" {
+                    let t = self.add1(Op::Unary(UnaryOp::Tanh), &[sp])?;
+                    self.add(Op::Binary(BinaryOp::Mul), &[x, t])
+                } else {
+                    Ok(vec![sp])
+                }
+            }
+            "Not" | "And" | "Or" | "Xor" => {
+                let a = self.inp(0)?;
+                if self.g.dtype(a) != DType::Bool {
+                    return bad(format!("{op} takes bool, got {}", self.g.dtype(a)));
+                }
+                let konst =
+                    |s: &mut Self, v: bool| s.konst(Tensor::from_bool(Shape::scalar(), vec![v])?);
+                match op.as_str() {
+                    "Not" => {
+                        let f = konst(self, false)?;
+                        self.add(Op::Binary(BinaryOp::Eq), &[a, f])
+                    }
+                    "Xor" => {
+                        let b = self.inp(1)?;
+                        self.add(Op::Binary(BinaryOp::Ne), &[a, b])
+                    }
+                    "And" => {
+                        let (b, f) = (self.inp(1)?, konst(self, false)?);
+                        self.add(Op::Where, &[a, b, f])
+                    }
+                    _ => {
+                        let (b, t) = (self.inp(1)?, konst(self, true)?);
+                        self.add(Op::Where, &[a, t, b])
+                    }
+                }
+            }
             "Dropout" => {
                 if self.ai("training_mode", 0) != 0 || (self.has(2) && self.const_ints(2)? != [0]) {
                     return unsup("training mode");
@@ -658,16 +771,61 @@ impl<'a> Importer<'a> {
                 if self.has(2) {
                     ins.push(self.inp(2)?);
                 }
-                self.add(Op::LayerNorm { axis, epsilon }, &ins)
-            }
-            "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" => {
-                let rop = match op.as_str() {
-                    "ReduceSum" => ReduceOp::Sum,
-                    "ReduceMean" => ReduceOp::Mean,
-                    "ReduceMax" => ReduceOp::Max,
-                    _ => ReduceOp::Min,
+                let y = self.add1(Op::LayerNorm { axis, epsilon }, &ins)?;
+                if self.n_outputs < 2 {
+                    return Ok(vec![y]);
+                }
+                // The optional Mean and InvStdDev outputs, over the normalized axes (kept).
+                let axes: Vec<usize> = (axis..self.g.shape(x).rank()).collect();
+                let mean_of = |s: &mut Self, v| {
+                    s.add1(
+                        Op::Reduce {
+                            op: ReduceOp::Mean,
+                            axes: axes.clone(),
+                            keepdim: true,
+                        },
+                        &[v],
+                    )
                 };
-                let x = self.inp(0)?;
+                let mean = mean_of(self, x)?;
+                let d = self.add1(Op::Binary(BinaryOp::Sub), &[x, mean])?;
+                let d2 = self.add1(Op::Binary(BinaryOp::Mul), &[d, d])?;
+                let var = mean_of(self, d2)?;
+                let eps = self.scalar(self.g.dtype(x), epsilon as f64)?;
+                let ve = self.add1(Op::Binary(BinaryOp::Add), &[var, eps])?;
+                let inv = self.add1(Op::Unary(UnaryOp::Rsqrt), &[ve])?;
+                Ok(vec![y, mean, inv])
+            }
+            "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceL1" | "ReduceL2"
+            | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
+                // (elementwise before, reduction, elementwise after)
+                let (pre, rop, post) = match op.as_str() {
+                    "ReduceSum" => (None, ReduceOp::Sum, None),
+                    "ReduceMean" => (None, ReduceOp::Mean, None),
+                    "ReduceMax" => (None, ReduceOp::Max, None),
+                    "ReduceMin" => (None, ReduceOp::Min, None),
+                    "ReduceL1" => (Some("abs"), ReduceOp::Sum, None),
+                    "ReduceL2" => (Some("square"), ReduceOp::Sum, Some(UnaryOp::Sqrt)),
+                    "ReduceSumSquare" => (Some("square"), ReduceOp::Sum, None),
+                    "ReduceLogSum" => (None, ReduceOp::Sum, Some(UnaryOp::Log)),
+                    _ => (Some("exp"), ReduceOp::Sum, Some(UnaryOp::Log)),
+                };
+                let x0 = self.inp(0)?;
+                if self.g.dtype(x0) == DType::Bool {
+                    return unsup(format!("{op} of bool"));
+                }
+                let x = match pre {
+                    Some("abs") => self.add1(Op::Unary(UnaryOp::Abs), &[x0])?,
+                    Some("square") => self.add1(Op::Binary(BinaryOp::Mul), &[x0, x0])?,
+                    Some(_) => self.add1(Op::Unary(UnaryOp::Exp), &[x0])?,
+                    None => x0,
+                };
+                let finish = |s: &mut Self, v: ValueId| -> R<Vec<ValueId>> {
+                    match post {
+                        Some(u) => s.add(Op::Unary(u), &[v]),
+                        None => Ok(vec![v]),
+                    }
+                };
                 let rank = self.g.shape(x).rank();
                 if self.g.dtype(x) == DType::Bool {
                     return unsup(format!("{op} of bool"));
@@ -689,7 +847,7 @@ impl<'a> Importer<'a> {
                 let keepdim = self.ai("keepdims", 1) != 0;
                 let axes = match axes {
                     Some(a) if !a.is_empty() => self.axes(&a, rank)?,
-                    _ if self.ai("noop_with_empty_axes", 0) != 0 => return Ok(vec![x]),
+                    _ if self.ai("noop_with_empty_axes", 0) != 0 => return finish(self, x),
                     _ => (0..rank).collect(),
                 };
                 let dims = self.shape(x);
@@ -700,14 +858,15 @@ impl<'a> Importer<'a> {
                         "{op} over an empty axis (ONNX gives the identity, -inf or +inf)"
                     ));
                 }
-                self.add(
+                let r = self.add1(
                     Op::Reduce {
                         op: rop,
                         axes,
                         keepdim,
                     },
                     &[x],
-                )
+                )?;
+                finish(self, r)
             }
             "MaxPool" | "AveragePool" => self.pool(op == "MaxPool"),
             "GlobalAveragePool" => {
@@ -1028,8 +1187,48 @@ impl<'a> Importer<'a> {
     }
 
     /// Conv and ConvTranspose, 2-D (NCHW) only.
+    /// A 1-D conv or pool (`[N, C, L]`) as a 2-D one of height 1: the spatial attributes get
+    /// a leading unit entry (pads a zero pair), `x` (and `w`) a unit dim; returns the lifted
+    /// values and the output reshape to undo it.
+    fn lift_1d(&mut self, vals: &[ValueId]) -> R<Vec<ValueId>> {
+        for a in self.attrs.iter_mut() {
+            match a.name.as_str() {
+                "strides" | "dilations" | "kernel_shape" if a.ints.len() == 1 => {
+                    a.ints.insert(0, 1)
+                }
+                "output_padding" if a.ints.len() == 1 => a.ints.insert(0, 0),
+                "pads" if a.ints.len() == 2 => a.ints = vec![0, a.ints[0], 0, a.ints[1]],
+                _ => {}
+            }
+        }
+        vals.iter()
+            .map(|&v| {
+                let mut d = self.shape(v);
+                d.insert(2, 1);
+                self.reshape(v, d)
+            })
+            .collect()
+    }
+
+    /// Undo [`Importer::lift_1d`] on the first output.
+    fn lower_1d(&mut self, mut outs: Vec<ValueId>) -> R<Vec<ValueId>> {
+        let mut d = self.shape(outs[0]);
+        d.remove(2);
+        outs[0] = self.reshape(outs[0], d)?;
+        Ok(outs)
+    }
+
     fn conv(&mut self, transpose: bool) -> R<Vec<ValueId>> {
         let (x, w) = (self.inp(0)?, self.inp(1)?);
+        if self.g.shape(x).rank() == 3 && self.g.shape(w).rank() == 3 {
+            let l = self.lift_1d(&[x, w])?;
+            let outs = self.conv2d(transpose, l[0], l[1])?;
+            return self.lower_1d(outs);
+        }
+        self.conv2d(transpose, x, w)
+    }
+
+    fn conv2d(&mut self, transpose: bool, x: ValueId, w: ValueId) -> R<Vec<ValueId>> {
         let (xs, ws) = (self.shape(x), self.shape(w));
         if xs.len() != 4 || ws.len() != 4 {
             return unsup(format!(
@@ -1109,6 +1308,15 @@ impl<'a> Importer<'a> {
 
     fn pool(&mut self, max: bool) -> R<Vec<ValueId>> {
         let x = self.inp(0)?;
+        if self.g.shape(x).rank() == 3 {
+            let l = self.lift_1d(&[x])?;
+            let outs = self.pool2d(max, l[0])?;
+            return self.lower_1d(outs);
+        }
+        self.pool2d(max, x)
+    }
+
+    fn pool2d(&mut self, max: bool, x: ValueId) -> R<Vec<ValueId>> {
         let xs = self.shape(x);
         if !self.g.dtype(x).is_float() {
             return unsup(format!("pooling {}", self.g.dtype(x)));
