@@ -270,7 +270,11 @@ fn external_data_is_read_and_paths_outside_the_model_dir_are_refused() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // SFUMATO_FUZZ_CASES=N runs a longer fuzzing session (the README gives one's figures).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("SFUMATO_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        ..ProptestConfig::default()
+    })]
 
     /// Flipped, truncated and inserted bytes of a valid model: an error or a model, never a
     /// panic.
