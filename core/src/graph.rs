@@ -420,14 +420,7 @@ impl Graph {
                 "axes, starts, ends and steps differ in length".into(),
             ));
         }
-        let mut norm: Vec<SliceAxis> = dims
-            .iter()
-            .map(|&d| SliceAxis {
-                start: 0,
-                step: 1,
-                len: d,
-            })
-            .collect();
+        let mut norm: Vec<SliceAxis> = dims.iter().map(|&d| SliceAxis::full(d)).collect();
         for (k, &a) in axes.iter().enumerate() {
             let ax = self.axis("Slice", x, a)?;
             norm[ax] = SliceAxis::normalize(dims[ax], starts[k], ends[k], steps[k])

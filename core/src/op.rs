@@ -276,6 +276,15 @@ pub struct SliceAxis {
 }
 
 impl SliceAxis {
+    /// The whole of a dim of size `d`.
+    pub fn full(d: usize) -> SliceAxis {
+        SliceAxis {
+            start: 0,
+            step: 1,
+            len: d,
+        }
+    }
+
     /// ONNX/numpy slice semantics: negative `start`/`end` count from the end, both are clamped,
     /// `step` may be negative but not zero. Returns `None` for step 0.
     pub fn normalize(dim: usize, start: i64, end: i64, step: i64) -> Option<SliceAxis> {

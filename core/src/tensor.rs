@@ -166,6 +166,55 @@ impl Tensor {
         }
     }
 
+    /// The elements as fixed-width little-endian bytes (bool as one byte, 0 or 1): the layout of
+    /// ONNX raw data and .npy files.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.numel() * self.dtype().size_bytes());
+        match &self.data {
+            TensorData::F32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::F16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::I32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::I64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::U8(v) => out.extend(v),
+            TensorData::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
+        }
+        out
+    }
+
+    /// A tensor from fixed-width little-endian bytes ([`Tensor::to_le_bytes`]); the byte count
+    /// must match the shape.
+    pub fn from_le_bytes(dtype: DType, shape: impl Into<Shape>, b: &[u8]) -> Result<Self> {
+        let shape = shape.into();
+        let size = dtype.size_bytes();
+        let n = shape.checked_numel();
+        if n.and_then(|n| n.checked_mul(size)) != Some(b.len()) {
+            return Err(Error::Tensor(format!(
+                "shape {shape} of {dtype} needs {} bytes, got {}",
+                n.map_or("too many".to_string(), |n| (n * size).to_string()),
+                b.len()
+            )));
+        }
+        let c = b.chunks_exact(size);
+        let data = match dtype {
+            DType::F32 => TensorData::F32(
+                c.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            DType::F16 => TensorData::F16(c.map(|c| f16::from_le_bytes([c[0], c[1]])).collect()),
+            DType::I32 => TensorData::I32(
+                c.map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            DType::I64 => TensorData::I64(
+                c.map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect(),
+            ),
+            DType::U8 => TensorData::U8(b.to_vec()),
+            DType::Bool => TensorData::Bool(b.iter().map(|&x| x != 0).collect()),
+        };
+        Tensor::new(shape, data)
+    }
+
     /// Elements as f32 if the dtype is f32.
     pub fn as_f32(&self) -> Option<&[f32]> {
         match &self.data {

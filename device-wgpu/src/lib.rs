@@ -302,20 +302,11 @@ impl WgpuDevice {
 
     fn scratch_texture(&self, width: u32, height: u32) -> wgpu::TextureView {
         self.device
-            .create_texture(&wgpu::TextureDescriptor {
-                label: Some("sfumato scratch"),
-                size: wgpu::Extent3d {
-                    width: width.max(1),
-                    height: height.max(1),
-                    depth_or_array_layers: 1,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING,
-                view_formats: &[],
-            })
+            .create_texture(&rgba32_texture(
+                "sfumato scratch",
+                width.max(1),
+                height.max(1),
+            ))
             .create_view(&Default::default())
     }
 
@@ -463,20 +454,7 @@ impl WgpuDevice {
         }
         let tex = self.device.create_texture_with_data(
             &self.queue,
-            &wgpu::TextureDescriptor {
-                label: Some(what),
-                size: wgpu::Extent3d {
-                    width: (cols / 4) as u32,
-                    height: rows as u32,
-                    depth_or_array_layers: 1,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING,
-                view_formats: &[],
-            },
+            &rgba32_texture(what, (cols / 4) as u32, rows as u32),
             wgpu::util::TextureDataOrder::LayerMajor,
             &bytes,
         );
@@ -625,6 +603,24 @@ impl WgpuDevice {
             texture_bytes,
         });
         Ok(self.prepared.len() - 1)
+    }
+}
+
+/// An rgba32float texture a kernel samples with `textureLoad`, `width` x `height` texels.
+fn rgba32_texture(label: &str, width: u32, height: u32) -> wgpu::TextureDescriptor<'_> {
+    wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING,
+        view_formats: &[],
     }
 }
 

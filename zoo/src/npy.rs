@@ -1,7 +1,7 @@
 //! `.npy` files (NumPy's array format, version 1 to 3, C order, little-endian) for
 //! `sfumato run --input NAME=FILE.npy` and `--output DIR`.
 
-use sfumato_core::{DType, Shape, Tensor, TensorData};
+use sfumato_core::{DType, Shape, Tensor};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -44,14 +44,7 @@ pub fn write(t: &Tensor) -> Vec<u8> {
     out.extend([1, 0]);
     out.extend((header.len() as u16).to_le_bytes());
     out.extend(header.as_bytes());
-    match t.data() {
-        TensorData::F32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-        TensorData::F16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-        TensorData::I32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-        TensorData::I64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-        TensorData::U8(v) => out.extend(v),
-        TensorData::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
-    }
+    out.extend(t.to_le_bytes());
     out
 }
 
@@ -111,25 +104,7 @@ pub fn read(b: &[u8]) -> Result<Tensor, String> {
             body.len()
         ));
     }
-    let c = body.chunks_exact(size);
-    let data = match dtype {
-        DType::F32 => TensorData::F32(
-            c.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
-        DType::F16 => TensorData::F16(c.map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect()),
-        DType::I32 => TensorData::I32(
-            c.map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
-        DType::I64 => TensorData::I64(
-            c.map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect(),
-        ),
-        DType::U8 => TensorData::U8(body.to_vec()),
-        DType::Bool => TensorData::Bool(body.iter().map(|&x| x != 0).collect()),
-    };
-    Tensor::new(shape, data).map_err(|e| e.to_string())
+    Tensor::from_le_bytes(dtype, shape, body).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -1053,14 +1053,7 @@ impl<'a> Importer<'a> {
                 if axes.len() != starts.len() || steps.len() != starts.len() {
                     return bad("starts, ends, axes and steps differ in length");
                 }
-                let mut spec: Vec<SliceAxis> = dims
-                    .iter()
-                    .map(|&d| SliceAxis {
-                        start: 0,
-                        step: 1,
-                        len: d,
-                    })
-                    .collect();
+                let mut spec: Vec<SliceAxis> = dims.iter().map(|&d| SliceAxis::full(d)).collect();
                 let mut seen = vec![false; dims.len()];
                 for k in 0..starts.len() {
                     let a = self.axis(axes[k], dims.len())?;

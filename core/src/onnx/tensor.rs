@@ -88,75 +88,39 @@ pub fn from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor> {
         }
         Ok(())
     };
-    let data = if let Some(raw) = raw {
-        let size = dtype.size_bytes();
-        if raw.len() != n * size {
-            return Err(Error::Tensor(format!(
-                "{what}: shape {dims:?} of {dtype} needs {} bytes, raw data has {}",
-                n * size,
-                raw.len()
-            )));
+    if let Some(raw) = raw {
+        return Tensor::from_le_bytes(dtype, Shape::new(dims), raw)
+            .map_err(|e| Error::Tensor(format!("{what}: raw data: {e}")));
+    }
+    let data = match dtype {
+        DType::F32 => {
+            count(t.float_data.len())?;
+            TensorData::F32(t.float_data.clone())
         }
-        let mut chunks = raw.chunks_exact(size);
-        match dtype {
-            DType::F32 => TensorData::F32(
-                chunks
-                    .by_ref()
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::F16 => TensorData::F16(
-                chunks
-                    .by_ref()
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            ),
-            DType::I32 => TensorData::I32(
-                chunks
-                    .by_ref()
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::I64 => TensorData::I64(
-                chunks
-                    .by_ref()
-                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                    .collect(),
-            ),
-            DType::U8 => TensorData::U8(raw.to_vec()),
-            DType::Bool => TensorData::Bool(raw.iter().map(|&b| b != 0).collect()),
+        DType::I64 => {
+            count(t.int64_data.len())?;
+            TensorData::I64(t.int64_data.clone())
         }
-    } else {
-        match dtype {
-            DType::F32 => {
-                count(t.float_data.len())?;
-                TensorData::F32(t.float_data.clone())
-            }
-            DType::I64 => {
-                count(t.int64_data.len())?;
-                TensorData::I64(t.int64_data.clone())
-            }
-            DType::F16 => {
-                count(t.int32_data.len())?;
-                TensorData::F16(
-                    t.int32_data
-                        .iter()
-                        .map(|&v| f16::from_bits(v as u16))
-                        .collect(),
-                )
-            }
-            DType::I32 => {
-                count(t.int32_data.len())?;
-                TensorData::I32(t.int32_data.clone())
-            }
-            DType::U8 => {
-                count(t.int32_data.len())?;
-                TensorData::U8(t.int32_data.iter().map(|&v| v as u8).collect())
-            }
-            DType::Bool => {
-                count(t.int32_data.len())?;
-                TensorData::Bool(t.int32_data.iter().map(|&v| v != 0).collect())
-            }
+        DType::F16 => {
+            count(t.int32_data.len())?;
+            TensorData::F16(
+                t.int32_data
+                    .iter()
+                    .map(|&v| f16::from_bits(v as u16))
+                    .collect(),
+            )
+        }
+        DType::I32 => {
+            count(t.int32_data.len())?;
+            TensorData::I32(t.int32_data.clone())
+        }
+        DType::U8 => {
+            count(t.int32_data.len())?;
+            TensorData::U8(t.int32_data.iter().map(|&v| v as u8).collect())
+        }
+        DType::Bool => {
+            count(t.int32_data.len())?;
+            TensorData::Bool(t.int32_data.iter().map(|&v| v != 0).collect())
         }
     };
     Tensor::new(Shape::new(dims), data)
@@ -222,15 +186,7 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>, what: &str) -> Result
 
 /// Encode a tensor as a proto with raw data (for `--output` and tests).
 pub fn to_proto(t: &Tensor, name: &str) -> TensorProto {
-    let mut raw = Vec::with_capacity(t.numel() * t.dtype().size_bytes());
-    match t.data() {
-        TensorData::F32(v) => v.iter().for_each(|x| raw.extend(x.to_le_bytes())),
-        TensorData::F16(v) => v.iter().for_each(|x| raw.extend(x.to_le_bytes())),
-        TensorData::I32(v) => v.iter().for_each(|x| raw.extend(x.to_le_bytes())),
-        TensorData::I64(v) => v.iter().for_each(|x| raw.extend(x.to_le_bytes())),
-        TensorData::U8(v) => raw.extend(v),
-        TensorData::Bool(v) => raw.extend(v.iter().map(|&b| b as u8)),
-    }
+    let raw = t.to_le_bytes();
     TensorProto {
         dims: t.dims().iter().map(|&d| d as i64).collect(),
         data_type: onnx_type(t.dtype()),
