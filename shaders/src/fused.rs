@@ -407,7 +407,8 @@ impl<'a> Reads<'a> {
                 args.push(a);
             }
             let o = node.outputs[0];
-            let fname = format!("f{}", nid.0);
+            // Not `f{n}`: node 16 or 32 would declare a function named like a type (`f32`).
+            let fname = format!("node_{}", nid.0);
             let func = node_fn(self.g, node, &fname)?;
             self.funcs.push_str(&func);
             let _ = writeln!(out, "    let v{} = {fname}({});", o.0, args.join(", "));

@@ -269,3 +269,24 @@ fn variance_reduces_the_squared_difference_in_its_prologue() {
     assert_eq!(gs[1].0, GroupKind::Reduce);
     insta::assert_snapshot!("fused_variance", gs[1].2.clone());
 }
+
+/// A long elementwise chain is one valid module whatever its node ids: node 16 or 32 once
+/// generated a WGSL function named `f16`/`f32`, which naga refused (found by the ONNX
+/// conformance suite's expanded attention models).
+#[test]
+fn long_elementwise_chains_name_their_functions_apart_from_types() {
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [4, 8]);
+    let mut y = x;
+    for i in 0..40 {
+        y = if i % 2 == 0 {
+            g.unary(UnaryOp::Tanh, y).unwrap()
+        } else {
+            g.add_(y, x).unwrap()
+        };
+    }
+    g.set_outputs(&[y]).unwrap();
+    let gs = groups(&g);
+    assert_eq!(gs.len(), 1, "one fused kernel");
+    assert!(gs[0].2.contains("fn node_32("), "{}", gs[0].2);
+}

@@ -55,6 +55,7 @@ pub const SUPPORTED: &[&str] = &[
     "Mean",
     "Min",
     "Mish",
+    "Mod",
     "Mul",
     "Neg",
     "Not",
@@ -642,6 +643,37 @@ impl<'a> Importer<'a> {
                 } else {
                     Ok(vec![sp])
                 }
+            }
+            "Mod" => {
+                let (a, b) = (self.inp(0)?, self.inp(1)?);
+                let dt = self.g.dtype(a);
+                let fmod = self.ai("fmod", 0) != 0;
+                // The truncated quotient: integer division truncates; floats go through i32.
+                let q = self.add1(Op::Binary(BinaryOp::Div), &[a, b])?;
+                let q = if dt.is_float() {
+                    if !fmod {
+                        return unsup("Mod with fmod = 0 (floor) on floating-point inputs");
+                    }
+                    let qi = self.add1(Op::Cast { to: DType::I32 }, &[q])?;
+                    self.add1(Op::Cast { to: dt }, &[qi])?
+                } else {
+                    q
+                };
+                let bq = self.add1(Op::Binary(BinaryOp::Mul), &[b, q])?;
+                let r = self.add1(Op::Binary(BinaryOp::Sub), &[a, bq])?;
+                if fmod {
+                    return Ok(vec![r]);
+                }
+                // Python's modulo: the sign of the divisor.
+                let zero = self.scalar(dt, 0.0)?;
+                let nz = self.add1(Op::Binary(BinaryOp::Ne), &[r, zero])?;
+                let rn = self.add1(Op::Binary(BinaryOp::Lt), &[r, zero])?;
+                let bn = self.add1(Op::Binary(BinaryOp::Lt), &[b, zero])?;
+                let differ = self.add1(Op::Binary(BinaryOp::Ne), &[rn, bn])?;
+                let no = self.konst(Tensor::from_bool(Shape::scalar(), vec![false])?)?;
+                let fix = self.add1(Op::Where, &[nz, differ, no])?;
+                let rb = self.add1(Op::Binary(BinaryOp::Add), &[r, b])?;
+                self.add(Op::Where, &[fix, rb, r])
             }
             "Not" | "And" | "Or" | "Xor" => {
                 let a = self.inp(0)?;
