@@ -122,9 +122,6 @@ impl From<Error> for Fail {
     fn from(e: Error) -> Self {
         match e {
             Error::Unsupported { msg, .. } => Fail::Unsupported(msg),
-            Error::Tensor(m) if m.starts_with("unsupported: ") => {
-                Fail::Unsupported(m.trim_start_matches("unsupported: ").to_string())
-            }
             Error::Node { msg, .. } => Fail::Bad(msg),
             other => Fail::Bad(other.to_string()),
         }
@@ -731,9 +728,6 @@ impl<'a> Importer<'a> {
             }
             "Cast" => {
                 let to = dtype_of(self.ai("to", 0) as i32).map_err(Fail::Unsupported)?;
-                if self.attr("saturate").is_some_and(|a| a.i == 0) {
-                    // Only matters for float8 targets, which are refused above.
-                }
                 let x = self.inp(0)?;
                 self.add(Op::Cast { to }, &[x])
             }

@@ -18,7 +18,7 @@ pub mod convert;
 pub mod proto;
 pub mod tensor;
 
-use crate::{DType, Error, Graph, Result, Tensor, ValueId};
+use crate::{Error, Graph, Result, Tensor, ValueId};
 use prost::Message;
 use proto::{ModelProto, NodeProto};
 use std::collections::{BTreeMap, HashMap};
@@ -156,8 +156,7 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
         if t.name.is_empty() {
             return Err(Error::Onnx("an initializer has no name".into()));
         }
-        let v =
-            tensor::from_proto(t, opts.base_dir.as_deref()).map_err(|e| tensor_err(e, &t.name))?;
+        let v = tensor::from_proto(t, opts.base_dir.as_deref())?;
         cx.define_const(&t.name, v)?;
     }
     let mut inputs = Vec::new();
@@ -194,22 +193,6 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
         inputs,
         outputs,
     })
-}
-
-fn tensor_err(e: Error, name: &str) -> Error {
-    tensor_err_as(e, name, "initializer")
-}
-
-fn tensor_err_as(e: Error, name: &str, what: &str) -> Error {
-    match e {
-        Error::Tensor(m) if m.starts_with("unsupported: ") => Error::Unsupported {
-            node: name.to_string(),
-            op: what.into(),
-            inputs: String::new(),
-            msg: m.trim_start_matches("unsupported: ").to_string(),
-        },
-        other => other,
-    }
 }
 
 /// The nodes of a model whose op (in its domain and opset) the importer does not support.
@@ -314,11 +297,5 @@ pub fn read_tensor_pb(path: &Path) -> Result<Tensor> {
         .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", path.display())))?;
     let t = proto::TensorProto::decode(bytes.as_slice())
         .map_err(|e| Error::Onnx(format!("{}: not a TensorProto: {e}", path.display())))?;
-    tensor::from_proto(&t, path.parent()).map_err(|e| tensor_err_as(e, &t.name, "tensor file"))
-}
-
-/// The dtype a model declares for an input, if it is a supported tensor.
-pub fn declared_dtype(v: &proto::ValueInfoProto) -> Option<DType> {
-    let tt = v.r#type.as_ref()?.tensor_type.as_ref()?;
-    tensor::dtype_of(tt.elem_type).ok()
+    tensor::from_proto(&t, path.parent())
 }

@@ -226,15 +226,3 @@ pub mod data_type {
         }
     }
 }
-
-impl ModelProto {
-    pub fn decode_bytes(b: &[u8]) -> Result<Self, prost::DecodeError> {
-        Self::decode(b)
-    }
-}
-
-impl TensorProto {
-    pub fn decode_bytes(b: &[u8]) -> Result<Self, prost::DecodeError> {
-        Self::decode(b)
-    }
-}

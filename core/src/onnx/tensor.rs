@@ -60,15 +60,19 @@ pub fn checked_dims(dims: &[i64], what: &str) -> Result<Vec<usize>> {
 }
 
 /// Decode a tensor proto. `base_dir` resolves external data (None: external data is an error).
-/// Returns `Err(Unsupported)`-style messages as `Error::Tensor` prefixed by "unsupported:".
+/// A dtype Sfumato does not store is `Error::Unsupported`, naming the tensor.
 pub fn from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor> {
     let what = if t.name.is_empty() {
         "tensor".to_string()
     } else {
         format!("tensor '{}'", t.name)
     };
-    let dtype =
-        dtype_of(t.data_type).map_err(|e| Error::Tensor(format!("unsupported: {what}: {e}")))?;
+    let dtype = dtype_of(t.data_type).map_err(|msg| Error::Unsupported {
+        node: t.name.clone(),
+        op: "tensor".into(),
+        inputs: String::new(),
+        msg,
+    })?;
     let dims = checked_dims(&t.dims, &what)?;
     let n: usize = dims.iter().product();
     let external;
