@@ -445,6 +445,30 @@ impl Graph {
         self.add1(Op::Gather { axis }, &[x, indices])
     }
 
+    pub fn gather_elements(&mut self, x: ValueId, indices: ValueId, axis: i64) -> Result<ValueId> {
+        let axis = self.axis("GatherElements", x, axis)?;
+        self.add1(Op::GatherElements { axis }, &[x, indices])
+    }
+
+    /// ArgMax (`max`) or ArgMin along `axis`: i64 indices, the first on ties unless `last`.
+    pub fn arg_reduce(
+        &mut self,
+        x: ValueId,
+        max: bool,
+        axis: i64,
+        keepdim: bool,
+        last: bool,
+    ) -> Result<ValueId> {
+        let axis = self.axis(if max { "ArgMax" } else { "ArgMin" }, x, axis)?;
+        let op = Op::ArgReduce {
+            max,
+            axis,
+            keepdim,
+            last,
+        };
+        self.add1(op, &[x])
+    }
+
     pub fn where_(&mut self, cond: ValueId, a: ValueId, b: ValueId) -> Result<ValueId> {
         self.add1(Op::Where, &[cond, a, b])
     }

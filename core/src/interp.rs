@@ -309,6 +309,7 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                 ReduceOp::Sum | ReduceOp::Mean => 0.0,
                 ReduceOp::Max => f64::NEG_INFINITY,
                 ReduceOp::Min => f64::INFINITY,
+                ReduceOp::Prod => 1.0,
             };
             let mut out = vec![init; n];
             for (i, &v) in x.iter().enumerate() {
@@ -322,6 +323,7 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                     ReduceOp::Sum | ReduceOp::Mean => out[o] + v,
                     ReduceOp::Max => max_nan(out[o], v),
                     ReduceOp::Min => min_nan(out[o], v),
+                    ReduceOp::Prod => out[o] * v,
                 };
             }
             if *r == ReduceOp::Mean {
@@ -523,6 +525,53 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                 })
                 .collect())
         }
+        Op::GatherElements { axis } => {
+            let x = f(0);
+            let idx = ins[1].to_i64_vec();
+            let xstr = ins[0].shape().strides();
+            let len = ins[0].dims()[*axis] as i64;
+            let mut out = Vec::with_capacity(n);
+            for (i, &j) in idx.iter().enumerate() {
+                let k = if j < 0 { j + len } else { j };
+                if k < 0 || k >= len {
+                    return Err(format!(
+                        "index {j} is out of range for axis {axis} of size {len}"
+                    ));
+                }
+                let c = unravel(i, &oshape.0);
+                let off: usize = (0..c.len())
+                    .map(|d| if d == *axis { k as usize } else { c[d] } * xstr[d])
+                    .sum();
+                out.push(x[off]);
+            }
+            one(out)
+        }
+        Op::ArgReduce {
+            max, axis, last, ..
+        } => {
+            let x = f(0);
+            let (outer, len, inner) = split_at_axis(ins[0].dims(), *axis);
+            let mut out = Vec::with_capacity(n);
+            for o in 0..outer {
+                for r in 0..inner {
+                    let at = |k: usize| x[(o * len + k) * inner + r];
+                    let mut best = 0;
+                    for k in 1..len {
+                        let (b, v) = (at(best), at(k));
+                        if b.is_nan() {
+                            break;
+                        }
+                        let better =
+                            v.is_nan() || if *max { v > b } else { v < b } || (*last && v == b);
+                        if better {
+                            best = k;
+                        }
+                    }
+                    out.push(best as f64);
+                }
+            }
+            one(out)
+        }
     }
 }
 
@@ -586,6 +635,29 @@ pub fn unary(u: UnaryOp, x: f64) -> f64 {
         UnaryOp::Abs => x.abs(),
         UnaryOp::Erf => libm::erf(x),
         UnaryOp::Clip { min, max } => x.max(min as f64).min(max as f64),
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
+        UnaryOp::Tan => x.tan(),
+        UnaryOp::Asin => x.asin(),
+        UnaryOp::Acos => x.acos(),
+        UnaryOp::Atan => x.atan(),
+        UnaryOp::Sinh => x.sinh(),
+        UnaryOp::Cosh => x.cosh(),
+        UnaryOp::Asinh => x.asinh(),
+        UnaryOp::Acosh => x.acosh(),
+        UnaryOp::Atanh => x.atanh(),
+        UnaryOp::Floor => x.floor(),
+        UnaryOp::Ceil => x.ceil(),
+        UnaryOp::Round => x.round_ties_even(),
+        UnaryOp::Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }
     }
 }
 

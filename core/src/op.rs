@@ -127,6 +127,25 @@ pub enum UnaryOp {
         min: f32,
         max: f32,
     },
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+    /// Round down to an integer.
+    Floor,
+    /// Round up to an integer.
+    Ceil,
+    /// Round to the nearest integer, halves to even.
+    Round,
+    /// -1, 0 or 1.
+    Sign,
 }
 
 impl UnaryOp {
@@ -148,6 +167,21 @@ impl UnaryOp {
             UnaryOp::Abs => "Abs",
             UnaryOp::Erf => "Erf",
             UnaryOp::Clip { .. } => "Clip",
+            UnaryOp::Sin => "Sin",
+            UnaryOp::Cos => "Cos",
+            UnaryOp::Tan => "Tan",
+            UnaryOp::Asin => "Asin",
+            UnaryOp::Acos => "Acos",
+            UnaryOp::Atan => "Atan",
+            UnaryOp::Sinh => "Sinh",
+            UnaryOp::Cosh => "Cosh",
+            UnaryOp::Asinh => "Asinh",
+            UnaryOp::Acosh => "Acosh",
+            UnaryOp::Atanh => "Atanh",
+            UnaryOp::Floor => "Floor",
+            UnaryOp::Ceil => "Ceil",
+            UnaryOp::Round => "Round",
+            UnaryOp::Sign => "Sign",
         }
     }
 
@@ -181,6 +215,21 @@ impl UnaryOp {
                 min: -0.5,
                 max: 0.25,
             },
+            UnaryOp::Sin,
+            UnaryOp::Cos,
+            UnaryOp::Tan,
+            UnaryOp::Asin,
+            UnaryOp::Acos,
+            UnaryOp::Atan,
+            UnaryOp::Sinh,
+            UnaryOp::Cosh,
+            UnaryOp::Asinh,
+            UnaryOp::Acosh,
+            UnaryOp::Atanh,
+            UnaryOp::Floor,
+            UnaryOp::Ceil,
+            UnaryOp::Round,
+            UnaryOp::Sign,
         ]
     }
 }
@@ -254,6 +303,8 @@ pub enum ReduceOp {
     Mean,
     Max,
     Min,
+    /// The product (1 over an empty set).
+    Prod,
 }
 
 impl ReduceOp {
@@ -263,6 +314,7 @@ impl ReduceOp {
             ReduceOp::Mean => "ReduceMean",
             ReduceOp::Max => "ReduceMax",
             ReduceOp::Min => "ReduceMin",
+            ReduceOp::Prod => "ReduceProd",
         }
     }
 }
@@ -423,6 +475,19 @@ pub enum Op {
         pads: Vec<[usize; 2]>,
         mode: PadMode,
     },
+    /// `out[.., i, ..] = data[.., indices[.., i, ..], ..]` along `axis` (ONNX GatherElements):
+    /// indices have data's rank and give the output's shape; negative ones count from the end.
+    GatherElements {
+        axis: usize,
+    },
+    /// The i64 index of the largest (`max`) or smallest element along `axis`: the first one on
+    /// ties, or the last with `last`; a NaN wins, as in numpy.
+    ArgReduce {
+        max: bool,
+        axis: usize,
+        keepdim: bool,
+        last: bool,
+    },
 }
 
 impl Op {
@@ -453,6 +518,9 @@ impl Op {
             Op::Cast { .. } => "Cast",
             Op::Resize { .. } => "Resize",
             Op::Pad { .. } => "Pad",
+            Op::GatherElements { .. } => "GatherElements",
+            Op::ArgReduce { max: true, .. } => "ArgMax",
+            Op::ArgReduce { max: false, .. } => "ArgMin",
         }
     }
 
@@ -959,6 +1027,34 @@ impl Op {
                     inputs[0].0,
                     x.0.iter().zip(pads).map(|(d, p)| d + p[0] + p[1]).collect(),
                 )
+            }
+            Op::GatherElements { axis } => {
+                arity(2, 2)?;
+                let (x, idx) = (inputs[0].1, inputs[1].1);
+                check_axis(*axis, x)?;
+                if !matches!(inputs[1].0, DType::I32 | DType::I64) {
+                    return Err(format!("indices must be i32 or i64, got {}", inputs[1].0));
+                }
+                if idx.rank() != x.rank() {
+                    return Err(format!("indices {idx} must have the rank of data {x}"));
+                }
+                let fits = (0..x.rank()).all(|d| d == *axis || idx.0[d] <= x.0[d]);
+                if !fits || (x.0[*axis] == 0 && idx.numel() > 0) {
+                    return Err(format!("indices {idx} do not fit data {x} off axis {axis}"));
+                }
+                one(inputs[0].0, idx.0.clone())
+            }
+            Op::ArgReduce { axis, keepdim, .. } => {
+                arity(1, 1)?;
+                let x = inputs[0].1;
+                check_axis(*axis, x)?;
+                if inputs[0].0 == DType::Bool {
+                    return Err(format!("{} is not defined on bool", self.name()));
+                }
+                if x.0[*axis] == 0 {
+                    return Err(format!("{} over an empty axis {axis} of {x}", self.name()));
+                }
+                one(DType::I64, reduced_dims(&x.0, &[*axis], *keepdim))
             }
         }
     }

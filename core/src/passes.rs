@@ -548,7 +548,9 @@ fn float_attr_bits(op: &Op) -> Vec<u32> {
         | Op::Gather { .. }
         | Op::Where
         | Op::Cast { .. }
-        | Op::Resize { .. } => Vec::new(),
+        | Op::Resize { .. }
+        | Op::GatherElements { .. }
+        | Op::ArgReduce { .. } => Vec::new(),
     }
 }
 

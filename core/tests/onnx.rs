@@ -122,7 +122,7 @@ fn every_unsupported_op_is_listed_in_one_error() {
     let b = model(
         vec![
             node("Relu", &["x"], &["a"], vec![]),
-            node("ArgMax", &["a"], &["b"], vec![]),
+            node("Hardmax", &["a"], &["b"], vec![]),
             node("Relu", &["b"], &["c"], vec![]),
             node("TopK", &["c", "c"], &["d"], vec![]),
             node("NonZero", &["d"], &["y"], vec![]),
@@ -134,7 +134,7 @@ fn every_unsupported_op_is_listed_in_one_error() {
     match import(&b, &ImportOptions::default()) {
         Err(Error::UnsupportedOps(list)) => {
             let ops: Vec<&str> = list.iter().map(|u| u.op.as_str()).collect();
-            assert_eq!(ops, ["ArgMax", "TopK", "NonZero"]);
+            assert_eq!(ops, ["Hardmax", "TopK", "NonZero"]);
             assert!(list.iter().all(|u| u.opset == 17 && !u.node.is_empty()));
         }
         other => panic!("{other:?}"),

@@ -991,12 +991,12 @@ impl Device for WgpuDevice {
     }
 }
 
-/// Gather indices that come straight from a run input or a constant are range-checked on the
-/// host, so an out-of-range index is an error naming the node rather than a 0 read on the GPU.
-/// (Indices computed on the device are not checked yet.)
+/// Gather and GatherElements indices that come straight from a run input or a constant are
+/// range-checked on the host, so an out-of-range index is an error naming the node rather than
+/// a 0 read on the GPU. (Indices computed on the device are not checked yet.)
 fn check_gather_indices(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
     for node in graph.nodes() {
-        let Op::Gather { axis } = node.op else {
+        let (Op::Gather { axis } | Op::GatherElements { axis }) = node.op else {
             continue;
         };
         let idx = node.inputs[1];

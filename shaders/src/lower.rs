@@ -20,6 +20,8 @@ const LAYERNORM: &str = include_str!("templates/layernorm.wgsl");
 const REDUCE: &str = include_str!("templates/reduce.wgsl");
 const POOL2D: &str = include_str!("templates/pool2d.wgsl");
 const GATHER: &str = include_str!("templates/gather.wgsl");
+const GATHER_ELEMENTS: &str = include_str!("templates/gather_elements.wgsl");
+const ARG_REDUCE: &str = include_str!("templates/arg_reduce.wgsl");
 const RESIZE: &str = include_str!("templates/resize.wgsl");
 const PAD: &str = include_str!("templates/pad.wgsl");
 const CONV2D: &str = include_str!("templates/conv2d.wgsl");
@@ -857,6 +859,54 @@ pub fn lower(
                 opts,
             )?])
         }
+        Op::GatherElements { axis } => {
+            let x = &ins[0].1;
+            let rank = x.rank();
+            let mut params = vec![n as u32, rank as u32, *axis as u32, x.0[*axis] as u32];
+            params.extend(out_shape.0.iter().map(|&d| d as u32));
+            params.extend(contiguous_strides(&x.0).iter().map(|&s| s as u32));
+            let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
+            k(vec![kernel(
+                "gather_elements",
+                GATHER_ELEMENTS,
+                &vals,
+                vec![Buf::In(0), Buf::In(1), Buf::Out(0)],
+                params,
+                n,
+                opts,
+            )?])
+        }
+        Op::ArgReduce {
+            max, axis, last, ..
+        } => {
+            let (_, len, inner) = sfumato_core::interp::split_at_axis(&ins[0].1 .0, *axis);
+            let params = vec![
+                n as u32,
+                len as u32,
+                inner.max(1) as u32,
+                *max as u32,
+                *last as u32,
+            ];
+            let e = Elem::of(ins[0].0);
+            let nan_fn = if e == Elem::F32 {
+                "fn nan_of(v: f32) -> bool {\n    return is_nan(v);\n}".to_string()
+            } else {
+                format!(
+                    "fn nan_of(v: {}) -> bool {{\n    return false;\n}}",
+                    e.wgsl()
+                )
+            };
+            let vals = [("ty", e.wgsl().to_string()), ("nan_fn", nan_fn)];
+            k(vec![kernel(
+                "arg_reduce",
+                ARG_REDUCE,
+                &vals,
+                vec![Buf::In(0), Buf::Out(0)],
+                params,
+                n,
+                opts,
+            )?])
+        }
         Op::Resize { mode, coord, size } => {
             let x = &ins[0].1 .0;
             let params = vec![
@@ -965,6 +1015,21 @@ pub(crate) fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {
         UnaryOp::Abs => "abs(x)".into(),
         UnaryOp::Erf => "erf_f(x)".into(),
         UnaryOp::Clip { min, max } => format!("min(max(x, {}), {})", lit(min), lit(max)),
+        UnaryOp::Sin => "sin(x)".into(),
+        UnaryOp::Cos => "cos(x)".into(),
+        UnaryOp::Tan => "tan(x)".into(),
+        UnaryOp::Asin => "asin(x)".into(),
+        UnaryOp::Acos => "acos(x)".into(),
+        UnaryOp::Atan => "atan(x)".into(),
+        UnaryOp::Sinh => "sinh(x)".into(),
+        UnaryOp::Cosh => "cosh(x)".into(),
+        UnaryOp::Asinh => "asinh(x)".into(),
+        UnaryOp::Acosh => "acosh(x)".into(),
+        UnaryOp::Atanh => "atanh(x)".into(),
+        UnaryOp::Floor => "floor(x)".into(),
+        UnaryOp::Ceil => "ceil(x)".into(),
+        UnaryOp::Round => "round(x)".into(),
+        UnaryOp::Sign => "sign(x)".into(),
     })
 }
 
@@ -1146,6 +1211,8 @@ pub fn reduce_kernel(
         (ReduceOp::Max, false) => "-2147483647 - 1",
         (ReduceOp::Min, true) => POS_INF,
         (ReduceOp::Min, false) => "2147483647",
+        (ReduceOp::Prod, true) => "1.0",
+        (ReduceOp::Prod, false) => "1",
     };
     let combine = match (r, float) {
         (ReduceOp::Sum | ReduceOp::Mean, _) => "acc + v",
@@ -1153,6 +1220,7 @@ pub fn reduce_kernel(
         (ReduceOp::Min, true) => "min_nan(acc, v)",
         (ReduceOp::Max, false) => "max(acc, v)",
         (ReduceOp::Min, false) => "min(acc, v)",
+        (ReduceOp::Prod, _) => "acc * v",
     };
     let value = match (r, float) {
         (ReduceOp::Mean, true) => "acc / f32(count)",

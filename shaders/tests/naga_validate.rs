@@ -65,7 +65,13 @@ fn zoo_of_ops() -> Graph {
     let s = g.input("s", DType::F32, [6]);
     g.layer_norm(x, s, Some(s), -1, 1e-5).unwrap();
     g.layer_norm(x, s, None, -1, 1e-5).unwrap();
-    for r in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
+    for r in [
+        ReduceOp::Sum,
+        ReduceOp::Mean,
+        ReduceOp::Max,
+        ReduceOp::Min,
+        ReduceOp::Prod,
+    ] {
         g.reduce(r, x, &[1, 3], true).unwrap();
         g.reduce(r, xi, &[0], false).unwrap();
         g.reduce(r, xu, &[], false).unwrap();
@@ -80,6 +86,15 @@ fn zoo_of_ops() -> Graph {
     g.split(x, 1, &[1, 3]).unwrap();
     let idx = g.input("idx", DType::I64, [2, 3]);
     g.gather(x, idx, 2).unwrap();
+    let eidx = g.input("eidx", DType::I64, [2, 4, 3, 6]);
+    g.gather_elements(x, eidx, 2).unwrap();
+    let eidx_i = g.input("eidx_i", DType::I32, [3, 2]);
+    g.gather_elements(xi, eidx_i, 1).unwrap();
+    for (max, last) in [(true, false), (false, true)] {
+        g.arg_reduce(x, max, 1, true, last).unwrap();
+        g.arg_reduce(xi, max, -1, false, last).unwrap();
+        g.arg_reduce(xu, max, 0, false, last).unwrap();
+    }
     let cond = g.input("cond", DType::Bool, [6, 6]);
     g.where_(cond, x, x).unwrap();
     let cond2 = g.input("cond2", DType::Bool, [3, 1]);
@@ -291,6 +306,27 @@ fn snapshots() {
                 ..Conv2d::padded(1, 1)
             }),
             &[f(&[1, 4, 8, 8]), f(&[4, 1, 3, 3])],
+            &opts
+        )
+    );
+    insta::assert_snapshot!(
+        "gather_elements",
+        snapshot_of(
+            Op::GatherElements { axis: 1 },
+            &[f(&[3, 5]), (DType::I64, Shape::from(&[3, 2][..]))],
+            &opts
+        )
+    );
+    insta::assert_snapshot!(
+        "argmax",
+        snapshot_of(
+            Op::ArgReduce {
+                max: true,
+                axis: 1,
+                keepdim: false,
+                last: false
+            },
+            &[f(&[3, 5, 2])],
             &opts
         )
     );

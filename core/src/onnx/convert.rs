@@ -9,15 +9,27 @@ use crate::{
 };
 use std::collections::HashMap;
 
+mod composite;
+
 /// The op types (default domain) the importer converts.
 pub const SUPPORTED: &[&str] = &[
     "Abs",
+    "Acos",
+    "Acosh",
     "Add",
     "And",
+    "ArgMax",
+    "ArgMin",
+    "Asin",
+    "Asinh",
+    "Atan",
+    "Atanh",
+    "Attention",
     "AveragePool",
     "BatchNormalization",
     "Cast",
     "CastLike",
+    "Ceil",
     "Celu",
     "Clip",
     "Concat",
@@ -25,6 +37,8 @@ pub const SUPPORTED: &[&str] = &[
     "ConstantOfShape",
     "Conv",
     "ConvTranspose",
+    "Cos",
+    "Cosh",
     "Div",
     "Dropout",
     "Elu",
@@ -33,7 +47,9 @@ pub const SUPPORTED: &[&str] = &[
     "Exp",
     "Expand",
     "Flatten",
+    "Floor",
     "Gather",
+    "GatherElements",
     "Gelu",
     "Gemm",
     "GlobalAveragePool",
@@ -58,11 +74,13 @@ pub const SUPPORTED: &[&str] = &[
     "Mod",
     "Mul",
     "Neg",
+    "NegativeLogLikelihoodLoss",
     "Not",
     "Or",
     "PRelu",
     "Pad",
     "Pow",
+    "RMSNormalization",
     "Range",
     "Reciprocal",
     "ReduceL1",
@@ -72,17 +90,23 @@ pub const SUPPORTED: &[&str] = &[
     "ReduceMax",
     "ReduceMean",
     "ReduceMin",
+    "ReduceProd",
     "ReduceSum",
     "ReduceSumSquare",
     "Relu",
     "Reshape",
     "Resize",
+    "Round",
     "Selu",
     "Shape",
     "Sigmoid",
+    "Sign",
+    "Sin",
+    "Sinh",
     "Size",
     "Slice",
     "Softmax",
+    "SoftmaxCrossEntropyLoss",
     "Softplus",
     "Softsign",
     "Split",
@@ -90,9 +114,11 @@ pub const SUPPORTED: &[&str] = &[
     "Squeeze",
     "Sub",
     "Sum",
+    "Tan",
     "Tanh",
     "ThresholdedRelu",
     "Transpose",
+    "Trilu",
     "Unsqueeze",
     "Where",
     "Xor",
@@ -509,6 +535,22 @@ impl<'a> Importer<'a> {
             "Abs" => self.unary(UnaryOp::Abs),
             "Erf" => self.unary(UnaryOp::Erf),
             "HardSwish" => self.unary(UnaryOp::HardSwish),
+            "Sin" => self.unary(UnaryOp::Sin),
+            "Cos" => self.unary(UnaryOp::Cos),
+            "Tan" => self.unary(UnaryOp::Tan),
+            "Asin" => self.unary(UnaryOp::Asin),
+            "Acos" => self.unary(UnaryOp::Acos),
+            "Atan" => self.unary(UnaryOp::Atan),
+            "Sinh" => self.unary(UnaryOp::Sinh),
+            "Cosh" => self.unary(UnaryOp::Cosh),
+            "Asinh" => self.unary(UnaryOp::Asinh),
+            "Acosh" => self.unary(UnaryOp::Acosh),
+            "Atanh" => self.unary(UnaryOp::Atanh),
+            "Floor" => self.unary(UnaryOp::Floor),
+            "Ceil" => self.unary(UnaryOp::Ceil),
+            "Round" => self.unary(UnaryOp::Round),
+            "Sign" => self.unary(UnaryOp::Sign),
+
             "LeakyRelu" => {
                 let alpha = self.af("alpha", 0.01);
                 self.unary(UnaryOp::LeakyRelu { alpha })
@@ -822,14 +864,15 @@ impl<'a> Importer<'a> {
                 let inv = self.add1(Op::Unary(UnaryOp::Rsqrt), &[ve])?;
                 Ok(vec![y, mean, inv])
             }
-            "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceL1" | "ReduceL2"
-            | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
+            "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+            | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
                 // (elementwise before, reduction, elementwise after)
                 let (pre, rop, post) = match op.as_str() {
                     "ReduceSum" => (None, ReduceOp::Sum, None),
                     "ReduceMean" => (None, ReduceOp::Mean, None),
                     "ReduceMax" => (None, ReduceOp::Max, None),
                     "ReduceMin" => (None, ReduceOp::Min, None),
+                    "ReduceProd" => (None, ReduceOp::Prod, None),
                     "ReduceL1" => (Some("abs"), ReduceOp::Sum, None),
                     "ReduceL2" => (Some("square"), ReduceOp::Sum, Some(UnaryOp::Sqrt)),
                     "ReduceSumSquare" => (Some("square"), ReduceOp::Sum, None),
@@ -1096,6 +1139,22 @@ impl<'a> Importer<'a> {
                 let axis = self.axis(self.ai("axis", 0), self.g.shape(x).rank())?;
                 self.add(Op::Gather { axis }, &[x, i])
             }
+            "GatherElements" => {
+                let (x, i) = (self.inp(0)?, self.inp(1)?);
+                let axis = self.axis(self.ai("axis", 0), self.g.shape(x).rank())?;
+                self.add(Op::GatherElements { axis }, &[x, i])
+            }
+            "ArgMax" | "ArgMin" => {
+                let x = self.inp(0)?;
+                let axis = self.axis(self.ai("axis", 0), self.g.shape(x).rank())?;
+                let arg = Op::ArgReduce {
+                    max: op == "ArgMax",
+                    axis,
+                    keepdim: self.ai("keepdims", 1) != 0,
+                    last: self.ai("select_last_index", 0) != 0,
+                };
+                self.add(arg, &[x])
+            }
             "Expand" => {
                 let x = self.inp(0)?;
                 let want = self.const_ints(1)?;
@@ -1115,6 +1174,11 @@ impl<'a> Importer<'a> {
             }
             "Pad" => self.pad(),
             "Resize" => self.resize(),
+            "Attention" => self.attention(),
+            "RMSNormalization" => self.rms_norm(),
+            "Trilu" => self.trilu(),
+            "NegativeLogLikelihoodLoss" => self.nll_loss(),
+            "SoftmaxCrossEntropyLoss" => self.softmax_cross_entropy(),
             "Shape" => {
                 let x = self.inp(0)?;
                 let dims: Vec<i64> = self.shape(x).iter().map(|&d| d as i64).collect();

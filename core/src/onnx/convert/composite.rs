@@ -1,0 +1,440 @@
+//! ONNX ops that Sfumato runs as compositions of its own ops: Attention (opsets 23-24),
+//! RMSNormalization, Trilu, NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss.
+//! The fusion planner turns the elementwise parts back into few kernels; the attention
+//! composition has the `QKᵀ → scale → mask → softmax → ·V` shape the attention kernel matches.
+
+use super::{bad, unsup, Importer, R};
+use crate::op::*;
+use crate::{DType, Op, Tensor, ValueId};
+
+impl Importer<'_> {
+    fn bin(&mut self, b: BinaryOp, x: ValueId, y: ValueId) -> R<ValueId> {
+        self.add1(Op::Binary(b), &[x, y])
+    }
+
+    fn un(&mut self, u: UnaryOp, x: ValueId) -> R<ValueId> {
+        self.add1(Op::Unary(u), &[x])
+    }
+
+    fn sum_over(&mut self, x: ValueId, axes: Vec<usize>, keepdim: bool) -> R<ValueId> {
+        self.add1(
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axes,
+                keepdim,
+            },
+            &[x],
+        )
+    }
+
+    fn mean_over(&mut self, x: ValueId, axes: Vec<usize>) -> R<ValueId> {
+        self.add1(
+            Op::Reduce {
+                op: ReduceOp::Mean,
+                axes,
+                keepdim: true,
+            },
+            &[x],
+        )
+    }
+
+    /// A constant integer tensor `0, 1, .., n-1` of `dtype`, laid along axis `axis` of a
+    /// tensor of rank `rank` (every other dim 1).
+    fn iota(&mut self, dtype: DType, n: usize, axis: usize, rank: usize) -> R<ValueId> {
+        let mut dims = vec![1; rank];
+        dims[axis] = n;
+        let v: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        self.konst(Tensor::from_f64(dtype, dims, &v))
+    }
+
+    /// A 0 / -inf additive bias of `dt` from a bool condition (true: attend).
+    fn bias_of(&mut self, allowed: ValueId, dt: DType) -> R<ValueId> {
+        let zero = self.scalar(dt, 0.0)?;
+        let ninf = self.scalar(dt, f64::NEG_INFINITY)?;
+        self.add1(Op::Where, &[allowed, zero, ninf])
+    }
+
+    /// `RMSNormalization`: `x / sqrt(mean(x², axes axis..) + epsilon) * scale`.
+    pub(super) fn rms_norm(&mut self) -> R<Vec<ValueId>> {
+        if self.ai("stash_type", 1) != 1 {
+            return unsup("stash_type other than float");
+        }
+        let (x, scale) = (self.inp(0)?, self.inp(1)?);
+        if !self.g.dtype(x).is_float() {
+            return bad(format!("RMSNormalization of {}", self.g.dtype(x)));
+        }
+        let rank = self.g.shape(x).rank();
+        let axis = self.axis(self.ai("axis", -1), rank)?;
+        let x2 = self.bin(BinaryOp::Mul, x, x)?;
+        let ms = self.mean_over(x2, (axis..rank).collect())?;
+        let eps = self.scalar(self.g.dtype(x), self.af("epsilon", 1e-5) as f64)?;
+        let mse = self.bin(BinaryOp::Add, ms, eps)?;
+        let inv = self.un(UnaryOp::Rsqrt, mse)?;
+        let y = self.bin(BinaryOp::Mul, x, inv)?;
+        Ok(vec![self.bin(BinaryOp::Mul, y, scale)?])
+    }
+
+    /// `Trilu`: keep the elements on and above (upper) or below (lower) diagonal `k` of the
+    /// last two dims, zero the rest.
+    pub(super) fn trilu(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dims = self.shape(x);
+        if dims.len() < 2 {
+            return bad(format!("Trilu needs rank >= 2, got {}", dims.len()));
+        }
+        let k = if self.has(1) {
+            match self.const_ints(1)?.as_slice() {
+                [k] => *k,
+                other => return bad(format!("k must hold one value, got {other:?}")),
+            }
+        } else {
+            0
+        };
+        let upper = self.ai("upper", 1) != 0;
+        let (n, m) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+        let keep: Vec<bool> = (0..n * m)
+            .map(|e| {
+                let (i, j) = ((e / m) as i64, (e % m) as i64);
+                if upper {
+                    j - i >= k
+                } else {
+                    j - i <= k
+                }
+            })
+            .collect();
+        let keep = self.konst(Tensor::from_bool([n, m], keep)?)?;
+        let zero = self.scalar(self.g.dtype(x), 0.0)?;
+        self.add(Op::Where, &[keep, x, zero])
+    }
+
+    /// `Attention` (opsets 23 and 24): 3-D or 4-D Q/K/V, the KV cache (past and present),
+    /// grouped-query heads, a bool or additive mask (padded to the total key length),
+    /// causal masking (offset by the cache, or per batch by `nonpad_kv_seqlen`), `scale`,
+    /// `softcap` and the `qk_matmul_output` of every mode.
+    pub(super) fn attention(&mut self) -> R<Vec<ValueId>> {
+        for w in ["left_window_size", "right_window_size"] {
+            if self.ai(w, -1) >= 0 {
+                return unsup(format!("{w} (sliding-window attention)"));
+            }
+        }
+        let (mut q, mut k, mut v) = (self.inp(0)?, self.inp(1)?, self.inp(2)?);
+        let dt = self.g.dtype(q);
+        if !dt.is_float() {
+            return bad(format!("Q must be a float tensor, got {dt}"));
+        }
+        let rank = self.g.shape(q).rank();
+        if self.g.shape(k).rank() != rank || self.g.shape(v).rank() != rank {
+            return bad("Q, K and V must have one rank");
+        }
+        if rank == 3 {
+            let (qh, kvh) = (self.ai("q_num_heads", 0), self.ai("kv_num_heads", 0));
+            if qh <= 0 || kvh <= 0 {
+                return bad("3-D inputs need q_num_heads and kv_num_heads");
+            }
+            q = self.split_heads(q, qh as usize)?;
+            k = self.split_heads(k, kvh as usize)?;
+            v = self.split_heads(v, kvh as usize)?;
+        } else if rank != 4 {
+            return bad(format!("Q must be 3-D or 4-D, got rank {rank}"));
+        }
+        if self.has(4) {
+            let pk = self.inp(4)?;
+            k = self.add1(Op::Concat { axis: 2 }, &[pk, k])?;
+        }
+        if self.has(5) {
+            let pv = self.inp(5)?;
+            v = self.add1(Op::Concat { axis: 2 }, &[pv, v])?;
+        }
+        let (qd, kd, vd) = (self.shape(q), self.shape(k), self.shape(v));
+        let (b, qh, sq, hd) = (qd[0], qd[1], qd[2], qd[3]);
+        let (kvh, skv, dv) = (kd[1], kd[2], vd[3]);
+        if kd[0] != b || vd[0] != b || kd[3] != hd || vd[1] != kvh || vd[2] != skv {
+            return bad(format!(
+                "Q [B, Hq, Sq, D] = {qd:?} does not fit K {kd:?} and V {vd:?} (after the cache)"
+            ));
+        }
+        if kvh == 0 || !qh.is_multiple_of(kvh) {
+            return bad(format!(
+                "{qh} query heads are not a multiple of {kvh} KV heads"
+            ));
+        }
+        let reps = qh / kvh;
+        let scale = match self.attr("scale") {
+            Some(a) => a.f as f64,
+            None => 1.0 / (hd as f64).sqrt(),
+        };
+        // Grouped heads without copies: the `reps` query heads of one KV head are adjacent,
+        // so Q as [B, Hkv, reps * Sq, D] multiplies that head's K directly.
+        let kt = self.add1(
+            Op::Transpose {
+                perm: vec![0, 1, 3, 2],
+            },
+            &[k],
+        )?;
+        let qg = self.reshape(q, vec![b, kvh, reps * sq, hd])?;
+        let s = self.add1(Op::MatMul, &[qg, kt])?;
+        let s = self.reshape(s, vec![b, qh, sq, skv])?;
+        let sc = self.scalar(dt, scale)?;
+        let mut s = self.bin(BinaryOp::Mul, s, sc)?;
+        let softcap = self.af("softcap", 0.0);
+        if softcap > 0.0 {
+            let c = self.scalar(dt, softcap as f64)?;
+            let t = self.bin(BinaryOp::Div, s, c)?;
+            let t = self.un(UnaryOp::Tanh, t)?;
+            s = self.bin(BinaryOp::Mul, t, c)?;
+        }
+        let mut qk_out = s;
+        let bias = self.attention_bias(dt, b, sq, skv)?;
+        if let Some(bias) = bias {
+            s = self.bin(BinaryOp::Add, s, bias)?;
+        }
+        let mode = self.ai("qk_matmul_output_mode", 0);
+        if mode == 2 {
+            qk_out = s;
+        }
+        let mut p = self.add1(Op::Softmax { axis: 3 }, &[s])?;
+        if let Some(bias) = bias {
+            // A query whose every key is masked attends nothing: its weights are 0, not the
+            // NaN of a softmax over -inf.
+            let rank = self.g.shape(bias).rank();
+            let top = self.add1(
+                Op::Reduce {
+                    op: ReduceOp::Max,
+                    axes: vec![rank - 1],
+                    keepdim: true,
+                },
+                &[bias],
+            )?;
+            let ninf = self.scalar(dt, f64::NEG_INFINITY)?;
+            let dead = self.bin(BinaryOp::Eq, top, ninf)?;
+            let zero = self.scalar(dt, 0.0)?;
+            p = self.add1(Op::Where, &[dead, zero, p])?;
+        }
+        match mode {
+            0..=2 => {}
+            3 => qk_out = p,
+            m => return bad(format!("qk_matmul_output_mode {m}")),
+        }
+        let pg = self.reshape(p, vec![b, kvh, reps * sq, skv])?;
+        let y = self.add1(Op::MatMul, &[pg, v])?;
+        let mut y = self.reshape(y, vec![b, qh, sq, dv])?;
+        if rank == 3 {
+            let t = self.add1(
+                Op::Transpose {
+                    perm: vec![0, 2, 1, 3],
+                },
+                &[y],
+            )?;
+            y = self.reshape(t, vec![b, sq, qh * dv])?;
+        }
+        Ok(vec![y, k, v, qk_out])
+    }
+
+    /// `[B, S, H * D]` to `[B, H, S, D]`.
+    fn split_heads(&mut self, x: ValueId, heads: usize) -> R<ValueId> {
+        let d = self.shape(x);
+        if !d[2].is_multiple_of(heads) {
+            return bad(format!(
+                "hidden size {} is not a multiple of {heads} heads",
+                d[2]
+            ));
+        }
+        let r = self.reshape(x, vec![d[0], d[1], heads, d[2] / heads])?;
+        self.add1(
+            Op::Transpose {
+                perm: vec![0, 2, 1, 3],
+            },
+            &[r],
+        )
+    }
+
+    /// The additive attention bias (0 where a query may attend a key, -inf elsewhere, plus a
+    /// float mask), broadcastable to `[B, H, Sq, Skv]`; `None` when nothing is masked.
+    fn attention_bias(&mut self, dt: DType, b: usize, sq: usize, skv: usize) -> R<Option<ValueId>> {
+        let mut bias: Option<ValueId> = None;
+        if self.has(3) {
+            let m = self.inp(3)?;
+            let mut md = self.shape(m);
+            if md.is_empty() {
+                return bad("attn_mask must have rank >= 1");
+            }
+            let mut mb = if self.g.dtype(m) == DType::Bool {
+                self.bias_of(m, dt)?
+            } else if self.g.dtype(m) != dt {
+                self.add1(Op::Cast { to: dt }, &[m])?
+            } else {
+                m
+            };
+            let last = md[md.len() - 1];
+            if last > skv {
+                return bad(format!(
+                    "attn_mask has {last} keys, more than the {skv} in K"
+                ));
+            }
+            if last < skv {
+                // Keys beyond the mask are masked out.
+                *md.last_mut().unwrap_or(&mut 0) = skv - last;
+                let n: usize = md.iter().product();
+                let pad = self.konst(Tensor::from_f64(
+                    dt,
+                    md.clone(),
+                    &vec![f64::NEG_INFINITY; n],
+                ))?;
+                let axis = md.len() - 1;
+                mb = self.add1(Op::Concat { axis }, &[mb, pad])?;
+            }
+            bias = Some(mb);
+        }
+        let nonpad = if self.has(6) {
+            let n = self.inp(6)?;
+            if self.g.shape(n).dims() != [b] {
+                return bad(format!("nonpad_kv_seqlen must be [{b}]"));
+            }
+            let n = if self.g.dtype(n) == DType::I64 {
+                n
+            } else {
+                self.add1(Op::Cast { to: DType::I64 }, &[n])?
+            };
+            Some(self.reshape(n, vec![b, 1, 1, 1])?)
+        } else {
+            None
+        };
+        let add = |s: &mut Self, acc: Option<ValueId>, x: ValueId| -> R<Option<ValueId>> {
+            Ok(Some(match acc {
+                Some(a) => s.bin(BinaryOp::Add, a, x)?,
+                None => x,
+            }))
+        };
+        let i_idx = self.iota(DType::I64, sq, 2, 4)?;
+        let j_idx = self.iota(DType::I64, skv, 3, 4)?;
+        if self.ai("is_causal", 0) != 0 {
+            // Bottom-right aligned: query i attends key j iff j <= i + offset, the offset being
+            // the cache length, or per batch nonpad_kv_seqlen - Sq for an external cache.
+            let limit = match nonpad {
+                Some(n) if !self.has(4) => {
+                    let sqc = self.scalar(DType::I64, sq as f64)?;
+                    let off = self.bin(BinaryOp::Sub, n, sqc)?;
+                    self.bin(BinaryOp::Add, i_idx, off)?
+                }
+                _ => {
+                    let past = if self.has(4) {
+                        let pk = self.inp(4)?;
+                        self.shape(pk)[2]
+                    } else {
+                        0
+                    };
+                    let off = self.scalar(DType::I64, past as f64)?;
+                    self.bin(BinaryOp::Add, i_idx, off)?
+                }
+            };
+            let allowed = self.bin(BinaryOp::Le, j_idx, limit)?;
+            let cb = self.bias_of(allowed, dt)?;
+            bias = add(self, bias, cb)?;
+        }
+        if let Some(n) = nonpad {
+            let allowed = self.bin(BinaryOp::Lt, j_idx, n)?;
+            let pb = self.bias_of(allowed, dt)?;
+            bias = add(self, bias, pb)?;
+        }
+        Ok(bias)
+    }
+
+    /// `NegativeLogLikelihoodLoss` of log-probabilities `logp` `[N, C, d..]` and integer
+    /// targets `[N, d..]`: the target class is picked through a one-hot comparison (no
+    /// gather), optional class weights, `ignore_index`, reduction none / sum / mean.
+    fn nll(&mut self, logp: ValueId, target: ValueId, weight: Option<ValueId>) -> R<ValueId> {
+        let ld = self.shape(logp);
+        let td = self.shape(target);
+        let dt = self.g.dtype(logp);
+        let tt = self.g.dtype(target);
+        if ld.len() < 2 || !dt.is_float() {
+            return bad(format!("input must be float [N, C, ..], got {dt} {ld:?}"));
+        }
+        if !tt.is_int() {
+            return bad(format!("target must be integers, got {tt}"));
+        }
+        let mut want = ld.clone();
+        want.remove(1);
+        if td != want {
+            return bad(format!("target {td:?} does not fit input {ld:?}"));
+        }
+        let c = ld[1];
+        let rank = ld.len();
+        let mut tu = td.clone();
+        tu.insert(1, 1);
+        let t1 = self.reshape(target, tu)?;
+        let classes = self.iota(tt, c, 1, rank)?;
+        let hot = self.bin(BinaryOp::Eq, t1, classes)?;
+        let zero = self.scalar(dt, 0.0)?;
+        let picked = self.add1(Op::Where, &[hot, logp, zero])?;
+        let picked = self.sum_over(picked, vec![1], false)?;
+        let mut w = match weight {
+            Some(w) => {
+                if self.shape(w) != [c] {
+                    return bad(format!("weight must be [{c}]"));
+                }
+                let mut wd = vec![1; rank];
+                wd[1] = c;
+                let wr = self.reshape(w, wd)?;
+                let ws = self.add1(Op::Where, &[hot, wr, zero])?;
+                Some(self.sum_over(ws, vec![1], false)?)
+            }
+            None => None,
+        };
+        if let Some(ig) = self.attr("ignore_index").map(|a| a.i) {
+            let igv = self.scalar(tt, ig as f64)?;
+            let keep = self.bin(BinaryOp::Ne, target, igv)?;
+            let one = self.scalar(dt, 1.0)?;
+            let base = w.unwrap_or(one);
+            w = Some(self.add1(Op::Where, &[keep, base, zero])?);
+        }
+        let neg = self.un(UnaryOp::Neg, picked)?;
+        let loss = match w {
+            Some(w) => self.bin(BinaryOp::Mul, neg, w)?,
+            None => neg,
+        };
+        let all: Vec<usize> = (0..td.len()).collect();
+        match self.astr("reduction", "mean").as_str() {
+            "none" => Ok(loss),
+            "sum" => self.sum_over(loss, all, false),
+            "mean" => {
+                let total = self.sum_over(loss, all.clone(), false)?;
+                let count = match w {
+                    Some(w) => self.sum_over(w, all, false)?,
+                    None => self.scalar(dt, td.iter().product::<usize>() as f64)?,
+                };
+                self.bin(BinaryOp::Div, total, count)
+            }
+            other => bad(format!("reduction '{other}'")),
+        }
+    }
+
+    /// `NegativeLogLikelihoodLoss(input, target[, weight])`.
+    pub(super) fn nll_loss(&mut self) -> R<Vec<ValueId>> {
+        let (x, t) = (self.inp(0)?, self.inp(1)?);
+        let w = if self.has(2) {
+            Some(self.inp(2)?)
+        } else {
+            None
+        };
+        Ok(vec![self.nll(x, t, w)?])
+    }
+
+    /// `SoftmaxCrossEntropyLoss(scores, labels[, weights])`: the NLL of the log-softmax over
+    /// the class axis; the second output is that log-softmax.
+    pub(super) fn softmax_cross_entropy(&mut self) -> R<Vec<ValueId>> {
+        let (x, t) = (self.inp(0)?, self.inp(1)?);
+        let w = if self.has(2) {
+            Some(self.inp(2)?)
+        } else {
+            None
+        };
+        if self.g.shape(x).rank() < 2 {
+            return bad("scores must be [N, C, ..]");
+        }
+        let sm = self.add1(Op::Softmax { axis: 1 }, &[x])?;
+        let logp = self.un(UnaryOp::Log, sm)?;
+        let loss = self.nll(logp, t, w)?;
+        Ok(vec![loss, logp])
+    }
+}
