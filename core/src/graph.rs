@@ -474,7 +474,7 @@ impl Graph {
     }
 
     pub fn cast(&mut self, x: ValueId, to: DType) -> Result<ValueId> {
-        self.add1(Op::Cast { to }, &[x])
+        self.add1(Op::Cast { to, saturate: true }, &[x])
     }
 
     pub fn resize(

@@ -466,7 +466,10 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                 .map(|i| if c[i] != 0.0 { a[i] } else { b[i] })
                 .collect())
         }
-        Op::Cast { .. } => one(f(0)),
+        Op::Cast { to, saturate } => match to.mini() {
+            Some(m) if *saturate => one(f(0).iter().map(|&x| m.round(x, true)).collect()),
+            _ => one(f(0)),
+        },
         Op::Resize { mode, coord, size } => {
             let x = f(0);
             let d = ins[0].dims();

@@ -461,8 +461,11 @@ pub enum Op {
     },
     /// `cond ? a : b`, broadcast.
     Where,
+    /// Convert to `to` ([`DType::round`]); with `saturate`, values beyond the 8- and 4-bit
+    /// floats' range (±inf too) become ±max instead of inf or NaN (ONNX's default).
     Cast {
         to: DType,
+        saturate: bool,
     },
     /// NCHW resize of the two spatial dims to `size`.
     Resize {
@@ -983,7 +986,7 @@ impl Op {
                     })?;
                 one(inputs[1].0, s.0)
             }
-            Op::Cast { to } => {
+            Op::Cast { to, .. } => {
                 arity(1, 1)?;
                 one(*to, inputs[0].1 .0.clone())
             }

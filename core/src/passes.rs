@@ -484,27 +484,20 @@ fn element_bits(d: &TensorData, i: usize) -> u64 {
         TensorData::I64(v) => v[i] as u64,
         TensorData::U8(v) => v[i] as u64,
         TensorData::Bool(v) => v[i] as u64,
+        TensorData::F64(v) => v[i].to_bits(),
+        TensorData::BF16(v) => v[i].to_bits() as u64,
+        TensorData::I8(v) => v[i] as u8 as u64,
+        TensorData::I16(v) => v[i] as u16 as u64,
+        TensorData::U16(v) => v[i] as u64,
+        TensorData::U32(v) => v[i] as u64,
+        TensorData::U64(v) => v[i],
+        TensorData::Narrow(_, v) => v[i].to_bits() as u64,
     }
 }
 
 /// Whether two tensors have the same dtype, shape and bits.
 fn same_bits(a: &Tensor, b: &Tensor) -> bool {
-    a.shape() == b.shape()
-        && match (a.data(), b.data()) {
-            (TensorData::F32(x), TensorData::F32(y)) => x
-                .iter()
-                .map(|v| v.to_bits())
-                .eq(y.iter().map(|v| v.to_bits())),
-            (TensorData::F16(x), TensorData::F16(y)) => x
-                .iter()
-                .map(|v| v.to_bits())
-                .eq(y.iter().map(|v| v.to_bits())),
-            (TensorData::I32(x), TensorData::I32(y)) => x == y,
-            (TensorData::I64(x), TensorData::I64(y)) => x == y,
-            (TensorData::U8(x), TensorData::U8(y)) => x == y,
-            (TensorData::Bool(x), TensorData::Bool(y)) => x == y,
-            _ => false,
-        }
+    a.shape() == b.shape() && a.dtype() == b.dtype() && a.to_le_bytes() == b.to_le_bytes()
 }
 
 /// Whether two ops compute the same function: equal attributes, float attributes equal in

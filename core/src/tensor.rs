@@ -1,9 +1,10 @@
 //! A host tensor: a shape, a dtype and the elements, row-major.
 
 use crate::{DType, Error, Result, Shape};
-use half::f16;
+use half::{bf16, f16};
 
-/// The elements of a host tensor, one variant per [`DType`].
+/// The elements of a host tensor: one variant per [`DType`], but one, [`TensorData::Narrow`],
+/// for the 8- and 4-bit floats and the 4- and 2-bit integers.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TensorData {
     F32(Vec<f32>),
@@ -12,6 +13,15 @@ pub enum TensorData {
     I64(Vec<i64>),
     U8(Vec<u8>),
     Bool(Vec<bool>),
+    F64(Vec<f64>),
+    BF16(Vec<bf16>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    /// A narrow dtype's elements, each as its exact value in f32 (unpacked: one per element).
+    Narrow(DType, Vec<f32>),
 }
 
 impl TensorData {
@@ -23,6 +33,14 @@ impl TensorData {
             TensorData::I64(_) => DType::I64,
             TensorData::U8(_) => DType::U8,
             TensorData::Bool(_) => DType::Bool,
+            TensorData::F64(_) => DType::F64,
+            TensorData::BF16(_) => DType::BF16,
+            TensorData::I8(_) => DType::I8,
+            TensorData::I16(_) => DType::I16,
+            TensorData::U16(_) => DType::U16,
+            TensorData::U32(_) => DType::U32,
+            TensorData::U64(_) => DType::U64,
+            TensorData::Narrow(d, _) => *d,
         }
     }
 
@@ -34,6 +52,14 @@ impl TensorData {
             TensorData::I64(v) => v.len(),
             TensorData::U8(v) => v.len(),
             TensorData::Bool(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+            TensorData::BF16(v) => v.len(),
+            TensorData::I8(v) => v.len(),
+            TensorData::I16(v) => v.len(),
+            TensorData::U16(v) => v.len(),
+            TensorData::U32(v) => v.len(),
+            TensorData::U64(v) => v.len(),
+            TensorData::Narrow(_, v) => v.len(),
         }
     }
 
@@ -96,18 +122,30 @@ impl Tensor {
         Self::from_f64(dtype, shape, &vec![0.0; n])
     }
 
-    /// A tensor of `dtype` from f64 values: floats round, integers truncate toward zero and
-    /// saturate, bools are `v != 0`. This is the one conversion the reference interpreter uses.
+    /// A tensor of `dtype` from f64 values by [`DType::round`]: floats round, integers truncate
+    /// toward zero and saturate (4- and 2-bit ones wrap), bools are `v != 0`. This is the one
+    /// conversion the reference interpreter uses.
     pub fn from_f64(dtype: DType, shape: impl Into<Shape>, v: &[f64]) -> Self {
         let shape = shape.into();
         debug_assert_eq!(shape.numel(), v.len());
+        fn map<T>(v: &[f64], f: impl Fn(f64) -> T) -> Vec<T> {
+            v.iter().map(|&x| f(x)).collect()
+        }
         let data = match dtype {
-            DType::F32 => TensorData::F32(v.iter().map(|&x| x as f32).collect()),
-            DType::F16 => TensorData::F16(v.iter().map(|&x| f16::from_f64(x)).collect()),
-            DType::I32 => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
-            DType::I64 => TensorData::I64(v.iter().map(|&x| x as i64).collect()),
-            DType::U8 => TensorData::U8(v.iter().map(|&x| x as u8).collect()),
-            DType::Bool => TensorData::Bool(v.iter().map(|&x| x != 0.0).collect()),
+            DType::F32 => TensorData::F32(map(v, |x| x as f32)),
+            DType::F16 => TensorData::F16(map(v, f16::from_f64)),
+            DType::I32 => TensorData::I32(map(v, |x| x as i32)),
+            DType::I64 => TensorData::I64(map(v, |x| x as i64)),
+            DType::U8 => TensorData::U8(map(v, |x| x as u8)),
+            DType::Bool => TensorData::Bool(map(v, |x| x != 0.0)),
+            DType::F64 => TensorData::F64(v.to_vec()),
+            DType::BF16 => TensorData::BF16(map(v, bf16::from_f64)),
+            DType::I8 => TensorData::I8(map(v, |x| x as i8)),
+            DType::I16 => TensorData::I16(map(v, |x| x as i16)),
+            DType::U16 => TensorData::U16(map(v, |x| x as u16)),
+            DType::U32 => TensorData::U32(map(v, |x| x as u32)),
+            DType::U64 => TensorData::U64(map(v, |x| x as u64)),
+            d => TensorData::Narrow(d, map(v, |x| d.round(x) as f32)),
         };
         Tensor { shape, data }
     }
@@ -146,6 +184,14 @@ impl Tensor {
             TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
             TensorData::U8(v) => v.iter().map(|&x| x as f64).collect(),
             TensorData::Bool(v) => v.iter().map(|&x| if x { 1.0 } else { 0.0 }).collect(),
+            TensorData::F64(v) => v.clone(),
+            TensorData::BF16(v) => v.iter().map(|&x| x.to_f64()).collect(),
+            TensorData::I8(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::I16(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::U16(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::U32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::U64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::Narrow(_, v) => v.iter().map(|&x| x as f64).collect(),
         }
     }
 
@@ -162,12 +208,14 @@ impl Tensor {
         match &self.data {
             TensorData::I64(v) => v.clone(),
             TensorData::I32(v) => v.iter().map(|&x| x as i64).collect(),
+            TensorData::U64(v) => v.iter().map(|&x| x as i64).collect(),
             _ => self.to_f64_vec().into_iter().map(|x| x as i64).collect(),
         }
     }
 
-    /// The elements as fixed-width little-endian bytes (bool as one byte, 0 or 1): the layout of
-    /// ONNX raw data and .npy files.
+    /// The elements as fixed-width little-endian bytes (bool as one byte, 0 or 1; the 8- and
+    /// 4-bit floats as their bit patterns and the 4- and 2-bit integers as one byte each,
+    /// unpacked): the layout of ONNX raw data (before sub-byte packing) and .npy files.
     pub fn to_le_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.numel() * self.dtype().size_bytes());
         match &self.data {
@@ -177,6 +225,17 @@ impl Tensor {
             TensorData::I64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
             TensorData::U8(v) => out.extend(v),
             TensorData::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
+            TensorData::F64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::BF16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::I8(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::I16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::U16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::U32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::U64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::Narrow(d, v) => match d.mini() {
+                Some(m) => out.extend(v.iter().map(|&x| m.encode(x as f64))),
+                None => out.extend(v.iter().map(|&x| x as i8 as u8)),
+            },
         }
         out
     }
@@ -194,23 +253,32 @@ impl Tensor {
                 b.len()
             )));
         }
-        let c = b.chunks_exact(size);
+        fn le<const N: usize, T>(b: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+            b.chunks_exact(N)
+                .map(|c| f(c.try_into().unwrap_or([0; N])))
+                .collect()
+        }
         let data = match dtype {
-            DType::F32 => TensorData::F32(
-                c.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::F16 => TensorData::F16(c.map(|c| f16::from_le_bytes([c[0], c[1]])).collect()),
-            DType::I32 => TensorData::I32(
-                c.map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::I64 => TensorData::I64(
-                c.map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                    .collect(),
-            ),
+            DType::F32 => TensorData::F32(le(b, f32::from_le_bytes)),
+            DType::F16 => TensorData::F16(le(b, f16::from_le_bytes)),
+            DType::I32 => TensorData::I32(le(b, i32::from_le_bytes)),
+            DType::I64 => TensorData::I64(le(b, i64::from_le_bytes)),
             DType::U8 => TensorData::U8(b.to_vec()),
             DType::Bool => TensorData::Bool(b.iter().map(|&x| x != 0).collect()),
+            DType::F64 => TensorData::F64(le(b, f64::from_le_bytes)),
+            DType::BF16 => TensorData::BF16(le(b, bf16::from_le_bytes)),
+            DType::I8 => TensorData::I8(le(b, i8::from_le_bytes)),
+            DType::I16 => TensorData::I16(le(b, i16::from_le_bytes)),
+            DType::U16 => TensorData::U16(le(b, u16::from_le_bytes)),
+            DType::U32 => TensorData::U32(le(b, u32::from_le_bytes)),
+            DType::U64 => TensorData::U64(le(b, u64::from_le_bytes)),
+            d => match d.mini() {
+                Some(m) => TensorData::Narrow(d, b.iter().map(|&x| m.decode(x) as f32).collect()),
+                None => TensorData::Narrow(
+                    d,
+                    b.iter().map(|&x| d.round(x as i8 as f64) as f32).collect(),
+                ),
+            },
         };
         Tensor::new(shape, data)
     }
@@ -237,9 +305,9 @@ impl Tensor {
                 let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
                 let u = r as f64 / (1u64 << 53) as f64;
                 match dtype {
-                    DType::F32 | DType::F16 => u * 2.0 - 1.0,
+                    d if d.is_float() => u * 2.0 - 1.0,
                     DType::Bool => (u < 0.5) as u8 as f64,
-                    DType::U8 => (u * 16.0).floor(),
+                    d if !d.is_signed() => (u * 16.0).floor(),
                     _ => (u * 16.0).floor() - 8.0,
                 }
             })

@@ -1,7 +1,9 @@
-//! Host tensor <-> device bytes. f32/f16 live as f32, i32/i64 as i32, u8/bool as u32.
+//! Host tensor <-> device bytes. Floats live as f32 (f16, f64, bfloat16 and the small floats
+//! too), the signed and small integers as i32 (i64 too), u8, u32, u64 and bool as u32.
 
 use half::f16;
 use sfumato_core::{DType, Error, Result, Shape, Tensor, TensorData};
+use sfumato_shaders::Elem;
 
 /// The device bytes of a tensor.
 pub fn to_device_bytes(t: &Tensor, what: &str) -> Result<Vec<u8>> {
@@ -22,12 +24,42 @@ pub fn to_device_bytes(t: &Tensor, what: &str) -> Result<Vec<u8>> {
             }
             bytemuck::cast_slice(&out).to_vec()
         }
+        TensorData::U64(v) => {
+            let mut out = Vec::with_capacity(v.len());
+            for &x in v {
+                out.push(u32::try_from(x).map_err(|_| {
+                    Error::Input(format!(
+                        "{what}: u64 value {x} is outside the u32 range the wgpu device stores u64 tensors in"
+                    ))
+                })?);
+            }
+            bytemuck::cast_slice(&out).to_vec()
+        }
+        TensorData::U32(v) => bytemuck::cast_slice(v).to_vec(),
         TensorData::U8(v) => {
             bytemuck::cast_slice(&v.iter().map(|&x| x as u32).collect::<Vec<u32>>()).to_vec()
         }
         TensorData::Bool(v) => {
             bytemuck::cast_slice(&v.iter().map(|&x| x as u32).collect::<Vec<u32>>()).to_vec()
         }
+        // The rest fit their device element exactly (f64 is rounded to f32).
+        _ => match Elem::of(t.dtype()) {
+            Elem::F32 => bytemuck::cast_slice(&t.to_f32_vec()).to_vec(),
+            Elem::I32 => bytemuck::cast_slice(
+                &t.to_f64_vec()
+                    .iter()
+                    .map(|&x| x as i32)
+                    .collect::<Vec<i32>>(),
+            )
+            .to_vec(),
+            Elem::U32 => bytemuck::cast_slice(
+                &t.to_f64_vec()
+                    .iter()
+                    .map(|&x| x as u32)
+                    .collect::<Vec<u32>>(),
+            )
+            .to_vec(),
+        },
     })
 }
 
@@ -62,6 +94,25 @@ pub fn from_device_bytes(dtype: DType, shape: &Shape, bytes: &[u8]) -> Result<Te
                 .map(|x| x != 0)
                 .collect(),
         ),
+        // The rest through f64, rounded to the dtype as the reference rounds (exact for values
+        // the device already rounded).
+        _ => {
+            let v: Vec<f64> = match Elem::of(dtype) {
+                Elem::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(bytes)
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+                Elem::I32 => bytemuck::pod_collect_to_vec::<u8, i32>(bytes)
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+                Elem::U32 => bytemuck::pod_collect_to_vec::<u8, u32>(bytes)
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+            };
+            return Ok(Tensor::from_f64(dtype, shape.clone(), &v));
+        }
     };
     Tensor::new(shape.clone(), data)
 }

@@ -7,7 +7,7 @@ mod common;
 use common::differential;
 use proptest::prelude::*;
 use sfumato_core::op::*;
-use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};
+use sfumato_core::{CpuDevice, DType, Device, Graph, Op, Tensor};
 use sfumato_shaders::MatmulVariant;
 
 fn cfg(cases: u32) -> ProptestConfig {
@@ -111,7 +111,7 @@ proptest! {
     }
 
     #[test]
-    fn binary((a, b) in broadcast_pair(), k in 0usize..13, swap in any::<bool>(), dt in prop_oneof![Just(DType::F32), Just(DType::I32), Just(DType::U8)], seed in any::<u64>()) {
+    fn binary((a, b) in broadcast_pair(), k in 0usize..13, swap in any::<bool>(), dt in prop_oneof![Just(DType::F32), Just(DType::I32), Just(DType::U8), Just(DType::I8), Just(DType::I16), Just(DType::U16), Just(DType::U32), Just(DType::U64), Just(DType::F64), Just(DType::BF16)], seed in any::<u64>()) {
         let op = BinaryOp::ALL[k];
         let (a, b) = if swap { (b, a) } else { (a, b) };
         let mut g = Graph::new();
@@ -121,7 +121,7 @@ proptest! {
         g.set_outputs(&[z]).unwrap();
         let ta = Tensor::random(dt, a, seed);
         let mut tb = Tensor::random(dt, b, seed ^ 0x55);
-        if op == BinaryOp::Pow && dt != DType::F32 {
+        if op == BinaryOp::Pow && !dt.is_float() {
             // Keep integer powers small and non-negative so they stay in range.
             let v: Vec<f64> = tb.to_f64_vec().iter().map(|x| x.abs() % 4.0).collect();
             tb = Tensor::from_f64(dt, tb.shape().clone(), &v);
@@ -312,6 +312,30 @@ proptest! {
             xc_t,
         ];
         differential(&g, &inputs, 0.0).map_err(|e| TestCaseError::fail(format!("cast {fd}->{td}: {e}")))?;
+    }
+
+    #[test]
+    fn casts_between_every_dtype(dims in prop::collection::vec(1usize..6, 1..=3), from in 0usize..DType::ALL.len(), to in 0usize..DType::ALL.len(), scale in prop_oneof![Just(3.0f64), Just(300.0), Just(1e5)], special in any::<bool>(), saturate in any::<bool>(), seed in any::<u64>()) {
+        // Every pair of dtypes, values scaled past the small formats' range, and NaN and ±inf
+        // between floats (to an integer they are undefined, as in ONNX), each cast with and
+        // without saturation.
+        let (fd, td) = (DType::ALL[from], DType::ALL[to]);
+        let mut g = Graph::new();
+        let x = g.input("x", fd, dims.clone());
+        let y = g.add(Op::Cast { to: td, saturate }, &[x]).unwrap()[0];
+        g.set_outputs(&[y]).unwrap();
+        // i64 and u64 live in 32 bits on the device: keep their values (and the source's, no
+        // f16 overflow to inf) inside that range.
+        let wide = matches!(td, DType::I64 | DType::U64);
+        let scale = if wide { scale.min(1e4) } else { scale };
+        let mut v: Vec<f64> = Tensor::random(DType::F32, dims.clone(), seed).to_f64_vec().iter().map(|x| x * scale).collect();
+        if special && fd.is_float() && td.is_float() && !wide && v.len() >= 3 {
+            v[0] = f64::NAN;
+            v[1] = f64::INFINITY;
+            v[2] = f64::NEG_INFINITY;
+        }
+        let t = Tensor::from_f64(fd, dims, &v);
+        differential(&g, &[t], 0.0).map_err(|e| TestCaseError::fail(format!("cast {fd} -> {td} (saturate {saturate}): {e}")))?;
     }
 
     #[test]

@@ -437,10 +437,10 @@ fn node_fn(g: &Graph, node: &sfumato_core::Node, fname: &str) -> Result<String, 
             ty(in0),
             unary_expr(*u, g.dtype(in0))?
         ),
-        Op::Cast { to } => format!(
+        Op::Cast { to, saturate } => format!(
             "fn {fname}(x: {}) -> {out} {{\n    return {};\n}}\n",
             ty(in0),
-            cast_expr(g.dtype(in0), *to)
+            cast_expr(g.dtype(in0), *to, *saturate)
         ),
         Op::Binary(b) => format!(
             "fn {fname}(a: {t}, b: {t}) -> {out} {{\n    return {};\n}}\n",

@@ -49,9 +49,9 @@ pub enum Elem {
 impl Elem {
     pub fn of(d: DType) -> Elem {
         match d {
-            DType::F32 | DType::F16 => Elem::F32,
-            DType::I32 | DType::I64 => Elem::I32,
-            DType::U8 | DType::Bool => Elem::U32,
+            DType::U8 | DType::Bool | DType::U32 | DType::U64 => Elem::U32,
+            d if d.is_float() => Elem::F32,
+            _ => Elem::I32,
         }
     }
 

@@ -20,6 +20,8 @@ const LAYERNORM: &str = include_str!("templates/layernorm.wgsl");
 const REDUCE: &str = include_str!("templates/reduce.wgsl");
 const POOL2D: &str = include_str!("templates/pool2d.wgsl");
 const GATHER: &str = include_str!("templates/gather.wgsl");
+const NARROW_FLOATS: &str = include_str!("templates/narrow_floats.wgsl");
+const INT_POW: &str = include_str!("templates/int_pow.wgsl");
 const GATHER_ELEMENTS: &str = include_str!("templates/gather_elements.wgsl");
 const ARG_REDUCE: &str = include_str!("templates/arg_reduce.wgsl");
 const RESIZE: &str = include_str!("templates/resize.wgsl");
@@ -557,12 +559,12 @@ pub fn lower(
             unary_expr(*u, ins[0].0)?,
             opts,
         )?]),
-        Op::Cast { to } => k(vec![elementwise1(
+        Op::Cast { to, saturate } => k(vec![elementwise1(
             "cast",
             ins[0],
             *to,
             &out_shape,
-            cast_expr(ins[0].0, *to),
+            cast_expr(ins[0].0, *to, *saturate),
             opts,
         )?]),
         Op::Binary(b) => {
@@ -967,14 +969,8 @@ const POS_INF: &str = "bitcast<f32>(0x7f800000u)";
 fn constant_bits(v: f32, dt: DType) -> u32 {
     match Elem::of(dt) {
         Elem::F32 => v.to_bits(),
-        Elem::I32 => (v as i32) as u32,
-        Elem::U32 => {
-            if dt == DType::Bool {
-                (v != 0.0) as u32
-            } else {
-                v as u8 as u32
-            }
-        }
+        Elem::I32 => dt.round(v as f64) as i32 as u32,
+        Elem::U32 => dt.round(v as f64) as u32,
     }
 }
 
@@ -985,18 +981,23 @@ fn lit(v: f32) -> String {
 
 pub(crate) fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {
     if Elem::of(dt) == Elem::I32 {
-        return Ok(match u {
-            UnaryOp::Relu => "max(x, 0)".into(),
-            UnaryOp::Neg => "-x".into(),
-            UnaryOp::Abs => "abs(x)".into(),
-            UnaryOp::Clip { min, max } => format!("min(max(x, {}), {})", min as i32, max as i32),
-            other => return Err(Error::Unsupported(format!("{} on {dt}", other.name()))),
-        });
+        return Ok(fit_int(
+            dt,
+            match u {
+                UnaryOp::Relu => "max(x, 0)".into(),
+                UnaryOp::Neg => "-x".into(),
+                UnaryOp::Abs => "abs(x)".into(),
+                UnaryOp::Clip { min, max } => {
+                    format!("min(max(x, {}), {})", min as i32, max as i32)
+                }
+                other => return Err(Error::Unsupported(format!("{} on {dt}", other.name()))),
+            },
+        ));
     }
     if Elem::of(dt) != Elem::F32 {
         return Err(Error::Unsupported(format!("{} on {dt}", u.name())));
     }
-    Ok(match u {
+    let e: String = match u {
         UnaryOp::Relu => "max(x, 0.0)".into(),
         UnaryOp::LeakyRelu { alpha } => format!("select({} * x, x, x >= 0.0)", lit(alpha)),
         UnaryOp::Sigmoid => "sigmoid_f(x)".into(),
@@ -1018,8 +1019,10 @@ pub(crate) fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {
         UnaryOp::Sin => "sin(x)".into(),
         UnaryOp::Cos => "cos(x)".into(),
         UnaryOp::Tan => "tan(x)".into(),
-        UnaryOp::Asin => "asin(x)".into(),
-        UnaryOp::Acos => "acos(x)".into(),
+        // Through atan2 and sqrt((1 - x)(1 + x)): llvmpipe's asin/acos builtins lose about
+        // 1e-4 relative precision.
+        UnaryOp::Asin => "atan2(x, sqrt((1.0 - x) * (1.0 + x)))".into(),
+        UnaryOp::Acos => "atan2(sqrt((1.0 - x) * (1.0 + x)), x)".into(),
         UnaryOp::Atan => "atan(x)".into(),
         UnaryOp::Sinh => "sinh(x)".into(),
         UnaryOp::Cosh => "cosh(x)".into(),
@@ -1030,7 +1033,50 @@ pub(crate) fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {
         UnaryOp::Ceil => "ceil(x)".into(),
         UnaryOp::Round => "round(x)".into(),
         UnaryOp::Sign => "sign(x)".into(),
-    })
+    };
+    Ok(e)
+}
+
+/// An i32 result `e` brought into the range of `dt`, which the device holds in an i32: the
+/// 8- and 16-bit integers saturate, the 4- and 2-bit ones wrap, as [`DType::round`] does.
+fn fit_int(dt: DType, e: String) -> String {
+    if let Some((lo, hi)) = dt.int_range().filter(|_| dt != DType::U8) {
+        return format!("clamp({e}, {}, {})", lo as i32, hi as i32);
+    }
+    match dt.sub_byte_int() {
+        Some((bits, true)) => format!("(({e}) << {s}u) >> {s}u", s = 32 - bits),
+        Some((bits, false)) => format!("({e}) & {}", (1 << bits) - 1),
+        None => e,
+    }
+}
+
+/// A value `e` cast to `dt`, which the device holds in an f32: bfloat16 and the small floats
+/// round here (their arithmetic, like f16's, runs in f32 and rounds when read back).
+/// `saturate`: see [`Op::Cast`].
+fn fit_float(dt: DType, e: String, saturate: bool) -> String {
+    if dt == DType::BF16 {
+        return format!("bf16_round({e})");
+    }
+    match dt.mini() {
+        Some(m) => {
+            let over = if saturate || (!m.has_inf && !m.has_nan) {
+                0
+            } else if m.has_inf {
+                1
+            } else {
+                2
+            };
+            format!(
+                "mini_round({e}, {}, {}, {}, {over}u, {}, {})",
+                m.man_bits,
+                m.min_exp(),
+                lit(m.max as f32),
+                !m.has_nan,
+                m.unsigned_zero
+            )
+        }
+        None => e,
+    }
 }
 
 pub(crate) fn binary_expr(b: BinaryOp, dt: DType) -> String {
@@ -1054,9 +1100,21 @@ pub(crate) fn binary_expr(b: BinaryOp, dt: DType) -> String {
             BinaryOp::Max => "max_nan(a, b)".into(),
             _ => "min_nan(a, b)".into(),
         },
-        Elem::I32 => int_binary(b, "a", "b"),
+        Elem::I32 => fit_int(dt, int_binary(b, "a", "b")),
         // u8: compute in i32, saturate to 0..255 like the reference's conversion.
-        Elem::U32 => format!("u32(clamp({}, 0, 255))", int_binary(b, "i32(a)", "i32(b)")),
+        Elem::U32 if dt == DType::U8 => {
+            format!("u32(clamp({}, 0, 255))", int_binary(b, "i32(a)", "i32(b)"))
+        }
+        // u32 (and u64, held in a u32): saturating unsigned arithmetic.
+        Elem::U32 => match b {
+            BinaryOp::Add => "select(a + b, 4294967295u, a + b < a)".into(),
+            BinaryOp::Sub => "select(a - b, 0u, b > a)".into(),
+            BinaryOp::Mul => "select(a * b, 4294967295u, b != 0u && a > 4294967295u / b)".into(),
+            BinaryOp::Div => "select(a / b, 0u, b == 0u)".into(),
+            BinaryOp::Pow => "pow_u(a, b)".into(),
+            BinaryOp::Max => "max(a, b)".into(),
+            _ => "min(a, b)".into(),
+        },
     }
 }
 
@@ -1072,17 +1130,44 @@ fn int_binary(b: BinaryOp, a: &str, c: &str) -> String {
     }
 }
 
-pub(crate) fn cast_expr(from: DType, to: DType) -> String {
+pub(crate) fn cast_expr(from: DType, to: DType, saturate: bool) -> String {
     let (fe, te) = (Elem::of(from), Elem::of(to));
+    // The largest f32 below 2^31 and 2^32.
+    const I32_MAX_F: &str = "2147483520.0";
+    const U32_MAX_F: &str = "4294967040.0";
     match (fe, to) {
         (_, DType::Bool) => match fe {
-            Elem::F32 => "select(0u, 1u, x != 0.0)".into(),
+            Elem::F32 => "select(0u, 1u, x != 0.0 || is_nan(x))".into(),
             Elem::I32 => "select(0u, 1u, x != 0)".into(),
             Elem::U32 => "select(0u, 1u, x != 0u)".into(),
         },
-        (Elem::F32, DType::U8) => "u32(clamp(x, 0.0, 255.0))".into(),
+        (Elem::F32, DType::U8) => "select(u32(clamp(x, 0.0, 255.0)), 0u, is_nan(x))".into(),
         (Elem::I32, DType::U8) => "u32(clamp(x, 0, 255))".into(),
         (Elem::U32, DType::U8) => "min(x, 255u)".into(),
+        // Floats to integers truncate and saturate (±inf too); NaN gives 0, as in the reference.
+        (Elem::F32, _) if te == Elem::U32 => format!(
+            "select(select(u32(clamp(x, 0.0, {U32_MAX_F})), 4294967295u, x >= 4294967296.0), 0u, is_nan(x))"
+        ),
+        (Elem::I32, _) if te == Elem::U32 => "u32(max(x, 0))".into(),
+        (Elem::U32, _) if te == Elem::I32 => fit_int(to, "i32(min(x, 2147483647u))".into()),
+        (Elem::F32, _) if te == Elem::I32 => match to.int_range() {
+            Some((lo, hi)) => format!("select(i32(clamp(x, {lo:.1}, {hi:.1})), 0, is_nan(x))"),
+            None => fit_int(
+                to,
+                format!(
+                    "select(select(i32(clamp(x, -2147483648.0, {I32_MAX_F})), 2147483647, x >= 2147483648.0), 0, is_nan(x))"
+                ),
+            ),
+        },
+        (Elem::I32, _) if te == Elem::I32 => fit_int(to, "x".into()),
+        _ if te == Elem::F32 => {
+            let base = if fe == te {
+                "x".into()
+            } else {
+                "f32(x)".to_string()
+            };
+            fit_float(to, base, saturate)
+        }
         _ if fe == te => "x".into(),
         _ => format!("{}(x)", te.wgsl()),
     }
@@ -1227,9 +1312,13 @@ pub fn reduce_kernel(
         (ReduceOp::Mean, false) => "select(acc / i32(count), 0, count == 0u)",
         _ => "acc",
     };
+    if matches!(dt, DType::U32 | DType::U64) {
+        return Err(Error::Unsupported(format!("{} of {dt}", r.name())));
+    }
     let finish = match e {
         Elem::U32 => format!("u32(clamp({value}, 0, 255))"),
-        _ => value.to_string(),
+        Elem::I32 => fit_int(dt, value.to_string()),
+        Elem::F32 => value.to_string(),
     };
     let (bindings, spliced) = apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
     let mut vals = vec![
@@ -1388,7 +1477,18 @@ pub(crate) fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Res
         src.push('\n');
         src.push_str(p);
     }
-    render(name, &src, vals)
+    let mut out = render(name, &src, vals)?;
+    // Helpers outside the prelude, appended only where the module calls them.
+    for (calls, helper) in [
+        (&["bf16_round(", "mini_round("][..], NARROW_FLOATS),
+        (&["pow_u("][..], INT_POW),
+    ] {
+        if calls.iter().any(|c| out.contains(c)) {
+            out.push('\n');
+            out.push_str(helper);
+        }
+    }
+    Ok(out)
 }
 
 /// A kernel of 256-invocation workgroups over `threads` invocations.

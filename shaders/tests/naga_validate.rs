@@ -99,10 +99,18 @@ fn zoo_of_ops() -> Graph {
     g.where_(cond, x, x).unwrap();
     let cond2 = g.input("cond2", DType::Bool, [3, 1]);
     g.where_(cond2, xi, xi).unwrap();
+    let x32u = g.input("x32u", DType::U32, [3, 5]);
+    let x8 = g.input("x8", DType::I8, [3, 5]);
     for to in DType::ALL {
         g.cast(x, to).unwrap();
         g.cast(xi, to).unwrap();
         g.cast(cond, to).unwrap();
+        g.cast(x32u, to).unwrap();
+        g.cast(x8, to).unwrap();
+    }
+    for op in BinaryOp::ALL {
+        g.binary(op, x32u, x32u).unwrap();
+        g.binary(op, x8, x8).unwrap();
     }
     for mode in [ResizeMode::Nearest, ResizeMode::Bilinear] {
         g.resize(x, [9, 4], mode, CoordTransform::HalfPixel)
@@ -306,6 +314,18 @@ fn snapshots() {
                 ..Conv2d::padded(1, 1)
             }),
             &[f(&[1, 4, 8, 8]), f(&[4, 1, 3, 3])],
+            &opts
+        )
+    );
+    // A cast to float8 (E4M3FN, saturating) appends the narrow-float helpers.
+    insta::assert_snapshot!(
+        "cast_f32_to_f8e4m3fn",
+        snapshot_of(
+            Op::Cast {
+                to: DType::F8E4M3FN,
+                saturate: true
+            },
+            &[f(&[4, 8])],
             &opts
         )
     );

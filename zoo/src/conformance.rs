@@ -4,13 +4,17 @@
 
 use serde::Serialize;
 use sfumato_core::onnx::{self, ImportOptions};
-use sfumato_core::{Device, Error, Tensor};
+use sfumato_core::{DType, Device, Error, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// ONNX's usual tolerances.
 pub const RTOL: f64 = 1e-3;
 pub const ATOL: f64 = 1e-7;
+/// The relative tolerance for bfloat16 outputs: two units in its last place (2^-6). bfloat16
+/// holds 8 significant bits, so values apart by less than 1e-3 are the same bfloat16 number:
+/// the usual 1e-3 would ask for bit-exact rounding, which depends on the order of the ops.
+pub const RTOL_BF16: f64 = 1.0 / 64.0;
 
 /// The path of the suite: `$SFUMATO_ONNX_TESTS`, else `../shared/onnx-node-tests` beside the
 /// workspace.
@@ -240,7 +244,8 @@ fn run_case_inner(
 }
 
 /// Compare an output with the expected tensor: same dtype and shape, values within
-/// rtol/atol for floats (NaN matches NaN), exact for integers and booleans.
+/// rtol/atol for floats ([`RTOL_BF16`] for bfloat16; NaN matches NaN, infinities must match),
+/// exact for integers and booleans.
 pub fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
     if got.dtype() != want.dtype() {
         return Err(format!(
@@ -258,13 +263,18 @@ pub fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
     }
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
     let float = got.dtype().is_float();
+    let rtol = if got.dtype() == DType::BF16 {
+        RTOL_BF16
+    } else {
+        RTOL
+    };
     let (mut max_abs, mut max_rel, mut bad) = (0.0f64, 0.0f64, 0usize);
     for (&a, &b) in g.iter().zip(&w) {
         if a.is_nan() && b.is_nan() || a == b {
             continue;
         }
         let d = (a - b).abs();
-        let ok = float && d <= ATOL + RTOL * b.abs();
+        let ok = float && d <= ATOL + rtol * b.abs();
         if !ok {
             bad += 1;
         }

@@ -5,19 +5,36 @@ use sfumato_core::{DType, Shape, Tensor};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
-fn descr(d: DType) -> &'static str {
-    match d {
+/// NumPy's type string of a dtype; None for bfloat16 and the 8-, 4- and 2-bit types, which
+/// NumPy has no standard type for.
+fn descr(d: DType) -> Option<&'static str> {
+    Some(match d {
         DType::F32 => "<f4",
         DType::F16 => "<f2",
+        DType::F64 => "<f8",
         DType::I32 => "<i4",
         DType::I64 => "<i8",
+        DType::I8 => "|i1",
+        DType::I16 => "<i2",
         DType::U8 => "|u1",
+        DType::U16 => "<u2",
+        DType::U32 => "<u4",
+        DType::U64 => "<u8",
         DType::Bool => "|b1",
-    }
+        _ => return None,
+    })
 }
 
-/// Encode a tensor as a version 1.0 `.npy` file.
+/// Encode a tensor as a version 1.0 `.npy` file. A dtype NumPy has no standard type for
+/// (bfloat16, the 8-, 4- and 2-bit types) is written as f32, which holds its values exactly.
 pub fn write(t: &Tensor) -> Vec<u8> {
+    if descr(t.dtype()).is_none() {
+        return write(&Tensor::from_f64(
+            DType::F32,
+            t.shape().clone(),
+            &t.to_f64_vec(),
+        ));
+    }
     let shape = match t.dims() {
         [] => "()".to_string(),
         [d] => format!("({d},)"),
@@ -31,7 +48,7 @@ pub fn write(t: &Tensor) -> Vec<u8> {
     };
     let mut header = format!(
         "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
-        descr(t.dtype())
+        descr(t.dtype()).unwrap_or("<f4")
     );
     // Magic (6) + version (2) + length (2) + header + newline, padded to 64 bytes.
     let total = (10 + header.len() + 1).div_ceil(64) * 64;
@@ -69,15 +86,15 @@ pub fn read(b: &[u8]) -> Result<Tensor, String> {
     };
     let d = field("descr").ok_or("no descr in the .npy header")?;
     let d = d.trim_start_matches('\'').split('\'').next().unwrap_or("");
-    let dtype = match d {
-        "<f4" => DType::F32,
-        "<f2" => DType::F16,
-        "<i4" => DType::I32,
-        "<i8" => DType::I64,
-        "|u1" | "<u1" => DType::U8,
-        "|b1" => DType::Bool,
-        other => return Err(format!("unsupported .npy dtype '{other}'")),
+    let d = match d {
+        "<u1" => "|u1",
+        "<i1" => "|i1",
+        d => d,
     };
+    let dtype = DType::ALL
+        .into_iter()
+        .find(|&t| descr(t) == Some(d))
+        .ok_or_else(|| format!("unsupported .npy dtype '{d}'"))?;
     if field("fortran_order").is_some_and(|v| v.starts_with("True")) {
         return Err("Fortran-order .npy arrays are not supported".into());
     }

@@ -10,6 +10,7 @@ use crate::{
 use std::collections::HashMap;
 
 mod composite;
+use composite::{ResizeAxis, ResizeSpec};
 
 /// The op types (default domain) the importer converts.
 pub const SUPPORTED: &[&str] = &[
@@ -474,6 +475,11 @@ impl<'a> Importer<'a> {
         self.konst(Tensor::from_f64(dtype, Shape::scalar(), &[x]))
     }
 
+    /// A plain (saturating) cast.
+    fn cast(&mut self, x: ValueId, to: DType) -> R<ValueId> {
+        self.add1(Op::Cast { to, saturate: true }, &[x])
+    }
+
     fn reshape(&mut self, x: ValueId, dims: Vec<usize>) -> R<ValueId> {
         self.add1(Op::Reshape { shape: dims }, &[x])
     }
@@ -506,7 +512,7 @@ impl<'a> Importer<'a> {
         let (a, mut c) = (self.inp(0)?, self.inp(1)?);
         if b == BinaryOp::Pow && self.g.dtype(a) != self.g.dtype(c) {
             let to = self.g.dtype(a);
-            c = self.add1(Op::Cast { to }, &[c])?;
+            c = self.cast(c, to)?;
         }
         self.add(Op::Binary(b), &[a, c])
     }
@@ -584,8 +590,25 @@ impl<'a> Importer<'a> {
             }
             "Clip" => {
                 let x = self.inp(0)?;
-                if !self.g.dtype(x).is_float() {
-                    return unsup(format!("Clip of {}", self.g.dtype(x)));
+                let dt = self.g.dtype(x);
+                if dt == DType::Bool {
+                    return bad("Clip of bool");
+                }
+                if !dt.is_float() {
+                    // Integers: Max with the lower bound, then Min with the upper one (bounds
+                    // of the input's dtype, absent ones skipped).
+                    let mut y = x;
+                    for (i, b) in [(1, BinaryOp::Max), (2, BinaryOp::Min)] {
+                        if opset >= 11 && self.has(i) {
+                            let t = self.const_in(i)?;
+                            if t.numel() != 1 {
+                                return bad(format!("input {i} must hold one value"));
+                            }
+                            let v = self.scalar(dt, t.to_f64_vec()[0])?;
+                            y = self.add1(Op::Binary(b), &[y, v])?;
+                        }
+                    }
+                    return Ok(vec![y]);
                 }
                 let (mut min, mut max) = (f32::NEG_INFINITY, f32::INFINITY);
                 if opset < 11 {
@@ -693,8 +716,8 @@ impl<'a> Importer<'a> {
                     if !fmod {
                         return unsup("Mod with fmod = 0 (floor) on floating-point inputs");
                     }
-                    let qi = self.add1(Op::Cast { to: DType::I32 }, &[q])?;
-                    self.add1(Op::Cast { to: dt }, &[qi])?
+                    let qi = self.cast(q, DType::I32)?;
+                    self.cast(qi, dt)?
                 } else {
                     q
                 };
@@ -771,12 +794,14 @@ impl<'a> Importer<'a> {
             "Cast" => {
                 let to = dtype_of(self.ai("to", 0) as i32).map_err(Fail::Unsupported)?;
                 let x = self.inp(0)?;
-                self.add(Op::Cast { to }, &[x])
+                let saturate = self.ai("saturate", 1) != 0;
+                self.add(Op::Cast { to, saturate }, &[x])
             }
             "CastLike" => {
                 let (x, t) = (self.inp(0)?, self.inp(1)?);
                 let to = self.g.dtype(t);
-                self.add(Op::Cast { to }, &[x])
+                let saturate = self.ai("saturate", 1) != 0;
+                self.add(Op::Cast { to, saturate }, &[x])
             }
             "MatMul" => {
                 let (a, b) = (self.inp(0)?, self.inp(1)?);
@@ -800,7 +825,7 @@ impl<'a> Importer<'a> {
             "ConvTranspose" => self.conv(true),
             "BatchNormalization" => {
                 if self.ai("training_mode", 0) != 0 {
-                    return unsup("training_mode = 1");
+                    return self.batch_norm_training();
                 }
                 let epsilon = self.af("epsilon", 1e-5);
                 let ins: Vec<ValueId> = (0..5).map(|i| self.inp(i)).collect::<R<_>>()?;
@@ -879,9 +904,14 @@ impl<'a> Importer<'a> {
                     "ReduceLogSum" => (None, ReduceOp::Sum, Some(UnaryOp::Log)),
                     _ => (Some("exp"), ReduceOp::Sum, Some(UnaryOp::Log)),
                 };
-                let x0 = self.inp(0)?;
-                if self.g.dtype(x0) == DType::Bool {
-                    return unsup(format!("{op} of bool"));
+                let mut x0 = self.inp(0)?;
+                let dt0 = self.g.dtype(x0);
+                if dt0 == DType::Bool {
+                    // Max is any, Min is all: reduce the bools as u8 and cast back.
+                    if !matches!(rop, ReduceOp::Max | ReduceOp::Min) || pre.is_some() {
+                        return unsup(format!("{op} of bool"));
+                    }
+                    x0 = self.cast(x0, DType::U8)?;
                 }
                 let x = match pre {
                     Some("abs") => self.add1(Op::Unary(UnaryOp::Abs), &[x0])?,
@@ -896,9 +926,6 @@ impl<'a> Importer<'a> {
                     }
                 };
                 let rank = self.g.shape(x).rank();
-                if self.g.dtype(x) == DType::Bool {
-                    return unsup(format!("{op} of bool"));
-                }
                 let axes_as_input = if op == "ReduceSum" {
                     opset >= 13
                 } else {
@@ -916,16 +943,29 @@ impl<'a> Importer<'a> {
                 let keepdim = self.ai("keepdims", 1) != 0;
                 let axes = match axes {
                     Some(a) if !a.is_empty() => self.axes(&a, rank)?,
-                    _ if self.ai("noop_with_empty_axes", 0) != 0 => return finish(self, x),
+                    _ if self.ai("noop_with_empty_axes", 0) != 0 => {
+                        return if dt0 == DType::Bool {
+                            Ok(vec![self.inp(0)?])
+                        } else {
+                            finish(self, x)
+                        };
+                    }
                     _ => (0..rank).collect(),
                 };
                 let dims = self.shape(x);
                 if matches!(rop, ReduceOp::Max | ReduceOp::Min)
                     && axes.iter().any(|&a| dims[a] == 0)
                 {
-                    return unsup(format!(
-                        "{op} over an empty axis (ONNX gives the identity, -inf or +inf)"
-                    ));
+                    // Over an empty set: the identity, the lowest (highest) value of the dtype.
+                    let out = crate::op::reduced_dims(&dims, &axes, keepdim);
+                    let n: usize = out.iter().product();
+                    let v = match (rop == ReduceOp::Max, dt0 == DType::Bool) {
+                        (true, true) => 0.0,
+                        (false, true) => 1.0,
+                        (true, false) => f64::NEG_INFINITY,
+                        (false, false) => f64::INFINITY,
+                    };
+                    return Ok(vec![self.konst(Tensor::from_f64(dt0, out, &vec![v; n]))?]);
                 }
                 let r = self.add1(
                     Op::Reduce {
@@ -935,6 +975,9 @@ impl<'a> Importer<'a> {
                     },
                     &[x],
                 )?;
+                if dt0 == DType::Bool {
+                    return Ok(vec![self.cast(r, DType::Bool)?]);
+                }
                 finish(self, r)
             }
             "MaxPool" | "AveragePool" => self.pool(op == "MaxPool"),
@@ -1345,7 +1388,9 @@ impl<'a> Importer<'a> {
         let mut padding = self.pads4()?;
         let auto = self.astr("auto_pad", "NOTSET");
         if !transpose {
-            if let Some(p) = same_pads(&auto, [xs[2], xs[3]], kernel, stride, dilation)? {
+            if let Some(p) = same_pads(&auto, &[xs[2], xs[3]], &kernel, &stride, &dilation)?
+                .map(|p| [p[0], p[1], p[2], p[3]])
+            {
                 padding = p;
             }
             let c = Conv2d {
@@ -1360,10 +1405,45 @@ impl<'a> Importer<'a> {
             }
             return self.add(Op::Conv2d(c), &ins);
         }
-        if auto != "NOTSET" || self.attr("output_shape").is_some() {
-            return unsup("ConvTranspose with auto_pad or output_shape");
+        let mut output_padding = two("output_padding", 0)?;
+        // An output_shape (or SAME auto_pad: input * stride) fixes the padding: the total is
+        // what the full transposed conv has beyond it, split as auto_pad says (SAME_UPPER puts
+        // the smaller half first); a shape larger than the full output extends the end.
+        let want = match self.ais("output_shape") {
+            Some(o) => {
+                let o = &o[o.len().saturating_sub(2)..];
+                if o.len() != 2 || o.iter().any(|&v| v < 0) {
+                    return bad(format!("output_shape {o:?}"));
+                }
+                Some([o[0] as usize, o[1] as usize])
+            }
+            None if auto.starts_with("SAME") => Some([xs[2] * stride[0], xs[3] * stride[1]]),
+            None => None,
+        };
+        if auto == "VALID" {
+            padding = [0; 4];
         }
-        let output_padding = two("output_padding", 0)?;
+        if let Some(want) = want {
+            for d in 0..2 {
+                let full = stride[d] * (xs[2 + d].max(1) - 1)
+                    + output_padding[d]
+                    + (kernel[d] - 1) * dilation[d]
+                    + 1;
+                if full >= want[d] {
+                    let total = full - want[d];
+                    let (small, big) = (total / 2, total - total / 2);
+                    (padding[d], padding[d + 2]) = if auto == "SAME_UPPER" {
+                        (small, big)
+                    } else {
+                        (big, small)
+                    };
+                } else {
+                    padding[d] = 0;
+                    padding[d + 2] = 0;
+                    output_padding[d] += want[d] - full;
+                }
+            }
+        }
         let c = ConvTranspose2d {
             stride,
             padding,
@@ -1389,72 +1469,120 @@ impl<'a> Importer<'a> {
         }
     }
 
+    /// MaxPool and AveragePool over 1, 2 or 3 spatial dims. 1-D pools run as 2-D ones of
+    /// height 1; 3-D ones as a 2-D pool over (H, W) and one over D, which is exact for both
+    /// (a max is separable, and a window's element count is the product of its per-axis counts,
+    /// so a mean is a mean of means). `ceil_mode` adds the end padding that gives ONNX's ceil
+    /// output size (the last window starting inside the input or its begin padding). Integer
+    /// max pools run in f32 (exact for u8 and small integers) and cast back.
     fn pool(&mut self, max: bool) -> R<Vec<ValueId>> {
         let x = self.inp(0)?;
-        if self.g.shape(x).rank() == 3 {
-            let l = self.lift_1d(&[x])?;
-            let outs = self.pool2d(max, l[0])?;
-            return self.lower_1d(outs);
-        }
-        self.pool2d(max, x)
-    }
-
-    fn pool2d(&mut self, max: bool, x: ValueId) -> R<Vec<ValueId>> {
         let xs = self.shape(x);
-        if !self.g.dtype(x).is_float() {
-            return unsup(format!("pooling {}", self.g.dtype(x)));
+        let dt = self.g.dtype(x);
+        if !(3..=5).contains(&xs.len()) {
+            return unsup(format!("pooling of rank {}", xs.len()));
         }
-        if xs.len() != 4 {
+        if !(dt.is_float() || max && dt.is_int()) {
             return unsup(format!(
-                "{}-D pooling (only 2-D, NCHW)",
-                xs.len().saturating_sub(2)
+                "{} of {dt}",
+                if max { "MaxPool" } else { "AveragePool" }
             ));
         }
-        let k = self
-            .ais("kernel_shape")
-            .ok_or_else(|| Fail::Bad("no kernel_shape".into()))?;
-        if k.len() != 2 || k.iter().any(|&v| v < 1) {
-            return bad(format!("kernel_shape {k:?}"));
-        }
-        let kernel = [k[0] as usize, k[1] as usize];
-        let pair = |name: &str| -> R<[usize; 2]> {
+        let nd = xs.len() - 2;
+        let ints = |name: &str, n: usize, default: usize| -> R<Vec<usize>> {
             match self.ais(name) {
-                None => Ok([1, 1]),
-                Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => {
-                    Ok([v[0] as usize, v[1] as usize])
+                None => Ok(vec![default; n]),
+                Some(v) if v.len() == n && v.iter().all(|&x| x >= default as i64) => {
+                    Ok(v.iter().map(|&x| x as usize).collect())
                 }
-                Some(v) => bad(format!("{name} = {v:?}")),
+                Some(v) => bad(format!("{name} = {v:?} for {nd} spatial dims")),
             }
         };
-        let stride = pair("strides")?;
-        let dilation = pair("dilations")?;
-        let mut padding = self.pads4()?;
-        let auto = self.astr("auto_pad", "NOTSET");
-        if let Some(p) = same_pads(&auto, [xs[2], xs[3]], kernel, stride, dilation)? {
-            padding = p;
+        let kernel = match self.ais("kernel_shape") {
+            Some(k) if k.len() == nd && k.iter().all(|&v| v >= 1) => {
+                k.iter().map(|&v| v as usize).collect::<Vec<_>>()
+            }
+            k => return bad(format!("kernel_shape {k:?} for {nd} spatial dims")),
+        };
+        let stride = ints("strides", nd, 1)?;
+        let dilation = ints("dilations", nd, 1)?;
+        let mut pads = ints("pads", 2 * nd, 0)?;
+        let spatial = &xs[2..];
+        if let Some(p) = same_pads(
+            &self.astr("auto_pad", "NOTSET"),
+            spatial,
+            &kernel,
+            &stride,
+            &dilation,
+        )? {
+            pads = p;
         }
+        let include_pad = self.ai("count_include_pad", 0) != 0;
         if self.ai("ceil_mode", 0) != 0 {
-            // Ceil mode only differs where a last window would start inside the padding.
-            for d in 0..2 {
+            for d in 0..nd {
                 let span = dilation[d] * (kernel[d] - 1) + 1;
-                let padded = xs[2 + d] + padding[d] + padding[d + 2];
-                if padded < span || !(padded - span).is_multiple_of(stride[d]) {
-                    return unsup("ceil_mode = 1 where it changes the output size");
+                let padded = spatial[d] + pads[d] + pads[nd + d];
+                if padded < span {
+                    return bad(format!(
+                        "the window {span} is larger than the padded input {padded}"
+                    ));
                 }
+                let mut out = (padded - span).div_ceil(stride[d]) + 1;
+                if (out - 1) * stride[d] >= spatial[d] + pads[d] {
+                    out -= 1;
+                }
+                let extra = ((out - 1) * stride[d] + span).saturating_sub(padded);
+                if extra > 0 && !max && include_pad {
+                    return unsup(
+                        "ceil_mode = 1 with count_include_pad = 1 where it changes the output size",
+                    );
+                }
+                pads[nd + d] += extra;
             }
         }
-        let p = Pool2d {
-            kernel,
-            stride,
-            padding,
-            dilation,
-            count_include_pad: self.ai("count_include_pad", 0) != 0,
-        };
-        if max {
-            self.add(Op::MaxPool2d(p), &[x])
+        let xf = if dt.is_float() {
+            x
         } else {
-            self.add(Op::AvgPool2d(p), &[x])
-        }
+            self.cast(x, DType::F32)?
+        };
+        let pool = |s: &mut Self, v: ValueId, ax: [usize; 2], pad: [usize; 4]| -> R<ValueId> {
+            let get = |a: &[usize], i: usize, d: usize| if i == usize::MAX { d } else { a[i] };
+            let p = Pool2d {
+                kernel: [get(&kernel, ax[0], 1), get(&kernel, ax[1], 1)],
+                stride: [get(&stride, ax[0], 1), get(&stride, ax[1], 1)],
+                padding: pad,
+                dilation: [get(&dilation, ax[0], 1), get(&dilation, ax[1], 1)],
+                count_include_pad: include_pad,
+            };
+            let op = if max {
+                Op::MaxPool2d(p)
+            } else {
+                Op::AvgPool2d(p)
+            };
+            s.add1(op, &[v])
+        };
+        let none = usize::MAX;
+        let (n, c) = (xs[0], xs[1]);
+        let y = match nd {
+            1 => {
+                let x4 = self.reshape(xf, vec![n, c, 1, xs[2]])?;
+                let y = pool(self, x4, [none, 0], [0, pads[0], 0, pads[1]])?;
+                let l = self.shape(y)[3];
+                self.reshape(y, vec![n, c, l])?
+            }
+            2 => pool(self, xf, [0, 1], [pads[0], pads[1], pads[2], pads[3]])?,
+            _ => {
+                let (d, h, w) = (xs[2], xs[3], xs[4]);
+                let x4 = self.reshape(xf, vec![n, c * d, h, w])?;
+                let hw = pool(self, x4, [1, 2], [pads[1], pads[2], pads[4], pads[5]])?;
+                let (oh, ow) = (self.shape(hw)[2], self.shape(hw)[3]);
+                let x4 = self.reshape(hw, vec![n, c, d, oh * ow])?;
+                let y = pool(self, x4, [0, none], [pads[0], 0, pads[3], 0])?;
+                let od = self.shape(y)[2];
+                self.reshape(y, vec![n, c, od, oh, ow])?
+            }
+        };
+        Ok(vec![if dt.is_float() { y } else { self.cast(y, dt)? }])
     }
 
     fn pad(&mut self) -> R<Vec<ValueId>> {
@@ -1509,117 +1637,177 @@ impl<'a> Importer<'a> {
         self.add(Op::Pad { pads: per, mode }, &[x])
     }
 
+    /// Resize: the common 2-D cases (nearest with floor rounding, linear; half-pixel,
+    /// align-corners, asymmetric; output size over input size as the scale) run on Sfumato's
+    /// Resize kernel; every other case (cubic, antialiasing, the other nearest roundings and
+    /// coordinate maps, `axes`, `keep_aspect_ratio_policy`, scales that are not out/in, any
+    /// rank) runs separably, one constant interpolation matrix per resized axis
+    /// ([`Importer::resize_separable`]).
     fn resize(&mut self) -> R<Vec<ValueId>> {
         let x = self.inp(0)?;
         let dims = self.shape(x);
-        if dims.len() != 4 {
-            return unsup("Resize of a tensor that is not 4-D (NCHW)");
-        }
-        for a in ["antialias", "exclude_outside"] {
-            if self.ai(a, 0) != 0 {
-                return unsup(format!("{a} = 1"));
-            }
-        }
-        if self.attr("axes").is_some()
-            || self.astr("keep_aspect_ratio_policy", "stretch") != "stretch"
-        {
-            return unsup("axes or keep_aspect_ratio_policy");
-        }
-        let (scales_i, sizes_i) = if self.opset < 11 {
-            (1, usize::MAX)
+        let r = dims.len();
+        let (roi_i, scales_i, sizes_i) = if self.opset < 11 {
+            (usize::MAX, 1, usize::MAX)
         } else {
-            (2, 3)
+            (1, 2, 3)
         };
-        let sizes: Vec<usize> = if self.has(sizes_i) {
+        let axes: Vec<usize> = match self.ais("axes") {
+            Some(a) => {
+                let a: Vec<usize> = a.iter().map(|&v| self.axis(v, r)).collect::<R<_>>()?;
+                let mut u = a.clone();
+                u.sort_unstable();
+                u.dedup();
+                if u.len() != a.len() {
+                    return bad(format!("repeated axis in {a:?}"));
+                }
+                a
+            }
+            None => (0..r).collect(),
+        };
+        let n = axes.len();
+        let mut out: Vec<usize> = dims.clone();
+        let mut scale: Vec<f64> = vec![1.0; r];
+        let given_sizes = self.has(sizes_i);
+        if given_sizes {
             let s = self.const_ints(sizes_i)?;
-            if s.len() != 4 || s.iter().any(|&v| v < 0) {
-                return bad(format!("sizes {s:?}"));
+            if s.len() != n || s.iter().any(|&v| v < 0) {
+                return bad(format!("sizes {s:?} for axes {axes:?}"));
             }
-            s.iter().map(|&v| v as usize).collect()
-        } else if self.has(scales_i) {
+            for (k, &a) in axes.iter().enumerate() {
+                out[a] = s[k] as usize;
+                scale[a] = s[k] as f64 / dims[a].max(1) as f64;
+            }
+            let policy = self.astr("keep_aspect_ratio_policy", "stretch");
+            if policy != "stretch" {
+                let ss = axes.iter().map(|&a| scale[a]);
+                let one = match policy.as_str() {
+                    "not_larger" => ss.fold(f64::INFINITY, f64::min),
+                    "not_smaller" => ss.fold(0.0, f64::max),
+                    other => return bad(format!("keep_aspect_ratio_policy '{other}'")),
+                };
+                for &a in &axes {
+                    scale[a] = one;
+                    out[a] = (one * dims[a] as f64 + 0.5) as usize;
+                }
+            }
+        } else if self.has(scales_i) && self.const_in(scales_i)?.numel() > 0 {
             let s = self.const_in(scales_i)?.to_f64_vec();
-            if s.len() != 4 || s.iter().any(|&v| v <= 0.0) {
-                return bad(format!("scales {s:?}"));
+            if s.len() != n || s.iter().any(|&v| v <= 0.0 || !v.is_finite()) {
+                return bad(format!("scales {s:?} for axes {axes:?}"));
             }
-            (0..4)
-                .map(|i| (dims[i] as f64 * s[i]).floor() as usize)
-                .collect()
+            for (k, &a) in axes.iter().enumerate() {
+                scale[a] = s[k];
+                out[a] = (dims[a] as f64 * s[k]) as usize;
+            }
         } else {
             return bad("neither scales nor sizes");
-        };
-        if sizes[0] != dims[0] || sizes[1] != dims[1] {
-            return unsup("resizing the batch or channel dims");
         }
-        // A scale that is not out/in (scales given, floor'd sizes) changes the coordinate map.
-        if self.has(scales_i) && !self.has(sizes_i) {
-            let s = self.const_in(scales_i)?.to_f64_vec();
-            for d in 2..4 {
-                if (sizes[d] as f64 / dims[d] as f64 - s[d]).abs() > 1e-6 {
-                    return unsup("a scale that is not output size over input size");
-                }
-            }
+        if out.iter().product::<usize>() > MAX_ELEMENTS {
+            return bad(format!("output {out:?} is too large"));
         }
-        let mode = match self.astr("mode", "nearest").as_str() {
-            "nearest" => {
-                let nm = self.astr("nearest_mode", "round_prefer_floor");
-                if nm != "floor" {
-                    return unsup(format!("nearest_mode '{nm}' (only floor)"));
-                }
-                ResizeMode::Nearest
-            }
-            "linear" | "bilinear" => ResizeMode::Bilinear,
-            other => return unsup(format!("mode '{other}'")),
-        };
-        let default_ct = if self.opset < 11 {
-            "asymmetric"
-        } else {
-            "half_pixel"
-        };
-        let coord = match self
-            .astr("coordinate_transformation_mode", default_ct)
-            .as_str()
-        {
-            "half_pixel" => CoordTransform::HalfPixel,
-            "pytorch_half_pixel" if sizes[2] > 1 && sizes[3] > 1 => CoordTransform::HalfPixel,
-            "align_corners" => CoordTransform::AlignCorners,
-            "asymmetric" => CoordTransform::Asymmetric,
-            other => return unsup(format!("coordinate_transformation_mode '{other}'")),
-        };
-        self.add(
-            Op::Resize {
-                mode,
-                coord,
-                size: [sizes[2], sizes[3]],
+        let mut roi = vec![[0.0, 1.0]; r];
+        let coord = self.astr(
+            "coordinate_transformation_mode",
+            if self.opset < 11 {
+                "asymmetric"
+            } else {
+                "half_pixel"
             },
-            &[x],
-        )
+        );
+        if coord == "tf_crop_and_resize" {
+            let v = if self.has(roi_i) {
+                self.const_in(roi_i)?.to_f64_vec()
+            } else {
+                Vec::new()
+            };
+            if v.len() != 2 * n {
+                return bad(format!("roi {v:?} for axes {axes:?}"));
+            }
+            for (k, &a) in axes.iter().enumerate() {
+                roi[a] = [v[k], v[n + k]];
+            }
+        }
+        let spec = ResizeSpec {
+            mode: self.astr("mode", "nearest"),
+            nearest: self.astr("nearest_mode", "round_prefer_floor"),
+            coord,
+            cubic_a: self.af("cubic_coeff_a", -0.75) as f64,
+            antialias: self.ai("antialias", 0) != 0,
+            exclude_outside: self.ai("exclude_outside", 0) != 0,
+            extrapolation: self.af("extrapolation_value", 0.0) as f64,
+        };
+        // Sfumato's Resize kernel: 4-D, only H and W resized, out/in as the scale.
+        let kernel_mode = match (spec.mode.as_str(), spec.nearest.as_str()) {
+            ("nearest", "floor") => Some(ResizeMode::Nearest),
+            ("linear" | "bilinear", _) => Some(ResizeMode::Bilinear),
+            _ => None,
+        };
+        let kernel_coord = match spec.coord.as_str() {
+            "half_pixel" => Some(CoordTransform::HalfPixel),
+            "pytorch_half_pixel" if r == 4 && out[2] > 1 && out[3] > 1 => {
+                Some(CoordTransform::HalfPixel)
+            }
+            "align_corners" => Some(CoordTransform::AlignCorners),
+            "asymmetric" => Some(CoordTransform::Asymmetric),
+            _ => None,
+        };
+        let fits_kernel = r == 4
+            && out[0] == dims[0]
+            && out[1] == dims[1]
+            && !spec.antialias
+            && !spec.exclude_outside
+            && (2..4).all(|d| (out[d] as f64 / dims[d].max(1) as f64 - scale[d]).abs() < 1e-6)
+            && self.g.dtype(x).is_float();
+        if let (true, Some(mode), Some(coord)) = (fits_kernel, kernel_mode, kernel_coord) {
+            return self.add(
+                Op::Resize {
+                    mode,
+                    coord,
+                    size: [out[2], out[3]],
+                },
+                &[x],
+            );
+        }
+        let plan: Vec<ResizeAxis> = axes
+            .iter()
+            .map(|&a| ResizeAxis {
+                axis: a,
+                input: dims[a],
+                output: out[a],
+                scale: scale[a],
+                roi: roi[a],
+            })
+            .collect();
+        Ok(vec![self.resize_separable(x, &spec, &plan)?])
     }
 }
 
 /// `auto_pad` SAME_UPPER/SAME_LOWER/VALID as explicit pads; `None` for NOTSET.
 fn same_pads(
     auto: &str,
-    input: [usize; 2],
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    dilation: [usize; 2],
-) -> R<Option<[usize; 4]>> {
+    input: &[usize],
+    kernel: &[usize],
+    stride: &[usize],
+    dilation: &[usize],
+) -> R<Option<Vec<usize>>> {
+    let n = input.len();
     match auto {
         "NOTSET" | "" => Ok(None),
-        "VALID" => Ok(Some([0; 4])),
+        "VALID" => Ok(Some(vec![0; 2 * n])),
         "SAME_UPPER" | "SAME_LOWER" => {
-            let mut p = [0usize; 4];
-            for d in 0..2 {
+            let mut p = vec![0usize; 2 * n];
+            for d in 0..n {
                 let out = input[d].div_ceil(stride[d].max(1));
                 let span = dilation[d] * (kernel[d].max(1) - 1) + 1;
                 let total = ((out.saturating_sub(1)) * stride[d] + span).saturating_sub(input[d]);
                 let (small, big) = (total / 2, total - total / 2);
                 if auto == "SAME_UPPER" {
                     p[d] = small;
-                    p[d + 2] = big;
+                    p[d + n] = big;
                 } else {
                     p[d] = big;
-                    p[d + 2] = small;
+                    p[d + n] = small;
                 }
             }
             Ok(Some(p))

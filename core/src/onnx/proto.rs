@@ -200,6 +200,15 @@ pub mod data_type {
     pub const UINT32: i32 = 12;
     pub const UINT64: i32 = 13;
     pub const BFLOAT16: i32 = 16;
+    pub const FLOAT8E4M3FN: i32 = 17;
+    pub const FLOAT8E4M3FNUZ: i32 = 18;
+    pub const FLOAT8E5M2: i32 = 19;
+    pub const FLOAT8E5M2FNUZ: i32 = 20;
+    pub const UINT4: i32 = 21;
+    pub const INT4: i32 = 22;
+    pub const FLOAT4E2M1: i32 = 23;
+    pub const UINT2: i32 = 25;
+    pub const INT2: i32 = 26;
 
     /// The ONNX name of a data type, for messages.
     pub fn name(t: i32) -> String {
@@ -220,8 +229,16 @@ pub mod data_type {
             14 => "complex64".into(),
             15 => "complex128".into(),
             16 => "bfloat16".into(),
-            17..=20 => "float8".into(),
-            21 | 22 => "int4".into(),
+            17 => "float8e4m3fn".into(),
+            18 => "float8e4m3fnuz".into(),
+            19 => "float8e5m2".into(),
+            20 => "float8e5m2fnuz".into(),
+            21 => "uint4".into(),
+            22 => "int4".into(),
+            23 => "float4e2m1".into(),
+            24 => "float8e8m0".into(),
+            25 => "uint2".into(),
+            26 => "int2".into(),
             n => format!("data type {n}"),
         }
     }

@@ -10,29 +10,87 @@ use std::path::Path;
 /// is refused before anything is allocated.
 pub const MAX_ELEMENTS: usize = 1 << 30;
 
+/// ONNX data types and Sfumato's dtypes, one to one.
+const TYPES: [(i32, DType); 22] = [
+    (dt::FLOAT, DType::F32),
+    (dt::FLOAT16, DType::F16),
+    (dt::INT32, DType::I32),
+    (dt::INT64, DType::I64),
+    (dt::UINT8, DType::U8),
+    (dt::BOOL, DType::Bool),
+    (dt::DOUBLE, DType::F64),
+    (dt::BFLOAT16, DType::BF16),
+    (dt::INT8, DType::I8),
+    (dt::INT16, DType::I16),
+    (dt::UINT16, DType::U16),
+    (dt::UINT32, DType::U32),
+    (dt::UINT64, DType::U64),
+    (dt::FLOAT8E4M3FN, DType::F8E4M3FN),
+    (dt::FLOAT8E4M3FNUZ, DType::F8E4M3FNUZ),
+    (dt::FLOAT8E5M2, DType::F8E5M2),
+    (dt::FLOAT8E5M2FNUZ, DType::F8E5M2FNUZ),
+    (dt::FLOAT4E2M1, DType::F4E2M1),
+    (dt::INT4, DType::I4),
+    (dt::UINT4, DType::U4),
+    (dt::INT2, DType::I2),
+    (dt::UINT2, DType::U2),
+];
+
 /// Sfumato's dtype for an ONNX data type, or why there is none.
 pub fn dtype_of(t: i32) -> std::result::Result<DType, String> {
-    Ok(match t {
-        dt::FLOAT => DType::F32,
-        dt::FLOAT16 => DType::F16,
-        dt::INT32 => DType::I32,
-        dt::INT64 => DType::I64,
-        dt::UINT8 => DType::U8,
-        dt::BOOL => DType::Bool,
-        other => return Err(format!("dtype {} is not supported", dt::name(other))),
-    })
+    TYPES
+        .iter()
+        .find(|(o, _)| *o == t)
+        .map(|(_, d)| *d)
+        .ok_or_else(|| format!("dtype {} is not supported", dt::name(t)))
 }
 
 /// The ONNX data type of a dtype.
 pub fn onnx_type(d: DType) -> i32 {
+    TYPES
+        .iter()
+        .find(|(_, x)| *x == d)
+        .map_or(dt::FLOAT, |(o, _)| *o)
+}
+
+/// Bits per element of ONNX's packed sub-byte types (4 or 2), else None.
+fn packed_bits(d: DType) -> Option<u32> {
     match d {
-        DType::F32 => dt::FLOAT,
-        DType::F16 => dt::FLOAT16,
-        DType::I32 => dt::INT32,
-        DType::I64 => dt::INT64,
-        DType::U8 => dt::UINT8,
-        DType::Bool => dt::BOOL,
+        DType::F4E2M1 => Some(4),
+        d => d.sub_byte_int().map(|(bits, _)| bits),
     }
+}
+
+/// ONNX packs 4-bit (2-bit) elements two (four) to a byte, the first in the low bits: one
+/// byte per element, sign-extended for the signed integers, for [`Tensor::from_le_bytes`].
+fn unpack(d: DType, bits: u32, packed: &[u8], n: usize) -> Vec<u8> {
+    let per = (8 / bits) as usize;
+    let mask = (1u8 << bits) - 1;
+    (0..n)
+        .map(|i| {
+            let v = (packed[i / per] >> ((i % per) as u32 * bits)) & mask;
+            let signed = d.sub_byte_int().is_some_and(|(_, s)| s);
+            if signed && v >> (bits - 1) == 1 {
+                v | !mask
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// The inverse of [`unpack`].
+fn pack(bits: u32, bytes: &[u8]) -> Vec<u8> {
+    let per = (8 / bits) as usize;
+    let mask = (1u8 << bits) - 1;
+    bytes
+        .chunks(per)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u8, |acc, (k, &v)| acc | ((v & mask) << (k as u32 * bits)))
+        })
+        .collect()
 }
 
 /// Dims of a tensor proto, checked: none negative, the element count representable and under
@@ -93,9 +151,27 @@ pub fn from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor> {
         Ok(())
     };
     if let Some(raw) = raw {
+        let unpacked;
+        let raw = match packed_bits(dtype) {
+            Some(bits) => {
+                let need = n.div_ceil((8 / bits) as usize);
+                if raw.len() != need {
+                    return Err(Error::Tensor(format!(
+                        "{what}: shape {dims:?} of {dtype} needs {need} packed bytes, got {}",
+                        raw.len()
+                    )));
+                }
+                unpacked = unpack(dtype, bits, raw, n);
+                &unpacked[..]
+            }
+            None => raw,
+        };
         return Tensor::from_le_bytes(dtype, Shape::new(dims), raw)
             .map_err(|e| Error::Tensor(format!("{what}: raw data: {e}")));
     }
+    // The typed fields: the small types (and bfloat16, float16) as bit patterns in int32_data,
+    // sub-byte ones packed there too.
+    let int32_bytes = |s: &[i32]| -> Vec<u8> { s.iter().map(|&v| v as u8).collect() };
     let data = match dtype {
         DType::F32 => {
             count(t.float_data.len())?;
@@ -125,6 +201,53 @@ pub fn from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor> {
         DType::Bool => {
             count(t.int32_data.len())?;
             TensorData::Bool(t.int32_data.iter().map(|&v| v != 0).collect())
+        }
+        DType::F64 => {
+            count(t.double_data.len())?;
+            TensorData::F64(t.double_data.clone())
+        }
+        DType::U32 | DType::U64 => {
+            count(t.uint64_data.len())?;
+            let v: Vec<f64> = t.uint64_data.iter().map(|&x| x as f64).collect();
+            if dtype == DType::U64 {
+                TensorData::U64(t.uint64_data.clone())
+            } else {
+                return Ok(Tensor::from_f64(dtype, Shape::new(dims), &v));
+            }
+        }
+        DType::BF16 => {
+            count(t.int32_data.len())?;
+            TensorData::BF16(
+                t.int32_data
+                    .iter()
+                    .map(|&v| half::bf16::from_bits(v as u16))
+                    .collect(),
+            )
+        }
+        DType::I8 | DType::I16 | DType::U16 => {
+            count(t.int32_data.len())?;
+            let v: Vec<f64> = t.int32_data.iter().map(|&x| x as f64).collect();
+            return Ok(Tensor::from_f64(dtype, Shape::new(dims), &v));
+        }
+        d => {
+            let bytes = match packed_bits(d) {
+                Some(bits) => {
+                    let need = n.div_ceil((8 / bits) as usize);
+                    if t.int32_data.len() != need {
+                        return Err(Error::Tensor(format!(
+                            "{what}: shape {dims:?} of {d} needs {need} packed values, got {}",
+                            t.int32_data.len()
+                        )));
+                    }
+                    unpack(d, bits, &int32_bytes(&t.int32_data), n)
+                }
+                None => {
+                    count(t.int32_data.len())?;
+                    int32_bytes(&t.int32_data)
+                }
+            };
+            return Tensor::from_le_bytes(d, Shape::new(dims), &bytes)
+                .map_err(|e| Error::Tensor(format!("{what}: {e}")));
         }
     };
     Tensor::new(Shape::new(dims), data)
@@ -190,7 +313,10 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>, what: &str) -> Result
 
 /// Encode a tensor as a proto with raw data (for `--output` and tests).
 pub fn to_proto(t: &Tensor, name: &str) -> TensorProto {
-    let raw = t.to_le_bytes();
+    let raw = match packed_bits(t.dtype()) {
+        Some(bits) => pack(bits, &t.to_le_bytes()),
+        None => t.to_le_bytes(),
+    };
     TensorProto {
         dims: t.dims().iter().map(|&d| d as i64).collect(),
         data_type: onnx_type(t.dtype()),

@@ -20,9 +20,16 @@ pub fn with_device<R>(f: impl FnOnce(&mut WgpuDevice) -> R) -> Option<R> {
 /// Tolerances by dtype: (rtol, atol).
 pub fn tol(d: DType) -> (f64, f64) {
     match d {
-        DType::F32 => (1e-4, 1e-5),
+        DType::F32 | DType::F64 => (1e-4, 1e-5),
         DType::F16 => (2e-3, 2e-3),
-        _ => (0.0, 0.0),
+        DType::BF16 => (1e-2, 1e-2),
+        // One step of the format (results rounded from f32 on the device, f64 on the host).
+        d => d.mini().map_or((0.0, 0.0), |m| {
+            (
+                2f64.powi(-(m.man_bits as i32)),
+                2f64.powi(m.min_exp() - m.man_bits as i32),
+            )
+        }),
     }
 }
 

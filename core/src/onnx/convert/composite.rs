@@ -74,6 +74,53 @@ impl Importer<'_> {
         Ok(vec![self.bin(BinaryOp::Mul, y, scale)?])
     }
 
+    /// `BatchNormalization` with `training_mode = 1`: normalise by the batch's own mean and
+    /// (population) variance over every axis but 1; the second and third outputs are the
+    /// running mean and variance, `input * momentum + batch * (1 - momentum)`.
+    pub(super) fn batch_norm_training(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dims = self.shape(x);
+        let dt = self.g.dtype(x);
+        if dims.len() < 2 || !dt.is_float() {
+            return bad(format!("BatchNormalization of {dt} {dims:?}"));
+        }
+        let c = dims[1];
+        let axes: Vec<usize> = (0..dims.len()).filter(|&a| a != 1).collect();
+        let mut per_c = vec![1; dims.len()];
+        per_c[1] = c;
+        let mut p = Vec::new();
+        for i in 1..5 {
+            let v = self.inp(i)?;
+            if self.shape(v) != [c] {
+                return bad(format!("input {i} must be [{c}]"));
+            }
+            p.push(v);
+        }
+        let mean = self.mean_over(x, axes.clone())?;
+        let d = self.bin(BinaryOp::Sub, x, mean)?;
+        let d2 = self.bin(BinaryOp::Mul, d, d)?;
+        let var = self.mean_over(d2, axes)?;
+        let eps = self.scalar(dt, self.af("epsilon", 1e-5) as f64)?;
+        let ve = self.bin(BinaryOp::Add, var, eps)?;
+        let inv = self.un(UnaryOp::Rsqrt, ve)?;
+        let y = self.bin(BinaryOp::Mul, d, inv)?;
+        let scale = self.reshape(p[0], per_c.clone())?;
+        let bias = self.reshape(p[1], per_c)?;
+        let y = self.bin(BinaryOp::Mul, y, scale)?;
+        let y = self.bin(BinaryOp::Add, y, bias)?;
+        let m = self.af("momentum", 0.9) as f64;
+        let (km, k1) = (self.scalar(dt, m)?, self.scalar(dt, 1.0 - m)?);
+        let running = |s: &mut Self, old: ValueId, batch: ValueId| -> R<ValueId> {
+            let b = s.reshape(batch, vec![c])?;
+            let a = s.bin(BinaryOp::Mul, old, km)?;
+            let b = s.bin(BinaryOp::Mul, b, k1)?;
+            s.bin(BinaryOp::Add, a, b)
+        };
+        let rm = running(self, p[2], mean)?;
+        let rv = running(self, p[3], var)?;
+        Ok(vec![y, rm, rv])
+    }
+
     /// `Trilu`: keep the elements on and above (upper) or below (lower) diagonal `k` of the
     /// last two dims, zero the rest.
     pub(super) fn trilu(&mut self) -> R<Vec<ValueId>> {
@@ -261,7 +308,7 @@ impl Importer<'_> {
             let mut mb = if self.g.dtype(m) == DType::Bool {
                 self.bias_of(m, dt)?
             } else if self.g.dtype(m) != dt {
-                self.add1(Op::Cast { to: dt }, &[m])?
+                self.cast(m, dt)?
             } else {
                 m
             };
@@ -293,7 +340,7 @@ impl Importer<'_> {
             let n = if self.g.dtype(n) == DType::I64 {
                 n
             } else {
-                self.add1(Op::Cast { to: DType::I64 }, &[n])?
+                self.cast(n, DType::I64)?
             };
             Some(self.reshape(n, vec![b, 1, 1, 1])?)
         } else {
@@ -436,5 +483,223 @@ impl Importer<'_> {
         let logp = self.un(UnaryOp::Log, sm)?;
         let loss = self.nll(logp, t, w)?;
         Ok(vec![loss, logp])
+    }
+}
+
+/// The attributes of an ONNX Resize that shape its interpolation.
+pub(super) struct ResizeSpec {
+    /// `nearest`, `linear` or `cubic`.
+    pub mode: String,
+    /// `round_prefer_floor`, `round_prefer_ceil`, `floor` or `ceil`.
+    pub nearest: String,
+    pub coord: String,
+    pub cubic_a: f64,
+    pub antialias: bool,
+    pub exclude_outside: bool,
+    pub extrapolation: f64,
+}
+
+/// One resized axis: its input and output sizes, the scale of the coordinate map and (for
+/// `tf_crop_and_resize`) the region of interest.
+pub(super) struct ResizeAxis {
+    pub axis: usize,
+    pub input: usize,
+    pub output: usize,
+    pub scale: f64,
+    pub roi: [f64; 2],
+}
+
+impl ResizeSpec {
+    /// The source coordinate of output index `y` (None: outside the crop, extrapolated).
+    fn source(&self, a: &ResizeAxis, y: f64) -> R<Option<f64>> {
+        let (inp, scale) = (a.input as f64, a.scale);
+        let out_f = scale * inp;
+        Ok(Some(match self.coord.as_str() {
+            "half_pixel" => (y + 0.5) / scale - 0.5,
+            "pytorch_half_pixel" if out_f == 1.0 => -0.5,
+            "pytorch_half_pixel" => (y + 0.5) / scale - 0.5,
+            "align_corners" if out_f == 1.0 => 0.0,
+            "align_corners" => y * (inp - 1.0) / (out_f - 1.0),
+            "asymmetric" => y / scale,
+            "half_pixel_symmetric" => {
+                let offset = inp / 2.0 * (1.0 - a.output as f64 / out_f);
+                offset + (y + 0.5) / scale - 0.5
+            }
+            "tf_crop_and_resize" => {
+                let [r0, r1] = a.roi;
+                let x = if out_f == 1.0 {
+                    (r1 - r0) * (inp - 1.0) / 2.0
+                } else {
+                    y * (r1 - r0) * (inp - 1.0) / (out_f - 1.0)
+                } + r0 * (inp - 1.0);
+                if x < 0.0 || x > inp - 1.0 {
+                    return Ok(None);
+                }
+                x
+            }
+            other => return unsup(format!("coordinate_transformation_mode '{other}'")),
+        }))
+    }
+
+    /// The interpolation weights of the taps around a source coordinate whose fractional part
+    /// is `ratio` (1 at an integer).
+    fn coeffs(&self, ratio: f64, scale: f64) -> R<Vec<f64>> {
+        let a = self.cubic_a;
+        let cubic = |x: f64| {
+            let x = x.abs();
+            if x <= 1.0 {
+                ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+            } else if x < 2.0 {
+                ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+            } else {
+                0.0
+            }
+        };
+        let normalized = |v: Vec<f64>| {
+            let s: f64 = v.iter().sum();
+            v.into_iter().map(|c| c / s).collect::<Vec<_>>()
+        };
+        Ok(match self.mode.as_str() {
+            "nearest" if ratio == 1.0 => vec![0.0, 1.0],
+            "nearest" => {
+                let up = match self.nearest.as_str() {
+                    "round_prefer_floor" => ratio > 0.5,
+                    "round_prefer_ceil" => ratio >= 0.5,
+                    "floor" => false,
+                    "ceil" => true,
+                    other => return bad(format!("nearest_mode '{other}'")),
+                };
+                vec![(!up) as u8 as f64, up as u8 as f64]
+            }
+            "linear" if self.antialias => {
+                let s = scale.min(1.0);
+                let start = (-1.0 / s).floor() as i64 + 1;
+                let taps = 2 - 2 * start;
+                normalized(
+                    (start..start + taps)
+                        .map(|i| (1.0 - ((i as f64 - ratio) * s).abs()).clamp(0.0, 1.0))
+                        .collect(),
+                )
+            }
+            "linear" => vec![1.0 - ratio, ratio],
+            "cubic" if self.antialias => {
+                let s = scale.min(1.0);
+                let start = (-2.0 / s).floor() as i64 + 1;
+                normalized(
+                    (start..2 - start)
+                        .map(|i| cubic(s * (i as f64 - ratio)))
+                        .collect(),
+                )
+            }
+            "cubic" => [ratio + 1.0, ratio, 1.0 - ratio, 2.0 - ratio]
+                .iter()
+                .map(|&x| cubic(x))
+                .collect(),
+            other => return unsup(format!("mode '{other}'")),
+        })
+    }
+
+    /// The `[output, input]` interpolation matrix of one axis (edge-clamped taps, or taps
+    /// outside dropped and the rest renormalized with `exclude_outside`), and which output
+    /// rows are extrapolated.
+    fn matrix(&self, a: &ResizeAxis) -> R<(Vec<f64>, Vec<bool>)> {
+        let (n_in, n_out) = (a.input, a.output);
+        let mut w = vec![0.0; n_out * n_in];
+        let mut outside = vec![false; n_out];
+        for y in 0..n_out {
+            let Some(x) = self.source(a, y as f64)? else {
+                outside[y] = true;
+                continue;
+            };
+            let xi = x.floor();
+            let ratio = if x == xi { 1.0 } else { x - xi };
+            let mut c = self.coeffs(ratio, a.scale)?;
+            let n = c.len() as i64;
+            // The n taps nearest x (the lower one on ties), as ONNX's reference picks them.
+            let pad = (n + 1) / 2;
+            let xp = x + pad as f64;
+            let p = xp.floor();
+            let frac = xp - p;
+            let offset = if n % 2 == 0 {
+                if frac == 0.0 {
+                    -(n / 2)
+                } else {
+                    -(n / 2) + 1
+                }
+            } else if frac <= 0.5 {
+                -((n - 1) / 2)
+            } else {
+                -((n - 1) / 2) + 1
+            };
+            let first = p as i64 + offset - pad;
+            if self.exclude_outside {
+                for (k, ck) in c.iter_mut().enumerate() {
+                    let i = first + k as i64;
+                    if i < 0 || i >= n_in as i64 {
+                        *ck = 0.0;
+                    }
+                }
+                let s: f64 = c.iter().sum();
+                let s = if s == 0.0 { 1.0 } else { s };
+                c.iter_mut().for_each(|ck| *ck /= s);
+            }
+            for (k, ck) in c.iter().enumerate() {
+                let i = (first + k as i64).clamp(0, n_in as i64 - 1) as usize;
+                w[y * n_in + i] += ck;
+            }
+        }
+        Ok((w, outside))
+    }
+}
+
+impl Importer<'_> {
+    /// Resize as one matrix product per resized axis: the axis is brought to the middle of an
+    /// `[outer, in, inner]` view and multiplied by the constant `[out, in]` interpolation matrix;
+    /// extrapolated rows (`tf_crop_and_resize`) take `extrapolation_value`. Axes that keep
+    /// their size at scale 1 (and the whole region) are skipped, as in ONNX's reference.
+    pub(super) fn resize_separable(
+        &mut self,
+        x: ValueId,
+        spec: &ResizeSpec,
+        axes: &[ResizeAxis],
+    ) -> R<ValueId> {
+        let dt = self.g.dtype(x);
+        if !dt.is_float() {
+            return unsup(format!("Resize of {dt} in mode '{}'", spec.mode));
+        }
+        if spec.antialias && spec.mode == "nearest" {
+            return bad("antialias with mode 'nearest'");
+        }
+        let mut y = x;
+        for a in axes {
+            let identity = (a.scale - 1.0).abs() < 1e-9
+                && a.output == a.input
+                && a.roi[0].abs() < 1e-9
+                && (a.roi[1] - 1.0).abs() < 1e-9;
+            if identity {
+                continue;
+            }
+            let mut dims = self.shape(y);
+            if a.input == 0 && a.output > 0 {
+                return bad(format!(
+                    "cannot resize an empty axis {} to {}",
+                    a.axis, a.output
+                ));
+            }
+            let outer: usize = dims[..a.axis].iter().product();
+            let inner: usize = dims[a.axis + 1..].iter().product();
+            let (w, outside) = spec.matrix(a)?;
+            let w = self.konst(Tensor::from_f64(dt, [a.output, a.input], &w))?;
+            let v = self.reshape(y, vec![outer, a.input, inner])?;
+            let mut r = self.add1(Op::MatMul, &[w, v])?;
+            if outside.iter().any(|&o| o) {
+                let mask = self.konst(Tensor::from_bool([1, a.output, 1], outside)?)?;
+                let e = self.scalar(dt, spec.extrapolation)?;
+                r = self.add1(Op::Where, &[mask, e, r])?;
+            }
+            dims[a.axis] = a.output;
+            y = self.reshape(r, dims)?;
+        }
+        Ok(y)
     }
 }
