@@ -212,6 +212,27 @@ fn hostile_tensors_are_refused_before_allocating() {
         vec![vi("y", data_type::FLOAT, &[Ok(1)])],
     );
     assert!(import(&b, &ImportOptions::default()).is_err());
+    // A cubic Resize whose interpolation matrix would be huge: refused, not allocated.
+    let sizes = tensor::to_proto(
+        &Tensor::from_i64([2], vec![1, (1 << 20) - 1]).unwrap(),
+        "sizes",
+    );
+    let mode = AttributeProto {
+        name: "mode".into(),
+        r#type: attr_type::STRING,
+        s: b"cubic".to_vec(),
+        ..Default::default()
+    };
+    let b = model(
+        vec![node("Resize", &["x", "", "", "sizes"], &["y"], vec![mode])],
+        vec![sizes],
+        vec![vi("x", data_type::FLOAT, &[Ok(1), Ok(1 << 20)])],
+        vec![vi("y", data_type::FLOAT, &[Ok(1), Ok((1 << 20) - 1)])],
+    );
+    let e = import(&b, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("interpolation matrix"), "{e}");
 }
 
 #[test]

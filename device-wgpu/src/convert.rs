@@ -13,28 +13,8 @@ pub fn to_device_bytes(t: &Tensor, what: &str) -> Result<Vec<u8>> {
             bytemuck::cast_slice(&v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>()).to_vec()
         }
         TensorData::I32(v) => bytemuck::cast_slice(v).to_vec(),
-        TensorData::I64(v) => {
-            let mut out = Vec::with_capacity(v.len());
-            for &x in v {
-                out.push(i32::try_from(x).map_err(|_| {
-                    Error::Input(format!(
-                        "{what}: i64 value {x} is outside the i32 range the wgpu device stores i64 tensors in"
-                    ))
-                })?);
-            }
-            bytemuck::cast_slice(&out).to_vec()
-        }
-        TensorData::U64(v) => {
-            let mut out = Vec::with_capacity(v.len());
-            for &x in v {
-                out.push(u32::try_from(x).map_err(|_| {
-                    Error::Input(format!(
-                        "{what}: u64 value {x} is outside the u32 range the wgpu device stores u64 tensors in"
-                    ))
-                })?);
-            }
-            bytemuck::cast_slice(&out).to_vec()
-        }
+        TensorData::I64(v) => narrowed::<i64, i32>(v, what, "i64", "i32")?,
+        TensorData::U64(v) => narrowed::<u64, u32>(v, what, "u64", "u32")?,
         TensorData::U32(v) => bytemuck::cast_slice(v).to_vec(),
         TensorData::U8(v) => {
             bytemuck::cast_slice(&v.iter().map(|&x| x as u32).collect::<Vec<u32>>()).to_vec()
@@ -61,6 +41,26 @@ pub fn to_device_bytes(t: &Tensor, what: &str) -> Result<Vec<u8>> {
             .to_vec(),
         },
     })
+}
+
+/// 64-bit integers in the 32 bits the device holds them in; a value outside that range is an
+/// error, not a wrong answer.
+fn narrowed<S, D>(v: &[S], what: &str, from: &str, to: &str) -> Result<Vec<u8>>
+where
+    S: Copy + std::fmt::Display,
+    D: TryFrom<S> + bytemuck::Pod,
+{
+    let out = v
+        .iter()
+        .map(|&x| {
+            D::try_from(x).map_err(|_| {
+                Error::Input(format!(
+                    "{what}: {from} value {x} is outside the {to} range the wgpu device stores {from} tensors in"
+                ))
+            })
+        })
+        .collect::<Result<Vec<D>>>()?;
+    Ok(bytemuck::cast_slice(&out).to_vec())
 }
 
 /// A host tensor from device bytes.

@@ -1427,7 +1427,7 @@ impl<'a> Importer<'a> {
             for d in 0..2 {
                 let full = stride[d] * (xs[2 + d].max(1) - 1)
                     + output_padding[d]
-                    + (kernel[d] - 1) * dilation[d]
+                    + kernel[d].saturating_sub(1) * dilation[d]
                     + 1;
                 if full >= want[d] {
                     let total = full - want[d];

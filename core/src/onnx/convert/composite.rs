@@ -1,5 +1,6 @@
 //! ONNX ops that Sfumato runs as compositions of its own ops: Attention (opsets 23-24),
-//! RMSNormalization, Trilu, NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss.
+//! RMSNormalization, Trilu, NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss, training-mode
+//! BatchNormalization, and the Resize modes its kernel lacks (separably, by matrix products).
 //! The fusion planner turns the elementwise parts back into few kernels; the attention
 //! composition has the `QKᵀ → scale → mask → softmax → ·V` shape the attention kernel matches.
 
@@ -486,6 +487,9 @@ impl Importer<'_> {
     }
 }
 
+/// The largest interpolation matrix (elements) the separable Resize builds for one axis.
+const MAX_MATRIX: usize = 1 << 24;
+
 /// The attributes of an ONNX Resize that shape its interpolation.
 pub(super) struct ResizeSpec {
     /// `nearest`, `linear` or `cubic`.
@@ -684,6 +688,12 @@ impl Importer<'_> {
                 return bad(format!(
                     "cannot resize an empty axis {} to {}",
                     a.axis, a.output
+                ));
+            }
+            if a.input.saturating_mul(a.output) > MAX_MATRIX {
+                return unsup(format!(
+                    "resizing axis {} from {} to {} needs a {}x{} interpolation matrix, over {MAX_MATRIX} elements",
+                    a.axis, a.input, a.output, a.output, a.input
                 ));
             }
             let outer: usize = dims[..a.axis].iter().product();
