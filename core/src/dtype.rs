@@ -6,8 +6,9 @@ use std::fmt;
 /// The element type of a tensor.
 ///
 /// Beside the six core types, the ONNX types models and the conformance suite carry: f64,
-/// bfloat16, the 8-, 16-, 32- and 64-bit integers, the four 8-bit floats (E4M3FN, E4M3FNUZ,
-/// E5M2, E5M2FNUZ), the 4-bit float E2M1 and the 4- and 2-bit integers. The host holds each
+/// bfloat16, the 8-, 16-, 32- and 64-bit integers, the five 8-bit floats (E4M3FN, E4M3FNUZ,
+/// E5M2, E5M2FNUZ and the exponent-only E8M0), the 4-bit float E2M1 and the 4- and 2-bit
+/// integers. The host holds each
 /// exactly ([`crate::TensorData`]); a device may compute in a wider type and round results to
 /// the dtype (see [`DType::round`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,6 +31,8 @@ pub enum DType {
     F8E5M2,
     F8E5M2FNUZ,
     F4E2M1,
+    /// Powers of two only (an 8-bit exponent, no sign, no zero): scales of microscaling formats.
+    F8E8M0,
     I4,
     U4,
     I2,
@@ -154,6 +157,42 @@ impl MiniFloat {
     }
 }
 
+/// The smallest and largest float8e8m0 values, 2^-127 and 2^127.
+pub const E8M0_MIN: f64 = 5.877_471_754_111_438e-39;
+pub const E8M0_MAX: f64 = 1.701_411_834_604_692_3e38;
+
+/// `x` as float8e8m0 holds it, rounding up to a power of two (ONNX Cast's default round_mode):
+/// at least 2^-127 (0 too); above 2^127 (and +inf) 2^127 with `saturate`, else NaN; NaN and
+/// negative values (no sign bit) NaN.
+pub fn e8m0_round(x: f64, saturate: bool) -> f64 {
+    if x.is_nan() || x < 0.0 {
+        return f64::NAN;
+    }
+    if x <= E8M0_MIN {
+        return E8M0_MIN;
+    }
+    if x > E8M0_MAX {
+        return if saturate { E8M0_MAX } else { f64::NAN };
+    }
+    2f64.powi(x.log2().ceil() as i32).max(E8M0_MIN)
+}
+
+/// The float8e8m0 bit pattern of `v` (255 is NaN) and back.
+pub fn e8m0_encode(v: f64) -> u8 {
+    if v.is_nan() || v <= 0.0 {
+        return 255;
+    }
+    (v.log2().round() as i32 + 127).clamp(0, 254) as u8
+}
+
+pub fn e8m0_decode(b: u8) -> f64 {
+    if b == 255 {
+        f64::NAN
+    } else {
+        2f64.powi(b as i32 - 127)
+    }
+}
+
 const fn mini(
     exp_bits: u32,
     man_bits: u32,
@@ -176,7 +215,7 @@ const fn mini(
 
 impl DType {
     /// Every dtype, for tests and listings.
-    pub const ALL: [DType; 22] = [
+    pub const ALL: [DType; 23] = [
         DType::F32,
         DType::F16,
         DType::I32,
@@ -195,6 +234,7 @@ impl DType {
         DType::F8E5M2,
         DType::F8E5M2FNUZ,
         DType::F4E2M1,
+        DType::F8E8M0,
         DType::I4,
         DType::U4,
         DType::I2,
@@ -212,7 +252,10 @@ impl DType {
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F16 | DType::F64 | DType::BF16) || self.mini().is_some()
+        matches!(
+            self,
+            DType::F32 | DType::F16 | DType::F64 | DType::BF16 | DType::F8E8M0
+        ) || self.mini().is_some()
     }
 
     pub fn is_int(self) -> bool {
@@ -271,6 +314,9 @@ impl DType {
         if let Some(m) = self.mini() {
             return m.round(x, false);
         }
+        if self == DType::F8E8M0 {
+            return e8m0_round(x, false);
+        }
         if let Some((bits, signed)) = self.sub_byte_int() {
             if x.is_nan() {
                 return 0.0;
@@ -318,6 +364,7 @@ impl DType {
             DType::F8E5M2 => "f8e5m2",
             DType::F8E5M2FNUZ => "f8e5m2fnuz",
             DType::F4E2M1 => "f4e2m1",
+            DType::F8E8M0 => "f8e8m0",
             DType::I4 => "i4",
             DType::U4 => "u4",
             DType::I2 => "i2",
@@ -369,6 +416,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn e8m0_rounds_up_to_powers_of_two() {
+        assert_eq!(e8m0_round(0.124, false), 0.125);
+        assert_eq!(e8m0_round(1.1, false), 2.0);
+        assert_eq!(e8m0_round(4.0, false), 4.0);
+        assert_eq!(e8m0_round(0.0, false), E8M0_MIN);
+        assert_eq!(e8m0_round(-0.0, false), E8M0_MIN);
+        assert!(e8m0_round(-1.0, true).is_nan());
+        assert_eq!(e8m0_round(1e39, true), E8M0_MAX);
+        assert!(e8m0_round(f64::INFINITY, false).is_nan());
+        for b in 0..=254u8 {
+            assert_eq!(e8m0_encode(e8m0_decode(b)), b);
+        }
+        assert!(e8m0_decode(255).is_nan());
     }
 
     #[test]

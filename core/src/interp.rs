@@ -468,6 +468,10 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
         }
         Op::Cast { to, saturate } => match to.mini() {
             Some(m) if *saturate => one(f(0).iter().map(|&x| m.round(x, true)).collect()),
+            None if *to == DType::F8E8M0 => one(f(0)
+                .iter()
+                .map(|&x| crate::dtype::e8m0_round(x, *saturate))
+                .collect()),
             _ => one(f(0)),
         },
         Op::Resize { mode, coord, size } => {

@@ -234,6 +234,9 @@ impl Tensor {
             TensorData::U64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
             TensorData::Narrow(d, v) => match d.mini() {
                 Some(m) => out.extend(v.iter().map(|&x| m.encode(x as f64))),
+                None if *d == DType::F8E8M0 => {
+                    out.extend(v.iter().map(|&x| crate::dtype::e8m0_encode(x as f64)))
+                }
                 None => out.extend(v.iter().map(|&x| x as i8 as u8)),
             },
         }
@@ -272,6 +275,12 @@ impl Tensor {
             DType::U16 => TensorData::U16(le(b, u16::from_le_bytes)),
             DType::U32 => TensorData::U32(le(b, u32::from_le_bytes)),
             DType::U64 => TensorData::U64(le(b, u64::from_le_bytes)),
+            DType::F8E8M0 => TensorData::Narrow(
+                dtype,
+                b.iter()
+                    .map(|&x| crate::dtype::e8m0_decode(x) as f32)
+                    .collect(),
+            ),
             d => match d.mini() {
                 Some(m) => TensorData::Narrow(d, b.iter().map(|&x| m.decode(x) as f32).collect()),
                 None => TensorData::Narrow(

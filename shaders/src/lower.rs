@@ -1057,6 +1057,9 @@ fn fit_float(dt: DType, e: String, saturate: bool) -> String {
     if dt == DType::BF16 {
         return format!("bf16_round({e})");
     }
+    if dt == DType::F8E8M0 {
+        return format!("e8m0_round({e}, {saturate})");
+    }
     match dt.mini() {
         Some(m) => {
             let over = if saturate || (!m.has_inf && !m.has_nan) {
@@ -1480,7 +1483,10 @@ pub(crate) fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Res
     let mut out = render(name, &src, vals)?;
     // Helpers outside the prelude, appended only where the module calls them.
     for (calls, helper) in [
-        (&["bf16_round(", "mini_round("][..], NARROW_FLOATS),
+        (
+            &["bf16_round(", "mini_round(", "e8m0_round("][..],
+            NARROW_FLOATS,
+        ),
         (&["pow_u("][..], INT_POW),
     ] {
         if calls.iter().any(|c| out.contains(c)) {

@@ -795,6 +795,12 @@ impl<'a> Importer<'a> {
                 let to = dtype_of(self.ai("to", 0) as i32).map_err(Fail::Unsupported)?;
                 let x = self.inp(0)?;
                 let saturate = self.ai("saturate", 1) != 0;
+                let round_mode = self.astr("round_mode", "up");
+                if to == DType::F8E8M0 && round_mode != "up" {
+                    return unsup(format!(
+                        "round_mode '{round_mode}' to float8e8m0 (only 'up')"
+                    ));
+                }
                 self.add(Op::Cast { to, saturate }, &[x])
             }
             "CastLike" => {

@@ -11,7 +11,7 @@ use std::path::Path;
 pub const MAX_ELEMENTS: usize = 1 << 30;
 
 /// ONNX data types and Sfumato's dtypes, one to one.
-const TYPES: [(i32, DType); 22] = [
+const TYPES: [(i32, DType); 23] = [
     (dt::FLOAT, DType::F32),
     (dt::FLOAT16, DType::F16),
     (dt::INT32, DType::I32),
@@ -30,6 +30,7 @@ const TYPES: [(i32, DType); 22] = [
     (dt::FLOAT8E5M2, DType::F8E5M2),
     (dt::FLOAT8E5M2FNUZ, DType::F8E5M2FNUZ),
     (dt::FLOAT4E2M1, DType::F4E2M1),
+    (dt::FLOAT8E8M0, DType::F8E8M0),
     (dt::INT4, DType::I4),
     (dt::UINT4, DType::U4),
     (dt::INT2, DType::I2),

@@ -39,3 +39,23 @@ fn mini_round(x: f32, man: i32, emin: i32, maxv: f32, over: u32, nan_zero: bool,
     }
     return bitcast<f32>(bitcast<u32>(r) | (bitcast<u32>(x) & 0x80000000u));
 }
+
+// Round up to a power of two, as float8e8m0 holds it (kept in f32): at least 2^-127 (a subnormal
+// f32, read back exactly); above 2^127 2^127 with `saturate`, else NaN; NaN and negatives NaN.
+fn e8m0_round(x: f32, saturate: bool) -> f32 {
+    if (is_nan(x) || x < 0.0) {
+        return bitcast<f32>(0x7fc00000u);
+    }
+    let u = bitcast<u32>(x) & 0x7fffffffu;
+    if (u <= 0x00400000u) {
+        return bitcast<f32>(0x00400000u);
+    }
+    var e = u >> 23u;
+    if ((u & 0x7fffffu) != 0u && e != 255u) {
+        e = e + 1u;
+    }
+    if (e >= 255u) {
+        return select(bitcast<f32>(0x7fc00000u), bitcast<f32>(0x7f000000u), saturate);
+    }
+    return bitcast<f32>(e << 23u);
+}
