@@ -17,6 +17,15 @@ impl Importer<'_> {
         self.add1(Op::Unary(u), &[x])
     }
 
+    /// Optional input `i`: None where the node leaves it out.
+    fn opt_inp(&self, i: usize) -> R<Option<ValueId>> {
+        if self.has(i) {
+            Ok(Some(self.inp(i)?))
+        } else {
+            Ok(None)
+        }
+    }
+
     fn sum_over(&mut self, x: ValueId, axes: Vec<usize>, keepdim: bool) -> R<ValueId> {
         self.add1(
             Op::Reduce {
@@ -460,11 +469,7 @@ impl Importer<'_> {
     /// `NegativeLogLikelihoodLoss(input, target[, weight])`.
     pub(super) fn nll_loss(&mut self) -> R<Vec<ValueId>> {
         let (x, t) = (self.inp(0)?, self.inp(1)?);
-        let w = if self.has(2) {
-            Some(self.inp(2)?)
-        } else {
-            None
-        };
+        let w = self.opt_inp(2)?;
         Ok(vec![self.nll(x, t, w)?])
     }
 
@@ -472,11 +477,7 @@ impl Importer<'_> {
     /// the class axis; the second output is that log-softmax.
     pub(super) fn softmax_cross_entropy(&mut self) -> R<Vec<ValueId>> {
         let (x, t) = (self.inp(0)?, self.inp(1)?);
-        let w = if self.has(2) {
-            Some(self.inp(2)?)
-        } else {
-            None
-        };
+        let w = self.opt_inp(2)?;
         if self.g.shape(x).rank() < 2 {
             return bad("scores must be [N, C, ..]");
         }
