@@ -622,6 +622,19 @@ fn elementwise(
     })
 }
 
+/// Query rows per invocation and invocations per workgroup of the attention kernel. Each key
+/// and value row an invocation loads serves all its query rows, so more rows per invocation
+/// means fewer loads (which dominate on SIMD-on-CPU adapters such as lavapipe); it stops where
+/// fewer than 256 invocations would be left to spread over the cores.
+fn attention_blocking(rows: usize, sq: usize) -> (usize, usize) {
+    let r = [4, 2]
+        .into_iter()
+        .find(|&r| rows / r >= 256)
+        .unwrap_or(1);
+    let wg = sq.div_ceil(r).next_power_of_two().clamp(8, 64);
+    (r, wg)
+}
+
 /// The attention kernel of a group `[QK, (scale), (mask), Softmax, PV, (Transpose)]`.
 fn attention(
     g: &Graph,
@@ -747,17 +760,20 @@ fn attention(
     } else {
         ATTENTION_STRIDED
     };
+    let rows = b * h * sq;
+    let (r, wg) = attention_blocking(rows, sq);
     let vals = [
         ("loaders", loaders.to_string()),
+        ("r", r.to_string()),
+        ("wg", wg.to_string()),
         ("d", d.max(1).to_string()),
         ("dv", dv.max(1).to_string()),
         ("d4", d.div_ceil(4).max(1).to_string()),
         ("dv4", dv.div_ceil(4).max(1).to_string()),
     ];
     let wgsl = module("attention", &[ATTENTION], &vals)?;
-    let rows = b * h * sq;
     let lim = opts.max_workgroups_per_dim as usize;
-    let grid = [sq.div_ceil(64), h, b];
+    let grid = [sq.div_ceil(wg * r), h, b];
     if grid.iter().any(|&x| x > lim) {
         return Err(Error::Limit(format!(
             "attention over {b} x {h} heads x {sq} queries needs {grid:?} workgroups, over {lim} per dimension"
