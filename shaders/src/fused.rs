@@ -627,10 +627,7 @@ fn elementwise(
 /// means fewer loads (which dominate on SIMD-on-CPU adapters such as lavapipe); it stops where
 /// fewer than 256 invocations would be left to spread over the cores.
 fn attention_blocking(rows: usize, sq: usize) -> (usize, usize) {
-    let r = [4, 2]
-        .into_iter()
-        .find(|&r| rows / r >= 256)
-        .unwrap_or(1);
+    let r = [4, 2].into_iter().find(|&r| rows / r >= 256).unwrap_or(1);
     let wg = sq.div_ceil(r).next_power_of_two().clamp(8, 64);
     (r, wg)
 }

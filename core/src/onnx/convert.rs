@@ -10,6 +10,7 @@ use crate::{
 use std::collections::HashMap;
 
 mod composite;
+mod control;
 use composite::{ResizeAxis, ResizeSpec};
 
 /// The op types (default domain) the importer converts.
@@ -83,6 +84,7 @@ pub const SUPPORTED: &[&str] = &[
     "Pow",
     "RMSNormalization",
     "Range",
+    "Loop",
     "Reciprocal",
     "ReduceL1",
     "ReduceL2",
@@ -1224,6 +1226,7 @@ impl<'a> Importer<'a> {
             "Pad" => self.pad(),
             "Resize" => self.resize(),
             "Attention" => self.attention(),
+            "Loop" => self.loop_op(),
             "RMSNormalization" => self.rms_norm(),
             "Trilu" => self.trilu(),
             "NegativeLogLikelihoodLoss" => self.nll_loss(),

@@ -199,17 +199,30 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
 pub fn unsupported_ops(m: &ModelProto) -> Vec<UnsupportedOp> {
     let opset = opset_of(m);
     let Some(g) = &m.graph else { return Vec::new() };
-    g.node
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| !convert::supports(n))
-        .map(|(i, n)| UnsupportedOp {
-            op: n.op_type.clone(),
-            domain: n.domain.clone(),
-            opset,
-            node: node_name(n, i),
-        })
-        .collect()
+    let mut out = Vec::new();
+    unsupported_in(g, opset, "", &mut out);
+    out
+}
+
+/// The unsupported ops of a graph and of the graphs its nodes hold (a Loop's body), by the
+/// node path (`loop/inner`).
+fn unsupported_in(g: &proto::GraphProto, opset: i64, prefix: &str, out: &mut Vec<UnsupportedOp>) {
+    for (i, n) in g.node.iter().enumerate() {
+        let name = format!("{prefix}{}", node_name(n, i));
+        if !convert::supports(n) {
+            out.push(UnsupportedOp {
+                op: n.op_type.clone(),
+                domain: n.domain.clone(),
+                opset,
+                node: name.clone(),
+            });
+        }
+        for a in &n.attribute {
+            for sub in a.g.as_deref().into_iter().chain(&a.graphs) {
+                unsupported_in(sub, opset, &format!("{name}/"), out);
+            }
+        }
+    }
 }
 
 /// A node's name, or `op_type#index` when it has none.
