@@ -370,6 +370,16 @@ impl Graph {
         self.add1(Op::MaxPool2d(p), &[x])
     }
 
+    /// Where [`Graph::max_pool2d`]'s maxima are (see [`Op::MaxPoolIndices2d`]).
+    pub fn max_pool2d_indices(
+        &mut self,
+        x: ValueId,
+        p: Pool2d,
+        col_major: bool,
+    ) -> Result<ValueId> {
+        self.add1(Op::MaxPoolIndices2d { pool: p, col_major }, &[x])
+    }
+
     pub fn avg_pool2d(&mut self, x: ValueId, p: Pool2d) -> Result<ValueId> {
         self.add1(Op::AvgPool2d(p), &[x])
     }

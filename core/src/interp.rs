@@ -333,6 +333,41 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
             }
             one(out)
         }
+        Op::MaxPoolIndices2d { pool: p, col_major } => {
+            let x = f(0);
+            let d = ins[0].dims();
+            let (h, w) = (d[2], d[3]);
+            let (oh, ow) = (oshape.0[2], oshape.0[3]);
+            let mut out = vec![0.0; n];
+            for (plane, o) in out.chunks_mut(oh * ow).enumerate() {
+                let base = plane * h * w;
+                for y in 0..oh {
+                    for xo in 0..ow {
+                        let mut best: Option<(f64, usize, usize)> = None;
+                        for ky in 0..p.kernel[0] {
+                            let iy = (y * p.stride[0] + ky * p.dilation[0]) as isize
+                                - p.padding[0] as isize;
+                            for kx in 0..p.kernel[1] {
+                                let ix = (xo * p.stride[1] + kx * p.dilation[1]) as isize
+                                    - p.padding[1] as isize;
+                                if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
+                                    continue;
+                                }
+                                let (iy, ix) = (iy as usize, ix as usize);
+                                let v = x[base + iy * w + ix];
+                                if best.is_none_or(|(b, _, _)| v > b) {
+                                    best = Some((v, iy, ix));
+                                }
+                            }
+                        }
+                        let (_, iy, ix) = best.unwrap_or((0.0, 0, 0));
+                        o[y * ow + xo] =
+                            (base + if *col_major { iy + ix * h } else { iy * w + ix }) as f64;
+                    }
+                }
+            }
+            one(out)
+        }
         Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
             let is_max = matches!(op, Op::MaxPool2d(_));
             let x = f(0);

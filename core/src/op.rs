@@ -433,6 +433,14 @@ pub enum Op {
         keepdim: bool,
     },
     MaxPool2d(Pool2d),
+    /// Where MaxPool2d's maximum is (ONNX MaxPool's `Indices`), as i64: the flat index into the
+    /// whole input, `plane * H * W + y * W + x` (`plane = n * C + c`), or with `col_major`
+    /// `plane * H * W + y + x * H`. The first maximum in scan order wins (compared with `>`, so a NaN
+    /// wins only as a window's first element, as ONNX's reference).
+    MaxPoolIndices2d {
+        pool: Pool2d,
+        col_major: bool,
+    },
     AvgPool2d(Pool2d),
     GlobalAvgPool,
     /// Same elements, new shape (fully resolved, no -1).
@@ -509,6 +517,7 @@ impl Op {
             Op::LayerNorm { .. } => "LayerNorm",
             Op::Reduce { op, .. } => op.name(),
             Op::MaxPool2d(_) => "MaxPool2d",
+            Op::MaxPoolIndices2d { .. } => "MaxPoolIndices2d",
             Op::AvgPool2d(_) => "AvgPool2d",
             Op::GlobalAvgPool => "GlobalAvgPool",
             Op::Reshape { .. } => "Reshape",
@@ -822,7 +831,7 @@ impl Op {
                 let out = reduced_dims(&x.0, axes, *keepdim);
                 one(inputs[0].0, out)
             }
-            Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
+            Op::MaxPool2d(p) | Op::AvgPool2d(p) | Op::MaxPoolIndices2d { pool: p, .. } => {
                 arity(1, 1)?;
                 float(0)?;
                 rank(0, 4)?;
@@ -852,7 +861,12 @@ impl Op {
                     p.padding[1] + p.padding[3],
                     p.dilation[1],
                 )?;
-                one(inputs[0].0, vec![x[0], x[1], oh, ow])
+                let dt = if matches!(self, Op::MaxPoolIndices2d { .. }) {
+                    DType::I64
+                } else {
+                    inputs[0].0
+                };
+                one(dt, vec![x[0], x[1], oh, ow])
             }
             Op::GlobalAvgPool => {
                 arity(1, 1)?;

@@ -533,6 +533,7 @@ fn float_attr_bits(op: &Op) -> Vec<u32> {
         | Op::Softmax { .. }
         | Op::Reduce { .. }
         | Op::MaxPool2d(_)
+        | Op::MaxPoolIndices2d { .. }
         | Op::AvgPool2d(_)
         | Op::GlobalAvgPool
         | Op::Reshape { .. }

@@ -260,6 +260,20 @@ proptest! {
         differential(&g, &[Tensor::random(DType::F32, [n, c, h, w], seed)], 1e-6).map_err(|e| TestCaseError::fail(format!("{pool:?}: {e}")))?;
     }
 
+    /// MaxPool's Indices: values on a few levels so windows hold ties (the first maximum in scan
+    /// order wins), row- and column-major indices, padding, strides and dilations.
+    #[test]
+    fn max_pool_indices(n in 1usize..3, c in 1usize..4, h in 1usize..9, w in 1usize..9, k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, col_major in any::<bool>(), levels in 2u32..5, seed in any::<u64>()) {
+        let pool = Pool2d { kernel: [k, (k + 1) % 3 + 1], stride: [s, 3 - s], padding: [p.min(k - 1), 0, 0, 0], dilation: [d, 1], count_include_pad: false };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [n, c, h, w]);
+        let (Ok(y), Ok(i)) = (g.max_pool2d(x, pool), g.max_pool2d_indices(x, pool, col_major)) else { return Ok(()); };
+        g.set_outputs(&[y, i]).unwrap();
+        let t = Tensor::random(DType::F32, [n, c, h, w], seed);
+        let v: Vec<f64> = t.to_f64_vec().iter().map(|&x| ((x + 1.0) * levels as f64 / 2.0).floor()).collect();
+        differential(&g, &[Tensor::from_f64(DType::F32, [n, c, h, w], &v)], 0.0).map_err(|e| TestCaseError::fail(format!("{pool:?} col_major {col_major}: {e}")))?;
+    }
+
     #[test]
     fn movement(dims in prop::collection::vec(1usize..6, 1..=4), seed in any::<u64>(), dt in prop_oneof![Just(DType::F32), Just(DType::I64), Just(DType::Bool)],
                 perm_seed in any::<u64>(), starts in prop::collection::vec(-7i64..7, 4), ends in prop::collection::vec(-7i64..8, 4), steps in prop::collection::vec(prop_oneof![1i64..3, -3i64..-1], 4)) {

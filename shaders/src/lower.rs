@@ -720,8 +720,7 @@ pub fn lower(
                 &|_| Ok(plain_reduce_splice(ins[0].0)),
             )?])
         }
-        Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
-            let is_max = matches!(op, Op::MaxPool2d(_));
+        Op::MaxPool2d(p) | Op::AvgPool2d(p) | Op::MaxPoolIndices2d { pool: p, .. } => {
             let x = &ins[0].1 .0;
             let params = vec![
                 n as u32,
@@ -739,24 +738,45 @@ pub fn lower(
                 p.dilation[1] as u32,
                 p.count_include_pad as u32,
             ];
-            let vals: [(&str, String); 3] = if is_max {
-                [
-                    ("init", NEG_INF.into()),
-                    ("combine", "max_nan(acc, v)".into()),
-                    ("finish", "acc".into()),
-                ]
-            } else {
-                [
-                    ("init", "0.0".into()),
-                    ("combine", "acc + v".into()),
-                    (
-                        "finish",
-                        "acc / f32(select(max(cnt, 1u), params[5] * params[6], params[13] != 0u))"
-                            .into(),
-                    ),
-                ]
+            let (name, vals): (&str, [(&str, String); 4]) = match op {
+                Op::MaxPool2d(_) => (
+                    "maxpool2d",
+                    [
+                        ("init", NEG_INF.into()),
+                        ("combine", "acc = max_nan(acc, v);".into()),
+                        ("finish", "acc".into()),
+                        ("out_ty", "f32".into()),
+                    ],
+                ),
+                Op::MaxPoolIndices2d { col_major, .. } => (
+                    "maxpool2d_indices",
+                    [
+                        ("init", NEG_INF.into()),
+                        (
+                            "combine",
+                            format!(
+                                "if (cnt == 0u || v > acc) {{ acc = v; at = base + u32({}); }}",
+                                if *col_major { "iy + ix * h" } else { "iy * w + ix" }
+                            ),
+                        ),
+                        ("finish", "i32(at)".into()),
+                        ("out_ty", "i32".into()),
+                    ],
+                ),
+                _ => (
+                    "avgpool2d",
+                    [
+                        ("init", "0.0".into()),
+                        ("combine", "acc = acc + v;".into()),
+                        (
+                            "finish",
+                            "acc / f32(select(max(cnt, 1u), params[5] * params[6], params[13] != 0u))"
+                                .into(),
+                        ),
+                        ("out_ty", "f32".into()),
+                    ],
+                ),
             };
-            let name = if is_max { "maxpool2d" } else { "avgpool2d" };
             k(vec![kernel(
                 name,
                 POOL2D,

@@ -77,6 +77,9 @@ fn zoo_of_ops() -> Graph {
         g.reduce(r, xu, &[], false).unwrap();
     }
     g.max_pool2d(x, Pool2d::new(3, 2, 1)).unwrap();
+    g.max_pool2d_indices(x, Pool2d::new(3, 2, 1), false)
+        .unwrap();
+    g.max_pool2d_indices(x, Pool2d::new(2, 1, 0), true).unwrap();
     g.avg_pool2d(x, Pool2d::new(2, 2, 0)).unwrap();
     g.global_avg_pool(x).unwrap();
     g.reshape(x, &[2, -1]).unwrap();

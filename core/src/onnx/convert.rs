@@ -70,6 +70,7 @@ pub const SUPPORTED: &[&str] = &[
     "MatMul",
     "Max",
     "MaxPool",
+    "LpPool",
     "Mean",
     "Min",
     "Mish",
@@ -170,6 +171,8 @@ pub(crate) struct Importer<'a> {
     attrs: Vec<AttributeProto>,
     n_outputs: usize,
     helpers: usize,
+    /// MaxPool's Indices, made beside its values by the pool being built.
+    pool_indices: Vec<ValueId>,
 }
 
 impl<'a> Importer<'a> {
@@ -186,6 +189,7 @@ impl<'a> Importer<'a> {
             attrs: Vec::new(),
             n_outputs: 0,
             helpers: 0,
+            pool_indices: Vec::new(),
         }
     }
 
@@ -988,7 +992,11 @@ impl<'a> Importer<'a> {
                 }
                 finish(self, r)
             }
-            "MaxPool" | "AveragePool" => self.pool(op == "MaxPool"),
+            "MaxPool" | "AveragePool" => {
+                let x = self.inp(0)?;
+                self.pool(op == "MaxPool", x, false)
+            }
+            "LpPool" => self.lp_pool(),
             "GlobalAveragePool" => {
                 let x = self.inp(0)?;
                 if self.g.shape(x).rank() != 4 {
@@ -1484,8 +1492,36 @@ impl<'a> Importer<'a> {
     /// so a mean is a mean of means). `ceil_mode` adds the end padding that gives ONNX's ceil
     /// output size (the last window starting inside the input or its begin padding). Integer
     /// max pools run in f32 (exact for u8 and small integers) and cast back.
-    fn pool(&mut self, max: bool) -> R<Vec<ValueId>> {
+    /// LpPool: `(sum over the window of |x|^p)^(1/p)`, padding counting as 0: the window's size
+    /// `K` times an average pool that divides by `K`.
+    fn lp_pool(&mut self) -> R<Vec<ValueId>> {
         let x = self.inp(0)?;
+        let dt = self.g.dtype(x);
+        if !dt.is_float() {
+            return unsup(format!("LpPool of {dt}"));
+        }
+        let p = self.ai("p", 2);
+        if p < 1 {
+            return bad(format!("p = {p} must be at least 1"));
+        }
+        let window: i64 = self
+            .ais("kernel_shape")
+            .unwrap_or_default()
+            .iter()
+            .product();
+        let a = self.add1(Op::Unary(UnaryOp::Abs), &[x])?;
+        let pe = self.scalar(dt, p as f64)?;
+        let ap = self.add1(Op::Binary(BinaryOp::Pow), &[a, pe])?;
+        let avg = self.pool(false, ap, true)?[0];
+        let k = self.scalar(dt, window as f64)?;
+        let s = self.add1(Op::Binary(BinaryOp::Mul), &[avg, k])?;
+        let inv = self.scalar(dt, 1.0 / p as f64)?;
+        Ok(vec![self.add1(Op::Binary(BinaryOp::Pow), &[s, inv])?])
+    }
+
+    /// MaxPool or AveragePool of `x` by the node's attributes; with `window_mean` an average
+    /// that always divides by the whole window (LpPool's sum over `K`).
+    fn pool(&mut self, max: bool, x: ValueId, window_mean: bool) -> R<Vec<ValueId>> {
         let xs = self.shape(x);
         let dt = self.g.dtype(x);
         if !(3..=5).contains(&xs.len()) {
@@ -1526,7 +1562,10 @@ impl<'a> Importer<'a> {
         )? {
             pads = p;
         }
-        let include_pad = self.ai("count_include_pad", 0) != 0;
+        let include_pad = window_mean || self.ai("count_include_pad", 0) != 0;
+        // The pads as given: with count_include_pad the divisor counts them but not what
+        // ceil_mode adds past them.
+        let given_pads = pads.clone();
         if self.ai("ceil_mode", 0) != 0 {
             for d in 0..nd {
                 let span = dilation[d] * (kernel[d] - 1) + 1;
@@ -1541,11 +1580,6 @@ impl<'a> Importer<'a> {
                     out -= 1;
                 }
                 let extra = ((out - 1) * stride[d] + span).saturating_sub(padded);
-                if extra > 0 && !max && include_pad {
-                    return unsup(
-                        "ceil_mode = 1 with count_include_pad = 1 where it changes the output size",
-                    );
-                }
                 pads[nd + d] += extra;
             }
         }
@@ -1554,6 +1588,11 @@ impl<'a> Importer<'a> {
         } else {
             self.cast(x, DType::F32)?
         };
+        let indices = max && self.n_outputs > 1 && self.ins.len() == 1;
+        let col_major = self.ai("storage_order", 0) != 0;
+        if indices && nd == 3 {
+            return unsup("MaxPool's Indices output of a 3-D pool");
+        }
         let pool = |s: &mut Self, v: ValueId, ax: [usize; 2], pad: [usize; 4]| -> R<ValueId> {
             let get = |a: &[usize], i: usize, d: usize| if i == usize::MAX { d } else { a[i] };
             let p = Pool2d {
@@ -1568,7 +1607,12 @@ impl<'a> Importer<'a> {
             } else {
                 Op::AvgPool2d(p)
             };
-            s.add1(op, &[v])
+            let y = s.add1(op, &[v])?;
+            if indices {
+                let i = s.add1(Op::MaxPoolIndices2d { pool: p, col_major }, &[v])?;
+                s.pool_indices.push(i);
+            }
+            Ok(y)
         };
         let none = usize::MAX;
         let (n, c) = (xs[0], xs[1]);
@@ -1591,7 +1635,28 @@ impl<'a> Importer<'a> {
                 self.reshape(y, vec![n, c, od, oh, ow])?
             }
         };
-        Ok(vec![if dt.is_float() { y } else { self.cast(y, dt)? }])
+        let mut y = if dt.is_float() { y } else { self.cast(y, dt)? };
+        if !max && include_pad && !window_mean && pads != given_pads {
+            // The kernels divided by the whole window; ceil_mode's overhang is not part of the
+            // divisor: scale each output by window / (taps inside the input and given pads).
+            let out = self.shape(y)[2..].to_vec();
+            let factor = pool_divisor_fix(spatial, &kernel, &stride, &dilation, &given_pads, &out);
+            let mut dims = vec![1, 1];
+            dims.extend(&out);
+            let f = self.konst(Tensor::from_f64(dt, dims, &factor))?;
+            y = self.add1(Op::Binary(BinaryOp::Mul), &[y, f])?;
+        }
+        let mut outs = vec![y];
+        if let Some(i) = self.pool_indices.pop() {
+            self.pool_indices.clear();
+            outs.push(if nd == 1 {
+                let l = self.shape(i)[3];
+                self.reshape(i, vec![n, c, l])?
+            } else {
+                i
+            });
+        }
+        Ok(outs)
     }
 
     fn pad(&mut self) -> R<Vec<ValueId>> {
@@ -1866,4 +1931,38 @@ pub fn reshape_dims(
         ));
     }
     Ok(out)
+}
+
+/// Per output of an average pool with count_include_pad: the whole window's size over the taps
+/// inside the input and its given pads (ceil_mode's overhang left out), row-major over `out`.
+fn pool_divisor_fix(
+    spatial: &[usize],
+    kernel: &[usize],
+    stride: &[usize],
+    dilation: &[usize],
+    pads: &[usize],
+    out: &[usize],
+) -> Vec<f64> {
+    let nd = spatial.len();
+    let per_axis: Vec<Vec<f64>> = (0..nd)
+        .map(|d| {
+            let end = spatial[d] + pads[d] + pads[nd + d];
+            (0..out[d])
+                .map(|o| {
+                    let inside = (0..kernel[d])
+                        .filter(|&k| o * stride[d] + k * dilation[d] < end)
+                        .count();
+                    kernel[d] as f64 / inside.max(1) as f64
+                })
+                .collect()
+        })
+        .collect();
+    let mut f = vec![1.0];
+    for axis in &per_axis {
+        f = f
+            .iter()
+            .flat_map(|&a| axis.iter().map(move |&b| a * b))
+            .collect();
+    }
+    f
 }

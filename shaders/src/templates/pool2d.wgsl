@@ -1,7 +1,7 @@
-// Max or average pooling over NCHW: one invocation per output element.
+// Max or average pooling over NCHW, or where the max is: one invocation per output element.
 // params: [n, H, W, OH, OW, kh, kw, sh, sw, pt, pl, dh, dw, count_include_pad]
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out0: array<{{out_ty}}>;
 @group(0) @binding(2) var<storage, read> params: array<u32>;
 
 @compute @workgroup_size(256)
@@ -20,6 +20,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let base = plane * u32(h * w);
     var acc = {{init}};
     var cnt = 0u;
+    var at = 0u;
     for (var ky = 0u; ky < params[5]; ky = ky + 1u) {
         let iy = i32(oy * params[7] + ky * params[11]) - i32(params[9]);
         if (iy < 0 || iy >= h) {
@@ -31,7 +32,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
                 continue;
             }
             let v = x[base + u32(iy * w + ix)];
-            acc = {{combine}};
+            {{combine}}
             cnt = cnt + 1u;
         }
     }
