@@ -1368,6 +1368,9 @@ impl<'a> Importer<'a> {
             let outs = self.conv2d(transpose, l[0], l[1])?;
             return self.lower_1d(outs);
         }
+        if transpose && self.g.shape(x).rank() == 5 && self.g.shape(w).rank() == 5 {
+            return Ok(vec![self.conv_transpose_3d(x, w)?]);
+        }
         self.conv2d(transpose, x, w)
     }
 

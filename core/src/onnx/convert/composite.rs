@@ -1,6 +1,7 @@
 //! ONNX ops that Sfumato runs as compositions of its own ops: Attention (opsets 23-24),
 //! RMSNormalization, Trilu, NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss, training-mode
-//! BatchNormalization, and the Resize modes its kernel lacks (separably, by matrix products).
+//! BatchNormalization, the Resize modes its kernel lacks (separably, by matrix products) and
+//! 3-D ConvTranspose (by depth taps of 2-D ones).
 //! The fusion planner turns the elementwise parts back into few kernels; the attention
 //! composition has the `QKᵀ → scale → mask → softmax → ·V` shape the attention kernel matches.
 
@@ -710,6 +711,157 @@ impl Importer<'_> {
             }
             dims[a.axis] = a.output;
             y = self.reshape(r, dims)?;
+        }
+        Ok(y)
+    }
+
+    /// 3-D ConvTranspose, NCDHW, as one 2-D ConvTranspose over (H, W) per depth tap `kd` with
+    /// the depth folded into the batch: tap `kd` puts input depth `id` at output depth
+    /// `id * sd + kd * dd` (before the depth pads are cropped), so each tap's result is spread
+    /// by the stride (zeros between), shifted by `kd * dd`, and the taps are summed. The bias is
+    /// added once at the end.
+    pub(super) fn conv_transpose_3d(&mut self, x: ValueId, w: ValueId) -> R<ValueId> {
+        let (xs, ws) = (self.shape(x), self.shape(w));
+        let three = |s: &Self, name: &str, d: usize| -> R<[usize; 3]> {
+            match s.ais(name) {
+                None => Ok([d; 3]),
+                Some(v) if v.len() == 3 && v.iter().all(|&x| x >= 0) => {
+                    Ok([v[0] as usize, v[1] as usize, v[2] as usize])
+                }
+                Some(v) => bad(format!("{name} = {v:?} for a 3-D ConvTranspose")),
+            }
+        };
+        let stride = three(self, "strides", 1)?;
+        let dilation = three(self, "dilations", 1)?;
+        let out_pad = three(self, "output_padding", 0)?;
+        if stride.contains(&0) || dilation.contains(&0) {
+            return bad("strides and dilations must be positive");
+        }
+        let pads = match self.ais("pads") {
+            None => [0; 6],
+            Some(p) if p.len() == 6 && p.iter().all(|&x| x >= 0) => {
+                let mut a = [0; 6];
+                for (d, &v) in a.iter_mut().zip(&p) {
+                    *d = v as usize;
+                }
+                a
+            }
+            Some(p) => return bad(format!("pads = {p:?} for a 3-D ConvTranspose")),
+        };
+        let auto = self.astr("auto_pad", "NOTSET");
+        if self.ais("output_shape").is_some() || auto.starts_with("SAME") {
+            return unsup("3-D ConvTranspose with output_shape or SAME auto_pad");
+        }
+        let pads = if auto == "VALID" { [0; 6] } else { pads };
+        let groups = self.ai("group", 1);
+        if groups < 1 || xs[1] != ws[0] || xs[1] % groups as usize != 0 {
+            return bad(format!(
+                "group = {groups} with {} input channels and a weight of {ws:?}",
+                xs[1]
+            ));
+        }
+        let (n, c, d) = (xs[0], xs[1], xs[2]);
+        let kd = ws[2];
+        let o = ws[1] * groups as usize;
+        // Output depth before the pads are cropped.
+        let full = (d.max(1) - 1) * stride[0] + (kd.max(1) - 1) * dilation[0] + 1 + out_pad[0];
+        if d == 0 || kd == 0 || pads[0] + pads[3] >= full {
+            return bad(format!(
+                "a 3-D ConvTranspose of {xs:?} by {ws:?} with pads {pads:?} has no output depth"
+            ));
+        }
+        // [N, C, D, H, W] -> [N * D, C, H, W]
+        let xt = self.add1(
+            Op::Transpose {
+                perm: vec![0, 2, 1, 3, 4],
+            },
+            &[x],
+        )?;
+        let xt = self.reshape(xt, vec![n * d, c, xs[3], xs[4]])?;
+        let mut sum: Option<ValueId> = None;
+        let (mut plane, mut hw) = (0, (0, 0));
+        for k in 0..kd {
+            let mut axes: Vec<SliceAxis> = ws.iter().map(|&s| SliceAxis::full(s)).collect();
+            axes[2] = SliceAxis {
+                start: k as i64,
+                step: 1,
+                len: 1,
+            };
+            let wk = self.add1(Op::Slice { axes }, &[w])?;
+            let wk = self.reshape(wk, vec![ws[0], ws[1], ws[3], ws[4]])?;
+            let ct = ConvTranspose2d {
+                stride: [stride[1], stride[2]],
+                padding: [pads[1], pads[2], pads[4], pads[5]],
+                output_padding: [out_pad[1], out_pad[2]],
+                dilation: [dilation[1], dilation[2]],
+                groups: groups as usize,
+            };
+            let z = self.add1(Op::ConvTranspose2d(ct), &[xt, wk])?;
+            let zs = self.shape(z);
+            plane = zs[1] * zs[2] * zs[3];
+            hw = (zs[2], zs[3]);
+            // Spread by the depth stride: [N, D, 1, P] padded to [N, D, sd, P] is depth
+            // id * sd, then shifted by k * dd within the full depth.
+            let z = self.reshape(z, vec![n, d, 1, plane])?;
+            let z = self.add1(
+                Op::Pad {
+                    pads: vec![[0, 0], [0, 0], [0, stride[0] - 1], [0, 0]],
+                    mode: PadMode::Constant(0.0),
+                },
+                &[z],
+            )?;
+            let mut z = self.reshape(z, vec![n, d * stride[0], plane])?;
+            let shift = k * dilation[0];
+            let room = full - shift;
+            if d * stride[0] > room {
+                // Only trailing zeros of the spread fall past the end.
+                let axes = vec![
+                    SliceAxis::full(n),
+                    SliceAxis {
+                        start: 0,
+                        step: 1,
+                        len: room,
+                    },
+                    SliceAxis::full(plane),
+                ];
+                z = self.add1(Op::Slice { axes }, &[z])?;
+            }
+            let len = self.shape(z)[1];
+            let z = self.add1(
+                Op::Pad {
+                    pads: vec![[0, 0], [shift, full - shift - len], [0, 0]],
+                    mode: PadMode::Constant(0.0),
+                },
+                &[z],
+            )?;
+            sum = Some(match sum {
+                None => z,
+                Some(s) => self.bin(BinaryOp::Add, s, z)?,
+            });
+        }
+        let sum = sum.ok_or_else(|| super::Fail::Bad("no depth taps".into()))?;
+        let od = full - pads[0] - pads[3];
+        let axes = vec![
+            SliceAxis::full(n),
+            SliceAxis {
+                start: pads[0] as i64,
+                step: 1,
+                len: od,
+            },
+            SliceAxis::full(plane),
+        ];
+        let y = self.add1(Op::Slice { axes }, &[sum])?;
+        let y = self.reshape(y, vec![n, od, o, hw.0, hw.1])?;
+        let mut y = self.add1(
+            Op::Transpose {
+                perm: vec![0, 2, 1, 3, 4],
+            },
+            &[y],
+        )?;
+        if self.has(2) {
+            let b = self.inp(2)?;
+            let b = self.reshape(b, vec![1, o, 1, 1, 1])?;
+            y = self.bin(BinaryOp::Add, y, b)?;
         }
         Ok(y)
     }
