@@ -300,8 +300,14 @@ proptest! {
     /// Flipped, truncated and inserted bytes of a valid model: an error or a model, never a
     /// panic.
     #[test]
-    fn mutated_models_never_panic(edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8), cut in any::<prop::sample::Index>(), truncate in any::<bool>()) {
-        let mut b = mlp_bytes();
+    fn mutated_models_never_panic(seed in 0usize..3, edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8), cut in any::<prop::sample::Index>(), truncate in any::<bool>()) {
+        // Seeds: the MLP, a Loop (unrolled at import) and a model of sequence ops with a
+        // sequence input.
+        let (mut b, mut opts) = match seed {
+            0 => (mlp_bytes(), ImportOptions::default()),
+            1 => (loop_model(3, "Add", false), ImportOptions::default()),
+            _ => sequence_model(),
+        };
         for (i, v, kind) in edits {
             let at = i.index(b.len());
             match kind {
@@ -313,7 +319,6 @@ proptest! {
         if truncate {
             b.truncate(cut.index(b.len() + 1));
         }
-        let mut opts = ImportOptions::default();
         opts.dims.insert("batch".into(), 2);
         if let Ok(m) = import(&b, &opts) {
             // Whatever imported must also run (or refuse) without panicking.
@@ -603,4 +608,176 @@ proptest! {
         let want = Tensor::from_f32(ys, want).unwrap();
         prop_assert!(got.all_close(&want, 1e-4, 1e-5), "{:?}", got.max_diff(&want));
     }
+}
+
+fn seq_type() -> TypeProto {
+    TypeProto {
+        sequence_type: Some(vec![]),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn sequences_are_rearranged_at_import_and_their_leaves_are_graph_values() {
+    let (bytes, opts) = sequence_model();
+    // Without the sequence input's value its structure is unknown: unsupported, saying why.
+    let e = import(&bytes, &ImportOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("structured_inputs"), "{e}");
+    let s0 = Tensor::from_f32([1, 3], vec![7., 8., 9.]).unwrap();
+    let m = import(&bytes, &opts).unwrap();
+    assert_eq!(m.inputs, ["x", "s.0"]);
+    assert_eq!(m.outputs, ["n", "cat", "s2.0", "s2.1"]);
+    let x = Tensor::from_f32([2, 5], (0..10).map(|v| v as f32).collect()).unwrap();
+    let out = CpuDevice.run(&m.graph, &[x, s0]).unwrap().outputs;
+    assert_eq!(out[0].to_i64_vec(), vec![2]);
+    assert_eq!(out[1].dims(), &[3, 3]);
+    assert_eq!(
+        out[1].to_f32_vec(),
+        vec![7., 8., 9., 2., 3., 4., 7., 8., 9.]
+    );
+    assert_eq!(out[3].to_f32_vec(), vec![2., 3., 4., 7., 8., 9.]);
+}
+
+fn ints_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INT,
+        i: v,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn misused_sequences_and_unknown_conditions_are_errors_not_panics() {
+    let pos = |v: i64| tensor::to_proto(&Tensor::from_f64(DType::I64, [], &[v as f64]), "p");
+    // A position past the end; a sequence where a tensor is expected.
+    for (nodes, init) in [
+        (
+            vec![
+                node("SplitToSequence", &["x"], &["s"], vec![]),
+                node("SequenceAt", &["s", "p"], &["y"], vec![]),
+            ],
+            pos(5),
+        ),
+        (
+            vec![
+                node("SplitToSequence", &["x"], &["s"], vec![]),
+                node("Relu", &["s"], &["y"], vec![]),
+            ],
+            pos(0),
+        ),
+    ] {
+        let b = model(
+            nodes,
+            vec![init],
+            vec![vi("x", data_type::FLOAT, &[Ok(2), Ok(2)])],
+            vec![vi("y", data_type::FLOAT, &[])],
+        );
+        assert!(import(&b, &ImportOptions::default()).is_err());
+    }
+    // If on a run-time condition is unsupported; on a known one it is the taken branch.
+    let branch = |v: f32| AttributeProto {
+        name: if v > 0.0 {
+            "then_branch"
+        } else {
+            "else_branch"
+        }
+        .into(),
+        r#type: attr_type::GRAPH,
+        g: Some(Box::new(GraphProto {
+            name: "b".into(),
+            node: vec![node(
+                "Mul",
+                &["x", if v > 0.0 { "two" } else { "three" }],
+                &["r"],
+                vec![],
+            )],
+            output: vec![vi("r", data_type::FLOAT, &[Ok(2)])],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let consts = || {
+        vec![
+            tensor::to_proto(&Tensor::from_f32([], vec![2.0]).unwrap(), "two"),
+            tensor::to_proto(&Tensor::from_f32([], vec![3.0]).unwrap(), "three"),
+        ]
+    };
+    let b = model(
+        vec![node("If", &["c"], &["y"], vec![branch(1.0), branch(0.0)])],
+        consts(),
+        vec![
+            vi("x", data_type::FLOAT, &[Ok(2)]),
+            vi("c", data_type::BOOL, &[]),
+        ],
+        vec![vi("y", data_type::FLOAT, &[Ok(2)])],
+    );
+    let e = import(&b, &ImportOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("known when the model loads"), "{e}");
+    let mut opts = ImportOptions::default();
+    opts.known_inputs
+        .insert("c".into(), Tensor::from_f64(DType::Bool, [], &[0.0]));
+    let m = import(&b, &opts).unwrap();
+    let x = Tensor::from_f32([2], vec![1.0, -1.0]).unwrap();
+    let c = Tensor::from_f64(DType::Bool, [], &[0.0]);
+    let out = CpuDevice.run(&m.graph, &[x, c]).unwrap().outputs;
+    assert_eq!(out[0].to_f32_vec(), vec![3.0, -3.0]);
+}
+
+/// x [2, 5] split into [2, 2] and [2, 3]; the last piece appended to the sequence input `s`
+/// (one [1, 3] element), which is then counted and concatenated; with `s`'s value in the options.
+fn sequence_model() -> (Vec<u8>, ImportOptions) {
+    use sfumato_core::onnx::OnnxValue;
+    let i64s = |name: &str, v: &[i64]| {
+        tensor::to_proto(
+            &Tensor::from_f64(
+                DType::I64,
+                [v.len()],
+                &v.iter().map(|&x| x as f64).collect::<Vec<_>>(),
+            ),
+            name,
+        )
+    };
+    let scalar =
+        |name: &str, v: i64| tensor::to_proto(&Tensor::from_f64(DType::I64, [], &[v as f64]), name);
+    let bytes = model(
+        vec![
+            node(
+                "SplitToSequence",
+                &["x", "sizes"],
+                &["pieces"],
+                vec![ints_attr("axis", 1)],
+            ),
+            node("SequenceAt", &["pieces", "minus1"], &["last"], vec![]),
+            node("SequenceInsert", &["s", "last"], &["s2"], vec![]),
+            node("SequenceLength", &["s2"], &["n"], vec![]),
+            node(
+                "ConcatFromSequence",
+                &["s2"],
+                &["cat"],
+                vec![ints_attr("axis", 0)],
+            ),
+        ],
+        vec![i64s("sizes", &[2, 3]), scalar("minus1", -1)],
+        vec![
+            vi("x", data_type::FLOAT, &[Ok(2), Ok(5)]),
+            ValueInfoProto {
+                name: "s".into(),
+                r#type: Some(seq_type()),
+            },
+        ],
+        vec![
+            vi("n", data_type::INT64, &[]),
+            vi("cat", data_type::FLOAT, &[]),
+            ValueInfoProto {
+                name: "s2".into(),
+                r#type: Some(seq_type()),
+            },
+        ],
+    );
+    let mut opts = ImportOptions::default();
+    let s0 = Tensor::from_f32([1, 3], vec![7., 8., 9.]).unwrap();
+    opts.structured_inputs
+        .insert("s".into(), OnnxValue::Sequence(vec![OnnxValue::Tensor(s0)]));
+    (bytes, opts)
 }

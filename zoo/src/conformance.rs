@@ -180,25 +180,37 @@ fn run_case_inner(
         .inputs
         .iter()
         .chain(&info.outputs)
-        .find(|v| v.dtype == "non-tensor")
+        .find(|v| v.dtype == "map" || v.dtype == "sparse")
     {
         return Err(Error::Unsupported {
             node: v.name.clone(),
             op: "graph input/output".into(),
             inputs: String::new(),
-            msg: "only tensor values are supported (not sequences, maps or optionals)".into(),
+            msg: format!(
+                "{} values are not supported (tensors, sequences and optionals are)",
+                v.dtype
+            ),
         }
         .into());
     }
     let data = dir.join("test_data_set_0");
-    let ins: Vec<Tensor> = numbered(&data, "input")
+    // Each file is read as the kind of value its graph input or output declares.
+    fn kind(io: &[onnx::IoInfo], j: usize) -> &str {
+        io.get(j).map_or("tensor", |v| v.dtype.as_str())
+    }
+    let ins: Vec<onnx::OnnxValue> = numbered(&data, "input")
         .iter()
-        .map(|p| onnx::read_tensor_pb(p))
+        .enumerate()
+        .map(|(j, p)| onnx::read_value_pb(p, kind(&info.inputs, j)))
         .collect::<Result<_, _>>()?;
     let want: Vec<Tensor> = numbered(&data, "output")
         .iter()
-        .map(|p| onnx::read_tensor_pb(p))
-        .collect::<Result<_, _>>()?;
+        .enumerate()
+        .map(|(j, p)| onnx::read_value_pb(p, kind(&info.outputs, j)))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .flat_map(|v| v.leaves().into_iter().cloned())
+        .collect();
     let names: Vec<String> = info.inputs.iter().map(|i| i.name.clone()).collect();
     if names.len() < ins.len() {
         return Err(Error::Onnx(format!(
@@ -213,10 +225,22 @@ fn run_case_inner(
         ..Default::default()
     };
     let mut by_name: HashMap<String, Tensor> = HashMap::new();
-    for (n, t) in names.iter().zip(&ins) {
-        opts.input_shapes.insert(n.clone(), t.dims().to_vec());
-        opts.known_inputs.insert(n.clone(), t.clone());
-        by_name.insert(n.clone(), t.clone());
+    for (n, v) in names.iter().zip(&ins) {
+        match v {
+            onnx::OnnxValue::Tensor(t) => {
+                opts.input_shapes.insert(n.clone(), t.dims().to_vec());
+                opts.known_inputs.insert(n.clone(), t.clone());
+                by_name.insert(n.clone(), t.clone());
+            }
+            other => {
+                // The importer names the leaves NAME.K.
+                opts.structured_inputs.insert(n.clone(), other.clone());
+                for (k, t) in other.leaves().into_iter().enumerate() {
+                    by_name.insert(format!("{n}.{k}"), t.clone());
+                    opts.known_inputs.insert(format!("{n}.{k}"), t.clone());
+                }
+            }
+        }
     }
     let m = onnx::import(&bytes, &opts)?;
     let feed: Vec<Tensor> = m

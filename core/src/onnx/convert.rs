@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 mod composite;
 mod control;
+mod sequence;
 use composite::{ResizeAxis, ResizeSpec};
 
 /// The op types (default domain) the importer converts.
@@ -86,6 +87,19 @@ pub const SUPPORTED: &[&str] = &[
     "RMSNormalization",
     "Range",
     "Loop",
+    "If",
+    "SequenceMap",
+    "SequenceEmpty",
+    "SequenceConstruct",
+    "SequenceInsert",
+    "SequenceAt",
+    "SequenceErase",
+    "SequenceLength",
+    "ConcatFromSequence",
+    "SplitToSequence",
+    "Optional",
+    "OptionalHasElement",
+    "OptionalGetElement",
     "Reciprocal",
     "ReduceL1",
     "ReduceL2",
@@ -158,8 +172,30 @@ impl From<Error> for Fail {
     }
 }
 
+/// A value of the graph being imported: a tensor, or an ONNX sequence or optional of them
+/// (known in structure at import; only its tensors reach the graph).
+#[derive(Clone, Debug)]
+pub(crate) enum Val {
+    T(ValueId),
+    Seq(Vec<Val>),
+    Opt(Option<Box<Val>>),
+}
+
+impl Val {
+    /// The tensors, depth first.
+    fn leaves(&self, out: &mut Vec<ValueId>) {
+        match self {
+            Val::T(v) => out.push(*v),
+            Val::Seq(s) => s.iter().for_each(|x| x.leaves(out)),
+            Val::Opt(o) => o.iter().for_each(|x| x.leaves(out)),
+        }
+    }
+}
+
 pub(crate) struct Importer<'a> {
     g: Graph,
+    /// Sequences and optionals by name (tensors are in `vals`).
+    others: HashMap<String, Val>,
     opset: i64,
     opts: &'a ImportOptions,
     vals: HashMap<String, ValueId>,
@@ -173,12 +209,15 @@ pub(crate) struct Importer<'a> {
     helpers: usize,
     /// MaxPool's Indices, made beside its values by the pool being built.
     pool_indices: Vec<ValueId>,
+    /// Control-flow body nodes converted so far (capped: `control::MAX_UNROLLED_NODES`).
+    inlined: usize,
 }
 
 impl<'a> Importer<'a> {
     pub(crate) fn new(opset: i64, opts: &'a ImportOptions) -> Self {
         Importer {
             g: Graph::new(),
+            others: HashMap::new(),
             opset,
             opts,
             vals: HashMap::new(),
@@ -190,6 +229,7 @@ impl<'a> Importer<'a> {
             n_outputs: 0,
             helpers: 0,
             pool_indices: Vec::new(),
+            inlined: 0,
         }
     }
 
@@ -219,10 +259,60 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    /// The value of a graph output by name.
-    pub(crate) fn materialize(&mut self, name: &str) -> Result<ValueId> {
-        self.vals.get(name).copied().ok_or_else(|| {
+    /// A graph output by name: its value, or for a sequence or optional its leaves, named
+    /// `NAME.K`.
+    pub(crate) fn materialize(&mut self, name: &str) -> Result<Vec<(String, ValueId)>> {
+        if let Some(&v) = self.vals.get(name) {
+            return Ok(vec![(name.to_string(), v)]);
+        }
+        let val = self.others.get(name).ok_or_else(|| {
             Error::Onnx(format!("graph output '{name}' is not produced by any node"))
+        })?;
+        let mut leaves = Vec::new();
+        val.leaves(&mut leaves);
+        Ok(leaves
+            .into_iter()
+            .enumerate()
+            .map(|(k, v)| (format!("{name}.{k}"), v))
+            .collect())
+    }
+
+    /// A sequence or optional graph input: a graph input `NAME.K` for each of its tensors.
+    pub(crate) fn define_structured_input(
+        &mut self,
+        name: &str,
+        v: &super::OnnxValue,
+    ) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let val = self.structured_leaves(name, v, &mut names)?;
+        self.others.insert(name.to_string(), val);
+        Ok(names)
+    }
+
+    fn structured_leaves(
+        &mut self,
+        name: &str,
+        v: &super::OnnxValue,
+        names: &mut Vec<String>,
+    ) -> Result<Val> {
+        use super::OnnxValue as O;
+        Ok(match v {
+            O::Tensor(t) => {
+                let leaf = format!("{name}.{}", names.len());
+                self.define_input(&leaf, t.dtype(), t.dims().to_vec())?;
+                let id = self.vals[&leaf];
+                names.push(leaf);
+                Val::T(id)
+            }
+            O::Sequence(s) => Val::Seq(
+                s.iter()
+                    .map(|x| self.structured_leaves(name, x, names))
+                    .collect::<Result<_>>()?,
+            ),
+            O::Optional(o) => Val::Opt(match o {
+                None => None,
+                Some(x) => Some(Box::new(self.structured_leaves(name, x, names)?)),
+            }),
         })
     }
 
@@ -293,14 +383,25 @@ impl<'a> Importer<'a> {
         self.n_outputs = n.output.len();
         self.helpers = 0;
         for i in n.input.iter().filter(|i| !i.is_empty()) {
-            if !self.vals.contains_key(i) {
+            if !self.vals.contains_key(i) && !self.others.contains_key(i) {
                 return Err(Error::Onnx(format!(
                     "node '{}' ({}) reads '{i}', which no initializer, input or earlier node defines (the graph must be acyclic and sorted)",
                     self.name, self.op
                 )));
             }
         }
-        let outs = match self.convert() {
+        let structured = sequence::is_structured_op(&self.op)
+            || (self.op == "Identity"
+                && self
+                    .ins
+                    .first()
+                    .is_some_and(|i| self.others.contains_key(i)));
+        let converted = if structured {
+            self.convert_structured()
+        } else {
+            self.convert().map(|v| v.into_iter().map(Val::T).collect())
+        };
+        let outs = match converted {
             Ok(o) => o,
             Err(f) => {
                 let inputs = self.describe_inputs();
@@ -324,7 +425,7 @@ impl<'a> Importer<'a> {
             if name.is_empty() {
                 continue;
             }
-            let Some(&v) = outs.get(k) else {
+            let Some(v) = outs.get(k) else {
                 return Err(Error::Unsupported {
                     node: self.name.clone(),
                     op: format!("{} (opset {})", self.op, self.opset),
@@ -332,7 +433,14 @@ impl<'a> Importer<'a> {
                     msg: format!("output {k} ('{name}') is not supported"),
                 });
             };
-            self.vals.insert(name.clone(), v);
+            match v {
+                Val::T(t) => {
+                    self.vals.insert(name.clone(), *t);
+                }
+                other => {
+                    self.others.insert(name.clone(), other.clone());
+                }
+            }
         }
         Ok(())
     }
@@ -356,7 +464,13 @@ impl<'a> Importer<'a> {
 
     fn inp(&self, i: usize) -> R<ValueId> {
         match self.ins.get(i).filter(|s| !s.is_empty()) {
-            Some(s) => Ok(self.vals[s]),
+            Some(s) => match self.vals.get(s) {
+                Some(&v) => Ok(v),
+                None if self.others.contains_key(s) => unsup(format!(
+                    "input {i} ('{s}') is a sequence or optional where a tensor is expected"
+                )),
+                None => bad(format!("input {i} ('{s}') is not defined")),
+            },
             None => bad(format!("input {i} is missing")),
         }
     }
@@ -1234,7 +1348,6 @@ impl<'a> Importer<'a> {
             "Pad" => self.pad(),
             "Resize" => self.resize(),
             "Attention" => self.attention(),
-            "Loop" => self.loop_op(),
             "RMSNormalization" => self.rms_norm(),
             "Trilu" => self.trilu(),
             "NegativeLogLikelihoodLoss" => self.nll_loss(),

@@ -38,6 +38,9 @@ pub struct ImportOptions {
     /// Values the caller will feed for some graph inputs, usable where an op needs a value
     /// when the model loads (a Reshape whose shape is a graph input): the input stays an input.
     pub known_inputs: HashMap<String, Tensor>,
+    /// Sequence and optional graph inputs: their values (their structure and leaves' shapes
+    /// fix the graph; the leaves become inputs `NAME.K`, fed like any other).
+    pub structured_inputs: HashMap<String, OnnxValue>,
     /// Size for symbolic dims that [`ImportOptions::dims`] does not bind (`None`: an error).
     pub default_dim: Option<usize>,
     /// Where external data files are (default: the model file's directory).
@@ -168,6 +171,22 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
             cx.define_const(&i.name, t.clone())?;
             continue;
         }
+        let kind = i.r#type.as_ref().map_or("?", value_type_kind);
+        if kind == "sequence" || kind == "optional" {
+            let v = opts
+                .structured_inputs
+                .get(&i.name)
+                .ok_or_else(|| Error::Unsupported {
+                    node: i.name.clone(),
+                    op: "graph input".into(),
+                    inputs: String::new(),
+                    msg: format!(
+                        "a {kind} input needs its value, whose structure fixes the graph (ImportOptions::structured_inputs)"
+                    ),
+                })?;
+            inputs.extend(cx.define_structured_input(&i.name, v)?);
+            continue;
+        }
         let (dtype, dims) = cx.input_type(i)?;
         cx.define_input(&i.name, dtype, dims)?;
         inputs.push(i.name.clone());
@@ -178,8 +197,10 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
     let mut outs: Vec<ValueId> = Vec::new();
     let mut outputs = Vec::new();
     for o in &g.output {
-        outs.push(cx.materialize(&o.name)?);
-        outputs.push(o.name.clone());
+        for (name, v) in cx.materialize(&o.name)? {
+            outs.push(v);
+            outputs.push(name);
+        }
     }
     let mut graph = cx.finish();
     graph.set_outputs(&outs)?;
@@ -262,7 +283,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection> {
                         })
                         .unwrap_or_default(),
                 ),
-                None => ("non-tensor".to_string(), Vec::new()),
+                None => (value_type_kind(t).to_string(), Vec::new()),
             },
             None => ("?".to_string(), Vec::new()),
         };
@@ -305,6 +326,130 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection> {
 }
 
 /// Read one serialized `TensorProto` (a conformance case's `input_0.pb`).
+/// The kind of a graph input or output's type: `tensor`, `sequence`, `optional`, `map`,
+/// `sparse` (as [`IoInfo::dtype`] names non-tensor types).
+pub fn value_type_kind(t: &proto::TypeProto) -> &'static str {
+    if t.tensor_type.is_some() {
+        "tensor"
+    } else if t.sequence_type.is_some() {
+        "sequence"
+    } else if t.optional_type.is_some() {
+        "optional"
+    } else if t.map_type.is_some() {
+        "map"
+    } else if t.sparse_tensor_type.is_some() {
+        "sparse"
+    } else {
+        "?"
+    }
+}
+
+/// A graph input's or output's value that need not be one tensor: ONNX sequences and optionals
+/// (their elements tensors, sequences or optionals again). The importer gives every tensor in
+/// one (its leaves, in order) a graph input or output of its own, named `NAME.K`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OnnxValue {
+    Tensor(Tensor),
+    Sequence(Vec<OnnxValue>),
+    Optional(Option<Box<OnnxValue>>),
+}
+
+impl OnnxValue {
+    /// The tensors, depth first.
+    pub fn leaves(&self) -> Vec<&Tensor> {
+        match self {
+            OnnxValue::Tensor(t) => vec![t],
+            OnnxValue::Sequence(s) => s.iter().flat_map(|v| v.leaves()).collect(),
+            OnnxValue::Optional(o) => o.iter().flat_map(|v| v.leaves()).collect(),
+        }
+    }
+
+    /// A short description: `tensor`, `sequence of 3`, `optional (empty)`, ...
+    pub fn describe(&self) -> String {
+        match self {
+            OnnxValue::Tensor(t) => format!("{} {}", t.dtype(), t.shape()),
+            OnnxValue::Sequence(s) => format!("sequence of {}", s.len()),
+            OnnxValue::Optional(None) => "optional (empty)".into(),
+            OnnxValue::Optional(Some(v)) => format!("optional of {}", v.describe()),
+        }
+    }
+}
+
+fn sequence_value(s: &proto::SequenceProto, base: Option<&Path>) -> Result<OnnxValue> {
+    use proto::value_kind as k;
+    Ok(OnnxValue::Sequence(match s.elem_type {
+        k::TENSOR | k::UNDEFINED => s
+            .tensor_values
+            .iter()
+            .map(|t| tensor::from_proto(t, base).map(OnnxValue::Tensor))
+            .collect::<Result<_>>()?,
+        k::SEQUENCE => s
+            .sequence_values
+            .iter()
+            .map(|v| sequence_value(v, base))
+            .collect::<Result<_>>()?,
+        k::OPTIONAL => s
+            .optional_values
+            .iter()
+            .map(|v| optional_value(v, base))
+            .collect::<Result<_>>()?,
+        other => {
+            return Err(Error::Onnx(format!(
+                "a sequence of element kind {other} (maps and sparse tensors are not supported)"
+            )))
+        }
+    }))
+}
+
+fn optional_value(o: &proto::OptionalProto, base: Option<&Path>) -> Result<OnnxValue> {
+    use proto::value_kind as k;
+    let inner = match (
+        o.elem_type,
+        &o.tensor_value,
+        &o.sequence_value,
+        &o.optional_value,
+    ) {
+        (k::UNDEFINED, ..) => None,
+        (k::TENSOR, Some(t), ..) => Some(OnnxValue::Tensor(tensor::from_proto(t, base)?)),
+        (k::SEQUENCE, _, Some(s), _) => Some(sequence_value(s, base)?),
+        (k::OPTIONAL, _, _, Some(v)) => Some(optional_value(v, base)?),
+        (k::TENSOR | k::SEQUENCE | k::OPTIONAL, ..) => {
+            return Err(Error::Onnx(format!(
+                "an optional of element kind {} holds no such element",
+                o.elem_type
+            )))
+        }
+        (other, ..) => {
+            return Err(Error::Onnx(format!(
+                "an optional of element kind {other} (maps and sparse tensors are not supported)"
+            )))
+        }
+    };
+    Ok(OnnxValue::Optional(inner.map(Box::new)))
+}
+
+/// Read a serialized value of the given kind (`sequence`, `optional`, else a tensor), as the
+/// ONNX test data stores graph inputs and outputs.
+pub fn read_value_pb(path: &Path, kind: &str) -> Result<OnnxValue> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", path.display())))?;
+    let what =
+        |e: prost::DecodeError, t: &str| Error::Onnx(format!("{}: not a {t}: {e}", path.display()));
+    match kind {
+        "sequence" => sequence_value(
+            &proto::SequenceProto::decode(bytes.as_slice())
+                .map_err(|e| what(e, "SequenceProto"))?,
+            path.parent(),
+        ),
+        "optional" => optional_value(
+            &proto::OptionalProto::decode(bytes.as_slice())
+                .map_err(|e| what(e, "OptionalProto"))?,
+            path.parent(),
+        ),
+        _ => Ok(OnnxValue::Tensor(read_tensor_pb(path)?)),
+    }
+}
+
 pub fn read_tensor_pb(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", path.display())))?;

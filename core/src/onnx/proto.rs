@@ -114,8 +114,8 @@ pub struct ValueInfoProto {
 pub struct TypeProto {
     #[prost(message, optional, tag = "1")]
     pub tensor_type: Option<TypeTensor>,
-    /// Set for sequence (4), map (5), optional (9) and sparse tensor (8) types: any of them
-    /// makes the value unsupported. Only their presence is read.
+    /// Set for sequence (4), map (5), optional (9) and sparse tensor (8) types. Only their
+    /// presence is read: a sequence's or optional's structure comes with its value.
     #[prost(bytes = "vec", optional, tag = "4")]
     pub sequence_type: Option<Vec<u8>>,
     #[prost(bytes = "vec", optional, tag = "5")]
@@ -124,6 +124,48 @@ pub struct TypeProto {
     pub sparse_tensor_type: Option<Vec<u8>>,
     #[prost(bytes = "vec", optional, tag = "9")]
     pub optional_type: Option<Vec<u8>>,
+}
+
+/// A sequence value (test data of sequence-typed graph inputs and outputs).
+#[derive(Clone, PartialEq, Message)]
+pub struct SequenceProto {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// [`value_kind`]: what the elements are.
+    #[prost(int32, tag = "2")]
+    pub elem_type: i32,
+    #[prost(message, repeated, tag = "3")]
+    pub tensor_values: Vec<TensorProto>,
+    #[prost(message, repeated, tag = "5")]
+    pub sequence_values: Vec<SequenceProto>,
+    #[prost(message, repeated, tag = "7")]
+    pub optional_values: Vec<OptionalProto>,
+}
+
+/// An optional value: one element or none.
+#[derive(Clone, PartialEq, Message)]
+pub struct OptionalProto {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// [`value_kind`]: what the element is (UNDEFINED: none).
+    #[prost(int32, tag = "2")]
+    pub elem_type: i32,
+    #[prost(message, optional, tag = "3")]
+    pub tensor_value: Option<TensorProto>,
+    #[prost(message, optional, boxed, tag = "5")]
+    pub sequence_value: Option<Box<SequenceProto>>,
+    #[prost(message, optional, boxed, tag = "7")]
+    pub optional_value: Option<Box<OptionalProto>>,
+}
+
+/// `SequenceProto.elem_type` and `OptionalProto.elem_type` values.
+pub mod value_kind {
+    pub const UNDEFINED: i32 = 0;
+    pub const TENSOR: i32 = 1;
+    pub const SPARSE_TENSOR: i32 = 2;
+    pub const SEQUENCE: i32 = 3;
+    pub const MAP: i32 = 4;
+    pub const OPTIONAL: i32 = 5;
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -3,18 +3,19 @@
 //! gave values for) becomes its body repeated, with the scan outputs stacked. A loop whose count
 //! depends on values known only at run time is unsupported.
 
-use super::{bad, unsup, Importer, R};
+use super::{bad, unsup, Importer, Val, R};
 use crate::onnx::proto::{GraphProto, NodeProto};
 use crate::{DType, Op, Shape, Tensor, ValueId};
 
 /// At most this many iterations are unrolled ...
 pub const MAX_LOOP_ITERATIONS: usize = 4096;
-/// ... and at most this many body nodes in all.
+/// ... and at most this many body nodes in all (Loop, If and SequenceMap bodies together).
 pub const MAX_UNROLLED_NODES: usize = 100_000;
 
 impl Importer<'_> {
-    /// `Loop(M, cond, v_initial...)` → `(v_final..., scan_outputs...)`.
-    pub(super) fn loop_op(&mut self) -> R<Vec<ValueId>> {
+    /// `Loop(M, cond, v_initial...)` → `(v_final..., scan_outputs...)`; loop-carried values may
+    /// be sequences or optionals.
+    pub(super) fn loop_op(&mut self) -> R<Vec<Val>> {
         let body: GraphProto = match self.attr("body").and_then(|a| a.g.as_deref()) {
             Some(g) => g.clone(),
             None => return bad("Loop has no body graph"),
@@ -60,89 +61,41 @@ impl Importer<'_> {
             ));
         }
         let limit = trips.unwrap_or(usize::MAX).min(MAX_LOOP_ITERATIONS + 1);
-        let mut carried: Vec<ValueId> =
-            (0..n_carried).map(|k| self.inp(k + 2)).collect::<R<_>>()?;
+        let mut carried: Vec<Val> = (0..n_carried).map(|k| self.val(k + 2)).collect::<R<_>>()?;
         let mut scans: Vec<Vec<ValueId>> = vec![Vec::new(); n_scan];
-        // Saved so that the body's nodes, converted with the same machinery, leave the Loop
-        // node's own state as it was.
-        let saved = (
-            self.name.clone(),
-            self.op.clone(),
-            self.ins.clone(),
-            self.attrs.clone(),
-            self.n_outputs,
-            self.helpers,
-        );
-        let outer = self.vals.clone();
         let mut i = 0usize;
-        let mut converted = 0usize;
-        let result = (|| -> R<()> {
-            while i < limit && cond != Some(false) {
-                if i == MAX_LOOP_ITERATIONS {
-                    return unsup(format!(
-                        "a Loop of more than {MAX_LOOP_ITERATIONS} iterations is not unrolled"
-                    ));
-                }
-                converted += body.node.len();
-                if converted > MAX_UNROLLED_NODES {
-                    return unsup(format!(
-                        "unrolling this Loop would take over {MAX_UNROLLED_NODES} nodes"
-                    ));
-                }
-                let it = self.konst(Tensor::from_f64(DType::I64, Shape::scalar(), &[i as f64]))?;
-                let c = self.konst(Tensor::from_f64(
-                    DType::Bool,
-                    Shape::scalar(),
-                    &[cond.unwrap_or(true) as u8 as f64],
-                ))?;
-                self.vals = outer.clone();
-                let mut ins = vec![it, c];
-                ins.extend(&carried);
-                for (vi, &v) in body.input.iter().zip(&ins) {
-                    self.vals.insert(vi.name.clone(), v);
-                }
-                for n in &body.node {
-                    let mut n: NodeProto = n.clone();
-                    if !n.name.is_empty() {
-                        n.name = format!("{}/{i}/{}", saved.0, n.name);
-                    }
-                    self.node(&n).map_err(|e| match e {
-                        crate::Error::Unsupported { node, op, msg, .. } => {
-                            super::Fail::Unsupported(format!(
-                                "in the Loop body, node '{node}' ({op}): {msg}"
-                            ))
-                        }
-                        other => super::Fail::Bad(format!("in the Loop body: {other}")),
-                    })?;
-                }
-                let out = |s: &Self, k: usize| -> R<ValueId> {
-                    let name = &body.output[k].name;
-                    s.vals.get(name).copied().ok_or_else(|| {
-                        super::Fail::Bad(format!("the body's output '{name}' is not produced"))
-                    })
-                };
-                let c_out = out(self, 0)?;
-                carried = (0..n_carried).map(|k| out(self, k + 1)).collect::<R<_>>()?;
-                for (k, s) in scans.iter_mut().enumerate() {
-                    s.push(out(self, 1 + n_carried + k)?);
-                }
-                if cond.is_some() {
-                    cond = Some(self.known_bool_of(c_out)?);
-                }
-                i += 1;
+        while i < limit && cond != Some(false) {
+            if i == MAX_LOOP_ITERATIONS {
+                return unsup(format!(
+                    "a Loop of more than {MAX_LOOP_ITERATIONS} iterations is not unrolled"
+                ));
             }
-            Ok(())
-        })();
-        self.vals = outer;
-        (
-            self.name,
-            self.op,
-            self.ins,
-            self.attrs,
-            self.n_outputs,
-            self.helpers,
-        ) = saved;
-        result?;
+            self.count_inlined(body.node.len())?;
+            let it = self.konst(Tensor::from_f64(DType::I64, Shape::scalar(), &[i as f64]))?;
+            let c = self.konst(Tensor::from_f64(
+                DType::Bool,
+                Shape::scalar(),
+                &[cond.unwrap_or(true) as u8 as f64],
+            ))?;
+            let mut ins = vec![Val::T(it), Val::T(c)];
+            ins.extend(carried.iter().cloned());
+            let mut outs = self.inline_graph(&body, ins, &i.to_string())?.into_iter();
+            let c_out = match outs.next() {
+                Some(Val::T(t)) => t,
+                _ => return bad("the body's condition output must be a tensor"),
+            };
+            carried = outs.by_ref().take(n_carried).collect();
+            for (s, v) in scans.iter_mut().zip(outs) {
+                match v {
+                    Val::T(t) => s.push(t),
+                    _ => return unsup("a Loop scan output that is not a tensor"),
+                }
+            }
+            if cond.is_some() {
+                cond = Some(self.known_bool_of(c_out)?);
+            }
+            i += 1;
+        }
         let mut outs = carried;
         for s in scans {
             if s.is_empty() {
@@ -154,9 +107,152 @@ impl Importer<'_> {
                 dims.extend(self.shape(v));
                 stacked.push(self.reshape(v, dims)?);
             }
-            outs.push(self.add1(Op::Concat { axis: 0 }, &stacked)?);
+            outs.push(Val::T(self.add1(Op::Concat { axis: 0 }, &stacked)?));
         }
         Ok(outs)
+    }
+
+    /// Body nodes converted so far across the whole model, refused past the cap.
+    fn count_inlined(&mut self, n: usize) -> R<()> {
+        self.inlined += n;
+        if self.inlined > MAX_UNROLLED_NODES {
+            return unsup(format!(
+                "unrolling control flow would take over {MAX_UNROLLED_NODES} nodes"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Convert a subgraph (a Loop, If or SequenceMap body) in place, its inputs bound to `ins`;
+    /// it sees the enclosing scope's values and its own names do not leak out. Returns its
+    /// outputs. Named nodes get `NODE/TAG/` before their names.
+    pub(super) fn inline_graph(
+        &mut self,
+        body: &GraphProto,
+        ins: Vec<Val>,
+        tag: &str,
+    ) -> R<Vec<Val>> {
+        if body.input.len() != ins.len() {
+            return bad(format!(
+                "the body takes {} inputs, {} given",
+                body.input.len(),
+                ins.len()
+            ));
+        }
+        // The node's own state, which the body's nodes overwrite.
+        let saved = (
+            self.name.clone(),
+            self.op.clone(),
+            self.ins.clone(),
+            self.attrs.clone(),
+            self.n_outputs,
+            self.helpers,
+        );
+        let outer = (self.vals.clone(), self.others.clone());
+        for (vi, v) in body.input.iter().zip(ins) {
+            match v {
+                Val::T(t) => {
+                    self.vals.insert(vi.name.clone(), t);
+                }
+                other => {
+                    self.others.insert(vi.name.clone(), other);
+                }
+            }
+        }
+        let what = saved.1.clone();
+        let mut result = Ok(());
+        for n in &body.node {
+            let mut n: NodeProto = n.clone();
+            if !n.name.is_empty() {
+                n.name = format!("{}/{tag}/{}", saved.0, n.name);
+            }
+            if let Err(e) = self.node(&n) {
+                result = Err(match e {
+                    crate::Error::Unsupported { node, op, msg, .. } => super::Fail::Unsupported(
+                        format!("in the {what} body, node '{node}' ({op}): {msg}"),
+                    ),
+                    other => super::Fail::Bad(format!("in the {what} body: {other}")),
+                });
+                break;
+            }
+        }
+        let outs = result.and_then(|_| {
+            body.output
+                .iter()
+                .map(
+                    |o| match (self.vals.get(&o.name), self.others.get(&o.name)) {
+                        (Some(&t), _) => Ok(Val::T(t)),
+                        (None, Some(v)) => Ok(v.clone()),
+                        (None, None) => {
+                            bad(format!("the body's output '{}' is not produced", o.name))
+                        }
+                    },
+                )
+                .collect::<R<Vec<Val>>>()
+        });
+        (self.vals, self.others) = outer;
+        (
+            self.name,
+            self.op,
+            self.ins,
+            self.attrs,
+            self.n_outputs,
+            self.helpers,
+        ) = saved;
+        outs
+    }
+
+    /// `If(cond)` with the condition known at import: the taken branch, inlined.
+    pub(super) fn if_op(&mut self) -> R<Vec<Val>> {
+        let cond = self.known_bool(0)?;
+        let branch = if cond { "then_branch" } else { "else_branch" };
+        let body: GraphProto = match self.attr(branch).and_then(|a| a.g.as_deref()) {
+            Some(g) => g.clone(),
+            None => return bad(format!("If has no {branch}")),
+        };
+        self.count_inlined(body.node.len())?;
+        self.inline_graph(&body, Vec::new(), branch)
+    }
+
+    /// `SequenceMap(seq, extra...)`: the body once per element of the first input, with the
+    /// same element of every other sequence input and every tensor input whole; each output is
+    /// the sequence of the body's results.
+    pub(super) fn sequence_map(&mut self) -> R<Vec<Val>> {
+        let body: GraphProto = match self.attr("body").and_then(|a| a.g.as_deref()) {
+            Some(g) => g.clone(),
+            None => return bad("SequenceMap has no body graph"),
+        };
+        let ins: Vec<Val> = (0..self.ins.len()).map(|i| self.val(i)).collect::<R<_>>()?;
+        let n = match ins.first() {
+            Some(Val::Seq(s)) => s.len(),
+            _ => return bad("SequenceMap's first input must be a sequence"),
+        };
+        if let Some(bad_len) = ins.iter().find_map(|v| match v {
+            Val::Seq(s) if s.len() != n => Some(s.len()),
+            _ => None,
+        }) {
+            return bad(format!(
+                "SequenceMap over sequences of {n} and {bad_len} elements"
+            ));
+        }
+        let mut outs: Vec<Vec<Val>> = vec![Vec::new(); body.output.len()];
+        for i in 0..n {
+            self.count_inlined(body.node.len())?;
+            let args: Vec<Val> = ins
+                .iter()
+                .map(|v| match v {
+                    Val::Seq(s) => s[i].clone(),
+                    other => other.clone(),
+                })
+                .collect();
+            for (o, v) in outs
+                .iter_mut()
+                .zip(self.inline_graph(&body, args, &i.to_string())?)
+            {
+                o.push(v);
+            }
+        }
+        Ok(outs.into_iter().map(Val::Seq).collect())
     }
 
     /// Input `i` as one boolean known at import.
@@ -168,12 +264,12 @@ impl Importer<'_> {
     fn known_bool_of(&mut self, v: ValueId) -> R<bool> {
         let t = self.const_of(v).ok_or_else(|| {
             super::Fail::Unsupported(
-                "a Loop condition must be known when the model loads (it is unrolled)".into(),
+                "a Loop or If condition must be known when the model loads (control flow is unrolled at import)".into(),
             )
         })?;
         match t.to_f64_vec().as_slice() {
             [c] => Ok(*c != 0.0),
-            _ => bad("a Loop condition must be one value"),
+            _ => bad("a Loop or If condition must be one value"),
         }
     }
 }

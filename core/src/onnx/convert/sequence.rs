@@ -1,0 +1,231 @@
+//! ONNX sequences and optionals. Their structure (how many elements, which are present) is
+//! fixed when the model loads, so they exist only in the importer: each op below rearranges
+//! tensors it already has, and only the tensors reach the graph. A sequence whose length would
+//! depend on run-time values cannot be built this way; positions and split sizes must be known
+//! at import.
+
+use super::{bad, unsup, Importer, Val, R};
+use crate::op::SliceAxis;
+use crate::{DType, Op, Shape, Tensor, ValueId};
+
+/// The ops that take or make sequences and optionals (Identity too, when its input is one), and
+/// the control flow (Loop, If, SequenceMap), whose values may be any of them.
+const STRUCTURED_OPS: &[&str] = &[
+    "Loop",
+    "If",
+    "SequenceMap",
+    "SequenceEmpty",
+    "SequenceConstruct",
+    "SequenceInsert",
+    "SequenceAt",
+    "SequenceErase",
+    "SequenceLength",
+    "ConcatFromSequence",
+    "SplitToSequence",
+    "Optional",
+    "OptionalHasElement",
+    "OptionalGetElement",
+];
+
+pub(super) fn is_structured_op(op: &str) -> bool {
+    STRUCTURED_OPS.contains(&op)
+}
+
+impl Importer<'_> {
+    /// Input `i` as a value of any kind.
+    pub(super) fn val(&self, i: usize) -> R<Val> {
+        let name = match self.ins.get(i).filter(|s| !s.is_empty()) {
+            Some(s) => s,
+            None => return bad(format!("input {i} is missing")),
+        };
+        if let Some(v) = self.others.get(name) {
+            return Ok(v.clone());
+        }
+        Ok(Val::T(self.inp(i)?))
+    }
+
+    /// Input `i` as a sequence's elements.
+    fn seq_in(&self, i: usize) -> R<Vec<Val>> {
+        match self.val(i)? {
+            Val::Seq(s) => Ok(s),
+            _ => bad(format!("input {i} must be a sequence")),
+        }
+    }
+
+    /// A position into a sequence of `len` (`insert`: `len` itself allowed), negative from the
+    /// end, known at import.
+    fn position(&mut self, i: usize, len: usize, insert: bool) -> R<usize> {
+        let p = match self.const_ints(i)?.as_slice() {
+            [p] => *p,
+            other => return bad(format!("a position must be one integer, got {other:?}")),
+        };
+        let n = len as i64;
+        let q = if p < 0 { p + n } else { p };
+        let hi = if insert { n } else { n - 1 };
+        if q < 0 || q > hi {
+            return bad(format!(
+                "position {p} is out of range for a sequence of {len}"
+            ));
+        }
+        Ok(q as usize)
+    }
+
+    fn tensor_of(&self, v: &Val, what: &str) -> R<ValueId> {
+        match v {
+            Val::T(t) => Ok(*t),
+            _ => unsup(format!("{what} that is not a tensor")),
+        }
+    }
+
+    pub(super) fn convert_structured(&mut self) -> R<Vec<Val>> {
+        let op = self.op.clone();
+        match op.as_str() {
+            "Loop" => return self.loop_op(),
+            "If" => return self.if_op(),
+            "SequenceMap" => return self.sequence_map(),
+            _ => {}
+        }
+        Ok(vec![match op.as_str() {
+            "Identity" => self.val(0)?,
+            "SequenceEmpty" => Val::Seq(Vec::new()),
+            "SequenceConstruct" => Val::Seq(
+                (0..self.ins.len())
+                    .map(|i| self.inp(i).map(Val::T))
+                    .collect::<R<_>>()?,
+            ),
+            "SequenceInsert" => {
+                let mut s = self.seq_in(0)?;
+                let t = self.inp(1)?;
+                let at = if self.has(2) {
+                    self.position(2, s.len(), true)?
+                } else {
+                    s.len()
+                };
+                s.insert(at, Val::T(t));
+                Val::Seq(s)
+            }
+            "SequenceErase" => {
+                let mut s = self.seq_in(0)?;
+                if s.is_empty() {
+                    return bad("erasing from an empty sequence");
+                }
+                let at = if self.has(1) {
+                    self.position(1, s.len(), false)?
+                } else {
+                    s.len() - 1
+                };
+                s.remove(at);
+                Val::Seq(s)
+            }
+            "SequenceAt" => {
+                let s = self.seq_in(0)?;
+                let at = self.position(1, s.len(), false)?;
+                s[at].clone()
+            }
+            "SequenceLength" => {
+                let n = self.seq_in(0)?.len();
+                Val::T(self.konst(Tensor::from_f64(DType::I64, Shape::scalar(), &[n as f64]))?)
+            }
+            "ConcatFromSequence" => {
+                let s = self.seq_in(0)?;
+                let ts: Vec<ValueId> = s
+                    .iter()
+                    .map(|v| self.tensor_of(v, "ConcatFromSequence of an element"))
+                    .collect::<R<_>>()?;
+                let Some(&first) = ts.first() else {
+                    return bad("ConcatFromSequence of an empty sequence");
+                };
+                let rank = self.shape(first).len();
+                let new_axis = self.ai("new_axis", 0) != 0;
+                let axis = self.ai("axis", 0);
+                let axis = self.axis(axis, rank + new_axis as usize)?;
+                let parts: Vec<ValueId> = if new_axis {
+                    ts.iter()
+                        .map(|&t| {
+                            let mut d = self.shape(t);
+                            d.insert(axis, 1);
+                            self.reshape(t, d)
+                        })
+                        .collect::<R<_>>()?
+                } else {
+                    ts
+                };
+                Val::T(self.add1(Op::Concat { axis }, &parts)?)
+            }
+            "SplitToSequence" => self.split_to_sequence()?,
+            "Optional" => Val::Opt(if self.has(0) {
+                Some(Box::new(self.val(0)?))
+            } else {
+                None
+            }),
+            "OptionalHasElement" => {
+                let present = self.has(0) && !matches!(self.val(0)?, Val::Opt(None));
+                Val::T(self.konst(Tensor::from_f64(
+                    DType::Bool,
+                    Shape::scalar(),
+                    &[present as u8 as f64],
+                ))?)
+            }
+            "OptionalGetElement" => match self.val(0)? {
+                Val::Opt(Some(v)) => *v,
+                Val::Opt(None) => return bad("OptionalGetElement of an empty optional"),
+                other => other,
+            },
+            other => return unsup(format!("{other} on sequences")),
+        }])
+    }
+
+    /// SplitToSequence: pieces of `split` (one size: equal pieces, the last shorter; a list: those
+    /// sizes), or without it pieces of 1, whose axis `keepdims = 0` drops.
+    fn split_to_sequence(&mut self) -> R<Val> {
+        let x = self.inp(0)?;
+        let dims = self.shape(x);
+        let axis = self.axis(self.ai("axis", 0), dims.len())?;
+        let len = dims[axis];
+        let (sizes, squeeze) = if self.has(1) {
+            let t = self.const_in(1)?;
+            let v = t.to_i64_vec();
+            if v.iter().any(|&s| s < 0) {
+                return bad(format!("split sizes {v:?} must not be negative"));
+            }
+            if t.shape().rank() == 0 {
+                let s = v[0] as usize;
+                if s == 0 {
+                    return bad("a split size of 0");
+                }
+                let mut sizes = vec![s; len / s];
+                if len % s != 0 {
+                    sizes.push(len % s);
+                }
+                (sizes, false)
+            } else {
+                let sizes: Vec<usize> = v.iter().map(|&s| s as usize).collect();
+                if sizes.iter().sum::<usize>() != len {
+                    return bad(format!("split sizes {sizes:?} do not add up to {len}"));
+                }
+                (sizes, false)
+            }
+        } else {
+            (vec![1; len], self.ai("keepdims", 1) == 0)
+        };
+        let mut out = Vec::with_capacity(sizes.len());
+        let mut start = 0;
+        for s in sizes {
+            let mut axes: Vec<SliceAxis> = dims.iter().map(|&d| SliceAxis::full(d)).collect();
+            axes[axis] = SliceAxis {
+                start: start as i64,
+                step: 1,
+                len: s,
+            };
+            start += s;
+            let mut piece = self.add1(Op::Slice { axes }, &[x])?;
+            if squeeze {
+                let mut d = dims.clone();
+                d.remove(axis);
+                piece = self.reshape(piece, d)?;
+            }
+            out.push(Val::T(piece));
+        }
+        Ok(Val::Seq(out))
+    }
+}
