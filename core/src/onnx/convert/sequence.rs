@@ -194,7 +194,7 @@ impl Importer<'_> {
                     return bad("a split size of 0");
                 }
                 let mut sizes = vec![s; len / s];
-                if len % s != 0 {
+                if !len.is_multiple_of(s) {
                     sizes.push(len % s);
                 }
                 (sizes, false)
