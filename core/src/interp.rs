@@ -360,9 +360,13 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                                 }
                             }
                         }
-                        let (_, iy, ix) = best.unwrap_or((0.0, 0, 0));
-                        o[y * ow + xo] =
-                            (base + if *col_major { iy + ix * h } else { iy * w + ix }) as f64;
+                        // A window over padding only: -1, as ONNX's reference leaves it.
+                        o[y * ow + xo] = match best {
+                            None => -1.0,
+                            Some((_, iy, ix)) => {
+                                (base + if *col_major { iy + ix * h } else { iy * w + ix }) as f64
+                            }
+                        };
                     }
                 }
             }

@@ -435,8 +435,9 @@ pub enum Op {
     MaxPool2d(Pool2d),
     /// Where MaxPool2d's maximum is (ONNX MaxPool's `Indices`), as i64: the flat index into the
     /// whole input, `plane * H * W + y * W + x` (`plane = n * C + c`), or with `col_major`
-    /// `plane * H * W + y + x * H`. The first maximum in scan order wins (compared with `>`, so a NaN
-    /// wins only as a window's first element, as ONNX's reference).
+    /// `plane * H * W + y + x * H`; -1 for a window over padding only. The first maximum in scan
+    /// order wins, compared with `>` as ONNX's reference compares: a NaN wins only as a window's
+    /// first element (MaxPool2d's value propagates any NaN, so there the two can disagree).
     MaxPoolIndices2d {
         pool: Pool2d,
         col_major: bool,

@@ -625,9 +625,14 @@ fn elementwise(
 /// Query rows per invocation and invocations per workgroup of the attention kernel. Each key
 /// and value row an invocation loads serves all its query rows, so more rows per invocation
 /// means fewer loads (which dominate on SIMD-on-CPU adapters such as lavapipe); it stops where
-/// fewer than 256 invocations would be left to spread over the cores.
-fn attention_blocking(rows: usize, sq: usize) -> (usize, usize) {
-    let r = [4, 2].into_iter().find(|&r| rows / r >= 256).unwrap_or(1);
+/// fewer than 256 invocations would be left to spread over the cores, where a head has fewer
+/// query rows, and where an invocation's rows would hold many registers (4 rows up to a head
+/// dim of 64, 2 up to 128: an invocation keeps `r * (d + dv)` floats of query and output rows).
+fn attention_blocking(rows: usize, sq: usize, d: usize, dv: usize) -> (usize, usize) {
+    let r = [4, 2]
+        .into_iter()
+        .find(|&r| rows / r >= 256 && r <= sq && r * d.max(dv) <= 256)
+        .unwrap_or(1);
     let wg = sq.div_ceil(r).next_power_of_two().clamp(8, 64);
     (r, wg)
 }
@@ -758,7 +763,7 @@ fn attention(
         ATTENTION_STRIDED
     };
     let rows = b * h * sq;
-    let (r, wg) = attention_blocking(rows, sq);
+    let (r, wg) = attention_blocking(rows, sq, d, dv);
     let vals = [
         ("loaders", loaders.to_string()),
         ("r", r.to_string()),

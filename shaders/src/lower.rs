@@ -759,7 +759,7 @@ pub fn lower(
                                 if *col_major { "iy + ix * h" } else { "iy * w + ix" }
                             ),
                         ),
-                        ("finish", "i32(at)".into()),
+                        ("finish", "select(-1, i32(at), cnt > 0u)".into()),
                         ("out_ty", "i32".into()),
                     ],
                 ),

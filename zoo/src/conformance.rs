@@ -236,8 +236,8 @@ fn run_case_inner(
                 // The importer names the leaves NAME.K.
                 opts.structured_inputs.insert(n.clone(), other.clone());
                 for (k, t) in other.leaves().into_iter().enumerate() {
-                    by_name.insert(format!("{n}.{k}"), t.clone());
-                    opts.known_inputs.insert(format!("{n}.{k}"), t.clone());
+                    by_name.insert(onnx::leaf_name(n, k), t.clone());
+                    opts.known_inputs.insert(onnx::leaf_name(n, k), t.clone());
                 }
             }
         }

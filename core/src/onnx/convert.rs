@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 mod composite;
 mod control;
+mod more;
 mod sequence;
 use composite::{ResizeAxis, ResizeSpec};
 
@@ -87,6 +88,17 @@ pub const SUPPORTED: &[&str] = &[
     "RMSNormalization",
     "Range",
     "Loop",
+    "OneHot",
+    "Hardmax",
+    "LpNormalization",
+    "CumSum",
+    "IsInf",
+    "Swish",
+    "SpaceToDepth",
+    "DepthToSpace",
+    "EyeLike",
+    "Compress",
+    "CenterCropPad",
     "If",
     "SequenceMap",
     "SequenceEmpty",
@@ -182,6 +194,14 @@ pub(crate) enum Val {
 }
 
 impl Val {
+    fn leaf_count(&self) -> usize {
+        match self {
+            Val::T(_) => 1,
+            Val::Seq(s) => s.iter().map(Val::leaf_count).sum(),
+            Val::Opt(o) => o.as_ref().map_or(0, |v| v.leaf_count()),
+        }
+    }
+
     /// The tensors, depth first.
     fn leaves(&self, out: &mut Vec<ValueId>) {
         match self {
@@ -207,10 +227,10 @@ pub(crate) struct Importer<'a> {
     attrs: Vec<AttributeProto>,
     n_outputs: usize,
     helpers: usize,
-    /// MaxPool's Indices, made beside its values by the pool being built.
-    pool_indices: Vec<ValueId>,
-    /// Control-flow body nodes converted so far (capped: `control::MAX_UNROLLED_NODES`).
+    /// Control-flow body nodes converted so far (capped: `control::MAX_UNROLLED_NODES`), and the
+    /// elements of body initializers copied (capped: `control::MAX_UNROLLED_ELEMENTS`).
     inlined: usize,
+    inlined_elements: usize,
 }
 
 impl<'a> Importer<'a> {
@@ -228,8 +248,8 @@ impl<'a> Importer<'a> {
             attrs: Vec::new(),
             n_outputs: 0,
             helpers: 0,
-            pool_indices: Vec::new(),
             inlined: 0,
+            inlined_elements: 0,
         }
     }
 
@@ -244,7 +264,7 @@ impl<'a> Importer<'a> {
     pub(crate) fn define_const(&mut self, name: &str, t: Tensor) -> Result<()> {
         let v = self.g.add_named(name, Op::Constant(t.clone()), &[])?[0];
         self.consts.insert(v, t);
-        self.vals.insert(name.to_string(), v);
+        self.bind(name, Val::T(v));
         Ok(())
     }
 
@@ -273,8 +293,23 @@ impl<'a> Importer<'a> {
         Ok(leaves
             .into_iter()
             .enumerate()
-            .map(|(k, v)| (format!("{name}.{k}"), v))
+            .map(|(k, v)| (super::leaf_name(name, k), v))
             .collect())
+    }
+
+    /// Name a value (a tensor in `vals`, a sequence or optional in `others`; a name is in one
+    /// of them only, so an inner scope's value hides an outer one of the other kind).
+    pub(super) fn bind(&mut self, name: &str, v: Val) {
+        match v {
+            Val::T(t) => {
+                self.others.remove(name);
+                self.vals.insert(name.to_string(), t);
+            }
+            other => {
+                self.vals.remove(name);
+                self.others.insert(name.to_string(), other);
+            }
+        }
     }
 
     /// A sequence or optional graph input: a graph input `NAME.K` for each of its tensors.
@@ -298,7 +333,12 @@ impl<'a> Importer<'a> {
         use super::OnnxValue as O;
         Ok(match v {
             O::Tensor(t) => {
-                let leaf = format!("{name}.{}", names.len());
+                let leaf = super::leaf_name(name, names.len());
+                if self.vals.contains_key(&leaf) || self.others.contains_key(&leaf) {
+                    return Err(Error::Onnx(format!(
+                        "the sequence or optional input '{name}' would name a tensor '{leaf}', which the model already defines"
+                    )));
+                }
                 self.define_input(&leaf, t.dtype(), t.dims().to_vec())?;
                 let id = self.vals[&leaf];
                 names.push(leaf);
@@ -433,14 +473,7 @@ impl<'a> Importer<'a> {
                     msg: format!("output {k} ('{name}') is not supported"),
                 });
             };
-            match v {
-                Val::T(t) => {
-                    self.vals.insert(name.clone(), *t);
-                }
-                other => {
-                    self.others.insert(name.clone(), other.clone());
-                }
-            }
+            self.bind(name, v.clone());
         }
         Ok(())
     }
@@ -509,6 +542,14 @@ impl<'a> Importer<'a> {
         let mut leaves: Vec<(ValueId, Tensor)> = Vec::new();
         let mut stack = vec![v];
         while let Some(x) = stack.pop() {
+            // A value known already (a constant, or computed before) ends the walk: a chain
+            // of unrolled iterations is not evaluated again from its start.
+            if let Some(t) = self.consts.get(&x) {
+                if !leaves.iter().any(|(l, _)| *l == x) {
+                    leaves.push((x, t.clone()));
+                }
+                continue;
+            }
             let Some(p) = self.g.value(x).producer else {
                 // A graph input: usable only if the caller gave its value.
                 let t = self.opts.known_inputs.get(&self.g.value(x).name)?;
@@ -602,6 +643,14 @@ impl<'a> Importer<'a> {
 
     fn reshape(&mut self, x: ValueId, dims: Vec<usize>) -> R<ValueId> {
         self.add1(Op::Reshape { shape: dims }, &[x])
+    }
+
+    /// An axis of a tensor that has one (rank >= 1): where the caller indexes the dims by it.
+    fn axis_in(&self, a: i64, rank: usize) -> R<usize> {
+        if rank == 0 {
+            return bad("the input is a scalar; it has no axis");
+        }
+        self.axis(a, rank)
     }
 
     fn axis(&self, a: i64, rank: usize) -> R<usize> {
@@ -883,12 +932,18 @@ impl<'a> Importer<'a> {
                     }
                 }
             }
-            "Dropout" => {
-                if self.ai("training_mode", 0) != 0 || (self.has(2) && self.const_ints(2)? != [0]) {
-                    return unsup("training mode");
-                }
-                Ok(vec![self.inp(0)?])
-            }
+            "Dropout" => self.dropout(),
+            "OneHot" => self.one_hot(),
+            "Hardmax" => self.hardmax(),
+            "LpNormalization" => self.lp_normalization(),
+            "CumSum" => self.cum_sum(),
+            "IsInf" => self.is_inf(),
+            "Swish" => self.swish(),
+            "SpaceToDepth" => self.space_depth(true),
+            "DepthToSpace" => self.space_depth(false),
+            "EyeLike" => self.eye_like(),
+            "Compress" => self.compress(),
+            "CenterCropPad" => self.center_crop_pad(),
             "Add" => self.binary(BinaryOp::Add),
             "Sub" => self.binary(BinaryOp::Sub),
             "Mul" => self.binary(BinaryOp::Mul),
@@ -1602,12 +1657,6 @@ impl<'a> Importer<'a> {
         }
     }
 
-    /// MaxPool and AveragePool over 1, 2 or 3 spatial dims. 1-D pools run as 2-D ones of
-    /// height 1; 3-D ones as a 2-D pool over (H, W) and one over D, which is exact for both
-    /// (a max is separable, and a window's element count is the product of its per-axis counts,
-    /// so a mean is a mean of means). `ceil_mode` adds the end padding that gives ONNX's ceil
-    /// output size (the last window starting inside the input or its begin padding). Integer
-    /// max pools run in f32 (exact for u8 and small integers) and cast back.
     /// LpPool: `(sum over the window of |x|^p)^(1/p)`, padding counting as 0: the window's size
     /// `K` times an average pool that divides by `K`.
     fn lp_pool(&mut self) -> R<Vec<ValueId>> {
@@ -1620,23 +1669,31 @@ impl<'a> Importer<'a> {
         if p < 1 {
             return bad(format!("p = {p} must be at least 1"));
         }
-        let window: i64 = self
-            .ais("kernel_shape")
-            .unwrap_or_default()
-            .iter()
-            .product();
         let a = self.add1(Op::Unary(UnaryOp::Abs), &[x])?;
         let pe = self.scalar(dt, p as f64)?;
         let ap = self.add1(Op::Binary(BinaryOp::Pow), &[a, pe])?;
+        // The pool checks kernel_shape first; its product then fits.
         let avg = self.pool(false, ap, true)?[0];
-        let k = self.scalar(dt, window as f64)?;
+        let window = self
+            .ais("kernel_shape")
+            .unwrap_or_default()
+            .iter()
+            .map(|&k| k as f64)
+            .product::<f64>();
+        let k = self.scalar(dt, window)?;
         let s = self.add1(Op::Binary(BinaryOp::Mul), &[avg, k])?;
         let inv = self.scalar(dt, 1.0 / p as f64)?;
         Ok(vec![self.add1(Op::Binary(BinaryOp::Pow), &[s, inv])?])
     }
 
-    /// MaxPool or AveragePool of `x` by the node's attributes; with `window_mean` an average
-    /// that always divides by the whole window (LpPool's sum over `K`).
+    /// MaxPool and AveragePool over 1, 2 or 3 spatial dims. 1-D pools run as 2-D ones of
+    /// height 1; 3-D ones as a 2-D pool over (H, W) and one over D, which is exact for both
+    /// (a max is separable, and a window's element count is the product of its per-axis counts,
+    /// so a mean is a mean of means). `ceil_mode` adds the end padding that gives ONNX's ceil
+    /// output size (the last window starting inside the input or its begin padding). Integer
+    /// max pools run in f32 (exact for u8 and small integers) and cast back.
+    /// With `window_mean` an average that always divides by the whole window (LpPool's sum
+    /// over `K`).
     fn pool(&mut self, max: bool, x: ValueId, window_mean: bool) -> R<Vec<ValueId>> {
         let xs = self.shape(x);
         let dt = self.g.dtype(x);
@@ -1709,7 +1766,13 @@ impl<'a> Importer<'a> {
         if indices && nd == 3 {
             return unsup("MaxPool's Indices output of a 3-D pool");
         }
-        let pool = |s: &mut Self, v: ValueId, ax: [usize; 2], pad: [usize; 4]| -> R<ValueId> {
+        // The pool over two of the axes, and where its maxima are when MaxPool's Indices are
+        // asked for (1-D and 2-D only: one call).
+        let pool = |s: &mut Self,
+                    v: ValueId,
+                    ax: [usize; 2],
+                    pad: [usize; 4]|
+         -> R<(ValueId, Option<ValueId>)> {
             let get = |a: &[usize], i: usize, d: usize| if i == usize::MAX { d } else { a[i] };
             let p = Pool2d {
                 kernel: [get(&kernel, ax[0], 1), get(&kernel, ax[1], 1)],
@@ -1724,54 +1787,66 @@ impl<'a> Importer<'a> {
                 Op::AvgPool2d(p)
             };
             let y = s.add1(op, &[v])?;
-            if indices {
-                let i = s.add1(Op::MaxPoolIndices2d { pool: p, col_major }, &[v])?;
-                s.pool_indices.push(i);
-            }
-            Ok(y)
+            let i = if indices {
+                Some(s.add1(Op::MaxPoolIndices2d { pool: p, col_major }, &[v])?)
+            } else {
+                None
+            };
+            Ok((y, i))
         };
         let none = usize::MAX;
         let (n, c) = (xs[0], xs[1]);
-        let y = match nd {
+        let (y, idx) = match nd {
             1 => {
                 let x4 = self.reshape(xf, vec![n, c, 1, xs[2]])?;
-                let y = pool(self, x4, [none, 0], [0, pads[0], 0, pads[1]])?;
+                let (y, i) = pool(self, x4, [none, 0], [0, pads[0], 0, pads[1]])?;
                 let l = self.shape(y)[3];
-                self.reshape(y, vec![n, c, l])?
+                let i = match i {
+                    Some(i) => Some(self.reshape(i, vec![n, c, l])?),
+                    None => None,
+                };
+                (self.reshape(y, vec![n, c, l])?, i)
             }
             2 => pool(self, xf, [0, 1], [pads[0], pads[1], pads[2], pads[3]])?,
             _ => {
                 let (d, h, w) = (xs[2], xs[3], xs[4]);
                 let x4 = self.reshape(xf, vec![n, c * d, h, w])?;
-                let hw = pool(self, x4, [1, 2], [pads[1], pads[2], pads[4], pads[5]])?;
+                let hw = pool(self, x4, [1, 2], [pads[1], pads[2], pads[4], pads[5]])?.0;
                 let (oh, ow) = (self.shape(hw)[2], self.shape(hw)[3]);
                 let x4 = self.reshape(hw, vec![n, c, d, oh * ow])?;
-                let y = pool(self, x4, [0, none], [pads[0], 0, pads[3], 0])?;
+                let y = pool(self, x4, [0, none], [pads[0], 0, pads[3], 0])?.0;
                 let od = self.shape(y)[2];
-                self.reshape(y, vec![n, c, od, oh, ow])?
+                (self.reshape(y, vec![n, c, od, oh, ow])?, None)
             }
         };
         let mut y = if dt.is_float() { y } else { self.cast(y, dt)? };
         if !max && include_pad && !window_mean && pads != given_pads {
             // The kernels divided by the whole window; ceil_mode's overhang is not part of the
             // divisor: scale each output by window / (taps inside the input and given pads).
+            // One factor per axis (a window's count is the product of its per-axis counts), so
+            // the constants hold the sum of the output dims, not their product.
             let out = self.shape(y)[2..].to_vec();
-            let factor = pool_divisor_fix(spatial, &kernel, &stride, &dilation, &given_pads, &out);
-            let mut dims = vec![1, 1];
-            dims.extend(&out);
-            let f = self.konst(Tensor::from_f64(dt, dims, &factor))?;
-            y = self.add1(Op::Binary(BinaryOp::Mul), &[y, f])?;
+            for (d, &o) in out.iter().enumerate() {
+                let span = spatial[d] + given_pads[d] + given_pads[nd + d];
+                let factor: Vec<f64> = (0..o)
+                    .map(|i| {
+                        let inside = (0..kernel[d])
+                            .filter(|&k| i * stride[d] + k * dilation[d] < span)
+                            .count();
+                        kernel[d] as f64 / inside.max(1) as f64
+                    })
+                    .collect();
+                if factor.iter().all(|&f| f == 1.0) {
+                    continue;
+                }
+                let mut dims = vec![1; 2 + nd];
+                dims[2 + d] = o;
+                let f = self.konst(Tensor::from_f64(dt, dims, &factor))?;
+                y = self.add1(Op::Binary(BinaryOp::Mul), &[y, f])?;
+            }
         }
         let mut outs = vec![y];
-        if let Some(i) = self.pool_indices.pop() {
-            self.pool_indices.clear();
-            outs.push(if nd == 1 {
-                let l = self.shape(i)[3];
-                self.reshape(i, vec![n, c, l])?
-            } else {
-                i
-            });
-        }
+        outs.extend(idx);
         Ok(outs)
     }
 
@@ -2047,38 +2122,4 @@ pub fn reshape_dims(
         ));
     }
     Ok(out)
-}
-
-/// Per output of an average pool with count_include_pad: the whole window's size over the taps
-/// inside the input and its given pads (ceil_mode's overhang left out), row-major over `out`.
-fn pool_divisor_fix(
-    spatial: &[usize],
-    kernel: &[usize],
-    stride: &[usize],
-    dilation: &[usize],
-    pads: &[usize],
-    out: &[usize],
-) -> Vec<f64> {
-    let nd = spatial.len();
-    let per_axis: Vec<Vec<f64>> = (0..nd)
-        .map(|d| {
-            let end = spatial[d] + pads[d] + pads[nd + d];
-            (0..out[d])
-                .map(|o| {
-                    let inside = (0..kernel[d])
-                        .filter(|&k| o * stride[d] + k * dilation[d] < end)
-                        .count();
-                    kernel[d] as f64 / inside.max(1) as f64
-                })
-                .collect()
-        })
-        .collect();
-    let mut f = vec![1.0];
-    for axis in &per_axis {
-        f = f
-            .iter()
-            .flat_map(|&a| axis.iter().map(move |&b| a * b))
-            .collect();
-    }
-    f
 }

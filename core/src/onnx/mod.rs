@@ -225,8 +225,8 @@ pub fn unsupported_ops(m: &ModelProto) -> Vec<UnsupportedOp> {
     out
 }
 
-/// The unsupported ops of a graph and of the graphs its nodes hold (a Loop's body), by the
-/// node path (`loop/inner`).
+/// The unsupported ops of a graph and of the graphs its nodes hold (a Loop's body, both of an
+/// If's branches), by the node path (`loop/body/inner`).
 fn unsupported_in(g: &proto::GraphProto, opset: i64, prefix: &str, out: &mut Vec<UnsupportedOp>) {
     for (i, n) in g.node.iter().enumerate() {
         let name = format!("{prefix}{}", node_name(n, i));
@@ -240,7 +240,7 @@ fn unsupported_in(g: &proto::GraphProto, opset: i64, prefix: &str, out: &mut Vec
         }
         for a in &n.attribute {
             for sub in a.g.as_deref().into_iter().chain(&a.graphs) {
-                unsupported_in(sub, opset, &format!("{name}/"), out);
+                unsupported_in(sub, opset, &format!("{name}/{}/", a.name), out);
             }
         }
     }
@@ -325,7 +325,6 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection> {
     })
 }
 
-/// Read one serialized `TensorProto` (a conformance case's `input_0.pb`).
 /// The kind of a graph input or output's type: `tensor`, `sequence`, `optional`, `map`,
 /// `sparse` (as [`IoInfo::dtype`] names non-tensor types).
 pub fn value_type_kind(t: &proto::TypeProto) -> &'static str {
@@ -450,6 +449,13 @@ pub fn read_value_pb(path: &Path, kind: &str) -> Result<OnnxValue> {
     }
 }
 
+/// The name of tensor `k` (depth first) of a sequence or optional graph input or output `name`,
+/// as the importer names the graph's inputs and outputs for it.
+pub fn leaf_name(name: &str, k: usize) -> String {
+    format!("{name}.{k}")
+}
+
+/// Read one serialized `TensorProto` (a conformance case's `input_0.pb`).
 pub fn read_tensor_pb(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", path.display())))?;

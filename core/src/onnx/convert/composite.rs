@@ -10,11 +10,11 @@ use crate::op::*;
 use crate::{DType, Op, Tensor, ValueId};
 
 impl Importer<'_> {
-    fn bin(&mut self, b: BinaryOp, x: ValueId, y: ValueId) -> R<ValueId> {
+    pub(super) fn bin(&mut self, b: BinaryOp, x: ValueId, y: ValueId) -> R<ValueId> {
         self.add1(Op::Binary(b), &[x, y])
     }
 
-    fn un(&mut self, u: UnaryOp, x: ValueId) -> R<ValueId> {
+    pub(super) fn un(&mut self, u: UnaryOp, x: ValueId) -> R<ValueId> {
         self.add1(Op::Unary(u), &[x])
     }
 
@@ -27,7 +27,7 @@ impl Importer<'_> {
         }
     }
 
-    fn sum_over(&mut self, x: ValueId, axes: Vec<usize>, keepdim: bool) -> R<ValueId> {
+    pub(super) fn sum_over(&mut self, x: ValueId, axes: Vec<usize>, keepdim: bool) -> R<ValueId> {
         self.add1(
             Op::Reduce {
                 op: ReduceOp::Sum,
@@ -763,9 +763,21 @@ impl Importer<'_> {
         let (n, c, d) = (xs[0], xs[1], xs[2]);
         let kd = ws[2];
         let o = ws[1] * groups as usize;
-        // Output depth before the pads are cropped.
-        let full = (d.max(1) - 1) * stride[0] + (kd.max(1) - 1) * dilation[0] + 1 + out_pad[0];
-        if d == 0 || kd == 0 || pads[0] + pads[3] >= full {
+        // Output depth before the pads are cropped (and the spread input's depth), checked: the
+        // attributes come from the file.
+        const MAX_DEPTH: usize = 1 << 24;
+        let full = (d.max(1) - 1)
+            .checked_mul(stride[0])
+            .zip((kd.max(1) - 1).checked_mul(dilation[0]))
+            .and_then(|(a, b)| a.checked_add(b)?.checked_add(1 + out_pad[0]))
+            .filter(|&f| f <= MAX_DEPTH && d.saturating_mul(stride[0]) <= MAX_DEPTH);
+        let Some(full) = full else {
+            return bad(format!(
+                "a 3-D ConvTranspose of depth {d} with stride {} and dilation {} is too deep",
+                stride[0], dilation[0]
+            ));
+        };
+        if d == 0 || kd == 0 || pads[0].saturating_add(pads[3]) >= full {
             return bad(format!(
                 "a 3-D ConvTranspose of {xs:?} by {ws:?} with pads {pads:?} has no output depth"
             ));

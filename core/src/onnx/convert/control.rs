@@ -9,17 +9,16 @@ use crate::{DType, Op, Shape, Tensor, ValueId};
 
 /// At most this many iterations are unrolled ...
 pub const MAX_LOOP_ITERATIONS: usize = 4096;
-/// ... and at most this many body nodes in all (Loop, If and SequenceMap bodies together).
+/// ... and at most this many body nodes in all (Loop, If and SequenceMap bodies together) ...
+/// ... and at most this many elements of body initializers, copied once per unrolled body.
+pub const MAX_UNROLLED_ELEMENTS: usize = 1 << 26;
 pub const MAX_UNROLLED_NODES: usize = 100_000;
 
 impl Importer<'_> {
     /// `Loop(M, cond, v_initial...)` → `(v_final..., scan_outputs...)`; loop-carried values may
     /// be sequences or optionals.
     pub(super) fn loop_op(&mut self) -> R<Vec<Val>> {
-        let body: GraphProto = match self.attr("body").and_then(|a| a.g.as_deref()) {
-            Some(g) => g.clone(),
-            None => return bad("Loop has no body graph"),
-        };
+        let body = self.body_attr("body")?;
         let n_carried = self.ins.len().saturating_sub(2);
         if body.input.len() != n_carried + 2 {
             return bad(format!(
@@ -70,7 +69,7 @@ impl Importer<'_> {
                     "a Loop of more than {MAX_LOOP_ITERATIONS} iterations is not unrolled"
                 ));
             }
-            self.count_inlined(body.node.len())?;
+            self.count_inlined(body.node.len() + 1)?;
             let it = self.konst(Tensor::from_f64(DType::I64, Shape::scalar(), &[i as f64]))?;
             let c = self.konst(Tensor::from_f64(
                 DType::Bool,
@@ -112,7 +111,16 @@ impl Importer<'_> {
         Ok(outs)
     }
 
-    /// Body nodes converted so far across the whole model, refused past the cap.
+    /// The subgraph attribute `name` (a Loop or SequenceMap body, an If branch).
+    fn body_attr(&self, name: &str) -> R<GraphProto> {
+        match self.attr(name).and_then(|a| a.g.as_deref()) {
+            Some(g) => Ok(g.clone()),
+            None => bad(format!("{} has no graph attribute '{name}'", self.op)),
+        }
+    }
+
+    /// Body nodes converted so far across the whole model (each inlined body counts one more,
+    /// so empty bodies count too), refused past the cap.
     fn count_inlined(&mut self, n: usize) -> R<()> {
         self.inlined += n;
         if self.inlined > MAX_UNROLLED_NODES {
@@ -150,18 +158,35 @@ impl Importer<'_> {
         );
         let outer = (self.vals.clone(), self.others.clone());
         for (vi, v) in body.input.iter().zip(ins) {
-            match v {
-                Val::T(t) => {
-                    self.vals.insert(vi.name.clone(), t);
-                }
-                other => {
-                    self.others.insert(vi.name.clone(), other);
-                }
-            }
+            self.bind(&vi.name, v);
         }
         let what = saved.1.clone();
         let mut result = Ok(());
-        for n in &body.node {
+        // The body's own initializers, in its scope.
+        for t in &body.initializer {
+            let defined = crate::onnx::tensor::from_proto(t, self.opts.base_dir.as_deref())
+                .and_then(|v| {
+                    self.inlined_elements += v.shape().numel();
+                    if self.inlined_elements > MAX_UNROLLED_ELEMENTS {
+                        return Err(crate::Error::Onnx(format!(
+                            "unrolling copies over {MAX_UNROLLED_ELEMENTS} elements of body initializers"
+                        )));
+                    }
+                    self.define_const(&t.name, v)
+                });
+            if let Err(e) = defined {
+                result = Err(super::Fail::Bad(format!(
+                    "in the {what} body, initializer '{}': {e}",
+                    t.name
+                )));
+                break;
+            }
+        }
+        for n in body
+            .node
+            .iter()
+            .take(if result.is_ok() { usize::MAX } else { 0 })
+        {
             let mut n: NodeProto = n.clone();
             if !n.name.is_empty() {
                 n.name = format!("{}/{tag}/{}", saved.0, n.name);
@@ -206,11 +231,8 @@ impl Importer<'_> {
     pub(super) fn if_op(&mut self) -> R<Vec<Val>> {
         let cond = self.known_bool(0)?;
         let branch = if cond { "then_branch" } else { "else_branch" };
-        let body: GraphProto = match self.attr(branch).and_then(|a| a.g.as_deref()) {
-            Some(g) => g.clone(),
-            None => return bad(format!("If has no {branch}")),
-        };
-        self.count_inlined(body.node.len())?;
+        let body = self.body_attr(branch)?;
+        self.count_inlined(body.node.len() + 1)?;
         self.inline_graph(&body, Vec::new(), branch)
     }
 
@@ -218,10 +240,7 @@ impl Importer<'_> {
     /// same element of every other sequence input and every tensor input whole; each output is
     /// the sequence of the body's results.
     pub(super) fn sequence_map(&mut self) -> R<Vec<Val>> {
-        let body: GraphProto = match self.attr("body").and_then(|a| a.g.as_deref()) {
-            Some(g) => g.clone(),
-            None => return bad("SequenceMap has no body graph"),
-        };
+        let body = self.body_attr("body")?;
         let ins: Vec<Val> = (0..self.ins.len()).map(|i| self.val(i)).collect::<R<_>>()?;
         let n = match ins.first() {
             Some(Val::Seq(s)) => s.len(),
@@ -237,7 +256,7 @@ impl Importer<'_> {
         }
         let mut outs: Vec<Vec<Val>> = vec![Vec::new(); body.output.len()];
         for i in 0..n {
-            self.count_inlined(body.node.len())?;
+            self.count_inlined(body.node.len() + 1)?;
             let args: Vec<Val> = ins
                 .iter()
                 .map(|v| match v {

@@ -8,6 +8,9 @@ use super::{bad, unsup, Importer, Val, R};
 use crate::op::SliceAxis;
 use crate::{DType, Op, Shape, Tensor, ValueId};
 
+/// At most this many tensors in one sequence or optional (nested ones counted through).
+pub const MAX_LEAVES: usize = 65_536;
+
 /// The ops that take or make sequences and optionals (Identity too, when its input is one), and
 /// the control flow (Loop, If, SequenceMap), whose values may be any of them.
 const STRUCTURED_OPS: &[&str] = &[
@@ -78,6 +81,19 @@ impl Importer<'_> {
     }
 
     pub(super) fn convert_structured(&mut self) -> R<Vec<Val>> {
+        let outs = self.convert_structured_inner()?;
+        for v in &outs {
+            let n = v.leaf_count();
+            if n > MAX_LEAVES {
+                return unsup(format!(
+                    "a sequence or optional of {n} tensors (at most {MAX_LEAVES})"
+                ));
+            }
+        }
+        Ok(outs)
+    }
+
+    fn convert_structured_inner(&mut self) -> R<Vec<Val>> {
         let op = self.op.clone();
         match op.as_str() {
             "Loop" => return self.loop_op(),
@@ -180,7 +196,7 @@ impl Importer<'_> {
     fn split_to_sequence(&mut self) -> R<Val> {
         let x = self.inp(0)?;
         let dims = self.shape(x);
-        let axis = self.axis(self.ai("axis", 0), dims.len())?;
+        let axis = self.axis_in(self.ai("axis", 0), dims.len())?;
         let len = dims[axis];
         let (sizes, squeeze) = if self.has(1) {
             let t = self.const_in(1)?;
@@ -193,6 +209,9 @@ impl Importer<'_> {
                 if s == 0 {
                     return bad("a split size of 0");
                 }
+                if len.div_ceil(s) > MAX_LEAVES {
+                    return unsup(format!("a sequence of over {MAX_LEAVES} pieces"));
+                }
                 let mut sizes = vec![s; len / s];
                 if !len.is_multiple_of(s) {
                     sizes.push(len % s);
@@ -200,14 +219,24 @@ impl Importer<'_> {
                 (sizes, false)
             } else {
                 let sizes: Vec<usize> = v.iter().map(|&s| s as usize).collect();
-                if sizes.iter().sum::<usize>() != len {
+                let total = sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s));
+                if total != Some(len) {
                     return bad(format!("split sizes {sizes:?} do not add up to {len}"));
                 }
                 (sizes, false)
             }
         } else {
+            if len > MAX_LEAVES {
+                return unsup(format!("a sequence of over {MAX_LEAVES} pieces"));
+            }
             (vec![1; len], self.ai("keepdims", 1) == 0)
         };
+        if sizes.len() > MAX_LEAVES {
+            return unsup(format!(
+                "a sequence of {} pieces (at most {MAX_LEAVES})",
+                sizes.len()
+            ));
+        }
         let mut out = Vec::with_capacity(sizes.len());
         let mut start = 0;
         for s in sizes {
