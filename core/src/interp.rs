@@ -333,47 +333,14 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
             }
             one(out)
         }
-        Op::MaxPoolIndices2d { pool: p, col_major } => {
-            let x = f(0);
-            let d = ins[0].dims();
-            let (h, w) = (d[2], d[3]);
-            let (oh, ow) = (oshape.0[2], oshape.0[3]);
-            let mut out = vec![0.0; n];
-            for (plane, o) in out.chunks_mut(oh * ow).enumerate() {
-                let base = plane * h * w;
-                for y in 0..oh {
-                    for xo in 0..ow {
-                        let mut best: Option<(f64, usize, usize)> = None;
-                        for ky in 0..p.kernel[0] {
-                            let iy = (y * p.stride[0] + ky * p.dilation[0]) as isize
-                                - p.padding[0] as isize;
-                            for kx in 0..p.kernel[1] {
-                                let ix = (xo * p.stride[1] + kx * p.dilation[1]) as isize
-                                    - p.padding[1] as isize;
-                                if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
-                                    continue;
-                                }
-                                let (iy, ix) = (iy as usize, ix as usize);
-                                let v = x[base + iy * w + ix];
-                                if best.is_none_or(|(b, _, _)| v > b) {
-                                    best = Some((v, iy, ix));
-                                }
-                            }
-                        }
-                        // A window over padding only: -1, as ONNX's reference leaves it.
-                        o[y * ow + xo] = match best {
-                            None => -1.0,
-                            Some((_, iy, ix)) => {
-                                (base + if *col_major { iy + ix * h } else { iy * w + ix }) as f64
-                            }
-                        };
-                    }
+        Op::MaxPool2d(p) | Op::AvgPool2d(p) | Op::MaxPoolIndices2d { pool: p, .. } => {
+            let col_major = matches!(
+                op,
+                Op::MaxPoolIndices2d {
+                    col_major: true,
+                    ..
                 }
-            }
-            one(out)
-        }
-        Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
-            let is_max = matches!(op, Op::MaxPool2d(_));
+            );
             let x = f(0);
             let d = ins[0].dims();
             let (h, w) = (d[2], d[3]);
@@ -383,28 +350,46 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                 let base = plane * h * w;
                 for y in 0..oh {
                     for xo in 0..ow {
-                        let mut acc = if is_max { f64::NEG_INFINITY } else { 0.0 };
-                        let mut cnt = 0usize;
-                        for ky in 0..p.kernel[0] {
-                            let iy = (y * p.stride[0] + ky * p.dilation[0]) as isize
-                                - p.padding[0] as isize;
-                            for kx in 0..p.kernel[1] {
-                                let ix = (xo * p.stride[1] + kx * p.dilation[1]) as isize
-                                    - p.padding[1] as isize;
-                                if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
-                                    continue;
-                                }
-                                let v = x[base + iy as usize * w + ix as usize];
-                                acc = if is_max { max_nan(acc, v) } else { acc + v };
-                                cnt += 1;
+                        // The input positions under this output's window, padding skipped.
+                        let taps = (0..p.kernel[0])
+                            .flat_map(|ky| (0..p.kernel[1]).map(move |kx| (ky, kx)))
+                            .filter_map(|(ky, kx)| {
+                                let iy = (y * p.stride[0] + ky * p.dilation[0])
+                                    .checked_sub(p.padding[0])?;
+                                let ix = (xo * p.stride[1] + kx * p.dilation[1])
+                                    .checked_sub(p.padding[1])?;
+                                (iy < h && ix < w).then_some((iy, ix))
+                            });
+                        let at = |(iy, ix): (usize, usize)| x[base + iy * w + ix];
+                        o[y * ow + xo] = match op {
+                            Op::MaxPool2d(_) => {
+                                taps.fold(f64::NEG_INFINITY, |a, t| max_nan(a, at(t)))
                             }
-                        }
-                        o[y * ow + xo] = if is_max {
-                            acc
-                        } else if p.count_include_pad {
-                            acc / (p.kernel[0] * p.kernel[1]) as f64
-                        } else {
-                            acc / cnt.max(1) as f64
+                            Op::AvgPool2d(_) => {
+                                let (sum, cnt) =
+                                    taps.fold((0.0, 0usize), |(s, c), t| (s + at(t), c + 1));
+                                if p.count_include_pad {
+                                    sum / (p.kernel[0] * p.kernel[1]) as f64
+                                } else {
+                                    sum / cnt.max(1) as f64
+                                }
+                            }
+                            // Where the first maximum is, compared with `>` as ONNX's
+                            // reference compares; a window over padding only: -1.
+                            _ => match taps.fold(None, |b: Option<(f64, (usize, usize))>, t| {
+                                let v = at(t);
+                                if b.is_none_or(|(bv, _)| v > bv) {
+                                    Some((v, t))
+                                } else {
+                                    b
+                                }
+                            }) {
+                                None => -1.0,
+                                Some((_, (iy, ix))) => {
+                                    (base + if col_major { iy + ix * h } else { iy * w + ix })
+                                        as f64
+                                }
+                            },
                         };
                     }
                 }

@@ -15,7 +15,8 @@ mod more;
 mod sequence;
 use composite::{ResizeAxis, ResizeSpec};
 
-/// The op types (default domain) the importer converts.
+/// The op types (default domain) the importer converts to ops (the sequence, optional and
+/// control-flow ops it resolves itself are `sequence::STRUCTURED_OPS`).
 pub const SUPPORTED: &[&str] = &[
     "Abs",
     "Acos",
@@ -87,7 +88,6 @@ pub const SUPPORTED: &[&str] = &[
     "Pow",
     "RMSNormalization",
     "Range",
-    "Loop",
     "OneHot",
     "Hardmax",
     "LpNormalization",
@@ -99,19 +99,6 @@ pub const SUPPORTED: &[&str] = &[
     "EyeLike",
     "Compress",
     "CenterCropPad",
-    "If",
-    "SequenceMap",
-    "SequenceEmpty",
-    "SequenceConstruct",
-    "SequenceInsert",
-    "SequenceAt",
-    "SequenceErase",
-    "SequenceLength",
-    "ConcatFromSequence",
-    "SplitToSequence",
-    "Optional",
-    "OptionalHasElement",
-    "OptionalGetElement",
     "Reciprocal",
     "ReduceL1",
     "ReduceL2",
@@ -156,7 +143,8 @@ pub const SUPPORTED: &[&str] = &[
 
 /// Whether the importer converts this node's op (some attribute values may still be refused).
 pub fn supports(n: &NodeProto) -> bool {
-    (n.domain.is_empty() || n.domain == "ai.onnx") && SUPPORTED.contains(&n.op_type.as_str())
+    (n.domain.is_empty() || n.domain == "ai.onnx")
+        && (SUPPORTED.contains(&n.op_type.as_str()) || sequence::is_structured_op(&n.op_type))
 }
 
 /// Why one node cannot be converted: a gap (unsupported) or a malformed node (error).
