@@ -406,16 +406,26 @@ proptest! {
 
 proptest! {
     // Each texture variant compiles a few pipelines (with and without an epilogue, fused and
-    // not); a large block's compile takes seconds on lavapipe, so fewer cases here.
+    // not); a large block's compile takes seconds on lavapipe (`v4tex_16x16` minutes without
+    // Mesa's shader cache), so fewer cases here.
     #![proptest_config(cfg(14))]
 
     /// A constant weight B (`K x N`, N a multiple of 4) is held as a texture and read by the
-    /// `V4Tex` variants: every one of them, with and without fusion, with a bias epilogue, on
-    /// batched and matrix-vector (M = 1) products. The profile must name the texture kernel.
+    /// `V4Tex` and `Ubo` variants: every one of them, with and without fusion, with a bias
+    /// epilogue, on batched (`V4Tex`) and matrix-vector (M = 1) products. The profile must name
+    /// the kernel.
     #[test]
     fn matmul_constant_weight_as_texture(batch in prop::collection::vec(1usize..3, 0..=2), m in prop_oneof![Just(1usize), 1usize..40],
-              n4 in 1usize..12, k in 1usize..40, v in 0usize..7, bias in any::<bool>(), fuse in any::<bool>(), seed in any::<u64>()) {
+              n4 in 1usize..12, k in 1usize..40, v in 0usize..13, bias in any::<bool>(), fuse in any::<bool>(), seed in any::<u64>()) {
         let n = n4 * 4;
+        let tex: Vec<MatmulVariant> = MatmulVariant::all()
+            .into_iter()
+            .filter(|v| matches!(v, MatmulVariant::V4Tex { .. } | MatmulVariant::Ubo { .. }))
+            .collect();
+        let variant = tex[v % tex.len()];
+        // The `ubo` variants read one A for every batch, K in fours.
+        let ubo = matches!(variant, MatmulVariant::Ubo { .. });
+        let (batch, k) = if ubo { (vec![], k.div_ceil(4) * 4) } else { (batch, k) };
         let mut sa = batch.clone();
         sa.extend([m, k]);
         let mut g = Graph::new();
@@ -427,11 +437,6 @@ proptest! {
             y = g.add_(y, b).unwrap();
         }
         g.set_outputs(&[y]).unwrap();
-        let tex: Vec<MatmulVariant> = MatmulVariant::all()
-            .into_iter()
-            .filter(|v| matches!(v, MatmulVariant::V4Tex { .. }))
-            .collect();
-        let variant = tex[v % tex.len()];
         let inputs = [Tensor::random(DType::F32, sa, seed)];
         // One lock for the whole run: other tests share the device and set their own variant.
         let got = common::with_device(|d| {
@@ -449,5 +454,43 @@ proptest! {
             "{:?}: max diff {:?}", variant, got.outputs[0].max_diff(&want.outputs[0]));
         let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
         prop_assert!(ks.contains(&variant.name().as_str()), "{:?} ran {:?}", variant, ks);
+    }
+}
+
+proptest! {
+    // Each case compiles a conv pipeline of its own (the weight blocks' sizes are in the WGSL).
+    #![proptest_config(cfg(12))]
+
+    /// On a CPU adapter a one-group conv of at least `UBO_CONV_MIN_MACS` multiply-adds whose
+    /// weights fit uniform blocks runs as `conv2d_ubo`
+    /// (weights from uniform bindings, the image column gathered per tap): strides, padding,
+    /// dilation, bias, a fused ReLU and weights over several 64 KiB blocks (`wide`: 40 x 1,008).
+    #[test]
+    fn conv2d_uniform_weights(nb in 1usize..3, c4 in 1usize..4, o in 1usize..40, h in 4usize..17, w in 4usize..17, kh in 1usize..4, kw in 1usize..4,
+                              s in 1usize..3, p in 0usize..3, d in 1usize..3, bias in any::<bool>(), relu in any::<bool>(), wide in prop::bool::weighted(0.2), seed in any::<u64>()) {
+        let (ci, o, kh, kw) = if wide { (112, 40, 3, 3) } else { (16 * c4, o, kh, kw) };
+        let c = Conv2d { stride: [s, 1], padding: [p, p / 2, p, (p + 1) % 3], dilation: [d, 1], groups: 1 };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [nb, ci, h, w]);
+        let wt = g.constant(Tensor::random(DType::F32, [o, ci, kh, kw], seed + 1)).unwrap();
+        let b = bias.then(|| g.constant(Tensor::random(DType::F32, [o], seed + 2)).unwrap());
+        let Ok(mut y) = g.conv2d(x, wt, b, c) else { return Ok(()); };
+        if relu {
+            y = g.unary(UnaryOp::Relu, y).unwrap();
+        }
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::random(DType::F32, [nb, ci, h, w], seed)];
+        let got = common::with_device(|d| (d.name().contains("Cpu)"), d.run(&g, &inputs)));
+        let Some((cpu_adapter, got)) = got else { return Ok(()) };
+        let got = got.map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
+        let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (ci * kh * kw) as f64),
+            "{:?}: max diff {:?}", c, got.outputs[0].max_diff(&want.outputs[0]));
+        // (The right padding is never 0 when the others are, so no case is a pointwise conv.)
+        let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
+        let shape = got.outputs[0].shape().dims().to_vec();
+        let macs = (shape.iter().product::<usize>() * ci * kh * kw) as u64;
+        let big = macs >= sfumato_shaders::matmul_ubo::UBO_CONV_MIN_MACS;
+        prop_assert!(!cpu_adapter || !big || ks.contains(&"conv2d_ubo"), "{:?} ran {:?}", c, ks);
     }
 }

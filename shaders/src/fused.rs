@@ -199,7 +199,7 @@ pub fn generate(
             match &anchor.op {
                 Op::Softmax { axis } => {
                     spliced(g, plan, group, label, Vec::new(), 2, Some(ai), |sp| {
-                        softmax_kernel(*axis, shape, opts, sp)
+                        softmax_kernel(*axis, shape, opts, sp).map(|k| vec![k])
                     })
                 }
                 Op::LayerNorm { axis, epsilon } => {
@@ -208,6 +208,7 @@ pub fn generate(
                     let inputs = anchor.inputs[1..].to_vec();
                     spliced(g, plan, group, label, inputs, 4, Some(ai), |sp| {
                         layernorm_kernel(*axis, *epsilon, sb, has_bias, shape, opts, sp)
+                            .map(|k| vec![k])
                     })
                 }
                 Op::Reduce { op, axes, .. } => {
@@ -220,6 +221,7 @@ pub fn generate(
                             opts,
                             sp,
                         )
+                        .map(|k| vec![k])
                     })
                 }
                 _ => unreachable!("checked above"),
@@ -241,10 +243,10 @@ fn spliced(
     inputs: Vec<ValueId>,
     first_slot: u32,
     anchor: Option<usize>,
-    build: impl FnOnce(crate::lower::SpliceFn) -> Result<Kernel, Error>,
+    build: impl FnOnce(crate::lower::SpliceFn) -> Result<Vec<Kernel>, Error>,
 ) -> Result<GroupKernels, Error> {
     let bound = std::cell::RefCell::new(None);
-    let k = build(&|ev| {
+    let ks = build(&|ev| {
         let mut ins = inputs.clone();
         let sp = anchor_splice(g, plan, group, &mut ins, ev, first_slot, anchor)?;
         *bound.borrow_mut() = Some(ins);
@@ -254,7 +256,7 @@ fn spliced(
         .into_inner()
         .ok_or_else(|| Error::Unsupported(format!("{label}: the kernel took no splice")))?;
     Ok(GroupKernels {
-        lowered: Lowered::Kernels(vec![k]),
+        lowered: Lowered::Kernels(ks),
         inputs,
         outputs: group.outputs.clone(),
         label,

@@ -16,6 +16,7 @@
 pub mod explain;
 pub mod fused;
 pub mod lower;
+pub mod matmul_ubo;
 pub mod plan;
 pub mod template;
 
@@ -71,6 +72,12 @@ pub enum Buf {
     Out(usize),
     /// Input `i`, a constant, bound as an rgba32float texture of its rows (`N / 4` texels wide).
     Texture(usize),
+    /// `size` bytes of input `input` from byte `offset`, bound as a uniform buffer.
+    Uniform {
+        input: usize,
+        offset: u32,
+        size: u32,
+    },
 }
 
 /// One compute dispatch: bindings `0..bindings.len()` are the listed tensors, the next binding

@@ -44,6 +44,11 @@ pub struct LowerOptions {
     pub matmul: Option<MatmulVariant>,
     /// Workgroups per dispatch dimension (WebGPU: 65,535).
     pub max_workgroups_per_dim: u32,
+    /// Uniform bindings a kernel may use (WebGPU: 12).
+    pub max_uniform_blocks: u32,
+    /// The adapter runs on the CPU (lavapipe): kernels shaped for SIMD lanes (named register
+    /// blocks, uniform loads) over those shaped for GPU warps where no autotuner chooses.
+    pub cpu_adapter: bool,
 }
 
 impl Default for LowerOptions {
@@ -51,6 +56,8 @@ impl Default for LowerOptions {
         LowerOptions {
             matmul: None,
             max_workgroups_per_dim: 65_535,
+            max_uniform_blocks: crate::matmul_ubo::UBO_MAX_BLOCKS as u32,
+            cpu_adapter: false,
         }
     }
 }
@@ -91,7 +98,7 @@ type SpliceVals = [(&'static str, String); 2];
 /// Apply an anchor's splice: its params after the anchor's own, its bindings after the
 /// template's fixed ones (`fixed` gets the splice's first binding, which row reductions place at
 /// 0). Returns the bindings and the template's `pb` (params binding) and `extra` values.
-fn apply_splice(
+pub(crate) fn apply_splice(
     splice: SpliceFn,
     params: &mut Vec<u32>,
     fixed: impl FnOnce(Buf) -> Vec<Buf>,
@@ -143,6 +150,10 @@ pub enum MatmulVariant {
         wg_x: u8,
         wg_y: u8,
     },
+    /// `rows` x `4 * cols4` outputs per invocation in named accumulators, A from uniform
+    /// bindings of row blocks (`crate::matmul_ubo`), B as vec4 from a texture when it is a
+    /// constant that can be one, else from storage; workgroup `wg_x` x 1.
+    Ubo { rows: u8, cols4: u8, wg_x: u8 },
     /// 4x8 outputs per invocation, A and B as vec4 (four k per step), no barriers.
     Rb4V4K,
     /// 64x64 tiles staged in workgroup memory, 4x4 per invocation.
@@ -177,6 +188,11 @@ const V4_TEX_SHAPES: [(u8, u8, u8, u8); 7] = [
     (16, 4, 16, 1),
 ];
 
+/// The `Ubo` shapes: (rows, vec4 columns, workgroup x). Five rows of a long K (3,072) fill a
+/// 64 KiB block.
+const UBO_SHAPES: [(u8, u8, u8); 5] =
+    [(16, 4, 16), (8, 4, 16), (8, 2, 32), (16, 2, 16), (5, 4, 16)];
+
 /// The largest texture side every WebGPU adapter offers (`max_texture_dimension_2d`'s default).
 pub const MAX_TEXTURE_SIDE: usize = 8192;
 
@@ -204,6 +220,11 @@ impl MatmulVariant {
                     wg_y,
                 }),
         );
+        v.extend(
+            UBO_SHAPES
+                .iter()
+                .map(|&(rows, cols4, wg_x)| MatmulVariant::Ubo { rows, cols4, wg_x }),
+        );
         v.extend([MatmulVariant::Rb4V4K, MatmulVariant::Tiled]);
         v
     }
@@ -224,6 +245,9 @@ impl MatmulVariant {
                 wg_x,
                 wg_y,
             } => format!("matmul_v4tex_{rows}x{}_wg{wg_x}x{wg_y}", cols4 as u32 * 4),
+            MatmulVariant::Ubo { rows, cols4, wg_x } => {
+                format!("matmul_ubo_{rows}x{}_wg{wg_x}", cols4 as u32 * 4)
+            }
             MatmulVariant::Rb4V4K => "matmul_rb4v4k".into(),
             MatmulVariant::Tiled => "matmul_tiled".into(),
         }
@@ -239,10 +263,7 @@ impl MatmulVariant {
 
     /// Whether the variant can compute this problem (vec4 variants need aligned, contiguous rows).
     pub fn supports(self, p: &MatmulProblem) -> bool {
-        let b4 = p.b_sn == 1
-            && p.n.is_multiple_of(4)
-            && p.b_sk.is_multiple_of(4)
-            && p.offsets.iter().all(|o| o[1].is_multiple_of(4));
+        let b4 = crate::matmul_ubo::b_vec4(p);
         let a4 = p.a_sk == 1
             && p.k.is_multiple_of(4)
             && p.a_sm.is_multiple_of(4)
@@ -251,12 +272,21 @@ impl MatmulVariant {
             MatmulVariant::Naive | MatmulVariant::Rb4 | MatmulVariant::Tiled => true,
             MatmulVariant::V4 { .. } => b4,
             MatmulVariant::V4Tex { .. } => p.b_texture(),
+            MatmulVariant::Ubo { rows, .. } => {
+                (b4 || p.b_texture())
+                    && crate::matmul_ubo::ubo_layout(
+                        p,
+                        rows as usize,
+                        crate::matmul_ubo::UBO_MAX_BLOCKS,
+                    )
+                    .is_some()
+            }
             MatmulVariant::Rb4V4K => b4 && a4,
         }
     }
 
     /// Output tile (rows, cols) one workgroup computes; `None` for the per-element kernel.
-    fn tile(self) -> Option<(u32, u32)> {
+    pub(crate) fn tile(self) -> Option<(u32, u32)> {
         match self {
             MatmulVariant::Naive => None,
             MatmulVariant::Rb4 => Some((32, 32)),
@@ -272,6 +302,9 @@ impl MatmulVariant {
                 wg_x,
                 wg_y,
             } => Some((rows as u32 * wg_y as u32, cols4 as u32 * 4 * wg_x as u32)),
+            MatmulVariant::Ubo { rows, cols4, wg_x } => {
+                Some((rows as u32, cols4 as u32 * 4 * wg_x as u32))
+            }
             MatmulVariant::Rb4V4K => Some((32, 64)),
             MatmulVariant::Tiled => Some((64, 64)),
         }
@@ -284,7 +317,7 @@ impl MatmulVariant {
         if cpu_adapter {
             // Barrier-free register blocking first: workgroup memory is slow on CPU adapters.
             all.sort_by_key(|v| match v {
-                MatmulVariant::V4Tex { .. } => 0,
+                MatmulVariant::V4Tex { .. } | MatmulVariant::Ubo { .. } => 0,
                 MatmulVariant::V4 { .. } => 0,
                 MatmulVariant::Rb4V4K => 1,
                 MatmulVariant::Rb4 => 2,
@@ -294,7 +327,9 @@ impl MatmulVariant {
         } else {
             all.sort_by_key(|v| match v {
                 MatmulVariant::Tiled => 0,
-                MatmulVariant::V4 { .. } | MatmulVariant::V4Tex { .. } => 1,
+                MatmulVariant::V4 { .. }
+                | MatmulVariant::V4Tex { .. }
+                | MatmulVariant::Ubo { .. } => 1,
                 MatmulVariant::Rb4V4K => 2,
                 MatmulVariant::Rb4 => 3,
                 MatmulVariant::Naive => 4,
@@ -549,7 +584,7 @@ pub fn lower(
         Op::MatMul | Op::Gemm(_) => {
             let p = matmul_problem(op, ins, outs)
                 .ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
-            k(vec![matmul_kernel(&p, pick_variant(&p, opts), opts)?])
+            k(matmul_kernel(&p, pick_variant(&p, opts), opts)?)
         }
         Op::Unary(u) => k(vec![elementwise1(
             "unary",
@@ -792,16 +827,25 @@ pub fn lower(
         {
             let p = conv1x1_problem(c, &ins[0].1 .0, &ins[1].1 .0, ins.len() == 3)
                 .ok_or_else(|| Error::Unsupported("pointwise conv".into()))?;
-            let mut kern = matmul_kernel(&p, pick_variant(&p, opts), opts)?;
+            let mut kerns = matmul_kernel(&p, pick_variant(&p, opts), opts)?;
             // The matmul reads A = weight (input 1) and B = image (input 0).
-            for b in kern.bindings.iter_mut() {
+            for b in kerns.iter_mut().flat_map(|k| k.bindings.iter_mut()) {
                 *b = match *b {
                     Buf::In(0) => Buf::In(1),
                     Buf::In(1) => Buf::In(0),
+                    Buf::Uniform {
+                        input: 0,
+                        offset,
+                        size,
+                    } => Buf::Uniform {
+                        input: 1,
+                        offset,
+                        size,
+                    },
                     other => other,
                 };
             }
-            k(vec![kern])
+            k(kerns)
         }
         Op::Conv2d(c) => {
             let bias = if ins.len() == 3 {
@@ -814,7 +858,7 @@ pub fn lower(
             } else {
                 conv2d_kernel
             };
-            k(vec![conv(
+            k(conv(
                 c,
                 &ins[0].1 .0,
                 &ins[1].1 .0,
@@ -823,7 +867,7 @@ pub fn lower(
                 &out_shape,
                 opts,
                 &|_| Ok(plain_splice(false)),
-            )?])
+            )?)
         }
         Op::ConvTranspose2d(c) => {
             let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
@@ -1363,22 +1407,24 @@ pub fn reduce_kernel(
     )
 }
 
+/// The kernels of a matmul: one dispatch, or (`Ubo` over more row blocks than one dispatch can
+/// bind) one per part of A's rows.
 pub fn matmul_kernel(
     p: &MatmulProblem,
     v: MatmulVariant,
     opts: &LowerOptions,
-) -> Result<Kernel, Error> {
+) -> Result<Vec<Kernel>, Error> {
     matmul_kernel_spliced(p, v, opts, &|_| Ok(plain_splice(false)))
 }
 
-/// A matmul kernel whose store runs a splice's epilogue. Bindings: A, B, bias (A when none), out,
-/// then the splice's.
+/// A matmul whose store runs a splice's epilogue. Bindings: A, B, bias (A when none), out,
+/// then the splice's (then, for `Ubo`, A's other row blocks).
 pub fn matmul_kernel_spliced(
     p: &MatmulProblem,
     v: MatmulVariant,
     opts: &LowerOptions,
     splice: SpliceFn,
-) -> Result<Kernel, Error> {
+) -> Result<Vec<Kernel>, Error> {
     if !v.supports(p) {
         return Err(Error::Unsupported(format!(
             "{} does not support this matmul layout",
@@ -1413,6 +1459,15 @@ pub fn matmul_kernel_spliced(
     for o in &p.offsets {
         params.extend(o.iter().map(|&x| x as u32));
     }
+    let empty = p.m == 0 || p.n == 0 || batch == 0;
+    let workgroups = if empty {
+        [0, 0, 0]
+    } else {
+        grid(wgs as u64, opts)?
+    };
+    if matches!(v, MatmulVariant::Ubo { .. }) {
+        return crate::matmul_ubo::matmul_ubo_kernels(p, v, opts, splice, params);
+    }
     let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
     let tex = matches!(v, MatmulVariant::V4Tex { .. });
     let b = if tex { Buf::Texture(1) } else { Buf::In(1) };
@@ -1422,7 +1477,10 @@ pub fn matmul_kernel_spliced(
     let body = match v {
         MatmulVariant::Naive => MATMUL_NAIVE,
         MatmulVariant::Rb4 => MATMUL_RB4,
-        MatmulVariant::V4 { .. } | MatmulVariant::V4Tex { .. } => MATMUL_V4,
+        // Returned above.
+        MatmulVariant::V4 { .. } | MatmulVariant::V4Tex { .. } | MatmulVariant::Ubo { .. } => {
+            MATMUL_V4
+        }
         MatmulVariant::Rb4V4K => MATMUL_RB4V4K,
         MatmulVariant::Tiled => MATMUL_TILED,
     };
@@ -1478,19 +1536,13 @@ pub fn matmul_kernel_spliced(
     };
     vals.extend(spliced);
     let wgsl = module(&v.name(), &[MATMUL_COMMON, body], &vals)?;
-    let empty = p.m == 0 || p.n == 0 || batch == 0;
-    let workgroups = if empty {
-        [0, 0, 0]
-    } else {
-        grid(wgs as u64, opts)?
-    };
-    Ok(Kernel {
+    Ok(vec![Kernel {
         name: v.name(),
         wgsl,
         bindings,
         params,
         workgroups,
-    })
+    }])
 }
 
 /// Prelude + template parts, filled.
@@ -1642,7 +1694,7 @@ pub fn conv2d_kernel(
     out_shape: &Shape,
     opts: &LowerOptions,
     splice: SpliceFn,
-) -> Result<Kernel, Error> {
+) -> Result<Vec<Kernel>, Error> {
     let n = out_shape.numel();
     let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
     let cog = w[0] / c.groups;
@@ -1679,13 +1731,13 @@ pub fn conv2d_kernel(
     } else {
         grid(threads.div_ceil(64) as u64, opts)?
     };
-    Ok(Kernel {
+    Ok(vec![Kernel {
         name: "conv2d".into(),
         wgsl,
         bindings,
         params,
         workgroups,
-    })
+    }])
 }
 
 /// The register block of the implicit-GEMM conv: (output channels, pixels) per invocation and the
@@ -1693,6 +1745,13 @@ pub fn conv2d_kernel(
 /// 16x16 with one row of 16 invocations (weight loads uniform) 142-150 ms; 16x8 x 16x1 172 ms;
 /// 8x16 x 8x8 217 ms; 8x8 x 8x8 244 ms; the direct conv2d kernel 334 ms.
 const CONV_GEMM_BLOCK: (u32, u32, u32, u32) = (16, 16, 16, 1);
+
+/// The `conv2d_ubo` block on CPU adapters: 16 output channels x 16 pixels per invocation.
+const CONV_UBO_BLOCK: MatmulVariant = MatmulVariant::Ubo {
+    rows: 16,
+    cols4: 4,
+    wg_x: 16,
+};
 
 /// Conv2d with one group as an implicit GEMM (see `conv2d_gemm.wgsl`), with a splice for the
 /// store. Bindings: weight (input 1), image (input 0), bias, out, then the splice's.
@@ -1706,7 +1765,7 @@ pub fn conv2d_gemm_kernel(
     out_shape: &Shape,
     opts: &LowerOptions,
     splice: SpliceFn,
-) -> Result<Kernel, Error> {
+) -> Result<Vec<Kernel>, Error> {
     let (rows, cols, wg_x, wg_y) = CONV_GEMM_BLOCK;
     let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
     let (m, n, k) = (w[0], oh * ow, w[1] * w[2] * w[3]);
@@ -1751,6 +1810,47 @@ pub fn conv2d_gemm_kernel(
         .iter()
         .map(|&v| v as u32),
     );
+    if opts.cpu_adapter && (m * n * k * batch) as u64 >= crate::matmul_ubo::UBO_CONV_MIN_MACS {
+        // Weights from uniform blocks, the block written out (`conv2d_ubo`), where they fit.
+        let v = CONV_UBO_BLOCK;
+        let prob = MatmulProblem {
+            m,
+            n,
+            k,
+            alpha: 1.0,
+            beta: 1.0,
+            has_bias,
+            a_sm: k,
+            a_sk: 1,
+            b_sk: 0,
+            b_sn: 0,
+            c_sm: 1,
+            c_sn: 0,
+            offsets: (0..batch).map(|b| [0, b * x[1] * x[2] * x[3], 0]).collect(),
+            b_const: false,
+        };
+        if let (Some(rows), Some((_, tn))) = (
+            match v {
+                MatmulVariant::Ubo { rows, .. } => Some(rows as usize),
+                _ => None,
+            },
+            v.tile(),
+        ) {
+            if crate::matmul_ubo::ubo_layout(&prob, rows, opts.max_uniform_blocks as usize)
+                .is_some()
+            {
+                params[13] = n.div_ceil(tn as usize) as u32;
+                let spec = crate::matmul_ubo::UboSpec {
+                    a_input: 1,
+                    b: Buf::In(0),
+                    bias,
+                    src: crate::matmul_ubo::BSource::Conv,
+                    name: "conv2d_ubo".into(),
+                };
+                return crate::matmul_ubo::ubo_kernels(&prob, v, opts, splice, params, &spec);
+            }
+        }
+    }
     let (bindings, spliced) = apply_splice(splice, &mut params, |_| {
         vec![Buf::In(1), Buf::In(0), bias, Buf::Out(0)]
     })?;
@@ -1771,11 +1871,11 @@ pub fn conv2d_gemm_kernel(
     } else {
         grid(wgs as u64, opts)?
     };
-    Ok(Kernel {
+    Ok(vec![Kernel {
         name: "conv2d_gemm".into(),
         wgsl,
         bindings,
         params,
         workgroups,
-    })
+    }])
 }

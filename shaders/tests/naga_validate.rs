@@ -187,15 +187,30 @@ fn every_matmul_variant_is_valid_wgsl() {
     let mut p = matmul_problem(&Op::MatMul, &ins, &outs).unwrap();
     // The texture variants need a constant B, which only the graph knows.
     p.b_const = true;
+    // The `ubo` variants need one A for every batch.
+    let (a2, o2) = (Shape::from([64, 32]), Shape::from([64, 48]));
+    let mut p2 = matmul_problem(
+        &Op::MatMul,
+        &[(DType::F32, &a2), (DType::F32, &b)],
+        &[(DType::F32, &o2)],
+    )
+    .unwrap();
+    p2.b_const = true;
     for v in MatmulVariant::all() {
-        assert!(v.supports(&p));
+        let p = if matches!(v, MatmulVariant::Ubo { .. }) {
+            &p2
+        } else {
+            &p
+        };
+        assert!(v.supports(p), "{v:?}");
         let opts = LowerOptions {
             matmul: Some(v),
             ..Default::default()
         };
-        let k = sfumato_shaders::lower::matmul_kernel(&p, v, &opts).unwrap();
-        assert_eq!(k.name, v.name());
-        validate(&v.name(), &k.wgsl).unwrap_or_else(|e| panic!("{e}"));
+        for k in sfumato_shaders::lower::matmul_kernel(p, v, &opts).unwrap() {
+            assert_eq!(k.name, v.name());
+            validate(&v.name(), &k.wgsl).unwrap_or_else(|e| panic!("{e}"));
+        }
     }
 }
 
@@ -368,7 +383,7 @@ fn snapshots() {
             let ins = [(DType::F32, &a), (DType::F32, &b)];
             let mut p = matmul_problem(&Op::MatMul, &ins, &[(DType::F32, &c)]).unwrap();
             p.b_const = true;
-            snapshot_text(&sfumato_shaders::lower::matmul_kernel(&p, v, &o).unwrap())
+            snapshot_text(&sfumato_shaders::lower::matmul_kernel(&p, v, &o).unwrap()[0])
         } else {
             snapshot_of(Op::MatMul, &[f(&[64, 32]), f(&[32, 64])], &o)
         };
@@ -376,4 +391,74 @@ fn snapshots() {
     }
     let prelude = include_str!("../src/templates/prelude.wgsl");
     insta::assert_snapshot!("prelude", prelude);
+}
+
+/// A `ubo` matmul whose A spans several uniform bindings (a long K), B a constant texture: the
+/// bindings, their byte ranges and the switch over the blocks.
+#[test]
+fn ubo_matmul_blocks() {
+    let (a, b, c) = (
+        Shape::from([20, 2048]),
+        Shape::from([2048, 64]),
+        Shape::from([20, 64]),
+    );
+    let mut p = matmul_problem(
+        &Op::MatMul,
+        &[(DType::F32, &a), (DType::F32, &b)],
+        &[(DType::F32, &c)],
+    )
+    .unwrap();
+    p.b_const = true;
+    let v = MatmulVariant::Ubo {
+        rows: 4,
+        cols4: 4,
+        wg_x: 16,
+    };
+    let lay = sfumato_shaders::matmul_ubo::ubo_layout(&p, 4, 12).unwrap();
+    // Eight rows of 2,048 fill 64 KiB: three blocks, the last of four rows, in one dispatch.
+    assert_eq!(lay.ru, 8);
+    assert_eq!(
+        lay.blocks,
+        vec![(0, 65_536), (65_536, 65_536), (131_072, 32_768)]
+    );
+    assert_eq!(lay.parts, vec![0..3]);
+    // With two uniform bindings per stage: two dispatches, the second from row 16.
+    let o = LowerOptions {
+        matmul: Some(v),
+        max_uniform_blocks: 2,
+        ..Default::default()
+    };
+    let ks = sfumato_shaders::lower::matmul_kernel(&p, v, &o).unwrap();
+    assert_eq!(ks.len(), 2);
+    for k in &ks {
+        validate(&k.name, &k.wgsl).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(ks[1].wgsl.contains("let mg = 16u + t.m0;"));
+    // Row tiles: four of the first part's 16 rows, one of the second's 4.
+    assert_eq!((ks[0].params[14], ks[1].params[14]), (4, 1));
+    let text: Vec<String> = ks.iter().map(snapshot_text).collect();
+    insta::assert_snapshot!("matmul_ubo_blocks", text.join("\n=====\n"));
+    // More than four dispatches (50 blocks), rows that do not fit, batched A: not supported.
+    let big = Shape::from([400, 2048]);
+    let pb = matmul_problem(
+        &Op::MatMul,
+        &[(DType::F32, &big), (DType::F32, &b)],
+        &[(DType::F32, &Shape::from([400, 64]))],
+    )
+    .unwrap();
+    assert!(!v.supports(&pb));
+    assert!(!MatmulVariant::Ubo {
+        rows: 16,
+        cols4: 4,
+        wg_x: 16
+    }
+    .supports(&p));
+    let ab = Shape::from([2, 20, 2048]);
+    let pbat = matmul_problem(
+        &Op::MatMul,
+        &[(DType::F32, &ab), (DType::F32, &b)],
+        &[(DType::F32, &Shape::from([2, 20, 64]))],
+    )
+    .unwrap();
+    assert!(!v.supports(&pbat));
 }

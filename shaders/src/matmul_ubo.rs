@@ -1,0 +1,370 @@
+//! The `ubo` matmul variant: A from uniform bindings of whole row blocks, the per-invocation
+//! block written out with named accumulators, B as vec4 from a texture (a constant weight) or a
+//! storage buffer.
+//!
+//! Why: on lavapipe a storage-buffer load is a loop over the SIMD lanes with a bounds check per
+//! lane, even when every lane reads one address; a uniform load at a lane-uniform address is one
+//! scalar load, and a texel fetch is a gather without branches. Loops over a register block's
+//! rows and columns that the shader compiler does not unroll leave the accumulators in an array
+//! indexed at run time. `cargo run --release -p sfumato-wgpu --example ubo_lab` measures the
+//! combinations on an adapter.
+
+use crate::lower::{apply_splice, grid, module, MatmulProblem, MatmulVariant, SpliceFn};
+use crate::{Buf, Error, Kernel, LowerOptions};
+
+/// The largest uniform binding every WebGPU adapter offers (`max_uniform_buffer_binding_size`).
+pub const UBO_MAX_BYTES: usize = 65_536;
+/// Uniform bindings per shader stage every WebGPU adapter offers.
+pub const UBO_MAX_BLOCKS: usize = 12;
+/// Smaller convs keep `conv2d_gemm` on CPU adapters: lavapipe takes seconds to compile the
+/// written-out block, longer than such a conv runs.
+pub const UBO_CONV_MIN_MACS: u64 = 1 << 21;
+/// `min_uniform_buffer_offset_alignment`'s largest allowed value.
+pub const UBO_ALIGN: usize = 256;
+
+const MATMUL_COMMON: &str = include_str!("templates/matmul_common.wgsl");
+const MATMUL_UBO: &str = include_str!("templates/matmul_ubo.wgsl");
+
+/// The conv params (after the matmul's, as `conv2d_gemm` lays them out).
+const CONV_SETUP: &str = "    let cp = 15u + 3u * params[3];
+    let h = i32(params[cp + 1u]);
+    let w = i32(params[cp + 2u]);
+    let ow = params[cp + 3u];
+    let khw = params[cp + 4u] * params[cp + 5u];
+    let kw = params[cp + 5u];
+    let sh = i32(params[cp + 6u]);
+    let sw = i32(params[cp + 7u]);
+    let pt = i32(params[cp + 8u]);
+    let pl = i32(params[cp + 9u]);
+    let dh = i32(params[cp + 10u]);
+    let dw = i32(params[cp + 11u]);
+    let xb = off_b(t.b);
+";
+
+/// One k of the image column: channel and tap (the same for every invocation).
+const CONV_TAP: &str = "                let ci = k / khw;
+                let tap = k - ci * khw;
+                let ky = tap / kw;
+                let kx = tap - ky * kw;
+                let xc = xb + ci * u32(h * w);
+                let dy = i32(ky) * dh;
+                let dx = i32(kx) * dw;
+";
+
+/// How A splits into uniform bindings: `ru` rows per block, each block's byte range, and the
+/// parts (ranges of blocks) that one dispatch each binds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UboLayout {
+    pub ru: usize,
+    pub blocks: Vec<(u32, u32)>,
+    pub parts: Vec<std::ops::Range<usize>>,
+}
+
+/// At most this many dispatches for one matmul.
+pub const UBO_MAX_PARTS: usize = 4;
+
+/// The blocks of A for a `rows`-row invocation block with at most `max_blocks` uniform bindings
+/// per dispatch, or `None` where A does not fit: A must be one matrix for every batch (offset
+/// 0), rows contiguous along K, K and the row stride multiples of 4, a block at most
+/// [`UBO_MAX_BYTES`], and at most [`UBO_MAX_PARTS`] dispatches.
+pub fn ubo_layout(p: &MatmulProblem, rows: usize, max_blocks: usize) -> Option<UboLayout> {
+    if p.m == 0
+        || p.k == 0
+        || rows == 0
+        || max_blocks == 0
+        || p.a_sk != 1
+        || !p.k.is_multiple_of(4)
+        || !p.a_sm.is_multiple_of(4)
+        || p.a_sm < p.k
+        || p.offsets.iter().any(|o| o[0] != 0)
+    {
+        return None;
+    }
+    let words = UBO_MAX_BYTES / 4;
+    if p.k > words {
+        return None;
+    }
+    // Rows whose span ((r - 1) * a_sm + k elements) fits one binding.
+    let fit = (words - p.k) / p.a_sm + 1;
+    let mut ru = (fit / rows * rows).min(p.m.div_ceil(rows) * rows);
+    // Block offsets must be aligned when there is more than one block.
+    while ru >= rows && ru < p.m && !(ru * p.a_sm * 4).is_multiple_of(UBO_ALIGN) {
+        ru -= rows;
+    }
+    if ru < rows {
+        return None;
+    }
+    let nu = p.m.div_ceil(ru);
+    if nu.div_ceil(max_blocks) > UBO_MAX_PARTS {
+        return None;
+    }
+    let blocks = (0..nu)
+        .map(|j| {
+            let first = j * ru;
+            let n = ru.min(p.m - first);
+            (
+                (first * p.a_sm * 4) as u32,
+                (((n - 1) * p.a_sm + p.k) * 4) as u32,
+            )
+        })
+        .collect();
+    let parts = (0..nu)
+        .step_by(max_blocks)
+        .map(|j| j..(j + max_blocks).min(nu))
+        .collect();
+    Some(UboLayout { ru, blocks, parts })
+}
+
+/// Whether B can be read as vec4 rows from a storage buffer.
+pub(crate) fn b_vec4(p: &MatmulProblem) -> bool {
+    p.b_sn == 1
+        && p.n.is_multiple_of(4)
+        && p.b_sk.is_multiple_of(4)
+        && p.offsets.iter().all(|o| o[1].is_multiple_of(4))
+}
+
+/// Where B comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BSource {
+    /// Rows of vec4 texels (a constant weight).
+    Texture,
+    /// Rows of vec4 from a storage buffer, through the matmul's B strides.
+    Storage,
+    /// The image column of a convolution (implicit im2col), gathered from the NCHW input with
+    /// zeros outside it; the conv params follow the matmul's at `15 + 3 * batch`
+    /// (as `conv2d_gemm`'s).
+    Conv,
+}
+
+/// What the kernel binds and reads: A's input index, B's binding and kind, the bias binding,
+/// and the kernel's name.
+#[derive(Clone, Debug)]
+pub(crate) struct UboSpec {
+    pub a_input: usize,
+    pub b: Buf,
+    pub bias: Buf,
+    pub src: BSource,
+    pub name: String,
+}
+
+/// Generate the kernels, one per part of A's rows. Bindings: A's first block of the part, B,
+/// bias (A when none), out, the splice's, then the part's other blocks. `params` are the
+/// matmul's (`tiles_m` at 14 is replaced by the part's).
+pub(crate) fn matmul_ubo_kernels(
+    p: &MatmulProblem,
+    v: MatmulVariant,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+    params: Vec<u32>,
+) -> Result<Vec<Kernel>, Error> {
+    let tex = p.b_texture();
+    let spec = UboSpec {
+        a_input: 0,
+        b: if tex { Buf::Texture(1) } else { Buf::In(1) },
+        bias: if p.has_bias { Buf::In(2) } else { Buf::In(0) },
+        src: if tex {
+            BSource::Texture
+        } else {
+            BSource::Storage
+        },
+        name: v.name(),
+    };
+    ubo_kernels(p, v, opts, splice, params, &spec)
+}
+
+/// The kernels of `spec` over `p`.
+pub(crate) fn ubo_kernels(
+    p: &MatmulProblem,
+    v: MatmulVariant,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+    params: Vec<u32>,
+    spec: &UboSpec,
+) -> Result<Vec<Kernel>, Error> {
+    let MatmulVariant::Ubo { rows, .. } = v else {
+        return Err(Error::Unsupported(format!(
+            "{} is not a ubo variant",
+            v.name()
+        )));
+    };
+    let rows = rows as usize;
+    let lay = ubo_layout(p, rows, opts.max_uniform_blocks as usize).ok_or_else(|| {
+        Error::Unsupported(format!("{}: A does not fit uniform bindings", v.name()))
+    })?;
+    let batch = p.offsets.len();
+    let (_, tn) = v.tile().unwrap_or((rows as u32, 64));
+    let tiles_n = p.n.div_ceil(tn as usize);
+    let mut out = Vec::new();
+    for part in &lay.parts {
+        let row_base = part.start * lay.ru;
+        let part_rows = (part.end * lay.ru).min(p.m) - row_base;
+        let tiles_m = part_rows.div_ceil(rows);
+        let mut params = params.clone();
+        params[14] = tiles_m as u32;
+        let workgroups = if p.n == 0 || batch == 0 {
+            [0, 0, 0]
+        } else {
+            grid((tiles_n * tiles_m * batch) as u64, opts)?
+        };
+        out.push(part_kernel(
+            v,
+            &lay,
+            part.clone(),
+            splice,
+            params,
+            workgroups,
+            spec,
+        )?);
+    }
+    Ok(out)
+}
+
+/// The kernel of one part: blocks `part` of `lay`.
+fn part_kernel(
+    v: MatmulVariant,
+    lay: &UboLayout,
+    part: std::ops::Range<usize>,
+    splice: SpliceFn,
+    mut params: Vec<u32>,
+    workgroups: [u32; 3],
+    spec: &UboSpec,
+) -> Result<Kernel, Error> {
+    let MatmulVariant::Ubo { rows, cols4, wg_x } = v else {
+        return Err(Error::Unsupported(format!(
+            "{} is not a ubo variant",
+            v.name()
+        )));
+    };
+    let (rows, cols4) = (rows as usize, cols4 as usize);
+    let block = |j: usize| Buf::Uniform {
+        input: spec.a_input,
+        offset: lay.blocks[j].0,
+        size: lay.blocks[j].1,
+    };
+    let (mut bindings, mut spliced) = apply_splice(splice, &mut params, |_| {
+        vec![block(part.start), spec.b, spec.bias, Buf::Out(0)]
+    })?;
+    let mut slots = vec![0usize];
+    for j in part.start + 1..part.end {
+        slots.push(bindings.len());
+        bindings.push(block(j));
+    }
+    spliced[0].1 = bindings.len().to_string();
+    let a_decls: String = slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "@group(0) @binding({s}) var<uniform> ua{i}: array<vec4<f32>, {}>;\n",
+                lay.blocks[part.start + i].1 / 16
+            )
+        })
+        .collect();
+    let (b_decl, b_kind) = match spec.src {
+        BSource::Texture => ("var bm: texture_2d<f32>;", "texture"),
+        BSource::Storage => ("var<storage, read> bm: array<vec4<f32>>;", "storage"),
+        BSource::Conv => (
+            "var<storage, read> xin: array<f32>;",
+            "the image column of a convolution, gathered",
+        ),
+    };
+    let mut setup = String::new();
+    if spec.src == BSource::Conv {
+        setup += CONV_SETUP;
+        for j in 0..cols4 * 4 {
+            setup += &format!(
+                "    let p{j} = min(n0 + {j}u, nn - 1u);\n    let live{j} = n0 + {j}u < nn;\n    let iy{j} = i32(p{j} / ow) * sh - pt;\n    let ix{j} = i32(p{j} % ow) * sw - pl;\n"
+            );
+        }
+    } else {
+        for q in 0..cols4 {
+            setup += &format!("    let cb{q} = min(n0 / 4u + {q}u, n4 - 1u);\n");
+        }
+    }
+    for r in 0..rows {
+        setup += &format!("    let ra{r} = (min(mg + {r}u, mm - 1u) - row0) * a_sm;\n");
+        for q in 0..cols4 {
+            setup += &format!("    var acc{r}_{q} = vec4<f32>(0.0);\n");
+        }
+    }
+    // A copy of the loop over k per block: the switch is taken once, outside the loop.
+    let mut inner = String::new();
+    if spec.src == BSource::Conv {
+        inner += CONV_TAP;
+        for j in 0..cols4 * 4 {
+            inner += &format!(
+                "        let y{j} = iy{j} + dy;\n        let x{j} = ix{j} + dx;\n        let v{j} = select(0.0, xin[xc + u32(clamp(y{j}, 0, h - 1) * w + clamp(x{j}, 0, w - 1))], live{j} && y{j} >= 0 && y{j} < h && x{j} >= 0 && x{j} < w);\n"
+            );
+        }
+    }
+    for q in 0..cols4 {
+        let load = match spec.src {
+            BSource::Texture => format!("textureLoad(bm, vec2<u32>(cb{q}, k), 0)"),
+            BSource::Storage => format!("bm[pb + cb{q}]"),
+            BSource::Conv => {
+                let j = q * 4;
+                format!("vec4<f32>(v{j}, v{}, v{}, v{})", j + 1, j + 2, j + 3)
+            }
+        };
+        inner += &format!("        let b{q} = {load};\n");
+    }
+    for r in 0..rows {
+        inner += &format!("        let e{r} = ra{r} + k;\n        let av{r} = vec4<f32>(UA[e{r} >> 2u][e{r} & 3u]);\n");
+        for q in 0..cols4 {
+            inner += &format!("        acc{r}_{q} = fma(av{r}, b{q}, acc{r}_{q});\n");
+        }
+    }
+    inner += "        pb = pb + b_sk4;\n";
+    let nb = slots.len();
+    let mut body = String::from("    switch blk {\n");
+    for j in 0..nb {
+        let case = if j + 1 == nb {
+            "default".to_string()
+        } else {
+            format!("case {j}u")
+        };
+        body += &format!(
+            "        {case}: {{\n            var pb = pb0;\n            for (var k = 0u; k < kk; k = k + 1u) {{\n{}            }}\n        }}\n",
+            inner.replace("UA", &format!("ua{j}")).replace("\n        ", "\n                ").replacen("        ", "                ", 1)
+        );
+    }
+    body += "    }\n";
+    // The stores loop over an array: written out, each store's bounds checks and epilogue
+    // would be copied per element (lavapipe's compile took minutes).
+    let mut stores = format!("    var res: array<vec4<f32>, {}>;\n", rows * cols4);
+    for r in 0..rows {
+        for q in 0..cols4 {
+            stores += &format!("    res[{}] = acc{r}_{q};\n", r * cols4 + q);
+        }
+    }
+    // A bound the compiler cannot see (the batch count is never 0 in a dispatch), so it keeps
+    // the loop: unrolled, 32 stores took lavapipe 20 s to compile.
+    stores += &format!(
+        "    let nst = select({n}u, 0u, params[3] == 0u);\n    for (var i = 0u; i < nst; i = i + 1u) {{\n        store4(t.b, mg + i / {cols4}u, n0 + (i % {cols4}u) * 4u, res[i]);\n    }}\n",
+        n = rows * cols4
+    );
+    let (_, tn) = v.tile().unwrap_or((rows as u32, 64));
+    let mut vals: Vec<(&str, String)> = vec![
+        ("a_decls", a_decls),
+        ("b_decl", b_decl.to_string()),
+        ("b_kind", b_kind.to_string()),
+        ("rows", rows.to_string()),
+        ("cols", (cols4 * 4).to_string()),
+        ("ru", lay.ru.to_string()),
+        ("row_base", (part.start * lay.ru).to_string()),
+        ("wg_x", wg_x.to_string()),
+        ("tile_n", tn.to_string()),
+        ("setup", setup),
+        ("body", body),
+        ("stores", stores),
+    ];
+    vals.extend(spliced);
+    let wgsl = module(&spec.name, &[MATMUL_COMMON, MATMUL_UBO], &vals)?;
+    Ok(Kernel {
+        name: spec.name.clone(),
+        wgsl,
+        bindings,
+        params,
+        workgroups,
+    })
+}
