@@ -409,6 +409,7 @@ impl WgpuDevice {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(wgsl.into()),
         };
+        let started = std::time::Instant::now();
         let module = if self.trusted_matmul && name.starts_with("matmul_") {
             // SAFETY: every matmul template clamps each row and column it loads to the operand's
             // bounds and `prepare` checked every tensor against the binding limit, so naga's
@@ -430,6 +431,11 @@ impl WgpuDevice {
                     compilation_options: Default::default(),
                     cache: None,
                 }),
+        );
+        tracing::debug!(
+            kernel = name,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "pipeline compiled"
         );
         self.pipelines.insert(wgsl.to_string(), p.clone());
         Ok(p)

@@ -387,6 +387,83 @@ proptest! {
     }
 }
 
+proptest! {
+    // Each case compiles a pipeline of its own (the key blocks are in the WGSL).
+    #![proptest_config(cfg(10))]
+
+    /// On a CPU adapter an attention of one batch whose K and V fit uniform bindings runs as
+    /// `attention_ubo`: keys over several blocks (up to 8 heads of 64: 32 keys a block), a
+    /// partial last chunk of keys, masks broadcast over the query rows or per row (and per head),
+    /// with -inf entries, and the heads merged or not.
+    #[test]
+    fn attention_uniform_kv(
+        heads in 1usize..9, d in prop::sample::select(vec![4usize, 16, 64]), sq in 1usize..140,
+        sk in 1usize..100, mask in 0u8..4, merge in any::<bool>(), seed in any::<u64>()
+    ) {
+        let b = 1;
+        let sq = sq.max(sfumato_shaders::plan::MIN_ATTENTION_ROWS.div_ceil(heads));
+        let e = heads * d;
+        let mut g = Graph::new();
+        let q = g.input("q", DType::F32, [b, sq, e]);
+        let k = g.input("k", DType::F32, [b, sk, e]);
+        let v = g.input("v", DType::F32, [b, sk, e]);
+        let mut inputs = vec![
+            Tensor::random(DType::F32, [b, sq, e], seed),
+            Tensor::random(DType::F32, [b, sk, e], seed + 1),
+            Tensor::random(DType::F32, [b, sk, e], seed + 2),
+        ];
+        let split = |g: &mut Graph, x, s: usize, perm: &[usize]| {
+            let x4 = g.reshape(x, &[b as i64, s as i64, heads as i64, d as i64]).unwrap();
+            g.transpose(x4, perm).unwrap()
+        };
+        let q4 = split(&mut g, q, sq, &[0, 2, 1, 3]);
+        let kt = split(&mut g, k, sk, &[0, 2, 3, 1]);
+        let v4 = split(&mut g, v, sk, &[0, 2, 1, 3]);
+        let mut s = g.matmul(q4, kt).unwrap();
+        let c = g.constant(Tensor::from_f64(DType::F32, Vec::<usize>::new(), &[0.125])).unwrap();
+        s = g.mul(s, c).unwrap();
+        if mask > 0 {
+            // [1, 1, 1, sk] (broadcast over query rows), [1, 1, sq, sk], [1, h, sq, sk].
+            let shape = match mask {
+                1 => vec![b, 1, 1, sk],
+                2 => vec![b, 1, sq, sk],
+                _ => vec![b, heads, sq, sk],
+            };
+            let n: usize = shape.iter().product();
+            let mv: Vec<f64> = (0..n)
+                .map(|i| match (i * 7 + i / sk) % 11 {
+                    0 if i % sk != 0 => f64::NEG_INFINITY,
+                    3 => -10000.0,
+                    5 => 1.5,
+                    _ => 0.0,
+                })
+                .collect();
+            let m = g.input("mask", DType::F32, shape.clone());
+            inputs.push(Tensor::from_f64(DType::F32, shape, &mv));
+            s = g.add_(s, m).unwrap();
+        }
+        let p = g.softmax(s, -1).unwrap();
+        let mut o = g.matmul(p, v4).unwrap();
+        if merge {
+            o = g.transpose(o, &[0, 2, 1, 3]).unwrap();
+            o = g.reshape(o, &[b as i64, sq as i64, e as i64]).unwrap();
+        }
+        g.set_outputs(&[o]).unwrap();
+        check(&g, &inputs, 1e-5).map_err(TestCaseError::fail)?;
+        let ran = common::with_device(|d| {
+            d.set_fusion(true);
+            (d.name().contains("Cpu)"), d.run(&g, &inputs))
+        });
+        let Some((cpu_adapter, got)) = ran else { return Ok(()) };
+        let got = got.map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
+        // Every key block of K and V fits 12 bindings (WebGPU's least) here.
+        let k = sfumato_shaders::attention_ubo::Strides { sb: sk * e, sh: d, sj: e, sd: 1, off: 0 };
+        let fits = sfumato_shaders::attention_ubo::kv_layout(heads, sk, (d, k), (d, k), 12).is_some();
+        prop_assert!(!cpu_adapter || !fits || ks == ["attention_ubo"], "ran {:?}", ks);
+    }
+}
+
 /// A chain after a kernel that cannot fuse (concat) writes over that kernel's output in place:
 /// the values match, and the plan says so.
 #[test]

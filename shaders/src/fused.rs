@@ -20,6 +20,8 @@ use std::fmt::Write;
 
 const FUSED_COMMON: &str = include_str!("templates/fused_common.wgsl");
 const FUSED_ELEMENTWISE: &str = include_str!("templates/fused_elementwise.wgsl");
+use crate::attention_ubo::{attention_ubo_kernel, kv_layout, AttentionUbo, Strides};
+
 const ATTENTION: &str = include_str!("templates/attention.wgsl");
 const ATTENTION_VEC4: &str = include_str!("templates/attention_vec4.wgsl");
 const ATTENTION_STRIDED: &str = include_str!("templates/attention_strided.wgsl");
@@ -284,6 +286,10 @@ struct Reads<'a> {
     n_reads: usize,
     /// Read through `out0` (the group writes its first output over it).
     inplace: Option<ValueId>,
+    /// A matmul's epilogue: its `N`. The matmul's store sets `ep_col` to the column, so a read
+    /// broadcast over rows of `N` elements (a bias) indexes by it rather than by `i % N` (an
+    /// integer division per element, with no SIMD form on CPU adapters).
+    col: Option<usize>,
 }
 
 impl<'a> Reads<'a> {
@@ -311,6 +317,7 @@ impl<'a> Reads<'a> {
             funcs: String::new(),
             n_reads: 0,
             inplace: None,
+            col: None,
         }
     }
 
@@ -373,6 +380,9 @@ impl<'a> Reads<'a> {
             let r = self.block.len();
             self.block.push(bv.offset as i32 as u32);
             self.block.push(span.max(1) as u32);
+            if self.col == Some(span) {
+                return format!("{name}[params[EV + {r}u] + ep_col]");
+            }
             return format!(
                 "{name}[params[EV + {r}u] + {idx} % params[EV + {}u]]",
                 r + 1
@@ -512,6 +522,15 @@ fn anchor_splice(
         if row { fixed[1..].to_vec() } else { Vec::new() },
     );
     r.inplace = group.inplace;
+    if matches!(a.op, Op::MatMul | Op::Gemm(_)) && !row {
+        // Every matmul variant stores through `matmul_common`'s `store`, which sets `ep_col`.
+        let b_rank = g.shape(a.inputs[1]).rank();
+        r.col = Some(if b_rank >= 2 {
+            r.shape.dims().last().copied().unwrap_or(1)
+        } else {
+            1
+        });
+    }
     let mut extra_body = String::new();
     if row {
         let x = a.inputs[0];
@@ -766,6 +785,41 @@ fn attention(
     };
     let rows = b * h * sq;
     let (r, wg) = attention_blocking(rows, sq, d, dv);
+    // CPU adapters: K and V from uniform bindings where they fit.
+    if opts.cpu_adapter && vec4 && b == 1 {
+        let layout = kv_layout(
+            h,
+            sk,
+            (d, Strides::at(&params, 14)),
+            (dv, Strides::at(&params, 19)),
+            opts.max_uniform_blocks as usize,
+        );
+        if let Some(layout) = layout {
+            let k = attention_ubo_kernel(&AttentionUbo {
+                params: &params,
+                heads: h,
+                sq,
+                sk,
+                d,
+                dv,
+                r,
+                wg,
+                has_mask: mask.is_some(),
+                iq,
+                ik,
+                iv,
+                im,
+                layout: &layout,
+            })?;
+            return Ok(GroupKernels {
+                lowered: Lowered::Kernels(vec![k]),
+                inputs,
+                outputs: vec![out],
+                label,
+                inplace: None,
+            });
+        }
+    }
     let vals = [
         ("loaders", loaders.to_string()),
         ("r", r.to_string()),

@@ -13,6 +13,7 @@
 //! epilogues and prologues, attention, views that cost nothing) and [`fused::generate`] emits one
 //! module per group; [`explain`] sums up a plan (dispatches, bytes moved, peak memory).
 
+pub mod attention_ubo;
 pub mod explain;
 pub mod fused;
 pub mod lower;

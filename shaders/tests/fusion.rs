@@ -99,6 +99,25 @@ fn bert_attention_block_plans_to_few_kernels() {
         "fused_attention",
         by_label("MatMul+Mul+Add+Softmax+MatMul+Transpose")
     );
+    // On a CPU adapter the attention reads K and V from uniform bindings (one block here).
+    let p = plan(&g, &PlanOptions::default());
+    let cpu = LowerOptions {
+        cpu_adapter: true,
+        max_uniform_blocks: 15,
+        ..Default::default()
+    };
+    let att = p
+        .groups
+        .iter()
+        .find(|gr| gr.kind == GroupKind::Attention)
+        .unwrap();
+    let Lowered::Kernels(ks) = generate(&g, &p, att, &cpu).unwrap().lowered else {
+        panic!("the attention is a kernel");
+    };
+    assert_eq!(ks.len(), 1);
+    assert_eq!(ks[0].name, "attention_ubo");
+    validate(&ks[0].name, &ks[0].wgsl).unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!("fused_attention_ubo", ks[0].wgsl.clone());
     insta::assert_snapshot!("fused_matmul_bias_residual", by_label("MatMul+Add+Add"));
     insta::assert_snapshot!("fused_matmul_bias_gelu", by_label("MatMul+Add+Gelu"));
     // Unfused, every op is a kernel (reshapes alias).

@@ -35,6 +35,9 @@ fn off_b(b: u32) -> u32 {
     return params[16u + 3u * b];
 }
 
+// The column of the element being stored, for the epilogue's reads of a bias row.
+var<private> ep_col: u32;
+
 fn store(b: u32, m: u32, n: u32, acc: f32) {
     let mm = params[0];
     let nn = params[1];
@@ -45,5 +48,6 @@ fn store(b: u32, m: u32, n: u32, acc: f32) {
     if (params[6] != 0u) {
         v = v + bitcast<f32>(params[5]) * bias[params[17u + 3u * b] + m * params[11] + n * params[12]];
     }
+    ep_col = n;
     epilogue((b * mm + m) * nn + n, v);
 }
