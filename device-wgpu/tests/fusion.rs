@@ -187,11 +187,11 @@ proptest! {
     }
 
     /// Matmul (A possibly transposed, batched) with a random epilogue: bias, activation, scale,
-    /// residual. One kernel.
+    /// a residual per batch or one for every batch. One kernel.
     #[test]
     fn matmul_epilogues(
         m in 1usize..40, n in 1usize..40, k in 1usize..40, batch in 1usize..3,
-        trans_a in any::<bool>(), ops in prop::collection::vec(0u8..5, 0..5), seed in any::<u64>()
+        trans_a in any::<bool>(), ops in prop::collection::vec(0u8..6, 0..5), seed in any::<u64>()
     ) {
         let mut g = Graph::new();
         let mut inputs = Vec::new();
@@ -217,6 +217,11 @@ proptest! {
                 3 => {
                     let s = g.constant(Tensor::from_f64(DType::F32, [1], &[0.125])).unwrap();
                     g.mul(y, s).unwrap()
+                }
+                4 => {
+                    // One [m, n] for every batch: read at i % (m n).
+                    let r = g.constant(Tensor::random(DType::F32, [m, n], seed + 5 + i as u64)).unwrap();
+                    g.add_(y, r).unwrap()
                 }
                 _ => {
                     let r = g.input(&format!("r{i}"), DType::F32, [batch, m, n]);

@@ -290,6 +290,9 @@ struct Reads<'a> {
     /// broadcast over rows of `N` elements (a bias) indexes by it rather than by `i % N` (an
     /// integer division per element, with no SIMD form on CPU adapters).
     col: Option<usize>,
+    /// Private copies of params that `ep_init` fills (matmul epilogues only), and its body.
+    hoisted: String,
+    ep_init: String,
 }
 
 impl<'a> Reads<'a> {
@@ -318,6 +321,8 @@ impl<'a> Reads<'a> {
             n_reads: 0,
             inplace: None,
             col: None,
+            hoisted: String::new(),
+            ep_init: String::new(),
         }
     }
 
@@ -380,8 +385,16 @@ impl<'a> Reads<'a> {
             let r = self.block.len();
             self.block.push(bv.offset as i32 as u32);
             self.block.push(span.max(1) as u32);
-            if self.col == Some(span) {
-                return format!("{name}[params[EV + {r}u] + ep_col]");
+            if self.col.is_some() {
+                // A matmul's: the offset (and span) read once, in `ep_init`.
+                for p in [r, r + 1] {
+                    let _ = writeln!(self.hoisted, "var<private> ev_p{p}: u32;");
+                    let _ = writeln!(self.ep_init, "    ev_p{p} = params[EV + {p}u];");
+                }
+                if self.col == Some(span) {
+                    return format!("{name}[ev_p{r} + ep_col]");
+                }
+                return format!("{name}[ev_p{r} + {idx} % ev_p{}]", r + 1);
             }
             return format!(
                 "{name}[params[EV + {r}u] + {idx} % params[EV + {}u]]",
@@ -555,7 +568,8 @@ fn anchor_splice(
         .unwrap_or_else(|| "v".into());
     let _ = write!(
         extra_body,
-        "fn epilogue(i: u32, v: f32) {{\n{body}    out0[i] = {tail};\n}}\n"
+        "{}fn epilogue(i: u32, v: f32) {{\n{body}    out0[i] = {tail};\n}}\nfn ep_init() {{\n{}}}\n",
+        r.hoisted, r.ep_init
     );
     let mut bindings = r.bindings.clone();
     bindings.sort_by_key(|b| b.0);

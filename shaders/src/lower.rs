@@ -75,7 +75,9 @@ pub struct Splice {
 }
 
 /// The store of an unfused anchor: write the value.
-pub const PLAIN_EPILOGUE: &str = "fn epilogue(i: u32, v: f32) {\n    out0[i] = v;\n}\n";
+/// `ep_init` reads an epilogue's params once per invocation (matmul kernels call it first).
+pub const PLAIN_EPILOGUE: &str =
+    "fn epilogue(i: u32, v: f32) {\n    out0[i] = v;\n}\nfn ep_init() {\n}\n";
 
 /// An anchor's splice with nothing fused: read input 0, write the value.
 pub fn plain_splice(row_reduction: bool) -> Splice {

@@ -9,6 +9,7 @@
 
 @compute @workgroup_size({{wg_x}}, {{wg_y}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    store_init();
     let t = tile_of(wg, nwg, {{tile_m}}u, {{tile_n}}u);
     if (!t.valid) {
         return;

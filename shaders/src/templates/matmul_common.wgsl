@@ -35,19 +35,34 @@ fn off_b(b: u32) -> u32 {
     return params[16u + 3u * b];
 }
 
+// The store's params, read once per invocation (`store_init`, first in every matmul's main): a
+// storage read after a store to `out0` is made again, as the compiler cannot tell that the
+// bindings do not alias, and on lavapipe each storage read is a loop over the lanes.
+var<private> st_mm: u32;
+var<private> st_nn: u32;
+var<private> st_alpha: f32;
+var<private> st_beta: f32;
+var<private> st_bias: bool;
 // The column of the element being stored, for the epilogue's reads of a bias row.
 var<private> ep_col: u32;
 
+fn store_init() {
+    st_mm = params[0];
+    st_nn = params[1];
+    st_alpha = bitcast<f32>(params[4]);
+    st_beta = bitcast<f32>(params[5]);
+    st_bias = params[6] != 0u;
+    ep_init();
+}
+
 fn store(b: u32, m: u32, n: u32, acc: f32) {
-    let mm = params[0];
-    let nn = params[1];
-    if (m >= mm || n >= nn) {
+    if (m >= st_mm || n >= st_nn) {
         return;
     }
-    var v = bitcast<f32>(params[4]) * acc;
-    if (params[6] != 0u) {
-        v = v + bitcast<f32>(params[5]) * bias[params[17u + 3u * b] + m * params[11] + n * params[12]];
+    var v = st_alpha * acc;
+    if (st_bias) {
+        v = v + st_beta * bias[params[17u + 3u * b] + m * params[11] + n * params[12]];
     }
     ep_col = n;
-    epilogue((b * mm + m) * nn + n, v);
+    epilogue((b * st_mm + m) * st_nn + n, v);
 }

@@ -4,6 +4,7 @@
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_init();
     let i = flat_index(wg, nwg, li);
     let mm = params[0];
     let nn = params[1];

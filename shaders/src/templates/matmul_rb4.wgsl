@@ -5,6 +5,7 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_init();
     let t = tile_of(wg, nwg, 32u, 32u);
     if (!t.valid) {
         return;

@@ -8,6 +8,7 @@ var<workgroup> sb: array<f32, 1024>;
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_init();
     let t = tile_of(wg, nwg, 64u, 64u);
     // Every invocation of the workgroup shares `t`, so this return is uniform.
     if (!t.valid) {

@@ -18,6 +18,7 @@ fn store4(b: u32, m: u32, n: u32, v: vec4<f32>) {
 
 @compute @workgroup_size({{wg_x}}, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    store_init();
     let t = tile_of(wg, nwg, {{rows}}u, {{tile_n}}u);
     if (!t.valid) {
         return;
