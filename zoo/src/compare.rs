@@ -2,7 +2,7 @@
 //! burn-wgpu (the `bench-burn` binary, built outside the workspace), one case after another on
 //! the same adapter, so every ratio comes from figures measured minutes apart on one machine.
 
-use super::{open_wgpu_with, positive, time_graph_with, Timing};
+use super::{median, open_wgpu_with, positive, time_graph_with, Timing, WARMUP_RUNS};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sfumato_core::op::Conv2d;
@@ -10,6 +10,7 @@ use sfumato_core::{DType, Device, Graph, Tensor};
 use sfumato_zoo::models::{self, ModelOptions};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Instant;
 
 /// The cases, named as bench-burn names them.
 pub const CASES: &[&str] = &[
@@ -104,6 +105,43 @@ fn burn_case(bin: &PathBuf, case: &str, iters: u64) -> Result<f64> {
     bail!("bench-burn printed no result for {case}: {text}")
 }
 
+/// Fused and unfused timed in alternation, run by run, so a slow spell of a shared machine falls
+/// on both: the medians of each side's wall times and the median of the per-pair ratios
+/// (unfused / fused).
+fn time_interleaved(
+    fused: &mut dyn Device,
+    unfused: &mut dyn Device,
+    g: &Graph,
+    inputs: &[Tensor],
+    iters: u64,
+) -> Result<(f64, f64, f64)> {
+    for i in 0..WARMUP_RUNS {
+        fused
+            .run(g, inputs)
+            .with_context(|| format!("fused warm-up run {}", i + 1))?;
+        unfused
+            .run(g, inputs)
+            .with_context(|| format!("unfused warm-up run {}", i + 1))?;
+    }
+    let (mut f, mut u, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..iters {
+        let t = Instant::now();
+        fused
+            .run(g, inputs)
+            .with_context(|| format!("fused timed run {}", i + 1))?;
+        let tf = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        unfused
+            .run(g, inputs)
+            .with_context(|| format!("unfused timed run {}", i + 1))?;
+        let tu = t.elapsed().as_secs_f64() * 1e3;
+        f.push(tf);
+        u.push(tu);
+        r.push(tu / tf.max(1e-9));
+    }
+    Ok((median(f), median(u), median(r)))
+}
+
 /// The kernels dispatched per run, from one profiled run.
 fn dispatches(dev: &mut dyn Device, g: &Graph, inputs: &[Tensor]) -> Result<usize> {
     Ok(dev.run(g, inputs)?.profile.entries.len())
@@ -142,34 +180,39 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
     }
     for case in &cases {
         let (g, inputs, flops) = case_graph(case)?;
-        let fused: Timing = time_graph_with(&mut fused_dev, &g, &inputs, iters, false)
-            .with_context(|| format!("{case}: fused run"))?;
-        let nd_fused = dispatches(&mut fused_dev, &g, &inputs)?;
-        let (unfused, nd_unfused) = if a.no_unfused {
-            (None, None)
+        // (ours, unfused, speedup): with the unfused side, the two alternate run by run.
+        let (ours, unfused, speedup) = if a.no_unfused {
+            let t: Timing = time_graph_with(&mut fused_dev, &g, &inputs, iters, false)
+                .with_context(|| format!("{case}: fused run"))?;
+            (t.median_wall_ms, None, None)
         } else {
-            let t = time_graph_with(&mut unfused_dev, &g, &inputs, iters, false)
-                .with_context(|| format!("{case}: unfused run"))?;
+            let (f, u, r) = time_interleaved(&mut fused_dev, &mut unfused_dev, &g, &inputs, iters)
+                .with_context(|| format!("{case}: fused and unfused runs"))?;
+            (f, Some(u), Some(r))
+        };
+        let nd_fused = dispatches(&mut fused_dev, &g, &inputs)?;
+        let nd_unfused = if a.no_unfused {
+            None
+        } else {
             let n = dispatches(&mut unfused_dev, &g, &inputs)?;
             unfused_dev.trim();
-            (Some(t), Some(n))
+            Some(n)
         };
         fused_dev.trim();
         let burn_ms = match &burn {
             Some(bin) => Some(burn_case(bin, case, iters)?),
             None => None,
         };
-        let ours = fused.median_wall_ms;
         let row = serde_json::json!({
             "case": case,
             "flops": flops,
             "ours_ms": ours,
             "ours_gflops": flops / (ours * 1e-3) / 1e9,
-            "unfused_ms": unfused.as_ref().map(|t| t.median_wall_ms),
+            "unfused_ms": unfused,
             "burn_ms": burn_ms,
             "burn_gflops": burn_ms.map(|b| flops / (b * 1e-3) / 1e9),
             "ratio_vs_burn": burn_ms.map(|b| b / ours),
-            "fusion_speedup": unfused.as_ref().map(|t| t.median_wall_ms / ours),
+            "fusion_speedup": speedup,
             "dispatches_fused": nd_fused,
             "dispatches_unfused": nd_unfused,
             "iters": iters,
@@ -183,10 +226,10 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
                 "{:<18} {:>11.1} {:>11} {:>11} {:>9} {:>9} {:>10}",
                 case,
                 ours,
-                f(unfused.as_ref().map(|t| t.median_wall_ms), ""),
+                f(unfused, ""),
                 f(burn_ms, ""),
                 f(burn_ms.map(|b| b / ours), "x"),
-                f(unfused.as_ref().map(|t| t.median_wall_ms / ours), "x"),
+                f(speedup, "x"),
                 match nd_unfused {
                     Some(u) => format!("{nd_fused}/{u}"),
                     None => nd_fused.to_string(),
@@ -199,7 +242,7 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
         let v = serde_json::json!({ "adapter": adapter, "cpu": cpu, "cases": rows });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("\n(medians of {iters} runs, wall time per run including readback; vs burn = burn ms / ours ms; fusion = unfused ms / fused ms; dispatches fused/unfused)");
+        println!("\n(medians of {iters} runs, wall time per run including readback; vs burn = burn ms / ours ms; fusion = the median over runs of unfused ms / fused ms, the two run in alternation; dispatches fused/unfused)");
     }
     Ok(())
 }
