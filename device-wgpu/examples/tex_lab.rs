@@ -22,20 +22,7 @@ fn main() {
     let x: Vec<f32> = (0..k).map(|i| (i % 5) as f32).collect();
     let tex = device.create_texture_with_data(
         &queue,
-        &wgpu::TextureDescriptor {
-            label: None,
-            size: wgpu::Extent3d {
-                width: n / 4,
-                height: k,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING,
-            view_formats: &[],
-        },
+        &sfumato_wgpu::rgba32_texture("B", n / 4, k),
         Default::default(),
         bytemuck::cast_slice(&w),
     );

@@ -644,8 +644,9 @@ impl WgpuDevice {
     }
 }
 
-/// An rgba32float texture a kernel samples with `textureLoad`, `width` x `height` texels.
-fn rgba32_texture(label: &str, width: u32, height: u32) -> wgpu::TextureDescriptor<'_> {
+/// An rgba32float texture a kernel samples with `textureLoad`, `width` x `height` texels (the
+/// layout of a constant weight read as a texture; the labs use it too).
+pub fn rgba32_texture(label: &str, width: u32, height: u32) -> wgpu::TextureDescriptor<'_> {
     wgpu::TextureDescriptor {
         label: Some(label),
         size: wgpu::Extent3d {
@@ -813,32 +814,18 @@ impl Device for WgpuDevice {
                         let pipeline = self.pipeline(&k.name, &k.wgsl)?;
                         let mut entries = Vec::with_capacity(k.bindings.len() + 1);
                         for (bi, b) in k.bindings.iter().enumerate() {
-                            let v = match b {
+                            // A buffer binding: the value, and the byte range (whole when
+                            // `None`).
+                            let (v, range) = match *b {
                                 Buf::Uniform {
                                     input,
                                     offset,
                                     size,
-                                } => {
-                                    let v = gk.inputs[*input];
-                                    let buf = bufs[v.index()].as_ref().ok_or_else(|| {
-                                        Error::Graph(format!("value {} has no buffer", v.0))
-                                    })?;
-                                    entries.push(wgpu::BindGroupEntry {
-                                        binding: bi as u32,
-                                        resource: wgpu::BindingResource::Buffer(
-                                            wgpu::BufferBinding {
-                                                buffer: buf,
-                                                offset: *offset as u64,
-                                                size: wgpu::BufferSize::new(*size as u64),
-                                            },
-                                        ),
-                                    });
-                                    continue;
-                                }
-                                Buf::In(i) => gk.inputs[*i],
-                                Buf::Out(i) => gk.outputs[*i],
+                                } => (gk.inputs[input], Some((offset as u64, size as u64))),
+                                Buf::In(i) => (gk.inputs[i], None),
+                                Buf::Out(i) => (gk.outputs[i], None),
                                 Buf::Texture(i) => {
-                                    let v = gk.inputs[*i];
+                                    let v = gk.inputs[i];
                                     let view = textures.get(&v).ok_or_else(|| {
                                         Error::Graph(format!("value {} has no texture", v.0))
                                     })?;
@@ -852,13 +839,15 @@ impl Device for WgpuDevice {
                             let buf = bufs[v.index()].as_ref().ok_or_else(|| {
                                 Error::Graph(format!("value {} has no buffer", v.0))
                             })?;
-                            let size =
-                                binding_size(graph.shape(v).numel() as u64 * 4).min(buf.size());
+                            let (offset, size) = range.unwrap_or_else(|| {
+                                let whole = graph.shape(v).numel() as u64 * 4;
+                                (0, binding_size(whole).min(buf.size()))
+                            });
                             entries.push(wgpu::BindGroupEntry {
                                 binding: bi as u32,
                                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                                     buffer: buf,
-                                    offset: 0,
+                                    offset,
                                     size: wgpu::BufferSize::new(size),
                                 }),
                             });

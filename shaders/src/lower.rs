@@ -29,7 +29,8 @@ const PAD: &str = include_str!("templates/pad.wgsl");
 const CONV2D: &str = include_str!("templates/conv2d.wgsl");
 const CONV2D_GEMM: &str = include_str!("templates/conv2d_gemm.wgsl");
 const CONV_TRANSPOSE2D: &str = include_str!("templates/conv_transpose2d.wgsl");
-const MATMUL_COMMON: &str = include_str!("templates/matmul_common.wgsl");
+pub(crate) const MATMUL_COMMON: &str = include_str!("templates/matmul_common.wgsl");
+pub(crate) const CONV_PARAMS: &str = include_str!("templates/conv_params.wgsl");
 const MATMUL_NAIVE: &str = include_str!("templates/matmul_naive.wgsl");
 const MATMUL_RB4: &str = include_str!("templates/matmul_rb4.wgsl");
 const MATMUL_V4: &str = include_str!("templates/matmul_v4.wgsl");
@@ -1461,15 +1462,16 @@ pub fn matmul_kernel_spliced(
     for o in &p.offsets {
         params.extend(o.iter().map(|&x| x as u32));
     }
+    if matches!(v, MatmulVariant::Ubo { .. }) {
+        // One kernel per part of A's rows, each with its own grid.
+        return crate::matmul_ubo::matmul_ubo_kernels(p, v, opts, splice, params);
+    }
     let empty = p.m == 0 || p.n == 0 || batch == 0;
     let workgroups = if empty {
         [0, 0, 0]
     } else {
         grid(wgs as u64, opts)?
     };
-    if matches!(v, MatmulVariant::Ubo { .. }) {
-        return crate::matmul_ubo::matmul_ubo_kernels(p, v, opts, splice, params);
-    }
     let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
     let tex = matches!(v, MatmulVariant::V4Tex { .. });
     let b = if tex { Buf::Texture(1) } else { Buf::In(1) };
@@ -1748,11 +1750,15 @@ pub fn conv2d_kernel(
 /// 8x16 x 8x8 217 ms; 8x8 x 8x8 244 ms; the direct conv2d kernel 334 ms.
 const CONV_GEMM_BLOCK: (u32, u32, u32, u32) = (16, 16, 16, 1);
 
-/// The `conv2d_ubo` block on CPU adapters: 16 output channels x 16 pixels per invocation.
+/// The `conv2d_ubo` block on CPU adapters: 16 output channels x 16 pixels per invocation, one
+/// row of 16 invocations (a tile of 16 x 256).
+const CONV_UBO_ROWS: u8 = 16;
+const CONV_UBO_COLS4: u8 = 4;
+const CONV_UBO_WG: u8 = 16;
 const CONV_UBO_BLOCK: MatmulVariant = MatmulVariant::Ubo {
-    rows: 16,
-    cols4: 4,
-    wg_x: 16,
+    rows: CONV_UBO_ROWS,
+    cols4: CONV_UBO_COLS4,
+    wg_x: CONV_UBO_WG,
 };
 
 /// Conv2d with one group as an implicit GEMM (see `conv2d_gemm.wgsl`), with a splice for the
@@ -1831,26 +1837,18 @@ pub fn conv2d_gemm_kernel(
             offsets: (0..batch).map(|b| [0, b * x[1] * x[2] * x[3], 0]).collect(),
             b_const: false,
         };
-        if let (Some(rows), Some((_, tn))) = (
-            match v {
-                MatmulVariant::Ubo { rows, .. } => Some(rows as usize),
-                _ => None,
-            },
-            v.tile(),
-        ) {
-            if crate::matmul_ubo::ubo_layout(&prob, rows, opts.max_uniform_blocks as usize)
-                .is_some()
-            {
-                params[13] = n.div_ceil(tn as usize) as u32;
-                let spec = crate::matmul_ubo::UboSpec {
-                    a_input: 1,
-                    b: Buf::In(0),
-                    bias,
-                    src: crate::matmul_ubo::BSource::Conv,
-                    name: "conv2d_ubo".into(),
-                };
-                return crate::matmul_ubo::ubo_kernels(&prob, v, opts, splice, params, &spec);
-            }
+        let rows = CONV_UBO_ROWS as usize;
+        let tile_n = CONV_UBO_COLS4 as usize * 4 * CONV_UBO_WG as usize;
+        if crate::matmul_ubo::ubo_layout(&prob, rows, opts.max_uniform_blocks as usize).is_some() {
+            params[13] = n.div_ceil(tile_n) as u32;
+            let spec = crate::matmul_ubo::UboSpec {
+                a_input: 1,
+                b: Buf::In(0),
+                bias,
+                src: crate::matmul_ubo::BSource::Conv,
+                name: "conv2d_ubo".into(),
+            };
+            return crate::matmul_ubo::ubo_kernels(&prob, v, opts, splice, params, &spec);
         }
     }
     let (bindings, spliced) = apply_splice(splice, &mut params, |_| {
@@ -1866,7 +1864,11 @@ pub fn conv2d_gemm_kernel(
         ("tile_n", tn.to_string()),
     ];
     vals.extend(spliced);
-    let wgsl = module("conv2d_gemm", &[MATMUL_COMMON, CONV2D_GEMM], &vals)?;
+    let wgsl = module(
+        "conv2d_gemm",
+        &[MATMUL_COMMON, CONV_PARAMS, CONV2D_GEMM],
+        &vals,
+    )?;
     let wgs = tiles_m * tiles_n * batch;
     let workgroups = if out_shape.numel() == 0 {
         [0, 0, 0]

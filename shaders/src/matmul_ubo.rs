@@ -9,7 +9,9 @@
 //! indexed at run time. `cargo run --release -p sfumato-wgpu --example ubo_lab` measures the
 //! combinations on an adapter.
 
-use crate::lower::{apply_splice, grid, module, MatmulProblem, MatmulVariant, SpliceFn};
+use crate::lower::{
+    apply_splice, grid, module, MatmulProblem, MatmulVariant, SpliceFn, CONV_PARAMS, MATMUL_COMMON,
+};
 use crate::{Buf, Error, Kernel, LowerOptions};
 
 /// The largest uniform binding every WebGPU adapter offers (`max_uniform_buffer_binding_size`).
@@ -22,22 +24,21 @@ pub const UBO_CONV_MIN_MACS: u64 = 1 << 21;
 /// `min_uniform_buffer_offset_alignment`'s largest allowed value.
 pub const UBO_ALIGN: usize = 256;
 
-const MATMUL_COMMON: &str = include_str!("templates/matmul_common.wgsl");
 const MATMUL_UBO: &str = include_str!("templates/matmul_ubo.wgsl");
 
-/// The conv params (after the matmul's, as `conv2d_gemm` lays them out).
-const CONV_SETUP: &str = "    let cp = 15u + 3u * params[3];
-    let h = i32(params[cp + 1u]);
-    let w = i32(params[cp + 2u]);
-    let ow = params[cp + 3u];
-    let khw = params[cp + 4u] * params[cp + 5u];
-    let kw = params[cp + 5u];
-    let sh = i32(params[cp + 6u]);
-    let sw = i32(params[cp + 7u]);
-    let pt = i32(params[cp + 8u]);
-    let pl = i32(params[cp + 9u]);
-    let dh = i32(params[cp + 10u]);
-    let dw = i32(params[cp + 11u]);
+/// The conv params (`conv_params.wgsl`, shared with `conv2d_gemm`).
+const CONV_SETUP: &str = "    let cv = conv_params();
+    let h = cv.h;
+    let w = cv.w;
+    let ow = cv.ow;
+    let khw = cv.kh * cv.kw;
+    let kw = cv.kw;
+    let sh = cv.sh;
+    let sw = cv.sw;
+    let pt = cv.pt;
+    let pl = cv.pl;
+    let dh = cv.dh;
+    let dw = cv.dw;
     let xb = off_b(t.b);
 ";
 
@@ -61,7 +62,7 @@ pub struct UboLayout {
 }
 
 /// At most this many dispatches for one matmul.
-pub const UBO_MAX_PARTS: usize = 4;
+pub const UBO_MAX_PARTS: usize = 8;
 
 /// The blocks of A for a `rows`-row invocation block with at most `max_blocks` uniform bindings
 /// per dispatch, or `None` where A does not fit: A must be one matrix for every batch (offset
@@ -244,6 +245,9 @@ fn part_kernel(
     let (mut bindings, mut spliced) = apply_splice(splice, &mut params, |_| {
         vec![block(part.start), spec.b, spec.bias, Buf::Out(0)]
     })?;
+    // The part's first row, after the splice's params (at the same index in every part).
+    let row_base_at = params.len();
+    params.push((part.start * lay.ru) as u32);
     let mut slots = vec![0usize];
     for j in part.start + 1..part.end {
         slots.push(bindings.len());
@@ -351,7 +355,7 @@ fn part_kernel(
         ("rows", rows.to_string()),
         ("cols", (cols4 * 4).to_string()),
         ("ru", lay.ru.to_string()),
-        ("row_base", (part.start * lay.ru).to_string()),
+        ("row_base_at", row_base_at.to_string()),
         ("wg_x", wg_x.to_string()),
         ("tile_n", tn.to_string()),
         ("setup", setup),
@@ -359,7 +363,12 @@ fn part_kernel(
         ("stores", stores),
     ];
     vals.extend(spliced);
-    let wgsl = module(&spec.name, &[MATMUL_COMMON, MATMUL_UBO], &vals)?;
+    let parts: &[&str] = if spec.src == BSource::Conv {
+        &[MATMUL_COMMON, CONV_PARAMS, MATMUL_UBO]
+    } else {
+        &[MATMUL_COMMON, MATMUL_UBO]
+    };
+    let wgsl = module(&spec.name, parts, &vals)?;
     Ok(Kernel {
         name: spec.name.clone(),
         wgsl,

@@ -3,7 +3,7 @@
 // (zero outside the padding) instead of being materialised. Register-blocked like matmul_v4:
 // each invocation computes {{rows}} output channels x {{cols}} output pixels, no barriers.
 // Params as matmul_common (M = O, N = OH*OW, K = C*KH*KW, batch = images, B offset = image
-// start), then at 15 + 3*batch: [C, H, W, OW, KH, KW, sh, sw, pt, pl, dh, dw].
+// start), then the conv params (`conv_params`).
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> xin: array<f32>;
 
@@ -16,19 +16,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     }
     let mm = params[0];
     let nn = params[1];
-    let cp = 15u + 3u * params[3];
-    let ch = params[cp];
-    let h = i32(params[cp + 1u]);
-    let w = i32(params[cp + 2u]);
-    let ow = params[cp + 3u];
-    let kh = params[cp + 4u];
-    let kw = params[cp + 5u];
-    let sh = i32(params[cp + 6u]);
-    let sw = i32(params[cp + 7u]);
-    let pt = i32(params[cp + 8u]);
-    let pl = i32(params[cp + 9u]);
-    let dh = i32(params[cp + 10u]);
-    let dw = i32(params[cp + 11u]);
+    let cv = conv_params();
+    let ch = cv.ch;
+    let h = cv.h;
+    let w = cv.w;
+    let ow = cv.ow;
+    let kh = cv.kh;
+    let kw = cv.kw;
+    let sh = cv.sh;
+    let sw = cv.sw;
+    let pt = cv.pt;
+    let pl = cv.pl;
+    let dh = cv.dh;
+    let dw = cv.dw;
     let m0 = t.m0 + lid.y * {{rows}}u;
     let n0 = t.n0 + lid.x * {{cols}}u;
     // Where each of this invocation's pixels starts in the input (top-left tap).

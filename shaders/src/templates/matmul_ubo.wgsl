@@ -30,10 +30,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let b_sk4 = params[9] / 4u;
     let n4 = nn / 4u;
     let n0 = t.n0 + lid.x * {{cols}}u;
-    // This dispatch's rows start at row {{row_base}}; the tile's block is the switch's case.
+    // This dispatch's rows start at row `row_base` (a param, so the parts with as many blocks
+    // share one pipeline); the tile's block is the switch's case.
+    let row_base = params[{{row_base_at}}];
     let blk = t.m0 / {{ru}}u;
-    let row0 = {{row_base}}u + blk * {{ru}}u;
-    let mg = {{row_base}}u + t.m0;
+    let row0 = row_base + blk * {{ru}}u;
+    let mg = row_base + t.m0;
     let pb0 = off_b(t.b) / 4u;
 {{setup}}
 {{body}}{{stores}}
