@@ -495,49 +495,59 @@ proptest! {
     }
 }
 
-/// A `ubo` matmul whose A needs 60 uniform blocks (300 rows of K = 3,072, five rows a block):
-/// four dispatches on lavapipe (15 blocks each: one pipeline, the parts differ in their first
-/// row, a param), five where a stage has 12. With a bias and a residual in the epilogue.
+/// `ubo` matmuls whose A needs many uniform blocks (K = 3,072: five rows a block), with a bias
+/// and a residual in the epilogue: 300 rows in 5-row blocks (four dispatches on lavapipe, 15
+/// blocks each: one pipeline, the parts differ in their first row, a param; five where a stage
+/// has 12); invocation blocks spanning 3 and 4 blocks (`q`, five and seven dispatches); 37 rows
+/// in 4-row blocks, whose last tile has two blocks of four and rows past M.
 #[test]
 fn ubo_matmul_in_parts() {
-    let (m, k, n) = (300usize, 3072usize, 16usize);
-    let variant = MatmulVariant::Ubo {
-        rows: 5,
-        cols4: 4,
-        wg_x: 16,
-    };
-    let mut g = Graph::new();
-    let a = g.input("a", DType::F32, [m, k]);
-    let r = g.input("r", DType::F32, [m, n]);
-    let w = g.constant(Tensor::random(DType::F32, [k, n], 2)).unwrap();
-    let b = g.constant(Tensor::random(DType::F32, [n], 3)).unwrap();
-    let y = g.matmul(a, w).unwrap();
-    let y = g.add_(y, b).unwrap();
-    let y = g.add_(y, r).unwrap();
-    g.set_outputs(&[y]).unwrap();
-    let inputs = [
-        Tensor::random(DType::F32, [m, k], 1),
-        Tensor::random(DType::F32, [m, n], 4),
-    ];
-    let got = common::with_device(|d| {
-        d.set_matmul_variant(Some(variant));
-        let r = d.run(&g, &inputs);
-        d.set_matmul_variant(None);
-        r
-    });
-    let Some(got) = got else { return };
-    let got = got.unwrap_or_else(|e| panic!("{e}"));
-    let want = CpuDevice.run(&g, &inputs).unwrap();
-    assert!(
-        got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * k as f64),
-        "max diff {:?}",
-        got.outputs[0].max_diff(&want.outputs[0])
-    );
-    let parts = got
-        .profile
-        .entries
-        .iter()
-        .filter(|e| e.kernel == variant.name())
-        .count();
-    assert!((4..=5).contains(&parts), "{parts} dispatches");
+    let k = 3072usize;
+    let n = 16usize;
+    for (m, rows, parts) in [
+        (300usize, 5u8, 4..=5),
+        (300, 15, 4..=5),
+        (300, 16, 7..=7),
+        (37, 16, 1..=1),
+    ] {
+        let variant = MatmulVariant::Ubo {
+            rows,
+            cols4: 4,
+            wg_x: 16,
+        };
+        let mut g = Graph::new();
+        let a = g.input("a", DType::F32, [m, k]);
+        let r = g.input("r", DType::F32, [m, n]);
+        let w = g.constant(Tensor::random(DType::F32, [k, n], 2)).unwrap();
+        let b = g.constant(Tensor::random(DType::F32, [n], 3)).unwrap();
+        let y = g.matmul(a, w).unwrap();
+        let y = g.add_(y, b).unwrap();
+        let y = g.add_(y, r).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [
+            Tensor::random(DType::F32, [m, k], 1),
+            Tensor::random(DType::F32, [m, n], 4),
+        ];
+        let got = common::with_device(|d| {
+            d.set_matmul_variant(Some(variant));
+            let r = d.run(&g, &inputs);
+            d.set_matmul_variant(None);
+            r
+        });
+        let Some(got) = got else { return };
+        let got = got.unwrap_or_else(|e| panic!("{variant:?}: {e}"));
+        let want = CpuDevice.run(&g, &inputs).unwrap();
+        assert!(
+            got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * k as f64),
+            "{variant:?} on {m} rows: max diff {:?}",
+            got.outputs[0].max_diff(&want.outputs[0])
+        );
+        let ran = got
+            .profile
+            .entries
+            .iter()
+            .filter(|e| e.kernel == variant.name())
+            .count();
+        assert!(parts.contains(&ran), "{variant:?}: {ran} dispatches");
+    }
 }

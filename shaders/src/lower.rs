@@ -193,8 +193,15 @@ const V4_TEX_SHAPES: [(u8, u8, u8, u8); 7] = [
 
 /// The `Ubo` shapes: (rows, vec4 columns, workgroup x). Five rows of a long K (3,072) fill a
 /// 64 KiB block.
-const UBO_SHAPES: [(u8, u8, u8); 5] =
-    [(16, 4, 16), (8, 4, 16), (8, 2, 32), (16, 2, 16), (5, 4, 16)];
+const UBO_SHAPES: [(u8, u8, u8); 7] = [
+    (16, 4, 16),
+    (8, 4, 16),
+    (8, 2, 32),
+    (16, 2, 16),
+    (5, 4, 16),
+    (10, 4, 16),
+    (15, 4, 16),
+];
 
 /// The largest texture side every WebGPU adapter offers (`max_texture_dimension_2d`'s default).
 pub const MAX_TEXTURE_SIDE: usize = 8192;
@@ -1839,7 +1846,10 @@ pub fn conv2d_gemm_kernel(
         };
         let rows = CONV_UBO_ROWS as usize;
         let tile_n = CONV_UBO_COLS4 as usize * 4 * CONV_UBO_WG as usize;
-        if crate::matmul_ubo::ubo_layout(&prob, rows, opts.max_uniform_blocks as usize).is_some() {
+        // (Whole 16-row blocks only: weights of over 1,024 per output channel keep `conv2d_gemm`.)
+        if crate::matmul_ubo::ubo_layout(&prob, rows, opts.max_uniform_blocks as usize)
+            .is_some_and(|l| l.q == 1)
+        {
             params[13] = n.div_ceil(tile_n) as u32;
             let spec = crate::matmul_ubo::UboSpec {
                 a_input: 1,

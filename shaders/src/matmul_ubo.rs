@@ -57,6 +57,10 @@ const CONV_TAP: &str = "                let ci = k / khw;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UboLayout {
     pub ru: usize,
+    /// Blocks per invocation block: 1 where a block holds whole invocation blocks, else the
+    /// invocation's rows span `q` consecutive blocks of `ru = rows / q` rows (long rows: K =
+    /// 3,072 fits 5 rows a block, so a 10-row invocation block reads two).
+    pub q: usize,
     pub blocks: Vec<(u32, u32)>,
     pub parts: Vec<std::ops::Range<usize>>,
 }
@@ -87,16 +91,27 @@ pub fn ubo_layout(p: &MatmulProblem, rows: usize, max_blocks: usize) -> Option<U
     }
     // Rows whose span ((r - 1) * a_sm + k elements) fits one binding.
     let fit = (words - p.k) / p.a_sm + 1;
+    let aligned = |ru: usize| ru >= p.m || (ru * p.a_sm * 4).is_multiple_of(UBO_ALIGN);
     let mut ru = (fit / rows * rows).min(p.m.div_ceil(rows) * rows);
     // Block offsets must be aligned when there is more than one block.
-    while ru >= rows && ru < p.m && !(ru * p.a_sm * 4).is_multiple_of(UBO_ALIGN) {
+    while ru >= rows && !aligned(ru) {
         ru -= rows;
     }
+    let mut q = 1;
     if ru < rows {
-        return None;
+        // Rows too long for a whole invocation block: `q` blocks of `rows / q` rows each.
+        let d = (1..=fit.min(rows - 1))
+            .rev()
+            .find(|&d| rows.is_multiple_of(d) && aligned(d))?;
+        if rows / d > max_blocks {
+            return None;
+        }
+        (ru, q) = (d, rows / d);
     }
     let nu = p.m.div_ceil(ru);
-    if nu.div_ceil(max_blocks) > UBO_MAX_PARTS {
+    // A part holds whole invocation blocks.
+    let per_part = max_blocks / q * q;
+    if nu.div_ceil(per_part) > UBO_MAX_PARTS {
         return None;
     }
     let blocks = (0..nu)
@@ -110,10 +125,15 @@ pub fn ubo_layout(p: &MatmulProblem, rows: usize, max_blocks: usize) -> Option<U
         })
         .collect();
     let parts = (0..nu)
-        .step_by(max_blocks)
-        .map(|j| j..(j + max_blocks).min(nu))
+        .step_by(per_part)
+        .map(|j| j..(j + per_part).min(nu))
         .collect();
-    Some(UboLayout { ru, blocks, parts })
+    Some(UboLayout {
+        ru,
+        q,
+        blocks,
+        parts,
+    })
 }
 
 /// Whether B can be read as vec4 rows from a storage buffer.
@@ -285,8 +305,17 @@ fn part_kernel(
             setup += &format!("    let cb{q} = min(n0 / 4u + {q}u, n4 - 1u);\n");
         }
     }
+    let (ru, qb) = (lay.ru, lay.q);
     for r in 0..rows {
-        setup += &format!("    let ra{r} = (min(mg + {r}u, mm - 1u) - row0) * a_sm;\n");
+        if qb == 1 {
+            setup += &format!("    let ra{r} = (min(mg + {r}u, mm - 1u) - row0) * a_sm;\n");
+        } else {
+            // Row r lies in the tile's block r / ru; a row past M reads that block's first.
+            setup += &format!(
+                "    let ra{r} = select(0u, (mg + {r}u - row0 - {}u) * a_sm, mg + {r}u < mm);\n",
+                r / ru * ru
+            );
+        }
         for q in 0..cols4 {
             setup += &format!("    var acc{r}_{q} = vec4<f32>(0.0);\n");
         }
@@ -313,23 +342,37 @@ fn part_kernel(
         inner += &format!("        let b{q} = {load};\n");
     }
     for r in 0..rows {
-        inner += &format!("        let e{r} = ra{r} + k;\n        let av{r} = vec4<f32>(UA[e{r} >> 2u][e{r} & 3u]);\n");
+        // `UA<s>[`: the tile's block s, named per case below.
+        inner += &format!(
+            "        let e{r} = ra{r} + k;\n        let av{r} = vec4<f32>(UA{}[e{r} >> 2u][e{r} & 3u]);\n",
+            if qb == 1 { 0 } else { r / ru }
+        );
         for q in 0..cols4 {
             inner += &format!("        acc{r}_{q} = fma(av{r}, b{q}, acc{r}_{q});\n");
         }
     }
     inner += "        pb = pb + b_sk4;\n";
     let nb = slots.len();
+    let cases = nb.div_ceil(qb);
     let mut body = String::from("    switch blk {\n");
-    for j in 0..nb {
-        let case = if j + 1 == nb {
+    for c in 0..cases {
+        let case = if c + 1 == cases {
             "default".to_string()
         } else {
-            format!("case {j}u")
+            format!("case {c}u")
         };
+        // A part's last tile may have fewer blocks (the end of A): its rows past them are past
+        // M and read the last block.
+        let mut copy = inner.clone();
+        for sb in 0..qb {
+            copy = copy.replace(
+                &format!("UA{sb}["),
+                &format!("ua{}[", (c * qb + sb).min(nb - 1)),
+            );
+        }
         body += &format!(
             "        {case}: {{\n            var pb = pb0;\n            for (var k = 0u; k < kk; k = k + 1u) {{\n{}            }}\n        }}\n",
-            inner.replace("UA", &format!("ua{j}")).replace("\n        ", "\n                ").replacen("        ", "                ", 1)
+            copy.replace("\n        ", "\n                ").replacen("        ", "                ", 1)
         );
     }
     body += "    }\n";
@@ -355,6 +398,7 @@ fn part_kernel(
         ("rows", rows.to_string()),
         ("cols", (cols4 * 4).to_string()),
         ("ru", lay.ru.to_string()),
+        ("tile_rows", (lay.ru * lay.q).to_string()),
         ("row_base_at", row_base_at.to_string()),
         ("wg_x", wg_x.to_string()),
         ("tile_n", tn.to_string()),

@@ -442,6 +442,32 @@ fn ubo_matmul_blocks() {
     assert_eq!((ks[0].params[14], ks[1].params[14]), (4, 1));
     let text: Vec<String> = ks.iter().map(snapshot_text).collect();
     insta::assert_snapshot!("matmul_ubo_blocks", text.join("\n=====\n"));
+    // Rows too long for a whole 16-row block: 8 rows of 2,048 a block, two blocks a tile (q = 2);
+    // the last tile has one block, its rows past M read it.
+    let lay16 = sfumato_shaders::matmul_ubo::ubo_layout(&p, 16, 12).unwrap();
+    assert_eq!((lay16.ru, lay16.q, lay16.blocks.len()), (8, 2, 3));
+    let v16 = MatmulVariant::Ubo {
+        rows: 16,
+        cols4: 4,
+        wg_x: 16,
+    };
+    let k16 = sfumato_shaders::lower::matmul_kernel(&p, v16, &Default::default()).unwrap();
+    assert_eq!(k16.len(), 1);
+    validate(&k16[0].name, &k16[0].wgsl).unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!("matmul_ubo_two_blocks_a_tile", snapshot_text(&k16[0]));
+    // K = 3,072 (BERT's FFN2): 5 rows a block; 15-row tiles span 3, a part holds whole tiles.
+    let ffn2 = matmul_problem(
+        &Op::MatMul,
+        &[
+            (DType::F32, &Shape::from([128, 3072])),
+            (DType::F32, &Shape::from([3072, 768])),
+        ],
+        &[(DType::F32, &Shape::from([128, 768]))],
+    )
+    .unwrap();
+    let l = sfumato_shaders::matmul_ubo::ubo_layout(&ffn2, 15, 14).unwrap();
+    assert_eq!((l.ru, l.q, l.blocks.len()), (5, 3, 26));
+    assert_eq!(l.parts, vec![0..12, 12..24, 24..26]);
     // More than eight dispatches (100 blocks), rows that do not fit, batched A: not supported.
     let big = Shape::from([800, 2048]);
     let pb = matmul_problem(
@@ -451,12 +477,23 @@ fn ubo_matmul_blocks() {
     )
     .unwrap();
     assert!(!v.supports(&pb));
-    assert!(!MatmulVariant::Ubo {
-        rows: 16,
+    // One row of K = 16,384 fills a block: a 16-row tile would need 16 bindings.
+    let long = matmul_problem(
+        &Op::MatMul,
+        &[
+            (DType::F32, &Shape::from([20, 16384])),
+            (DType::F32, &Shape::from([16384, 64])),
+        ],
+        &[(DType::F32, &Shape::from([20, 64]))],
+    )
+    .unwrap();
+    assert!(!v16.supports(&long));
+    assert!(MatmulVariant::Ubo {
+        rows: 4,
         cols4: 4,
         wg_x: 16
     }
-    .supports(&p));
+    .supports(&long));
     let ab = Shape::from([2, 20, 2048]);
     let pbat = matmul_problem(
         &Op::MatMul,

@@ -2,7 +2,8 @@
 // invocation computes {{rows}} rows x {{cols}} columns in named accumulators (no arrays, so
 // nothing is indexed at run time), B is read as vec4 ({{b_kind}}). A's rows come in blocks of
 // {{ru}} rows, one uniform binding each (a uniform binding holds at most 64 KiB); a workgroup's
-// rows lie in one block, and the switch runs that block's copy of the loop over k. A matmul
+// {{rows}} rows lie in one block or span whole blocks (rows too long for more: K = 3,072 fits 5
+// rows), and the switch runs that tile's copy of the loop over k. A matmul
 // whose blocks outnumber a stage's uniform bindings runs as several dispatches, each over a part
 // of A's rows. With one row of invocations per workgroup every invocation reads the same A
 // address: one scalar load on SIMD adapters (lavapipe), where a storage-buffer load is a loop
@@ -33,8 +34,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     // This dispatch's rows start at row `row_base` (a param, so the parts with as many blocks
     // share one pipeline); the tile's block is the switch's case.
     let row_base = params[{{row_base_at}}];
-    let blk = t.m0 / {{ru}}u;
-    let row0 = row_base + blk * {{ru}}u;
+    let blk = t.m0 / {{tile_rows}}u;
+    let row0 = row_base + blk * {{tile_rows}}u;
     let mg = row_base + t.m0;
     let pb0 = off_b(t.b) / 4u;
 {{setup}}
