@@ -73,7 +73,7 @@ pub fn kv_layout(
             && s.sj.is_multiple_of(4)
             && (s.off * 4).is_multiple_of(UBO_ALIGN)
     };
-    if heads == 0 || sk == 0 || !ok(&k, d) || !ok(&v, dv) {
+    if heads == 0 || sk == 0 || d == 0 || dv == 0 || !ok(&k, d) || !ok(&v, dv) {
         return None;
     }
     let words = UBO_MAX_BYTES / 4;
@@ -359,7 +359,7 @@ mod tests {
             ..k
         };
         assert_eq!(kv_layout(12, 128, (64, hm), (64, k), 15), None);
-        // Strided head dim, unaligned offset, head dim not a multiple of 4.
+        // Strided head dim, unaligned offset, head dim not a multiple of 4, or 0.
         assert_eq!(
             kv_layout(12, 128, (64, Strides { sd: 2, ..k }), (64, k), 15),
             None
@@ -369,6 +369,7 @@ mod tests {
             None
         );
         assert_eq!(kv_layout(12, 128, (62, k), (64, k), 15), None);
+        assert_eq!(kv_layout(12, 128, (64, k), (0, k), 15), None);
         // Offsets at 256 bytes are fine; few keys make one block of exactly their span.
         let l = kv_layout(12, 3, (64, Strides { off: 64, ..k }), (64, k), 2).unwrap();
         assert_eq!(l.k_blocks, vec![(256, (2 * 768 + 768) * 4)]);

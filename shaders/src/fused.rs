@@ -799,6 +799,13 @@ fn attention(
     };
     let rows = b * h * sq;
     let (r, wg) = attention_blocking(rows, sq, d, dv);
+    let lim = opts.max_workgroups_per_dim as usize;
+    let grid = [sq.div_ceil(wg * r), h, b];
+    if grid.iter().any(|&x| x > lim) {
+        return Err(Error::Limit(format!(
+            "attention over {b} x {h} heads x {sq} queries needs {grid:?} workgroups, over {lim} per dimension"
+        )));
+    }
     // CPU adapters: K and V from uniform bindings where they fit.
     if opts.cpu_adapter && vec4 && b == 1 {
         let layout = kv_layout(
@@ -844,13 +851,6 @@ fn attention(
         ("dv4", dv.div_ceil(4).max(1).to_string()),
     ];
     let wgsl = module("attention", &[ATTENTION], &vals)?;
-    let lim = opts.max_workgroups_per_dim as usize;
-    let grid = [sq.div_ceil(wg * r), h, b];
-    if grid.iter().any(|&x| x > lim) {
-        return Err(Error::Limit(format!(
-            "attention over {b} x {h} heads x {sq} queries needs {grid:?} workgroups, over {lim} per dimension"
-        )));
-    }
     let workgroups = if rows == 0 || sk == 0 || d == 0 || dv == 0 {
         [0, 0, 0]
     } else {

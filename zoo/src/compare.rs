@@ -105,8 +105,8 @@ fn burn_case(bin: &PathBuf, case: &str, iters: u64) -> Result<f64> {
     bail!("bench-burn printed no result for {case}: {text}")
 }
 
-/// Fused and unfused timed in alternation, run by run, so a slow spell of a shared machine falls
-/// on both: the medians of each side's wall times and the median of the per-pair ratios
+/// Fused and unfused timed in alternation, run by run (each side first in every other pair), so
+/// a slow spell of a shared machine falls on both: the medians of each side's wall times and the median of the per-pair ratios
 /// (unfused / fused).
 fn time_interleaved(
     fused: &mut dyn Device,
@@ -124,17 +124,21 @@ fn time_interleaved(
             .with_context(|| format!("unfused warm-up run {}", i + 1))?;
     }
     let (mut f, mut u, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    let timed = |dev: &mut dyn Device, what: &str, i: u64| -> Result<f64> {
+        let t = Instant::now();
+        dev.run(g, inputs)
+            .with_context(|| format!("{what} timed run {}", i + 1))?;
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
     for i in 0..iters {
-        let t = Instant::now();
-        fused
-            .run(g, inputs)
-            .with_context(|| format!("fused timed run {}", i + 1))?;
-        let tf = t.elapsed().as_secs_f64() * 1e3;
-        let t = Instant::now();
-        unfused
-            .run(g, inputs)
-            .with_context(|| format!("unfused timed run {}", i + 1))?;
-        let tu = t.elapsed().as_secs_f64() * 1e3;
+        // Each side goes first in every other pair.
+        let (tf, tu) = if i % 2 == 0 {
+            let tf = timed(fused, "fused", i)?;
+            (tf, timed(unfused, "unfused", i)?)
+        } else {
+            let tu = timed(unfused, "unfused", i)?;
+            (timed(fused, "fused", i)?, tu)
+        };
         f.push(tf);
         u.push(tu);
         r.push(tu / tf.max(1e-9));
