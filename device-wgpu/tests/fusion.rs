@@ -302,6 +302,52 @@ proptest! {
     }
 }
 
+/// Attention as BERT writes it, on `[b, heads, sq, sk, d]`: q, k, v `[b, s, heads * d]` split
+/// into heads by reshape + transpose (views), K transposed, an optional scale and additive mask
+/// (an input), softmax, P.V, and the heads merged back by transpose + reshape when `merge`.
+fn attention_graph(
+    [b, heads, sq, sk, d]: [usize; 5],
+    scale: Option<f64>,
+    mask: Option<Tensor>,
+    merge: bool,
+    seed: u64,
+) -> (Graph, Vec<Tensor>) {
+    let mut g = Graph::new();
+    let e = heads * d;
+    let mut inputs = Vec::new();
+    let mut split = |g: &mut Graph, name: &str, s: usize, perm: &[usize], seed: u64| {
+        let x = g.input(name, DType::F32, [b, s, e]);
+        inputs.push(Tensor::random(DType::F32, [b, s, e], seed));
+        let x4 = g
+            .reshape(x, &[b as i64, s as i64, heads as i64, d as i64])
+            .unwrap();
+        g.transpose(x4, perm).unwrap()
+    };
+    let q4 = split(&mut g, "q", sq, &[0, 2, 1, 3], seed);
+    let kt = split(&mut g, "k", sk, &[0, 2, 3, 1], seed + 1);
+    let v4 = split(&mut g, "v", sk, &[0, 2, 1, 3], seed + 2);
+    let mut s = g.matmul(q4, kt).unwrap();
+    if let Some(c) = scale {
+        let c = g
+            .constant(Tensor::from_f64(DType::F32, Vec::<usize>::new(), &[c]))
+            .unwrap();
+        s = g.mul(s, c).unwrap();
+    }
+    if let Some(m) = mask {
+        let mv = g.input("mask", DType::F32, m.shape().dims().to_vec());
+        inputs.push(m);
+        s = g.add_(s, mv).unwrap();
+    }
+    let p = g.softmax(s, -1).unwrap();
+    let mut o = g.matmul(p, v4).unwrap();
+    if merge {
+        o = g.transpose(o, &[0, 2, 1, 3]).unwrap();
+        o = g.reshape(o, &[b as i64, sq as i64, e as i64]).unwrap();
+    }
+    g.set_outputs(&[o]).unwrap();
+    (g, inputs)
+}
+
 proptest! {
     #![proptest_config(cfg(24))]
 
@@ -338,29 +384,7 @@ proptest! {
         d in prop::sample::select(vec![1usize, 4, 8, 16]), mask in any::<bool>(),
         scale in any::<bool>(), merge in any::<bool>(), seed in any::<u64>()
     ) {
-        let mut g = Graph::new();
-        let e = heads * d;
-        let q = g.input("q", DType::F32, [b, sq, e]);
-        let k = g.input("k", DType::F32, [b, sk, e]);
-        let v = g.input("v", DType::F32, [b, sk, e]);
-        let mut inputs = vec![
-            Tensor::random(DType::F32, [b, sq, e], seed),
-            Tensor::random(DType::F32, [b, sk, e], seed + 1),
-            Tensor::random(DType::F32, [b, sk, e], seed + 2),
-        ];
-        let q4 = g.reshape(q, &[b as i64, sq as i64, heads as i64, d as i64]).unwrap();
-        let q4 = g.transpose(q4, &[0, 2, 1, 3]).unwrap();
-        let k4 = g.reshape(k, &[b as i64, sk as i64, heads as i64, d as i64]).unwrap();
-        let kt = g.transpose(k4, &[0, 2, 3, 1]).unwrap();
-        let v4 = g.reshape(v, &[b as i64, sk as i64, heads as i64, d as i64]).unwrap();
-        let v4 = g.transpose(v4, &[0, 2, 1, 3]).unwrap();
-        let mut s = g.matmul(q4, kt).unwrap();
-        if scale {
-            let c = g.constant(Tensor::from_f64(DType::F32, Vec::<usize>::new(), &[0.25])).unwrap();
-            s = g.mul(s, c).unwrap();
-        }
-        if mask {
-            let m = g.input("mask", DType::F32, [b, 1, 1, sk]);
+        let mask = mask.then(|| {
             let mut mv = vec![0.0; b * sk];
             for (i, x) in mv.iter_mut().enumerate() {
                 if i % sk >= sk.saturating_sub(2) && sk > 2 {
@@ -371,16 +395,9 @@ proptest! {
                     *x = f64::NEG_INFINITY;
                 }
             }
-            inputs.push(Tensor::from_f64(DType::F32, [b, 1, 1, sk], &mv));
-            s = g.add_(s, m).unwrap();
-        }
-        let p = g.softmax(s, -1).unwrap();
-        let mut o = g.matmul(p, v4).unwrap();
-        if merge {
-            o = g.transpose(o, &[0, 2, 1, 3]).unwrap();
-            o = g.reshape(o, &[b as i64, sq as i64, e as i64]).unwrap();
-        }
-        g.set_outputs(&[o]).unwrap();
+            Tensor::from_f64(DType::F32, [b, 1, 1, sk], &mv)
+        });
+        let (g, inputs) = attention_graph([b, heads, sq, sk, d], scale.then_some(0.25), mask, merge, seed);
         let n = check(&g, &inputs, 1e-5).map_err(TestCaseError::fail)?;
         if n > 0 && b * heads * sq >= sfumato_shaders::plan::MIN_ATTENTION_ROWS {
             prop_assert_eq!(n, 1, "attention is one kernel");
@@ -408,26 +425,7 @@ proptest! {
         let b = 1;
         let sq = sq.max(sfumato_shaders::plan::MIN_ATTENTION_ROWS.div_ceil(heads));
         let e = heads * d;
-        let mut g = Graph::new();
-        let q = g.input("q", DType::F32, [b, sq, e]);
-        let k = g.input("k", DType::F32, [b, sk, e]);
-        let v = g.input("v", DType::F32, [b, sk, e]);
-        let mut inputs = vec![
-            Tensor::random(DType::F32, [b, sq, e], seed),
-            Tensor::random(DType::F32, [b, sk, e], seed + 1),
-            Tensor::random(DType::F32, [b, sk, e], seed + 2),
-        ];
-        let split = |g: &mut Graph, x, s: usize, perm: &[usize]| {
-            let x4 = g.reshape(x, &[b as i64, s as i64, heads as i64, d as i64]).unwrap();
-            g.transpose(x4, perm).unwrap()
-        };
-        let q4 = split(&mut g, q, sq, &[0, 2, 1, 3]);
-        let kt = split(&mut g, k, sk, &[0, 2, 3, 1]);
-        let v4 = split(&mut g, v, sk, &[0, 2, 1, 3]);
-        let mut s = g.matmul(q4, kt).unwrap();
-        let c = g.constant(Tensor::from_f64(DType::F32, Vec::<usize>::new(), &[0.125])).unwrap();
-        s = g.mul(s, c).unwrap();
-        if mask > 0 {
+        let mask = (mask > 0).then(|| {
             // [1, 1, 1, sk] (broadcast over query rows), [1, 1, sq, sk], [1, h, sq, sk].
             let shape = match mask {
                 1 => vec![b, 1, 1, sk],
@@ -443,17 +441,9 @@ proptest! {
                     _ => 0.0,
                 })
                 .collect();
-            let m = g.input("mask", DType::F32, shape.clone());
-            inputs.push(Tensor::from_f64(DType::F32, shape, &mv));
-            s = g.add_(s, m).unwrap();
-        }
-        let p = g.softmax(s, -1).unwrap();
-        let mut o = g.matmul(p, v4).unwrap();
-        if merge {
-            o = g.transpose(o, &[0, 2, 1, 3]).unwrap();
-            o = g.reshape(o, &[b as i64, sq as i64, e as i64]).unwrap();
-        }
-        g.set_outputs(&[o]).unwrap();
+            Tensor::from_f64(DType::F32, shape, &mv)
+        });
+        let (g, inputs) = attention_graph([b, heads, sq, sk, d], Some(0.125), mask, merge, seed);
         check(&g, &inputs, 1e-5).map_err(TestCaseError::fail)?;
         let ran = common::with_device(|d| {
             d.set_fusion(true);
@@ -501,30 +491,6 @@ fn elementwise_in_place_over_a_dead_value() {
 #[test]
 fn attention_with_four_rows_per_invocation() {
     let (b, heads, s, d) = (1usize, 12usize, 128usize, 64usize);
-    let e = heads * d;
-    let mut g = Graph::new();
-    let q = g.input("q", DType::F32, [b, s, e]);
-    let k = g.input("k", DType::F32, [b, s, e]);
-    let v = g.input("v", DType::F32, [b, s, e]);
-    let m = g.input("mask", DType::F32, [b, 1, 1, s]);
-    let split = |g: &mut Graph, x, perm: &[usize]| {
-        let x4 = g
-            .reshape(x, &[b as i64, s as i64, heads as i64, d as i64])
-            .unwrap();
-        g.transpose(x4, perm).unwrap()
-    };
-    let q4 = split(&mut g, q, &[0, 2, 1, 3]);
-    let kt = split(&mut g, k, &[0, 2, 3, 1]);
-    let v4 = split(&mut g, v, &[0, 2, 1, 3]);
-    let sc = g.matmul(q4, kt).unwrap();
-    let c = g
-        .constant(Tensor::from_f64(DType::F32, Vec::<usize>::new(), &[0.125]))
-        .unwrap();
-    let sc = g.mul(sc, c).unwrap();
-    let sc = g.add_(sc, m).unwrap();
-    let p = g.softmax(sc, -1).unwrap();
-    let o = g.matmul(p, v4).unwrap();
-    g.set_outputs(&[o]).unwrap();
     let mask: Vec<f64> = (0..s)
         .map(|j| match j % 7 {
             0 => f64::NEG_INFINITY,
@@ -532,12 +498,8 @@ fn attention_with_four_rows_per_invocation() {
             _ => 0.0,
         })
         .collect();
-    let inputs = vec![
-        Tensor::random(DType::F32, [b, s, e], 11),
-        Tensor::random(DType::F32, [b, s, e], 12),
-        Tensor::random(DType::F32, [b, s, e], 13),
-        Tensor::from_f64(DType::F32, [b, 1, 1, s], &mask),
-    ];
+    let mask = Tensor::from_f64(DType::F32, [b, 1, 1, s], &mask);
+    let (g, inputs) = attention_graph([b, heads, s, s, d], Some(0.125), Some(mask), false, 11);
     let n = check(&g, &inputs, 1e-5).unwrap();
     assert!(n == 0 || n == 1, "attention took {n} kernels");
 }
