@@ -10,7 +10,7 @@
 //! run time stay in memory; as named variables they are values the compiler can keep.
 
 use crate::lower::module;
-use crate::matmul_ubo::{UBO_ALIGN, UBO_MAX_BYTES};
+use crate::matmul_ubo::{switch_cases, UBO_ALIGN, UBO_MAX_BYTES};
 use crate::{Buf, Error, Kernel};
 
 /// Keys per chunk of the online softmax.
@@ -259,22 +259,12 @@ pub fn attention_ubo_kernel(a: &AttentionUbo) -> Result<Kernel, Error> {
         let pad = " ".repeat(n);
         s.lines().map(|l| format!("{pad}{l}\n")).collect()
     };
-    let mut body = String::from("        switch blk {\n");
-    for i in 0..nb {
-        let case = if i + 1 == nb {
-            "default".to_string()
-        } else {
-            format!("case {i}u")
-        };
+    let body = switch_cases("blk", nb, 8, |i| {
         let copy = chunk
             .replace("KB", &format!("kb{i}"))
             .replace("VB", &format!("vb{i}"));
-        body += &format!(
-            "            {case}: {{\n{}            }}\n",
-            indent(&copy, 16)
-        );
-    }
-    body += "        }\n";
+        indent(&copy, 16)
+    });
     let mut stores = format!("    var res: array<vec4<f32>, {}>;\n", r * dv4);
     for t in 0..r {
         stores += &format!("    let inv{t} = 1.0 / l{t};\n");

@@ -353,14 +353,7 @@ fn part_kernel(
     }
     inner += "        pb = pb + b_sk4;\n";
     let nb = slots.len();
-    let cases = nb.div_ceil(qb);
-    let mut body = String::from("    switch blk {\n");
-    for c in 0..cases {
-        let case = if c + 1 == cases {
-            "default".to_string()
-        } else {
-            format!("case {c}u")
-        };
+    let body = switch_cases("blk", nb.div_ceil(qb), 4, |c| {
         // A part's last tile may have fewer blocks (the end of A): its rows past them are past
         // M and read the last block.
         let mut copy = inner.clone();
@@ -370,12 +363,11 @@ fn part_kernel(
                 &format!("ua{}[", (c * qb + sb).min(nb - 1)),
             );
         }
-        body += &format!(
-            "        {case}: {{\n            var pb = pb0;\n            for (var k = 0u; k < kk; k = k + 1u) {{\n{}            }}\n        }}\n",
+        format!(
+            "            var pb = pb0;\n            for (var k = 0u; k < kk; k = k + 1u) {{\n{}            }}\n",
             copy.replace("\n        ", "\n                ").replacen("        ", "                ", 1)
-        );
-    }
-    body += "    }\n";
+        )
+    });
     // The stores loop over an array: written out, each store's bounds checks and epilogue
     // would be copied per element (lavapipe's compile took minutes).
     let mut stores = format!("    var res: array<vec4<f32>, {}>;\n", rows * cols4);
@@ -420,4 +412,25 @@ fn part_kernel(
         params,
         workgroups,
     })
+}
+
+/// A `switch` over `n` cases on `sel` (the last is `default`), each case's body from `body`,
+/// indented by `pad`: how the `ubo` kernels run one block's copy of their loop.
+pub(crate) fn switch_cases(
+    sel: &str,
+    n: usize,
+    pad: usize,
+    body: impl Fn(usize) -> String,
+) -> String {
+    let p = " ".repeat(pad);
+    let mut s = format!("{p}switch {sel} {{\n");
+    for i in 0..n {
+        let case = if i + 1 == n {
+            "default".to_string()
+        } else {
+            format!("case {i}u")
+        };
+        s += &format!("{p}    {case}: {{\n{}{p}    }}\n", body(i));
+    }
+    s + &format!("{p}}}\n")
 }
