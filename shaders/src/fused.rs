@@ -6,6 +6,7 @@
 //! broadcast view described in `params` (`ev_off`), with direct indexing where the view is the
 //! output's own layout and a modulo where it is a broadcast of a trailing block (a bias).
 
+use crate::attention_ubo::{attention_ubo_kernel, kv_layout, AttentionUbo, Strides};
 use crate::lower::{
     binary_expr, cast_expr, conv2d_kernel, kernel, layernorm_kernel, lower, matmul_kernel_spliced,
     matmul_problem_views, module, pick_variant, plain_splice, read_view, softmax_kernel,
@@ -20,8 +21,6 @@ use std::fmt::Write;
 
 const FUSED_COMMON: &str = include_str!("templates/fused_common.wgsl");
 const FUSED_ELEMENTWISE: &str = include_str!("templates/fused_elementwise.wgsl");
-use crate::attention_ubo::{attention_ubo_kernel, kv_layout, AttentionUbo, Strides};
-
 const ATTENTION: &str = include_str!("templates/attention.wgsl");
 const ATTENTION_VEC4: &str = include_str!("templates/attention_vec4.wgsl");
 const ATTENTION_STRIDED: &str = include_str!("templates/attention_strided.wgsl");

@@ -106,8 +106,8 @@ fn burn_case(bin: &PathBuf, case: &str, iters: u64) -> Result<f64> {
 }
 
 /// Fused and unfused timed in alternation, run by run (each side first in every other pair), so
-/// a slow spell of a shared machine falls on both: the medians of each side's wall times and the median of the per-pair ratios
-/// (unfused / fused).
+/// a slow spell of a shared machine falls on both: the medians of each side's wall times and
+/// the median of the per-pair ratios (unfused / fused).
 fn time_interleaved(
     fused: &mut dyn Device,
     unfused: &mut dyn Device,
