@@ -6,8 +6,9 @@ Each case of ONNX's own node tests (`onnx.backend.test.case.node`) becomes a fol
     OUT/<case>/test_data_set_<k>/input_<j>.pb    (graph inputs, in order)
     OUT/<case>/test_data_set_<k>/output_<j>.pb   (expected outputs, from ONNX's numpy reference)
 
-Usage:  pip install onnx==1.23.2 numpy && python3 scripts/make-onnx-node-tests.py OUT
-The same onnx version gives the same 1,884 cases the README's figures were measured on.
+Usage:  pip install -r scripts/onnx-node-tests-requirements.txt && python3 scripts/make-onnx-node-tests.py OUT
+Those pins give the same 1,884 cases the README's figures were measured on (check with
+scripts/check-onnx-node-tests.py OUT ../shared/onnx-node-tests).
 """
 import pathlib
 import sys

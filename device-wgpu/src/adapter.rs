@@ -20,6 +20,9 @@ pub struct AdapterSummary {
     pub max_storage_buffers_per_shader_stage: u32,
     pub timestamp_query: bool,
     pub shader_f16: bool,
+    /// Loop ends an invocation may pass before the driver cuts its loops short, where one is
+    /// known (llvmpipe: 65,535; see `sfumato_shaders::loops`).
+    pub loop_budget: Option<u64>,
 }
 
 impl AdapterSummary {
@@ -27,6 +30,7 @@ impl AdapterSummary {
         let info = adapter.get_info();
         let l = adapter.limits();
         let f = adapter.features();
+        let budget = loop_budget(&info);
         AdapterSummary {
             name: info.name,
             backend: format!("{:?}", info.backend),
@@ -43,8 +47,18 @@ impl AdapterSummary {
             max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
             timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
             shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            loop_budget: budget,
         }
     }
+}
+
+/// The loop budget of an adapter, a fact about its driver: Mesa's llvmpipe (lavapipe) breaks
+/// out of every loop once an invocation has passed 65,535 loop ends; no other driver is known
+/// to have such a limit.
+pub fn loop_budget(info: &wgpu::AdapterInfo) -> Option<u64> {
+    let llvmpipe = info.driver.to_lowercase().contains("llvmpipe")
+        || info.name.to_lowercase().contains("llvmpipe");
+    llvmpipe.then_some(sfumato_shaders::loops::LLVMPIPE_LOOP_BUDGET)
 }
 
 pub(crate) fn instance() -> wgpu::Instance {

@@ -22,6 +22,7 @@ pub fn to_device_bytes(t: &Tensor, what: &str) -> Result<Vec<u8>> {
         TensorData::Bool(v) => {
             bytemuck::cast_slice(&v.iter().map(|&x| x as u32).collect::<Vec<u32>>()).to_vec()
         }
+        TensorData::F64(v) => f64_as_f32(v, what)?,
         // The rest fit their device element exactly (f64 is rounded to f32).
         _ => match Elem::of(t.dtype()) {
             Elem::F32 => bytemuck::cast_slice(&t.to_f32_vec()).to_vec(),
@@ -41,6 +42,26 @@ pub fn to_device_bytes(t: &Tensor, what: &str) -> Result<Vec<u8>> {
             .to_vec(),
         },
     })
+}
+
+/// f64 values in the f32 the device holds them in: rounded to f32's 24-bit significand, and a
+/// finite value past f32's range (about 3.4e38), which would become infinite, is an error, not a
+/// wrong answer. (Values below f32's smallest subnormal, about 1.4e-45, become 0.)
+fn f64_as_f32(v: &[f64], what: &str) -> Result<Vec<u8>> {
+    let out = v
+        .iter()
+        .map(|&x| {
+            let y = x as f32;
+            if x.is_finite() && !y.is_finite() {
+                return Err(Error::Input(format!(
+                    "{what}: f64 value {x:e} is outside the f32 range (|x| <= {:e}) the wgpu device stores f64 tensors in",
+                    f32::MAX
+                )));
+            }
+            Ok(y)
+        })
+        .collect::<Result<Vec<f32>>>()?;
+    Ok(bytemuck::cast_slice(&out).to_vec())
 }
 
 /// 64-bit integers in the 32 bits the device holds them in; a value outside that range is an

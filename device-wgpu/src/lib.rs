@@ -40,6 +40,10 @@ pub struct DeviceOptions {
     /// Fuse ops into kernels and run the graph passes first (`SFUMATO_FUSION=0`: one kernel
     /// per op of the graph as given).
     pub fusion: bool,
+    /// The loop budget kernels must stay under (`SFUMATO_LOOP_BUDGET=<n>`); `None` takes the
+    /// adapter's ([`AdapterSummary::loop_budget`]). A smaller one exercises the splitting and
+    /// refusals on small shapes.
+    pub loop_budget: Option<u64>,
 }
 
 impl Default for DeviceOptions {
@@ -56,6 +60,9 @@ impl Default for DeviceOptions {
             fusion: std::env::var("SFUMATO_FUSION")
                 .map(|v| v != "0")
                 .unwrap_or(true),
+            loop_budget: std::env::var("SFUMATO_LOOP_BUDGET")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         }
     }
 }
@@ -123,7 +130,10 @@ impl WgpuDevice {
     pub fn new(opts: DeviceOptions) -> Result<Self> {
         let inst = adapter::instance();
         let adapter = adapter::choose(&inst, opts.adapter.as_deref()).map_err(Error::Device)?;
-        let summary = AdapterSummary::of(&adapter);
+        let mut summary = AdapterSummary::of(&adapter);
+        if opts.loop_budget.is_some() {
+            summary.loop_budget = opts.loop_budget;
+        }
         let info = adapter.get_info();
         let is_cpu = info.device_type == wgpu::DeviceType::Cpu;
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -146,8 +156,11 @@ impl WgpuDevice {
         if is_cpu {
             adapter_key += &format!(" | cpu {}", cpu_model());
         }
-        // A new set of variants invalidates the cached choices.
+        // A new set of variants invalidates the cached choices, and so does another budget.
         adapter_key += &format!(" | {} variants", MatmulVariant::all().len());
+        if let Some(b) = summary.loop_budget {
+            adapter_key += &format!(" | loops {b}");
+        }
         Ok(WgpuDevice {
             device,
             queue,
@@ -218,10 +231,19 @@ impl WgpuDevice {
 
     /// The matmul variant this device uses for a problem (forced, cached or measured now).
     pub fn matmul_variant(&mut self, p: &MatmulProblem) -> Result<MatmulVariant> {
-        if let Some(v) = self.opts.matmul.filter(|v| v.supports(p)) {
+        let fits = |v: &MatmulVariant| {
+            sfumato_shaders::loops::fits(v.loop_trips(p, 0), self.summary.loop_budget)
+        };
+        if let Some(v) = self.opts.matmul.filter(|v| v.supports(p) && fits(v)) {
             return Ok(v);
         }
-        let cands = MatmulVariant::candidates(p, self.is_cpu);
+        let budget = self.summary.loop_budget;
+        let cands = MatmulVariant::candidates(p, self.is_cpu, budget);
+        if cands.is_empty() {
+            return Err(Error::Device(
+                sfumato_shaders::lower::no_matmul_variant(p, budget).to_string(),
+            ));
+        }
         let class = p.shape_class();
         if let Some(&v) = self.chosen.get(&class) {
             return Ok(v);
@@ -263,7 +285,16 @@ impl WgpuDevice {
                 ..self.lower_options()
             };
             let kernels = matmul_kernel_for(p, &opts)?;
-            let tex = self.scratch_texture(p.n as u32 / 4, p.k as u32);
+            let binds_texture = kernels
+                .iter()
+                .flat_map(|k| &k.bindings)
+                .any(|b| matches!(b, Buf::Texture(_)));
+            // (A variant reads B as a texture only where it fits one: `b_texture`.)
+            let tex = if binds_texture {
+                Some(self.scratch_texture(p.n / 4, p.k)?)
+            } else {
+                None
+            };
             // Bindings A, B, bias (A's buffer stands in), out; the `ubo` variant's A blocks.
             let bufs: Vec<Vec<Res>> = kernels
                 .iter()
@@ -271,7 +302,10 @@ impl WgpuDevice {
                     k.bindings
                         .iter()
                         .map(|bind| match *bind {
-                            Buf::Texture(_) => Res::Tex(tex.clone()),
+                            Buf::Texture(_) => match &tex {
+                                Some(t) => Res::Tex(t.clone()),
+                                None => Res::Buf(b.clone()),
+                            },
                             Buf::In(1) => Res::Buf(b.clone()),
                             Buf::Out(_) => Res::Buf(c.clone()),
                             Buf::Uniform { offset, size, .. } => {
@@ -321,17 +355,27 @@ impl WgpuDevice {
             // WebGPU's 12 at least; lavapipe offers 15.
             max_uniform_blocks: self.limits.max_uniform_buffers_per_shader_stage.max(12),
             cpu_adapter: self.summary.device_type == "Cpu",
+            loop_budget: self.summary.loop_budget,
         }
     }
 
-    fn scratch_texture(&self, width: u32, height: u32) -> wgpu::TextureView {
-        self.device
+    /// A scratch texture of `width` x `height` texels, or an error where a side is over the
+    /// adapter's limit (wgpu would panic).
+    fn scratch_texture(&self, width: usize, height: usize) -> Result<wgpu::TextureView> {
+        let side = self.limits.max_texture_dimension_2d as usize;
+        if width > side || height > side {
+            return Err(Error::Device(format!(
+                "a {width} x {height} texture is over this adapter's {side} texels a side"
+            )));
+        }
+        Ok(self
+            .device
             .create_texture(&rgba32_texture(
                 "sfumato scratch",
-                width.max(1),
-                height.max(1),
+                width.max(1) as u32,
+                height.max(1) as u32,
             ))
-            .create_view(&Default::default())
+            .create_view(&Default::default()))
     }
 
     fn scratch(&self, bytes: u64) -> Arc<wgpu::Buffer> {

@@ -299,12 +299,22 @@ pub fn attention_ubo_kernel(a: &AttentionUbo) -> Result<Kernel, Error> {
     } else {
         [a.sq.div_ceil(wg * r) as u32, a.heads as u32, 1]
     };
+    // The block loop; per block its chunks of keys, each two passes over the chunk; the stores.
+    let mut loop_trips = crate::loops::lp(nb as u64);
+    for b in 0..nb {
+        let keys = a.sk.saturating_sub(b * lay.ru).min(lay.ru) as u64;
+        let chunks = keys.div_ceil(CHUNK as u64);
+        loop_trips += crate::loops::lp(chunks) + chunks * 2 * crate::loops::lp(CHUNK as u64);
+    }
+    let nres = (r * dv4) as u64;
+    loop_trips += crate::loops::lp(nres) + nres * crate::loops::lp(4);
     Ok(Kernel {
         name: "attention_ubo".into(),
         wgsl,
         bindings,
         params: a.params.to_vec(),
         workgroups,
+        loop_trips,
     })
 }
 

@@ -7,6 +7,7 @@
 //! output's own layout and a modulo where it is a broadcast of a trailing block (a bias).
 
 use crate::attention_ubo::{attention_ubo_kernel, kv_layout, AttentionUbo, Strides};
+use crate::loops::lp;
 use crate::lower::{
     binary_expr, cast_expr, conv2d_kernel, kernel, layernorm_kernel, lower, matmul_kernel_spliced,
     matmul_problem_views, module, pick_variant, plain_splice, read_view, softmax_kernel,
@@ -97,8 +98,25 @@ fn view_of(g: &Graph, plan: &Plan, v: ValueId) -> (ValueId, View) {
         .unwrap_or_else(|| (v, View::contiguous(g.shape(v))))
 }
 
-/// Lower one group of a plan.
+/// Lower one group of a plan. No kernel it returns passes more loop ends per invocation than
+/// `opts.loop_budget` allows ([`crate::loops`]): a group that cannot be kept under it is an
+/// [`Error::Limit`].
 pub fn generate(
+    g: &Graph,
+    plan: &Plan,
+    group: &Group,
+    opts: &LowerOptions,
+) -> Result<GroupKernels, Error> {
+    let gk = generate_group(g, plan, group, opts)?;
+    if let Lowered::Kernels(ks) = &gk.lowered {
+        for k in ks {
+            crate::loops::check(k, opts.loop_budget)?;
+        }
+    }
+    Ok(gk)
+}
+
+fn generate_group(
     g: &Graph,
     plan: &Plan,
     group: &Group,
@@ -146,7 +164,7 @@ pub fn generate(
         GroupKind::Matmul => {
             let p = group_matmul_problem(g, plan, group)
                 .ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
-            let v = pick_variant(&p, opts);
+            let v = pick_variant(&p, opts)?;
             let inputs: Vec<ValueId> = first
                 .inputs
                 .iter()
@@ -162,7 +180,7 @@ pub fn generate(
             };
             if let Some(p) = group_matmul_problem(g, plan, group) {
                 // Pointwise: a batched matmul (A = weight, B = image) with the same epilogue.
-                let v = pick_variant(&p, opts);
+                let v = pick_variant(&p, opts)?;
                 let mut inputs = vec![first.inputs[1], first.inputs[0]];
                 inputs.extend(first.inputs.get(2));
                 return spliced(g, plan, group, label, inputs, 4, None, |sp| {
@@ -292,6 +310,8 @@ struct Reads<'a> {
     /// Private copies of params that `ep_init` fills (matmul epilogues only), and its body.
     hoisted: String,
     ep_init: String,
+    /// Loop ends of one call of the code made so far: view walks (`ev_off`) and `pow_u`.
+    trips: u64,
 }
 
 impl<'a> Reads<'a> {
@@ -322,6 +342,7 @@ impl<'a> Reads<'a> {
             col: None,
             hoisted: String::new(),
             ep_init: String::new(),
+            trips: 0,
         }
     }
 
@@ -401,6 +422,7 @@ impl<'a> Reads<'a> {
             );
         }
         let r = self.block.len();
+        self.trips += crate::loops::rank_walk(dims.len());
         self.block
             .extend(bv.strides.iter().map(|&s| s as i32 as u32));
         self.block.push(bv.offset as i32 as u32);
@@ -434,6 +456,7 @@ impl<'a> Reads<'a> {
             // Not `f{n}`: node 16 or 32 would declare a function named like a type (`f32`).
             let fname = format!("node_{}", nid.0);
             let func = node_fn(self.g, node, &fname)?;
+            self.trips += crate::lower::expr_trips(&func);
             self.funcs.push_str(&func);
             let _ = writeln!(out, "    let v{} = {fname}({});", o.0, args.join(", "));
             known.insert(o, format!("v{}", o.0));
@@ -590,6 +613,7 @@ fn anchor_splice(
         params: r.block.clone(),
         first,
         bindings: rest,
+        trips: r.trips,
     })
 }
 
@@ -645,6 +669,7 @@ fn elementwise(
         bindings,
         params,
         shape.numel(),
+        r.trips,
         opts,
     )?;
     Ok(GroupKernels {
@@ -791,10 +816,11 @@ fn attention(
     };
     let vec4 =
         d.is_multiple_of(4) && dv.is_multiple_of(4) && aligned(9) && aligned(14) && aligned(19);
+    // (The strided loaders' element loop is written out: rendered before it is spliced in.)
     let loaders = if vec4 {
-        ATTENTION_VEC4
+        ATTENTION_VEC4.to_string()
     } else {
-        ATTENTION_STRIDED
+        crate::template::render("attention_strided", ATTENTION_STRIDED, &[])?
     };
     let rows = b * h * sq;
     let (r, wg) = attention_blocking(rows, sq, d, dv);
@@ -841,7 +867,7 @@ fn attention(
         }
     }
     let vals = [
-        ("loaders", loaders.to_string()),
+        ("loaders", loaders),
         ("r", r.to_string()),
         ("wg", wg.to_string()),
         ("d", d.max(1).to_string()),
@@ -850,6 +876,8 @@ fn attention(
         ("dv4", dv.div_ceil(4).max(1).to_string()),
     ];
     let wgsl = module("attention", &[ATTENTION], &vals)?;
+    // The key loop (its body written out), then the store loops over rows and values.
+    let loop_trips = lp(sk as u64) + lp(r as u64) + r as u64 * lp(dv as u64);
     let workgroups = if rows == 0 || sk == 0 || d == 0 || dv == 0 {
         [0, 0, 0]
     } else {
@@ -867,6 +895,7 @@ fn attention(
         ],
         params,
         workgroups,
+        loop_trips,
     };
     Ok(GroupKernels {
         lowered: Lowered::Kernels(vec![k]),

@@ -16,6 +16,7 @@
 pub mod attention_ubo;
 pub mod explain;
 pub mod fused;
+pub mod loops;
 pub mod lower;
 pub mod matmul_ubo;
 pub mod plan;
@@ -91,6 +92,8 @@ pub struct Kernel {
     pub bindings: Vec<Buf>,
     pub params: Vec<u32>,
     pub workgroups: [u32; 3],
+    /// Loop ends one invocation passes at most, for the shape it was made for ([`loops`]).
+    pub loop_trips: u64,
 }
 
 /// Parse and validate a WGSL module with naga.

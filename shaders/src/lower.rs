@@ -1,5 +1,6 @@
 //! Lowering of each op to kernels. `lower` matches on [`Op`] exhaustively.
 
+use crate::loops::{self, lp};
 use crate::plan::View;
 use crate::template::render;
 use crate::{Buf, Elem, Error, Kernel};
@@ -50,6 +51,10 @@ pub struct LowerOptions {
     /// The adapter runs on the CPU (lavapipe): kernels shaped for SIMD lanes (named register
     /// blocks, uniform loads) over those shaped for GPU warps where no autotuner chooses.
     pub cpu_adapter: bool,
+    /// Loop ends an invocation may pass before the adapter cuts its loops short (llvmpipe:
+    /// [`crate::loops::LLVMPIPE_LOOP_BUDGET`]); `None` where none is known. Kernels are chosen
+    /// and blocked to stay under it, or refused ([`crate::loops`]).
+    pub loop_budget: Option<u64>,
 }
 
 impl Default for LowerOptions {
@@ -59,6 +64,7 @@ impl Default for LowerOptions {
             max_workgroups_per_dim: 65_535,
             max_uniform_blocks: crate::matmul_ubo::UBO_MAX_BLOCKS as u32,
             cpu_adapter: false,
+            loop_budget: None,
         }
     }
 }
@@ -73,6 +79,8 @@ pub struct Splice {
     pub params: Vec<u32>,
     pub first: Buf,
     pub bindings: Vec<Buf>,
+    /// Loop ends one call of its `load_x` or `epilogue` passes at most (view walks, `pow_u`).
+    pub trips: u64,
 }
 
 /// The store of an unfused anchor: write the value.
@@ -92,6 +100,7 @@ pub fn plain_splice(row_reduction: bool) -> Splice {
         params: Vec::new(),
         first: Buf::In(0),
         bindings: Vec::new(),
+        trips: 0,
     }
 }
 
@@ -100,18 +109,19 @@ type SpliceVals = [(&'static str, String); 2];
 
 /// Apply an anchor's splice: its params after the anchor's own, its bindings after the
 /// template's fixed ones (`fixed` gets the splice's first binding, which row reductions place at
-/// 0). Returns the bindings and the template's `pb` (params binding) and `extra` values.
+/// 0). Returns the bindings, the template's `pb` (params binding) and `extra` values, and the
+/// loop ends one call of the splice's functions passes.
 pub(crate) fn apply_splice(
     splice: SpliceFn,
     params: &mut Vec<u32>,
     fixed: impl FnOnce(Buf) -> Vec<Buf>,
-) -> Result<(Vec<Buf>, SpliceVals), Error> {
+) -> Result<(Vec<Buf>, SpliceVals, u64), Error> {
     let sp = splice(params.len())?;
     params.extend(&sp.params);
     let mut bindings = fixed(sp.first);
     bindings.extend(&sp.bindings);
     let vals = [("pb", bindings.len().to_string()), ("extra", sp.extra)];
-    Ok((bindings, vals))
+    Ok((bindings, vals, sp.trips))
 }
 
 /// Builds a splice given `ev`, the params index where its view block starts.
@@ -320,9 +330,42 @@ impl MatmulVariant {
         }
     }
 
-    /// The variants that support `p`, best guess first for `cpu_adapter` (a guess only orders
-    /// the candidates; the autotuner measures them).
-    pub fn candidates(p: &MatmulProblem, cpu_adapter: bool) -> Vec<MatmulVariant> {
+    /// Loop ends one invocation of this variant passes on `p` (see [`crate::loops`]), with `sp`
+    /// per call of the store's epilogue.
+    pub fn loop_trips(self, p: &MatmulProblem, sp: u64) -> u64 {
+        let k = p.k as u64;
+        match self {
+            MatmulVariant::Naive => lp(k) + sp,
+            // The k loop's body is written out; the 4 x 4 store block loops.
+            MatmulVariant::Rb4 => lp(k) + lp(4) + 4 * lp(4) + 16 * sp,
+            MatmulVariant::V4 { rows, cols4, .. } | MatmulVariant::V4Tex { rows, cols4, .. } => {
+                lp(k) + loops::store_block(rows as u64, cols4 as u64, sp)
+            }
+            MatmulVariant::Ubo { rows, cols4, .. } => {
+                let n = rows as u64 * cols4 as u64;
+                lp(k) + lp(n) + n * (lp(4) + 4 * sp)
+            }
+            // Four k a pass, the 4 x 8 store block loops (two stores a pass).
+            MatmulVariant::Rb4V4K => lp(k.div_ceil(4)) + lp(4) + 4 * lp(4) + 32 * sp,
+            // Per 16 k: the tile load loop, then 16 passes over the 4 x 4 block.
+            MatmulVariant::Tiled => {
+                let kt = k.div_ceil(16);
+                lp(kt)
+                    + kt * (lp(4) + lp(16) + 16 * (2 * lp(4) + 4 * lp(4)))
+                    + lp(4)
+                    + 4 * lp(4)
+                    + 16 * sp
+            }
+        }
+    }
+
+    /// The variants that support `p` within a loop budget, best guess first for `cpu_adapter`
+    /// (a guess only orders the candidates; the autotuner measures them).
+    pub fn candidates(
+        p: &MatmulProblem,
+        cpu_adapter: bool,
+        loop_budget: Option<u64>,
+    ) -> Vec<MatmulVariant> {
         let mut all = Self::all();
         if cpu_adapter {
             // Barrier-free register blocking first: workgroup memory is slow on CPU adapters.
@@ -348,9 +391,17 @@ impl MatmulVariant {
         // One output per invocation only pays off for tiny or vector-shaped products; on a large
         // one it costs the autotuner seconds to rule out.
         let small = p.m * p.n * p.k <= 1 << 20 || p.m == 1 || p.n == 1;
-        all.into_iter()
-            .filter(|v| v.supports(p) && (small || *v != MatmulVariant::Naive))
-            .collect()
+        let ok = |v: &MatmulVariant| v.supports(p) && loops::fits(v.loop_trips(p, 0), loop_budget);
+        let mut c: Vec<MatmulVariant> = all
+            .iter()
+            .copied()
+            .filter(|v| ok(v) && (small || *v != MatmulVariant::Naive))
+            .collect();
+        if c.is_empty() && ok(&MatmulVariant::Naive) {
+            // A long K that only the one-output kernel keeps under the loop budget.
+            c.push(MatmulVariant::Naive);
+        }
+        c
     }
 }
 
@@ -533,10 +584,29 @@ pub fn matmul_problem_views(
 
 /// The matmul variant for `p`: the one chosen (by the device's autotuner) where it supports the
 /// layout, else the first candidate.
-pub fn pick_variant(p: &MatmulProblem, opts: &LowerOptions) -> MatmulVariant {
-    opts.matmul
-        .filter(|v| v.supports(p))
-        .unwrap_or_else(|| MatmulVariant::candidates(p, true)[0])
+pub fn pick_variant(p: &MatmulProblem, opts: &LowerOptions) -> Result<MatmulVariant, Error> {
+    let fits = |v: &MatmulVariant| loops::fits(v.loop_trips(p, 0), opts.loop_budget);
+    if let Some(v) = opts.matmul.filter(|v| v.supports(p) && fits(v)) {
+        return Ok(v);
+    }
+    MatmulVariant::candidates(p, true, opts.loop_budget)
+        .first()
+        .copied()
+        .ok_or_else(|| no_matmul_variant(p, opts.loop_budget))
+}
+
+/// The error of a matmul that no variant computes within the adapter's loop budget.
+pub fn no_matmul_variant(p: &MatmulProblem, budget: Option<u64>) -> Error {
+    Error::Limit(format!(
+        "no matmul kernel computes {}x{}x{} (M x N x K) within this adapter's loop budget of {} \
+         loop trips per invocation (the shortest, one output per invocation, makes {}): K is \
+         too long for this adapter",
+        p.m,
+        p.n,
+        p.k,
+        budget.unwrap_or(u64::MAX),
+        MatmulVariant::Naive.loop_trips(p, 0)
+    ))
 }
 
 /// A pointwise conv (1x1 kernel, stride 1, no padding, one group) as a batched matmul:
@@ -594,7 +664,7 @@ pub fn lower(
         Op::MatMul | Op::Gemm(_) => {
             let p = matmul_problem(op, ins, outs)
                 .ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
-            k(matmul_kernel(&p, pick_variant(&p, opts), opts)?)
+            k(matmul_kernel(&p, pick_variant(&p, opts)?, opts)?)
         }
         Op::Unary(u) => k(vec![elementwise1(
             "unary",
@@ -614,6 +684,8 @@ pub fn lower(
         )?]),
         Op::Binary(b) => {
             let dt = ins[0].0;
+            let binary_trips =
+                2 * loops::rank_walk(out_shape.rank()) + expr_trips(&binary_expr(*b, dt));
             let vals = [
                 ("in_ty", Elem::of(dt).wgsl().to_string()),
                 ("out_ty", Elem::of(out_dt).wgsl().to_string()),
@@ -630,6 +702,7 @@ pub fn lower(
                 vec![Buf::In(0), Buf::In(1), Buf::Out(0)],
                 params,
                 n,
+                binary_trips,
                 opts,
             )?])
         }
@@ -644,6 +717,7 @@ pub fn lower(
                 vec![Buf::In(0), Buf::In(1), Buf::In(2), Buf::Out(0)],
                 params,
                 n,
+                3 * loops::rank_walk(out_shape.rank()),
                 opts,
             )?])
         }
@@ -724,6 +798,7 @@ pub fn lower(
                 binds,
                 params,
                 n,
+                0,
                 opts,
             )?])
         }
@@ -783,6 +858,7 @@ pub fn lower(
                 p.dilation[1] as u32,
                 p.count_include_pad as u32,
             ];
+            let pool_trips = lp(p.kernel[0] as u64) + p.kernel[0] as u64 * lp(p.kernel[1] as u64);
             let (name, vals): (&str, [(&str, String); 4]) = match op {
                 Op::MaxPool2d(_) => (
                     "maxpool2d",
@@ -829,6 +905,7 @@ pub fn lower(
                 vec![Buf::In(0), Buf::Out(0)],
                 params,
                 n,
+                pool_trips,
                 opts,
             )?])
         }
@@ -837,7 +914,7 @@ pub fn lower(
         {
             let p = conv1x1_problem(c, &ins[0].1 .0, &ins[1].1 .0, ins.len() == 3)
                 .ok_or_else(|| Error::Unsupported("pointwise conv".into()))?;
-            let mut kerns = matmul_kernel(&p, pick_variant(&p, opts), opts)?;
+            let mut kerns = matmul_kernel(&p, pick_variant(&p, opts)?, opts)?;
             // The matmul reads A = weight (input 1) and B = image (input 0).
             for b in kerns.iter_mut().flat_map(|k| k.bindings.iter_mut()) {
                 *b = match *b {
@@ -904,6 +981,8 @@ pub fn lower(
             ];
             let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
             let binds = vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)];
+            let (cig, kh, kw) = ((x[1] / c.groups) as u64, w[2] as u64, w[3] as u64);
+            let ct_trips = lp(cig) + cig * lp(kh) + cig * kh * lp(kw);
             k(vec![kernel(
                 "conv_transpose2d",
                 CONV_TRANSPOSE2D,
@@ -911,6 +990,7 @@ pub fn lower(
                 binds,
                 params,
                 n,
+                ct_trips,
                 opts,
             )?])
         }
@@ -932,6 +1012,7 @@ pub fn lower(
                 vec![Buf::In(0), Buf::In(1), Buf::Out(0)],
                 params,
                 n,
+                0,
                 opts,
             )?])
         }
@@ -949,6 +1030,7 @@ pub fn lower(
                 vec![Buf::In(0), Buf::In(1), Buf::Out(0)],
                 params,
                 n,
+                loops::rank_walk(rank),
                 opts,
             )?])
         }
@@ -980,6 +1062,7 @@ pub fn lower(
                 vec![Buf::In(0), Buf::Out(0)],
                 params,
                 n,
+                lp(len as u64),
                 opts,
             )?])
         }
@@ -1005,6 +1088,7 @@ pub fn lower(
                 vec![Buf::In(0), Buf::Out(0)],
                 params,
                 n,
+                0,
                 opts,
             )?])
         }
@@ -1030,6 +1114,7 @@ pub fn lower(
                 vec![Buf::In(0), Buf::Out(0)],
                 params,
                 n,
+                loops::rank_walk(x.rank()),
                 opts,
             )?])
         }
@@ -1282,6 +1367,7 @@ fn elementwise1(
     expr: String,
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
+    let trips = loops::rank_walk(out_shape.rank()) + expr_trips(&expr);
     let vals = [
         ("in_ty", Elem::of(input.0).wgsl().to_string()),
         ("out_ty", Elem::of(out_dt).wgsl().to_string()),
@@ -1295,6 +1381,7 @@ fn elementwise1(
         vec![Buf::In(0), Buf::Out(0)],
         params,
         out_shape.numel(),
+        trips,
         opts,
     )
 }
@@ -1322,6 +1409,7 @@ fn copy_kernel(
         vec![Buf::In(input), Buf::Out(output)],
         params,
         dims.numel(),
+        loops::rank_walk(dims.rank()),
         opts,
     )
 }
@@ -1336,6 +1424,7 @@ pub fn plain_reduce_splice(dt: DType) -> Splice {
         params: Vec::new(),
         first: Buf::In(0),
         bindings: Vec::new(),
+        trips: 0,
     }
 }
 
@@ -1397,7 +1486,11 @@ pub fn reduce_kernel(
         Elem::I32 => fit_int(dt, value.to_string()),
         Elem::F32 => value.to_string(),
     };
-    let (bindings, spliced) = apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
+    let (bindings, spliced, sp) =
+        apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
+    // decode(i) once, then per reduced element: decode(r) and load_x.
+    let (c, rr) = (count as u64, axes.len());
+    let trips = loops::rank_walk(kept.len()) + lp(c) + c * (loops::rank_walk(rr) + sp);
     let mut vals = vec![
         ("ty", e.wgsl().to_string()),
         ("acc_ty", acc_ty.to_string()),
@@ -1413,6 +1506,7 @@ pub fn reduce_kernel(
         bindings,
         params,
         n_out,
+        trips,
         opts,
     )
 }
@@ -1482,7 +1576,7 @@ pub fn matmul_kernel_spliced(
     let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
     let tex = matches!(v, MatmulVariant::V4Tex { .. });
     let b = if tex { Buf::Texture(1) } else { Buf::In(1) };
-    let (bindings, spliced) = apply_splice(splice, &mut params, |_| {
+    let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
         vec![Buf::In(0), b, bias, Buf::Out(0)]
     })?;
     let body = match v {
@@ -1547,13 +1641,25 @@ pub fn matmul_kernel_spliced(
     };
     vals.extend(spliced);
     let wgsl = module(&v.name(), &[MATMUL_COMMON, body], &vals)?;
-    Ok(vec![Kernel {
+    let k = Kernel {
         name: v.name(),
         wgsl,
         bindings,
         params,
         workgroups,
-    }])
+        loop_trips: v.loop_trips(p, sp),
+    };
+    loops::check(&k, opts.loop_budget)?;
+    Ok(vec![k])
+}
+
+/// Loop ends one evaluation of an expression passes: `pow_u` is the one helper with a loop.
+pub(crate) fn expr_trips(expr: &str) -> u64 {
+    if expr.contains("pow_u(") {
+        loops::POW_U_TRIPS
+    } else {
+        0
+    }
 }
 
 /// Prelude + template parts, filled.
@@ -1621,10 +1727,12 @@ fn block_copy(
         vec![Buf::In(input), Buf::Out(output)],
         params,
         n,
+        0,
         opts,
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn kernel(
     name: &str,
     template: &str,
@@ -1632,6 +1740,7 @@ pub(crate) fn kernel(
     bindings: Vec<Buf>,
     params: Vec<u32>,
     threads: usize,
+    loop_trips: u64,
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
     let wgsl = module(name, &[template], vals)?;
@@ -1640,13 +1749,16 @@ pub(crate) fn kernel(
     } else {
         grid(threads.div_ceil(256) as u64, opts)?
     };
-    Ok(Kernel {
+    let k = Kernel {
         name: name.to_string(),
         wgsl,
         bindings,
         params,
         workgroups,
-    })
+        loop_trips,
+    };
+    loops::check(&k, opts.loop_budget)?;
+    Ok(k)
 }
 
 /// Spread `n` workgroups over x and y so neither exceeds the per-dimension limit.
@@ -1670,8 +1782,12 @@ pub fn softmax_kernel(
     let (outer, len, inner) = sfumato_core::interp::split_at_axis(&shape.0, axis);
     let rows = outer * inner;
     let mut params = vec![rows as u32, len as u32, inner.max(1) as u32];
-    let (bindings, vals) = apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
-    kernel("softmax", SOFTMAX, &vals, bindings, params, rows, opts)
+    let (bindings, vals, sp) = apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
+    // Three passes over the row; per element three load_x and one epilogue.
+    let trips = 3 * lp(len as u64) + len as u64 * 4 * sp;
+    kernel(
+        "softmax", SOFTMAX, &vals, bindings, params, rows, trips, opts,
+    )
 }
 
 /// Layer norm over `axis..` of `shape`, one invocation per row, with a splice. `scale_bias` are
@@ -1688,10 +1804,20 @@ pub fn layernorm_kernel(
     let len: usize = shape.0[axis..].iter().product();
     let rows = shape.numel().checked_div(len).unwrap_or(0);
     let mut params = vec![rows as u32, len as u32, epsilon.to_bits(), has_bias as u32];
-    let (bindings, vals) = apply_splice(splice, &mut params, |first| {
+    let (bindings, vals, sp) = apply_splice(splice, &mut params, |first| {
         vec![first, scale_bias[0], scale_bias[1], Buf::Out(0)]
     })?;
-    kernel("layernorm", LAYERNORM, &vals, bindings, params, rows, opts)
+    let trips = 3 * lp(len as u64) + len as u64 * 4 * sp;
+    kernel(
+        "layernorm",
+        LAYERNORM,
+        &vals,
+        bindings,
+        params,
+        rows,
+        trips,
+        opts,
+    )
 }
 
 /// Direct conv2d (x, w, optional bias) with a splice for the store.
@@ -1732,23 +1858,30 @@ pub fn conv2d_kernel(
         bx as u32,
         bo as u32,
     ];
-    let (bindings, vals) = apply_splice(splice, &mut params, |_| {
+    let (bindings, vals, sp) = apply_splice(splice, &mut params, |_| {
         vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)]
     })?;
     let threads = x[0] * c.groups * bo * oh * bx;
+    // Per input channel of the group: the tap loops (their 4 x 4 bodies written out); then the
+    // 4 x 4 store block.
+    let (cig, kh, kw) = (w[1] as u64, w[2] as u64, w[3] as u64);
+    let loop_trips = lp(cig) + cig * lp(kh) + cig * kh * lp(kw) + lp(4) + 4 * lp(4) + 16 * sp;
     let wgsl = module("conv2d", &[CONV2D], &vals)?;
     let workgroups = if n == 0 {
         [0, 0, 0]
     } else {
         grid(threads.div_ceil(64) as u64, opts)?
     };
-    Ok(vec![Kernel {
+    let k = Kernel {
         name: "conv2d".into(),
         wgsl,
         bindings,
         params,
         workgroups,
-    }])
+        loop_trips,
+    };
+    loops::check(&k, opts.loop_budget)?;
+    Ok(vec![k])
 }
 
 /// The register block of the implicit-GEMM conv: (output channels, pixels) per invocation and the
@@ -1861,9 +1994,16 @@ pub fn conv2d_gemm_kernel(
             return crate::matmul_ubo::ubo_kernels(&prob, v, opts, splice, params, &spec);
         }
     }
-    let (bindings, spliced) = apply_splice(splice, &mut params, |_| {
+    let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
         vec![Buf::In(1), Buf::In(0), bias, Buf::Out(0)]
     })?;
+    // The channel and tap loops (the register block's loops are written out), then the store
+    // block.
+    let (ch, kh, kw) = (w[1] as u64, w[2] as u64, w[3] as u64);
+    let loop_trips = lp(ch)
+        + ch * lp(kh)
+        + ch * kh * lp(kw)
+        + loops::store_block(rows as u64, (cols / 4) as u64, sp);
     let mut vals = vec![
         ("rows", rows.to_string()),
         ("cols", cols.to_string()),
@@ -1885,11 +2025,14 @@ pub fn conv2d_gemm_kernel(
     } else {
         grid(wgs as u64, opts)?
     };
-    Ok(vec![Kernel {
+    let k = Kernel {
         name: "conv2d_gemm".into(),
         wgsl,
         bindings,
         params,
         workgroups,
-    }])
+        loop_trips,
+    };
+    loops::check(&k, opts.loop_budget)?;
+    Ok(vec![k])
 }

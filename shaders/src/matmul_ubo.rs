@@ -228,6 +228,7 @@ pub(crate) fn ubo_kernels(
             grid((tiles_n * tiles_m * batch) as u64, opts)?
         };
         out.push(part_kernel(
+            p,
             v,
             &lay,
             part.clone(),
@@ -237,11 +238,16 @@ pub(crate) fn ubo_kernels(
             spec,
         )?);
     }
+    for k in &out {
+        crate::loops::check(k, opts.loop_budget)?;
+    }
     Ok(out)
 }
 
 /// The kernel of one part: blocks `part` of `lay`.
+#[allow(clippy::too_many_arguments)]
 fn part_kernel(
+    p: &MatmulProblem,
     v: MatmulVariant,
     lay: &UboLayout,
     part: std::ops::Range<usize>,
@@ -262,7 +268,7 @@ fn part_kernel(
         offset: lay.blocks[j].0,
         size: lay.blocks[j].1,
     };
-    let (mut bindings, mut spliced) = apply_splice(splice, &mut params, |_| {
+    let (mut bindings, mut spliced, sp) = apply_splice(splice, &mut params, |_| {
         vec![block(part.start), spec.b, spec.bias, Buf::Out(0)]
     })?;
     // The part's first row, after the splice's params (at the same index in every part).
@@ -405,13 +411,15 @@ fn part_kernel(
         &[MATMUL_COMMON, MATMUL_UBO]
     };
     let wgsl = module(&spec.name, parts, &vals)?;
-    Ok(Kernel {
+    let k = Kernel {
         name: spec.name.clone(),
         wgsl,
         bindings,
         params,
         workgroups,
-    })
+        loop_trips: v.loop_trips(p, sp),
+    };
+    Ok(k)
 }
 
 /// A `switch` over `n` cases on `sel` (the last is `default`), each case's body from `body`,

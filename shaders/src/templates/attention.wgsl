@@ -37,52 +37,46 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var m: array<f32, QR>;
     var l: array<f32, QR>;
     var acc: array<array<vec4<f32>, DV4>, QR>;
-    for (var t = 0u; t < QR; t = t + 1u) {
-        let qr = min(wg.x * QWG * QR + t * QWG + li, sq - 1u);
+{{for t in r}}    {
+        let qr = min(wg.x * QWG * QR + {{t}}u * QWG + li, sq - 1u);
         let qo = params[13] + b * params[9] + h * params[10] + qr * params[11];
-        for (var d4 = 0u; d4 < DH4; d4 = d4 + 1u) {
-            qv[t][d4] = load_q4(qo, d4) * scale;
-        }
-        mo[t] = params[28] + b * params[24] + h * params[25] + qr * params[26];
-        m[t] = ninf;
-        l[t] = 0.0;
+{{for e in d4}}        qv[{{t}}][{{e}}] = load_q4(qo, {{e}}u) * scale;
+{{end}}        mo[{{t}}] = params[28] + b * params[24] + h * params[25] + qr * params[26];
+        m[{{t}}] = ninf;
+        l[{{t}}] = 0.0;
     }
-    let ko = params[18] + b * params[14] + h * params[15];
+{{end}}    let ko = params[18] + b * params[14] + h * params[15];
     let vo = params[23] + b * params[19] + h * params[20];
+    // The one loop with a run-time trip count: over the keys (the loops over query rows and
+    // head dims are written out, so an invocation makes sk + 1 trips; see `loops.rs`).
     for (var j = 0u; j < sk; j = j + 1u) {
         let kj = ko + j * params[16];
         var kv: array<vec4<f32>, DH4>;
-        for (var d4 = 0u; d4 < DH4; d4 = d4 + 1u) {
-            kv[d4] = load_k4(kj, d4);
-        }
-        var c: array<f32, QR>;
+{{for e in d4}}        kv[{{e}}] = load_k4(kj, {{e}}u);
+{{end}}        var c: array<f32, QR>;
         var p: array<f32, QR>;
-        for (var t = 0u; t < QR; t = t + 1u) {
+{{for t in r}}        {
             var sv = vec4<f32>(0.0);
-            for (var d4 = 0u; d4 < DH4; d4 = d4 + 1u) {
-                sv = fma(qv[t][d4], kv[d4], sv);
-            }
-            var s = sv.x + sv.y + sv.z + sv.w;
+{{for e in d4}}            sv = fma(qv[{{t}}][{{e}}], kv[{{e}}], sv);
+{{end}}            var s = sv.x + sv.y + sv.z + sv.w;
             if (has_mask) {
-                s = s + mask[mo[t] + j * params[27]];
+                s = s + mask[mo[{{t}}] + j * params[27]];
             }
             // While every score so far is -inf the reference point is 0, so both factors are 0
             // rather than exp(NaN).
-            let mn = max(m[t], s);
+            let mn = max(m[{{t}}], s);
             let base = select(mn, 0.0, mn == ninf);
-            c[t] = exp(m[t] - base);
-            p[t] = exp(s - base);
-            l[t] = l[t] * c[t] + p[t];
-            m[t] = mn;
+            c[{{t}}] = exp(m[{{t}}] - base);
+            p[{{t}}] = exp(s - base);
+            l[{{t}}] = l[{{t}}] * c[{{t}}] + p[{{t}}];
+            m[{{t}}] = mn;
         }
-        let vj = vo + j * params[21];
-        for (var d4 = 0u; d4 < DV4; d4 = d4 + 1u) {
-            let vv = load_v4(vj, d4);
-            for (var t = 0u; t < QR; t = t + 1u) {
-                acc[t][d4] = fma(vec4<f32>(p[t]), vv, acc[t][d4] * c[t]);
-            }
-        }
-    }
+{{end}}        let vj = vo + j * params[21];
+{{for e in dv4}}        {
+            let vv = load_v4(vj, {{e}}u);
+{{for t in r}}            acc[{{t}}][{{e}}] = fma(vec4<f32>(p[{{t}}]), vv, acc[{{t}}][{{e}}] * c[{{t}}]);
+{{end}}        }
+{{end}}    }
     // A row masked everywhere with -inf has l = 0 and comes out NaN, as softmax gives.
     for (var t = 0u; t < QR; t = t + 1u) {
         let qi = wg.x * QWG * QR + t * QWG + li;

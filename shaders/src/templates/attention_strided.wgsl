@@ -5,20 +5,20 @@
 
 fn load4(which: u32, base: u32, d4: u32, n: u32, stride: u32) -> vec4<f32> {
     var x = vec4<f32>(0.0);
-    for (var e = 0u; e < 4u; e = e + 1u) {
-        let d = d4 * 4u + e;
+{{for e in 4}}    {
+        let d = d4 * 4u + {{e}}u;
         if (d < n) {
             let i = base + d * stride;
             if (which == 0u) {
-                x[e] = q[i];
+                x[{{e}}] = q[i];
             } else if (which == 1u) {
-                x[e] = k[i];
+                x[{{e}}] = k[i];
             } else {
-                x[e] = v[i];
+                x[{{e}}] = v[i];
             }
         }
     }
-    return x;
+{{end}}    return x;
 }
 
 fn load_q4(base: u32, d4: u32) -> vec4<f32> {

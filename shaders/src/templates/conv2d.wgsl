@@ -38,10 +38,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let oc0 = g * cog + ob * 4u;
     var acc: array<vec4<f32>, 4>;
     var wrow: array<u32, 4>;
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        let oc = min(ob * 4u + j, cog - 1u) + g * cog;
-        wrow[j] = oc * cig * kh * kw;
-    }
+{{for j in 4}}    wrow[{{j}}] = (min(ob * 4u + {{j}}u, cog - 1u) + g * cog) * cig * kh * kw;
+{{end}}
     let iy0 = i32(oy * params[9]) - i32(params[11]);
     for (var icl = 0u; icl < cig; icl = icl + 1u) {
         let xplane = (n * params[1] + g * cig + icl) * u32(h * wd);
@@ -52,17 +50,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             }
             let xrow = xplane + u32(iy * wd);
             for (var kx = 0u; kx < kw; kx = kx + 1u) {
+                // The 4 x 4 block's loops are written out (only the channel and tap loops run).
                 var xv = vec4<f32>(0.0);
-                for (var c = 0u; c < 4u; c = c + 1u) {
-                    let ix = i32((ox0 + c) * params[10] + kx * params[14]) - i32(params[12]);
+{{for c in 4}}                {
+                    let ix = i32((ox0 + {{c}}u) * params[10] + kx * params[14]) - i32(params[12]);
                     if (ix >= 0 && ix < wd) {
-                        xv[c] = x[xrow + u32(ix)];
+                        xv[{{c}}] = x[xrow + u32(ix)];
                     }
                 }
-                let widx = (icl * kh + ky) * kw + kx;
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    acc[j] = fma(vec4<f32>(w[wrow[j] + widx]), xv, acc[j]);
-                }
+{{end}}                let widx = (icl * kh + ky) * kw + kx;
+{{for j in 4}}                acc[{{j}}] = fma(vec4<f32>(w[wrow[{{j}}] + widx]), xv, acc[{{j}}]);
+{{end}}
             }
         }
     }

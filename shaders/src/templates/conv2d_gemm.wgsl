@@ -31,21 +31,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let dw = cv.dw;
     let m0 = t.m0 + lid.y * {{rows}}u;
     let n0 = t.n0 + lid.x * {{cols}}u;
+    // Loops of a constant trip count (the register block's) are written out: only the loops
+    // over channels and taps run, C + 1 + C * (KH + 1) + C * KH * (KW + 1) trips.
     // Where each of this invocation's pixels starts in the input (top-left tap).
     var iy0: array<i32, {{cols}}>;
     var ix0: array<i32, {{cols}}>;
     var live: array<bool, {{cols}}>;
-    for (var j = 0u; j < {{cols}}u; j = j + 1u) {
-        let p = min(n0 + j, nn - 1u);
-        live[j] = n0 + j < nn;
-        iy0[j] = i32(p / ow) * sh - pt;
-        ix0[j] = i32(p % ow) * sw - pl;
+{{for j in cols}}    {
+        let p = min(n0 + {{j}}u, nn - 1u);
+        live[{{j}}] = n0 + {{j}}u < nn;
+        iy0[{{j}}] = i32(p / ow) * sh - pt;
+        ix0[{{j}}] = i32(p % ow) * sw - pl;
     }
-    var ra: array<u32, {{rows}}>;
-    for (var r = 0u; r < {{rows}}u; r = r + 1u) {
-        ra[r] = min(m0 + r, mm - 1u) * params[7];
-    }
-    let xb = off_b(t.b);
+{{end}}    var ra: array<u32, {{rows}}>;
+{{for r in rows}}    ra[{{r}}] = min(m0 + {{r}}u, mm - 1u) * params[7];
+{{end}}    let xb = off_b(t.b);
     var acc: array<array<vec4<f32>, {{cols4}}>, {{rows}}>;
     var k = 0u;
     for (var c = 0u; c < ch; c = c + 1u) {
@@ -53,20 +53,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         for (var ky = 0u; ky < kh; ky = ky + 1u) {
             for (var kx = 0u; kx < kw; kx = kx + 1u) {
                 var bv: array<vec4<f32>, {{cols4}}>;
-                for (var j = 0u; j < {{cols}}u; j = j + 1u) {
+{{for q in cols4}}{{for e in 4}}                {
+                    let j = {{q}}u * 4u + {{e}}u;
                     let iy = iy0[j] + i32(ky) * dh;
                     let ix = ix0[j] + i32(kx) * dw;
                     let inside = live[j] && iy >= 0 && iy < h && ix >= 0 && ix < w;
                     let at = xc + u32(clamp(iy, 0, h - 1) * w + clamp(ix, 0, w - 1));
-                    bv[j / 4u][j % 4u] = select(0.0, xin[at], inside);
+                    bv[{{q}}][{{e}}] = select(0.0, xin[at], inside);
                 }
-                for (var r = 0u; r < {{rows}}u; r = r + 1u) {
-                    let av = vec4<f32>(a[ra[r] + k]);
-                    for (var q = 0u; q < {{cols4}}u; q = q + 1u) {
-                        acc[r][q] = fma(av, bv[q], acc[r][q]);
-                    }
-                }
-                k = k + 1u;
+{{end}}{{end}}{{for r in rows}}                {
+                    let av = vec4<f32>(a[ra[{{r}}] + k]);
+{{for q in cols4}}                    acc[{{r}}][{{q}}] = fma(av, bv[{{q}}], acc[{{r}}][{{q}}]);
+{{end}}                }
+{{end}}                k = k + 1u;
             }
         }
     }

@@ -19,26 +19,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let a_sk = params[8];
     let b_sk = params[9];
     let b_sn = params[10];
+    // The 4 x 4 block's loops are written out: only the loop over k runs (K + 1 trips).
     var ra: array<u32, 4>;
     var rb: array<u32, 4>;
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        ra[r] = off_a(t.b) + min(m0 + r, mm - 1u) * a_sm;
-        rb[r] = off_b(t.b) + min(n0 + r, nn - 1u) * b_sn;
-    }
-    var acc: array<array<f32, 4>, 4>;
+{{for r in 4}}    ra[{{r}}] = off_a(t.b) + min(m0 + {{r}}u, mm - 1u) * a_sm;
+    rb[{{r}}] = off_b(t.b) + min(n0 + {{r}}u, nn - 1u) * b_sn;
+{{end}}    var acc: array<array<f32, 4>, 4>;
     for (var k = 0u; k < kk; k = k + 1u) {
         var av: array<f32, 4>;
         var bv: array<f32, 4>;
-        for (var r = 0u; r < 4u; r = r + 1u) {
-            av[r] = a[ra[r] + k * a_sk];
-            bv[r] = bm[rb[r] + k * b_sk];
-        }
-        for (var r = 0u; r < 4u; r = r + 1u) {
-            for (var c = 0u; c < 4u; c = c + 1u) {
-                acc[r][c] = fma(av[r], bv[c], acc[r][c]);
-            }
-        }
-    }
+{{for r in 4}}        av[{{r}}] = a[ra[{{r}}] + k * a_sk];
+        bv[{{r}}] = bm[rb[{{r}}] + k * b_sk];
+{{end}}{{for r in 4}}{{for c in 4}}        acc[{{r}}][{{c}}] = fma(av[{{r}}], bv[{{c}}], acc[{{r}}][{{c}}]);
+{{end}}{{end}}    }
     for (var r = 0u; r < 4u; r = r + 1u) {
         for (var c = 0u; c < 4u; c = c + 1u) {
             store(t.b, m0 + r, n0 + c, acc[r][c]);

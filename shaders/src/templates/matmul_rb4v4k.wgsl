@@ -23,11 +23,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let c0 = min(n0 / 4u, n4 - 1u);
     let c1 = min(n0 / 4u + 1u, n4 - 1u);
     var pb = off_b(t.b) / 4u;
+    // The 4-row block's loops are written out: only the loop over k / 4 runs.
     var ra: array<u32, 4>;
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        ra[r] = off_a(t.b) / 4u + min(m0 + r, mm - 1u) * a_sm4;
-    }
-    var acc0: array<vec4<f32>, 4>;
+{{for r in 4}}    ra[{{r}}] = off_a(t.b) / 4u + min(m0 + {{r}}u, mm - 1u) * a_sm4;
+{{end}}    var acc0: array<vec4<f32>, 4>;
     var acc1: array<vec4<f32>, 4>;
     for (var k = 0u; k < k4; k = k + 1u) {
         let b00 = bm[pb + c0];
@@ -39,18 +38,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         let b30 = bm[pb + 3u * b_sk4 + c0];
         let b31 = bm[pb + 3u * b_sk4 + c1];
         pb = pb + 4u * b_sk4;
-        for (var r = 0u; r < 4u; r = r + 1u) {
-            let av = a[ra[r] + k];
-            acc0[r] = fma(vec4<f32>(av.x), b00, acc0[r]);
-            acc1[r] = fma(vec4<f32>(av.x), b01, acc1[r]);
-            acc0[r] = fma(vec4<f32>(av.y), b10, acc0[r]);
-            acc1[r] = fma(vec4<f32>(av.y), b11, acc1[r]);
-            acc0[r] = fma(vec4<f32>(av.z), b20, acc0[r]);
-            acc1[r] = fma(vec4<f32>(av.z), b21, acc1[r]);
-            acc0[r] = fma(vec4<f32>(av.w), b30, acc0[r]);
-            acc1[r] = fma(vec4<f32>(av.w), b31, acc1[r]);
+{{for r in 4}}        {
+            let av = a[ra[{{r}}] + k];
+            acc0[{{r}}] = fma(vec4<f32>(av.x), b00, acc0[{{r}}]);
+            acc1[{{r}}] = fma(vec4<f32>(av.x), b01, acc1[{{r}}]);
+            acc0[{{r}}] = fma(vec4<f32>(av.y), b10, acc0[{{r}}]);
+            acc1[{{r}}] = fma(vec4<f32>(av.y), b11, acc1[{{r}}]);
+            acc0[{{r}}] = fma(vec4<f32>(av.z), b20, acc0[{{r}}]);
+            acc1[{{r}}] = fma(vec4<f32>(av.z), b21, acc1[{{r}}]);
+            acc0[{{r}}] = fma(vec4<f32>(av.w), b30, acc0[{{r}}]);
+            acc1[{{r}}] = fma(vec4<f32>(av.w), b31, acc1[{{r}}]);
         }
-    }
+{{end}}    }
     for (var r = 0u; r < 4u; r = r + 1u) {
         for (var c = 0u; c < 4u; c = c + 1u) {
             store(t.b, m0 + r, n0 + c, acc0[r][c]);

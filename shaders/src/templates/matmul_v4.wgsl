@@ -21,30 +21,26 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let a_sk = params[8];
     let b_sk4 = params[9] / 4u;
     let n4 = nn / 4u;
+    // Loops of a constant trip count are written out: only the loop over k runs (K + 1 trips).
     var cb: array<u32, {{cols4}}>;
-    for (var c = 0u; c < {{cols4}}u; c = c + 1u) {
-        cb[c] = min(n0 / 4u + c, n4 - 1u);
-    }
-    var pb = off_b(t.b) / 4u;
+{{for c in cols4}}    cb[{{c}}] = min(n0 / 4u + {{c}}u, n4 - 1u);
+{{end}}    var pb = off_b(t.b) / 4u;
     var ra: array<u32, {{rows}}>;
-    for (var r = 0u; r < {{rows}}u; r = r + 1u) {
-        ra[r] = off_a(t.b) + min(m0 + r, mm - 1u) * a_sm;
-    }
-    var acc: array<array<vec4<f32>, {{cols4}}>, {{rows}}>;
+{{for r in rows}}    ra[{{r}}] = off_a(t.b) + min(m0 + {{r}}u, mm - 1u) * a_sm;
+{{end}}    var acc: array<array<vec4<f32>, {{cols4}}>, {{rows}}>;
     for (var k = 0u; k < kk; k = k + 1u) {
         var bv: array<vec4<f32>, {{cols4}}>;
-        for (var c = 0u; c < {{cols4}}u; c = c + 1u) {
+{{for c in cols4}}        {
+            let c = {{c}}u;
             bv[c] = {{b_load}};
         }
-        pb = pb + b_sk4;
+{{end}}        pb = pb + b_sk4;
         let ka = k * a_sk;
-        for (var r = 0u; r < {{rows}}u; r = r + 1u) {
-            let av = vec4<f32>(a[ra[r] + ka]);
-            for (var c = 0u; c < {{cols4}}u; c = c + 1u) {
-                acc[r][c] = fma(av, bv[c], acc[r][c]);
-            }
-        }
-    }
+{{for r in rows}}        {
+            let av = vec4<f32>(a[ra[{{r}}] + ka]);
+{{for c in cols4}}            acc[{{r}}][{{c}}] = fma(av, bv[{{c}}], acc[{{r}}][{{c}}]);
+{{end}}        }
+{{end}}    }
     for (var r = 0u; r < {{rows}}u; r = r + 1u) {
         for (var c = 0u; c < {{cols4}}u; c = c + 1u) {
             for (var e = 0u; e < 4u; e = e + 1u) {
