@@ -19,6 +19,11 @@ const BATCHNORM: &str = include_str!("templates/batchnorm.wgsl");
 const SOFTMAX: &str = include_str!("templates/softmax.wgsl");
 const LAYERNORM: &str = include_str!("templates/layernorm.wgsl");
 const REDUCE: &str = include_str!("templates/reduce.wgsl");
+const REDUCE_COMMON: &str = include_str!("templates/reduce_common.wgsl");
+const REDUCE_WG: &str = include_str!("templates/reduce_wg.wgsl");
+const ROW_WG: &str = include_str!("templates/row_wg.wgsl");
+const SOFTMAX_WG: &str = include_str!("templates/softmax_wg.wgsl");
+const LAYERNORM_WG: &str = include_str!("templates/layernorm_wg.wgsl");
 const POOL2D: &str = include_str!("templates/pool2d.wgsl");
 const GATHER: &str = include_str!("templates/gather.wgsl");
 const NARROW_FLOATS: &str = include_str!("templates/narrow_floats.wgsl");
@@ -1488,9 +1493,17 @@ pub fn reduce_kernel(
     };
     let (bindings, spliced, sp) =
         apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
-    // decode(i) once, then per reduced element: decode(r) and load_x.
-    let (c, rr) = (count as u64, axes.len());
-    let trips = loops::rank_walk(kept.len()) + lp(c) + c * (loops::rank_walk(rr) + sp);
+    // decode(i) once, then per reduced element: decode(r) and load_x; spread over a workgroup,
+    // every wg-th element, then the tree.
+    let rr = axes.len();
+    let walk =
+        |each: u64| loops::rank_walk(kept.len()) + lp(each) + each * (loops::rank_walk(rr) + sp);
+    let plan = row_plan(
+        count,
+        walk(count as u64),
+        |wg| walk(count.div_ceil(wg) as u64) + tree_trips(wg),
+        opts,
+    );
     let mut vals = vec![
         ("ty", e.wgsl().to_string()),
         ("acc_ty", acc_ty.to_string()),
@@ -1499,16 +1512,33 @@ pub fn reduce_kernel(
         ("finish", finish),
     ];
     vals.extend(spliced);
-    kernel(
-        r.name().to_lowercase().as_str(),
-        REDUCE,
-        &vals,
-        bindings,
-        params,
-        n_out,
-        trips,
-        opts,
-    )
+    let name = r.name().to_lowercase();
+    match plan {
+        RowPlan::Serial => kernel(
+            &name,
+            &format!("{REDUCE_COMMON}\n{REDUCE}"),
+            &vals,
+            bindings,
+            params,
+            n_out,
+            walk(count as u64),
+            opts,
+        ),
+        RowPlan::Workgroup(wg) => {
+            vals.push(("wg", wg.to_string()));
+            let trips = walk(count.div_ceil(wg) as u64) + tree_trips(wg);
+            row_kernel(
+                &format!("{name}_wg"),
+                &[REDUCE_COMMON, REDUCE_WG],
+                &vals,
+                bindings,
+                params,
+                n_out,
+                trips,
+                opts,
+            )
+        }
+    }
 }
 
 /// The kernels of a matmul: one dispatch, or (`Ubo` over more row blocks than one dispatch can
@@ -1783,11 +1813,108 @@ pub fn softmax_kernel(
     let rows = outer * inner;
     let mut params = vec![rows as u32, len as u32, inner.max(1) as u32];
     let (bindings, vals, sp) = apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
-    // Three passes over the row; per element three load_x and one epilogue.
-    let trips = 3 * lp(len as u64) + len as u64 * 4 * sp;
-    kernel(
-        "softmax", SOFTMAX, &vals, bindings, params, rows, trips, opts,
-    )
+    // Three passes over the row; per element three load_x and one epilogue. Spread over a
+    // workgroup: the passes over every wg-th element, and two trees.
+    let pass = |each: u64| 3 * lp(each) + each * 4 * sp;
+    match row_plan(
+        len,
+        pass(len as u64),
+        |wg| pass(len.div_ceil(wg) as u64) + 2 * tree_trips(wg),
+        opts,
+    ) {
+        RowPlan::Serial => kernel(
+            "softmax",
+            SOFTMAX,
+            &vals,
+            bindings,
+            params,
+            rows,
+            pass(len as u64),
+            opts,
+        ),
+        RowPlan::Workgroup(wg) => {
+            let mut vals = vals.to_vec();
+            vals.push(("wg", wg.to_string()));
+            let trips = pass(len.div_ceil(wg) as u64) + 2 * tree_trips(wg);
+            row_kernel(
+                "softmax_wg",
+                &[ROW_WG, SOFTMAX_WG],
+                &vals,
+                bindings,
+                params,
+                rows,
+                trips,
+                opts,
+            )
+        }
+    }
+}
+
+/// How a row kernel (softmax, layer norm, a reduction) spreads over the device.
+enum RowPlan {
+    /// One invocation a row.
+    Serial,
+    /// One workgroup of this many invocations a row.
+    Workgroup(usize),
+}
+
+/// Rows longer than this take a workgroup a row even where one invocation would stay under the
+/// loop budget: one invocation walking a long row leaves the device's other lanes idle.
+pub const LONG_ROW: usize = 4096;
+/// The workgroup sizes a row may spread over, smallest first.
+const ROW_WGS: [usize; 2] = [64, 256];
+
+/// One invocation a row where that fits the loop budget and the row is not long, else the
+/// smallest workgroup a row whose invocations fit (`wg_trips`), else one invocation a row (which
+/// the budget check then refuses).
+fn row_plan(
+    len: usize,
+    serial_trips: u64,
+    wg_trips: impl Fn(usize) -> u64,
+    opts: &LowerOptions,
+) -> RowPlan {
+    if len <= LONG_ROW && loops::fits(serial_trips, opts.loop_budget) {
+        return RowPlan::Serial;
+    }
+    ROW_WGS
+        .into_iter()
+        .find(|&wg| loops::fits(wg_trips(wg), opts.loop_budget))
+        .map_or(RowPlan::Serial, RowPlan::Workgroup)
+}
+
+/// Loop ends of one tree combine across a workgroup of `wg` (log2 wg halvings).
+fn tree_trips(wg: usize) -> u64 {
+    lp(wg.trailing_zeros() as u64)
+}
+
+/// A kernel of `parts` with one workgroup a row.
+#[allow(clippy::too_many_arguments)]
+fn row_kernel(
+    name: &str,
+    parts: &[&str],
+    vals: &[(&str, String)],
+    bindings: Vec<Buf>,
+    params: Vec<u32>,
+    rows: usize,
+    loop_trips: u64,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let wgsl = module(name, parts, vals)?;
+    let workgroups = if rows == 0 {
+        [0, 0, 0]
+    } else {
+        grid(rows as u64, opts)?
+    };
+    let k = Kernel {
+        name: name.to_string(),
+        wgsl,
+        bindings,
+        params,
+        workgroups,
+        loop_trips,
+    };
+    loops::check(&k, opts.loop_budget)?;
+    Ok(k)
 }
 
 /// Layer norm over `axis..` of `shape`, one invocation per row, with a splice. `scale_bias` are
@@ -1807,17 +1934,39 @@ pub fn layernorm_kernel(
     let (bindings, vals, sp) = apply_splice(splice, &mut params, |first| {
         vec![first, scale_bias[0], scale_bias[1], Buf::Out(0)]
     })?;
-    let trips = 3 * lp(len as u64) + len as u64 * 4 * sp;
-    kernel(
-        "layernorm",
-        LAYERNORM,
-        &vals,
-        bindings,
-        params,
-        rows,
-        trips,
+    let pass = |each: u64| 3 * lp(each) + each * 4 * sp;
+    match row_plan(
+        len,
+        pass(len as u64),
+        |wg| pass(len.div_ceil(wg) as u64) + 2 * tree_trips(wg),
         opts,
-    )
+    ) {
+        RowPlan::Serial => kernel(
+            "layernorm",
+            LAYERNORM,
+            &vals,
+            bindings,
+            params,
+            rows,
+            pass(len as u64),
+            opts,
+        ),
+        RowPlan::Workgroup(wg) => {
+            let mut vals = vals.to_vec();
+            vals.push(("wg", wg.to_string()));
+            let trips = pass(len.div_ceil(wg) as u64) + 2 * tree_trips(wg);
+            row_kernel(
+                "layernorm_wg",
+                &[ROW_WG, LAYERNORM_WG],
+                &vals,
+                bindings,
+                params,
+                rows,
+                trips,
+                opts,
+            )
+        }
+    }
 }
 
 /// Direct conv2d (x, w, optional bias) with a splice for the store.
@@ -1997,13 +2146,10 @@ pub fn conv2d_gemm_kernel(
     let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
         vec![Buf::In(1), Buf::In(0), bias, Buf::Out(0)]
     })?;
-    // The channel and tap loops (the register block's loops are written out), then the store
-    // block.
-    let (ch, kh, kw) = (w[1] as u64, w[2] as u64, w[3] as u64);
-    let loop_trips = lp(ch)
-        + ch * lp(kh)
-        + ch * kh * lp(kw)
-        + loops::store_block(rows as u64, (cols / 4) as u64, sp);
+    // The channel and kernel-row loops (the register block's loops and a kernel row's taps are
+    // written out), then the store block.
+    let (ch, kh) = (w[1] as u64, w[2] as u64);
+    let loop_trips = lp(ch) + ch * lp(kh) + loops::store_block(rows as u64, (cols / 4) as u64, sp);
     let mut vals = vec![
         ("rows", rows.to_string()),
         ("cols", cols.to_string()),
@@ -2012,6 +2158,7 @@ pub fn conv2d_gemm_kernel(
         ("wg_y", wg_y.to_string()),
         ("tile_m", tm.to_string()),
         ("tile_n", tn.to_string()),
+        ("kw", w[3].to_string()),
     ];
     vals.extend(spliced);
     let wgsl = module(

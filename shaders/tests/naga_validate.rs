@@ -294,8 +294,8 @@ fn snapshot_text(k: &Kernel) -> String {
         .map(|(_, b)| format!("@group{b}"))
         .unwrap_or_else(|| k.wgsl.clone());
     format!(
-        "kernel: {}\nbindings: {:?}\nmeta: {:?}\nworkgroups: {:?}\n---\n{body}",
-        k.name, k.bindings, k.params, k.workgroups
+        "kernel: {}\nbindings: {:?}\nmeta: {:?}\nworkgroups: {:?}\nloop trips: {}\n---\n{body}",
+        k.name, k.bindings, k.params, k.workgroups, k.loop_trips
     )
 }
 
@@ -502,4 +502,66 @@ fn ubo_matmul_blocks() {
     )
     .unwrap();
     assert!(!v.supports(&pbat));
+}
+
+/// Rows too long for one invocation under llvmpipe's loop budget (or long enough to leave a device
+/// idle) spread over a workgroup a row: softmax over GPT-2's vocabulary, layer norm over 8,192,
+/// a sum of 100,000, a mean over a 112x112 map. Valid WGSL, under the budget, snapshotted.
+#[test]
+fn long_rows_spread_over_a_workgroup() {
+    let opts = LowerOptions {
+        loop_budget: Some(sfumato_shaders::loops::LLVMPIPE_LOOP_BUDGET),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            Op::Softmax { axis: 1 },
+            vec![(DType::F32, Shape(vec![2, 50_257]))],
+            "softmax_wg",
+        ),
+        (
+            Op::LayerNorm {
+                axis: 1,
+                epsilon: 1e-5,
+            },
+            vec![
+                (DType::F32, Shape(vec![3, 8192])),
+                (DType::F32, Shape(vec![8192])),
+            ],
+            "layernorm_wg",
+        ),
+        (
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axes: vec![0],
+                keepdim: false,
+            },
+            vec![(DType::F32, Shape(vec![100_000]))],
+            "reducesum_wg",
+        ),
+        (
+            Op::Reduce {
+                op: ReduceOp::Mean,
+                axes: vec![2, 3],
+                keepdim: true,
+            },
+            vec![(DType::I32, Shape(vec![1, 4, 112, 112]))],
+            "reducemean_wg",
+        ),
+    ];
+    for (op, ins, name) in cases {
+        let ins_ref: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
+        let outs = op.infer(&ins_ref).unwrap();
+        let outs_ref: Vec<(DType, &Shape)> = outs.iter().map(|(d, s)| (*d, s)).collect();
+        let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, &opts).unwrap() else {
+            panic!("{name}: no kernel")
+        };
+        let k = &ks[0];
+        assert_eq!(k.name, name);
+        assert!(k.loop_trips < sfumato_shaders::loops::LLVMPIPE_LOOP_BUDGET);
+        validate(&k.name, &k.wgsl).unwrap_or_else(|e| panic!("{e}"));
+        if matches!(name, "softmax_wg" | "reducemean_wg") {
+            insta::assert_snapshot!(name, snapshot_text(k));
+        }
+    }
 }

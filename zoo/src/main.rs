@@ -297,6 +297,13 @@ fn print_adapter(i: usize, a: &AdapterSummary) {
     );
     println!("    timestamp_query:            {}", yes(a.timestamp_query));
     println!("    shader_f16:                 {}", yes(a.shader_f16));
+    println!(
+        "    loop_budget:                {}",
+        a.loop_budget.map_or_else(
+            || "none known".to_string(),
+            |b| format!("{b} loop ends per invocation")
+        )
+    );
 }
 
 // ---- opening devices ----

@@ -22,7 +22,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let w = cv.w;
     let ow = cv.ow;
     let kh = cv.kh;
-    let kw = cv.kw;
     let sh = cv.sh;
     let sw = cv.sw;
     let pt = cv.pt;
@@ -31,8 +30,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let dw = cv.dw;
     let m0 = t.m0 + lid.y * {{rows}}u;
     let n0 = t.n0 + lid.x * {{cols}}u;
-    // Loops of a constant trip count (the register block's) are written out: only the loops
-    // over channels and taps run, C + 1 + C * (KH + 1) + C * KH * (KW + 1) trips.
+    // Loops of a constant trip count (the register block's, and the {{kw}} taps of a kernel row:
+    // a pipeline per kernel width) are written out: only the loops over channels and kernel rows
+    // run, C + 1 + C * (KH + 1) loop ends.
     // Where each of this invocation's pixels starts in the input (top-left tap).
     var iy0: array<i32, {{cols}}>;
     var ix0: array<i32, {{cols}}>;
@@ -51,12 +51,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     for (var c = 0u; c < ch; c = c + 1u) {
         let xc = xb + c * u32(h * w);
         for (var ky = 0u; ky < kh; ky = ky + 1u) {
-            for (var kx = 0u; kx < kw; kx = kx + 1u) {
+{{for kx in kw}}            {
                 var bv: array<vec4<f32>, {{cols4}}>;
 {{for q in cols4}}{{for e in 4}}                {
                     let j = {{q}}u * 4u + {{e}}u;
                     let iy = iy0[j] + i32(ky) * dh;
-                    let ix = ix0[j] + i32(kx) * dw;
+                    let ix = ix0[j] + {{kx}} * dw;
                     let inside = live[j] && iy >= 0 && iy < h && ix >= 0 && ix < w;
                     let at = xc + u32(clamp(iy, 0, h - 1) * w + clamp(ix, 0, w - 1));
                     bv[{{q}}][{{e}}] = select(0.0, xin[at], inside);
@@ -67,7 +67,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 {{end}}                }
 {{end}}                k = k + 1u;
             }
-        }
+{{end}}        }
     }
     for (var r = 0u; r < {{rows}}u; r = r + 1u) {
         for (var q = 0u; q < {{cols4}}u; q = q + 1u) {
