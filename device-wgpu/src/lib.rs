@@ -40,9 +40,9 @@ pub struct DeviceOptions {
     /// Fuse ops into kernels and run the graph passes first (`SFUMATO_FUSION=0`: one kernel
     /// per op of the graph as given).
     pub fusion: bool,
-    /// The loop budget kernels must stay under (`SFUMATO_LOOP_BUDGET=<n>`); `None` takes the
-    /// adapter's ([`AdapterSummary::loop_budget`]). A smaller one exercises the splitting and
-    /// refusals on small shapes.
+    /// A loop budget kernels must stay under (`SFUMATO_LOOP_BUDGET=<n>`), on top of the
+    /// adapter's ([`AdapterSummary::loop_budget`]): the smaller of the two holds. A small one
+    /// exercises the splitting and refusals on small shapes.
     pub loop_budget: Option<u64>,
 }
 
@@ -60,9 +60,13 @@ impl Default for DeviceOptions {
             fusion: std::env::var("SFUMATO_FUSION")
                 .map(|v| v != "0")
                 .unwrap_or(true),
-            loop_budget: std::env::var("SFUMATO_LOOP_BUDGET")
-                .ok()
-                .and_then(|v| v.parse().ok()),
+            loop_budget: std::env::var("SFUMATO_LOOP_BUDGET").ok().and_then(|v| {
+                let b = v.parse().ok();
+                if b.is_none() {
+                    eprintln!("warning: SFUMATO_LOOP_BUDGET={v} is not a number; ignored");
+                }
+                b
+            }),
         }
     }
 }
@@ -131,9 +135,12 @@ impl WgpuDevice {
         let inst = adapter::instance();
         let adapter = adapter::choose(&inst, opts.adapter.as_deref()).map_err(Error::Device)?;
         let mut summary = AdapterSummary::of(&adapter);
-        if opts.loop_budget.is_some() {
-            summary.loop_budget = opts.loop_budget;
-        }
+        // A budget asked for can only lower the adapter's: a larger one would let llvmpipe cut
+        // loops short again.
+        summary.loop_budget = match (opts.loop_budget, summary.loop_budget) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let info = adapter.get_info();
         let is_cpu = info.device_type == wgpu::DeviceType::Cpu;
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -245,7 +252,7 @@ impl WgpuDevice {
             ));
         }
         let class = p.shape_class();
-        if let Some(&v) = self.chosen.get(&class) {
+        if let Some(&v) = self.chosen.get(&class).filter(|v| cands.contains(v)) {
             return Ok(v);
         }
         let v = if !self.opts.autotune || cands.len() == 1 {
@@ -607,7 +614,9 @@ impl WgpuDevice {
                 opts.matmul = Some(self.matmul_variant(&p)?);
             }
             let gk = generate(&g, &the_plan, group, &opts).map_err(|e| match e {
-                sfumato_shaders::Error::Limit(m) => node_err(m),
+                sfumato_shaders::Error::Limit(m) | sfumato_shaders::Error::LoopBudget(m) => {
+                    node_err(m)
+                }
                 other => Error::Unsupported {
                     node: node.name.clone(),
                     op: node.op.name().to_string(),

@@ -100,7 +100,7 @@ fn view_of(g: &Graph, plan: &Plan, v: ValueId) -> (ValueId, View) {
 
 /// Lower one group of a plan. No kernel it returns passes more loop ends per invocation than
 /// `opts.loop_budget` allows ([`crate::loops`]): a group that cannot be kept under it is an
-/// [`Error::Limit`].
+/// [`Error::LoopBudget`].
 pub fn generate(
     g: &Graph,
     plan: &Plan,
@@ -164,15 +164,12 @@ fn generate_group(
         GroupKind::Matmul => {
             let p = group_matmul_problem(g, plan, group)
                 .ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
-            let v = pick_variant(&p, opts)?;
             let inputs: Vec<ValueId> = first
                 .inputs
                 .iter()
                 .map(|&i| view_of(g, plan, i).0)
                 .collect();
-            spliced(g, plan, group, label, inputs, 4, None, |sp| {
-                matmul_kernel_spliced(&p, v, opts, sp)
-            })
+            matmul_group(g, plan, group, label, inputs, &p, opts)
         }
         GroupKind::Conv => {
             let Op::Conv2d(c) = &first.op else {
@@ -180,12 +177,9 @@ fn generate_group(
             };
             if let Some(p) = group_matmul_problem(g, plan, group) {
                 // Pointwise: a batched matmul (A = weight, B = image) with the same epilogue.
-                let v = pick_variant(&p, opts)?;
                 let mut inputs = vec![first.inputs[1], first.inputs[0]];
                 inputs.extend(first.inputs.get(2));
-                return spliced(g, plan, group, label, inputs, 4, None, |sp| {
-                    matmul_kernel_spliced(&p, v, opts, sp)
-                });
+                return matmul_group(g, plan, group, label, inputs, &p, opts);
             }
             let bias = Buf::In(if first.inputs.len() == 3 { 2 } else { 1 });
             let x = g.shape(first.inputs[0]).dims();
@@ -248,6 +242,41 @@ fn generate_group(
         }
         GroupKind::Attention => attention(g, plan, group, opts, label),
     }
+}
+
+/// A matmul group's kernels: the chosen variant, or where its epilogue takes it over the loop
+/// budget, the first other candidate that stays under it.
+fn matmul_group(
+    g: &Graph,
+    plan: &Plan,
+    group: &Group,
+    label: String,
+    inputs: Vec<ValueId>,
+    p: &crate::MatmulProblem,
+    opts: &LowerOptions,
+) -> Result<GroupKernels, Error> {
+    let chosen = pick_variant(p, opts)?;
+    let others = crate::MatmulVariant::candidates(p, opts.cpu_adapter, opts.loop_budget);
+    let mut over = None;
+    for v in std::iter::once(chosen).chain(others.into_iter().filter(|&v| v != chosen)) {
+        let r = spliced(
+            g,
+            plan,
+            group,
+            label.clone(),
+            inputs.clone(),
+            4,
+            None,
+            |sp| matmul_kernel_spliced(p, v, opts, sp),
+        );
+        match r {
+            Err(e @ Error::LoopBudget(_)) => {
+                over.get_or_insert(e);
+            }
+            r => return r,
+        }
+    }
+    Err(over.unwrap_or_else(|| crate::lower::no_matmul_variant(p, opts.loop_budget)))
 }
 
 /// An anchor group's kernel: `build` makes it with the group's splice (`anchor_splice`, generated
@@ -857,13 +886,16 @@ fn attention(
                 im,
                 layout: &layout,
             })?;
-            return Ok(GroupKernels {
-                lowered: Lowered::Kernels(vec![k]),
-                inputs,
-                outputs: vec![out],
-                label,
-                inplace: None,
-            });
+            // (More loop ends a key than the storage kernel: that one may still fit.)
+            if crate::loops::fits(k.loop_trips, opts.loop_budget) {
+                return Ok(GroupKernels {
+                    lowered: Lowered::Kernels(vec![k]),
+                    inputs,
+                    outputs: vec![out],
+                    label,
+                    inplace: None,
+                });
+            }
         }
     }
     let vals = [

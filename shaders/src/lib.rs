@@ -39,6 +39,9 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     Limit(String),
+    /// A kernel over the adapter's loop budget ([`loops`]): another variant may fit.
+    #[error("{0}")]
+    LoopBudget(String),
 }
 
 /// The element type a tensor has in device memory.

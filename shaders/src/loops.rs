@@ -13,7 +13,7 @@
 //! in the hot kernels are written out by the template (`{{for}}` in [`crate::template`]), so what
 //! is counted does not depend on what a driver unrolls. A device whose adapter has a budget
 //! ([`LowerOptions::loop_budget`](crate::LowerOptions)) never gets a kernel over it: lowering
-//! picks a variant or blocking that fits, or refuses with [`Error::Limit`] naming the kernel.
+//! picks a variant or blocking that fits, or refuses with [`Error::LoopBudget`] naming the kernel.
 
 use crate::{Error, Kernel};
 
@@ -49,7 +49,7 @@ pub fn fits(trips: u64, budget: Option<u64>) -> bool {
 /// Refuse a kernel over the budget with an error that names it, its count and the budget.
 pub fn check(k: &Kernel, budget: Option<u64>) -> Result<(), Error> {
     match budget {
-        Some(b) if k.loop_trips >= b => Err(Error::Limit(format!(
+        Some(b) if k.loop_trips >= b => Err(Error::LoopBudget(format!(
             "kernel '{}' would make {} loop trips per invocation, over this adapter's budget of {b} \
              (llvmpipe's loop limiter cuts a longer invocation short without an error, so it is \
              refused rather than run)",

@@ -602,7 +602,7 @@ pub fn pick_variant(p: &MatmulProblem, opts: &LowerOptions) -> Result<MatmulVari
 
 /// The error of a matmul that no variant computes within the adapter's loop budget.
 pub fn no_matmul_variant(p: &MatmulProblem, budget: Option<u64>) -> Error {
-    Error::Limit(format!(
+    Error::LoopBudget(format!(
         "no matmul kernel computes {}x{}x{} (M x N x K) within this adapter's loop budget of {} \
          loop trips per invocation (the shortest, one output per invocation, makes {}): K is \
          too long for this adapter",
@@ -1414,7 +1414,8 @@ fn copy_kernel(
         vec![Buf::In(input), Buf::Out(output)],
         params,
         dims.numel(),
-        loops::rank_walk(dims.rank()),
+        // view_offset for the source and the destination.
+        2 * loops::rank_walk(dims.rank()),
         opts,
     )
 }

@@ -309,3 +309,61 @@ fn long_elementwise_chains_name_their_functions_apart_from_types() {
     assert_eq!(gs.len(), 1, "one fused kernel");
     assert!(gs[0].2.contains("fn node_32("), "{}", gs[0].2);
 }
+
+/// A matmul whose epilogue reads a transposed residual (a view walk per store): the variant the
+/// autotuner chose fits the loop budget on its own but not with its 256 stores' epilogue, so the
+/// group takes the next candidate that fits (here the one-output kernel), never one over it.
+#[test]
+fn an_epilogue_over_the_loop_budget_takes_another_variant() {
+    let (m, k, n) = (16usize, 1024usize, 16usize);
+    let mut g = Graph::new();
+    let a = g.input("a", DType::F32, [m, k]);
+    let w = g.input("w", DType::F32, [k, n]);
+    let r = g.input("r", DType::F32, [n, m]);
+    let rt = g.transpose(r, &[1, 0]).unwrap();
+    let y = g.matmul(a, w).unwrap();
+    let y = g.add_(y, rt).unwrap();
+    g.set_outputs(&[y]).unwrap();
+    let p = plan(&g, &PlanOptions::default());
+    let group = p
+        .groups
+        .iter()
+        .find(|gr| gr.kind == GroupKind::Matmul)
+        .expect("a matmul group");
+    assert!(group.nodes.len() >= 2, "the residual is fused");
+    let v = sfumato_shaders::MatmulVariant::V4 {
+        rows: 16,
+        cols4: 4,
+        wg_x: 8,
+        wg_y: 8,
+    };
+    let prob = sfumato_shaders::group_matmul_problem(&g, &p, group).unwrap();
+    let alone = v.loop_trips(&prob, 0);
+    let budget = alone + 64;
+    let opts = LowerOptions {
+        matmul: Some(v),
+        loop_budget: Some(budget),
+        ..Default::default()
+    };
+    let gk = generate(&g, &p, group, &opts).unwrap();
+    let Lowered::Kernels(ks) = &gk.lowered else {
+        panic!("no kernels")
+    };
+    assert_ne!(ks[0].name, v.name());
+    assert!(
+        ks[0].loop_trips < budget,
+        "{} {}",
+        ks[0].name,
+        ks[0].loop_trips
+    );
+    // Unbudgeted, the chosen variant is kept.
+    let free = LowerOptions {
+        matmul: Some(v),
+        ..Default::default()
+    };
+    let gk = generate(&g, &p, group, &free).unwrap();
+    let Lowered::Kernels(ks) = &gk.lowered else {
+        panic!("no kernels")
+    };
+    assert_eq!(ks[0].name, v.name());
+}

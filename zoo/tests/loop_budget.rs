@@ -32,14 +32,17 @@ fn check(name: &str, opts: &ModelOptions) {
                 ..Default::default()
             };
             // Every matmul candidate the autotuner may pick, not only the first.
-            let cands = group_matmul_problem(&g, &p, group)
+            let mut cands: Vec<_> = group_matmul_problem(&g, &p, group)
                 .map(|mp| {
                     sfumato_shaders::MatmulVariant::candidates(&mp, true, lo.loop_budget)
                         .into_iter()
                         .map(Some)
                         .collect()
                 })
-                .unwrap_or_else(|| vec![None]);
+                .unwrap_or_default();
+            if cands.is_empty() {
+                cands.push(None);
+            }
             for v in cands {
                 lo.matmul = v;
                 let gk = generate(&g, &p, group, &lo).unwrap_or_else(|e| {
