@@ -2147,10 +2147,9 @@ pub fn conv2d_gemm_kernel(
     let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
         vec![Buf::In(1), Buf::In(0), bias, Buf::Out(0)]
     })?;
-    // The channel and kernel-row loops (the register block's loops and a kernel row's taps are
-    // written out), then the store block.
-    let (ch, kh) = (w[1] as u64, w[2] as u64);
-    let loop_trips = lp(ch) + ch * lp(kh) + loops::store_block(rows as u64, (cols / 4) as u64, sp);
+    // One loop over k = (channel, tap) (the register block's loops are written out), then the
+    // store block.
+    let loop_trips = lp(k as u64) + loops::store_block(rows as u64, (cols / 4) as u64, sp);
     let mut vals = vec![
         ("rows", rows.to_string()),
         ("cols", cols.to_string()),
@@ -2159,7 +2158,6 @@ pub fn conv2d_gemm_kernel(
         ("wg_y", wg_y.to_string()),
         ("tile_m", tm.to_string()),
         ("tile_n", tn.to_string()),
-        ("kw", w[3].to_string()),
     ];
     vals.extend(spliced);
     let wgsl = module(

@@ -30,9 +30,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let dw = cv.dw;
     let m0 = t.m0 + lid.y * {{rows}}u;
     let n0 = t.n0 + lid.x * {{cols}}u;
-    // Loops of a constant trip count (the register block's, and the {{kw}} taps of a kernel row:
-    // a pipeline per kernel width) are written out: only the loops over channels and kernel rows
-    // run, C + 1 + C * (KH + 1) loop ends.
+    // One loop over k = (channel, tap), K + 1 loop ends; the register block's loops (of a
+    // constant trip count) are written out.
     // Where each of this invocation's pixels starts in the input (top-left tap).
     var iy0: array<i32, {{cols}}>;
     var ix0: array<i32, {{cols}}>;
@@ -47,28 +46,31 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 {{for r in rows}}    ra[{{r}}] = min(m0 + {{r}}u, mm - 1u) * params[7];
 {{end}}    let xb = off_b(t.b);
     var acc: array<array<vec4<f32>, {{cols4}}>, {{rows}}>;
-    var k = 0u;
-    for (var c = 0u; c < ch; c = c + 1u) {
-        let xc = xb + c * u32(h * w);
-        for (var ky = 0u; ky < kh; ky = ky + 1u) {
-{{for kx in kw}}            {
-                var bv: array<vec4<f32>, {{cols4}}>;
-{{for q in cols4}}{{for e in 4}}                {
-                    let j = {{q}}u * 4u + {{e}}u;
-                    let iy = iy0[j] + i32(ky) * dh;
-                    let ix = ix0[j] + {{kx}} * dw;
-                    let inside = live[j] && iy >= 0 && iy < h && ix >= 0 && ix < w;
-                    let at = xc + u32(clamp(iy, 0, h - 1) * w + clamp(ix, 0, w - 1));
-                    bv[{{q}}][{{e}}] = select(0.0, xin[at], inside);
-                }
-{{end}}{{end}}{{for r in rows}}                {
-                    let av = vec4<f32>(a[ra[{{r}}] + k]);
-{{for q in cols4}}                    acc[{{r}}][{{q}}] = fma(av, bv[{{q}}], acc[{{r}}][{{q}}]);
-{{end}}                }
-{{end}}                k = k + 1u;
-            }
+    let khw = kh * cv.kw;
+    let kk = ch * khw;
+    for (var k = 0u; k < kk; k = k + 1u) {
+        // The channel and tap of this k (the same in every invocation).
+        let ci = k / khw;
+        let tap = k - ci * khw;
+        let ky = tap / cv.kw;
+        let kx = tap - ky * cv.kw;
+        let xc = xb + ci * u32(h * w);
+        let dy = i32(ky) * dh;
+        let dx = i32(kx) * dw;
+        var bv: array<vec4<f32>, {{cols4}}>;
+{{for q in cols4}}{{for e in 4}}        {
+            let j = {{q}}u * 4u + {{e}}u;
+            let iy = iy0[j] + dy;
+            let ix = ix0[j] + dx;
+            let inside = live[j] && iy >= 0 && iy < h && ix >= 0 && ix < w;
+            let at = xc + u32(clamp(iy, 0, h - 1) * w + clamp(ix, 0, w - 1));
+            bv[{{q}}][{{e}}] = select(0.0, xin[at], inside);
+        }
+{{end}}{{end}}{{for r in rows}}        {
+            let av = vec4<f32>(a[ra[{{r}}] + k]);
+{{for q in cols4}}            acc[{{r}}][{{q}}] = fma(av, bv[{{q}}], acc[{{r}}][{{q}}]);
 {{end}}        }
-    }
+{{end}}    }
     for (var r = 0u; r < {{rows}}u; r = r + 1u) {
         for (var q = 0u; q < {{cols4}}u; q = q + 1u) {
             for (var e = 0u; e < 4u; e = e + 1u) {
