@@ -537,6 +537,73 @@ fn attention_over_long_keys() {
     }
 }
 
+/// Attention over 12,000 keys of head dim 8 with K stored [keys, dim]: K and V fit uniform
+/// blocks, but `attention_ubo` would be over the budget (`shaders/tests/fusion.rs`), so the
+/// storage-buffer `attention` runs, and matches.
+#[test]
+fn attention_falls_back_from_uniform_blocks() {
+    let (sq, sk, d) = (256usize, 12_000usize, 8usize);
+    let mut g = Graph::new();
+    let q = g.input("q", DType::F32, [1, 1, sq, d]);
+    let k = g.input("k", DType::F32, [1, 1, sk, d]);
+    let v = g.input("v", DType::F32, [1, 1, sk, d]);
+    let kt = g.transpose(k, &[0, 1, 3, 2]).unwrap();
+    let s = g.matmul(q, kt).unwrap();
+    let c = g.constant(Tensor::scalar_f32(0.25)).unwrap();
+    let s = g.mul(s, c).unwrap();
+    let p = g.softmax(s, -1).unwrap();
+    let y = g.matmul(p, v).unwrap();
+    g.set_outputs(&[y]).unwrap();
+    let inputs = vec![
+        Tensor::random(DType::F32, [1, 1, sq, d], 1),
+        poke_last(Tensor::random(DType::F32, [1, 1, sk, d], 2), d, 3.0),
+        poke_last(Tensor::random(DType::F32, [1, 1, sk, d], 3), d, 1e3),
+    ];
+    if let Some(r) = run(&g, &inputs, true) {
+        let ks = r.unwrap();
+        if budget().is_some() {
+            assert!(ks.iter().any(|k| k == "attention"), "{ks:?}");
+        }
+    }
+    runs_right("attention over 12,000 keys", &g, &inputs, 1e-4);
+}
+
+/// The `ubo` matmul (A's rows in 64 KiB uniform blocks: K at most 16,384) and `conv2d_ubo`
+/// (K at most 1,024) cannot reach llvmpipe's budget: their longest K stays under it with every
+/// store's epilogue costing a view walk of rank 8.
+#[test]
+fn ubo_kernels_cannot_reach_the_budget() {
+    for v in MatmulVariant::all() {
+        if !matches!(v, MatmulVariant::Ubo { .. }) {
+            continue;
+        }
+        let p = sfumato_shaders::MatmulProblem {
+            m: 1,
+            n: 4,
+            k: 16_384,
+            alpha: 1.0,
+            beta: 0.0,
+            has_bias: false,
+            a_sm: 16_384,
+            a_sk: 1,
+            b_sk: 4,
+            b_sn: 1,
+            c_sm: 0,
+            c_sn: 0,
+            offsets: vec![[0, 0, 0]],
+            b_const: false,
+        };
+        let trips = v.loop_trips(&p, sfumato_shaders::loops::rank_walk(8));
+        assert!(trips < LLVMPIPE_LOOP_BUDGET, "{}: {trips}", v.name());
+        let longer = sfumato_shaders::MatmulProblem {
+            k: 16_388,
+            a_sm: 16_388,
+            ..p
+        };
+        assert!(!v.supports(&longer), "{} takes K past a block", v.name());
+    }
+}
+
 /// A 1x1 conv over 20,000 channels: its matmul's K is over the largest texture side, so no
 /// variant reads B from a texture, and the autotuner (on here) must not make one (wgpu panicked
 /// in `create_texture`: "Dimension Y value 20000 exceeds the limit of 16384").

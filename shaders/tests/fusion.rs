@@ -367,3 +367,49 @@ fn an_epilogue_over_the_loop_budget_takes_another_variant() {
     };
     assert_eq!(ks[0].name, v.name());
 }
+
+/// Attention over 12,000 keys of head dim 8 (K and V fit 12 uniform blocks): on a CPU adapter
+/// with no loop budget it lowers to `attention_ubo`, whose chunks cost more loop ends a key; under
+/// llvmpipe's budget that kernel is over it and the storage-buffer `attention` (one loop end a key)
+/// runs instead. (`device-wgpu/tests/loop_budget.rs` runs this shape on lavapipe.)
+#[test]
+fn attention_ubo_over_the_loop_budget_falls_back() {
+    let (sq, sk, d) = (256usize, 12_000usize, 8usize);
+    let mut g = Graph::new();
+    let q = g.input("q", DType::F32, [1, 1, sq, d]);
+    let k = g.input("k", DType::F32, [1, 1, sk, d]);
+    let v = g.input("v", DType::F32, [1, 1, sk, d]);
+    let kt = g.transpose(k, &[0, 1, 3, 2]).unwrap();
+    let s = g.matmul(q, kt).unwrap();
+    let c = g.constant(Tensor::scalar_f32(0.25)).unwrap();
+    let s = g.mul(s, c).unwrap();
+    let p = g.softmax(s, -1).unwrap();
+    let y = g.matmul(p, v).unwrap();
+    g.set_outputs(&[y]).unwrap();
+    let pl = plan(&g, &PlanOptions::default());
+    let group = pl
+        .groups
+        .iter()
+        .find(|gr| gr.kind == GroupKind::Attention)
+        .expect("an attention group");
+    let kernel = |budget: Option<u64>| {
+        let opts = LowerOptions {
+            cpu_adapter: true,
+            max_uniform_blocks: 15,
+            loop_budget: budget,
+            ..Default::default()
+        };
+        let gk = generate(&g, &pl, group, &opts).unwrap();
+        let Lowered::Kernels(ks) = gk.lowered else {
+            panic!("no kernels")
+        };
+        (ks[0].name.clone(), ks[0].loop_trips)
+    };
+    let (free, trips) = kernel(None);
+    assert_eq!(free, "attention_ubo");
+    let budget = sfumato_shaders::loops::LLVMPIPE_LOOP_BUDGET;
+    assert!(trips >= budget, "attention_ubo makes {trips}");
+    let (capped, trips) = kernel(Some(budget));
+    assert_eq!(capped, "attention");
+    assert!(trips < budget);
+}
