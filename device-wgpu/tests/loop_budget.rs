@@ -486,6 +486,27 @@ fn pool_window_boundary() {
     }
 }
 
+/// softmax(q k^T / 4) v for one head of `sq` queries over `sk` keys of dim `d`; K is an input
+/// `[1, 1, d, sk]`, or with `k_rows` one of `[1, 1, sk, d]` transposed by a view.
+fn attention_graph(sq: usize, sk: usize, d: usize, k_rows: bool) -> Graph {
+    let mut g = Graph::new();
+    let q = g.input("q", DType::F32, [1, 1, sq, d]);
+    let kt = if k_rows {
+        let k = g.input("k", DType::F32, [1, 1, sk, d]);
+        g.transpose(k, &[0, 1, 3, 2]).unwrap()
+    } else {
+        g.input("kt", DType::F32, [1, 1, d, sk])
+    };
+    let v = g.input("v", DType::F32, [1, 1, sk, d]);
+    let s = g.matmul(q, kt).unwrap();
+    let c = g.constant(Tensor::scalar_f32(0.25)).unwrap();
+    let s = g.mul(s, c).unwrap();
+    let p = g.softmax(s, -1).unwrap();
+    let y = g.matmul(p, v).unwrap();
+    g.set_outputs(&[y]).unwrap();
+    g
+}
+
 /// Attention over a long key set: the fused kernel's loops are over the keys and the stores (one
 /// query row per invocation, its other loops written out).
 #[test]
@@ -497,16 +518,7 @@ fn attention_over_long_keys() {
         .find(|&s| lp(s + 1) + lp(1) + lp(d as u64) >= t)
         .unwrap() as usize;
     for (sk, over) in [(sk, false), (sk + 1, true)] {
-        let mut g = Graph::new();
-        let q = g.input("q", DType::F32, [1, 1, sq, d]);
-        let kt = g.input("kt", DType::F32, [1, 1, d, sk]);
-        let v = g.input("v", DType::F32, [1, 1, sk, d]);
-        let s = g.matmul(q, kt).unwrap();
-        let c = g.constant(Tensor::scalar_f32(0.25)).unwrap();
-        let s = g.mul(s, c).unwrap();
-        let p = g.softmax(s, -1).unwrap();
-        let y = g.matmul(p, v).unwrap();
-        g.set_outputs(&[y]).unwrap();
+        let g = attention_graph(sq, sk, d, false);
         // The last key scores high and its value is large: a cut-short key loop misses it.
         let inputs = vec![
             Tensor::from_f32(vec![1, 1, sq, d], vec![1.0; sq * d]).unwrap(),
@@ -543,17 +555,7 @@ fn attention_over_long_keys() {
 #[test]
 fn attention_falls_back_from_uniform_blocks() {
     let (sq, sk, d) = (256usize, 12_000usize, 8usize);
-    let mut g = Graph::new();
-    let q = g.input("q", DType::F32, [1, 1, sq, d]);
-    let k = g.input("k", DType::F32, [1, 1, sk, d]);
-    let v = g.input("v", DType::F32, [1, 1, sk, d]);
-    let kt = g.transpose(k, &[0, 1, 3, 2]).unwrap();
-    let s = g.matmul(q, kt).unwrap();
-    let c = g.constant(Tensor::scalar_f32(0.25)).unwrap();
-    let s = g.mul(s, c).unwrap();
-    let p = g.softmax(s, -1).unwrap();
-    let y = g.matmul(p, v).unwrap();
-    g.set_outputs(&[y]).unwrap();
+    let g = attention_graph(sq, sk, d, true);
     let inputs = vec![
         Tensor::random(DType::F32, [1, 1, sq, d], 1),
         poke_last(Tensor::random(DType::F32, [1, 1, sk, d], 2), d, 3.0),

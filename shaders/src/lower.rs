@@ -1814,19 +1814,36 @@ pub fn softmax_kernel(
     let rows = outer * inner;
     let mut params = vec![rows as u32, len as u32, inner.max(1) as u32];
     let (bindings, vals, sp) = apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
-    // Three passes over the row; per element three load_x and one epilogue. Spread over a
-    // workgroup: the passes over every wg-th element, and two trees.
-    let pass = |each: u64| 3 * lp(each) + each * 4 * sp;
-    match row_plan(
-        len,
-        pass(len as u64),
-        |wg| pass(len.div_ceil(wg) as u64) + 2 * tree_trips(wg),
+    three_pass_row(
+        ["softmax", "softmax_wg"],
+        [SOFTMAX, SOFTMAX_WG],
+        &vals,
+        bindings,
+        params,
+        (rows, len, sp),
         opts,
-    ) {
+    )
+}
+
+/// Softmax and layer norm: three passes over a row, per element three `load_x` and one
+/// `epilogue` (`sp` loop ends each); one invocation a row (`templates[0]`), or one workgroup a
+/// row (`templates[1]`: each pass over every wg-th element, and two trees).
+fn three_pass_row(
+    names: [&str; 2],
+    templates: [&str; 2],
+    vals: &[(&str, String)],
+    bindings: Vec<Buf>,
+    params: Vec<u32>,
+    (rows, len, sp): (usize, usize, u64),
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let pass = |each: u64| 3 * lp(each) + each * 4 * sp;
+    let spread = |wg: usize| pass(len.div_ceil(wg) as u64) + 2 * tree_trips(wg);
+    match row_plan(len, pass(len as u64), spread, opts) {
         RowPlan::Serial => kernel(
-            "softmax",
-            SOFTMAX,
-            &vals,
+            names[0],
+            templates[0],
+            vals,
             bindings,
             params,
             rows,
@@ -1836,15 +1853,14 @@ pub fn softmax_kernel(
         RowPlan::Workgroup(wg) => {
             let mut vals = vals.to_vec();
             vals.push(("wg", wg.to_string()));
-            let trips = pass(len.div_ceil(wg) as u64) + 2 * tree_trips(wg);
             row_kernel(
-                "softmax_wg",
-                &[ROW_WG, SOFTMAX_WG],
+                names[1],
+                &[ROW_WG, templates[1]],
                 &vals,
                 bindings,
                 params,
                 rows,
-                trips,
+                spread(wg),
                 opts,
             )
         }
@@ -1935,39 +1951,15 @@ pub fn layernorm_kernel(
     let (bindings, vals, sp) = apply_splice(splice, &mut params, |first| {
         vec![first, scale_bias[0], scale_bias[1], Buf::Out(0)]
     })?;
-    let pass = |each: u64| 3 * lp(each) + each * 4 * sp;
-    match row_plan(
-        len,
-        pass(len as u64),
-        |wg| pass(len.div_ceil(wg) as u64) + 2 * tree_trips(wg),
+    three_pass_row(
+        ["layernorm", "layernorm_wg"],
+        [LAYERNORM, LAYERNORM_WG],
+        &vals,
+        bindings,
+        params,
+        (rows, len, sp),
         opts,
-    ) {
-        RowPlan::Serial => kernel(
-            "layernorm",
-            LAYERNORM,
-            &vals,
-            bindings,
-            params,
-            rows,
-            pass(len as u64),
-            opts,
-        ),
-        RowPlan::Workgroup(wg) => {
-            let mut vals = vals.to_vec();
-            vals.push(("wg", wg.to_string()));
-            let trips = pass(len.div_ceil(wg) as u64) + 2 * tree_trips(wg);
-            row_kernel(
-                "layernorm_wg",
-                &[ROW_WG, LAYERNORM_WG],
-                &vals,
-                bindings,
-                params,
-                rows,
-                trips,
-                opts,
-            )
-        }
-    }
+    )
 }
 
 /// Direct conv2d (x, w, optional bias) with a splice for the store.
