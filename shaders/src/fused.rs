@@ -10,8 +10,8 @@ use crate::attention_ubo::{attention_ubo_kernel, kv_layout, AttentionUbo, Stride
 use crate::loops::lp;
 use crate::lower::{
     binary_expr, cast_expr, conv2d_kernel, kernel, layernorm_kernel, lower, matmul_kernel_spliced,
-    matmul_problem_views, module, pick_variant, plain_splice, read_view, softmax_kernel,
-    unary_expr, LowerOptions, Lowered, MatmulProblem, Splice,
+    matmul_problem_views, module, plain_splice, read_view, softmax_kernel, unary_expr,
+    LowerOptions, Lowered, MatmulProblem, Splice,
 };
 use crate::plan::{Group, GroupKind, Plan, View};
 use crate::{Buf, Elem, Error, Kernel};
@@ -108,11 +108,7 @@ pub fn generate(
     opts: &LowerOptions,
 ) -> Result<GroupKernels, Error> {
     let gk = generate_group(g, plan, group, opts)?;
-    if let Lowered::Kernels(ks) = &gk.lowered {
-        for k in ks {
-            crate::loops::check(k, opts.loop_budget)?;
-        }
-    }
+    crate::loops::check_all(&gk.lowered, opts.loop_budget)?;
     Ok(gk)
 }
 
@@ -255,10 +251,8 @@ fn matmul_group(
     p: &crate::MatmulProblem,
     opts: &LowerOptions,
 ) -> Result<GroupKernels, Error> {
-    let chosen = pick_variant(p, opts)?;
-    let others = crate::MatmulVariant::candidates(p, opts.cpu_adapter, opts.loop_budget);
     let mut over = None;
-    for v in std::iter::once(chosen).chain(others.into_iter().filter(|&v| v != chosen)) {
+    for v in crate::lower::variant_order(p, opts) {
         let r = spliced(
             g,
             plan,

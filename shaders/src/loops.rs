@@ -59,6 +59,16 @@ pub fn check(k: &Kernel, budget: Option<u64>) -> Result<(), Error> {
     }
 }
 
+/// [`check`] every kernel of a lowering.
+pub fn check_all(lowered: &crate::Lowered, budget: Option<u64>) -> Result<(), Error> {
+    if let crate::Lowered::Kernels(ks) = lowered {
+        for k in ks {
+            check(k, budget)?;
+        }
+    }
+    Ok(())
+}
+
 /// Loop ends of a matmul store block of `rows` x `cols4` vec4s stored element by element
 /// (`for r { for c { for e in 4 { store } } }`), plus `sp` per store for the epilogue.
 pub fn store_block(rows: u64, cols4: u64, sp: u64) -> u64 {

@@ -590,14 +590,25 @@ pub fn matmul_problem_views(
 /// The matmul variant for `p`: the one chosen (by the device's autotuner) where it supports the
 /// layout, else the first candidate.
 pub fn pick_variant(p: &MatmulProblem, opts: &LowerOptions) -> Result<MatmulVariant, Error> {
-    let fits = |v: &MatmulVariant| loops::fits(v.loop_trips(p, 0), opts.loop_budget);
-    if let Some(v) = opts.matmul.filter(|v| v.supports(p) && fits(v)) {
-        return Ok(v);
-    }
-    MatmulVariant::candidates(p, true, opts.loop_budget)
+    variant_order(p, opts)
         .first()
         .copied()
         .ok_or_else(|| no_matmul_variant(p, opts.loop_budget))
+}
+
+/// The variants to try for `p`, best first: the chosen one (`opts.matmul`) where it supports the
+/// layout and fits the loop budget, then the other candidates.
+pub(crate) fn variant_order(p: &MatmulProblem, opts: &LowerOptions) -> Vec<MatmulVariant> {
+    let chosen = opts
+        .matmul
+        .filter(|v| v.supports(p) && loops::fits(v.loop_trips(p, 0), opts.loop_budget));
+    let mut order: Vec<MatmulVariant> = chosen.into_iter().collect();
+    order.extend(
+        MatmulVariant::candidates(p, true, opts.loop_budget)
+            .into_iter()
+            .filter(|&v| Some(v) != chosen),
+    );
+    order
 }
 
 /// The error of a matmul that no variant computes within the adapter's loop budget.
@@ -652,8 +663,21 @@ pub fn conv1x1_problem(
     })
 }
 
-/// Lower one op. `ins` and `outs` are the dtypes and shapes of its inputs and outputs.
+/// Lower one op. `ins` and `outs` are the dtypes and shapes of its inputs and outputs. No
+/// kernel it returns passes more loop ends per invocation than `opts.loop_budget` allows
+/// ([`crate::loops`]); an op that cannot be kept under it is an [`Error::LoopBudget`].
 pub fn lower(
+    op: &Op,
+    ins: &[(DType, &Shape)],
+    outs: &[(DType, &Shape)],
+    opts: &LowerOptions,
+) -> Result<Lowered, Error> {
+    let lowered = lower_op(op, ins, outs, opts)?;
+    loops::check_all(&lowered, opts.loop_budget)?;
+    Ok(lowered)
+}
+
+fn lower_op(
     op: &Op,
     ins: &[(DType, &Shape)],
     outs: &[(DType, &Shape)],
@@ -1499,12 +1523,8 @@ pub fn reduce_kernel(
     let rr = axes.len();
     let walk =
         |each: u64| loops::rank_walk(kept.len()) + lp(each) + each * (loops::rank_walk(rr) + sp);
-    let plan = row_plan(
-        count,
-        walk(count as u64),
-        |wg| walk(count.div_ceil(wg) as u64) + tree_trips(wg),
-        opts,
-    );
+    let spread = |wg: usize| walk(count.div_ceil(wg) as u64) + tree_trips(wg);
+    let plan = row_plan(count, walk(count as u64), spread, opts);
     let mut vals = vec![
         ("ty", e.wgsl().to_string()),
         ("acc_ty", acc_ty.to_string()),
@@ -1515,27 +1535,27 @@ pub fn reduce_kernel(
     vals.extend(spliced);
     let name = r.name().to_lowercase();
     match plan {
-        RowPlan::Serial => kernel(
+        RowPlan::Serial => kernel_of(
             &name,
-            &format!("{REDUCE_COMMON}\n{REDUCE}"),
+            &[REDUCE_COMMON, REDUCE],
             &vals,
             bindings,
             params,
-            n_out,
+            n_out.div_ceil(256),
             walk(count as u64),
             opts,
         ),
         RowPlan::Workgroup(wg) => {
             vals.push(("wg", wg.to_string()));
-            let trips = walk(count.div_ceil(wg) as u64) + tree_trips(wg);
-            row_kernel(
+            // One workgroup an output.
+            kernel_of(
                 &format!("{name}_wg"),
                 &[REDUCE_COMMON, REDUCE_WG],
                 &vals,
                 bindings,
                 params,
                 n_out,
-                trips,
+                spread(wg),
                 opts,
             )
         }
@@ -1555,6 +1575,21 @@ pub fn matmul_kernel(
 /// A matmul whose store runs a splice's epilogue. Bindings: A, B, bias (A when none), out,
 /// then the splice's (then, for `Ubo`, A's other row blocks).
 pub fn matmul_kernel_spliced(
+    p: &MatmulProblem,
+    v: MatmulVariant,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Vec<Kernel>, Error> {
+    // Both paths (one kernel, or the `ubo` parts) are checked here, so that a caller can try the
+    // next variant when a splice takes this one over the loop budget.
+    let ks = matmul_kernels(p, v, opts, splice)?;
+    for k in &ks {
+        loops::check(k, opts.loop_budget)?;
+    }
+    Ok(ks)
+}
+
+fn matmul_kernels(
     p: &MatmulProblem,
     v: MatmulVariant,
     opts: &LowerOptions,
@@ -1680,13 +1715,15 @@ pub fn matmul_kernel_spliced(
         workgroups,
         loop_trips: v.loop_trips(p, sp),
     };
-    loops::check(&k, opts.loop_budget)?;
     Ok(vec![k])
 }
 
+/// A call of `pow_u` (`int_pow.wgsl`), appended to the modules that make one.
+const POW_U_CALL: &str = "pow_u(";
+
 /// Loop ends one evaluation of an expression passes: `pow_u` is the one helper with a loop.
 pub(crate) fn expr_trips(expr: &str) -> u64 {
-    if expr.contains("pow_u(") {
+    if expr.contains(POW_U_CALL) {
         loops::POW_U_TRIPS
     } else {
         0
@@ -1707,7 +1744,7 @@ pub(crate) fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Res
             &["bf16_round(", "mini_round(", "e8m0_round("][..],
             NARROW_FLOATS,
         ),
-        (&["pow_u("][..], INT_POW),
+        (&[POW_U_CALL][..], INT_POW),
     ] {
         if calls.iter().any(|c| out.contains(c)) {
             out.push('\n');
@@ -1774,22 +1811,44 @@ pub(crate) fn kernel(
     loop_trips: u64,
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
-    let wgsl = module(name, &[template], vals)?;
-    let workgroups = if threads == 0 {
+    kernel_of(
+        name,
+        &[template],
+        vals,
+        bindings,
+        params,
+        threads.div_ceil(256),
+        loop_trips,
+        opts,
+    )
+}
+
+/// A kernel of template `parts` over `workgroups` workgroups (spread by [`grid`]).
+#[allow(clippy::too_many_arguments)]
+fn kernel_of(
+    name: &str,
+    parts: &[&str],
+    vals: &[(&str, String)],
+    bindings: Vec<Buf>,
+    params: Vec<u32>,
+    workgroups: usize,
+    loop_trips: u64,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let wgsl = module(name, parts, vals)?;
+    let workgroups = if workgroups == 0 {
         [0, 0, 0]
     } else {
-        grid(threads.div_ceil(256) as u64, opts)?
+        grid(workgroups as u64, opts)?
     };
-    let k = Kernel {
+    Ok(Kernel {
         name: name.to_string(),
         wgsl,
         bindings,
         params,
         workgroups,
         loop_trips,
-    };
-    loops::check(&k, opts.loop_budget)?;
-    Ok(k)
+    })
 }
 
 /// Spread `n` workgroups over x and y so neither exceeds the per-dimension limit.
@@ -1853,7 +1912,8 @@ fn three_pass_row(
         RowPlan::Workgroup(wg) => {
             let mut vals = vals.to_vec();
             vals.push(("wg", wg.to_string()));
-            row_kernel(
+            // One workgroup a row.
+            kernel_of(
                 names[1],
                 &[ROW_WG, templates[1]],
                 &vals,
@@ -1902,36 +1962,6 @@ fn row_plan(
 /// Loop ends of one tree combine across a workgroup of `wg` (log2 wg halvings).
 fn tree_trips(wg: usize) -> u64 {
     lp(wg.trailing_zeros() as u64)
-}
-
-/// A kernel of `parts` with one workgroup a row.
-#[allow(clippy::too_many_arguments)]
-fn row_kernel(
-    name: &str,
-    parts: &[&str],
-    vals: &[(&str, String)],
-    bindings: Vec<Buf>,
-    params: Vec<u32>,
-    rows: usize,
-    loop_trips: u64,
-    opts: &LowerOptions,
-) -> Result<Kernel, Error> {
-    let wgsl = module(name, parts, vals)?;
-    let workgroups = if rows == 0 {
-        [0, 0, 0]
-    } else {
-        grid(rows as u64, opts)?
-    };
-    let k = Kernel {
-        name: name.to_string(),
-        wgsl,
-        bindings,
-        params,
-        workgroups,
-        loop_trips,
-    };
-    loops::check(&k, opts.loop_budget)?;
-    Ok(k)
 }
 
 /// Layer norm over `axis..` of `shape`, one invocation per row, with a splice. `scale_bias` are
@@ -2022,7 +2052,6 @@ pub fn conv2d_kernel(
         workgroups,
         loop_trips,
     };
-    loops::check(&k, opts.loop_budget)?;
     Ok(vec![k])
 }
 
@@ -2171,6 +2200,5 @@ pub fn conv2d_gemm_kernel(
         workgroups,
         loop_trips,
     };
-    loops::check(&k, opts.loop_budget)?;
     Ok(vec![k])
 }

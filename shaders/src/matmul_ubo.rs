@@ -238,9 +238,6 @@ pub(crate) fn ubo_kernels(
             spec,
         )?);
     }
-    for k in &out {
-        crate::loops::check(k, opts.loop_budget)?;
-    }
     Ok(out)
 }
 
