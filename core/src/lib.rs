@@ -7,11 +7,15 @@
 //!   semantics ([`interp`]);
 //! - graph passes ([`passes`]: constant folding, BatchNorm folding, dead code and common
 //!   subexpression elimination, run together by [`optimize`]);
+//! - the device-neutral fusion plan ([`plan`]: which nodes share a kernel, within a target's
+//!   limits) and the compile pipeline every device shares ([`compile`]: passes, then the plan);
+//! - target profiles ([`TargetProfile`]): what a device does well and its limits, as data;
 //! - the CPU reference interpreter ([`CpuDevice`]), the oracle every device is tested against;
 //! - the [`Device`] trait every backend implements and the [`Profile`] (per-op timings) it returns.
 //!
 //! Invariant: this crate never depends on a GPU or GUI crate (CI checks `cargo tree`).
 
+pub mod compile;
 pub mod device;
 pub mod dtype;
 pub mod error;
@@ -20,9 +24,12 @@ pub mod interp;
 pub mod onnx;
 pub mod op;
 pub mod passes;
+pub mod plan;
 pub mod shape;
+pub mod target;
 pub mod tensor;
 
+pub use compile::{compile, CompileOptions, Compiled};
 pub use device::{Device, OpTiming, Profile, RunOutput, TimingSource};
 pub use dtype::DType;
 pub use error::{Error, Result};
@@ -31,4 +38,5 @@ pub use interp::CpuDevice;
 pub use op::Op;
 pub use passes::{optimize, PassStats};
 pub use shape::Shape;
+pub use target::{TargetKind, TargetProfile};
 pub use tensor::{Tensor, TensorData};

@@ -1,6 +1,7 @@
 //! Adapter discovery and choice.
 
 use serde::Serialize;
+use sfumato_core::target::{TargetKind, TargetProfile, LLVMPIPE_LOOP_BUDGET};
 
 /// What `sfumato devices` prints about an adapter.
 #[derive(Clone, Debug, Serialize)]
@@ -52,13 +53,65 @@ impl AdapterSummary {
     }
 }
 
-/// The loop budget of an adapter, a fact about its driver: Mesa's llvmpipe (lavapipe) breaks
-/// out of every loop once an invocation has passed 65,535 loop ends; no other driver is known
-/// to have such a limit.
+/// A driver quirk, as data: adapters whose driver or name contains `matches` (lowercase) get
+/// `apply` on their target profile.
+pub struct Quirk {
+    pub matches: &'static str,
+    pub why: &'static str,
+    pub apply: fn(&mut TargetProfile),
+}
+
+/// The quirks known. Mesa's llvmpipe (lavapipe) breaks out of every loop once an invocation has
+/// passed 65,535 loop ends, silently; no other driver is known to have such a limit.
+pub const QUIRKS: &[Quirk] = &[Quirk {
+    matches: "llvmpipe",
+    why: "breaks every loop after 65,535 loop ends of one invocation (LP_MAX_TGSI_LOOP_ITERATIONS)",
+    apply: |t| {
+        t.name = "llvmpipe".into();
+        t.loop_budget = Some(LLVMPIPE_LOOP_BUDGET);
+    },
+}];
+
+/// The quirks that hold for an adapter.
+pub fn quirks_of(info: &wgpu::AdapterInfo) -> impl Iterator<Item = &'static Quirk> + '_ {
+    let (driver, name) = (info.driver.to_lowercase(), info.name.to_lowercase());
+    QUIRKS
+        .iter()
+        .filter(move |q| driver.contains(q.matches) || name.contains(q.matches))
+}
+
+/// The loop budget of an adapter, a fact about its driver ([`QUIRKS`]).
 pub fn loop_budget(info: &wgpu::AdapterInfo) -> Option<u64> {
-    let llvmpipe = info.driver.to_lowercase().contains("llvmpipe")
-        || info.name.to_lowercase().contains("llvmpipe");
-    llvmpipe.then_some(sfumato_shaders::loops::LLVMPIPE_LOOP_BUDGET)
+    let mut t = TargetProfile::default();
+    for q in quirks_of(info) {
+        (q.apply)(&mut t);
+    }
+    t.loop_budget
+}
+
+/// What the compiler should know of an adapter: the preset for its kind (a CPU adapter prefers
+/// register blocks and uniform operands, a GPU tiles through workgroup memory), its own limits,
+/// then its driver's quirks.
+pub fn target_profile(info: &wgpu::AdapterInfo, l: &wgpu::Limits) -> TargetProfile {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => TargetKind::DiscreteGpu,
+        wgpu::DeviceType::IntegratedGpu => TargetKind::IntegratedGpu,
+        wgpu::DeviceType::Cpu => TargetKind::Cpu,
+        _ => TargetKind::Other,
+    };
+    let mut t = TargetProfile::for_kind(kind);
+    t.name = info.name.clone();
+    t.max_storage_buffers = l.max_storage_buffers_per_shader_stage;
+    // WebGPU's 12 at least; lavapipe offers 15.
+    t.max_uniform_blocks = l.max_uniform_buffers_per_shader_stage.max(12);
+    t.max_workgroups_per_dim = l.max_compute_workgroups_per_dimension;
+    t.max_workgroup_invocations = l.max_compute_invocations_per_workgroup;
+    t.max_binding_bytes = l.max_storage_buffer_binding_size;
+    t.max_texture_side = l.max_texture_dimension_2d;
+    for q in quirks_of(info) {
+        (q.apply)(&mut t);
+    }
+    t
 }
 
 pub(crate) fn instance() -> wgpu::Instance {

@@ -15,11 +15,15 @@ pub mod autotune;
 mod convert;
 
 pub use adapter::{cpu_model, list_adapters, AdapterSummary, NO_ADAPTER};
+use sfumato_core::compile::{compile, CompileOptions, Compiled};
 use sfumato_core::device::{check_inputs, OpTiming, Profile, RunOutput, TimingSource};
-use sfumato_core::{Device, Error, Graph, Op, Result, Tensor, ValueId};
+use sfumato_core::plan::Plan;
+use sfumato_core::PassStats;
+use sfumato_core::{Device, Error, Graph, Op, Result, TargetKind, TargetProfile, Tensor, ValueId};
+use sfumato_shaders::explain::{GroupInfo, Totals};
 use sfumato_shaders::{
-    generate, group_matmul_problem, plan, Buf, GroupKernels, Kernel, LowerOptions, Lowered,
-    MatmulProblem, MatmulVariant, PlanOptions,
+    generate, group_matmul_problem, Buf, GroupKernels, Kernel, LowerOptions, Lowered,
+    MatmulProblem, MatmulVariant,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -71,6 +75,19 @@ impl Default for DeviceOptions {
     }
 }
 
+/// The plan a device runs for a graph ([`WgpuDevice::explain`]).
+#[derive(Clone, Debug)]
+pub struct Explained {
+    /// The graph after the passes.
+    pub graph: Arc<Graph>,
+    pub plan: Plan,
+    pub passes: PassStats,
+    pub groups: Vec<GroupInfo>,
+    pub totals: Totals,
+    /// Group `i`'s kernels as this device runs them.
+    pub kernels: Vec<Arc<GroupKernels>>,
+}
+
 /// A lowered group, ready to dispatch.
 struct Step {
     /// Shared so a run can hold it while it borrows the device mutably, without copying kernels.
@@ -84,6 +101,8 @@ struct Step {
 struct Prepared {
     fingerprint: (u64, usize, Vec<ValueId>),
     graph: Arc<Graph>,
+    plan: Plan,
+    passes: PassStats,
     steps: Vec<Step>,
     consts: HashMap<ValueId, Arc<wgpu::Buffer>>,
     /// Constants that kernels read as textures (`Buf::Texture`): views and their bytes.
@@ -104,7 +123,8 @@ pub struct WgpuDevice {
     queue: wgpu::Queue,
     summary: AdapterSummary,
     adapter_key: String,
-    is_cpu: bool,
+    /// What the compiler knows of this adapter: strengths, limits, quirks (the loop budget).
+    target: TargetProfile,
     limits: wgpu::Limits,
     timestamps: bool,
     opts: DeviceOptions,
@@ -135,14 +155,12 @@ impl WgpuDevice {
         let inst = adapter::instance();
         let adapter = adapter::choose(&inst, opts.adapter.as_deref()).map_err(Error::Device)?;
         let mut summary = AdapterSummary::of(&adapter);
+        let info = adapter.get_info();
         // A budget asked for can only lower the adapter's: a larger one would let llvmpipe cut
         // loops short again.
-        summary.loop_budget = match (opts.loop_budget, summary.loop_budget) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let info = adapter.get_info();
-        let is_cpu = info.device_type == wgpu::DeviceType::Cpu;
+        let target =
+            adapter::target_profile(&info, &adapter.limits()).with_loop_budget(opts.loop_budget);
+        summary.loop_budget = target.loop_budget;
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let mut features = wgpu::Features::empty();
         if timestamps {
@@ -160,12 +178,12 @@ impl WgpuDevice {
             "{} | {:?} | {} | {}",
             info.name, info.backend, info.driver, info.driver_info
         );
-        if is_cpu {
+        if target.kind == TargetKind::Cpu {
             adapter_key += &format!(" | cpu {}", cpu_model());
         }
         // A new set of variants invalidates the cached choices, and so does another budget.
         adapter_key += &format!(" | {} variants", MatmulVariant::all().len());
-        if let Some(b) = summary.loop_budget {
+        if let Some(b) = target.loop_budget {
             adapter_key += &format!(" | loops {b}");
         }
         Ok(WgpuDevice {
@@ -173,7 +191,7 @@ impl WgpuDevice {
             queue,
             summary,
             adapter_key,
-            is_cpu,
+            target,
             limits,
             timestamps,
             tune: autotune::TuneCache::load(opts.cache_dir.clone()),
@@ -191,6 +209,11 @@ impl WgpuDevice {
     /// The adapter this device runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.summary
+    }
+
+    /// What the compiler knows of this adapter (strengths, limits, quirks).
+    pub fn target(&self) -> &TargetProfile {
+        &self.target
     }
 
     /// Whether per-dispatch times come from GPU timestamps.
@@ -239,13 +262,13 @@ impl WgpuDevice {
     /// The matmul variant this device uses for a problem (forced, cached or measured now).
     pub fn matmul_variant(&mut self, p: &MatmulProblem) -> Result<MatmulVariant> {
         let fits = |v: &MatmulVariant| {
-            sfumato_shaders::loops::fits(v.loop_trips(p, 0), self.summary.loop_budget)
+            sfumato_shaders::loops::fits(v.loop_trips(p, 0), self.target.loop_budget)
         };
         if let Some(v) = self.opts.matmul.filter(|v| v.supports(p) && fits(v)) {
             return Ok(v);
         }
-        let budget = self.summary.loop_budget;
-        let cands = MatmulVariant::candidates(p, self.is_cpu, budget);
+        let budget = self.target.loop_budget;
+        let cands = MatmulVariant::candidates(p, &self.target);
         if cands.is_empty() {
             return Err(Error::Device(
                 sfumato_shaders::lower::no_matmul_variant(p, budget).to_string(),
@@ -354,15 +377,38 @@ impl WgpuDevice {
         Ok(best.map(|(_, v)| v).unwrap_or(cands[0]))
     }
 
+    /// The plan this device runs for `graph`, summed up as `sfumato explain` shows it: the
+    /// graph after the passes, its groups with the kernels this device lowers them to (its
+    /// tuned matmul variants, its limits and strengths), and the totals. Its dispatch count is
+    /// the count of a run's profile.
+    pub fn explain(&mut self, graph: &Graph) -> Result<Explained> {
+        let i = self.prepare(graph)?;
+        let p = &self.prepared[i];
+        let kernels: Vec<Arc<GroupKernels>> = p.steps.iter().map(|s| s.kernels.clone()).collect();
+        let (groups, totals) = sfumato_shaders::explain::summarize(&p.graph, &p.plan, &kernels);
+        Ok(Explained {
+            graph: p.graph.clone(),
+            plan: p.plan.clone(),
+            passes: p.passes.clone(),
+            groups,
+            totals,
+            kernels,
+        })
+    }
+
+    /// What the shared compile pipeline is asked for: this device's fusion switch and target.
+    pub fn compile_options(&self) -> CompileOptions {
+        CompileOptions {
+            fuse: self.opts.fusion,
+            target: self.target.clone(),
+        }
+    }
+
     /// Lowering options from the adapter's limits.
     fn lower_options(&self) -> LowerOptions {
         LowerOptions {
             matmul: None,
-            max_workgroups_per_dim: self.limits.max_compute_workgroups_per_dimension,
-            // WebGPU's 12 at least; lavapipe offers 15.
-            max_uniform_blocks: self.limits.max_uniform_buffers_per_shader_stage.max(12),
-            cpu_adapter: self.summary.device_type == "Cpu",
-            loop_budget: self.summary.loop_budget,
+            target: self.target.clone(),
         }
     }
 
@@ -570,17 +616,12 @@ impl WgpuDevice {
         if let Some(i) = self.prepared.iter().position(|p| p.fingerprint == fp) {
             return Ok(i);
         }
-        let g: Graph = if self.opts.fusion {
-            sfumato_core::passes::optimize(graph)?.0
-        } else {
-            graph.clone()
-        };
-        let max_bind = self.limits.max_storage_buffer_binding_size;
-        let popts = PlanOptions {
-            fuse: self.opts.fusion,
-            max_storage_buffers: self.limits.max_storage_buffers_per_shader_stage,
-        };
-        let the_plan = plan(&g, &popts);
+        let Compiled {
+            graph: g,
+            plan: the_plan,
+            passes,
+        } = compile(graph, &self.compile_options())?;
+        let max_bind = self.target.max_binding_bytes;
         let mut steps = Vec::with_capacity(the_plan.groups.len());
         let mut consts = HashMap::new();
         let mut const_nodes = Vec::new();
@@ -688,6 +729,8 @@ impl WgpuDevice {
         self.prepared.push(Prepared {
             fingerprint: fp,
             graph: Arc::new(g),
+            plan: the_plan,
+            passes,
             steps,
             consts,
             textures,

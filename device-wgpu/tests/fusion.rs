@@ -399,7 +399,7 @@ proptest! {
         });
         let (g, inputs) = attention_graph([b, heads, sq, sk, d], scale.then_some(0.25), mask, merge, seed);
         let n = check(&g, &inputs, 1e-5).map_err(TestCaseError::fail)?;
-        if n > 0 && b * heads * sq >= sfumato_shaders::plan::MIN_ATTENTION_ROWS {
+        if n > 0 && b * heads * sq >= sfumato_core::plan::MIN_ATTENTION_ROWS {
             prop_assert_eq!(n, 1, "attention is one kernel");
         } else if n > 0 {
             // Few query rows: QK (with its scale and mask), softmax, PV (and the head merge,
@@ -423,7 +423,7 @@ proptest! {
         sk in 1usize..100, mask in 0u8..4, merge in any::<bool>(), seed in any::<u64>()
     ) {
         let b = 1;
-        let sq = sq.max(sfumato_shaders::plan::MIN_ATTENTION_ROWS.div_ceil(heads));
+        let sq = sq.max(sfumato_core::plan::MIN_ATTENTION_ROWS.div_ceil(heads));
         let e = heads * d;
         let mask = (mask > 0).then(|| {
             // [1, 1, 1, sk] (broadcast over query rows), [1, 1, sq, sk], [1, h, sq, sk].
@@ -472,11 +472,11 @@ fn elementwise_in_place_over_a_dead_value() {
     let y = g.unary(UnaryOp::Tanh, y).unwrap();
     let y = g.mul(y, c).unwrap();
     g.set_outputs(&[y]).unwrap();
-    let p = sfumato_shaders::plan(&g, &Default::default());
+    let p = sfumato_core::plan::plan(&g, &Default::default());
     let ew = p
         .groups
         .iter()
-        .find(|gr| gr.kind == sfumato_shaders::GroupKind::Elementwise)
+        .find(|gr| gr.kind == sfumato_core::plan::GroupKind::Elementwise)
         .unwrap();
     assert_eq!(ew.inplace, Some(c));
     let inputs = [

@@ -13,6 +13,7 @@ mod common;
 use common::{differential, with_device};
 use proptest::prelude::*;
 use sfumato_core::op::{Conv2d, ConvTranspose2d, Pool2d, ReduceOp};
+use sfumato_core::TargetProfile;
 use sfumato_core::{CpuDevice, DType, Device, Graph, Op, Shape, Tensor};
 use sfumato_shaders::loops::{lp, store_block, LLVMPIPE_LOOP_BUDGET};
 use sfumato_shaders::{lower, LowerOptions, Lowered, MatmulVariant};
@@ -298,8 +299,10 @@ fn lowers(op: &Op, ins: &[(DType, Shape)], t: u64) -> Option<String> {
     let outs = op.infer(&ins_ref).unwrap();
     let outs_ref: Vec<(DType, &Shape)> = outs.iter().map(|(d, s)| (*d, s)).collect();
     let opts = LowerOptions {
-        loop_budget: Some(t),
-        cpu_adapter: true,
+        target: TargetProfile {
+            loop_budget: Some(t),
+            ..TargetProfile::cpu_adapter()
+        },
         ..Default::default()
     };
     match lower(op, &ins_ref, &outs_ref, &opts) {

@@ -3,10 +3,11 @@
 
 use crate::fused::{generate, GroupKernels};
 use crate::lower::{LowerOptions, Lowered};
-use crate::plan::{GroupKind, Plan};
 use crate::Error;
 use serde::Serialize;
+use sfumato_core::plan::{GroupKind, Plan};
 use sfumato_core::{Graph, Op, ValueId};
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 /// Totals of a plan.
@@ -42,17 +43,33 @@ pub fn device_bytes(g: &Graph, v: ValueId) -> u64 {
     g.shape(v).numel() as u64 * 4
 }
 
-/// Lower every group of a plan and sum it up.
+/// Lower every group of a plan with `opts` and sum it up (a device's own lowering, its tuned
+/// variants included, is summed up by [`summarize`]).
 pub fn explain(
     g: &Graph,
     plan: &Plan,
     opts: &LowerOptions,
 ) -> Result<(Vec<GroupInfo>, Totals, Vec<GroupKernels>), Error> {
+    let lowered = plan
+        .groups
+        .iter()
+        .map(|group| generate(g, plan, group, opts))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (infos, totals) = summarize(g, plan, &lowered);
+    Ok((infos, totals, lowered))
+}
+
+/// Sum up a lowered plan: one [`GroupInfo`] per group (`lowered[i]` is group `i`'s kernels)
+/// and the totals.
+pub fn summarize<K: Borrow<GroupKernels>>(
+    g: &Graph,
+    plan: &Plan,
+    lowered: &[K],
+) -> (Vec<GroupInfo>, Totals) {
     let mut infos = Vec::new();
-    let mut lowered = Vec::new();
     let mut totals = Totals::default();
-    for (index, group) in plan.groups.iter().enumerate() {
-        let gk = generate(g, plan, group, opts)?;
+    for (index, (group, gk)) in plan.groups.iter().zip(lowered).enumerate() {
+        let gk: &GroupKernels = gk.borrow();
         let kernels: Vec<String> = match &gk.lowered {
             Lowered::Kernels(ks) => ks
                 .iter()
@@ -88,23 +105,23 @@ pub fn explain(
             bytes_read,
             bytes_written,
         });
-        lowered.push(gk);
     }
-    let (weights, live) = memory(g, &lowered);
+    let (weights, live) = memory(g, lowered);
     totals.weight_bytes = weights;
     totals.largest_live_bytes = live;
     totals.peak_bytes = weights + live;
-    Ok((infos, totals, lowered))
+    (infos, totals)
 }
 
 /// Weight bytes and the largest live set of a run of `steps` in order: each value is allocated
 /// when its group runs (graph inputs at the start) and freed after its last reader; an alias
 /// shares its base's memory and keeps it alive.
-pub fn memory(g: &Graph, steps: &[GroupKernels]) -> (u64, u64) {
+pub fn memory<K: Borrow<GroupKernels>>(g: &Graph, steps: &[K]) -> (u64, u64) {
     let n = g.values().len();
     let mut owner: Vec<usize> = (0..n).collect();
     let mut weights = 0u64;
     for s in steps {
+        let s: &GroupKernels = s.borrow();
         match s.lowered {
             Lowered::Alias => {
                 if let (Some(&o), Some(&i)) = (s.outputs.first(), s.inputs.first()) {
@@ -132,6 +149,7 @@ pub fn memory(g: &Graph, steps: &[GroupKernels]) -> (u64, u64) {
     // Last step reading each owner (usize::MAX: a graph output, alive to the end).
     let mut last: HashMap<usize, usize> = HashMap::new();
     for (si, s) in steps.iter().enumerate() {
+        let s: &GroupKernels = s.borrow();
         for &i in s.inputs.iter().chain(s.outputs.iter()) {
             let o = owner[i.index()];
             let e = last.entry(o).or_insert(si);
@@ -148,6 +166,7 @@ pub fn memory(g: &Graph, steps: &[GroupKernels]) -> (u64, u64) {
     let mut peak = live;
     let mut alive: Vec<usize> = g.inputs().iter().map(|v| v.index()).collect();
     for (si, s) in steps.iter().enumerate() {
+        let s: &GroupKernels = s.borrow();
         if let Lowered::Kernels(_) = s.lowered {
             for &o in &s.outputs {
                 if owner[o.index()] == o.index() && !is_const[o.index()] {

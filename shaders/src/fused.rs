@@ -13,9 +13,9 @@ use crate::lower::{
     matmul_problem_views, module, plain_splice, read_view, softmax_kernel, unary_expr,
     LowerOptions, Lowered, MatmulProblem, Splice,
 };
-use crate::plan::{Group, GroupKind, Plan, View};
 use crate::{Buf, Elem, Error, Kernel};
 use sfumato_core::op::BinaryOp;
+use sfumato_core::plan::{Group, GroupKind, Plan, View};
 use sfumato_core::{DType, Graph, NodeId, Op, Shape, ValueId};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -99,7 +99,7 @@ fn view_of(g: &Graph, plan: &Plan, v: ValueId) -> (ValueId, View) {
 }
 
 /// Lower one group of a plan. No kernel it returns passes more loop ends per invocation than
-/// `opts.loop_budget` allows ([`crate::loops`]): a group that cannot be kept under it is an
+/// `opts.target.loop_budget` allows ([`crate::loops`]): a group that cannot be kept under it is an
 /// [`Error::LoopBudget`].
 pub fn generate(
     g: &Graph,
@@ -108,7 +108,7 @@ pub fn generate(
     opts: &LowerOptions,
 ) -> Result<GroupKernels, Error> {
     let gk = generate_group(g, plan, group, opts)?;
-    crate::loops::check_all(&gk.lowered, opts.loop_budget)?;
+    crate::loops::check_all(&gk.lowered, opts.target.loop_budget)?;
     Ok(gk)
 }
 
@@ -270,7 +270,7 @@ fn matmul_group(
             r => return r,
         }
     }
-    Err(over.unwrap_or_else(|| crate::lower::no_matmul_variant(p, opts.loop_budget)))
+    Err(over.unwrap_or_else(|| crate::lower::no_matmul_variant(p, opts.target.loop_budget)))
 }
 
 /// An anchor group's kernel: `build` makes it with the group's splice (`anchor_splice`, generated
@@ -847,21 +847,22 @@ fn attention(
     };
     let rows = b * h * sq;
     let (r, wg) = attention_blocking(rows, sq, d, dv);
-    let lim = opts.max_workgroups_per_dim as usize;
+    let lim = opts.target.max_workgroups_per_dim as usize;
     let grid = [sq.div_ceil(wg * r), h, b];
     if grid.iter().any(|&x| x > lim) {
         return Err(Error::Limit(format!(
             "attention over {b} x {h} heads x {sq} queries needs {grid:?} workgroups, over {lim} per dimension"
         )));
     }
-    // CPU adapters: K and V from uniform bindings where they fit.
-    if opts.cpu_adapter && vec4 && b == 1 {
+    // Targets that read operands well through uniform blocks (CPU adapters): K and V from
+    // uniform bindings where they fit.
+    if opts.target.uniform_block_operands && vec4 && b == 1 {
         let layout = kv_layout(
             h,
             sk,
             (d, Strides::at(&params, 14)),
             (dv, Strides::at(&params, 19)),
-            opts.max_uniform_blocks as usize,
+            opts.target.max_uniform_blocks as usize,
         );
         if let Some(layout) = layout {
             let k = attention_ubo_kernel(&AttentionUbo {
@@ -881,7 +882,7 @@ fn attention(
                 layout: &layout,
             })?;
             // (More loop ends a key than the storage kernel: that one may still fit.)
-            if crate::loops::fits(k.loop_trips, opts.loop_budget) {
+            if crate::loops::fits(k.loop_trips, opts.target.loop_budget) {
                 return Ok(GroupKernels {
                     lowered: Lowered::Kernels(vec![k]),
                     inputs,

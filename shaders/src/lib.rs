@@ -9,9 +9,10 @@
 //! Storage on the device: f32 and f16 tensors live as f32, i32 and i64 as i32, u8 and bool as
 //! u32 (see [`Elem`]); the device converts at upload and readback.
 //!
-//! Fusion: [`plan`] groups the nodes of a graph into kernels (elementwise chains, anchors with
-//! epilogues and prologues, attention, views that cost nothing) and [`fused::generate`] emits one
-//! module per group; [`explain`] sums up a plan (dispatches, bytes moved, peak memory).
+//! Fusion: the device-neutral plan (`sfumato_core::plan`) groups the nodes of a graph into kernels
+//! (elementwise chains, anchors with epilogues and prologues, attention, views that cost nothing);
+//! this crate is its WGSL back end: [`fused::generate`] emits one module per group and
+//! [`explain`] sums up a plan (dispatches, bytes moved, peak memory).
 
 pub mod attention_ubo;
 pub mod explain;
@@ -19,14 +20,11 @@ pub mod fused;
 pub mod loops;
 pub mod lower;
 pub mod matmul_ubo;
-pub mod plan;
 pub mod template;
 
 pub use fused::{generate, group_matmul_problem, GroupKernels};
 pub use lower::{lower, matmul_problem, LowerOptions, Lowered, MatmulProblem, MatmulVariant};
-pub use plan::{plan, Group, GroupKind, Plan, PlanOptions};
-
-use sfumato_core::DType;
+pub use sfumato_core::target::Elem;
 
 /// Errors of shader generation.
 #[derive(Debug, thiserror::Error)]
@@ -42,32 +40,6 @@ pub enum Error {
     /// A kernel over the adapter's loop budget ([`loops`]): another variant may fit.
     #[error("{0}")]
     LoopBudget(String),
-}
-
-/// The element type a tensor has in device memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Elem {
-    F32,
-    I32,
-    U32,
-}
-
-impl Elem {
-    pub fn of(d: DType) -> Elem {
-        match d {
-            DType::U8 | DType::Bool | DType::U32 | DType::U64 => Elem::U32,
-            d if d.is_float() => Elem::F32,
-            _ => Elem::I32,
-        }
-    }
-
-    pub fn wgsl(self) -> &'static str {
-        match self {
-            Elem::F32 => "f32",
-            Elem::I32 => "i32",
-            Elem::U32 => "u32",
-        }
-    }
 }
 
 /// Which tensor a binding holds: a node input or output, by position.

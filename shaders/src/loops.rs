@@ -12,13 +12,13 @@
 //! template's loops ([`lp`]: a loop of `n` passes is counted as `2 (n + 1)`). Loops of a constant trip count
 //! in the hot kernels are written out by the template (`{{for}}` in [`crate::template`]), so what
 //! is counted does not depend on what a driver unrolls. A device whose adapter has a budget
-//! ([`LowerOptions::loop_budget`](crate::LowerOptions)) never gets a kernel over it: lowering
+//! ([`TargetProfile::loop_budget`](sfumato_core::TargetProfile)) never gets a kernel over it: lowering
 //! picks a variant or blocking that fits, or refuses with [`Error::LoopBudget`] naming the kernel.
 
 use crate::{Error, Kernel};
 
 /// llvmpipe's budget: loop ends per invocation before every loop breaks early.
-pub const LLVMPIPE_LOOP_BUDGET: u64 = 65_535;
+pub use sfumato_core::target::LLVMPIPE_LOOP_BUDGET;
 
 /// What a loop of `n` passes is counted as: `n + 1` loop ends (the exiting pass reaches the end
 /// too), doubled. Measured on lavapipe (Mesa 22.3, `tests/loop_budget.rs` in sfumato-wgpu): a

@@ -1,13 +1,13 @@
 //! Lowering of each op to kernels. `lower` matches on [`Op`] exhaustively.
 
 use crate::loops::{self, lp};
-use crate::plan::View;
 use crate::template::render;
 use crate::{Buf, Elem, Error, Kernel};
 use serde::{Deserialize, Serialize};
 use sfumato_core::op::{BinaryOp, CoordTransform, Op, PadMode, ReduceOp, ResizeMode, UnaryOp};
+use sfumato_core::plan::View;
 use sfumato_core::shape::contiguous_strides;
-use sfumato_core::{DType, Shape};
+use sfumato_core::{DType, Shape, TargetProfile};
 
 const PRELUDE: &str = include_str!("templates/prelude.wgsl");
 const UNARY: &str = include_str!("templates/unary.wgsl");
@@ -44,34 +44,15 @@ const MATMUL_RB4V4K: &str = include_str!("templates/matmul_rb4v4k.wgsl");
 const MATMUL_TILED: &str = include_str!("templates/matmul_tiled.wgsl");
 
 /// Options of lowering.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LowerOptions {
-    /// The matmul kernel to use (chosen by the device's autotuner); `None` takes a default that
-    /// fits the layout.
+    /// The matmul kernel to use (chosen by the device's autotuner); `None` takes the target's
+    /// first candidate that fits the layout.
     pub matmul: Option<MatmulVariant>,
-    /// Workgroups per dispatch dimension (WebGPU: 65,535).
-    pub max_workgroups_per_dim: u32,
-    /// Uniform bindings a kernel may use (WebGPU: 12).
-    pub max_uniform_blocks: u32,
-    /// The adapter runs on the CPU (lavapipe): kernels shaped for SIMD lanes (named register
-    /// blocks, uniform loads) over those shaped for GPU warps where no autotuner chooses.
-    pub cpu_adapter: bool,
-    /// Loop ends an invocation may pass before the adapter cuts its loops short (llvmpipe:
-    /// [`crate::loops::LLVMPIPE_LOOP_BUDGET`]); `None` where none is known. Kernels are chosen
-    /// and blocked to stay under it, or refused ([`crate::loops`]).
-    pub loop_budget: Option<u64>,
-}
-
-impl Default for LowerOptions {
-    fn default() -> Self {
-        LowerOptions {
-            matmul: None,
-            max_workgroups_per_dim: 65_535,
-            max_uniform_blocks: crate::matmul_ubo::UBO_MAX_BLOCKS as u32,
-            cpu_adapter: false,
-            loop_budget: None,
-        }
-    }
+    /// The device the kernels are for: its strengths order the choices (variant order, uniform
+    /// blocks for conv and attention), its limits bound them (workgroups per dimension, uniform
+    /// blocks, the loop budget: [`crate::loops`]).
+    pub target: TargetProfile,
 }
 
 /// Code spliced into an anchor template (matmul, conv, softmax, layer norm): its `extra`
@@ -364,16 +345,13 @@ impl MatmulVariant {
         }
     }
 
-    /// The variants that support `p` within a loop budget, best guess first for `cpu_adapter`
-    /// (a guess only orders the candidates; the autotuner measures them).
-    pub fn candidates(
-        p: &MatmulProblem,
-        cpu_adapter: bool,
-        loop_budget: Option<u64>,
-    ) -> Vec<MatmulVariant> {
+    /// The variants that support `p` within the target's loop budget, best guess first for the
+    /// target (a guess only orders the candidates; the autotuner measures them).
+    pub fn candidates(p: &MatmulProblem, target: &TargetProfile) -> Vec<MatmulVariant> {
+        let loop_budget = target.loop_budget;
         let mut all = Self::all();
-        if cpu_adapter {
-            // Barrier-free register blocking first: workgroup memory is slow on CPU adapters.
+        if !target.fast_workgroup_memory {
+            // Barrier-free register blocking first where workgroup memory is slow (CPU adapters).
             all.sort_by_key(|v| match v {
                 MatmulVariant::V4Tex { .. } | MatmulVariant::Ubo { .. } => 0,
                 MatmulVariant::V4 { .. } => 0,
@@ -593,7 +571,7 @@ pub fn pick_variant(p: &MatmulProblem, opts: &LowerOptions) -> Result<MatmulVari
     variant_order(p, opts)
         .first()
         .copied()
-        .ok_or_else(|| no_matmul_variant(p, opts.loop_budget))
+        .ok_or_else(|| no_matmul_variant(p, opts.target.loop_budget))
 }
 
 /// The variants to try for `p`, best first: the chosen one (`opts.matmul`) where it supports the
@@ -601,10 +579,10 @@ pub fn pick_variant(p: &MatmulProblem, opts: &LowerOptions) -> Result<MatmulVari
 pub(crate) fn variant_order(p: &MatmulProblem, opts: &LowerOptions) -> Vec<MatmulVariant> {
     let chosen = opts
         .matmul
-        .filter(|v| v.supports(p) && loops::fits(v.loop_trips(p, 0), opts.loop_budget));
+        .filter(|v| v.supports(p) && loops::fits(v.loop_trips(p, 0), opts.target.loop_budget));
     let mut order: Vec<MatmulVariant> = chosen.into_iter().collect();
     order.extend(
-        MatmulVariant::candidates(p, true, opts.loop_budget)
+        MatmulVariant::candidates(p, &opts.target)
             .into_iter()
             .filter(|&v| Some(v) != chosen),
     );
@@ -664,7 +642,7 @@ pub fn conv1x1_problem(
 }
 
 /// Lower one op. `ins` and `outs` are the dtypes and shapes of its inputs and outputs. No
-/// kernel it returns passes more loop ends per invocation than `opts.loop_budget` allows
+/// kernel it returns passes more loop ends per invocation than `opts.target.loop_budget` allows
 /// ([`crate::loops`]); an op that cannot be kept under it is an [`Error::LoopBudget`].
 pub fn lower(
     op: &Op,
@@ -673,7 +651,7 @@ pub fn lower(
     opts: &LowerOptions,
 ) -> Result<Lowered, Error> {
     let lowered = lower_op(op, ins, outs, opts)?;
-    loops::check_all(&lowered, opts.loop_budget)?;
+    loops::check_all(&lowered, opts.target.loop_budget)?;
     Ok(lowered)
 }
 
@@ -1584,7 +1562,7 @@ pub fn matmul_kernel_spliced(
     // next variant when a splice takes this one over the loop budget.
     let ks = matmul_kernels(p, v, opts, splice)?;
     for k in &ks {
-        loops::check(k, opts.loop_budget)?;
+        loops::check(k, opts.target.loop_budget)?;
     }
     Ok(ks)
 }
@@ -1853,7 +1831,7 @@ fn kernel_of(
 
 /// Spread `n` workgroups over x and y so neither exceeds the per-dimension limit.
 pub fn grid(n: u64, opts: &LowerOptions) -> Result<[u32; 3], Error> {
-    let lim = opts.max_workgroups_per_dim.max(1) as u64;
+    let lim = opts.target.max_workgroups_per_dim.max(1) as u64;
     let x = n.min(lim);
     let y = n.div_ceil(x.max(1));
     if y > lim {
@@ -1950,12 +1928,12 @@ fn row_plan(
     wg_trips: impl Fn(usize) -> u64,
     opts: &LowerOptions,
 ) -> RowPlan {
-    if len <= LONG_ROW && loops::fits(serial_trips, opts.loop_budget) {
+    if len <= LONG_ROW && loops::fits(serial_trips, opts.target.loop_budget) {
         return RowPlan::Serial;
     }
     ROW_WGS
         .into_iter()
-        .find(|&wg| loops::fits(wg_trips(wg), opts.loop_budget))
+        .find(|&wg| loops::fits(wg_trips(wg), opts.target.loop_budget))
         .map_or(RowPlan::Serial, RowPlan::Workgroup)
 }
 
@@ -2129,7 +2107,9 @@ pub fn conv2d_gemm_kernel(
         .iter()
         .map(|&v| v as u32),
     );
-    if opts.cpu_adapter && (m * n * k * batch) as u64 >= crate::matmul_ubo::UBO_CONV_MIN_MACS {
+    if opts.target.uniform_block_operands
+        && (m * n * k * batch) as u64 >= crate::matmul_ubo::UBO_CONV_MIN_MACS
+    {
         // Weights from uniform blocks, the block written out (`conv2d_ubo`), where they fit.
         let v = CONV_UBO_BLOCK;
         let prob = MatmulProblem {
@@ -2151,7 +2131,7 @@ pub fn conv2d_gemm_kernel(
         let rows = CONV_UBO_ROWS as usize;
         let tile_n = CONV_UBO_COLS4 as usize * 4 * CONV_UBO_WG as usize;
         // (Whole 16-row blocks only: weights of over 1,024 per output channel keep `conv2d_gemm`.)
-        if crate::matmul_ubo::ubo_layout(&prob, rows, opts.max_uniform_blocks as usize)
+        if crate::matmul_ubo::ubo_layout(&prob, rows, opts.target.max_uniform_blocks as usize)
             .is_some_and(|l| l.q == 1)
         {
             params[13] = n.div_ceil(tile_n) as u32;

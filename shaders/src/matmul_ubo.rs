@@ -209,7 +209,7 @@ pub(crate) fn ubo_kernels(
         )));
     };
     let rows = rows as usize;
-    let lay = ubo_layout(p, rows, opts.max_uniform_blocks as usize).ok_or_else(|| {
+    let lay = ubo_layout(p, rows, opts.target.max_uniform_blocks as usize).ok_or_else(|| {
         Error::Unsupported(format!("{}: A does not fit uniform bindings", v.name()))
     })?;
     let batch = p.offsets.len();

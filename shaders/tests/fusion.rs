@@ -3,13 +3,27 @@
 //! shows in review.
 
 use sfumato_core::op::{Conv2d, UnaryOp};
+use sfumato_core::plan::{plan, GroupKind, PlanOptions};
+use sfumato_core::TargetProfile;
 use sfumato_core::{DType, Graph, Tensor, ValueId};
 use sfumato_shaders::explain::explain;
-use sfumato_shaders::{generate, plan, validate, GroupKind, LowerOptions, Lowered, PlanOptions};
+use sfumato_shaders::{generate, validate, LowerOptions, Lowered};
 
 fn c(g: &mut Graph, dims: &[usize], seed: u64) -> ValueId {
     g.constant(Tensor::random(DType::F32, dims.to_vec(), seed))
         .unwrap()
+}
+
+/// A target whose matmul order puts register blocks first (as on CPU adapters) but which reads
+/// no operand through uniform blocks: the storage kernels of every family, in the snapshots.
+fn register_blocks_first() -> LowerOptions {
+    LowerOptions {
+        target: TargetProfile {
+            fast_workgroup_memory: false,
+            ..TargetProfile::webgpu_gpu()
+        },
+        ..Default::default()
+    }
 }
 
 /// Kinds of the groups that dispatch (constants and free views left out), and each module,
@@ -18,7 +32,7 @@ fn groups(g: &Graph) -> Vec<(GroupKind, String, String)> {
     let p = plan(g, &PlanOptions::default());
     let mut out = Vec::new();
     for group in &p.groups {
-        let gk = generate(g, &p, group, &LowerOptions::default()).unwrap();
+        let gk = generate(g, &p, group, &register_blocks_first()).unwrap();
         if let Lowered::Kernels(ks) = &gk.lowered {
             for k in ks {
                 validate(&k.name, &k.wgsl).unwrap_or_else(|e| panic!("{}: {e}", gk.label));
@@ -102,8 +116,7 @@ fn bert_attention_block_plans_to_few_kernels() {
     // On a CPU adapter the attention reads K and V from uniform bindings (one block here).
     let p = plan(&g, &PlanOptions::default());
     let cpu = LowerOptions {
-        cpu_adapter: true,
-        max_uniform_blocks: 15,
+        target: TargetProfile::llvmpipe().with_loop_budget(None),
         ..Default::default()
     };
     let att = p
@@ -128,7 +141,7 @@ fn bert_attention_block_plans_to_few_kernels() {
             ..Default::default()
         },
     );
-    let opts = LowerOptions::default();
+    let opts = register_blocks_first();
     let (_, fused_totals, _) = explain(&g, &plan(&g, &PlanOptions::default()), &opts).unwrap();
     let (_, unfused_totals, _) = explain(&g, &unfused, &opts).unwrap();
     assert_eq!(fused_totals.dispatches, 7);
@@ -342,8 +355,10 @@ fn an_epilogue_over_the_loop_budget_takes_another_variant() {
     let budget = alone + 64;
     let opts = LowerOptions {
         matmul: Some(v),
-        loop_budget: Some(budget),
-        ..Default::default()
+        target: TargetProfile {
+            loop_budget: Some(budget),
+            ..Default::default()
+        },
     };
     let gk = generate(&g, &p, group, &opts).unwrap();
     let Lowered::Kernels(ks) = &gk.lowered else {
@@ -394,9 +409,10 @@ fn attention_ubo_over_the_loop_budget_falls_back() {
         .expect("an attention group");
     let kernel = |budget: Option<u64>| {
         let opts = LowerOptions {
-            cpu_adapter: true,
-            max_uniform_blocks: 15,
-            loop_budget: budget,
+            target: TargetProfile {
+                loop_budget: budget,
+                ..TargetProfile::llvmpipe()
+            },
             ..Default::default()
         };
         let gk = generate(&g, &pl, group, &opts).unwrap();

@@ -2,7 +2,7 @@
 //! snapshotted so every change to generated code shows in review.
 
 use sfumato_core::op::*;
-use sfumato_core::{DType, Graph, Op, Shape, Tensor};
+use sfumato_core::{DType, Graph, Op, Shape, TargetProfile, Tensor};
 use sfumato_shaders::{
     lower, matmul_problem, validate, Kernel, LowerOptions, Lowered, MatmulVariant,
 };
@@ -425,8 +425,10 @@ fn ubo_matmul_blocks() {
     // With two uniform bindings per stage: two dispatches, the second from row 16.
     let o = LowerOptions {
         matmul: Some(v),
-        max_uniform_blocks: 2,
-        ..Default::default()
+        target: TargetProfile {
+            max_uniform_blocks: 2,
+            ..Default::default()
+        },
     };
     let ks = sfumato_shaders::lower::matmul_kernel(&p, v, &o).unwrap();
     assert_eq!(ks.len(), 2);
@@ -510,7 +512,10 @@ fn ubo_matmul_blocks() {
 #[test]
 fn long_rows_spread_over_a_workgroup() {
     let opts = LowerOptions {
-        loop_budget: Some(sfumato_shaders::loops::LLVMPIPE_LOOP_BUDGET),
+        target: TargetProfile {
+            loop_budget: Some(sfumato_shaders::loops::LLVMPIPE_LOOP_BUDGET),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let cases = [
@@ -563,5 +568,47 @@ fn long_rows_spread_over_a_workgroup() {
         if matches!(name, "softmax_wg" | "reducemean_wg") {
             insta::assert_snapshot!(name, snapshot_text(k));
         }
+    }
+}
+
+/// With no autotuner choosing, the matmul variant follows the target profile: a GPU whose
+/// workgroup memory is fast gets the tiled kernel, a CPU adapter a barrier-free register block
+/// (before, every adapter got the CPU order).
+#[test]
+fn pick_variant_follows_the_target_profile() {
+    use sfumato_shaders::lower::pick_variant;
+    let (a, b, c) = (
+        Shape::from([256, 512]),
+        Shape::from([512, 256]),
+        Shape::from([256, 256]),
+    );
+    let p = sfumato_shaders::matmul_problem(
+        &Op::MatMul,
+        &[(DType::F32, &a), (DType::F32, &b)],
+        &[(DType::F32, &c)],
+    )
+    .unwrap();
+    let pick = |target: TargetProfile| {
+        pick_variant(
+            &p,
+            &LowerOptions {
+                matmul: None,
+                target,
+            },
+        )
+        .unwrap()
+    };
+    let gpu = pick(TargetProfile::webgpu_gpu());
+    assert_eq!(gpu, MatmulVariant::Tiled, "GPU picked {}", gpu.name());
+    for cpu in [TargetProfile::cpu_adapter(), TargetProfile::llvmpipe()] {
+        let v = pick(cpu);
+        assert!(
+            matches!(
+                v,
+                MatmulVariant::V4 { .. } | MatmulVariant::V4Tex { .. } | MatmulVariant::Ubo { .. }
+            ),
+            "CPU adapter picked {}",
+            v.name()
+        );
     }
 }

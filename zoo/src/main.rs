@@ -189,12 +189,97 @@ struct ExplainArgs {
     /// Explain the unfused plan (one kernel per op) instead of the fused one.
     #[arg(long)]
     no_fusion: bool,
-    /// Storage buffers a kernel may bind (WebGPU's guaranteed minimum is 8).
-    #[arg(long, default_value_t = 8)]
-    max_storage_buffers: u32,
+    /// Explain for a target profile instead of this machine's adapter: `webgpu-gpu` (WebGPU's
+    /// guaranteed limits, tiled kernels first), `cpu-adapter` or `llvmpipe`. Without it, the
+    /// plan is the one the default adapter runs (its limits, its tuned variants).
+    #[arg(long)]
+    target: Option<TargetArg>,
     /// Print JSON: {"fused": {...totals}, "unfused": {...}, "groups": [...], "passes": {...}}.
     #[arg(long)]
     json: bool,
+}
+
+/// A target profile named on the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TargetArg {
+    WebgpuGpu,
+    CpuAdapter,
+    Llvmpipe,
+}
+
+impl TargetArg {
+    fn profile(self) -> sfumato_core::TargetProfile {
+        use sfumato_core::TargetProfile;
+        match self {
+            TargetArg::WebgpuGpu => TargetProfile::webgpu_gpu(),
+            TargetArg::CpuAdapter => TargetProfile::cpu_adapter(),
+            TargetArg::Llvmpipe => TargetProfile::llvmpipe(),
+        }
+    }
+}
+
+/// What `explain` shows of one plan.
+struct PlanView {
+    passes: sfumato_core::PassStats,
+    groups: Vec<sfumato_shaders::explain::GroupInfo>,
+    totals: sfumato_shaders::explain::Totals,
+    kernels: Vec<std::sync::Arc<sfumato_shaders::GroupKernels>>,
+}
+
+/// The fused and unfused plans of `graph`: the default adapter's own (as a run prepares them:
+/// its limits, its tuned variants), or a named target's without a device (also where there is
+/// no adapter, with a warning).
+fn explain_plans(
+    graph: &sfumato_core::Graph,
+    target: Option<TargetArg>,
+) -> Result<(String, PlanView, PlanView)> {
+    if target.is_none() {
+        match sfumato_wgpu::WgpuDevice::new(sfumato_wgpu::DeviceOptions::default()) {
+            Ok(mut dev) => {
+                let name = dev.adapter().name.clone();
+                let view = |dev: &mut sfumato_wgpu::WgpuDevice, fuse: bool| -> Result<PlanView> {
+                    dev.set_fusion(fuse);
+                    let x = dev.explain(graph).context("compiling the plan")?;
+                    Ok(PlanView {
+                        passes: x.passes,
+                        groups: x.groups,
+                        totals: x.totals,
+                        kernels: x.kernels,
+                    })
+                };
+                let fused = view(&mut dev, true)?;
+                let unfused = view(&mut dev, false)?;
+                return Ok((name, fused, unfused));
+            }
+            Err(e) => eprintln!("warning: {e}; explaining for the webgpu-gpu profile instead"),
+        }
+    }
+    let profile = target.unwrap_or(TargetArg::WebgpuGpu).profile();
+    let name = format!("{} (target profile, no device)", profile.name);
+    let view = |fuse: bool| -> Result<PlanView> {
+        let c = sfumato_core::compile(
+            graph,
+            &sfumato_core::CompileOptions {
+                fuse,
+                target: profile.clone(),
+            },
+        )
+        .context("running the graph passes")?;
+        let lopts = sfumato_shaders::LowerOptions {
+            matmul: None,
+            target: profile.clone(),
+        };
+        let (groups, totals, kernels) =
+            sfumato_shaders::explain::explain(&c.graph, &c.plan, &lopts)
+                .context("lowering the plan")?;
+        Ok(PlanView {
+            passes: c.passes,
+            groups,
+            totals,
+            kernels: kernels.into_iter().map(std::sync::Arc::new).collect(),
+        })
+    };
+    Ok((name, view(true)?, view(false)?))
 }
 
 fn main() -> ExitCode {
@@ -663,34 +748,18 @@ fn write_trace(profile: &sfumato_core::Profile, trace: Option<&std::path::Path>)
 // ---- explain ----
 
 fn explain(a: &ExplainArgs) -> Result<()> {
-    use sfumato_shaders::explain::explain as sum_up;
-    use sfumato_shaders::{plan, LowerOptions, Lowered, PlanOptions};
+    use sfumato_shaders::Lowered;
     let (graph, _) = a.model.build()?;
-    let (optimized, stats) =
-        sfumato_core::passes::optimize(&graph).context("running the graph passes")?;
-    let lopts = LowerOptions::default();
-    let fused_plan = plan(
-        &optimized,
-        &PlanOptions {
-            fuse: true,
-            max_storage_buffers: a.max_storage_buffers,
-        },
+    let (device_name, fused_x, unfused_x) = explain_plans(&graph, a.target)?;
+    let (stats, fused, unfused) = (
+        fused_x.passes.clone(),
+        fused_x.totals.clone(),
+        unfused_x.totals.clone(),
     );
-    let unfused_plan = plan(
-        &graph,
-        &PlanOptions {
-            fuse: false,
-            max_storage_buffers: a.max_storage_buffers,
-        },
-    );
-    let (fused_groups, fused, fused_kernels) =
-        sum_up(&optimized, &fused_plan, &lopts).context("lowering the fused plan")?;
-    let (unfused_groups, unfused, unfused_kernels) =
-        sum_up(&graph, &unfused_plan, &lopts).context("lowering the unfused plan")?;
     let (groups, kernels) = if a.no_fusion {
-        (unfused_groups, unfused_kernels)
+        (unfused_x.groups, unfused_x.kernels)
     } else {
-        (fused_groups, fused_kernels)
+        (fused_x.groups, fused_x.kernels)
     };
     if let Some(gi) = a.wgsl {
         let gk = kernels
@@ -719,6 +788,7 @@ fn explain(a: &ExplainArgs) -> Result<()> {
                 "seq": a.model.seq,
                 "size": a.model.size,
             },
+            "device": device_name,
             "fused": fused,
             "unfused": unfused,
             "passes": stats,
@@ -728,6 +798,7 @@ fn explain(a: &ExplainArgs) -> Result<()> {
         return Ok(());
     }
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("device: {device_name}");
     println!(
         "model: {} ({} nodes; after the passes {}: {} constants folded, {} batch-norms folded, {} dead, {} merged)",
         a.model.model,

@@ -147,7 +147,18 @@ fn run_unknown_model_lists_known_models() {
 
 #[test]
 fn explain_bert_layer_json_has_fused_and_unfused_totals() {
-    let out = sfumato(&["explain", "bert-base", "--layers", "1", "--json"]);
+    // The plan for WebGPU's guaranteed limits, no device: one kernel a group. (On a device,
+    // explain counts what that device runs: a matmul in uniform-block parts is several
+    // dispatches; `fused_models.rs` checks explain against a run.)
+    let out = sfumato(&[
+        "explain",
+        "bert-base",
+        "--layers",
+        "1",
+        "--json",
+        "--target",
+        "webgpu-gpu",
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("explain --json is JSON");
@@ -171,6 +182,10 @@ fn explain_bert_layer_json_has_fused_and_unfused_totals() {
         .filter_map(|g| g["kind"].as_str())
         .collect();
     assert!(kinds.contains(&"attention"), "{kinds:?}");
+    assert!(
+        v["device"].as_str().unwrap().contains("webgpu-gpu"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Every built-in model gives the same outputs fused and unfused on the wgpu device, and both
-//! match the CPU reference; fusion cuts the dispatches (a BERT-base layer: at most 10).
+//! match the CPU reference; fusion cuts the dispatches (a BERT-base layer: at most 10), and the
+//! device's `explain` counts the dispatches its run makes.
 
 use sfumato_core::{CpuDevice, Device, Tensor};
 use sfumato_wgpu::test_device;
@@ -63,6 +64,16 @@ fn built_in_models_agree_fused_unfused_and_with_the_reference() {
             2e-3,
         );
         let (nf, nu) = (fused.profile.entries.len(), unfused.profile.entries.len());
+        // What `sfumato explain` shows is the plan the device runs: the same dispatches.
+        for (fuse, n) in [(true, nf), (false, nu)] {
+            dev.set_fusion(fuse);
+            let x = dev.explain(&g).unwrap();
+            assert_eq!(
+                x.totals.dispatches, n,
+                "{name} (fuse {fuse}): explain vs run"
+            );
+        }
+        dev.set_fusion(true);
         assert!(nf < nu, "{name}: {nf} fused dispatches vs {nu} unfused");
         if let Some(m) = max_dispatches {
             assert!(nf <= m, "{name}: {nf} dispatches, want at most {m}");

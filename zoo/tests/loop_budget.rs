@@ -4,8 +4,10 @@
 //! and unfused, stays under llvmpipe's budget. (The ONNX conformance suite runs on lavapipe in
 //! `conformance.rs`, where a kernel over the budget is an error that fails it.)
 
+use sfumato_core::plan::{plan, PlanOptions};
+use sfumato_core::TargetProfile;
 use sfumato_shaders::loops::LLVMPIPE_LOOP_BUDGET;
-use sfumato_shaders::{generate, group_matmul_problem, plan, LowerOptions, Lowered, PlanOptions};
+use sfumato_shaders::{generate, group_matmul_problem, LowerOptions, Lowered};
 use sfumato_zoo::models::{by_name_with, ModelOptions};
 
 fn check(name: &str, opts: &ModelOptions) {
@@ -26,15 +28,13 @@ fn check(name: &str, opts: &ModelOptions) {
         let mut worst = (0u64, String::new());
         for group in &p.groups {
             let mut lo = LowerOptions {
-                cpu_adapter: true,
-                loop_budget: Some(LLVMPIPE_LOOP_BUDGET),
-                max_uniform_blocks: 15,
+                target: TargetProfile::llvmpipe(),
                 ..Default::default()
             };
             // Every matmul candidate the autotuner may pick, not only the first.
             let mut cands: Vec<_> = group_matmul_problem(&g, &p, group)
                 .map(|mp| {
-                    sfumato_shaders::MatmulVariant::candidates(&mp, true, lo.loop_budget)
+                    sfumato_shaders::MatmulVariant::candidates(&mp, &lo.target)
                         .into_iter()
                         .map(Some)
                         .collect()
@@ -68,7 +68,7 @@ fn check(name: &str, opts: &ModelOptions) {
     }
 }
 
-fn gk_label(g: &sfumato_core::Graph, group: &sfumato_shaders::Group) -> String {
+fn gk_label(g: &sfumato_core::Graph, group: &sfumato_core::plan::Group) -> String {
     sfumato_shaders::fused::group_label(g, group)
 }
 

@@ -17,9 +17,10 @@
 //! The planner respects the device's storage-buffer count per stage, and a group's external
 //! inputs are always values computed before the group starts, so groups run in the order made.
 
+use crate::op::SliceAxis;
+use crate::target::Elem;
+use crate::{Graph, NodeId, Op, Shape, ValueId};
 use serde::Serialize;
-use sfumato_core::op::SliceAxis;
-use sfumato_core::{Graph, NodeId, Op, Shape, ValueId};
 use std::collections::{HashMap, HashSet};
 
 /// A strided view: per dim a stride (may be 0 or negative) and a start offset, in elements.
@@ -139,6 +140,16 @@ impl Default for PlanOptions {
     }
 }
 
+impl PlanOptions {
+    /// Planning within a target's limits.
+    pub fn for_target(t: &crate::target::TargetProfile, fuse: bool) -> Self {
+        PlanOptions {
+            fuse,
+            max_storage_buffers: t.max_storage_buffers,
+        }
+    }
+}
+
 pub fn is_elementwise(op: &Op) -> bool {
     matches!(
         op,
@@ -241,7 +252,7 @@ fn match_attention(
     sm: NodeId,
     avail_before: impl Fn(ValueId, NodeId) -> bool,
 ) -> Option<AttentionMatch> {
-    use sfumato_core::op::BinaryOp;
+    use crate::op::BinaryOp;
     let g = c.g;
     let node = g.node(sm);
     let Op::Softmax { axis } = node.op else {
@@ -605,7 +616,7 @@ fn inplace_source(c: &Ctx, plan: &Plan, group: &Group) -> Option<ValueId> {
             && !plan.views.contains_key(&v)
             && !c.is_output[v.index()]
             && g.shape(v) == g.shape(out)
-            && crate::Elem::of(g.dtype(v)) == crate::Elem::of(g.dtype(out))
+            && Elem::of(g.dtype(v)) == Elem::of(g.dtype(out))
             // Read by this group's elementwise nodes only (not by its matmul or conv).
             && c.consumers[v.index()].iter().all(|k| chain.contains(k))
     })
