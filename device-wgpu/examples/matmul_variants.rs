@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut d = WgpuDevice::new(DeviceOptions {
         autotune: false,
-        ..Default::default()
+        ..DeviceOptions::from_env()
     })?;
     let mut g = Graph::new();
     // x is a run input: with both operands constant the graph passes would fold the product.

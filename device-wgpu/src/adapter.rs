@@ -119,6 +119,7 @@ pub(crate) fn instance() -> wgpu::Instance {
 }
 
 /// Every adapter wgpu can see on this machine.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let inst = instance();
     pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
@@ -140,8 +141,11 @@ fn rank(t: wgpu::DeviceType) -> u32 {
 
 /// Pick an adapter: the first whose name, backend or type contains `wanted` (case-insensitive),
 /// else the most preferred type.
-pub(crate) fn choose(inst: &wgpu::Instance, wanted: Option<&str>) -> Result<wgpu::Adapter, String> {
-    let mut adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+pub(crate) async fn choose(
+    inst: &wgpu::Instance,
+    wanted: Option<&str>,
+) -> Result<wgpu::Adapter, String> {
+    let mut adapters = inst.enumerate_adapters(wgpu::Backends::all()).await;
     if adapters.is_empty() {
         return Err(NO_ADAPTER.to_string());
     }
@@ -173,16 +177,3 @@ pub(crate) fn choose(inst: &wgpu::Instance, wanted: Option<&str>) -> Result<wgpu
 pub const NO_ADAPTER: &str = "no WebGPU adapter found. Install a Vulkan driver: on Debian/Ubuntu \
 `apt-get install mesa-vulkan-drivers` gives a CPU adapter (lavapipe) that runs everything, slowly; \
 with a GPU, install its vendor's Vulkan driver";
-
-/// The host CPU's model name (lavapipe reports one adapter name on very different CPUs).
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}

@@ -620,8 +620,8 @@ fn pointwise_conv_over_20000_channels() {
     }
     let mut d = WgpuDevice::new(DeviceOptions {
         autotune: true,
-        cache_dir: None,
-        ..Default::default()
+        tune_store: None,
+        ..DeviceOptions::from_env()
     })
     .unwrap();
     let (g, inputs) = conv_graph(20_000, 4, 2, 1, 1);

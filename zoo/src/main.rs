@@ -234,7 +234,7 @@ fn explain_plans(
     target: Option<TargetArg>,
 ) -> Result<(String, PlanView, PlanView)> {
     if target.is_none() {
-        match sfumato_wgpu::WgpuDevice::new(sfumato_wgpu::DeviceOptions::default()) {
+        match sfumato_wgpu::WgpuDevice::new(sfumato_wgpu::DeviceOptions::from_env()) {
             Ok(mut dev) => {
                 let name = dev.adapter().name.clone();
                 let view = |dev: &mut sfumato_wgpu::WgpuDevice, fuse: bool| -> Result<PlanView> {
@@ -401,7 +401,7 @@ fn open_wgpu(hint: &str) -> Result<WgpuDevice> {
 fn open_wgpu_with(hint: &str, fusion: bool) -> Result<WgpuDevice> {
     let dev = WgpuDevice::new(DeviceOptions {
         fusion,
-        ..DeviceOptions::default()
+        ..DeviceOptions::from_env()
     })
     .with_context(|| format!("could not open the WebGPU device{hint}"))?;
     tracing::info!("opened {}", dev.adapter().name);

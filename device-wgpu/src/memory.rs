@@ -1,0 +1,167 @@
+//! Device memory: the buffer pool (each buffer back after its last reader), scratch buffers
+//! and textures, uploads, and the high-water mark.
+
+use crate::{convert, WgpuDevice};
+use sfumato_core::{Error, Result, Tensor};
+use std::sync::Arc;
+use wgpu::util::DeviceExt;
+
+pub(crate) const POOL_MAX: usize = 64;
+
+/// Bytes a binding of a tensor of `bytes` takes: at least 16, a multiple of 16 (vec4 views).
+pub(crate) fn binding_size(bytes: u64) -> u64 {
+    bytes.max(16).div_ceil(16) * 16
+}
+
+impl WgpuDevice {
+    /// Forget prepared graphs, and the memory their constants held.
+    pub(crate) fn drop_prepared(&mut self) {
+        let held: u64 = self
+            .prepared
+            .iter()
+            .map(crate::prepare::Prepared::held_bytes)
+            .sum();
+        self.allocated = self.allocated.saturating_sub(held);
+        self.prepared.clear();
+    }
+
+    /// Bytes of tensor buffers this device holds at most so far (pooled buffers included).
+    pub fn memory_high_water(&self) -> u64 {
+        self.high_water
+    }
+
+    /// Reset the memory high-water mark to what is allocated now.
+    pub fn reset_memory_high_water(&mut self) {
+        self.high_water = self.allocated;
+    }
+
+    /// Drop pooled buffers and prepared graphs (their constants), freeing their memory.
+    pub fn trim(&mut self) {
+        for (s, _) in self.pool.drain(..) {
+            self.allocated -= s;
+        }
+        self.drop_prepared();
+    }
+
+    /// A scratch texture of `width` x `height` texels, or an error where a side is over the
+    /// adapter's limit (wgpu would panic).
+    pub(crate) fn scratch_texture(&self, width: usize, height: usize) -> Result<wgpu::TextureView> {
+        let side = self.limits.max_texture_dimension_2d as usize;
+        if width > side || height > side {
+            return Err(Error::Device(format!(
+                "a {width} x {height} texture is over this adapter's {side} texels a side"
+            )));
+        }
+        Ok(self
+            .device
+            .create_texture(&rgba32_texture(
+                "sfumato scratch",
+                width.max(1) as u32,
+                height.max(1) as u32,
+            ))
+            .create_view(&Default::default()))
+    }
+
+    pub(crate) fn scratch(&self, bytes: u64) -> Arc<wgpu::Buffer> {
+        Arc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sfumato scratch"),
+            size: binding_size(bytes),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer of at least `bytes`, from the pool when one fits.
+    pub(crate) fn acquire(&mut self, bytes: u64) -> Arc<wgpu::Buffer> {
+        let need = binding_size(bytes);
+        let best = self
+            .pool
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| *s >= need && *s <= need.saturating_mul(2).max(need + 4096))
+            .min_by_key(|(_, (s, _))| *s)
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            return self.pool.swap_remove(i).1;
+        }
+        self.allocated += need;
+        self.high_water = self.high_water.max(self.allocated);
+        Arc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sfumato tensor"),
+            size: need,
+            // Uniform too: the `ubo` matmul binds row blocks of its A operand as uniforms.
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    pub(crate) fn release(&mut self, b: Arc<wgpu::Buffer>) {
+        if Arc::strong_count(&b) == 1 {
+            if self.pool.len() >= POOL_MAX {
+                let (s, _) = self.pool.remove(0);
+                self.allocated -= s;
+            }
+            self.pool.push((b.size(), b));
+        }
+    }
+
+    /// Upload a constant f32 tensor as an rgba32float texture of its rows (the last dimension
+    /// over 4 texels wide); returns the view and the bytes it holds.
+    pub(crate) fn upload_texture(
+        &mut self,
+        t: &Tensor,
+        what: &str,
+    ) -> Result<(wgpu::TextureView, u64)> {
+        let bytes = convert::to_device_bytes(t, what)?;
+        let cols = t.shape().dims().last().copied().unwrap_or(1);
+        let rows = t.shape().numel() / cols.max(1);
+        let side = self.limits.max_texture_dimension_2d as usize;
+        if !cols.is_multiple_of(4) || cols / 4 > side || rows > side || cols == 0 {
+            return Err(Error::Device(format!(
+                "constant '{what}' of shape {} does not fit a texture of at most {side} texels a side",
+                t.shape()
+            )));
+        }
+        let tex = self.device.create_texture_with_data(
+            &self.queue,
+            &rgba32_texture(what, (cols / 4) as u32, rows as u32),
+            wgpu::util::TextureDataOrder::LayerMajor,
+            &bytes,
+        );
+        let n = bytes.len() as u64;
+        self.allocated += n;
+        self.high_water = self.high_water.max(self.allocated);
+        Ok((tex.create_view(&Default::default()), n))
+    }
+
+    pub(crate) fn upload(&mut self, t: &Tensor, what: &str) -> Result<Arc<wgpu::Buffer>> {
+        let bytes = convert::to_device_bytes(t, what)?;
+        let buf = self.acquire(bytes.len() as u64);
+        if !bytes.is_empty() {
+            self.queue.write_buffer(&buf, 0, &bytes);
+        }
+        Ok(buf)
+    }
+}
+
+/// An rgba32float texture a kernel samples with `textureLoad`, `width` x `height` texels (the
+/// layout of a constant weight read as a texture; the labs use it too).
+pub fn rgba32_texture(label: &str, width: u32, height: u32) -> wgpu::TextureDescriptor<'_> {
+    wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING,
+        view_formats: &[],
+    }
+}

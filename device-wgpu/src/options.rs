@@ -1,0 +1,111 @@
+//! How to open the device: plain values and the host's services ([`Clock`], [`TuneStore`]).
+//! [`DeviceOptions::default`] reads nothing from the environment; a native program that wants
+//! the `SFUMATO_*` variables asks [`DeviceOptions::from_env`] (the CLI and the tests do).
+
+use crate::host::{default_clock, Clock, TuneStore};
+use sfumato_shaders::MatmulVariant;
+use std::sync::Arc;
+
+/// How to open the device.
+#[derive(Clone, Debug)]
+pub struct DeviceOptions {
+    /// A substring of the adapter's name, backend or type to prefer (else a discrete GPU first,
+    /// a CPU adapter last).
+    pub adapter: Option<String>,
+    /// Measure matmul variants and cache the winner (else take the target's first candidate).
+    pub autotune: bool,
+    /// Force one matmul variant where it supports the layout.
+    pub matmul: Option<MatmulVariant>,
+    /// Where the autotune cache is kept (`None`: in memory only).
+    pub tune_store: Option<Arc<dyn TuneStore>>,
+    /// Fuse ops into kernels and run the graph passes first (false: one kernel per op of the
+    /// graph as given).
+    pub fusion: bool,
+    /// A loop budget kernels must stay under, on top of the adapter's
+    /// ([`AdapterSummary::loop_budget`](crate::AdapterSummary)): the smaller of the two holds.
+    /// A small one exercises the splitting and refusals on small shapes.
+    pub loop_budget: Option<u64>,
+    /// Keep naga's per-load bounds checks in matmul kernels (off by default: every matmul
+    /// template clamps its own loads).
+    pub checked_matmul: bool,
+    /// The host's clock (wall times; the autotuner's measurements).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        DeviceOptions {
+            adapter: None,
+            autotune: true,
+            matmul: None,
+            tune_store: None,
+            fusion: true,
+            loop_budget: None,
+            checked_matmul: false,
+            clock: default_clock(),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl DeviceOptions {
+    /// Options from the environment, as the `sfumato` command reads them:
+    /// `SFUMATO_ADAPTER=<substring>`, `SFUMATO_AUTOTUNE=0` (off), `SFUMATO_MATMUL=<variant>`,
+    /// `SFUMATO_FUSION=0` (off), `SFUMATO_LOOP_BUDGET=<n>`, `SFUMATO_CHECKED_MATMUL=1`, and the
+    /// autotune cache in [`default_cache_dir`].
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok();
+        DeviceOptions {
+            adapter: var("SFUMATO_ADAPTER"),
+            autotune: var("SFUMATO_AUTOTUNE").is_none_or(|v| v != "0"),
+            matmul: var("SFUMATO_MATMUL").and_then(|v| MatmulVariant::from_name(&v)),
+            tune_store: default_cache_dir()
+                .map(|d| Arc::new(crate::host::FileTuneStore::in_dir(d)) as Arc<dyn TuneStore>),
+            fusion: var("SFUMATO_FUSION").is_none_or(|v| v != "0"),
+            loop_budget: var("SFUMATO_LOOP_BUDGET").and_then(|v| {
+                let b = v.parse().ok();
+                if b.is_none() {
+                    eprintln!("warning: SFUMATO_LOOP_BUDGET={v} is not a number; ignored");
+                }
+                b
+            }),
+            checked_matmul: var("SFUMATO_CHECKED_MATMUL").is_some_and(|v| v == "1"),
+            clock: default_clock(),
+        }
+    }
+}
+
+/// `$SFUMATO_CACHE_DIR`, else `$XDG_CACHE_HOME/sfumato`, else `$HOME/.cache/sfumato`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn default_cache_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(d) = std::env::var_os("SFUMATO_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("sfumato"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("sfumato"))
+}
+
+/// Open the default device for a test (the environment's adapter choice, no autotuning, no
+/// cache), or explain why not. With `SFUMATO_REQUIRE_GPU=1` a missing adapter is a failure;
+/// without it the test skips loudly.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn test_device() -> Option<crate::WgpuDevice> {
+    let opts = DeviceOptions {
+        autotune: false,
+        tune_store: None,
+        ..DeviceOptions::from_env()
+    };
+    match crate::WgpuDevice::new(opts) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            if std::env::var("SFUMATO_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("SFUMATO_REQUIRE_GPU=1 but no GPU device: {e}");
+            }
+            eprintln!("\n!!! SKIPPING GPU TEST: {e}\n");
+            None
+        }
+    }
+}

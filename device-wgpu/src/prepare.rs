@@ -1,0 +1,223 @@
+//! Preparing a graph for the device: the shared compile pipeline (passes, plan for this
+//! device's target), each group lowered to WGSL with this device's choices (tuned matmul
+//! variants), limits checked, constants uploaded once. `explain` sums up the same preparation.
+
+use crate::WgpuDevice;
+use sfumato_core::compile::{compile, CompileOptions, Compiled};
+use sfumato_core::plan::Plan;
+use sfumato_core::{Error, Graph, Op, PassStats, Result, ValueId};
+use sfumato_shaders::explain::{GroupInfo, Totals};
+use sfumato_shaders::{generate, group_matmul_problem, Buf, GroupKernels, LowerOptions, Lowered};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub(crate) const PREPARED_MAX: usize = 4;
+
+/// The plan a device runs for a graph ([`WgpuDevice::explain`]).
+#[derive(Clone, Debug)]
+pub struct Explained {
+    /// The graph after the passes.
+    pub graph: Arc<Graph>,
+    pub plan: Plan,
+    pub passes: PassStats,
+    pub groups: Vec<GroupInfo>,
+    pub totals: Totals,
+    /// Group `i`'s kernels as this device runs them.
+    pub kernels: Vec<Arc<GroupKernels>>,
+}
+
+/// A lowered group, ready to dispatch.
+pub(crate) struct Step {
+    /// Shared so a run can hold it while it borrows the device mutably, without copying kernels.
+    pub(crate) kernels: Arc<GroupKernels>,
+    pub(crate) nodes: Vec<String>,
+    pub(crate) ops: Vec<String>,
+}
+
+/// What a device keeps per graph: the graph it runs (after the passes), the lowered plan and
+/// the uploaded constants.
+pub(crate) struct Prepared {
+    pub(crate) fingerprint: (u64, usize, Vec<ValueId>),
+    pub(crate) graph: Arc<Graph>,
+    pub(crate) plan: Plan,
+    pub(crate) passes: PassStats,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) consts: HashMap<ValueId, Arc<wgpu::Buffer>>,
+    /// Constants that kernels read as textures (`Buf::Texture`): views and their bytes.
+    pub(crate) textures: HashMap<ValueId, wgpu::TextureView>,
+    pub(crate) texture_bytes: u64,
+}
+
+impl Prepared {
+    /// Device memory this prepared graph holds: its constant buffers and textures.
+    pub(crate) fn held_bytes(&self) -> u64 {
+        self.consts.values().map(|b| b.size()).sum::<u64>() + self.texture_bytes
+    }
+}
+
+impl WgpuDevice {
+    /// The plan this device runs for `graph`, summed up as `sfumato explain` shows it: the
+    /// graph after the passes, its groups with the kernels this device lowers them to (its
+    /// tuned matmul variants, its limits and strengths), and the totals. Its dispatch count is
+    /// the count of a run's profile.
+    pub fn explain(&mut self, graph: &Graph) -> Result<Explained> {
+        let i = self.prepare(graph)?;
+        let p = &self.prepared[i];
+        let kernels: Vec<Arc<GroupKernels>> = p.steps.iter().map(|s| s.kernels.clone()).collect();
+        let (groups, totals) = sfumato_shaders::explain::summarize(&p.graph, &p.plan, &kernels);
+        Ok(Explained {
+            graph: p.graph.clone(),
+            plan: p.plan.clone(),
+            passes: p.passes.clone(),
+            groups,
+            totals,
+            kernels,
+        })
+    }
+
+    /// What the shared compile pipeline is asked for: this device's fusion switch and target.
+    pub fn compile_options(&self) -> CompileOptions {
+        CompileOptions {
+            fuse: self.opts.fusion,
+            target: self.target.clone(),
+        }
+    }
+
+    /// Lowering options from the adapter's limits.
+    pub(crate) fn lower_options(&self) -> LowerOptions {
+        LowerOptions {
+            matmul: None,
+            target: self.target.clone(),
+        }
+    }
+
+    /// Run the passes, plan the groups, lower each (choosing matmul variants), check limits,
+    /// upload constants.
+    pub(crate) fn prepare(&mut self, graph: &Graph) -> Result<usize> {
+        let fp = graph.fingerprint();
+        if let Some(i) = self.prepared.iter().position(|p| p.fingerprint == fp) {
+            return Ok(i);
+        }
+        let Compiled {
+            graph: g,
+            plan: the_plan,
+            passes,
+        } = compile(graph, &self.compile_options())?;
+        let max_bind = self.target.max_binding_bytes;
+        let mut steps = Vec::with_capacity(the_plan.groups.len());
+        let mut consts = HashMap::new();
+        let mut const_nodes = Vec::new();
+        for group in &the_plan.groups {
+            let node = g.node(group.nodes[0]);
+            let node_err = |msg: String| Error::Limit {
+                node: node.name.clone(),
+                op: node.op.name().to_string(),
+                inputs: g.describe_node_inputs(node),
+                msg,
+            };
+            for &m in &group.nodes {
+                let n = g.node(m);
+                for (k, &v) in n.inputs.iter().chain(n.outputs.iter()).enumerate() {
+                    let s = g.shape(v);
+                    let bytes = s.checked_numel().map(|n| n as u64 * 4).unwrap_or(u64::MAX);
+                    if bytes > max_bind {
+                        return Err(Error::Limit {
+                            node: n.name.clone(),
+                            op: n.op.name().to_string(),
+                            inputs: g.describe_node_inputs(n),
+                            msg: format!(
+                                "tensor {k} of shape {s} takes {bytes} bytes, over this adapter's max_storage_buffer_binding_size of {max_bind}"
+                            ),
+                        });
+                    }
+                }
+            }
+            let mut opts = self.lower_options();
+            if let Some(p) = group_matmul_problem(&g, &the_plan, group) {
+                opts.matmul = Some(self.matmul_variant(&p)?);
+            }
+            let gk = generate(&g, &the_plan, group, &opts).map_err(|e| match e {
+                sfumato_shaders::Error::Limit(m) | sfumato_shaders::Error::LoopBudget(m) => {
+                    node_err(m)
+                }
+                other => Error::Unsupported {
+                    node: node.name.clone(),
+                    op: node.op.name().to_string(),
+                    inputs: g.describe_node_inputs(node),
+                    msg: other.to_string(),
+                },
+            })?;
+            if let (Lowered::Constant, Op::Constant(_)) = (&gk.lowered, &node.op) {
+                const_nodes.push((node.outputs[0], node.id));
+            }
+            if let Lowered::Kernels(ks) = &gk.lowered {
+                for k in ks {
+                    self.pipeline(&k.name, &k.wgsl)?;
+                }
+            }
+            steps.push(Step {
+                nodes: group
+                    .nodes
+                    .iter()
+                    .map(|&m| g.node(m).name.clone())
+                    .collect(),
+                ops: group
+                    .nodes
+                    .iter()
+                    .map(|&m| g.node(m).op.name().to_string())
+                    .collect(),
+                kernels: Arc::new(gk),
+            });
+        }
+        // Constants: a texture for each that a kernel reads as one, a buffer for each read any
+        // other way (a kernel binding, an alias, a graph output).
+        let mut as_texture = Vec::new();
+        let mut as_buffer: Vec<ValueId> = g.outputs().to_vec();
+        for step in &steps {
+            match &step.kernels.lowered {
+                Lowered::Kernels(ks) => {
+                    for b in ks.iter().flat_map(|k| &k.bindings) {
+                        match *b {
+                            Buf::Texture(i) => as_texture.push(step.kernels.inputs[i]),
+                            Buf::In(i) | Buf::Uniform { input: i, .. } => {
+                                as_buffer.push(step.kernels.inputs[i])
+                            }
+                            Buf::Out(_) => {}
+                        }
+                    }
+                }
+                _ => as_buffer.extend(&step.kernels.inputs),
+            }
+        }
+        let mut textures = HashMap::new();
+        let mut texture_bytes = 0;
+        for &(v, node) in &const_nodes {
+            let n = g.node(node);
+            let Op::Constant(t) = &n.op else { continue };
+            if as_texture.contains(&v) && !textures.contains_key(&v) {
+                let (view, bytes) = self.upload_texture(t, &n.name)?;
+                textures.insert(v, view);
+                texture_bytes += bytes;
+            }
+            if as_buffer.contains(&v) || !as_texture.contains(&v) {
+                let buf = self.upload(t, &n.name)?;
+                consts.insert(v, buf);
+            }
+        }
+        if self.prepared.len() >= PREPARED_MAX {
+            let old = self.prepared.remove(0);
+            self.allocated = self.allocated.saturating_sub(old.held_bytes());
+        }
+        self.prepared.push(Prepared {
+            fingerprint: fp,
+            graph: Arc::new(g),
+            plan: the_plan,
+            passes,
+            steps,
+            consts,
+            textures,
+            texture_bytes,
+        });
+        Ok(self.prepared.len() - 1)
+    }
+}

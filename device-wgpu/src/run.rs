@@ -1,0 +1,503 @@
+//! One run: bind, dispatch every step in one submission, read outputs and timestamps back,
+//! fill the profile.
+
+use crate::memory::binding_size;
+use crate::pipelines::padded_params;
+use crate::{convert, WgpuDevice};
+use sfumato_core::device::{check_inputs, OpTiming, Profile, RunOutput, TimingSource};
+use sfumato_core::{Device, Error, Graph, Op, Result, Tensor, ValueId};
+use sfumato_shaders::{Buf, Lowered};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use wgpu::util::DeviceExt;
+
+/// One dispatch recorded for the profile.
+struct Dispatch {
+    nodes: Vec<String>,
+    ops: Vec<String>,
+    kernel: String,
+    wall_ns: Option<(u64, u64)>,
+}
+
+/// What the mapping of a run's readback buffers has come to.
+#[derive(Default)]
+struct MapState {
+    pending: usize,
+    errors: Vec<String>,
+    waker: Option<Waker>,
+}
+
+/// A run submitted to the queue, its readback buffers being mapped.
+struct Submitted {
+    t0: u64,
+    graph: Arc<Graph>,
+    staging: Vec<Option<wgpu::Buffer>>,
+    ts_bufs: Vec<wgpu::Buffer>,
+    dispatches: Vec<Dispatch>,
+    bufs: Vec<Option<Arc<wgpu::Buffer>>>,
+    maps: Arc<Mutex<MapState>>,
+}
+
+/// Resolves when every readback buffer of a run is mapped. It polls the device without
+/// blocking (natively that is what delivers the callbacks; in a browser the event loop does and
+/// the callback wakes the task).
+struct MapWait<'a> {
+    device: &'a wgpu::Device,
+    maps: Arc<Mutex<MapState>>,
+}
+
+impl Future for MapWait<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        let mut m = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        if m.pending == 0 {
+            return Poll::Ready(());
+        }
+        m.waker = Some(cx.waker().clone());
+        if cfg!(not(target_arch = "wasm32")) {
+            // Natively nothing else polls the device: ask to be polled again.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}
+
+impl Device for WgpuDevice {
+    fn name(&self) -> String {
+        format!(
+            "{} ({}, {})",
+            self.summary.name, self.summary.backend, self.summary.device_type
+        )
+    }
+
+    /// Run and block until the results are back (native; in a browser use
+    /// [`WgpuDevice::run_async`]).
+    fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
+        let s = self.submit(graph, inputs, !self.timestamps)?;
+        self.wait()?;
+        self.collect(s)
+    }
+}
+
+impl WgpuDevice {
+    /// Run, awaiting the results (the browser's way: nothing blocks). Without timestamp
+    /// queries the dispatches are not timed one by one here (each would need its own wait).
+    pub async fn run_async(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
+        let s = self.submit(graph, inputs, false)?;
+        MapWait {
+            device: &self.device,
+            maps: s.maps.clone(),
+        }
+        .await;
+        self.collect(s)
+    }
+
+    /// Prepare, bind, encode and submit a run, and start mapping its readback buffers.
+    /// `time_each`: submit and wait for each dispatch to time it on the host clock (adapters
+    /// without timestamp queries).
+    fn submit(&mut self, graph: &Graph, inputs: &[Tensor], time_each: bool) -> Result<Submitted> {
+        let t0 = self.now_ns();
+        check_inputs(graph, inputs)?;
+        check_gather_indices(graph, inputs)?;
+        let pi = self.prepare(graph)?;
+        // The high-water of this run starts from what is held now (weights, pooled buffers).
+        self.high_water = self.allocated;
+        // The graph after the passes: same inputs and outputs, in order.
+        let graph_arc = Arc::clone(&self.prepared[pi].graph);
+        let graph = &*graph_arc;
+        // Uses of each value by the steps (each step once) and by the graph's outputs.
+        let mut uses = vec![0usize; graph.values().len()];
+        for step in &self.prepared[pi].steps {
+            let mut seen: Vec<ValueId> = Vec::new();
+            for &i in &step.kernels.inputs {
+                if !seen.contains(&i) {
+                    seen.push(i);
+                    uses[i.index()] += 1;
+                }
+            }
+        }
+        for &o in graph.outputs() {
+            uses[o.index()] += 1;
+        }
+        let mut bufs: Vec<Option<Arc<wgpu::Buffer>>> = vec![None; graph.values().len()];
+        for (v, b) in &self.prepared[pi].consts {
+            bufs[v.index()] = Some(Arc::clone(b));
+        }
+        let textures = self.prepared[pi].textures.clone();
+        for (&v, t) in graph.inputs().iter().zip(inputs) {
+            bufs[v.index()] = Some(self.upload(t, &graph.value(v).name)?);
+        }
+        // All params in one buffer, each at an aligned offset.
+        let align = self.limits.min_storage_buffer_offset_alignment.max(4) as usize / 4;
+        let mut params: Vec<u32> = Vec::new();
+        let mut offsets: Vec<Vec<usize>> = Vec::new();
+        for step in &self.prepared[pi].steps {
+            let mut o = Vec::new();
+            if let Lowered::Kernels(ks) = &step.kernels.lowered {
+                for k in ks {
+                    o.push(params.len());
+                    params.extend(padded_params(&k.params));
+                    params.resize(params.len().div_ceil(align) * align, 0);
+                }
+            }
+            offsets.push(o);
+        }
+        let params_buf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("sfumato params"),
+                contents: bytemuck::cast_slice(&padded_params(&params)),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        let n_dispatch: usize = self.prepared[pi]
+            .steps
+            .iter()
+            .map(|s| match &s.kernels.lowered {
+                Lowered::Kernels(ks) => ks
+                    .iter()
+                    .filter(|k| k.workgroups.iter().all(|&w| w > 0))
+                    .count(),
+                _ => 0,
+            })
+            .sum();
+        let per_set = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
+        let query_sets: Vec<wgpu::QuerySet> = if self.timestamps {
+            (0..n_dispatch.div_ceil(per_set))
+                .map(|i| {
+                    let count = (n_dispatch - i * per_set).min(per_set) as u32 * 2;
+                    self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                        label: Some("sfumato timestamps"),
+                        ty: wgpu::QueryType::Timestamp,
+                        count,
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        let mut dispatches: Vec<Dispatch> = Vec::new();
+        let steps_len = self.prepared[pi].steps.len();
+        #[allow(clippy::needless_range_loop)]
+        // steps are borrowed from self, which the loop mutates
+        for si in 0..steps_len {
+            let gk = Arc::clone(&self.prepared[pi].steps[si].kernels);
+            match &gk.lowered {
+                // Constants are bound before the first step (a fused group may read one whose
+                // node comes later in the graph).
+                Lowered::Constant => {}
+                Lowered::Alias => {
+                    bufs[gk.outputs[0].index()] = bufs[gk.inputs[0].index()].clone();
+                }
+                Lowered::Kernels(ks) => {
+                    for (j, &o) in gk.outputs.iter().enumerate() {
+                        let buf = match gk.inplace {
+                            // Written over a value nothing reads after this kernel.
+                            Some(v) if j == 0 => bufs[v.index()].take().ok_or_else(|| {
+                                Error::Graph(format!("in-place value {} has no buffer", v.0))
+                            })?,
+                            _ => self.acquire(graph.shape(o).numel() as u64 * 4),
+                        };
+                        bufs[o.index()] = Some(buf);
+                    }
+                    for (ki, k) in ks.iter().enumerate() {
+                        if k.workgroups.contains(&0) {
+                            continue;
+                        }
+                        let pipeline = self.pipeline(&k.name, &k.wgsl)?;
+                        let mut entries = Vec::with_capacity(k.bindings.len() + 1);
+                        for (bi, b) in k.bindings.iter().enumerate() {
+                            // A buffer binding: the value, and the byte range (whole when
+                            // `None`).
+                            let (v, range) = match *b {
+                                Buf::Uniform {
+                                    input,
+                                    offset,
+                                    size,
+                                } => (gk.inputs[input], Some((offset as u64, size as u64))),
+                                Buf::In(i) => (gk.inputs[i], None),
+                                Buf::Out(i) => (gk.outputs[i], None),
+                                Buf::Texture(i) => {
+                                    let v = gk.inputs[i];
+                                    let view = textures.get(&v).ok_or_else(|| {
+                                        Error::Graph(format!("value {} has no texture", v.0))
+                                    })?;
+                                    entries.push(wgpu::BindGroupEntry {
+                                        binding: bi as u32,
+                                        resource: wgpu::BindingResource::TextureView(view),
+                                    });
+                                    continue;
+                                }
+                            };
+                            let buf = bufs[v.index()].as_ref().ok_or_else(|| {
+                                Error::Graph(format!("value {} has no buffer", v.0))
+                            })?;
+                            let (offset, size) = range.unwrap_or_else(|| {
+                                let whole = graph.shape(v).numel() as u64 * 4;
+                                (0, binding_size(whole).min(buf.size()))
+                            });
+                            entries.push(wgpu::BindGroupEntry {
+                                binding: bi as u32,
+                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                    buffer: buf,
+                                    offset,
+                                    size: wgpu::BufferSize::new(size),
+                                }),
+                            });
+                        }
+                        let off = offsets[si][ki];
+                        let plen = padded_params(&k.params).len();
+                        entries.push(wgpu::BindGroupEntry {
+                            binding: k.bindings.len() as u32,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &params_buf,
+                                offset: off as u64 * 4,
+                                size: wgpu::BufferSize::new(plen as u64 * 4),
+                            }),
+                        });
+                        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: None,
+                            layout: &pipeline.get_bind_group_layout(0),
+                            entries: &entries,
+                        });
+                        let di = dispatches.len();
+                        let tw = query_sets.get(di / per_set).map(|qs| {
+                            wgpu::ComputePassTimestampWrites {
+                                query_set: qs,
+                                beginning_of_pass_write_index: Some(((di % per_set) * 2) as u32),
+                                end_of_pass_write_index: Some(((di % per_set) * 2 + 1) as u32),
+                            }
+                        });
+                        {
+                            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                                label: Some(&k.name),
+                                timestamp_writes: tw,
+                            });
+                            pass.set_pipeline(&pipeline);
+                            pass.set_bind_group(0, &bg, &[]);
+                            pass.dispatch_workgroups(
+                                k.workgroups[0],
+                                k.workgroups[1],
+                                k.workgroups[2],
+                            );
+                        }
+                        let mut wall = None;
+                        if time_each {
+                            // No timestamp queries: time each dispatch on the host.
+                            let start = self.now_ns().saturating_sub(t0);
+                            let done = std::mem::replace(
+                                &mut enc,
+                                self.device.create_command_encoder(&Default::default()),
+                            );
+                            self.queue.submit([done.finish()]);
+                            self.wait()?;
+                            wall = Some((start, self.now_ns().saturating_sub(t0) - start));
+                        }
+                        let step = &self.prepared[pi].steps[si];
+                        dispatches.push(Dispatch {
+                            nodes: step.nodes.clone(),
+                            ops: step.ops.clone(),
+                            kernel: k.name.clone(),
+                            wall_ns: wall,
+                        });
+                    }
+                }
+            }
+            let mut seen: Vec<ValueId> = Vec::new();
+            for &i in &gk.inputs {
+                if seen.contains(&i) {
+                    continue;
+                }
+                seen.push(i);
+                uses[i.index()] -= 1;
+                if uses[i.index()] == 0 {
+                    if let Some(b) = bufs[i.index()].take() {
+                        self.release(b);
+                    }
+                }
+            }
+        }
+        // Read back outputs and timestamps.
+        let mut staging = Vec::new();
+        for &o in graph.outputs() {
+            let bytes = graph.shape(o).numel() as u64 * 4;
+            if bytes == 0 {
+                staging.push(None);
+                continue;
+            }
+            let src = bufs[o.index()]
+                .as_ref()
+                .ok_or_else(|| Error::Graph(format!("output {} has no buffer", o.0)))?;
+            let dst = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("sfumato readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            enc.copy_buffer_to_buffer(src, 0, &dst, 0, bytes);
+            staging.push(Some(dst));
+        }
+        let mut ts_bufs = Vec::new();
+        for qs in &query_sets {
+            let count = qs_count(n_dispatch, per_set, ts_bufs.len());
+            let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("sfumato timestamps"),
+                size: count as u64 * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let read = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("sfumato timestamps readback"),
+                size: count as u64 * 8,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            enc.resolve_query_set(qs, 0..count, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, count as u64 * 8);
+            ts_bufs.push(read);
+        }
+        self.queue.submit([enc.finish()]);
+        let maps = Arc::new(Mutex::new(MapState::default()));
+        for b in staging.iter().flatten().chain(ts_bufs.iter()) {
+            maps.lock().unwrap_or_else(|p| p.into_inner()).pending += 1;
+            let m = maps.clone();
+            b.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+                m.pending -= 1;
+                if let Err(e) = r {
+                    m.errors.push(e.to_string());
+                }
+                if let Some(w) = m.waker.take() {
+                    w.wake();
+                }
+            });
+        }
+        Ok(Submitted {
+            t0,
+            graph: graph_arc,
+            staging,
+            ts_bufs,
+            dispatches,
+            bufs,
+            maps,
+        })
+    }
+
+    /// Read a submitted run's outputs and timestamps back (its buffers mapped) and fill the
+    /// profile.
+    fn collect(&mut self, s: Submitted) -> Result<RunOutput> {
+        let Submitted {
+            t0,
+            graph,
+            staging,
+            ts_bufs,
+            dispatches,
+            bufs,
+            maps,
+        } = s;
+        let graph = &*graph;
+        if let Some(e) = maps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .errors
+            .first()
+        {
+            return Err(Error::Device(format!("reading results back: {e}")));
+        }
+        let mut outputs = Vec::with_capacity(staging.len());
+        for (&o, st) in graph.outputs().iter().zip(&staging) {
+            let t = match st {
+                None => Tensor::zeros(graph.dtype(o), graph.shape(o).clone()),
+                Some(b) => {
+                    let view = b
+                        .slice(..)
+                        .get_mapped_range()
+                        .map_err(|e| Error::Device(format!("mapping: {e:?}")))?;
+                    convert::from_device_bytes(graph.dtype(o), graph.shape(o), &view)?
+                }
+            };
+            outputs.push(t);
+        }
+        let mut stamps: Vec<u64> = Vec::new();
+        for b in &ts_bufs {
+            let view = b
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Device(format!("mapping: {e:?}")))?;
+            stamps.extend(bytemuck::pod_collect_to_vec::<u8, u64>(&view));
+        }
+        let period = self.queue.get_timestamp_period() as f64;
+        let first = stamps.first().copied().unwrap_or(0);
+        let mut profile = Profile {
+            device: self.name(),
+            ..Default::default()
+        };
+        for (i, d) in dispatches.into_iter().enumerate() {
+            let (start_ns, duration_ns, source) = match d.wall_ns {
+                Some((s, dur)) => (s, dur, TimingSource::WallClock),
+                None => {
+                    let (a, b) = (
+                        stamps.get(2 * i).copied().unwrap_or(0),
+                        stamps.get(2 * i + 1).copied().unwrap_or(0),
+                    );
+                    (
+                        (a.saturating_sub(first) as f64 * period) as u64,
+                        (b.saturating_sub(a) as f64 * period) as u64,
+                        TimingSource::GpuTimestamp,
+                    )
+                }
+            };
+            profile.entries.push(OpTiming {
+                nodes: d.nodes,
+                ops: d.ops,
+                kernel: d.kernel,
+                start_ns,
+                duration_ns,
+                source,
+            });
+        }
+        // Give the outputs' and inputs' buffers back to the pool.
+        for b in bufs.into_iter().flatten() {
+            self.release(b);
+        }
+        profile.wall_ns = self.now_ns().saturating_sub(t0);
+        profile.memory_bytes = Some(self.high_water);
+        Ok(RunOutput { outputs, profile })
+    }
+}
+
+/// Gather and GatherElements indices that come straight from a run input or a constant are
+/// range-checked on the host, so an out-of-range index is an error naming the node rather than
+/// a 0 read on the GPU. (Indices computed on the device are not checked yet.)
+fn check_gather_indices(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
+    for node in graph.nodes() {
+        let (Op::Gather { axis } | Op::GatherElements { axis }) = node.op else {
+            continue;
+        };
+        let idx = node.inputs[1];
+        let values = if let Some(k) = graph.inputs().iter().position(|&v| v == idx) {
+            inputs[k].to_i64_vec()
+        } else if let Some(Op::Constant(t)) = graph.value(idx).producer.map(|p| &graph.node(p).op) {
+            t.to_i64_vec()
+        } else {
+            continue;
+        };
+        let len = graph.shape(node.inputs[0]).dims()[axis] as i64;
+        if let Some(bad) = values.iter().find(|&&i| i < -len || i >= len) {
+            return Err(Error::Node {
+                node: node.name.clone(),
+                op: node.op.name().to_string(),
+                inputs: graph.describe_node_inputs(node),
+                msg: format!("index {bad} is out of range for axis {axis} of size {len}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn qs_count(n_dispatch: usize, per_set: usize, set: usize) -> u32 {
+    ((n_dispatch - set * per_set).min(per_set) * 2) as u32
+}
