@@ -17,7 +17,6 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod interp;
-pub mod onnx;
 pub mod op;
 pub mod passes;
 pub mod shape;

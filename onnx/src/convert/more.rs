@@ -2,8 +2,8 @@
 //! Swish, SpaceToDepth, DepthToSpace, EyeLike, Compress, CenterCropPad, and Dropout's mask.
 
 use super::{bad, unsup, Importer, R};
-use crate::op::*;
-use crate::{DType, Op, Shape, Tensor, ValueId};
+use sfumato_core::op::*;
+use sfumato_core::{DType, Op, Shape, Tensor, ValueId};
 
 /// CumSum runs as a product with a triangular `[L, L]` matrix: at most this long an axis.
 pub const MAX_CUMSUM_AXIS: usize = 2048;

@@ -6,8 +6,8 @@
 //! composition has the `QKᵀ → scale → mask → softmax → ·V` shape the attention kernel matches.
 
 use super::{bad, unsup, Importer, R};
-use crate::op::*;
-use crate::{DType, Op, Tensor, ValueId};
+use sfumato_core::op::*;
+use sfumato_core::{DType, Op, Tensor, ValueId};
 
 impl Importer<'_> {
     pub(super) fn bin(&mut self, b: BinaryOp, x: ValueId, y: ValueId) -> R<ValueId> {

@@ -3,9 +3,10 @@
 use super::proto::{attr_type, AttributeProto, NodeProto, ValueInfoProto};
 use super::tensor::{checked_dims, dtype_of, from_proto, MAX_ELEMENTS};
 use super::ImportOptions;
-use crate::op::*;
-use crate::{
-    CpuDevice, DType, Device, Error, Graph, Op, Result, Shape, Tensor, TensorData, ValueId,
+use crate::{Error, Result};
+use sfumato_core::op::*;
+use sfumato_core::{
+    CpuDevice, DType, Device, Error as CoreError, Graph, Op, Shape, Tensor, TensorData, ValueId,
 };
 use std::collections::HashMap;
 
@@ -162,11 +163,20 @@ fn unsup<T>(m: impl Into<String>) -> R<T> {
     Err(Fail::Unsupported(m.into()))
 }
 
+impl From<CoreError> for Fail {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Unsupported { msg, .. } => Fail::Unsupported(msg),
+            CoreError::Node { msg, .. } => Fail::Bad(msg),
+            other => Fail::Bad(other.to_string()),
+        }
+    }
+}
+
 impl From<Error> for Fail {
     fn from(e: Error) -> Self {
         match e {
-            Error::Unsupported { msg, .. } => Fail::Unsupported(msg),
-            Error::Node { msg, .. } => Fail::Bad(msg),
+            Error::Core(e) => e.into(),
             other => Fail::Bad(other.to_string()),
         }
     }
@@ -274,7 +284,7 @@ impl<'a> Importer<'a> {
             return Ok(vec![(name.to_string(), v)]);
         }
         let val = self.others.get(name).ok_or_else(|| {
-            Error::Onnx(format!("graph output '{name}' is not produced by any node"))
+            Error::Model(format!("graph output '{name}' is not produced by any node"))
         })?;
         let mut leaves = Vec::new();
         val.leaves(&mut leaves);
@@ -323,7 +333,7 @@ impl<'a> Importer<'a> {
             O::Tensor(t) => {
                 let leaf = super::leaf_name(name, names.len());
                 if self.vals.contains_key(&leaf) || self.others.contains_key(&leaf) {
-                    return Err(Error::Onnx(format!(
+                    return Err(Error::Model(format!(
                         "the sequence or optional input '{name}' would name a tensor '{leaf}', which the model already defines"
                     )));
                 }
@@ -347,16 +357,18 @@ impl<'a> Importer<'a> {
     /// An input's dtype and concrete dims: the caller's shape, else the declared one with
     /// symbolic dims bound.
     pub(crate) fn input_type(&self, v: &ValueInfoProto) -> Result<(DType, Vec<usize>)> {
-        let unsupported = |msg: String| Error::Unsupported {
-            node: v.name.clone(),
-            op: "graph input".into(),
-            inputs: String::new(),
-            msg,
+        let unsupported = |msg: String| {
+            Error::Core(CoreError::Unsupported {
+                node: v.name.clone(),
+                op: "graph input".into(),
+                inputs: String::new(),
+                msg,
+            })
         };
         let t = v
             .r#type
             .as_ref()
-            .ok_or_else(|| Error::Onnx(format!("input '{}' has no type", v.name)))?;
+            .ok_or_else(|| Error::Model(format!("input '{}' has no type", v.name)))?;
         let Some(tt) = &t.tensor_type else {
             return Err(unsupported(
                 "only tensor inputs are supported (not sequences, maps or optionals)".into(),
@@ -369,13 +381,13 @@ impl<'a> Importer<'a> {
         let shape = tt
             .shape
             .as_ref()
-            .ok_or_else(|| Error::Onnx(format!("input '{}' has no shape; give one", v.name)))?;
+            .ok_or_else(|| Error::Model(format!("input '{}' has no shape; give one", v.name)))?;
         let mut dims = Vec::new();
         for d in &shape.dim {
             let n = match (&d.dim_value, &d.dim_param) {
                 (Some(n), _) if *n >= 0 => *n as usize,
                 (Some(n), _) => {
-                    return Err(Error::Onnx(format!(
+                    return Err(Error::Model(format!(
                         "input '{}' has a negative dim {n}",
                         v.name
                     )))
@@ -385,7 +397,7 @@ impl<'a> Importer<'a> {
                     match self.opts.dims.get(&p).copied().or(self.opts.default_dim) {
                         Some(n) => n,
                         None => {
-                            return Err(Error::Onnx(format!(
+                            return Err(Error::Model(format!(
                                 "input '{}' has a symbolic dim '{}'; bind it (e.g. --dim {}=1)",
                                 v.name,
                                 if p.is_empty() { "?" } else { &p },
@@ -412,7 +424,7 @@ impl<'a> Importer<'a> {
         self.helpers = 0;
         for i in n.input.iter().filter(|i| !i.is_empty()) {
             if !self.vals.contains_key(i) && !self.others.contains_key(i) {
-                return Err(Error::Onnx(format!(
+                return Err(Error::Model(format!(
                     "node '{}' ({}) reads '{i}', which no initializer, input or earlier node defines (the graph must be acyclic and sorted)",
                     self.name, self.op
                 )));
@@ -433,20 +445,20 @@ impl<'a> Importer<'a> {
             Ok(o) => o,
             Err(f) => {
                 let inputs = self.describe_inputs();
-                return Err(match f {
-                    Fail::Unsupported(msg) => Error::Unsupported {
+                return Err(Error::Core(match f {
+                    Fail::Unsupported(msg) => CoreError::Unsupported {
                         node: self.name.clone(),
                         op: format!("{} (opset {})", self.op, self.opset),
                         inputs,
                         msg,
                     },
-                    Fail::Bad(msg) => Error::Node {
+                    Fail::Bad(msg) => CoreError::Node {
                         node: self.name.clone(),
                         op: self.op.clone(),
                         inputs,
                         msg,
                     },
-                });
+                }));
             }
         };
         for (k, name) in n.output.iter().enumerate() {
@@ -454,12 +466,13 @@ impl<'a> Importer<'a> {
                 continue;
             }
             let Some(v) = outs.get(k) else {
-                return Err(Error::Unsupported {
+                return Err(CoreError::Unsupported {
                     node: self.name.clone(),
                     op: format!("{} (opset {})", self.op, self.opset),
                     inputs: self.describe_inputs(),
                     msg: format!("output {k} ('{name}') is not supported"),
-                });
+                }
+                .into());
             };
             self.bind(name, v.clone());
         }
@@ -1126,7 +1139,7 @@ impl<'a> Importer<'a> {
                     && axes.iter().any(|&a| dims[a] == 0)
                 {
                     // Over an empty set: the identity, the lowest (highest) value of the dtype.
-                    let out = crate::op::reduced_dims(&dims, &axes, keepdim);
+                    let out = sfumato_core::op::reduced_dims(&dims, &axes, keepdim);
                     let n: usize = out.iter().product();
                     let v = match (rop == ReduceOp::Max, dt0 == DType::Bool) {
                         (true, true) => 0.0,

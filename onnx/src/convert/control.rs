@@ -4,8 +4,8 @@
 //! depends on values known only at run time is unsupported.
 
 use super::{bad, unsup, Importer, Val, R};
-use crate::onnx::proto::{GraphProto, NodeProto};
-use crate::{DType, Op, Shape, Tensor, ValueId};
+use crate::proto::{GraphProto, NodeProto};
+use sfumato_core::{DType, Op, Shape, Tensor, ValueId};
 
 /// At most this many iterations are unrolled ...
 pub const MAX_LOOP_ITERATIONS: usize = 4096;
@@ -164,11 +164,12 @@ impl Importer<'_> {
         let mut result = Ok(());
         // The body's own initializers, in its scope.
         for t in &body.initializer {
-            let defined = crate::onnx::tensor::from_proto(t, self.opts.base_dir.as_deref())
+            let defined = crate::tensor::from_proto(t, self.opts.base_dir.as_deref())
+                .map_err(crate::Error::from)
                 .and_then(|v| {
                     self.inlined_elements += v.shape().numel();
                     if self.inlined_elements > MAX_UNROLLED_ELEMENTS {
-                        return Err(crate::Error::Onnx(format!(
+                        return Err(crate::Error::Model(format!(
                             "unrolling copies over {MAX_UNROLLED_ELEMENTS} elements of body initializers"
                         )));
                     }
@@ -193,9 +194,11 @@ impl Importer<'_> {
             }
             if let Err(e) = self.node(&n) {
                 result = Err(match e {
-                    crate::Error::Unsupported { node, op, msg, .. } => super::Fail::Unsupported(
-                        format!("in the {what} body, node '{node}' ({op}): {msg}"),
-                    ),
+                    crate::Error::Core(sfumato_core::Error::Unsupported {
+                        node, op, msg, ..
+                    }) => super::Fail::Unsupported(format!(
+                        "in the {what} body, node '{node}' ({op}): {msg}"
+                    )),
                     other => super::Fail::Bad(format!("in the {what} body: {other}")),
                 });
                 break;

@@ -5,8 +5,8 @@
 //! at import.
 
 use super::{bad, unsup, Importer, Val, R};
-use crate::op::SliceAxis;
-use crate::{DType, Op, Shape, Tensor, ValueId};
+use sfumato_core::op::SliceAxis;
+use sfumato_core::{DType, Op, Shape, Tensor, ValueId};
 
 /// At most this many tensors in one sequence or optional (nested ones counted through).
 pub const MAX_LEAVES: usize = 65_536;
