@@ -3,6 +3,7 @@
 //! gave values for) becomes its body repeated, with the scan outputs stacked. A loop whose count
 //! depends on values known only at run time is unsupported.
 
+use super::Converter::{self, Values};
 use super::{bad, unsup, Importer, Val, R};
 use crate::proto::{GraphProto, NodeProto};
 use sfumato_core::{DType, Op, Shape, Tensor, ValueId};
@@ -13,6 +14,13 @@ pub const MAX_LOOP_ITERATIONS: usize = 4096;
 /// ... and at most this many elements of body initializers, copied once per unrolled body.
 pub const MAX_UNROLLED_ELEMENTS: usize = 1 << 26;
 pub const MAX_UNROLLED_NODES: usize = 100_000;
+
+/// Control flow: unrolled (Loop) or resolved (If) at import, its values of any kind.
+pub(super) const OPS: &[(&str, Converter)] = &[
+    ("Loop", Values(|c| c.loop_op())),
+    ("If", Values(|c| c.if_op())),
+    ("SequenceMap", Values(|c| c.sequence_map())),
+];
 
 impl Importer<'_> {
     /// `Loop(M, cond, v_initial...)` → `(v_final..., scan_outputs...)`; loop-carried values may
