@@ -1,4 +1,6 @@
-//! ONNX import: a `.onnx` file (opsets 7 to 24) becomes a [`Graph`].
+//! sfumato-onnx: ONNX models in Sfumato. A `.onnx` file (opsets 7 to 24) becomes a
+//! sfumato-core [`Graph`] that any [`sfumato_core::Device`] runs; [`inspect`] describes a model
+//! without importing it; [`conformance`] runs ONNX's operator test suite on a device.
 //!
 //! - Initializers (inline or in external data files) become constants.
 //! - Graph inputs keep their names; symbolic dims (`batch`, `seq`) are bound at load time from
@@ -8,11 +10,22 @@
 //! - Shape computations (`Shape`, `Gather` on shapes, `Concat`, `Range`, `ConstantOfShape`, ...)
 //!   are evaluated at import when their inputs are known, so `Reshape(x, Shape(x)...)` chains
 //!   exported by PyTorch resolve to static shapes.
+//! - Sequences, optionals and control flow (`Loop`, `If`, `SequenceMap`) are resolved at import;
+//!   only tensors reach the graph.
+//!
+//! Invariants:
+//! - The converters ([`convert`]) are grouped by op family, each family listing its ops in a
+//!   table; the importer dispatches through the one lookup built from those tables, and the
+//!   supported-op list ([`convert::supports`], [`convert::supported_ops`], [`inspect`]'s
+//!   unsupported ops) is that same table.
 //! - A model with ops Sfumato does not support gets one [`Error::UnsupportedOps`] listing all of
-//!   them (op, opset, node name).
+//!   them (op, domain, opset, node path); any other error names the node, op and input shapes
+//!   (through [`Error::Core`]) or says what in the file is malformed ([`Error::Model`]).
 //! - Malformed files (truncated protobuf, negative or huge dims, undefined or cyclic references,
 //!   missing initializers) give an error, never a panic; no allocation exceeds what the file's
 //!   own data justifies or [`tensor::MAX_ELEMENTS`].
+//! - No GPU or GUI crate among the normal dependencies (CI checks `cargo tree`): devices come in
+//!   as `&mut dyn Device`; the wgpu device is only a dev-dependency, for the conformance test.
 
 pub mod conformance;
 pub mod convert;

@@ -1,7 +1,7 @@
 //! ONNX nodes to Sfumato ops, one node at a time, with each op's per-opset attribute defaults.
 //!
-//! Each op family's module lists its converters (`OPS`: ONNX op type to converter); [`FAMILIES`]
-//! joins them into the one table [`Importer::node`] dispatches on, and [`supports`] and
+//! Each op family's module lists its converters (`OPS`: ONNX op type to converter); `FAMILIES`
+//! joins them into the one table `Importer::node` dispatches on, and [`supports`] and
 //! [`supported_ops`] read the same table, so the list of supported ops cannot drift from the
 //! converters.
 
