@@ -39,12 +39,6 @@ pub enum Error {
     /// The graph itself is malformed (unknown value, no outputs, ...).
     #[error("graph: {0}")]
     Graph(String),
-    /// A model file is malformed (bad protobuf, undefined values, missing data).
-    #[error("onnx: {0}")]
-    Onnx(String),
-    /// A model uses ops Sfumato does not support: all of them, listed.
-    #[error("{} unsupported op(s): {}", .0.len(), .0.iter().map(|u| u.to_string()).collect::<Vec<_>>().join("; "))]
-    UnsupportedOps(Vec<crate::onnx::UnsupportedOp>),
     /// A device failed (no adapter, lost device, mapping failure, ...).
     #[error("device: {0}")]
     Device(String),

@@ -13,6 +13,9 @@
 //! - the CPU reference interpreter ([`CpuDevice`]), the oracle every device is tested against;
 //! - the [`Device`] trait every backend implements and the [`Profile`] (per-op timings) it returns.
 //!
+//! Model formats live outside: ONNX import is the crate `sfumato-onnx`, which builds a [`Graph`]
+//! with the builder above; this crate has no ONNX type and no protobuf.
+//!
 //! Invariant: this crate never depends on a GPU or GUI crate (CI checks `cargo tree`).
 
 pub mod compile;
@@ -21,7 +24,6 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod interp;
-pub mod onnx;
 pub mod op;
 pub mod passes;
 pub mod plan;

@@ -3,9 +3,9 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use sfumato_core::onnx::{self, ImportOptions};
 use sfumato_core::{Device, Tensor};
-use sfumato_zoo::conformance::{self, Status, Totals};
+use sfumato_onnx::conformance::{self, Status, Totals};
+use sfumato_onnx::{self as onnx, ImportOptions};
 use sfumato_zoo::npy;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -244,8 +244,8 @@ fn sfumato_wgpu_missing() -> bool {
 /// A two-node ONNX model, y = relu(x + b) with x: [batch, 4] (symbolic batch), written to a file.
 fn onnx_file() -> PathBuf {
     use prost::Message;
-    use sfumato_core::onnx::proto::*;
-    use sfumato_core::onnx::tensor::to_proto;
+    use sfumato_onnx::proto::*;
+    use sfumato_onnx::tensor::to_proto;
     let io = |name: &str, batch: bool| ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
@@ -355,7 +355,7 @@ fn run_onnx_with_an_npy_input_writes_npy_outputs() {
 
 #[test]
 fn conformance_json_has_totals_and_cases() {
-    let dir = sfumato_zoo::conformance::default_suite_dir();
+    let dir = sfumato_onnx::conformance::default_suite_dir();
     if !dir.join("test_relu").is_dir() {
         eprintln!("!!! SKIPPED: no conformance suite at {}", dir.display());
         return;

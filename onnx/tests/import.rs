@@ -4,9 +4,9 @@
 
 use proptest::prelude::*;
 use prost::Message;
-use sfumato_core::onnx::proto::*;
-use sfumato_core::onnx::{import, tensor, ImportOptions};
-use sfumato_core::{CpuDevice, DType, Device, Error, Tensor};
+use sfumato_core::{CpuDevice, DType, Device, Tensor};
+use sfumato_onnx::proto::*;
+use sfumato_onnx::{import, tensor, Error, ImportOptions};
 
 fn vi(name: &str, elem: i32, dims: &[Result<i64, &str>]) -> ValueInfoProto {
     ValueInfoProto {
@@ -456,7 +456,7 @@ fn a_loop_whose_count_is_known_only_at_run_time_is_unsupported() {
     // The trip count is a graph input with no value given: unsupported, naming why.
     let e = import(&loop_model(3, "Add", true), &ImportOptions::default()).unwrap_err();
     assert!(
-        matches!(&e, Error::Unsupported { msg, .. } if msg.contains("known when the model loads")),
+        matches!(&e, Error::Core(sfumato_core::Error::Unsupported { msg, .. }) if msg.contains("known when the model loads")),
         "{e}"
     );
     // Given the input's value, the same model unrolls.
@@ -727,7 +727,7 @@ fn misused_sequences_and_unknown_conditions_are_errors_not_panics() {
 /// x [2, 5] split into [2, 2] and [2, 3]; the last piece appended to the sequence input `s`
 /// (one [1, 3] element), which is then counted and concatenated; with `s`'s value in the options.
 fn sequence_model() -> (Vec<u8>, ImportOptions) {
-    use sfumato_core::onnx::OnnxValue;
+    use sfumato_onnx::OnnxValue;
     let i64s = |name: &str, v: &[i64]| {
         tensor::to_proto(
             &Tensor::from_f64(

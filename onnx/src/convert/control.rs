@@ -3,9 +3,10 @@
 //! gave values for) becomes its body repeated, with the scan outputs stacked. A loop whose count
 //! depends on values known only at run time is unsupported.
 
+use super::Converter::{self, Values};
 use super::{bad, unsup, Importer, Val, R};
-use crate::onnx::proto::{GraphProto, NodeProto};
-use crate::{DType, Op, Shape, Tensor, ValueId};
+use crate::proto::{GraphProto, NodeProto};
+use sfumato_core::{DType, Op, Shape, Tensor, ValueId};
 
 /// At most this many iterations are unrolled ...
 pub const MAX_LOOP_ITERATIONS: usize = 4096;
@@ -13,6 +14,13 @@ pub const MAX_LOOP_ITERATIONS: usize = 4096;
 /// ... and at most this many elements of body initializers, copied once per unrolled body.
 pub const MAX_UNROLLED_ELEMENTS: usize = 1 << 26;
 pub const MAX_UNROLLED_NODES: usize = 100_000;
+
+/// Control flow: unrolled (Loop) or resolved (If) at import, its values of any kind.
+pub(super) const OPS: &[(&str, Converter)] = &[
+    ("Loop", Values(|c| c.loop_op())),
+    ("If", Values(|c| c.if_op())),
+    ("SequenceMap", Values(|c| c.sequence_map())),
+];
 
 impl Importer<'_> {
     /// `Loop(M, cond, v_initial...)` → `(v_final..., scan_outputs...)`; loop-carried values may
@@ -164,11 +172,12 @@ impl Importer<'_> {
         let mut result = Ok(());
         // The body's own initializers, in its scope.
         for t in &body.initializer {
-            let defined = crate::onnx::tensor::from_proto(t, self.opts.base_dir.as_deref())
+            let defined = crate::tensor::from_proto(t, self.opts.base_dir.as_deref())
+                .map_err(crate::Error::from)
                 .and_then(|v| {
                     self.inlined_elements += v.shape().numel();
                     if self.inlined_elements > MAX_UNROLLED_ELEMENTS {
-                        return Err(crate::Error::Onnx(format!(
+                        return Err(crate::Error::Model(format!(
                             "unrolling copies over {MAX_UNROLLED_ELEMENTS} elements of body initializers"
                         )));
                     }
@@ -193,9 +202,11 @@ impl Importer<'_> {
             }
             if let Err(e) = self.node(&n) {
                 result = Err(match e {
-                    crate::Error::Unsupported { node, op, msg, .. } => super::Fail::Unsupported(
-                        format!("in the {what} body, node '{node}' ({op}): {msg}"),
-                    ),
+                    crate::Error::Core(sfumato_core::Error::Unsupported {
+                        node, op, msg, ..
+                    }) => super::Fail::Unsupported(format!(
+                        "in the {what} body, node '{node}' ({op}): {msg}"
+                    )),
                     other => super::Fail::Bad(format!("in the {what} body: {other}")),
                 });
                 break;

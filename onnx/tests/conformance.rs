@@ -3,8 +3,8 @@
 //! declared gap). The suite is `$SFUMATO_ONNX_TESTS`, else `../shared/onnx-node-tests`;
 //! `scripts/make-onnx-node-tests.py` writes it (CI does when it is absent).
 
+use sfumato_onnx::conformance::{case_dirs, default_suite_dir, run_case, Status, Totals};
 use sfumato_wgpu::test_device;
-use sfumato_zoo::conformance::{case_dirs, default_suite_dir, run_case, Status, Totals};
 
 /// Raise this as coverage grows (measured: 1,482 of 1,884 on lavapipe, 0 fail, 0 error).
 const PASS_FLOOR: usize = 1482;

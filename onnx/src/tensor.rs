@@ -2,8 +2,8 @@
 //! external data files; dtypes outside Sfumato's set are refused by name.
 
 use super::proto::{data_type as dt, TensorProto};
-use crate::{DType, Error, Result, Shape, Tensor, TensorData};
 use half::f16;
+use sfumato_core::{DType, Error, Result, Shape, Tensor, TensorData};
 use std::path::Path;
 
 /// The most elements one tensor of a model may hold (4 GiB of f32): a declared shape above it

@@ -1,4 +1,6 @@
-//! ONNX import: a `.onnx` file (opsets 7 to 24) becomes a [`Graph`].
+//! sfumato-onnx: ONNX models in Sfumato. A `.onnx` file (opsets 7 to 24) becomes a
+//! sfumato-core [`Graph`] that any [`sfumato_core::Device`] runs; [`inspect`] describes a model
+//! without importing it; [`conformance`] runs ONNX's operator test suite on a device.
 //!
 //! - Initializers (inline or in external data files) become constants.
 //! - Graph inputs keep their names; symbolic dims (`batch`, `seq`) are bound at load time from
@@ -8,19 +10,33 @@
 //! - Shape computations (`Shape`, `Gather` on shapes, `Concat`, `Range`, `ConstantOfShape`, ...)
 //!   are evaluated at import when their inputs are known, so `Reshape(x, Shape(x)...)` chains
 //!   exported by PyTorch resolve to static shapes.
+//! - Sequences, optionals and control flow (`Loop`, `If`, `SequenceMap`) are resolved at import;
+//!   only tensors reach the graph.
+//!
+//! Invariants:
+//! - The converters ([`convert`]) are grouped by op family, each family listing its ops in a
+//!   table; the importer dispatches through the one lookup built from those tables, and the
+//!   supported-op list ([`convert::supports`], [`convert::supported_ops`], [`inspect`]'s
+//!   unsupported ops) is that same table.
 //! - A model with ops Sfumato does not support gets one [`Error::UnsupportedOps`] listing all of
-//!   them (op, opset, node name).
+//!   them (op, domain, opset, node path); any other error names the node, op and input shapes
+//!   (through [`Error::Core`]) or says what in the file is malformed ([`Error::Model`]).
 //! - Malformed files (truncated protobuf, negative or huge dims, undefined or cyclic references,
 //!   missing initializers) give an error, never a panic; no allocation exceeds what the file's
 //!   own data justifies or [`tensor::MAX_ELEMENTS`].
+//! - No GPU or GUI crate among the normal dependencies (CI checks `cargo tree`): devices come in
+//!   as `&mut dyn Device`; the wgpu device is only a dev-dependency, for the conformance test.
 
+pub mod conformance;
 pub mod convert;
+pub mod error;
 pub mod proto;
 pub mod tensor;
 
-use crate::{Error, Graph, Result, Tensor, ValueId};
+pub use error::{Error, Result};
 use prost::Message;
 use proto::{ModelProto, NodeProto};
+use sfumato_core::{Graph, Tensor, ValueId};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -113,9 +129,9 @@ pub struct Inspection {
 /// Decode a model's bytes (protobuf); a malformed file is an error naming what is wrong.
 pub fn decode(bytes: &[u8]) -> Result<ModelProto> {
     let m = ModelProto::decode(bytes)
-        .map_err(|e| Error::Onnx(format!("not a valid ONNX model: {e}")))?;
+        .map_err(|e| Error::Model(format!("not a valid ONNX model: {e}")))?;
     if m.graph.is_none() {
-        return Err(Error::Onnx("the model has no graph".into()));
+        return Err(Error::Model("the model has no graph".into()));
     }
     Ok(m)
 }
@@ -132,7 +148,7 @@ pub fn opset_of(m: &ModelProto) -> i64 {
 /// Read and import a `.onnx` file.
 pub fn load(path: &Path, opts: &ImportOptions) -> Result<OnnxModel> {
     let bytes = std::fs::read(path)
-        .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| Error::Model(format!("cannot read {}: {e}", path.display())))?;
     let mut o = opts.clone();
     if o.base_dir.is_none() {
         o.base_dir = path.parent().map(Path::to_path_buf);
@@ -147,7 +163,7 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
     let g = m
         .graph
         .as_ref()
-        .ok_or_else(|| Error::Onnx("the model has no graph".into()))?;
+        .ok_or_else(|| Error::Model("the model has no graph".into()))?;
     let unsupported = unsupported_ops(&m);
     if !unsupported.is_empty() {
         return Err(Error::UnsupportedOps(unsupported));
@@ -157,7 +173,7 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
     // default value; the initializer wins unless the caller feeds it as a const input).
     for t in &g.initializer {
         if t.name.is_empty() {
-            return Err(Error::Onnx("an initializer has no name".into()));
+            return Err(Error::Model("an initializer has no name".into()));
         }
         let v = tensor::from_proto(t, opts.base_dir.as_deref())?;
         cx.define_const(&t.name, v)?;
@@ -176,7 +192,7 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
             let v = opts
                 .structured_inputs
                 .get(&i.name)
-                .ok_or_else(|| Error::Unsupported {
+                .ok_or_else(|| sfumato_core::Error::Unsupported {
                     node: i.name.clone(),
                     op: "graph input".into(),
                     inputs: String::new(),
@@ -261,7 +277,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection> {
     let g = m
         .graph
         .as_ref()
-        .ok_or_else(|| Error::Onnx("the model has no graph".into()))?;
+        .ok_or_else(|| Error::Model("the model has no graph".into()))?;
     let inits: std::collections::HashSet<&str> =
         g.initializer.iter().map(|t| t.name.as_str()).collect();
     let io = |v: &proto::ValueInfoProto| {
@@ -381,7 +397,7 @@ fn sequence_value(s: &proto::SequenceProto, base: Option<&Path>) -> Result<OnnxV
             .tensor_values
             .iter()
             .map(|t| tensor::from_proto(t, base).map(OnnxValue::Tensor))
-            .collect::<Result<_>>()?,
+            .collect::<sfumato_core::Result<_>>()?,
         k::SEQUENCE => s
             .sequence_values
             .iter()
@@ -393,7 +409,7 @@ fn sequence_value(s: &proto::SequenceProto, base: Option<&Path>) -> Result<OnnxV
             .map(|v| optional_value(v, base))
             .collect::<Result<_>>()?,
         other => {
-            return Err(Error::Onnx(format!(
+            return Err(Error::Model(format!(
                 "a sequence of element kind {other} (maps and sparse tensors are not supported)"
             )))
         }
@@ -413,13 +429,13 @@ fn optional_value(o: &proto::OptionalProto, base: Option<&Path>) -> Result<OnnxV
         (k::SEQUENCE, _, Some(s), _) => Some(sequence_value(s, base)?),
         (k::OPTIONAL, _, _, Some(v)) => Some(optional_value(v, base)?),
         (k::TENSOR | k::SEQUENCE | k::OPTIONAL, ..) => {
-            return Err(Error::Onnx(format!(
+            return Err(Error::Model(format!(
                 "an optional of element kind {} holds no such element",
                 o.elem_type
             )))
         }
         (other, ..) => {
-            return Err(Error::Onnx(format!(
+            return Err(Error::Model(format!(
                 "an optional of element kind {other} (maps and sparse tensors are not supported)"
             )))
         }
@@ -431,9 +447,10 @@ fn optional_value(o: &proto::OptionalProto, base: Option<&Path>) -> Result<OnnxV
 /// ONNX test data stores graph inputs and outputs.
 pub fn read_value_pb(path: &Path, kind: &str) -> Result<OnnxValue> {
     let bytes = std::fs::read(path)
-        .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", path.display())))?;
-    let what =
-        |e: prost::DecodeError, t: &str| Error::Onnx(format!("{}: not a {t}: {e}", path.display()));
+        .map_err(|e| Error::Model(format!("cannot read {}: {e}", path.display())))?;
+    let what = |e: prost::DecodeError, t: &str| {
+        Error::Model(format!("{}: not a {t}: {e}", path.display()))
+    };
     match kind {
         "sequence" => sequence_value(
             &proto::SequenceProto::decode(bytes.as_slice())
@@ -458,8 +475,8 @@ pub fn leaf_name(name: &str, k: usize) -> String {
 /// Read one serialized `TensorProto` (a conformance case's `input_0.pb`).
 pub fn read_tensor_pb(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path)
-        .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| Error::Model(format!("cannot read {}: {e}", path.display())))?;
     let t = proto::TensorProto::decode(bytes.as_slice())
-        .map_err(|e| Error::Onnx(format!("{}: not a TensorProto: {e}", path.display())))?;
-    tensor::from_proto(&t, path.parent())
+        .map_err(|e| Error::Model(format!("{}: not a TensorProto: {e}", path.display())))?;
+    Ok(tensor::from_proto(&t, path.parent())?)
 }

@@ -4,35 +4,44 @@
 //! depend on run-time values cannot be built this way; positions and split sizes must be known
 //! at import.
 
+use super::Converter::{self, Values};
 use super::{bad, unsup, Importer, Val, R};
-use crate::op::SliceAxis;
-use crate::{DType, Op, Shape, Tensor, ValueId};
+use sfumato_core::op::SliceAxis;
+use sfumato_core::{DType, Op, Shape, Tensor, ValueId};
 
 /// At most this many tensors in one sequence or optional (nested ones counted through).
 pub const MAX_LEAVES: usize = 65_536;
 
-/// The ops that take or make sequences and optionals (Identity too, when its input is one), and
-/// the control flow (Loop, If, SequenceMap), whose values may be any of them.
-const STRUCTURED_OPS: &[&str] = &[
-    "Loop",
-    "If",
-    "SequenceMap",
-    "SequenceEmpty",
-    "SequenceConstruct",
-    "SequenceInsert",
-    "SequenceAt",
-    "SequenceErase",
-    "SequenceLength",
-    "ConcatFromSequence",
-    "SplitToSequence",
-    "Optional",
-    "OptionalHasElement",
-    "OptionalGetElement",
+/// The ops that take or make sequences and optionals (Identity too: its input may be one).
+pub(super) const OPS: &[(&str, Converter)] = &[
+    ("Identity", Values(|c| Ok(vec![c.val(0)?]))),
+    ("SequenceEmpty", Values(|_| Ok(vec![Val::Seq(Vec::new())]))),
+    (
+        "SequenceConstruct",
+        Values(|c| Ok(vec![c.sequence_construct()?])),
+    ),
+    ("SequenceInsert", Values(|c| Ok(vec![c.sequence_insert()?]))),
+    ("SequenceAt", Values(|c| Ok(vec![c.sequence_at()?]))),
+    ("SequenceErase", Values(|c| Ok(vec![c.sequence_erase()?]))),
+    ("SequenceLength", Values(|c| Ok(vec![c.sequence_length()?]))),
+    (
+        "ConcatFromSequence",
+        Values(|c| Ok(vec![c.concat_from_sequence()?])),
+    ),
+    (
+        "SplitToSequence",
+        Values(|c| Ok(vec![c.split_to_sequence()?])),
+    ),
+    ("Optional", Values(|c| Ok(vec![c.optional()?]))),
+    (
+        "OptionalHasElement",
+        Values(|c| Ok(vec![c.optional_has_element()?])),
+    ),
+    (
+        "OptionalGetElement",
+        Values(|c| Ok(vec![c.optional_get_element()?])),
+    ),
 ];
-
-pub(super) fn is_structured_op(op: &str) -> bool {
-    STRUCTURED_OPS.contains(&op)
-}
 
 impl Importer<'_> {
     /// Input `i` as a value of any kind.
@@ -80,8 +89,12 @@ impl Importer<'_> {
         }
     }
 
-    pub(super) fn convert_structured(&mut self) -> R<Vec<Val>> {
-        let outs = self.convert_structured_inner()?;
+    /// A Values converter's outputs, each at most [`MAX_LEAVES`] tensors.
+    pub(super) fn convert_structured(
+        &mut self,
+        f: fn(&mut Importer<'_>) -> R<Vec<Val>>,
+    ) -> R<Vec<Val>> {
+        let outs = f(self)?;
         for v in &outs {
             let n = v.leaf_count();
             if n > MAX_LEAVES {
@@ -93,102 +106,114 @@ impl Importer<'_> {
         Ok(outs)
     }
 
-    fn convert_structured_inner(&mut self) -> R<Vec<Val>> {
-        let op = self.op.clone();
-        match op.as_str() {
-            "Loop" => return self.loop_op(),
-            "If" => return self.if_op(),
-            "SequenceMap" => return self.sequence_map(),
-            _ => {}
+    /// `SequenceConstruct`.
+    fn sequence_construct(&mut self) -> R<Val> {
+        Ok(Val::Seq(
+            (0..self.ins.len())
+                .map(|i| self.inp(i).map(Val::T))
+                .collect::<R<_>>()?,
+        ))
+    }
+
+    /// `SequenceInsert`.
+    fn sequence_insert(&mut self) -> R<Val> {
+        let mut s = self.seq_in(0)?;
+        let t = self.inp(1)?;
+        let at = if self.has(2) {
+            self.position(2, s.len(), true)?
+        } else {
+            s.len()
+        };
+        s.insert(at, Val::T(t));
+        Ok(Val::Seq(s))
+    }
+
+    /// `SequenceErase`.
+    fn sequence_erase(&mut self) -> R<Val> {
+        let mut s = self.seq_in(0)?;
+        if s.is_empty() {
+            return bad("erasing from an empty sequence");
         }
-        Ok(vec![match op.as_str() {
-            "Identity" => self.val(0)?,
-            "SequenceEmpty" => Val::Seq(Vec::new()),
-            "SequenceConstruct" => Val::Seq(
-                (0..self.ins.len())
-                    .map(|i| self.inp(i).map(Val::T))
-                    .collect::<R<_>>()?,
-            ),
-            "SequenceInsert" => {
-                let mut s = self.seq_in(0)?;
-                let t = self.inp(1)?;
-                let at = if self.has(2) {
-                    self.position(2, s.len(), true)?
-                } else {
-                    s.len()
-                };
-                s.insert(at, Val::T(t));
-                Val::Seq(s)
-            }
-            "SequenceErase" => {
-                let mut s = self.seq_in(0)?;
-                if s.is_empty() {
-                    return bad("erasing from an empty sequence");
-                }
-                let at = if self.has(1) {
-                    self.position(1, s.len(), false)?
-                } else {
-                    s.len() - 1
-                };
-                s.remove(at);
-                Val::Seq(s)
-            }
-            "SequenceAt" => {
-                let s = self.seq_in(0)?;
-                let at = self.position(1, s.len(), false)?;
-                s[at].clone()
-            }
-            "SequenceLength" => {
-                let n = self.seq_in(0)?.len();
-                Val::T(self.konst(Tensor::from_f64(DType::I64, Shape::scalar(), &[n as f64]))?)
-            }
-            "ConcatFromSequence" => {
-                let s = self.seq_in(0)?;
-                let ts: Vec<ValueId> = s
-                    .iter()
-                    .map(|v| self.tensor_of(v, "ConcatFromSequence of an element"))
-                    .collect::<R<_>>()?;
-                let Some(&first) = ts.first() else {
-                    return bad("ConcatFromSequence of an empty sequence");
-                };
-                let rank = self.shape(first).len();
-                let new_axis = self.ai("new_axis", 0) != 0;
-                let axis = self.ai("axis", 0);
-                let axis = self.axis(axis, rank + new_axis as usize)?;
-                let parts: Vec<ValueId> = if new_axis {
-                    ts.iter()
-                        .map(|&t| {
-                            let mut d = self.shape(t);
-                            d.insert(axis, 1);
-                            self.reshape(t, d)
-                        })
-                        .collect::<R<_>>()?
-                } else {
-                    ts
-                };
-                Val::T(self.add1(Op::Concat { axis }, &parts)?)
-            }
-            "SplitToSequence" => self.split_to_sequence()?,
-            "Optional" => Val::Opt(if self.has(0) {
-                Some(Box::new(self.val(0)?))
-            } else {
-                None
-            }),
-            "OptionalHasElement" => {
-                let present = self.has(0) && !matches!(self.val(0)?, Val::Opt(None));
-                Val::T(self.konst(Tensor::from_f64(
-                    DType::Bool,
-                    Shape::scalar(),
-                    &[present as u8 as f64],
-                ))?)
-            }
-            "OptionalGetElement" => match self.val(0)? {
-                Val::Opt(Some(v)) => *v,
-                Val::Opt(None) => return bad("OptionalGetElement of an empty optional"),
-                other => other,
-            },
-            other => return unsup(format!("{other} on sequences")),
-        }])
+        let at = if self.has(1) {
+            self.position(1, s.len(), false)?
+        } else {
+            s.len() - 1
+        };
+        s.remove(at);
+        Ok(Val::Seq(s))
+    }
+
+    /// `SequenceAt`.
+    fn sequence_at(&mut self) -> R<Val> {
+        let s = self.seq_in(0)?;
+        let at = self.position(1, s.len(), false)?;
+        Ok(s[at].clone())
+    }
+
+    /// `SequenceLength`.
+    fn sequence_length(&mut self) -> R<Val> {
+        let n = self.seq_in(0)?.len();
+        Ok(Val::T(self.konst(Tensor::from_f64(
+            DType::I64,
+            Shape::scalar(),
+            &[n as f64],
+        ))?))
+    }
+
+    /// `ConcatFromSequence`.
+    fn concat_from_sequence(&mut self) -> R<Val> {
+        let s = self.seq_in(0)?;
+        let ts: Vec<ValueId> = s
+            .iter()
+            .map(|v| self.tensor_of(v, "ConcatFromSequence of an element"))
+            .collect::<R<_>>()?;
+        let Some(&first) = ts.first() else {
+            return bad("ConcatFromSequence of an empty sequence");
+        };
+        let rank = self.shape(first).len();
+        let new_axis = self.ai("new_axis", 0) != 0;
+        let axis = self.ai("axis", 0);
+        let axis = self.axis(axis, rank + new_axis as usize)?;
+        let parts: Vec<ValueId> = if new_axis {
+            ts.iter()
+                .map(|&t| {
+                    let mut d = self.shape(t);
+                    d.insert(axis, 1);
+                    self.reshape(t, d)
+                })
+                .collect::<R<_>>()?
+        } else {
+            ts
+        };
+        Ok(Val::T(self.add1(Op::Concat { axis }, &parts)?))
+    }
+
+    /// `Optional`.
+    fn optional(&mut self) -> R<Val> {
+        Ok(Val::Opt(if self.has(0) {
+            Some(Box::new(self.val(0)?))
+        } else {
+            None
+        }))
+    }
+
+    /// `OptionalHasElement`.
+    fn optional_has_element(&mut self) -> R<Val> {
+        let present = self.has(0) && !matches!(self.val(0)?, Val::Opt(None));
+        Ok(Val::T(self.konst(Tensor::from_f64(
+            DType::Bool,
+            Shape::scalar(),
+            &[present as u8 as f64],
+        ))?))
+    }
+
+    /// `OptionalGetElement`.
+    fn optional_get_element(&mut self) -> R<Val> {
+        Ok(match self.val(0)? {
+            Val::Opt(Some(v)) => *v,
+            Val::Opt(None) => return bad("OptionalGetElement of an empty optional"),
+            other => other,
+        })
     }
 
     /// SplitToSequence: pieces of `split` (one size: equal pieces, the last shorter; a list: those

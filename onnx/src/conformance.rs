@@ -2,9 +2,9 @@
 //! `test_data_set_0/{input,output}_<j>.pb`; the model runs on a device and its outputs are
 //! compared with the expected ones (rtol 1e-3, atol 1e-7; integers and booleans exact).
 
+use crate::{self as onnx, Error, ImportOptions};
 use serde::Serialize;
-use sfumato_core::onnx::{self, ImportOptions};
-use sfumato_core::{DType, Device, Error, Tensor};
+use sfumato_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -107,7 +107,7 @@ pub fn case_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Whether an error means "not supported" (a coverage gap) rather than a bug.
 pub fn is_unsupported(e: &Error) -> bool {
-    matches!(e, Error::Unsupported { .. } | Error::UnsupportedOps(_))
+    e.is_unsupported()
 }
 
 fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -166,6 +166,12 @@ impl From<Error> for Outcome {
     }
 }
 
+impl From<sfumato_core::Error> for Outcome {
+    fn from(e: sfumato_core::Error) -> Self {
+        Outcome::Err(e.into())
+    }
+}
+
 fn run_case_inner(
     model: &Path,
     dir: &Path,
@@ -173,7 +179,7 @@ fn run_case_inner(
     ops: &mut Vec<String>,
 ) -> Result<(), Outcome> {
     let bytes = std::fs::read(model)
-        .map_err(|e| Error::Onnx(format!("cannot read {}: {e}", model.display())))?;
+        .map_err(|e| Error::Model(format!("cannot read {}: {e}", model.display())))?;
     let info = onnx::inspect(&bytes)?;
     *ops = info.ops.keys().cloned().collect();
     if let Some(v) = info
@@ -182,7 +188,7 @@ fn run_case_inner(
         .chain(&info.outputs)
         .find(|v| v.dtype == "map" || v.dtype == "sparse")
     {
-        return Err(Error::Unsupported {
+        return Err(sfumato_core::Error::Unsupported {
             node: v.name.clone(),
             op: "graph input/output".into(),
             inputs: String::new(),
@@ -213,7 +219,7 @@ fn run_case_inner(
         .collect();
     let names: Vec<String> = info.inputs.iter().map(|i| i.name.clone()).collect();
     if names.len() < ins.len() {
-        return Err(Error::Onnx(format!(
+        return Err(Error::Model(format!(
             "{} input files for {} graph inputs",
             ins.len(),
             names.len()
@@ -250,7 +256,7 @@ fn run_case_inner(
             by_name
                 .get(n)
                 .cloned()
-                .ok_or_else(|| Error::Onnx(format!("no test data for input '{n}'")))
+                .ok_or_else(|| Error::Model(format!("no test data for input '{n}'")))
         })
         .collect::<Result<_, _>>()?;
     let out = dev.run(&m.graph, &feed)?;

@@ -1,0 +1,603 @@
+//! Convolutions and pools: Conv and ConvTranspose (1-D and 2-D, 3-D ConvTranspose by depth taps
+//! of 2-D ones), MaxPool, AveragePool, LpPool, GlobalAveragePool and GlobalMaxPool.
+
+use super::Converter::{self, Tensors};
+use super::{bad, unsup, Importer, R};
+use sfumato_core::op::*;
+use sfumato_core::{DType, Op, Tensor, ValueId};
+
+/// The ops of this family, by ONNX op type (default domain).
+pub(super) const OPS: &[(&str, Converter)] = &[
+    ("Conv", Tensors(|c| c.conv(false))),
+    ("ConvTranspose", Tensors(|c| c.conv(true))),
+    ("MaxPool", Tensors(|c| c.max_or_average_pool())),
+    ("AveragePool", Tensors(|c| c.max_or_average_pool())),
+    ("LpPool", Tensors(|c| c.lp_pool())),
+    ("GlobalAveragePool", Tensors(|c| c.global_average_pool())),
+    ("GlobalMaxPool", Tensors(|c| c.global_max_pool())),
+];
+
+impl Importer<'_> {
+    /// `MaxPool`, `AveragePool`.
+    fn max_or_average_pool(&mut self) -> R<Vec<ValueId>> {
+        let op = self.op.clone();
+        let x = self.inp(0)?;
+        self.pool(op == "MaxPool", x, false)
+    }
+
+    /// `GlobalAveragePool`.
+    fn global_average_pool(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        if self.g.shape(x).rank() != 4 {
+            return unsup("GlobalAveragePool of a tensor that is not 4-D (NCHW)");
+        }
+        self.add(Op::GlobalAvgPool, &[x])
+    }
+
+    /// `GlobalMaxPool`.
+    fn global_max_pool(&mut self) -> R<Vec<ValueId>> {
+        let _op = self.op.clone();
+        let x = self.inp(0)?;
+        let rank = self.g.shape(x).rank();
+        if rank < 3 {
+            return bad("GlobalMaxPool needs N, C and spatial dims");
+        }
+        self.add(
+            Op::Reduce {
+                op: ReduceOp::Max,
+                axes: (2..rank).collect(),
+                keepdim: true,
+            },
+            &[x],
+        )
+    }
+
+    /// Conv and ConvTranspose, 2-D (NCHW) only.
+    /// A 1-D conv or pool (`[N, C, L]`) as a 2-D one of height 1: the spatial attributes get
+    /// a leading unit entry (pads a zero pair), `x` (and `w`) a unit dim; returns the lifted
+    /// values and the output reshape to undo it.
+    fn lift_1d(&mut self, vals: &[ValueId]) -> R<Vec<ValueId>> {
+        for a in self.attrs.iter_mut() {
+            match a.name.as_str() {
+                "strides" | "dilations" | "kernel_shape" if a.ints.len() == 1 => {
+                    a.ints.insert(0, 1)
+                }
+                "output_padding" if a.ints.len() == 1 => a.ints.insert(0, 0),
+                "pads" if a.ints.len() == 2 => a.ints = vec![0, a.ints[0], 0, a.ints[1]],
+                _ => {}
+            }
+        }
+        vals.iter()
+            .map(|&v| {
+                let mut d = self.shape(v);
+                d.insert(2, 1);
+                self.reshape(v, d)
+            })
+            .collect()
+    }
+
+    /// Undo [`Importer::lift_1d`] on the first output.
+    fn lower_1d(&mut self, mut outs: Vec<ValueId>) -> R<Vec<ValueId>> {
+        let mut d = self.shape(outs[0]);
+        d.remove(2);
+        outs[0] = self.reshape(outs[0], d)?;
+        Ok(outs)
+    }
+
+    fn conv(&mut self, transpose: bool) -> R<Vec<ValueId>> {
+        let (x, w) = (self.inp(0)?, self.inp(1)?);
+        if self.g.shape(x).rank() == 3 && self.g.shape(w).rank() == 3 {
+            let l = self.lift_1d(&[x, w])?;
+            let outs = self.conv2d(transpose, l[0], l[1])?;
+            return self.lower_1d(outs);
+        }
+        if transpose && self.g.shape(x).rank() == 5 && self.g.shape(w).rank() == 5 {
+            return Ok(vec![self.conv_transpose_3d(x, w)?]);
+        }
+        self.conv2d(transpose, x, w)
+    }
+
+    fn conv2d(&mut self, transpose: bool, x: ValueId, w: ValueId) -> R<Vec<ValueId>> {
+        let (xs, ws) = (self.shape(x), self.shape(w));
+        if xs.len() != 4 || ws.len() != 4 {
+            return unsup(format!(
+                "{}-D convolution (only 2-D, NCHW)",
+                xs.len().saturating_sub(2)
+            ));
+        }
+        let two = |name: &str, d: i64| -> R<[usize; 2]> {
+            match self.ais(name) {
+                None => Ok([d as usize; 2]),
+                Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 0) => {
+                    Ok([v[0] as usize, v[1] as usize])
+                }
+                Some(v) => bad(format!("{name} = {v:?}")),
+            }
+        };
+        let stride = two("strides", 1)?;
+        let dilation = two("dilations", 1)?;
+        let groups = self.ai("group", 1);
+        if groups < 1 {
+            return bad(format!("group = {groups}"));
+        }
+        let kernel = [ws[2], ws[3]];
+        if let Some(k) = self.ais("kernel_shape") {
+            if k.len() != 2 || k[0] as usize != kernel[0] || k[1] as usize != kernel[1] {
+                return bad(format!(
+                    "kernel_shape {k:?} does not match the weight {ws:?}"
+                ));
+            }
+        }
+        let mut padding = self.pads4()?;
+        let auto = self.astr("auto_pad", "NOTSET");
+        if !transpose {
+            if let Some(p) = same_pads(&auto, &[xs[2], xs[3]], &kernel, &stride, &dilation)?
+                .map(|p| [p[0], p[1], p[2], p[3]])
+            {
+                padding = p;
+            }
+            let c = Conv2d {
+                stride,
+                padding,
+                dilation,
+                groups: groups as usize,
+            };
+            let mut ins = vec![x, w];
+            if self.has(2) {
+                ins.push(self.inp(2)?);
+            }
+            return self.add(Op::Conv2d(c), &ins);
+        }
+        let mut output_padding = two("output_padding", 0)?;
+        // An output_shape (or SAME auto_pad: input * stride) fixes the padding: the total is
+        // what the full transposed conv has beyond it, split as auto_pad says (SAME_UPPER puts
+        // the smaller half first); a shape larger than the full output extends the end.
+        let want = match self.ais("output_shape") {
+            Some(o) => {
+                let o = &o[o.len().saturating_sub(2)..];
+                if o.len() != 2 || o.iter().any(|&v| v < 0) {
+                    return bad(format!("output_shape {o:?}"));
+                }
+                Some([o[0] as usize, o[1] as usize])
+            }
+            None if auto.starts_with("SAME") => Some([xs[2] * stride[0], xs[3] * stride[1]]),
+            None => None,
+        };
+        if auto == "VALID" {
+            padding = [0; 4];
+        }
+        if let Some(want) = want {
+            for d in 0..2 {
+                let full = stride[d] * (xs[2 + d].max(1) - 1)
+                    + output_padding[d]
+                    + kernel[d].saturating_sub(1) * dilation[d]
+                    + 1;
+                if full >= want[d] {
+                    let total = full - want[d];
+                    let (small, big) = (total / 2, total - total / 2);
+                    (padding[d], padding[d + 2]) = if auto == "SAME_UPPER" {
+                        (small, big)
+                    } else {
+                        (big, small)
+                    };
+                } else {
+                    padding[d] = 0;
+                    padding[d + 2] = 0;
+                    output_padding[d] += want[d] - full;
+                }
+            }
+        }
+        let c = ConvTranspose2d {
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups: groups as usize,
+        };
+        let mut ins = vec![x, w];
+        if self.has(2) {
+            ins.push(self.inp(2)?);
+        }
+        self.add(Op::ConvTranspose2d(c), &ins)
+    }
+
+    /// `pads` as [top, left, bottom, right] (ONNX's begin..., end... order for two dims).
+    fn pads4(&self) -> R<[usize; 4]> {
+        match self.ais("pads") {
+            None => Ok([0; 4]),
+            Some(p) if p.len() == 4 && p.iter().all(|&v| v >= 0) => {
+                Ok([p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize])
+            }
+            Some(p) => unsup(format!("pads {p:?} (2-D, non-negative only)")),
+        }
+    }
+
+    /// LpPool: `(sum over the window of |x|^p)^(1/p)`, padding counting as 0: the window's size
+    /// `K` times an average pool that divides by `K`.
+    fn lp_pool(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dt = self.g.dtype(x);
+        if !dt.is_float() {
+            return unsup(format!("LpPool of {dt}"));
+        }
+        let p = self.ai("p", 2);
+        if p < 1 {
+            return bad(format!("p = {p} must be at least 1"));
+        }
+        let a = self.add1(Op::Unary(UnaryOp::Abs), &[x])?;
+        let pe = self.scalar(dt, p as f64)?;
+        let ap = self.add1(Op::Binary(BinaryOp::Pow), &[a, pe])?;
+        // The pool checks kernel_shape first; its product then fits.
+        let avg = self.pool(false, ap, true)?[0];
+        let window = self
+            .ais("kernel_shape")
+            .unwrap_or_default()
+            .iter()
+            .map(|&k| k as f64)
+            .product::<f64>();
+        let k = self.scalar(dt, window)?;
+        let s = self.add1(Op::Binary(BinaryOp::Mul), &[avg, k])?;
+        let inv = self.scalar(dt, 1.0 / p as f64)?;
+        Ok(vec![self.add1(Op::Binary(BinaryOp::Pow), &[s, inv])?])
+    }
+
+    /// MaxPool and AveragePool over 1, 2 or 3 spatial dims. 1-D pools run as 2-D ones of
+    /// height 1; 3-D ones as a 2-D pool over (H, W) and one over D, which is exact for both
+    /// (a max is separable, and a window's element count is the product of its per-axis counts,
+    /// so a mean is a mean of means). `ceil_mode` adds the end padding that gives ONNX's ceil
+    /// output size (the last window starting inside the input or its begin padding). Integer
+    /// max pools run in f32 (exact for u8 and small integers) and cast back.
+    /// With `window_mean` an average that always divides by the whole window (LpPool's sum
+    /// over `K`).
+    fn pool(&mut self, max: bool, x: ValueId, window_mean: bool) -> R<Vec<ValueId>> {
+        let xs = self.shape(x);
+        let dt = self.g.dtype(x);
+        if !(3..=5).contains(&xs.len()) {
+            return unsup(format!("pooling of rank {}", xs.len()));
+        }
+        if !(dt.is_float() || max && dt.is_int()) {
+            return unsup(format!(
+                "{} of {dt}",
+                if max { "MaxPool" } else { "AveragePool" }
+            ));
+        }
+        let nd = xs.len() - 2;
+        let ints = |name: &str, n: usize, default: usize| -> R<Vec<usize>> {
+            match self.ais(name) {
+                None => Ok(vec![default; n]),
+                Some(v) if v.len() == n && v.iter().all(|&x| x >= default as i64) => {
+                    Ok(v.iter().map(|&x| x as usize).collect())
+                }
+                Some(v) => bad(format!("{name} = {v:?} for {nd} spatial dims")),
+            }
+        };
+        let kernel = match self.ais("kernel_shape") {
+            Some(k) if k.len() == nd && k.iter().all(|&v| v >= 1) => {
+                k.iter().map(|&v| v as usize).collect::<Vec<_>>()
+            }
+            k => return bad(format!("kernel_shape {k:?} for {nd} spatial dims")),
+        };
+        let stride = ints("strides", nd, 1)?;
+        let dilation = ints("dilations", nd, 1)?;
+        let mut pads = ints("pads", 2 * nd, 0)?;
+        let spatial = &xs[2..];
+        if let Some(p) = same_pads(
+            &self.astr("auto_pad", "NOTSET"),
+            spatial,
+            &kernel,
+            &stride,
+            &dilation,
+        )? {
+            pads = p;
+        }
+        let include_pad = window_mean || self.ai("count_include_pad", 0) != 0;
+        // The pads as given: with count_include_pad the divisor counts them but not what
+        // ceil_mode adds past them.
+        let given_pads = pads.clone();
+        if self.ai("ceil_mode", 0) != 0 {
+            for d in 0..nd {
+                let span = dilation[d] * (kernel[d] - 1) + 1;
+                let padded = spatial[d] + pads[d] + pads[nd + d];
+                if padded < span {
+                    return bad(format!(
+                        "the window {span} is larger than the padded input {padded}"
+                    ));
+                }
+                let mut out = (padded - span).div_ceil(stride[d]) + 1;
+                if (out - 1) * stride[d] >= spatial[d] + pads[d] {
+                    out -= 1;
+                }
+                let extra = ((out - 1) * stride[d] + span).saturating_sub(padded);
+                pads[nd + d] += extra;
+            }
+        }
+        let xf = if dt.is_float() {
+            x
+        } else {
+            self.cast(x, DType::F32)?
+        };
+        let indices = max && self.n_outputs > 1 && self.ins.len() == 1;
+        let col_major = self.ai("storage_order", 0) != 0;
+        if indices && nd == 3 {
+            return unsup("MaxPool's Indices output of a 3-D pool");
+        }
+        // The pool over two of the axes, and where its maxima are when MaxPool's Indices are
+        // asked for (1-D and 2-D only: one call).
+        let pool = |s: &mut Self,
+                    v: ValueId,
+                    ax: [usize; 2],
+                    pad: [usize; 4]|
+         -> R<(ValueId, Option<ValueId>)> {
+            let get = |a: &[usize], i: usize, d: usize| if i == usize::MAX { d } else { a[i] };
+            let p = Pool2d {
+                kernel: [get(&kernel, ax[0], 1), get(&kernel, ax[1], 1)],
+                stride: [get(&stride, ax[0], 1), get(&stride, ax[1], 1)],
+                padding: pad,
+                dilation: [get(&dilation, ax[0], 1), get(&dilation, ax[1], 1)],
+                count_include_pad: include_pad,
+            };
+            let op = if max {
+                Op::MaxPool2d(p)
+            } else {
+                Op::AvgPool2d(p)
+            };
+            let y = s.add1(op, &[v])?;
+            let i = if indices {
+                Some(s.add1(Op::MaxPoolIndices2d { pool: p, col_major }, &[v])?)
+            } else {
+                None
+            };
+            Ok((y, i))
+        };
+        let none = usize::MAX;
+        let (n, c) = (xs[0], xs[1]);
+        let (y, idx) = match nd {
+            1 => {
+                let x4 = self.reshape(xf, vec![n, c, 1, xs[2]])?;
+                let (y, i) = pool(self, x4, [none, 0], [0, pads[0], 0, pads[1]])?;
+                let l = self.shape(y)[3];
+                let i = match i {
+                    Some(i) => Some(self.reshape(i, vec![n, c, l])?),
+                    None => None,
+                };
+                (self.reshape(y, vec![n, c, l])?, i)
+            }
+            2 => pool(self, xf, [0, 1], [pads[0], pads[1], pads[2], pads[3]])?,
+            _ => {
+                let (d, h, w) = (xs[2], xs[3], xs[4]);
+                let x4 = self.reshape(xf, vec![n, c * d, h, w])?;
+                let hw = pool(self, x4, [1, 2], [pads[1], pads[2], pads[4], pads[5]])?.0;
+                let (oh, ow) = (self.shape(hw)[2], self.shape(hw)[3]);
+                let x4 = self.reshape(hw, vec![n, c, d, oh * ow])?;
+                let y = pool(self, x4, [0, none], [pads[0], 0, pads[3], 0])?.0;
+                let od = self.shape(y)[2];
+                (self.reshape(y, vec![n, c, od, oh, ow])?, None)
+            }
+        };
+        let mut y = if dt.is_float() { y } else { self.cast(y, dt)? };
+        if !max && include_pad && !window_mean && pads != given_pads {
+            // The kernels divided by the whole window; ceil_mode's overhang is not part of the
+            // divisor: scale each output by window / (taps inside the input and given pads).
+            // One factor per axis (a window's count is the product of its per-axis counts), so
+            // the constants hold the sum of the output dims, not their product.
+            let out = self.shape(y)[2..].to_vec();
+            for (d, &o) in out.iter().enumerate() {
+                let span = spatial[d] + given_pads[d] + given_pads[nd + d];
+                let factor: Vec<f64> = (0..o)
+                    .map(|i| {
+                        let inside = (0..kernel[d])
+                            .filter(|&k| i * stride[d] + k * dilation[d] < span)
+                            .count();
+                        kernel[d] as f64 / inside.max(1) as f64
+                    })
+                    .collect();
+                if factor.iter().all(|&f| f == 1.0) {
+                    continue;
+                }
+                let mut dims = vec![1; 2 + nd];
+                dims[2 + d] = o;
+                let f = self.konst(Tensor::from_f64(dt, dims, &factor))?;
+                y = self.add1(Op::Binary(BinaryOp::Mul), &[y, f])?;
+            }
+        }
+        let mut outs = vec![y];
+        outs.extend(idx);
+        Ok(outs)
+    }
+
+    /// 3-D ConvTranspose, NCDHW, as one 2-D ConvTranspose over (H, W) per depth tap `kd` with
+    /// the depth folded into the batch: tap `kd` puts input depth `id` at output depth
+    /// `id * sd + kd * dd` (before the depth pads are cropped), so each tap's result is spread
+    /// by the stride (zeros between), shifted by `kd * dd`, and the taps are summed. The bias is
+    /// added once at the end.
+    pub(super) fn conv_transpose_3d(&mut self, x: ValueId, w: ValueId) -> R<ValueId> {
+        let (xs, ws) = (self.shape(x), self.shape(w));
+        let three = |s: &Self, name: &str, d: usize| -> R<[usize; 3]> {
+            match s.ais(name) {
+                None => Ok([d; 3]),
+                Some(v) if v.len() == 3 && v.iter().all(|&x| x >= 0) => {
+                    Ok([v[0] as usize, v[1] as usize, v[2] as usize])
+                }
+                Some(v) => bad(format!("{name} = {v:?} for a 3-D ConvTranspose")),
+            }
+        };
+        let stride = three(self, "strides", 1)?;
+        let dilation = three(self, "dilations", 1)?;
+        let out_pad = three(self, "output_padding", 0)?;
+        if stride.contains(&0) || dilation.contains(&0) {
+            return bad("strides and dilations must be positive");
+        }
+        let pads = match self.ais("pads") {
+            None => [0; 6],
+            Some(p) if p.len() == 6 && p.iter().all(|&x| x >= 0) => {
+                let mut a = [0; 6];
+                for (d, &v) in a.iter_mut().zip(&p) {
+                    *d = v as usize;
+                }
+                a
+            }
+            Some(p) => return bad(format!("pads = {p:?} for a 3-D ConvTranspose")),
+        };
+        let auto = self.astr("auto_pad", "NOTSET");
+        if self.ais("output_shape").is_some() || auto.starts_with("SAME") {
+            return unsup("3-D ConvTranspose with output_shape or SAME auto_pad");
+        }
+        let pads = if auto == "VALID" { [0; 6] } else { pads };
+        let groups = self.ai("group", 1);
+        if groups < 1 || xs[1] != ws[0] || xs[1] % groups as usize != 0 {
+            return bad(format!(
+                "group = {groups} with {} input channels and a weight of {ws:?}",
+                xs[1]
+            ));
+        }
+        let (n, c, d) = (xs[0], xs[1], xs[2]);
+        let kd = ws[2];
+        let o = ws[1] * groups as usize;
+        // Output depth before the pads are cropped (and the spread input's depth), checked: the
+        // attributes come from the file.
+        const MAX_DEPTH: usize = 1 << 24;
+        let full = (d.max(1) - 1)
+            .checked_mul(stride[0])
+            .zip((kd.max(1) - 1).checked_mul(dilation[0]))
+            .and_then(|(a, b)| a.checked_add(b)?.checked_add(1 + out_pad[0]))
+            .filter(|&f| f <= MAX_DEPTH && d.saturating_mul(stride[0]) <= MAX_DEPTH);
+        let Some(full) = full else {
+            return bad(format!(
+                "a 3-D ConvTranspose of depth {d} with stride {} and dilation {} is too deep",
+                stride[0], dilation[0]
+            ));
+        };
+        if d == 0 || kd == 0 || pads[0].saturating_add(pads[3]) >= full {
+            return bad(format!(
+                "a 3-D ConvTranspose of {xs:?} by {ws:?} with pads {pads:?} has no output depth"
+            ));
+        }
+        // [N, C, D, H, W] -> [N * D, C, H, W]
+        let xt = self.add1(
+            Op::Transpose {
+                perm: vec![0, 2, 1, 3, 4],
+            },
+            &[x],
+        )?;
+        let xt = self.reshape(xt, vec![n * d, c, xs[3], xs[4]])?;
+        let mut sum: Option<ValueId> = None;
+        let (mut plane, mut hw) = (0, (0, 0));
+        for k in 0..kd {
+            let mut axes: Vec<SliceAxis> = ws.iter().map(|&s| SliceAxis::full(s)).collect();
+            axes[2] = SliceAxis {
+                start: k as i64,
+                step: 1,
+                len: 1,
+            };
+            let wk = self.add1(Op::Slice { axes }, &[w])?;
+            let wk = self.reshape(wk, vec![ws[0], ws[1], ws[3], ws[4]])?;
+            let ct = ConvTranspose2d {
+                stride: [stride[1], stride[2]],
+                padding: [pads[1], pads[2], pads[4], pads[5]],
+                output_padding: [out_pad[1], out_pad[2]],
+                dilation: [dilation[1], dilation[2]],
+                groups: groups as usize,
+            };
+            let z = self.add1(Op::ConvTranspose2d(ct), &[xt, wk])?;
+            let zs = self.shape(z);
+            plane = zs[1] * zs[2] * zs[3];
+            hw = (zs[2], zs[3]);
+            // Spread by the depth stride: [N, D, 1, P] padded to [N, D, sd, P] is depth
+            // id * sd, then shifted by k * dd within the full depth.
+            let z = self.reshape(z, vec![n, d, 1, plane])?;
+            let z = self.add1(
+                Op::Pad {
+                    pads: vec![[0, 0], [0, 0], [0, stride[0] - 1], [0, 0]],
+                    mode: PadMode::Constant(0.0),
+                },
+                &[z],
+            )?;
+            let mut z = self.reshape(z, vec![n, d * stride[0], plane])?;
+            let shift = k * dilation[0];
+            let room = full - shift;
+            if d * stride[0] > room {
+                // Only trailing zeros of the spread fall past the end.
+                let axes = vec![
+                    SliceAxis::full(n),
+                    SliceAxis {
+                        start: 0,
+                        step: 1,
+                        len: room,
+                    },
+                    SliceAxis::full(plane),
+                ];
+                z = self.add1(Op::Slice { axes }, &[z])?;
+            }
+            let len = self.shape(z)[1];
+            let z = self.add1(
+                Op::Pad {
+                    pads: vec![[0, 0], [shift, full - shift - len], [0, 0]],
+                    mode: PadMode::Constant(0.0),
+                },
+                &[z],
+            )?;
+            sum = Some(match sum {
+                None => z,
+                Some(s) => self.bin(BinaryOp::Add, s, z)?,
+            });
+        }
+        let sum = sum.ok_or_else(|| super::Fail::Bad("no depth taps".into()))?;
+        let od = full - pads[0] - pads[3];
+        let axes = vec![
+            SliceAxis::full(n),
+            SliceAxis {
+                start: pads[0] as i64,
+                step: 1,
+                len: od,
+            },
+            SliceAxis::full(plane),
+        ];
+        let y = self.add1(Op::Slice { axes }, &[sum])?;
+        let y = self.reshape(y, vec![n, od, o, hw.0, hw.1])?;
+        let mut y = self.add1(
+            Op::Transpose {
+                perm: vec![0, 2, 1, 3, 4],
+            },
+            &[y],
+        )?;
+        if self.has(2) {
+            let b = self.inp(2)?;
+            let b = self.reshape(b, vec![1, o, 1, 1, 1])?;
+            y = self.bin(BinaryOp::Add, y, b)?;
+        }
+        Ok(y)
+    }
+}
+
+/// `auto_pad` SAME_UPPER/SAME_LOWER/VALID as explicit pads; `None` for NOTSET.
+fn same_pads(
+    auto: &str,
+    input: &[usize],
+    kernel: &[usize],
+    stride: &[usize],
+    dilation: &[usize],
+) -> R<Option<Vec<usize>>> {
+    let n = input.len();
+    match auto {
+        "NOTSET" | "" => Ok(None),
+        "VALID" => Ok(Some(vec![0; 2 * n])),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let mut p = vec![0usize; 2 * n];
+            for d in 0..n {
+                let out = input[d].div_ceil(stride[d].max(1));
+                let span = dilation[d] * (kernel[d].max(1) - 1) + 1;
+                let total = ((out.saturating_sub(1)) * stride[d] + span).saturating_sub(input[d]);
+                let (small, big) = (total / 2, total - total / 2);
+                if auto == "SAME_UPPER" {
+                    p[d] = small;
+                    p[d + n] = big;
+                } else {
+                    p[d] = big;
+                    p[d + n] = small;
+                }
+            }
+            Ok(Some(p))
+        }
+        other => bad(format!("auto_pad '{other}'")),
+    }
+}

@@ -1,0 +1,216 @@
+//! Elementwise math (unary functions, arithmetic, comparisons, logic, Mod, IsInf), Where,
+//! Cast and CastLike, MatMul and Gemm.
+
+use super::Converter::{self, Tensors};
+use super::{bad, unsup, Fail, Importer, R};
+use crate::tensor::dtype_of;
+use sfumato_core::op::*;
+use sfumato_core::{DType, Op, Shape, Tensor, ValueId};
+
+/// The ops of this family, by ONNX op type (default domain).
+pub(super) const OPS: &[(&str, Converter)] = &[
+    ("Relu", Tensors(|c| c.unary(UnaryOp::Relu))),
+    ("Sigmoid", Tensors(|c| c.unary(UnaryOp::Sigmoid))),
+    ("Tanh", Tensors(|c| c.unary(UnaryOp::Tanh))),
+    ("Exp", Tensors(|c| c.unary(UnaryOp::Exp))),
+    ("Log", Tensors(|c| c.unary(UnaryOp::Log))),
+    ("Sqrt", Tensors(|c| c.unary(UnaryOp::Sqrt))),
+    ("Neg", Tensors(|c| c.unary(UnaryOp::Neg))),
+    ("Abs", Tensors(|c| c.unary(UnaryOp::Abs))),
+    ("Erf", Tensors(|c| c.unary(UnaryOp::Erf))),
+    ("HardSwish", Tensors(|c| c.unary(UnaryOp::HardSwish))),
+    ("Sin", Tensors(|c| c.unary(UnaryOp::Sin))),
+    ("Cos", Tensors(|c| c.unary(UnaryOp::Cos))),
+    ("Tan", Tensors(|c| c.unary(UnaryOp::Tan))),
+    ("Asin", Tensors(|c| c.unary(UnaryOp::Asin))),
+    ("Acos", Tensors(|c| c.unary(UnaryOp::Acos))),
+    ("Atan", Tensors(|c| c.unary(UnaryOp::Atan))),
+    ("Sinh", Tensors(|c| c.unary(UnaryOp::Sinh))),
+    ("Cosh", Tensors(|c| c.unary(UnaryOp::Cosh))),
+    ("Asinh", Tensors(|c| c.unary(UnaryOp::Asinh))),
+    ("Acosh", Tensors(|c| c.unary(UnaryOp::Acosh))),
+    ("Atanh", Tensors(|c| c.unary(UnaryOp::Atanh))),
+    ("Floor", Tensors(|c| c.unary(UnaryOp::Floor))),
+    ("Ceil", Tensors(|c| c.unary(UnaryOp::Ceil))),
+    ("Round", Tensors(|c| c.unary(UnaryOp::Round))),
+    ("Sign", Tensors(|c| c.unary(UnaryOp::Sign))),
+    ("Reciprocal", Tensors(|c| c.reciprocal())),
+    ("Mod", Tensors(|c| c.modulo())),
+    ("Not", Tensors(|c| c.logical())),
+    ("And", Tensors(|c| c.logical())),
+    ("Or", Tensors(|c| c.logical())),
+    ("Xor", Tensors(|c| c.logical())),
+    ("IsInf", Tensors(|c| c.is_inf())),
+    ("Add", Tensors(|c| c.binary(BinaryOp::Add))),
+    ("Sub", Tensors(|c| c.binary(BinaryOp::Sub))),
+    ("Mul", Tensors(|c| c.binary(BinaryOp::Mul))),
+    ("Div", Tensors(|c| c.binary(BinaryOp::Div))),
+    ("Pow", Tensors(|c| c.binary(BinaryOp::Pow))),
+    ("Equal", Tensors(|c| c.binary(BinaryOp::Eq))),
+    ("Less", Tensors(|c| c.binary(BinaryOp::Lt))),
+    ("LessOrEqual", Tensors(|c| c.binary(BinaryOp::Le))),
+    ("Greater", Tensors(|c| c.binary(BinaryOp::Gt))),
+    ("GreaterOrEqual", Tensors(|c| c.binary(BinaryOp::Ge))),
+    ("Max", Tensors(|c| Ok(vec![c.variadic(BinaryOp::Max)?]))),
+    ("Min", Tensors(|c| Ok(vec![c.variadic(BinaryOp::Min)?]))),
+    ("Sum", Tensors(|c| Ok(vec![c.variadic(BinaryOp::Add)?]))),
+    ("Mean", Tensors(|c| c.mean())),
+    ("Where", Tensors(|c| c.where_op())),
+    ("Cast", Tensors(|c| c.cast_op())),
+    ("CastLike", Tensors(|c| c.cast_like())),
+    ("MatMul", Tensors(|c| c.mat_mul())),
+    ("Gemm", Tensors(|c| c.gemm())),
+];
+
+impl Importer<'_> {
+    /// `Reciprocal`.
+    fn reciprocal(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let one = self.scalar(self.g.dtype(x), 1.0)?;
+        self.add(Op::Binary(BinaryOp::Div), &[one, x])
+    }
+
+    /// `Mod`.
+    fn modulo(&mut self) -> R<Vec<ValueId>> {
+        let (a, b) = (self.inp(0)?, self.inp(1)?);
+        let dt = self.g.dtype(a);
+        let fmod = self.ai("fmod", 0) != 0;
+        // The truncated quotient: integer division truncates; floats go through i32.
+        let q = self.add1(Op::Binary(BinaryOp::Div), &[a, b])?;
+        let q = if dt.is_float() {
+            if !fmod {
+                return unsup("Mod with fmod = 0 (floor) on floating-point inputs");
+            }
+            let qi = self.cast(q, DType::I32)?;
+            self.cast(qi, dt)?
+        } else {
+            q
+        };
+        let bq = self.add1(Op::Binary(BinaryOp::Mul), &[b, q])?;
+        let r = self.add1(Op::Binary(BinaryOp::Sub), &[a, bq])?;
+        if fmod {
+            return Ok(vec![r]);
+        }
+        // Python's modulo: the sign of the divisor.
+        let zero = self.scalar(dt, 0.0)?;
+        let nz = self.add1(Op::Binary(BinaryOp::Ne), &[r, zero])?;
+        let rn = self.add1(Op::Binary(BinaryOp::Lt), &[r, zero])?;
+        let bn = self.add1(Op::Binary(BinaryOp::Lt), &[b, zero])?;
+        let differ = self.add1(Op::Binary(BinaryOp::Ne), &[rn, bn])?;
+        let no = self.konst(Tensor::from_bool(Shape::scalar(), vec![false])?)?;
+        let fix = self.add1(Op::Where, &[nz, differ, no])?;
+        let rb = self.add1(Op::Binary(BinaryOp::Add), &[r, b])?;
+        self.add(Op::Where, &[fix, rb, r])
+    }
+
+    /// `Not`, `And`, `Or`, `Xor`.
+    fn logical(&mut self) -> R<Vec<ValueId>> {
+        let op = self.op.clone();
+        let a = self.inp(0)?;
+        if self.g.dtype(a) != DType::Bool {
+            return bad(format!("{op} takes bool, got {}", self.g.dtype(a)));
+        }
+        let konst = |s: &mut Self, v: bool| s.konst(Tensor::from_bool(Shape::scalar(), vec![v])?);
+        match op.as_str() {
+            "Not" => {
+                let f = konst(self, false)?;
+                self.add(Op::Binary(BinaryOp::Eq), &[a, f])
+            }
+            "Xor" => {
+                let b = self.inp(1)?;
+                self.add(Op::Binary(BinaryOp::Ne), &[a, b])
+            }
+            "And" => {
+                let (b, f) = (self.inp(1)?, konst(self, false)?);
+                self.add(Op::Where, &[a, b, f])
+            }
+            _ => {
+                let (b, t) = (self.inp(1)?, konst(self, true)?);
+                self.add(Op::Where, &[a, t, b])
+            }
+        }
+    }
+
+    /// `Mean`.
+    fn mean(&mut self) -> R<Vec<ValueId>> {
+        let s = self.variadic(BinaryOp::Add)?;
+        let n = self.scalar(self.g.dtype(s), self.ins.len() as f64)?;
+        self.add(Op::Binary(BinaryOp::Div), &[s, n])
+    }
+
+    /// `Where`.
+    fn where_op(&mut self) -> R<Vec<ValueId>> {
+        let (c, a, b) = (self.inp(0)?, self.inp(1)?, self.inp(2)?);
+        self.add(Op::Where, &[c, a, b])
+    }
+
+    /// `Cast`.
+    fn cast_op(&mut self) -> R<Vec<ValueId>> {
+        let to = dtype_of(self.ai("to", 0) as i32).map_err(Fail::Unsupported)?;
+        let x = self.inp(0)?;
+        let saturate = self.ai("saturate", 1) != 0;
+        let round_mode = self.astr("round_mode", "up");
+        if to == DType::F8E8M0 && round_mode != "up" {
+            return unsup(format!(
+                "round_mode '{round_mode}' to float8e8m0 (only 'up')"
+            ));
+        }
+        self.add(Op::Cast { to, saturate }, &[x])
+    }
+
+    /// `CastLike`.
+    fn cast_like(&mut self) -> R<Vec<ValueId>> {
+        let (x, t) = (self.inp(0)?, self.inp(1)?);
+        let to = self.g.dtype(t);
+        let saturate = self.ai("saturate", 1) != 0;
+        self.add(Op::Cast { to, saturate }, &[x])
+    }
+
+    /// `MatMul`.
+    fn mat_mul(&mut self) -> R<Vec<ValueId>> {
+        let (a, b) = (self.inp(0)?, self.inp(1)?);
+        self.add(Op::MatMul, &[a, b])
+    }
+
+    /// `Gemm`.
+    fn gemm(&mut self) -> R<Vec<ValueId>> {
+        let gm = Gemm {
+            alpha: self.af("alpha", 1.0),
+            beta: self.af("beta", 1.0),
+            trans_a: self.ai("transA", 0) != 0,
+            trans_b: self.ai("transB", 0) != 0,
+        };
+        let (a, b) = (self.inp(0)?, self.inp(1)?);
+        let mut ins = vec![a, b];
+        if self.has(2) {
+            ins.push(self.inp(2)?);
+        }
+        self.add(Op::Gemm(gm), &ins)
+    }
+
+    /// IsInf with `detect_positive` / `detect_negative`.
+    pub(super) fn is_inf(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dt = self.g.dtype(x);
+        if !dt.is_float() {
+            return unsup(format!("IsInf of {dt}"));
+        }
+        let (pos, neg) = (
+            self.ai("detect_positive", 1) != 0,
+            self.ai("detect_negative", 1) != 0,
+        );
+        let inf = self.scalar(dt, f64::INFINITY)?;
+        Ok(vec![match (pos, neg) {
+            (true, true) => {
+                let a = self.un(UnaryOp::Abs, x)?;
+                self.bin(BinaryOp::Eq, a, inf)?
+            }
+            (true, false) => self.bin(BinaryOp::Eq, x, inf)?,
+            (false, true) => {
+                let ninf = self.scalar(dt, f64::NEG_INFINITY)?;
+                self.bin(BinaryOp::Eq, x, ninf)?
+            }
+            (false, false) => self.all_bool_like(x, false)?,
+        }])
+    }
+}
