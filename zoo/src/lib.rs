@@ -1,4 +1,5 @@
-//! sfumato-zoo: the built-in models (used by the `sfumato` command-line tool and by tests).
+//! sfumato-zoo: the model library: the built-in models (used by the `sfumato` command, in `cli/`,
+//! and by tests) and `.npy` tensor files. It depends on sfumato-core only: no device, no CLI.
 //!
 //! Every model is a function of the batch size that returns the graph and seeded random inputs
 //! in the order of [`Graph::inputs`], so any device can run it as is. [`by_name`] looks models

@@ -1,0 +1,223 @@
+//! `sfumato explain`: the plan a device runs (groups, kernels, bytes, memory), fused and
+//! unfused.
+
+use super::*;
+
+#[derive(Args, Debug)]
+pub(crate) struct ExplainArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Print the generated WGSL of this group (its index in the list) instead of the list.
+    #[arg(long)]
+    pub(crate) wgsl: Option<usize>,
+    /// Explain the unfused plan (one kernel per op) instead of the fused one.
+    #[arg(long)]
+    pub(crate) no_fusion: bool,
+    /// Explain for a target profile instead of this machine's adapter: `webgpu-gpu` (WebGPU's
+    /// guaranteed limits, tiled kernels first), `cpu-adapter` or `llvmpipe`. Without it, the
+    /// plan is the one the default adapter runs (its limits, its tuned variants).
+    #[arg(long)]
+    pub(crate) target: Option<TargetArg>,
+    /// Print JSON: {"fused": {...totals}, "unfused": {...}, "groups": [...], "passes": {...}}.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// A target profile named on the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum TargetArg {
+    WebgpuGpu,
+    CpuAdapter,
+    Llvmpipe,
+}
+
+impl TargetArg {
+    fn profile(self) -> sfumato_core::TargetProfile {
+        use sfumato_core::TargetProfile;
+        match self {
+            TargetArg::WebgpuGpu => TargetProfile::webgpu_gpu(),
+            TargetArg::CpuAdapter => TargetProfile::cpu_adapter(),
+            TargetArg::Llvmpipe => TargetProfile::llvmpipe(),
+        }
+    }
+}
+
+/// What `explain` shows of one plan.
+pub(crate) struct PlanView {
+    pub(crate) passes: sfumato_core::PassStats,
+    pub(crate) groups: Vec<sfumato_shaders::explain::GroupInfo>,
+    pub(crate) totals: sfumato_shaders::explain::Totals,
+    pub(crate) kernels: Vec<std::sync::Arc<sfumato_shaders::GroupKernels>>,
+}
+
+/// The fused and unfused plans of `graph`: the default adapter's own (as a run prepares them:
+/// its limits, its tuned variants), or a named target's without a device (also where there is
+/// no adapter, with a warning).
+pub(crate) fn explain_plans(
+    graph: &sfumato_core::Graph,
+    target: Option<TargetArg>,
+) -> Result<(String, PlanView, PlanView)> {
+    if target.is_none() {
+        match sfumato_wgpu::WgpuDevice::new(sfumato_wgpu::DeviceOptions::from_env()) {
+            Ok(mut dev) => {
+                let name = dev.adapter().name.clone();
+                let view = |dev: &mut sfumato_wgpu::WgpuDevice, fuse: bool| -> Result<PlanView> {
+                    dev.set_fusion(fuse);
+                    let x = dev.explain(graph).context("compiling the plan")?;
+                    Ok(PlanView {
+                        passes: x.passes,
+                        groups: x.groups,
+                        totals: x.totals,
+                        kernels: x.kernels,
+                    })
+                };
+                let fused = view(&mut dev, true)?;
+                let unfused = view(&mut dev, false)?;
+                return Ok((name, fused, unfused));
+            }
+            Err(e) => eprintln!("warning: {e}; explaining for the webgpu-gpu profile instead"),
+        }
+    }
+    let profile = target.unwrap_or(TargetArg::WebgpuGpu).profile();
+    let name = format!("{} (target profile, no device)", profile.name);
+    let view = |fuse: bool| -> Result<PlanView> {
+        let c = sfumato_core::compile(
+            graph,
+            &sfumato_core::CompileOptions {
+                fuse,
+                target: profile.clone(),
+            },
+        )
+        .context("running the graph passes")?;
+        let lopts = sfumato_shaders::LowerOptions {
+            matmul: None,
+            target: profile.clone(),
+        };
+        let (groups, totals, kernels) =
+            sfumato_shaders::explain::explain(&c.graph, &c.plan, &lopts)
+                .context("lowering the plan")?;
+        Ok(PlanView {
+            passes: c.passes,
+            groups,
+            totals,
+            kernels: kernels.into_iter().map(std::sync::Arc::new).collect(),
+        })
+    };
+    Ok((name, view(true)?, view(false)?))
+}
+
+pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
+    use sfumato_shaders::Lowered;
+    let (graph, _) = a.model.build()?;
+    let (device_name, fused_x, unfused_x) = explain_plans(&graph, a.target)?;
+    let (stats, fused, unfused) = (
+        fused_x.passes.clone(),
+        fused_x.totals.clone(),
+        unfused_x.totals.clone(),
+    );
+    let (groups, kernels) = if a.no_fusion {
+        (unfused_x.groups, unfused_x.kernels)
+    } else {
+        (fused_x.groups, fused_x.kernels)
+    };
+    if let Some(gi) = a.wgsl {
+        let gk = kernels
+            .get(gi)
+            .with_context(|| format!("no group {gi}: the plan has groups 0..{}", kernels.len()))?;
+        match &gk.lowered {
+            Lowered::Kernels(ks) => {
+                for k in ks {
+                    println!(
+                        "// group {gi}: {} — kernel {}\n{}",
+                        gk.label, k.name, k.wgsl
+                    );
+                }
+            }
+            Lowered::Alias => println!("// group {gi}: {} is a view: no kernel", gk.label),
+            Lowered::Constant => println!("// group {gi}: {} is a constant: no kernel", gk.label),
+        }
+        return Ok(());
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "model": a.model.model,
+            "options": {
+                "batch": a.model.options()?.batch,
+                "layers": a.model.layers,
+                "seq": a.model.seq,
+                "size": a.model.size,
+            },
+            "device": device_name,
+            "fused": fused,
+            "unfused": unfused,
+            "passes": stats,
+            "groups": groups,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("device: {device_name}");
+    println!(
+        "model: {} ({} nodes; after the passes {}: {} constants folded, {} batch-norms folded, {} dead, {} merged)",
+        a.model.model,
+        stats.nodes_before,
+        stats.nodes_after,
+        stats.constants_folded,
+        stats.batch_norms_folded,
+        stats.dead_nodes_removed,
+        stats.common_subexpressions_merged
+    );
+    println!();
+    println!(
+        "{:>5}  {:<12} {:>9} {:>10}  ops (nodes)",
+        "group", "kind", "read MiB", "write MiB"
+    );
+    for gi in &groups {
+        if gi.dispatches == 0 {
+            continue;
+        }
+        let kind = serde_json::to_value(gi.kind)?
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let nodes = if gi.nodes.len() > 4 {
+            format!(
+                "{}, ... {}",
+                gi.nodes[..3].join(", "),
+                gi.nodes[gi.nodes.len() - 1]
+            )
+        } else {
+            gi.nodes.join(", ")
+        };
+        println!(
+            "{:>5}  {:<12} {:>9.2} {:>10.2}  {} ({nodes})",
+            gi.index,
+            kind,
+            mib(gi.bytes_read),
+            mib(gi.bytes_written),
+            gi.label
+        );
+    }
+    println!();
+    println!(
+        "{:<10} {:>10} {:>14} {:>14} {:>12} {:>14}",
+        "", "dispatches", "bytes moved", "peak memory", "weights", "largest live"
+    );
+    for (name, t) in [("fused", &fused), ("unfused", &unfused)] {
+        println!(
+            "{:<10} {:>10} {:>10.1} MiB {:>10.1} MiB {:>8.1} MiB {:>10.1} MiB",
+            name,
+            t.dispatches,
+            mib(t.bytes_moved),
+            mib(t.peak_bytes),
+            mib(t.weight_bytes),
+            mib(t.largest_live_bytes)
+        );
+    }
+    println!();
+    println!(
+        "(views and constants cost no kernel and are left out; `--wgsl N` prints group N's WGSL)"
+    );
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! `sfumato`: list WebGPU adapters, run the built-in models with a profile (and a Chrome
+//! trace), and benchmark matmul and conv kernels.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use sfumato_core::op::Conv2d;
+use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};
+use sfumato_shaders::MatmulVariant;
+use sfumato_wgpu::{AdapterSummary, DeviceOptions, WgpuDevice};
+use sfumato_zoo::models::{self, ModelOptions};
+use std::path::PathBuf;
+
+mod bench;
+mod compare;
+mod devices;
+mod explain;
+mod onnx;
+mod open;
+mod run;
+mod timing;
+
+use bench::*;
+use devices::*;
+use explain::*;
+use open::*;
+use run::*;
+use std::process::ExitCode;
+use std::time::Instant;
+use timing::*;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sfumato",
+    version,
+    about = "Sfumato: deep-learning compute on WebGPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the WebGPU adapters on this machine and their limits.
+    Devices {
+        /// Print the adapters as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmark one kernel.
+    #[command(subcommand)]
+    Bench(Bench),
+    /// Run a built-in model once (after a warm-up run) and print its outputs and profile.
+    Run(RunArgs),
+    /// List an ONNX model's inputs, outputs, op histogram and unsupported ops.
+    Inspect(onnx::InspectArgs),
+    /// Run the ONNX operator conformance suite: pass, fail, unsupported or error per case.
+    Conformance(onnx::ConformanceArgs),
+    /// Show how a model compiles: its fused groups (which ops form which kernel), the WGSL of a
+    /// group, and the totals of the fused and the unfused graph.
+    Explain(ExplainArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// C[M,N] = A[M,K] @ B[K,N] in f32.
+    Matmul(MatmulArgs),
+    /// A 2-D convolution in f32 (NCHW, no bias).
+    Conv(ConvArgs),
+    /// Sfumato (fused and unfused) against burn-wgpu on the same adapter, case by case.
+    Compare(compare::CompareArgs),
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devices { json } => devices(json),
+        Command::Bench(Bench::Matmul(a)) => bench_matmul(&a),
+        Command::Bench(Bench::Conv(a)) => bench_conv(&a),
+        Command::Bench(Bench::Compare(a)) => compare::compare(&a),
+        Command::Run(a) => run_model(&a),
+        Command::Explain(a) => explain(&a),
+        Command::Inspect(a) => onnx::inspect(&a),
+        Command::Conformance(a) => open_run_device(Some(a.device), true)
+            .and_then(|mut d| onnx::conformance(&a, d.as_mut())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain on one line: "what we were doing: why it failed".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A count of at least 1.
+pub(crate) fn positive(s: &str) -> std::result::Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("not a positive integer ({e})")),
+    }
+}

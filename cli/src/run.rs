@@ -1,0 +1,143 @@
+//! `sfumato run`: a built-in model or an ONNX file, its outputs, per-kernel table and trace.
+
+use super::*;
+
+/// Which built-in model, at which sizes.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ModelArgs {
+    /// The model: mlp, bert-base, resnet-bottleneck, gpt2-decode, or an .onnx file (run only).
+    pub model: String,
+    /// Batch size (default: 4 for mlp, 1 for the others).
+    #[arg(long, value_parser = positive)]
+    pub batch: Option<u64>,
+    /// Encoder layers of bert-base, bottleneck blocks of resnet-bottleneck.
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    pub layers: u64,
+    /// Sequence length of bert-base, KV-cache length of gpt2-decode.
+    #[arg(long, default_value_t = 128, value_parser = positive)]
+    pub seq: u64,
+    /// Image height and width of resnet-bottleneck.
+    #[arg(long, default_value_t = 56, value_parser = positive)]
+    pub size: u64,
+}
+
+impl ModelArgs {
+    pub fn options(&self) -> Result<ModelOptions> {
+        let default_batch = if self.model == "mlp" { 4 } else { 1 };
+        Ok(ModelOptions {
+            batch: usize_of(self.batch.unwrap_or(default_batch), "batch")?,
+            layers: usize_of(self.layers, "layers")?,
+            seq: usize_of(self.seq, "seq")?,
+            size: usize_of(self.size, "size")?,
+        })
+    }
+
+    pub fn build(&self) -> Result<(Graph, Vec<Tensor>)> {
+        let o = self.options()?;
+        models::by_name_with(&self.model, &o)
+            .with_context(|| format!("building model '{}'", self.model))
+    }
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Where to run (default: wgpu, falling back to the CPU reference if it cannot open).
+    #[arg(long, value_enum)]
+    pub(crate) device: Option<DeviceKind>,
+    /// Run one kernel per op of the graph as built: no graph passes, no fusion.
+    #[arg(long)]
+    pub(crate) no_fusion: bool,
+    /// Write the profile as a Chrome trace (JSON) to this file.
+    #[arg(long)]
+    pub(crate) trace: Option<PathBuf>,
+    /// ONNX models: an input from a .npy file, NAME=FILE.npy (repeatable; others are seeded
+    /// random).
+    #[arg(long)]
+    pub(crate) input: Vec<String>,
+    /// ONNX models: a symbolic dim's size, NAME=N (repeatable; unbound ones are 1).
+    #[arg(long)]
+    pub(crate) dim: Vec<String>,
+    /// ONNX models: write each output to DIR/NAME.npy.
+    #[arg(long)]
+    pub(crate) output: Option<PathBuf>,
+}
+
+/// The device a model runs on. By default wgpu, falling back (loudly) to the CPU reference;
+/// an explicit `--device wgpu` that cannot open is an error.
+pub(crate) fn open_run_device(kind: Option<DeviceKind>, fusion: bool) -> Result<Box<dyn Device>> {
+    match kind {
+        Some(DeviceKind::Cpu) => Ok(Box::new(CpuDevice)),
+        Some(DeviceKind::Wgpu) => Ok(Box::new(open_wgpu_with("", fusion)?)),
+        None => match open_wgpu_with("", fusion) {
+            Ok(d) => Ok(Box::new(d)),
+            Err(e) => {
+                eprintln!("warning: {e:#}; falling back to the CPU reference device");
+                Ok(Box::new(CpuDevice))
+            }
+        },
+    }
+}
+
+pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
+    if a.model.model.ends_with(".onnx") {
+        let mut dev = open_run_device(a.device, !a.no_fusion)?;
+        println!("device: {}", dev.name());
+        let out = crate::onnx::run(
+            std::path::Path::new(&a.model.model),
+            dev.as_mut(),
+            &a.input,
+            &a.dim,
+            a.output.as_deref(),
+        )?;
+        println!();
+        print!("{}", out.profile.table());
+        return write_trace(&out.profile, a.trace.as_deref());
+    }
+    let o = a.model.options()?;
+    let name = &a.model.model;
+    let (graph, inputs) = a.model.build()?;
+    let mut dev = open_run_device(a.device, !a.no_fusion)?;
+    dev.run(&graph, &inputs)
+        .with_context(|| format!("warm-up run of '{name}' on {}", dev.name()))?;
+    let out = dev
+        .run(&graph, &inputs)
+        .with_context(|| format!("running '{name}' on {}", dev.name()))?;
+
+    println!("device: {}", dev.name());
+    println!(
+        "model:  {name} (batch {}{}){}",
+        o.batch,
+        match name.as_str() {
+            "bert-base" => format!(", {} layers, seq {}", o.layers, o.seq),
+            "gpt2-decode" => format!(", KV cache {}", o.seq),
+            "resnet-bottleneck" => format!(", {} blocks, {}x{}", o.layers, o.size, o.size),
+            _ => String::new(),
+        },
+        if a.no_fusion { ", unfused" } else { "" }
+    );
+    for (i, (&v, t)) in graph.outputs().iter().zip(&out.outputs).enumerate() {
+        println!("output {i} '{}': {}", graph.value(v).name, t.summary());
+    }
+    println!();
+    print!("{}", out.profile.table());
+    write_trace(&out.profile, a.trace.as_deref())
+}
+
+pub(crate) fn write_trace(
+    profile: &sfumato_core::Profile,
+    trace: Option<&std::path::Path>,
+) -> Result<()> {
+    if let Some(path) = trace {
+        let text = serde_json::to_string_pretty(&profile.chrome_trace())
+            .context("serializing the trace")?;
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the trace to {}", path.display()))?;
+        println!(
+            "trace written to {} (open it in https://ui.perfetto.dev)",
+            path.display()
+        );
+    }
+    Ok(())
+}
