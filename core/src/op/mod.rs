@@ -1,0 +1,649 @@
+//! The op set: a closed enum, each op with its attributes and its shape and dtype inference.
+//! The reference semantics live in [`crate::interp`], the WGSL lowering in sfumato-shaders;
+//! both match on [`Op`] exhaustively, so a new op does not compile until all three exist.
+
+use crate::{DType, Shape, Tensor};
+use serde::{Deserialize, Serialize};
+
+mod infer;
+
+/// 2-D convolution attributes. `padding` is `[top, left, bottom, right]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conv2d {
+    pub stride: [usize; 2],
+    pub padding: [usize; 4],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for Conv2d {
+    fn default() -> Self {
+        Conv2d {
+            stride: [1, 1],
+            padding: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2d {
+    /// Same padding `p` on every side, stride `s`.
+    pub fn padded(p: usize, s: usize) -> Self {
+        Conv2d {
+            stride: [s, s],
+            padding: [p; 4],
+            ..Default::default()
+        }
+    }
+}
+
+/// Transposed 2-D convolution attributes. `padding` is `[top, left, bottom, right]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvTranspose2d {
+    pub stride: [usize; 2],
+    pub padding: [usize; 4],
+    pub output_padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for ConvTranspose2d {
+    fn default() -> Self {
+        ConvTranspose2d {
+            stride: [1, 1],
+            padding: [0; 4],
+            output_padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+/// 2-D pooling window. `padding` is `[top, left, bottom, right]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool2d {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 4],
+    pub dilation: [usize; 2],
+    /// Average pooling only: divide by the whole window, padding included.
+    pub count_include_pad: bool,
+}
+
+impl Pool2d {
+    pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
+        Pool2d {
+            kernel: [kernel; 2],
+            stride: [stride; 2],
+            padding: [padding; 4],
+            dilation: [1, 1],
+            count_include_pad: false,
+        }
+    }
+}
+
+/// General matrix multiply: `alpha * op(A) @ op(B) + beta * C`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gemm {
+    pub alpha: f32,
+    pub beta: f32,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+impl Default for Gemm {
+    fn default() -> Self {
+        Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+        }
+    }
+}
+
+/// Elementwise ops of one input.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum UnaryOp {
+    Relu,
+    LeakyRelu {
+        alpha: f32,
+    },
+    Sigmoid,
+    Tanh,
+    /// GELU, exact form `x * Φ(x)` with erf.
+    Gelu,
+    /// GELU, tanh approximation.
+    GeluTanh,
+    Silu,
+    HardSwish,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Neg,
+    Abs,
+    Erf,
+    Clip {
+        min: f32,
+        max: f32,
+    },
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+    /// Round down to an integer.
+    Floor,
+    /// Round up to an integer.
+    Ceil,
+    /// Round to the nearest integer, halves to even.
+    Round,
+    /// -1, 0 or 1.
+    Sign,
+}
+
+impl UnaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Relu => "Relu",
+            UnaryOp::LeakyRelu { .. } => "LeakyRelu",
+            UnaryOp::Sigmoid => "Sigmoid",
+            UnaryOp::Tanh => "Tanh",
+            UnaryOp::Gelu => "Gelu",
+            UnaryOp::GeluTanh => "GeluTanh",
+            UnaryOp::Silu => "Silu",
+            UnaryOp::HardSwish => "HardSwish",
+            UnaryOp::Exp => "Exp",
+            UnaryOp::Log => "Log",
+            UnaryOp::Sqrt => "Sqrt",
+            UnaryOp::Rsqrt => "Rsqrt",
+            UnaryOp::Neg => "Neg",
+            UnaryOp::Abs => "Abs",
+            UnaryOp::Erf => "Erf",
+            UnaryOp::Clip { .. } => "Clip",
+            UnaryOp::Sin => "Sin",
+            UnaryOp::Cos => "Cos",
+            UnaryOp::Tan => "Tan",
+            UnaryOp::Asin => "Asin",
+            UnaryOp::Acos => "Acos",
+            UnaryOp::Atan => "Atan",
+            UnaryOp::Sinh => "Sinh",
+            UnaryOp::Cosh => "Cosh",
+            UnaryOp::Asinh => "Asinh",
+            UnaryOp::Acosh => "Acosh",
+            UnaryOp::Atanh => "Atanh",
+            UnaryOp::Floor => "Floor",
+            UnaryOp::Ceil => "Ceil",
+            UnaryOp::Round => "Round",
+            UnaryOp::Sign => "Sign",
+        }
+    }
+
+    /// Whether the op is defined on signed integers (i32, i64) too; else floats only.
+    pub fn allows_int(self) -> bool {
+        matches!(
+            self,
+            UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Clip { .. }
+        )
+    }
+
+    /// Every unary op with representative parameters, for tests and listings.
+    pub fn all() -> Vec<UnaryOp> {
+        vec![
+            UnaryOp::Relu,
+            UnaryOp::LeakyRelu { alpha: 0.1 },
+            UnaryOp::Sigmoid,
+            UnaryOp::Tanh,
+            UnaryOp::Gelu,
+            UnaryOp::GeluTanh,
+            UnaryOp::Silu,
+            UnaryOp::HardSwish,
+            UnaryOp::Exp,
+            UnaryOp::Log,
+            UnaryOp::Sqrt,
+            UnaryOp::Rsqrt,
+            UnaryOp::Neg,
+            UnaryOp::Abs,
+            UnaryOp::Erf,
+            UnaryOp::Clip {
+                min: -0.5,
+                max: 0.25,
+            },
+            UnaryOp::Sin,
+            UnaryOp::Cos,
+            UnaryOp::Tan,
+            UnaryOp::Asin,
+            UnaryOp::Acos,
+            UnaryOp::Atan,
+            UnaryOp::Sinh,
+            UnaryOp::Cosh,
+            UnaryOp::Asinh,
+            UnaryOp::Acosh,
+            UnaryOp::Atanh,
+            UnaryOp::Floor,
+            UnaryOp::Ceil,
+            UnaryOp::Round,
+            UnaryOp::Sign,
+        ]
+    }
+}
+
+/// Elementwise ops of two inputs, with numpy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Max,
+    Min,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl BinaryOp {
+    pub const ALL: [BinaryOp; 13] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Pow,
+        BinaryOp::Max,
+        BinaryOp::Min,
+        BinaryOp::Eq,
+        BinaryOp::Ne,
+        BinaryOp::Lt,
+        BinaryOp::Le,
+        BinaryOp::Gt,
+        BinaryOp::Ge,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "Add",
+            BinaryOp::Sub => "Sub",
+            BinaryOp::Mul => "Mul",
+            BinaryOp::Div => "Div",
+            BinaryOp::Pow => "Pow",
+            BinaryOp::Max => "Max",
+            BinaryOp::Min => "Min",
+            BinaryOp::Eq => "Equal",
+            BinaryOp::Ne => "NotEqual",
+            BinaryOp::Lt => "Less",
+            BinaryOp::Le => "LessOrEqual",
+            BinaryOp::Gt => "Greater",
+            BinaryOp::Ge => "GreaterOrEqual",
+        }
+    }
+
+    /// Comparisons return bool.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+        )
+    }
+}
+
+/// Reductions over axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReduceOp {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    /// The product (1 over an empty set).
+    Prod,
+}
+
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "ReduceSum",
+            ReduceOp::Mean => "ReduceMean",
+            ReduceOp::Max => "ReduceMax",
+            ReduceOp::Min => "ReduceMin",
+            ReduceOp::Prod => "ReduceProd",
+        }
+    }
+}
+
+/// One axis of a normalized slice: output element `i` reads input element `start + i * step`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceAxis {
+    pub start: i64,
+    pub step: i64,
+    pub len: usize,
+}
+
+impl SliceAxis {
+    /// The whole of a dim of size `d`.
+    pub fn full(d: usize) -> SliceAxis {
+        SliceAxis {
+            start: 0,
+            step: 1,
+            len: d,
+        }
+    }
+
+    /// ONNX/numpy slice semantics: negative `start`/`end` count from the end, both are clamped,
+    /// `step` may be negative but not zero. Returns `None` for step 0.
+    pub fn normalize(dim: usize, start: i64, end: i64, step: i64) -> Option<SliceAxis> {
+        if step == 0 {
+            return None;
+        }
+        let d = dim as i64;
+        let fix = |v: i64| if v < 0 { v + d } else { v };
+        let (s, e) = (fix(start), fix(end));
+        let (s, e) = if step > 0 {
+            (s.clamp(0, d), e.clamp(0, d))
+        } else {
+            (s.clamp(-1, d - 1), e.clamp(-1, d - 1))
+        };
+        let len = if step > 0 {
+            if e > s {
+                (e - s + step - 1) / step
+            } else {
+                0
+            }
+        } else if s > e {
+            (s - e + (-step) - 1) / (-step)
+        } else {
+            0
+        };
+        Some(SliceAxis {
+            start: if len == 0 { 0 } else { s },
+            step,
+            len: len as usize,
+        })
+    }
+}
+
+/// Interpolation of [`Op::Resize`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResizeMode {
+    /// Nearest neighbour, rounding the source coordinate down (PyTorch's `nearest`).
+    Nearest,
+    /// Bilinear interpolation.
+    Bilinear,
+}
+
+/// How an output coordinate maps to an input coordinate in [`Op::Resize`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CoordTransform {
+    /// `(x + 0.5) / scale - 0.5`.
+    HalfPixel,
+    /// `x * (in - 1) / (out - 1)`.
+    AlignCorners,
+    /// `x / scale`.
+    Asymmetric,
+}
+
+/// How [`Op::Pad`] fills the border.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PadMode {
+    Constant(f32),
+    Reflect,
+    Edge,
+}
+
+/// Every operation a graph node can hold.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A constant tensor (weights, shapes); no inputs.
+    Constant(Tensor),
+    /// Batched matrix product with numpy semantics (1-D operands, broadcast batch dims).
+    MatMul,
+    /// `alpha * op(A) @ op(B) + beta * C`; inputs A, B and optionally C (broadcast to the output).
+    Gemm(Gemm),
+    /// NCHW convolution; inputs x, w `[O, C/groups, kh, kw]` and optionally bias `[O]`.
+    Conv2d(Conv2d),
+    /// NCHW transposed convolution; inputs x, w `[C, O/groups, kh, kw]` and optionally bias `[O]`.
+    ConvTranspose2d(ConvTranspose2d),
+    /// Inference batch norm over axis 1; inputs x, scale, bias, mean, var (each `[C]`).
+    BatchNorm {
+        epsilon: f32,
+    },
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    /// Softmax along one axis.
+    Softmax {
+        axis: usize,
+    },
+    /// Normalise over axes `axis..rank`; inputs x, scale and optionally bias (shape `x[axis..]`).
+    LayerNorm {
+        axis: usize,
+        epsilon: f32,
+    },
+    /// Reduce over sorted, distinct axes.
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+        keepdim: bool,
+    },
+    MaxPool2d(Pool2d),
+    /// Where MaxPool2d's maximum is (ONNX MaxPool's `Indices`), as i64: the flat index into the
+    /// whole input, `plane * H * W + y * W + x` (`plane = n * C + c`), or with `col_major`
+    /// `plane * H * W + y + x * H`; -1 for a window over padding only. The first maximum in scan
+    /// order wins, compared with `>` as ONNX's reference compares: a NaN wins only as a window's
+    /// first element (MaxPool2d's value propagates any NaN, so there the two can disagree).
+    MaxPoolIndices2d {
+        pool: Pool2d,
+        col_major: bool,
+    },
+    AvgPool2d(Pool2d),
+    GlobalAvgPool,
+    /// Same elements, new shape (fully resolved, no -1).
+    Reshape {
+        shape: Vec<usize>,
+    },
+    /// Output dim `i` is input dim `perm[i]`.
+    Transpose {
+        perm: Vec<usize>,
+    },
+    Concat {
+        axis: usize,
+    },
+    /// One [`SliceAxis`] per input dim.
+    Slice {
+        axes: Vec<SliceAxis>,
+    },
+    /// Several outputs, of `sizes` along `axis`.
+    Split {
+        axis: usize,
+        sizes: Vec<usize>,
+    },
+    /// `data[..., indices, ...]` along `axis`; negative indices count from the end.
+    Gather {
+        axis: usize,
+    },
+    /// `cond ? a : b`, broadcast.
+    Where,
+    /// Convert to `to` ([`DType::round`]); with `saturate`, values beyond the 8- and 4-bit
+    /// floats' range (±inf too) become ±max instead of inf or NaN (ONNX's default).
+    Cast {
+        to: DType,
+        saturate: bool,
+    },
+    /// NCHW resize of the two spatial dims to `size`.
+    Resize {
+        mode: ResizeMode,
+        coord: CoordTransform,
+        size: [usize; 2],
+    },
+    /// Pad each dim by `pads[d] = [before, after]`.
+    Pad {
+        pads: Vec<[usize; 2]>,
+        mode: PadMode,
+    },
+    /// `out[.., i, ..] = data[.., indices[.., i, ..], ..]` along `axis` (ONNX GatherElements):
+    /// indices have data's rank and give the output's shape; negative ones count from the end.
+    GatherElements {
+        axis: usize,
+    },
+    /// The i64 index of the largest (`max`) or smallest element along `axis`: the first one on
+    /// ties, or the last with `last`; a NaN wins, as in numpy.
+    ArgReduce {
+        max: bool,
+        axis: usize,
+        keepdim: bool,
+        last: bool,
+    },
+}
+
+impl Op {
+    /// The op's name, as the profile and error messages show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Constant(_) => "Constant",
+            Op::MatMul => "MatMul",
+            Op::Gemm(_) => "Gemm",
+            Op::Conv2d(_) => "Conv2d",
+            Op::ConvTranspose2d(_) => "ConvTranspose2d",
+            Op::BatchNorm { .. } => "BatchNorm",
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.name(),
+            Op::Softmax { .. } => "Softmax",
+            Op::LayerNorm { .. } => "LayerNorm",
+            Op::Reduce { op, .. } => op.name(),
+            Op::MaxPool2d(_) => "MaxPool2d",
+            Op::MaxPoolIndices2d { .. } => "MaxPoolIndices2d",
+            Op::AvgPool2d(_) => "AvgPool2d",
+            Op::GlobalAvgPool => "GlobalAvgPool",
+            Op::Reshape { .. } => "Reshape",
+            Op::Transpose { .. } => "Transpose",
+            Op::Concat { .. } => "Concat",
+            Op::Slice { .. } => "Slice",
+            Op::Split { .. } => "Split",
+            Op::Gather { .. } => "Gather",
+            Op::Where => "Where",
+            Op::Cast { .. } => "Cast",
+            Op::Resize { .. } => "Resize",
+            Op::Pad { .. } => "Pad",
+            Op::GatherElements { .. } => "GatherElements",
+            Op::ArgReduce { max: true, .. } => "ArgMax",
+            Op::ArgReduce { max: false, .. } => "ArgMin",
+        }
+    }
+}
+
+fn check_axis(axis: usize, x: &Shape) -> Result<(), String> {
+    if axis < x.rank() {
+        Ok(())
+    } else {
+        Err(format!("axis {axis} is out of range for {x}"))
+    }
+}
+
+/// Output size of a sliding window: `(i + pad - d*(k-1) - 1) / s + 1`, or an error if the
+/// window does not fit.
+pub fn conv_out(i: usize, k: usize, s: usize, pad: usize, d: usize) -> Result<usize, String> {
+    let span = d * (k.max(1) - 1) + 1;
+    if i + pad < span {
+        return Err(format!(
+            "window of {k} (dilation {d}) does not fit input {i} with padding {pad}"
+        ));
+    }
+    Ok((i + pad - span) / s + 1)
+}
+
+/// Dims after reducing `axes` (sorted), kept as 1 or removed.
+pub fn reduced_dims(dims: &[usize], axes: &[usize], keepdim: bool) -> Vec<usize> {
+    dims.iter()
+        .enumerate()
+        .filter_map(|(i, &d)| {
+            if axes.contains(&i) {
+                keepdim.then_some(1)
+            } else {
+                Some(d)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_normalize() {
+        assert_eq!(
+            SliceAxis::normalize(10, 1, 8, 3),
+            Some(SliceAxis {
+                start: 1,
+                step: 3,
+                len: 3
+            })
+        );
+        assert_eq!(
+            SliceAxis::normalize(10, -1, -100, -2),
+            Some(SliceAxis {
+                start: 9,
+                step: -2,
+                len: 5
+            })
+        );
+        assert_eq!(SliceAxis::normalize(4, 5, 9, 1).unwrap().len, 0);
+        assert_eq!(SliceAxis::normalize(4, 0, 4, 0), None);
+    }
+
+    #[test]
+    fn matmul_shapes() {
+        let a = Shape::from([2, 1, 3, 4]);
+        let b = Shape::from([5, 4, 6]);
+        let out = Op::MatMul
+            .infer(&[(DType::F32, &a), (DType::F32, &b)])
+            .unwrap();
+        assert_eq!(out[0].1, Shape::from([2, 5, 3, 6]));
+        let v = Shape::from([4]);
+        assert_eq!(
+            Op::MatMul
+                .infer(&[(DType::F32, &a), (DType::F32, &v)])
+                .unwrap()[0]
+                .1,
+            Shape::from([2, 1, 3])
+        );
+        assert!(Op::MatMul
+            .infer(&[(DType::F32, &b), (DType::F32, &a)])
+            .is_err());
+        assert!(Op::MatMul
+            .infer(&[(DType::I32, &a), (DType::I32, &b)])
+            .is_err());
+    }
+
+    #[test]
+    fn conv_shapes() {
+        let x = Shape::from([1, 4, 9, 9]);
+        let w = Shape::from([8, 2, 3, 3]);
+        let c = Conv2d {
+            stride: [2, 2],
+            padding: [1; 4],
+            groups: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            Op::Conv2d(c)
+                .infer(&[(DType::F32, &x), (DType::F32, &w)])
+                .unwrap()[0]
+                .1,
+            Shape::from([1, 8, 5, 5])
+        );
+        let c1 = Conv2d::default();
+        assert!(Op::Conv2d(c1)
+            .infer(&[(DType::F32, &x), (DType::F32, &w)])
+            .is_err());
+    }
+}
