@@ -9,6 +9,7 @@
 //!   subexpression elimination, run together by [`optimize`]);
 //! - the device-neutral fusion plan ([`plan`]: which nodes share a kernel, within a target's
 //!   limits) and the compile pipeline every device shares ([`compile`]: passes, then the plan);
+//! - the device test suite ([`suite`], [`device_suite!`]): written once, run on every device;
 //! - target profiles ([`TargetProfile`]): what a device does well and its limits, as data;
 //! - the CPU reference interpreter ([`CpuDevice`]), the oracle every device is tested against;
 //! - the [`Device`] trait every backend implements and the [`Profile`] (per-op timings) it returns.
@@ -28,6 +29,7 @@ pub mod op;
 pub mod passes;
 pub mod plan;
 pub mod shape;
+pub mod suite;
 pub mod target;
 pub mod tensor;
 

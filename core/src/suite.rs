@@ -1,0 +1,382 @@
+//! The device test suite, written once and instantiated for every device (the CPU reference,
+//! wgpu, and the NPU simulator when it lands) by [`device_suite!`](crate::device_suite).
+//!
+//! Each [`Case`] builds a graph and seeded inputs at a shape drawn from a seed, from small to
+//! as wide as real models use (K = 3,072, 1,024 channels, rows of 50,257); the device's outputs
+//! are compared with the CPU reference interpreter's within the device's [`Tolerances`] for the
+//! output's dtype. A device that cannot run a case (an op it does not support) fails it: the
+//! suite lists what every device must run.
+//!
+//! ```ignore
+//! // in a device crate's tests/suite.rs:
+//! sfumato_core::device_suite!(
+//!     || my_device(),                     // Option<Box<dyn Device>>: None skips, loudly
+//!     sfumato_core::suite::Tolerances::gpu_f32()
+//! );
+//! ```
+
+use crate::op::{BinaryOp, Conv2d, Gemm, Pool2d, ReduceOp, UnaryOp};
+use crate::{CpuDevice, DType, Device, Graph, Result, Tensor};
+
+/// How close a device's output must be to the reference's, per dtype: `(rtol, atol)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerances {
+    pub f32: (f64, f64),
+    pub f16: (f64, f64),
+    /// Integer and bool outputs (exact on every device so far).
+    pub int: (f64, f64),
+}
+
+impl Tolerances {
+    /// The reference itself: exact.
+    pub fn exact() -> Self {
+        Tolerances {
+            f32: (0.0, 0.0),
+            f16: (0.0, 0.0),
+            int: (0.0, 0.0),
+        }
+    }
+
+    /// A GPU computing in f32 (other summation orders, fused multiply-adds, its own
+    /// transcendentals).
+    pub fn gpu_f32() -> Self {
+        Tolerances {
+            f32: (2e-4, 2e-4),
+            f16: (2e-3, 2e-3),
+            int: (0.0, 0.0),
+        }
+    }
+
+    fn of(&self, d: DType) -> (f64, f64) {
+        match d {
+            DType::F16 | DType::BF16 => self.f16,
+            d if d.is_float() => self.f32,
+            _ => self.int,
+        }
+    }
+}
+
+/// A family of cases (one test per family in [`device_suite!`](crate::device_suite)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Elementwise,
+    Matmul,
+    Conv,
+    Rows,
+    Tensor,
+    Fused,
+}
+
+/// One case: a graph and its inputs at a shape drawn from `seed`.
+pub struct Case {
+    pub name: &'static str,
+    pub family: Family,
+    pub build: fn(u64) -> Result<(Graph, Vec<Tensor>)>,
+}
+
+/// Seeds each case runs with (the shapes differ per seed; the last is the widest).
+pub const SEEDS: std::ops::Range<u64> = 0..3;
+
+/// A pick from `choices` by seed.
+fn pick<T: Copy>(seed: u64, salt: u64, choices: &[T]) -> T {
+    let h = (seed.wrapping_add(1))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(salt as u32 * 7 + 3);
+    if seed + 1 == SEEDS.end {
+        // The last seed takes the widest choice.
+        return choices[choices.len() - 1];
+    }
+    choices[(h % choices.len() as u64) as usize]
+}
+
+fn input(g: &mut Graph, name: &str, dims: &[usize], seed: u64) -> (crate::ValueId, Tensor) {
+    let v = g.input(name, DType::F32, dims.to_vec());
+    (v, Tensor::random(DType::F32, dims.to_vec(), seed))
+}
+
+fn weight(g: &mut Graph, dims: &[usize], seed: u64) -> Result<crate::ValueId> {
+    // Scaled so wide sums stay near 1 (as trained weights are).
+    let fan_in: usize = dims[1..].iter().product::<usize>().max(1);
+    let t = Tensor::random(DType::F32, dims.to_vec(), seed);
+    let s = 1.0 / (fan_in as f64).sqrt();
+    let v: Vec<f64> = t.to_f64_vec().iter().map(|x| x * s).collect();
+    g.constant(Tensor::from_f64(DType::F32, dims.to_vec(), &v))
+}
+
+fn elementwise(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    let mut g = Graph::new();
+    let n = pick(seed, 1, &[7usize, 256, 4_099]);
+    let (x, tx) = input(&mut g, "x", &[3, n], seed);
+    let (b, tb) = input(&mut g, "b", &[1, n], seed + 100);
+    let mut outs = Vec::new();
+    for u in [
+        UnaryOp::Relu,
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Gelu,
+        UnaryOp::Silu,
+        UnaryOp::Exp,
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Erf,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Atan,
+        UnaryOp::Floor,
+    ] {
+        outs.push(g.unary(u, x)?);
+    }
+    // Logarithms and roots of positive values.
+    let pos = g.unary(UnaryOp::Exp, x)?;
+    for u in [UnaryOp::Log, UnaryOp::Sqrt, UnaryOp::Rsqrt] {
+        outs.push(g.unary(u, pos)?);
+    }
+    for op in [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Max,
+        BinaryOp::Min,
+    ] {
+        outs.push(g.binary(op, x, b)?);
+    }
+    outs.push(g.binary(BinaryOp::Div, x, pos)?);
+    g.set_outputs(&outs)?;
+    Ok((g, vec![tx, tb]))
+}
+
+fn matmul(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    let mut g = Graph::new();
+    let m = pick(seed, 1, &[1usize, 33, 64]);
+    let k = pick(seed, 2, &[5usize, 768, 3_072]);
+    let n = pick(seed, 3, &[3usize, 130, 256]);
+    let (a, ta) = input(&mut g, "a", &[2, m, k], seed);
+    let w = weight(&mut g, &[k, n], seed + 1)?;
+    let y = g.matmul(a, w)?;
+    // A Gemm with a bias, and a product of two run inputs.
+    let (x, tx) = input(&mut g, "x", &[m, k], seed + 2);
+    let wt = weight(&mut g, &[n, k], seed + 3)?;
+    let bias = weight(&mut g, &[n, 1], seed + 4)?;
+    let bias = g.reshape(bias, &[n as i64])?;
+    let z = g.gemm(
+        x,
+        wt,
+        Some(bias),
+        Gemm {
+            trans_b: true,
+            ..Default::default()
+        },
+    )?;
+    let (bt, tbt) = input(&mut g, "bt", &[k, m], seed + 5);
+    let xx = g.matmul(x, bt)?;
+    g.set_outputs(&[y, z, xx])?;
+    Ok((g, vec![ta, tx, tbt]))
+}
+
+fn conv(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    let mut g = Graph::new();
+    let c = pick(seed, 1, &[3usize, 64, 1_024]);
+    let size = pick(seed, 2, &[9usize, 14, 7]);
+    let (x, tx) = input(&mut g, "x", &[1, c, size, size], seed);
+    let o = pick(seed, 3, &[4usize, 32, 64]);
+    let w3 = weight(&mut g, &[o, c, 3, 3], seed + 1)?;
+    let y3 = g.conv2d(x, w3, None, Conv2d::padded(1, 1))?;
+    let y3s = g.conv2d(x, w3, None, Conv2d::padded(1, 2))?;
+    let w1 = weight(&mut g, &[o, c, 1, 1], seed + 2)?;
+    let b1 = weight(&mut g, &[o, 1], seed + 3)?;
+    let b1 = g.reshape(b1, &[o as i64])?;
+    let y1 = g.conv2d(x, w1, Some(b1), Conv2d::default())?;
+    let mp = g.max_pool2d(x, Pool2d::new(3, 2, 1))?;
+    let ap = g.avg_pool2d(x, Pool2d::new(2, 2, 0))?;
+    let gp = g.global_avg_pool(x)?;
+    g.set_outputs(&[y3, y3s, y1, mp, ap, gp])?;
+    Ok((g, vec![tx]))
+}
+
+fn rows(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    let mut g = Graph::new();
+    let n = pick(seed, 1, &[10usize, 768, 50_257]);
+    let (x, tx) = input(&mut g, "x", &[4, n], seed);
+    let sm = g.softmax(x, -1)?;
+    let scale = weight(&mut g, &[n, 1], seed + 1)?;
+    let scale = g.reshape(scale, &[n as i64])?;
+    let ln = g.layer_norm(x, scale, None, -1, 1e-5)?;
+    let sum = g.reduce(ReduceOp::Sum, x, &[-1], true)?;
+    let mean = g.reduce(ReduceOp::Mean, x, &[0], false)?;
+    let max = g.reduce(ReduceOp::Max, x, &[-1], false)?;
+    g.set_outputs(&[sm, ln, sum, mean, max])?;
+    Ok((g, vec![tx]))
+}
+
+fn tensor(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    let mut g = Graph::new();
+    let n = pick(seed, 1, &[3usize, 64, 1_000]);
+    let (x, tx) = input(&mut g, "x", &[2, 5, n], seed);
+    let t = g.transpose(x, &[2, 0, 1])?;
+    let r = g.reshape(x, &[10, n as i64])?;
+    let c = g.concat(&[x, x], 1)?;
+    let s = g.slice(x, &[2], &[1], &[n as i64], &[2])?;
+    let idx = g.constant(Tensor::from_f64(DType::I64, [3], &[4.0, 0.0, 2.0]))?;
+    let ga = g.gather(x, idx, 1)?;
+    g.set_outputs(&[t, r, c, s, ga])?;
+    Ok((g, vec![tx]))
+}
+
+fn fused(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    // A transformer FFN (matmul + bias + gelu, matmul + bias + residual) and a conv block
+    // (conv + bias + relu + residual), as a fusing device groups them.
+    let mut g = Graph::new();
+    let e = pick(seed, 1, &[8usize, 64, 768]);
+    let (x, tx) = input(&mut g, "x", &[1, 16, e], seed);
+    let w1 = weight(&mut g, &[e, 4 * e], seed + 1)?;
+    let b1 = weight(&mut g, &[4 * e, 1], seed + 2)?;
+    let b1 = g.reshape(b1, &[4 * e as i64])?;
+    let h = g.matmul(x, w1)?;
+    let h = g.binary(BinaryOp::Add, h, b1)?;
+    let h = g.gelu(h)?;
+    let w2 = weight(&mut g, &[4 * e, e], seed + 3)?;
+    let y = g.matmul(h, w2)?;
+    let y = g.binary(BinaryOp::Add, y, x)?;
+    let c = pick(seed, 2, &[4usize, 32, 256]);
+    let (im, tim) = input(&mut g, "im", &[1, c, 8, 8], seed + 4);
+    let w = weight(&mut g, &[c, c, 3, 3], seed + 5)?;
+    let cb = weight(&mut g, &[c, 1], seed + 6)?;
+    let cb = g.reshape(cb, &[c as i64])?;
+    let z = g.conv2d(im, w, Some(cb), Conv2d::padded(1, 1))?;
+    let z = g.relu(z)?;
+    let z = g.binary(BinaryOp::Add, z, im)?;
+    g.set_outputs(&[y, z])?;
+    Ok((g, vec![tx, tim]))
+}
+
+/// Every case of the suite.
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "elementwise",
+            family: Family::Elementwise,
+            build: elementwise,
+        },
+        Case {
+            name: "matmul",
+            family: Family::Matmul,
+            build: matmul,
+        },
+        Case {
+            name: "conv",
+            family: Family::Conv,
+            build: conv,
+        },
+        Case {
+            name: "rows",
+            family: Family::Rows,
+            build: rows,
+        },
+        Case {
+            name: "tensor",
+            family: Family::Tensor,
+            build: tensor,
+        },
+        Case {
+            name: "fused",
+            family: Family::Fused,
+            build: fused,
+        },
+    ]
+}
+
+/// Run one case at one seed on `dev` and compare with the CPU reference: `Err` names the case,
+/// the seed, the output and its largest differences.
+pub fn check_case(
+    dev: &mut dyn Device,
+    case: &Case,
+    seed: u64,
+    tol: &Tolerances,
+) -> Result<(), String> {
+    let name = dev.name();
+    let what = |m: String| format!("{} (seed {seed}) on {name}: {m}", case.name);
+    let (g, inputs) = (case.build)(seed).map_err(|e| what(format!("building: {e}")))?;
+    let want = CpuDevice
+        .run(&g, &inputs)
+        .map_err(|e| what(format!("reference: {e}")))?;
+    let got = dev.run(&g, &inputs).map_err(|e| what(e.to_string()))?;
+    if got.outputs.len() != want.outputs.len() {
+        return Err(what(format!(
+            "{} outputs, want {}",
+            got.outputs.len(),
+            want.outputs.len()
+        )));
+    }
+    for (i, (a, b)) in got.outputs.iter().zip(&want.outputs).enumerate() {
+        if a.dtype() != b.dtype() || a.shape() != b.shape() {
+            return Err(what(format!(
+                "output {i} is {} {}, want {} {}",
+                a.dtype(),
+                a.shape(),
+                b.dtype(),
+                b.shape()
+            )));
+        }
+        let (rtol, atol) = tol.of(b.dtype());
+        if !a.all_close(b, rtol, atol) {
+            let (abs, rel) = a.max_diff(b);
+            return Err(what(format!(
+                "output {i} ({} {}) differs: max abs {abs:e}, max rel {rel:e} (rtol {rtol:e}, atol {atol:e})",
+                b.dtype(),
+                b.shape()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Run every case of a family at every seed; panics with every failure listed (a test's
+/// body).
+pub fn run_family(dev: Option<Box<dyn Device>>, family: Family, tol: &Tolerances) {
+    let Some(mut dev) = dev else {
+        eprintln!("\n!!! SKIPPING the device suite ({family:?}): no device\n");
+        return;
+    };
+    let mut fails = Vec::new();
+    for case in cases().iter().filter(|c| c.family == family) {
+        for seed in SEEDS {
+            if let Err(e) = check_case(dev.as_mut(), case, seed, tol) {
+                fails.push(e);
+            }
+        }
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
+
+/// Instantiate the device suite: one `#[test]` per [`Family`], each opening the device with
+/// `$open` (an expression giving `Option<Box<dyn Device>>`; `None` skips loudly) and checking
+/// it against the CPU reference within `$tol` ([`Tolerances`]).
+#[macro_export]
+macro_rules! device_suite {
+    ($open:expr, $tol:expr) => {
+        #[test]
+        fn suite_elementwise() {
+            $crate::suite::run_family($open, $crate::suite::Family::Elementwise, &$tol);
+        }
+        #[test]
+        fn suite_matmul() {
+            $crate::suite::run_family($open, $crate::suite::Family::Matmul, &$tol);
+        }
+        #[test]
+        fn suite_conv() {
+            $crate::suite::run_family($open, $crate::suite::Family::Conv, &$tol);
+        }
+        #[test]
+        fn suite_rows() {
+            $crate::suite::run_family($open, $crate::suite::Family::Rows, &$tol);
+        }
+        #[test]
+        fn suite_tensor() {
+            $crate::suite::run_family($open, $crate::suite::Family::Tensor, &$tol);
+        }
+        #[test]
+        fn suite_fused() {
+            $crate::suite::run_family($open, $crate::suite::Family::Fused, &$tol);
+        }
+    };
+}

@@ -1,0 +1,38 @@
+//! The device suite on the CPU reference itself (exact), and on a device that is wrong by a
+//! little: the suite must catch it, so it can fail.
+
+use sfumato_core::suite::{cases, check_case, Tolerances};
+use sfumato_core::{CpuDevice, Device, Graph, Result, RunOutput, Tensor};
+
+sfumato_core::device_suite!(
+    Some(Box::new(CpuDevice) as Box<dyn Device>),
+    Tolerances::exact()
+);
+
+/// The CPU reference with every float output nudged by 1e-3 of its value.
+struct Nudged;
+
+impl Device for Nudged {
+    fn name(&self) -> String {
+        "nudged".into()
+    }
+    fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
+        let mut out = CpuDevice.run(graph, inputs)?;
+        for t in &mut out.outputs {
+            if t.dtype().is_float() {
+                let v: Vec<f64> = t.to_f64_vec().iter().map(|x| x * 1.001 + 1e-3).collect();
+                *t = Tensor::from_f64(t.dtype(), t.shape().clone(), &v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[test]
+fn a_slightly_wrong_device_fails_every_case() {
+    for case in cases() {
+        let e = check_case(&mut Nudged, &case, 0, &Tolerances::gpu_f32())
+            .expect_err(&format!("{} passed a wrong device", case.name));
+        assert!(e.contains(case.name) && e.contains("differs"), "{e}");
+    }
+}
