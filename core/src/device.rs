@@ -1,6 +1,6 @@
 //! The Device trait every backend implements, and the Profile every run returns.
 
-use crate::{Error, Graph, Result, Tensor, ValueId};
+use crate::{Error, Graph, Result, Tensor};
 use serde::Serialize;
 
 /// Where a timing came from.
@@ -175,13 +175,4 @@ pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Find a graph input by name.
-pub fn input_by_name(graph: &Graph, name: &str) -> Option<ValueId> {
-    graph
-        .inputs()
-        .iter()
-        .copied()
-        .find(|&v| graph.value(v).name == name)
 }

@@ -30,11 +30,6 @@ impl WgpuDevice {
         self.high_water
     }
 
-    /// Reset the memory high-water mark to what is allocated now.
-    pub fn reset_memory_high_water(&mut self) {
-        self.high_water = self.allocated;
-    }
-
     /// Drop pooled buffers and prepared graphs (their constants), freeing their memory.
     pub fn trim(&mut self) {
         for (s, _) in self.pool.drain(..) {
