@@ -14,16 +14,27 @@
 //! this crate is its WGSL back end: [`fused::generate`] emits one module per group and
 //! [`explain`] sums up a plan (dispatches, bytes moved, peak memory).
 
-pub mod attention_ubo;
+pub mod attention;
+pub mod emit;
 pub mod explain;
+pub mod expr;
 pub mod fused;
 pub mod loops;
 pub mod lower;
-pub mod matmul_ubo;
+pub mod matmul;
+pub mod ops;
+pub mod options;
 pub mod template;
+pub mod views;
+
+/// The old paths of the uniform-block kernels.
+pub use attention::ubo as attention_ubo;
+pub use matmul::ubo as matmul_ubo;
 
 pub use fused::{generate, group_matmul_problem, GroupKernels};
-pub use lower::{lower, matmul_problem, LowerOptions, Lowered, MatmulProblem, MatmulVariant};
+pub use lower::lower;
+pub use matmul::{matmul_problem, MatmulProblem, MatmulVariant};
+pub use options::LowerOptions;
 pub use sfumato_core::target::Elem;
 
 /// Errors of shader generation.
@@ -69,6 +80,17 @@ pub struct Kernel {
     pub workgroups: [u32; 3],
     /// Loop ends one invocation passes at most, for the shape it was made for ([`loops`]).
     pub loop_trips: u64,
+}
+
+/// What an op becomes on the device.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lowered {
+    /// Dispatch these kernels, in order.
+    Kernels(Vec<Kernel>),
+    /// The output is the first input's buffer, unchanged (reshape).
+    Alias,
+    /// The output is a constant tensor, uploaded once.
+    Constant,
 }
 
 /// Parse and validate a WGSL module with naga.

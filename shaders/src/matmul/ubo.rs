@@ -9,10 +9,10 @@
 //! indexed at run time. `cargo run --release -p sfumato-wgpu --example ubo_lab` measures the
 //! combinations on an adapter.
 
-use crate::lower::{
-    apply_splice, grid, module, MatmulProblem, MatmulVariant, SpliceFn, CONV_PARAMS, MATMUL_COMMON,
-};
-use crate::{Buf, Error, Kernel, LowerOptions};
+use super::{MatmulProblem, MatmulVariant, CONV_PARAMS, MATMUL_COMMON};
+use crate::emit::{apply_splice, grid, module, switch_cases, SpliceFn};
+use crate::options::LowerOptions;
+use crate::{Buf, Error, Kernel};
 
 /// The largest uniform binding every WebGPU adapter offers (`max_uniform_buffer_binding_size`).
 pub const UBO_MAX_BYTES: usize = 65_536;
@@ -24,7 +24,7 @@ pub const UBO_CONV_MIN_MACS: u64 = 1 << 21;
 /// `min_uniform_buffer_offset_alignment`'s largest allowed value.
 pub const UBO_ALIGN: usize = 256;
 
-const MATMUL_UBO: &str = include_str!("templates/matmul_ubo.wgsl");
+const MATMUL_UBO: &str = include_str!("../templates/matmul_ubo.wgsl");
 
 /// The conv params (`conv_params.wgsl`, shared with `conv2d_gemm`).
 const CONV_SETUP: &str = "    let cv = conv_params();
@@ -225,7 +225,7 @@ pub(crate) fn ubo_kernels(
         let workgroups = if p.n == 0 || batch == 0 {
             [0, 0, 0]
         } else {
-            grid((tiles_n * tiles_m * batch) as u64, opts)?
+            grid((tiles_n * tiles_m * batch) as u64, &opts.target)?
         };
         out.push(part_kernel(
             p,
@@ -417,25 +417,4 @@ fn part_kernel(
         loop_trips: v.loop_trips(p, sp),
     };
     Ok(k)
-}
-
-/// A `switch` over `n` cases on `sel` (the last is `default`), each case's body from `body`,
-/// indented by `pad`: how the `ubo` kernels run one block's copy of their loop.
-pub(crate) fn switch_cases(
-    sel: &str,
-    n: usize,
-    pad: usize,
-    body: impl Fn(usize) -> String,
-) -> String {
-    let p = " ".repeat(pad);
-    let mut s = format!("{p}switch {sel} {{\n");
-    for i in 0..n {
-        let case = if i + 1 == n {
-            "default".to_string()
-        } else {
-            format!("case {i}u")
-        };
-        s += &format!("{p}    {case}: {{\n{}{p}    }}\n", body(i));
-    }
-    s + &format!("{p}}}\n")
 }

@@ -9,8 +9,8 @@
 //! chunk of [`CHUNK`] keys it costs a quarter. Query and output rows held in arrays indexed at
 //! run time stay in memory; as named variables they are values the compiler can keep.
 
-use crate::lower::module;
-use crate::matmul_ubo::{switch_cases, UBO_ALIGN, UBO_MAX_BYTES};
+use crate::emit::{module, switch_cases};
+use crate::matmul::ubo::{UBO_ALIGN, UBO_MAX_BYTES};
 use crate::{Buf, Error, Kernel};
 
 /// Keys per chunk of the online softmax.
@@ -318,7 +318,7 @@ pub fn attention_ubo_kernel(a: &AttentionUbo) -> Result<Kernel, Error> {
     })
 }
 
-const ATTENTION_UBO: &str = include_str!("templates/attention_ubo.wgsl");
+const ATTENTION_UBO: &str = include_str!("../templates/attention_ubo.wgsl");
 
 #[cfg(test)]
 mod tests {
