@@ -3,6 +3,7 @@
 
 use crate::loops;
 use crate::template::render;
+use crate::views::VIEW_PARAMS;
 use crate::{Buf, Error, Kernel};
 use sfumato_core::TargetProfile;
 
@@ -87,7 +88,9 @@ pub(crate) fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Res
         src.push('\n');
         src.push_str(p);
     }
-    let mut out = render(name, &src, vals)?;
+    let mut vals = vals.to_vec();
+    vals.push(("view_layout", VIEW_PARAMS.wgsl()));
+    let mut out = render(name, &src, &vals)?;
     // Helpers outside the prelude, appended only where the module calls them.
     for (calls, helper) in [
         (

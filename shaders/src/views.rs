@@ -1,6 +1,8 @@
 //! How kernels read tensors: the plan's view of a value, a broadcast view, and the params block
 //! that describes views to `view_offset` (`prelude.wgsl`).
 
+use crate::params::{one, per, Layout};
+use crate::Error;
 use sfumato_core::plan::{Plan, View};
 use sfumato_core::{DType, Graph, Shape, ValueId};
 
@@ -32,13 +34,25 @@ pub(crate) fn strided(s: &Shape, target: &Shape) -> View {
     }
 }
 
-/// `[n, rank, dims.., (strides.., offset) per view]`.
-pub(crate) fn view_params(dims: &Shape, views: &[View]) -> Vec<u32> {
-    let mut m = vec![dims.numel() as u32, dims.rank() as u32];
-    m.extend(dims.0.iter().map(|&d| d as u32));
+/// The params of the elementwise and copy kernels (`view_offset` in `prelude.wgsl`, which every
+/// module names): the index space, then per view a block (`view_block`): strides, offset.
+pub const VIEW_PARAMS: Layout = Layout::new(
+    "view",
+    "VIEW",
+    &[one("n"), one("rank"), per("dims", 1, "rank")],
+);
+
+/// [`VIEW_PARAMS`] for `dims`, then the block of each view.
+pub(crate) fn view_params(dims: &Shape, views: &[View]) -> Result<Vec<u32>, Error> {
+    let mut m = VIEW_PARAMS
+        .fill()
+        .set("n", dims.numel() as u32)
+        .set("rank", dims.rank() as u32)
+        .set_all("dims", dims.0.iter().map(|&d| d as u32))
+        .finish()?;
     for v in views {
         m.extend(v.strides.iter().map(|&s| s as i32 as u32));
         m.push(v.offset as i32 as u32);
     }
-    m
+    Ok(m)
 }

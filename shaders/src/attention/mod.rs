@@ -2,13 +2,17 @@
 //! keys (`attention.wgsl`), or where the target reads uniform blocks well, K and V from uniform
 //! bindings (`ubo`).
 
+mod layout;
 pub mod ubo;
+
+pub use layout::ATTENTION_PARAMS;
 
 use crate::emit::module;
 use crate::loops::lp;
 use crate::options::LowerOptions;
 use crate::views::view_of;
 use crate::{Buf, Error, Kernel};
+use layout::operand_fields;
 use sfumato_core::op::BinaryOp;
 use sfumato_core::plan::{Group, Plan};
 use sfumato_core::{Graph, NodeId, Op, Shape, ValueId};
@@ -98,61 +102,64 @@ pub fn attention(
     let d = q_shape.dims()[rank - 1];
     let dv = g.shape(pv.inputs[1]).dims()[rank - 1];
     let mut inputs: Vec<ValueId> = Vec::new();
-    let mut params = vec![
-        b as u32,
-        h as u32,
-        sq as u32,
-        sk as u32,
-        d as u32,
-        dv as u32,
-        scale.to_bits(),
-        mask.is_some() as u32,
-        (b * h * sq) as u32,
-    ];
-    let mut operand = |v: ValueId, target: [usize; 4], order: [usize; 4]| -> usize {
+    // Each operand's strides (batch, head, row, column) and offset, and its input.
+    let mut operand = |v: ValueId, target: [usize; 4], order: [usize; 4]| -> ([u32; 5], usize) {
         let (base, view) = view_of(g, plan, v);
         let bv = view.broadcast(g.shape(v), &Shape(target.to_vec()));
-        params.extend(order.iter().map(|&o| bv.strides[o] as u32));
-        params.push(bv.offset as u32);
-        match inputs.iter().position(|&x| x == base) {
+        let s = order.map(|o| bv.strides[o] as u32);
+        let block = [s[0], s[1], s[2], s[3], bv.offset as u32];
+        let i = match inputs.iter().position(|&x| x == base) {
             Some(i) => i,
             None => {
                 inputs.push(base);
                 inputs.len() - 1
             }
-        }
+        };
+        (block, i)
     };
-    let iq = operand(qk.inputs[0], [b, h, sq, d], [0, 1, 2, 3]);
+    let (qs, iq) = operand(qk.inputs[0], [b, h, sq, d], [0, 1, 2, 3]);
     // K arrives transposed, [.., D, Sk]: its key stride is the last, its dim stride the third.
-    let ik = operand(qk.inputs[1], [b, h, d, sk], [0, 1, 3, 2]);
-    let iv = operand(pv.inputs[1], [b, h, sk, dv], [0, 1, 2, 3]);
-    let im = match mask {
+    let (ks, ik) = operand(qk.inputs[1], [b, h, d, sk], [0, 1, 3, 2]);
+    let (vs, iv) = operand(pv.inputs[1], [b, h, sk, dv], [0, 1, 2, 3]);
+    let (ms, im) = match mask {
         Some(m) => operand(m, [b, h, sq, sk], [0, 1, 2, 3]),
-        None => {
-            params.extend([0, 0, 0, 0, 0]);
-            iq
-        }
+        None => ([0; 5], iq),
     };
     let out = group
         .outputs
         .first()
         .copied()
         .ok_or_else(|| Error::Unsupported("attention without an output".into()))?;
-    if transpose.is_some() {
+    let os = if transpose.is_some() {
         // Stored as [B, Sq, H, Dv].
         let c = Shape(vec![b, sq, h, dv]).strides();
-        params.extend([c[0], c[2], c[1], c[3], 0].iter().map(|&x| x as u32));
+        [c[0], c[2], c[1], c[3], 0].map(|x| x as u32)
     } else {
         let c = Shape(vec![b, h, sq, dv]).strides();
-        params.extend([c[0], c[1], c[2], c[3], 0].iter().map(|&x| x as u32));
-    }
-    // Head-dim rows contiguous and 16-byte aligned: vec4 loads.
-    let aligned = |o: usize| {
-        let s = &params[o..o + 5];
-        s[3] == 1 && [s[0], s[1], s[2], s[4]].iter().all(|x| x.is_multiple_of(4))
+        [c[0], c[1], c[2], c[3], 0].map(|x| x as u32)
     };
+    let mut fill = ATTENTION_PARAMS
+        .fill()
+        .set("b", b as u32)
+        .set("h", h as u32)
+        .set("sq", sq as u32)
+        .set("sk", sk as u32)
+        .set("d", d as u32)
+        .set("dv", dv as u32)
+        .set("scale", scale.to_bits())
+        .set("has_mask", mask.is_some() as u32)
+        .set("rows", (b * h * sq) as u32);
+    for (o, block) in [('q', qs), ('k', ks), ('v', vs), ('m', ms), ('o', os)] {
+        for (name, v) in operand_fields(o).iter().zip(block) {
+            fill = fill.set(name, v);
+        }
+    }
+    let params = fill.finish()?;
+    // Head-dim rows contiguous and 16-byte aligned: vec4 loads.
+    let aligned =
+        |s: [u32; 5]| s[3] == 1 && [s[0], s[1], s[2], s[4]].iter().all(|x| x.is_multiple_of(4));
     let vec4 =
-        d.is_multiple_of(4) && dv.is_multiple_of(4) && aligned(9) && aligned(14) && aligned(19);
+        d.is_multiple_of(4) && dv.is_multiple_of(4) && aligned(qs) && aligned(ks) && aligned(vs);
     // (The strided loaders' element loop is written out: rendered before it is spliced in.)
     let loaders = if vec4 {
         ATTENTION_VEC4.to_string()
@@ -174,8 +181,8 @@ pub fn attention(
         let layout = kv_layout(
             h,
             sk,
-            (d, Strides::at(&params, 14)),
-            (dv, Strides::at(&params, 19)),
+            (d, Strides::at(&params, ATTENTION_PARAMS.at("k_sb")?)),
+            (dv, Strides::at(&params, ATTENTION_PARAMS.at("v_sb")?)),
             opts.target.max_uniform_blocks as usize,
         );
         if let Some(layout) = layout {
@@ -209,6 +216,7 @@ pub fn attention(
         ("dv", dv.max(1).to_string()),
         ("d4", d.div_ceil(4).max(1).to_string()),
         ("dv4", dv.div_ceil(4).max(1).to_string()),
+        ("layout", ATTENTION_PARAMS.wgsl()),
     ];
     let wgsl = module("attention", &[ATTENTION], &vals)?;
     // The key loop (its body written out), then the store loops over rows and values.

@@ -6,7 +6,7 @@
 //! broadcast view described in `params` (`ev_off`), with direct indexing where the view is the
 //! output's own layout and a modulo where it is a broadcast of a trailing block (a bias).
 
-mod reads;
+pub mod reads;
 
 use crate::emit::{kernel, SpliceFn};
 use crate::lower::lower;
@@ -18,6 +18,7 @@ use crate::ops::conv::{conv2d_gemm_kernel, conv2d_kernel};
 use crate::ops::reduce::{layernorm_kernel, reduce_kernel, softmax_kernel};
 use crate::ops::tensor::read_view;
 use crate::options::LowerOptions;
+use crate::params::{one, Layout};
 use crate::views::{node_io, view_of};
 use crate::Lowered;
 use crate::{Buf, Elem, Error, Kernel};
@@ -28,6 +29,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 const FUSED_ELEMENTWISE: &str = include_str!("../templates/fused_elementwise.wgsl");
+
+/// A fused elementwise kernel's own params; its view block ([`reads::EV_BLOCK`]) follows at `EV`.
+pub const FUSED_ELEMENTWISE_PARAMS: Layout = Layout::new("fused_elementwise", "FE", &[one("n")]);
 
 /// A group lowered for the device: `Buf::In(i)` binds `inputs[i]`, `Buf::Out(j)` `outputs[j]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -304,7 +308,7 @@ fn elementwise(
 ) -> Result<GroupKernels, Error> {
     let shape = g.shape(g.node(group.nodes[0]).outputs[0]).clone();
     let mut inputs = Vec::new();
-    let mut r = Reads::new(g, plan, shape.clone(), &mut inputs, 0, Vec::new());
+    let mut r = Reads::new(g, plan, shape.clone(), &mut inputs, 0, Vec::new())?;
     r.inplace = group.inplace;
     let mut known = HashMap::new();
     let mut body = String::new();
@@ -334,11 +338,18 @@ fn elementwise(
         "@group(0) @binding({}) var<storage, read> params: array<u32>;",
         bindings.len()
     );
-    let mut params = vec![shape.numel() as u32];
+    let mut params = FUSED_ELEMENTWISE_PARAMS
+        .fill()
+        .set("n", shape.numel() as u32)
+        .finish()?;
     let ev = params.len();
     params.extend(&r.block);
     let all = decls + &r.finish(ev);
-    let vals = [("decls", all), ("body", body.trim_end().to_string())];
+    let vals = [
+        ("decls", all),
+        ("body", body.trim_end().to_string()),
+        ("layout", FUSED_ELEMENTWISE_PARAMS.wgsl()),
+    ];
     let name = "fused_elementwise";
     let k = kernel(
         name,

@@ -3,6 +3,7 @@
 
 use crate::emit::{expr_trips, plain_splice, Splice};
 use crate::expr::{binary_expr, cast_expr, unary_expr};
+use crate::params::{one, per, Layout};
 use crate::views::view_of;
 use crate::{Buf, Elem, Error};
 use sfumato_core::plan::{Group, Plan, View};
@@ -11,6 +12,15 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 const FUSED_COMMON: &str = include_str!("../templates/fused_common.wgsl");
+
+/// The view block of a fused kernel's reads, at `EV` (after the anchor's own params): the index
+/// space, then per general read its strides and offset (at `EV + k`, `k` from `Reads::read`),
+/// per broadcast-block read its offset and span.
+pub const EV_BLOCK: Layout = Layout::new(
+    "fused view block",
+    "EVB",
+    &[one("rank"), per("dims", 1, "rank")],
+);
 
 /// Reads of external values at a flat index of `shape`, with the bindings they need.
 pub(crate) struct Reads<'a> {
@@ -26,7 +36,7 @@ pub(crate) struct Reads<'a> {
     /// Declared read bindings: input index -> variable name.
     vars: HashMap<usize, String>,
     decls: String,
-    /// The view block, relative to `EV`: [rank, dims.., per read: ...].
+    /// The view block, relative to `EV`: [`EV_BLOCK`], then per read its params.
     pub(crate) block: Vec<u32>,
     funcs: String,
     n_reads: usize,
@@ -51,10 +61,13 @@ impl<'a> Reads<'a> {
         inputs: &'a mut Vec<ValueId>,
         first_slot: u32,
         skip_slots: Vec<u32>,
-    ) -> Self {
-        let mut block = vec![shape.rank() as u32];
-        block.extend(shape.dims().iter().map(|&d| d as u32));
-        Reads {
+    ) -> Result<Self, Error> {
+        let block = EV_BLOCK
+            .fill()
+            .set("rank", shape.rank() as u32)
+            .set_all("dims", shape.dims().iter().map(|&d| d as u32))
+            .finish()?;
+        Ok(Reads {
             g,
             plan,
             shape,
@@ -72,7 +85,7 @@ impl<'a> Reads<'a> {
             hoisted: String::new(),
             ep_init: String::new(),
             trips: 0,
-        }
+        })
     }
 
     fn slot(&mut self) -> u32 {
@@ -196,8 +209,11 @@ impl<'a> Reads<'a> {
     /// Declarations: read bindings, the view block base, ev_off and the node functions.
     pub(crate) fn finish(&self, ev: usize) -> String {
         format!(
-            "{}const EV: u32 = {ev}u;\n{}\n{}",
-            self.decls, FUSED_COMMON, self.funcs
+            "{}const EV: u32 = {ev}u;\n{}{}\n{}",
+            self.decls,
+            EV_BLOCK.wgsl(),
+            FUSED_COMMON,
+            self.funcs
         )
     }
 }
@@ -284,7 +300,7 @@ pub(crate) fn anchor_splice(
         inputs,
         if row { 0 } else { first_slot },
         if row { fixed[1..].to_vec() } else { Vec::new() },
-    );
+    )?;
     r.inplace = group.inplace;
     if matches!(a.op, Op::MatMul | Op::Gemm(_)) && !row {
         // Every matmul variant stores through `matmul_common`'s `store`, which sets `ep_col`.

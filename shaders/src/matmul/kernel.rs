@@ -1,6 +1,6 @@
 //! The matmul kernels (every variant but `Ubo`, which `ubo` makes) and the variant order.
 
-use super::{ubo, MatmulProblem, MatmulVariant, MATMUL_COMMON};
+use super::{layout_vals, matmul_params, ubo, MatmulProblem, MatmulVariant, MATMUL_COMMON};
 use crate::emit::{apply_splice, grid, module, plain_splice, SpliceFn};
 use crate::options::LowerOptions;
 use crate::{loops, Buf, Error, Kernel};
@@ -58,26 +58,7 @@ fn matmul_kernels(
             (a, b, a * b * batch)
         }
     };
-    let mut params = vec![
-        p.m as u32,
-        p.n as u32,
-        p.k as u32,
-        batch as u32,
-        p.alpha.to_bits(),
-        p.beta.to_bits(),
-        p.has_bias as u32,
-        p.a_sm as u32,
-        p.a_sk as u32,
-        p.b_sk as u32,
-        p.b_sn as u32,
-        p.c_sm as u32,
-        p.c_sn as u32,
-        tiles_n as u32,
-        tiles_m as u32,
-    ];
-    for o in &p.offsets {
-        params.extend(o.iter().map(|&x| x as u32));
-    }
+    let mut params = matmul_params(p, tiles_n, tiles_m)?;
     if matches!(v, MatmulVariant::Ubo { .. }) {
         // One kernel per part of A's rows, each with its own grid.
         return ubo::matmul_ubo_kernels(p, v, opts, splice, params);
@@ -155,6 +136,7 @@ fn matmul_kernels(
         _ => vec![],
     };
     vals.extend(spliced);
+    vals.extend(layout_vals(false));
     let wgsl = module(&v.name(), &[MATMUL_COMMON, body], &vals)?;
     let k = Kernel {
         name: v.name(),

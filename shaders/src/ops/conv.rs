@@ -6,10 +6,11 @@ use crate::emit::{apply_splice, grid, kernel, module, plain_splice, SpliceFn};
 use crate::expr::NEG_INF;
 use crate::loops::{self, lp};
 use crate::matmul::{
-    conv1x1_problem, matmul_kernel, pick_variant, ubo, MatmulProblem, MatmulVariant, CONV_PARAMS,
-    MATMUL_COMMON,
+    conv1x1_problem, layout_vals, matmul_kernel, matmul_params, pick_variant, ubo, MatmulProblem,
+    MatmulVariant, CONV_GEMM_PARAMS, CONV_PARAMS, MATMUL_COMMON, MATMUL_PARAMS,
 };
 use crate::options::LowerOptions;
+use crate::params::{one, Layout};
 use crate::{Buf, Error, Kernel};
 use sfumato_core::op::{Conv2d, Op};
 use sfumato_core::Shape;
@@ -18,6 +19,82 @@ const POOL2D: &str = include_str!("../templates/pool2d.wgsl");
 const CONV2D: &str = include_str!("../templates/conv2d.wgsl");
 const CONV2D_GEMM: &str = include_str!("../templates/conv2d_gemm.wgsl");
 const CONV_TRANSPOSE2D: &str = include_str!("../templates/conv_transpose2d.wgsl");
+
+/// A pool's params: input and output sizes, the window (kernel, strides, pads top and left,
+/// dilations), whether an average counts the pads.
+pub const POOL_PARAMS: Layout = Layout::new(
+    "pool2d",
+    "PL",
+    &[
+        one("n"),
+        one("h"),
+        one("w"),
+        one("oh"),
+        one("ow"),
+        one("kh"),
+        one("kw"),
+        one("sh"),
+        one("sw"),
+        one("pt"),
+        one("pl"),
+        one("dh"),
+        one("dw"),
+        one("count_include_pad"),
+    ],
+);
+/// The direct conv's params: `cig` = C / groups, `cog` = O / groups, `bx` = ceil(OW / 4),
+/// `bo` = ceil(cog / 4) (its 4 x 4 register blocks).
+pub const CONV2D_PARAMS: Layout = Layout::new(
+    "conv2d",
+    "C2",
+    &[
+        one("n"),
+        one("c"),
+        one("h"),
+        one("w"),
+        one("o"),
+        one("oh"),
+        one("ow"),
+        one("kh"),
+        one("kw"),
+        one("sh"),
+        one("sw"),
+        one("pt"),
+        one("pl"),
+        one("dh"),
+        one("dw"),
+        one("cig"),
+        one("cog"),
+        one("has_bias"),
+        one("bx"),
+        one("bo"),
+    ],
+);
+/// A conv transpose's params: `cig` = C / groups, `cog` the output channels per group.
+pub const CONV_TRANSPOSE_PARAMS: Layout = Layout::new(
+    "conv_transpose2d",
+    "CT",
+    &[
+        one("n"),
+        one("c"),
+        one("h"),
+        one("w"),
+        one("o"),
+        one("oh"),
+        one("ow"),
+        one("kh"),
+        one("kw"),
+        one("sh"),
+        one("sw"),
+        one("pt"),
+        one("pl"),
+        one("dh"),
+        one("dw"),
+        one("cig"),
+        one("cog"),
+        one("has_bias"),
+    ],
+);
 
 /// A conv2d node: pointwise as a batched matmul, one group as an implicit GEMM, else direct.
 pub fn conv2d(
@@ -78,22 +155,23 @@ pub fn pool2d(
     };
     let n = out_shape.numel();
     let x = &x.0;
-    let params = vec![
-        n as u32,
-        x[2] as u32,
-        x[3] as u32,
-        out_shape.0[2] as u32,
-        out_shape.0[3] as u32,
-        p.kernel[0] as u32,
-        p.kernel[1] as u32,
-        p.stride[0] as u32,
-        p.stride[1] as u32,
-        p.padding[0] as u32,
-        p.padding[1] as u32,
-        p.dilation[0] as u32,
-        p.dilation[1] as u32,
-        p.count_include_pad as u32,
-    ];
+    let params = POOL_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("oh", out_shape.0[2] as u32)
+        .set("ow", out_shape.0[3] as u32)
+        .set("kh", p.kernel[0] as u32)
+        .set("kw", p.kernel[1] as u32)
+        .set("sh", p.stride[0] as u32)
+        .set("sw", p.stride[1] as u32)
+        .set("pt", p.padding[0] as u32)
+        .set("pl", p.padding[1] as u32)
+        .set("dh", p.dilation[0] as u32)
+        .set("dw", p.dilation[1] as u32)
+        .set("count_include_pad", p.count_include_pad as u32)
+        .finish()?;
     let pool_trips = lp(p.kernel[0] as u64) + p.kernel[0] as u64 * lp(p.kernel[1] as u64);
     let (name, vals): (&str, [(&str, String); 4]) = match op {
         Op::MaxPool2d(_) => (
@@ -131,13 +209,15 @@ pub fn pool2d(
                 ("combine", "acc = acc + v;".into()),
                 (
                     "finish",
-                    "acc / f32(select(max(cnt, 1u), params[5] * params[6], params[13] != 0u))"
+                    "acc / f32(select(max(cnt, 1u), params[PL_KH] * params[PL_KW], params[PL_COUNT_INCLUDE_PAD] != 0u))"
                         .into(),
                 ),
                 ("out_ty", "f32".into()),
             ],
         ),
     };
+    let mut vals = vals.to_vec();
+    vals.push(("layout", POOL_PARAMS.wgsl()));
     kernel(
         name,
         POOL2D,
@@ -160,26 +240,27 @@ pub fn conv_transpose2d(
     let n = out_shape.numel();
     let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
     let has_bias = ins.len() == 3;
-    let params = vec![
-        n as u32,
-        x[1] as u32,
-        x[2] as u32,
-        x[3] as u32,
-        out_shape.0[1] as u32,
-        out_shape.0[2] as u32,
-        out_shape.0[3] as u32,
-        w[2] as u32,
-        w[3] as u32,
-        c.stride[0] as u32,
-        c.stride[1] as u32,
-        c.padding[0] as u32,
-        c.padding[1] as u32,
-        c.dilation[0] as u32,
-        c.dilation[1] as u32,
-        (x[1] / c.groups) as u32,
-        w[1] as u32,
-        has_bias as u32,
-    ];
+    let params = CONV_TRANSPOSE_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("c", x[1] as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("o", out_shape.0[1] as u32)
+        .set("oh", out_shape.0[2] as u32)
+        .set("ow", out_shape.0[3] as u32)
+        .set("kh", w[2] as u32)
+        .set("kw", w[3] as u32)
+        .set("sh", c.stride[0] as u32)
+        .set("sw", c.stride[1] as u32)
+        .set("pt", c.padding[0] as u32)
+        .set("pl", c.padding[1] as u32)
+        .set("dh", c.dilation[0] as u32)
+        .set("dw", c.dilation[1] as u32)
+        .set("cig", (x[1] / c.groups) as u32)
+        .set("cog", w[1] as u32)
+        .set("has_bias", has_bias as u32)
+        .finish()?;
     let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
     let binds = vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)];
     let (cig, kh, kw) = ((x[1] / c.groups) as u64, w[2] as u64, w[3] as u64);
@@ -187,7 +268,7 @@ pub fn conv_transpose2d(
     kernel(
         "conv_transpose2d",
         CONV_TRANSPOSE2D,
-        &[],
+        &[("layout", CONV_TRANSPOSE_PARAMS.wgsl())],
         binds,
         params,
         n,
@@ -212,31 +293,34 @@ pub fn conv2d_kernel(
     let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
     let cog = w[0] / c.groups;
     let (bx, bo) = (ow.div_ceil(4), cog.div_ceil(4));
-    let mut params = vec![
-        x[0] as u32,
-        x[1] as u32,
-        x[2] as u32,
-        x[3] as u32,
-        w[0] as u32,
-        oh as u32,
-        ow as u32,
-        w[2] as u32,
-        w[3] as u32,
-        c.stride[0] as u32,
-        c.stride[1] as u32,
-        c.padding[0] as u32,
-        c.padding[1] as u32,
-        c.dilation[0] as u32,
-        c.dilation[1] as u32,
-        w[1] as u32,
-        cog as u32,
-        has_bias as u32,
-        bx as u32,
-        bo as u32,
-    ];
-    let (bindings, vals, sp) = apply_splice(splice, &mut params, |_| {
+    let mut params = CONV2D_PARAMS
+        .fill()
+        .set("n", x[0] as u32)
+        .set("c", x[1] as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("o", w[0] as u32)
+        .set("oh", oh as u32)
+        .set("ow", ow as u32)
+        .set("kh", w[2] as u32)
+        .set("kw", w[3] as u32)
+        .set("sh", c.stride[0] as u32)
+        .set("sw", c.stride[1] as u32)
+        .set("pt", c.padding[0] as u32)
+        .set("pl", c.padding[1] as u32)
+        .set("dh", c.dilation[0] as u32)
+        .set("dw", c.dilation[1] as u32)
+        .set("cig", w[1] as u32)
+        .set("cog", cog as u32)
+        .set("has_bias", has_bias as u32)
+        .set("bx", bx as u32)
+        .set("bo", bo as u32)
+        .finish()?;
+    let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
         vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)]
     })?;
+    let mut vals = vec![("layout", CONV2D_PARAMS.wgsl())];
+    vals.extend(spliced);
     let threads = x[0] * c.groups * bo * oh * bx;
     // Per input channel of the group: the tap loops (their 4 x 4 bodies written out); then the
     // 4 x 4 store block.
@@ -295,70 +379,50 @@ pub fn conv2d_gemm_kernel(
     let batch = x[0];
     let (tm, tn) = (rows * wg_y, cols * wg_x);
     let (tiles_m, tiles_n) = (m.div_ceil(tm as usize), n.div_ceil(tn as usize));
-    let mut params = vec![
-        m as u32,
-        n as u32,
-        k as u32,
-        batch as u32,
-        1f32.to_bits(),
-        1f32.to_bits(),
-        has_bias as u32,
-        k as u32,
-        1,
-        0,
-        0,
-        1,
-        0,
-        tiles_n as u32,
-        tiles_m as u32,
-    ];
-    for b in 0..batch {
-        params.extend([0, (b * x[1] * x[2] * x[3]) as u32, 0]);
-    }
+    let prob = MatmulProblem {
+        m,
+        n,
+        k,
+        alpha: 1.0,
+        beta: 1.0,
+        has_bias,
+        a_sm: k,
+        a_sk: 1,
+        b_sk: 0,
+        b_sn: 0,
+        c_sm: 1,
+        c_sn: 0,
+        offsets: (0..batch).map(|b| [0, b * x[1] * x[2] * x[3], 0]).collect(),
+        b_const: false,
+    };
+    let mut params = matmul_params(&prob, tiles_n, tiles_m)?;
     params.extend(
-        [
-            x[1],
-            x[2],
-            x[3],
-            ow,
-            w[2],
-            w[3],
-            c.stride[0],
-            c.stride[1],
-            c.padding[0],
-            c.padding[1],
-            c.dilation[0],
-            c.dilation[1],
-        ]
-        .iter()
-        .map(|&v| v as u32),
+        CONV_GEMM_PARAMS
+            .fill()
+            .set("ch", x[1] as u32)
+            .set("h", x[2] as u32)
+            .set("w", x[3] as u32)
+            .set("ow", ow as u32)
+            .set("kh", w[2] as u32)
+            .set("kw", w[3] as u32)
+            .set("sh", c.stride[0] as u32)
+            .set("sw", c.stride[1] as u32)
+            .set("pt", c.padding[0] as u32)
+            .set("pl", c.padding[1] as u32)
+            .set("dh", c.dilation[0] as u32)
+            .set("dw", c.dilation[1] as u32)
+            .finish()?,
     );
     if opts.target.uniform_block_operands && (m * n * k * batch) as u64 >= ubo::UBO_CONV_MIN_MACS {
         // Weights from uniform blocks, the block written out (`conv2d_ubo`), where they fit.
         let v = CONV_UBO_BLOCK;
-        let prob = MatmulProblem {
-            m,
-            n,
-            k,
-            alpha: 1.0,
-            beta: 1.0,
-            has_bias,
-            a_sm: k,
-            a_sk: 1,
-            b_sk: 0,
-            b_sn: 0,
-            c_sm: 1,
-            c_sn: 0,
-            offsets: (0..batch).map(|b| [0, b * x[1] * x[2] * x[3], 0]).collect(),
-            b_const: false,
-        };
         let rows = CONV_UBO_ROWS as usize;
         let tile_n = CONV_UBO_COLS4 as usize * 4 * CONV_UBO_WG as usize;
         // (Whole 16-row blocks only: weights of over 1,024 per output channel keep `conv2d_gemm`.)
         if ubo::ubo_layout(&prob, rows, opts.target.max_uniform_blocks as usize)
             .is_some_and(|l| l.q == 1)
         {
-            params[13] = n.div_ceil(tile_n) as u32;
+            params[MATMUL_PARAMS.at("tiles_n")?] = n.div_ceil(tile_n) as u32;
             let spec = ubo::UboSpec {
                 a_input: 1,
                 b: Buf::In(0),
@@ -385,6 +449,7 @@ pub fn conv2d_gemm_kernel(
         ("tile_n", tn.to_string()),
     ];
     vals.extend(spliced);
+    vals.extend(layout_vals(true));
     let wgsl = module(
         "conv2d_gemm",
         &[MATMUL_COMMON, CONV_PARAMS, CONV2D_GEMM],

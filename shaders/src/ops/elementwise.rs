@@ -4,6 +4,7 @@ use super::Io;
 use crate::emit::{expr_trips, kernel};
 use crate::expr::{binary_expr, cast_expr, unary_expr};
 use crate::options::LowerOptions;
+use crate::params::{one, Layout};
 use crate::views::{strided, view_params};
 use crate::{loops, Buf, Elem, Error, Kernel};
 use sfumato_core::op::{BinaryOp, UnaryOp};
@@ -14,6 +15,13 @@ const UNARY: &str = include_str!("../templates/unary.wgsl");
 const BINARY: &str = include_str!("../templates/binary.wgsl");
 const WHERE: &str = include_str!("../templates/where.wgsl");
 const BATCHNORM: &str = include_str!("../templates/batchnorm.wgsl");
+
+/// Batch norm's params: `inner` the product of the dims after the channels, `eps` f32 bits.
+pub const BATCHNORM_PARAMS: Layout = Layout::new(
+    "batchnorm",
+    "BN",
+    &[one("n"), one("channels"), one("inner"), one("eps")],
+);
 
 /// A unary op on one input read through a broadcast view.
 pub fn unary(
@@ -55,7 +63,7 @@ pub fn binary(
     let params = view_params(
         out_shape,
         &[strided(ins[0].1, out_shape), strided(ins[1].1, out_shape)],
-    );
+    )?;
     kernel(
         "binary",
         BINARY,
@@ -72,7 +80,7 @@ pub fn binary(
 pub fn where_(ins: &[Io], (out_dt, out_shape): Io, opts: &LowerOptions) -> Result<Kernel, Error> {
     let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
     let views: Vec<View> = ins.iter().map(|i| strided(i.1, out_shape)).collect();
-    let params = view_params(out_shape, &views);
+    let params = view_params(out_shape, &views)?;
     kernel(
         "where",
         WHERE,
@@ -95,12 +103,13 @@ pub fn batchnorm(
     let n = out_shape.numel();
     let d = &ins[0].1 .0;
     let inner: usize = d[2..].iter().product();
-    let params = vec![
-        n as u32,
-        d[1] as u32,
-        inner.max(1) as u32,
-        epsilon.to_bits(),
-    ];
+    let params = BATCHNORM_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("channels", d[1] as u32)
+        .set("inner", inner.max(1) as u32)
+        .set("eps", epsilon.to_bits())
+        .finish()?;
     let binds = vec![
         Buf::In(0),
         Buf::In(1),
@@ -112,7 +121,7 @@ pub fn batchnorm(
     kernel(
         "batchnorm",
         BATCHNORM,
-        &[],
+        &[("layout", BATCHNORM_PARAMS.wgsl())],
         binds,
         params,
         n,
@@ -136,7 +145,7 @@ fn elementwise1(
         ("out_ty", Elem::of(out_dt).wgsl().to_string()),
         ("expr", expr),
     ];
-    let params = view_params(out_shape, &[strided(input.1, out_shape)]);
+    let params = view_params(out_shape, &[strided(input.1, out_shape)])?;
     kernel(
         name,
         UNARY,

@@ -5,6 +5,7 @@ use crate::emit::{apply_splice, kernel, kernel_of, Splice, SpliceFn};
 use crate::expr::{fit_int, NEG_INF, POS_INF};
 use crate::loops::{self, lp};
 use crate::options::LowerOptions;
+use crate::params::{one, per, Layout};
 use crate::{Buf, Elem, Error, Kernel};
 use sfumato_core::op::ReduceOp;
 use sfumato_core::shape::contiguous_strides;
@@ -20,6 +21,38 @@ const SOFTMAX_WG: &str = include_str!("../templates/softmax_wg.wgsl");
 const LAYERNORM_WG: &str = include_str!("../templates/layernorm_wg.wgsl");
 const ARG_REDUCE: &str = include_str!("../templates/arg_reduce.wgsl");
 
+/// ArgMax / ArgMin's params: `len` the axis size, `inner` the dims after it, `max` and `last`
+/// flags.
+pub const ARG_REDUCE_PARAMS: Layout = Layout::new(
+    "arg_reduce",
+    "AR",
+    &[one("n"), one("len"), one("inner"), one("max"), one("last")],
+);
+/// Softmax's params: rows of `len` elements `inner` apart.
+pub const SOFTMAX_PARAMS: Layout =
+    Layout::new("softmax", "SM", &[one("rows"), one("len"), one("inner")]);
+/// Layer norm's params: `eps` f32 bits.
+pub const LAYERNORM_PARAMS: Layout = Layout::new(
+    "layernorm",
+    "LN",
+    &[one("rows"), one("len"), one("eps"), one("has_bias")],
+);
+/// A reduction's params: the kept dims and their strides, the reduced dims and their strides.
+pub const REDUCE_PARAMS: Layout = Layout::new(
+    "reduce",
+    "RD",
+    &[
+        one("n_out"),
+        one("count"),
+        one("kept_rank"),
+        one("red_rank"),
+        per("kept_dims", 1, "kept_rank"),
+        per("kept_strides", 1, "kept_rank"),
+        per("red_dims", 1, "red_rank"),
+        per("red_strides", 1, "red_rank"),
+    ],
+);
+
 /// ArgMax / ArgMin along `axis` (`last`: the last of equal extremes).
 pub fn arg_reduce(
     max: bool,
@@ -31,13 +64,14 @@ pub fn arg_reduce(
 ) -> Result<Kernel, Error> {
     let n = out_shape.numel();
     let (_, len, inner) = sfumato_core::interp::split_at_axis(&input.1 .0, axis);
-    let params = vec![
-        n as u32,
-        len as u32,
-        inner.max(1) as u32,
-        max as u32,
-        last as u32,
-    ];
+    let params = ARG_REDUCE_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("len", len as u32)
+        .set("inner", inner.max(1) as u32)
+        .set("max", max as u32)
+        .set("last", last as u32)
+        .finish()?;
     let e = Elem::of(input.0);
     let nan_fn = if e == Elem::F32 {
         "fn nan_of(v: f32) -> bool {\n    return is_nan(v);\n}".to_string()
@@ -47,7 +81,11 @@ pub fn arg_reduce(
             e.wgsl()
         )
     };
-    let vals = [("ty", e.wgsl().to_string()), ("nan_fn", nan_fn)];
+    let vals = [
+        ("ty", e.wgsl().to_string()),
+        ("nan_fn", nan_fn),
+        ("layout", ARG_REDUCE_PARAMS.wgsl()),
+    ];
     kernel(
         "arg_reduce",
         ARG_REDUCE,
@@ -88,16 +126,17 @@ pub fn reduce_kernel(
     let kept: Vec<usize> = (0..dims.len()).filter(|d| !axes.contains(d)).collect();
     let n_out: usize = kept.iter().map(|&d| dims[d]).product();
     let count: usize = axes.iter().map(|&d| dims[d]).product();
-    let mut params = vec![
-        n_out as u32,
-        count as u32,
-        kept.len() as u32,
-        axes.len() as u32,
-    ];
-    params.extend(kept.iter().map(|&d| dims[d] as u32));
-    params.extend(kept.iter().map(|&d| strides[d] as u32));
-    params.extend(axes.iter().map(|&d| dims[d] as u32));
-    params.extend(axes.iter().map(|&d| strides[d] as u32));
+    let mut params = REDUCE_PARAMS
+        .fill()
+        .set("n_out", n_out as u32)
+        .set("count", count as u32)
+        .set("kept_rank", kept.len() as u32)
+        .set("red_rank", axes.len() as u32)
+        .set_all("kept_dims", kept.iter().map(|&d| dims[d] as u32))
+        .set_all("kept_strides", kept.iter().map(|&d| strides[d] as u32))
+        .set_all("red_dims", axes.iter().map(|&d| dims[d] as u32))
+        .set_all("red_strides", axes.iter().map(|&d| strides[d] as u32))
+        .finish()?;
     let e = Elem::of(dt);
     let float = e == Elem::F32;
     let acc_ty = if float { "f32" } else { "i32" };
@@ -147,6 +186,7 @@ pub fn reduce_kernel(
         ("init", init.to_string()),
         ("combine", combine.to_string()),
         ("finish", finish),
+        ("layout", REDUCE_PARAMS.wgsl()),
     ];
     vals.extend(spliced);
     let name = r.name().to_lowercase();
@@ -187,8 +227,16 @@ pub fn softmax_kernel(
 ) -> Result<Kernel, Error> {
     let (outer, len, inner) = sfumato_core::interp::split_at_axis(&shape.0, axis);
     let rows = outer * inner;
-    let mut params = vec![rows as u32, len as u32, inner.max(1) as u32];
-    let (bindings, vals, sp) = apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
+    let mut params = SOFTMAX_PARAMS
+        .fill()
+        .set("rows", rows as u32)
+        .set("len", len as u32)
+        .set("inner", inner.max(1) as u32)
+        .finish()?;
+    let (bindings, spliced, sp) =
+        apply_splice(splice, &mut params, |first| vec![first, Buf::Out(0)])?;
+    let mut vals = vec![("layout", SOFTMAX_PARAMS.wgsl())];
+    vals.extend(spliced);
     three_pass_row(
         ["softmax", "softmax_wg"],
         [SOFTMAX, SOFTMAX_WG],
@@ -293,10 +341,18 @@ pub fn layernorm_kernel(
 ) -> Result<Kernel, Error> {
     let len: usize = shape.0[axis..].iter().product();
     let rows = shape.numel().checked_div(len).unwrap_or(0);
-    let mut params = vec![rows as u32, len as u32, epsilon.to_bits(), has_bias as u32];
-    let (bindings, vals, sp) = apply_splice(splice, &mut params, |first| {
+    let mut params = LAYERNORM_PARAMS
+        .fill()
+        .set("rows", rows as u32)
+        .set("len", len as u32)
+        .set("eps", epsilon.to_bits())
+        .set("has_bias", has_bias as u32)
+        .finish()?;
+    let (bindings, spliced, sp) = apply_splice(splice, &mut params, |first| {
         vec![first, scale_bias[0], scale_bias[1], Buf::Out(0)]
     })?;
+    let mut vals = vec![("layout", LAYERNORM_PARAMS.wgsl())];
+    vals.extend(spliced);
     three_pass_row(
         ["layernorm", "layernorm_wg"],
         [LAYERNORM, LAYERNORM_WG],

@@ -4,6 +4,7 @@ use super::Io;
 use crate::emit::kernel;
 use crate::expr::constant_bits;
 use crate::options::LowerOptions;
+use crate::params::{one, per, Layout};
 use crate::views::view_params;
 use crate::{loops, Buf, Elem, Error, Kernel};
 use sfumato_core::op::{CoordTransform, PadMode, ResizeMode, SliceAxis};
@@ -17,6 +18,69 @@ const GATHER: &str = include_str!("../templates/gather.wgsl");
 const GATHER_ELEMENTS: &str = include_str!("../templates/gather_elements.wgsl");
 const RESIZE: &str = include_str!("../templates/resize.wgsl");
 const PAD: &str = include_str!("../templates/pad.wgsl");
+
+/// A block copy's params (concat, split): `n` elements in blocks of `blk`, block b read at
+/// `src_off + b * src_row` and written at `dst_off + b * dst_row` (vec4s where `block_copy_vec4`).
+pub const BLOCK_COPY_PARAMS: Layout = Layout::new(
+    "block_copy",
+    "BC",
+    &[
+        one("n"),
+        one("blk"),
+        one("src_row"),
+        one("src_off"),
+        one("dst_row"),
+        one("dst_off"),
+    ],
+);
+/// Gather's params: `count` indices, `len` the axis size, `inner` the dims after it.
+pub const GATHER_PARAMS: Layout = Layout::new(
+    "gather",
+    "GA",
+    &[one("n"), one("count"), one("len"), one("inner")],
+);
+/// GatherElements' params: `len` the data's axis size, `strides` the data's.
+pub const GATHER_ELEMENTS_PARAMS: Layout = Layout::new(
+    "gather_elements",
+    "GE",
+    &[
+        one("n"),
+        one("rank"),
+        one("axis"),
+        one("len"),
+        per("out_dims", 1, "rank"),
+        per("strides", 1, "rank"),
+    ],
+);
+/// Resize's params: input and output spatial dims, the mode and the coordinate transform.
+pub const RESIZE_PARAMS: Layout = Layout::new(
+    "resize",
+    "RS",
+    &[
+        one("n"),
+        one("h"),
+        one("w"),
+        one("oh"),
+        one("ow"),
+        one("bilinear"),
+        one("coord"),
+    ],
+);
+/// Pad's params: the pads before each dim, the mode, the constant's bits.
+pub const PAD_PARAMS: Layout = Layout::new(
+    "pad",
+    "PD",
+    &[
+        one("n"),
+        one("rank"),
+        per("out_dims", 1, "rank"),
+        per("in_dims", 1, "rank"),
+        per("in_strides", 1, "rank"),
+        per("pads", 1, "rank"),
+        one("mode"),
+        one("value"),
+    ],
+);
 
 /// A transpose: a copy of input 0 through its permuted strides.
 pub fn transpose(
@@ -110,13 +174,17 @@ pub fn gather(
     let x = &ins[0].1 .0;
     let (_, len, inner) = sfumato_core::interp::split_at_axis(x, axis);
     let count = ins[1].1.numel();
-    let params = vec![
-        n as u32,
-        count.max(1) as u32,
-        len as u32,
-        inner.max(1) as u32,
+    let params = GATHER_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("count", count.max(1) as u32)
+        .set("len", len as u32)
+        .set("inner", inner.max(1) as u32)
+        .finish()?;
+    let vals = [
+        ("ty", Elem::of(out_dt).wgsl().to_string()),
+        ("layout", GATHER_PARAMS.wgsl()),
     ];
-    let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
     kernel(
         "gather",
         GATHER,
@@ -138,10 +206,22 @@ pub fn gather_elements(
 ) -> Result<Kernel, Error> {
     let n = out_shape.numel();
     let rank = x.rank();
-    let mut params = vec![n as u32, rank as u32, axis as u32, x.0[axis] as u32];
-    params.extend(out_shape.0.iter().map(|&d| d as u32));
-    params.extend(contiguous_strides(&x.0).iter().map(|&s| s as u32));
-    let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
+    let params = GATHER_ELEMENTS_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("rank", rank as u32)
+        .set("axis", axis as u32)
+        .set("len", x.0[axis] as u32)
+        .set_all("out_dims", out_shape.0.iter().map(|&d| d as u32))
+        .set_all(
+            "strides",
+            contiguous_strides(&x.0).iter().map(|&s| s as u32),
+        )
+        .finish()?;
+    let vals = [
+        ("ty", Elem::of(out_dt).wgsl().to_string()),
+        ("layout", GATHER_ELEMENTS_PARAMS.wgsl()),
+    ];
     kernel(
         "gather_elements",
         GATHER_ELEMENTS,
@@ -165,23 +245,28 @@ pub fn resize(
 ) -> Result<Kernel, Error> {
     let n = out_shape.numel();
     let x = &x.0;
-    let params = vec![
-        n as u32,
-        x[2] as u32,
-        x[3] as u32,
-        size[0] as u32,
-        size[1] as u32,
-        matches!(mode, ResizeMode::Bilinear) as u32,
-        match coord {
-            CoordTransform::HalfPixel => 0,
-            CoordTransform::AlignCorners => 1,
-            CoordTransform::Asymmetric => 2,
-        },
-    ];
+    let params = RESIZE_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("oh", size[0] as u32)
+        .set("ow", size[1] as u32)
+        .set("bilinear", matches!(mode, ResizeMode::Bilinear) as u32)
+        .set(
+            "coord",
+            match coord {
+                CoordTransform::HalfPixel => 0,
+                CoordTransform::AlignCorners => 1,
+                CoordTransform::Asymmetric => 2,
+            },
+        )
+        .finish()?;
+    let vals = [("layout", RESIZE_PARAMS.wgsl())];
     kernel(
         "resize",
         RESIZE,
-        &[],
+        &vals,
         vec![Buf::In(0), Buf::Out(0)],
         params,
         n,
@@ -199,19 +284,26 @@ pub fn pad(
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
     let n = out_shape.numel();
-    let mut params = vec![n as u32, x.rank() as u32];
-    params.extend(out_shape.0.iter().map(|&d| d as u32));
-    params.extend(x.0.iter().map(|&d| d as u32));
-    params.extend(x.strides().iter().map(|&d| d as u32));
-    params.extend(pads.iter().map(|p| p[0] as u32));
     let (m, value) = match mode {
         PadMode::Constant(v) => (0, constant_bits(v, out_dt)),
         PadMode::Reflect => (1, 0),
         PadMode::Edge => (2, 0),
     };
-    params.push(m);
-    params.push(value);
-    let vals = [("ty", Elem::of(out_dt).wgsl().to_string())];
+    let params = PAD_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("rank", x.rank() as u32)
+        .set_all("out_dims", out_shape.0.iter().map(|&d| d as u32))
+        .set_all("in_dims", x.0.iter().map(|&d| d as u32))
+        .set_all("in_strides", x.strides().iter().map(|&d| d as u32))
+        .set_all("pads", pads.iter().map(|p| p[0] as u32))
+        .set("mode", m)
+        .set("value", value)
+        .finish()?;
+    let vals = [
+        ("ty", Elem::of(out_dt).wgsl().to_string()),
+        ("layout", PAD_PARAMS.wgsl()),
+    ];
     kernel(
         "pad",
         PAD,
@@ -238,7 +330,7 @@ fn copy_kernel(
     output: usize,
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
-    let params = view_params(dims, &[src, dst]);
+    let params = view_params(dims, &[src, dst])?;
     let vals = [("ty", Elem::of(dt).wgsl().to_string())];
     kernel(
         "copy",
@@ -273,15 +365,23 @@ fn block_copy(
         1
     };
     let (n, blk) = (n / v, blk / v);
-    let mut params = vec![n as u32, blk.max(1) as u32];
-    params.extend(rows.iter().map(|&r| (r / v) as u32));
+    let [src_row, src_off, dst_row, dst_off] = rows.map(|r| (r / v) as u32);
+    let params = BLOCK_COPY_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("blk", blk.max(1) as u32)
+        .set("src_row", src_row)
+        .set("src_off", src_off)
+        .set("dst_row", dst_row)
+        .set("dst_off", dst_off)
+        .finish()?;
     let ty = Elem::of(dt).wgsl();
     let ty = if v == 4 {
         format!("vec4<{ty}>")
     } else {
         ty.to_string()
     };
-    let vals = [("ty", ty)];
+    let vals = [("ty", ty), ("layout", BLOCK_COPY_PARAMS.wgsl())];
     kernel(
         if v == 4 {
             "block_copy_vec4"
