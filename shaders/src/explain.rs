@@ -2,8 +2,9 @@
 //! memory of a run that frees each value after its last reader (the memory plan).
 
 use crate::fused::{generate, GroupKernels};
-use crate::lower::{LowerOptions, Lowered};
+use crate::options::LowerOptions;
 use crate::Error;
+use crate::Lowered;
 use serde::Serialize;
 use sfumato_core::plan::{GroupKind, Plan};
 use sfumato_core::{Graph, Op, ValueId};

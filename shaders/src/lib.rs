@@ -13,17 +13,60 @@
 //! (elementwise chains, anchors with epilogues and prologues, attention, views that cost nothing);
 //! this crate is its WGSL back end: [`fused::generate`] emits one module per group and
 //! [`explain`] sums up a plan (dispatches, bytes moved, peak memory).
+//!
+//! # Modules, and which way they depend
+//!
+//! No module imports one that imports it back; from the bottom up:
+//!
+//! - leaves: [`template`] (the filler), [`loops`] (loop trips and the budget), [`params`]
+//!   (named params layouts), [`expr`] (WGSL expressions of elementwise ops), [`views`] (the
+//!   plan's view of a value, the view params);
+//! - [`emit`]: module assembly (prelude + template parts + helpers), kernel building
+//!   (`kernel`, `kernel_of`), grid sizing, and the [`emit::Splice`] an anchor takes;
+//! - [`matmul`]: `variant` and `problem` (data), `ubo` (the uniform-block kernel, also the
+//!   uniform-block conv's), `choice` (support, candidates, [`matmul::pick_variant`]), `kernel`;
+//!   [`options`] ([`LowerOptions`]: the chosen variant and the target) sits between `variant`
+//!   and the rest;
+//! - families: [`ops::elementwise`], [`ops::reduce`] (softmax, layer norm, reduce, arg-reduce),
+//!   [`ops::conv`] (conv2d direct / implicit GEMM / uniform blocks / pointwise, conv transpose,
+//!   pools), [`ops::tensor`] (copies, concat, split, gather, resize, pad), [`attention`] (and its
+//!   uniform-block kernel);
+//! - [`mod@lower`]: the dispatcher from [`Op`](sfumato_core::Op) to family (and the old paths,
+//!   re-exported); [`fused`] (and `fused::reads`): one module per group; [`explain`].
+//!
+//! # Params layouts
+//!
+//! Every kernel family's `params` are one [`params::Layout`], defined once beside the family
+//! ([`views::VIEW_PARAMS`], [`matmul::MATMUL_PARAMS`] and [`matmul::CONV_GEMM_PARAMS`],
+//! [`ops::conv::CONV2D_PARAMS`], [`attention::ATTENTION_PARAMS`], ...): the Rust side fills them
+//! by name (`LAYOUT.fill().set("m", ..)...finish()?`, which refuses an unknown or missing name),
+//! and the template reads them by the names the layout writes into it through a placeholder
+//! (`{{layout}}`; `{{mm_layout}}`, `{{cv_layout}}`, and the prelude's `{{view_layout}}`):
+//! `params[MM_TILES_N]`, `params[mm_end(batch) + CV_KH]`. What follows a layout (a splice's
+//! params, from `EV`; a view's block, `view_block(v, rank)`) starts at a named base.
 
-pub mod attention_ubo;
+pub mod attention;
+pub mod emit;
 pub mod explain;
+pub mod expr;
 pub mod fused;
 pub mod loops;
 pub mod lower;
-pub mod matmul_ubo;
+pub mod matmul;
+pub mod ops;
+pub mod options;
+pub mod params;
 pub mod template;
+pub mod views;
+
+/// The old paths of the uniform-block kernels.
+pub use attention::ubo as attention_ubo;
+pub use matmul::ubo as matmul_ubo;
 
 pub use fused::{generate, group_matmul_problem, GroupKernels};
-pub use lower::{lower, matmul_problem, LowerOptions, Lowered, MatmulProblem, MatmulVariant};
+pub use lower::lower;
+pub use matmul::{matmul_problem, MatmulProblem, MatmulVariant};
+pub use options::LowerOptions;
 pub use sfumato_core::target::Elem;
 
 /// Errors of shader generation.
@@ -69,6 +112,17 @@ pub struct Kernel {
     pub workgroups: [u32; 3],
     /// Loop ends one invocation passes at most, for the shape it was made for ([`loops`]).
     pub loop_trips: u64,
+}
+
+/// What an op becomes on the device.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lowered {
+    /// Dispatch these kernels, in order.
+    Kernels(Vec<Kernel>),
+    /// The output is the first input's buffer, unchanged (reshape).
+    Alias,
+    /// The output is a constant tensor, uploaded once.
+    Constant,
 }
 
 /// Parse and validate a WGSL module with naga.

@@ -2,14 +2,11 @@
 // sums and output rows in registers and streams over the keys once, so the score matrix never
 // exists in memory.
 // out[b, h, i, :] = softmax_j(scale * q[b, h, i, :] . k[b, h, j, :] + mask[b, h, i, j]) v[b, h, j, :]
-// params: [B, H, Sq, Sk, D, Dv, scale bits, has_mask, rows,
-//          q: sb, sh, si, sd, off; k: sb, sh, sj, sd, off; v: sb, sh, sj, sd, off;
-//          mask: sb, sh, si, sj, off; out: sb, sh, si, sd, off]
 {{loaders}}
 @group(0) @binding(3) var<storage, read> mask: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(5) var<storage, read> params: array<u32>;
-
+{{layout}}
 const DH: u32 = {{d}}u;
 const DV: u32 = {{dv}}u;
 const DH4: u32 = {{d4}}u;
@@ -25,12 +22,12 @@ const QWG: u32 = {{wg}}u;
 
 @compute @workgroup_size({{wg}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let sq = params[2];
-    let sk = params[3];
+    let sq = params[AT_SQ];
+    let sk = params[AT_SK];
     let h = wg.y;
     let b = wg.z;
-    let scale = bitcast<f32>(params[6]);
-    let has_mask = params[7] != 0u;
+    let scale = bitcast<f32>(params[AT_SCALE]);
+    let has_mask = params[AT_HAS_MASK] != 0u;
     let ninf = bitcast<f32>(0xff800000u);
     var qv: array<array<vec4<f32>, DH4>, QR>;
     var mo: array<u32, QR>;
@@ -39,18 +36,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc: array<array<vec4<f32>, DV4>, QR>;
 {{for t in r}}    {
         let qr = min(wg.x * QWG * QR + {{t}}u * QWG + li, sq - 1u);
-        let qo = params[13] + b * params[9] + h * params[10] + qr * params[11];
+        let qo = params[AT_Q_OFF] + b * params[AT_Q_SB] + h * params[AT_Q_SH] + qr * params[AT_Q_SI];
 {{for e in d4}}        qv[{{t}}][{{e}}] = load_q4(qo, {{e}}u) * scale;
-{{end}}        mo[{{t}}] = params[28] + b * params[24] + h * params[25] + qr * params[26];
+{{end}}        mo[{{t}}] = params[AT_M_OFF] + b * params[AT_M_SB] + h * params[AT_M_SH] + qr * params[AT_M_SI];
         m[{{t}}] = ninf;
         l[{{t}}] = 0.0;
     }
-{{end}}    let ko = params[18] + b * params[14] + h * params[15];
-    let vo = params[23] + b * params[19] + h * params[20];
+{{end}}    let ko = params[AT_K_OFF] + b * params[AT_K_SB] + h * params[AT_K_SH];
+    let vo = params[AT_V_OFF] + b * params[AT_V_SB] + h * params[AT_V_SH];
     // The one loop with a run-time trip count: over the keys (the loops over query rows and
     // head dims are written out, so an invocation makes sk + 1 trips; see `loops.rs`).
     for (var j = 0u; j < sk; j = j + 1u) {
-        let kj = ko + j * params[16];
+        let kj = ko + j * params[AT_K_SJ];
         var kv: array<vec4<f32>, DH4>;
 {{for e in d4}}        kv[{{e}}] = load_k4(kj, {{e}}u);
 {{end}}        var c: array<f32, QR>;
@@ -60,7 +57,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 {{for e in d4}}            sv = fma(qv[{{t}}][{{e}}], kv[{{e}}], sv);
 {{end}}            var s = sv.x + sv.y + sv.z + sv.w;
             if (has_mask) {
-                s = s + mask[mo[{{t}}] + j * params[27]];
+                s = s + mask[mo[{{t}}] + j * params[AT_M_SJ]];
             }
             // While every score so far is -inf the reference point is 0, so both factors are 0
             // rather than exp(NaN).
@@ -71,7 +68,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             l[{{t}}] = l[{{t}}] * c[{{t}}] + p[{{t}}];
             m[{{t}}] = mn;
         }
-{{end}}        let vj = vo + j * params[21];
+{{end}}        let vj = vo + j * params[AT_V_SJ];
 {{for e in dv4}}        {
             let vv = load_v4(vj, {{e}}u);
 {{for t in r}}            acc[{{t}}][{{e}}] = fma(vec4<f32>(p[{{t}}]), vv, acc[{{t}}][{{e}}] * c[{{t}}]);
@@ -82,9 +79,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let qi = wg.x * QWG * QR + t * QWG + li;
         if (qi < sq) {
             let inv = 1.0 / l[t];
-            let oo = params[33] + b * params[29] + h * params[30] + qi * params[31];
+            let oo = params[AT_O_OFF] + b * params[AT_O_SB] + h * params[AT_O_SH] + qi * params[AT_O_SI];
             for (var d = 0u; d < DV; d = d + 1u) {
-                out0[oo + d * params[32]] = acc[t][d / 4u][d % 4u] * inv;
+                out0[oo + d * params[AT_O_SD]] = acc[t][d / 4u][d % 4u] * inv;
             }
         }
     }

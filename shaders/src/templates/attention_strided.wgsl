@@ -22,13 +22,13 @@ fn load4(which: u32, base: u32, d4: u32, n: u32, stride: u32) -> vec4<f32> {
 }
 
 fn load_q4(base: u32, d4: u32) -> vec4<f32> {
-    return load4(0u, base, d4, DH, params[12]);
+    return load4(0u, base, d4, DH, params[AT_Q_SD]);
 }
 
 fn load_k4(base: u32, d4: u32) -> vec4<f32> {
-    return load4(1u, base, d4, DH, params[17]);
+    return load4(1u, base, d4, DH, params[AT_K_SD]);
 }
 
 fn load_v4(base: u32, d4: u32) -> vec4<f32> {
-    return load4(2u, base, d4, DV, params[22]);
+    return load4(2u, base, d4, DV, params[AT_V_SD]);
 }

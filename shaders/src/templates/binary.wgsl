@@ -1,5 +1,5 @@
 // Two inputs with numpy broadcasting (strided views), one contiguous output.
-// params: [n, rank, dims.., in0 strides.., in0 offset, in1 strides.., in1 offset]
+// params: the view layout (prelude), then per view (in0, in1): strides, offset.
 @group(0) @binding(0) var<storage, read> in0: array<{{in_ty}}>;
 @group(0) @binding(1) var<storage, read> in1: array<{{in_ty}}>;
 @group(0) @binding(2) var<storage, read_write> out0: array<{{out_ty}}>;
@@ -8,11 +8,11 @@
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = flat_index(wg, nwg, li);
-    if (i >= params[0]) {
+    if (i >= params[VIEW_N]) {
         return;
     }
-    let rank = params[1];
-    let a = in0[view_offset(i, 2u + rank)];
-    let b = in1[view_offset(i, 3u + 2u * rank)];
+    let rank = params[VIEW_RANK];
+    let a = in0[view_offset(i, view_block(0u, rank))];
+    let b = in1[view_offset(i, view_block(1u, rank))];
     out0[i] = {{expr}};
 }

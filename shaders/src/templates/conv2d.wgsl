@@ -1,31 +1,30 @@
 // Direct NCHW convolution (groups, stride, padding, dilation; depthwise is groups = C).
 // Each invocation computes 4 output channels x 4 adjacent output columns, reusing every input
 // value for 4 channels and every weight for 4 columns.
-// params: [N, C, H, W, O, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, cig (C/groups), cog (O/groups),
-//        has_bias, blocks_x (ceil(OW/4)), blocks_o (ceil(cog/4))]
+// cig = C / groups, cog = O / groups, bx = ceil(OW / 4), bo = ceil(cog / 4).
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out0: array<f32>;
 @group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
-{{extra}}
+{{layout}}{{extra}}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = (wg.x + wg.y * nwg.x) * 64u + li;
-    let h = i32(params[2]);
-    let wd = i32(params[3]);
-    let oc_total = params[4];
-    let oh = params[5];
-    let ow = params[6];
-    let kh = params[7];
-    let kw = params[8];
-    let cig = params[15];
-    let cog = params[16];
-    let bx = params[18];
-    let bo = params[19];
+    let h = i32(params[C2_H]);
+    let wd = i32(params[C2_W]);
+    let oc_total = params[C2_O];
+    let oh = params[C2_OH];
+    let ow = params[C2_OW];
+    let kh = params[C2_KH];
+    let kw = params[C2_KW];
+    let cig = params[C2_CIG];
+    let cog = params[C2_COG];
+    let bx = params[C2_BX];
+    let bo = params[C2_BO];
     let groups = oc_total / cog;
-    let total = params[0] * groups * bo * oh * bx;
+    let total = params[C2_N] * groups * bo * oh * bx;
     if (i >= total) {
         return;
     }
@@ -40,11 +39,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var wrow: array<u32, 4>;
 {{for j in 4}}    wrow[{{j}}] = (min(ob * 4u + {{j}}u, cog - 1u) + g * cog) * cig * kh * kw;
 {{end}}
-    let iy0 = i32(oy * params[9]) - i32(params[11]);
+    let iy0 = i32(oy * params[C2_SH]) - i32(params[C2_PT]);
     for (var icl = 0u; icl < cig; icl = icl + 1u) {
-        let xplane = (n * params[1] + g * cig + icl) * u32(h * wd);
+        let xplane = (n * params[C2_C] + g * cig + icl) * u32(h * wd);
         for (var ky = 0u; ky < kh; ky = ky + 1u) {
-            let iy = iy0 + i32(ky * params[13]);
+            let iy = iy0 + i32(ky * params[C2_DH]);
             if (iy < 0 || iy >= h) {
                 continue;
             }
@@ -53,7 +52,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
                 // The 4 x 4 block's loops are written out (only the channel and tap loops run).
                 var xv = vec4<f32>(0.0);
 {{for c in 4}}                {
-                    let ix = i32((ox0 + {{c}}u) * params[10] + kx * params[14]) - i32(params[12]);
+                    let ix = i32((ox0 + {{c}}u) * params[C2_SW] + kx * params[C2_DW]) - i32(params[C2_PL]);
                     if (ix >= 0 && ix < wd) {
                         xv[{{c}}] = x[xrow + u32(ix)];
                     }
@@ -71,7 +70,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         }
         let oc = oc0 + j;
         var b = 0.0;
-        if (params[17] != 0u) {
+        if (params[C2_HAS_BIAS] != 0u) {
             b = bias[oc];
         }
         for (var c = 0u; c < 4u; c = c + 1u) {

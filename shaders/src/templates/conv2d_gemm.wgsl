@@ -14,8 +14,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (!t.valid) {
         return;
     }
-    let mm = params[0];
-    let nn = params[1];
+    let mm = params[MM_M];
+    let nn = params[MM_N];
     let cv = conv_params();
     let ch = cv.ch;
     let h = cv.h;
@@ -43,7 +43,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         ix0[{{j}}] = i32(p % ow) * sw - pl;
     }
 {{end}}    var ra: array<u32, {{rows}}>;
-{{for r in rows}}    ra[{{r}}] = min(m0 + {{r}}u, mm - 1u) * params[7];
+{{for r in rows}}    ra[{{r}}] = min(m0 + {{r}}u, mm - 1u) * params[MM_A_SM];
 {{end}}    let xb = off_b(t.b);
     var acc: array<array<vec4<f32>, {{cols4}}>, {{rows}}>;
     let khw = kh * cv.kw;

@@ -1,6 +1,5 @@
-// The conv params of an implicit-GEMM conv, after the matmul's (at 15 + 3 * batch):
-// [C, H, W, OW, KH, KW, sh, sw, pt, pl, dh, dw].
-struct ConvParams {
+// The conv params of an implicit-GEMM conv, after the matmul's (at `mm_end(batch)`).
+{{cv_layout}}struct ConvParams {
     ch: u32,
     h: i32,
     w: i32,
@@ -16,19 +15,19 @@ struct ConvParams {
 }
 
 fn conv_params() -> ConvParams {
-    let cp = 15u + 3u * params[3];
+    let cp = mm_end(params[MM_BATCH]);
     var c: ConvParams;
-    c.ch = params[cp];
-    c.h = i32(params[cp + 1u]);
-    c.w = i32(params[cp + 2u]);
-    c.ow = params[cp + 3u];
-    c.kh = params[cp + 4u];
-    c.kw = params[cp + 5u];
-    c.sh = i32(params[cp + 6u]);
-    c.sw = i32(params[cp + 7u]);
-    c.pt = i32(params[cp + 8u]);
-    c.pl = i32(params[cp + 9u]);
-    c.dh = i32(params[cp + 10u]);
-    c.dw = i32(params[cp + 11u]);
+    c.ch = params[cp + CV_CH];
+    c.h = i32(params[cp + CV_H]);
+    c.w = i32(params[cp + CV_W]);
+    c.ow = params[cp + CV_OW];
+    c.kh = params[cp + CV_KH];
+    c.kw = params[cp + CV_KW];
+    c.sh = i32(params[cp + CV_SH]);
+    c.sw = i32(params[cp + CV_SW]);
+    c.pt = i32(params[cp + CV_PT]);
+    c.pl = i32(params[cp + CV_PL]);
+    c.dh = i32(params[cp + CV_DH]);
+    c.dw = i32(params[cp + CV_DW]);
     return c;
 }

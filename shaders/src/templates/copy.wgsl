@@ -1,6 +1,6 @@
 // Strided copy: out[dst view(i)] = in[src view(i)] over a view of `dims`. Serves transpose and
 // slice (concat and split use block_copy).
-// params: [n, rank, dims.., src strides.., src offset, dst strides.., dst offset]
+// params: the view layout (prelude), then per view (src, dst): strides, offset.
 @group(0) @binding(0) var<storage, read> in0: array<{{ty}}>;
 @group(0) @binding(1) var<storage, read_write> out0: array<{{ty}}>;
 @group(0) @binding(2) var<storage, read> params: array<u32>;
@@ -8,9 +8,9 @@
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = flat_index(wg, nwg, li);
-    if (i >= params[0]) {
+    if (i >= params[VIEW_N]) {
         return;
     }
-    let rank = params[1];
-    out0[view_offset(i, 3u + 2u * rank)] = in0[view_offset(i, 2u + rank)];
+    let rank = params[VIEW_RANK];
+    out0[view_offset(i, view_block(1u, rank))] = in0[view_offset(i, view_block(0u, rank))];
 }

@@ -1,11 +1,11 @@
 // Reads of a fused kernel's external inputs. The kernel's index space (its output shape) is
-// described at params[EV..]: [rank, dims..]; each general read has [strides.., offset] at `s`.
+// described at params[EV..] (the `evb` layout); each general read has [strides.., offset] at `s`.
 fn ev_off(i: u32, s: u32) -> u32 {
-    let rank = params[EV];
+    let rank = params[EV + EVB_RANK];
     var rem = i;
     var off = i32(params[s + rank]);
     for (var d = i32(rank) - 1; d >= 0; d = d - 1) {
-        let dim = params[EV + 1u + u32(d)];
+        let dim = params[EV + EVB_DIMS + u32(d)];
         off = off + i32(rem % dim) * bitcast<i32>(params[s + u32(d)]);
         rem = rem / dim;
     }

@@ -1,20 +1,20 @@
 // Gather along an axis: out[o, j, r] = data[o, indices[j], r]. Negative indices wrap; an index
 // still out of range reads 0 (the CPU reference reports it as an error).
-// params: [n, count (number of indices), len (axis size), inner]
+// count: the number of indices; len: the axis size.
 @group(0) @binding(0) var<storage, read> data: array<{{ty}}>;
 @group(0) @binding(1) var<storage, read> indices: array<i32>;
 @group(0) @binding(2) var<storage, read_write> out0: array<{{ty}}>;
 @group(0) @binding(3) var<storage, read> params: array<u32>;
-
+{{layout}}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = flat_index(wg, nwg, li);
-    if (i >= params[0]) {
+    if (i >= params[GA_N]) {
         return;
     }
-    let count = params[1];
-    let len = i32(params[2]);
-    let inner = params[3];
+    let count = params[GA_COUNT];
+    let len = i32(params[GA_LEN]);
+    let inner = params[GA_INNER];
     let r = i % inner;
     let j = (i / inner) % count;
     let o = i / (inner * count);

@@ -1,11 +1,10 @@
 // Shared by every matmul variant. C[b, m, n] = alpha * sum_k A[b, m, k] * B[b, k, n] + beta * Bias[b, m, n].
 // A, B and Bias are read through strides, so transposed operands and broadcast batch dims cost no copy.
-// params: [M, N, K, batch, alpha bits, beta bits, has_bias, a_sm, a_sk, b_sk, b_sn, c_sm, c_sn,
-//        tiles_n, tiles_m, then per batch: offset of A, of B, of Bias]
+// offsets: per batch, the offset of A, of B, of Bias.
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out0: array<f32>;
 @group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
-{{extra}}
+{{mm_layout}}{{extra}}
 
 struct Tile {
     b: u32,
@@ -17,22 +16,22 @@ struct Tile {
 // Which output tile (of tm x tn) this workgroup computes.
 fn tile_of(wg: vec3<u32>, nwg: vec3<u32>, tm: u32, tn: u32) -> Tile {
     let wid = wg.x + wg.y * nwg.x;
-    let tiles_n = params[13];
-    let tiles_m = params[14];
+    let tiles_n = params[MM_TILES_N];
+    let tiles_m = params[MM_TILES_M];
     var t: Tile;
     t.n0 = (wid % tiles_n) * tn;
     t.m0 = ((wid / tiles_n) % tiles_m) * tm;
     t.b = wid / (tiles_n * tiles_m);
-    t.valid = t.b < params[3];
+    t.valid = t.b < params[MM_BATCH];
     return t;
 }
 
 fn off_a(b: u32) -> u32 {
-    return params[15u + 3u * b];
+    return params[MM_OFFSETS + 3u * b];
 }
 
 fn off_b(b: u32) -> u32 {
-    return params[16u + 3u * b];
+    return params[MM_OFFSETS + 3u * b + 1u];
 }
 
 // The store's params, read once per invocation (`store_init`, first in every matmul's main): a
@@ -47,11 +46,11 @@ var<private> st_bias: bool;
 var<private> ep_col: u32;
 
 fn store_init() {
-    st_mm = params[0];
-    st_nn = params[1];
-    st_alpha = bitcast<f32>(params[4]);
-    st_beta = bitcast<f32>(params[5]);
-    st_bias = params[6] != 0u;
+    st_mm = params[MM_M];
+    st_nn = params[MM_N];
+    st_alpha = bitcast<f32>(params[MM_ALPHA]);
+    st_beta = bitcast<f32>(params[MM_BETA]);
+    st_bias = params[MM_HAS_BIAS] != 0u;
     ep_init();
 }
 
@@ -61,7 +60,7 @@ fn store(b: u32, m: u32, n: u32, acc: f32) {
     }
     var v = st_alpha * acc;
     if (st_bias) {
-        v = v + st_beta * bias[params[17u + 3u * b] + m * params[11] + n * params[12]];
+        v = v + st_beta * bias[params[MM_OFFSETS + 3u * b + 2u] + m * params[MM_C_SM] + n * params[MM_C_SN]];
     }
     ep_col = n;
     epilogue((b * st_mm + m) * st_nn + n, v);

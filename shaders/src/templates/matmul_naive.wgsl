@@ -6,22 +6,22 @@
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     store_init();
     let i = flat_index(wg, nwg, li);
-    let mm = params[0];
-    let nn = params[1];
-    if (i >= mm * nn * params[3]) {
+    let mm = params[MM_M];
+    let nn = params[MM_N];
+    if (i >= mm * nn * params[MM_BATCH]) {
         return;
     }
     let n = i % nn;
     let m = (i / nn) % mm;
     let b = i / (nn * mm);
-    let kk = params[2];
-    var pa = off_a(b) + m * params[7];
-    var pb = off_b(b) + n * params[10];
+    let kk = params[MM_K];
+    var pa = off_a(b) + m * params[MM_A_SM];
+    var pb = off_b(b) + n * params[MM_B_SN];
     var acc = 0.0;
     for (var k = 0u; k < kk; k = k + 1u) {
         acc = acc + a[pa] * bm[pb];
-        pa = pa + params[8];
-        pb = pb + params[9];
+        pa = pa + params[MM_A_SK];
+        pb = pb + params[MM_B_SK];
     }
     store(b, m, n, acc);
 }

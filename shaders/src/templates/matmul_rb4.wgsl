@@ -10,15 +10,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (!t.valid) {
         return;
     }
-    let mm = params[0];
-    let nn = params[1];
-    let kk = params[2];
+    let mm = params[MM_M];
+    let nn = params[MM_N];
+    let kk = params[MM_K];
     let m0 = t.m0 + (li / 8u) * 4u;
     let n0 = t.n0 + (li % 8u) * 4u;
-    let a_sm = params[7];
-    let a_sk = params[8];
-    let b_sk = params[9];
-    let b_sn = params[10];
+    let a_sm = params[MM_A_SM];
+    let a_sk = params[MM_A_SK];
+    let b_sk = params[MM_B_SK];
+    let b_sn = params[MM_B_SN];
     // The 4 x 4 block's loops are written out: only the loop over k runs (K + 1 trips).
     var ra: array<u32, 4>;
     var rb: array<u32, 4>;

@@ -12,13 +12,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (!t.valid) {
         return;
     }
-    let mm = params[0];
-    let nn = params[1];
-    let k4 = params[2] / 4u;
+    let mm = params[MM_M];
+    let nn = params[MM_N];
+    let k4 = params[MM_K] / 4u;
     let m0 = t.m0 + lid.y * 4u;
     let n0 = t.n0 + lid.x * 8u;
-    let a_sm4 = params[7] / 4u;
-    let b_sk4 = params[9] / 4u;
+    let a_sm4 = params[MM_A_SM] / 4u;
+    let b_sk4 = params[MM_B_SK] / 4u;
     let n4 = nn / 4u;
     let c0 = min(n0 / 4u, n4 - 1u);
     let c1 = min(n0 / 4u + 1u, n4 - 1u);

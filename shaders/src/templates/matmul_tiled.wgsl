@@ -14,9 +14,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (!t.valid) {
         return;
     }
-    let mm = params[0];
-    let nn = params[1];
-    let kk = params[2];
+    let mm = params[MM_M];
+    let nn = params[MM_N];
+    let kk = params[MM_K];
     let oa = off_a(t.b);
     let ob = off_b(t.b);
     var acc: array<array<f32, 4>, 4>;
@@ -30,13 +30,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             let gk = k0 + ak;
             var va = 0.0;
             if (gm < mm && gk < kk) {
-                va = a[oa + gm * params[7] + gk * params[8]];
+                va = a[oa + gm * params[MM_A_SM] + gk * params[MM_A_SK]];
             }
             sa[ak * 64u + am] = va;
             let gn = t.n0 + am;
             var vb = 0.0;
             if (gn < nn && gk < kk) {
-                vb = bm[ob + gk * params[9] + gn * params[10]];
+                vb = bm[ob + gk * params[MM_B_SK] + gn * params[MM_B_SN]];
             }
             sb[ak * 64u + am] = vb;
         }

@@ -24,11 +24,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (!t.valid) {
         return;
     }
-    let mm = params[0];
-    let nn = params[1];
-    let kk = params[2];
-    let a_sm = params[7];
-    let b_sk4 = params[9] / 4u;
+    let mm = params[MM_M];
+    let nn = params[MM_N];
+    let kk = params[MM_K];
+    let a_sm = params[MM_A_SM];
+    let b_sk4 = params[MM_B_SK] / 4u;
     let n4 = nn / 4u;
     let n0 = t.n0 + lid.x * {{cols}}u;
     // This dispatch's rows start at row `row_base` (a param, so the parts with as many blocks

@@ -12,14 +12,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (!t.valid) {
         return;
     }
-    let mm = params[0];
-    let nn = params[1];
-    let kk = params[2];
+    let mm = params[MM_M];
+    let nn = params[MM_N];
+    let kk = params[MM_K];
     let m0 = t.m0 + {{lane_row}};
     let n0 = t.n0 + lid.x * {{cols}}u;
-    let a_sm = params[7];
-    let a_sk = params[8];
-    let b_sk4 = params[9] / 4u;
+    let a_sm = params[MM_A_SM];
+    let a_sk = params[MM_A_SK];
+    let b_sk4 = params[MM_B_SK] / 4u;
     let n4 = nn / 4u;
     // Loops of a constant trip count are written out: only the loop over k runs (K + 1 trips).
     var cb: array<u32, {{cols4}}>;

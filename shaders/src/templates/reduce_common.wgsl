@@ -1,10 +1,8 @@
 // Reduction: one invocation per output element, looping over the reduced elements. The input
 // is read through load_x (an elementwise prologue may compute it).
-// params: [n_out, count, kept_rank, reduced_rank,
-//        kept dims.., kept strides.., reduced dims.., reduced strides..]
 @group(0) @binding(1) var<storage, read_write> out0: array<{{ty}}>;
 @group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
-{{extra}}
+{{layout}}{{extra}}
 
 fn decode(i: u32, rank: u32, dims: u32, strides: u32) -> u32 {
     var rem = i;

@@ -1,9 +1,9 @@
 // NCHW resize of the two spatial dims: nearest (round down) or bilinear.
-// params: [n, H, W, OH, OW, mode (0 nearest, 1 bilinear), coord (0 half-pixel, 1 align-corners, 2 asymmetric)]
+// bilinear: 0 nearest, 1 bilinear; coord: 0 half-pixel, 1 align-corners, 2 asymmetric.
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(2) var<storage, read> params: array<u32>;
-
+{{layout}}
 fn src(o: u32, input: u32, output: u32, coord: u32) -> f32 {
     let scale = f32(input) / f32(output);
     if (coord == 0u) {
@@ -21,19 +21,19 @@ fn src(o: u32, input: u32, output: u32, coord: u32) -> f32 {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = flat_index(wg, nwg, li);
-    if (i >= params[0]) {
+    if (i >= params[RS_N]) {
         return;
     }
-    let h = params[1];
-    let w = params[2];
-    let oh = params[3];
-    let ow = params[4];
+    let h = params[RS_H];
+    let w = params[RS_W];
+    let oh = params[RS_OH];
+    let ow = params[RS_OW];
     let ox = i % ow;
     let oy = (i / ow) % oh;
     let base = (i / (ow * oh)) * h * w;
-    let sy = src(oy, h, oh, params[6]);
-    let sx = src(ox, w, ow, params[6]);
-    if (params[5] == 0u) {
+    let sy = src(oy, h, oh, params[RS_COORD]);
+    let sx = src(ox, w, ow, params[RS_COORD]);
+    if (params[RS_BILINEAR] == 0u) {
         let iy = min(u32(max(floor(sy), 0.0)), h - 1u);
         let ix = min(u32(max(floor(sx), 0.0)), w - 1u);
         out0[i] = x[base + iy * w + ix];

@@ -1,19 +1,18 @@
 // Softmax along one axis: one invocation per row (outer x inner), three passes over the axis.
 // The input is read through load_x (an elementwise prologue may compute it) and each result
 // goes through epilogue (which may apply an elementwise chain before the store).
-// params: [rows, len, inner]
 @group(0) @binding(1) var<storage, read_write> out0: array<f32>;
 @group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
-{{extra}}
+{{layout}}{{extra}}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let r = flat_index(wg, nwg, li);
-    if (r >= params[0]) {
+    if (r >= params[SM_ROWS]) {
         return;
     }
-    let len = params[1];
-    let inner = params[2];
+    let len = params[SM_LEN];
+    let inner = params[SM_INNER];
     let base = (r / inner) * len * inner + r % inner;
     var m = bitcast<f32>(0xff800000u);
     for (var k = 0u; k < len; k = k + 1u) {

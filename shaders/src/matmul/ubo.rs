@@ -9,10 +9,10 @@
 //! indexed at run time. `cargo run --release -p sfumato-wgpu --example ubo_lab` measures the
 //! combinations on an adapter.
 
-use crate::lower::{
-    apply_splice, grid, module, MatmulProblem, MatmulVariant, SpliceFn, CONV_PARAMS, MATMUL_COMMON,
-};
-use crate::{Buf, Error, Kernel, LowerOptions};
+use super::{layout_vals, MatmulProblem, MatmulVariant, CONV_PARAMS, MATMUL_COMMON, MATMUL_PARAMS};
+use crate::emit::{apply_splice, grid, module, switch_cases, SpliceFn};
+use crate::options::LowerOptions;
+use crate::{Buf, Error, Kernel};
 
 /// The largest uniform binding every WebGPU adapter offers (`max_uniform_buffer_binding_size`).
 pub const UBO_MAX_BYTES: usize = 65_536;
@@ -24,7 +24,7 @@ pub const UBO_CONV_MIN_MACS: u64 = 1 << 21;
 /// `min_uniform_buffer_offset_alignment`'s largest allowed value.
 pub const UBO_ALIGN: usize = 256;
 
-const MATMUL_UBO: &str = include_str!("templates/matmul_ubo.wgsl");
+const MATMUL_UBO: &str = include_str!("../templates/matmul_ubo.wgsl");
 
 /// The conv params (`conv_params.wgsl`, shared with `conv2d_gemm`).
 const CONV_SETUP: &str = "    let cv = conv_params();
@@ -152,7 +152,7 @@ pub(crate) enum BSource {
     /// Rows of vec4 from a storage buffer, through the matmul's B strides.
     Storage,
     /// The image column of a convolution (implicit im2col), gathered from the NCHW input with
-    /// zeros outside it; the conv params follow the matmul's at `15 + 3 * batch`
+    /// zeros outside it; the conv params (`CONV_GEMM_PARAMS`) follow the matmul's at `mm_end(batch)`
     /// (as `conv2d_gemm`'s).
     Conv,
 }
@@ -170,7 +170,7 @@ pub(crate) struct UboSpec {
 
 /// Generate the kernels, one per part of A's rows. Bindings: A's first block of the part, B,
 /// bias (A when none), out, the splice's, then the part's other blocks. `params` are the
-/// matmul's (`tiles_m` at 14 is replaced by the part's).
+/// matmul's (`MATMUL_PARAMS`; its `tiles_m` is replaced by the part's).
 pub(crate) fn matmul_ubo_kernels(
     p: &MatmulProblem,
     v: MatmulVariant,
@@ -215,17 +215,18 @@ pub(crate) fn ubo_kernels(
     let batch = p.offsets.len();
     let (_, tn) = v.tile().unwrap_or((rows as u32, 64));
     let tiles_n = p.n.div_ceil(tn as usize);
+    let tiles_m_at = MATMUL_PARAMS.at("tiles_m")?;
     let mut out = Vec::new();
     for part in &lay.parts {
         let row_base = part.start * lay.ru;
         let part_rows = (part.end * lay.ru).min(p.m) - row_base;
         let tiles_m = part_rows.div_ceil(rows);
         let mut params = params.clone();
-        params[14] = tiles_m as u32;
+        params[tiles_m_at] = tiles_m as u32;
         let workgroups = if p.n == 0 || batch == 0 {
             [0, 0, 0]
         } else {
-            grid((tiles_n * tiles_m * batch) as u64, opts)?
+            grid((tiles_n * tiles_m * batch) as u64, &opts.target)?
         };
         out.push(part_kernel(
             p,
@@ -382,7 +383,7 @@ fn part_kernel(
     // A bound the compiler cannot see (the batch count is never 0 in a dispatch), so it keeps
     // the loop: unrolled, 32 stores took lavapipe 20 s to compile.
     stores += &format!(
-        "    let nst = select({n}u, 0u, params[3] == 0u);\n    for (var i = 0u; i < nst; i = i + 1u) {{\n        store4(t.b, mg + i / {cols4}u, n0 + (i % {cols4}u) * 4u, res[i]);\n    }}\n",
+        "    let nst = select({n}u, 0u, params[MM_BATCH] == 0u);\n    for (var i = 0u; i < nst; i = i + 1u) {{\n        store4(t.b, mg + i / {cols4}u, n0 + (i % {cols4}u) * 4u, res[i]);\n    }}\n",
         n = rows * cols4
     );
     let (_, tn) = v.tile().unwrap_or((rows as u32, 64));
@@ -402,6 +403,7 @@ fn part_kernel(
         ("stores", stores),
     ];
     vals.extend(spliced);
+    vals.extend(layout_vals(spec.src == BSource::Conv));
     let parts: &[&str] = if spec.src == BSource::Conv {
         &[MATMUL_COMMON, CONV_PARAMS, MATMUL_UBO]
     } else {
@@ -417,25 +419,4 @@ fn part_kernel(
         loop_trips: v.loop_trips(p, sp),
     };
     Ok(k)
-}
-
-/// A `switch` over `n` cases on `sel` (the last is `default`), each case's body from `body`,
-/// indented by `pad`: how the `ubo` kernels run one block's copy of their loop.
-pub(crate) fn switch_cases(
-    sel: &str,
-    n: usize,
-    pad: usize,
-    body: impl Fn(usize) -> String,
-) -> String {
-    let p = " ".repeat(pad);
-    let mut s = format!("{p}switch {sel} {{\n");
-    for i in 0..n {
-        let case = if i + 1 == n {
-            "default".to_string()
-        } else {
-            format!("case {i}u")
-        };
-        s += &format!("{p}    {case}: {{\n{}{p}    }}\n", body(i));
-    }
-    s + &format!("{p}}}\n")
 }

@@ -9,8 +9,9 @@
 //! chunk of [`CHUNK`] keys it costs a quarter. Query and output rows held in arrays indexed at
 //! run time stay in memory; as named variables they are values the compiler can keep.
 
-use crate::lower::module;
-use crate::matmul_ubo::{switch_cases, UBO_ALIGN, UBO_MAX_BYTES};
+use super::layout::ATTENTION_PARAMS;
+use crate::emit::{module, switch_cases};
+use crate::matmul::ubo::{UBO_ALIGN, UBO_MAX_BYTES};
 use crate::{Buf, Error, Kernel};
 
 /// Keys per chunk of the online softmax.
@@ -129,7 +130,7 @@ pub fn kv_layout(
 
 /// What the kernel is generated for.
 pub struct AttentionUbo<'a> {
-    /// The attention params (as `attention.wgsl` lays them out).
+    /// The attention params ([`ATTENTION_PARAMS`]).
     pub params: &'a [u32],
     pub heads: usize,
     pub sq: usize,
@@ -179,11 +180,12 @@ pub fn attention_ubo_kernel(a: &AttentionUbo) -> Result<Kernel, Error> {
         }
     }
     // A mask that is the same for every query row (query stride 0) is read once per key.
-    let mask_per_row = a.has_mask && a.params.get(26).is_some_and(|&s| s != 0);
+    let m_si = ATTENTION_PARAMS.at("m_si")?;
+    let mask_per_row = a.has_mask && a.params.get(m_si).is_some_and(|&s| s != 0);
     let mut setup = String::new();
     for t in 0..r {
         setup += &format!(
-            "    let qo{t} = (params[13] + h * params[10] + min(i0 + {}u, sq - 1u) * params[11]) / 4u;\n",
+            "    let qo{t} = (params[AT_Q_OFF] + h * params[AT_Q_SH] + min(i0 + {}u, sq - 1u) * params[AT_Q_SI]) / 4u;\n",
             t * wg
         );
         for e in 0..d4 {
@@ -195,7 +197,7 @@ pub fn attention_ubo_kernel(a: &AttentionUbo) -> Result<Kernel, Error> {
         setup += &format!("    var m{t} = ninf;\n    var l{t} = 0.0;\n");
         if mask_per_row {
             setup += &format!(
-                "    let mo{t} = params[28] + h * params[25] + min(i0 + {}u, sq - 1u) * params[26];\n",
+                "    let mo{t} = params[AT_M_OFF] + h * params[AT_M_SH] + min(i0 + {}u, sq - 1u) * params[AT_M_SI];\n",
                 t * wg
             );
         }
@@ -273,7 +275,7 @@ pub fn attention_ubo_kernel(a: &AttentionUbo) -> Result<Kernel, Error> {
         }
     }
     let mask_setup = if a.has_mask {
-        "    let mo = params[28] + h * params[25];\n    let msj = params[27];\n"
+        "    let mo = params[AT_M_OFF] + h * params[AT_M_SH];\n    let msj = params[AT_M_SJ];\n"
     } else {
         ""
     };
@@ -292,6 +294,7 @@ pub fn attention_ubo_kernel(a: &AttentionUbo) -> Result<Kernel, Error> {
         ("setup", setup),
         ("body", body),
         ("stores", stores),
+        ("layout", ATTENTION_PARAMS.wgsl()),
     ];
     let wgsl = module("attention_ubo", &[ATTENTION_UBO], &vals)?;
     let workgroups = if a.sq == 0 || a.sk == 0 || a.d == 0 || a.dv == 0 || a.heads == 0 {
@@ -318,7 +321,7 @@ pub fn attention_ubo_kernel(a: &AttentionUbo) -> Result<Kernel, Error> {
     })
 }
 
-const ATTENTION_UBO: &str = include_str!("templates/attention_ubo.wgsl");
+const ATTENTION_UBO: &str = include_str!("../templates/attention_ubo.wgsl");
 
 #[cfg(test)]
 mod tests {

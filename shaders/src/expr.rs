@@ -1,0 +1,219 @@
+//! WGSL expressions of elementwise ops: unary, binary, casts, and the constants they use.
+
+use crate::{Elem, Error};
+use sfumato_core::op::{BinaryOp, UnaryOp};
+use sfumato_core::DType;
+
+pub(crate) const NEG_INF: &str = "bitcast<f32>(0xff800000u)";
+pub(crate) const POS_INF: &str = "bitcast<f32>(0x7f800000u)";
+
+/// The bits of a constant in the device element type of `dt`.
+pub(crate) fn constant_bits(v: f32, dt: DType) -> u32 {
+    match Elem::of(dt) {
+        Elem::F32 => v.to_bits(),
+        Elem::I32 => dt.round(v as f64) as i32 as u32,
+        Elem::U32 => dt.round(v as f64) as u32,
+    }
+}
+
+/// An exact WGSL f32 literal.
+fn lit(v: f32) -> String {
+    format!("bitcast<f32>({}u)", v.to_bits())
+}
+
+pub(crate) fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {
+    if Elem::of(dt) == Elem::I32 {
+        return Ok(fit_int(
+            dt,
+            match u {
+                UnaryOp::Relu => "max(x, 0)".into(),
+                UnaryOp::Neg => "-x".into(),
+                UnaryOp::Abs => "abs(x)".into(),
+                UnaryOp::Clip { min, max } => {
+                    format!("min(max(x, {}), {})", min as i32, max as i32)
+                }
+                other => return Err(Error::Unsupported(format!("{} on {dt}", other.name()))),
+            },
+        ));
+    }
+    if Elem::of(dt) != Elem::F32 {
+        return Err(Error::Unsupported(format!("{} on {dt}", u.name())));
+    }
+    let e: String = match u {
+        UnaryOp::Relu => "max(x, 0.0)".into(),
+        UnaryOp::LeakyRelu { alpha } => format!("select({} * x, x, x >= 0.0)", lit(alpha)),
+        UnaryOp::Sigmoid => "sigmoid_f(x)".into(),
+        UnaryOp::Tanh => "tanh_f(x)".into(),
+        UnaryOp::Gelu => "0.5 * x * (1.0 + erf_f(x * 0.7071067811865476))".into(),
+        UnaryOp::GeluTanh => {
+            "0.5 * x * (1.0 + tanh_f(0.7978845608028654 * (x + 0.044715 * x * x * x)))".into()
+        }
+        UnaryOp::Silu => "x * sigmoid_f(x)".into(),
+        UnaryOp::HardSwish => "x * clamp(x + 3.0, 0.0, 6.0) / 6.0".into(),
+        UnaryOp::Exp => "exp(x)".into(),
+        UnaryOp::Log => "log(x)".into(),
+        UnaryOp::Sqrt => "sqrt(x)".into(),
+        UnaryOp::Rsqrt => "inverseSqrt(x)".into(),
+        UnaryOp::Neg => "-x".into(),
+        UnaryOp::Abs => "abs(x)".into(),
+        UnaryOp::Erf => "erf_f(x)".into(),
+        UnaryOp::Clip { min, max } => format!("min(max(x, {}), {})", lit(min), lit(max)),
+        UnaryOp::Sin => "sin(x)".into(),
+        UnaryOp::Cos => "cos(x)".into(),
+        UnaryOp::Tan => "tan(x)".into(),
+        // Through atan2 and sqrt((1 - x)(1 + x)): llvmpipe's asin/acos builtins lose about
+        // 1e-4 relative precision.
+        UnaryOp::Asin => "atan2(x, sqrt((1.0 - x) * (1.0 + x)))".into(),
+        UnaryOp::Acos => "atan2(sqrt((1.0 - x) * (1.0 + x)), x)".into(),
+        UnaryOp::Atan => "atan(x)".into(),
+        UnaryOp::Sinh => "sinh(x)".into(),
+        UnaryOp::Cosh => "cosh(x)".into(),
+        UnaryOp::Asinh => "asinh(x)".into(),
+        UnaryOp::Acosh => "acosh(x)".into(),
+        UnaryOp::Atanh => "atanh(x)".into(),
+        UnaryOp::Floor => "floor(x)".into(),
+        UnaryOp::Ceil => "ceil(x)".into(),
+        UnaryOp::Round => "round(x)".into(),
+        UnaryOp::Sign => "sign(x)".into(),
+    };
+    Ok(e)
+}
+
+/// An i32 result `e` brought into the range of `dt`, which the device holds in an i32: the
+/// 8- and 16-bit integers saturate, the 4- and 2-bit ones wrap, as [`DType::round`] does.
+pub(crate) fn fit_int(dt: DType, e: String) -> String {
+    if let Some((lo, hi)) = dt.int_range().filter(|_| dt != DType::U8) {
+        return format!("clamp({e}, {}, {})", lo as i32, hi as i32);
+    }
+    match dt.sub_byte_int() {
+        Some((bits, true)) => format!("(({e}) << {s}u) >> {s}u", s = 32 - bits),
+        Some((bits, false)) => format!("({e}) & {}", (1 << bits) - 1),
+        None => e,
+    }
+}
+
+/// A value `e` cast to `dt`, which the device holds in an f32: bfloat16 and the small floats
+/// round here (their arithmetic, like f16's, runs in f32 and rounds when read back).
+/// `saturate`: see [`Op::Cast`].
+fn fit_float(dt: DType, e: String, saturate: bool) -> String {
+    if dt == DType::BF16 {
+        return format!("bf16_round({e})");
+    }
+    if dt == DType::F8E8M0 {
+        return format!("e8m0_round({e}, {saturate})");
+    }
+    match dt.mini() {
+        Some(m) => {
+            let over = if saturate || (!m.has_inf && !m.has_nan) {
+                0
+            } else if m.has_inf {
+                1
+            } else {
+                2
+            };
+            format!(
+                "mini_round({e}, {}, {}, {}, {over}u, {}, {})",
+                m.man_bits,
+                m.min_exp(),
+                lit(m.max as f32),
+                !m.has_nan,
+                m.unsigned_zero
+            )
+        }
+        None => e,
+    }
+}
+
+pub(crate) fn binary_expr(b: BinaryOp, dt: DType) -> String {
+    let cmp = |o: &str| format!("select(0u, 1u, a {o} b)");
+    match b {
+        BinaryOp::Eq => return cmp("=="),
+        BinaryOp::Ne => return cmp("!="),
+        BinaryOp::Lt => return cmp("<"),
+        BinaryOp::Le => return cmp("<="),
+        BinaryOp::Gt => return cmp(">"),
+        BinaryOp::Ge => return cmp(">="),
+        _ => {}
+    }
+    match Elem::of(dt) {
+        Elem::F32 => match b {
+            BinaryOp::Add => "a + b".into(),
+            BinaryOp::Sub => "a - b".into(),
+            BinaryOp::Mul => "a * b".into(),
+            BinaryOp::Div => "a / b".into(),
+            BinaryOp::Pow => "pow_f(a, b)".into(),
+            BinaryOp::Max => "max_nan(a, b)".into(),
+            _ => "min_nan(a, b)".into(),
+        },
+        Elem::I32 => fit_int(dt, int_binary(b, "a", "b")),
+        // u8: compute in i32, saturate to 0..255 like the reference's conversion.
+        Elem::U32 if dt == DType::U8 => {
+            format!("u32(clamp({}, 0, 255))", int_binary(b, "i32(a)", "i32(b)"))
+        }
+        // u32 (and u64, held in a u32): saturating unsigned arithmetic.
+        Elem::U32 => match b {
+            BinaryOp::Add => "select(a + b, 4294967295u, a + b < a)".into(),
+            BinaryOp::Sub => "select(a - b, 0u, b > a)".into(),
+            BinaryOp::Mul => "select(a * b, 4294967295u, b != 0u && a > 4294967295u / b)".into(),
+            BinaryOp::Div => "select(a / b, 0u, b == 0u)".into(),
+            BinaryOp::Pow => "pow_u(a, b)".into(),
+            BinaryOp::Max => "max(a, b)".into(),
+            _ => "min(a, b)".into(),
+        },
+    }
+}
+
+fn int_binary(b: BinaryOp, a: &str, c: &str) -> String {
+    match b {
+        BinaryOp::Add => format!("{a} + {c}"),
+        BinaryOp::Sub => format!("{a} - {c}"),
+        BinaryOp::Mul => format!("{a} * {c}"),
+        BinaryOp::Div => format!("select({a} / {c}, 0, {c} == 0)"),
+        BinaryOp::Pow => format!("i32(round(pow_f(f32({a}), f32({c}))))"),
+        BinaryOp::Max => format!("max({a}, {c})"),
+        _ => format!("min({a}, {c})"),
+    }
+}
+
+pub(crate) fn cast_expr(from: DType, to: DType, saturate: bool) -> String {
+    let (fe, te) = (Elem::of(from), Elem::of(to));
+    // The largest f32 below 2^31 and 2^32.
+    const I32_MAX_F: &str = "2147483520.0";
+    const U32_MAX_F: &str = "4294967040.0";
+    match (fe, to) {
+        (_, DType::Bool) => match fe {
+            Elem::F32 => "select(0u, 1u, x != 0.0 || is_nan(x))".into(),
+            Elem::I32 => "select(0u, 1u, x != 0)".into(),
+            Elem::U32 => "select(0u, 1u, x != 0u)".into(),
+        },
+        (Elem::F32, DType::U8) => "select(u32(clamp(x, 0.0, 255.0)), 0u, is_nan(x))".into(),
+        (Elem::I32, DType::U8) => "u32(clamp(x, 0, 255))".into(),
+        (Elem::U32, DType::U8) => "min(x, 255u)".into(),
+        // Floats to integers truncate and saturate (±inf too); NaN gives 0, as in the reference.
+        (Elem::F32, _) if te == Elem::U32 => format!(
+            "select(select(u32(clamp(x, 0.0, {U32_MAX_F})), 4294967295u, x >= 4294967296.0), 0u, is_nan(x))"
+        ),
+        (Elem::I32, _) if te == Elem::U32 => "u32(max(x, 0))".into(),
+        (Elem::U32, _) if te == Elem::I32 => fit_int(to, "i32(min(x, 2147483647u))".into()),
+        (Elem::F32, _) if te == Elem::I32 => match to.int_range() {
+            Some((lo, hi)) => format!("select(i32(clamp(x, {lo:.1}, {hi:.1})), 0, is_nan(x))"),
+            None => fit_int(
+                to,
+                format!(
+                    "select(select(i32(clamp(x, -2147483648.0, {I32_MAX_F})), 2147483647, x >= 2147483648.0), 0, is_nan(x))"
+                ),
+            ),
+        },
+        (Elem::I32, _) if te == Elem::I32 => fit_int(to, "x".into()),
+        _ if te == Elem::F32 => {
+            let base = if fe == te {
+                "x".into()
+            } else {
+                "f32(x)".to_string()
+            };
+            fit_float(to, base, saturate)
+        }
+        _ if fe == te => "x".into(),
+        _ => format!("{}(x)", te.wgsl()),
+    }
+}

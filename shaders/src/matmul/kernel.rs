@@ -1,0 +1,150 @@
+//! The matmul kernels (every variant but `Ubo`, which `ubo` makes) and the variant order.
+
+use super::{layout_vals, matmul_params, ubo, MatmulProblem, MatmulVariant, MATMUL_COMMON};
+use crate::emit::{apply_splice, grid, module, plain_splice, SpliceFn};
+use crate::options::LowerOptions;
+use crate::{loops, Buf, Error, Kernel};
+
+const MATMUL_NAIVE: &str = include_str!("../templates/matmul_naive.wgsl");
+const MATMUL_RB4: &str = include_str!("../templates/matmul_rb4.wgsl");
+const MATMUL_V4: &str = include_str!("../templates/matmul_v4.wgsl");
+const MATMUL_RB4V4K: &str = include_str!("../templates/matmul_rb4v4k.wgsl");
+const MATMUL_TILED: &str = include_str!("../templates/matmul_tiled.wgsl");
+
+/// The kernels of a matmul: one dispatch, or (`Ubo` over more row blocks than one dispatch can
+/// bind) one per part of A's rows.
+pub fn matmul_kernel(
+    p: &MatmulProblem,
+    v: MatmulVariant,
+    opts: &LowerOptions,
+) -> Result<Vec<Kernel>, Error> {
+    matmul_kernel_spliced(p, v, opts, &|_| Ok(plain_splice(false)))
+}
+
+/// A matmul whose store runs a splice's epilogue. Bindings: A, B, bias (A when none), out,
+/// then the splice's (then, for `Ubo`, A's other row blocks).
+pub fn matmul_kernel_spliced(
+    p: &MatmulProblem,
+    v: MatmulVariant,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Vec<Kernel>, Error> {
+    // Both paths (one kernel, or the `ubo` parts) are checked here, so that a caller can try the
+    // next variant when a splice takes this one over the loop budget.
+    let ks = matmul_kernels(p, v, opts, splice)?;
+    for k in &ks {
+        loops::check(k, opts.target.loop_budget)?;
+    }
+    Ok(ks)
+}
+
+fn matmul_kernels(
+    p: &MatmulProblem,
+    v: MatmulVariant,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Vec<Kernel>, Error> {
+    if !v.supports(p) {
+        return Err(Error::Unsupported(format!(
+            "{} does not support this matmul layout",
+            v.name()
+        )));
+    }
+    let batch = p.offsets.len();
+    let (tiles_m, tiles_n, wgs) = match v.tile() {
+        None => (0, 0, (batch * p.m * p.n).div_ceil(256)),
+        Some((tm, tn)) => {
+            let (a, b) = (p.m.div_ceil(tm as usize), p.n.div_ceil(tn as usize));
+            (a, b, a * b * batch)
+        }
+    };
+    let mut params = matmul_params(p, tiles_n, tiles_m)?;
+    if matches!(v, MatmulVariant::Ubo { .. }) {
+        // One kernel per part of A's rows, each with its own grid.
+        return ubo::matmul_ubo_kernels(p, v, opts, splice, params);
+    }
+    let empty = p.m == 0 || p.n == 0 || batch == 0;
+    let workgroups = if empty {
+        [0, 0, 0]
+    } else {
+        grid(wgs as u64, &opts.target)?
+    };
+    let bias = if p.has_bias { Buf::In(2) } else { Buf::In(0) };
+    let tex = matches!(v, MatmulVariant::V4Tex { .. });
+    let b = if tex { Buf::Texture(1) } else { Buf::In(1) };
+    let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
+        vec![Buf::In(0), b, bias, Buf::Out(0)]
+    })?;
+    let body = match v {
+        MatmulVariant::Naive => MATMUL_NAIVE,
+        MatmulVariant::Rb4 => MATMUL_RB4,
+        // Returned above.
+        MatmulVariant::V4 { .. } | MatmulVariant::V4Tex { .. } | MatmulVariant::Ubo { .. } => {
+            MATMUL_V4
+        }
+        MatmulVariant::Rb4V4K => MATMUL_RB4V4K,
+        MatmulVariant::Tiled => MATMUL_TILED,
+    };
+    let mut vals: Vec<(&str, String)> = match v {
+        MatmulVariant::V4 {
+            rows,
+            cols4,
+            wg_x,
+            wg_y,
+        }
+        | MatmulVariant::V4Tex {
+            rows,
+            cols4,
+            wg_x,
+            wg_y,
+        } => {
+            let (tm, tn) = v.tile().unwrap_or((64, 64));
+            let (b_decl, b_load) = if tex {
+                (
+                    "var bm: texture_2d<f32>;",
+                    "textureLoad(bm, vec2<u32>(cb[c], k), 0)",
+                )
+            } else {
+                ("var<storage, read> bm: array<vec4<f32>>;", "bm[pb + cb[c]]")
+            };
+            vec![
+                ("b_decl", b_decl.to_string()),
+                ("b_load", b_load.to_string()),
+                ("rows", rows.to_string()),
+                (
+                    "lane_row",
+                    if wg_y == 1 {
+                        "0u".to_string()
+                    } else {
+                        format!("lid.y * {rows}u")
+                    },
+                ),
+                ("cols", (cols4 as u32 * 4).to_string()),
+                ("cols4", cols4.to_string()),
+                ("wg_x", wg_x.to_string()),
+                ("wg_y", wg_y.to_string()),
+                ("tile_m", tm.to_string()),
+                ("tile_n", tn.to_string()),
+            ]
+        }
+        MatmulVariant::Rb4V4K => vec![
+            ("wg_x", "8".into()),
+            ("wg_y", "8".into()),
+            ("tile_m", "32".into()),
+            ("tile_n", "64".into()),
+        ],
+        _ => vec![],
+    };
+    vals.extend(spliced);
+    vals.extend(layout_vals(false));
+    let wgsl = module(&v.name(), &[MATMUL_COMMON, body], &vals)?;
+    let k = Kernel {
+        name: v.name(),
+        wgsl,
+        bindings,
+        params,
+        workgroups,
+        loop_trips: v.loop_trips(p, sp),
+    };
+    Ok(vec![k])
+}

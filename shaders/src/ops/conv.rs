@@ -1,0 +1,473 @@
+//! Convolutions and pools: conv2d (direct, implicit GEMM, uniform-block weights, pointwise as a
+//! matmul), conv transpose, max and average pools.
+
+use super::Io;
+use crate::emit::{apply_splice, grid, kernel, module, plain_splice, SpliceFn};
+use crate::expr::NEG_INF;
+use crate::loops::{self, lp};
+use crate::matmul::{
+    conv1x1_problem, layout_vals, matmul_kernel, matmul_params, pick_variant, ubo, MatmulProblem,
+    MatmulVariant, CONV_GEMM_PARAMS, CONV_PARAMS, MATMUL_COMMON, MATMUL_PARAMS,
+};
+use crate::options::LowerOptions;
+use crate::params::{one, Layout};
+use crate::{Buf, Error, Kernel};
+use sfumato_core::op::{Conv2d, Op};
+use sfumato_core::Shape;
+
+const POOL2D: &str = include_str!("../templates/pool2d.wgsl");
+const CONV2D: &str = include_str!("../templates/conv2d.wgsl");
+const CONV2D_GEMM: &str = include_str!("../templates/conv2d_gemm.wgsl");
+const CONV_TRANSPOSE2D: &str = include_str!("../templates/conv_transpose2d.wgsl");
+
+/// A pool's params: input and output sizes, the window (kernel, strides, pads top and left,
+/// dilations), whether an average counts the pads.
+pub const POOL_PARAMS: Layout = Layout::new(
+    "pool2d",
+    "PL",
+    &[
+        one("n"),
+        one("h"),
+        one("w"),
+        one("oh"),
+        one("ow"),
+        one("kh"),
+        one("kw"),
+        one("sh"),
+        one("sw"),
+        one("pt"),
+        one("pl"),
+        one("dh"),
+        one("dw"),
+        one("count_include_pad"),
+    ],
+);
+/// The direct conv's params: `cig` = C / groups, `cog` = O / groups, `bx` = ceil(OW / 4),
+/// `bo` = ceil(cog / 4) (its 4 x 4 register blocks).
+pub const CONV2D_PARAMS: Layout = Layout::new(
+    "conv2d",
+    "C2",
+    &[
+        one("n"),
+        one("c"),
+        one("h"),
+        one("w"),
+        one("o"),
+        one("oh"),
+        one("ow"),
+        one("kh"),
+        one("kw"),
+        one("sh"),
+        one("sw"),
+        one("pt"),
+        one("pl"),
+        one("dh"),
+        one("dw"),
+        one("cig"),
+        one("cog"),
+        one("has_bias"),
+        one("bx"),
+        one("bo"),
+    ],
+);
+/// A conv transpose's params: `cig` = C / groups, `cog` the output channels per group.
+pub const CONV_TRANSPOSE_PARAMS: Layout = Layout::new(
+    "conv_transpose2d",
+    "CT",
+    &[
+        one("n"),
+        one("c"),
+        one("h"),
+        one("w"),
+        one("o"),
+        one("oh"),
+        one("ow"),
+        one("kh"),
+        one("kw"),
+        one("sh"),
+        one("sw"),
+        one("pt"),
+        one("pl"),
+        one("dh"),
+        one("dw"),
+        one("cig"),
+        one("cog"),
+        one("has_bias"),
+    ],
+);
+
+/// A conv2d node: pointwise as a batched matmul, one group as an implicit GEMM, else direct.
+pub fn conv2d(
+    c: &Conv2d,
+    ins: &[Io],
+    (_, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Vec<Kernel>, Error> {
+    let has_bias = ins.len() == 3;
+    if let Some(p) = conv1x1_problem(c, &ins[0].1 .0, &ins[1].1 .0, has_bias) {
+        let mut kerns = matmul_kernel(&p, pick_variant(&p, opts)?, opts)?;
+        // The matmul reads A = weight (input 1) and B = image (input 0).
+        for b in kerns.iter_mut().flat_map(|k| k.bindings.iter_mut()) {
+            *b = match *b {
+                Buf::In(0) => Buf::In(1),
+                Buf::In(1) => Buf::In(0),
+                Buf::Uniform {
+                    input: 0,
+                    offset,
+                    size,
+                } => Buf::Uniform {
+                    input: 1,
+                    offset,
+                    size,
+                },
+                other => other,
+            };
+        }
+        return Ok(kerns);
+    }
+    let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
+    let conv = if c.groups == 1 {
+        conv2d_gemm_kernel
+    } else {
+        conv2d_kernel
+    };
+    conv(
+        c,
+        &ins[0].1 .0,
+        &ins[1].1 .0,
+        bias,
+        has_bias,
+        out_shape,
+        opts,
+        &|_| Ok(plain_splice(false)),
+    )
+}
+
+/// Max, average, and max-with-indices 2-d pools.
+pub fn pool2d(
+    op: &Op,
+    x: &Shape,
+    (_, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let (Op::MaxPool2d(p) | Op::AvgPool2d(p) | Op::MaxPoolIndices2d { pool: p, .. }) = op else {
+        return Err(Error::Unsupported(format!("{} is not a pool", op.name())));
+    };
+    let n = out_shape.numel();
+    let x = &x.0;
+    let params = POOL_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("oh", out_shape.0[2] as u32)
+        .set("ow", out_shape.0[3] as u32)
+        .set("kh", p.kernel[0] as u32)
+        .set("kw", p.kernel[1] as u32)
+        .set("sh", p.stride[0] as u32)
+        .set("sw", p.stride[1] as u32)
+        .set("pt", p.padding[0] as u32)
+        .set("pl", p.padding[1] as u32)
+        .set("dh", p.dilation[0] as u32)
+        .set("dw", p.dilation[1] as u32)
+        .set("count_include_pad", p.count_include_pad as u32)
+        .finish()?;
+    let pool_trips = lp(p.kernel[0] as u64) + p.kernel[0] as u64 * lp(p.kernel[1] as u64);
+    let (name, vals): (&str, [(&str, String); 4]) = match op {
+        Op::MaxPool2d(_) => (
+            "maxpool2d",
+            [
+                ("init", NEG_INF.into()),
+                ("combine", "acc = max_nan(acc, v);".into()),
+                ("finish", "acc".into()),
+                ("out_ty", "f32".into()),
+            ],
+        ),
+        Op::MaxPoolIndices2d { col_major, .. } => (
+            "maxpool2d_indices",
+            [
+                ("init", NEG_INF.into()),
+                (
+                    "combine",
+                    format!(
+                        "if (cnt == 0u || v > acc) {{ acc = v; at = base + u32({}); }}",
+                        if *col_major {
+                            "iy + ix * h"
+                        } else {
+                            "iy * w + ix"
+                        }
+                    ),
+                ),
+                ("finish", "select(-1, i32(at), cnt > 0u)".into()),
+                ("out_ty", "i32".into()),
+            ],
+        ),
+        _ => (
+            "avgpool2d",
+            [
+                ("init", "0.0".into()),
+                ("combine", "acc = acc + v;".into()),
+                (
+                    "finish",
+                    "acc / f32(select(max(cnt, 1u), params[PL_KH] * params[PL_KW], params[PL_COUNT_INCLUDE_PAD] != 0u))"
+                        .into(),
+                ),
+                ("out_ty", "f32".into()),
+            ],
+        ),
+    };
+    let mut vals = vals.to_vec();
+    vals.push(("layout", POOL_PARAMS.wgsl()));
+    kernel(
+        name,
+        POOL2D,
+        &vals,
+        vec![Buf::In(0), Buf::Out(0)],
+        params,
+        n,
+        pool_trips,
+        &opts.target,
+    )
+}
+
+/// A conv transpose (fractionally strided conv), one invocation an output.
+pub fn conv_transpose2d(
+    c: &sfumato_core::op::ConvTranspose2d,
+    ins: &[Io],
+    (_, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let n = out_shape.numel();
+    let (x, w) = (&ins[0].1 .0, &ins[1].1 .0);
+    let has_bias = ins.len() == 3;
+    let params = CONV_TRANSPOSE_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("c", x[1] as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("o", out_shape.0[1] as u32)
+        .set("oh", out_shape.0[2] as u32)
+        .set("ow", out_shape.0[3] as u32)
+        .set("kh", w[2] as u32)
+        .set("kw", w[3] as u32)
+        .set("sh", c.stride[0] as u32)
+        .set("sw", c.stride[1] as u32)
+        .set("pt", c.padding[0] as u32)
+        .set("pl", c.padding[1] as u32)
+        .set("dh", c.dilation[0] as u32)
+        .set("dw", c.dilation[1] as u32)
+        .set("cig", (x[1] / c.groups) as u32)
+        .set("cog", w[1] as u32)
+        .set("has_bias", has_bias as u32)
+        .finish()?;
+    let bias = if has_bias { Buf::In(2) } else { Buf::In(1) };
+    let binds = vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)];
+    let (cig, kh, kw) = ((x[1] / c.groups) as u64, w[2] as u64, w[3] as u64);
+    let ct_trips = lp(cig) + cig * lp(kh) + cig * kh * lp(kw);
+    kernel(
+        "conv_transpose2d",
+        CONV_TRANSPOSE2D,
+        &[("layout", CONV_TRANSPOSE_PARAMS.wgsl())],
+        binds,
+        params,
+        n,
+        ct_trips,
+        &opts.target,
+    )
+}
+
+/// Direct conv2d (x, w, optional bias) with a splice for the store.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_kernel(
+    c: &sfumato_core::op::Conv2d,
+    x: &[usize],
+    w: &[usize],
+    bias: Buf,
+    has_bias: bool,
+    out_shape: &Shape,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Vec<Kernel>, Error> {
+    let n = out_shape.numel();
+    let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
+    let cog = w[0] / c.groups;
+    let (bx, bo) = (ow.div_ceil(4), cog.div_ceil(4));
+    let mut params = CONV2D_PARAMS
+        .fill()
+        .set("n", x[0] as u32)
+        .set("c", x[1] as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("o", w[0] as u32)
+        .set("oh", oh as u32)
+        .set("ow", ow as u32)
+        .set("kh", w[2] as u32)
+        .set("kw", w[3] as u32)
+        .set("sh", c.stride[0] as u32)
+        .set("sw", c.stride[1] as u32)
+        .set("pt", c.padding[0] as u32)
+        .set("pl", c.padding[1] as u32)
+        .set("dh", c.dilation[0] as u32)
+        .set("dw", c.dilation[1] as u32)
+        .set("cig", w[1] as u32)
+        .set("cog", cog as u32)
+        .set("has_bias", has_bias as u32)
+        .set("bx", bx as u32)
+        .set("bo", bo as u32)
+        .finish()?;
+    let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
+        vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)]
+    })?;
+    let mut vals = vec![("layout", CONV2D_PARAMS.wgsl())];
+    vals.extend(spliced);
+    let threads = x[0] * c.groups * bo * oh * bx;
+    // Per input channel of the group: the tap loops (their 4 x 4 bodies written out); then the
+    // 4 x 4 store block.
+    let (cig, kh, kw) = (w[1] as u64, w[2] as u64, w[3] as u64);
+    let loop_trips = lp(cig) + cig * lp(kh) + cig * kh * lp(kw) + lp(4) + 4 * lp(4) + 16 * sp;
+    let wgsl = module("conv2d", &[CONV2D], &vals)?;
+    let workgroups = if n == 0 {
+        [0, 0, 0]
+    } else {
+        grid(threads.div_ceil(64) as u64, &opts.target)?
+    };
+    let k = Kernel {
+        name: "conv2d".into(),
+        wgsl,
+        bindings,
+        params,
+        workgroups,
+        loop_trips,
+    };
+    Ok(vec![k])
+}
+
+/// The register block of the implicit-GEMM conv: (output channels, pixels) per invocation and the
+/// workgroup (x, y). Measured on lavapipe (Zen 3) for the ResNet 3x3 conv 64->64 at 56x56:
+/// 16x16 with one row of 16 invocations (weight loads uniform) 142-150 ms; 16x8 x 16x1 172 ms;
+/// 8x16 x 8x8 217 ms; 8x8 x 8x8 244 ms; the direct conv2d kernel 334 ms.
+const CONV_GEMM_BLOCK: (u32, u32, u32, u32) = (16, 16, 16, 1);
+
+/// The `conv2d_ubo` block on CPU adapters: 16 output channels x 16 pixels per invocation, one
+/// row of 16 invocations (a tile of 16 x 256).
+const CONV_UBO_ROWS: u8 = 16;
+const CONV_UBO_COLS4: u8 = 4;
+const CONV_UBO_WG: u8 = 16;
+const CONV_UBO_BLOCK: MatmulVariant = MatmulVariant::Ubo {
+    rows: CONV_UBO_ROWS,
+    cols4: CONV_UBO_COLS4,
+    wg_x: CONV_UBO_WG,
+};
+
+/// Conv2d with one group as an implicit GEMM (see `conv2d_gemm.wgsl`), with a splice for the
+/// store. Bindings: weight (input 1), image (input 0), bias, out, then the splice's.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_gemm_kernel(
+    c: &sfumato_core::op::Conv2d,
+    x: &[usize],
+    w: &[usize],
+    bias: Buf,
+    has_bias: bool,
+    out_shape: &Shape,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Vec<Kernel>, Error> {
+    let (rows, cols, wg_x, wg_y) = CONV_GEMM_BLOCK;
+    let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
+    let (m, n, k) = (w[0], oh * ow, w[1] * w[2] * w[3]);
+    let batch = x[0];
+    let (tm, tn) = (rows * wg_y, cols * wg_x);
+    let (tiles_m, tiles_n) = (m.div_ceil(tm as usize), n.div_ceil(tn as usize));
+    let prob = MatmulProblem {
+        m,
+        n,
+        k,
+        alpha: 1.0,
+        beta: 1.0,
+        has_bias,
+        a_sm: k,
+        a_sk: 1,
+        b_sk: 0,
+        b_sn: 0,
+        c_sm: 1,
+        c_sn: 0,
+        offsets: (0..batch).map(|b| [0, b * x[1] * x[2] * x[3], 0]).collect(),
+        b_const: false,
+    };
+    let mut params = matmul_params(&prob, tiles_n, tiles_m)?;
+    params.extend(
+        CONV_GEMM_PARAMS
+            .fill()
+            .set("ch", x[1] as u32)
+            .set("h", x[2] as u32)
+            .set("w", x[3] as u32)
+            .set("ow", ow as u32)
+            .set("kh", w[2] as u32)
+            .set("kw", w[3] as u32)
+            .set("sh", c.stride[0] as u32)
+            .set("sw", c.stride[1] as u32)
+            .set("pt", c.padding[0] as u32)
+            .set("pl", c.padding[1] as u32)
+            .set("dh", c.dilation[0] as u32)
+            .set("dw", c.dilation[1] as u32)
+            .finish()?,
+    );
+    if opts.target.uniform_block_operands && (m * n * k * batch) as u64 >= ubo::UBO_CONV_MIN_MACS {
+        // Weights from uniform blocks, the block written out (`conv2d_ubo`), where they fit.
+        let v = CONV_UBO_BLOCK;
+        let rows = CONV_UBO_ROWS as usize;
+        let tile_n = CONV_UBO_COLS4 as usize * 4 * CONV_UBO_WG as usize;
+        // (Whole 16-row blocks only: weights of over 1,024 per output channel keep `conv2d_gemm`.)
+        if ubo::ubo_layout(&prob, rows, opts.target.max_uniform_blocks as usize)
+            .is_some_and(|l| l.q == 1)
+        {
+            params[MATMUL_PARAMS.at("tiles_n")?] = n.div_ceil(tile_n) as u32;
+            let spec = ubo::UboSpec {
+                a_input: 1,
+                b: Buf::In(0),
+                bias,
+                src: ubo::BSource::Conv,
+                name: "conv2d_ubo".into(),
+            };
+            return ubo::ubo_kernels(&prob, v, opts, splice, params, &spec);
+        }
+    }
+    let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
+        vec![Buf::In(1), Buf::In(0), bias, Buf::Out(0)]
+    })?;
+    // One loop over k = (channel, tap) (the register block's loops are written out), then the
+    // store block.
+    let loop_trips = lp(k as u64) + loops::store_block(rows as u64, (cols / 4) as u64, sp);
+    let mut vals = vec![
+        ("rows", rows.to_string()),
+        ("cols", cols.to_string()),
+        ("cols4", (cols / 4).to_string()),
+        ("wg_x", wg_x.to_string()),
+        ("wg_y", wg_y.to_string()),
+        ("tile_m", tm.to_string()),
+        ("tile_n", tn.to_string()),
+    ];
+    vals.extend(spliced);
+    vals.extend(layout_vals(true));
+    let wgsl = module(
+        "conv2d_gemm",
+        &[MATMUL_COMMON, CONV_PARAMS, CONV2D_GEMM],
+        &vals,
+    )?;
+    let wgs = tiles_m * tiles_n * batch;
+    let workgroups = if out_shape.numel() == 0 {
+        [0, 0, 0]
+    } else {
+        grid(wgs as u64, &opts.target)?
+    };
+    let k = Kernel {
+        name: "conv2d_gemm".into(),
+        wgsl,
+        bindings,
+        params,
+        workgroups,
+        loop_trips,
+    };
+    Ok(vec![k])
+}

@@ -1,0 +1,399 @@
+//! Data movement: transpose, slice, concat, split, gather, gather elements, resize, pad.
+
+use super::Io;
+use crate::emit::kernel;
+use crate::expr::constant_bits;
+use crate::options::LowerOptions;
+use crate::params::{one, per, Layout};
+use crate::views::view_params;
+use crate::{loops, Buf, Elem, Error, Kernel};
+use sfumato_core::op::{CoordTransform, PadMode, ResizeMode, SliceAxis};
+use sfumato_core::plan::View;
+use sfumato_core::shape::contiguous_strides;
+use sfumato_core::{DType, Shape};
+
+const COPY: &str = include_str!("../templates/copy.wgsl");
+const BLOCK_COPY: &str = include_str!("../templates/block_copy.wgsl");
+const GATHER: &str = include_str!("../templates/gather.wgsl");
+const GATHER_ELEMENTS: &str = include_str!("../templates/gather_elements.wgsl");
+const RESIZE: &str = include_str!("../templates/resize.wgsl");
+const PAD: &str = include_str!("../templates/pad.wgsl");
+
+/// A block copy's params (concat, split): `n` elements in blocks of `blk`, block b read at
+/// `src_off + b * src_row` and written at `dst_off + b * dst_row` (vec4s where `block_copy_vec4`).
+pub const BLOCK_COPY_PARAMS: Layout = Layout::new(
+    "block_copy",
+    "BC",
+    &[
+        one("n"),
+        one("blk"),
+        one("src_row"),
+        one("src_off"),
+        one("dst_row"),
+        one("dst_off"),
+    ],
+);
+/// Gather's params: `count` indices, `len` the axis size, `inner` the dims after it.
+pub const GATHER_PARAMS: Layout = Layout::new(
+    "gather",
+    "GA",
+    &[one("n"), one("count"), one("len"), one("inner")],
+);
+/// GatherElements' params: `len` the data's axis size, `strides` the data's.
+pub const GATHER_ELEMENTS_PARAMS: Layout = Layout::new(
+    "gather_elements",
+    "GE",
+    &[
+        one("n"),
+        one("rank"),
+        one("axis"),
+        one("len"),
+        per("out_dims", 1, "rank"),
+        per("strides", 1, "rank"),
+    ],
+);
+/// Resize's params: input and output spatial dims, the mode and the coordinate transform.
+pub const RESIZE_PARAMS: Layout = Layout::new(
+    "resize",
+    "RS",
+    &[
+        one("n"),
+        one("h"),
+        one("w"),
+        one("oh"),
+        one("ow"),
+        one("bilinear"),
+        one("coord"),
+    ],
+);
+/// Pad's params: the pads before each dim, the mode, the constant's bits.
+pub const PAD_PARAMS: Layout = Layout::new(
+    "pad",
+    "PD",
+    &[
+        one("n"),
+        one("rank"),
+        per("out_dims", 1, "rank"),
+        per("in_dims", 1, "rank"),
+        per("in_strides", 1, "rank"),
+        per("pads", 1, "rank"),
+        one("mode"),
+        one("value"),
+    ],
+);
+
+/// A transpose: a copy of input 0 through its permuted strides.
+pub fn transpose(
+    perm: &[usize],
+    x: &Shape,
+    (out_dt, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let s = x.strides();
+    let src = View {
+        strides: perm.iter().map(|&p| s[p] as i64).collect(),
+        offset: 0,
+    };
+    read_view(out_shape, src, out_dt, opts)
+}
+
+/// A slice: a copy of input 0 through a strided view with an offset.
+pub fn slice(
+    axes: &[SliceAxis],
+    x: &Shape,
+    (out_dt, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let s = x.strides();
+    let src = View {
+        strides: axes
+            .iter()
+            .zip(&s)
+            .map(|(a, &s)| a.step * s as i64)
+            .collect(),
+        offset: axes.iter().zip(&s).map(|(a, &s)| a.start * s as i64).sum(),
+    };
+    read_view(out_shape, src, out_dt, opts)
+}
+
+/// A concat: one block copy per non-empty input.
+pub fn concat(
+    axis: usize,
+    ins: &[Io],
+    (out_dt, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Vec<Kernel>, Error> {
+    // Part i: blocks of len_i * inner elements, placed at `start * inner` in rows of
+    // total * inner.
+    let inner: usize = out_shape.0[axis + 1..].iter().product();
+    let row = out_shape.0[axis] * inner;
+    let mut start = 0usize;
+    let mut ks = Vec::new();
+    for (i, (_, s)) in ins.iter().enumerate() {
+        if s.numel() > 0 {
+            let blk = s.0[axis] * inner;
+            let rows = [blk, 0, row, start * inner];
+            ks.push(block_copy(s.numel(), blk, rows, out_dt, i, 0, opts)?);
+        }
+        start += s.0[axis];
+    }
+    Ok(ks)
+}
+
+/// A split: one block copy per non-empty output.
+pub fn split(
+    axis: usize,
+    x: &Shape,
+    outs: &[Io],
+    out_dt: DType,
+    opts: &LowerOptions,
+) -> Result<Vec<Kernel>, Error> {
+    let inner: usize = x.0[axis + 1..].iter().product();
+    let row = x.0[axis] * inner;
+    let mut start = 0usize;
+    let mut ks = Vec::new();
+    for (o, (_, s)) in outs.iter().enumerate() {
+        if s.numel() > 0 {
+            let blk = s.0[axis] * inner;
+            let rows = [row, start * inner, blk, 0];
+            ks.push(block_copy(s.numel(), blk, rows, out_dt, 0, o, opts)?);
+        }
+        start += s.0[axis];
+    }
+    Ok(ks)
+}
+
+/// Gather along `axis` of input 0 at the indices of input 1.
+pub fn gather(
+    axis: usize,
+    ins: &[Io],
+    (out_dt, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let n = out_shape.numel();
+    let x = &ins[0].1 .0;
+    let (_, len, inner) = sfumato_core::interp::split_at_axis(x, axis);
+    let count = ins[1].1.numel();
+    let params = GATHER_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("count", count.max(1) as u32)
+        .set("len", len as u32)
+        .set("inner", inner.max(1) as u32)
+        .finish()?;
+    let vals = [
+        ("ty", Elem::of(out_dt).wgsl().to_string()),
+        ("layout", GATHER_PARAMS.wgsl()),
+    ];
+    kernel(
+        "gather",
+        GATHER,
+        &vals,
+        vec![Buf::In(0), Buf::In(1), Buf::Out(0)],
+        params,
+        n,
+        0,
+        &opts.target,
+    )
+}
+
+/// GatherElements along `axis` (the output has the indices' shape).
+pub fn gather_elements(
+    axis: usize,
+    x: &Shape,
+    (out_dt, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let n = out_shape.numel();
+    let rank = x.rank();
+    let params = GATHER_ELEMENTS_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("rank", rank as u32)
+        .set("axis", axis as u32)
+        .set("len", x.0[axis] as u32)
+        .set_all("out_dims", out_shape.0.iter().map(|&d| d as u32))
+        .set_all(
+            "strides",
+            contiguous_strides(&x.0).iter().map(|&s| s as u32),
+        )
+        .finish()?;
+    let vals = [
+        ("ty", Elem::of(out_dt).wgsl().to_string()),
+        ("layout", GATHER_ELEMENTS_PARAMS.wgsl()),
+    ];
+    kernel(
+        "gather_elements",
+        GATHER_ELEMENTS,
+        &vals,
+        vec![Buf::In(0), Buf::In(1), Buf::Out(0)],
+        params,
+        n,
+        loops::rank_walk(rank),
+        &opts.target,
+    )
+}
+
+/// Resize of the two spatial dims of an NCHW input to `size`.
+pub fn resize(
+    mode: ResizeMode,
+    coord: CoordTransform,
+    size: &[usize],
+    x: &Shape,
+    (_, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let n = out_shape.numel();
+    let x = &x.0;
+    let params = RESIZE_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("oh", size[0] as u32)
+        .set("ow", size[1] as u32)
+        .set("bilinear", matches!(mode, ResizeMode::Bilinear) as u32)
+        .set(
+            "coord",
+            match coord {
+                CoordTransform::HalfPixel => 0,
+                CoordTransform::AlignCorners => 1,
+                CoordTransform::Asymmetric => 2,
+            },
+        )
+        .finish()?;
+    let vals = [("layout", RESIZE_PARAMS.wgsl())];
+    kernel(
+        "resize",
+        RESIZE,
+        &vals,
+        vec![Buf::In(0), Buf::Out(0)],
+        params,
+        n,
+        0,
+        &opts.target,
+    )
+}
+
+/// Pad with a constant, a reflection or the edge.
+pub fn pad(
+    pads: &[[usize; 2]],
+    mode: PadMode,
+    x: &Shape,
+    (out_dt, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let n = out_shape.numel();
+    let (m, value) = match mode {
+        PadMode::Constant(v) => (0, constant_bits(v, out_dt)),
+        PadMode::Reflect => (1, 0),
+        PadMode::Edge => (2, 0),
+    };
+    let params = PAD_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("rank", x.rank() as u32)
+        .set_all("out_dims", out_shape.0.iter().map(|&d| d as u32))
+        .set_all("in_dims", x.0.iter().map(|&d| d as u32))
+        .set_all("in_strides", x.strides().iter().map(|&d| d as u32))
+        .set_all("pads", pads.iter().map(|p| p[0] as u32))
+        .set("mode", m)
+        .set("value", value)
+        .finish()?;
+    let vals = [
+        ("ty", Elem::of(out_dt).wgsl().to_string()),
+        ("layout", PAD_PARAMS.wgsl()),
+    ];
+    kernel(
+        "pad",
+        PAD,
+        &vals,
+        vec![Buf::In(0), Buf::Out(0)],
+        params,
+        n,
+        loops::rank_walk(x.rank()),
+        &opts.target,
+    )
+}
+
+/// A contiguous copy of a strided view of input 0 (transpose, slice).
+pub fn read_view(dims: &Shape, src: View, dt: DType, opts: &LowerOptions) -> Result<Kernel, Error> {
+    copy_kernel(dims, src, View::contiguous(dims), dt, 0, 0, opts)
+}
+
+fn copy_kernel(
+    dims: &Shape,
+    src: View,
+    dst: View,
+    dt: DType,
+    input: usize,
+    output: usize,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let params = view_params(dims, &[src, dst])?;
+    let vals = [("ty", Elem::of(dt).wgsl().to_string())];
+    kernel(
+        "copy",
+        COPY,
+        &vals,
+        vec![Buf::In(input), Buf::Out(output)],
+        params,
+        dims.numel(),
+        // view_offset for the source and the destination.
+        2 * loops::rank_walk(dims.rank()),
+        &opts.target,
+    )
+}
+
+/// `n` elements in blocks of `blk`: input `input`'s block b at `src_off + b * src_row`, output
+/// `output`'s at `dst_off + b * dst_row`; `rows` = [src_row, src_off, dst_row, dst_off].
+fn block_copy(
+    n: usize,
+    blk: usize,
+    rows: [usize; 4],
+    dt: DType,
+    input: usize,
+    output: usize,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    // Blocks and rows of whole vec4s copy four elements per invocation: a quarter of the
+    // invocations, each paying the params loads once (on CPU adapters every storage load is a
+    // loop over the SIMD lanes, so those loads cost as much as the copy itself).
+    let v = if blk.is_multiple_of(4) && rows.iter().all(|r| r.is_multiple_of(4)) {
+        4
+    } else {
+        1
+    };
+    let (n, blk) = (n / v, blk / v);
+    let [src_row, src_off, dst_row, dst_off] = rows.map(|r| (r / v) as u32);
+    let params = BLOCK_COPY_PARAMS
+        .fill()
+        .set("n", n as u32)
+        .set("blk", blk.max(1) as u32)
+        .set("src_row", src_row)
+        .set("src_off", src_off)
+        .set("dst_row", dst_row)
+        .set("dst_off", dst_off)
+        .finish()?;
+    let ty = Elem::of(dt).wgsl();
+    let ty = if v == 4 {
+        format!("vec4<{ty}>")
+    } else {
+        ty.to_string()
+    };
+    let vals = [("ty", ty), ("layout", BLOCK_COPY_PARAMS.wgsl())];
+    kernel(
+        if v == 4 {
+            "block_copy_vec4"
+        } else {
+            "block_copy"
+        },
+        BLOCK_COPY,
+        &vals,
+        vec![Buf::In(input), Buf::Out(output)],
+        params,
+        n,
+        0,
+        &opts.target,
+    )
+}
