@@ -1,6 +1,12 @@
 //! `sfumato bench matmul` and `sfumato bench conv`.
 
-use super::*;
+use crate::args::positive;
+use crate::open::{open_bench_device, DeviceKind};
+use crate::timing::{checked_numel, print_text_timing, time_graph_with, usize_of, Timing};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sfumato_core::op::Conv2d;
+use sfumato_core::{DType, Graph, Tensor};
 
 #[derive(Args, Debug)]
 pub(crate) struct MatmulArgs {

@@ -2,7 +2,9 @@
 //! burn-wgpu (the `bench-burn` binary, built outside the workspace), one case after another on
 //! the same adapter, so every ratio comes from figures measured minutes apart on one machine.
 
-use crate::{median, open_wgpu_with, positive, time_graph_with, Timing, WARMUP_RUNS};
+use crate::args::positive;
+use crate::open::open_wgpu_with;
+use crate::timing::{median, time_graph_with, Timing, WARMUP_RUNS};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sfumato_core::op::Conv2d;

@@ -1,6 +1,7 @@
 //! `sfumato devices`: every adapter wgpu sees.
 
-use super::*;
+use anyhow::{bail, Context, Result};
+use sfumato_wgpu::AdapterSummary;
 
 pub(crate) fn devices(json: bool) -> Result<()> {
     let adapters = sfumato_wgpu::list_adapters();

@@ -1,7 +1,9 @@
 //! `sfumato explain`: the plan a device runs (groups, kernels, bytes, memory), fused and
 //! unfused.
 
-use super::*;
+use crate::run::ModelArgs;
+use anyhow::{Context, Result};
+use clap::Args;
 
 #[derive(Args, Debug)]
 pub(crate) struct ExplainArgs {

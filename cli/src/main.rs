@@ -1,16 +1,10 @@
 //! `sfumato`: list WebGPU adapters, run the built-in models with a profile (and a Chrome
 //! trace), and benchmark matmul and conv kernels.
 
-use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
-use sfumato_core::op::Conv2d;
-use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};
-use sfumato_shaders::MatmulVariant;
-use sfumato_wgpu::{AdapterSummary, DeviceOptions, WgpuDevice};
-use sfumato_zoo::models::{self, ModelOptions};
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
+mod args;
 mod bench;
 mod compare;
 mod devices;
@@ -20,14 +14,10 @@ mod open;
 mod run;
 mod timing;
 
-use bench::*;
-use devices::*;
-use explain::*;
-use open::*;
-use run::*;
-use std::process::ExitCode;
-use std::time::Instant;
-use timing::*;
+use bench::{bench_conv, bench_matmul, ConvArgs, MatmulArgs};
+use devices::devices;
+use explain::{explain, ExplainArgs};
+use run::{open_run_device, run_model, RunArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -99,14 +89,5 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// A count of at least 1.
-pub(crate) fn positive(s: &str) -> std::result::Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(v) => Ok(v),
-        Err(e) => Err(format!("not a positive integer ({e})")),
     }
 }

@@ -164,7 +164,7 @@ pub struct ConformanceArgs {
     pub dir: Option<PathBuf>,
     /// Where to run.
     #[arg(long, value_enum, default_value = "wgpu")]
-    pub device: crate::DeviceKind,
+    pub device: crate::open::DeviceKind,
     /// Only cases whose name matches this regular expression.
     #[arg(long)]
     pub filter: Option<String>,

@@ -1,6 +1,10 @@
 //! Opening the device a command runs on.
 
-use super::*;
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use sfumato_core::{CpuDevice, Device};
+use sfumato_shaders::MatmulVariant;
+use sfumato_wgpu::{DeviceOptions, WgpuDevice};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum DeviceKind {

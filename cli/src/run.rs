@@ -1,6 +1,13 @@
 //! `sfumato run`: a built-in model or an ONNX file, its outputs, per-kernel table and trace.
 
-use super::*;
+use crate::args::positive;
+use crate::open::{open_wgpu_with, DeviceKind};
+use crate::timing::usize_of;
+use anyhow::{Context, Result};
+use clap::Args;
+use sfumato_core::{CpuDevice, Device, Graph, Tensor};
+use sfumato_zoo::models::{self, ModelOptions};
+use std::path::PathBuf;
 
 /// Which built-in model, at which sizes.
 #[derive(Args, Debug, Clone)]

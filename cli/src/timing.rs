@@ -1,6 +1,9 @@
 //! Benchmark timing: warm-up, timed runs, medians, and their report.
 
-use super::*;
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use sfumato_core::{Device, Graph, Tensor};
+use std::time::Instant;
 
 /// Medians over the timed runs of one graph.
 pub(crate) struct Timing {

@@ -14,17 +14,6 @@ pub(crate) fn binding_size(bytes: u64) -> u64 {
 }
 
 impl WgpuDevice {
-    /// Forget prepared graphs, and the memory their constants held.
-    pub(crate) fn drop_prepared(&mut self) {
-        let held: u64 = self
-            .prepared
-            .iter()
-            .map(crate::prepare::Prepared::held_bytes)
-            .sum();
-        self.allocated = self.allocated.saturating_sub(held);
-        self.prepared.clear();
-    }
-
     /// Bytes of tensor buffers this device holds at most so far (pooled buffers included).
     pub fn memory_high_water(&self) -> u64 {
         self.high_water

@@ -56,6 +56,13 @@ impl Prepared {
 }
 
 impl WgpuDevice {
+    /// Forget prepared graphs, and the memory their constants held.
+    pub(crate) fn drop_prepared(&mut self) {
+        let held: u64 = self.prepared.iter().map(Prepared::held_bytes).sum();
+        self.allocated = self.allocated.saturating_sub(held);
+        self.prepared.clear();
+    }
+
     /// The plan this device runs for `graph`, summed up as `sfumato explain` shows it: the
     /// graph after the passes, its groups with the kernels this device lowers them to (its
     /// tuned matmul variants, its limits and strengths), and the totals. Its dispatch count is
