@@ -19,10 +19,13 @@ pub(crate) fn open_wgpu(hint: &str) -> Result<WgpuDevice> {
     open_wgpu_with(hint, true)
 }
 
+/// Open the WebGPU device with the environment's options; fusion runs where both the command
+/// (`fusion`: no `--no-fusion`) and `SFUMATO_FUSION` (not `0`) allow it.
 pub(crate) fn open_wgpu_with(hint: &str, fusion: bool) -> Result<WgpuDevice> {
+    let env = DeviceOptions::from_env();
     let dev = WgpuDevice::new(DeviceOptions {
-        fusion,
-        ..DeviceOptions::from_env()
+        fusion: fusion && env.fusion,
+        ..env
     })
     .with_context(|| format!("could not open the WebGPU device{hint}"))?;
     tracing::info!("opened {}", dev.adapter().name);

@@ -10,7 +10,7 @@ fn temp_path(stem: &str) -> PathBuf {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    std::env::temp_dir().join(format!("sfumato-zoo-{stem}-{}-{nanos}", std::process::id()))
+    std::env::temp_dir().join(format!("sfumato-cli-{stem}-{}-{nanos}", std::process::id()))
 }
 
 /// Run the binary with an autotune cache of its own (so tests never touch the user's).

@@ -3,13 +3,13 @@
 //! A device asks [`compile`] for the plan it will run, with its own [`TargetProfile`] (its
 //! binding limits) and fusion switch; what happens to each group next is the device's back end
 //! (the wgpu device lowers each group to WGSL, the CPU reference interprets nodes). `sfumato
-//! explain` and the viewer ask the same function with the same profile, so what they show is
-//! what the device runs.
+//! explain` asks the device for the same preparation, so what it shows is what the device runs;
+//! the viewer and the NPU simulator will call this function too.
 
 use crate::passes::{optimize, PassStats};
 use crate::plan::{plan, Plan, PlanOptions};
 use crate::target::TargetProfile;
-use crate::{Graph, Result};
+use crate::{Error, Graph, Result};
 
 /// Options of [`compile`].
 #[derive(Clone, Debug)]
@@ -40,6 +40,7 @@ pub struct Compiled {
 
 /// Run the passes (when fusing) and plan the groups within the target's limits.
 pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
+    opts.target.validate().map_err(Error::Device)?;
     let _span =
         tracing::info_span!("compile", fuse = opts.fuse, target = %opts.target.name).entered();
     let (graph, passes) = if opts.fuse {

@@ -14,6 +14,9 @@ pub enum TimingSource {
     Cpu,
     /// A cycle model (simulated devices).
     Simulated,
+    /// Not timed: no timestamp queries and no per-dispatch wait (an awaited run in a browser on
+    /// an adapter without timestamp queries). The durations are 0.
+    Untimed,
 }
 
 /// One timed unit of work: a kernel dispatch (or a CPU op) and the graph nodes it covers.

@@ -65,6 +65,7 @@ pub enum Family {
     Rows,
     Tensor,
     Fused,
+    Dtypes,
 }
 
 /// One case: a graph and its inputs at a shape drawn from `seed`.
@@ -249,6 +250,28 @@ fn fused(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
     Ok((g, vec![tx, tim]))
 }
 
+fn dtypes(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    // f16 and bf16 through casts (rounded to their dtype on the way out), integer arithmetic,
+    // and integer results (ArgMax's i64 indices).
+    let mut g = Graph::new();
+    let n = pick(seed, 1, &[5usize, 300, 4_096]);
+    let (x, tx) = input(&mut g, "x", &[4, n], seed);
+    let h = g.cast(x, DType::F16)?;
+    let h2 = g.binary(BinaryOp::Mul, h, h)?;
+    let hs = g.softmax(h2, -1)?;
+    let b = g.cast(x, DType::BF16)?;
+    let b = g.unary(UnaryOp::Tanh, b)?;
+    let i = g.input("i", DType::I32, vec![4, n]);
+    let ti = Tensor::random(DType::I32, vec![4, n], seed + 7);
+    let i2 = g.binary(BinaryOp::Mul, i, i)?;
+    let i3 = g.binary(BinaryOp::Sub, i2, i)?;
+    let am = g.arg_reduce(x, true, -1, false, false)?;
+    let sq = g.binary(BinaryOp::Mul, x, x)?;
+    let gt = g.binary(BinaryOp::Gt, x, sq)?;
+    g.set_outputs(&[h2, hs, b, i3, am, gt])?;
+    Ok((g, vec![tx, ti]))
+}
+
 /// Every case of the suite.
 pub fn cases() -> Vec<Case> {
     vec![
@@ -281,6 +304,11 @@ pub fn cases() -> Vec<Case> {
             name: "fused",
             family: Family::Fused,
             build: fused,
+        },
+        Case {
+            name: "dtypes",
+            family: Family::Dtypes,
+            build: dtypes,
         },
     ]
 }
@@ -377,6 +405,10 @@ macro_rules! device_suite {
         #[test]
         fn suite_fused() {
             $crate::suite::run_family($open, $crate::suite::Family::Fused, &$tol);
+        }
+        #[test]
+        fn suite_dtypes() {
+            $crate::suite::run_family($open, $crate::suite::Family::Dtypes, &$tol);
         }
     };
 }

@@ -2,14 +2,15 @@
 //! little: the suite must catch it, so it can fail.
 
 use sfumato_core::suite::{cases, check_case, Tolerances};
-use sfumato_core::{CpuDevice, Device, Graph, Result, RunOutput, Tensor};
+use sfumato_core::{CpuDevice, DType, Device, Graph, Result, RunOutput, Tensor};
 
 sfumato_core::device_suite!(
     Some(Box::new(CpuDevice) as Box<dyn Device>),
     Tolerances::exact()
 );
 
-/// The CPU reference with every float output nudged by 1e-3 of its value.
+/// The CPU reference with every float output nudged by 0.1% (plus 1e-3) and every integer one
+/// by 1.
 struct Nudged;
 
 impl Device for Nudged {
@@ -19,10 +20,14 @@ impl Device for Nudged {
     fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
         let mut out = CpuDevice.run(graph, inputs)?;
         for t in &mut out.outputs {
-            if t.dtype().is_float() {
-                let v: Vec<f64> = t.to_f64_vec().iter().map(|x| x * 1.001 + 1e-3).collect();
-                *t = Tensor::from_f64(t.dtype(), t.shape().clone(), &v);
-            }
+            let nudge = |x: f64| match t.dtype() {
+                d if d.is_float() => x * 1.001 + 1e-3,
+                DType::Bool => x,
+                // One step off: exact dtypes must match exactly.
+                _ => x + 1.0,
+            };
+            let v: Vec<f64> = t.to_f64_vec().into_iter().map(nudge).collect();
+            *t = Tensor::from_f64(t.dtype(), t.shape().clone(), &v);
         }
         Ok(out)
     }

@@ -114,14 +114,17 @@ pub fn target_profile(info: &wgpu::AdapterInfo, l: &wgpu::Limits) -> TargetProfi
     t
 }
 
-pub(crate) fn instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env())
+/// A wgpu instance; `wgpu_env`: let wgpu read its own `WGPU_*` variables (backends, flags),
+/// as the command asks through [`DeviceOptions::from_env`](crate::DeviceOptions::from_env).
+pub(crate) fn instance(wgpu_env: bool) -> wgpu::Instance {
+    let desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    wgpu::Instance::new(if wgpu_env { desc.with_env() } else { desc })
 }
 
 /// Every adapter wgpu can see on this machine.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    let inst = instance();
+    let inst = instance(true);
     pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
         .iter()
         .map(AdapterSummary::of)
@@ -160,7 +163,7 @@ pub(crate) async fn choose(
         return match pos {
             Some(p) => Ok(adapters.swap_remove(p)),
             None => Err(format!(
-                "SFUMATO_ADAPTER={w} matches none of: {}",
+                "the adapter asked for ('{w}', from SFUMATO_ADAPTER or DeviceOptions::adapter) matches none of: {}",
                 adapters
                     .iter()
                     .map(|a| a.get_info().name)

@@ -16,7 +16,9 @@
 //! profile).
 //!
 //! Builds for wasm32 (the browser's WebGPU): the device reads no environment variable, file or
-//! `std::time` clock itself; those come in through [`DeviceOptions`]. Open it with
+//! `std::time` clock itself; those come in through [`DeviceOptions`] (the clock, the autotune
+//! store, the host CPU's name, whether wgpu may read its own `WGPU_*` variables), which the
+//! command fills with [`DeviceOptions::from_env`]. Open it with
 //! [`WgpuDevice::new_async`] and run with [`WgpuDevice::run_async`] there; natively the
 //! blocking [`WgpuDevice::new`] and [`Device::run`](sfumato_core::Device::run) wrap them.
 //!
@@ -79,7 +81,7 @@ impl WgpuDevice {
 
     /// Open the preferred adapter (see [`DeviceOptions`]); in a browser, await it.
     pub async fn new_async(opts: DeviceOptions) -> Result<Self> {
-        let inst = adapter::instance();
+        let inst = adapter::instance(opts.wgpu_env);
         let adapter = adapter::choose(&inst, opts.adapter.as_deref())
             .await
             .map_err(Error::Device)?;
@@ -110,7 +112,8 @@ impl WgpuDevice {
             info.name, info.backend, info.driver, info.driver_info
         );
         if target.kind == TargetKind::Cpu {
-            adapter_key += &format!(" | cpu {}", cpu_model());
+            let cpu = opts.host_cpu.as_deref().unwrap_or("unknown cpu");
+            adapter_key += &format!(" | cpu {cpu}");
         }
         // A new set of variants invalidates the cached choices, and so does another budget.
         adapter_key += &format!(" | {} variants", MatmulVariant::all().len());
@@ -154,6 +157,18 @@ impl WgpuDevice {
     /// Turn fusion (and the graph passes) on or off.
     pub fn set_fusion(&mut self, on: bool) {
         self.opts.fusion = on;
+        self.drop_prepared();
+    }
+
+    /// Force one matmul variant (where it supports the layout), or go back to autotuning.
+    pub fn set_matmul_variant(&mut self, v: Option<MatmulVariant>) {
+        self.forget_choices(v);
+        self.drop_prepared();
+    }
+
+    /// Drop pooled buffers and prepared graphs (their constants), freeing their memory.
+    pub fn trim(&mut self) {
+        self.drain_pool();
         self.drop_prepared();
     }
 

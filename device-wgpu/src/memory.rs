@@ -14,17 +14,11 @@ pub(crate) fn binding_size(bytes: u64) -> u64 {
 }
 
 impl WgpuDevice {
-    /// Bytes of tensor buffers this device holds at most so far (pooled buffers included).
-    pub fn memory_high_water(&self) -> u64 {
-        self.high_water
-    }
-
-    /// Drop pooled buffers and prepared graphs (their constants), freeing their memory.
-    pub fn trim(&mut self) {
+    /// Drop pooled buffers, freeing their memory.
+    pub(crate) fn drain_pool(&mut self) {
         for (s, _) in self.pool.drain(..) {
             self.allocated -= s;
         }
-        self.drop_prepared();
     }
 
     /// A scratch texture of `width` x `height` texels, or an error where a side is over the

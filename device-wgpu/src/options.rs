@@ -30,6 +30,11 @@ pub struct DeviceOptions {
     pub checked_matmul: bool,
     /// The host's clock (wall times; the autotuner's measurements).
     pub clock: Arc<dyn Clock>,
+    /// The host CPU's model, for a CPU adapter's autotune key (lavapipe reports one adapter name
+    /// on CPUs whose best kernels differ); `from_env` reads it natively ([`crate::cpu_model`]).
+    pub host_cpu: Option<String>,
+    /// Let wgpu read its own `WGPU_*` environment variables (backends, debug flags).
+    pub wgpu_env: bool,
 }
 
 impl Default for DeviceOptions {
@@ -43,6 +48,8 @@ impl Default for DeviceOptions {
             loop_budget: None,
             checked_matmul: false,
             clock: default_clock(),
+            host_cpu: None,
+            wgpu_env: false,
         }
     }
 }
@@ -71,6 +78,8 @@ impl DeviceOptions {
             }),
             checked_matmul: var("SFUMATO_CHECKED_MATMUL").is_some_and(|v| v == "1"),
             clock: default_clock(),
+            host_cpu: Some(crate::host::cpu_model()),
+            wgpu_env: true,
         }
     }
 }

@@ -51,16 +51,20 @@ struct MapWait<'a> {
 impl Future for MapWait<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let _ = self.device.poll(wgpu::PollType::Poll);
+        // Natively nothing else delivers the callbacks: wait for the queue here (the run was
+        // submitted whole, so this returns once it is done). In a browser this is a no-op and
+        // the event loop delivers them, waking the task.
+        let how = if cfg!(target_arch = "wasm32") {
+            wgpu::PollType::Poll
+        } else {
+            wgpu::PollType::wait_indefinitely()
+        };
+        let _ = self.device.poll(how);
         let mut m = self.maps.lock().unwrap_or_else(|p| p.into_inner());
         if m.pending == 0 {
             return Poll::Ready(());
         }
         m.waker = Some(cx.waker().clone());
-        if cfg!(not(target_arch = "wasm32")) {
-            // Natively nothing else polls the device: ask to be polled again.
-            cx.waker().wake_by_ref();
-        }
         Poll::Pending
     }
 }
@@ -76,6 +80,11 @@ impl Device for WgpuDevice {
     /// Run and block until the results are back (native; in a browser use
     /// [`WgpuDevice::run_async`]).
     fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
+        if cfg!(target_arch = "wasm32") {
+            return Err(Error::Device(
+                "a browser cannot block until the GPU is done: use WgpuDevice::run_async".into(),
+            ));
+        }
         let s = self.submit(graph, inputs, !self.timestamps)?;
         self.wait()?;
         self.collect(s)
@@ -294,7 +303,10 @@ impl WgpuDevice {
                             );
                             self.queue.submit([done.finish()]);
                             self.wait()?;
-                            wall = Some((start, self.now_ns().saturating_sub(t0) - start));
+                            wall = Some((
+                                start,
+                                self.now_ns().saturating_sub(t0).saturating_sub(start),
+                            ));
                         }
                         let step = &self.prepared[pi].steps[si];
                         dispatches.push(Dispatch {
@@ -438,6 +450,7 @@ impl WgpuDevice {
         for (i, d) in dispatches.into_iter().enumerate() {
             let (start_ns, duration_ns, source) = match d.wall_ns {
                 Some((s, dur)) => (s, dur, TimingSource::WallClock),
+                None if stamps.is_empty() => (0, 0, TimingSource::Untimed),
                 None => {
                     let (a, b) = (
                         stamps.get(2 * i).copied().unwrap_or(0),

@@ -8,11 +8,10 @@ use sfumato_shaders::{Buf, Kernel, LowerOptions, MatmulProblem, MatmulVariant};
 use wgpu::util::DeviceExt;
 
 impl WgpuDevice {
-    /// Force one matmul variant (where it supports the layout), or go back to autotuning.
-    pub fn set_matmul_variant(&mut self, v: Option<MatmulVariant>) {
+    /// Force one matmul variant (`None`: autotune again) and forget this process's choices.
+    pub(crate) fn forget_choices(&mut self, v: Option<MatmulVariant>) {
         self.opts.matmul = v;
         self.chosen.clear();
-        self.drop_prepared();
     }
 
     /// The matmul variant this device uses for a problem (forced, cached or measured now).
@@ -34,6 +33,9 @@ impl WgpuDevice {
         if let Some(&v) = self.chosen.get(&class).filter(|v| cands.contains(v)) {
             return Ok(v);
         }
+        // Measuring needs a wait that blocks until the GPU is done; a browser has none, so there
+        // the target's first candidate is taken (and a cached choice, measured elsewhere, used).
+        let can_measure = cfg!(not(target_arch = "wasm32"));
         let v = if !self.opts.autotune || cands.len() == 1 {
             cands[0]
         } else if let Some(v) = self
@@ -42,6 +44,8 @@ impl WgpuDevice {
             .filter(|v| cands.contains(v))
         {
             v
+        } else if !can_measure {
+            cands[0]
         } else {
             let v = self.measure_matmul(p, &cands)?;
             self.tune.put(&self.adapter_key, &class, v);

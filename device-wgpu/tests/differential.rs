@@ -480,7 +480,7 @@ proptest! {
         }
         g.set_outputs(&[y]).unwrap();
         let inputs = [Tensor::random(DType::F32, [nb, ci, h, w], seed)];
-        let got = common::with_device(|d| (d.name().contains("Cpu)"), d.run(&g, &inputs)));
+        let got = common::with_device(|d| (d.target().uniform_block_operands, d.run(&g, &inputs)));
         let Some((cpu_adapter, got)) = got else { return Ok(()) };
         let got = got.map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
         let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;

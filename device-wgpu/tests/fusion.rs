@@ -447,14 +447,18 @@ proptest! {
         check(&g, &inputs, 1e-5).map_err(TestCaseError::fail)?;
         let ran = common::with_device(|d| {
             d.set_fusion(true);
-            (d.name().contains("Cpu)"), d.run(&g, &inputs))
+            (
+                d.target().uniform_block_operands,
+                d.target().max_uniform_blocks as usize,
+                d.run(&g, &inputs),
+            )
         });
-        let Some((cpu_adapter, got)) = ran else { return Ok(()) };
+        let Some((cpu_adapter, blocks, got)) = ran else { return Ok(()) };
         let got = got.map_err(|e| TestCaseError::fail(e.to_string()))?;
         let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
-        // Every key block of K and V fits 12 bindings (WebGPU's least) here.
+        // Whether every key block of K and V fits the adapter's uniform bindings.
         let k = sfumato_shaders::attention_ubo::Strides { sb: sk * e, sh: d, sj: e, sd: 1, off: 0 };
-        let fits = sfumato_shaders::attention_ubo::kv_layout(heads, sk, (d, k), (d, k), 12).is_some();
+        let fits = sfumato_shaders::attention_ubo::kv_layout(heads, sk, (d, k), (d, k), blocks).is_some();
         prop_assert!(!cpu_adapter || !fits || ks == ["attention_ubo"], "ran {:?}", ks);
     }
 }

@@ -2,7 +2,7 @@
 //! browser): the async run gives the blocking run's answers, wall times come from the clock
 //! handed in, and autotune choices go to the store handed in.
 
-use sfumato_core::{DType, Device, Graph, Tensor};
+use sfumato_core::{DType, Device, Graph, Tensor, TimingSource};
 use sfumato_wgpu::{Clock, DeviceOptions, TuneStore, WgpuDevice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,6 +62,21 @@ fn async_run_clock_and_store_come_from_the_options() {
         blocking.profile.entries.len(),
         awaited.profile.entries.len()
     );
+    // With timestamp queries both runs are timed by the GPU; without, the blocking run times
+    // each dispatch on the host clock and the awaited one says it is untimed.
+    for (a, b) in blocking
+        .profile
+        .entries
+        .iter()
+        .zip(&awaited.profile.entries)
+    {
+        let want = if dev.has_timestamps() {
+            (TimingSource::GpuTimestamp, TimingSource::GpuTimestamp)
+        } else {
+            (TimingSource::WallClock, TimingSource::Untimed)
+        };
+        assert_eq!((a.source, b.source), want);
+    }
     // The run's wall time is read off the clock handed in (whole milliseconds here).
     assert!(blocking.profile.wall_ns > 0 && blocking.profile.wall_ns % 1_000_000 == 0);
     assert!(clock.0.load(Ordering::SeqCst) > 0);

@@ -13,9 +13,9 @@ macro_rules! checks {
         let $arity = |lo: usize, hi: usize| -> Result<(), String> {
             if $inputs.len() < lo || $inputs.len() > hi {
                 Err(if lo == hi {
-                    format!("expects {lo} $inputs, got {}", $inputs.len())
+                    format!("expects {lo} inputs, got {}", $inputs.len())
                 } else {
-                    format!("expects {lo} to {hi} $inputs, got {}", $inputs.len())
+                    format!("expects {lo} to {hi} inputs, got {}", $inputs.len())
                 })
             } else {
                 Ok(())
@@ -38,7 +38,7 @@ macro_rules! checks {
                 Ok(())
             } else {
                 Err(format!(
-                    "$inputs {i} and {j} must have one dtype, got {} and {}",
+                    "inputs {i} and {j} must have one dtype, got {} and {}",
                     $inputs[i].0, $inputs[j].0
                 ))
             }

@@ -578,6 +578,26 @@ pub fn reduced_dims(dims: &[usize], axes: &[usize], keepdim: bool) -> Vec<usize>
 mod tests {
     use super::*;
 
+    /// The checks' messages, word for word (a macro must not leak its own names into them).
+    #[test]
+    fn inference_errors_read_plainly() {
+        let a = Shape::from([2, 3]);
+        let e = Op::MatMul.infer(&[(DType::F32, &a)]).unwrap_err();
+        assert_eq!(e, "expects 2 inputs, got 1");
+        let e = Op::Gemm(Gemm::default())
+            .infer(&[(DType::F32, &a)])
+            .unwrap_err();
+        assert_eq!(e, "expects 2 to 3 inputs, got 1");
+        let e = Op::Binary(BinaryOp::Add)
+            .infer(&[(DType::F32, &a), (DType::I32, &a)])
+            .unwrap_err();
+        assert_eq!(e, "inputs 0 and 1 must have one dtype, got f32 and i32");
+        let e = Op::Softmax { axis: 0 }
+            .infer(&[(DType::I32, &a)])
+            .unwrap_err();
+        assert!(e.starts_with("input 0 must be a float tensor"), "{e}");
+    }
+
     #[test]
     fn slice_normalize() {
         assert_eq!(
