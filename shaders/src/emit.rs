@@ -3,7 +3,7 @@
 
 use crate::loops;
 use crate::template::render;
-use crate::views::VIEW_PARAMS;
+use crate::views::{VIEW_BLOCK, VIEW_PARAMS};
 use crate::{Buf, Error, Kernel};
 use sfumato_core::TargetProfile;
 
@@ -89,7 +89,7 @@ pub(crate) fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Res
         src.push_str(p);
     }
     let mut vals = vals.to_vec();
-    vals.push(("view_layout", VIEW_PARAMS.wgsl()));
+    vals.push(("view_layout", VIEW_PARAMS.wgsl() + &VIEW_BLOCK.wgsl()));
     let mut out = render(name, &src, &vals)?;
     // Helpers outside the prelude, appended only where the module calls them.
     for (calls, helper) in [

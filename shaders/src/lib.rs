@@ -43,7 +43,12 @@
 //! and the template reads them by the names the layout writes into it through a placeholder
 //! (`{{layout}}`; `{{mm_layout}}`, `{{cv_layout}}`, and the prelude's `{{view_layout}}`):
 //! `params[MM_TILES_N]`, `params[mm_end(batch) + CV_KH]`. What follows a layout (a splice's
-//! params, from `EV`; a view's block, `view_block(v, rank)`) starts at a named base.
+//! params, from `EV`; a view's block, `view_block(v, rank)`) starts at a named base, and what
+//! repeats is a record layout read by field name: a view's block ([`views::VIEW_BLOCK`]:
+//! `VB_STRIDES`, `vb_offset(rank)`, `vb_len(rank)`), a batch's matmul offsets
+//! ([`matmul::MATMUL_OFFSETS`]: `OFF_A`, `OFF_B`, `OFF_BIAS`, `OFF_LEN`), a fused read's slot
+//! (`EV_READ0`, ... holding a view block or a [`fused::reads::BLOCK_READ`]). Attention's operand
+//! blocks are read back by field name (`k_sb`, ..., `k_off`) for the uniform-block layout.
 
 pub mod attention;
 pub mod emit;

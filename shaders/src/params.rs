@@ -11,6 +11,12 @@
 //! `params[MM_TILES_N]` or `params[mm_end(batch) + CV_KH]`, never a number kept in step by hand.
 //! `PREFIX_END` (`prefix_end(..)`) is where what follows the layout starts (a splice's view block,
 //! `EV`, or a second layout such as the conv params after the matmul's).
+//!
+//! A record ([`Layout::record`]) is a layout repeated per item: a view's block (strides, offset),
+//! a batch's offsets (A, B, Bias), a fused read's slot. Its size is `PREFIX_LEN` (`prefix_len(..)`)
+//! rather than `PREFIX_END`, so a template steps through the items by name:
+//! `params[MM_OFFSETS + OFF_LEN * b + OFF_B]`. A record's arrays may be sized by a count of the
+//! layout it follows (a view block's strides by the view's `rank`): [`Fill::given`] supplies it.
 
 use crate::Error;
 
@@ -53,6 +59,8 @@ pub struct Layout {
     /// The prefix of the WGSL names (`MM` gives `MM_M`, `mm_end`).
     pub prefix: &'static str,
     pub fields: &'static [Field],
+    /// Repeated per item ([`Layout::record`]): its end is named `len`, not `end`.
+    pub record: bool,
 }
 
 /// A field's index: a constant plus `k` times each count (by count field name).
@@ -68,6 +76,43 @@ impl Layout {
             name,
             prefix,
             fields,
+            record: false,
+        }
+    }
+
+    /// A record: a layout repeated per item, whose size the WGSL names `PREFIX_LEN`.
+    pub const fn record(
+        name: &'static str,
+        prefix: &'static str,
+        fields: &'static [Field],
+    ) -> Self {
+        Layout {
+            name,
+            prefix,
+            fields,
+            record: true,
+        }
+    }
+
+    /// The number of u32 of a layout without arrays (at compile time: a layout with an array
+    /// does not build), e.g. a record's size as the `k` of the array that repeats it.
+    pub const fn size(&self) -> u32 {
+        let mut i = 0;
+        while i < self.fields.len() {
+            if !matches!(self.fields[i].len, Len::One) {
+                panic!("params layout: size() of a layout with an array");
+            }
+            i += 1;
+        }
+        i as u32
+    }
+
+    /// What the end is named: `len` for a record, `end` otherwise.
+    fn end_name(&self) -> &'static str {
+        if self.record {
+            "len"
+        } else {
+            "end"
         }
     }
 
@@ -90,7 +135,7 @@ impl Layout {
     }
 
     fn position(&self, name: &str) -> Result<usize, Error> {
-        if name == "end" {
+        if name == self.end_name() {
             return Ok(self.fields.len());
         }
         self.fields
@@ -101,7 +146,8 @@ impl Layout {
             })
     }
 
-    /// The index of a field at a fixed place (before any array), or `"end"` when there is none.
+    /// The index of a field at a fixed place (before any array), or the end (`"end"`, or `"len"`
+    /// for a record) when there is none.
     pub fn at(&self, name: &str) -> Result<usize, Error> {
         let ix = self.index(self.position(name)?);
         if !ix.terms.is_empty() {
@@ -128,11 +174,29 @@ impl Layout {
         Ok(at)
     }
 
+    /// The value of the one-u32 field `name` in `params` filled by this layout.
+    pub fn get(&self, params: &[u32], name: &str) -> Result<u32, Error> {
+        let f = self.position(name)?;
+        if self.fields.get(f).map(|f| f.len) != Some(Len::One) {
+            return Err(Error::Template(format!(
+                "params layout {}: '{name}' is not a one-u32 field",
+                self.name
+            )));
+        }
+        params
+            .get(self.index_in(name, params)?)
+            .copied()
+            .ok_or_else(|| {
+                Error::Template(format!("params layout {}: params too short", self.name))
+            })
+    }
+
     /// Start filling params by name.
     pub fn fill(&self) -> Fill<'_> {
         Fill {
             layout: self,
             vals: vec![None; self.fields.len()],
+            given: Vec::new(),
             err: None,
         }
     }
@@ -150,7 +214,7 @@ impl Layout {
             })
             .collect();
         let mut s = format!("// params ({}): {}\n", self.name, names.join(", "));
-        let names = self.fields.iter().map(|f| f.name).chain(["end"]);
+        let names = self.fields.iter().map(|f| f.name).chain([self.end_name()]);
         for (i, name) in names.enumerate() {
             let ix = self.index(i);
             if ix.terms.is_empty() {
@@ -162,14 +226,18 @@ impl Layout {
                 );
             } else {
                 let args: Vec<String> = ix.terms.iter().map(|t| format!("{}: u32", t.1)).collect();
-                let mut e = format!("{}u", ix.base);
-                for (k, c) in &ix.terms {
-                    if *k == 1 {
-                        e += &format!(" + {c}");
-                    } else {
-                        e += &format!(" + {k}u * {c}");
-                    }
+                let mut terms: Vec<String> = ix
+                    .terms
+                    .iter()
+                    .map(|(k, c)| match k {
+                        1 => c.to_string(),
+                        k => format!("{k}u * {c}"),
+                    })
+                    .collect();
+                if ix.base != 0 {
+                    terms.insert(0, format!("{}u", ix.base));
                 }
+                let e = terms.join(" + ");
                 s += &format!(
                     "fn {}_{name}({}) -> u32 {{\n    return {e};\n}}\n",
                     self.prefix.to_lowercase(),
@@ -185,6 +253,8 @@ impl Layout {
 pub struct Fill<'a> {
     layout: &'a Layout,
     vals: Vec<Option<Vec<u32>>>,
+    /// Counts the layout's arrays are sized by that are not its fields ([`Fill::given`]).
+    given: Vec<(String, u32)>,
     err: Option<Error>,
 }
 
@@ -192,6 +262,19 @@ impl Fill<'_> {
     /// Set a one-u32 field.
     pub fn set(self, name: &str, v: u32) -> Self {
         self.put(name, vec![v], false)
+    }
+
+    /// The value of a count that sizes an array of this layout but is a field of the layout it
+    /// follows (a view block's strides: the view's `rank`).
+    pub fn given(mut self, count: &str, v: u32) -> Self {
+        if self.layout.fields.iter().any(|f| f.name == count) {
+            self.err.get_or_insert(Error::Template(format!(
+                "params layout {}: '{count}' is a field, not a given count",
+                self.layout.name
+            )));
+        }
+        self.given.push((count.to_string(), v));
+        self
     }
 
     /// Set an array field.
@@ -242,12 +325,16 @@ impl Fill<'_> {
                 Error::Template(format!("params layout {}: '{}' not set", l.name, f.name))
             })?;
             if let Len::Per(k, c) = f.len {
-                let ci = l.position(c)?;
-                let count = self.vals[ci]
-                    .as_ref()
-                    .and_then(|c| c.first())
-                    .copied()
-                    .unwrap_or(0);
+                let count = match l.fields.iter().position(|f| f.name == c) {
+                    Some(ci) => self.vals[ci].as_ref().and_then(|c| c.first()).copied(),
+                    None => self.given.iter().find(|g| g.0 == c).map(|g| g.1),
+                }
+                .ok_or_else(|| {
+                    Error::Template(format!(
+                        "params layout {}: count '{c}' of '{}' neither a field nor given",
+                        l.name, f.name
+                    ))
+                })?;
                 if v.len() != k as usize * count as usize {
                     return Err(Error::Template(format!(
                         "params layout {}: '{}' has {} values, not {k} * {c} = {}",
@@ -303,6 +390,58 @@ mod tests {
             .finish()
             .is_err());
         assert!(T.fill().set("dims", 1).finish().is_err());
+    }
+
+    /// A record sized by a count of the layout it follows, and one of fixed size.
+    const R: Layout = Layout::record("rec", "R", &[per("strides", 1, "rank"), one("offset")]);
+    const F: Layout = Layout::record("fixed", "F", &[one("a"), one("b"), one("bias")]);
+
+    #[test]
+    fn records_take_given_counts_and_name_their_len() {
+        let p = R
+            .fill()
+            .given("rank", 2)
+            .set_all("strides", [3, 1])
+            .set("offset", 7)
+            .finish()
+            .unwrap();
+        assert_eq!(p, vec![3, 1, 7]);
+        // The count neither given nor a field; given twice over a field; a wrong length.
+        assert!(R
+            .fill()
+            .set_all("strides", [3, 1])
+            .set("offset", 7)
+            .finish()
+            .is_err());
+        assert!(T.fill().given("rank", 2).finish().is_err());
+        assert!(R
+            .fill()
+            .given("rank", 3)
+            .set_all("strides", [3, 1])
+            .set("offset", 7)
+            .finish()
+            .is_err());
+        let w = R.wgsl();
+        assert!(w.contains("const R_STRIDES: u32 = 0u;\n"));
+        assert!(w.contains("fn r_offset(rank: u32) -> u32 {\n    return rank;\n}\n"));
+        assert!(w.contains("fn r_len(rank: u32) -> u32 {\n    return 1u + rank;\n}\n"));
+        assert!(!w.contains("END"));
+        assert_eq!(F.size(), 3);
+        assert_eq!(F.at("len").unwrap(), 3);
+        assert!(F.at("end").is_err());
+        assert!(F
+            .wgsl()
+            .contains("const F_BIAS: u32 = 2u;\nconst F_LEN: u32 = 3u;\n"));
+    }
+
+    #[test]
+    fn gets_one_field_by_name() {
+        let p = vec![6, 2, 2, 3, 1];
+        assert_eq!(T.get(&p, "n").unwrap(), 6);
+        assert_eq!(T.get(&p, "mode").unwrap(), 1);
+        assert!(T.get(&p, "dims").is_err());
+        assert!(T.get(&p, "end").is_err());
+        assert!(T.get(&p[..4], "mode").is_err());
     }
 
     #[test]

@@ -35,12 +35,32 @@ pub(crate) fn strided(s: &Shape, target: &Shape) -> View {
 }
 
 /// The params of the elementwise and copy kernels (`view_offset` in `prelude.wgsl`, which every
-/// module names): the index space, then per view a block (`view_block`): strides, offset.
+/// module names): the index space, then per view a [`VIEW_BLOCK`] (at `view_block(v, rank)`).
 pub const VIEW_PARAMS: Layout = Layout::new(
     "view",
     "VIEW",
     &[one("n"), one("rank"), per("dims", 1, "rank")],
 );
+
+/// The block of one view (after [`VIEW_PARAMS`] at `view_block(v, rank)`, and a fused kernel's
+/// general reads, `ev_off`): its strides (i32 bits, 0 for broadcast, negative for reversed
+/// slices), one per dim of the index space's `rank`, then its start offset.
+pub const VIEW_BLOCK: Layout = Layout::record(
+    "view block",
+    "VB",
+    &[per("strides", 1, "rank"), one("offset")],
+);
+
+/// [`VIEW_BLOCK`] of `v` over an index space of `rank` dims (an error unless `v` has as many
+/// strides).
+pub(crate) fn view_block(v: &View, rank: usize) -> Result<Vec<u32>, Error> {
+    VIEW_BLOCK
+        .fill()
+        .given("rank", rank as u32)
+        .set_all("strides", v.strides.iter().map(|&s| s as i32 as u32))
+        .set("offset", v.offset as i32 as u32)
+        .finish()
+}
 
 /// [`VIEW_PARAMS`] for `dims`, then the block of each view.
 pub(crate) fn view_params(dims: &Shape, views: &[View]) -> Result<Vec<u32>, Error> {
@@ -51,8 +71,7 @@ pub(crate) fn view_params(dims: &Shape, views: &[View]) -> Result<Vec<u32>, Erro
         .set_all("dims", dims.0.iter().map(|&d| d as u32))
         .finish()?;
     for v in views {
-        m.extend(v.strides.iter().map(|&s| s as i32 as u32));
-        m.push(v.offset as i32 as u32);
+        m.extend(view_block(v, dims.rank())?);
     }
     Ok(m)
 }

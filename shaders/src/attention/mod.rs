@@ -12,7 +12,7 @@ use crate::loops::lp;
 use crate::options::LowerOptions;
 use crate::views::view_of;
 use crate::{Buf, Error, Kernel};
-use layout::operand_fields;
+use layout::Operand;
 use sfumato_core::op::BinaryOp;
 use sfumato_core::plan::{Group, Plan};
 use sfumato_core::{Graph, NodeId, Op, Shape, ValueId};
@@ -103,11 +103,17 @@ pub fn attention(
     let dv = g.shape(pv.inputs[1]).dims()[rank - 1];
     let mut inputs: Vec<ValueId> = Vec::new();
     // Each operand's strides (batch, head, row, column) and offset, and its input.
-    let mut operand = |v: ValueId, target: [usize; 4], order: [usize; 4]| -> ([u32; 5], usize) {
+    let mut operand = |v: ValueId, target: [usize; 4], order: [usize; 4]| -> (Operand, usize) {
         let (base, view) = view_of(g, plan, v);
         let bv = view.broadcast(g.shape(v), &Shape(target.to_vec()));
-        let s = order.map(|o| bv.strides[o] as u32);
-        let block = [s[0], s[1], s[2], s[3], bv.offset as u32];
+        let [sb, sh, row, col] = order.map(|o| bv.strides[o] as u32);
+        let block = Operand {
+            sb,
+            sh,
+            row,
+            col,
+            off: bv.offset as u32,
+        };
         let i = match inputs.iter().position(|&x| x == base) {
             Some(i) => i,
             None => {
@@ -123,20 +129,27 @@ pub fn attention(
     let (vs, iv) = operand(pv.inputs[1], [b, h, sk, dv], [0, 1, 2, 3]);
     let (ms, im) = match mask {
         Some(m) => operand(m, [b, h, sq, sk], [0, 1, 2, 3]),
-        None => ([0; 5], iq),
+        None => (Operand::default(), iq),
     };
     let out = group
         .outputs
         .first()
         .copied()
         .ok_or_else(|| Error::Unsupported("attention without an output".into()))?;
-    let os = if transpose.is_some() {
-        // Stored as [B, Sq, H, Dv].
-        let c = Shape(vec![b, sq, h, dv]).strides();
-        [c[0], c[2], c[1], c[3], 0].map(|x| x as u32)
-    } else {
-        let c = Shape(vec![b, h, sq, dv]).strides();
-        [c[0], c[1], c[2], c[3], 0].map(|x| x as u32)
+    let os = {
+        // Stored as [B, H, Sq, Dv], or after the transpose as [B, Sq, H, Dv].
+        let (c, [sb, sh, row, col]) = if transpose.is_some() {
+            (Shape(vec![b, sq, h, dv]).strides(), [0, 2, 1, 3])
+        } else {
+            (Shape(vec![b, h, sq, dv]).strides(), [0, 1, 2, 3])
+        };
+        Operand {
+            sb: c[sb] as u32,
+            sh: c[sh] as u32,
+            row: c[row] as u32,
+            col: c[col] as u32,
+            off: 0,
+        }
     };
     let mut fill = ATTENTION_PARAMS
         .fill()
@@ -150,14 +163,16 @@ pub fn attention(
         .set("has_mask", mask.is_some() as u32)
         .set("rows", (b * h * sq) as u32);
     for (o, block) in [('q', qs), ('k', ks), ('v', vs), ('m', ms), ('o', os)] {
-        for (name, v) in operand_fields(o).iter().zip(block) {
-            fill = fill.set(name, v);
-        }
+        fill = block.set(fill, o);
     }
     let params = fill.finish()?;
     // Head-dim rows contiguous and 16-byte aligned: vec4 loads.
-    let aligned =
-        |s: [u32; 5]| s[3] == 1 && [s[0], s[1], s[2], s[4]].iter().all(|x| x.is_multiple_of(4));
+    let aligned = |s: Operand| {
+        s.col == 1
+            && [s.sb, s.sh, s.row, s.off]
+                .iter()
+                .all(|x| x.is_multiple_of(4))
+    };
     let vec4 =
         d.is_multiple_of(4) && dv.is_multiple_of(4) && aligned(qs) && aligned(ks) && aligned(vs);
     // (The strided loaders' element loop is written out: rendered before it is spliced in.)
@@ -181,8 +196,8 @@ pub fn attention(
         let layout = kv_layout(
             h,
             sk,
-            (d, Strides::at(&params, ATTENTION_PARAMS.at("k_sb")?)),
-            (dv, Strides::at(&params, ATTENTION_PARAMS.at("v_sb")?)),
+            (d, Strides::from(Operand::read(&params, 'k')?)),
+            (dv, Strides::from(Operand::read(&params, 'v')?)),
             opts.target.max_uniform_blocks as usize,
         );
         if let Some(layout) = layout {

@@ -9,7 +9,7 @@
 //! chunk of [`CHUNK`] keys it costs a quarter. Query and output rows held in arrays indexed at
 //! run time stay in memory; as named variables they are values the compiler can keep.
 
-use super::layout::ATTENTION_PARAMS;
+use super::layout::{Operand, ATTENTION_PARAMS};
 use crate::emit::{module, switch_cases};
 use crate::matmul::ubo::{UBO_ALIGN, UBO_MAX_BYTES};
 use crate::{Buf, Error, Kernel};
@@ -28,19 +28,20 @@ pub struct Strides {
     pub off: usize,
 }
 
-impl Strides {
-    /// From the five params at `at`.
-    pub fn at(params: &[u32], at: usize) -> Strides {
-        let p = |i: usize| params.get(at + i).copied().unwrap_or(0) as usize;
+impl From<Operand> for Strides {
+    /// K's or V's block of the attention params (its row: the key).
+    fn from(o: Operand) -> Strides {
         Strides {
-            sb: p(0),
-            sh: p(1),
-            sj: p(2),
-            sd: p(3),
-            off: p(4),
+            sb: o.sb as usize,
+            sh: o.sh as usize,
+            sj: o.row as usize,
+            sd: o.col as usize,
+            off: o.off as usize,
         }
     }
+}
 
+impl Strides {
     /// Elements that `n` key rows of every head span from the first row's start.
     fn span(&self, n: usize, heads: usize, dim: usize) -> usize {
         (n - 1) * self.sj + (heads - 1) * self.sh + dim

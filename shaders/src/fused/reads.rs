@@ -4,7 +4,7 @@
 use crate::emit::{expr_trips, plain_splice, Splice};
 use crate::expr::{binary_expr, cast_expr, unary_expr};
 use crate::params::{one, per, Layout};
-use crate::views::view_of;
+use crate::views::{view_block, view_of};
 use crate::{Buf, Elem, Error};
 use sfumato_core::plan::{Group, Plan, View};
 use sfumato_core::{Graph, NodeId, Op, Shape, ValueId};
@@ -14,13 +14,19 @@ use std::fmt::Write;
 const FUSED_COMMON: &str = include_str!("../templates/fused_common.wgsl");
 
 /// The view block of a fused kernel's reads, at `EV` (after the anchor's own params): the index
-/// space, then per general read its strides and offset (at `EV + k`, `k` from `Reads::read`),
-/// per broadcast-block read its offset and span.
+/// space, then per read that needs params a slot (`EV_READ0`, `EV_READ1`, ..., named in the
+/// module at the index where `Reads::read` put it): a general read's [`VIEW_BLOCK`]
+/// (`ev_off`), a broadcast block's [`BLOCK_READ`].
+///
+/// [`VIEW_BLOCK`]: crate::views::VIEW_BLOCK
 pub const EV_BLOCK: Layout = Layout::new(
     "fused view block",
     "EVB",
     &[one("rank"), per("dims", 1, "rank")],
 );
+
+/// The slot of a read of a broadcast trailing block (a bias, a row): `offset + i % span`.
+pub const BLOCK_READ: Layout = Layout::record("block read", "BR", &[one("offset"), one("span")]);
 
 /// Reads of external values at a flat index of `shape`, with the bindings they need.
 pub(crate) struct Reads<'a> {
@@ -36,8 +42,10 @@ pub(crate) struct Reads<'a> {
     /// Declared read bindings: input index -> variable name.
     vars: HashMap<usize, String>,
     decls: String,
-    /// The view block, relative to `EV`: [`EV_BLOCK`], then per read its params.
+    /// The view block, relative to `EV`: [`EV_BLOCK`], then per read its params (its slot).
     pub(crate) block: Vec<u32>,
+    /// Where each slot starts in `block` (slot `s` is `EV_READ{s}` in the module).
+    slots: Vec<usize>,
     funcs: String,
     n_reads: usize,
     /// Read through `out0` (the group writes its first output over it).
@@ -78,6 +86,7 @@ impl<'a> Reads<'a> {
             vars: HashMap::new(),
             decls: String::new(),
             block,
+            slots: Vec::new(),
             funcs: String::new(),
             n_reads: 0,
             inplace: None,
@@ -95,6 +104,14 @@ impl<'a> Reads<'a> {
         let s = self.next_slot;
         self.next_slot += 1;
         s
+    }
+
+    /// Append a read's params as a new slot of the view block; its name in the module.
+    fn slot_of(&mut self, params: Vec<u32>) -> String {
+        let s = self.slots.len();
+        self.slots.push(self.block.len());
+        self.block.extend(params);
+        format!("EV_READ{s}")
     }
 
     fn var(&mut self, base: ValueId) -> String {
@@ -121,11 +138,11 @@ impl<'a> Reads<'a> {
     }
 
     /// A WGSL expression reading `v` (broadcast to the index space) at flat index `idx`.
-    fn read(&mut self, v: ValueId, idx: &str) -> String {
+    fn read(&mut self, v: ValueId, idx: &str) -> Result<String, Error> {
         if self.inplace == Some(v) {
             // Same shape and layout as the output: this invocation's element, before it stores.
             self.n_reads += 1;
-            return format!("out0[{idx}]");
+            return Ok(format!("out0[{idx}]"));
         }
         let (base, view) = view_of(self.g, self.plan, v);
         let bv = view.broadcast(self.g.shape(v), &self.shape);
@@ -134,7 +151,7 @@ impl<'a> Reads<'a> {
         let dims = self.shape.dims().to_vec();
         let contig = View::contiguous(&self.shape).strides;
         if bv.offset == 0 && (0..dims.len()).all(|d| dims[d] == 1 || bv.strides[d] == contig[d]) {
-            return format!("{name}[{idx}]");
+            return Ok(format!("{name}[{idx}]"));
         }
         // A broadcast of a trailing contiguous block (a bias, a row): offset + i % span.
         let d0 = (0..=dims.len())
@@ -144,31 +161,30 @@ impl<'a> Reads<'a> {
             .unwrap_or(dims.len());
         if (0..d0).all(|d| dims[d] == 1 || bv.strides[d] == 0) {
             let span: usize = dims[d0..].iter().product();
-            let r = self.block.len();
-            self.block.push(bv.offset as i32 as u32);
-            self.block.push(span.max(1) as u32);
+            let p = BLOCK_READ
+                .fill()
+                .set("offset", bv.offset as i32 as u32)
+                .set("span", span.max(1) as u32)
+                .finish()?;
+            let s = self.slot_of(p);
+            let (off, span_p) = (format!("{s} + BR_OFFSET"), format!("{s} + BR_SPAN"));
             if self.col.is_some() {
                 // A matmul's: the offset (and span) read once, in `ep_init`.
-                for p in [r, r + 1] {
-                    let _ = writeln!(self.hoisted, "var<private> ev_p{p}: u32;");
-                    let _ = writeln!(self.ep_init, "    ev_p{p} = params[EV + {p}u];");
+                let v = s.to_lowercase();
+                for (f, at) in [("offset", &off), ("span", &span_p)] {
+                    let _ = writeln!(self.hoisted, "var<private> {v}_{f}: u32;");
+                    let _ = writeln!(self.ep_init, "    {v}_{f} = params[{at}];");
                 }
                 if self.col == Some(span) {
-                    return format!("{name}[ev_p{r} + ep_col]");
+                    return Ok(format!("{name}[{v}_offset + ep_col]"));
                 }
-                return format!("{name}[ev_p{r} + {idx} % ev_p{}]", r + 1);
+                return Ok(format!("{name}[{v}_offset + {idx} % {v}_span]"));
             }
-            return format!(
-                "{name}[params[EV + {r}u] + {idx} % params[EV + {}u]]",
-                r + 1
-            );
+            return Ok(format!("{name}[params[{off}] + {idx} % params[{span_p}]]"));
         }
-        let r = self.block.len();
         self.trips += crate::loops::rank_walk(dims.len());
-        self.block
-            .extend(bv.strides.iter().map(|&s| s as i32 as u32));
-        self.block.push(bv.offset as i32 as u32);
-        format!("{name}[ev_off({idx}, EV + {r}u)]")
+        let s = self.slot_of(view_block(&bv, dims.len())?);
+        Ok(format!("{name}[ev_off({idx}, {s})]"))
     }
 
     /// Straight-line code for `nodes`; `known` maps values already in variables.
@@ -186,7 +202,7 @@ impl<'a> Reads<'a> {
                 let a = match known.get(&i) {
                     Some(n) => n.clone(),
                     None => {
-                        let e = self.read(i, idx);
+                        let e = self.read(i, idx)?;
                         let name = format!("r{}", self.n_reads);
                         let _ = writeln!(out, "    let {name} = {e};");
                         name
@@ -206,12 +222,18 @@ impl<'a> Reads<'a> {
         Ok(())
     }
 
-    /// Declarations: read bindings, the view block base, ev_off and the node functions.
+    /// Declarations: read bindings, the view block base and its slots, ev_off and the node
+    /// functions.
     pub(crate) fn finish(&self, ev: usize) -> String {
+        let mut slots = String::new();
+        for (s, at) in self.slots.iter().enumerate() {
+            let _ = writeln!(slots, "const EV_READ{s}: u32 = EV + {at}u;");
+        }
         format!(
-            "{}const EV: u32 = {ev}u;\n{}{}\n{}",
+            "{}const EV: u32 = {ev}u;\n{}{}{slots}{}\n{}",
             self.decls,
             EV_BLOCK.wgsl(),
+            BLOCK_READ.wgsl(),
             FUSED_COMMON,
             self.funcs
         )
@@ -319,7 +341,7 @@ pub(crate) fn anchor_splice(
         r.chain(pro, &mut known, "i", &mut body)?;
         let ret = match known.get(&x) {
             Some(v) => v.clone(),
-            None => r.read(x, "i"),
+            None => r.read(x, "i")?,
         };
         let _ = write!(
             extra_body,

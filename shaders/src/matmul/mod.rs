@@ -25,8 +25,12 @@ pub(crate) const MATMUL_COMMON: &str = include_str!("../templates/matmul_common.
 /// the uniform-block conv.
 pub(crate) const CONV_PARAMS: &str = include_str!("../templates/conv_params.wgsl");
 
+/// The element offsets of one batch's A, B and Bias, per batch at `MM_OFFSETS + OFF_LEN * b`.
+pub const MATMUL_OFFSETS: Layout =
+    Layout::record("matmul offsets", "OFF", &[one("a"), one("b"), one("bias")]);
+
 /// The params of every matmul kernel (`matmul_common.wgsl`): the problem, the grid of output
-/// tiles, then per batch the offsets of A, of B and of Bias.
+/// tiles, then per batch its [`MATMUL_OFFSETS`].
 pub const MATMUL_PARAMS: Layout = Layout::new(
     "matmul",
     "MM",
@@ -46,7 +50,7 @@ pub const MATMUL_PARAMS: Layout = Layout::new(
         one("c_sn"),
         one("tiles_n"),
         one("tiles_m"),
-        per("offsets", 3, "batch"),
+        per("offsets", MATMUL_OFFSETS.size(), "batch"),
     ],
 );
 
@@ -78,6 +82,17 @@ pub(crate) fn matmul_params(
     tiles_n: usize,
     tiles_m: usize,
 ) -> Result<Vec<u32>, Error> {
+    let mut offsets = Vec::with_capacity(p.offsets.len() * MATMUL_OFFSETS.size() as usize);
+    for &[a, b, bias] in &p.offsets {
+        offsets.extend(
+            MATMUL_OFFSETS
+                .fill()
+                .set("a", a as u32)
+                .set("b", b as u32)
+                .set("bias", bias as u32)
+                .finish()?,
+        );
+    }
     MATMUL_PARAMS
         .fill()
         .set("m", p.m as u32)
@@ -95,14 +110,14 @@ pub(crate) fn matmul_params(
         .set("c_sn", p.c_sn as u32)
         .set("tiles_n", tiles_n as u32)
         .set("tiles_m", tiles_m as u32)
-        .set_all("offsets", p.offsets.iter().flatten().map(|&x| x as u32))
+        .set_all("offsets", offsets)
         .finish()
 }
 
 /// The template values that name the params of a module made of `matmul_common.wgsl` (and, for
 /// a conv, `conv_params.wgsl`).
 pub(crate) fn layout_vals(conv: bool) -> Vec<(&'static str, String)> {
-    let mut v = vec![("mm_layout", MATMUL_PARAMS.wgsl())];
+    let mut v = vec![("mm_layout", MATMUL_PARAMS.wgsl() + &MATMUL_OFFSETS.wgsl())];
     if conv {
         v.push(("cv_layout", CONV_GEMM_PARAMS.wgsl()));
     }

@@ -1,6 +1,6 @@
 // Shared by every matmul variant. C[b, m, n] = alpha * sum_k A[b, m, k] * B[b, k, n] + beta * Bias[b, m, n].
 // A, B and Bias are read through strides, so transposed operands and broadcast batch dims cost no copy.
-// offsets: per batch, the offset of A, of B, of Bias.
+// offsets: per batch, the offset of A, of B, of Bias (the `off` layout).
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out0: array<f32>;
 @group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
@@ -27,11 +27,11 @@ fn tile_of(wg: vec3<u32>, nwg: vec3<u32>, tm: u32, tn: u32) -> Tile {
 }
 
 fn off_a(b: u32) -> u32 {
-    return params[MM_OFFSETS + 3u * b];
+    return params[MM_OFFSETS + OFF_LEN * b + OFF_A];
 }
 
 fn off_b(b: u32) -> u32 {
-    return params[MM_OFFSETS + 3u * b + 1u];
+    return params[MM_OFFSETS + OFF_LEN * b + OFF_B];
 }
 
 // The store's params, read once per invocation (`store_init`, first in every matmul's main): a
@@ -60,7 +60,7 @@ fn store(b: u32, m: u32, n: u32, acc: f32) {
     }
     var v = st_alpha * acc;
     if (st_bias) {
-        v = v + st_beta * bias[params[MM_OFFSETS + 3u * b + 2u] + m * params[MM_C_SM] + n * params[MM_C_SN]];
+        v = v + st_beta * bias[params[MM_OFFSETS + OFF_LEN * b + OFF_BIAS] + m * params[MM_C_SM] + n * params[MM_C_SN]];
     }
     ep_col = n;
     epilogue((b * st_mm + m) * st_nn + n, v);

@@ -9,24 +9,24 @@ fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * WG + li;
 }
 
-// A strided view's params (elementwise and copy kernels): the layout below, then per view a block
-// at `view_block(v, rank)`: strides (i32, may be 0 for broadcast or negative for reversed
-// slices), then the start offset.
+// A strided view's params (elementwise and copy kernels): the view layout below, then per view
+// a block (the `vb` layout) at `view_block(v, rank)`: strides (i32, may be 0 for broadcast or
+// negative for reversed slices), then the start offset.
 {{view_layout}}
 fn view_block(v: u32, rank: u32) -> u32 {
-    return view_end(rank) + v * (rank + 1u);
+    return view_end(rank) + v * vb_len(rank);
 }
 
 // Offset of flat output index `i` in the strided view whose block starts at `params[base]`.
 fn view_offset(i: u32, base: u32) -> u32 {
     let rank = params[VIEW_RANK];
     var rem = i;
-    var off = i32(params[base + rank]);
+    var off = i32(params[base + vb_offset(rank)]);
     for (var d = i32(rank) - 1; d >= 0; d = d - 1) {
         let dim = params[VIEW_DIMS + u32(d)];
         let c = rem % dim;
         rem = rem / dim;
-        off = off + i32(c) * bitcast<i32>(params[base + u32(d)]);
+        off = off + i32(c) * bitcast<i32>(params[base + VB_STRIDES + u32(d)]);
     }
     return u32(off);
 }
