@@ -1,6 +1,8 @@
 //! The options of lowering: the chosen matmul variant and the target the kernels are for.
 
-use crate::matmul::MatmulVariant;
+// The variant type alone (a leaf: data and loop counts), not the matmul module that uses
+// these options.
+use crate::matmul::variant::MatmulVariant;
 use sfumato_core::TargetProfile;
 
 /// Options of lowering.

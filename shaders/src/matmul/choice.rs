@@ -8,7 +8,9 @@ use crate::Error;
 use sfumato_core::TargetProfile;
 
 impl MatmulVariant {
-    /// Whether the variant can compute this problem (vec4 variants need aligned, contiguous rows).
+    /// Whether the variant can compute this problem (vec4 variants need aligned, contiguous rows)
+    /// on any WebGPU adapter: textures of at most 8,192 texels a side, 12 uniform blocks (the
+    /// guaranteed limits; lowering then lays the blocks out within the target's own).
     pub fn supports(self, p: &MatmulProblem) -> bool {
         let b4 = ubo::b_vec4(p);
         let a4 = p.a_sk == 1
@@ -32,6 +34,13 @@ impl MatmulVariant {
     pub fn candidates(p: &MatmulProblem, target: &TargetProfile) -> Vec<MatmulVariant> {
         let loop_budget = target.loop_budget;
         let mut all = Self::all();
+        // Within a rank, the variants whose operand path the target is good at go first: B as a
+        // texture (`texture_weights`), A through uniform blocks (`uniform_block_operands`).
+        all.sort_by_key(|v| match v {
+            MatmulVariant::V4Tex { .. } => !target.texture_weights,
+            MatmulVariant::Ubo { .. } => !target.uniform_block_operands,
+            _ => false,
+        });
         if !target.fast_workgroup_memory {
             // Barrier-free register blocking first where workgroup memory is slow (CPU adapters).
             all.sort_by_key(|v| match v {

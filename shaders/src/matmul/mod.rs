@@ -6,7 +6,7 @@ mod choice;
 mod kernel;
 mod problem;
 pub mod ubo;
-mod variant;
+pub(crate) mod variant;
 
 pub(crate) use choice::variant_order;
 pub use choice::{no_matmul_variant, pick_variant};
