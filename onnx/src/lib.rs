@@ -32,6 +32,8 @@ pub mod convert;
 pub mod error;
 pub mod proto;
 pub mod tensor;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use error::{Error, Result};
 use prost::Message;

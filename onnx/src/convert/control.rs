@@ -303,3 +303,234 @@ impl Importer<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::proto::*;
+    use crate::testutil::*;
+    use crate::{import, tensor, Error, ImportOptions};
+    use sfumato_core::{CpuDevice, DType, Device, Tensor};
+
+    #[test]
+    fn a_loop_with_a_known_trip_count_is_unrolled() {
+        let m = import(&loop_model(3, "Add", false), &ImportOptions::default()).unwrap();
+        let x = Tensor::from_f32([2], vec![1.0, -2.0]).unwrap();
+        let out = run_cpu(&m.graph, &[x]);
+        // acc: [0, 10] -> +0x -> +1x -> +2x: [3, 4]; scans hold acc before each add.
+        assert_eq!(out[0].to_f32_vec(), vec![3.0, 4.0]);
+        assert_eq!(out[1].dims(), &[3, 2]);
+        assert_eq!(out[1].to_f32_vec(), vec![0.0, 10.0, 0.0, 10.0, 1.0, 8.0]);
+    }
+
+    #[test]
+    fn a_loop_whose_count_is_known_only_at_run_time_is_unsupported() {
+        // The trip count is a graph input with no value given: unsupported, naming why.
+        let e = import(&loop_model(3, "Add", true), &ImportOptions::default()).unwrap_err();
+        assert!(
+            matches!(&e, Error::Core(sfumato_core::Error::Unsupported { msg, .. }) if msg.contains("known when the model loads")),
+            "{e}"
+        );
+        // Given the input's value, the same model unrolls.
+        let mut opts = ImportOptions::default();
+        opts.known_inputs
+            .insert("m".into(), Tensor::from_f64(DType::I64, [], &[2.0]));
+        let m = import(&loop_model(2, "Add", true), &opts).unwrap();
+        assert_eq!(m.inputs, ["x", "m"]);
+        // A hostile trip count is refused, not unrolled.
+        let e = import(
+            &loop_model(1 << 40, "Add", false),
+            &ImportOptions::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not unrolled"), "{e}");
+    }
+
+    #[test]
+    fn an_unsupported_op_inside_a_loop_body_is_listed_with_its_path() {
+        match import(&loop_model(2, "Unique", false), &ImportOptions::default()) {
+            Err(Error::UnsupportedOps(list)) => {
+                assert_eq!(list.len(), 1);
+                assert_eq!(list[0].op, "Unique");
+                assert_eq!(list[0].node, "Loop_node/body/Unique_node");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn if_on_a_run_time_condition_is_unsupported_and_on_a_known_one_is_the_taken_branch() {
+        // If on a run-time condition is unsupported; on a known one it is the taken branch.
+        let branch = |v: f32| AttributeProto {
+            name: if v > 0.0 {
+                "then_branch"
+            } else {
+                "else_branch"
+            }
+            .into(),
+            r#type: attr_type::GRAPH,
+            g: Some(Box::new(GraphProto {
+                name: "b".into(),
+                node: vec![node(
+                    "Mul",
+                    &["x", if v > 0.0 { "two" } else { "three" }],
+                    &["r"],
+                    vec![],
+                )],
+                output: vec![vi("r", data_type::FLOAT, &[Ok(2)])],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let consts = || {
+            vec![
+                tensor::to_proto(&Tensor::from_f32([], vec![2.0]).unwrap(), "two"),
+                tensor::to_proto(&Tensor::from_f32([], vec![3.0]).unwrap(), "three"),
+            ]
+        };
+        let b = model(
+            vec![node("If", &["c"], &["y"], vec![branch(1.0), branch(0.0)])],
+            consts(),
+            vec![
+                vi("x", data_type::FLOAT, &[Ok(2)]),
+                vi("c", data_type::BOOL, &[]),
+            ],
+            vec![vi("y", data_type::FLOAT, &[Ok(2)])],
+        );
+        let e = import(&b, &ImportOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("known when the model loads"), "{e}");
+        let mut opts = ImportOptions::default();
+        opts.known_inputs
+            .insert("c".into(), Tensor::from_f64(DType::Bool, [], &[0.0]));
+        let m = import(&b, &opts).unwrap();
+        let x = Tensor::from_f32([2], vec![1.0, -1.0]).unwrap();
+        let c = Tensor::from_f64(DType::Bool, [], &[0.0]);
+        let out = run_cpu(&m.graph, &[x, c]);
+        assert_eq!(out[0].to_f32_vec(), vec![3.0, -3.0]);
+    }
+
+    /// A Loop body whose condition is `i < 2` and whose scan output is `i` as f32; with
+    /// `own_init`, it adds its own initializer `w` (which hides an outer `w`).
+    fn counting_body(own_init: bool) -> GraphProto {
+        let mut init = vec![tensor::to_proto(
+            &Tensor::from_f64(DType::I64, [], &[2.0]),
+            "two",
+        )];
+        if own_init {
+            init.push(tensor::to_proto(
+                &Tensor::from_f32([], vec![100.0]).unwrap(),
+                "w",
+            ));
+        }
+        GraphProto {
+            name: "body".into(),
+            node: vec![
+                node("Less", &["i", "two"], &["cond_out"], vec![]),
+                node(
+                    "Cast",
+                    &["i"],
+                    &["fi"],
+                    vec![ints_attr("to", data_type::FLOAT as i64)],
+                ),
+                node("Add", &["fi", "w"], &["scan"], vec![]),
+                node("Identity", &["acc"], &["acc_out"], vec![]),
+            ],
+            initializer: init,
+            input: vec![
+                vi("i", data_type::INT64, &[]),
+                vi("cond", data_type::BOOL, &[]),
+                vi("acc", data_type::FLOAT, &[]),
+            ],
+            output: vec![
+                vi("cond_out", data_type::BOOL, &[]),
+                vi("acc_out", data_type::FLOAT, &[]),
+                vi("scan", data_type::FLOAT, &[]),
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn run_scans(trips: i64, own_init: bool) -> Result<Vec<f32>, Error> {
+        let b = model(
+            vec![node(
+                "Loop",
+                &["m", "c0", "a0"],
+                &["acc", "scans"],
+                vec![graph_attr("body", counting_body(own_init))],
+            )],
+            vec![
+                tensor::to_proto(&Tensor::from_f64(DType::I64, [], &[trips as f64]), "m"),
+                tensor::to_proto(&Tensor::from_f64(DType::Bool, [], &[1.0]), "c0"),
+                tensor::to_proto(&Tensor::from_f32([], vec![0.0]).unwrap(), "a0"),
+                tensor::to_proto(&Tensor::from_f32([], vec![10.0]).unwrap(), "w"),
+            ],
+            vec![],
+            vec![
+                vi("acc", data_type::FLOAT, &[]),
+                vi("scans", data_type::FLOAT, &[]),
+            ],
+        );
+        let m = import(&b, &ImportOptions::default())?;
+        Ok(CpuDevice.run(&m.graph, &[])?.outputs[1].to_f32_vec())
+    }
+
+    #[test]
+    fn loops_stop_on_their_condition_see_their_own_initializers_and_nest_within_the_cap() {
+        // The condition `i < 2` after iterations 0, 1, 2 stops the loop at 3 of 10 trips; the
+        // outer `w` (10) is read, or the body's own (100) hides it.
+        assert_eq!(run_scans(10, false).unwrap(), vec![10.0, 11.0, 12.0]);
+        assert_eq!(run_scans(10, true).unwrap(), vec![100.0, 101.0, 102.0]);
+        assert_eq!(run_scans(1, false).unwrap(), vec![10.0]);
+        // No iteration: scan outputs have no shape to take.
+        let e = run_scans(0, false).unwrap_err();
+        assert!(e.to_string().contains("no iteration"), "{e}");
+        // A Loop of 4096 whose body is a Loop of 4096 with an empty body: over the unroll cap,
+        // refused rather than unrolled 16.7 million times.
+        let empty = GraphProto {
+            name: "inner".into(),
+            node: vec![],
+            input: vec![
+                vi("j", data_type::INT64, &[]),
+                vi("c", data_type::BOOL, &[]),
+            ],
+            output: vec![vi("c", data_type::BOOL, &[])],
+            ..Default::default()
+        };
+        let outer = GraphProto {
+            name: "outer".into(),
+            node: vec![node(
+                "Loop",
+                &["big", ""],
+                &[],
+                vec![graph_attr("body", empty)],
+            )],
+            input: vec![
+                vi("i", data_type::INT64, &[]),
+                vi("c", data_type::BOOL, &[]),
+                vi("acc", data_type::FLOAT, &[]),
+            ],
+            output: vec![
+                vi("c", data_type::BOOL, &[]),
+                vi("acc", data_type::FLOAT, &[]),
+            ],
+            ..Default::default()
+        };
+        let b = model(
+            vec![node(
+                "Loop",
+                &["big", "", "a0"],
+                &["y"],
+                vec![graph_attr("body", outer)],
+            )],
+            vec![
+                tensor::to_proto(&Tensor::from_f64(DType::I64, [], &[4096.0]), "big"),
+                tensor::to_proto(&Tensor::from_f32([], vec![0.0]).unwrap(), "a0"),
+            ],
+            vec![],
+            vec![vi("y", data_type::FLOAT, &[])],
+        );
+        let t = std::time::Instant::now();
+        let e = import(&b, &ImportOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("over 100000 nodes"), "{e}");
+        assert!(t.elapsed().as_secs() < 30, "the cap took {:?}", t.elapsed());
+    }
+}

@@ -601,3 +601,127 @@ fn same_pads(
         other => bad(format!("auto_pad '{other}'")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::proto::*;
+    use crate::testutil::*;
+    use crate::{import, tensor, ImportOptions};
+    use proptest::prelude::*;
+    use sfumato_core::{DType, Tensor};
+
+    /// 3-D ConvTranspose straight from its definition: every input element scatters its weights.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_transpose_3d_naive(
+        x: &[f32],
+        xs: [usize; 5],
+        w: &[f32],
+        ws: [usize; 5],
+        b: &[f32],
+        s: [usize; 3],
+        dl: [usize; 3],
+        p: [usize; 6],
+        op: [usize; 3],
+        groups: usize,
+    ) -> (Vec<f32>, [usize; 5]) {
+        let (n, c) = (xs[0], xs[1]);
+        let (og, o) = (ws[1], ws[1] * groups);
+        let out: Vec<usize> = (0..3)
+            .map(|d| (xs[2 + d] - 1) * s[d] + (ws[2 + d] - 1) * dl[d] + 1 + op[d] - p[d] - p[3 + d])
+            .collect();
+        let ys = [n, o, out[0], out[1], out[2]];
+        let mut y = vec![0f32; ys.iter().product()];
+        let cg = c / groups;
+        for ni in 0..n {
+            for ci in 0..c {
+                let g = ci / cg;
+                for (id, ih, iw) in (0..xs[2])
+                    .flat_map(|a| (0..xs[3]).flat_map(move |b| (0..xs[4]).map(move |c| (a, b, c))))
+                {
+                    let xv = x[(((ni * c + ci) * xs[2] + id) * xs[3] + ih) * xs[4] + iw];
+                    for oi in 0..og {
+                        for (kd, kh, kw) in (0..ws[2]).flat_map(|a| {
+                            (0..ws[3]).flat_map(move |b| (0..ws[4]).map(move |c| (a, b, c)))
+                        }) {
+                            let pos = [
+                                (id * s[0] + kd * dl[0]) as isize - p[0] as isize,
+                                (ih * s[1] + kh * dl[1]) as isize - p[1] as isize,
+                                (iw * s[2] + kw * dl[2]) as isize - p[2] as isize,
+                            ];
+                            if (0..3).any(|d| pos[d] < 0 || pos[d] >= out[d] as isize) {
+                                continue;
+                            }
+                            let wv = w[(((ci * og + oi) * ws[2] + kd) * ws[3] + kh) * ws[4] + kw];
+                            let oc = g * og + oi;
+                            let yi = (((ni * o + oc) * out[0] + pos[0] as usize) * out[1]
+                                + pos[1] as usize)
+                                * out[2]
+                                + pos[2] as usize;
+                            y[yi] += xv * wv;
+                        }
+                    }
+                }
+            }
+        }
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += b
+                .get((i / (out[0] * out[1] * out[2])) % o)
+                .copied()
+                .unwrap_or(0.0);
+        }
+        (y, ys)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// 3-D ConvTranspose (depth taps of 2-D ones) against the definition: strides, dilations,
+        /// pads, output_padding, groups and bias.
+        #[test]
+        fn conv_transpose_3d_matches_its_definition(
+            n in 1usize..3, groups in 1usize..3, cg in 1usize..3, og in 1usize..3,
+            sp in prop::collection::vec(1usize..4, 3), k in prop::collection::vec(1usize..4, 3),
+            s in prop::collection::vec(1usize..3, 3), dl in prop::collection::vec(1usize..3, 3),
+            p in prop::collection::vec(0usize..2, 6), op in prop::collection::vec(0usize..2, 3),
+            bias in any::<bool>(), seed in any::<u64>()
+        ) {
+            let c = cg * groups;
+            let xs = [n, c, sp[0], sp[1], sp[2]];
+            let ws = [c, og, k[0], k[1], k[2]];
+            // output_padding must be smaller than the stride or the dilation.
+            let op: Vec<usize> = (0..3).map(|d| op[d].min(s[d].max(dl[d]) - 1)).collect();
+            let full: Vec<usize> = (0..3).map(|d| (sp[d] - 1) * s[d] + (k[d] - 1) * dl[d] + 1 + op[d]).collect();
+            prop_assume!((0..3).all(|d| p[d] + p[3 + d] < full[d]));
+            let x = Tensor::random(DType::F32, xs, seed);
+            let w = Tensor::random(DType::F32, ws, seed + 1);
+            let b = Tensor::random(DType::F32, [c.max(og * groups)], seed + 2);
+            let b = Tensor::from_f32([og * groups], b.to_f32_vec()[..og * groups].to_vec()).unwrap();
+            let mut ins = vec!["x", "w"];
+            let mut inits = vec![tensor::to_proto(&w, "w")];
+            if bias {
+                ins.push("b");
+                inits.push(tensor::to_proto(&b, "b"));
+            }
+            let to_i = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
+            let bytes = model(
+                vec![node("ConvTranspose", &ins, &["y"], vec![
+                    ints("strides", &to_i(&s)), ints("dilations", &to_i(&dl)), ints("pads", &to_i(&p)),
+                    ints("output_padding", &to_i(&op)),
+                    AttributeProto { name: "group".into(), r#type: attr_type::INT, i: groups as i64, ..Default::default() },
+                ])],
+                inits,
+                vec![vi("x", data_type::FLOAT, &xs.iter().map(|&d| Ok(d as i64)).collect::<Vec<_>>())],
+                vec![vi("y", data_type::FLOAT, &[])],
+            );
+            let m = import(&bytes, &ImportOptions::default()).unwrap();
+            let got = run_cpu(&m.graph, std::slice::from_ref(&x)).remove(0);
+            let bv = if bias { b.to_f32_vec() } else { vec![] };
+            let arr3 = |v: &[usize]| [v[0], v[1], v[2]];
+            let (want, ys) = conv_transpose_3d_naive(&x.to_f32_vec(), xs, &w.to_f32_vec(), ws, &bv,
+                arr3(&s), arr3(&dl), [p[0], p[1], p[2], p[3], p[4], p[5]], arr3(&op), groups);
+            prop_assert_eq!(got.dims(), &ys[..]);
+            let want = Tensor::from_f32(ys, want).unwrap();
+            prop_assert!(got.all_close(&want, 1e-4, 1e-5), "{:?}", got.max_diff(&want));
+        }
+    }
+}

@@ -283,3 +283,125 @@ impl Importer<'_> {
         Ok(Val::Seq(out))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::proto::*;
+    use crate::testutil::*;
+    use crate::{import, tensor, ImportOptions};
+    use sfumato_core::{DType, Tensor};
+
+    #[test]
+    fn sequences_are_rearranged_at_import_and_their_leaves_are_graph_values() {
+        let (bytes, opts) = sequence_model();
+        // Without the sequence input's value its structure is unknown: unsupported, saying why.
+        let e = import(&bytes, &ImportOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("structured_inputs"), "{e}");
+        let s0 = Tensor::from_f32([1, 3], vec![7., 8., 9.]).unwrap();
+        let m = import(&bytes, &opts).unwrap();
+        assert_eq!(m.inputs, ["x", "s.0"]);
+        assert_eq!(m.outputs, ["n", "cat", "s2.0", "s2.1"]);
+        let x = Tensor::from_f32([2, 5], (0..10).map(|v| v as f32).collect()).unwrap();
+        let out = run_cpu(&m.graph, &[x, s0]);
+        assert_eq!(out[0].to_i64_vec(), vec![2]);
+        assert_eq!(out[1].dims(), &[3, 3]);
+        assert_eq!(
+            out[1].to_f32_vec(),
+            vec![7., 8., 9., 2., 3., 4., 7., 8., 9.]
+        );
+        assert_eq!(out[3].to_f32_vec(), vec![2., 3., 4., 7., 8., 9.]);
+    }
+
+    #[test]
+    fn misused_sequences_are_errors_not_panics() {
+        let pos = |v: i64| tensor::to_proto(&Tensor::from_f64(DType::I64, [], &[v as f64]), "p");
+        // A position past the end; a sequence where a tensor is expected.
+        for (nodes, init) in [
+            (
+                vec![
+                    node("SplitToSequence", &["x"], &["s"], vec![]),
+                    node("SequenceAt", &["s", "p"], &["y"], vec![]),
+                ],
+                pos(5),
+            ),
+            (
+                vec![
+                    node("SplitToSequence", &["x"], &["s"], vec![]),
+                    node("Relu", &["s"], &["y"], vec![]),
+                ],
+                pos(0),
+            ),
+        ] {
+            let b = model(
+                nodes,
+                vec![init],
+                vec![vi("x", data_type::FLOAT, &[Ok(2), Ok(2)])],
+                vec![vi("y", data_type::FLOAT, &[])],
+            );
+            assert!(import(&b, &ImportOptions::default()).is_err());
+        }
+    }
+
+    #[test]
+    fn sequence_map_empty_sequences_and_empty_optionals() {
+        // SequenceMap over a split of x [3, 2]: each row times the whole tensor `k`; an empty
+        // sequence's length; an empty optional as a graph output has no tensors.
+        let body = GraphProto {
+            name: "body".into(),
+            node: vec![node("Mul", &["row", "k"], &["out"], vec![])],
+            input: vec![
+                vi("row", data_type::FLOAT, &[]),
+                vi("k", data_type::FLOAT, &[]),
+            ],
+            output: vec![vi("out", data_type::FLOAT, &[])],
+            ..Default::default()
+        };
+        let opt_type = TypeProto {
+            optional_type: Some(vec![]),
+            ..Default::default()
+        };
+        let b = model(
+            vec![
+                node("SplitToSequence", &["x"], &["rows"], vec![]),
+                node(
+                    "SequenceMap",
+                    &["rows", "k"],
+                    &["scaled"],
+                    vec![graph_attr("body", body)],
+                ),
+                node("SequenceEmpty", &[], &["none"], vec![]),
+                node("SequenceLength", &["none"], &["zero"], vec![]),
+                node("Optional", &[], &["nothing"], vec![]),
+                node("OptionalHasElement", &["nothing"], &["has"], vec![]),
+            ],
+            vec![tensor::to_proto(
+                &Tensor::from_f32([], vec![2.0]).unwrap(),
+                "k",
+            )],
+            vec![vi("x", data_type::FLOAT, &[Ok(3), Ok(2)])],
+            vec![
+                ValueInfoProto {
+                    name: "scaled".into(),
+                    r#type: Some(seq_type()),
+                },
+                vi("zero", data_type::INT64, &[]),
+                ValueInfoProto {
+                    name: "nothing".into(),
+                    r#type: Some(opt_type),
+                },
+                vi("has", data_type::BOOL, &[]),
+            ],
+        );
+        let m = import(&b, &ImportOptions::default()).unwrap();
+        assert_eq!(
+            m.outputs,
+            ["scaled.0", "scaled.1", "scaled.2", "zero", "has"]
+        );
+        let x = Tensor::from_f32([3, 2], vec![1., 2., 3., 4., 5., 6.]).unwrap();
+        let out = run_cpu(&m.graph, &[x]);
+        assert_eq!(out[1].dims(), &[1, 2]);
+        assert_eq!(out[1].to_f32_vec(), vec![6.0, 8.0]);
+        assert_eq!(out[3].to_i64_vec(), vec![0]);
+        assert_eq!(out[4].to_f64_vec(), vec![0.0]);
+    }
+}
