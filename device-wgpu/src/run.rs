@@ -6,7 +6,8 @@ use crate::pipelines::padded_params;
 use crate::{convert, WgpuDevice};
 use sfumato_core::device::{check_inputs, OpTiming, Profile, RunOutput, TimingSource};
 use sfumato_core::{Device, Error, Graph, Op, Result, Tensor, ValueId};
-use sfumato_shaders::{Buf, Lowered};
+use sfumato_shaders::{Buf, GroupKernels, Kernel, Lowered};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -117,20 +118,7 @@ impl WgpuDevice {
         // The graph after the passes: same inputs and outputs, in order.
         let graph_arc = Arc::clone(&self.prepared[pi].graph);
         let graph = &*graph_arc;
-        // Uses of each value by the steps (each step once) and by the graph's outputs.
-        let mut uses = vec![0usize; graph.values().len()];
-        for step in &self.prepared[pi].steps {
-            let mut seen: Vec<ValueId> = Vec::new();
-            for &i in &step.kernels.inputs {
-                if !seen.contains(&i) {
-                    seen.push(i);
-                    uses[i.index()] += 1;
-                }
-            }
-        }
-        for &o in graph.outputs() {
-            uses[o.index()] += 1;
-        }
+        let mut uses = use_counts(&self.prepared[pi].steps, graph);
         let mut bufs: Vec<Option<Arc<wgpu::Buffer>>> = vec![None; graph.values().len()];
         for (v, b) in &self.prepared[pi].consts {
             bufs[v.index()] = Some(Arc::clone(b));
@@ -139,54 +127,9 @@ impl WgpuDevice {
         for (&v, t) in graph.inputs().iter().zip(inputs) {
             bufs[v.index()] = Some(self.upload(t, &graph.value(v).name)?);
         }
-        // All params in one buffer, each at an aligned offset.
-        let align = self.limits.min_storage_buffer_offset_alignment.max(4) as usize / 4;
-        let mut params: Vec<u32> = Vec::new();
-        let mut offsets: Vec<Vec<usize>> = Vec::new();
-        for step in &self.prepared[pi].steps {
-            let mut o = Vec::new();
-            if let Lowered::Kernels(ks) = &step.kernels.lowered {
-                for k in ks {
-                    o.push(params.len());
-                    params.extend(padded_params(&k.params));
-                    params.resize(params.len().div_ceil(align) * align, 0);
-                }
-            }
-            offsets.push(o);
-        }
-        let params_buf = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("sfumato params"),
-                contents: bytemuck::cast_slice(&padded_params(&params)),
-                usage: wgpu::BufferUsages::STORAGE,
-            });
-        let n_dispatch: usize = self.prepared[pi]
-            .steps
-            .iter()
-            .map(|s| match &s.kernels.lowered {
-                Lowered::Kernels(ks) => ks
-                    .iter()
-                    .filter(|k| k.workgroups.iter().all(|&w| w > 0))
-                    .count(),
-                _ => 0,
-            })
-            .sum();
+        let (params_buf, offsets) = self.pack_params(pi);
         let per_set = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
-        let query_sets: Vec<wgpu::QuerySet> = if self.timestamps {
-            (0..n_dispatch.div_ceil(per_set))
-                .map(|i| {
-                    let count = (n_dispatch - i * per_set).min(per_set) as u32 * 2;
-                    self.device.create_query_set(&wgpu::QuerySetDescriptor {
-                        label: Some("sfumato timestamps"),
-                        ty: wgpu::QueryType::Timestamp,
-                        count,
-                    })
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let (n_dispatch, query_sets) = self.query_sets(pi, per_set);
         let mut enc = self.device.create_command_encoder(&Default::default());
         let mut dispatches: Vec<Dispatch> = Vec::new();
         let steps_len = self.prepared[pi].steps.len();
@@ -217,56 +160,14 @@ impl WgpuDevice {
                             continue;
                         }
                         let pipeline = self.pipeline(&k.name, &k.wgsl)?;
-                        let mut entries = Vec::with_capacity(k.bindings.len() + 1);
-                        for (bi, b) in k.bindings.iter().enumerate() {
-                            // A buffer binding: the value, and the byte range (whole when
-                            // `None`).
-                            let (v, range) = match *b {
-                                Buf::Uniform {
-                                    input,
-                                    offset,
-                                    size,
-                                } => (gk.inputs[input], Some((offset as u64, size as u64))),
-                                Buf::In(i) => (gk.inputs[i], None),
-                                Buf::Out(i) => (gk.outputs[i], None),
-                                Buf::Texture(i) => {
-                                    let v = gk.inputs[i];
-                                    let view = textures.get(&v).ok_or_else(|| {
-                                        Error::Graph(format!("value {} has no texture", v.0))
-                                    })?;
-                                    entries.push(wgpu::BindGroupEntry {
-                                        binding: bi as u32,
-                                        resource: wgpu::BindingResource::TextureView(view),
-                                    });
-                                    continue;
-                                }
-                            };
-                            let buf = bufs[v.index()].as_ref().ok_or_else(|| {
-                                Error::Graph(format!("value {} has no buffer", v.0))
-                            })?;
-                            let (offset, size) = range.unwrap_or_else(|| {
-                                let whole = graph.shape(v).numel() as u64 * 4;
-                                (0, binding_size(whole).min(buf.size()))
-                            });
-                            entries.push(wgpu::BindGroupEntry {
-                                binding: bi as u32,
-                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                    buffer: buf,
-                                    offset,
-                                    size: wgpu::BufferSize::new(size),
-                                }),
-                            });
-                        }
-                        let off = offsets[si][ki];
-                        let plen = padded_params(&k.params).len();
-                        entries.push(wgpu::BindGroupEntry {
-                            binding: k.bindings.len() as u32,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &params_buf,
-                                offset: off as u64 * 4,
-                                size: wgpu::BufferSize::new(plen as u64 * 4),
-                            }),
-                        });
+                        let entries = kernel_entries(
+                            k,
+                            &gk,
+                            graph,
+                            &bufs,
+                            &textures,
+                            (&params_buf, offsets[si][ki]),
+                        )?;
                         let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                             label: None,
                             layout: &pipeline.get_bind_group_layout(0),
@@ -513,4 +414,145 @@ fn check_gather_indices(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
 
 fn qs_count(n_dispatch: usize, per_set: usize, set: usize) -> u32 {
     ((n_dispatch - set * per_set).min(per_set) * 2) as u32
+}
+
+/// The bind group entries of one kernel: its tensors (whole buffers, byte ranges of uniform
+/// blocks, textures) in binding order, then its params (`params`: the run's params buffer and
+/// this kernel's offset in it, in words).
+fn kernel_entries<'a>(
+    k: &Kernel,
+    gk: &GroupKernels,
+    graph: &Graph,
+    bufs: &'a [Option<Arc<wgpu::Buffer>>],
+    textures: &'a HashMap<ValueId, wgpu::TextureView>,
+    params: (&'a wgpu::Buffer, usize),
+) -> Result<Vec<wgpu::BindGroupEntry<'a>>> {
+    let mut entries = Vec::with_capacity(k.bindings.len() + 1);
+    for (bi, b) in k.bindings.iter().enumerate() {
+        // A buffer binding: the value, and the byte range (whole when
+        // `None`).
+        let (v, range) = match *b {
+            Buf::Uniform {
+                input,
+                offset,
+                size,
+            } => (gk.inputs[input], Some((offset as u64, size as u64))),
+            Buf::In(i) => (gk.inputs[i], None),
+            Buf::Out(i) => (gk.outputs[i], None),
+            Buf::Texture(i) => {
+                let v = gk.inputs[i];
+                let view = textures
+                    .get(&v)
+                    .ok_or_else(|| Error::Graph(format!("value {} has no texture", v.0)))?;
+                entries.push(wgpu::BindGroupEntry {
+                    binding: bi as u32,
+                    resource: wgpu::BindingResource::TextureView(view),
+                });
+                continue;
+            }
+        };
+        let buf = bufs[v.index()]
+            .as_ref()
+            .ok_or_else(|| Error::Graph(format!("value {} has no buffer", v.0)))?;
+        let (offset, size) = range.unwrap_or_else(|| {
+            let whole = graph.shape(v).numel() as u64 * 4;
+            (0, binding_size(whole).min(buf.size()))
+        });
+        entries.push(wgpu::BindGroupEntry {
+            binding: bi as u32,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: buf,
+                offset,
+                size: wgpu::BufferSize::new(size),
+            }),
+        });
+    }
+    let plen = padded_params(&k.params).len();
+    entries.push(wgpu::BindGroupEntry {
+        binding: k.bindings.len() as u32,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: params.0,
+            offset: params.1 as u64 * 4,
+            size: wgpu::BufferSize::new(plen as u64 * 4),
+        }),
+    });
+    Ok(entries)
+}
+
+impl WgpuDevice {
+    /// Every kernel's params in one buffer, each at an offset aligned for a binding; the
+    /// offsets (in words) per step and kernel.
+    fn pack_params(&self, pi: usize) -> (wgpu::Buffer, Vec<Vec<usize>>) {
+        let align = self.limits.min_storage_buffer_offset_alignment.max(4) as usize / 4;
+        let mut params: Vec<u32> = Vec::new();
+        let mut offsets: Vec<Vec<usize>> = Vec::new();
+        for step in &self.prepared[pi].steps {
+            let mut o = Vec::new();
+            if let Lowered::Kernels(ks) = &step.kernels.lowered {
+                for k in ks {
+                    o.push(params.len());
+                    params.extend(padded_params(&k.params));
+                    params.resize(params.len().div_ceil(align) * align, 0);
+                }
+            }
+            offsets.push(o);
+        }
+        let buf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("sfumato params"),
+                contents: bytemuck::cast_slice(&padded_params(&params)),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        (buf, offsets)
+    }
+
+    /// The run's dispatch count and, where the adapter has timestamp queries, query sets of at
+    /// most `per_set` dispatches (two stamps each).
+    fn query_sets(&self, pi: usize, per_set: usize) -> (usize, Vec<wgpu::QuerySet>) {
+        let n_dispatch: usize = self.prepared[pi]
+            .steps
+            .iter()
+            .map(|s| match &s.kernels.lowered {
+                Lowered::Kernels(ks) => ks
+                    .iter()
+                    .filter(|k| k.workgroups.iter().all(|&w| w > 0))
+                    .count(),
+                _ => 0,
+            })
+            .sum();
+        if !self.timestamps {
+            return (n_dispatch, Vec::new());
+        }
+        let sets = (0..n_dispatch.div_ceil(per_set))
+            .map(|i| {
+                let count = (n_dispatch - i * per_set).min(per_set) as u32 * 2;
+                self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("sfumato timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count,
+                })
+            })
+            .collect();
+        (n_dispatch, sets)
+    }
+}
+
+/// Uses of each value by the steps (each step once) and by the graph's outputs: a buffer goes
+/// back to the pool when its count reaches 0.
+fn use_counts(steps: &[crate::prepare::Step], graph: &Graph) -> Vec<usize> {
+    let mut uses = vec![0usize; graph.values().len()];
+    for step in steps {
+        let mut seen: Vec<ValueId> = Vec::new();
+        for &i in &step.kernels.inputs {
+            if !seen.contains(&i) {
+                seen.push(i);
+                uses[i.index()] += 1;
+            }
+        }
+    }
+    for &o in graph.outputs() {
+        uses[o.index()] += 1;
+    }
+    uses
 }
