@@ -62,7 +62,29 @@ enum Bench {
     Compare(compare::CompareArgs),
 }
 
+/// The Vulkan loader probes Wayland at instance creation and prints "error: XDG_RUNTIME_DIR is
+/// invalid or not set" when the variable is missing (a headless machine, a container): nothing
+/// this command needs, but a line a user would have to learn to ignore. Where it is unset, point
+/// it at a private folder of our own, before any thread or GPU instance exists.
+fn quiet_the_wayland_probe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let user = std::env::var("USER").unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("sfumato-runtime-{user}"));
+    if std::fs::create_dir_all(&dir).is_ok() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        // Single-threaded here: nothing else reads the environment yet.
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_the_wayland_probe();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

@@ -233,5 +233,12 @@ pub fn conformance(a: &ConformanceArgs, dev: &mut dyn Device) -> Result<()> {
         std::fs::write(p, serde_json::to_string_pretty(&j)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }
+    if t.fail + t.error > 0 {
+        bail!(
+            "{} case(s) failed and {} errored (listed above)",
+            t.fail,
+            t.error
+        );
+    }
     Ok(())
 }

@@ -381,3 +381,43 @@ fn conformance_json_has_totals_and_cases() {
     assert!(o.contains("pass") && o.contains("Relu"), "{o}");
     std::fs::remove_file(&json).ok();
 }
+
+#[test]
+fn conformance_exits_non_zero_when_a_case_fails() {
+    let dir = sfumato_onnx::conformance::default_suite_dir();
+    if !dir.join("test_abs").is_dir() {
+        eprintln!("!!! SKIPPED: no conformance suite at {}", dir.display());
+        return;
+    }
+    // A suite of one case whose expected output is its input: |x| = x is wrong for x < 0.
+    let suite = temp_path("suite");
+    let case = suite.join("test_abs");
+    let data = case.join("test_data_set_0");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(dir.join("test_abs/model.onnx"), case.join("model.onnx")).unwrap();
+    let input = dir.join("test_abs/test_data_set_0/input_0.pb");
+    std::fs::copy(&input, data.join("input_0.pb")).unwrap();
+    std::fs::copy(&input, data.join("output_0.pb")).unwrap();
+    let out = sfumato(&["conformance", suite.to_str().unwrap(), "--device", "cpu"]);
+    let (o, e) = text(&out);
+    assert!(!out.status.success(), "a failing case exited 0: {o}{e}");
+    assert!(o.contains("1 fail"), "{o}");
+    assert!(e.contains("1 case(s) failed"), "{e}");
+    std::fs::remove_dir_all(&suite).ok();
+}
+
+/// The Vulkan loader's Wayland probe printed "error: XDG_RUNTIME_DIR is invalid or not set" on
+/// every run where the variable is unset; the command sets a private one first.
+#[test]
+fn no_spurious_error_lines_without_xdg_runtime_dir() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sfumato"))
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("the sfumato binary runs");
+    let (o, e) = text(&out);
+    assert!(!e.contains("XDG_RUNTIME_DIR"), "stderr: {e}");
+    if out.status.success() {
+        assert!(o.contains("backend"), "{o}");
+    }
+}
