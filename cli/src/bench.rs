@@ -19,6 +19,10 @@ pub(crate) struct MatmulArgs {
     /// Force a matmul kernel variant (default: autotuned).
     #[arg(long)]
     pub(crate) variant: Option<String>,
+    /// B is a run input too (a product of two activations, as attention's Q·Kᵀ): it cannot be
+    /// laid out ahead of time as a weight can (no texture, no constant upload).
+    #[arg(long)]
+    pub(crate) b_input: bool,
     #[command(flatten)]
     pub(crate) common: BenchCommon,
 }
@@ -70,24 +74,32 @@ pub(crate) fn bench_matmul(a: &MatmulArgs) -> Result<()> {
     let iters = a.common.iters.unwrap_or(10);
     let mut dev = open_bench_device(a.common.device, a.variant.as_deref())?;
 
-    // A is a run input (all-constant graphs are folded by the passes), B a weight.
+    // A is a run input (all-constant graphs are folded by the passes); B a weight, or with
+    // `--b-input` a run input too (uploaded every run, like A).
     let mut g = Graph::new();
     let lhs = g.input("a", DType::F32, [m, k]);
-    let rhs = g.constant(Tensor::random(DType::F32, [k, n], 2))?;
+    let mut inputs = vec![Tensor::random(DType::F32, [m, k], 1)];
+    let rhs = if a.b_input {
+        inputs.push(Tensor::random(DType::F32, [k, n], 2));
+        g.input("b", DType::F32, [k, n])
+    } else {
+        g.constant(Tensor::random(DType::F32, [k, n], 2))?
+    };
     let c = g.matmul(lhs, rhs)?;
     g.set_outputs(&[c])?;
-    let inputs = [Tensor::random(DType::F32, [m, k], 1)];
 
     let t = time_graph_with(dev.as_mut(), &g, &inputs, iters, !a.common.json)?;
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
     let gflops = t.gflops(flops);
-    let fields = serde_json::json!({ "m": m, "n": n, "k": k, "iters": iters });
+    let fields =
+        serde_json::json!({ "m": m, "n": n, "k": k, "iters": iters, "b_input": a.b_input });
+    let b = if a.b_input { ", B a run input" } else { "" };
     report(
         &t,
         flops,
         a.common.json,
         fields,
-        format!("matmul {m}x{n}x{k} f32: {gflops:.1} GFLOP/s"),
+        format!("matmul {m}x{n}x{k} f32{b}: {gflops:.1} GFLOP/s"),
     )
 }
 

@@ -82,20 +82,25 @@ fn bench_matmul_prints_gflops_last() {
         eprintln!("\n!!! SKIPPING bench matmul CLI test: no WebGPU adapter\n");
         return;
     }
-    let out = sfumato(&[
-        "bench", "matmul", "--m", "64", "--n", "64", "--k", "64", "--iters", "2",
-    ]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let last = stdout.lines().last().unwrap_or_default();
-    let number = last
-        .strip_prefix("matmul 64x64x64 f32: ")
-        .and_then(|r| r.strip_suffix(" GFLOP/s"))
-        .unwrap_or_else(|| panic!("unexpected last line {last:?} in:\n{stdout}"));
-    let gflops: f64 = number
-        .parse()
-        .unwrap_or_else(|e| panic!("{number:?} is not a number ({e})"));
-    assert!(gflops.is_finite() && gflops >= 0.0, "{last}");
+    // B a weight, then B a run input (`--b-input`): both measured, both positive.
+    for (extra, label) in [(None, ""), (Some("--b-input"), ", B a run input")] {
+        let mut args = vec![
+            "bench", "matmul", "--m", "64", "--n", "64", "--k", "64", "--iters", "2",
+        ];
+        args.extend(extra);
+        let out = sfumato(&args);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        let last = stdout.lines().last().unwrap_or_default();
+        let number = last
+            .strip_prefix(&format!("matmul 64x64x64 f32{label}: "))
+            .and_then(|r| r.strip_suffix(" GFLOP/s"))
+            .unwrap_or_else(|| panic!("unexpected last line {last:?} in:\n{stdout}"));
+        let gflops: f64 = number
+            .parse()
+            .unwrap_or_else(|e| panic!("{number:?} is not a number ({e})"));
+        assert!(gflops.is_finite() && gflops > 0.0, "{last}");
+    }
 }
 
 #[test]
