@@ -551,3 +551,45 @@ fn ubo_matmul_in_parts() {
         assert!(parts.contains(&ran), "{variant:?}: {ran} dispatches");
     }
 }
+
+/// erf and gelu near 0, where an approximation of the form 1 - (...) * exp(-x^2) cancels to
+/// ~1e-7 absolute: the kernel must keep erf's relative precision at tiny arguments.
+#[test]
+fn erf_is_accurate_near_zero() {
+    let xs: Vec<f32> = [
+        1e-7f32, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 0.2, 0.249, 0.251, 0.5, 2.0,
+    ]
+    .iter()
+    .flat_map(|&x| [x, -x])
+    .collect();
+    let n = xs.len();
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [n]);
+    let e = g.unary(UnaryOp::Erf, x).unwrap();
+    let ge = g.gelu(x).unwrap();
+    g.set_outputs(&[e, ge]).unwrap();
+    let inputs = [Tensor::from_f32([n], xs.clone()).unwrap()];
+    let Some(got) = common::with_device(|d| d.run(&g, &inputs)) else {
+        return;
+    };
+    let got = got.unwrap();
+    let want = CpuDevice.run(&g, &inputs).unwrap();
+    assert_eq!(got.outputs.len(), want.outputs.len());
+    for (o, (a, b)) in got.outputs.iter().zip(&want.outputs).enumerate() {
+        for (i, (p, q)) in a.to_f64_vec().iter().zip(b.to_f64_vec()).enumerate() {
+            // Relative precision where the series holds (|x| < 0.25); beyond, the approximation's
+            // own bound (1.5e-7 absolute, plus f32 rounding of its terms).
+            let (abs, rel) = ((p - q).abs(), (p - q).abs() / q.abs().max(1e-30));
+            let ok = if xs[i].abs() < 0.25 {
+                rel < 2e-6
+            } else {
+                abs < 5e-7
+            };
+            assert!(
+                ok,
+                "output {o} at x = {:e}: {p:e} vs {q:e} (abs {abs:e}, rel {rel:e})",
+                xs[i]
+            );
+        }
+    }
+}
