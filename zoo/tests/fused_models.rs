@@ -7,6 +7,7 @@ use sfumato_wgpu::test_device;
 use sfumato_zoo::models::{by_name_with, ModelOptions};
 
 fn close(what: &str, got: &[Tensor], want: &[Tensor], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: output count");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let (abs, rel) = g.max_diff(w);
         assert!(

@@ -41,7 +41,23 @@ pub fn differential(g: &Graph, inputs: &[Tensor], extra_atol: f64) -> Result<(),
         None => return Ok(()),
         Some(r) => r.map_err(|e| format!("wgpu: {e}"))?,
     };
+    if want.outputs.len() != got.outputs.len() {
+        return Err(format!(
+            "wgpu returned {} outputs, the reference {}",
+            got.outputs.len(),
+            want.outputs.len()
+        ));
+    }
     for (i, (w, o)) in want.outputs.iter().zip(&got.outputs).enumerate() {
+        if (w.dtype(), w.shape()) != (o.dtype(), o.shape()) {
+            return Err(format!(
+                "output {i} is {} {} on wgpu, {} {} on the reference",
+                o.dtype(),
+                o.shape(),
+                w.dtype(),
+                w.shape()
+            ));
+        }
         let (rtol, atol) = tol(w.dtype());
         if !o.all_close(w, rtol, atol + extra_atol) {
             let (abs, rel) = o.max_diff(w);
