@@ -236,14 +236,35 @@ fn run_no_fusion_runs_one_kernel_per_op() {
     assert!(kernels(&u) > kernels(&f), "fused:\n{f}\nunfused:\n{u}");
 }
 
-/// No adapter here (and none required): say so and skip.
+/// No adapter here (and none required): say so and skip. With `SFUMATO_REQUIRE_GPU=1` a missing
+/// adapter fails the test instead.
 fn sfumato_wgpu_missing() -> bool {
     let out = sfumato(&["devices"]);
     if !out.status.success() {
+        assert!(
+            !require_gpu(),
+            "SFUMATO_REQUIRE_GPU=1 but no WebGPU adapter"
+        );
         eprintln!("\n!!! SKIPPING GPU TEST: no WebGPU adapter\n");
         return true;
     }
     false
+}
+
+/// The ONNX conformance suite, or `None` (a loud skip) where it is missing; with
+/// `SFUMATO_REQUIRE_ONNX_TESTS=1` (as CI sets) a missing suite fails the test instead.
+fn suite_dir() -> Option<PathBuf> {
+    let dir = sfumato_onnx::conformance::default_suite_dir();
+    if dir.join("test_abs").is_dir() && dir.join("test_relu").is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        !std::env::var("SFUMATO_REQUIRE_ONNX_TESTS").is_ok_and(|v| v == "1"),
+        "SFUMATO_REQUIRE_ONNX_TESTS=1 but no conformance suite at {}",
+        dir.display()
+    );
+    eprintln!("\n!!! SKIPPED: no conformance suite at {}\n", dir.display());
+    None
 }
 
 /// A two-node ONNX model, y = relu(x + b) with x: [batch, 4] (symbolic batch), written to a file.
@@ -360,11 +381,7 @@ fn run_onnx_with_an_npy_input_writes_npy_outputs() {
 
 #[test]
 fn conformance_json_has_totals_and_cases() {
-    let dir = sfumato_onnx::conformance::default_suite_dir();
-    if !dir.join("test_relu").is_dir() {
-        eprintln!("!!! SKIPPED: no conformance suite at {}", dir.display());
-        return;
-    }
+    let Some(dir) = suite_dir() else { return };
     let json = temp_path("conf").with_extension("json");
     let out = sfumato(&[
         "conformance",
@@ -389,11 +406,7 @@ fn conformance_json_has_totals_and_cases() {
 
 #[test]
 fn conformance_exits_non_zero_when_a_case_fails() {
-    let dir = sfumato_onnx::conformance::default_suite_dir();
-    if !dir.join("test_abs").is_dir() {
-        eprintln!("!!! SKIPPED: no conformance suite at {}", dir.display());
-        return;
-    }
+    let Some(dir) = suite_dir() else { return };
     // A suite of one case whose expected output is its input: |x| = x is wrong for x < 0.
     let suite = temp_path("suite");
     let case = suite.join("test_abs");
