@@ -108,6 +108,10 @@ pub(crate) fn explain_plans(
     Ok((name, view(true)?, view(false)?))
 }
 
+/// What "bytes moved" is: counted from the plan, not measured.
+const BYTES_NOTE: &str = "(bytes moved is an idealised count from the plan: each tensor a kernel binds, read or \
+     written once per dispatch group; caches, re-reads inside a kernel and padding are not measured)";
+
 pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
     use sfumato_shaders::Lowered;
     let (graph, _) = a.model.build()?;
@@ -152,6 +156,7 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
             "device": device_name,
             "fused": fused,
             "unfused": unfused,
+            "bytes_moved_note": BYTES_NOTE,
             "passes": stats,
             "groups": groups,
         });
@@ -221,5 +226,6 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
     println!(
         "(views and constants cost no kernel and are left out; `--wgsl N` prints group N's WGSL)"
     );
+    println!("{BYTES_NOTE}");
     Ok(())
 }

@@ -203,6 +203,8 @@ fn explain_prints_groups_and_the_wgsl_of_one() {
         stdout.contains("fused") && stdout.contains("unfused"),
         "{stdout}"
     );
+    // The bytes are a count from the plan, and the output says so.
+    assert!(stdout.contains("idealised count"), "{stdout}");
     let out = sfumato(&["explain", "mlp", "--wgsl", "2"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
