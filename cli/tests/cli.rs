@@ -191,6 +191,13 @@ fn explain_bert_layer_json_has_fused_and_unfused_totals() {
         v["device"].as_str().unwrap().contains("webgpu-gpu"),
         "{stdout}"
     );
+    assert!(
+        v["bytes_moved_note"]
+            .as_str()
+            .unwrap()
+            .contains("idealised"),
+        "{stdout}"
+    );
 }
 
 #[test]
