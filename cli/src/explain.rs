@@ -4,6 +4,7 @@
 use crate::run::ModelArgs;
 use anyhow::{Context, Result};
 use clap::Args;
+use sfumato_wgpu::Explained;
 
 #[derive(Args, Debug)]
 pub(crate) struct ExplainArgs {
@@ -44,34 +45,20 @@ impl TargetArg {
     }
 }
 
-/// What `explain` shows of one plan.
-pub(crate) struct PlanView {
-    pub(crate) passes: sfumato_core::PassStats,
-    pub(crate) groups: Vec<sfumato_shaders::explain::GroupInfo>,
-    pub(crate) totals: sfumato_shaders::explain::Totals,
-    pub(crate) kernels: Vec<std::sync::Arc<sfumato_shaders::GroupKernels>>,
-}
-
 /// The fused and unfused plans of `graph`: the default adapter's own (as a run prepares them:
 /// its limits, its tuned variants), or a named target's without a device (also where there is
 /// no adapter, with a warning).
 pub(crate) fn explain_plans(
     graph: &sfumato_core::Graph,
     target: Option<TargetArg>,
-) -> Result<(String, PlanView, PlanView)> {
+) -> Result<(String, Explained, Explained)> {
     if target.is_none() {
         match sfumato_wgpu::WgpuDevice::new(sfumato_wgpu::DeviceOptions::from_env()) {
             Ok(mut dev) => {
                 let name = dev.adapter().name.clone();
-                let view = |dev: &mut sfumato_wgpu::WgpuDevice, fuse: bool| -> Result<PlanView> {
+                let view = |dev: &mut sfumato_wgpu::WgpuDevice, fuse: bool| -> Result<Explained> {
                     dev.set_fusion(fuse);
-                    let x = dev.explain(graph).context("compiling the plan")?;
-                    Ok(PlanView {
-                        passes: x.passes,
-                        groups: x.groups,
-                        totals: x.totals,
-                        kernels: x.kernels,
-                    })
+                    dev.explain(graph).context("compiling the plan")
                 };
                 let fused = view(&mut dev, true)?;
                 let unfused = view(&mut dev, false)?;
@@ -82,7 +69,7 @@ pub(crate) fn explain_plans(
     }
     let profile = target.unwrap_or(TargetArg::WebgpuGpu).profile();
     let name = format!("{} (target profile, no device)", profile.name);
-    let view = |fuse: bool| -> Result<PlanView> {
+    let view = |fuse: bool| -> Result<Explained> {
         let c = sfumato_core::compile(
             graph,
             &sfumato_core::CompileOptions {
@@ -98,7 +85,9 @@ pub(crate) fn explain_plans(
         let (groups, totals, kernels) =
             sfumato_shaders::explain::explain(&c.graph, &c.plan, &lopts)
                 .context("lowering the plan")?;
-        Ok(PlanView {
+        Ok(Explained {
+            graph: std::sync::Arc::new(c.graph),
+            plan: c.plan,
             passes: c.passes,
             groups,
             totals,

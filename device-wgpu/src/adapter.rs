@@ -31,7 +31,8 @@ impl AdapterSummary {
         let info = adapter.get_info();
         let l = adapter.limits();
         let f = adapter.features();
-        let budget = loop_budget(&info);
+        // The loop budget is a fact about the driver: the profile's, after the quirks.
+        let budget = target_profile(&info, &l).loop_budget;
         AdapterSummary {
             name: info.name,
             backend: format!("{:?}", info.backend),
@@ -78,15 +79,6 @@ pub fn quirks_of(info: &wgpu::AdapterInfo) -> impl Iterator<Item = &'static Quir
     QUIRKS
         .iter()
         .filter(move |q| driver.contains(q.matches) || name.contains(q.matches))
-}
-
-/// The loop budget of an adapter, a fact about its driver ([`QUIRKS`]).
-pub fn loop_budget(info: &wgpu::AdapterInfo) -> Option<u64> {
-    let mut t = TargetProfile::default();
-    for q in quirks_of(info) {
-        (q.apply)(&mut t);
-    }
-    t.loop_budget
 }
 
 /// What the compiler should know of an adapter: the preset for its kind (a CPU adapter prefers
