@@ -3,7 +3,7 @@
 //! the same adapter, so every ratio comes from figures measured minutes apart on one machine.
 
 use crate::args::positive;
-use crate::open::open_wgpu_with;
+use crate::open::open_wgpu_tuned;
 use crate::timing::{median, time_graph_with, Timing, WARMUP_RUNS};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -171,8 +171,8 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
     if burn.is_none() && !a.json {
         eprintln!("note: no --burn-bin (or SFUMATO_BURN_BENCH): burn is not run; see bench-burn/README.md");
     }
-    let mut fused_dev = open_wgpu_with("", true)?;
-    let mut unfused_dev = open_wgpu_with("", false)?;
+    let mut fused_dev = open_wgpu_tuned("", true)?;
+    let mut unfused_dev = open_wgpu_tuned("", false)?;
     let adapter = fused_dev.name();
     let cpu = sfumato_wgpu::cpu_model();
     let iters = a.iters;

@@ -11,8 +11,10 @@ mod devices;
 mod explain;
 mod onnx;
 mod open;
+mod progress;
 mod run;
 mod timing;
+mod tune;
 
 use bench::{bench_conv, bench_matmul, ConvArgs, MatmulArgs};
 use devices::devices;
@@ -50,6 +52,9 @@ enum Command {
     /// Show how a model compiles: its fused groups (which ops form which kernel), the WGSL of a
     /// group, and the totals of the fused and the unfused graph.
     Explain(ExplainArgs),
+    /// Measure a model's matmul kernels on this adapter and cache the fastest, so later runs use
+    /// them (a run never waits on tuning: it takes a cached winner or the cost model's pick).
+    Tune(tune::TuneArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
         Command::Bench(Bench::Compare(a)) => compare::compare(&a),
         Command::Run(a) => run_model(&a),
         Command::Explain(a) => explain(&a),
+        Command::Tune(a) => tune::tune(&a),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),

@@ -21,6 +21,32 @@ fn pairs(v: &[String], what: &str) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// Import options from `--dim NAME=N` pairs; unbound symbolic dims (batch, sequence) are 1.
+pub(crate) fn import_options(dims: &[String]) -> Result<ImportOptions> {
+    let mut opts = ImportOptions::default();
+    for (k, v) in pairs(dims, "--dim")? {
+        let n: usize = v
+            .parse()
+            .with_context(|| format!("--dim {k}={v}: not a size"))?;
+        opts.dims.insert(k, n);
+    }
+    if opts.dims.is_empty() {
+        opts.default_dim = Some(1);
+    }
+    Ok(opts)
+}
+
+/// Import an ONNX file, with a spinner while its weights load.
+pub(crate) fn load(path: &Path, opts: &ImportOptions) -> Result<onnx::OnnxModel> {
+    use sfumato_core::Progress;
+    let bars = crate::progress::Bars::default();
+    let mib = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
+    bars.stage(&format!("loading {} ({mib:.1} MiB)", path.display()), 0);
+    let m = onnx::load(path, opts).with_context(|| format!("importing {}", path.display()));
+    bars.done();
+    m
+}
+
 /// Run an ONNX model: given or seeded random inputs, output summaries, the timing table and
 /// optionally the outputs as .npy files.
 pub fn run(
@@ -30,13 +56,7 @@ pub fn run(
     dims: &[String],
     output: Option<&Path>,
 ) -> Result<sfumato_core::RunOutput> {
-    let mut opts = ImportOptions::default();
-    for (k, v) in pairs(dims, "--dim")? {
-        let n: usize = v
-            .parse()
-            .with_context(|| format!("--dim {k}={v}: not a size"))?;
-        opts.dims.insert(k, n);
-    }
+    let mut opts = import_options(dims)?;
     let mut given: HashMap<String, Tensor> = HashMap::new();
     for (k, f) in pairs(inputs, "--input")? {
         let b = std::fs::read(&f).with_context(|| format!("reading {f}"))?;
@@ -46,11 +66,7 @@ pub fn run(
         opts.input_shapes.insert(k.clone(), t.dims().to_vec());
         given.insert(k, t);
     }
-    if opts.dims.is_empty() && opts.default_dim.is_none() {
-        // Unbound symbolic dims (batch, sequence) default to 1, said aloud below.
-        opts.default_dim = Some(1);
-    }
-    let m = onnx::load(path, &opts).with_context(|| format!("importing {}", path.display()))?;
+    let m = load(path, &opts)?;
     let mut feed = Vec::new();
     for (i, name) in m.inputs.iter().enumerate() {
         let v = m.graph.inputs()[i];

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use sfumato_core::{CpuDevice, Device};
 use sfumato_shaders::MatmulVariant;
-use sfumato_wgpu::{DeviceOptions, WgpuDevice};
+use sfumato_wgpu::{DeviceOptions, Tuning, WgpuDevice, DEFAULT_TUNE_CANDIDATES};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum DeviceKind {
@@ -14,17 +14,32 @@ pub(crate) enum DeviceKind {
     Cpu,
 }
 
-/// Open the WebGPU device; `hint` ends the error message.
-pub(crate) fn open_wgpu(hint: &str) -> Result<WgpuDevice> {
-    open_wgpu_with(hint, true)
+/// Open the WebGPU device for a benchmark; `hint` ends the error message. Benchmarks time the
+/// kernels a tuned run takes: a shape class the cache lacks is measured during the warm-up
+/// (unless `SFUMATO_AUTOTUNE` says otherwise), as burn autotunes during its own.
+pub(crate) fn open_wgpu_tuned(hint: &str, fusion: bool) -> Result<WgpuDevice> {
+    open(hint, fusion, true)
 }
 
 /// Open the WebGPU device with the environment's options; fusion runs where both the command
-/// (`fusion`: no `--no-fusion`) and `SFUMATO_FUSION` (not `0`) allow it.
+/// (`fusion`: no `--no-fusion`) and `SFUMATO_FUSION` (not `0`) allow it. Nothing is measured
+/// during a run: a cached winner or the cost model's pick ([`Tuning::Cached`]).
 pub(crate) fn open_wgpu_with(hint: &str, fusion: bool) -> Result<WgpuDevice> {
+    open(hint, fusion, false)
+}
+
+fn open(hint: &str, fusion: bool, bench: bool) -> Result<WgpuDevice> {
     let env = DeviceOptions::from_env();
+    let tuning = match env.tuning {
+        Tuning::Cached if bench => Tuning::Measure {
+            candidates: DEFAULT_TUNE_CANDIDATES,
+        },
+        t => t,
+    };
     let dev = WgpuDevice::new(DeviceOptions {
         fusion: fusion && env.fusion,
+        tuning,
+        progress: std::sync::Arc::new(crate::progress::Bars::default()),
         ..env
     })
     .with_context(|| format!("could not open the WebGPU device{hint}"))?;
@@ -48,7 +63,8 @@ pub(crate) fn open_bench_device(
         }
         DeviceKind::Wgpu => {
             let variant = variant.map(parse_variant).transpose()?;
-            let mut dev = open_wgpu(" (--device cpu benchmarks the CPU reference instead)")?;
+            let mut dev =
+                open_wgpu_tuned(" (--device cpu benchmarks the CPU reference instead)", true)?;
             if variant.is_some() {
                 dev.set_matmul_variant(variant);
             }

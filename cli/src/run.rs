@@ -100,14 +100,22 @@ pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
         )?;
         println!();
         print!("{}", out.profile.table());
+        tune_hint(dev.as_ref(), &a.model.model, "");
         return write_trace(&out.profile, a.trace.as_deref());
     }
     let o = a.model.options()?;
     let name = &a.model.model;
     let (graph, inputs) = a.model.build()?;
     let mut dev = open_run_device(a.device, !a.no_fusion)?;
-    dev.run(&graph, &inputs)
-        .with_context(|| format!("warm-up run of '{name}' on {}", dev.name()))?;
+    {
+        use sfumato_core::Progress;
+        // A driver compiles each kernel at its first dispatch (lavapipe: up to seconds each).
+        let bars = crate::progress::Bars::default();
+        bars.stage("warm-up run (kernels compile at their first dispatch)", 0);
+        let warm = dev.run(&graph, &inputs);
+        bars.done();
+        warm.with_context(|| format!("warm-up run of '{name}' on {}", dev.name()))?;
+    }
     let out = dev
         .run(&graph, &inputs)
         .with_context(|| format!("running '{name}' on {}", dev.name()))?;
@@ -129,7 +137,37 @@ pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
     }
     println!();
     print!("{}", out.profile.table());
+    tune_hint(dev.as_ref(), name, &model_flags(&a.model));
     write_trace(&out.profile, a.trace.as_deref())
+}
+
+/// The model options that shape its matmuls, as `sfumato tune` takes them.
+fn model_flags(m: &ModelArgs) -> String {
+    let mut f = String::new();
+    if let Some(b) = m.batch {
+        f += &format!(" --batch {b}");
+    }
+    match m.model.as_str() {
+        "bert-base" => f += &format!(" --layers {} --seq {}", m.layers, m.seq),
+        "resnet-bottleneck" => f += &format!(" --layers {} --size {}", m.layers, m.size),
+        "gpt2-decode" => f += &format!(" --seq {}", m.seq),
+        _ => {}
+    }
+    f
+}
+
+/// Where kernels ran on the cost model's guess, say how to measure them (on stderr: a hint, not
+/// part of the run's output).
+fn tune_hint(dev: &dyn Device, model: &str, flags: &str) {
+    let n = dev.untuned_kernels();
+    if n > 0 {
+        eprintln!(
+            "note: {n} matmul shape{} ran the cost model's kernel pick (nothing is measured \
+             during a run); `sfumato tune {model}{flags}` measures them on this adapter and \
+             caches the fastest for later runs",
+            if n == 1 { "" } else { "s" }
+        );
+    }
 }
 
 pub(crate) fn write_trace(

@@ -448,3 +448,54 @@ fn no_spurious_error_lines_without_xdg_runtime_dir() {
         assert!(o.contains("backend"), "{o}");
     }
 }
+
+/// A first run takes the cost model's kernel picks and says `sfumato tune` would measure them;
+/// `tune` measures and caches the winners; a second `tune` finds them cached, and a later run
+/// has nothing left to say.
+#[test]
+fn tune_caches_winners_that_later_runs_take() {
+    if sfumato_wgpu_missing() {
+        return;
+    }
+    let cache = temp_path("tune-cache");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sfumato"))
+            .args(args)
+            .env("SFUMATO_CACHE_DIR", &cache)
+            .env_remove("SFUMATO_AUTOTUNE")
+            .output()
+            .expect("the sfumato binary runs");
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        (stdout, stderr)
+    };
+    let (_, stderr) = run(&["run", "mlp"]);
+    assert!(
+        stderr.contains("ran the cost model's kernel pick")
+            && stderr.contains("`sfumato tune mlp`"),
+        "{stderr}"
+    );
+    assert!(
+        !cache.join("autotune.json").exists(),
+        "a run measured kernels"
+    );
+    let (stdout, _) = run(&["tune", "mlp", "--candidates", "2"]);
+    assert!(
+        stdout.contains("3 matmul shape classes: 3 measured"),
+        "{stdout}"
+    );
+    assert!(cache.join("autotune.json").exists(), "{stdout}");
+    let (stdout, _) = run(&["tune", "mlp", "--json"]);
+    let shapes: serde_json::Value = serde_json::from_str(&stdout).expect("tune --json parses");
+    let shapes = shapes.as_array().expect("an array of shape classes");
+    assert_eq!(shapes.len(), 3, "{stdout}");
+    for s in shapes {
+        assert_eq!(s["times_ms"].as_array().map(Vec::len), Some(0), "{s}");
+        assert!(s["winner"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("matmul_")));
+    }
+    let (_, stderr) = run(&["run", "mlp"]);
+    assert!(!stderr.contains("note:"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&cache);
+}

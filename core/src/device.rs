@@ -148,6 +148,13 @@ pub trait Device {
 
     /// Run the graph on these inputs; outputs come back in the order of [`Graph::outputs`].
     fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput>;
+
+    /// Kernel choices this device made by a guess since it opened, where measuring could find a
+    /// faster one (the wgpu device: matmul shape classes run on the cost model's pick because
+    /// no measured winner was cached). 0 for a device with nothing to tune.
+    fn untuned_kernels(&self) -> usize {
+        0
+    }
 }
 
 /// Check run inputs against the graph's declared inputs.

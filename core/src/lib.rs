@@ -12,7 +12,8 @@
 //! - the device test suite ([`suite`], [`device_suite!`]): written once, run on every device;
 //! - target profiles ([`TargetProfile`]): what a device does well and its limits, as data;
 //! - the CPU reference interpreter ([`CpuDevice`]), the oracle every device is tested against;
-//! - the [`Device`] trait every backend implements and the [`Profile`] (per-op timings) it returns.
+//! - the [`Device`] trait every backend implements and the [`Profile`] (per-op timings) it returns;
+//! - [`Progress`]: how long work (kernel builds, uploads, tuning, a suite) tells a UI its steps.
 //!
 //! Model formats live outside: ONNX import is the crate `sfumato-onnx`, which builds a [`Graph`]
 //! with the builder above; this crate has no ONNX type and no protobuf.
@@ -28,6 +29,7 @@ pub mod interp;
 pub mod op;
 pub mod passes;
 pub mod plan;
+pub mod progress;
 pub mod shape;
 pub mod suite;
 pub mod target;
@@ -41,6 +43,7 @@ pub use graph::{Graph, Node, NodeId, ValueId, ValueInfo};
 pub use interp::CpuDevice;
 pub use op::Op;
 pub use passes::{optimize, PassStats};
+pub use progress::{NoProgress, Progress};
 pub use shape::Shape;
 pub use target::{TargetKind, TargetProfile};
 pub use tensor::{Tensor, TensorData};

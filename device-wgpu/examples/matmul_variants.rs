@@ -3,7 +3,7 @@
 
 use sfumato_core::{DType, Device, Graph, Tensor};
 use sfumato_shaders::MatmulVariant;
-use sfumato_wgpu::{DeviceOptions, WgpuDevice};
+use sfumato_wgpu::{DeviceOptions, Tuning, WgpuDevice};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<usize> = std::env::args()
@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         *a.get(2).unwrap_or(&1024),
     );
     let mut d = WgpuDevice::new(DeviceOptions {
-        autotune: false,
+        tuning: Tuning::Off,
         ..DeviceOptions::from_env()
     })?;
     let mut g = Graph::new();

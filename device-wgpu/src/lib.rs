@@ -11,8 +11,8 @@
 //!
 //! The modules, one job each: [`adapter`] (discovery, choice, target profile, quirks as data),
 //! [`host`] (the clock and the autotune store the host hands in), [`options`], `prepare`
-//! (compile, lower, upload, `explain`), `tune` (matmul autotuning) over [`autotune`] (its
-//! cache), `memory` (pool, uploads, high-water), `pipelines`, `run` (dispatch, readback,
+//! (compile, lower, upload, `explain`), `tune` (matmul variant choice: cached, the cost model's, or
+//! measured by [`WgpuDevice::tune`]) over [`autotune`] (its cache), `memory` (pool, uploads, high-water), `pipelines`, `run` (dispatch, readback,
 //! profile).
 //!
 //! Builds for wasm32 (the browser's WebGPU): the device reads no environment variable, file or
@@ -41,14 +41,15 @@ pub use adapter::list_adapters;
 pub use adapter::{AdapterSummary, NO_ADAPTER};
 pub use host::{cpu_model, Clock, NoClock, TuneStore};
 pub use memory::rgba32_texture;
-pub use options::DeviceOptions;
 #[cfg(not(target_arch = "wasm32"))]
 pub use options::{default_cache_dir, test_device};
+pub use options::{DeviceOptions, Tuning, DEFAULT_TUNE_CANDIDATES};
 pub use prepare::Explained;
 use sfumato_core::{Error, Result, TargetKind, TargetProfile};
 use sfumato_shaders::MatmulVariant;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+pub use tune::TunedShape;
 
 /// The WebGPU device.
 pub struct WgpuDevice {
@@ -67,6 +68,8 @@ pub struct WgpuDevice {
     tune: autotune::TuneCache,
     /// Matmul variant chosen per shape class in this process.
     chosen: HashMap<String, MatmulVariant>,
+    /// Shape classes run on the cost model's pick for want of a cached winner.
+    untuned: BTreeSet<String>,
     /// Bytes of device buffers alive now and at most (tensors, pooled included).
     allocated: u64,
     high_water: u64,
@@ -134,6 +137,7 @@ impl WgpuDevice {
             pool: Vec::new(),
             prepared: Vec::new(),
             chosen: HashMap::new(),
+            untuned: BTreeSet::new(),
             allocated: 0,
             high_water: 0,
         })

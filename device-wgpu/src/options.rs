@@ -3,8 +3,29 @@
 //! the `SFUMATO_*` variables asks [`DeviceOptions::from_env`] (the CLI and the tests do).
 
 use crate::host::{default_clock, Clock, TuneStore};
+use sfumato_core::{NoProgress, Progress};
 use sfumato_shaders::MatmulVariant;
 use std::sync::Arc;
+
+/// When the device measures matmul variants (a run never waits on tuning unless asked to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tuning {
+    /// Never: every matmul runs the cost model's pick for the target
+    /// ([`MatmulVariant::candidates`]'s first); the cache is not read.
+    Off,
+    /// The winner the cache holds for the shape class (measured earlier, by
+    /// [`WgpuDevice::tune`](crate::WgpuDevice::tune) or `sfumato tune`), else the cost model's
+    /// pick; nothing is measured, so a first run gives its answer without tuning. The default.
+    Cached,
+    /// As `Cached`, and a shape class the cache lacks is measured while the graph is prepared:
+    /// the cost model's first `candidates` variants, the fastest cached.
+    Measure { candidates: usize },
+}
+
+/// How many of the cost model's candidates tuning measures by default: on lavapipe the measured
+/// best is among the model's first four on every zoo shape
+/// (`shaders/tests/cost_model.rs`), and each candidate costs a pipeline build (1-7 s there).
+pub const DEFAULT_TUNE_CANDIDATES: usize = 4;
 
 /// How to open the device.
 #[derive(Clone, Debug)]
@@ -12,8 +33,8 @@ pub struct DeviceOptions {
     /// A substring of the adapter's name, backend or type to prefer (else a discrete GPU first,
     /// a CPU adapter last).
     pub adapter: Option<String>,
-    /// Measure matmul variants and cache the winner (else take the target's first candidate).
-    pub autotune: bool,
+    /// When matmul variants are measured ([`Tuning`]; default: only cached winners are used).
+    pub tuning: Tuning,
     /// Force one matmul variant where it supports the layout.
     pub matmul: Option<MatmulVariant>,
     /// Where the autotune cache is kept (`None`: in memory only).
@@ -35,13 +56,15 @@ pub struct DeviceOptions {
     pub host_cpu: Option<String>,
     /// Let wgpu read its own `WGPU_*` environment variables (backends, debug flags).
     pub wgpu_env: bool,
+    /// Where long work reports its steps: building kernels, uploading weights, tuning.
+    pub progress: Arc<dyn Progress>,
 }
 
 impl Default for DeviceOptions {
     fn default() -> Self {
         DeviceOptions {
             adapter: None,
-            autotune: true,
+            tuning: Tuning::Cached,
             matmul: None,
             tune_store: None,
             fusion: true,
@@ -50,6 +73,7 @@ impl Default for DeviceOptions {
             clock: default_clock(),
             host_cpu: None,
             wgpu_env: false,
+            progress: Arc::new(NoProgress),
         }
     }
 }
@@ -57,14 +81,24 @@ impl Default for DeviceOptions {
 #[cfg(not(target_arch = "wasm32"))]
 impl DeviceOptions {
     /// Options from the environment, as the `sfumato` command reads them:
-    /// `SFUMATO_ADAPTER=<substring>`, `SFUMATO_AUTOTUNE=0` (off), `SFUMATO_MATMUL=<variant>`,
+    /// `SFUMATO_ADAPTER=<substring>`, `SFUMATO_AUTOTUNE=0` ([`Tuning::Off`]) or `1`
+    /// ([`Tuning::Measure`] of `SFUMATO_TUNE_CANDIDATES`, default
+    /// [`DEFAULT_TUNE_CANDIDATES`]; unset: [`Tuning::Cached`]), `SFUMATO_MATMUL=<variant>`,
     /// `SFUMATO_FUSION=0` (off), `SFUMATO_LOOP_BUDGET=<n>`, `SFUMATO_CHECKED_MATMUL=1`, and the
     /// autotune cache in [`default_cache_dir`].
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok();
         DeviceOptions {
             adapter: var("SFUMATO_ADAPTER"),
-            autotune: var("SFUMATO_AUTOTUNE").is_none_or(|v| v != "0"),
+            tuning: match var("SFUMATO_AUTOTUNE").as_deref() {
+                Some("0") => Tuning::Off,
+                Some("1") => Tuning::Measure {
+                    candidates: var("SFUMATO_TUNE_CANDIDATES")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(DEFAULT_TUNE_CANDIDATES),
+                },
+                _ => Tuning::Cached,
+            },
             matmul: var("SFUMATO_MATMUL").and_then(|v| MatmulVariant::from_name(&v)),
             tune_store: default_cache_dir()
                 .map(|d| Arc::new(crate::host::FileTuneStore::in_dir(d)) as Arc<dyn TuneStore>),
@@ -80,6 +114,7 @@ impl DeviceOptions {
             clock: default_clock(),
             host_cpu: Some(crate::host::cpu_model()),
             wgpu_env: true,
+            progress: Arc::new(NoProgress),
         }
     }
 }
@@ -97,13 +132,13 @@ pub fn default_cache_dir() -> Option<std::path::PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("sfumato"))
 }
 
-/// Open the default device for a test (the environment's adapter choice, no autotuning, no
-/// cache), or explain why not. With `SFUMATO_REQUIRE_GPU=1` a missing adapter is a failure;
+/// Open the default device for a test (the environment's adapter choice, the cost model's matmul
+/// picks, no cache), or explain why not. With `SFUMATO_REQUIRE_GPU=1` a missing adapter is a failure;
 /// without it the test skips loudly.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn test_device() -> Option<crate::WgpuDevice> {
     let opts = DeviceOptions {
-        autotune: false,
+        tuning: Tuning::Off,
         tune_store: None,
         ..DeviceOptions::from_env()
     };

@@ -111,6 +111,8 @@ impl WgpuDevice {
             passes,
         } = compile(graph, &self.compile_options())?;
         let max_bind = self.target.max_binding_bytes;
+        let progress = self.opts.progress.clone();
+        progress.stage("building kernels", the_plan.groups.len() as u64);
         let mut steps = Vec::with_capacity(the_plan.groups.len());
         let mut consts = HashMap::new();
         let mut const_nodes = Vec::new();
@@ -162,6 +164,7 @@ impl WgpuDevice {
                     self.pipeline(&k.name, &k.wgsl)?;
                 }
             }
+            progress.step(&node.name);
             steps.push(Step {
                 nodes: group
                     .nodes
@@ -196,10 +199,12 @@ impl WgpuDevice {
                 _ => as_buffer.extend(&step.kernels.inputs),
             }
         }
+        progress.stage("uploading weights", const_nodes.len() as u64);
         let mut textures = HashMap::new();
         let mut texture_bytes = 0;
         for &(v, node) in &const_nodes {
             let n = g.node(node);
+            progress.step(&n.name);
             let Op::Constant(t) = &n.op else { continue };
             if as_texture.contains(&v) && !textures.contains_key(&v) {
                 let (view, bytes) = self.upload_texture(t, &n.name)?;
@@ -211,6 +216,7 @@ impl WgpuDevice {
                 consts.insert(v, buf);
             }
         }
+        progress.done();
         if self.prepared.len() >= PREPARED_MAX {
             let old = self.prepared.remove(0);
             self.allocated = self.allocated.saturating_sub(old.held_bytes());

@@ -90,6 +90,10 @@ impl Device for WgpuDevice {
         self.wait()?;
         self.collect(s)
     }
+
+    fn untuned_kernels(&self) -> usize {
+        self.untuned.len()
+    }
 }
 
 impl WgpuDevice {

@@ -1,20 +1,62 @@
-//! Matmul autotuning on the device: the variant for a problem is forced, cached (this process,
-//! then the [`TuneCache`](crate::autotune::TuneCache)) or measured now on the problem's sizes.
+//! Matmul tuning on the device. A run takes, per shape class, the forced variant, the winner
+//! cached for this adapter, or the cost model's pick ([`MatmulVariant::candidates`]' first), and
+//! never measures unless [`Tuning::Measure`] asks; [`WgpuDevice::tune`] measures a graph's
+//! shape classes ahead of the runs that benefit (`sfumato tune`), the cost model's first few
+//! candidates of each.
 
+use crate::options::Tuning;
 use crate::pipelines::{padded_params, Res};
 use crate::WgpuDevice;
-use sfumato_core::{Error, Result};
-use sfumato_shaders::{Buf, Kernel, LowerOptions, MatmulProblem, MatmulVariant};
+use serde::Serialize;
+use sfumato_core::{compile, Error, Graph, Result};
+use sfumato_shaders::{
+    group_matmul_problem, Buf, Kernel, LowerOptions, MatmulProblem, MatmulVariant,
+};
+use std::collections::BTreeSet;
 use wgpu::util::DeviceExt;
+
+/// What tuning found for one matmul shape class of a graph.
+#[derive(Clone, Debug, Serialize)]
+pub struct TunedShape {
+    /// The cache key: shape buckets and layout flags ([`MatmulProblem::shape_class`]).
+    pub class: String,
+    /// The problem measured (the first of its class in the graph): `M x N x K`, batches.
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batches: usize,
+    /// Whether B is a constant the device can hold as a texture.
+    pub b_texture: bool,
+    /// The cost model's pick: what a run uses while nothing is cached.
+    pub guess: String,
+    /// Milliseconds per variant measured, in the cost model's order (empty: taken from the
+    /// cache, nothing measured).
+    pub times_ms: Vec<(String, f64)>,
+    /// The variant later runs use.
+    pub winner: String,
+}
+
+impl TunedShape {
+    /// The guess's time over the winner's (1.0 where the guess won or nothing was measured).
+    pub fn speedup(&self) -> f64 {
+        let t = |name: &str| self.times_ms.iter().find(|(v, _)| v == name).map(|x| x.1);
+        match (t(&self.guess), t(&self.winner)) {
+            (Some(g), Some(w)) if w > 0.0 => g / w,
+            _ => 1.0,
+        }
+    }
+}
 
 impl WgpuDevice {
     /// Force one matmul variant (`None`: autotune again) and forget this process's choices.
     pub(crate) fn forget_choices(&mut self, v: Option<MatmulVariant>) {
         self.opts.matmul = v;
         self.chosen.clear();
+        self.untuned.clear();
     }
 
-    /// The matmul variant this device uses for a problem (forced, cached or measured now).
+    /// The matmul variant this device uses for a problem: forced, chosen earlier in this
+    /// process, cached, measured now ([`Tuning::Measure`] only) or the cost model's pick.
     pub fn matmul_variant(&mut self, p: &MatmulProblem) -> Result<MatmulVariant> {
         let fits = |v: &MatmulVariant| {
             sfumato_shaders::loops::fits(v.loop_trips(p, 0), self.target.loop_budget)
@@ -22,45 +64,162 @@ impl WgpuDevice {
         if let Some(v) = self.opts.matmul.filter(|v| v.supports(p) && fits(v)) {
             return Ok(v);
         }
-        let budget = self.target.loop_budget;
-        let cands = MatmulVariant::candidates(p, &self.target);
-        if cands.is_empty() {
-            return Err(Error::Device(
-                sfumato_shaders::lower::no_matmul_variant(p, budget).to_string(),
-            ));
-        }
+        let cands = self.candidates(p)?;
         let class = p.shape_class();
         if let Some(&v) = self.chosen.get(&class).filter(|v| cands.contains(v)) {
             return Ok(v);
         }
         // Measuring needs a wait that blocks until the GPU is done; a browser has none, so there
-        // the target's first candidate is taken (and a cached choice, measured elsewhere, used).
+        // a cached choice (measured elsewhere) or the cost model's pick is taken.
         let can_measure = cfg!(not(target_arch = "wasm32"));
-        let v = if !self.opts.autotune || cands.len() == 1 {
-            cands[0]
-        } else if let Some(v) = self
-            .tune
-            .get(&self.adapter_key, &class)
-            .filter(|v| cands.contains(v))
-        {
-            v
-        } else if !can_measure {
-            cands[0]
-        } else {
-            let v = self.measure_matmul(p, &cands)?;
-            self.tune.put(&self.adapter_key, &class, v);
-            v
+        let cached = match self.opts.tuning {
+            Tuning::Off => None,
+            _ => self
+                .tune
+                .get(&self.adapter_key, &class)
+                .filter(|v| cands.contains(v)),
+        };
+        let v = match (cached, self.opts.tuning) {
+            _ if cands.len() == 1 => cands[0],
+            (Some(v), _) => v,
+            (None, Tuning::Measure { candidates }) if can_measure => {
+                let n = candidates.clamp(1, cands.len());
+                let times = self.measure_matmul(p, &cands[..n], false)?;
+                let v = fastest(&times).unwrap_or(cands[0]);
+                self.tune.put(&self.adapter_key, &class, v);
+                if v != cands[0] {
+                    self.opts.progress.note(&format!(
+                        "cached a faster kernel for {}x{}x{} ({class}): {} over the cost model's {}",
+                        p.m,
+                        p.n,
+                        p.k,
+                        v.name(),
+                        cands[0].name()
+                    ));
+                }
+                v
+            }
+            (None, Tuning::Off) => cands[0],
+            (None, _) => {
+                self.untuned.insert(class.clone());
+                cands[0]
+            }
         };
         self.chosen.insert(class, v);
         Ok(v)
     }
 
-    /// Time each candidate on the problem's own sizes and return the fastest.
+    /// The variants for `p` on this device, the cost model's order, or why there are none.
+    fn candidates(&self, p: &MatmulProblem) -> Result<Vec<MatmulVariant>> {
+        let cands = MatmulVariant::candidates(p, &self.target);
+        if cands.is_empty() {
+            return Err(Error::Device(
+                sfumato_shaders::lower::no_matmul_variant(p, self.target.loop_budget).to_string(),
+            ));
+        }
+        Ok(cands)
+    }
+
+    /// Matmul shape classes run on the cost model's pick since the device opened, because no
+    /// measured winner was cached for them (with [`Tuning::Cached`]).
+    pub fn untuned_classes(&self) -> Vec<String> {
+        self.untuned.iter().cloned().collect()
+    }
+
+    /// Measure the matmul shape classes of `graph` (as this device compiles it) and cache each
+    /// winner for this adapter, so later runs (in any process sharing the cache) use it: per
+    /// class the cost model's first `candidates` variants, or none where the cache already
+    /// holds a winner (unless `force`). Reports each measurement to the device's progress.
+    pub fn tune(
+        &mut self,
+        graph: &Graph,
+        candidates: usize,
+        force: bool,
+    ) -> Result<Vec<TunedShape>> {
+        let compiled = compile(graph, &self.compile_options())?;
+        let (g, plan) = (&compiled.graph, &compiled.plan);
+        let mut seen = BTreeSet::new();
+        let mut todo = Vec::new();
+        for group in &plan.groups {
+            if let Some(p) = group_matmul_problem(g, plan, group) {
+                if seen.insert(p.shape_class()) {
+                    let cands = self.candidates(&p)?;
+                    todo.push((p, cands));
+                }
+            }
+        }
+        // How many candidates each class measures: none where one variant computes it, or the
+        // cache holds a winner and `force` is off.
+        let counts: Vec<usize> = todo
+            .iter()
+            .map(|(p, cands)| {
+                let cached = self.tune.get(&self.adapter_key, &p.shape_class());
+                if cands.len() == 1 || (!force && cached.is_some_and(|v| cands.contains(&v))) {
+                    0
+                } else {
+                    candidates.clamp(1, cands.len())
+                }
+            })
+            .collect();
+        let total: usize = counts.iter().sum();
+        let progress = self.opts.progress.clone();
+        progress.stage("tuning matmul kernels", total as u64);
+        let mut report = Vec::new();
+        for ((p, cands), &n) in todo.iter().zip(&counts) {
+            let class = p.shape_class();
+            let mut shape = TunedShape {
+                class: class.clone(),
+                m: p.m,
+                n: p.n,
+                k: p.k,
+                batches: p.offsets.len(),
+                b_texture: p.b_texture(),
+                guess: cands[0].name(),
+                times_ms: Vec::new(),
+                winner: cands[0].name(),
+            };
+            if n == 0 {
+                if let Some(v) = self.tune.get(&self.adapter_key, &class) {
+                    shape.winner = v.name();
+                }
+                report.push(shape);
+                continue;
+            }
+            let times = self.measure_matmul(p, &cands[..n], true)?;
+            let v = fastest(&times).unwrap_or(cands[0]);
+            self.tune.put(&self.adapter_key, &class, v);
+            shape.times_ms = times.iter().map(|(v, t)| (v.name(), t * 1e3)).collect();
+            shape.winner = v.name();
+            if v != cands[0] {
+                progress.note(&format!(
+                    "cached a faster kernel for {}x{}x{} ({class}): {} is {:.2}x the cost model's {}",
+                    p.m,
+                    p.n,
+                    p.k,
+                    shape.winner,
+                    shape.speedup(),
+                    shape.guess
+                ));
+            }
+            report.push(shape);
+        }
+        progress.done();
+        // Later preparations choose again, from the cache.
+        let forced = self.opts.matmul;
+        self.forget_choices(forced);
+        self.drop_prepared();
+        Ok(report)
+    }
+
+    /// Time each candidate on the problem's own sizes: seconds per variant, in order; each
+    /// one a step of the progress's stage where `steps`.
     pub(crate) fn measure_matmul(
         &mut self,
         p: &MatmulProblem,
         cands: &[MatmulVariant],
-    ) -> Result<MatmulVariant> {
+        steps: bool,
+    ) -> Result<Vec<(MatmulVariant, f64)>> {
+        let progress = self.opts.progress.clone();
         let span = |sm: usize, sk: usize, rows: usize, cols: usize, which: usize| -> u64 {
             let last = p.offsets.iter().map(|o| o[which]).max().unwrap_or(0);
             (last + rows.saturating_sub(1) * sm + cols.saturating_sub(1) * sk + 1) as u64 * 4
@@ -68,7 +227,8 @@ impl WgpuDevice {
         let a = self.scratch(span(p.a_sm, p.a_sk, p.m, p.k, 0));
         let b = self.scratch(span(p.b_sk, p.b_sn, p.k, p.n, 1));
         let c = self.scratch((p.offsets.len() * p.m * p.n) as u64 * 4);
-        let mut best: Option<(f64, MatmulVariant)> = None;
+        let mut best = f64::INFINITY;
+        let mut out = Vec::new();
         for &v in cands {
             let opts = LowerOptions {
                 matmul: Some(v),
@@ -119,22 +279,29 @@ impl WgpuDevice {
                 }
                 times.push(t);
                 // A candidate three times slower than the best so far is not worth more runs.
-                if best.is_some_and(|(b, _)| t > 3.0 * b) {
+                if t > 3.0 * best {
                     break;
                 }
             }
             let t = times.iter().cloned().fold(f64::INFINITY, f64::min);
-            tracing::info!(
-                "autotune {} {}: {:.3} ms",
+            let line = format!(
+                "{} ({}x{}x{}, {} batches) {}: {:.3} ms",
                 p.shape_class(),
+                p.m,
+                p.n,
+                p.k,
+                p.offsets.len(),
                 v.name(),
                 t * 1e3
             );
-            if best.is_none_or(|(b, _)| t < b) {
-                best = Some((t, v));
+            tracing::info!("autotune {line}");
+            if steps {
+                progress.step(&line);
             }
+            best = best.min(t);
+            out.push((v, t));
         }
-        Ok(best.map(|(_, v)| v).unwrap_or(cands[0]))
+        Ok(out)
     }
 
     /// Wall-clock seconds of one dispatch of `k` over `bufs` (submitted alone and waited for).
@@ -186,6 +353,14 @@ impl WgpuDevice {
         self.wait()?;
         Ok(self.now_ns().saturating_sub(t) as f64 / 1e9)
     }
+}
+
+/// The fastest of measured variants.
+fn fastest(times: &[(MatmulVariant, f64)]) -> Option<MatmulVariant> {
+    times
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|&(v, _)| v)
 }
 
 fn matmul_kernel_for(p: &MatmulProblem, opts: &LowerOptions) -> Result<Vec<Kernel>> {

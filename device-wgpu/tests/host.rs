@@ -3,7 +3,7 @@
 //! handed in, and autotune choices go to the store handed in.
 
 use sfumato_core::{DType, Device, Graph, Tensor, TimingSource};
-use sfumato_wgpu::{Clock, DeviceOptions, TuneStore, WgpuDevice};
+use sfumato_wgpu::{Clock, DeviceOptions, TuneStore, Tuning, WgpuDevice, DEFAULT_TUNE_CANDIDATES};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -48,7 +48,9 @@ fn async_run_clock_and_store_come_from_the_options() {
     let clock = Arc::new(StepClock::default());
     let store = Arc::new(MemoryStore::default());
     let mut dev = WgpuDevice::new(DeviceOptions {
-        autotune: true,
+        tuning: Tuning::Measure {
+            candidates: DEFAULT_TUNE_CANDIDATES,
+        },
         tune_store: Some(store.clone()),
         clock: clock.clone(),
         ..DeviceOptions::from_env()
@@ -88,4 +90,58 @@ fn async_run_clock_and_store_come_from_the_options() {
         .clone()
         .expect("autotune saved its choice");
     assert!(saved.contains("matmul"), "{saved}");
+}
+
+/// A run never measures: with nothing cached it takes the cost model's picks (and says which
+/// classes it guessed), `tune` measures them into the store, and the next run takes the winners.
+#[test]
+fn a_run_never_tunes_and_tune_fills_the_cache() {
+    let Some(_) = sfumato_wgpu::test_device() else {
+        return;
+    };
+    let store = Arc::new(MemoryStore::default());
+    let opts = || DeviceOptions {
+        tuning: Tuning::Cached,
+        tune_store: Some(store.clone()),
+        ..DeviceOptions::from_env()
+    };
+    let mut dev = WgpuDevice::new(opts()).unwrap();
+    let (g, inputs) = mlp();
+    let first = dev.run(&g, &inputs).unwrap();
+    assert!(
+        store.0.lock().unwrap().is_none(),
+        "a run measured and saved a choice"
+    );
+    let guessed = dev.untuned_classes();
+    assert_eq!(guessed.len(), 1, "{guessed:?}");
+    assert_eq!(dev.untuned_kernels(), 1);
+
+    let report = dev.tune(&g, 2, false).unwrap();
+    assert_eq!(report.len(), 1);
+    let shape = &report[0];
+    assert_eq!((shape.m, shape.n, shape.k, shape.batches), (8, 32, 64, 1));
+    assert_eq!(shape.class, guessed[0]);
+    assert_eq!(shape.times_ms.len(), 2, "{shape:?}");
+    assert!(shape
+        .times_ms
+        .iter()
+        .all(|(_, t)| *t > 0.0 && t.is_finite()));
+    let saved = store
+        .0
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("tune saved its winner");
+    assert!(saved.contains(&shape.winner), "{saved}");
+
+    // A new device on the same store takes the winner and guesses nothing.
+    let mut dev = WgpuDevice::new(opts()).unwrap();
+    let again = dev.run(&g, &inputs).unwrap();
+    assert!(dev.untuned_classes().is_empty());
+    assert_eq!(again.profile.entries[0].kernel, shape.winner);
+    assert_eq!(first.outputs.len(), again.outputs.len());
+    assert!(first.outputs[0].all_close(&again.outputs[0], 1e-4, 1e-5));
+    // A second tune finds the class cached and measures nothing.
+    let report = dev.tune(&g, 2, false).unwrap();
+    assert!(report[0].times_ms.is_empty() && report[0].winner == shape.winner);
 }

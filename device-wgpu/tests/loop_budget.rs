@@ -17,7 +17,7 @@ use sfumato_core::TargetProfile;
 use sfumato_core::{CpuDevice, DType, Device, Graph, Op, Shape, Tensor};
 use sfumato_shaders::loops::{lp, store_block, LLVMPIPE_LOOP_BUDGET};
 use sfumato_shaders::{lower, LowerOptions, Lowered, MatmulVariant};
-use sfumato_wgpu::{DeviceOptions, WgpuDevice};
+use sfumato_wgpu::{DeviceOptions, Tuning, WgpuDevice, DEFAULT_TUNE_CANDIDATES};
 
 /// The device's loop budget (`None`: no adapter, or one without a limit).
 fn budget() -> Option<u64> {
@@ -619,7 +619,9 @@ fn pointwise_conv_over_20000_channels() {
         return;
     }
     let mut d = WgpuDevice::new(DeviceOptions {
-        autotune: true,
+        tuning: Tuning::Measure {
+            candidates: DEFAULT_TUNE_CANDIDATES,
+        },
         tune_store: None,
         ..DeviceOptions::from_env()
     })

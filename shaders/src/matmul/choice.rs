@@ -29,53 +29,97 @@ impl MatmulVariant {
         }
     }
 
-    /// The variants that support `p` within the target's loop budget, best guess first for the
-    /// target (a guess only orders the candidates; the autotuner measures them).
+    /// The variants that support `p` within the target's loop budget, cheapest first by
+    /// [`MatmulVariant::estimated_cost`] on the target (the first is the default a device runs
+    /// before it has measured anything; the autotuner measures the first few).
     pub fn candidates(p: &MatmulProblem, target: &TargetProfile) -> Vec<MatmulVariant> {
         let loop_budget = target.loop_budget;
-        let mut all = Self::all();
-        // Within a rank, the variants whose operand path the target is good at go first: B as a
-        // texture (`texture_weights`), A through uniform blocks (`uniform_block_operands`).
-        all.sort_by_key(|v| match v {
-            MatmulVariant::V4Tex { .. } => !target.texture_weights,
-            MatmulVariant::Ubo { .. } => !target.uniform_block_operands,
-            _ => false,
-        });
-        if !target.fast_workgroup_memory {
-            // Barrier-free register blocking first where workgroup memory is slow (CPU adapters).
-            all.sort_by_key(|v| match v {
-                MatmulVariant::V4Tex { .. } | MatmulVariant::Ubo { .. } => 0,
-                MatmulVariant::V4 { .. } => 0,
-                MatmulVariant::Rb4V4K => 1,
-                MatmulVariant::Rb4 => 2,
-                MatmulVariant::Tiled => 3,
-                MatmulVariant::Naive => 4,
-            });
-        } else {
-            all.sort_by_key(|v| match v {
-                MatmulVariant::Tiled => 0,
-                MatmulVariant::V4 { .. }
-                | MatmulVariant::V4Tex { .. }
-                | MatmulVariant::Ubo { .. } => 1,
-                MatmulVariant::Rb4V4K => 2,
-                MatmulVariant::Rb4 => 3,
-                MatmulVariant::Naive => 4,
-            });
-        }
         // One output per invocation only pays off for tiny or vector-shaped products; on a large
         // one it costs the autotuner seconds to rule out.
         let small = p.m * p.n * p.k <= 1 << 20 || p.m == 1 || p.n == 1;
         let ok = |v: &MatmulVariant| v.supports(p) && loops::fits(v.loop_trips(p, 0), loop_budget);
-        let mut c: Vec<MatmulVariant> = all
-            .iter()
-            .copied()
+        let mut c: Vec<(f64, MatmulVariant)> = Self::all()
+            .into_iter()
             .filter(|v| ok(v) && (small || *v != MatmulVariant::Naive))
+            .map(|v| (v.estimated_cost(p, target), v))
             .collect();
         if c.is_empty() && ok(&MatmulVariant::Naive) {
             // A long K that only the one-output kernel keeps under the loop budget.
-            c.push(MatmulVariant::Naive);
+            c.push((0.0, MatmulVariant::Naive));
         }
-        c
+        // A stable sort: equal estimates keep `all()`'s order.
+        c.sort_by(|a, b| a.0.total_cmp(&b.0));
+        c.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// A model of this variant's time on `p` on the target, in arbitrary units (only the order
+    /// it gives the candidates means anything). Each invocation computes `r x c` outputs; per
+    /// multiply-add it loads `1/c` of an A element and `1/r` of a B element, at a cost per
+    /// element that depends on where the operand lives (storage, a texture, a uniform block)
+    /// and on the target's strengths, plus a fixed cost per multiply-add. The work counted is
+    /// the padded work (whole workgroup tiles), and a grid of fewer workgroups than the target
+    /// runs at once leaves the rest idle.
+    ///
+    /// The constants are fitted to lavapipe's measured times of every variant on the zoo's
+    /// matmul shapes (`shaders/tests/data/llvmpipe-matmul-times.txt`, checked by
+    /// `cost_model_picks_near_the_measured_best`): a storage element costs ~250, a texel ~25, a
+    /// uniform-block element ~0 (broadcast), a workgroup-memory tile divides both loads by its
+    /// side where that memory is fast, and barriers double the cost where it is not.
+    pub fn estimated_cost(self, p: &MatmulProblem, target: &TargetProfile) -> f64 {
+        const STORAGE: f64 = 250.0;
+        let texel = if target.texture_weights {
+            25.0
+        } else {
+            STORAGE
+        };
+        let uniform = if target.uniform_block_operands {
+            0.0
+        } else {
+            STORAGE
+        };
+        let b_path = if p.b_texture() { texel } else { STORAGE };
+        // (rows, cols) per invocation, the per-element costs of A and B, the fixed cost.
+        let (r, c, a_cost, b_cost, fixed) = match self {
+            MatmulVariant::Naive => (1.0, 1.0, STORAGE, STORAGE, 0.0),
+            MatmulVariant::Rb4 => (4.0, 4.0, STORAGE, STORAGE, 0.0),
+            MatmulVariant::Rb4V4K => (4.0, 8.0, STORAGE, STORAGE, 0.0),
+            MatmulVariant::V4 { rows, cols4, .. } => {
+                (rows as f64, 4.0 * cols4 as f64, STORAGE, STORAGE, 0.0)
+            }
+            MatmulVariant::V4Tex { rows, cols4, .. } => {
+                (rows as f64, 4.0 * cols4 as f64, STORAGE, texel, 4.5)
+            }
+            MatmulVariant::Ubo { rows, cols4, .. } => {
+                (rows as f64, 4.0 * cols4 as f64, uniform, b_path, 6.0)
+            }
+            MatmulVariant::Tiled if target.fast_workgroup_memory => {
+                (64.0, 64.0, STORAGE, STORAGE, 2.0)
+            }
+            // Workgroup memory without its speed: a 4 x 4 block behind two barriers a step.
+            MatmulVariant::Tiled => (4.0, 4.0, 2.0 * STORAGE, 2.0 * STORAGE, 0.0),
+        };
+        let batches = p.offsets.len().max(1);
+        let (outputs, workgroups) = match self.tile() {
+            Some((tm, tn)) => {
+                let (tm, tn) = (tm as usize, tn as usize);
+                let tiles = batches * p.m.div_ceil(tm) * p.n.div_ceil(tn);
+                (tiles * tm * tn, tiles)
+            }
+            // One output per invocation, 256 invocations a workgroup.
+            None => {
+                let wgs = (batches * p.m * p.n).div_ceil(256);
+                (wgs * 256, wgs)
+            }
+        };
+        let (work, workgroups) = (outputs as f64 * p.k as f64, workgroups.max(1) as f64);
+        // Workgroups a target keeps busy at once: a GPU's compute units (a few workgroups
+        // each); a CPU adapter's threads (one per core: two at least).
+        let slots = match target.kind {
+            sfumato_core::TargetKind::Cpu => 2.0,
+            _ => 256.0,
+        };
+        let idle = (slots / workgroups).max(1.0);
+        work * (a_cost / c + b_cost / r + fixed) * idle
     }
 }
 
