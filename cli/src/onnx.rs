@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sfumato_core::{Device, Tensor};
 use sfumato_onnx::conformance::{self, Status, Totals};
 use sfumato_onnx::{self as onnx, ImportOptions};
@@ -211,7 +211,9 @@ pub fn conformance(a: &ConformanceArgs, dev: &mut dyn Device) -> Result<()> {
     if cases.is_empty() {
         bail!("no cases under {} match", dir.display());
     }
-    let bar = ProgressBar::new(cases.len() as u64);
+    // On stderr, and hidden where stderr is not a terminal (piped output, tests); the case
+    // lines go to stdout with the bar put aside.
+    let bar = ProgressBar::with_draw_target(Some(cases.len() as u64), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -222,24 +224,30 @@ pub fn conformance(a: &ConformanceArgs, dev: &mut dyn Device) -> Result<()> {
         bar.set_message(r.name.clone());
         bar.inc(1);
         if a.verbose || matches!(r.status, Status::Fail | Status::Error) {
-            bar.suspend(|| println!("{:<11} {}  {}", r.status.name(), r.name, r.detail));
+            let status = match r.computed {
+                Some(c) => format!("pass {}", c.name()),
+                None => r.status.name().to_string(),
+            };
+            bar.suspend(|| println!("{status:<11} {}  {}", r.name, r.detail));
         }
         results.push(r);
     }
     bar.finish_and_clear();
     let t = Totals::of(&results);
-    println!("\nper op type (cases using it): pass / fail / unsupported / error");
+    println!("\nper op type (cases using it): pass (of them host) / fail / unsupported / error");
     for (op, o) in conformance::per_op(&results) {
         println!(
-            "  {op:<28} {:>4} {:>4} {:>4} {:>4}",
-            o.pass, o.fail, o.unsupported, o.error
+            "  {op:<28} {:>4} ({:>3}) {:>4} {:>4} {:>4}",
+            o.pass, o.pass_host, o.fail, o.unsupported, o.error
         );
     }
     println!(
-        "\n{} cases on {}: {} pass, {} fail, {} unsupported, {} error",
+        "\n{} cases on {}: {} pass (device {}, host {}), {} fail, {} unsupported, {} error",
         results.len(),
         dev.name(),
         t.pass,
+        t.pass_device,
+        t.pass_host,
         t.fail,
         t.unsupported,
         t.error

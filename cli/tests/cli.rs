@@ -398,7 +398,7 @@ fn conformance_json_has_totals_and_cases() {
         "--device",
         "cpu",
         "--filter",
-        "^test_(relu|nonzero_example)$",
+        "^test_(relu|nonzero_example|shape)$",
         "--json",
         json.to_str().unwrap(),
     ]);
@@ -406,10 +406,23 @@ fn conformance_json_has_totals_and_cases() {
     assert!(out.status.success(), "{o}{e}");
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(j["totals"]["pass"], 1, "{j}");
+    // Relu of the input runs on the device; Shape's output is known at import.
+    assert_eq!(j["totals"]["pass"], 2, "{j}");
+    assert_eq!(j["totals"]["pass_device"], 1, "{j}");
+    assert_eq!(j["totals"]["pass_host"], 1, "{j}");
     assert!(j["totals"]["unsupported"].as_u64().unwrap() >= 1, "{j}");
     assert_eq!(j["cases"][0]["status"], "unsupported");
-    assert!(o.contains("pass") && o.contains("Relu"), "{o}");
+    assert_eq!(j["cases"][0]["computed"], serde_json::Value::Null);
+    assert_eq!(j["cases"][1]["name"], "test_relu");
+    assert_eq!(j["cases"][1]["computed"], "device");
+    assert_eq!(j["cases"][2]["name"], "test_shape");
+    assert_eq!(j["cases"][2]["computed"], "host");
+    assert!(
+        o.contains("2 pass (device 1, host 1)") && o.contains("Relu"),
+        "{o}"
+    );
+    // The progress bar draws only on a terminal: piped, stderr holds no bar.
+    assert!(!e.contains('\r') && !e.contains('\u{1b}'), "{e:?}");
     std::fs::remove_file(&json).ok();
 }
 

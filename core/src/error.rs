@@ -30,6 +30,16 @@ pub enum Error {
         inputs: String,
         msg: String,
     },
+    /// A bug, not a property of the model: code generation failed where it should not (a
+    /// template or params-layout error, generated WGSL that naga rejects, a group the back end
+    /// cannot lower). Never a gap in coverage: the conformance runner counts it as an error.
+    #[error("node '{node}' ({op}): internal error: {msg} (inputs: {inputs})")]
+    Internal {
+        node: String,
+        op: String,
+        inputs: String,
+        msg: String,
+    },
     /// A host tensor is malformed.
     #[error("tensor: {0}")]
     Tensor(String),

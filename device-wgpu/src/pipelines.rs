@@ -12,15 +12,17 @@ impl WgpuDevice {
             .map_err(|e| Error::Device(format!("waiting for the GPU: {e}")))
     }
 
+    /// The pipeline of a kernel, compiled once per WGSL text. Its one error is naga refusing
+    /// the module, a bug the caller names the node of ([`sfumato_shaders::Error::for_node`]).
     pub(crate) fn pipeline(
         &mut self,
         name: &str,
         wgsl: &str,
-    ) -> Result<Arc<wgpu::ComputePipeline>> {
+    ) -> Result<Arc<wgpu::ComputePipeline>, sfumato_shaders::Error> {
         if let Some(p) = self.pipelines.get(wgsl) {
             return Ok(p.clone());
         }
-        sfumato_shaders::validate(name, wgsl).map_err(|e| Error::Device(e.to_string()))?;
+        sfumato_shaders::validate(name, wgsl)?;
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(wgsl.into()),

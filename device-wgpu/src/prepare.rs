@@ -118,12 +118,6 @@ impl WgpuDevice {
         let mut const_nodes = Vec::new();
         for group in &the_plan.groups {
             let node = g.node(group.nodes[0]);
-            let node_err = |msg: String| Error::Limit {
-                node: node.name.clone(),
-                op: node.op.name().to_string(),
-                inputs: g.describe_node_inputs(node),
-                msg,
-            };
             for &m in &group.nodes {
                 let n = g.node(m);
                 for (k, &v) in n.inputs.iter().chain(n.outputs.iter()).enumerate() {
@@ -145,23 +139,16 @@ impl WgpuDevice {
             if let Some(p) = group_matmul_problem(&g, &the_plan, group) {
                 opts.matmul = Some(self.matmul_variant(&p)?);
             }
-            let gk = generate(&g, &the_plan, group, &opts).map_err(|e| match e {
-                sfumato_shaders::Error::Limit(m) | sfumato_shaders::Error::LoopBudget(m) => {
-                    node_err(m)
-                }
-                other => Error::Unsupported {
-                    node: node.name.clone(),
-                    op: node.op.name().to_string(),
-                    inputs: g.describe_node_inputs(node),
-                    msg: other.to_string(),
-                },
-            })?;
+            // Only an op or dtype the back end lacks is unsupported; a template error, invalid
+            // WGSL or a group it cannot lower is an internal error (a bug, not a coverage gap).
+            let gk = generate(&g, &the_plan, group, &opts).map_err(|e| e.for_node(&g, node))?;
             if let (Lowered::Constant, Op::Constant(_)) = (&gk.lowered, &node.op) {
                 const_nodes.push((node.outputs[0], node.id));
             }
             if let Lowered::Kernels(ks) = &gk.lowered {
                 for k in ks {
-                    self.pipeline(&k.name, &k.wgsl)?;
+                    self.pipeline(&k.name, &k.wgsl)
+                        .map_err(|e| e.for_node(&g, node))?;
                 }
             }
             progress.step(&node.name);

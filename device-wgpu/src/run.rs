@@ -163,7 +163,9 @@ impl WgpuDevice {
                         if k.workgroups.contains(&0) {
                             continue;
                         }
-                        let pipeline = self.pipeline(&k.name, &k.wgsl)?;
+                        let pipeline = self
+                            .pipeline(&k.name, &k.wgsl)
+                            .map_err(|e| Error::Device(e.to_string()))?;
                         let entries = kernel_entries(
                             k,
                             &gk,

@@ -306,7 +306,9 @@ impl WgpuDevice {
 
     /// Wall-clock seconds of one dispatch of `k` over `bufs` (submitted alone and waited for).
     pub(crate) fn time_kernel(&mut self, k: &Kernel, bufs: &[Res]) -> Result<f64> {
-        let pipeline = self.pipeline(&k.name, &k.wgsl)?;
+        let pipeline = self
+            .pipeline(&k.name, &k.wgsl)
+            .map_err(|e| Error::Device(e.to_string()))?;
         let params = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {

@@ -1,10 +1,16 @@
 //! The ONNX operator conformance runner: each case folder holds `model.onnx` and
 //! `test_data_set_0/{input,output}_<j>.pb`; the model runs on a device and its outputs are
 //! compared with the expected ones (rtol 1e-3, atol 1e-7; integers and booleans exact).
+//!
+//! The case's inputs are given to the importer as known values (an op whose shape, axes or
+//! count comes from an input needs them), so some cases' outputs are computed at import and
+//! only handed to the device: each pass says where its outputs were computed ([`Computed`]),
+//! and the totals count device and host passes apart.
 
 use crate::{self as onnx, Error, ImportOptions};
 use serde::Serialize;
-use sfumato_core::{DType, Device, Tensor};
+use sfumato_core::device::Profile;
+use sfumato_core::{DType, Device, Graph, Op, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -46,10 +52,42 @@ impl Status {
     }
 }
 
+/// Where a passing case's outputs were computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Computed {
+    /// At least one output was computed by a device kernel from a run input.
+    Device,
+    /// No kernel computed any output from a run input: every output was known at import (the
+    /// importer computed it from the case's inputs, given as known values, or it is a constant
+    /// the passes fold) or is a run input handed back unchanged (Identity, Reshape). The device
+    /// only uploaded and read back.
+    Host,
+}
+
+impl Computed {
+    pub fn name(self) -> &'static str {
+        match self {
+            Computed::Device => "device",
+            Computed::Host => "host",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Computed> {
+        match s {
+            "device" => Some(Computed::Device),
+            "host" => Some(Computed::Host),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseResult {
     pub name: String,
     pub status: Status,
+    /// For a pass, where its outputs were computed; `None` otherwise.
+    pub computed: Option<Computed>,
     pub detail: String,
     /// The op types of the case's model.
     pub ops: Vec<String>,
@@ -58,6 +96,10 @@ pub struct CaseResult {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Totals {
     pub pass: usize,
+    /// The passes whose outputs a device kernel computed ([`Computed::Device`]).
+    pub pass_device: usize,
+    /// The passes whose outputs were all known at import ([`Computed::Host`]).
+    pub pass_host: usize,
     pub fail: usize,
     pub unsupported: usize,
     pub error: usize,
@@ -67,14 +109,23 @@ impl Totals {
     pub fn of(cases: &[CaseResult]) -> Totals {
         let mut t = Totals::default();
         for c in cases {
-            match c.status {
-                Status::Pass => t.pass += 1,
-                Status::Fail => t.fail += 1,
-                Status::Unsupported => t.unsupported += 1,
-                Status::Error => t.error += 1,
-            }
+            t.add(c);
         }
         t
+    }
+
+    fn add(&mut self, c: &CaseResult) {
+        match c.status {
+            Status::Pass => self.pass += 1,
+            Status::Fail => self.fail += 1,
+            Status::Unsupported => self.unsupported += 1,
+            Status::Error => self.error += 1,
+        }
+        match c.computed {
+            Some(Computed::Device) => self.pass_device += 1,
+            Some(Computed::Host) => self.pass_host += 1,
+            None => {}
+        }
     }
 }
 
@@ -83,16 +134,89 @@ pub fn per_op(cases: &[CaseResult]) -> BTreeMap<String, Totals> {
     let mut m: BTreeMap<String, Totals> = BTreeMap::new();
     for c in cases {
         for op in &c.ops {
-            let t = m.entry(op.clone()).or_default();
-            match c.status {
-                Status::Pass => t.pass += 1,
-                Status::Fail => t.fail += 1,
-                Status::Unsupported => t.unsupported += 1,
-                Status::Error => t.error += 1,
-            }
+            m.entry(op.clone()).or_default().add(c);
         }
     }
     m
+}
+
+/// The list of passing cases a test pins: a `# ` line for each line of `header`, then one
+/// `NAME device` or `NAME host` line per pass, sorted by name.
+pub fn passing_list(results: &[CaseResult], header: &str) -> String {
+    let mut s: String = header.lines().map(|l| format!("# {l}\n")).collect();
+    let passes: BTreeMap<&str, Computed> = results
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), r.computed?)))
+        .collect();
+    for (name, c) in passes {
+        s += &format!("{name} {}\n", c.name());
+    }
+    s
+}
+
+/// Read a list written by [`passing_list`]: case name to where its outputs were computed.
+pub fn parse_passing_list(text: &str) -> Result<BTreeMap<String, Computed>, String> {
+    let mut m = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line
+            .split_once(' ')
+            .and_then(|(n, c)| Some((n.to_string(), Computed::parse(c.trim())?)));
+        let Some((name, c)) = parsed else {
+            return Err(format!(
+                "line {}: '{line}' is not 'NAME device' or 'NAME host'",
+                i + 1
+            ));
+        };
+        if m.insert(name, c).is_some() {
+            return Err(format!("line {}: '{line}' is listed twice", i + 1));
+        }
+    }
+    Ok(m)
+}
+
+/// How a run's passes differ from a pinned list ([`diff_passing`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassingDiff {
+    /// Regressions: listed cases that no longer pass (or are not in the suite), and device
+    /// passes that became host passes; each `NAME: what it is now`.
+    pub lost: Vec<String>,
+    /// Passes the list does not hold, and host passes that became device passes.
+    pub new: Vec<String>,
+}
+
+/// Compare `results` with a pinned list of passes.
+pub fn diff_passing(listed: &BTreeMap<String, Computed>, results: &[CaseResult]) -> PassingDiff {
+    let by_name: HashMap<&str, &CaseResult> =
+        results.iter().map(|r| (r.name.as_str(), r)).collect();
+    let mut d = PassingDiff::default();
+    for (name, &was) in listed {
+        match by_name.get(name.as_str()) {
+            None => d.lost.push(format!("{name}: not in the suite")),
+            Some(r) => match r.computed {
+                None => d
+                    .lost
+                    .push(format!("{name}: {} {}", r.status.name(), r.detail)),
+                Some(Computed::Host) if was == Computed::Device => d
+                    .lost
+                    .push(format!("{name}: a host pass, listed as a device pass")),
+                Some(Computed::Device) if was == Computed::Host => d
+                    .new
+                    .push(format!("{name}: a device pass, listed as a host pass")),
+                Some(_) => {}
+            },
+        }
+    }
+    for r in results {
+        if let Some(c) = r.computed.filter(|_| !listed.contains_key(&r.name)) {
+            d.new
+                .push(format!("{}: a {} pass, not listed", r.name, c.name()));
+        }
+    }
+    d
 }
 
 /// The case folders under `dir` (those with a `model.onnx`), sorted by name.
@@ -108,6 +232,56 @@ pub fn case_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Whether an error means "not supported" (a coverage gap) rather than a bug.
 pub fn is_unsupported(e: &Error) -> bool {
     e.is_unsupported()
+}
+
+/// The status of a case that ended in `e`: a coverage gap (an op, dtype or attribute Sfumato
+/// lacks) is unsupported; anything else, an internal error of the shader generator included, is
+/// an error.
+pub fn status_of(e: &Error) -> Status {
+    if is_unsupported(e) {
+        Status::Unsupported
+    } else {
+        Status::Error
+    }
+}
+
+/// Where the outputs of a run of `g` (the graph as imported) were computed: on the device when
+/// some graph output with elements is computed by an op from a graph input (a Reshape only
+/// relabels its input, and a Constant reads none) and the run's profile lists at least one
+/// kernel (the wgpu device dispatches none for an identity Transpose, a view of its input); on
+/// the host otherwise. The passes fold only what reads no graph input, so the imported graph
+/// tells the same as the one the device runs.
+pub fn computed(g: &Graph, profile: &Profile) -> Computed {
+    // Per value: None, independent of the run inputs; Some(false), a run input, maybe
+    // reshaped; Some(true), computed from one by an op.
+    let mut from_run: Vec<Option<bool>> = vec![None; g.values().len()];
+    for &i in g.inputs() {
+        from_run[i.index()] = Some(false);
+    }
+    for n in g.nodes() {
+        let ins: Vec<bool> = n
+            .inputs
+            .iter()
+            .filter_map(|i| from_run[i.index()])
+            .collect();
+        if ins.is_empty() {
+            continue;
+        }
+        let by_op = !matches!(n.op, Op::Reshape { .. } | Op::Constant(_));
+        let computed = by_op || ins.contains(&true);
+        for o in &n.outputs {
+            from_run[o.index()] = Some(computed);
+        }
+    }
+    let on_device = g
+        .outputs()
+        .iter()
+        .any(|&o| from_run[o.index()] == Some(true) && g.shape(o).numel() > 0);
+    if on_device && !profile.entries.is_empty() {
+        Computed::Device
+    } else {
+        Computed::Host
+    }
 }
 
 fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -133,23 +307,23 @@ pub fn run_case(dir: &Path, dev: &mut dyn Device) -> CaseResult {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_case_inner(&model, dir, dev, &mut ops)
     }));
-    let (status, detail) = match result {
-        Ok(Ok(())) => (Status::Pass, String::new()),
-        Ok(Err(Outcome::Fail(d))) => (Status::Fail, d),
-        Ok(Err(Outcome::Err(e))) if is_unsupported(&e) => (Status::Unsupported, e.to_string()),
-        Ok(Err(Outcome::Err(e))) => (Status::Error, e.to_string()),
+    let (status, computed, detail) = match result {
+        Ok(Ok(c)) => (Status::Pass, Some(c), String::new()),
+        Ok(Err(Outcome::Fail(d))) => (Status::Fail, None, d),
+        Ok(Err(Outcome::Err(e))) => (status_of(&e), None, e.to_string()),
         Err(p) => {
             let msg = p
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            (Status::Error, format!("panic: {msg}"))
+            (Status::Error, None, format!("panic: {msg}"))
         }
     };
     CaseResult {
         name,
         status,
+        computed,
         detail,
         ops,
     }
@@ -177,7 +351,7 @@ fn run_case_inner(
     dir: &Path,
     dev: &mut dyn Device,
     ops: &mut Vec<String>,
-) -> Result<(), Outcome> {
+) -> Result<Computed, Outcome> {
     let bytes = std::fs::read(model)
         .map_err(|e| Error::Model(format!("cannot read {}: {e}", model.display())))?;
     let info = onnx::inspect(&bytes)?;
@@ -276,7 +450,7 @@ fn run_case_inner(
         };
         compare(&got, &exp).map_err(|d| Outcome::Fail(format!("output {k}: {d}")))?;
     }
-    Ok(())
+    Ok(computed(&m.graph, &out.profile))
 }
 
 /// ONNX's Cast leaves a float cast to a fixed-point type out of its range undefined ("fixed
@@ -363,6 +537,211 @@ pub fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::data_type;
+    use crate::testutil::{model, node, vi};
+    use prost::Message;
+    use sfumato_core::device::{OpTiming, RunOutput, TimingSource};
+    use sfumato_core::CpuDevice;
+
+    /// A case folder `NAME` under a fresh temporary suite: `model.onnx` and one input and
+    /// expected output.
+    fn case(name: &str, model: Vec<u8>, input: &Tensor, output: &Tensor) -> PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("sfumato-conf-{}-{name}", std::process::id()))
+            .join(name);
+        let data = dir.join("test_data_set_0");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(dir.join("model.onnx"), model).unwrap();
+        let pb = |t: &Tensor, n: &str| crate::tensor::to_proto(t, n).encode_to_vec();
+        std::fs::write(data.join("input_0.pb"), pb(input, "x")).unwrap();
+        std::fs::write(data.join("output_0.pb"), pb(output, "y")).unwrap();
+        dir
+    }
+
+    /// `y = OP(x)`, x and y f32 [4].
+    fn unary_case(name: &str, op: &str, y: &[f32]) -> PathBuf {
+        let f = |n: &str| vi(n, data_type::FLOAT, &[Ok(4)]);
+        let m = model(
+            vec![node(op, &["x"], &["y"], vec![])],
+            vec![],
+            vec![f("x")],
+            vec![f("y")],
+        );
+        let x = Tensor::from_f32([4], vec![-1.0, 2.0, -3.0, 4.0]).unwrap();
+        case(name, m, &x, &Tensor::from_f32([4], y.to_vec()).unwrap())
+    }
+
+    /// A device whose every run ends in one error.
+    struct Failing(fn() -> sfumato_core::Error);
+
+    impl Device for Failing {
+        fn name(&self) -> String {
+            "failing".into()
+        }
+        fn run(&mut self, _: &Graph, _: &[Tensor]) -> sfumato_core::Result<RunOutput> {
+            Err((self.0)())
+        }
+    }
+
+    fn internal() -> sfumato_core::Error {
+        sfumato_core::Error::Internal {
+            node: "relu_0".into(),
+            op: "Relu".into(),
+            inputs: "f32 [4]".into(),
+            msg: "a group output not computed by it".into(),
+        }
+    }
+
+    fn unsupported() -> sfumato_core::Error {
+        sfumato_core::Error::Unsupported {
+            node: "exp_0".into(),
+            op: "Exp".into(),
+            inputs: "u32 [4]".into(),
+            msg: "Exp on u32".into(),
+        }
+    }
+
+    /// The shader generator's internal failure (a bug) is an error, never "unsupported" (a
+    /// coverage gap); a gap stays unsupported.
+    #[test]
+    fn an_internal_error_is_an_error_and_a_gap_is_unsupported() {
+        assert_eq!(status_of(&internal().into()), Status::Error);
+        assert_eq!(status_of(&unsupported().into()), Status::Unsupported);
+        let dir = unary_case("test_relu", "Relu", &[0.0, 2.0, 0.0, 4.0]);
+        let r = run_case(&dir, &mut Failing(internal));
+        assert_eq!((r.status, r.computed), (Status::Error, None), "{r:?}");
+        assert!(r.detail.contains("internal error"), "{}", r.detail);
+        let r = run_case(&dir, &mut Failing(unsupported));
+        assert_eq!(r.status, Status::Unsupported, "{r:?}");
+        let t = Totals::of(&[r, run_case(&dir, &mut Failing(internal))]);
+        assert_eq!((t.unsupported, t.error), (1, 1));
+        std::fs::remove_dir_all(dir.parent().unwrap()).ok();
+    }
+
+    fn kernel() -> Profile {
+        Profile {
+            entries: vec![OpTiming {
+                nodes: vec!["n".into()],
+                ops: vec!["Relu".into()],
+                kernel: "k".into(),
+                start_ns: 0,
+                duration_ns: 0,
+                source: TimingSource::Untimed,
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// A pass is a device pass only where an op computes an output from a run input and the
+    /// run dispatched a kernel; an output known at import, or a run input handed back
+    /// reshaped, is a host pass.
+    #[test]
+    fn computed_tells_device_passes_from_host_passes() {
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [2, 3]);
+        let r = g.reshape(x, &[3, 2]).unwrap();
+        let c = g
+            .constant(Tensor::from_f32([3, 2], vec![1.0; 6]).unwrap())
+            .unwrap();
+        let folded = g.relu(c).unwrap();
+        let sum = g.add_(r, c).unwrap();
+        let e = g.input("e", DType::F32, [0, 3]);
+        let empty = g.relu(e).unwrap();
+        let with = |outs: &[sfumato_core::ValueId]| {
+            let mut g = g.clone();
+            g.set_outputs(outs).unwrap();
+            g
+        };
+        assert_eq!(computed(&with(&[r]), &kernel()), Computed::Host);
+        assert_eq!(computed(&with(&[folded]), &kernel()), Computed::Host);
+        assert_eq!(computed(&with(&[c, r]), &kernel()), Computed::Host);
+        assert_eq!(computed(&with(&[sum]), &kernel()), Computed::Device);
+        assert_eq!(computed(&with(&[folded, sum]), &kernel()), Computed::Device);
+        // An empty output has no value to compute.
+        assert_eq!(computed(&with(&[empty]), &kernel()), Computed::Host);
+        // Nothing dispatched: the device only copied.
+        assert_eq!(computed(&with(&[sum]), &Profile::default()), Computed::Host);
+    }
+
+    /// Through the runner: Relu of the input is a device pass; Shape of it is known at import.
+    #[test]
+    fn run_case_says_where_a_pass_was_computed() {
+        let dir = unary_case("test_relu", "Relu", &[0.0, 2.0, 0.0, 4.0]);
+        let r = run_case(&dir, &mut CpuDevice);
+        assert_eq!(
+            (r.status, r.computed),
+            (Status::Pass, Some(Computed::Device)),
+            "{r:?}"
+        );
+        let m = model(
+            vec![node("Shape", &["x"], &["y"], vec![])],
+            vec![],
+            vec![vi("x", data_type::FLOAT, &[Ok(4)])],
+            vec![vi("y", data_type::INT64, &[Ok(1)])],
+        );
+        let x = Tensor::from_f32([4], vec![1.0; 4]).unwrap();
+        let shape = Tensor::from_i64([1], vec![4]).unwrap();
+        let dir2 = case("test_shape", m, &x, &shape);
+        let r2 = run_case(&dir2, &mut CpuDevice);
+        assert_eq!(
+            (r2.status, r2.computed),
+            (Status::Pass, Some(Computed::Host)),
+            "{r2:?}"
+        );
+        let t = Totals::of(&[r, r2]);
+        assert_eq!((t.pass, t.pass_device, t.pass_host), (2, 1, 1));
+        std::fs::remove_dir_all(dir.parent().unwrap()).ok();
+        std::fs::remove_dir_all(dir2.parent().unwrap()).ok();
+    }
+
+    fn result(name: &str, status: Status, computed: Option<Computed>) -> CaseResult {
+        CaseResult {
+            name: name.into(),
+            status,
+            computed,
+            detail: String::new(),
+            ops: vec![],
+        }
+    }
+
+    /// The pinned list round-trips, and its diff names lost passes (a regression), device
+    /// passes now host passes (a regression), and passes it does not hold.
+    #[test]
+    fn the_passing_list_round_trips_and_diffs() {
+        use Computed::{Device as D, Host as H};
+        let was = [
+            result("test_a", Status::Pass, Some(D)),
+            result("test_b", Status::Pass, Some(H)),
+            result("test_c", Status::Unsupported, None),
+            result("test_d", Status::Pass, Some(D)),
+        ];
+        let text = passing_list(&was, "the header\nregenerate: ...");
+        assert!(
+            text.starts_with("# the header\n# regenerate: ...\n"),
+            "{text}"
+        );
+        let listed = parse_passing_list(&text).unwrap();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(diff_passing(&listed, &was), PassingDiff::default());
+        let now = [
+            result("test_a", Status::Error, None),
+            result("test_b", Status::Pass, Some(D)),
+            result("test_c", Status::Pass, Some(H)),
+            result("test_d", Status::Pass, Some(H)),
+        ];
+        let d = diff_passing(&listed, &now);
+        assert_eq!(d.lost.len(), 2, "{d:?}");
+        assert!(d.lost[0].starts_with("test_a: error"), "{d:?}");
+        assert!(d.lost[1].starts_with("test_d: a host pass"), "{d:?}");
+        assert_eq!(d.new.len(), 2, "{d:?}");
+        assert!(d.new[0].starts_with("test_b: a device pass"), "{d:?}");
+        assert!(
+            d.new[1].starts_with("test_c: a host pass, not listed"),
+            "{d:?}"
+        );
+        assert!(parse_passing_list("test_a gpu").is_err());
+        assert!(parse_passing_list("test_a host\ntest_a host").is_err());
+    }
 
     /// -9.0 and 8.0 to int4 are undefined by ONNX: whatever the suite expects there (ml_dtypes 0.6
     /// wraps to 7 and -8, 0.7 writes 0) is not compared; an in-range element still is.

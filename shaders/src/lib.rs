@@ -74,20 +74,70 @@ pub use matmul::{matmul_problem, MatmulProblem, MatmulVariant};
 pub use options::LowerOptions;
 pub use sfumato_core::target::Elem;
 
-/// Errors of shader generation.
+/// Errors of shader generation. [`Error::for_node`] makes one a sfumato-core error: only
+/// [`Error::Unsupported`] is a gap in coverage; a template error, invalid WGSL or an internal
+/// error is a bug, and a limit is the adapter's.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A template or params layout filled wrongly (a missing or unknown placeholder or field).
     #[error("{0}")]
     Template(String),
     #[error("generated WGSL for kernel '{kernel}' is invalid: {msg}")]
     Naga { kernel: String, msg: String },
+    /// Something the back end does not implement: an op on a dtype it has no kernel for.
     #[error("{0}")]
     Unsupported(String),
+    /// A group the back end should lower but cannot: the plan and the back end disagree (a
+    /// group without its anchor, an output no kernel computes), or a caller broke a contract
+    /// (a matmul variant that does not support the problem it is given).
+    #[error("{0}")]
+    Internal(String),
     #[error("{0}")]
     Limit(String),
     /// A kernel over the adapter's loop budget ([`loops`]): another variant may fit.
     #[error("{0}")]
     LoopBudget(String),
+}
+
+impl Error {
+    /// The sfumato-core error of this failure while lowering `node` of `g` (the first node of
+    /// its group), naming the node, its op and its inputs' dtypes and shapes: an unsupported op
+    /// or dtype stays [`sfumato_core::Error::Unsupported`], a limit or loop budget is
+    /// [`sfumato_core::Error::Limit`], and everything else (template, naga, internal) is
+    /// [`sfumato_core::Error::Internal`], a bug rather than a coverage gap.
+    pub fn for_node(
+        self,
+        g: &sfumato_core::Graph,
+        node: &sfumato_core::Node,
+    ) -> sfumato_core::Error {
+        let (node, op, inputs) = (
+            node.name.clone(),
+            node.op.name().to_string(),
+            g.describe_node_inputs(node),
+        );
+        match self {
+            Error::Unsupported(msg) => sfumato_core::Error::Unsupported {
+                node,
+                op,
+                inputs,
+                msg,
+            },
+            Error::Limit(msg) | Error::LoopBudget(msg) => sfumato_core::Error::Limit {
+                node,
+                op,
+                inputs,
+                msg,
+            },
+            e @ (Error::Template(_) | Error::Naga { .. } | Error::Internal(_)) => {
+                sfumato_core::Error::Internal {
+                    node,
+                    op,
+                    inputs,
+                    msg: e.to_string(),
+                }
+            }
+        }
+    }
 }
 
 /// Which tensor a binding holds: a node input or output, by position.

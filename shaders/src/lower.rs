@@ -50,7 +50,7 @@ fn lower_op(
         Op::Reshape { .. } => Ok(Lowered::Alias),
         Op::MatMul | Op::Gemm(_) => {
             let p = matmul_problem(op, ins, outs)
-                .ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
+                .ok_or_else(|| Error::Internal("matmul shapes".into()))?;
             ks(matmul_kernel(&p, pick_variant(&p, opts)?, opts))
         }
         Op::Unary(u) => one(elementwise::unary(*u, ins[0], out, opts)),

@@ -66,7 +66,7 @@ pub fn attention(
                     .iter()
                     .find(|i| !made.contains(i))
                     .copied()
-                    .ok_or_else(|| Error::Unsupported("attention scale".into()))?;
+                    .ok_or_else(|| Error::Internal("attention scale".into()))?;
                 let t = g
                     .value(c)
                     .producer
@@ -75,7 +75,7 @@ pub fn attention(
                         Op::Constant(t) => t.to_f64_vec().first().copied(),
                         _ => None,
                     })
-                    .ok_or_else(|| Error::Unsupported("attention scale".into()))?
+                    .ok_or_else(|| Error::Internal("attention scale".into()))?
                     as f32;
                 scale = if *b == BinaryOp::Div { 1.0 / t } else { t };
             }
@@ -88,7 +88,7 @@ pub fn attention(
             _ => {}
         }
     }
-    let pv = pv.ok_or_else(|| Error::Unsupported("attention without P.V".into()))?;
+    let pv = pv.ok_or_else(|| Error::Internal("attention without P.V".into()))?;
     let scores = g.shape(qk.outputs[0]);
     let rank = scores.rank();
     let pad = |d: &[usize]| -> Vec<usize> {
@@ -135,7 +135,7 @@ pub fn attention(
         .outputs
         .first()
         .copied()
-        .ok_or_else(|| Error::Unsupported("attention without an output".into()))?;
+        .ok_or_else(|| Error::Internal("attention without an output".into()))?;
     let os = {
         // Stored as [B, H, Sq, Dv], or after the transpose as [B, Sq, H, Dv].
         let (c, [sb, sh, row, col]) = if transpose.is_some() {

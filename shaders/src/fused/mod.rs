@@ -129,7 +129,7 @@ fn generate_group(
                 .view_of
                 .get(&out)
                 .cloned()
-                .ok_or_else(|| Error::Unsupported("a view group without a view".into()))?;
+                .ok_or_else(|| Error::Internal("a view group without a view".into()))?;
             let shape = g.shape(out);
             let lowered = if view.offset == 0
                 && view.is_contiguous(shape)
@@ -150,7 +150,7 @@ fn generate_group(
         GroupKind::Elementwise => elementwise(g, plan, group, opts, label),
         GroupKind::Matmul => {
             let p = group_matmul_problem(g, plan, group)
-                .ok_or_else(|| Error::Unsupported("matmul shapes".into()))?;
+                .ok_or_else(|| Error::Internal("matmul shapes".into()))?;
             let inputs: Vec<ValueId> = first
                 .inputs
                 .iter()
@@ -160,7 +160,7 @@ fn generate_group(
         }
         GroupKind::Conv => {
             let Op::Conv2d(c) = &first.op else {
-                return Err(Error::Unsupported("conv group without a conv".into()));
+                return Err(Error::Internal("conv group without a conv".into()));
             };
             if let Some(p) = group_matmul_problem(g, plan, group) {
                 // Pointwise: a batched matmul (A = weight, B = image) with the same epilogue.
@@ -192,7 +192,7 @@ fn generate_group(
                         Op::Softmax { .. } | Op::LayerNorm { .. } | Op::Reduce { .. }
                     )
                 })
-                .ok_or_else(|| Error::Unsupported("row reduction group without its op".into()))?;
+                .ok_or_else(|| Error::Internal("row reduction group without its op".into()))?;
             let anchor = g.node(group.nodes[ai]);
             let x = anchor.inputs[0];
             let shape = g.shape(anchor.outputs[0]);
@@ -289,7 +289,7 @@ fn spliced(
     })?;
     let inputs = bound
         .into_inner()
-        .ok_or_else(|| Error::Unsupported(format!("{label}: the kernel took no splice")))?;
+        .ok_or_else(|| Error::Internal(format!("{label}: the kernel took no splice")))?;
     Ok(GroupKernels {
         lowered: Lowered::Kernels(ks),
         inputs,
@@ -329,7 +329,7 @@ fn elementwise(
         let v = known
             .get(&o)
             .cloned()
-            .ok_or_else(|| Error::Unsupported("a group output not computed by it".into()))?;
+            .ok_or_else(|| Error::Internal("a group output not computed by it".into()))?;
         let _ = writeln!(body, "    out{j}[i] = {v};");
         bindings.push(Buf::Out(j));
     }

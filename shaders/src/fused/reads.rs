@@ -265,7 +265,7 @@ fn node_fn(g: &Graph, node: &sfumato_core::Node, fname: &str) -> Result<String, 
             "fn {fname}(c: u32, a: {out}, b: {out}) -> {out} {{\n    return select(b, a, c != 0u);\n}}\n"
         ),
         other => {
-            return Err(Error::Unsupported(format!(
+            return Err(Error::Internal(format!(
                 "{} is not elementwise",
                 other.name()
             )))
@@ -367,7 +367,7 @@ pub(crate) fn anchor_splice(
             .iter()
             .find(|b| b.0 == 0)
             .map(|b| b.1)
-            .ok_or_else(|| Error::Unsupported("row reduction without an input".into()))?;
+            .ok_or_else(|| Error::Internal("row reduction without an input".into()))?;
         (
             f,
             bindings.iter().filter(|b| b.0 != 0).map(|b| b.1).collect(),

@@ -45,7 +45,7 @@ fn matmul_kernels(
     splice: SpliceFn,
 ) -> Result<Vec<Kernel>, Error> {
     if !v.supports(p) {
-        return Err(Error::Unsupported(format!(
+        return Err(Error::Internal(format!(
             "{} does not support this matmul layout",
             v.name()
         )));

@@ -203,15 +203,14 @@ pub(crate) fn ubo_kernels(
     spec: &UboSpec,
 ) -> Result<Vec<Kernel>, Error> {
     let MatmulVariant::Ubo { rows, .. } = v else {
-        return Err(Error::Unsupported(format!(
+        return Err(Error::Internal(format!(
             "{} is not a ubo variant",
             v.name()
         )));
     };
     let rows = rows as usize;
-    let lay = ubo_layout(p, rows, opts.target.max_uniform_blocks as usize).ok_or_else(|| {
-        Error::Unsupported(format!("{}: A does not fit uniform bindings", v.name()))
-    })?;
+    let lay = ubo_layout(p, rows, opts.target.max_uniform_blocks as usize)
+        .ok_or_else(|| Error::Internal(format!("{}: A does not fit uniform bindings", v.name())))?;
     let batch = p.offsets.len();
     let (_, tn) = v.tile().unwrap_or((rows as u32, 64));
     let tiles_n = p.n.div_ceil(tn as usize);
@@ -255,7 +254,7 @@ fn part_kernel(
     spec: &UboSpec,
 ) -> Result<Kernel, Error> {
     let MatmulVariant::Ubo { rows, cols4, wg_x } = v else {
-        return Err(Error::Unsupported(format!(
+        return Err(Error::Internal(format!(
             "{} is not a ubo variant",
             v.name()
         )));

@@ -151,7 +151,7 @@ pub fn pool2d(
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
     let (Op::MaxPool2d(p) | Op::AvgPool2d(p) | Op::MaxPoolIndices2d { pool: p, .. }) = op else {
-        return Err(Error::Unsupported(format!("{} is not a pool", op.name())));
+        return Err(Error::Internal(format!("{} is not a pool", op.name())));
     };
     let n = out_shape.numel();
     let x = &x.0;
