@@ -119,7 +119,12 @@ impl MatmulVariant {
             _ => 256.0,
         };
         let idle = (slots / workgroups).max(1.0);
-        work * (a_cost / c + b_cost / r + fixed) * idle
+        // Past 128 accumulators a block ran no faster on lavapipe (`ubo_16x16` and `ubo_16x8`
+        // within a few percent on every measured shape) but compiled three times slower (6-7 s
+        // against 2.5 s with an empty Mesa cache), a cost every first run pays: ties go to the
+        // smaller block.
+        let big_block = if r * c > 128.0 { 1.05 } else { 1.0 };
+        work * (a_cost / c + b_cost / r + fixed) * idle * big_block
     }
 }
 
