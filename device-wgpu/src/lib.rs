@@ -6,8 +6,8 @@
 //! (sfumato-shaders) with its tuned matmul variants, caches pipelines by their WGSL text,
 //! uploads constants once per graph, takes intermediate buffers from a pool and gives each back
 //! after its last reader (so peak memory follows the live set), dispatches, reads the outputs
-//! back and fills a [`Profile`](sfumato_core::Profile) from timestamp queries (wall clock per
-//! dispatch where the adapter has none).
+//! back and fills a [`Profile`](sfumato_core::Profile) from timestamp queries (where the adapter
+//! has none, the run is still one submission and the profile has its wall time only).
 //!
 //! The modules, one job each: [`adapter`] (discovery, choice, target profile, quirks as data),
 //! [`host`] (the clock and the autotune store the host hands in), [`options`], `prepare`
@@ -70,6 +70,8 @@ pub struct WgpuDevice {
     /// Bytes of device buffers alive now and at most (tensors, pooled included).
     allocated: u64,
     high_water: u64,
+    /// Queue submissions made ([`WgpuDevice::submissions`]).
+    submissions: u64,
 }
 
 impl WgpuDevice {
@@ -92,7 +94,8 @@ impl WgpuDevice {
         let target =
             adapter::target_profile(&info, &adapter.limits()).with_loop_budget(opts.loop_budget);
         summary.loop_budget = target.loop_budget;
-        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let timestamps =
+            opts.timestamps && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let mut features = wgpu::Features::empty();
         if timestamps {
             features |= wgpu::Features::TIMESTAMP_QUERY;
@@ -136,6 +139,7 @@ impl WgpuDevice {
             chosen: HashMap::new(),
             allocated: 0,
             high_water: 0,
+            submissions: 0,
         })
     }
 
@@ -149,9 +153,15 @@ impl WgpuDevice {
         &self.target
     }
 
-    /// Whether per-dispatch times come from GPU timestamps.
+    /// Whether per-dispatch times come from GPU timestamps (the adapter has timestamp queries
+    /// and [`DeviceOptions::timestamps`] is on); without, a profile has the run's wall time only.
     pub fn has_timestamps(&self) -> bool {
         self.timestamps
+    }
+
+    /// Queue submissions this device has made: one per run, one per autotune measurement.
+    pub fn submissions(&self) -> u64 {
+        self.submissions
     }
 
     /// Turn fusion (and the graph passes) on or off.

@@ -28,6 +28,12 @@ pub struct DeviceOptions {
     /// Keep naga's per-load bounds checks in matmul kernels (off by default: every matmul
     /// template clamps its own loads).
     pub checked_matmul: bool,
+    /// Time each dispatch with the adapter's timestamp queries where it has them (the default).
+    /// Off, the device acts as an adapter without them does: a run is still one submission,
+    /// and its profile has no per-dispatch times, only the whole run's wall time
+    /// ([`TimingSource::WholeRun`](sfumato_core::TimingSource::WholeRun)). The tests turn it off
+    /// to reach that path on an adapter that has timestamps.
+    pub timestamps: bool,
     /// The host's clock (wall times; the autotuner's measurements).
     pub clock: Arc<dyn Clock>,
     /// The host CPU's model, for a CPU adapter's autotune key (lavapipe reports one adapter name
@@ -47,6 +53,7 @@ impl Default for DeviceOptions {
             fusion: true,
             loop_budget: None,
             checked_matmul: false,
+            timestamps: true,
             clock: default_clock(),
             host_cpu: None,
             wgpu_env: false,
@@ -58,8 +65,8 @@ impl Default for DeviceOptions {
 impl DeviceOptions {
     /// Options from the environment, as the `sfumato` command reads them:
     /// `SFUMATO_ADAPTER=<substring>`, `SFUMATO_AUTOTUNE=0` (off), `SFUMATO_MATMUL=<variant>`,
-    /// `SFUMATO_FUSION=0` (off), `SFUMATO_LOOP_BUDGET=<n>`, `SFUMATO_CHECKED_MATMUL=1`, and the
-    /// autotune cache in [`default_cache_dir`].
+    /// `SFUMATO_FUSION=0` (off), `SFUMATO_LOOP_BUDGET=<n>`, `SFUMATO_CHECKED_MATMUL=1`, `SFUMATO_TIMESTAMPS=0` (no
+    /// timestamp queries), and the autotune cache in [`default_cache_dir`].
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok();
         DeviceOptions {
@@ -77,6 +84,7 @@ impl DeviceOptions {
                 b
             }),
             checked_matmul: var("SFUMATO_CHECKED_MATMUL").is_some_and(|v| v == "1"),
+            timestamps: var("SFUMATO_TIMESTAMPS").is_none_or(|v| v != "0"),
             clock: default_clock(),
             host_cpu: Some(crate::host::cpu_model()),
             wgpu_env: true,
