@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
-use sfumato_core::{CpuDevice, Device};
+use sfumato_core::{CpuDevice, Device, Optimization};
 use sfumato_shaders::MatmulVariant;
 use sfumato_wgpu::{DeviceOptions, WgpuDevice};
 
@@ -16,15 +16,16 @@ pub(crate) enum DeviceKind {
 
 /// Open the WebGPU device; `hint` ends the error message.
 pub(crate) fn open_wgpu(hint: &str) -> Result<WgpuDevice> {
-    open_wgpu_with(hint, true)
+    open_wgpu_with(hint, Optimization::PassesAndFusion)
 }
 
-/// Open the WebGPU device with the environment's options; fusion runs where both the command
-/// (`fusion`: no `--no-fusion`) and `SFUMATO_FUSION` (not `0`) allow it.
-pub(crate) fn open_wgpu_with(hint: &str, fusion: bool) -> Result<WgpuDevice> {
+/// Open the WebGPU device with the environment's options; passes and fusion run where both the
+/// command (`optimization`: `--no-fusion` asks for none) and `SFUMATO_FUSION` (`0`: none) allow
+/// them.
+pub(crate) fn open_wgpu_with(hint: &str, optimization: Optimization) -> Result<WgpuDevice> {
     let env = DeviceOptions::from_env();
     let dev = WgpuDevice::new(DeviceOptions {
-        fusion: fusion && env.fusion,
+        optimization: optimization.min(env.optimization),
         ..env
     })
     .with_context(|| format!("could not open the WebGPU device{hint}"))?;

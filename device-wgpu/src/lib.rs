@@ -45,7 +45,7 @@ pub use options::DeviceOptions;
 #[cfg(not(target_arch = "wasm32"))]
 pub use options::{default_cache_dir, test_device};
 pub use prepare::Explained;
-use sfumato_core::{Error, Result, TargetKind, TargetProfile};
+use sfumato_core::{Error, Optimization, Result, TargetKind, TargetProfile};
 use sfumato_shaders::MatmulVariant;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -164,9 +164,14 @@ impl WgpuDevice {
         self.submissions
     }
 
-    /// Turn fusion (and the graph passes) on or off.
+    /// Turn fusion and the graph passes on or off together (off: [`Optimization::AsBuilt`]).
     pub fn set_fusion(&mut self, on: bool) {
-        self.opts.fusion = on;
+        self.set_optimization(Optimization::fused(on));
+    }
+
+    /// Choose how much of the compiler runs: passes and fusion, the passes alone, or neither.
+    pub fn set_optimization(&mut self, o: Optimization) {
+        self.opts.optimization = o;
         self.drop_prepared();
     }
 

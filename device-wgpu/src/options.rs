@@ -3,6 +3,7 @@
 //! the `SFUMATO_*` variables asks [`DeviceOptions::from_env`] (the CLI and the tests do).
 
 use crate::host::{default_clock, Clock, TuneStore};
+use sfumato_core::Optimization;
 use sfumato_shaders::MatmulVariant;
 use std::sync::Arc;
 
@@ -18,9 +19,10 @@ pub struct DeviceOptions {
     pub matmul: Option<MatmulVariant>,
     /// Where the autotune cache is kept (`None`: in memory only).
     pub tune_store: Option<Arc<dyn TuneStore>>,
-    /// Fuse ops into kernels and run the graph passes first (false: one kernel per op of the
-    /// graph as given).
-    pub fusion: bool,
+    /// How much of the compiler runs: the graph passes then fusion (the default), the passes
+    /// alone (one kernel per op they leave), or neither (one kernel per op of the graph as
+    /// given).
+    pub optimization: Optimization,
     /// A loop budget kernels must stay under, on top of the adapter's
     /// ([`AdapterSummary::loop_budget`](crate::AdapterSummary)): the smaller of the two holds.
     /// A small one exercises the splitting and refusals on small shapes.
@@ -50,7 +52,7 @@ impl Default for DeviceOptions {
             autotune: true,
             matmul: None,
             tune_store: None,
-            fusion: true,
+            optimization: Optimization::PassesAndFusion,
             loop_budget: None,
             checked_matmul: false,
             timestamps: true,
@@ -65,7 +67,8 @@ impl Default for DeviceOptions {
 impl DeviceOptions {
     /// Options from the environment, as the `sfumato` command reads them:
     /// `SFUMATO_ADAPTER=<substring>`, `SFUMATO_AUTOTUNE=0` (off), `SFUMATO_MATMUL=<variant>`,
-    /// `SFUMATO_FUSION=0` (off), `SFUMATO_LOOP_BUDGET=<n>`, `SFUMATO_CHECKED_MATMUL=1`, `SFUMATO_TIMESTAMPS=0` (no
+    /// `SFUMATO_FUSION=0` (no passes, no fusion: [`Optimization::AsBuilt`]),
+    /// `SFUMATO_LOOP_BUDGET=<n>`, `SFUMATO_CHECKED_MATMUL=1`, `SFUMATO_TIMESTAMPS=0` (no
     /// timestamp queries), and the autotune cache in [`default_cache_dir`].
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok();
@@ -75,7 +78,7 @@ impl DeviceOptions {
             matmul: var("SFUMATO_MATMUL").and_then(|v| MatmulVariant::from_name(&v)),
             tune_store: default_cache_dir()
                 .map(|d| Arc::new(crate::host::FileTuneStore::in_dir(d)) as Arc<dyn TuneStore>),
-            fusion: var("SFUMATO_FUSION").is_none_or(|v| v != "0"),
+            optimization: Optimization::fused(var("SFUMATO_FUSION").is_none_or(|v| v != "0")),
             loop_budget: var("SFUMATO_LOOP_BUDGET").and_then(|v| {
                 let b = v.parse().ok();
                 if b.is_none() {
