@@ -112,8 +112,8 @@ pub(crate) fn check_same_adapter(ours: &AdapterId, burn: &AdapterId) -> Result<(
     if ours != burn {
         bail!(
             "burn ran on {burn} and Sfumato on {ours}: their times would not compare; make both \
-             pick one adapter (SFUMATO_ADAPTER for Sfumato, WGPU_BACKEND or CUBECL_WGPU_DEFAULT_DEVICE \
-             for burn)"
+             pick one adapter (SFUMATO_ADAPTER=<name> for Sfumato; for burn \
+             CUBECL_WGPU_DEFAULT_DEVICE=DiscreteGpu(0), IntegratedGpu(0) or Cpu)"
         );
     }
     Ok(())
