@@ -13,7 +13,12 @@
 //! timed runs, each ending in a scalar read back (`.sum().into_scalar()`), so the GPU work is
 //! finished and only 4 bytes cross the bus. Reports the median and the minimum.
 //!
-//! usage: bench-burn [--case NAME]... [--iters N] [--json]
+//! Adapter: burn's default wgpu device is opened through `Device::wgpu_options().init_with_setup()`
+//! (the default adapter selector and graphics API, as `Device::default()` has them), which hands
+//! back the wgpu handles burn runs on, so the output names the adapter burn really used;
+//! `sfumato bench compare` refuses burn's figures from another adapter than its own.
+//!
+//! usage: bench-burn [--case NAME]... [--iters N] [--json] [--adapter]
 
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
@@ -46,17 +51,20 @@ const FFN: usize = 3072;
 const SEQ: usize = 128;
 const KV_CACHE: usize = 128;
 
-const USAGE: &str = "usage: bench-burn [--case NAME]... [--iters N] [--json]
+const USAGE: &str = "usage: bench-burn [--case NAME]... [--iters N] [--json] [--adapter]
   --case NAME  run this case (repeatable; default: all): matmul, conv, resnet-bottleneck,
                bert-layer, gpt2-decode
   --iters N    timed iterations per case, after two warm-ups (default 10)
-  --json       one JSON object per case and line:
-               {\"case\", \"median_ms\", \"min_ms\", \"iters\", \"flops\"}";
+  --json       one JSON object per line: first the adapter burn opened,
+               {\"adapter\", \"backend\", \"device_type\", \"driver\", \"config\"},
+               then one per case: {\"case\", \"median_ms\", \"min_ms\", \"iters\", \"flops\"}
+  --adapter    open the device, print the adapter and run no case";
 
 struct Args {
     cases: Vec<String>,
     iters: usize,
     json: bool,
+    adapter_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -64,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         cases: Vec::new(),
         iters: 10,
         json: false,
+        adapter_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -87,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or(format!("--iters needs a positive number, got '{n}'"))?;
             }
             "--json" => args.json = true,
+            "--adapter" => args.adapter_only = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -139,13 +149,37 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let dev = Device::default();
+    // The device `Device::default()` gives (no BURN_DEVICE override), opened here so that
+    // burn hands back the wgpu adapter it chose.
+    let (dev, setup) = match Device::wgpu_options().init_with_setup() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: burn could not open its wgpu device: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let info = setup.adapter.get_info();
     dev.seed(42);
     let config = format!("burn 0.22 on {dev:?}, {BURN_FEATURES}");
     if args.json {
         eprintln!("{config}");
+        println!(
+            "{{\"adapter\": {}, \"backend\": {}, \"device_type\": {}, \"driver\": {}, \"config\": {}}}",
+            json_string(&info.name),
+            json_string(&format!("{:?}", info.backend)),
+            json_string(&format!("{:?}", info.device_type)),
+            json_string(&info.driver),
+            json_string(&config)
+        );
     } else {
         println!("{config}");
+        println!(
+            "adapter: {} ({:?}, {:?})",
+            info.name, info.backend, info.device_type
+        );
+    }
+    if args.adapter_only {
+        return ExitCode::SUCCESS;
     }
     for name in &args.cases {
         let mut case = build(name, &dev);
@@ -172,6 +206,21 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// A JSON string literal (quotes, backslashes and control characters escaped).
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn build(name: &str, dev: &Device) -> Case {

@@ -1,6 +1,8 @@
-//! `sfumato bench compare`: the benchmark cases on Sfumato (fused, then unfused) and on
-//! burn-wgpu (the `bench-burn` binary, built outside the workspace), one case after another on
-//! the same adapter, so every ratio comes from figures measured minutes apart on one machine.
+//! `sfumato bench compare`: the benchmark cases on Sfumato (three ways: the graph as built, the
+//! graph passes alone, the passes and fusion, so the passes' gain is not counted as fusion's)
+//! and on burn-wgpu (the `bench-burn` binary, built outside the workspace), one case after
+//! another on the same adapter (checked: bench-burn says which it opened, and another one is
+//! refused), so every ratio comes from figures measured minutes apart on one machine.
 
 use crate::args::positive;
 use crate::open::open_wgpu_tuned;
@@ -8,7 +10,7 @@ use crate::timing::{median, time_graph_with, Timing, WARMUP_RUNS};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sfumato_core::op::Conv2d;
-use sfumato_core::{DType, Device, Graph, Tensor};
+use sfumato_core::{DType, Device, Graph, Optimization, Tensor};
 use sfumato_zoo::models::{self, ModelOptions};
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,7 +36,7 @@ pub struct CompareArgs {
     /// The bench-burn binary (default: $SFUMATO_BURN_BENCH). Without it only Sfumato runs.
     #[arg(long)]
     burn_bin: Option<PathBuf>,
-    /// Skip the unfused Sfumato runs.
+    /// Skip the passes-only and as-built Sfumato runs (the fused one alone).
     #[arg(long)]
     no_unfused: bool,
     /// Print JSON.
@@ -81,71 +83,157 @@ fn case_graph(name: &str) -> Result<(Graph, Vec<Tensor>, f64)> {
     })
 }
 
-/// burn's median for a case, from one bench-burn run.
-fn burn_case(bin: &PathBuf, case: &str, iters: u64) -> Result<f64> {
+/// An adapter as both sides name it: wgpu's adapter name and backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AdapterId {
+    pub(crate) name: String,
+    pub(crate) backend: String,
+}
+
+impl std::fmt::Display for AdapterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.backend)
+    }
+}
+
+impl AdapterId {
+    /// The adapter of a bench-burn `--json` line (`{"adapter": NAME, "backend": BACKEND, ...}`).
+    fn from_burn_line(v: &serde_json::Value) -> Option<Self> {
+        Some(AdapterId {
+            name: v["adapter"].as_str()?.to_string(),
+            backend: v["backend"].as_str()?.to_string(),
+        })
+    }
+}
+
+/// Refuse figures from two adapters: a ratio of burn's time on one adapter to Sfumato's on
+/// another says nothing about either.
+pub(crate) fn check_same_adapter(ours: &AdapterId, burn: &AdapterId) -> Result<()> {
+    if ours != burn {
+        bail!(
+            "burn ran on {burn} and Sfumato on {ours}: their times would not compare; make both \
+             pick one adapter (SFUMATO_ADAPTER=<name> for Sfumato; for burn \
+             CUBECL_WGPU_DEFAULT_DEVICE=DiscreteGpu(0), IntegratedGpu(0) or Cpu)"
+        );
+    }
+    Ok(())
+}
+
+/// The JSON lines bench-burn printed, and the adapter it says it ran on.
+fn burn_lines(bin: &PathBuf, args: &[&str]) -> Result<(Vec<serde_json::Value>, AdapterId)> {
     let out = Command::new(bin)
-        .args(["--case", case, "--iters", &iters.to_string(), "--json"])
+        .args(args)
+        .arg("--json")
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
     if !out.status.success() {
         bail!(
-            "{} --case {case} failed: {}",
+            "{} {} failed: {}",
             bin.display(),
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    for line in text.lines() {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-            if v["case"] == case {
-                return v["median_ms"]
-                    .as_f64()
-                    .context("bench-burn printed no median_ms");
-            }
-        }
-    }
-    bail!("bench-burn printed no result for {case}: {text}")
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let adapter = lines
+        .iter()
+        .find_map(AdapterId::from_burn_line)
+        .with_context(|| {
+            format!(
+                "{} printed no adapter line ({{\"adapter\", \"backend\"}}): rebuild it from bench-burn/",
+                bin.display()
+            )
+        })?;
+    Ok((lines, adapter))
 }
 
-/// Fused and unfused timed in alternation, run by run (each side first in every other pair), so
-/// a slow spell of a shared machine falls on both: the medians of each side's wall times and
-/// the median of the per-pair ratios (unfused / fused).
+/// The adapter bench-burn opens (`--adapter`: it opens the device, says which, and runs nothing).
+fn burn_adapter(bin: &PathBuf) -> Result<AdapterId> {
+    Ok(burn_lines(bin, &["--adapter"])?.1)
+}
+
+/// burn's median for a case, from one bench-burn run, checked to have run on `ours`.
+fn burn_case(bin: &PathBuf, case: &str, iters: u64, ours: &AdapterId) -> Result<f64> {
+    let iters = iters.to_string();
+    let (lines, adapter) = burn_lines(bin, &["--case", case, "--iters", &iters])?;
+    check_same_adapter(ours, &adapter)?;
+    for v in &lines {
+        if v["case"] == case {
+            return v["median_ms"]
+                .as_f64()
+                .context("bench-burn printed no median_ms");
+        }
+    }
+    bail!("bench-burn printed no result for {case}")
+}
+
+/// The three Sfumato configurations, least optimized first: the graph as built, the graph
+/// passes alone, the passes and fusion.
+const MODES: [Optimization; 3] = [
+    Optimization::AsBuilt,
+    Optimization::PassesOnly,
+    Optimization::PassesAndFusion,
+];
+
+/// Medians of interleaved runs: per device, its wall time; per round, the ratios of
+/// neighbouring devices' times.
+struct Interleaved {
+    /// Median wall time per device, in the order given (ms).
+    ms: Vec<f64>,
+    /// Median over rounds of `time[i] / time[i + 1]`, per neighbouring pair.
+    ratios: Vec<f64>,
+    /// Median over rounds of `time[0] / time[last]`.
+    total: f64,
+}
+
+/// The devices timed in alternation, run by run (each round starts with the next device), so a
+/// slow spell of a shared machine falls on all of them.
 fn time_interleaved(
-    fused: &mut dyn Device,
-    unfused: &mut dyn Device,
+    devs: &mut [(&str, &mut dyn Device)],
     g: &Graph,
     inputs: &[Tensor],
     iters: u64,
-) -> Result<(f64, f64, f64)> {
+) -> Result<Interleaved> {
     for i in 0..WARMUP_RUNS {
-        fused
-            .run(g, inputs)
-            .with_context(|| format!("fused warm-up run {}", i + 1))?;
-        unfused
-            .run(g, inputs)
-            .with_context(|| format!("unfused warm-up run {}", i + 1))?;
+        for (what, dev) in devs.iter_mut() {
+            dev.run(g, inputs)
+                .with_context(|| format!("{what} warm-up run {}", i + 1))?;
+        }
     }
-    let (mut f, mut u, mut r) = (Vec::new(), Vec::new(), Vec::new());
-    let timed = |dev: &mut dyn Device, what: &str, i: u64| -> Result<f64> {
-        let t = Instant::now();
-        dev.run(g, inputs)
-            .with_context(|| format!("{what} timed run {}", i + 1))?;
-        Ok(t.elapsed().as_secs_f64() * 1e3)
-    };
+    let n = devs.len();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
     for i in 0..iters {
-        // Each side goes first in every other pair.
-        let (tf, tu) = if i % 2 == 0 {
-            let tf = timed(fused, "fused", i)?;
-            (tf, timed(unfused, "unfused", i)?)
-        } else {
-            let tu = timed(unfused, "unfused", i)?;
-            (timed(fused, "fused", i)?, tu)
-        };
-        f.push(tf);
-        u.push(tu);
-        r.push(tu / tf.max(1e-9));
+        let mut round = vec![0.0; n];
+        for j in 0..n {
+            let d = (i as usize + j) % n;
+            let (what, dev) = &mut devs[d];
+            let t = Instant::now();
+            dev.run(g, inputs)
+                .with_context(|| format!("{what} timed run {}", i + 1))?;
+            round[d] = t.elapsed().as_secs_f64() * 1e3;
+        }
+        for (d, t) in round.into_iter().enumerate() {
+            times[d].push(t);
+        }
     }
-    Ok((median(f), median(u), median(r)))
+    let ratio = |a: usize, b: usize| -> f64 {
+        median(
+            times[a]
+                .iter()
+                .zip(&times[b])
+                .map(|(x, y)| x / y.max(1e-9))
+                .collect(),
+        )
+    };
+    Ok(Interleaved {
+        ratios: (0..n.saturating_sub(1)).map(|i| ratio(i, i + 1)).collect(),
+        total: ratio(0, n - 1),
+        ms: times.into_iter().map(median).collect(),
+    })
 }
 
 /// The kernels dispatched per run, from one profiled run.
@@ -171,56 +259,95 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
     if burn.is_none() && !a.json {
         eprintln!("note: no --burn-bin (or SFUMATO_BURN_BENCH): burn is not run; see bench-burn/README.md");
     }
-    let mut fused_dev = open_wgpu_tuned("", true)?;
-    let mut unfused_dev = open_wgpu_tuned("", false)?;
-    let adapter = fused_dev.name();
+    // Least optimized first; with --no-unfused the fused one alone.
+    let modes: &[Optimization] = if a.no_unfused { &MODES[2..] } else { &MODES };
+    let mut devs = modes
+        .iter()
+        .map(|&m| open_wgpu_tuned("", m))
+        .collect::<Result<Vec<_>>>()?;
+    let adapter = devs[0].name();
+    let ours = AdapterId {
+        name: devs[0].adapter().name.clone(),
+        backend: devs[0].adapter().backend.clone(),
+    };
+    let burn_adapter = match &burn {
+        Some(bin) => {
+            let b = burn_adapter(bin)?;
+            check_same_adapter(&ours, &b)?;
+            Some(b)
+        }
+        None => None,
+    };
     let cpu = sfumato_wgpu::cpu_model();
     let iters = a.iters;
     let mut rows = Vec::new();
     if !a.json {
-        println!("adapter: {adapter}\ncpu:     {cpu}\n");
+        println!("adapter: {adapter}");
+        if let Some(b) = &burn_adapter {
+            println!("burn:    {b} (the same adapter)");
+        }
+        println!("cpu:     {cpu}\n");
         println!(
-            "{:<18} {:>11} {:>11} {:>11} {:>9} {:>9} {:>10}",
-            "case", "ours ms", "unfused ms", "burn ms", "vs burn", "fusion", "dispatches"
+            "{:<18} {:>9} {:>10} {:>11} {:>9} {:>8} {:>7} {:>7} {:>7} {:>10}",
+            "case",
+            "fused ms",
+            "passes ms",
+            "as-built ms",
+            "burn ms",
+            "vs burn",
+            "passes",
+            "fusion",
+            "both",
+            "dispatches"
         );
     }
     for case in &cases {
         let (g, inputs, flops) = case_graph(case)?;
-        // (ours, unfused, speedup): with the unfused side, the two alternate run by run.
-        let (ours, unfused, speedup) = if a.no_unfused {
-            let t: Timing = time_graph_with(&mut fused_dev, &g, &inputs, iters, false)
+        let fused_at = devs.len() - 1;
+        let (ours_ms, passes_ms, as_built_ms, speedups) = if devs.len() == 1 {
+            let t: Timing = time_graph_with(&mut devs[0], &g, &inputs, iters, false)
                 .with_context(|| format!("{case}: fused run"))?;
-            (t.median_wall_ms, None, None)
+            (t.median_wall_ms, None, None, None)
         } else {
-            let (f, u, r) = time_interleaved(&mut fused_dev, &mut unfused_dev, &g, &inputs, iters)
-                .with_context(|| format!("{case}: fused and unfused runs"))?;
-            (f, Some(u), Some(r))
+            let mut named: Vec<(&str, &mut dyn Device)> = devs
+                .iter_mut()
+                .zip(["as-built", "passes-only", "fused"])
+                .map(|(d, w)| (w, d as &mut dyn Device))
+                .collect();
+            let t = time_interleaved(&mut named, &g, &inputs, iters)
+                .with_context(|| format!("{case}: the three Sfumato runs"))?;
+            (
+                t.ms[2],
+                Some(t.ms[1]),
+                Some(t.ms[0]),
+                Some((t.ratios[0], t.ratios[1], t.total)),
+            )
         };
-        let nd_fused = dispatches(&mut fused_dev, &g, &inputs)?;
-        let nd_unfused = if a.no_unfused {
-            None
-        } else {
-            let n = dispatches(&mut unfused_dev, &g, &inputs)?;
-            unfused_dev.trim();
-            Some(n)
-        };
-        fused_dev.trim();
+        let mut nd = Vec::new();
+        for d in devs.iter_mut() {
+            nd.push(dispatches(d, &g, &inputs)?);
+            d.trim();
+        }
         let burn_ms = match &burn {
-            Some(bin) => Some(burn_case(bin, case, iters)?),
+            Some(bin) => Some(burn_case(bin, case, iters, &ours)?),
             None => None,
         };
         let row = serde_json::json!({
             "case": case,
             "flops": flops,
-            "ours_ms": ours,
-            "ours_gflops": flops / (ours * 1e-3) / 1e9,
-            "unfused_ms": unfused,
+            "ours_ms": ours_ms,
+            "ours_gflops": flops / (ours_ms * 1e-3) / 1e9,
+            "passes_only_ms": passes_ms,
+            "as_built_ms": as_built_ms,
             "burn_ms": burn_ms,
             "burn_gflops": burn_ms.map(|b| flops / (b * 1e-3) / 1e9),
-            "ratio_vs_burn": burn_ms.map(|b| b / ours),
-            "fusion_speedup": speedup,
-            "dispatches_fused": nd_fused,
-            "dispatches_unfused": nd_unfused,
+            "ratio_vs_burn": burn_ms.map(|b| b / ours_ms),
+            "speedup_passes": speedups.map(|s| s.0),
+            "speedup_fusion": speedups.map(|s| s.1),
+            "speedup_passes_and_fusion": speedups.map(|s| s.2),
+            "dispatches_fused": nd[fused_at],
+            "dispatches_passes_only": (nd.len() == 3).then(|| nd[1]),
+            "dispatches_as_built": (nd.len() == 3).then(|| nd[0]),
             "iters": iters,
         });
         if !a.json {
@@ -228,27 +355,74 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
                 v.map(|x| format!("{x:.2}{unit}"))
                     .unwrap_or_else(|| "-".into())
             };
+            let nds: Vec<String> = nd.iter().rev().map(|n| n.to_string()).collect();
             println!(
-                "{:<18} {:>11.1} {:>11} {:>11} {:>9} {:>9} {:>10}",
+                "{:<18} {:>9.1} {:>10} {:>11} {:>9} {:>8} {:>7} {:>7} {:>7} {:>10}",
                 case,
-                ours,
-                f(unfused, ""),
+                ours_ms,
+                f(passes_ms, ""),
+                f(as_built_ms, ""),
                 f(burn_ms, ""),
-                f(burn_ms.map(|b| b / ours), "x"),
-                f(speedup, "x"),
-                match nd_unfused {
-                    Some(u) => format!("{nd_fused}/{u}"),
-                    None => nd_fused.to_string(),
-                }
+                f(burn_ms.map(|b| b / ours_ms), "x"),
+                f(speedups.map(|s| s.0), "x"),
+                f(speedups.map(|s| s.1), "x"),
+                f(speedups.map(|s| s.2), "x"),
+                nds.join("/")
             );
         }
         rows.push(row);
     }
     if a.json {
-        let v = serde_json::json!({ "adapter": adapter, "cpu": cpu, "cases": rows });
+        let v = serde_json::json!({
+            "adapter": adapter,
+            "burn_adapter": burn_adapter.map(|b| b.to_string()),
+            "cpu": cpu,
+            "cases": rows,
+        });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("\n(medians of {iters} runs, wall time per run including readback; vs burn = burn ms / ours ms; fusion = the median over runs of unfused ms / fused ms, the two run in alternation; dispatches fused/unfused)");
+        println!("\n(medians of {iters} runs, wall time per run including readback; fused = the graph passes and fusion, passes = the passes alone (one kernel per op they leave), as-built = neither; vs burn = burn ms / fused ms; passes = as-built ms / passes ms, fusion = passes ms / fused ms, both = as-built ms / fused ms, each the median over rounds of the three run in alternation; dispatches fused/passes/as-built)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str, backend: &str) -> AdapterId {
+        AdapterId {
+            name: name.into(),
+            backend: backend.into(),
+        }
+    }
+
+    #[test]
+    fn another_adapter_or_backend_is_refused() {
+        let ours = id("llvmpipe (LLVM 19.1.7, 256 bits)", "Vulkan");
+        assert!(check_same_adapter(&ours, &ours.clone()).is_ok());
+        let e = check_same_adapter(&ours, &id("NVIDIA GeForce RTX 4090", "Vulkan"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("NVIDIA GeForce RTX 4090 (Vulkan)") && e.contains("llvmpipe (LLVM"),
+            "{e}"
+        );
+        assert!(check_same_adapter(&ours, &id("llvmpipe (LLVM 19.1.7, 256 bits)", "Gl")).is_err());
+    }
+
+    #[test]
+    fn the_adapter_comes_from_bench_burns_adapter_line() {
+        let line: serde_json::Value = serde_json::from_str(
+            r#"{"adapter": "llvmpipe (LLVM 19.1.7, 256 bits)", "backend": "Vulkan", "device_type": "Cpu"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            AdapterId::from_burn_line(&line),
+            Some(id("llvmpipe (LLVM 19.1.7, 256 bits)", "Vulkan"))
+        );
+        let case: serde_json::Value =
+            serde_json::from_str(r#"{"case": "matmul", "median_ms": 1.0}"#).unwrap();
+        assert_eq!(AdapterId::from_burn_line(&case), None);
+    }
 }

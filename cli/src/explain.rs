@@ -73,7 +73,7 @@ pub(crate) fn explain_plans(
         let c = sfumato_core::compile(
             graph,
             &sfumato_core::CompileOptions {
-                fuse,
+                optimization: sfumato_core::Optimization::fused(fuse),
                 target: profile.clone(),
             },
         )

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
-use sfumato_core::{CpuDevice, Device};
+use sfumato_core::{CpuDevice, Device, Optimization};
 use sfumato_shaders::MatmulVariant;
 use sfumato_wgpu::{DeviceOptions, Tuning, WgpuDevice, DEFAULT_TUNE_CANDIDATES};
 
@@ -17,18 +17,19 @@ pub(crate) enum DeviceKind {
 /// Open the WebGPU device for a benchmark; `hint` ends the error message. Benchmarks time the
 /// kernels a tuned run takes: a shape class the cache lacks is measured during the warm-up
 /// (unless `SFUMATO_AUTOTUNE` says otherwise), as burn autotunes during its own.
-pub(crate) fn open_wgpu_tuned(hint: &str, fusion: bool) -> Result<WgpuDevice> {
-    open(hint, fusion, true)
+pub(crate) fn open_wgpu_tuned(hint: &str, optimization: Optimization) -> Result<WgpuDevice> {
+    open(hint, optimization, true)
 }
 
-/// Open the WebGPU device with the environment's options; fusion runs where both the command
-/// (`fusion`: no `--no-fusion`) and `SFUMATO_FUSION` (not `0`) allow it. Nothing is measured
-/// during a run: a cached winner or the cost model's pick ([`Tuning::Cached`]).
-pub(crate) fn open_wgpu_with(hint: &str, fusion: bool) -> Result<WgpuDevice> {
-    open(hint, fusion, false)
+/// Open the WebGPU device with the environment's options; passes and fusion run where both the
+/// command (`optimization`: `--no-fusion` asks for none) and `SFUMATO_FUSION` (`0`: none) allow
+/// them. Nothing is measured during a run: a cached winner or the cost model's pick
+/// ([`Tuning::Cached`]).
+pub(crate) fn open_wgpu_with(hint: &str, optimization: Optimization) -> Result<WgpuDevice> {
+    open(hint, optimization, false)
 }
 
-fn open(hint: &str, fusion: bool, bench: bool) -> Result<WgpuDevice> {
+fn open(hint: &str, optimization: Optimization, bench: bool) -> Result<WgpuDevice> {
     let env = DeviceOptions::from_env();
     let tuning = match env.tuning {
         Tuning::Cached if bench => Tuning::Measure {
@@ -37,7 +38,7 @@ fn open(hint: &str, fusion: bool, bench: bool) -> Result<WgpuDevice> {
         t => t,
     };
     let dev = WgpuDevice::new(DeviceOptions {
-        fusion: fusion && env.fusion,
+        optimization: optimization.min(env.optimization),
         tuning,
         progress: std::sync::Arc::new(crate::progress::Bars::default()),
         ..env
@@ -63,8 +64,10 @@ pub(crate) fn open_bench_device(
         }
         DeviceKind::Wgpu => {
             let variant = variant.map(parse_variant).transpose()?;
-            let mut dev =
-                open_wgpu_tuned(" (--device cpu benchmarks the CPU reference instead)", true)?;
+            let mut dev = open_wgpu_tuned(
+                " (--device cpu benchmarks the CPU reference instead)",
+                Optimization::PassesAndFusion,
+            )?;
             if variant.is_some() {
                 dev.set_matmul_variant(variant);
             }

@@ -5,7 +5,7 @@ use crate::open::{open_wgpu_with, DeviceKind};
 use crate::timing::usize_of;
 use anyhow::{Context, Result};
 use clap::Args;
-use sfumato_core::{CpuDevice, Device, Graph, Tensor};
+use sfumato_core::{CpuDevice, Device, Graph, Optimization, Tensor};
 use sfumato_zoo::models::{self, ModelOptions};
 use std::path::PathBuf;
 
@@ -76,8 +76,8 @@ pub(crate) struct RunArgs {
 pub(crate) fn open_run_device(kind: Option<DeviceKind>, fusion: bool) -> Result<Box<dyn Device>> {
     match kind {
         Some(DeviceKind::Cpu) => Ok(Box::new(CpuDevice)),
-        Some(DeviceKind::Wgpu) => Ok(Box::new(open_wgpu_with("", fusion)?)),
-        None => match open_wgpu_with("", fusion) {
+        Some(DeviceKind::Wgpu) => Ok(Box::new(open_wgpu_with("", Optimization::fused(fusion))?)),
+        None => match open_wgpu_with("", Optimization::fused(fusion)) {
             Ok(d) => Ok(Box::new(d)),
             Err(e) => {
                 eprintln!("warning: {e:#}; falling back to the CPU reference device");

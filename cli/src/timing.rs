@@ -10,7 +10,9 @@ pub(crate) struct Timing {
     pub(crate) device: String,
     pub(crate) kernel: String,
     pub(crate) median_wall_ms: f64,
-    pub(crate) median_kernel_ms: f64,
+    /// `None` where the runs had no per-kernel times (no timestamp queries: the profile's
+    /// source is `WholeRun`).
+    pub(crate) median_kernel_ms: Option<f64>,
 }
 
 impl Timing {
@@ -20,7 +22,9 @@ impl Timing {
 
     /// GFLOP/s from the kernel time alone (`None` where the device reported none).
     pub(crate) fn gflops_kernel(&self, flops: f64) -> Option<f64> {
-        (self.median_kernel_ms > 0.0).then(|| flops / (self.median_kernel_ms * 1e-3) / 1e9)
+        self.median_kernel_ms
+            .filter(|&ms| ms > 0.0)
+            .map(|ms| flops / (ms * 1e-3) / 1e9)
     }
 }
 
@@ -66,6 +70,7 @@ pub(crate) fn time_graph_with(
     let mut walls = Vec::new();
     let mut kernels = Vec::new();
     let mut kernel = String::new();
+    let mut per_kernel = true;
     for i in 0..iters {
         let t = Instant::now();
         let out = dev
@@ -73,6 +78,7 @@ pub(crate) fn time_graph_with(
             .with_context(|| format!("timed run {} on {}", i + 1, dev.name()))?;
         walls.push(t.elapsed().as_secs_f64() * 1e3);
         kernels.push(out.profile.kernel_ns() as f64 / 1e6);
+        per_kernel &= out.profile.per_entry_times();
         if kernel.is_empty() {
             kernel = kernel_names(&out.profile);
         }
@@ -83,7 +89,7 @@ pub(crate) fn time_graph_with(
         device: dev.name(),
         kernel,
         median_wall_ms: median(walls),
-        median_kernel_ms: median(kernels),
+        median_kernel_ms: per_kernel.then(|| median(kernels)),
     })
 }
 
@@ -119,5 +125,8 @@ pub(crate) fn print_text_timing(t: &Timing) {
         "median wall:   {:.3} ms (dispatch + readback)",
         t.median_wall_ms
     );
-    println!("median kernel: {:.3} ms", t.median_kernel_ms);
+    match t.median_kernel_ms {
+        Some(ms) => println!("median kernel: {ms:.3} ms"),
+        None => println!("median kernel: not timed (no timestamp queries: wall time only)"),
+    }
 }

@@ -44,7 +44,7 @@ pub(crate) fn tune(a: &TuneArgs) -> Result<()> {
     } else {
         a.model.build()?.0
     };
-    let mut dev = open_wgpu_with("", !a.no_fusion)?;
+    let mut dev = open_wgpu_with("", sfumato_core::Optimization::fused(!a.no_fusion))?;
     let t = std::time::Instant::now();
     let shapes = dev
         .tune(&graph, candidates, a.force)

@@ -245,6 +245,107 @@ fn run_no_fusion_runs_one_kernel_per_op() {
     assert!(kernels(&u) > kernels(&f), "fused:\n{f}\nunfused:\n{u}");
 }
 
+/// A stand-in for bench-burn that says it ran on `adapter` (`backend`) and, asked for a case,
+/// reports 50 ms for it.
+#[cfg(unix)]
+fn fake_bench_burn(adapter: &str, backend: &str) -> PathBuf {
+    let line = serde_json::json!({
+        "adapter": adapter,
+        "backend": backend,
+        "device_type": "Cpu",
+        "driver": "fake",
+        "config": "a stand-in for bench-burn",
+    })
+    .to_string()
+    .replace('\'', "'\\''");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' '{line}'\ncase \"$*\" in *--case*) printf '%s\\n' \
+         '{{\"case\": \"gpt2-decode\", \"median_ms\": 50.0, \"min_ms\": 49.0, \"iters\": 1, \"flops\": 1.0}}';; esac\n"
+    );
+    let path = temp_path("bench-burn");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `bench compare` refuses burn's figures from another adapter than Sfumato's (both names are
+/// in the error), and on the same adapter reports Sfumato three ways: as built, with the graph
+/// passes alone, and with passes and fusion.
+#[cfg(unix)]
+#[test]
+fn bench_compare_checks_the_adapter_and_reports_three_ways() {
+    if !require_gpu() && sfumato_wgpu_missing() {
+        return;
+    }
+    let devices = sfumato(&["devices", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&devices.stdout).unwrap();
+    let (name, backend) = (
+        list[0]["name"].as_str().unwrap().to_string(),
+        list[0]["backend"].as_str().unwrap().to_string(),
+    );
+    let compare = |burn: &PathBuf| {
+        let cache = temp_path("cache");
+        let out = Command::new(env!("CARGO_BIN_EXE_sfumato"))
+            .args([
+                "bench",
+                "compare",
+                "--case",
+                "gpt2-decode",
+                "--iters",
+                "1",
+                "--json",
+            ])
+            .arg("--burn-bin")
+            .arg(burn)
+            .env("SFUMATO_CACHE_DIR", &cache)
+            .env("SFUMATO_ADAPTER", &name)
+            // Each of the three devices would measure every matmul variant of its own.
+            .env("SFUMATO_AUTOTUNE", "0")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&cache);
+        out
+    };
+
+    let other = fake_bench_burn("Another GPU", &backend);
+    let out = compare(&other);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stderr.contains(&format!("burn ran on Another GPU ({backend})"))
+            && stderr.contains(&format!("Sfumato on {name} ({backend})")),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&other);
+
+    let same = fake_bench_burn(&name, &backend);
+    let out = compare(&same);
+    let (stdout, stderr) = text(&out);
+    let _ = std::fs::remove_file(&same);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["burn_adapter"], format!("{name} ({backend})"));
+    let row = &v["cases"][0];
+    assert_eq!(row["burn_ms"], 50.0);
+    for key in [
+        "ours_ms",
+        "passes_only_ms",
+        "as_built_ms",
+        "speedup_passes",
+        "speedup_fusion",
+        "speedup_passes_and_fusion",
+    ] {
+        assert!(row[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {row}");
+    }
+    let n = |k: &str| row[k].as_u64().unwrap();
+    assert!(
+        n("dispatches_fused") < n("dispatches_passes_only")
+            && n("dispatches_passes_only") <= n("dispatches_as_built"),
+        "{row}"
+    );
+}
+
 /// No adapter here (and none required): say so and skip. With `SFUMATO_REQUIRE_GPU=1` a missing
 /// adapter fails the test instead.
 fn sfumato_wgpu_missing() -> bool {

@@ -8,15 +8,15 @@ use serde::Serialize;
 pub enum TimingSource {
     /// GPU timestamp queries around the dispatch.
     GpuTimestamp,
-    /// Host wall clock around a dispatch (adapters without timestamp queries).
-    WallClock,
     /// Host wall clock around the CPU reference's work.
     Cpu,
     /// A cycle model (simulated devices).
     Simulated,
-    /// Not timed: no timestamp queries and no per-dispatch wait (an awaited run in a browser on
-    /// an adapter without timestamp queries). The durations are 0.
-    Untimed,
+    /// No time of its own: the run was one submission without timestamp queries (the adapter
+    /// has none, or they were turned off), so the only figure is the whole run's host wall
+    /// time, [`Profile::wall_ns`]. The entry's start and duration are 0; the table and the
+    /// trace say so instead of showing them.
+    WholeRun,
 }
 
 /// One timed unit of work: a kernel dispatch (or a CPU op) and the graph nodes it covers.
@@ -47,40 +47,65 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Sum of the entries' durations.
+    /// Sum of the entries' durations (0 where they have none: [`TimingSource::WholeRun`]).
     pub fn kernel_ns(&self) -> u64 {
         self.entries.iter().map(|e| e.duration_ns).sum()
+    }
+
+    /// Where the entries' times came from (the first entry's source; a run has one).
+    pub fn source(&self) -> Option<TimingSource> {
+        self.entries.first().map(|e| e.source)
+    }
+
+    /// Whether the entries carry times of their own (false: only the run's wall time is known).
+    pub fn per_entry_times(&self) -> bool {
+        self.source().is_some_and(|s| s != TimingSource::WholeRun)
     }
 
     /// A text table: one row per entry, then totals, sorted by run order.
     pub fn table(&self) -> String {
         let total = self.kernel_ns().max(1) as f64;
+        let timed = self.per_entry_times();
         let mut s = format!(
             "{:<28} {:<16} {:<22} {:>10} {:>7}\n",
             "node", "op", "kernel", "time", "share"
         );
         for e in &self.entries {
+            let (time, share) = if timed {
+                (
+                    fmt_ns(e.duration_ns),
+                    format!("{:.1}%", 100.0 * e.duration_ns as f64 / total),
+                )
+            } else {
+                ("-".into(), "-".into())
+            };
             s += &format!(
-                "{:<28} {:<16} {:<22} {:>10} {:>6.1}%\n",
+                "{:<28} {:<16} {:<22} {:>10} {:>7}\n",
                 truncate(&e.nodes.join("+"), 28),
                 truncate(&e.ops.join("+"), 16),
                 truncate(&e.kernel, 22),
-                fmt_ns(e.duration_ns),
-                100.0 * e.duration_ns as f64 / total
+                time,
+                share
             );
         }
-        let source = self
-            .entries
-            .first()
-            .map(|e| format!("{:?}", e.source))
-            .unwrap_or_default();
-        s += &format!(
-            "{} kernels, kernel time {} ({source}), wall {} on {}\n",
-            self.entries.len(),
-            fmt_ns(self.kernel_ns()),
-            fmt_ns(self.wall_ns),
-            self.device
-        );
+        if timed || self.entries.is_empty() {
+            let source = self.source().map(|s| format!("{s:?}")).unwrap_or_default();
+            s += &format!(
+                "{} kernels, kernel time {} ({source}), wall {} on {}\n",
+                self.entries.len(),
+                fmt_ns(self.kernel_ns()),
+                fmt_ns(self.wall_ns),
+                self.device
+            );
+        } else {
+            s += &format!(
+                "{} kernels, no per-kernel times (WholeRun: one submission without timestamp \
+                 queries), wall of the whole run {} on {}\n",
+                self.entries.len(),
+                fmt_ns(self.wall_ns),
+                self.device
+            );
+        }
         if let Some(m) = self.memory_bytes {
             s += &format!(
                 "device memory high-water: {:.1} MiB\n",
@@ -90,8 +115,29 @@ impl Profile {
         s
     }
 
-    /// The profile as Chrome-trace JSON (opens in Perfetto and chrome://tracing).
+    /// The profile as Chrome-trace JSON (opens in Perfetto and chrome://tracing): one event per
+    /// entry, or where the entries have no times of their own ([`TimingSource::WholeRun`]) one
+    /// event spanning the run's wall time that lists the kernels in order.
     pub fn chrome_trace(&self) -> serde_json::Value {
+        let source = self.source().map(|s| format!("{s:?}"));
+        if !self.per_entry_times() && !self.entries.is_empty() {
+            let kernels: Vec<&str> = self.entries.iter().map(|e| e.kernel.as_str()).collect();
+            let event = serde_json::json!({
+                "name": format!("whole run: {} kernels, not timed one by one", self.entries.len()),
+                "cat": "run",
+                "ph": "X",
+                "ts": 0.0,
+                "dur": self.wall_ns as f64 / 1000.0,
+                "pid": 1,
+                "tid": 1,
+                "args": { "kernels": kernels, "source": source },
+            });
+            return serde_json::json!({
+                "traceEvents": [event],
+                "displayTimeUnit": "ms",
+                "otherData": { "device": self.device, "wall_ns": self.wall_ns, "timing_source": source },
+            });
+        }
         let events: Vec<serde_json::Value> = self
             .entries
             .iter()
@@ -111,7 +157,7 @@ impl Profile {
         serde_json::json!({
             "traceEvents": events,
             "displayTimeUnit": "ms",
-            "otherData": { "device": self.device, "wall_ns": self.wall_ns },
+            "otherData": { "device": self.device, "wall_ns": self.wall_ns, "timing_source": source },
         })
     }
 }
@@ -185,4 +231,67 @@ pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(source: TimingSource, durations: &[u64]) -> Profile {
+        let mut start = 0;
+        let entries = durations
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                let e = OpTiming {
+                    nodes: vec![format!("n{i}")],
+                    ops: vec!["Relu".into()],
+                    kernel: format!("k{i}"),
+                    start_ns: start,
+                    duration_ns: d,
+                    source,
+                };
+                start += d;
+                e
+            })
+            .collect();
+        Profile {
+            device: "test".into(),
+            entries,
+            wall_ns: 5_000_000,
+            memory_bytes: None,
+        }
+    }
+
+    /// Timed entries show their times and shares; entries of a run timed whole show none (not
+    /// a made-up 0 or share), and the totals line and the trace say the wall time is the figure.
+    #[test]
+    fn a_run_timed_whole_shows_no_per_kernel_times() {
+        let timed = profile(TimingSource::GpuTimestamp, &[1_000, 3_000]);
+        assert!(timed.per_entry_times());
+        let t = timed.table();
+        assert!(t.contains("25.0%") && t.contains("75.0%"), "{t}");
+        assert!(t.contains("kernel time 4.0 µs (GpuTimestamp)"), "{t}");
+        let tr = timed.chrome_trace();
+        assert_eq!(tr["traceEvents"].as_array().unwrap().len(), 2);
+        assert_eq!(tr["otherData"]["timing_source"], "GpuTimestamp");
+
+        let whole = profile(TimingSource::WholeRun, &[0, 0]);
+        assert!(!whole.per_entry_times());
+        let t = whole.table();
+        assert!(!t.contains('%') && !t.contains("µs"), "{t}");
+        assert!(
+            t.contains("no per-kernel times (WholeRun") && t.contains("whole run 5.000 ms"),
+            "{t}"
+        );
+        let tr = whole.chrome_trace();
+        let events = tr["traceEvents"].as_array().unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["dur"], 5000.0);
+        assert_eq!(
+            events[0]["args"]["kernels"],
+            serde_json::json!(["k0", "k1"])
+        );
+        assert_eq!(tr["otherData"]["timing_source"], "WholeRun");
+    }
 }

@@ -35,7 +35,7 @@ pub mod suite;
 pub mod target;
 pub mod tensor;
 
-pub use compile::{compile, CompileOptions, Compiled};
+pub use compile::{compile, CompileOptions, Compiled, Optimization};
 pub use device::{Device, OpTiming, Profile, RunOutput, TimingSource};
 pub use dtype::DType;
 pub use error::{Error, Result};

@@ -6,8 +6,8 @@
 //! (sfumato-shaders) with its tuned matmul variants, caches pipelines by their WGSL text,
 //! uploads constants once per graph, takes intermediate buffers from a pool and gives each back
 //! after its last reader (so peak memory follows the live set), dispatches, reads the outputs
-//! back and fills a [`Profile`](sfumato_core::Profile) from timestamp queries (wall clock per
-//! dispatch where the adapter has none).
+//! back and fills a [`Profile`](sfumato_core::Profile) from timestamp queries (where the adapter
+//! has none, the run is still one submission and the profile has its wall time only).
 //!
 //! The modules, one job each: [`adapter`] (discovery, choice, target profile, quirks as data),
 //! [`host`] (the clock and the autotune store the host hands in), [`options`], `prepare`
@@ -45,7 +45,7 @@ pub use memory::rgba32_texture;
 pub use options::{default_cache_dir, test_device};
 pub use options::{DeviceOptions, Tuning, DEFAULT_TUNE_CANDIDATES};
 pub use prepare::Explained;
-use sfumato_core::{Error, Result, TargetKind, TargetProfile};
+use sfumato_core::{Error, Optimization, Result, TargetKind, TargetProfile};
 use sfumato_shaders::MatmulVariant;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -73,6 +73,8 @@ pub struct WgpuDevice {
     /// Bytes of device buffers alive now and at most (tensors, pooled included).
     allocated: u64,
     high_water: u64,
+    /// Queue submissions made ([`WgpuDevice::submissions`]).
+    submissions: u64,
 }
 
 impl WgpuDevice {
@@ -95,7 +97,8 @@ impl WgpuDevice {
         let target =
             adapter::target_profile(&info, &adapter.limits()).with_loop_budget(opts.loop_budget);
         summary.loop_budget = target.loop_budget;
-        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let timestamps =
+            opts.timestamps && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let mut features = wgpu::Features::empty();
         if timestamps {
             features |= wgpu::Features::TIMESTAMP_QUERY;
@@ -140,6 +143,7 @@ impl WgpuDevice {
             untuned: BTreeSet::new(),
             allocated: 0,
             high_water: 0,
+            submissions: 0,
         })
     }
 
@@ -153,14 +157,25 @@ impl WgpuDevice {
         &self.target
     }
 
-    /// Whether per-dispatch times come from GPU timestamps.
+    /// Whether per-dispatch times come from GPU timestamps (the adapter has timestamp queries
+    /// and [`DeviceOptions::timestamps`] is on); without, a profile has the run's wall time only.
     pub fn has_timestamps(&self) -> bool {
         self.timestamps
     }
 
-    /// Turn fusion (and the graph passes) on or off.
+    /// Queue submissions this device has made: one per run, one per autotune measurement.
+    pub fn submissions(&self) -> u64 {
+        self.submissions
+    }
+
+    /// Turn fusion and the graph passes on or off together (off: [`Optimization::AsBuilt`]).
     pub fn set_fusion(&mut self, on: bool) {
-        self.opts.fusion = on;
+        self.set_optimization(Optimization::fused(on));
+    }
+
+    /// Choose how much of the compiler runs: passes and fusion, the passes alone, or neither.
+    pub fn set_optimization(&mut self, o: Optimization) {
+        self.opts.optimization = o;
         self.drop_prepared();
     }
 

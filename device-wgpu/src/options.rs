@@ -3,7 +3,7 @@
 //! the `SFUMATO_*` variables asks [`DeviceOptions::from_env`] (the CLI and the tests do).
 
 use crate::host::{default_clock, Clock, TuneStore};
-use sfumato_core::{NoProgress, Progress};
+use sfumato_core::{NoProgress, Optimization, Progress};
 use sfumato_shaders::MatmulVariant;
 use std::sync::Arc;
 
@@ -39,9 +39,10 @@ pub struct DeviceOptions {
     pub matmul: Option<MatmulVariant>,
     /// Where the autotune cache is kept (`None`: in memory only).
     pub tune_store: Option<Arc<dyn TuneStore>>,
-    /// Fuse ops into kernels and run the graph passes first (false: one kernel per op of the
-    /// graph as given).
-    pub fusion: bool,
+    /// How much of the compiler runs: the graph passes then fusion (the default), the passes
+    /// alone (one kernel per op they leave), or neither (one kernel per op of the graph as
+    /// given).
+    pub optimization: Optimization,
     /// A loop budget kernels must stay under, on top of the adapter's
     /// ([`AdapterSummary::loop_budget`](crate::AdapterSummary)): the smaller of the two holds.
     /// A small one exercises the splitting and refusals on small shapes.
@@ -49,6 +50,12 @@ pub struct DeviceOptions {
     /// Keep naga's per-load bounds checks in matmul kernels (off by default: every matmul
     /// template clamps its own loads).
     pub checked_matmul: bool,
+    /// Time each dispatch with the adapter's timestamp queries where it has them (the default).
+    /// Off, the device acts as an adapter without them does: a run is still one submission,
+    /// and its profile has no per-dispatch times, only the whole run's wall time
+    /// ([`TimingSource::WholeRun`](sfumato_core::TimingSource::WholeRun)). The tests turn it off
+    /// to reach that path on an adapter that has timestamps.
+    pub timestamps: bool,
     /// The host's clock (wall times; the autotuner's measurements).
     pub clock: Arc<dyn Clock>,
     /// The host CPU's model, for a CPU adapter's autotune key (lavapipe reports one adapter name
@@ -67,9 +74,10 @@ impl Default for DeviceOptions {
             tuning: Tuning::Cached,
             matmul: None,
             tune_store: None,
-            fusion: true,
+            optimization: Optimization::PassesAndFusion,
             loop_budget: None,
             checked_matmul: false,
+            timestamps: true,
             clock: default_clock(),
             host_cpu: None,
             wgpu_env: false,
@@ -84,8 +92,9 @@ impl DeviceOptions {
     /// `SFUMATO_ADAPTER=<substring>`, `SFUMATO_AUTOTUNE=0` ([`Tuning::Off`]) or `1`
     /// ([`Tuning::Measure`] of `SFUMATO_TUNE_CANDIDATES`, default
     /// [`DEFAULT_TUNE_CANDIDATES`]; unset: [`Tuning::Cached`]), `SFUMATO_MATMUL=<variant>`,
-    /// `SFUMATO_FUSION=0` (off), `SFUMATO_LOOP_BUDGET=<n>`, `SFUMATO_CHECKED_MATMUL=1`, and the
-    /// autotune cache in [`default_cache_dir`].
+    /// `SFUMATO_FUSION=0` (no passes, no fusion: [`Optimization::AsBuilt`]),
+    /// `SFUMATO_LOOP_BUDGET=<n>`, `SFUMATO_CHECKED_MATMUL=1`, `SFUMATO_TIMESTAMPS=0` (no
+    /// timestamp queries), and the autotune cache in [`default_cache_dir`].
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok();
         DeviceOptions {
@@ -102,7 +111,7 @@ impl DeviceOptions {
             matmul: var("SFUMATO_MATMUL").and_then(|v| MatmulVariant::from_name(&v)),
             tune_store: default_cache_dir()
                 .map(|d| Arc::new(crate::host::FileTuneStore::in_dir(d)) as Arc<dyn TuneStore>),
-            fusion: var("SFUMATO_FUSION").is_none_or(|v| v != "0"),
+            optimization: Optimization::fused(var("SFUMATO_FUSION").is_none_or(|v| v != "0")),
             loop_budget: var("SFUMATO_LOOP_BUDGET").and_then(|v| {
                 let b = v.parse().ok();
                 if b.is_none() {
@@ -111,6 +120,7 @@ impl DeviceOptions {
                 b
             }),
             checked_matmul: var("SFUMATO_CHECKED_MATMUL").is_some_and(|v| v == "1"),
+            timestamps: var("SFUMATO_TIMESTAMPS").is_none_or(|v| v != "0"),
             clock: default_clock(),
             host_cpu: Some(crate::host::cpu_model()),
             wgpu_env: true,

@@ -82,10 +82,11 @@ impl WgpuDevice {
         })
     }
 
-    /// What the shared compile pipeline is asked for: this device's fusion switch and target.
+    /// What the shared compile pipeline is asked for: this device's optimization (passes,
+    /// fusion) and target.
     pub fn compile_options(&self) -> CompileOptions {
         CompileOptions {
-            fuse: self.opts.fusion,
+            optimization: self.opts.optimization,
             target: self.target.clone(),
         }
     }

@@ -19,7 +19,6 @@ struct Dispatch {
     nodes: Vec<String>,
     ops: Vec<String>,
     kernel: String,
-    wall_ns: Option<(u64, u64)>,
 }
 
 /// What the mapping of a run's readback buffers has come to.
@@ -86,7 +85,7 @@ impl Device for WgpuDevice {
                 "a browser cannot block until the GPU is done: use WgpuDevice::run_async".into(),
             ));
         }
-        let s = self.submit(graph, inputs, !self.timestamps)?;
+        let s = self.submit(graph, inputs)?;
         self.wait()?;
         self.collect(s)
     }
@@ -97,10 +96,9 @@ impl Device for WgpuDevice {
 }
 
 impl WgpuDevice {
-    /// Run, awaiting the results (the browser's way: nothing blocks). Without timestamp
-    /// queries the dispatches are not timed one by one here (each would need its own wait).
+    /// Run, awaiting the results (the browser's way: nothing blocks).
     pub async fn run_async(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
-        let s = self.submit(graph, inputs, false)?;
+        let s = self.submit(graph, inputs)?;
         MapWait {
             device: &self.device,
             maps: s.maps.clone(),
@@ -109,10 +107,11 @@ impl WgpuDevice {
         self.collect(s)
     }
 
-    /// Prepare, bind, encode and submit a run, and start mapping its readback buffers.
-    /// `time_each`: submit and wait for each dispatch to time it on the host clock (adapters
-    /// without timestamp queries).
-    fn submit(&mut self, graph: &Graph, inputs: &[Tensor], time_each: bool) -> Result<Submitted> {
+    /// Prepare, bind, encode and submit a run as one submission, and start mapping its readback
+    /// buffers. Without timestamp queries nothing is timed per dispatch (that would take a
+    /// submission and a wait each, and time the waits as much as the kernels): the profile
+    /// then has the whole run's wall time only ([`TimingSource::WholeRun`]).
+    fn submit(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<Submitted> {
         let t0 = self.now_ns();
         check_inputs(graph, inputs)?;
         check_gather_indices(graph, inputs)?;
@@ -200,27 +199,11 @@ impl WgpuDevice {
                                 k.workgroups[2],
                             );
                         }
-                        let mut wall = None;
-                        if time_each {
-                            // No timestamp queries: time each dispatch on the host.
-                            let start = self.now_ns().saturating_sub(t0);
-                            let done = std::mem::replace(
-                                &mut enc,
-                                self.device.create_command_encoder(&Default::default()),
-                            );
-                            self.queue.submit([done.finish()]);
-                            self.wait()?;
-                            wall = Some((
-                                start,
-                                self.now_ns().saturating_sub(t0).saturating_sub(start),
-                            ));
-                        }
                         let step = &self.prepared[pi].steps[si];
                         dispatches.push(Dispatch {
                             nodes: step.nodes.clone(),
                             ops: step.ops.clone(),
                             kernel: k.name.clone(),
-                            wall_ns: wall,
                         });
                     }
                 }
@@ -278,7 +261,7 @@ impl WgpuDevice {
             enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, count as u64 * 8);
             ts_bufs.push(read);
         }
-        self.queue.submit([enc.finish()]);
+        self.submit_commands(enc.finish());
         let maps = Arc::new(Mutex::new(MapState::default()));
         for b in staging.iter().flatten().chain(ts_bufs.iter()) {
             maps.lock().unwrap_or_else(|p| p.into_inner()).pending += 1;
@@ -355,20 +338,19 @@ impl WgpuDevice {
             ..Default::default()
         };
         for (i, d) in dispatches.into_iter().enumerate() {
-            let (start_ns, duration_ns, source) = match d.wall_ns {
-                Some((s, dur)) => (s, dur, TimingSource::WallClock),
-                None if stamps.is_empty() => (0, 0, TimingSource::Untimed),
-                None => {
-                    let (a, b) = (
-                        stamps.get(2 * i).copied().unwrap_or(0),
-                        stamps.get(2 * i + 1).copied().unwrap_or(0),
-                    );
-                    (
-                        (a.saturating_sub(first) as f64 * period) as u64,
-                        (b.saturating_sub(a) as f64 * period) as u64,
-                        TimingSource::GpuTimestamp,
-                    )
-                }
+            let (start_ns, duration_ns, source) = if stamps.is_empty() {
+                // No timestamp queries: the run's wall time (below) is the only figure.
+                (0, 0, TimingSource::WholeRun)
+            } else {
+                let (a, b) = (
+                    stamps.get(2 * i).copied().unwrap_or(0),
+                    stamps.get(2 * i + 1).copied().unwrap_or(0),
+                );
+                (
+                    (a.saturating_sub(first) as f64 * period) as u64,
+                    (b.saturating_sub(a) as f64 * period) as u64,
+                    TimingSource::GpuTimestamp,
+                )
             };
             profile.entries.push(OpTiming {
                 nodes: d.nodes,
@@ -486,6 +468,12 @@ fn kernel_entries<'a>(
 }
 
 impl WgpuDevice {
+    /// Submit encoded work to the queue, counted ([`WgpuDevice::submissions`]).
+    pub(crate) fn submit_commands(&mut self, commands: wgpu::CommandBuffer) {
+        self.submissions += 1;
+        self.queue.submit([commands]);
+    }
+
     /// Every kernel's params in one buffer, each at an offset aligned for a binding; the
     /// offsets (in words) per step and kernel.
     fn pack_params(&self, pi: usize) -> (wgpu::Buffer, Vec<Vec<usize>>) {

@@ -351,7 +351,7 @@ impl WgpuDevice {
             pass.dispatch_workgroups(k.workgroups[0], k.workgroups[1], k.workgroups[2]);
         }
         let t = self.now_ns();
-        self.queue.submit([enc.finish()]);
+        self.submit_commands(enc.finish());
         self.wait()?;
         Ok(self.now_ns().saturating_sub(t) as f64 / 1e9)
     }

@@ -132,7 +132,7 @@ proptest! {
     #[test]
     fn matmul(batch_a in prop::collection::vec(1usize..4, 0..=2), bcast in any::<bool>(), m in 1usize..40, n in 1usize..40, k in 1usize..40,
               vec_a in prop::bool::weighted(0.1), vec_b in prop::bool::weighted(0.1), v in 0usize..64, aligned in any::<bool>(), seed in any::<u64>()) {
-        // Aligned sizes let the vec4 variants run; others fall back to a general one.
+        // Aligned sizes let the vec4 variants be drawn too.
         let (n, k) = if aligned { (n.div_ceil(4) * 4, k.div_ceil(4) * 4) } else { (n, k) };
         let batch_b: Vec<usize> = if bcast { batch_a.iter().map(|_| 1).collect() } else { batch_a.clone() };
         let mut sa = batch_a.clone();
@@ -148,12 +148,35 @@ proptest! {
         let b = g.input("b", DType::F32, sb.clone());
         let c = g.matmul(a, b).unwrap();
         g.set_outputs(&[c]).unwrap();
-        let all = MatmulVariant::all();
-        let variant = all[v % all.len()];
-        common::with_device(|d| d.set_matmul_variant(Some(variant)));
-        let r = differential(&g, &[Tensor::random(DType::F32, sa, seed), Tensor::random(DType::F32, sb, seed + 1)], 1e-5 * k as f64);
-        common::with_device(|d| d.set_matmul_variant(None));
-        r.map_err(|e| TestCaseError::fail(format!("{variant:?}: {e}")))?;
+        let problem = sfumato_shaders::matmul_problem(
+            &Op::MatMul,
+            &[(DType::F32, g.shape(a)), (DType::F32, g.shape(b))],
+            &[(DType::F32, g.shape(c))],
+        )
+        .unwrap();
+        let inputs = [Tensor::random(DType::F32, sa, seed), Tensor::random(DType::F32, sb, seed + 1)];
+        // One lock for forcing the variant, the run and going back: the device is shared by the
+        // tests of this binary, which set their own variants.
+        let got = common::with_device(|d| {
+            // Only a variant that computes this layout within the loop budget is forced (the
+            // device falls back from any other); which of them is drawn by `v`.
+            let budget = d.target().loop_budget;
+            let able: Vec<MatmulVariant> = MatmulVariant::all()
+                .into_iter()
+                .filter(|x| x.supports(&problem) && sfumato_shaders::loops::fits(x.loop_trips(&problem, 0), budget))
+                .collect();
+            let variant = able[v % able.len()];
+            d.set_matmul_variant(Some(variant));
+            let r = d.run(&g, &inputs);
+            d.set_matmul_variant(None);
+            (variant, r)
+        });
+        let Some((variant, got)) = got else { return Ok(()) };
+        let got = got.map_err(|e| TestCaseError::fail(format!("{variant:?}: {e}")))?;
+        common::check_outputs(&g, &inputs, &got, 1e-5 * k as f64).map_err(|e| TestCaseError::fail(format!("{variant:?}: {e}")))?;
+        // The forced variant ran, not a fallback: the profile names the kernel of each dispatch.
+        let ks: Vec<&str> = got.profile.entries.iter().map(|e| e.kernel.as_str()).collect();
+        prop_assert!(!ks.is_empty() && ks.iter().all(|k| *k == variant.name()), "{:?} ran {:?}", variant, ks);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use sfumato_core::op::UnaryOp;
-use sfumato_core::{DType, Device, Error, Graph, Tensor};
+use sfumato_core::{DType, Device, Error, Graph, Profile, Tensor, TimingSource};
 
 #[test]
 fn bad_shapes_are_refused_with_the_node_named() {
@@ -131,8 +131,7 @@ fn profile_has_one_timed_entry_per_dispatch() {
             .collect();
         // Fused: the relu is the matmul's epilogue; the reshape is a view.
         assert_eq!(ops, ["MatMul+Relu", "Softmax"]);
-        let trace = out.profile.chrome_trace();
-        assert_eq!(trace["traceEvents"].as_array().unwrap().len(), 2);
+        check_times(&out.profile, d.has_timestamps());
         d.set_fusion(false);
         let unfused = d
             .run(&g, &[Tensor::random(DType::F32, [8, 16], 2)])
@@ -145,6 +144,7 @@ fn profile_has_one_timed_entry_per_dispatch() {
             .map(|e| e.ops.join("+"))
             .collect();
         assert_eq!(ops, ["MatMul", "Relu", "Softmax"]);
+        check_times(&unfused.profile, d.has_timestamps());
         assert!(unfused.outputs[0].all_close(&out.outputs[0], 1e-5, 1e-6));
         // A second run reuses the prepared plan, constants and pipelines.
         let again = d
@@ -152,6 +152,64 @@ fn profile_has_one_timed_entry_per_dispatch() {
             .unwrap();
         assert_eq!(again.outputs, out.outputs);
     });
+}
+
+/// The times of a profile of a chain of dispatches (each reads the one before). With timestamp
+/// queries: every entry has a positive duration, starts no earlier than the previous one ends,
+/// and the kernel time (their sum) fits in the span from the first start to the last end, which
+/// fits in the host's wall time of the whole run (a misread timestamp period breaks this); the
+/// trace shows the same times. Without: every entry says `WholeRun` with no time of its own, and
+/// the run's wall time is the figure.
+fn check_times(p: &Profile, timestamps: bool) {
+    assert!(p.wall_ns > 0, "no wall time: {p:?}");
+    let trace = p.chrome_trace();
+    let events = trace["traceEvents"].as_array().unwrap();
+    if !timestamps {
+        assert!(
+            p.entries
+                .iter()
+                .all(|e| e.source == TimingSource::WholeRun && e.duration_ns == 0),
+            "{p:?}"
+        );
+        assert_eq!(events.len(), 1);
+        return;
+    }
+    assert!(
+        p.entries
+            .iter()
+            .all(|e| e.source == TimingSource::GpuTimestamp),
+        "{p:?}"
+    );
+    assert!(
+        p.entries.iter().all(|e| e.duration_ns > 0),
+        "a dispatch took no time: {p:?}"
+    );
+    for w in p.entries.windows(2) {
+        assert!(
+            w[1].start_ns >= w[0].start_ns + w[0].duration_ns,
+            "{} starts before {} ends: {p:?}",
+            w[1].kernel,
+            w[0].kernel
+        );
+    }
+    let first = p.entries.first().unwrap().start_ns;
+    let last = p
+        .entries
+        .last()
+        .map(|e| e.start_ns + e.duration_ns)
+        .unwrap();
+    assert!(
+        p.kernel_ns() <= last - first && last - first <= p.wall_ns,
+        "kernel time {} ns, span {} ns, wall {} ns: {p:?}",
+        p.kernel_ns(),
+        last - first,
+        p.wall_ns
+    );
+    assert_eq!(events.len(), p.entries.len());
+    for (ev, e) in events.iter().zip(&p.entries) {
+        assert_eq!(ev["dur"].as_f64().unwrap(), e.duration_ns as f64 / 1000.0);
+        assert_eq!(ev["ts"].as_f64().unwrap(), e.start_ns as f64 / 1000.0);
+    }
 }
 
 #[test]

@@ -64,8 +64,8 @@ fn async_run_clock_and_store_come_from_the_options() {
         blocking.profile.entries.len(),
         awaited.profile.entries.len()
     );
-    // With timestamp queries both runs are timed by the GPU; without, the blocking run times
-    // each dispatch on the host clock and the awaited one says it is untimed.
+    // With timestamp queries both runs are timed by the GPU; without, both have the whole
+    // run's wall time only.
     for (a, b) in blocking
         .profile
         .entries
@@ -75,7 +75,7 @@ fn async_run_clock_and_store_come_from_the_options() {
         let want = if dev.has_timestamps() {
             (TimingSource::GpuTimestamp, TimingSource::GpuTimestamp)
         } else {
-            (TimingSource::WallClock, TimingSource::Untimed)
+            (TimingSource::WholeRun, TimingSource::WholeRun)
         };
         assert_eq!((a.source, b.source), want);
     }
@@ -144,4 +144,88 @@ fn a_run_never_tunes_and_tune_fills_the_cache() {
     // A second tune finds the class cached and measures nothing.
     let report = dev.tune(&g, 2, false).unwrap();
     assert!(report[0].times_ms.is_empty() && report[0].winner == shape.winner);
+}
+
+/// Without timestamp queries (turned off here: lavapipe has them) a run is still one queue
+/// submission, with no wait per dispatch, and its profile says that its only figure is the
+/// whole run's wall time: the table shows no per-kernel time, the trace one event for the run.
+/// With them, one submission too, every dispatch timed by the GPU.
+#[test]
+fn a_run_is_one_submission_with_or_without_timestamps() {
+    let Some(first) = sfumato_wgpu::test_device() else {
+        return;
+    };
+    let adapter_has_them = first.has_timestamps();
+    drop(first);
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [8, 16]);
+    let w = g.constant(Tensor::random(DType::F32, [16, 4], 1)).unwrap();
+    let y = g.matmul(x, w).unwrap();
+    let y = g.relu(y).unwrap();
+    let y = g.softmax(y, -1).unwrap();
+    g.set_outputs(&[y]).unwrap();
+    let inputs = [Tensor::random(DType::F32, [8, 16], 2)];
+    for timestamps in [false, true] {
+        if timestamps && !adapter_has_them {
+            continue;
+        }
+        let mut dev = WgpuDevice::new(DeviceOptions {
+            tuning: Tuning::Off,
+            tune_store: None,
+            timestamps,
+            ..DeviceOptions::from_env()
+        })
+        .unwrap();
+        assert_eq!(dev.has_timestamps(), timestamps);
+        // Unfused: three dispatches (matmul, relu, softmax).
+        dev.set_fusion(false);
+        let before = dev.submissions();
+        let out = dev.run(&g, &inputs).unwrap();
+        let p = &out.profile;
+        assert_eq!(p.entries.len(), 3, "{p:?}");
+        assert_eq!(
+            dev.submissions() - before,
+            1,
+            "timestamps {timestamps}: a run of {} dispatches made {} submissions",
+            p.entries.len(),
+            dev.submissions() - before
+        );
+        let want = if timestamps {
+            TimingSource::GpuTimestamp
+        } else {
+            TimingSource::WholeRun
+        };
+        assert_eq!(p.source(), Some(want));
+        assert!(p.entries.iter().all(|e| e.source == want), "{p:?}");
+        assert!(p.wall_ns > 0);
+        let table = p.table();
+        let trace = p.chrome_trace();
+        let events = trace["traceEvents"].as_array().unwrap();
+        assert_eq!(trace["otherData"]["timing_source"], format!("{want:?}"));
+        if timestamps {
+            assert!(p.per_entry_times() && p.kernel_ns() > 0, "{p:?}");
+            assert_eq!(events.len(), 3);
+            assert!(table.contains("(GpuTimestamp)"), "{table}");
+        } else {
+            // No time is made up per entry: they are 0, and shown as "-".
+            assert!(!p.per_entry_times());
+            assert!(
+                p.entries
+                    .iter()
+                    .all(|e| e.duration_ns == 0 && e.start_ns == 0),
+                "{p:?}"
+            );
+            assert!(table.contains("no per-kernel times (WholeRun"), "{table}");
+            assert_eq!(events.len(), 1, "{trace}");
+            assert_eq!(events[0]["args"]["kernels"].as_array().unwrap().len(), 3);
+            assert_eq!(events[0]["dur"], p.wall_ns as f64 / 1000.0);
+            assert_eq!(events[0]["args"]["source"], "WholeRun");
+        }
+        // The awaited run is one submission too.
+        let before = dev.submissions();
+        let awaited = pollster::block_on(dev.run_async(&g, &inputs)).unwrap();
+        assert_eq!(dev.submissions() - before, 1);
+        assert_eq!(awaited.profile.source(), Some(want));
+        assert_eq!(awaited.outputs, out.outputs);
+    }
 }

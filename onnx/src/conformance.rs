@@ -626,7 +626,7 @@ mod tests {
                 kernel: "k".into(),
                 start_ns: 0,
                 duration_ns: 0,
-                source: TimingSource::Untimed,
+                source: TimingSource::WholeRun,
             }],
             ..Default::default()
         }

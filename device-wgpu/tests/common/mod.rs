@@ -1,7 +1,7 @@
 #![allow(dead_code)]
 //! Shared by the GPU test files: one device per test binary, and the differential check.
 
-use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};
+use sfumato_core::{CpuDevice, DType, Device, Graph, RunOutput, Tensor};
 use sfumato_wgpu::{test_device, WgpuDevice};
 use std::sync::{Mutex, OnceLock};
 
@@ -36,11 +36,21 @@ pub fn tol(d: DType) -> (f64, f64) {
 /// Run `g` on the CPU reference and on wgpu and compare every output. Returns an error message
 /// describing the first mismatch.
 pub fn differential(g: &Graph, inputs: &[Tensor], extra_atol: f64) -> Result<(), String> {
-    let want = CpuDevice.run(g, inputs).map_err(|e| format!("cpu: {e}"))?;
     let got = match with_device(|d| d.run(g, inputs)) {
         None => return Ok(()),
         Some(r) => r.map_err(|e| format!("wgpu: {e}"))?,
     };
+    check_outputs(g, inputs, &got, extra_atol)
+}
+
+/// Compare a wgpu run's outputs (`got`) with the CPU reference's on the same inputs.
+pub fn check_outputs(
+    g: &Graph,
+    inputs: &[Tensor],
+    got: &RunOutput,
+    extra_atol: f64,
+) -> Result<(), String> {
+    let want = CpuDevice.run(g, inputs).map_err(|e| format!("cpu: {e}"))?;
     if want.outputs.len() != got.outputs.len() {
         return Err(format!(
             "wgpu returned {} outputs, the reference {}",
