@@ -72,8 +72,6 @@ pub(crate) fn bench_matmul(a: &MatmulArgs) -> Result<()> {
     checked_numel(&[k, n], "B")?;
     checked_numel(&[m, n], "C")?;
     let iters = a.common.iters.unwrap_or(10);
-    let mut dev = open_bench_device(a.common.device, a.variant.as_deref())?;
-
     // A is a run input (all-constant graphs are folded by the passes); B a weight, or with
     // `--b-input` a run input too (uploaded every run, like A).
     let mut g = Graph::new();
@@ -87,6 +85,7 @@ pub(crate) fn bench_matmul(a: &MatmulArgs) -> Result<()> {
     };
     let c = g.matmul(lhs, rhs)?;
     g.set_outputs(&[c])?;
+    let mut dev = open_bench_device(a.common.device, a.variant.as_deref(), &g)?;
 
     let t = time_graph_with(dev.as_mut(), &g, &inputs, iters, !a.common.json)?;
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
@@ -111,7 +110,6 @@ pub(crate) fn bench_conv(a: &ConvArgs) -> Result<()> {
     checked_numel(&[batch, c_in, size, size], "x")?;
     checked_numel(&[c_out, c_in, kk, kk], "weight")?;
     let iters = a.common.iters.unwrap_or(5);
-    let mut dev = open_bench_device(a.common.device, None)?;
 
     let mut g = Graph::new();
     let x = g.input("x", DType::F32, [batch, c_in, size, size]);
@@ -126,6 +124,7 @@ pub(crate) fn bench_conv(a: &ConvArgs) -> Result<()> {
         other => bail!("conv output has unexpected shape {other:?}"),
     };
     checked_numel(&[batch, c_out, oh, ow], "output")?;
+    let mut dev = open_bench_device(a.common.device, None, &g)?;
 
     let t = time_graph_with(dev.as_mut(), &g, &inputs, iters, !a.common.json)?;
     let flops =

@@ -261,9 +261,14 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
     }
     // Least optimized first; with --no-unfused the fused one alone.
     let modes: &[Optimization] = if a.no_unfused { &MODES[2..] } else { &MODES };
+    let graphs = cases
+        .iter()
+        .map(|c| case_graph(c))
+        .collect::<Result<Vec<_>>>()?;
+    let gs: Vec<&Graph> = graphs.iter().map(|(g, _, _)| g).collect();
     let mut devs = modes
         .iter()
-        .map(|&m| open_wgpu_tuned("", m))
+        .map(|&m| open_wgpu_tuned("", m, &gs))
         .collect::<Result<Vec<_>>>()?;
     let adapter = devs[0].name();
     let ours = AdapterId {
@@ -301,8 +306,7 @@ pub fn compare(a: &CompareArgs) -> Result<()> {
             "dispatches"
         );
     }
-    for case in &cases {
-        let (g, inputs, flops) = case_graph(case)?;
+    for (case, (g, inputs, flops)) in cases.iter().zip(graphs) {
         let fused_at = devs.len() - 1;
         let (ours_ms, passes_ms, as_built_ms, speedups) = if devs.len() == 1 {
             let t: Timing = time_graph_with(&mut devs[0], &g, &inputs, iters, false)

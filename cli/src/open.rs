@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
-use sfumato_core::{CpuDevice, Device, Optimization};
+use sfumato_core::{CpuDevice, Device, Graph, Optimization};
 use sfumato_shaders::MatmulVariant;
 use sfumato_wgpu::{DeviceOptions, Tuning, WgpuDevice, DEFAULT_TUNE_CANDIDATES};
 
@@ -14,11 +14,26 @@ pub(crate) enum DeviceKind {
     Cpu,
 }
 
-/// Open the WebGPU device for a benchmark; `hint` ends the error message. Benchmarks time the
-/// kernels a tuned run takes: a shape class the cache lacks is measured during the warm-up
-/// (unless `SFUMATO_AUTOTUNE` says otherwise), as burn autotunes during its own.
-pub(crate) fn open_wgpu_tuned(hint: &str, optimization: Optimization) -> Result<WgpuDevice> {
-    open(hint, optimization, true)
+/// Open the WebGPU device a benchmark times `graphs` on, their matmul shape classes tuned first
+/// (cached winners, else measured now: `sfumato tune`'s four candidates, as burn autotunes
+/// before it times) on a device of their own that is dropped before the timed one opens. On
+/// lavapipe a device that has measured kernels records later timestamp queries that no longer
+/// bracket the dispatches (a 1024³ matmul "took" 0.6 ms, 3,300 GFLOP/s), so the device whose
+/// figures are printed never measures. `SFUMATO_AUTOTUNE=0` skips the tuning.
+pub(crate) fn open_wgpu_tuned(
+    hint: &str,
+    optimization: Optimization,
+    graphs: &[&Graph],
+) -> Result<WgpuDevice> {
+    if DeviceOptions::from_env().tuning != Tuning::Off {
+        let mut tuner = open(hint, optimization)?;
+        for g in graphs {
+            tuner
+                .tune(g, DEFAULT_TUNE_CANDIDATES, false)
+                .context("tuning the benchmark's matmuls")?;
+        }
+    }
+    open(hint, optimization)
 }
 
 /// Open the WebGPU device with the environment's options; passes and fusion run where both the
@@ -26,20 +41,13 @@ pub(crate) fn open_wgpu_tuned(hint: &str, optimization: Optimization) -> Result<
 /// them. Nothing is measured during a run: a cached winner or the cost model's pick
 /// ([`Tuning::Cached`]).
 pub(crate) fn open_wgpu_with(hint: &str, optimization: Optimization) -> Result<WgpuDevice> {
-    open(hint, optimization, false)
+    open(hint, optimization)
 }
 
-fn open(hint: &str, optimization: Optimization, bench: bool) -> Result<WgpuDevice> {
+fn open(hint: &str, optimization: Optimization) -> Result<WgpuDevice> {
     let env = DeviceOptions::from_env();
-    let tuning = match env.tuning {
-        Tuning::Cached if bench => Tuning::Measure {
-            candidates: DEFAULT_TUNE_CANDIDATES,
-        },
-        t => t,
-    };
     let dev = WgpuDevice::new(DeviceOptions {
         optimization: optimization.min(env.optimization),
-        tuning,
         progress: std::sync::Arc::new(crate::progress::Bars::default()),
         ..env
     })
@@ -52,6 +60,7 @@ fn open(hint: &str, optimization: Optimization, bench: bool) -> Result<WgpuDevic
 pub(crate) fn open_bench_device(
     kind: DeviceKind,
     variant: Option<&str>,
+    graph: &Graph,
 ) -> Result<Box<dyn Device>> {
     match kind {
         DeviceKind::Cpu => {
@@ -64,10 +73,12 @@ pub(crate) fn open_bench_device(
         }
         DeviceKind::Wgpu => {
             let variant = variant.map(parse_variant).transpose()?;
-            let mut dev = open_wgpu_tuned(
-                " (--device cpu benchmarks the CPU reference instead)",
-                Optimization::PassesAndFusion,
-            )?;
+            let hint = " (--device cpu benchmarks the CPU reference instead)";
+            let mut dev = match variant {
+                // A forced kernel needs no tuning.
+                Some(_) => open(hint, Optimization::PassesAndFusion)?,
+                None => open_wgpu_tuned(hint, Optimization::PassesAndFusion, &[graph])?,
+            };
             if variant.is_some() {
                 dev.set_matmul_variant(variant);
             }

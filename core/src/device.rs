@@ -13,7 +13,8 @@ pub enum TimingSource {
     /// A cycle model (simulated devices).
     Simulated,
     /// No time of its own: the run was one submission without timestamp queries (the adapter
-    /// has none, or they were turned off), so the only figure is the whole run's host wall
+    /// has none, they were turned off, or the device measured kernels earlier, after which
+    /// lavapipe's stamps no longer bracket the dispatches), so the only figure is the whole run's host wall
     /// time, [`Profile::wall_ns`]. The entry's start and duration are 0; the table and the
     /// trace say so instead of showing them.
     WholeRun,

@@ -70,6 +70,10 @@ pub struct WgpuDevice {
     chosen: HashMap<String, MatmulVariant>,
     /// Shape classes run on the cost model's pick for want of a cached winner.
     untuned: BTreeSet<String>,
+    /// Whether this device has measured kernels ([`Tuning::Measure`], [`WgpuDevice::tune`]):
+    /// on lavapipe the timestamp queries of its later runs no longer bracket the dispatches
+    /// (a 1024³ matmul "took" 0.6 ms), so its profiles give the whole run's wall time only.
+    measured: bool,
     /// Bytes of device buffers alive now and at most (tensors, pooled included).
     allocated: u64,
     high_water: u64,
@@ -141,6 +145,7 @@ impl WgpuDevice {
             prepared: Vec::new(),
             chosen: HashMap::new(),
             untuned: BTreeSet::new(),
+            measured: false,
             allocated: 0,
             high_water: 0,
             submissions: 0,

@@ -338,8 +338,10 @@ impl WgpuDevice {
             ..Default::default()
         };
         for (i, d) in dispatches.into_iter().enumerate() {
-            let (start_ns, duration_ns, source) = if stamps.is_empty() {
-                // No timestamp queries: the run's wall time (below) is the only figure.
+            let (start_ns, duration_ns, source) = if stamps.is_empty() || self.measured {
+                // No timestamp queries, or none to trust (this device measured kernels, after
+                // which lavapipe's stamps no longer bracket the dispatches): the run's wall
+                // time (below) is the only figure.
                 (0, 0, TimingSource::WholeRun)
             } else {
                 let (a, b) = (

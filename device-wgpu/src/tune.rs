@@ -219,6 +219,7 @@ impl WgpuDevice {
         cands: &[MatmulVariant],
         steps: bool,
     ) -> Result<Vec<(MatmulVariant, f64)>> {
+        self.measured = true;
         let progress = self.opts.progress.clone();
         let span = |sm: usize, sk: usize, rows: usize, cols: usize, which: usize| -> u64 {
             let last = p.offsets.iter().map(|o| o[which]).max().unwrap_or(0);
