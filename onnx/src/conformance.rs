@@ -546,8 +546,11 @@ mod tests {
     /// A case folder `NAME` under a fresh temporary suite: `model.onnx` and one input and
     /// expected output.
     fn case(name: &str, model: Vec<u8>, input: &Tensor, output: &Tensor) -> PathBuf {
+        // A folder per call: tests run in parallel, and each removes its own when done.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir()
-            .join(format!("sfumato-conf-{}-{name}", std::process::id()))
+            .join(format!("sfumato-conf-{}-{n}-{name}", std::process::id()))
             .join(name);
         let data = dir.join("test_data_set_0");
         std::fs::create_dir_all(&data).unwrap();
