@@ -8,6 +8,7 @@
 pub mod fetch;
 pub mod models;
 pub mod npy;
+pub mod weights;
 
 pub use models::{by_name, mlp, MODELS};
 pub use sfumato_core::{Graph, Tensor};
