@@ -74,30 +74,14 @@ impl WgpuDevice {
         let can_measure = cfg!(not(target_arch = "wasm32"));
         let cached = match self.opts.tuning {
             Tuning::Off => None,
-            _ => self
-                .tune
-                .get(&self.adapter_key, &class)
-                .filter(|v| cands.contains(v)),
+            _ => self.cached_winner(&class, &cands),
         };
         let v = match (cached, self.opts.tuning) {
             _ if cands.len() == 1 => cands[0],
             (Some(v), _) => v,
             (None, Tuning::Measure { candidates }) if can_measure => {
                 let n = candidates.clamp(1, cands.len());
-                let times = self.measure_matmul(p, &cands[..n], false)?;
-                let v = fastest(&times).unwrap_or(cands[0]);
-                self.tune.put(&self.adapter_key, &class, v);
-                if v != cands[0] {
-                    self.opts.progress.note(&format!(
-                        "cached a faster kernel for {}x{}x{} ({class}): {} over the cost model's {}",
-                        p.m,
-                        p.n,
-                        p.k,
-                        v.name(),
-                        cands[0].name()
-                    ));
-                }
-                v
+                self.measure_and_cache(p, &cands, n, false)?.0
             }
             (None, Tuning::Off) => cands[0],
             (None, _) => {
@@ -118,6 +102,42 @@ impl WgpuDevice {
             ));
         }
         Ok(cands)
+    }
+
+    /// The winner cached for this adapter and shape class, where it is still a candidate.
+    fn cached_winner(&self, class: &str, cands: &[MatmulVariant]) -> Option<MatmulVariant> {
+        self.tune
+            .get(&self.adapter_key, class)
+            .filter(|v| cands.contains(v))
+    }
+
+    /// Measure the first `n` of `cands` (the cost model's order) on `p`, cache the fastest for
+    /// this adapter and say so where it beats the cost model's pick; the winner and every
+    /// variant's seconds.
+    fn measure_and_cache(
+        &mut self,
+        p: &MatmulProblem,
+        cands: &[MatmulVariant],
+        n: usize,
+        steps: bool,
+    ) -> Result<(MatmulVariant, Vec<(MatmulVariant, f64)>)> {
+        let times = self.measure_matmul(p, &cands[..n], steps)?;
+        let v = fastest(&times).unwrap_or(cands[0]);
+        let class = p.shape_class();
+        self.tune.put(&self.adapter_key, &class, v);
+        if v != cands[0] {
+            let t = |w: MatmulVariant| times.iter().find(|x| x.0 == w).map_or(0.0, |x| x.1);
+            self.opts.progress.note(&format!(
+                "cached a faster kernel for {}x{}x{} ({class}): {} is {:.2}x the cost model's {}",
+                p.m,
+                p.n,
+                p.k,
+                v.name(),
+                t(cands[0]) / t(v).max(f64::MIN_POSITIVE),
+                cands[0].name()
+            ));
+        }
+        Ok((v, times))
     }
 
     /// Matmul shape classes run on the cost model's pick since the device opened, because no
@@ -153,8 +173,8 @@ impl WgpuDevice {
         let counts: Vec<usize> = todo
             .iter()
             .map(|(p, cands)| {
-                let cached = self.tune.get(&self.adapter_key, &p.shape_class());
-                if cands.len() == 1 || (!force && cached.is_some_and(|v| cands.contains(&v))) {
+                let cached = self.cached_winner(&p.shape_class(), cands);
+                if cands.len() == 1 || (!force && cached.is_some()) {
                     0
                 } else {
                     candidates.clamp(1, cands.len())
@@ -179,28 +199,15 @@ impl WgpuDevice {
                 winner: cands[0].name(),
             };
             if n == 0 {
-                if let Some(v) = self.tune.get(&self.adapter_key, &class) {
+                if let Some(v) = self.cached_winner(&class, cands) {
                     shape.winner = v.name();
                 }
                 report.push(shape);
                 continue;
             }
-            let times = self.measure_matmul(p, &cands[..n], true)?;
-            let v = fastest(&times).unwrap_or(cands[0]);
-            self.tune.put(&self.adapter_key, &class, v);
+            let (v, times) = self.measure_and_cache(p, cands, n, true)?;
             shape.times_ms = times.iter().map(|(v, t)| (v.name(), t * 1e3)).collect();
             shape.winner = v.name();
-            if v != cands[0] {
-                progress.note(&format!(
-                    "cached a faster kernel for {}x{}x{} ({class}): {} is {:.2}x the cost model's {}",
-                    p.m,
-                    p.n,
-                    p.k,
-                    shape.winner,
-                    shape.speedup(),
-                    shape.guess
-                ));
-            }
             report.push(shape);
         }
         progress.done();
