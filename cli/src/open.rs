@@ -26,14 +26,14 @@ pub(crate) fn open_wgpu_tuned(
     graphs: &[&Graph],
 ) -> Result<WgpuDevice> {
     if DeviceOptions::from_env().tuning != Tuning::Off {
-        let mut tuner = open(hint, optimization)?;
+        let mut tuner = open_wgpu_with(hint, optimization)?;
         for g in graphs {
             tuner
                 .tune(g, DEFAULT_TUNE_CANDIDATES, false)
                 .context("tuning the benchmark's matmuls")?;
         }
     }
-    open(hint, optimization)
+    open_wgpu_with(hint, optimization)
 }
 
 /// Open the WebGPU device with the environment's options; passes and fusion run where both the
@@ -41,10 +41,6 @@ pub(crate) fn open_wgpu_tuned(
 /// them. Nothing is measured during a run: a cached winner or the cost model's pick
 /// ([`Tuning::Cached`]).
 pub(crate) fn open_wgpu_with(hint: &str, optimization: Optimization) -> Result<WgpuDevice> {
-    open(hint, optimization)
-}
-
-fn open(hint: &str, optimization: Optimization) -> Result<WgpuDevice> {
     let env = DeviceOptions::from_env();
     let dev = WgpuDevice::new(DeviceOptions {
         optimization: optimization.min(env.optimization),
@@ -76,7 +72,7 @@ pub(crate) fn open_bench_device(
             let hint = " (--device cpu benchmarks the CPU reference instead)";
             let mut dev = match variant {
                 // A forced kernel needs no tuning.
-                Some(_) => open(hint, Optimization::PassesAndFusion)?,
+                Some(_) => open_wgpu_with(hint, Optimization::PassesAndFusion)?,
                 None => open_wgpu_tuned(hint, Optimization::PassesAndFusion, &[graph])?,
             };
             if variant.is_some() {
