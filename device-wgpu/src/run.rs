@@ -338,10 +338,9 @@ impl WgpuDevice {
             ..Default::default()
         };
         for (i, d) in dispatches.into_iter().enumerate() {
-            let (start_ns, duration_ns, source) = if stamps.is_empty() || self.measured {
-                // No timestamp queries, or none to trust (this device measured kernels, after
-                // which lavapipe's stamps no longer bracket the dispatches): the run's wall
-                // time (below) is the only figure.
+            let (start_ns, duration_ns, source) = if stamps.is_empty() {
+                // No timestamp queries (see `query_sets`): the run's wall time (below) is the
+                // only figure.
                 (0, 0, TimingSource::WholeRun)
             } else {
                 let (a, b) = (
@@ -517,7 +516,9 @@ impl WgpuDevice {
                 _ => 0,
             })
             .sum();
-        if !self.timestamps {
+        // None to trust once this device has measured kernels: lavapipe's stamps then no
+        // longer bracket the dispatches.
+        if !self.timestamps || self.measured {
             return (n_dispatch, Vec::new());
         }
         let sets = (0..n_dispatch.div_ceil(per_set))
