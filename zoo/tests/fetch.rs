@@ -64,6 +64,7 @@ fn package(archive: &Path, files: &[(&str, &str)]) -> Package {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect(),
         license: "MIT".into(),
+        client_args: Vec::new(),
     }
 }
 
