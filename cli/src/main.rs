@@ -8,6 +8,7 @@ mod args;
 mod bench;
 mod compare;
 mod devices;
+mod eval;
 mod explain;
 mod onnx;
 mod open;
@@ -68,6 +69,12 @@ enum Command {
     /// Detect objects (YOLOv8n through the ONNX importer): letterbox, NMS, and a PNG with the
     /// boxes and labels drawn.
     Detect(tasks::DetectArgs),
+    /// Extractive question answering (SQuAD v1.1): the span of --context that answers
+    /// --question, with a BERT span head.
+    Qa(tasks::QaArgs),
+    /// Score predictions by a dataset's official rules: SQuAD v1.1 (EM, F1) or COCO (mAP).
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -123,6 +130,8 @@ fn main() -> ExitCode {
         Command::Embed(a) => tasks::embed(&a),
         Command::Classify(a) => tasks::classify(&a),
         Command::Detect(a) => tasks::detect(&a),
+        Command::Qa(a) => tasks::qa(&a),
+        Command::Eval(c) => eval::eval(&c),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),

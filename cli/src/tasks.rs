@@ -240,3 +240,75 @@ pub(crate) fn detect(a: &DetectArgs) -> Result<()> {
     println!("wrote {}", out.display());
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub(crate) struct QaArgs {
+    /// The question.
+    #[arg(long)]
+    question: String,
+    /// The passage the answer is a span of.
+    #[arg(long)]
+    context: String,
+    /// bert-base or bert-large (a SQuAD span head); random weights unless --weights gives a
+    /// folder with a fine-tuned BertForQuestionAnswering's config.json, model.safetensors and
+    /// tokenizer.json.
+    #[arg(long, default_value = "bert-large")]
+    model: String,
+    #[command(flatten)]
+    task: TaskArgs,
+}
+
+/// `sfumato qa`: the span of the context that answers the question.
+pub(crate) fn qa(a: &QaArgs) -> Result<()> {
+    use sfumato_zoo::bert::BertConfig;
+    use sfumato_zoo::params::Params;
+    let (cfg, mut params, tok_path) = match &a.task.weights {
+        Some(dir) => {
+            let c = dir.join("config.json");
+            let text =
+                std::fs::read_to_string(&c).with_context(|| format!("reading {}", c.display()))?;
+            let cfg = BertConfig::from_json(&text, &c.display().to_string())?;
+            let p = Params::from_safetensors(&a.model, &dir.join("model.safetensors"))?;
+            (cfg, p, dir.join("tokenizer.json"))
+        }
+        None => {
+            let cfg = match a.model.as_str() {
+                "bert-base" => BertConfig::base(),
+                "bert-large" => BertConfig::large(),
+                m => anyhow::bail!("unknown qa model '{m}'; known: bert-base, bert-large"),
+            };
+            eprintln!(
+                "note: {} has no trained SQuAD weights here: random weights, so the span is \
+                 arbitrary (give --weights DIR with a fine-tuned checkpoint for real answers)",
+                a.model
+            );
+            // BERT's uncased WordPiece vocabulary, as all-MiniLM-L6-v2 ships it.
+            let vocab = weights_dir("all-minilm-l6-v2", None)?.join("tokenizer.json");
+            (cfg, Params::random(&a.model, 7), vocab)
+        }
+    };
+    let tok = sfumato_zoo::text::TextTokenizer::from_file(&tok_path)?;
+    let mut dev = open_run_device(a.task.device, !a.task.no_fusion)?;
+    let ans = sfumato_zoo::tasks::qa(
+        dev.as_mut(),
+        &cfg,
+        &mut params,
+        &tok,
+        &a.question,
+        &a.context,
+    )?;
+    params.finish()?;
+    if a.task.json {
+        println!(
+            "{}",
+            serde_json::json!({"answer": ans.text, "start": ans.start, "end": ans.end, "score": ans.score})
+        );
+        return Ok(());
+    }
+    println!("device: {}", dev.name());
+    println!(
+        "answer: {:?} (characters {}..{}, score {:.3})",
+        ans.text, ans.start, ans.end, ans.score
+    );
+    Ok(())
+}

@@ -287,3 +287,80 @@ pub fn save_png(path: &Path, w: usize, h: usize, rgb: &[u8]) -> Result<()> {
         msg: e.to_string(),
     })
 }
+
+/// A SQuAD answer: the span of the context, its character range and its score (start logit
+/// plus end logit).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+    pub score: f32,
+}
+
+/// The best span of at most `max_tokens` context tokens (start <= end) by start + end logit;
+/// `context` lists `(token index, (char start, char end))` of the context's tokens.
+pub fn best_span(
+    start_logits: &[f32],
+    end_logits: &[f32],
+    context: &[(usize, (usize, usize))],
+    max_tokens: usize,
+) -> Option<(usize, usize, f32)> {
+    let mut best: Option<(usize, usize, f32)> = None;
+    for (a, &(ti, _)) in context.iter().enumerate() {
+        for &(tj, _) in context.iter().skip(a).take(max_tokens.max(1)) {
+            let (Some(s), Some(e)) = (start_logits.get(ti), end_logits.get(tj)) else {
+                continue;
+            };
+            let score = s + e;
+            if best.is_none_or(|b| score > b.2) {
+                best = Some((ti, tj, score));
+            }
+        }
+    }
+    best
+}
+
+/// Extractive question answering (SQuAD v1.1 style) with a BERT span head: encode
+/// (question, context), run, take the best span of at most 30 tokens inside the context.
+pub fn qa(
+    device: &mut dyn Device,
+    cfg: &BertConfig,
+    params: &mut Params,
+    tok: &TextTokenizer,
+    question: &str,
+    context: &str,
+) -> Result<Answer> {
+    if question.trim().is_empty() || context.trim().is_empty() {
+        return Err(ZooError::Input("qa: give a question and a context".into()));
+    }
+    let enc = tok.encode_pairs(&[(question.to_string(), context.to_string())])?;
+    if enc.seq() > cfg.max_position_embeddings {
+        return Err(ZooError::Input(format!(
+            "qa: question and context are {} tokens, more than the model's {} positions",
+            enc.seq(),
+            cfg.max_position_embeddings
+        )));
+    }
+    let graph = bert::bert(cfg, params, 1, enc.seq(), BertHead::Squad)?;
+    let out = device.run(&graph, &enc.inputs())?;
+    let (start, end) = match out.outputs.as_slice() {
+        [s, e] => (s.to_f32_vec(), e.to_f32_vec()),
+        _ => return Err(ZooError::Input("the span head returned no logits".into())),
+    };
+    let offsets = tok.context_offsets(question, context)?;
+    let (i, j, score) = best_span(&start, &end, &offsets, 30)
+        .ok_or_else(|| ZooError::Input("qa: the context encodes to no tokens".into()))?;
+    let char_of = |t: usize| offsets.iter().find(|(k, _)| *k == t).map(|(_, o)| *o);
+    let (a, b) = match (char_of(i), char_of(j)) {
+        (Some((a, _)), Some((_, b))) => (a, b),
+        _ => (0, 0),
+    };
+    let text = context.get(a..b).unwrap_or("").to_string();
+    Ok(Answer {
+        text,
+        start: a,
+        end: b,
+        score,
+    })
+}

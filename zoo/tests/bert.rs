@@ -58,8 +58,14 @@ fn check(dev: &mut dyn Device) {
     let [b, s] = [inputs[0].dims()[0], inputs[0].dims()[1]];
     for (head, outs) in [
         (BertHead::Encoder, vec!["output.last_hidden_state"]),
-        (BertHead::Squad, vec!["output.start_logits", "output.end_logits"]),
-        (BertHead::SentenceEmbedding, vec!["output.sentence_embedding"]),
+        (
+            BertHead::Squad,
+            vec!["output.start_logits", "output.end_logits"],
+        ),
+        (
+            BertHead::SentenceEmbedding,
+            vec!["output.sentence_embedding"],
+        ),
     ] {
         let mut p = Params::from_tensors("bert fixture", &fixture(), weights(&all));
         if head != BertHead::Squad {
@@ -98,7 +104,15 @@ fn another_models_weights_are_one_error_listing_every_problem() {
     let _ = bert(&BertConfig::base(), &mut p, 1, 8, BertHead::Encoder).unwrap();
     let e = p.finish().unwrap_err().to_string();
     assert!(e.contains("bert.safetensors does not fit bert-base"), "{e}");
-    assert!(e.contains("'bert.embeddings.word_embeddings.weight' is [100, 32], the model needs [30522, 768]"), "{e}");
-    assert!(e.contains("missing 'bert.encoder.layer.11.output.dense.weight'"), "{e}");
+    assert!(
+        e.contains(
+            "'bert.embeddings.word_embeddings.weight' is [100, 32], the model needs [30522, 768]"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("missing 'bert.encoder.layer.11.output.dense.weight'"),
+        "{e}"
+    );
     assert!(e.contains("unexpected 'qa_outputs.weight'"), "{e}");
 }
