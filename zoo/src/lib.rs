@@ -6,6 +6,7 @@
 //! up by the names the CLI accepts ([`MODELS`]).
 
 pub mod bert;
+pub mod catalog;
 pub mod detect;
 pub mod efficientnet;
 pub mod error;
