@@ -4,6 +4,11 @@
 //! Every model is a function of the batch size that returns the graph and seeded random inputs
 //! in the order of [`Graph::inputs`], so any device can run it as is. [`by_name`] looks models
 //! up by the names the CLI accepts ([`MODELS`]).
+//!
+//! The model families ([`bert`], [`resnet`], [`vit`], [`yolov5`]) build real architectures from
+//! a config and a [`params::Params`] source: a checkpoint's tensors under their usual names, or a
+//! seeded random init. `zoo::resnet50()`, `zoo::vit_b16()`, `zoo::yolov5s()` and their siblings
+//! are the standard configs.
 
 pub mod bert;
 pub mod detect;
@@ -14,14 +19,20 @@ pub mod models;
 pub mod nn;
 pub mod npy;
 pub mod params;
+pub mod resnet;
 pub mod tasks;
 pub mod text;
+pub mod vit;
 pub mod weights;
+pub mod yolov5;
 
 pub use error::{Result as ZooResult, ZooError};
 
 pub use models::{by_name, mlp, MODELS};
+pub use resnet::{resnet101, resnet18, resnet34, resnet50, ResNetConfig};
 pub use sfumato_core::{Graph, Tensor};
+pub use vit::{vit_b16, ViTConfig};
+pub use yolov5::{yolov5m, yolov5n, yolov5s, YoloV5Config};
 
 #[cfg(test)]
 mod tests {
