@@ -1,9 +1,16 @@
 //! sfumato-zoo: the model library: the built-in models (used by the `sfumato` command, in `cli/`,
-//! and by tests) and `.npy` tensor files. It depends on sfumato-core only: no device, no CLI.
+//! and by tests), the model families with weights loaders and tasks, and `.npy` tensor files.
+//! It depends on sfumato-core and sfumato-onnx only: no device, no CLI (tasks take any
+//! `&mut dyn Device`).
 //!
 //! Every model is a function of the batch size that returns the graph and seeded random inputs
 //! in the order of [`Graph::inputs`], so any device can run it as is. [`by_name`] looks models
 //! up by the names the CLI accepts ([`MODELS`]).
+//!
+//! The model families ([`bert`], [`resnet`], [`vit`], [`yolov5`], [`efficientnet`]) build real architectures from
+//! a config and a [`params::Params`] source: a checkpoint's tensors under their usual names, or a
+//! seeded random init. `zoo::resnet50()`, `zoo::vit_b16()`, `zoo::yolov5s()` and their siblings
+//! are the standard configs.
 
 pub mod bert;
 pub mod catalog;
@@ -17,15 +24,21 @@ pub mod nn;
 pub mod npy;
 pub mod params;
 pub mod pth;
+pub mod resnet;
 pub mod tasks;
 pub mod text;
 pub mod vision;
+pub mod vit;
 pub mod weights;
+pub mod yolov5;
 
 pub use error::{Result as ZooResult, ZooError};
 
 pub use models::{by_name, mlp, MODELS};
+pub use resnet::{resnet101, resnet18, resnet34, resnet50, ResNetConfig};
 pub use sfumato_core::{Graph, Tensor};
+pub use vit::{vit_b16, ViTConfig};
+pub use yolov5::{yolov5m, yolov5n, yolov5s, YoloV5Config};
 
 #[cfg(test)]
 mod tests {

@@ -78,7 +78,7 @@ pub fn layer_norm_as(
 }
 
 /// Inference batch norm from `{name}.weight`, `.bias`, `.running_mean`, `.running_var`
-/// (`.num_batches_tracked` is ignored).
+/// (`.num_batches_tracked` is ignored; the running statistics are buffers, not parameters).
 pub fn batch_norm(
     g: &mut Graph,
     p: &mut Params,
@@ -89,8 +89,14 @@ pub fn batch_norm(
 ) -> Result<ValueId> {
     let gamma = p.constant(g, &format!("{name}.weight"), &[c], Init::SCALE)?;
     let beta = p.constant(g, &format!("{name}.bias"), &[c], Init::BIAS)?;
-    let mean = p.constant(g, &format!("{name}.running_mean"), &[c], Init::BIAS)?;
-    let var = p.constant(g, &format!("{name}.running_var"), &[c], Init::VAR)?;
+    let (mean_name, var_name) = (
+        format!("{name}.running_mean"),
+        format!("{name}.running_var"),
+    );
+    let mean = p.constant(g, &mean_name, &[c], Init::BIAS)?;
+    let var = p.constant(g, &var_name, &[c], Init::VAR)?;
+    p.buffer(&mean_name);
+    p.buffer(&var_name);
     p.ignore(&format!("{name}.num_batches_tracked"));
     g.batch_norm(x, gamma, beta, mean, var, eps)
 }

@@ -59,7 +59,10 @@ enum Source {
 pub struct Params {
     source: Source,
     model: String,
-    used: BTreeSet<String>,
+    /// Every tensor the model asked for, with its element count.
+    used: BTreeMap<String, usize>,
+    /// Asked-for tensors that are buffers (running statistics, anchors), not learned parameters.
+    buffers: BTreeSet<String>,
     ignored: Vec<String>,
     problems: Vec<String>,
 }
@@ -70,7 +73,8 @@ impl Params {
         Params {
             source: Source::Random { seed },
             model: model.into(),
-            used: BTreeSet::new(),
+            used: BTreeMap::new(),
+            buffers: BTreeSet::new(),
             ignored: Vec::new(),
             problems: Vec::new(),
         }
@@ -126,7 +130,7 @@ impl Params {
     /// The tensor `name` as the checkpoint stores it (`shape`), as f32. A missing tensor or a
     /// wrong shape is recorded for [`Self::finish`] and zeros stand in.
     pub fn tensor(&mut self, name: &str, shape: &[usize], init: Init) -> Tensor {
-        self.used.insert(name.into());
+        self.used.insert(name.into(), shape.iter().product());
         match &self.source {
             Source::Random { seed } => random(shape, init, *seed ^ fnv(name)),
             Source::Weights { tensors, .. } => match tensors.get(name) {
@@ -153,6 +157,25 @@ impl Params {
                 }
             },
         }
+    }
+
+    /// Mark the tensor `name` as a buffer (batch-norm running statistics, YOLO anchors): the
+    /// model reads it, but it is not a learned parameter, so [`Self::parameter_count`] leaves
+    /// it out, as PyTorch's `model.parameters()` does.
+    pub fn buffer(&mut self, name: &str) {
+        self.buffers.insert(name.into());
+    }
+
+    /// How many learned values the model asked for so far: the element counts of every tensor
+    /// requested, less buffers. After a build it is the model's parameter count as PyTorch
+    /// counts it (`sum(p.numel() for p in model.parameters())`), whether the values come from
+    /// a checkpoint or a random init.
+    pub fn parameter_count(&self) -> usize {
+        self.used
+            .iter()
+            .filter(|(name, _)| !self.buffers.contains(*name))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// [`Self::tensor`] as a graph constant.
@@ -187,7 +210,7 @@ impl Params {
         };
         let mut problems = self.problems;
         for name in tensors.keys() {
-            if !self.used.contains(name) && !self.ignored.iter().any(|p| name.starts_with(p)) {
+            if !self.used.contains_key(name) && !self.ignored.iter().any(|p| name.starts_with(p)) {
                 problems.push(format!("unexpected '{name}'"));
             }
         }
@@ -259,6 +282,16 @@ mod tests {
         let _ = b.tensor("y", &[3], Init::BIAS);
         assert_eq!(b.tensor("x", &[3], Init::BIAS), x1);
         assert!(a.finish().is_ok());
+    }
+
+    #[test]
+    fn parameter_count_sums_requests_once_and_skips_buffers() {
+        let mut p = Params::random("m", 1);
+        let _ = p.tensor("w", &[2, 3], Init::FanIn(3));
+        let _ = p.tensor("w", &[2, 3], Init::FanIn(3));
+        let _ = p.tensor("running_mean", &[4], Init::BIAS);
+        p.buffer("running_mean");
+        assert_eq!(p.parameter_count(), 6);
     }
 
     #[test]
