@@ -138,9 +138,9 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
             "model": a.model.model,
             "options": {
                 "batch": a.model.options()?.batch,
-                "layers": a.model.layers,
-                "seq": a.model.seq,
-                "size": a.model.size,
+                "layers": a.model.options()?.layers,
+                "seq": a.model.options()?.seq,
+                "size": a.model.options()?.size,
             },
             "device": device_name,
             "fused": fused,

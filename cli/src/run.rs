@@ -12,30 +12,37 @@ use std::path::PathBuf;
 /// Which built-in model, at which sizes.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ModelArgs {
-    /// The model: mlp, bert-base, resnet-bottleneck, gpt2-decode, or an .onnx file (run only).
+    /// The model: a block (mlp, bert-base, resnet-bottleneck, gpt2-decode), a zoo model
+    /// (resnet18/34/50/101, bert-large, vit-b16, yolov5n/s, efficientnet-lite0, ...; `sfumato
+    /// zoo list`), or an .onnx file (run only).
     pub model: String,
     /// Batch size (default: 4 for mlp, 1 for the others).
     #[arg(long, value_parser = positive)]
     pub batch: Option<u64>,
-    /// Encoder layers of bert-base, bottleneck blocks of resnet-bottleneck.
-    #[arg(long, default_value_t = 1, value_parser = positive)]
-    pub layers: u64,
-    /// Sequence length of bert-base, KV-cache length of gpt2-decode.
-    #[arg(long, default_value_t = 128, value_parser = positive)]
-    pub seq: u64,
-    /// Image height and width of resnet-bottleneck.
-    #[arg(long, default_value_t = 56, value_parser = positive)]
-    pub size: u64,
+    /// Encoder layers (bert-base: 1, bert-large: 24, vit-b16: 12), bottleneck blocks of
+    /// resnet-bottleneck (default: the model's own).
+    #[arg(long, value_parser = positive)]
+    pub layers: Option<u64>,
+    /// Sequence length of the BERTs, KV-cache length of gpt2-decode (default 128).
+    #[arg(long, value_parser = positive)]
+    pub seq: Option<u64>,
+    /// Image height and width (default: the model's own, 224 for ResNet, 640 for YOLOv5, 56 for
+    /// resnet-bottleneck).
+    #[arg(long, value_parser = positive)]
+    pub size: Option<u64>,
 }
 
 impl ModelArgs {
     pub fn options(&self) -> Result<ModelOptions> {
         let default_batch = if self.model == "mlp" { 4 } else { 1 };
+        let d = models::default_options(&self.model)?;
         Ok(ModelOptions {
             batch: usize_of(self.batch.unwrap_or(default_batch), "batch")?,
-            layers: usize_of(self.layers, "layers")?,
-            seq: usize_of(self.seq, "seq")?,
-            size: usize_of(self.size, "size")?,
+            layers: self
+                .layers
+                .map_or(Ok(d.layers), |v| usize_of(v, "layers"))?,
+            seq: self.seq.map_or(Ok(d.seq), |v| usize_of(v, "seq"))?,
+            size: self.size.map_or(Ok(d.size), |v| usize_of(v, "size"))?,
         })
     }
 
@@ -141,19 +148,18 @@ pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
     write_trace(&out.profile, a.trace.as_deref())
 }
 
-/// The model options that shape its matmuls, as `sfumato tune` takes them.
+/// The model options the run was given, as `sfumato tune` takes them (the others are the
+/// model's defaults there too).
 fn model_flags(m: &ModelArgs) -> String {
-    let mut f = String::new();
-    if let Some(b) = m.batch {
-        f += &format!(" --batch {b}");
-    }
-    match m.model.as_str() {
-        "bert-base" => f += &format!(" --layers {} --seq {}", m.layers, m.seq),
-        "resnet-bottleneck" => f += &format!(" --layers {} --size {}", m.layers, m.size),
-        "gpt2-decode" => f += &format!(" --seq {}", m.seq),
-        _ => {}
-    }
-    f
+    [
+        ("batch", m.batch),
+        ("layers", m.layers),
+        ("seq", m.seq),
+        ("size", m.size),
+    ]
+    .iter()
+    .filter_map(|(k, v)| v.map(|v| format!(" --{k} {v}")))
+    .collect()
 }
 
 /// Where kernels ran on the cost model's guess, say how to measure them (on stderr: a hint, not

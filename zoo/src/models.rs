@@ -15,7 +15,21 @@ use sfumato_core::op::{BinaryOp, Conv2d, Gemm, UnaryOp};
 use sfumato_core::{DType, Error, Graph, Op, Result, Shape, Tensor, ValueId};
 
 /// The names [`by_name`] knows, in the order of [`REGISTRY`].
-pub const MODELS: &[&str] = &["mlp", "bert-base", "resnet-bottleneck", "gpt2-decode"];
+pub const MODELS: &[&str] = &[
+    "mlp",
+    "bert-base",
+    "resnet-bottleneck",
+    "gpt2-decode",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "bert-large",
+    "vit-b16",
+    "yolov5n",
+    "yolov5s",
+    "efficientnet-lite0",
+];
 
 /// A built model: the graph and its seeded random inputs, in the order of [`Graph::inputs`].
 pub type GraphAndInputs = (Graph, Vec<Tensor>);
@@ -31,6 +45,27 @@ pub struct ModelSpec {
     pub flops: fn(&ModelOptions) -> f64,
     /// The model has one block and rejects [`ModelOptions::layers`] other than 1.
     pub single_block: bool,
+    /// The options a model runs with where the command line gives none (whole models: their
+    /// standard sizes and layer counts).
+    pub defaults: ModelOptions,
+}
+
+/// Batch 1, one layer, sequence 128, 56x56: the blocks' benchmark shapes.
+const BLOCK_DEFAULTS: ModelOptions = ModelOptions {
+    batch: 1,
+    layers: 1,
+    seq: 128,
+    size: 56,
+};
+
+/// A whole model's defaults: `layers` layers (1 for the CNNs), sequence 128, `size` pixels.
+const fn whole(layers: usize, size: usize) -> ModelOptions {
+    ModelOptions {
+        batch: 1,
+        layers,
+        seq: 128,
+        size,
+    }
 }
 
 /// Every built-in model, in the order of [`MODELS`].
@@ -41,6 +76,7 @@ pub const REGISTRY: &[ModelSpec] = &[
         build: mlp_with,
         flops: mlp_flops,
         single_block: true,
+        defaults: BLOCK_DEFAULTS,
     },
     ModelSpec {
         name: "bert-base",
@@ -48,6 +84,7 @@ pub const REGISTRY: &[ModelSpec] = &[
         build: bert_base,
         flops: bert_base_flops,
         single_block: false,
+        defaults: BLOCK_DEFAULTS,
     },
     ModelSpec {
         name: "resnet-bottleneck",
@@ -55,6 +92,7 @@ pub const REGISTRY: &[ModelSpec] = &[
         build: resnet_bottleneck,
         flops: resnet_bottleneck_flops,
         single_block: false,
+        defaults: BLOCK_DEFAULTS,
     },
     ModelSpec {
         name: "gpt2-decode",
@@ -62,8 +100,233 @@ pub const REGISTRY: &[ModelSpec] = &[
         build: gpt2_decode,
         flops: gpt2_decode_flops,
         single_block: true,
+        defaults: BLOCK_DEFAULTS,
+    },
+    ModelSpec {
+        name: "resnet18",
+        summary: "ResNet-18 (torchvision), random weights: `size` x `size` images, 1000 classes",
+        build: |o| family_build(o, crate::resnet::resnet18, true),
+        flops: |o| family_flops(o, crate::resnet::resnet18),
+        single_block: true,
+        defaults: whole(1, 224),
+    },
+    ModelSpec {
+        name: "resnet34",
+        summary: "ResNet-34 (torchvision), random weights",
+        build: |o| family_build(o, crate::resnet::resnet34, true),
+        flops: |o| family_flops(o, crate::resnet::resnet34),
+        single_block: true,
+        defaults: whole(1, 224),
+    },
+    ModelSpec {
+        name: "resnet50",
+        summary: "ResNet-50 v1.5 (torchvision), random weights",
+        build: |o| family_build(o, crate::resnet::resnet50, true),
+        flops: |o| family_flops(o, crate::resnet::resnet50),
+        single_block: true,
+        defaults: whole(1, 224),
+    },
+    ModelSpec {
+        name: "resnet101",
+        summary: "ResNet-101 v1.5 (torchvision), random weights",
+        build: |o| family_build(o, crate::resnet::resnet101, true),
+        flops: |o| family_flops(o, crate::resnet::resnet101),
+        single_block: true,
+        defaults: whole(1, 224),
+    },
+    ModelSpec {
+        name: "bert-large",
+        summary: "BERT-large with the SQuAD span head from token ids, random weights: `layers` of 24, `seq` tokens",
+        build: bert_large,
+        flops: |o| {
+            let mut c = crate::bert::BertConfig::large();
+            c.num_hidden_layers = o.layers;
+            c.flops(o.batch, o.seq)
+        },
+        single_block: false,
+        defaults: whole(24, 224),
+    },
+    ModelSpec {
+        name: "vit-b16",
+        summary: "ViT-B/16 (Hugging Face), random weights: `layers` of 12, `size` x `size` images",
+        build: vit_b16,
+        flops: |o| {
+            let mut c = crate::vit::vit_b16();
+            c.num_hidden_layers = o.layers;
+            c.image_size = o.size;
+            c.flops(o.batch)
+        },
+        single_block: false,
+        defaults: whole(12, 224),
+    },
+    ModelSpec {
+        name: "yolov5n",
+        summary: "YOLOv5n (Ultralytics v6) with the Detect head's decoding, random weights, 80 classes",
+        build: |o| family_build(o, crate::yolov5::yolov5n, false),
+        flops: |o| family_flops(o, crate::yolov5::yolov5n),
+        single_block: true,
+        defaults: whole(1, 640),
+    },
+    ModelSpec {
+        name: "yolov5s",
+        summary: "YOLOv5s (Ultralytics v6) with the Detect head's decoding, random weights, 80 classes",
+        build: |o| family_build(o, crate::yolov5::yolov5s, false),
+        flops: |o| family_flops(o, crate::yolov5::yolov5s),
+        single_block: true,
+        defaults: whole(1, 640),
+    },
+    ModelSpec {
+        name: "efficientnet-lite0",
+        summary: "EfficientNet-Lite0, random weights (`sfumato classify` loads the trained ones)",
+        build: efficientnet_lite0,
+        flops: |o| graph_flops_of(efficientnet_lite0(o)),
+        single_block: true,
+        defaults: whole(1, 224),
     },
 ];
+
+/// A family's error as the registry's.
+fn core_err(e: crate::error::ZooError) -> Error {
+    match e {
+        crate::error::ZooError::Graph(e) => e,
+        other => Error::Graph(other.to_string()),
+    }
+}
+
+/// A config with a square image size.
+trait Sized2 {
+    fn set_size(&mut self, size: usize);
+    fn build(&self, p: &mut crate::params::Params, batch: usize) -> crate::error::Result<Graph>;
+    fn count(&self, batch: usize) -> f64;
+}
+
+impl Sized2 for crate::resnet::ResNetConfig {
+    fn set_size(&mut self, size: usize) {
+        self.image_size = size;
+    }
+    fn build(&self, p: &mut crate::params::Params, batch: usize) -> crate::error::Result<Graph> {
+        crate::resnet::resnet(self, p, batch)
+    }
+    fn count(&self, batch: usize) -> f64 {
+        self.flops(batch)
+    }
+}
+
+impl Sized2 for crate::yolov5::YoloV5Config {
+    fn set_size(&mut self, size: usize) {
+        self.image_size = size;
+    }
+    fn build(&self, p: &mut crate::params::Params, batch: usize) -> crate::error::Result<Graph> {
+        crate::yolov5::yolov5(self, p, batch)
+    }
+    fn count(&self, batch: usize) -> f64 {
+        self.flops(batch)
+    }
+}
+
+/// Seeded pixels `[batch, 3, size, size]` in [0, 1] (`unit`) or [-1, 1].
+fn pixels(batch: usize, size: usize, unit: bool) -> Result<Tensor> {
+    let t = Tensor::random(DType::F32, [batch, 3, size, size], 1);
+    if unit {
+        return Ok(t);
+    }
+    let v = t
+        .to_f32_vec()
+        .into_iter()
+        .map(|x| (x + 1.0) / 2.0)
+        .collect();
+    Tensor::from_f32([batch, 3, size, size], v)
+}
+
+/// A CNN family's graph (random weights) and seeded pixels.
+fn family_build<C: Sized2>(
+    o: &ModelOptions,
+    cfg: fn() -> C,
+    signed_pixels: bool,
+) -> Result<GraphAndInputs> {
+    check_options("model", o, true)?;
+    let mut c = cfg();
+    c.set_size(o.size);
+    let mut p = crate::params::Params::random("model", 42);
+    let g = c.build(&mut p, o.batch).map_err(core_err)?;
+    Ok((g, vec![pixels(o.batch, o.size, signed_pixels)?]))
+}
+
+/// A CNN family's FLOPs at the options' batch and size.
+fn family_flops<C: Sized2>(o: &ModelOptions, cfg: fn() -> C) -> f64 {
+    let mut c = cfg();
+    c.set_size(o.size);
+    c.count(o.batch)
+}
+
+/// BERT-large with the span head, `opts.layers` layers, over `opts.seq` random tokens.
+fn bert_large(o: &ModelOptions) -> Result<GraphAndInputs> {
+    check_options("bert-large", o, false)?;
+    let mut c = crate::bert::BertConfig::large();
+    c.num_hidden_layers = o.layers;
+    let mut p = crate::params::Params::random("bert-large", 42);
+    let g = crate::bert::bert(&c, &mut p, o.batch, o.seq, crate::bert::BertHead::Squad)
+        .map_err(core_err)?;
+    let inputs = crate::bert::random_inputs(&c, o.batch, o.seq).map_err(core_err)?;
+    Ok((g, inputs))
+}
+
+/// ViT-B/16 with `opts.layers` layers over `opts.size` images.
+fn vit_b16(o: &ModelOptions) -> Result<GraphAndInputs> {
+    check_options("vit-b16", o, false)?;
+    let mut c = crate::vit::vit_b16();
+    c.num_hidden_layers = o.layers;
+    c.image_size = o.size;
+    let mut p = crate::params::Params::random("vit-b16", 42);
+    let g =
+        crate::vit::vit(&c, &mut p, o.batch, crate::vit::ViTOutputs::Logits).map_err(core_err)?;
+    Ok((g, vec![pixels(o.batch, o.size, true)?]))
+}
+
+/// EfficientNet-Lite0 over `opts.size` images.
+fn efficientnet_lite0(o: &ModelOptions) -> Result<GraphAndInputs> {
+    check_options("efficientnet-lite0", o, true)?;
+    let mut c = crate::efficientnet::efficientnet_lite0();
+    c.image_size = o.size;
+    let mut p = crate::params::Params::random("efficientnet-lite0", 42);
+    let g = crate::efficientnet::efficientnet(&c, &mut p, o.batch).map_err(core_err)?;
+    Ok((g, vec![pixels(o.batch, o.size, true)?]))
+}
+
+/// FLOPs counted from a built graph's matrix products and convolutions (0 when it does not
+/// build).
+fn graph_flops_of(built: Result<GraphAndInputs>) -> f64 {
+    built.map(|(g, _)| graph_flops(&g)).unwrap_or(0.0)
+}
+
+/// Two FLOPs per multiply-add of every MatMul, Gemm and Conv2d in the graph, from its shapes.
+pub fn graph_flops(g: &Graph) -> f64 {
+    let mut total = 0.0;
+    for n in g.nodes() {
+        let out = match n.outputs.first() {
+            Some(&o) => g.shape(o).numel() as f64,
+            None => continue,
+        };
+        match &n.op {
+            Op::MatMul | Op::Gemm(_) => {
+                let a = g.shape(n.inputs[0]);
+                let k = match &n.op {
+                    Op::Gemm(gm) if gm.trans_a => a.0.first().copied().unwrap_or(1),
+                    _ => a.0.last().copied().unwrap_or(1),
+                };
+                total += 2.0 * out * k as f64;
+            }
+            Op::Conv2d(_) => {
+                // Each output element is a dot product over one group's C/groups x kh x kw.
+                let w = g.shape(n.inputs[1]);
+                let per = w.0.iter().skip(1).product::<usize>() as f64;
+                total += 2.0 * out * per;
+            }
+            _ => {}
+        }
+    }
+    total
+}
 
 /// What to build: sizes shared by the models. Each model reads the fields it has a use for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +354,11 @@ impl Default for ModelOptions {
     }
 }
 
+/// A model's default options (its standard sizes and layer counts).
+pub fn default_options(name: &str) -> Result<ModelOptions> {
+    Ok(spec(name)?.defaults)
+}
+
 /// The spec of a built-in model, or an error listing the known names.
 pub fn spec(name: &str) -> Result<&'static ModelSpec> {
     REGISTRY.iter().find(|s| s.name == name).ok_or_else(|| {
@@ -101,13 +369,13 @@ pub fn spec(name: &str) -> Result<&'static ModelSpec> {
     })
 }
 
-/// A model by name with default options and `batch` rows of seeded random input.
+/// A model by name with its default options and `batch` rows of seeded random input.
 pub fn by_name(name: &str, batch: usize) -> Result<GraphAndInputs> {
     by_name_with(
         name,
         &ModelOptions {
             batch,
-            ..Default::default()
+            ..spec(name)?.defaults
         },
     )
 }

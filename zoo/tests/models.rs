@@ -101,11 +101,18 @@ fn registry_lists_every_model_and_each_builds_with_defaults() {
     assert_eq!(names, MODELS);
     assert_eq!(MODELS[0], "mlp", "the CLI's error text lists mlp first");
     for name in MODELS {
-        let (g, inputs) = by_name_with(name, &ModelOptions::default()).unwrap();
+        let d = models::default_options(name).unwrap();
+        let (g, inputs) = by_name_with(name, &d).unwrap();
         check_inputs(&g, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!g.outputs().is_empty(), "{name}");
-        let f = flops(name, &ModelOptions::default()).unwrap();
+        let f = flops(name, &d).unwrap();
         assert!(f > 0.0, "{name}: {f} FLOPs");
+        // The registry's count agrees with one taken from the graph's shapes.
+        let counted = models::graph_flops(&g);
+        assert!(
+            (counted / f - 1.0).abs() < 0.02,
+            "{name}: registry {f} FLOPs, graph {counted}"
+        );
     }
 }
 
@@ -126,7 +133,10 @@ fn unknown_model_and_bad_options_are_errors() {
         assert!(err.contains("batch"), "{name}: {err}");
     }
     for spec in REGISTRY {
-        let two = opts(|o| o.layers = 2);
+        let two = ModelOptions {
+            layers: 2,
+            ..spec.defaults
+        };
         let (built, counted) = (by_name_with(spec.name, &two), flops(spec.name, &two));
         assert_eq!(built.is_err(), spec.single_block, "{}", spec.name);
         assert_eq!(counted.is_err(), spec.single_block, "{}", spec.name);
@@ -139,7 +149,20 @@ fn unknown_model_and_bad_options_are_errors() {
         .filter(|s| s.single_block)
         .map(|s| s.name)
         .collect();
-    assert_eq!(single, ["mlp", "gpt2-decode"]);
+    assert_eq!(
+        single,
+        [
+            "mlp",
+            "gpt2-decode",
+            "resnet18",
+            "resnet34",
+            "resnet50",
+            "resnet101",
+            "yolov5n",
+            "yolov5s",
+            "efficientnet-lite0"
+        ]
+    );
     assert!(by_name_with("bert-base", &opts(|o| o.seq = 0)).is_err());
     assert!(by_name_with("resnet-bottleneck", &opts(|o| o.size = 0)).is_err());
 }
