@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod args;
 mod bench;
+mod bench_zoo;
 mod compare;
 mod devices;
 mod eval;
@@ -85,6 +86,9 @@ enum Bench {
     Conv(ConvArgs),
     /// Sfumato (fused and unfused) against burn-wgpu on the same adapter, case by case.
     Compare(compare::CompareArgs),
+    /// The zoo's models in the terms of the MindSpore Model Zoo's table (img/s, ms, FPS,
+    /// ms/token) at each model's configuration for the target, the reference figures beside.
+    Zoo(bench_zoo::BenchZooArgs),
 }
 
 /// The Vulkan loader probes Wayland at instance creation and prints "error: XDG_RUNTIME_DIR is
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
         Command::Bench(Bench::Matmul(a)) => bench_matmul(&a),
         Command::Bench(Bench::Conv(a)) => bench_conv(&a),
         Command::Bench(Bench::Compare(a)) => compare::compare(&a),
+        Command::Bench(Bench::Zoo(a)) => bench_zoo::bench_zoo(&a),
         Command::Run(a) => run_model(&a),
         Command::Explain(a) => explain(&a),
         Command::Tune(a) => tune::tune(&a),

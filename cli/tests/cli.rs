@@ -647,18 +647,86 @@ fn zoo_list_and_an_unknown_fetch() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("zoo list --json parses");
-    let names: Vec<&str> = v
+    let names: Vec<&str> = v["weights"]
         .as_array()
-        .expect("an array")
+        .expect("an array of weights")
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
     assert!(
-        names.contains(&"all-minilm-l6-v2") && names.len() >= 4,
+        names.contains(&"all-minilm-l6-v2") && names.len() >= 5,
         "{stdout}"
     );
+    let models = v["models"].as_array().expect("an array of models");
+    let resnet = models
+        .iter()
+        .find(|m| m["name"] == "resnet50")
+        .expect("resnet50 in the catalogue");
+    assert_eq!(
+        resnet["configs"],
+        serde_json::json!(["webgpu", "lavapipe", "ascend910", "ascend310"])
+    );
+    assert!(resnet["task"].as_str().unwrap().starts_with("sfumato "));
     let out = sfumato(&["zoo", "fetch", "resnet-9000"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("known: all-minilm-l6-v2"), "{stderr}");
+}
+
+/// `sfumato eval squad` scores a predictions file against a dataset file by the official rules,
+/// and a file of another shape is a clear error.
+#[test]
+fn eval_squad_scores_a_predictions_file() {
+    let dir = std::env::temp_dir().join(format!("sfumato-cli-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("dev.json");
+    std::fs::write(
+        &data,
+        r#"{"data": [{"paragraphs": [{"qas": [
+            {"id": "a", "answers": [{"text": "Denver Broncos"}]},
+            {"id": "b", "answers": [{"text": "Carolina Panthers"}]}]}]}]}"#,
+    )
+    .unwrap();
+    let preds = dir.join("preds.json");
+    std::fs::write(&preds, r#"{"a": "the Denver Broncos!", "b": "Carolina"}"#).unwrap();
+    let out = sfumato(&["eval", "squad", data.to_str().unwrap(), preds.to_str().unwrap(), "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // EM: a exact after normalisation, b not: 50. F1: 1 and 2/3: 83.33.
+    assert_eq!(v["exact_match"], 50.0);
+    assert!((v["f1"].as_f64().unwrap() - 250.0 / 3.0).abs() < 1e-9, "{stdout}");
+    let out = sfumato(&["eval", "squad", preds.to_str().unwrap(), preds.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success() && stderr.contains("not a SQuAD v1.1 dataset"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The zoo's whole models explain without a device: ResNet-18's fused plan is far fewer
+/// dispatches than its unfused one.
+#[test]
+fn explain_a_zoo_model() {
+    let out = sfumato(&["explain", "resnet18", "--target", "llvmpipe", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let fused = v["fused"]["dispatches"].as_u64().unwrap();
+    let unfused = v["unfused"]["dispatches"].as_u64().unwrap();
+    assert!(fused > 10 && fused * 2 < unfused, "fused {fused}, unfused {unfused}");
+    assert_eq!(v["options"]["size"], 224);
+}
+
+/// A file that is not an image is an error naming it, not a panic.
+#[test]
+fn classify_refuses_a_file_that_is_not_an_image() {
+    let p = std::env::temp_dir().join(format!("sfumato-cli-notimage-{}.png", std::process::id()));
+    std::fs::write(&p, "no pixels here").unwrap();
+    let pth = std::env::temp_dir().join(format!("sfumato-cli-empty-{}.pth", std::process::id()));
+    std::fs::write(&pth, "").unwrap();
+    let out = sfumato(&["classify", p.to_str().unwrap(), "--device", "cpu", "--weights", pth.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("not an image") && !stderr.contains("panicked"), "{stderr}");
+    std::fs::remove_file(&p).ok();
+    std::fs::remove_file(&pth).ok();
 }
