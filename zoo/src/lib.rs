@@ -10,6 +10,7 @@ pub mod detect;
 pub mod error;
 pub mod eval;
 pub mod fetch;
+pub mod gpt2;
 pub mod models;
 pub mod nn;
 pub mod npy;

@@ -60,6 +60,8 @@ pub struct Params {
     source: Source,
     model: String,
     used: BTreeSet<String>,
+    /// Elements of the distinct tensors asked for (a model's parameter count).
+    elements: usize,
     ignored: Vec<String>,
     problems: Vec<String>,
 }
@@ -71,6 +73,7 @@ impl Params {
             source: Source::Random { seed },
             model: model.into(),
             used: BTreeSet::new(),
+            elements: 0,
             ignored: Vec::new(),
             problems: Vec::new(),
         }
@@ -117,6 +120,12 @@ impl Params {
         }
     }
 
+    /// The parameter count of what the model asked for so far: the elements of each distinct
+    /// tensor name, at the shape asked for (a tied weight read twice counts once).
+    pub fn requested_elements(&self) -> usize {
+        self.elements
+    }
+
     /// Tensors whose names start with `prefix` are in the file but deliberately unused (a
     /// pooler the model does not run, batch-norm counters): not reported as unexpected.
     pub fn ignore(&mut self, prefix: &str) {
@@ -126,7 +135,9 @@ impl Params {
     /// The tensor `name` as the checkpoint stores it (`shape`), as f32. A missing tensor or a
     /// wrong shape is recorded for [`Self::finish`] and zeros stand in.
     pub fn tensor(&mut self, name: &str, shape: &[usize], init: Init) -> Tensor {
-        self.used.insert(name.into());
+        if self.used.insert(name.into()) {
+            self.elements += shape.iter().product::<usize>();
+        }
         match &self.source {
             Source::Random { seed } => random(shape, init, *seed ^ fnv(name)),
             Source::Weights { tensors, .. } => match tensors.get(name) {
