@@ -63,6 +63,9 @@ enum Command {
     /// Sentence embeddings (all-MiniLM-L6-v2): tokenize, BERT, mean pooling under the attention
     /// mask, L2 normalisation; prints each pair's cosine similarity, or `--json`.
     Embed(tasks::EmbedArgs),
+    /// Text generation with GPT-2 (greedy, KV cache): streams each token as it comes, then the
+    /// ms/token. Random weights unless --weights FILE.safetensors.
+    Generate(tasks::GenerateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Tune(a) => tune::tune(&a),
         Command::Zoo(c) => zoo::zoo(&c),
         Command::Embed(a) => tasks::embed(&a),
+        Command::Generate(a) => tasks::generate(&a),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),
