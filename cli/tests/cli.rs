@@ -734,6 +734,29 @@ fn generate_two_tokens_with_random_gpt2_on_cpu() {
         stderr.contains("2 tokens plus 1023 new tokens") && stderr.contains("1024 positions"),
         "{stderr}"
     );
+
+    // --weights: the config comes from the file's metadata (the zoo fixture's 100-token
+    // vocabulary, which "Hello world" does not fit).
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../zoo/tests/data/fixtures/gpt2.safetensors");
+    let fixture = fixture.to_str().expect("UTF-8 path");
+    let out = sfumato_shared_cache(&[
+        "generate",
+        "Hello world",
+        "--max-tokens",
+        "1",
+        "--device",
+        "cpu",
+        "--weights",
+        fixture,
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("token 15496 is not in the vocabulary of 100 tokens"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("RANDOM"), "{stderr}");
 }
 
 /// `sfumato generate` on the WebGPU device (its 154 MB embedding table runs split under the

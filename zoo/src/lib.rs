@@ -4,6 +4,11 @@
 //! Every model is a function of the batch size that returns the graph and seeded random inputs
 //! in the order of [`Graph::inputs`], so any device can run it as is. [`by_name`] looks models
 //! up by the names the CLI accepts ([`MODELS`]).
+//!
+//! Model families with real weights have a module each ([`bert`], [`gpt2`]): a Hugging Face
+//! config, graphs built from a [`params::Params`] source (a checkpoint under its standard names,
+//! or a seeded init), and the tasks built on them ([`tasks`]: sentence embeddings, text
+//! generation).
 
 pub mod bert;
 pub mod detect;

@@ -236,3 +236,102 @@ fn the_gpt2_tokenizer_encodes_and_round_trips() {
         assert_eq!(tok.decode(&ids).unwrap(), text);
     }
 }
+
+/// The step graph keeps PyTorch's export structure, which the fusion planner matches: per
+/// layer LayerNorm, MatMul + Add, Split, Reshape + Transpose per head group, the cache
+/// Concats, MatMul, Mul by the scale, Add of the mask, Softmax, MatMul, merge, and the MLP.
+#[test]
+fn the_step_graph_has_the_pytorch_export_structure() {
+    let f = Fixture::load();
+    let g = gpt2_step(&f.cfg, &mut f.params(), 1, 16).unwrap();
+    let ops: Vec<&str> = g
+        .nodes()
+        .iter()
+        .filter(|n| !matches!(n.op, sfumato_core::Op::Constant(_)))
+        .map(|n| n.op.name())
+        .collect();
+    let layer = [
+        "LayerNorm",
+        "MatMul",
+        "Add",
+        "Split",
+        "Reshape",
+        "Transpose",
+        "Reshape",
+        "Transpose",
+        "Reshape",
+        "Transpose",
+        "Concat",
+        "Concat",
+        "Transpose",
+        "MatMul",
+        "Mul",
+        "Add",
+        "Softmax",
+        "MatMul",
+        "Transpose",
+        "Reshape",
+        "MatMul",
+        "Add",
+        "Add",
+        "LayerNorm",
+        "MatMul",
+        "Add",
+        "GeluTanh",
+        "MatMul",
+        "Add",
+        "Add",
+        "Reshape",
+        "Reshape",
+    ];
+    let mut want = vec!["Gather", "Gather", "Add"];
+    for _ in 0..f.cfg.n_layer {
+        want.extend(layer);
+    }
+    want.extend(["LayerNorm", "Reshape", "MatMul"]);
+    assert_eq!(ops, want);
+    let outs: Vec<&str> = g
+        .outputs()
+        .iter()
+        .map(|&v| g.value(v).name.as_str())
+        .collect();
+    assert_eq!(
+        outs,
+        [
+            "logits",
+            "present.0.key",
+            "present.0.value",
+            "present.1.key",
+            "present.1.value"
+        ]
+    );
+}
+
+/// On the WebGPU device the step graph's structure is fused: attention (scores, scale, mask,
+/// softmax, context) and the projections' bias adds take far fewer dispatches than ops.
+#[test]
+fn the_step_graph_fuses_on_wgpu() {
+    let Some(mut dev) = common::wgpu_device() else {
+        return;
+    };
+    let f = Fixture::load();
+    let g = gpt2_step(&f.cfg, &mut f.params(), 1, 16).unwrap();
+    let ops = g
+        .nodes()
+        .iter()
+        .filter(|n| !matches!(n.op, sfumato_core::Op::Constant(_)))
+        .count();
+    let e = dev.explain(&g).unwrap();
+    let fused = |label: &str| e.groups.iter().filter(|g| g.label == label).count();
+    eprintln!("{ops} ops, {} dispatches", e.totals.dispatches);
+    assert!(
+        e.totals.dispatches < ops,
+        "{} dispatches",
+        e.totals.dispatches
+    );
+    // Per layer: scores with their scale and mask, the output projection with its residual,
+    // the MLP's first projection with its GELU.
+    assert_eq!(fused("MatMul+Mul+Add"), f.cfg.n_layer);
+    assert_eq!(fused("MatMul+Add+Add"), 2 * f.cfg.n_layer);
+    assert_eq!(fused("MatMul+Add+GeluTanh"), f.cfg.n_layer);
+}
