@@ -145,6 +145,9 @@ fn config_for(file: &Path, fallback: Gpt2Config) -> Result<Gpt2Config> {
 /// `sfumato generate`: greedy GPT-2 text generation with a KV cache, streamed to stdout token
 /// by token, then the decode rate (or JSON with `--json`).
 pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
+    if a.max_tokens == 0 {
+        anyhow::bail!("--max-tokens must be at least 1");
+    }
     let named = Gpt2Config::by_name(&a.model)?;
     let (cfg, params) = match &a.weights {
         Some(file) => {

@@ -130,8 +130,8 @@ impl Gpt2Config {
     }
 }
 
-/// The names' prefix (`transformer.` or none), the tied head's treatment and the buffers to
-/// ignore, decided once per parameter source.
+/// The names' prefix (`transformer.` where the checkpoint has it or there is none, else
+/// nothing), with the causal-mask buffers of older checkpoints ignored.
 fn prefix(cfg: &Gpt2Config, p: &mut Params) -> String {
     let pre = if p.contains("wte.weight") {
         ""
@@ -145,22 +145,19 @@ fn prefix(cfg: &Gpt2Config, p: &mut Params) -> String {
     pre.to_string()
 }
 
-/// The embedding table `wte` `[vocab, n_embd]`, and the LM head's `[n_embd, vocab]` (its
-/// transpose, or `lm_head.weight` transposed where a checkpoint stores an untied one).
+/// The embedding table `wte` `[vocab, n_embd]`, and the LM head's `[n_embd, vocab]`: the
+/// transpose of `wte` (tied), or of a stored `lm_head.weight` that differs from it (untied).
 fn embeddings(cfg: &Gpt2Config, p: &mut Params, pre: &str) -> Result<(Tensor, Tensor)> {
     let (v, h) = (cfg.vocab_size, cfg.n_embd);
     let wte = p.tensor(&format!("{pre}wte.weight"), &[v, h], Init::EMBED);
-    let head = if p.contains("lm_head.weight") {
+    let untied = if p.contains("lm_head.weight") {
         let lm = p.tensor("lm_head.weight", &[v, h], Init::EMBED);
-        if lm == wte {
-            wte.clone()
-        } else {
-            lm
-        }
+        (lm != wte).then_some(lm)
     } else {
-        wte.clone()
+        None
     };
-    Ok((wte, transpose2(&head)?))
+    let head = transpose2(untied.as_ref().unwrap_or(&wte))?;
+    Ok((wte, head))
 }
 
 /// One pre-LN block: `x + attn(ln_1(x))`, then `+ mlp(ln_2(x))`. With `past`, the attention

@@ -335,3 +335,31 @@ fn the_step_graph_fuses_on_wgpu() {
     assert_eq!(fused("MatMul+Add+Add"), 2 * f.cfg.n_layer);
     assert_eq!(fused("MatMul+Add+GeluTanh"), f.cfg.n_layer);
 }
+
+/// A stored `lm_head.weight` that differs from `wte` is used as the head: twice `wte` gives
+/// twice the logits.
+#[test]
+fn an_untied_lm_head_is_used() {
+    let f = Fixture::load();
+    let mut w = f.weights.clone();
+    let wte = &w["transformer.wte.weight"];
+    let doubled: Vec<f32> = wte.to_f32_vec().iter().map(|x| 2.0 * x).collect();
+    let lm = Tensor::from_f32(wte.dims().to_vec(), doubled).unwrap();
+    w.insert("lm_head.weight".into(), lm);
+    let mut p = Params::from_tensors("gpt2", &fixture_path(), w);
+    let prompt = f.prompt();
+    let g = gpt2_forward(&f.cfg, &mut p, 1, prompt.len()).unwrap();
+    p.finish().unwrap();
+    let ids = Tensor::from_i64(
+        [1, prompt.len()],
+        prompt.iter().map(|&t| t as i64).collect(),
+    )
+    .unwrap();
+    let got = CpuDevice.run(&g, &[ids]).unwrap().outputs[0].to_f32_vec();
+    let want: Vec<f32> = f.io["output.logits"]
+        .to_f32_vec()
+        .iter()
+        .map(|x| 2.0 * x)
+        .collect();
+    check_close("untied logits", &got, &want);
+}
