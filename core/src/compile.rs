@@ -84,7 +84,8 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
     // Legalization, not optimization: a constant over the binding limit could not run at all.
     let max_bytes = opts.target.max_binding_bytes;
     if has_oversized_constants(&graph, max_bytes) {
-        let (split, n) = split_oversized_constants(&graph, max_bytes)?;
+        let block = opts.target.split_block_bytes;
+        let (split, n) = split_oversized_constants(&graph, max_bytes, block)?;
         graph = split;
         passes.oversized_constants_split = n;
     }

@@ -9,8 +9,9 @@
 //! embedding (a Gather) and by the tied LM head (a MatMul). Both are split into blocks that fit:
 //!
 //! - `MatMul(A, B)` with a constant 2-D `B [K, N]` over the limit becomes one MatMul per block
-//!   of columns, `A @ B[:, j0..j1]`, then a Concat along the last axis (the output's columns are
-//!   independent, so this is exact: each column's sum is the same sum);
+//!   of columns, `A @ B[:, j0..j1]` (whole 64-column tiles, an unaligned remainder apart), then
+//!   a Concat along the last axis (the output's columns are independent, so this is exact: each
+//!   column's sum is the same sum);
 //! - `Gather(T, idx)` along axis 0 of a constant table `T [V, ...]` over the limit becomes one
 //!   Gather per block of rows at the index clamped into the block, `T[r0..r1][clamp(idx - r0)]`,
 //!   and a chain of `Where(idx < r1, this block, later blocks)` that picks the block each index
@@ -47,8 +48,32 @@ fn blocks(n: usize, per: usize) -> Option<Vec<(usize, usize)>> {
     Some((0..n).step_by(per).map(|s| (s, (s + per).min(n))).collect())
 }
 
-/// The split `node` needs to keep each binding of its constant under `max_bytes`, if any.
-fn plan(g: &Graph, node: &Node, max_bytes: u64) -> Option<Split> {
+/// Column blocks of at most `per` columns, in whole tiles of [`TILE`] columns where `per`
+/// allows: an odd width (GPT-2's 50,257) would put a whole block on the matmul kernels' slow
+/// path for unaligned widths (on lavapipe the naive kernel is ~4x slower a column), so the
+/// remainder under one tile gets a small block of its own.
+fn column_blocks(n: usize, per: usize) -> Option<Vec<(usize, usize)>> {
+    if per < TILE {
+        return blocks(n, per);
+    }
+    let per = per - per % TILE;
+    let mut out = blocks(n, per)?;
+    if let Some(&(s, e)) = out.last() {
+        let aligned = s + (e - s) / TILE * TILE;
+        if aligned > s && aligned < e {
+            out.pop();
+            out.extend([(s, aligned), (aligned, e)]);
+        }
+    }
+    Some(out)
+}
+
+/// Columns of one matmul tile, the alignment of column blocks.
+const TILE: usize = 64;
+
+/// The split `node` needs to keep each binding of its constant under `max_bytes`, if any, in
+/// blocks of at most `block_bytes` (capped at `max_bytes`).
+fn plan(g: &Graph, node: &Node, max_bytes: u64, block_bytes: u64) -> Option<Split> {
     let (Op::MatMul | Op::Gather { axis: 0 }) = node.op else {
         return None;
     };
@@ -61,20 +86,17 @@ fn plan(g: &Graph, node: &Node, max_bytes: u64) -> Option<Split> {
     if device_bytes(t.numel()) <= max_bytes {
         return None;
     }
+    let block_bytes = block_bytes.min(max_bytes);
     match node.op {
         Op::MatMul => {
             let [k, n] = *t.dims() else { return None };
-            let mut per = (max_bytes / device_bytes(k.max(1))) as usize;
-            // Whole tiles of 64 columns keep every block on the matmul kernels' fast path.
-            if per >= 64 {
-                per -= per % 64;
-            }
-            blocks(n, per).map(Split::Columns)
+            let per = (block_bytes / device_bytes(k.max(1))) as usize;
+            column_blocks(n, per).map(Split::Columns)
         }
         _ => {
             let rows = *t.dims().first()?;
             let row = t.numel() / rows.max(1);
-            let per = (max_bytes / device_bytes(row.max(1))) as usize;
+            let per = (block_bytes / device_bytes(row.max(1))) as usize;
             blocks(rows, per).map(Split::Rows)
         }
     }
@@ -83,19 +105,25 @@ fn plan(g: &Graph, node: &Node, max_bytes: u64) -> Option<Split> {
 /// Whether any MatMul or Gather of `g` reads a constant over `max_bytes` that
 /// [`split_oversized_constants`] would split (cheap: no tensor is copied).
 pub fn has_oversized_constants(g: &Graph, max_bytes: u64) -> bool {
-    g.nodes().iter().any(|n| plan(g, n, max_bytes).is_some())
+    g.nodes()
+        .iter()
+        .any(|n| plan(g, n, max_bytes, max_bytes).is_some())
 }
 
-/// Split every MatMul and Gather that reads a constant over `max_bytes` into blocks that fit
-/// (see the module docs); returns the new graph and the number of nodes split. Nodes that need
-/// no split, and the names of the split nodes' outputs, stay as they are; the oversized
-/// constants are dropped once nothing reads them.
-pub fn split_oversized_constants(g: &Graph, max_bytes: u64) -> Result<(Graph, usize)> {
+/// Split every MatMul and Gather that reads a constant over `max_bytes` into blocks of at most
+/// `block_bytes` (capped at `max_bytes`; see the module docs); returns the new graph and the
+/// number of nodes split. Nodes that need no split, and the names of the split nodes' outputs,
+/// stay as they are; the oversized constants are dropped once nothing reads them.
+pub fn split_oversized_constants(
+    g: &Graph,
+    max_bytes: u64,
+    block_bytes: u64,
+) -> Result<(Graph, usize)> {
     let _span = tracing::debug_span!("split_oversized_constants", max_bytes).entered();
     let mut rb = Rebuild::new(g, "split_oversized_constants");
     let mut split = 0;
     for node in g.nodes() {
-        match plan(g, node, max_bytes) {
+        match plan(g, node, max_bytes, block_bytes) {
             None => rb.keep(node)?,
             Some(Split::Columns(cols)) => {
                 split_matmul(&mut rb, g, node, &cols)?;
@@ -246,7 +274,7 @@ mod tests {
     /// The split graph computes exactly what the original does (on the CPU reference).
     fn same_outputs(g: &Graph, max_bytes: u64, inputs: &[Tensor]) -> Graph {
         assert!(has_oversized_constants(g, max_bytes));
-        let (s, n) = split_oversized_constants(g, max_bytes).unwrap();
+        let (s, n) = split_oversized_constants(g, max_bytes, u64::MAX).unwrap();
         assert!(n >= 1);
         assert!(!has_oversized_constants(&s, max_bytes));
         let want = CpuDevice.run(g, inputs).unwrap().outputs;
@@ -276,6 +304,22 @@ mod tests {
     }
 
     #[test]
+    fn column_blocks_are_whole_tiles_with_the_remainder_apart() {
+        // GPT-2's LM head on a 128 MiB limit: 43,648 columns (682 tiles), then 6,592 (103
+        // tiles), then the 17 left over.
+        assert_eq!(
+            column_blocks(50257, (128 << 20) / (768 * 4)),
+            Some(vec![(0, 43648), (43648, 50240), (50240, 50257)])
+        );
+        assert_eq!(column_blocks(256, 128), Some(vec![(0, 128), (128, 256)]));
+        assert_eq!(
+            column_blocks(100, 30),
+            Some(vec![(0, 30), (30, 60), (60, 90), (90, 100)])
+        );
+        assert_eq!(column_blocks(100, 200), None);
+    }
+
+    #[test]
     fn a_gather_over_the_limit_runs_in_row_blocks_with_negative_indices() {
         let mut g = Graph::new();
         let ids = g.input("ids", DType::I64, [2, 5]);
@@ -294,6 +338,24 @@ mod tests {
     }
 
     #[test]
+    fn blocks_aim_for_the_preferred_size_under_the_limit() {
+        let mut g = Graph::new();
+        let a = g.input("a", DType::F32, [1, 8]);
+        let w = g
+            .constant(Tensor::random(DType::F32, [8, 1024], 1))
+            .unwrap();
+        let y = g.matmul(a, w).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let matmuls = |block| {
+            let (s, _) = split_oversized_constants(&g, 16 << 10, block).unwrap();
+            s.nodes().iter().filter(|n| n.op == Op::MatMul).count()
+        };
+        // 32 KiB over a 16 KiB limit: 2 blocks at the limit, 8 of 4 KiB (128 columns).
+        assert_eq!(matmuls(u64::MAX), 2);
+        assert_eq!(matmuls(4 << 10), 8);
+    }
+
+    #[test]
     fn a_graph_within_the_limit_is_left_alone() {
         let mut g = Graph::new();
         let a = g.input("a", DType::F32, [3, 8]);
@@ -301,7 +363,7 @@ mod tests {
         let y = g.matmul(a, w).unwrap();
         g.set_outputs(&[y]).unwrap();
         assert!(!has_oversized_constants(&g, 1024));
-        let (s, n) = split_oversized_constants(&g, 1024).unwrap();
+        let (s, n) = split_oversized_constants(&g, 1024, 16).unwrap();
         assert_eq!(n, 0);
         assert_eq!(s.nodes().len(), g.nodes().len());
     }

@@ -6,15 +6,25 @@
 
 mod common;
 
-use sfumato_core::{CpuDevice, DType, Device, Graph, Tensor};
+use sfumato_core::{CpuDevice, DType, Device, Graph, Op, Tensor};
+use sfumato_wgpu::WgpuDevice;
 
 /// Columns of a `[64, N]` f32 weight just over 128 MiB (153.6 MB).
 const N: usize = 600_000;
 const K: usize = 64;
 
-/// How many blocks the limit asks for (1: no split on an adapter with a larger limit).
-fn blocks(limit: u64, bytes: u64) -> usize {
-    bytes.div_ceil(limit) as usize
+/// Whether the device splits `g` (its weight is over the adapter's limit), and how many nodes
+/// of `op` the graph it runs has; every constant in it fits the limit.
+fn explain_split(d: &mut WgpuDevice, g: &Graph, op: &str) -> (bool, usize) {
+    let limit = d.adapter().max_storage_buffer_binding_size;
+    let e = d.explain(g).unwrap();
+    for n in e.graph.nodes() {
+        if let Op::Constant(t) = &n.op {
+            assert!(t.numel() as u64 * 4 <= limit, "{} is over {limit}", n.name);
+        }
+    }
+    let count = e.graph.nodes().iter().filter(|n| n.op.name() == op).count();
+    (e.passes.oversized_constants_split == 1, count)
 }
 
 #[test]
@@ -29,14 +39,14 @@ fn a_matmul_weight_over_the_binding_limit_runs_in_blocks() {
     common::with_device(|d| {
         let limit = d.adapter().max_storage_buffer_binding_size;
         let bytes = (K * N * 4) as u64;
-        let split = d.explain(&g).unwrap().passes.oversized_constants_split;
-        assert_eq!(split, usize::from(bytes > limit), "limit {limit}");
+        let (split, blocks) = explain_split(d, &g, "MatMul");
+        assert_eq!(split, bytes > limit, "limit {limit}");
         let got = d.run(&g, &[x]).unwrap().outputs;
         let (abs, _) = got[0].max_diff(&want[0]);
         eprintln!(
-            "{}: [{K}, {N}] f32 weight ({bytes} bytes, limit {limit}, {} blocks): max |diff| {abs:e}",
+            "{}: [{K}, {N}] f32 weight ({bytes} bytes, limit {limit}, {blocks} blocks): max \
+             |diff| {abs:e}",
             d.name(),
-            blocks(limit, bytes)
         );
         assert!(got[0].all_close(&want[0], 1e-4, 1e-4), "max |diff| {abs}");
     });
@@ -62,8 +72,9 @@ fn a_gather_table_over_the_binding_limit_runs_in_blocks() {
     common::with_device(|d| {
         let limit = d.adapter().max_storage_buffer_binding_size;
         let bytes = (K * N * 4) as u64;
-        let split = d.explain(&g).unwrap().passes.oversized_constants_split;
-        assert_eq!(split, usize::from(bytes > limit), "limit {limit}");
+        let (split, blocks) = explain_split(d, &g, "Gather");
+        assert_eq!(split, bytes > limit, "limit {limit}");
+        eprintln!("{}: [{N}, {K}] f32 table in {blocks} blocks", d.name());
         let got = d.run(&g, &[idx]).unwrap().outputs;
         // A gather copies rows: exact.
         assert_eq!(got[0], want[0]);
