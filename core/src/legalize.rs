@@ -86,18 +86,23 @@ fn plan(g: &Graph, node: &Node, max_bytes: u64, block_bytes: u64) -> Option<Spli
     if device_bytes(t.numel()) <= max_bytes {
         return None;
     }
-    let block_bytes = block_bytes.min(max_bytes);
+    // Columns or rows a block takes: as many as `block_bytes` holds, or where not even one
+    // fits there, as many as the limit holds.
+    let per = |line: usize| {
+        let line = device_bytes(line.max(1));
+        match block_bytes.min(max_bytes) / line {
+            0 => (max_bytes / line) as usize,
+            n => n as usize,
+        }
+    };
     match node.op {
         Op::MatMul => {
             let [k, n] = *t.dims() else { return None };
-            let per = (block_bytes / device_bytes(k.max(1))) as usize;
-            column_blocks(n, per).map(Split::Columns)
+            column_blocks(n, per(k)).map(Split::Columns)
         }
         _ => {
             let rows = *t.dims().first()?;
-            let row = t.numel() / rows.max(1);
-            let per = (block_bytes / device_bytes(row.max(1))) as usize;
-            blocks(rows, per).map(Split::Rows)
+            blocks(rows, per(t.numel() / rows.max(1))).map(Split::Rows)
         }
     }
 }
@@ -350,9 +355,11 @@ mod tests {
             let (s, _) = split_oversized_constants(&g, 16 << 10, block).unwrap();
             s.nodes().iter().filter(|n| n.op == Op::MatMul).count()
         };
-        // 32 KiB over a 16 KiB limit: 2 blocks at the limit, 8 of 4 KiB (128 columns).
+        // 32 KiB over a 16 KiB limit: 2 blocks at the limit, 8 of 4 KiB (128 columns); a
+        // preference under one column's 32 bytes falls back to the limit.
         assert_eq!(matmuls(u64::MAX), 2);
         assert_eq!(matmuls(4 << 10), 8);
+        assert_eq!(matmuls(16), 2);
     }
 
     #[test]
