@@ -76,6 +76,9 @@ enum Command {
     /// Score predictions by a dataset's official rules: SQuAD v1.1 (EM, F1) or COCO (mAP).
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// Text generation with GPT-2 (greedy, KV cache): streams each token as it comes, then the
+    /// ms/token. Random weights unless --weights FILE.safetensors.
+    Generate(tasks::GenerateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
         Command::Detect(a) => tasks::detect(&a),
         Command::Qa(a) => tasks::qa(&a),
         Command::Eval(c) => eval::eval(&c),
+        Command::Generate(a) => tasks::generate(&a),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),

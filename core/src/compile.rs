@@ -1,4 +1,5 @@
-//! The compile pipeline every device shares: graph → passes → fusion plan for a target.
+//! The compile pipeline every device shares: graph → passes → legalization for the target's
+//! limits ([`crate::legalize`]) → fusion plan for a target.
 //!
 //! A device asks [`compile`] for the plan it will run, with its own [`TargetProfile`] (its
 //! binding limits) and [`Optimization`] (passes, fusion); what happens to each group next is
@@ -6,6 +7,7 @@
 //! interprets nodes). `sfumato explain` asks the device for the same preparation, so what it
 //! shows is what the device runs; the viewer and the NPU simulator will call this function too.
 
+use crate::legalize::{has_oversized_constants, split_oversized_constants};
 use crate::passes::{optimize, PassStats};
 use crate::plan::{plan, Plan, PlanOptions};
 use crate::target::TargetProfile;
@@ -66,18 +68,27 @@ pub struct Compiled {
     pub passes: PassStats,
 }
 
-/// Run the passes (unless [`Optimization::AsBuilt`]) and plan the groups within the target's
-/// limits (fused for [`Optimization::PassesAndFusion`]).
+/// Run the passes (unless [`Optimization::AsBuilt`]), split MatMuls and Gathers whose constant is
+/// over the target's binding limit (always: see [`crate::legalize`]), and plan the groups within
+/// the target's limits (fused for [`Optimization::PassesAndFusion`]).
 pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
     opts.target.validate().map_err(Error::Device)?;
     let o = opts.optimization;
     let _span =
         tracing::info_span!("compile", optimization = ?o, target = %opts.target.name).entered();
-    let (graph, passes) = if o.passes() {
+    let (mut graph, mut passes) = if o.passes() {
         optimize(graph)?
     } else {
         (graph.clone(), PassStats::default())
     };
+    // Legalization, not optimization: a constant over the binding limit could not run at all.
+    let max_bytes = opts.target.max_binding_bytes;
+    if has_oversized_constants(&graph, max_bytes) {
+        let block = opts.target.split_block_bytes;
+        let (split, n) = split_oversized_constants(&graph, max_bytes, block)?;
+        graph = split;
+        passes.oversized_constants_split = n;
+    }
     let plan = plan(&graph, &PlanOptions::for_target(&opts.target, o.fuse()));
     Ok(Compiled {
         graph,

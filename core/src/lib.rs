@@ -7,8 +7,10 @@
 //!   semantics ([`interp`]);
 //! - graph passes ([`passes`]: constant folding, BatchNorm folding, dead code and common
 //!   subexpression elimination, run together by [`optimize`]);
+//! - legalization for a target's limits ([`legalize`]: a MatMul or Gather whose constant is over
+//!   the storage-binding limit reads it in blocks);
 //! - the device-neutral fusion plan ([`plan`]: which nodes share a kernel, within a target's
-//!   limits) and the compile pipeline every device shares ([`compile`]: passes, then the plan);
+//!   limits) and the compile pipeline every device shares ([`compile`]: passes, legalization, then the plan);
 //! - the device test suite ([`suite`], [`device_suite!`]): written once, run on every device;
 //! - target profiles ([`TargetProfile`]): what a device does well and its limits, as data;
 //! - the CPU reference interpreter ([`CpuDevice`]), the oracle every device is tested against;
@@ -26,6 +28,7 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod interp;
+pub mod legalize;
 pub mod op;
 pub mod passes;
 pub mod plan;

@@ -57,6 +57,10 @@ pub struct PassStats {
     /// Rounds of the passes [`optimize`] ran (the last one changed nothing, unless the bound
     /// [`MAX_ITERATIONS`] was hit).
     pub iterations: usize,
+    /// MatMuls and Gathers whose constant was over the target's binding limit and now read it
+    /// in blocks ([`crate::legalize::split_oversized_constants`], run by
+    /// [`crate::compile()`] after the passes).
+    pub oversized_constants_split: usize,
 }
 
 /// Run every pass to a fixed point (at most [`MAX_ITERATIONS`] rounds) and return the new graph
@@ -448,7 +452,7 @@ fn scale_columns(b: &Tensor, s: &[f64], transposed: bool) -> Option<Vec<f64>> {
 }
 
 /// The tensor of `v` if a Constant node makes it.
-fn constant(g: &Graph, v: ValueId) -> Option<&Tensor> {
+pub(crate) fn constant(g: &Graph, v: ValueId) -> Option<&Tensor> {
     match &g.node(g.value(v).producer?).op {
         Op::Constant(t) => Some(t),
         _ => None,
@@ -555,15 +559,15 @@ fn float_attr_bits(op: &Op) -> Vec<u32> {
 /// Builds the new graph of a pass: the old graph's inputs first (same order, names, dtypes and
 /// shapes), then the nodes the pass emits, then the old outputs, mapped. Tracks, for each old
 /// value, the new value that stands for it.
-struct Rebuild<'a> {
+pub(crate) struct Rebuild<'a> {
     pass: &'static str,
     old: &'a Graph,
-    new: Graph,
+    pub(crate) new: Graph,
     map: Vec<Option<ValueId>>,
 }
 
 impl<'a> Rebuild<'a> {
-    fn new(old: &'a Graph, pass: &'static str) -> Self {
+    pub(crate) fn new(old: &'a Graph, pass: &'static str) -> Self {
         let mut new = Graph::new();
         let mut map = vec![None; old.values().len()];
         for &v in old.inputs() {
@@ -578,12 +582,12 @@ impl<'a> Rebuild<'a> {
         }
     }
 
-    fn bug(&self, msg: String) -> Error {
+    pub(crate) fn bug(&self, msg: String) -> Error {
         Error::Graph(format!("pass {}: {msg}", self.pass))
     }
 
     /// The new value standing for old value `v`.
-    fn get(&self, v: ValueId) -> Result<ValueId> {
+    pub(crate) fn get(&self, v: ValueId) -> Result<ValueId> {
         self.map.get(v.index()).copied().flatten().ok_or_else(|| {
             let name = self
                 .old
@@ -594,18 +598,18 @@ impl<'a> Rebuild<'a> {
         })
     }
 
-    fn inputs_of(&self, node: &Node) -> Result<Vec<ValueId>> {
+    pub(crate) fn inputs_of(&self, node: &Node) -> Result<Vec<ValueId>> {
         node.inputs.iter().map(|&i| self.get(i)).collect()
     }
 
     /// From now on, old value `old` is new value `new`.
-    fn alias(&mut self, old: ValueId, new: ValueId) {
+    pub(crate) fn alias(&mut self, old: ValueId, new: ValueId) {
         self.map[old.index()] = Some(new);
     }
 
     /// Add `op` reading `inputs` (new values) and let its outputs stand for `old_outputs`, which
     /// must have the same dtypes and shapes.
-    fn emit(
+    pub(crate) fn emit(
         &mut self,
         name: &str,
         op: Op,
@@ -634,18 +638,18 @@ impl<'a> Rebuild<'a> {
     }
 
     /// Add a constant that stands for no old value.
-    fn emit_constant(&mut self, name: &str, t: Tensor) -> Result<ValueId> {
+    pub(crate) fn emit_constant(&mut self, name: &str, t: Tensor) -> Result<ValueId> {
         Ok(self.new.add_named(name, Op::Constant(t), &[])?[0])
     }
 
     /// Copy an old node as it is (same name, op and the new values of its inputs).
-    fn keep(&mut self, node: &Node) -> Result<()> {
+    pub(crate) fn keep(&mut self, node: &Node) -> Result<()> {
         let ins = self.inputs_of(node)?;
         self.emit(&node.name, node.op.clone(), &ins, &node.outputs)
     }
 
     /// The new graph, with the old outputs (mapped) as its outputs.
-    fn finish(mut self) -> Result<Graph> {
+    pub(crate) fn finish(mut self) -> Result<Graph> {
         let outs: Vec<ValueId> = self
             .old
             .outputs()

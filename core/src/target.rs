@@ -44,6 +44,14 @@ pub struct TargetProfile {
     pub fast_workgroup_memory: bool,
     /// Subgroup operations are available (none of today's kernels needs them).
     pub subgroups: bool,
+    /// The size the blocks of a split constant aim for: a MatMul or Gather whose constant is
+    /// over [`Self::max_binding_bytes`] reads it in blocks of at most this (and never over the
+    /// limit; [`crate::legalize`]). On CPU adapters narrower blocks are faster, because a
+    /// column block's row stride is how far apart a kernel's reads land: on lavapipe GPT-2
+    /// small's LM head (768 x 50,257) in 32 MiB blocks takes a decode step from ~300 to ~160 ms
+    /// against blocks at the 128 MiB limit. `u64::MAX`: as big as the limit allows.
+    #[serde(default = "no_block_preference")]
+    pub split_block_bytes: u64,
 
     // ---- limits ----
     /// Storage buffers one kernel may bind (its params buffer included).
@@ -77,6 +85,7 @@ impl TargetProfile {
             texture_weights: false,
             fast_workgroup_memory: true,
             subgroups: false,
+            split_block_bytes: u64::MAX,
             max_storage_buffers: 8,
             max_uniform_blocks: 12,
             max_workgroups_per_dim: 65_535,
@@ -96,6 +105,7 @@ impl TargetProfile {
             uniform_block_operands: true,
             texture_weights: true,
             fast_workgroup_memory: false,
+            split_block_bytes: 32 << 20,
             ..Self::webgpu_gpu()
         }
     }
@@ -151,11 +161,19 @@ impl TargetProfile {
         if self.max_binding_bytes < 16 {
             return bad("max_binding_bytes", "must be at least 16");
         }
+        if self.split_block_bytes < 16 {
+            return bad("split_block_bytes", "must be at least 16");
+        }
         if self.loop_budget == Some(0) {
             return bad("loop_budget", "must be at least 1 (or none)");
         }
         Ok(())
     }
+}
+
+/// [`TargetProfile::split_block_bytes`] of a profile saved without it: no preference.
+fn no_block_preference() -> u64 {
+    u64::MAX
 }
 
 impl Default for TargetProfile {

@@ -7,10 +7,11 @@
 //! in the order of [`Graph::inputs`], so any device can run it as is. [`by_name`] looks models
 //! up by the names the CLI accepts ([`MODELS`]).
 //!
-//! The model families ([`bert`], [`resnet`], [`vit`], [`yolov5`], [`efficientnet`]) build real architectures from
-//! a config and a [`params::Params`] source: a checkpoint's tensors under their usual names, or a
-//! seeded random init. `zoo::resnet50()`, `zoo::vit_b16()`, `zoo::yolov5s()` and their siblings
-//! are the standard configs.
+//! The model families ([`bert`], [`gpt2`], [`resnet`], [`vit`], [`yolov5`], [`efficientnet`])
+//! build real architectures from a config and a [`params::Params`] source: a checkpoint's
+//! tensors under their usual names, or a seeded random init. `zoo::resnet50()`,
+//! `zoo::vit_b16()`, `zoo::yolov5s()` and their siblings are the standard configs; [`tasks`]
+//! runs them end to end (embed, classify, detect, qa, generate) on any device.
 
 pub mod bert;
 pub mod catalog;
@@ -19,6 +20,7 @@ pub mod efficientnet;
 pub mod error;
 pub mod eval;
 pub mod fetch;
+pub mod gpt2;
 pub mod models;
 pub mod nn;
 pub mod npy;

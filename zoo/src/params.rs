@@ -121,6 +121,12 @@ impl Params {
         }
     }
 
+    /// The parameter count of what the model asked for so far: the elements of each distinct
+    /// tensor name, at the shape asked for (a tied weight read twice counts once).
+    pub fn requested_elements(&self) -> usize {
+        self.used.values().sum()
+    }
+
     /// Tensors whose names start with `prefix` are in the file but deliberately unused (a
     /// pooler the model does not run, batch-norm counters): not reported as unexpected.
     pub fn ignore(&mut self, prefix: &str) {

@@ -25,6 +25,24 @@ pub enum WeightsError {
     },
 }
 
+/// A safetensors file's `__metadata__` (string keys and values; empty when it has none).
+pub fn safetensors_metadata(path: &Path) -> Result<BTreeMap<String, String>, WeightsError> {
+    let file_err = |msg: String| WeightsError::File {
+        path: path.display().to_string(),
+        msg,
+    };
+    let file = std::fs::File::open(path).map_err(|e| file_err(e.to_string()))?;
+    // SAFETY: as in `load_safetensors`: the map is only read while this function runs.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| file_err(e.to_string()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&map)
+        .map_err(|e| file_err(format!("not a safetensors file: {e}")))?;
+    Ok(meta
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default())
+}
+
 /// A safetensors file's tensors by name, memory-mapped while read (f32, f16 and bf16 keep their
 /// dtype; integer tensors become i64).
 pub fn load_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
