@@ -46,16 +46,26 @@ What it does
    - yolov5s: Ultralytics v6 `yolov5s.yaml` (depth 0.33, width 0.50, 80 classes): Conv
      (Conv2d+BN+SiLU), C3, SPPF, nearest 2x Resize, Concat, and the Detect head with its box
      decoding as Ultralytics exports it (sigmoid, grid and anchor arithmetic), input `pixels`
-     [batch,3,640,640], output `predictions` [batch,25200,85]; no NMS (neither side runs it).
+     [batch,3,640,640], output `predictions` [batch,25200,85]; no NMS, as in `sfumato bench zoo`.
    - yolov8n: the real file given by `--yolov8n`, input `images` [1,3,H,W] timed at 320 and 640.
-   Each built model is checked: onnx.checker, the output shapes expected, all outputs finite.
+   Weights are N(0, gain^2 / fan_in) (gain sqrt 2 for convolutions, 1 for linears and the ResNet
+   shortcut convs), biases N(0, 0.02^2), embeddings N(0, 0.02^2), LayerNorm 1 and 0. Two gains
+   keep the random networks' outputs informative rather than collapsed: 0.5 on each bottleneck's
+   last ResNet conv, 0.3 on BERT's projections into the residual stream (at 1.0 bert-large's 24
+   post-LN layers average the tokens together and every position gets the same logits). Each
+   built model is checked: onnx.checker, the output shapes expected, all outputs finite (a
+   nearly constant output is warned about). Inputs: pixels N(0, 1) (YOLO: U[0, 1)),
+   input_ids uniform over the vocabulary, attention_mask all ones, token_type_ids all zeros.
 2. Times each with `onnxruntime.InferenceSession(path, SessionOptions(),
    providers=["CPUExecutionProvider"])`: defaults throughout (graph optimization level ALL,
-   sequential execution, intra-op threads 0 = one per physical core). One warm-up run, then the
-   median of `--runs` runs (wall time of `session.run`, inputs already in numpy).
+   sequential execution, intra-op threads 0 = one per physical core; the N in the output is
+   counted, the threads the first session added to the process plus the calling one). One
+   warm-up run, then the median of `--runs` runs (wall time of `session.run`, inputs already in
+   numpy).
 3. Prints a Markdown table (model, metric, value, unit) and, with `--json FILE`, writes
    {"peer": "onnxruntime X.Y.Z CPUExecutionProvider (defaults, N threads)", "cpu": lscpu's model
-   name, "models": [{"name", "metric", "value", "unit", "median_ms", "runs"}], ...}.
+   name, "models": [{"name", "metric", "value", "unit", "conditions", "median_ms", "min_ms",
+   "runs"}], ...}; name, metric and conditions are worded as `sfumato bench zoo` words its rows.
 
 The configurations are zoo/configs/*/lavapipe.toml's (batch 1, f32; BERT seq 128; YOLOv5s 640),
 plus ResNet-50 at batch 32, the table's batch on other targets.
@@ -464,10 +474,10 @@ def main():
     rng = np.random.default_rng(1)
     rows = []
 
-    def add(name, metric, median_s, per_run, unit):
+    def add(name, metric, median_s, per_run, unit, conditions):
         value = per_run / median_s if unit in ("img/s", "FPS") else median_s * 1e3
         rows.append({"name": name, "metric": metric, "value": round(value, 3 if value < 10 else 2),
-                     "unit": unit, "median_ms": round(median_s * 1e3, 2),
+                     "unit": unit, "conditions": conditions, "median_ms": round(median_s * 1e3, 2),
                      "min_ms": round(timer.last_min * 1e3, 2), "runs": args.runs})
         print(f"{name} {metric}: {rows[-1]['value']} {unit} (median {median_s * 1e3:.1f} ms, "
               f"fastest {timer.last_min * 1e3:.1f} ms)",
@@ -481,48 +491,53 @@ def main():
         "yolov5s": build_yolov5s,
     }
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    for name in models:
-        if name == "yolov8n":
-            sess = timer.session(os.path.expanduser(args.yolov8n))
-            inp = sess.get_inputs()[0].name
-            for size in (320, 640):
-                feeds = {inp: pixels(rng, 1, size, unit=True)}
-                median, outs = timer.time(sess, feeds)
-                check_outputs(f"yolov8n {size}", sess, outs, {})
-                add("yolov8n", f"batch 1, {size}x{size}", median, 1, "FPS")
+    try:
+        for name in models:
+            if name == "yolov8n":
+                sess = timer.session(os.path.expanduser(args.yolov8n))
+                inp = sess.get_inputs()[0].name
+                for size in (320, 640):
+                    feeds = {inp: pixels(rng, 1, size, unit=True)}
+                    median, outs = timer.time(sess, feeds)
+                    check_outputs(f"yolov8n {size}", sess, outs, {})
+                    add("yolov8n", f"frames per second, {size}x{size}", median, 1, "FPS",
+                        f"batch 1, {size}x{size}, f32, the given file (its own decoding), no NMS")
+                del sess
+                continue
+            t0 = time.perf_counter()
+            model = builders[name]()
+            onnx.checker.check_model(model)
+            path = os.path.join(out_dir, f"{name}.onnx")
+            onnx.save(model, path)
+            del model
+            mib = os.path.getsize(path) / 2**20
+            print(f"built {path} ({mib:.0f} MiB) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            sess = timer.session(path)
+            if name == "resnet50":
+                for batch in ([1] if args.quick else [1, 32]):
+                    median, outs = timer.time(sess, {"pixels": pixels(rng, batch, 224)})
+                    check_outputs(f"resnet50 b{batch}", sess, outs, {"logits": (batch, 1000)})
+                    add(name, f"throughput, batch {batch}", median, batch, "img/s",
+                        f"batch {batch}, 224x224, f32")
+            elif name in ("bert-large", "bert-base"):
+                median, outs = timer.time(sess, bert_feeds(rng, 1, 128))
+                check_outputs(name, sess, outs, {"start_logits": (1, 128), "end_logits": (1, 128)})
+                add(name, "latency, batch 1, seq 128", median, 1, "ms", "batch 1, seq 128, f32")
+            elif name == "vit-b16":
+                median, outs = timer.time(sess, {"pixels": pixels(rng, 1, 224)})
+                check_outputs(name, sess, outs, {"logits": (1, 1000)})
+                add(name, "throughput, batch 1", median, 1, "img/s", "batch 1, 224x224, f32")
+            elif name == "yolov5s":
+                median, outs = timer.time(sess, {"pixels": pixels(rng, 1, 640, unit=True)})
+                check_outputs(name, sess, outs, {"predictions": (1, 25200, 85)})
+                add(name, "frames per second", median, 1, "FPS",
+                    "batch 1, 640x640, f32, decoding in the graph, no NMS")
             del sess
-            continue
-        t0 = time.perf_counter()
-        model = builders[name]()
-        onnx.checker.check_model(model)
-        path = os.path.join(out_dir, f"{name}.onnx")
-        onnx.save(model, path)
-        del model
-        print(f"built {path} ({os.path.getsize(path) / 2**20:.0f} MiB) in {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr)
-        sess = timer.session(path)
-        if name == "resnet50":
-            for batch in ([1] if args.quick else [1, 32]):
-                median, outs = timer.time(sess, {"pixels": pixels(rng, batch, 224)})
-                check_outputs(f"resnet50 b{batch}", sess, outs, {"logits": (batch, 1000)})
-                add(name, f"batch {batch}", median, batch, "img/s")
-        elif name in ("bert-large", "bert-base"):
-            median, outs = timer.time(sess, bert_feeds(rng, 1, 128))
-            check_outputs(name, sess, outs, {"start_logits": (1, 128), "end_logits": (1, 128)})
-            add(name, "batch 1, seq 128", median, 1, "ms")
-        elif name == "vit-b16":
-            median, outs = timer.time(sess, {"pixels": pixels(rng, 1, 224)})
-            check_outputs(name, sess, outs, {"logits": (1, 1000)})
-            add(name, "batch 1", median, 1, "img/s")
-        elif name == "yolov5s":
-            median, outs = timer.time(sess, {"pixels": pixels(rng, 1, 640, unit=True)})
-            check_outputs(name, sess, outs, {"predictions": (1, 25200, 85)})
-            add(name, "batch 1, 640x640 (decode in graph, no NMS)", median, 1, "FPS")
-        del sess
+            if not args.save_onnx:
+                os.remove(path)
+    finally:
         if not args.save_onnx:
-            os.remove(path)
-    if not args.save_onnx:
-        shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.rmtree(out_dir, ignore_errors=True)
 
     threads = timer.threads
     peer = (f"onnxruntime {ort.__version__} CPUExecutionProvider "
@@ -540,7 +555,7 @@ def main():
         print("\nskipped: " + "; ".join(skipped))
     if args.json:
         doc = {"peer": peer, "cpu": cpu, "models": rows, "logical_cpus": os.cpu_count(),
-               "load_average_1min_at_start": load, "runs": args.runs, "skipped": skipped}
+               "load_average_1min_at_start": None if load is None else round(load, 2), "runs": args.runs, "skipped": skipped}
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)
             f.write("\n")

@@ -27,10 +27,34 @@ const DEFAULT_MODELS: &[&str] = &[
 
 /// The reference table: model, metric, MindSpore Zoo on Ascend 910, PyTorch on V100, conditions.
 const REFERENCE: &[(&str, &str, &str, &str, &str)] = &[
-    ("resnet50", "img/s", "105,000 img/s", "~98,000 img/s", "throughput"),
-    ("bert-large", "ms", "12 ms (F1 91.5)", "15 ms (F1 ~91.6)", "batch 32, seq 384"),
-    ("yolov5s", "FPS", "220 FPS (mAP@0.5 56.8)", "200 FPS (56.8)", "FP16, 640x640"),
-    ("gpt2-medium", "ms/token", "16 ms/token", "22 ms/token", "greedy decoding"),
+    (
+        "resnet50",
+        "img/s",
+        "105,000 img/s",
+        "~98,000 img/s",
+        "throughput",
+    ),
+    (
+        "bert-large",
+        "ms",
+        "12 ms (F1 91.5)",
+        "15 ms (F1 ~91.6)",
+        "batch 32, seq 384",
+    ),
+    (
+        "yolov5s",
+        "FPS",
+        "220 FPS (mAP@0.5 56.8)",
+        "200 FPS (56.8)",
+        "FP16, 640x640",
+    ),
+    (
+        "gpt2-medium",
+        "ms/token",
+        "16 ms/token",
+        "22 ms/token",
+        "greedy decoding",
+    ),
 ];
 
 #[derive(Args, Debug)]
@@ -131,7 +155,10 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
         } else {
             format!("{} (ref: {cond})", r.conditions)
         };
-        println!("| {} | {} | {ours} | {ms} | {pt} | {cond} |", r.model, r.metric);
+        println!(
+            "| {} | {} | {ours} | {ms} | {pt} | {cond} |",
+            r.model, r.metric
+        );
     }
     if a.per_op {
         println!("\n{}", matmul_1024(dev.as_mut())?);
@@ -160,8 +187,11 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
             .iter()
             .map(|r| serde_json::json!({"name": r.model, "metric": r.metric, "value": r.value, "unit": r.unit, "device": device, "target": target, "conditions": r.conditions}))
             .collect();
-        std::fs::write(p, serde_json::to_string_pretty(&serde_json::json!({ "models": v }))?)
-            .with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(
+            p,
+            serde_json::to_string_pretty(&serde_json::json!({ "models": v }))?,
+        )
+        .with_context(|| format!("writing {}", p.display()))?;
         println!("\nwrote {}", p.display());
     }
     if !a.no_record {
@@ -283,7 +313,12 @@ fn gpt2_ms_per_token(dev: &mut dyn Device, cfg: &TargetConfig) -> Result<Vec<Row
 }
 
 /// Each conv and matmul shape of a graph with its GFLOP/s in a run (per-kernel times).
-fn op_table(dev: &mut dyn Device, g: &Graph, inputs: &[Tensor], label: &str) -> Result<Vec<String>> {
+fn op_table(
+    dev: &mut dyn Device,
+    g: &Graph,
+    inputs: &[Tensor],
+    label: &str,
+) -> Result<Vec<String>> {
     dev.run(g, inputs)?;
     let out = dev.run(g, inputs)?;
     if !out.profile.per_entry_times() {
@@ -318,21 +353,35 @@ fn op_table(dev: &mut dyn Device, g: &Graph, inputs: &[Tensor], label: &str) -> 
             s.2 += e.duration_ns;
         }
     }
-    let mut lines = vec![format!("\n{label}: conv and matmul shapes (per-kernel times; fused epilogues included)"), "| shape | count | GFLOP/s |".into(), "|---|---|---|".into()];
+    let mut lines = vec![
+        format!("\n{label}: conv and matmul shapes (per-kernel times; fused epilogues included)"),
+        "| shape | count | GFLOP/s |".into(),
+        "|---|---|---|".into(),
+    ];
     let mut v: Vec<_> = shapes.into_iter().collect();
-    v.sort_by(|a, b| b.1 .2.cmp(&a.1 .2));
+    v.sort_by_key(|e| std::cmp::Reverse(e.1 .2));
     for (desc, (count, flops, ns)) in v {
-        lines.push(format!("| {desc} | {count} | {:.1} |", flops / (ns.max(1) as f64)));
+        lines.push(format!(
+            "| {desc} | {count} | {:.1} |",
+            flops / (ns.max(1) as f64)
+        ));
     }
     Ok(lines)
 }
 
 /// FLOPs of one MatMul, Gemm or Conv2d node.
 fn node_flops(g: &Graph, n: &sfumato_core::Node) -> f64 {
-    let out = n.outputs.first().map_or(0.0, |&o| g.shape(o).numel() as f64);
+    let out = n
+        .outputs
+        .first()
+        .map_or(0.0, |&o| g.shape(o).numel() as f64);
     match &n.op {
-        Op::MatMul | Op::Gemm(_) => 2.0 * out * g.shape(n.inputs[0]).0.last().copied().unwrap_or(1) as f64,
-        Op::Conv2d(_) => 2.0 * out * g.shape(n.inputs[1]).0.iter().skip(1).product::<usize>() as f64,
+        Op::MatMul | Op::Gemm(_) => {
+            2.0 * out * g.shape(n.inputs[0]).0.last().copied().unwrap_or(1) as f64
+        }
+        Op::Conv2d(_) => {
+            2.0 * out * g.shape(n.inputs[1]).0.iter().skip(1).product::<usize>() as f64
+        }
         _ => 0.0,
     }
 }
@@ -354,5 +403,7 @@ fn matmul_1024(dev: &mut dyn Device) -> Result<String> {
         walls.push(t.elapsed().as_secs_f64());
     }
     let gf = 2.0 * (n * n * n) as f64 / median(walls) / 1e9;
-    Ok(format!("bench matmul 1024x1024x1024 on the same device, this run: {gf:.1} GFLOP/s (wall)"))
+    Ok(format!(
+        "bench matmul 1024x1024x1024 on the same device, this run: {gf:.1} GFLOP/s (wall)"
+    ))
 }

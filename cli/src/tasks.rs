@@ -313,6 +313,10 @@ pub(crate) fn qa(a: &QaArgs) -> Result<()> {
         "answer: {:?} (characters {}..{}, score {:.3})",
         ans.text, ans.start, ans.end, ans.score
     );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct GenerateArgs {
     /// The prompt.
     prompt: String,

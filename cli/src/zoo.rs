@@ -73,7 +73,9 @@ pub(crate) fn zoo(c: &ZooCommand) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }
-            println!("models (configs: zoo/configs/MODEL/TARGET.toml; figures: sfumato bench zoo)\n");
+            println!(
+                "models (configs: zoo/configs/MODEL/TARGET.toml; figures: sfumato bench zoo)\n"
+            );
             for m in catalog::MODELS {
                 println!("{} ({}: {})", m.name, m.family, m.variants);
                 println!("    weights: {}", m.weights);

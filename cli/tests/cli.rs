@@ -689,16 +689,33 @@ fn eval_squad_scores_a_predictions_file() {
     .unwrap();
     let preds = dir.join("preds.json");
     std::fs::write(&preds, r#"{"a": "the Denver Broncos!", "b": "Carolina"}"#).unwrap();
-    let out = sfumato(&["eval", "squad", data.to_str().unwrap(), preds.to_str().unwrap(), "--json"]);
+    let out = sfumato(&[
+        "eval",
+        "squad",
+        data.to_str().unwrap(),
+        preds.to_str().unwrap(),
+        "--json",
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     // EM: a exact after normalisation, b not: 50. F1: 1 and 2/3: 83.33.
     assert_eq!(v["exact_match"], 50.0);
-    assert!((v["f1"].as_f64().unwrap() - 250.0 / 3.0).abs() < 1e-9, "{stdout}");
-    let out = sfumato(&["eval", "squad", preds.to_str().unwrap(), preds.to_str().unwrap()]);
+    assert!(
+        (v["f1"].as_f64().unwrap() - 250.0 / 3.0).abs() < 1e-9,
+        "{stdout}"
+    );
+    let out = sfumato(&[
+        "eval",
+        "squad",
+        preds.to_str().unwrap(),
+        preds.to_str().unwrap(),
+    ]);
     let (_, stderr) = text(&out);
-    assert!(!out.status.success() && stderr.contains("not a SQuAD v1.1 dataset"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("not a SQuAD v1.1 dataset"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -712,7 +729,10 @@ fn explain_a_zoo_model() {
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let fused = v["fused"]["dispatches"].as_u64().unwrap();
     let unfused = v["unfused"]["dispatches"].as_u64().unwrap();
-    assert!(fused > 10 && fused * 2 < unfused, "fused {fused}, unfused {unfused}");
+    assert!(
+        fused > 10 && fused * 2 < unfused,
+        "fused {fused}, unfused {unfused}"
+    );
     assert_eq!(v["options"]["size"], 224);
 }
 
@@ -723,12 +743,24 @@ fn classify_refuses_a_file_that_is_not_an_image() {
     std::fs::write(&p, "no pixels here").unwrap();
     let pth = std::env::temp_dir().join(format!("sfumato-cli-empty-{}.pth", std::process::id()));
     std::fs::write(&pth, "").unwrap();
-    let out = sfumato(&["classify", p.to_str().unwrap(), "--device", "cpu", "--weights", pth.to_str().unwrap()]);
+    let out = sfumato(&[
+        "classify",
+        p.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--weights",
+        pth.to_str().unwrap(),
+    ]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("not an image") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("not an image") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
     std::fs::remove_file(&p).ok();
     std::fs::remove_file(&pth).ok();
+}
+
 /// Run the binary with the shared weights cache (`SFUMATO_CACHE_DIR`, else the user's cache
 /// folder: packages there are checked by sha256), for commands that need a catalogued package.
 fn sfumato_shared_cache(args: &[&str]) -> Output {
