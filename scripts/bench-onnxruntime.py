@@ -8,7 +8,8 @@ How to run it
     /tmp/ortvenv/bin/pip install -r scripts/bench-onnxruntime-requirements.txt
     /tmp/ortvenv/bin/python scripts/bench-onnxruntime.py \\
         --yolov8n ~/.cache/sfumato/weights/yolov8n-nudenet/320n.onnx \\
-        --json /tmp/ort.json [--save-onnx /tmp/ort-models] [--runs 3] [--quick] [--models resnet50,bert-base]
+        --json /tmp/ort.json [--save-onnx /tmp/ort-models] [--runs 3] [--quick] [--wait-idle 600] \\
+        [--models resnet50,bert-base]
 
 `--quick` leaves out ResNet-50 at batch 32 (the one long case). `--models` picks among
 resnet50, bert-large, bert-base, vit-b16, yolov5s, yolov8n (yolov8n needs `--yolov8n PATH`; without
@@ -17,15 +18,20 @@ DIR/bert-large.onnx, ..., so that Sfumato runs the very same graphs through its 
 
     sfumato run DIR/resnet50.onnx                       # batch is a symbolic dim, 1 unless bound
     sfumato run DIR/resnet50.onnx --dim batch=32
-    sfumato run DIR/bert-large.onnx --dim seq=128       # batch and seq are symbolic dims
+    sfumato run DIR/bert-large.onnx --input input_ids=DIR/bert-large.input_ids.npy \
+        --input attention_mask=DIR/bert-large.attention_mask.npy \
+        --input token_type_ids=DIR/bert-large.token_type_ids.npy
 
-(The importer seeds inputs at random unless `--input NAME=FILE.npy` gives them; BERT's int64
-inputs must then lie in the vocabulary, the mask in {0, 1}, the token types in {0, 1}.)
+The batch-1 inputs timed here are saved beside the files as DIR/<model>.<input>.npy. BERT needs
+them (or `--dim seq=128` and inputs of its own): `sfumato run` otherwise seeds int64 inputs in
+[-8, 8), and token type -8 lies outside the 2-row table; batch and seq are symbolic dims, bound
+by the given inputs' shapes.
 A full run builds about 2.2 GB of weights (bert-large alone is 1.34 GB), peaks near 6 GB of
 memory and takes about a minute on a 2-core AMD EPYC, mostly building and loading bert-large.
 The times are only as quiet as the machine: onnxruntime's two threads share two cores with
-whatever else runs (a cargo build halves them or worse), so the output gives the 1-minute load
-average at the start, and the JSON each case's fastest run beside its median.
+whatever else runs (a cargo build beside it made them 2-3x slower), so the output says how much
+CPU other processes took during each case's timed runs, and the JSON gives each case's fastest
+run beside its median; `--wait-idle SECONDS` waits, before each case, for a quiet moment.
 
 What it does
 ------------
@@ -65,7 +71,9 @@ What it does
 3. Prints a Markdown table (model, metric, value, unit) and, with `--json FILE`, writes
    {"peer": "onnxruntime X.Y.Z CPUExecutionProvider (defaults, N threads)", "cpu": lscpu's model
    name, "models": [{"name", "metric", "value", "unit", "conditions", "median_ms", "min_ms",
-   "runs"}], ...}; name, metric and conditions are worded as `sfumato bench zoo` words its rows.
+   "runs", "others_cpu_share"}], ...}; name, metric and conditions are worded as `sfumato bench
+   zoo` words its rows. others_cpu_share is the CPU time other processes took during the case's
+   timed runs over the CPUs' time (from /proc/stat less this process's own): 0 on a quiet machine.
 
 The configurations are zoo/configs/*/lavapipe.toml's (batch 1, f32; BERT seq 128; YOLOv5s 640),
 plus ResNet-50 at batch 32, the table's batch on other targets.
@@ -382,6 +390,37 @@ def cpu_model_name():
     return platform.processor() or "unknown"
 
 
+def busy_cpu_seconds():
+    """CPU seconds all processes have spent busy (not idle, not waiting on I/O), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds():
+    t = os.times()
+    return t.user + t.system
+
+
+def wait_idle(limit_s, window_s=5.0, threshold=0.10):
+    """Wait, up to limit_s seconds, for a window_s-second window in which other processes use
+    under `threshold` of the CPUs; return their share in the last window (None: no /proc/stat)."""
+    end = time.monotonic() + limit_s
+    while True:
+        busy0, own0, t0 = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
+        time.sleep(window_s)
+        busy1, own1, wall = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter() - t0
+        if busy0 is None or busy1 is None:
+            return None
+        share = max((busy1 - busy0) - (own1 - own0), 0.0) / (wall * (os.cpu_count() or 1))
+        if share < threshold or time.monotonic() >= end:
+            return share
+
+
 def thread_count():
     try:
         return len(os.listdir("/proc/self/task"))
@@ -390,9 +429,10 @@ def thread_count():
 
 
 class Timer:
-    def __init__(self, runs, ort):
+    def __init__(self, runs, ort, wait_idle_s=0):
         self.runs = runs
         self.ort = ort
+        self.wait_idle_s = wait_idle_s
         self.threads = None  # intra-op threads seen at the first session (workers + the caller)
 
     def session(self, path):
@@ -405,13 +445,26 @@ class Timer:
         return sess
 
     def time(self, sess, feeds):
+        """Median of the timed runs after one warm-up; also how busy the rest of the machine was
+        meanwhile (self.last_others: other processes' CPU time over the CPUs' time, 0 to 1)."""
         outs = sess.run(None, feeds)  # warm-up
+        if self.wait_idle_s > 0:
+            share = wait_idle(self.wait_idle_s)
+            if share is not None and share >= 0.10:
+                print(f"warning: no quiet window in {self.wait_idle_s} s (other processes "
+                      f"{share:.0%} of the CPUs); timing anyway", file=sys.stderr)
         times = []
+        busy0, own0, wall0 = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
         for _ in range(self.runs):
             t = time.perf_counter()
             sess.run(None, feeds)
             times.append(time.perf_counter() - t)
+        busy1, own1, wall = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter() - wall0
         self.last_min = min(times)
+        self.last_others = None
+        if busy0 is not None and busy1 is not None and wall > 0:
+            others = (busy1 - busy0) - (own1 - own0)
+            self.last_others = min(max(others / (wall * (os.cpu_count() or 1)), 0.0), 1.0)
         return statistics.median(times), outs
 
 
@@ -453,6 +506,9 @@ def main():
     ap.add_argument("--yolov8n", metavar="PATH", help="the YOLOv8n .onnx file (input images [1,3,H,W])")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--save-onnx", metavar="DIR", help="keep the built models as DIR/<model>.onnx")
+    ap.add_argument("--wait-idle", metavar="SECONDS", type=float, default=0,
+                    help="before each case's timed runs, wait up to SECONDS for 5 s in which other "
+                    "processes use under 10%% of the CPUs (a shared machine); default 0: don't wait")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -470,7 +526,7 @@ def main():
 
     out_dir = args.save_onnx or tempfile.mkdtemp(prefix="bench-ort-")
     os.makedirs(out_dir, exist_ok=True)
-    timer = Timer(args.runs, ort)
+    timer = Timer(args.runs, ort, args.wait_idle)
     rng = np.random.default_rng(1)
     rows = []
 
@@ -478,10 +534,19 @@ def main():
         value = per_run / median_s if unit in ("img/s", "FPS") else median_s * 1e3
         rows.append({"name": name, "metric": metric, "value": round(value, 3 if value < 10 else 2),
                      "unit": unit, "conditions": conditions, "median_ms": round(median_s * 1e3, 2),
-                     "min_ms": round(timer.last_min * 1e3, 2), "runs": args.runs})
+                     "min_ms": round(timer.last_min * 1e3, 2), "runs": args.runs,
+                     "others_cpu_share": None if timer.last_others is None else round(timer.last_others, 2)})
+        busy = "" if timer.last_others is None else f", other processes {timer.last_others:.0%} of the CPUs"
         print(f"{name} {metric}: {rows[-1]['value']} {unit} (median {median_s * 1e3:.1f} ms, "
-              f"fastest {timer.last_min * 1e3:.1f} ms)",
-              file=sys.stderr)
+              f"fastest {timer.last_min * 1e3:.1f} ms{busy})", file=sys.stderr)
+
+    def save_inputs(name, feeds):
+        """With --save-onnx, the batch-1 inputs as DIR/<model>.<input>.npy, for `sfumato run
+        --input`."""
+        if args.save_onnx:
+            for k, v in feeds.items():
+                np.save(os.path.join(out_dir, f"{name}.{k}.npy"), v)
+        return feeds
 
     builders = {
         "resnet50": build_resnet50,
@@ -515,20 +580,24 @@ def main():
             sess = timer.session(path)
             if name == "resnet50":
                 for batch in ([1] if args.quick else [1, 32]):
-                    median, outs = timer.time(sess, {"pixels": pixels(rng, batch, 224)})
+                    feeds = {"pixels": pixels(rng, batch, 224)}
+                    if batch == 1:
+                        save_inputs(name, feeds)
+                    median, outs = timer.time(sess, feeds)
                     check_outputs(f"resnet50 b{batch}", sess, outs, {"logits": (batch, 1000)})
                     add(name, f"throughput, batch {batch}", median, batch, "img/s",
                         f"batch {batch}, 224x224, f32")
             elif name in ("bert-large", "bert-base"):
-                median, outs = timer.time(sess, bert_feeds(rng, 1, 128))
+                median, outs = timer.time(sess, save_inputs(name, bert_feeds(rng, 1, 128)))
                 check_outputs(name, sess, outs, {"start_logits": (1, 128), "end_logits": (1, 128)})
                 add(name, "latency, batch 1, seq 128", median, 1, "ms", "batch 1, seq 128, f32")
             elif name == "vit-b16":
-                median, outs = timer.time(sess, {"pixels": pixels(rng, 1, 224)})
+                median, outs = timer.time(sess, save_inputs(name, {"pixels": pixels(rng, 1, 224)}))
                 check_outputs(name, sess, outs, {"logits": (1, 1000)})
                 add(name, "throughput, batch 1", median, 1, "img/s", "batch 1, 224x224, f32")
             elif name == "yolov5s":
-                median, outs = timer.time(sess, {"pixels": pixels(rng, 1, 640, unit=True)})
+                feeds = save_inputs(name, {"pixels": pixels(rng, 1, 640, unit=True)})
+                median, outs = timer.time(sess, feeds)
                 check_outputs(name, sess, outs, {"predictions": (1, 25200, 85)})
                 add(name, "frames per second", median, 1, "FPS",
                     "batch 1, 640x640, f32, decoding in the graph, no NMS")
@@ -551,11 +620,17 @@ def main():
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['name']} | {r['metric']} | {r['value']} | {r['unit']} |")
+    shares = [r["others_cpu_share"] for r in rows if r["others_cpu_share"] is not None]
+    if shares:
+        print(f"\nOther processes used {min(shares):.0%} to {max(shares):.0%} of the CPUs during the "
+              "timed runs (per case: the JSON's others_cpu_share); above a few percent the figures "
+              "are slower than this machine gives a quiet onnxruntime.")
     if skipped:
         print("\nskipped: " + "; ".join(skipped))
     if args.json:
         doc = {"peer": peer, "cpu": cpu, "models": rows, "logical_cpus": os.cpu_count(),
-               "load_average_1min_at_start": None if load is None else round(load, 2), "runs": args.runs, "skipped": skipped}
+               "load_average_1min_at_start": None if load is None else round(load, 2),
+               "runs": args.runs, "skipped": skipped}
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)
             f.write("\n")

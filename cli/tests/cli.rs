@@ -880,3 +880,38 @@ fn generate_streams_tokens_on_wgpu() {
         "SFUMATO_REQUIRE_GPU=1 but the run fell back to the CPU:\n{stderr}"
     );
 }
+
+/// `bench zoo` names what it cannot do before it measures anything: a model without a
+/// configuration, and the NPU targets.
+#[test]
+fn bench_zoo_refuses_unknown_models_and_npu_targets() {
+    let out = sfumato(&[
+        "bench",
+        "zoo",
+        "--device",
+        "cpu",
+        "--models",
+        "alexnet",
+        "--no-record",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("zoo/configs/alexnet/lavapipe.toml") && stderr.contains("resnet50"),
+        "{stderr}"
+    );
+    let out = sfumato(&[
+        "bench",
+        "zoo",
+        "--device",
+        "cpu",
+        "--target",
+        "ascend910",
+        "--no-record",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(
+        !out.status.success() && stderr.contains("NPU simulator"),
+        "{stderr}"
+    );
+}
