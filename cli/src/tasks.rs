@@ -157,7 +157,8 @@ pub(crate) fn classify(a: &ClassifyArgs) -> Result<()> {
 pub(crate) struct DetectArgs {
     /// The image (PNG or JPEG).
     image: PathBuf,
-    /// The detector.
+    /// The detector: yolov8n-nudenet (trained, through the ONNX importer), yolov5n or yolov5s
+    /// (the builder; random weights unless --weights FILE.safetensors).
     #[arg(long, default_value = "yolov8n-nudenet")]
     model: String,
     /// Input size (letterboxed square, a multiple of 32).
@@ -179,26 +180,48 @@ pub(crate) struct DetectArgs {
 
 /// `sfumato detect`: boxes, labels and scores, and a PNG with them drawn.
 pub(crate) fn detect(a: &DetectArgs) -> Result<()> {
-    if a.model != "yolov8n-nudenet" {
-        anyhow::bail!(
-            "unknown detector '{}'; known: yolov8n-nudenet (or --weights FILE.onnx with an \
-             Ultralytics YOLOv8 export)",
-            a.model
-        );
-    }
-    let onnx = match &a.task.weights {
-        Some(p) if p.is_file() => p.clone(),
-        w => weights_dir(&a.model, w.as_ref())?.join("320n.onnx"),
-    };
-    let mut dev = open_run_device(a.task.device, !a.task.no_fusion)?;
     let opts = sfumato_zoo::tasks::DetectOptions {
         size: a.size,
         score_threshold: a.score,
         iou_threshold: a.iou,
         ..Default::default()
     };
-    let r = sfumato_zoo::tasks::detect(dev.as_mut(), &onnx, &a.image, &opts)
-        .with_context(|| format!("detecting in {}", a.image.display()))?;
+    let mut dev = open_run_device(a.task.device, !a.task.no_fusion)?;
+    let r = match a.model.as_str() {
+        "yolov8n-nudenet" => {
+            let onnx = match &a.task.weights {
+                Some(p) if p.is_file() => p.clone(),
+                w => weights_dir(&a.model, w.as_ref())?.join("320n.onnx"),
+            };
+            sfumato_zoo::tasks::detect(dev.as_mut(), &onnx, &a.image, &opts)
+        }
+        "yolov5n" | "yolov5s" => {
+            let cfg = if a.model == "yolov5n" {
+                sfumato_zoo::yolov5n()
+            } else {
+                sfumato_zoo::yolov5s()
+            };
+            let mut params = match &a.task.weights {
+                Some(p) => sfumato_zoo::params::Params::from_safetensors(&a.model, p)?,
+                None => {
+                    eprintln!(
+                        "note: {} has no trained weights here: random weights, so the boxes are \
+                         arbitrary (give --weights FILE.safetensors with an Ultralytics state dict)",
+                        a.model
+                    );
+                    sfumato_zoo::params::Params::random(&a.model, 7)
+                }
+            };
+            let r = sfumato_zoo::tasks::detect_yolov5(dev.as_mut(), &cfg, &mut params, &a.image, &opts);
+            params.finish()?;
+            r
+        }
+        m => anyhow::bail!(
+            "unknown detector '{m}'; known: yolov8n-nudenet (trained, ONNX; or --weights \
+             FILE.onnx with an Ultralytics YOLOv8 export), yolov5n, yolov5s (the builder)"
+        ),
+    }
+    .with_context(|| format!("detecting in {}", a.image.display()))?;
     let out = a.out.clone().unwrap_or_else(|| {
         let stem = a
             .image

@@ -8,7 +8,7 @@
 //!
 //! Inputs: `input_ids`, `attention_mask` and `token_type_ids`, i64 `[batch, seq]`.
 
-use crate::error::{Result, ZooError};
+use crate::error::{parse_json_config, ConfigCheck, Result, ZooError};
 use crate::nn::{self, Heads};
 use crate::params::{Init, Params};
 use serde::Deserialize;
@@ -82,24 +82,15 @@ impl BertConfig {
 
     /// A config from Hugging Face's `config.json` text (`path` names it in errors).
     pub fn from_json(text: &str, path: &str) -> Result<Self> {
-        let c: BertConfig = serde_json::from_str(text).map_err(|e| ZooError::Config {
-            path: path.into(),
-            msg: e.to_string(),
-        })?;
-        c.validate(path)?;
-        Ok(c)
+        parse_json_config(text, path, BertConfig::validate)
     }
 
     /// Sizes that fit together: heads divide the hidden size, nothing is zero, the activation is
     /// one BERT uses.
     pub fn validate(&self, path: &str) -> Result<()> {
-        let bad = |msg: String| {
-            Err(ZooError::Config {
-                path: path.into(),
-                msg,
-            })
-        };
-        for (k, v) in [
+        let check = ConfigCheck(path);
+        let bad = |msg: String| check.fail(msg);
+        check.positive(&[
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("num_hidden_layers", self.num_hidden_layers),
@@ -107,17 +98,11 @@ impl BertConfig {
             ("intermediate_size", self.intermediate_size),
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
-        ] {
-            if v == 0 {
-                return bad(format!("{k} must be at least 1"));
-            }
-        }
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return bad(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
-        }
+        ])?;
+        check.divides(
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_attention_heads),
+        )?;
         if self.activation().is_none() {
             return bad(format!(
                 "hidden_act '{}' is not one of gelu, gelu_new, relu",

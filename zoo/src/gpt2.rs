@@ -28,7 +28,7 @@
 //! The op structure is PyTorch's export (MatMul + Add, Reshape + Transpose, Mul by the scale),
 //! so the fusion planner recognises it.
 
-use crate::error::{Result, ZooError};
+use crate::error::{parse_json_config, ConfigCheck, Result, ZooError};
 use crate::nn::{self, Heads};
 use crate::params::{transpose2, Init, Params};
 use serde::Deserialize;
@@ -88,39 +88,20 @@ impl Gpt2Config {
 
     /// A config from Hugging Face's `config.json` text (`path` names it in errors).
     pub fn from_json(text: &str, path: &str) -> Result<Self> {
-        let c: Gpt2Config = serde_json::from_str(text).map_err(|e| ZooError::Config {
-            path: path.into(),
-            msg: e.to_string(),
-        })?;
-        c.validate(path)?;
-        Ok(c)
+        parse_json_config(text, path, Gpt2Config::validate)
     }
 
     /// Sizes that fit together: nothing is zero and the heads divide the width.
     pub fn validate(&self, path: &str) -> Result<()> {
-        let bad = |msg: String| {
-            Err(ZooError::Config {
-                path: path.into(),
-                msg,
-            })
-        };
-        for (k, v) in [
+        let check = ConfigCheck(path);
+        check.positive(&[
             ("vocab_size", self.vocab_size),
             ("n_positions", self.n_positions),
             ("n_embd", self.n_embd),
             ("n_layer", self.n_layer),
             ("n_head", self.n_head),
-        ] {
-            if v == 0 {
-                return bad(format!("{k} must be at least 1"));
-            }
-        }
-        if !self.n_embd.is_multiple_of(self.n_head) {
-            return bad(format!(
-                "n_embd {} is not a multiple of n_head {}",
-                self.n_embd, self.n_head
-            ));
-        }
+        ])?;
+        check.divides(("n_embd", self.n_embd), ("n_head", self.n_head))?;
         Ok(())
     }
 

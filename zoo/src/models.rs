@@ -11,6 +11,7 @@
 //! a `Mul` by a scalar constant), because the fusion planner pattern-matches that structure: do
 //! not "simplify" them into `Gemm` or fold the scale into a weight.
 
+use crate::nn::named;
 use sfumato_core::op::{BinaryOp, Conv2d, Gemm, UnaryOp};
 use sfumato_core::{DType, Error, Graph, Op, Result, Shape, Tensor, ValueId};
 
@@ -504,11 +505,6 @@ impl Weights {
         let var = self.constant(g, &[cout], 1.0, 0.5)?;
         g.batch_norm(y, gamma, beta, mean, var, 1e-5)
     }
-}
-
-/// Add a node with an explicit name (a model's outputs get readable names).
-fn named(g: &mut Graph, name: &str, op: Op, inputs: &[ValueId]) -> Result<ValueId> {
-    Ok(g.add_named(name, op, inputs)?[0])
 }
 
 /// Split `[b, s, heads * head_dim]` into heads: Reshape to `[b, s, heads, head_dim]`, then

@@ -214,21 +214,10 @@ impl Params {
         let Source::Weights { path, tensors } = self.source else {
             return Ok(());
         };
-        let mut problems = self.problems;
-        for name in tensors.keys() {
-            if !self.used.contains_key(name) && !self.ignored.iter().any(|p| name.starts_with(p)) {
-                problems.push(format!("unexpected '{name}'"));
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(WeightsError::Mismatch {
-                path: path.display().to_string(),
-                model: self.model,
-                problems,
-            })
-        }
+        let unused = tensors.keys().filter(|n| !self.used.contains_key(*n));
+        weights::verdict(&path, &self.model, self.problems, unused, |n| {
+            self.ignored.iter().any(|p| n.starts_with(p.as_str()))
+        })
     }
 }
 

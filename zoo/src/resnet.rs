@@ -10,7 +10,7 @@
 //! trained, ImageNet's mean and standard deviation for torchvision's). Output: `logits` f32
 //! `[batch, num_classes]`.
 
-use crate::error::{Result, ZooError};
+use crate::error::{ConfigCheck, Result, ZooError};
 use crate::nn;
 use crate::params::Params;
 use serde::Deserialize;
@@ -138,21 +138,13 @@ impl ResNetConfig {
 
     /// Sizes that make a network: no zero, an image the stem and four stages can reduce.
     pub fn validate(&self, path: &str) -> Result<()> {
-        let bad = |msg: String| {
-            Err(ZooError::Config {
-                path: path.into(),
-                msg,
-            })
-        };
-        for (k, v) in [
+        let check = ConfigCheck(path);
+        let bad = |msg: String| check.fail(msg);
+        check.positive(&[
             ("width", self.width),
             ("num_classes", self.num_classes),
             ("image_size", self.image_size),
-        ] {
-            if v == 0 {
-                return bad(format!("{k} must be at least 1"));
-            }
-        }
+        ])?;
         if self.layers.contains(&0) {
             return bad(format!(
                 "every stage needs a block, layers is {:?}",

@@ -264,13 +264,8 @@ pub fn detect(
     opts: &DetectOptions,
 ) -> Result<Detections> {
     use crate::detect as d;
-    if opts.size < 32 || !opts.size.is_multiple_of(32) {
-        return Err(ZooError::Input(format!(
-            "detect: the input size must be a multiple of 32 (YOLO's largest stride), got {}",
-            opts.size
-        )));
-    }
-    let (w, h, mut rgb) = crate::vision::load_rgb(image)?;
+    check_detect_size(opts.size)?;
+    let (w, h, rgb) = crate::vision::load_rgb(image)?;
     let (x, lb) = d::letterbox(&rgb, w, h, opts.size);
     let onnx_err = |e: sfumato_onnx::Error| ZooError::Input(format!("{}: {e}", model.display()));
     let bytes = std::fs::read(model).map_err(|e| ZooError::io(model, e))?;
@@ -311,6 +306,29 @@ pub fn detect(
     };
     let dets = d::decode_yolov8(&pred.to_f32_vec(), rows, anchors, opts.score_threshold);
     let dets = d::nms(dets, opts.iou_threshold, true, opts.max_detections);
+    Ok(labelled(dets, &lb, &names, w, h, rgb))
+}
+
+/// The size check of both detectors: a multiple of YOLO's largest stride.
+fn check_detect_size(size: usize) -> Result<()> {
+    if size < 32 || !size.is_multiple_of(32) {
+        return Err(ZooError::Input(format!(
+            "detect: the input size must be a multiple of 32 (YOLO's largest stride), got {size}"
+        )));
+    }
+    Ok(())
+}
+
+/// Detections after NMS, mapped back to the image, named and drawn on it.
+fn labelled(
+    dets: Vec<crate::detect::Detection>,
+    lb: &crate::detect::Letterbox,
+    names: &[String],
+    w: usize,
+    h: usize,
+    mut rgb: Vec<u8>,
+) -> Detections {
+    use crate::detect as d;
     let mut found = Vec::new();
     for det in dets {
         let bbox = lb.to_original(det.bbox);
@@ -321,30 +339,73 @@ pub fn detect(
         let color = d::palette(det.class);
         d::draw_box(&mut rgb, w, h, bbox, color, 2);
         let text = format!("{label} {:.2}", det.score);
-        d::draw_label(
-            &mut rgb,
-            w,
-            h,
-            bbox[0],
-            bbox[1],
-            &text,
-            d::LabelStyle {
-                fg: d::contrast_text(color),
-                bg: color,
-                scale: 2,
-            },
-        );
+        let style = d::LabelStyle {
+            fg: d::contrast_text(color),
+            bg: color,
+            scale: 2,
+        };
+        d::draw_label(&mut rgb, w, h, bbox[0], bbox[1], &text, style);
         found.push(Labelled {
             label,
             detection: d::Detection { bbox, ..det },
         });
     }
-    Ok(Detections {
+    Detections {
         found,
         width: w,
         height: h,
         drawn: rgb,
-    })
+    }
+}
+
+/// The 80 COCO class names in YOLO's order (`zoo/data/coco-classes.txt`).
+pub fn coco_classes() -> Vec<String> {
+    include_str!("../data/coco-classes.txt")
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Detect with YOLOv5 from the builder (Ultralytics state-dict names; `params` a checkpoint or a
+/// seeded init): letterbox to `opts.size`, the graph decodes the boxes, then the same
+/// post-processing as [`detect`] (score = objectness x class, per-class NMS), COCO names.
+pub fn detect_yolov5(
+    device: &mut dyn Device,
+    cfg: &crate::yolov5::YoloV5Config,
+    params: &mut Params,
+    image: &Path,
+    opts: &DetectOptions,
+) -> Result<Detections> {
+    check_detect_size(opts.size)?;
+    let (w, h, rgb) = crate::vision::load_rgb(image)?;
+    let (x, lb) = crate::detect::letterbox(&rgb, w, h, opts.size);
+    let cfg = crate::yolov5::YoloV5Config {
+        image_size: opts.size,
+        ..cfg.clone()
+    };
+    let graph = crate::yolov5::yolov5(&cfg, params, 1)?;
+    let x = sfumato_core::Tensor::from_f32([1, 3, opts.size, opts.size], x)?;
+    let out = device.run(&graph, &[x])?;
+    let pred = out
+        .outputs
+        .first()
+        .ok_or_else(|| ZooError::Input("the model returned no output".into()))?;
+    let (n, cols) = match pred.dims() {
+        [1, n, c] if *c > 5 => (*n, *c),
+        dims => {
+            return Err(ZooError::Input(format!(
+                "yolov5: output is {dims:?}, not [1, anchors, 5 + classes]"
+            )))
+        }
+    };
+    let dets = crate::detect::decode_yolov5(&pred.to_f32_vec(), n, cols, opts.score_threshold);
+    let dets = crate::detect::nms(dets, opts.iou_threshold, true, opts.max_detections);
+    let names = if cfg.nc == 80 {
+        coco_classes()
+    } else {
+        Vec::new()
+    };
+    Ok(labelled(dets, &lb, &names, w, h, rgb))
 }
 
 /// Write RGB8 pixels as a PNG.

@@ -15,7 +15,7 @@
 //! `[batch, num_labels]`, then with [`ViTOutputs::LogitsAndHidden`] `last_hidden_state` f32
 //! `[batch, 1 + patches, hidden_size]` (after the final LayerNorm, as `ViTModel` returns it).
 
-use crate::error::{Result, ZooError};
+use crate::error::{parse_json_config, ConfigCheck, Result, ZooError};
 use crate::nn::{self, Heads};
 use crate::params::{Init, Params};
 use serde::Deserialize;
@@ -136,24 +136,15 @@ pub fn vit_b16() -> ViTConfig {
 impl ViTConfig {
     /// A config from Hugging Face's `config.json` text (`path` names it in errors).
     pub fn from_json(text: &str, path: &str) -> Result<Self> {
-        let c: ViTConfig = serde_json::from_str(text).map_err(|e| ZooError::Config {
-            path: path.into(),
-            msg: e.to_string(),
-        })?;
-        c.validate(path)?;
-        Ok(c)
+        parse_json_config(text, path, ViTConfig::validate)
     }
 
     /// Sizes that fit together: no zero, patches tile the image, heads divide the hidden size,
     /// an activation ViT uses.
     pub fn validate(&self, path: &str) -> Result<()> {
-        let bad = |msg: String| {
-            Err(ZooError::Config {
-                path: path.into(),
-                msg,
-            })
-        };
-        for (k, v) in [
+        let check = ConfigCheck(path);
+        let bad = |msg: String| check.fail(msg);
+        check.positive(&[
             ("image_size", self.image_size),
             ("patch_size", self.patch_size),
             ("num_channels", self.num_channels),
@@ -162,23 +153,15 @@ impl ViTConfig {
             ("num_attention_heads", self.num_attention_heads),
             ("intermediate_size", self.intermediate_size),
             ("num_labels", self.num_labels),
-        ] {
-            if v == 0 {
-                return bad(format!("{k} must be at least 1"));
-            }
-        }
-        if !self.image_size.is_multiple_of(self.patch_size) {
-            return bad(format!(
-                "image_size {} is not a multiple of patch_size {}",
-                self.image_size, self.patch_size
-            ));
-        }
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return bad(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
-        }
+        ])?;
+        check.divides(
+            ("image_size", self.image_size),
+            ("patch_size", self.patch_size),
+        )?;
+        check.divides(
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_attention_heads),
+        )?;
         if self.activation().is_none() {
             return bad(format!(
                 "hidden_act '{}' is not one of gelu, gelu_new, relu",

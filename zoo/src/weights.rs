@@ -121,11 +121,26 @@ pub fn check(
             Some(_) => {}
         }
     }
-    for name in weights.keys() {
-        if !expected.contains_key(name) && !ignored.iter().any(|p| name.starts_with(p)) {
-            problems.push(format!("unexpected '{name}'"));
-        }
-    }
+    let unused = weights.keys().filter(|n| !expected.contains_key(*n));
+    verdict(path, model, problems, unused, |n| {
+        ignored.iter().any(|p| n.starts_with(p))
+    })
+}
+
+/// The one error for a checkpoint that does not fit a model: the `problems` found so far, then
+/// each of the file's tensors the model has no use for (`unused`) unless `ignored`.
+pub(crate) fn verdict<'a>(
+    path: &Path,
+    model: &str,
+    mut problems: Vec<String>,
+    unused: impl Iterator<Item = &'a String>,
+    ignored: impl Fn(&str) -> bool,
+) -> Result<(), WeightsError> {
+    problems.extend(
+        unused
+            .filter(|n| !ignored(n))
+            .map(|n| format!("unexpected '{n}'")),
+    );
     if problems.is_empty() {
         Ok(())
     } else {

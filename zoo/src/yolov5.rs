@@ -15,7 +15,7 @@
 //! the `nc` class scores, all sigmoided; [`crate::detect::decode_yolov5`] and
 //! [`crate::detect::nms`] turn them into detections.
 
-use crate::error::{Result, ZooError};
+use crate::error::{parse_json_config, ConfigCheck, Result, ZooError};
 use crate::nn;
 use crate::params::{Init, Params};
 use serde::Deserialize;
@@ -287,12 +287,7 @@ impl YoloLayer {
 impl YoloV5Config {
     /// A config from JSON text (`path` names it in errors), checked by [`Self::validate`].
     pub fn from_json(text: &str, path: &str) -> Result<Self> {
-        let c: YoloV5Config = serde_json::from_str(text).map_err(|e| ZooError::Config {
-            path: path.into(),
-            msg: e.to_string(),
-        })?;
-        c.validate(path)?;
-        Ok(c)
+        parse_json_config(text, path, YoloV5Config::validate)
     }
 
     /// Anchors per level.
@@ -321,12 +316,8 @@ impl YoloV5Config {
     /// three levels of strides 8, 16, 32 with the same number of anchors (pairs) each, and an
     /// image size that is a multiple of 32.
     pub fn validate(&self, path: &str) -> Result<()> {
-        let bad = |msg: String| {
-            Err(ZooError::Config {
-                path: path.into(),
-                msg,
-            })
-        };
+        let check = ConfigCheck(path);
+        let bad = |msg: String| check.fail(msg);
         for (k, v) in [
             ("depth_multiple", self.depth_multiple),
             ("width_multiple", self.width_multiple),

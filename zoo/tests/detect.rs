@@ -64,3 +64,60 @@ fn ultralytics_names_parse() {
     );
     assert!(sfumato_zoo::tasks::ultralytics_names(&[]).is_empty());
 }
+
+/// YOLOv5 from the builder runs the same post-processing (the numpy fixture's tiny 3-class
+/// model on a synthetic image, on the CPU reference): boxes inside the image, scores above the
+/// threshold, a drawn image of the input's size.
+#[test]
+fn yolov5_from_the_builder_detects_end_to_end() {
+    use sfumato_zoo::params::Params;
+    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fixtures/yolov5.safetensors");
+    let bytes = std::fs::read(&fixture).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let cfg = &meta.metadata().as_ref().unwrap()["config"];
+    let cfg = sfumato_zoo::yolov5::YoloV5Config::from_json(cfg, "fixture").unwrap();
+    let all = sfumato_zoo::weights::load_safetensors(&fixture).unwrap();
+    let weights = all
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("input.") && !k.starts_with("output."))
+        .collect();
+    let mut p = Params::from_tensors("yolov5 fixture", &fixture, weights);
+    let (w, h) = (100usize, 80usize);
+    let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7) % 251) as u8).collect();
+    let img = std::env::temp_dir().join(format!("sfumato-yolov5-{}.png", std::process::id()));
+    sfumato_zoo::tasks::save_png(&img, w, h, &rgb).unwrap();
+    let opts = DetectOptions {
+        size: 64,
+        score_threshold: 0.01,
+        ..Default::default()
+    };
+    let r = sfumato_zoo::tasks::detect_yolov5(&mut CpuDevice, &cfg, &mut p, &img, &opts).unwrap();
+    p.finish().unwrap();
+    assert_eq!((r.width, r.height, r.drawn.len()), (w, h, w * h * 3));
+    assert!(
+        !r.found.is_empty(),
+        "a random model at threshold 0.01 finds something"
+    );
+    for d in &r.found {
+        let b = d.detection.bbox;
+        assert!(d.detection.score > 0.01 && d.detection.class < 3, "{d:?}");
+        assert!(
+            b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= w as f32 && b[3] <= h as f32,
+            "{d:?}"
+        );
+    }
+    let e = sfumato_zoo::tasks::detect_yolov5(
+        &mut CpuDevice,
+        &cfg,
+        &mut Params::random("x", 1),
+        &img,
+        &DetectOptions {
+            size: 50,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("multiple of 32"), "{e}");
+    std::fs::remove_file(&img).ok();
+}
