@@ -622,7 +622,9 @@ def main():
         print(f"| {r['name']} | {r['metric']} | {r['value']} | {r['unit']} |")
     shares = [r["others_cpu_share"] for r in rows if r["others_cpu_share"] is not None]
     if shares:
-        print(f"\nOther processes used {min(shares):.0%} to {max(shares):.0%} of the CPUs during the "
+        lo, hi = min(shares), max(shares)
+        span = f"{lo:.0%}" if lo == hi else f"{lo:.0%} to {hi:.0%}"
+        print(f"\nOther processes used {span} of the CPUs during the "
               "timed runs (per case: the JSON's others_cpu_share); above a few percent the figures "
               "are slower than this machine gives a quiet onnxruntime.")
     if skipped:

@@ -34,10 +34,12 @@ fn efficientnet_lite0_classifies_the_photos_on_the_cpu_reference() {
 }
 
 #[test]
-fn efficientnet_lite0_classifies_the_photos_on_wgpu() {
+fn efficientnet_lite0_classifies_the_photos_on_wgpu_fused_and_unfused() {
     let Some(mut dev) = common::wgpu_device() else {
         return;
     };
+    check(&mut dev);
+    dev.set_optimization(sfumato_core::Optimization::AsBuilt);
     check(&mut dev);
 }
 

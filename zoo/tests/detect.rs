@@ -50,6 +50,9 @@ fn yolov8n_finds_the_astronauts_face_at_320_and_640_on_wgpu() {
     };
     check(&mut dev, 320);
     check(&mut dev, 640);
+    // One kernel per op of the graph as built: the same face.
+    dev.set_optimization(sfumato_core::Optimization::AsBuilt);
+    check(&mut dev, 320);
 }
 
 #[test]
