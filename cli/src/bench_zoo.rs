@@ -10,7 +10,6 @@ use clap::Args;
 use sfumato_core::{CpuDevice, DType, Device, Graph, Op, Optimization, Tensor};
 use sfumato_zoo::catalog::{self, Figure, TargetConfig};
 use sfumato_zoo::models::{self, ModelOptions};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -92,6 +91,43 @@ struct Row {
     value: f64,
     unit: String,
     conditions: String,
+    /// The graph's figures (absent for GPT-2's decoding, timed per token).
+    graph: Option<GraphFig>,
+}
+
+/// A model graph's time and rate in this run.
+struct GraphFig {
+    label: String,
+    flops: f64,
+    /// The first run after the graph is handed to the device: pipelines built (or taken from
+    /// the caches), weights uploaded, then the run.
+    first_run_ms: f64,
+    /// The median of the steady-state runs (wall clock: dispatch, kernels, readback).
+    steady_ms: f64,
+    /// Each conv and matmul shape's figures (`--per-op`).
+    shapes: Vec<ShapeFig>,
+}
+
+impl GraphFig {
+    fn gflops(&self) -> f64 {
+        self.flops / (self.steady_ms * 1e-3).max(1e-12) / 1e9
+    }
+}
+
+/// One conv or matmul shape of a model, timed on its own.
+struct ShapeFig {
+    op: &'static str,
+    shape: String,
+    count: usize,
+    flops: f64,
+    ms: f64,
+    kernel: String,
+}
+
+impl ShapeFig {
+    fn gflops(&self) -> f64 {
+        self.flops / (self.ms * 1e-3).max(1e-12) / 1e9
+    }
 }
 
 pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
@@ -121,7 +157,6 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
     println!("device: {device}");
     println!("target: {target} (zoo/configs/MODEL/{target}.toml)\n");
     let mut rows: Vec<Row> = Vec::new();
-    let mut per_op: Vec<String> = Vec::new();
     for m in &models {
         let cfg = catalog::config(m, &target)?;
         if cfg.hints.tune == Some(true) && a.device == DeviceKind::Wgpu {
@@ -131,11 +166,15 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
             dev = Box::new(open_wgpu_tuned("", Optimization::PassesAndFusion, &refs)?);
         }
         eprintln!("== {m}");
-        let got = measure(dev.as_mut(), &cfg, a.iters)
+        let mut got = measure(dev.as_mut(), &cfg, a.iters)
             .with_context(|| format!("benchmarking {m} ({target})"))?;
         if a.per_op {
-            for (g, inputs, label) in graphs_of(&cfg)? {
-                per_op.extend(op_table(dev.as_mut(), &g, &inputs, &label)?);
+            let graphs = graphs_of(&cfg)?;
+            for (row, (g, _, _)) in got.iter_mut().filter(|r| r.graph.is_some()).zip(&graphs) {
+                if let Some(gf) = row.graph.as_mut() {
+                    gf.shapes = op_shapes(dev.as_mut(), g)
+                        .with_context(|| format!("timing the shapes of {m}"))?;
+                }
             }
         }
         rows.extend(got);
@@ -160,12 +199,18 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
             r.model, r.metric
         );
     }
-    if a.per_op {
-        println!("\n{}", matmul_1024(dev.as_mut())?);
-        for l in &per_op {
+    let matmul_gflops = if a.per_op {
+        let gf = matmul_1024(dev.as_mut())?;
+        println!(
+            "\nbench matmul 1024x1024x1024 on the same device, this run: {gf:.1} GFLOP/s (wall)"
+        );
+        for l in per_op_lines(&rows, gf) {
             println!("{l}");
         }
-    }
+        Some(gf)
+    } else {
+        None
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -185,13 +230,32 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
     if let Some(p) = &a.json {
         let v: Vec<_> = rows
             .iter()
-            .map(|r| serde_json::json!({"name": r.model, "metric": r.metric, "value": r.value, "unit": r.unit, "device": device, "target": target, "conditions": r.conditions}))
+            .map(|r| {
+                let mut o = serde_json::json!({"name": r.model, "metric": r.metric, "value": r.value, "unit": r.unit, "device": device, "target": target, "conditions": r.conditions});
+                if let Some(gf) = &r.graph {
+                    o["graph"] = gf.label.clone().into();
+                    o["flops"] = gf.flops.into();
+                    o["first_run_ms"] = gf.first_run_ms.into();
+                    o["steady_ms"] = gf.steady_ms.into();
+                    o["gflops"] = gf.gflops().into();
+                    if let Some(mm) = matmul_gflops {
+                        o["ratio_to_matmul"] = (gf.gflops() / mm).into();
+                        o["shapes"] = gf
+                            .shapes
+                            .iter()
+                            .map(|s| serde_json::json!({"op": s.op, "shape": s.shape, "count": s.count, "kernel": s.kernel, "ms": s.ms, "gflops": s.gflops(), "ratio_to_matmul": s.gflops() / mm}))
+                            .collect();
+                    }
+                }
+                o
+            })
             .collect();
-        std::fs::write(
-            p,
-            serde_json::to_string_pretty(&serde_json::json!({ "models": v }))?,
-        )
-        .with_context(|| format!("writing {}", p.display()))?;
+        let mut doc = serde_json::json!({ "device": device, "cpu": host_cpu(), "models": v });
+        if let Some(mm) = matmul_gflops {
+            doc["matmul_gflops"] = mm.into();
+        }
+        std::fs::write(p, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", p.display()))?;
         println!("\nwrote {}", p.display());
     }
     if !a.no_record {
@@ -251,9 +315,20 @@ fn measure(dev: &mut dyn Device, cfg: &TargetConfig, iters: u64) -> Result<Vec<R
         return gpt2_ms_per_token(dev, cfg);
     }
     let mut rows = Vec::new();
-    for (g, inputs, _) in graphs_of(cfg)? {
+    for (g, inputs, label) in graphs_of(cfg)? {
         let b = inputs[0].dims()[0];
+        let t0 = Instant::now();
+        dev.run(&g, &inputs)
+            .with_context(|| format!("first run of {label}"))?;
+        let first_run_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t = time_graph_with(dev, &g, &inputs, iters.max(1), true)?;
+        let graph = Some(GraphFig {
+            label,
+            flops: models::graph_flops(&g),
+            first_run_ms,
+            steady_ms: t.median_wall_ms,
+            shapes: Vec::new(),
+        });
         let s = t.median_wall_ms / 1e3;
         let size = cfg.image_size.unwrap_or(0);
         let seq = cfg.seq.unwrap_or(0);
@@ -263,6 +338,7 @@ fn measure(dev: &mut dyn Device, cfg: &TargetConfig, iters: u64) -> Result<Vec<R
             value,
             unit: unit.into(),
             conditions,
+            graph,
         };
         rows.push(match m {
             "resnet50" | "vit-b16" | "efficientnet-lite0" => row(
@@ -309,85 +385,133 @@ fn gpt2_ms_per_token(dev: &mut dyn Device, cfg: &TargetConfig) -> Result<Vec<Row
         value: t,
         unit: "ms/token".into(),
         conditions: format!("batch 1, prompt {prompt} tokens, KV cache, f32, random weights"),
+        graph: None,
     }])
 }
 
-/// Each conv and matmul shape of a graph with its GFLOP/s in a run (per-kernel times).
-fn op_table(
-    dev: &mut dyn Device,
-    g: &Graph,
-    inputs: &[Tensor],
-    label: &str,
-) -> Result<Vec<String>> {
-    dev.run(g, inputs)?;
-    let out = dev.run(g, inputs)?;
-    if !out.profile.per_entry_times() {
-        return Ok(vec![format!("{label}: no per-kernel times on this device")]);
-    }
-    let by_name: BTreeMap<&str, &sfumato_core::Node> =
-        g.nodes().iter().map(|n| (n.name.as_str(), n)).collect();
-    // shape -> (count, flops, ns)
-    let mut shapes: BTreeMap<String, (usize, f64, u64)> = BTreeMap::new();
-    for e in &out.profile.entries {
-        for name in &e.nodes {
-            let Some(n) = by_name.get(name.as_str()) else {
-                continue;
-            };
-            let desc = match &n.op {
-                Op::MatMul | Op::Gemm(_) => {
-                    let a = g.shape(n.inputs[0]);
-                    let b = g.shape(n.inputs[1]);
-                    format!("matmul {a} x {b}")
-                }
-                Op::Conv2d(c) => {
-                    let x = g.shape(n.inputs[0]);
-                    let w = g.shape(n.inputs[1]);
-                    format!("conv {x} * {w} stride {} groups {}", c.stride[0], c.groups)
-                }
-                _ => continue,
-            };
-            let flops = node_flops(g, n);
-            let s = shapes.entry(desc).or_insert((0, 0.0, 0));
-            s.0 += 1;
-            s.1 += flops;
-            s.2 += e.duration_ns;
+/// Each distinct conv and matmul shape of a graph, timed on its own: a graph of that one node
+/// (its weights random constants, as the model's are constants; activations run inputs), two
+/// warm-up runs, then the median wall time of three. Per-kernel timestamps are not used: on
+/// lavapipe they did not bracket every dispatch (a 1x1 conv's kernel "took" 67 us, 190
+/// GFLOP/s), and the wall clock, which holds the dispatch and the readback too, only
+/// understates a shape's rate.
+fn op_shapes(dev: &mut dyn Device, g: &Graph) -> Result<Vec<ShapeFig>> {
+    let mut shapes: Vec<(String, &'static str, &sfumato_core::Node, usize)> = Vec::new();
+    for n in g.nodes() {
+        let (op, desc) = match &n.op {
+            Op::MatMul | Op::Gemm(_) => (
+                "matmul",
+                format!("{} x {}", g.shape(n.inputs[0]), g.shape(n.inputs[1])),
+            ),
+            Op::Conv2d(c) => (
+                "conv",
+                format!(
+                    "{} * {} stride {} groups {}",
+                    g.shape(n.inputs[0]),
+                    g.shape(n.inputs[1]),
+                    c.stride[0],
+                    c.groups
+                ),
+            ),
+            _ => continue,
+        };
+        match shapes.iter_mut().find(|s| s.0 == desc) {
+            Some(s) => s.3 += 1,
+            None => shapes.push((desc, op, n, 1)),
         }
     }
-    let mut lines = vec![
-        format!("\n{label}: conv and matmul shapes (per-kernel times; fused epilogues included)"),
-        "| shape | count | GFLOP/s |".into(),
-        "|---|---|---|".into(),
-    ];
-    let mut v: Vec<_> = shapes.into_iter().collect();
-    v.sort_by_key(|e| std::cmp::Reverse(e.1 .2));
-    for (desc, (count, flops, ns)) in v {
-        lines.push(format!(
-            "| {desc} | {count} | {:.1} |",
-            flops / (ns.max(1) as f64)
-        ));
+    let mut out = Vec::new();
+    for (shape, op, n, count) in shapes {
+        let mut one = Graph::new();
+        let mut ins = Vec::new();
+        let mut inputs = Vec::new();
+        for (i, &v) in n.inputs.iter().enumerate() {
+            let t = Tensor::random(g.dtype(v), g.shape(v).clone(), 7 + i as u64);
+            let is_const = g
+                .nodes()
+                .iter()
+                .any(|m| m.outputs.contains(&v) && matches!(m.op, Op::Constant(_)));
+            ins.push(if is_const {
+                one.constant(t)?
+            } else {
+                inputs.push(t);
+                one.input(&format!("x{i}"), g.dtype(v), g.shape(v).clone())
+            });
+        }
+        let outs = one.add(n.op.clone(), &ins)?;
+        one.set_outputs(&outs)?;
+        let t = time_graph_with(dev, &one, &inputs, 3, false)
+            .with_context(|| format!("timing {op} {shape}"))?;
+        out.push(ShapeFig {
+            op,
+            shape,
+            count,
+            flops: models::graph_flops(&one),
+            ms: t.median_wall_ms,
+            kernel: t.kernel,
+        });
     }
-    Ok(lines)
+    // Where the model's time goes first: by the shape's time over all its uses.
+    out.sort_by(|a, b| (b.ms * b.count as f64).total_cmp(&(a.ms * a.count as f64)));
+    Ok(out)
 }
 
-/// FLOPs of one MatMul, Gemm or Conv2d node.
-fn node_flops(g: &Graph, n: &sfumato_core::Node) -> f64 {
-    let out = n
-        .outputs
-        .first()
-        .map_or(0.0, |&o| g.shape(o).numel() as f64);
-    match &n.op {
-        Op::MatMul | Op::Gemm(_) => {
-            2.0 * out * g.shape(n.inputs[0]).0.last().copied().unwrap_or(1) as f64
-        }
-        Op::Conv2d(_) => {
-            2.0 * out * g.shape(n.inputs[1]).0.iter().skip(1).product::<usize>() as f64
-        }
-        _ => 0.0,
+/// The per-model and per-shape tables, each rate beside the 1024³ matmul's of this run.
+fn per_op_lines(rows: &[Row], matmul: f64) -> Vec<String> {
+    let mut lines = vec![
+        String::new(),
+        "| model | GFLOP/s (steady, wall) | ratio to matmul | first run ms | steady ms |".into(),
+        "|---|---|---|---|---|".into(),
+    ];
+    let graphs: Vec<&GraphFig> = rows.iter().filter_map(|r| r.graph.as_ref()).collect();
+    for gf in &graphs {
+        lines.push(format!(
+            "| {} | {:.2} | {:.2} | {:.0} | {:.1} |",
+            gf.label,
+            gf.gflops(),
+            gf.gflops() / matmul,
+            gf.first_run_ms,
+            gf.steady_ms
+        ));
     }
+    for gf in graphs {
+        lines.push(format!(
+            "\n{}: conv and matmul shapes, each timed alone (wall)",
+            gf.label
+        ));
+        lines.push("| shape | count | kernel | ms | GFLOP/s | ratio to matmul |".into());
+        lines.push("|---|---|---|---|---|---|".into());
+        for s in &gf.shapes {
+            lines.push(format!(
+                "| {} {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+                s.op,
+                s.shape,
+                s.count,
+                s.kernel,
+                s.ms,
+                s.gflops(),
+                s.gflops() / matmul
+            ));
+        }
+    }
+    lines
+}
+
+/// The host CPU's model name (`lscpu`'s), where the platform tells it.
+fn host_cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// A 1024³ f32 matmul's GFLOP/s on the same device, the reference for the per-op table.
-fn matmul_1024(dev: &mut dyn Device) -> Result<String> {
+fn matmul_1024(dev: &mut dyn Device) -> Result<f64> {
     let n = 1024;
     let mut g = Graph::new();
     let a = g.input("a", DType::F32, [n, n]);
@@ -402,8 +526,5 @@ fn matmul_1024(dev: &mut dyn Device) -> Result<String> {
         dev.run(&g, &x)?;
         walls.push(t.elapsed().as_secs_f64());
     }
-    let gf = 2.0 * (n * n * n) as f64 / median(walls) / 1e9;
-    Ok(format!(
-        "bench matmul 1024x1024x1024 on the same device, this run: {gf:.1} GFLOP/s (wall)"
-    ))
+    Ok(2.0 * (n * n * n) as f64 / median(walls) / 1e9)
 }

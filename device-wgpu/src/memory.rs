@@ -115,6 +115,47 @@ impl WgpuDevice {
         Ok((tex.create_view(&Default::default()), n))
     }
 
+    /// The staging texture of a prepared graph (`Buf::Stage`): an rgba32float 2-d array that
+    /// kernels write as storage and read as a texture, `width` x `height` texels a layer, or an
+    /// error where it is over the adapter's limits. Returns the view and its bytes.
+    pub(crate) fn stage_texture(
+        &mut self,
+        width: u32,
+        height: u32,
+        layers: u32,
+    ) -> Result<(wgpu::TextureView, u64)> {
+        let side = self.limits.max_texture_dimension_2d;
+        let max_layers = self.limits.max_texture_array_layers;
+        if width > side || height > side || layers > max_layers {
+            return Err(Error::Device(format!(
+                "a staging texture of {width} x {height} texels and {layers} layers is over this \
+                 adapter's {side} texels a side or {max_layers} layers"
+            )));
+        }
+        let tex = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("sfumato stage"),
+            size: wgpu::Extent3d {
+                width: width.max(1),
+                height: height.max(1),
+                depth_or_array_layers: layers.max(1),
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        });
+        let view = tex.create_view(&wgpu::TextureViewDescriptor {
+            dimension: Some(wgpu::TextureViewDimension::D2Array),
+            ..Default::default()
+        });
+        let n = width.max(1) as u64 * height.max(1) as u64 * layers.max(1) as u64 * 16;
+        self.allocated += n;
+        self.high_water = self.high_water.max(self.allocated);
+        Ok((view, n))
+    }
+
     pub(crate) fn upload(&mut self, t: &Tensor, what: &str) -> Result<Arc<wgpu::Buffer>> {
         let bytes = convert::to_device_bytes(t, what)?;
         let buf = self.acquire(bytes.len() as u64);

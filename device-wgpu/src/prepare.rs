@@ -45,6 +45,8 @@ pub(crate) struct Prepared {
     pub(crate) consts: HashMap<ValueId, Arc<wgpu::Buffer>>,
     /// Constants that kernels read as textures (`Buf::Texture`): views and their bytes.
     pub(crate) textures: HashMap<ValueId, wgpu::TextureView>,
+    /// The staging texture its kernels share (`Buf::Stage`), as large as the largest use.
+    pub(crate) stage: Option<wgpu::TextureView>,
     pub(crate) texture_bytes: u64,
 }
 
@@ -171,6 +173,7 @@ impl WgpuDevice {
         // other way (a kernel binding, an alias, a graph output).
         let mut as_texture = Vec::new();
         let mut as_buffer: Vec<ValueId> = g.outputs().to_vec();
+        let mut stage_dims: Option<[u32; 3]> = None;
         for step in &steps {
             match &step.kernels.lowered {
                 Lowered::Kernels(ks) => {
@@ -179,6 +182,15 @@ impl WgpuDevice {
                             Buf::Texture(i) => as_texture.push(step.kernels.inputs[i]),
                             Buf::In(i) | Buf::Uniform { input: i, .. } => {
                                 as_buffer.push(step.kernels.inputs[i])
+                            }
+                            Buf::Stage {
+                                width,
+                                height,
+                                layers,
+                                ..
+                            } => {
+                                let d = stage_dims.get_or_insert([0; 3]);
+                                *d = [d[0].max(width), d[1].max(height), d[2].max(layers)];
                             }
                             Buf::Out(_) => {}
                         }
@@ -205,6 +217,14 @@ impl WgpuDevice {
             }
         }
         progress.done();
+        let stage = match stage_dims {
+            Some([w, h, l]) => {
+                let (view, bytes) = self.stage_texture(w, h, l)?;
+                texture_bytes += bytes;
+                Some(view)
+            }
+            None => None,
+        };
         if self.prepared.len() >= PREPARED_MAX {
             let old = self.prepared.remove(0);
             self.allocated = self.allocated.saturating_sub(old.held_bytes());
@@ -217,6 +237,7 @@ impl WgpuDevice {
             steps,
             consts,
             textures,
+            stage,
             texture_bytes,
         });
         Ok(self.prepared.len() - 1)

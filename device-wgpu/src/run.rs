@@ -127,6 +127,7 @@ impl WgpuDevice {
             bufs[v.index()] = Some(Arc::clone(b));
         }
         let textures = self.prepared[pi].textures.clone();
+        let stage = self.prepared[pi].stage.clone();
         for (&v, t) in graph.inputs().iter().zip(inputs) {
             bufs[v.index()] = Some(self.upload(t, &graph.value(v).name)?);
         }
@@ -170,7 +171,7 @@ impl WgpuDevice {
                             &gk,
                             graph,
                             &bufs,
-                            &textures,
+                            (&textures, stage.as_ref()),
                             (&params_buf, offsets[si][ki]),
                         )?;
                         let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -413,7 +414,10 @@ fn kernel_entries<'a>(
     gk: &GroupKernels,
     graph: &Graph,
     bufs: &'a [Option<Arc<wgpu::Buffer>>],
-    textures: &'a HashMap<ValueId, wgpu::TextureView>,
+    (textures, stage): (
+        &'a HashMap<ValueId, wgpu::TextureView>,
+        Option<&'a wgpu::TextureView>,
+    ),
     params: (&'a wgpu::Buffer, usize),
 ) -> Result<Vec<wgpu::BindGroupEntry<'a>>> {
     let mut entries = Vec::with_capacity(k.bindings.len() + 1);
@@ -428,6 +432,16 @@ fn kernel_entries<'a>(
             } => (gk.inputs[input], Some((offset as u64, size as u64))),
             Buf::In(i) => (gk.inputs[i], None),
             Buf::Out(i) => (gk.outputs[i], None),
+            Buf::Stage { .. } => {
+                let view = stage.ok_or_else(|| {
+                    Error::Graph(format!("kernel {} has no staging texture", k.name))
+                })?;
+                entries.push(wgpu::BindGroupEntry {
+                    binding: bi as u32,
+                    resource: wgpu::BindingResource::TextureView(view),
+                });
+                continue;
+            }
             Buf::Texture(i) => {
                 let v = gk.inputs[i];
                 let view = textures

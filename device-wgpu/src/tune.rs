@@ -270,6 +270,8 @@ impl WgpuDevice {
                                 Res::Range(a.clone(), offset, size)
                             }
                             Buf::In(_) => Res::Buf(a.clone()),
+                            // (Matmul kernels bind no staging texture: only a conv's do.)
+                            Buf::Stage { .. } => Res::Buf(a.clone()),
                         })
                         .collect()
                 })

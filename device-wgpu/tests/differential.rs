@@ -514,7 +514,45 @@ proptest! {
         let shape = got.outputs[0].shape().dims().to_vec();
         let macs = (shape.iter().product::<usize>() * ci * kh * kw) as u64;
         let big = macs >= sfumato_shaders::matmul_ubo::UBO_CONV_MIN_MACS;
-        prop_assert!(!cpu_adapter || !big || ks.contains(&"conv2d_ubo"), "{:?} ran {:?}", c, ks);
+        prop_assert!(!cpu_adapter || !big || ks.contains(&"conv2d_staged") || ks.contains(&"conv2d_ubo"), "{:?} ran {:?}", c, ks);
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg(10))]
+
+    /// On a CPU adapter one-group convs run staged (`conv_stage` writes the image column to the
+    /// staging texture, `conv2d_staged` reads it as texels and the weights from uniform blocks),
+    /// pointwise ones included, on the shapes real models have: K in the thousands (512 channels
+    /// of a 3x3 window: 4,608), hundreds of output channels, 7x7 and 14x14 images (pixels not a
+    /// multiple of 4), stride 2, two images (two layers), a bias and a fused ReLU, each checked
+    /// against the CPU reference. (Convs under `UBO_CONV_MIN_MACS` keep the one-kernel paths.)
+    #[test]
+    fn conv2d_staged_wide(nb in 1usize..3, ci in prop::sample::select(vec![64usize, 256, 512]), o in prop::sample::select(vec![48usize, 200, 512]),
+                          hw in prop::sample::select(vec![7usize, 13, 14]), k in prop::sample::select(vec![1usize, 3]), s in 1usize..3,
+                          bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>()) {
+        let p = k / 2;
+        let c = Conv2d { stride: [s, s], padding: [p, p, p, p], dilation: [1, 1], groups: 1 };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [nb, ci, hw, hw]);
+        let wt = g.constant(Tensor::random(DType::F32, [o, ci, k, k], seed + 1)).unwrap();
+        let b = bias.then(|| g.constant(Tensor::random(DType::F32, [o], seed + 2)).unwrap());
+        let mut y = g.conv2d(x, wt, b, c).unwrap();
+        if relu {
+            y = g.unary(UnaryOp::Relu, y).unwrap();
+        }
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::random(DType::F32, [nb, ci, hw, hw], seed)];
+        let got = common::with_device(|d| (d.target().uniform_block_operands, d.run(&g, &inputs)));
+        let Some((cpu_adapter, got)) = got else { return Ok(()) };
+        let got = got.map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
+        let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (ci * k * k) as f64),
+            "{:?}: max diff {:?}", c, got.outputs[0].max_diff(&want.outputs[0]));
+        let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
+        let macs = (got.outputs[0].shape().numel() * ci * k * k) as u64;
+        let big = macs >= sfumato_shaders::matmul_ubo::UBO_CONV_MIN_MACS;
+        prop_assert!(!cpu_adapter || !big || (ks.contains(&"conv_stage") && ks.contains(&"conv2d_staged")), "{:?} ran {:?}", c, ks);
     }
 }
 

@@ -147,6 +147,17 @@ pub enum Buf {
     Out(usize),
     /// Input `i`, a constant, bound as an rgba32float texture of its rows (`N / 4` texels wide).
     Texture(usize),
+    /// The device's staging texture (rgba32float, a 2-d array): `write` binds it as a
+    /// write-only storage texture, else as a sampled texture. A kernel's stage is at least
+    /// `width` x `height` texels and `layers` layers; the device allocates one per prepared
+    /// graph, as large as its largest use. A convolution writes its image column there and the
+    /// matmul after it reads it (`conv2d_staged`).
+    Stage {
+        width: u32,
+        height: u32,
+        layers: u32,
+        write: bool,
+    },
     /// `size` bytes of input `input` from byte `offset`, bound as a uniform buffer.
     Uniform {
         input: usize,

@@ -470,12 +470,13 @@ fn ubo_matmul_blocks() {
     let l = sfumato_shaders::matmul_ubo::ubo_layout(&ffn2, 15, 14).unwrap();
     assert_eq!((l.ru, l.q, l.blocks.len()), (5, 3, 26));
     assert_eq!(l.parts, vec![0..12, 12..24, 24..26]);
-    // More than eight dispatches (100 blocks), rows that do not fit, batched A: not supported.
-    let big = Shape::from([800, 2048]);
+    // More than 64 dispatches (800 blocks of 8 rows, 12 a dispatch), rows that do not fit,
+    // batched A: not supported.
+    let big = Shape::from([6400, 2048]);
     let pb = matmul_problem(
         &Op::MatMul,
         &[(DType::F32, &big), (DType::F32, &b)],
-        &[(DType::F32, &Shape::from([800, 64]))],
+        &[(DType::F32, &Shape::from([6400, 64]))],
     )
     .unwrap();
     assert!(!v.supports(&pb));
@@ -611,4 +612,35 @@ fn pick_variant_follows_the_target_profile() {
             v.name()
         );
     }
+}
+
+/// A one-group conv on a CPU adapter's profile runs staged: `conv_stage` writes the image
+/// column (7 x 7 pixels: the last texel of a row half empty) to the staging texture, then
+/// `conv2d_staged` reads it as texels, the weights (K = 4,608: two rows a 64 KiB block) from
+/// uniform blocks. Valid WGSL, both snapshotted.
+#[test]
+fn conv_staged_kernels() {
+    let opts = LowerOptions {
+        target: TargetProfile::llvmpipe(),
+        ..Default::default()
+    };
+    let op = Op::Conv2d(Conv2d::padded(1, 1));
+    let ins = [
+        (DType::F32, Shape(vec![1, 512, 7, 7])),
+        (DType::F32, Shape(vec![64, 512, 3, 3])),
+    ];
+    let ins_ref: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
+    let outs = op.infer(&ins_ref).unwrap();
+    let outs_ref: Vec<(DType, &Shape)> = outs.iter().map(|(d, s)| (*d, s)).collect();
+    let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, &opts).unwrap() else {
+        panic!("a conv lowers to kernels")
+    };
+    let names: Vec<&str> = ks.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names[0], "conv_stage");
+    assert!(names[1..].iter().all(|n| *n == "conv2d_staged"), "{names:?}");
+    for k in &ks {
+        validate(&k.name, &k.wgsl).unwrap();
+    }
+    insta::assert_snapshot!("conv_stage", snapshot_text(&ks[0]));
+    insta::assert_snapshot!("conv2d_staged", snapshot_text(&ks[1]));
 }

@@ -162,16 +162,17 @@ fn generate_group(
             let Op::Conv2d(c) = &first.op else {
                 return Err(Error::Internal("conv group without a conv".into()));
             };
-            if let Some(p) = group_matmul_problem(g, plan, group) {
+            let x = g.shape(first.inputs[0]).dims();
+            let w = g.shape(first.inputs[1]).dims();
+            let out_shape = g.shape(first.outputs[0]);
+            let staged = crate::ops::conv::runs_staged(c, x, w, out_shape, opts);
+            if let Some(p) = group_matmul_problem(g, plan, group).filter(|_| !staged) {
                 // Pointwise: a batched matmul (A = weight, B = image) with the same epilogue.
                 let mut inputs = vec![first.inputs[1], first.inputs[0]];
                 inputs.extend(first.inputs.get(2));
                 return matmul_group(g, plan, group, label, inputs, &p, opts);
             }
             let bias = Buf::In(if first.inputs.len() == 3 { 2 } else { 1 });
-            let x = g.shape(first.inputs[0]).dims();
-            let w = g.shape(first.inputs[1]).dims();
-            let out_shape = g.shape(first.outputs[0]);
             let conv = if c.groups == 1 {
                 conv2d_gemm_kernel
             } else {

@@ -66,7 +66,7 @@ pub struct UboLayout {
 }
 
 /// At most this many dispatches for one matmul.
-pub const UBO_MAX_PARTS: usize = 8;
+pub const UBO_MAX_PARTS: usize = 64;
 
 /// The blocks of A for a `rows`-row invocation block with at most `max_blocks` uniform bindings
 /// per dispatch, or `None` where A does not fit: A must be one matrix for every batch (offset
@@ -151,6 +151,9 @@ pub(crate) enum BSource {
     Texture,
     /// Rows of vec4 from a storage buffer, through the matmul's B strides.
     Storage,
+    /// Rows of vec4 texels of the staging texture's layer `t.b` (an image column that a kernel
+    /// before wrote there, `conv2d_staged`); a row's last texel is zero past N.
+    Stage,
     /// The image column of a convolution (implicit im2col), gathered from the NCHW input with
     /// zeros outside it; the conv params (`CONV_GEMM_PARAMS`) follow the matmul's at `mm_end(batch)`
     /// (as `conv2d_gemm`'s).
@@ -290,6 +293,10 @@ fn part_kernel(
     let (b_decl, b_kind) = match spec.src {
         BSource::Texture => ("var bm: texture_2d<f32>;", "texture"),
         BSource::Storage => ("var<storage, read> bm: array<vec4<f32>>;", "storage"),
+        BSource::Stage => (
+            "var bm: texture_2d_array<f32>;",
+            "the staging texture, the tile's image's layer",
+        ),
         BSource::Conv => (
             "var<storage, read> xin: array<f32>;",
             "the image column of a convolution, gathered",
@@ -336,6 +343,7 @@ fn part_kernel(
     for q in 0..cols4 {
         let load = match spec.src {
             BSource::Texture => format!("textureLoad(bm, vec2<u32>(cb{q}, k), 0)"),
+            BSource::Stage => format!("textureLoad(bm, vec2<u32>(cb{q}, k), t.b, 0)"),
             BSource::Storage => format!("bm[pb + cb{q}]"),
             BSource::Conv => {
                 let j = q * 4;

@@ -68,9 +68,15 @@ const V4_TEX_SHAPES: [(u8, u8, u8, u8); 7] = [
 ];
 
 /// The `Ubo` shapes: (rows, vec4 columns, workgroup x). Five rows of a long K (3,072) fill a
-/// 64 KiB block.
-const UBO_SHAPES: [(u8, u8, u8); 7] = [
+/// 64 KiB block. The narrow tiles (16 x 32 and 16 x 64 pixels, one SIMD batch of 8
+/// invocations) fit products of few columns: a 7x7 image's 49 pixels waste four fifths of a
+/// 256-column tile (`bench matmul --m 2048 --n 52 --k 512`: 12.8 GFLOP/s with 16x8 in 8
+/// invocations, 3.8 with 16x16 in 16).
+const UBO_SHAPES: [(u8, u8, u8); 10] = [
     (16, 4, 16),
+    (16, 1, 16),
+    (16, 2, 8),
+    (16, 1, 8),
     (8, 4, 16),
     (8, 2, 32),
     (16, 2, 16),

@@ -29,7 +29,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let kk = params[MM_K];
     let a_sm = params[MM_A_SM];
     let b_sk4 = params[MM_B_SK] / 4u;
-    let n4 = nn / 4u;
+    let n4 = (nn + 3u) / 4u;
     let n0 = t.n0 + lid.x * {{cols}}u;
     // This dispatch's rows start at row `row_base` (a param, so the parts with as many blocks
     // share one pipeline); the tile's block is the switch's case.

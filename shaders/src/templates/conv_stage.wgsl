@@ -1,0 +1,56 @@
+// The image column of a convolution (groups = 1), written to the staging texture for the matmul
+// after it (`conv2d_staged`): texel (q, k) of layer b holds pixels 4q .. 4q + 3 of row
+// k = (channel, tap) of image b, zero in the padding and past the last pixel. One invocation
+// writes one texel column q for {{kc}} consecutive rows k, so the params are read once per
+// {{kc}} texels (on lavapipe every storage read is a loop over the SIMD lanes).
+@group(0) @binding(0) var<storage, read> xin: array<f32>;
+@group(0) @binding(1) var stage: texture_storage_2d_array<rgba32float, write>;
+@group(0) @binding(2) var<storage, read> params: array<u32>;
+{{layout}}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = flat_index(wg, nwg, li);
+    let n4 = params[IS_N4];
+    let kk = params[IS_K];
+    let chunks = (kk + {{kc}}u - 1u) / {{kc}}u;
+    if (i >= params[IS_BATCH] * chunks * n4) {
+        return;
+    }
+    let q = i % n4;
+    let k0 = ((i / n4) % chunks) * {{kc}}u;
+    let b = i / (n4 * chunks);
+    let nn = params[IS_N];
+    let kw = params[IS_KW];
+    let khw = params[IS_KH] * kw;
+    let h = i32(params[IS_H]);
+    let w = i32(params[IS_W]);
+    let ow = params[IS_OW];
+    let dh = i32(params[IS_DH]);
+    let dw = i32(params[IS_DW]);
+    let img = b * params[IS_C] * u32(h * w);
+    // The top-left tap of each of the texel's four pixels.
+    var iy0: vec4<i32>;
+    var ix0: vec4<i32>;
+    var live: vec4<bool>;
+{{for e in 4}}    {
+        let p = q * 4u + {{e}}u;
+        live[{{e}}] = p < nn;
+        iy0[{{e}}] = i32(p / ow) * i32(params[IS_SH]) - i32(params[IS_PT]);
+        ix0[{{e}}] = i32(p % ow) * i32(params[IS_SW]) - i32(params[IS_PL]);
+    }
+{{end}}    let k1 = min(k0 + {{kc}}u, kk);
+    for (var k = k0; k < k1; k = k + 1u) {
+        let ci = k / khw;
+        let tap = k - ci * khw;
+        let ky = tap / kw;
+        let kx = tap - ky * kw;
+        let plane = img + ci * u32(h * w);
+        let iy = iy0 + vec4<i32>(i32(ky) * dh);
+        let ix = ix0 + vec4<i32>(i32(kx) * dw);
+        let inside = live & (iy >= vec4<i32>(0)) & (iy < vec4<i32>(h)) & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(w));
+        let at = vec4<u32>(clamp(iy, vec4<i32>(0), vec4<i32>(h - 1)) * w + clamp(ix, vec4<i32>(0), vec4<i32>(w - 1))) + vec4<u32>(plane);
+        var v: vec4<f32>;
+{{for e in 4}}        v[{{e}}] = select(0.0, xin[at[{{e}}]], inside[{{e}}]);
+{{end}}        textureStore(stage, vec2<u32>(q, k), b, v);
+    }
+}
