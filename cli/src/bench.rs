@@ -46,6 +46,10 @@ pub(crate) struct ConvArgs {
     /// Padding on every side.
     #[arg(long, default_value_t = 1)]
     pub(crate) pad: u64,
+    /// Groups: C-in and C-out must be multiples (`--groups C` with C-in = C-out = C is a
+    /// depthwise conv, as MobileNet's and EfficientNet's).
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    pub(crate) groups: u64,
     #[command(flatten)]
     pub(crate) common: BenchCommon,
 }
@@ -107,16 +111,25 @@ pub(crate) fn bench_conv(a: &ConvArgs) -> Result<()> {
     let (c_in, c_out) = (usize_of(a.c_in, "c-in")?, usize_of(a.c_out, "c-out")?);
     let (size, kk) = (usize_of(a.size, "size")?, usize_of(a.kernel, "kernel")?);
     let (stride, pad) = (usize_of(a.stride, "stride")?, usize_of(a.pad, "pad")?);
+    let groups = usize_of(a.groups, "groups")?;
+    if !c_in.is_multiple_of(groups) || !c_out.is_multiple_of(groups) {
+        bail!("--groups {groups} must divide --c-in {c_in} and --c-out {c_out}");
+    }
+    let cig = c_in / groups;
     checked_numel(&[batch, c_in, size, size], "x")?;
-    checked_numel(&[c_out, c_in, kk, kk], "weight")?;
+    checked_numel(&[c_out, cig, kk, kk], "weight")?;
     let iters = a.common.iters.unwrap_or(5);
 
     let mut g = Graph::new();
     let x = g.input("x", DType::F32, [batch, c_in, size, size]);
     let inputs = [Tensor::random(DType::F32, [batch, c_in, size, size], 1)];
-    let w = g.constant(Tensor::random(DType::F32, [c_out, c_in, kk, kk], 2))?;
+    let w = g.constant(Tensor::random(DType::F32, [c_out, cig, kk, kk], 2))?;
+    let conv = Conv2d {
+        groups,
+        ..Conv2d::padded(pad, stride)
+    };
     let y = g
-        .conv2d(x, w, None, Conv2d::padded(pad, stride))
+        .conv2d(x, w, None, conv)
         .context("building the convolution")?;
     g.set_outputs(&[y])?;
     let (oh, ow) = match g.shape(y).dims() {
@@ -128,7 +141,7 @@ pub(crate) fn bench_conv(a: &ConvArgs) -> Result<()> {
 
     let t = time_graph_with(dev.as_mut(), &g, &inputs, iters, !a.common.json)?;
     let flops =
-        2.0 * batch as f64 * c_out as f64 * c_in as f64 * (kk * kk) as f64 * oh as f64 * ow as f64;
+        2.0 * batch as f64 * c_out as f64 * cig as f64 * (kk * kk) as f64 * oh as f64 * ow as f64;
     let gflops = t.gflops(flops);
     let fields = serde_json::json!({
         "batch": batch,
@@ -138,11 +151,12 @@ pub(crate) fn bench_conv(a: &ConvArgs) -> Result<()> {
         "kernel_size": kk,
         "stride": stride,
         "pad": pad,
+        "groups": groups,
         "out_size": [oh, ow],
         "iters": iters,
     });
     let line =
-        format!("conv {kk}x{kk} {size}x{size}x{c_in}->{c_out} b{batch} f32: {gflops:.1} GFLOP/s");
+        format!("conv {kk}x{kk} {size}x{size}x{c_in}->{c_out} groups {groups} b{batch} f32: {gflops:.1} GFLOP/s");
     report(&t, flops, a.common.json, fields, line)
 }
 

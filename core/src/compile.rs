@@ -7,7 +7,7 @@
 //! interprets nodes). `sfumato explain` asks the device for the same preparation, so what it
 //! shows is what the device runs; the viewer and the NPU simulator will call this function too.
 
-use crate::legalize::{has_oversized_constants, split_oversized_constants};
+use crate::legalize::{has_oversized_constants, pad_conv_channels, split_oversized_constants};
 use crate::passes::{optimize, PassStats};
 use crate::plan::{plan, Plan, PlanOptions};
 use crate::target::TargetProfile;
@@ -88,6 +88,12 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
         let (split, n) = split_oversized_constants(&graph, max_bytes, block)?;
         graph = split;
         passes.oversized_constants_split = n;
+    }
+    if o.passes() && opts.target.uniform_block_operands {
+        // A layout for the target's conv kernels (see `pad_conv_channels`).
+        let (padded, n) = pad_conv_channels(&graph)?;
+        graph = padded;
+        passes.conv_channels_padded = n;
     }
     let plan = plan(&graph, &PlanOptions::for_target(&opts.target, o.fuse()));
     Ok(Compiled {

@@ -23,7 +23,7 @@
 //! a MatMul whose big operand is `A`, a Gemm, and a Gather along another axis are left alone:
 //! the device then refuses the graph with its limit error, naming the node.
 
-use crate::op::{BinaryOp, Op};
+use crate::op::{BinaryOp, Op, PadMode};
 use crate::passes::{constant, eliminate_dead_code, Rebuild};
 use crate::{DType, Graph, Node, Result, Tensor, ValueId};
 
@@ -383,5 +383,134 @@ mod tests {
         let y = g.matmul(a, w).unwrap();
         g.set_outputs(&[y]).unwrap();
         assert!(!has_oversized_constants(&g, 100));
+    }
+}
+
+/// Multiply-adds from which a one-group conv runs staged on a CPU adapter (the WGSL back end's
+/// `UBO_CONV_MIN_MACS` is this): the convs [`pad_conv_channels`] pads.
+pub const STAGED_CONV_MIN_MACS: u64 = 1 << 21;
+/// Output channels from which a one-group conv runs staged on a CPU adapter: writing the image
+/// column costs a storage read per element, which a conv of few output channels does not earn
+/// back. On lavapipe (Zen 3), batch 1: EfficientNet's 1x1 convs to 16 and 24 channels ran 1.0-1.5x
+/// slower staged, to 40 channels 2.4x faster; its 3 -> 32 stem 2x slower (padded to 4 channels).
+pub const STAGED_CONV_MIN_OUT: usize = 40;
+
+/// Whether `node` is a one-group f32 conv of a constant 4-D weight whose window holds a
+/// multiple-of-4 count of weights only with more input channels, and of at least
+/// [`STAGED_CONV_MIN_MACS`]: the channels it would have.
+fn padded_channels(g: &Graph, node: &Node) -> Option<usize> {
+    let Op::Conv2d(c) = &node.op else { return None };
+    let w = constant(g, *node.inputs.get(1)?)?;
+    let wd = w.dims();
+    if c.groups != 1 || wd.len() != 4 || w.dtype() != DType::F32 {
+        return None;
+    }
+    let (o, ch, taps) = (wd[0], wd[1], wd[2] * wd[3]);
+    if (ch * taps).is_multiple_of(4) || taps == 0 {
+        return None;
+    }
+    let out = g.shape(*node.outputs.first()?);
+    let macs = out.numel() as u64 * (ch * taps) as u64;
+    if macs < STAGED_CONV_MIN_MACS || o < STAGED_CONV_MIN_OUT {
+        return None;
+    }
+    (ch + 1..=ch + 4).find(|c2| (c2 * taps).is_multiple_of(4))
+}
+
+/// Pad the input channels of one-group convs whose window (C x KH x KW weights an output
+/// channel) is not a multiple of 4 with zero channels (a `Pad` of the input, zero weights), for
+/// targets that read conv weights from uniform blocks in vec4 rows (`uniform_block_operands`):
+/// an image stem's 3 channels (ResNet's 3 x 7 x 7 = 147, EfficientNet's 27) otherwise keep the
+/// slow one-kernel conv. Exact: each added product is 0 x 0. Returns the graph and the count.
+pub fn pad_conv_channels(g: &Graph) -> Result<(Graph, usize)> {
+    let _span = tracing::debug_span!("pad_conv_channels").entered();
+    let mut rb = Rebuild::new(g, "pad_conv_channels");
+    let mut padded = 0;
+    for node in g.nodes() {
+        let Some(c2) = padded_channels(g, node) else {
+            rb.keep(node)?;
+            continue;
+        };
+        let w = the_constant(g, node.inputs[1])?;
+        let wd = w.dims().to_vec();
+        let (o, ch, taps) = (wd[0], wd[1], wd[2] * wd[3]);
+        let src = w.to_f32_vec();
+        let mut data = vec![0.0f32; o * c2 * taps];
+        for oc in 0..o {
+            data[oc * c2 * taps..oc * c2 * taps + ch * taps]
+                .copy_from_slice(&src[oc * ch * taps..(oc + 1) * ch * taps]);
+        }
+        let wp = rb.emit_constant(
+            &format!("{} (channels padded to {c2})", g.value(node.inputs[1]).name),
+            Tensor::from_f32([o, c2, wd[2], wd[3]], data)?,
+        )?;
+        let x = rb.get(node.inputs[0])?;
+        let xp = rb.new.add_named(
+            &format!("{}.pad_channels", node.name),
+            Op::Pad {
+                pads: vec![[0, 0], [0, c2 - ch], [0, 0], [0, 0]],
+                mode: PadMode::Constant(0.0),
+            },
+            &[x],
+        )?[0];
+        let mut ins = vec![xp, wp];
+        if let Some(&b) = node.inputs.get(2) {
+            ins.push(rb.get(b)?);
+        }
+        rb.emit(&node.name, node.op.clone(), &ins, &node.outputs)?;
+        padded += 1;
+    }
+    let out = rb.finish()?;
+    if padded == 0 {
+        return Ok((out, 0));
+    }
+    let (out, _) = eliminate_dead_code(&out)?;
+    Ok((out, padded))
+}
+
+#[cfg(test)]
+mod pad_tests {
+    use super::*;
+    use crate::op::Conv2d;
+    use crate::{CpuDevice, Device};
+
+    /// A 3-channel 7x7 stem (K = 147) gets a fourth, zero channel and computes the same values
+    /// bit for bit; a conv with K a multiple of 4, or too small, is left alone.
+    #[test]
+    fn stem_channels_padded_exactly() {
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [1, 3, 64, 64]);
+        let w = g
+            .constant(Tensor::random(DType::F32, [16, 3, 7, 7], 2))
+            .unwrap();
+        let b = g.constant(Tensor::random(DType::F32, [16], 3)).unwrap();
+        let y = g.conv2d(x, w, Some(b), Conv2d::padded(3, 2)).unwrap();
+        let w2 = g
+            .constant(Tensor::random(DType::F32, [8, 16, 3, 3], 4))
+            .unwrap();
+        let z = g.conv2d(y, w2, None, Conv2d::padded(1, 1)).unwrap();
+        g.set_outputs(&[z]).unwrap();
+        let (p, n) = pad_conv_channels(&g).unwrap();
+        assert_eq!(n, 1);
+        let convs: Vec<_> = p
+            .nodes()
+            .iter()
+            .filter(|n| matches!(n.op, Op::Conv2d(_)))
+            .collect();
+        assert_eq!(p.shape(convs[0].inputs[1]).dims(), &[16, 4, 7, 7]);
+        assert_eq!(p.shape(convs[1].inputs[1]).dims(), &[8, 16, 3, 3]);
+        let inputs = [Tensor::random(DType::F32, [1, 3, 64, 64], 1)];
+        let want = CpuDevice.run(&g, &inputs).unwrap();
+        let got = CpuDevice.run(&p, &inputs).unwrap();
+        assert_eq!(got.outputs[0], want.outputs[0]);
+        // Under the threshold: unchanged.
+        let mut s = Graph::new();
+        let x = s.input("x", DType::F32, [1, 3, 8, 8]);
+        let w = s
+            .constant(Tensor::random(DType::F32, [4, 3, 3, 3], 2))
+            .unwrap();
+        let y = s.conv2d(x, w, None, Conv2d::padded(1, 1)).unwrap();
+        s.set_outputs(&[y]).unwrap();
+        assert_eq!(pad_conv_channels(&s).unwrap().1, 0);
     }
 }

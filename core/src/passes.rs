@@ -61,6 +61,10 @@ pub struct PassStats {
     /// in blocks ([`crate::legalize::split_oversized_constants`], run by
     /// [`crate::compile()`] after the passes).
     pub oversized_constants_split: usize,
+    /// One-group convs whose input channels were padded with zeros to a multiple-of-4 window
+    /// ([`crate::legalize::pad_conv_channels`], run by [`crate::compile()`] on targets that
+    /// read conv weights from uniform blocks).
+    pub conv_channels_padded: usize,
 }
 
 /// Run every pass to a fixed point (at most [`MAX_ITERATIONS`] rounds) and return the new graph

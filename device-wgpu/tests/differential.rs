@@ -654,3 +654,37 @@ fn erf_is_accurate_near_zero() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(cfg(10))]
+
+    /// Depthwise convs (groups = C = O) on the shapes EfficientNet and MobileNet have: 3x3 and
+    /// 5x5 windows, stride 1 and 2, dilation, 16 to 1,152 channels (1,152 5x5 weights span two
+    /// uniform blocks: two dispatches), 7x7 to 56x56 images, two images, a bias and a fused ReLU;
+    /// against the CPU reference. On a CPU adapter they run as `conv_dw`.
+    #[test]
+    fn conv2d_depthwise(nb in 1usize..3, ch in prop::sample::select(vec![16usize, 144, 672, 1152]), hw in prop::sample::select(vec![7usize, 14, 30, 56]),
+                        k in prop::sample::select(vec![3usize, 5]), s in 1usize..3, d in prop::sample::select(vec![1usize, 1, 2]),
+                        bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>()) {
+        let p = k / 2 * d;
+        let c = Conv2d { stride: [s, s], padding: [p, p, p, p], dilation: [d, d], groups: ch };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [nb, ch, hw, hw]);
+        let wt = g.constant(Tensor::random(DType::F32, [ch, 1, k, k], seed + 1)).unwrap();
+        let b = bias.then(|| g.constant(Tensor::random(DType::F32, [ch], seed + 2)).unwrap());
+        let mut y = g.conv2d(x, wt, b, c).unwrap();
+        if relu {
+            y = g.unary(UnaryOp::Relu, y).unwrap();
+        }
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::random(DType::F32, [nb, ch, hw, hw], seed)];
+        let got = common::with_device(|d| (d.target().uniform_block_operands, d.run(&g, &inputs)));
+        let Some((cpu_adapter, got)) = got else { return Ok(()) };
+        let got = got.map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
+        let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (k * k) as f64),
+            "{:?}: max diff {:?}", c, got.outputs[0].max_diff(&want.outputs[0]));
+        let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
+        prop_assert!(!cpu_adapter || ks.iter().all(|k| *k == "conv_dw"), "{:?} ran {:?}", c, ks);
+    }
+}

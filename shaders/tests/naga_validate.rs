@@ -637,10 +637,43 @@ fn conv_staged_kernels() {
     };
     let names: Vec<&str> = ks.iter().map(|k| k.name.as_str()).collect();
     assert_eq!(names[0], "conv_stage");
-    assert!(names[1..].iter().all(|n| *n == "conv2d_staged"), "{names:?}");
+    assert!(
+        names[1..].iter().all(|n| *n == "conv2d_staged"),
+        "{names:?}"
+    );
     for k in &ks {
         validate(&k.name, &k.wgsl).unwrap();
     }
     insta::assert_snapshot!("conv_stage", snapshot_text(&ks[0]));
     insta::assert_snapshot!("conv2d_staged", snapshot_text(&ks[1]));
+}
+
+/// A depthwise conv on a CPU adapter's profile: `conv_dw`, the 5x5 window written out, the
+/// 1,152 channels' weights in two uniform blocks (640 channels, then 512), one dispatch each.
+#[test]
+fn conv_dw_kernels() {
+    let opts = LowerOptions {
+        target: TargetProfile::llvmpipe(),
+        ..Default::default()
+    };
+    let op = Op::Conv2d(Conv2d {
+        groups: 1152,
+        ..Conv2d::padded(2, 1)
+    });
+    let ins = [
+        (DType::F32, Shape(vec![1, 1152, 7, 7])),
+        (DType::F32, Shape(vec![1152, 1, 5, 5])),
+    ];
+    let ins_ref: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
+    let outs = op.infer(&ins_ref).unwrap();
+    let outs_ref: Vec<(DType, &Shape)> = outs.iter().map(|(d, s)| (*d, s)).collect();
+    let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, &opts).unwrap() else {
+        panic!("a conv lowers to kernels")
+    };
+    assert_eq!(ks.len(), 2);
+    assert!(ks.iter().all(|k| k.name == "conv_dw"));
+    for k in &ks {
+        validate(&k.name, &k.wgsl).unwrap();
+    }
+    insta::assert_snapshot!("conv_dw", snapshot_text(&ks[0]));
 }

@@ -20,7 +20,7 @@ pub const UBO_MAX_BYTES: usize = 65_536;
 pub const UBO_MAX_BLOCKS: usize = 12;
 /// Smaller convs keep `conv2d_gemm` on CPU adapters: lavapipe takes seconds to compile the
 /// written-out block, longer than such a conv runs.
-pub const UBO_CONV_MIN_MACS: u64 = 1 << 21;
+pub const UBO_CONV_MIN_MACS: u64 = sfumato_core::legalize::STAGED_CONV_MIN_MACS;
 /// `min_uniform_buffer_offset_alignment`'s largest allowed value.
 pub const UBO_ALIGN: usize = 256;
 
