@@ -253,6 +253,28 @@ impl WgpuDevice {
             } else {
                 None
             };
+            // A `ubo` variant copies a B that is not a constant texture to a staging texture
+            // (`Buf::Stage`) on CPU adapters: one for this measurement, its bytes not kept.
+            let stage_dims = kernels
+                .iter()
+                .flat_map(|k| &k.bindings)
+                .find_map(|b| match *b {
+                    Buf::Stage {
+                        width,
+                        height,
+                        layers,
+                        ..
+                    } => Some((width, height, layers)),
+                    _ => None,
+                });
+            let stage = match stage_dims {
+                Some((w, h, l)) => {
+                    let (view, bytes) = self.stage_texture(w, h, l)?;
+                    self.allocated = self.allocated.saturating_sub(bytes);
+                    Some(view)
+                }
+                None => None,
+            };
             // Bindings A, B, bias (A's buffer stands in), out; the `ubo` variant's A blocks.
             let bufs: Vec<Vec<Res>> = kernels
                 .iter()
@@ -270,8 +292,10 @@ impl WgpuDevice {
                                 Res::Range(a.clone(), offset, size)
                             }
                             Buf::In(_) => Res::Buf(a.clone()),
-                            // (Matmul kernels bind no staging texture: only a conv's do.)
-                            Buf::Stage { .. } => Res::Buf(a.clone()),
+                            Buf::Stage { .. } => match &stage {
+                                Some(t) => Res::Tex(t.clone()),
+                                None => Res::Buf(b.clone()),
+                            },
                         })
                         .collect()
                 })

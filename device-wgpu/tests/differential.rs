@@ -688,3 +688,51 @@ proptest! {
         prop_assert!(!cpu_adapter || ks.iter().all(|k| *k == "conv_dw"), "{:?} ran {:?}", c, ks);
     }
 }
+
+proptest! {
+    #![proptest_config(cfg(10))]
+
+    /// `ubo` matmuls whose B is a run input (a product of two activations): on a CPU adapter B
+    /// is first copied to the staging texture (`matmul_stage`) and read as texels. Both operands
+    /// inputs, K up to 2,048, a batched B under one A (two layers), a fused bias and ReLU;
+    /// against the CPU reference.
+    #[test]
+    fn matmul_b_input_staged(m in prop::sample::select(vec![16usize, 64, 200]), k in prop::sample::select(vec![256usize, 1000, 2048]),
+                             n4 in prop::sample::select(vec![13usize, 49, 64]), batched in any::<bool>(), v in 0usize..10,
+                             bias in any::<bool>(), seed in any::<u64>()) {
+        let n = n4 * 4;
+        let ubo: Vec<MatmulVariant> = MatmulVariant::all()
+            .into_iter()
+            .filter(|v| matches!(v, MatmulVariant::Ubo { .. }))
+            .collect();
+        let variant = ubo[v % ubo.len()];
+        let sb: Vec<usize> = if batched { vec![2, k, n] } else { vec![k, n] };
+        let mut g = Graph::new();
+        let a = g.input("a", DType::F32, [m, k]);
+        let b = g.input("b", DType::F32, sb.clone());
+        let mut y = g.matmul(a, b).unwrap();
+        if bias {
+            let c = g.constant(Tensor::random(DType::F32, [n], seed + 2)).unwrap();
+            y = g.add_(y, c).unwrap();
+            y = g.relu(y).unwrap();
+        }
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::random(DType::F32, [m, k], seed), Tensor::random(DType::F32, sb, seed + 1)];
+        let got = common::with_device(|d| {
+            d.set_matmul_variant(Some(variant));
+            let r = d.run(&g, &inputs).map(|o| (d.target().uniform_block_operands, o));
+            d.set_matmul_variant(None);
+            r
+        });
+        let Some(got) = got else { return Ok(()) };
+        let (cpu_adapter, got) = got.map_err(|e| TestCaseError::fail(format!("{variant:?}: {e}")))?;
+        let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (k + 1) as f64),
+            "{:?}: max diff {:?}", variant, got.outputs[0].max_diff(&want.outputs[0]));
+        let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
+        if ks.contains(&variant.name().as_str()) {
+            let big = (m * n * k * if batched { 2 } else { 1 }) as u64 >= sfumato_shaders::matmul_ubo::UBO_CONV_MIN_MACS;
+            prop_assert!(!cpu_adapter || !big || ks.contains(&"matmul_stage"), "{:?} ran {:?}", variant, ks);
+        }
+    }
+}

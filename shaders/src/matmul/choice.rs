@@ -77,7 +77,14 @@ impl MatmulVariant {
         } else {
             STORAGE
         };
-        let b_path = if p.b_texture() { texel } else { STORAGE };
+        // A `ubo` matmul copies a B that is not a constant texture to the staging texture
+        // first where it fits (`ubo::b_staged`): texels, plus one storage read per element.
+        let staged = ubo::b_staged(p, target);
+        let b_path = if p.b_texture() || staged {
+            texel
+        } else {
+            STORAGE
+        };
         // (rows, cols) per invocation, the per-element costs of A and B, the fixed cost.
         let (r, c, a_cost, b_cost, fixed) = match self {
             MatmulVariant::Naive => (1.0, 1.0, STORAGE, STORAGE, 0.0),
@@ -124,7 +131,11 @@ impl MatmulVariant {
         // against 2.5 s with an empty Mesa cache), a cost every first run pays: ties go to the
         // smaller block.
         let big_block = if r * c > 128.0 { 1.05 } else { 1.0 };
-        work * (a_cost / c + b_cost / r + fixed) * idle * big_block
+        let copy = match self {
+            MatmulVariant::Ubo { .. } if staged => (batches * p.k * p.n) as f64 * STORAGE,
+            _ => 0.0,
+        };
+        work * (a_cost / c + b_cost / r + fixed) * idle * big_block + copy
     }
 }
 

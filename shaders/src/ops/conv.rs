@@ -71,10 +71,7 @@ pub const CONV_STAGE_PARAMS: Layout = Layout::new(
 
 /// Rows of the image column one `conv_stage` invocation writes.
 const STAGE_ROWS: usize = 32;
-/// Layers of a texture array every WebGPU adapter offers (`maxTextureArrayLayers`).
-const STAGE_MAX_LAYERS: usize = 256;
-/// The largest staging texture a conv may ask for (its image column, all images).
-pub const STAGE_MAX_BYTES: usize = 512 << 20;
+use ubo::{STAGE_MAX_BYTES, STAGE_MAX_LAYERS};
 
 /// A pool's params: input and output sizes, the window (kernel, strides, pads top and left,
 /// dilations), whether an average counts the pads.
