@@ -102,6 +102,9 @@ struct GraphFig {
     /// The first run after the graph is handed to the device: pipelines built (or taken from
     /// the caches), weights uploaded, then the run.
     first_run_ms: f64,
+    /// Of the first run: the kernels built (passes, plan, lowering, pipelines) and the weights
+    /// uploaded, where the device reports them.
+    setup: Option<sfumato_core::Setup>,
     /// The median of the steady-state runs (wall clock: dispatch, kernels, readback).
     steady_ms: f64,
     /// Each conv and matmul shape's figures (`--per-op`).
@@ -125,6 +128,9 @@ struct ShapeFig {
     /// One copy's wall time alone (run inputs uploaded, the output read back).
     ms_alone: f64,
     kernel: String,
+    /// The model runs this node inside a fused attention kernel (Q·Kᵀ, scale, mask, softmax,
+    /// ·V in one dispatch): its time here is the node's alone, not the model's.
+    in_attention: bool,
 }
 
 impl ShapeFig {
@@ -175,7 +181,8 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
             let graphs = graphs_of(&cfg)?;
             for (row, (g, _, _)) in got.iter_mut().filter(|r| r.graph.is_some()).zip(&graphs) {
                 if let Some(gf) = row.graph.as_mut() {
-                    gf.shapes = op_shapes(dev.as_mut(), g)
+                    let fused = attention_nodes(g, &target)?;
+                    gf.shapes = op_shapes(dev.as_mut(), g, &fused)
                         .with_context(|| format!("timing the shapes of {m}"))?;
                 }
             }
@@ -239,6 +246,9 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
                     o["graph"] = gf.label.clone().into();
                     o["flops"] = gf.flops.into();
                     o["first_run_ms"] = gf.first_run_ms.into();
+                    if let Some(su) = gf.setup {
+                        o["setup"] = serde_json::json!({"kernels_ms": su.kernels_ns as f64 / 1e6, "weights_ms": su.weights_ns as f64 / 1e6, "weight_bytes": su.weight_bytes});
+                    }
                     o["steady_ms"] = gf.steady_ms.into();
                     o["gflops"] = gf.gflops().into();
                     if let Some(mm) = matmul_gflops {
@@ -246,7 +256,7 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
                         o["shapes"] = gf
                             .shapes
                             .iter()
-                            .map(|s| serde_json::json!({"op": s.op, "shape": s.shape, "count": s.count, "kernel": s.kernel, "ms": s.ms, "ms_alone": s.ms_alone, "gflops": s.gflops(), "ratio_to_matmul": s.gflops() / mm}))
+                            .map(|s| serde_json::json!({"op": s.op, "shape": s.shape, "count": s.count, "kernel": s.kernel, "ms": s.ms, "ms_alone": s.ms_alone, "in_fused_attention": s.in_attention, "gflops": s.gflops(), "ratio_to_matmul": s.gflops() / mm}))
                             .collect();
                     }
                 }
@@ -321,14 +331,17 @@ fn measure(dev: &mut dyn Device, cfg: &TargetConfig, iters: u64) -> Result<Vec<R
     for (g, inputs, label) in graphs_of(cfg)? {
         let b = inputs[0].dims()[0];
         let t0 = Instant::now();
-        dev.run(&g, &inputs)
+        let first = dev
+            .run(&g, &inputs)
             .with_context(|| format!("first run of {label}"))?;
         let first_run_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let setup = first.profile.setup;
         let t = time_graph_with(dev, &g, &inputs, iters.max(1), true)?;
         let graph = Some(GraphFig {
             label,
             flops: models::graph_flops(&g),
             first_run_ms,
+            setup,
             steady_ms: t.median_wall_ms,
             shapes: Vec::new(),
         });
@@ -382,12 +395,19 @@ fn gpt2_ms_per_token(dev: &mut dyn Device, cfg: &TargetConfig) -> Result<Vec<Row
         bail!("gpt2-medium generated no timed steps");
     }
     let t = gen.iter().map(|d| d.as_secs_f64()).sum::<f64>() * 1e3 / gen.len() as f64;
+    // A decode step reads every weight once (f32 on the device): its rate against the memory's.
+    let weight_bytes = p.requested_elements() as f64 * 4.0;
+    let gbs = weight_bytes / (t * 1e-3) / 1e9;
+    let stream = stream_copy_gbs();
     Ok(vec![Row {
         model: cfg.model.clone(),
         metric: format!("greedy decoding, {tokens} tokens"),
         value: t,
         unit: "ms/token".into(),
-        conditions: format!("batch 1, prompt {prompt} tokens, KV cache, f32, random weights"),
+        conditions: format!(
+            "batch 1, prompt {prompt} tokens, KV cache, f32, random weights; weights read {gbs:.2} GB/s, {:.2}x a {stream:.1} GB/s STREAM copy",
+            gbs / stream
+        ),
         graph: None,
     }])
 }
@@ -443,7 +463,11 @@ fn copies_of(g: &Graph, n: &sfumato_core::Node, copies: usize) -> Result<(Graph,
 /// 3 MB image and output cost more to move than to compute.) Each graph: two warm-up runs,
 /// then the median wall time of three. Per-kernel timestamps are not used: on lavapipe they did
 /// not bracket every dispatch (a 1x1 conv's kernel "took" 67 us, 190 GFLOP/s).
-fn op_shapes(dev: &mut dyn Device, g: &Graph) -> Result<Vec<ShapeFig>> {
+fn op_shapes(
+    dev: &mut dyn Device,
+    g: &Graph,
+    attention: &std::collections::HashSet<String>,
+) -> Result<Vec<ShapeFig>> {
     let mut shapes: Vec<(String, &'static str, &sfumato_core::Node, usize)> = Vec::new();
     for n in g.nodes() {
         let (op, desc) = match &n.op {
@@ -484,6 +508,7 @@ fn op_shapes(dev: &mut dyn Device, g: &Graph) -> Result<Vec<ShapeFig>> {
             t1.median_wall_ms
         };
         let (g0, _) = copies_of(g, n, 1)?;
+        let in_attention = attention.contains(&n.name);
         out.push(ShapeFig {
             op,
             shape,
@@ -491,7 +516,12 @@ fn op_shapes(dev: &mut dyn Device, g: &Graph) -> Result<Vec<ShapeFig>> {
             flops: models::graph_flops(&g0),
             ms,
             ms_alone: t1.median_wall_ms,
-            kernel: t1.kernel,
+            kernel: if in_attention {
+                format!("{} (in the model: the fused attention kernel)", t1.kernel)
+            } else {
+                t1.kernel
+            },
+            in_attention,
         });
     }
     // Where the model's time goes first: by the shape's time over all its uses.
@@ -503,13 +533,21 @@ fn op_shapes(dev: &mut dyn Device, g: &Graph) -> Result<Vec<ShapeFig>> {
 fn per_op_lines(rows: &[Row], matmul: f64) -> Vec<String> {
     let mut lines = vec![
         String::new(),
-        "| model | GFLOP/s (steady, wall) | ratio to matmul | first run ms | steady ms |".into(),
+        "| model | GFLOP/s (steady, wall) | ratio to matmul | first run ms (kernels built + weights uploaded) | steady ms |".into(),
         "|---|---|---|---|---|".into(),
     ];
     let graphs: Vec<&GraphFig> = rows.iter().filter_map(|r| r.graph.as_ref()).collect();
     for gf in &graphs {
+        let setup = gf.setup.map_or(String::new(), |su| {
+            format!(
+                " ({:.0} + {:.0}: {:.0} MB)",
+                su.kernels_ns as f64 / 1e6,
+                su.weights_ns as f64 / 1e6,
+                su.weight_bytes as f64 / 1e6
+            )
+        });
         lines.push(format!(
-            "| {} | {:.2} | {:.2} | {:.0} | {:.1} |",
+            "| {} | {:.2} | {:.2} | {:.0}{setup} | {:.1} |",
             gf.label,
             gf.gflops(),
             gf.gflops() / matmul,
@@ -571,4 +609,49 @@ fn matmul_1024(dev: &mut dyn Device) -> Result<f64> {
         walls.push(t.elapsed().as_secs_f64());
     }
     Ok(2.0 * (n * n * n) as f64 / median(walls) / 1e9)
+}
+
+/// This machine's memory bandwidth as a STREAM-style copy measures it: 64 MiB of f32 copied
+/// into a second array by one thread per CPU (as STREAM runs), bytes read and written counted,
+/// the best of five (GB/s).
+fn stream_copy_gbs() -> f64 {
+    let n = 16 << 20;
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let mut b = vec![0.0f32; n];
+    let chunk = n.div_ceil(threads);
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for (dst, src) in b.chunks_mut(chunk).zip(a.chunks(chunk)) {
+                s.spawn(move || dst.copy_from_slice(src));
+            }
+        });
+        std::hint::black_box(&mut b);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    (2 * n * 4) as f64 / best.max(1e-9) / 1e9
+}
+
+/// Names of the nodes that the target's plan puts in fused attention groups.
+fn attention_nodes(g: &Graph, target: &str) -> Result<std::collections::HashSet<String>> {
+    let profile = if target == "lavapipe" {
+        sfumato_core::TargetProfile::llvmpipe()
+    } else {
+        sfumato_core::TargetProfile::webgpu_gpu()
+    };
+    let c = sfumato_core::compile(
+        g,
+        &sfumato_core::CompileOptions {
+            optimization: sfumato_core::Optimization::PassesAndFusion,
+            target: profile,
+        },
+    )?;
+    Ok(c.plan
+        .groups
+        .iter()
+        .filter(|gr| gr.kind == sfumato_core::plan::GroupKind::Attention)
+        .flat_map(|gr| gr.nodes.iter().map(|&n| c.graph.node(n).name.clone()))
+        .collect())
 }

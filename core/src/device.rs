@@ -35,6 +35,18 @@ pub struct OpTiming {
     pub source: TimingSource,
 }
 
+/// What getting a graph ready took, on the run that prepared it (later runs of the same graph
+/// on the same device report none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Setup {
+    /// The passes, the plan, lowering and pipeline creation. (A driver that compiles a pipeline
+    /// at its first dispatch, as lavapipe, compiles inside the run itself.)
+    pub kernels_ns: u64,
+    /// Uploading the constants (the weights), once per graph and device.
+    pub weights_ns: u64,
+    pub weight_bytes: u64,
+}
+
 /// Per-op timings of one run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Profile {
@@ -45,6 +57,9 @@ pub struct Profile {
     /// Most device memory the run held at once: weights, inputs, intermediates and pooled
     /// buffers (`None` where the device does not track it).
     pub memory_bytes: Option<u64>,
+    /// The set-up this run did first (`None` where the graph was ready, or on a device that
+    /// does not report it).
+    pub setup: Option<Setup>,
 }
 
 impl Profile {
@@ -261,6 +276,7 @@ mod tests {
             entries,
             wall_ns: 5_000_000,
             memory_bytes: None,
+            setup: None,
         }
     }
 

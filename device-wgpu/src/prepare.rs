@@ -48,6 +48,8 @@ pub(crate) struct Prepared {
     /// The staging texture its kernels share (`Buf::Stage`), as large as the largest use.
     pub(crate) stage: Option<wgpu::TextureView>,
     pub(crate) texture_bytes: u64,
+    /// What preparing it took; reported by the first run's profile (then `None`).
+    pub(crate) setup: Option<sfumato_core::Setup>,
 }
 
 impl Prepared {
@@ -108,6 +110,7 @@ impl WgpuDevice {
         if let Some(i) = self.prepared.iter().position(|p| p.fingerprint == fp) {
             return Ok(i);
         }
+        let t_start = self.now_ns();
         let Compiled {
             graph: g,
             plan: the_plan,
@@ -199,9 +202,11 @@ impl WgpuDevice {
                 _ => as_buffer.extend(&step.kernels.inputs),
             }
         }
+        let t_weights = self.now_ns();
         progress.stage("uploading weights", const_nodes.len() as u64);
         let mut textures = HashMap::new();
         let mut texture_bytes = 0;
+        let mut weight_bytes = 0u64;
         for &(v, node) in &const_nodes {
             let n = g.node(node);
             progress.step(&n.name);
@@ -210,13 +215,16 @@ impl WgpuDevice {
                 let (view, bytes) = self.upload_texture(t, &n.name)?;
                 textures.insert(v, view);
                 texture_bytes += bytes;
+                weight_bytes += bytes;
             }
             if as_buffer.contains(&v) || !as_texture.contains(&v) {
                 let buf = self.upload(t, &n.name)?;
+                weight_bytes += t.numel() as u64 * 4;
                 consts.insert(v, buf);
             }
         }
         progress.done();
+        let t_end = self.now_ns();
         let stage = match stage_dims {
             Some([w, h, l]) => {
                 let (view, bytes) = self.stage_texture(w, h, l)?;
@@ -239,6 +247,11 @@ impl WgpuDevice {
             textures,
             stage,
             texture_bytes,
+            setup: Some(sfumato_core::Setup {
+                kernels_ns: t_weights.saturating_sub(t_start),
+                weights_ns: t_end.saturating_sub(t_weights),
+                weight_bytes,
+            }),
         });
         Ok(self.prepared.len() - 1)
     }

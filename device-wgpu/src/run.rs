@@ -32,6 +32,8 @@ struct MapState {
 /// A run submitted to the queue, its readback buffers being mapped.
 struct Submitted {
     t0: u64,
+    /// The set-up this run did (the first run of a graph).
+    setup: Option<sfumato_core::Setup>,
     graph: Arc<Graph>,
     staging: Vec<Option<wgpu::Buffer>>,
     ts_bufs: Vec<wgpu::Buffer>,
@@ -116,6 +118,7 @@ impl WgpuDevice {
         check_inputs(graph, inputs)?;
         check_gather_indices(graph, inputs)?;
         let pi = self.prepare(graph)?;
+        let setup = self.prepared[pi].setup.take();
         // The high-water of this run starts from what is held now (weights, pooled buffers).
         self.high_water = self.allocated;
         // The graph after the passes: same inputs and outputs, in order.
@@ -280,6 +283,7 @@ impl WgpuDevice {
         }
         Ok(Submitted {
             t0,
+            setup,
             graph: graph_arc,
             staging,
             ts_bufs,
@@ -294,6 +298,7 @@ impl WgpuDevice {
     fn collect(&mut self, s: Submitted) -> Result<RunOutput> {
         let Submitted {
             t0,
+            setup,
             graph,
             staging,
             ts_bufs,
@@ -336,6 +341,7 @@ impl WgpuDevice {
         let first = stamps.first().copied().unwrap_or(0);
         let mut profile = Profile {
             device: self.name(),
+            setup,
             ..Default::default()
         };
         for (i, d) in dispatches.into_iter().enumerate() {

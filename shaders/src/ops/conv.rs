@@ -45,29 +45,32 @@ pub const CONV_DW_PARAMS: Layout = Layout::new(
 
 /// The params of `conv_stage.wgsl` (the image column written to the staging texture): texels a
 /// row (`n4` = ceil(N / 4)), rows (K = C * KH * KW), images, pixels (N = OH * OW), then the
-/// input and the window.
+/// input and the window as the implicit GEMM has them (`CONV_GEMM_PARAMS`, from `cv`).
 pub const CONV_STAGE_PARAMS: Layout = Layout::new(
     "conv_stage",
     "IS",
-    &[
-        one("n4"),
-        one("k"),
-        one("batch"),
-        one("n"),
-        one("c"),
-        one("h"),
-        one("w"),
-        one("ow"),
-        one("kh"),
-        one("kw"),
-        one("sh"),
-        one("sw"),
-        one("pt"),
-        one("pl"),
-        one("dh"),
-        one("dw"),
-    ],
+    &[one("n4"), one("k"), one("batch"), one("n"), one("cv")],
 );
+
+/// The input and window params of a conv (`CONV_GEMM_PARAMS`): channels and size of the input,
+/// the output's width, the kernel, strides, pads (top, left) and dilations.
+fn conv_window_params(c: &Conv2d, x: &[usize], w: &[usize], ow: usize) -> Result<Vec<u32>, Error> {
+    CONV_GEMM_PARAMS
+        .fill()
+        .set("ch", x[1] as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("ow", ow as u32)
+        .set("kh", w[2] as u32)
+        .set("kw", w[3] as u32)
+        .set("sh", c.stride[0] as u32)
+        .set("sw", c.stride[1] as u32)
+        .set("pt", c.padding[0] as u32)
+        .set("pl", c.padding[1] as u32)
+        .set("dh", c.dilation[0] as u32)
+        .set("dw", c.dilation[1] as u32)
+        .finish()
+}
 
 /// Rows of the image column one `conv_stage` invocation writes.
 const STAGE_ROWS: usize = 32;
@@ -459,23 +462,7 @@ pub fn conv2d_gemm_kernel(
         b_const: false,
     };
     let mut params = matmul_params(&prob, tiles_n, tiles_m)?;
-    params.extend(
-        CONV_GEMM_PARAMS
-            .fill()
-            .set("ch", x[1] as u32)
-            .set("h", x[2] as u32)
-            .set("w", x[3] as u32)
-            .set("ow", ow as u32)
-            .set("kh", w[2] as u32)
-            .set("kw", w[3] as u32)
-            .set("sh", c.stride[0] as u32)
-            .set("sw", c.stride[1] as u32)
-            .set("pt", c.padding[0] as u32)
-            .set("pl", c.padding[1] as u32)
-            .set("dh", c.dilation[0] as u32)
-            .set("dw", c.dilation[1] as u32)
-            .finish()?,
-    );
+    params.extend(conv_window_params(c, x, w, ow)?);
     if opts.target.uniform_block_operands && (m * n * k * batch) as u64 >= ubo::UBO_CONV_MIN_MACS {
         let staged = w[0] >= sfumato_core::legalize::STAGED_CONV_MIN_OUT;
         if let Some(ks) = staged
@@ -630,31 +617,24 @@ fn conv2d_staged(
         layers: batch as u32,
         write,
     };
-    let sp = CONV_STAGE_PARAMS
+    let mut sp = CONV_STAGE_PARAMS
         .fill()
         .set("n4", n4 as u32)
         .set("k", k as u32)
         .set("batch", batch as u32)
         .set("n", n as u32)
-        .set("c", x[1] as u32)
-        .set("h", x[2] as u32)
-        .set("w", x[3] as u32)
-        .set("ow", ow as u32)
-        .set("kh", w[2] as u32)
-        .set("kw", w[3] as u32)
-        .set("sh", c.stride[0] as u32)
-        .set("sw", c.stride[1] as u32)
-        .set("pt", c.padding[0] as u32)
-        .set("pl", c.padding[1] as u32)
-        .set("dh", c.dilation[0] as u32)
-        .set("dw", c.dilation[1] as u32)
+        .set("cv", 0)
         .finish()?;
+    // The window's params start at the `cv` slot.
+    sp.pop();
+    sp.extend(conv_window_params(c, x, w, ow)?);
     let threads = batch * k.div_ceil(STAGE_ROWS) * n4;
     let write = kernel(
         "conv_stage",
         CONV_STAGE,
         &[
             ("layout", CONV_STAGE_PARAMS.wgsl()),
+            ("cv_layout", CONV_GEMM_PARAMS.wgsl()),
             ("kc", STAGE_ROWS.to_string()),
         ],
         vec![Buf::In(0), stage(true)],

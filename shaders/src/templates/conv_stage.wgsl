@@ -6,7 +6,7 @@
 @group(0) @binding(0) var<storage, read> xin: array<f32>;
 @group(0) @binding(1) var stage: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<storage, read> params: array<u32>;
-{{layout}}
+{{layout}}{{cv_layout}}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = flat_index(wg, nwg, li);
@@ -20,14 +20,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let k0 = ((i / n4) % chunks) * {{kc}}u;
     let b = i / (n4 * chunks);
     let nn = params[IS_N];
-    let kw = params[IS_KW];
-    let khw = params[IS_KH] * kw;
-    let h = i32(params[IS_H]);
-    let w = i32(params[IS_W]);
-    let ow = params[IS_OW];
-    let dh = i32(params[IS_DH]);
-    let dw = i32(params[IS_DW]);
-    let img = b * params[IS_C] * u32(h * w);
+    let kw = params[IS_CV + CV_KW];
+    let khw = params[IS_CV + CV_KH] * kw;
+    let h = i32(params[IS_CV + CV_H]);
+    let w = i32(params[IS_CV + CV_W]);
+    let ow = params[IS_CV + CV_OW];
+    let dh = i32(params[IS_CV + CV_DH]);
+    let dw = i32(params[IS_CV + CV_DW]);
+    let img = b * params[IS_CV + CV_CH] * u32(h * w);
     // The top-left tap of each of the texel's four pixels.
     var iy0: vec4<i32>;
     var ix0: vec4<i32>;
@@ -35,15 +35,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 {{for e in 4}}    {
         let p = q * 4u + {{e}}u;
         live[{{e}}] = p < nn;
-        iy0[{{e}}] = i32(p / ow) * i32(params[IS_SH]) - i32(params[IS_PT]);
-        ix0[{{e}}] = i32(p % ow) * i32(params[IS_SW]) - i32(params[IS_PL]);
+        iy0[{{e}}] = i32(p / ow) * i32(params[IS_CV + CV_SH]) - i32(params[IS_CV + CV_PT]);
+        ix0[{{e}}] = i32(p % ow) * i32(params[IS_CV + CV_SW]) - i32(params[IS_CV + CV_PL]);
     }
 {{end}}    let k1 = min(k0 + {{kc}}u, kk);
+    // The channel and tap of k, stepped rather than divided for each k (a division of a vector
+    // is one per lane on a CPU).
+    var ci = k0 / khw;
+    let tap0 = k0 - ci * khw;
+    var ky = tap0 / kw;
+    var kx = tap0 - ky * kw;
+    let kh = khw / kw;
     for (var k = k0; k < k1; k = k + 1u) {
-        let ci = k / khw;
-        let tap = k - ci * khw;
-        let ky = tap / kw;
-        let kx = tap - ky * kw;
         let plane = img + ci * u32(h * w);
         let iy = iy0 + vec4<i32>(i32(ky) * dh);
         let ix = ix0 + vec4<i32>(i32(kx) * dw);
@@ -52,5 +55,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         var v: vec4<f32>;
 {{for e in 4}}        v[{{e}}] = select(0.0, xin[at[{{e}}]], inside[{{e}}]);
 {{end}}        textureStore(stage, vec2<u32>(q, k), b, v);
+        kx = kx + 1u;
+        if (kx == kw) {
+            kx = 0u;
+            ky = ky + 1u;
+            if (ky == kh) {
+                ky = 0u;
+                ci = ci + 1u;
+            }
+        }
     }
 }
