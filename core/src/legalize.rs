@@ -474,19 +474,20 @@ mod pad_tests {
     use crate::op::Conv2d;
     use crate::{CpuDevice, Device};
 
-    /// A 3-channel 7x7 stem (K = 147) gets a fourth, zero channel and computes the same values
-    /// bit for bit; a conv with K a multiple of 4, or too small, is left alone.
+    /// A 3-channel 7x7 stem (K = 147) to 64 channels gets a fourth, zero input channel and
+    /// computes the same values bit for bit; a conv with K a multiple of 4, too small, or of
+    /// few output channels is left alone.
     #[test]
     fn stem_channels_padded_exactly() {
         let mut g = Graph::new();
         let x = g.input("x", DType::F32, [1, 3, 64, 64]);
         let w = g
-            .constant(Tensor::random(DType::F32, [16, 3, 7, 7], 2))
+            .constant(Tensor::random(DType::F32, [64, 3, 7, 7], 2))
             .unwrap();
-        let b = g.constant(Tensor::random(DType::F32, [16], 3)).unwrap();
+        let b = g.constant(Tensor::random(DType::F32, [64], 3)).unwrap();
         let y = g.conv2d(x, w, Some(b), Conv2d::padded(3, 2)).unwrap();
         let w2 = g
-            .constant(Tensor::random(DType::F32, [8, 16, 3, 3], 4))
+            .constant(Tensor::random(DType::F32, [8, 64, 3, 3], 4))
             .unwrap();
         let z = g.conv2d(y, w2, None, Conv2d::padded(1, 1)).unwrap();
         g.set_outputs(&[z]).unwrap();
@@ -497,8 +498,8 @@ mod pad_tests {
             .iter()
             .filter(|n| matches!(n.op, Op::Conv2d(_)))
             .collect();
-        assert_eq!(p.shape(convs[0].inputs[1]).dims(), &[16, 4, 7, 7]);
-        assert_eq!(p.shape(convs[1].inputs[1]).dims(), &[8, 16, 3, 3]);
+        assert_eq!(p.shape(convs[0].inputs[1]).dims(), &[64, 4, 7, 7]);
+        assert_eq!(p.shape(convs[1].inputs[1]).dims(), &[8, 64, 3, 3]);
         let inputs = [Tensor::random(DType::F32, [1, 3, 64, 64], 1)];
         let want = CpuDevice.run(&g, &inputs).unwrap();
         let got = CpuDevice.run(&p, &inputs).unwrap();
@@ -512,5 +513,14 @@ mod pad_tests {
         let y = s.conv2d(x, w, None, Conv2d::padded(1, 1)).unwrap();
         s.set_outputs(&[y]).unwrap();
         assert_eq!(pad_conv_channels(&s).unwrap().1, 0);
+        // Under `STAGED_CONV_MIN_OUT` output channels (EfficientNet's 3 -> 32 stem): unchanged.
+        let mut e = Graph::new();
+        let x = e.input("x", DType::F32, [1, 3, 224, 224]);
+        let w = e
+            .constant(Tensor::random(DType::F32, [32, 3, 3, 3], 2))
+            .unwrap();
+        let y = e.conv2d(x, w, None, Conv2d::padded(1, 2)).unwrap();
+        e.set_outputs(&[y]).unwrap();
+        assert_eq!(pad_conv_channels(&e).unwrap().1, 0);
     }
 }

@@ -105,7 +105,18 @@ fn built_in_models_agree_fused_unfused_and_with_the_reference() {
             );
         }
         if let Some(m) = max_dispatches {
-            assert!(nf <= m, "{name}: {nf} dispatches, want at most {m}");
+            // On a CPU adapter a staged conv or product first copies its operand to the
+            // staging texture: a dispatch more, not a group more.
+            let copies = fused
+                .profile
+                .entries
+                .iter()
+                .filter(|e| e.kernel == "conv_stage" || e.kernel == "matmul_stage")
+                .count();
+            assert!(
+                nf - copies <= m,
+                "{name}: {nf} dispatches ({copies} staging copies), want at most {m} besides them"
+            );
         }
         dev.trim();
     }
