@@ -263,7 +263,8 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
                 o
             })
             .collect();
-        let mut doc = serde_json::json!({ "device": device, "cpu": host_cpu(), "models": v });
+        let mut doc =
+            serde_json::json!({ "device": device, "cpu": sfumato_wgpu::cpu_model(), "models": v });
         if let Some(mm) = matmul_gflops {
             doc["matmul_gflops"] = mm.into();
         }
@@ -507,13 +508,12 @@ fn op_shapes(
         } else {
             t1.median_wall_ms
         };
-        let (g0, _) = copies_of(g, n, 1)?;
         let in_attention = attention.contains(&n.name);
         out.push(ShapeFig {
             op,
             shape,
             count,
-            flops: models::graph_flops(&g0),
+            flops: models::graph_flops(&g1),
             ms,
             ms_alone: t1.median_wall_ms,
             kernel: if in_attention {
@@ -577,19 +577,6 @@ fn per_op_lines(rows: &[Row], matmul: f64) -> Vec<String> {
         }
     }
     lines
-}
-
-/// The host CPU's model name (`lscpu`'s), where the platform tells it.
-fn host_cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// A 1024³ f32 matmul's GFLOP/s on the same device, the reference for the per-op table.

@@ -45,8 +45,8 @@ pub const MATMUL_STAGE_PARAMS: Layout = Layout::new(
     ],
 );
 
-/// Rows of B one `matmul_stage` invocation writes.
-const STAGE_ROWS: usize = 32;
+/// Rows one staging invocation writes (`matmul_stage`, `conv_stage`).
+pub(crate) const STAGE_ROWS: usize = 32;
 /// Layers of a texture array every WebGPU adapter offers (`maxTextureArrayLayers`).
 pub const STAGE_MAX_LAYERS: usize = 256;
 /// The largest staging texture a kernel may ask for.
@@ -60,17 +60,26 @@ pub const STAGE_MAX_BYTES: usize = 512 << 20;
 /// storage once, not once per tile of A's rows. On lavapipe (Zen 3) the 1024³ product with both
 /// operands run inputs ran at 6.8-7.1 GFLOP/s from storage.
 pub fn b_staged(p: &MatmulProblem, target: &sfumato_core::TargetProfile) -> bool {
-    let n4 = p.n.div_ceil(4);
-    let side = target.max_texture_side as usize;
     let batch = p.offsets.len();
     target.uniform_block_operands
         && target.texture_weights
         && !p.b_texture()
-        && n4 <= side
-        && p.k <= side
-        && batch <= STAGE_MAX_LAYERS
-        && n4 * 16 * p.k * batch <= STAGE_MAX_BYTES
+        && stage_fits(p.n, p.k, batch, target)
         && (p.m * p.n * p.k * batch) as u64 >= UBO_CONV_MIN_MACS
+}
+
+/// Whether `layers` layers of `k` rows of `n` values (in vec4 texels) fit the staging texture on
+/// the target: a row of at most its texture side, as many rows, [`STAGE_MAX_LAYERS`] layers and
+/// [`STAGE_MAX_BYTES`].
+pub(crate) fn stage_fits(
+    n: usize,
+    k: usize,
+    layers: usize,
+    target: &sfumato_core::TargetProfile,
+) -> bool {
+    let n4 = n.div_ceil(4);
+    let side = target.max_texture_side as usize;
+    n4 <= side && k <= side && layers <= STAGE_MAX_LAYERS && n4 * 16 * k * layers <= STAGE_MAX_BYTES
 }
 
 /// The kernel that writes B to the staging texture for `p` (binding B as input `b_input`).

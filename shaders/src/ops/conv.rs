@@ -72,9 +72,7 @@ fn conv_window_params(c: &Conv2d, x: &[usize], w: &[usize], ow: usize) -> Result
         .finish()
 }
 
-/// Rows of the image column one `conv_stage` invocation writes.
-const STAGE_ROWS: usize = 32;
-use ubo::{STAGE_MAX_BYTES, STAGE_MAX_LAYERS};
+use ubo::STAGE_ROWS;
 
 /// A pool's params: input and output sizes, the window (kernel, strides, pads top and left,
 /// dilations), whether an average counts the pads.
@@ -445,32 +443,12 @@ pub fn conv2d_gemm_kernel(
     let batch = x[0];
     let (tm, tn) = (rows * wg_y, cols * wg_x);
     let (tiles_m, tiles_n) = (m.div_ceil(tm as usize), n.div_ceil(tn as usize));
-    let prob = MatmulProblem {
-        m,
-        n,
-        k,
-        alpha: 1.0,
-        beta: 1.0,
-        has_bias,
-        a_sm: k,
-        a_sk: 1,
-        b_sk: 0,
-        b_sn: 0,
-        c_sm: 1,
-        c_sn: 0,
-        offsets: (0..batch).map(|b| [0, b * x[1] * x[2] * x[3], 0]).collect(),
-        b_const: false,
-    };
+    let prob = conv_gemm_problem(x, w, out_shape, has_bias);
     let mut params = matmul_params(&prob, tiles_n, tiles_m)?;
     params.extend(conv_window_params(c, x, w, ow)?);
     if opts.target.uniform_block_operands && (m * n * k * batch) as u64 >= ubo::UBO_CONV_MIN_MACS {
-        let staged = w[0] >= sfumato_core::legalize::STAGED_CONV_MIN_OUT;
-        if let Some(ks) = staged
-            .then(|| conv2d_staged(c, x, w, ow, &prob, &params, bias, opts, splice))
-            .transpose()?
-            .flatten()
-        {
-            return Ok(ks);
+        if runs_staged(c, x, w, out_shape, opts) {
+            return conv2d_staged(c, x, w, ow, &prob, &params, bias, opts, splice);
         }
         // Weights from uniform blocks, the block written out (`conv2d_ubo`), where they fit.
         let v = CONV_UBO_BLOCK;
@@ -541,32 +519,34 @@ pub fn runs_staged(c: &Conv2d, x: &[usize], w: &[usize], out: &Shape, opts: &Low
     if c.groups != 1 || !t.uniform_block_operands || x.len() != 4 || w.len() != 4 {
         return false;
     }
-    let (n, k, batch) = (out.0[2] * out.0[3], w[1] * w[2] * w[3], x[0]);
-    let n4 = n.div_ceil(4);
-    let side = t.max_texture_side as usize;
-    let p = MatmulProblem {
-        m: w[0],
+    let p = conv_gemm_problem(x, w, out, false);
+    let batch = p.offsets.len();
+    (p.m * p.n * p.k * batch) as u64 >= ubo::UBO_CONV_MIN_MACS
+        && p.m >= sfumato_core::legalize::STAGED_CONV_MIN_OUT
+        && ubo::stage_fits(p.n, p.k, batch, t)
+        && ubo::ubo_layout(&p, 16, t.max_uniform_blocks as usize).is_some()
+}
+
+/// A one-group conv as the implicit GEMM sees it: `C[n][o, p] = W[o, k] X[n][k, p]`, M = O,
+/// N = OH * OW, K = C * KH * KW, one batch an image (B's offset the image's start).
+fn conv_gemm_problem(x: &[usize], w: &[usize], out: &Shape, has_bias: bool) -> MatmulProblem {
+    let (m, n, k) = (w[0], out.0[2] * out.0[3], w[1] * w[2] * w[3]);
+    MatmulProblem {
+        m,
         n,
         k,
         alpha: 1.0,
         beta: 1.0,
-        has_bias: false,
+        has_bias,
         a_sm: k,
         a_sk: 1,
         b_sk: 0,
         b_sn: 0,
         c_sm: 1,
         c_sn: 0,
-        offsets: vec![[0, 0, 0]; batch],
+        offsets: (0..x[0]).map(|b| [0, b * x[1] * x[2] * x[3], 0]).collect(),
         b_const: false,
-    };
-    (w[0] * n * k * batch) as u64 >= ubo::UBO_CONV_MIN_MACS
-        && w[0] >= sfumato_core::legalize::STAGED_CONV_MIN_OUT
-        && n4 <= side
-        && k <= side
-        && batch <= STAGE_MAX_LAYERS
-        && n4 * 16 * k * batch <= STAGE_MAX_BYTES
-        && ubo::ubo_layout(&p, 16, t.max_uniform_blocks as usize).is_some()
+    }
 }
 
 /// Conv2d (groups = 1) in two steps where the target reads uniform blocks and textures fast
@@ -574,11 +554,9 @@ pub fn runs_staged(c: &Conv2d, x: &[usize], w: &[usize], out: &Shape, opts: &Low
 /// then a `ubo` matmul reads the weights (A, `O x K`) from uniform blocks and the column (B) as
 /// texels. The implicit GEMM gathers every pixel of the column once per tile of output
 /// channels, each gather a storage read (a loop over the lanes on lavapipe); here each is read
-/// once and the matmul reads texels, as it reads a constant weight. `None` where the column
-/// does not fit a texture array (rows of at most the target's texture side, K rows, one layer
-/// an image, [`STAGE_MAX_BYTES`]) or the weights do not fit uniform blocks: the caller then
-/// takes another kernel. `prob` and `params` are the implicit GEMM's (matmul params, then the
-/// conv params).
+/// once and the matmul reads texels, as it reads a constant weight. For the convs
+/// [`runs_staged`] accepts (the column fits the staging texture, the weights uniform blocks).
+/// `prob` and `params` are the implicit GEMM's (matmul params, then the conv params).
 #[allow(clippy::too_many_arguments)]
 fn conv2d_staged(
     c: &sfumato_core::op::Conv2d,
@@ -590,13 +568,9 @@ fn conv2d_staged(
     bias: Buf,
     opts: &LowerOptions,
     splice: SpliceFn,
-) -> Result<Option<Vec<Kernel>>, Error> {
+) -> Result<Vec<Kernel>, Error> {
     let (n, k, batch) = (prob.n, prob.k, prob.offsets.len());
     let n4 = n.div_ceil(4);
-    let side = opts.target.max_texture_side as usize;
-    if n4 > side || k > side || batch > STAGE_MAX_LAYERS || n4 * 16 * k * batch > STAGE_MAX_BYTES {
-        return Ok(None);
-    }
     // The block: 16 output channels x 4 or 8 pixels an invocation, one row of 8 invocations
     // (a SIMD batch of lavapipe's 256-bit lanes). Measured on lavapipe (Zen 3), the 3x3 convs
     // of ResNet-50 at batch 1 (image column and matmul together): 512 -> 512 at 7x7 11.3
@@ -607,15 +581,6 @@ fn conv2d_staged(
         rows: 16,
         cols4: if n4 <= 16 { 1 } else { 2 },
         wg_x: 8,
-    };
-    if ubo::ubo_layout(prob, 16, opts.target.max_uniform_blocks as usize).is_none() {
-        return Ok(None);
-    }
-    let stage = |write| Buf::Stage {
-        width: n4 as u32,
-        height: k as u32,
-        layers: batch as u32,
-        write,
     };
     let mut sp = CONV_STAGE_PARAMS
         .fill()
@@ -637,7 +602,7 @@ fn conv2d_staged(
             ("cv_layout", CONV_GEMM_PARAMS.wgsl()),
             ("kc", STAGE_ROWS.to_string()),
         ],
-        vec![Buf::In(0), stage(true)],
+        vec![Buf::In(0), ubo::stage_of(prob, true)],
         sp,
         threads,
         lp(STAGE_ROWS as u64),
@@ -648,14 +613,14 @@ fn conv2d_staged(
     mm_params[MATMUL_PARAMS.at("tiles_n")?] = n.div_ceil(tn as usize) as u32;
     let spec = ubo::UboSpec {
         a_input: 1,
-        b: stage(false),
+        b: ubo::stage_of(prob, false),
         bias,
         src: ubo::BSource::Stage,
         name: "conv2d_staged".into(),
     };
     let mut ks = vec![write];
     ks.extend(ubo::ubo_kernels(prob, v, opts, splice, mm_params, &spec)?);
-    Ok(Some(ks))
+    Ok(ks)
 }
 
 /// Depthwise conv (groups = C = O, a window of at most 7x7) on a CPU adapter: `conv_dw.wgsl`,
