@@ -142,7 +142,7 @@ impl WgpuDevice {
                 }
             }
             let mut opts = self.lower_options();
-            if let Some(p) = group_matmul_problem(&g, &the_plan, group) {
+            if let Some(p) = group_matmul_problem(&g, &the_plan, group, &opts) {
                 opts.matmul = Some(self.matmul_variant(&p)?);
             }
             // Only an op or dtype the back end lacks is unsupported; a template error, invalid

@@ -160,8 +160,9 @@ impl WgpuDevice {
         let (g, plan) = (&compiled.graph, &compiled.plan);
         let mut seen = BTreeSet::new();
         let mut todo = Vec::new();
+        let lower = self.lower_options();
         for group in &plan.groups {
-            if let Some(p) = group_matmul_problem(g, plan, group) {
+            if let Some(p) = group_matmul_problem(g, plan, group, &lower) {
                 if seen.insert(p.shape_class()) {
                     let cands = self.candidates(&p)?;
                     todo.push((p, cands));

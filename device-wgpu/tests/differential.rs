@@ -736,3 +736,96 @@ proptest! {
         }
     }
 }
+
+/// Every block the autotuner may choose for a staged conv computes it: the first candidates of
+/// the staged conv's class (`staged_conv` problems, `ubo` blocks only), each forced in turn, on a
+/// 3x3 conv with pixels not a multiple of the tile (14x14, two images, stride 1 and 2) and a
+/// 1x1 conv at 28x28, with a bias and a fused ReLU, against the CPU reference. On a target that
+/// does not stage convs there is no such class and nothing to force.
+#[test]
+fn staged_conv_every_tuned_block() {
+    use sfumato_shaders::LowerOptions;
+    for (nb, ci, o, hw, k, s) in [
+        (2usize, 64usize, 96usize, 14usize, 3usize, 1usize),
+        (1, 128, 64, 14, 3, 2),
+        (1, 96, 48, 28, 1, 1),
+    ] {
+        let p = k / 2;
+        let c = Conv2d {
+            stride: [s, s],
+            padding: [p, p, p, p],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [nb, ci, hw, hw]);
+        let wt = g
+            .constant(Tensor::random(DType::F32, [o, ci, k, k], 11))
+            .unwrap();
+        let b = g.constant(Tensor::random(DType::F32, [o], 12)).unwrap();
+        let y = g.conv2d(x, wt, Some(b), c).unwrap();
+        let y = g.unary(UnaryOp::Relu, y).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::random(DType::F32, [nb, ci, hw, hw], 13)];
+        let want = CpuDevice.run(&g, &inputs).unwrap();
+        let oh = (hw + 2 * p - k) / s + 1;
+        let prob = sfumato_shaders::MatmulProblem {
+            m: o,
+            n: oh * oh,
+            k: ci * k * k,
+            alpha: 1.0,
+            beta: 1.0,
+            has_bias: true,
+            a_sm: ci * k * k,
+            a_sk: 1,
+            b_sk: oh * oh,
+            b_sn: 1,
+            c_sm: 1,
+            c_sn: 0,
+            offsets: (0..nb).map(|i| [0, i * ci * k * k * oh * oh, 0]).collect(),
+            b_const: false,
+            staged_conv: true,
+        };
+        let ran = common::with_device(|d| {
+            let target = d.target().clone();
+            let staged = sfumato_shaders::ops::conv::staged_conv_problem(
+                &c,
+                &[nb, ci, hw, hw],
+                &[o, ci, k, k],
+                &sfumato_core::Shape::from([nb, o, oh, oh]),
+                true,
+                &LowerOptions {
+                    matmul: None,
+                    target: target.clone(),
+                },
+            );
+            let Some(staged) = staged else {
+                return Ok(0);
+            };
+            assert_eq!(staged, prob);
+            let cands = MatmulVariant::candidates(&prob, &target);
+            for &v in cands.iter().take(5) {
+                d.set_matmul_variant(Some(v));
+                let got = d.run(&g, &inputs);
+                d.set_matmul_variant(None);
+                let got = got.map_err(|e| format!("{v:?}: {e}"))?;
+                let ks: Vec<&str> = got
+                    .profile
+                    .entries
+                    .iter()
+                    .map(|t| t.kernel.as_str())
+                    .collect();
+                assert!(ks.contains(&"conv2d_staged"), "{v:?} ran {ks:?}");
+                assert!(
+                    got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (ci * k * k) as f64),
+                    "{v:?} on {nb}x{ci}x{hw}x{hw} * {o}x{ci}x{k}x{k} stride {s}: max diff {:?}",
+                    got.outputs[0].max_diff(&want.outputs[0])
+                );
+            }
+            Ok::<usize, String>(cands.len().min(5))
+        });
+        if let Some(r) = ran {
+            r.unwrap();
+        }
+    }
+}

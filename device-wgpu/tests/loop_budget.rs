@@ -234,6 +234,7 @@ fn every_matmul_variant_at_its_boundary() {
             c_sn: 0,
             offsets: vec![[0, 0, 0]],
             b_const: false,
+            staged_conv: false,
         };
         let Some(k) = (4..200_000usize)
             .step_by(4)
@@ -597,6 +598,7 @@ fn ubo_kernels_cannot_reach_the_budget() {
             c_sn: 0,
             offsets: vec![[0, 0, 0]],
             b_const: false,
+            staged_conv: false,
         };
         let trips = v.loop_trips(&p, sfumato_shaders::loops::rank_walk(8));
         assert!(trips < LLVMPIPE_LOOP_BUDGET, "{}: {trips}", v.name());

@@ -60,6 +60,7 @@ fn problem(s: &Shape) -> Option<MatmulProblem> {
             })
             .collect(),
         b_const: s.b_texture,
+        staged_conv: false,
     };
     (p.shape_class() == s.class).then_some(p)
 }

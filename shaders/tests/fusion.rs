@@ -350,7 +350,8 @@ fn an_epilogue_over_the_loop_budget_takes_another_variant() {
         wg_x: 8,
         wg_y: 8,
     };
-    let prob = sfumato_shaders::group_matmul_problem(&g, &p, group).unwrap();
+    let prob =
+        sfumato_shaders::group_matmul_problem(&g, &p, group, &LowerOptions::default()).unwrap();
     let alone = v.loop_trips(&prob, 0);
     let budget = alone + 64;
     let opts = LowerOptions {
@@ -428,4 +429,70 @@ fn attention_ubo_over_the_loop_budget_falls_back() {
     let (capped, trips) = kernel(Some(budget));
     assert_eq!(capped, "attention");
     assert!(trips < budget);
+}
+
+/// A staged conv (lavapipe's profile) is a matmul shape class of its own for the autotuner
+/// (marked `S`, only `ubo` blocks its candidates, the measured default first), and its lowering
+/// takes the block the device chose; a GPU's profile keeps the conv off that path.
+#[test]
+fn staged_conv_is_tuned_as_its_own_class_and_takes_the_chosen_block() {
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [1, 64, 28, 28]);
+    let w = c(&mut g, &[96, 64, 3, 3], 1);
+    let conv = Conv2d {
+        padding: [1, 1, 1, 1],
+        ..Default::default()
+    };
+    let y = g.conv2d(x, w, None, conv).unwrap();
+    let y = g.relu(y).unwrap();
+    g.set_outputs(&[y]).unwrap();
+    let p = plan(&g, &PlanOptions::default());
+    let group = p
+        .groups
+        .iter()
+        .find(|gr| gr.kind == GroupKind::Conv)
+        .expect("a conv group");
+    let lavapipe = LowerOptions {
+        target: TargetProfile::llvmpipe(),
+        ..Default::default()
+    };
+    let prob = sfumato_shaders::group_matmul_problem(&g, &p, group, &lavapipe)
+        .expect("a staged conv's problem");
+    assert!(prob.staged_conv);
+    assert_eq!((prob.m, prob.n, prob.k), (96, 784, 576));
+    assert!(prob.shape_class().ends_with('S'), "{}", prob.shape_class());
+    let cands = sfumato_shaders::MatmulVariant::candidates(&prob, &lavapipe.target);
+    assert!(cands.len() >= 4, "{cands:?}");
+    assert!(cands
+        .iter()
+        .all(|v| matches!(v, sfumato_shaders::MatmulVariant::Ubo { .. })));
+    // The default block (16 x 8 pixels, 8 invocations) first: what runs before tuning.
+    assert_eq!(cands[0].name(), "matmul_ubo_16x8_wg8");
+    let staged_wgsl = |opts: &LowerOptions| -> String {
+        let Lowered::Kernels(ks) = generate(&g, &p, group, opts).unwrap().lowered else {
+            panic!("no kernels")
+        };
+        assert_eq!(ks[0].name, "conv_stage");
+        ks[1].wgsl.clone()
+    };
+    assert!(staged_wgsl(&lavapipe).contains("Workgroup 8x1, tile 16x64."));
+    for v in &cands[1..] {
+        let sfumato_shaders::MatmulVariant::Ubo { rows, cols4, wg_x } = *v else {
+            unreachable!()
+        };
+        let chosen = LowerOptions {
+            matmul: Some(*v),
+            ..lavapipe.clone()
+        };
+        let wgsl = staged_wgsl(&chosen);
+        let tile = format!(
+            "Workgroup {wg_x}x1, tile {rows}x{}.",
+            cols4 as u32 * 4 * wg_x as u32
+        );
+        assert!(wgsl.contains(&tile), "{v:?}: no '{tile}'");
+        validate("conv2d_staged", &wgsl).unwrap();
+    }
+    // On a GPU's profile the conv is not staged: no such class.
+    let gpu = LowerOptions::default();
+    assert!(sfumato_shaders::group_matmul_problem(&g, &p, group, &gpu).is_none());
 }

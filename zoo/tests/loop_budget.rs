@@ -32,7 +32,7 @@ fn check(name: &str, opts: &ModelOptions) {
                 ..Default::default()
             };
             // Every matmul candidate the autotuner may pick, not only the first.
-            let mut cands: Vec<_> = group_matmul_problem(&g, &p, group)
+            let mut cands: Vec<_> = group_matmul_problem(&g, &p, group, &lo)
                 .map(|mp| {
                     sfumato_shaders::MatmulVariant::candidates(&mp, &lo.target)
                         .into_iter()

@@ -55,16 +55,25 @@ pub fn group_label(g: &Graph, group: &Group) -> String {
         .join("+")
 }
 
-/// The matmul problem of a Matmul group (for the device's autotuner), with its operand views.
-pub fn group_matmul_problem(g: &Graph, plan: &Plan, group: &Group) -> Option<MatmulProblem> {
+/// The matmul problem of a Matmul group (for the device's autotuner), with its operand views:
+/// for a conv, the matmul of a staged conv ([`crate::ops::conv::staged_conv_problem`]) on
+/// targets that stage it, else a pointwise conv's.
+pub fn group_matmul_problem(
+    g: &Graph,
+    plan: &Plan,
+    group: &Group,
+    opts: &LowerOptions,
+) -> Option<MatmulProblem> {
     let anchor = g.node(*group.nodes.first()?);
     if let Op::Conv2d(c) = &anchor.op {
-        return conv1x1_problem(
-            c,
+        let (x, w) = (
             g.shape(anchor.inputs[0]).dims(),
             g.shape(anchor.inputs[1]).dims(),
-            anchor.inputs.len() == 3,
         );
+        let has_bias = anchor.inputs.len() == 3;
+        let out = g.shape(anchor.outputs[0]);
+        return crate::ops::conv::staged_conv_problem(c, x, w, out, has_bias, opts)
+            .or_else(|| conv1x1_problem(c, x, w, has_bias));
     }
     if !matches!(anchor.op, Op::MatMul | Op::Gemm(_)) {
         return None;
@@ -149,7 +158,7 @@ fn generate_group(
         }
         GroupKind::Elementwise => elementwise(g, plan, group, opts, label),
         GroupKind::Matmul => {
-            let p = group_matmul_problem(g, plan, group)
+            let p = group_matmul_problem(g, plan, group, opts)
                 .ok_or_else(|| Error::Internal("matmul shapes".into()))?;
             let inputs: Vec<ValueId> = first
                 .inputs
@@ -166,7 +175,7 @@ fn generate_group(
             let w = g.shape(first.inputs[1]).dims();
             let out_shape = g.shape(first.outputs[0]);
             let staged = crate::ops::conv::runs_staged(c, x, w, out_shape, opts);
-            if let Some(p) = group_matmul_problem(g, plan, group).filter(|_| !staged) {
+            if let Some(p) = group_matmul_problem(g, plan, group, opts).filter(|_| !staged) {
                 // Pointwise: a batched matmul (A = weight, B = image) with the same epilogue.
                 let mut inputs = vec![first.inputs[1], first.inputs[0]];
                 inputs.extend(first.inputs.get(2));

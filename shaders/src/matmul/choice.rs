@@ -17,6 +17,11 @@ impl MatmulVariant {
             && p.k.is_multiple_of(4)
             && p.a_sm.is_multiple_of(4)
             && p.offsets.iter().all(|o| o[0].is_multiple_of(4));
+        if p.staged_conv {
+            // Only a `ubo` matmul reads the staging texture (`conv2d_staged`).
+            return matches!(self, MatmulVariant::Ubo { rows, .. }
+                if ubo::ubo_layout(p, rows as usize, ubo::UBO_MAX_BLOCKS).is_some());
+        }
         match self {
             MatmulVariant::Naive | MatmulVariant::Rb4 | MatmulVariant::Tiled => true,
             MatmulVariant::V4 { .. } => b4,
@@ -49,7 +54,16 @@ impl MatmulVariant {
         }
         // A stable sort: equal estimates keep `all()`'s order.
         c.sort_by(|a, b| a.0.total_cmp(&b.0));
-        c.into_iter().map(|(_, v)| v).collect()
+        let mut order: Vec<MatmulVariant> = c.into_iter().map(|(_, v)| v).collect();
+        if p.staged_conv {
+            // The measured block for staged convs goes first (what runs before any tuning).
+            let d = ubo::staged_conv_default(p.n);
+            if let Some(i) = order.iter().position(|&v| v == d) {
+                order.remove(i);
+                order.insert(0, d);
+            }
+        }
+        order
     }
 
     /// A model of this variant's time on `p` on the target, in arbitrary units (only the order
@@ -152,14 +166,15 @@ impl MatmulProblem {
         }
         .supports(self);
         format!(
-            "m{}n{}k{}b{}{}{}{}",
+            "m{}n{}k{}b{}{}{}{}{}",
             b(self.m),
             b(self.n),
             b(self.k),
             b(self.offsets.len()),
             if a4 { "A4" } else { "" },
             if b4 { "B4" } else { "" },
-            if self.b_texture() { "T" } else { "" }
+            if self.b_texture() { "T" } else { "" },
+            if self.staged_conv { "S" } else { "" }
         )
     }
 }

@@ -28,6 +28,11 @@ pub struct MatmulProblem {
     /// B is all of a constant f32 tensor, `K x N` row-major, shared by every batch: the device
     /// can hold it as a texture for the `V4Tex` variants.
     pub b_const: bool,
+    /// B is a one-group conv's image column, written to the staging texture by `conv_stage`
+    /// before a `ubo` matmul reads it (`conv2d_staged`): only `ubo` variants compute it. The
+    /// problem stands for that matmul (B as a contiguous `K x N` matrix per image) when the
+    /// device chooses and measures its variant.
+    pub staged_conv: bool,
 }
 
 impl MatmulProblem {
@@ -122,6 +127,7 @@ pub fn matmul_problem_views(
                 c_sn: 0,
                 offsets,
                 b_const: false,
+                staged_conv: false,
             })
         }
         Op::Gemm(g) => {
@@ -156,6 +162,7 @@ pub fn matmul_problem_views(
                 c_sn,
                 offsets: vec![[0, 0, 0]],
                 b_const: false,
+                staged_conv: false,
             })
         }
         _ => None,
@@ -197,5 +204,6 @@ pub fn conv1x1_problem(
         c_sn: 0,
         offsets: (0..n).map(|b| [0, b * ch * hw, 0]).collect(),
         b_const: false,
+        staged_conv: false,
     })
 }

@@ -68,6 +68,21 @@ pub fn b_staged(p: &MatmulProblem, target: &sfumato_core::TargetProfile) -> bool
         && (p.m * p.n * p.k * batch) as u64 >= UBO_CONV_MIN_MACS
 }
 
+/// The block `conv2d_staged` runs before anything is measured (the autotuner may cache another
+/// for the conv's shape class): 16 output channels x 4 or 8 pixels an invocation, one row of 8
+/// invocations (a SIMD batch of lavapipe's 256-bit lanes). Measured on lavapipe (Zen 3), the 3x3
+/// convs of ResNet-50 at batch 1 (image column and matmul together): 512 -> 512 at 7x7 11.3
+/// GFLOP/s with 16x4 (7.4 with 16x8, 6.4 with 16x4 in 16-invocation rows, 2.2 with the
+/// matmul's 16x16 block: a 256-pixel tile over 49 pixels); 256 -> 256 at 14x14 13.4 with 16x8
+/// (12.8 with 16x4); 64 -> 64 at 56x56 10.6 with 16x8.
+pub(crate) fn staged_conv_default(n: usize) -> MatmulVariant {
+    MatmulVariant::Ubo {
+        rows: 16,
+        cols4: if n.div_ceil(4) <= 16 { 1 } else { 2 },
+        wg_x: 8,
+    }
+}
+
 /// Whether `layers` layers of `k` rows of `n` values (in vec4 texels) fit the staging texture on
 /// the target: a row of at most its texture side, as many rows, [`STAGE_MAX_LAYERS`] layers and
 /// [`STAGE_MAX_BYTES`].

@@ -527,6 +527,31 @@ pub fn runs_staged(c: &Conv2d, x: &[usize], w: &[usize], out: &Shape, opts: &Low
         && ubo::ubo_layout(&p, 16, t.max_uniform_blocks as usize).is_some()
 }
 
+/// The matmul a staged conv runs after `conv_stage` (B its image column, a contiguous `K x N`
+/// matrix per image in the staging texture), marked `staged_conv`, for the device to choose and
+/// measure its `ubo` block by; `None` where the conv does not run staged ([`runs_staged`]).
+pub fn staged_conv_problem(
+    c: &Conv2d,
+    x: &[usize],
+    w: &[usize],
+    out: &Shape,
+    has_bias: bool,
+    opts: &LowerOptions,
+) -> Option<MatmulProblem> {
+    if !runs_staged(c, x, w, out, opts) {
+        return None;
+    }
+    let mut p = conv_gemm_problem(x, w, out, has_bias);
+    let (n, k) = (p.n, p.k);
+    p.b_sk = n;
+    p.b_sn = 1;
+    for (b, o) in p.offsets.iter_mut().enumerate() {
+        o[1] = b * k * n;
+    }
+    p.staged_conv = true;
+    Some(p)
+}
+
 /// A one-group conv as the implicit GEMM sees it: `C[n][o, p] = W[o, k] X[n][k, p]`, M = O,
 /// N = OH * OW, K = C * KH * KW, one batch an image (B's offset the image's start).
 fn conv_gemm_problem(x: &[usize], w: &[usize], out: &Shape, has_bias: bool) -> MatmulProblem {
@@ -546,6 +571,7 @@ fn conv_gemm_problem(x: &[usize], w: &[usize], out: &Shape, has_bias: bool) -> M
         c_sn: 0,
         offsets: (0..x[0]).map(|b| [0, b * x[1] * x[2] * x[3], 0]).collect(),
         b_const: false,
+        staged_conv: false,
     }
 }
 
@@ -571,17 +597,18 @@ fn conv2d_staged(
 ) -> Result<Vec<Kernel>, Error> {
     let (n, k, batch) = (prob.n, prob.k, prob.offsets.len());
     let n4 = n.div_ceil(4);
-    // The block: 16 output channels x 4 or 8 pixels an invocation, one row of 8 invocations
-    // (a SIMD batch of lavapipe's 256-bit lanes). Measured on lavapipe (Zen 3), the 3x3 convs
-    // of ResNet-50 at batch 1 (image column and matmul together): 512 -> 512 at 7x7 11.3
-    // GFLOP/s with 16x4 (7.4 with 16x8, 6.4 with 16x4 in 16-invocation rows, 2.2 with the
-    // matmul's 16x16 block: a 256-pixel tile over 49 pixels); 256 -> 256 at 14x14 13.4 with
-    // 16x8 (12.8 with 16x4); 64 -> 64 at 56x56 10.6 with 16x8.
-    let v = MatmulVariant::Ubo {
-        rows: 16,
-        cols4: if n4 <= 16 { 1 } else { 2 },
-        wg_x: 8,
-    };
+    // The block the device chose for the conv's shape class (measured by the autotuner,
+    // [`staged_conv_problem`]) where it lays the weights out in uniform blocks, else the default.
+    let v = opts
+        .matmul
+        .filter(|v| match *v {
+            MatmulVariant::Ubo { rows, .. } => {
+                ubo::ubo_layout(prob, rows as usize, opts.target.max_uniform_blocks as usize)
+                    .is_some()
+            }
+            _ => false,
+        })
+        .unwrap_or_else(|| ubo::staged_conv_default(n));
     let mut sp = CONV_STAGE_PARAMS
         .fill()
         .set("n4", n4 as u32)
