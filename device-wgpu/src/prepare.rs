@@ -122,6 +122,9 @@ impl WgpuDevice {
         let mut steps = Vec::with_capacity(the_plan.groups.len());
         let mut consts = HashMap::new();
         let mut const_nodes = Vec::new();
+        // The pipelines to build (name, WGSL) and the node each is for, built together below.
+        let mut to_build = Vec::new();
+        let mut built_for = Vec::new();
         for group in &the_plan.groups {
             let node = g.node(group.nodes[0]);
             for &m in &group.nodes {
@@ -153,8 +156,10 @@ impl WgpuDevice {
             }
             if let Lowered::Kernels(ks) = &gk.lowered {
                 for k in ks {
-                    self.pipeline(&k.name, &k.wgsl)
-                        .map_err(|e| e.for_node(&g, node))?;
+                    if !self.has_pipeline(&k.wgsl) {
+                        to_build.push((k.name.clone(), k.wgsl.clone()));
+                        built_for.push(node.id);
+                    }
                 }
             }
             progress.step(&node.name);
@@ -172,6 +177,8 @@ impl WgpuDevice {
                 kernels: Arc::new(gk),
             });
         }
+        self.build_pipelines(&to_build)
+            .map_err(|(i, e)| e.for_node(&g, g.node(built_for[i])))?;
         // Constants: a texture for each that a kernel reads as one, a buffer for each read any
         // other way (a kernel binding, an alias, a graph output).
         let mut as_texture = Vec::new();
