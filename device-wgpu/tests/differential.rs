@@ -829,3 +829,52 @@ fn staged_conv_every_tuned_block() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(cfg(12))]
+
+    /// A decode step's attention products at long context, each kernel forced: the scores
+    /// `q K^T` (B contiguous along K: the `dot` variants) over 1-12 heads, 1-1,100 keys and head
+    /// widths of 4-80, and the weights times V (`v4_1x4`, a 64-column product per head) with K
+    /// the key count, against the CPU reference.
+    #[test]
+    fn attention_products_at_long_context(h in 1usize..13, m in prop::sample::select(vec![1usize, 2, 5]), s in 1usize..1100,
+                                          d in prop::sample::select(vec![4usize, 16, 64, 80]), v in 0usize..3, seed in any::<u64>()) {
+        let dots: Vec<MatmulVariant> = MatmulVariant::all()
+            .into_iter()
+            .filter(|x| matches!(x, MatmulVariant::Dot { .. }))
+            .collect();
+        let narrow = MatmulVariant::from_name("v4_1x4_wg16x1").expect("the narrow v4 block");
+        // Scores: q [h, m, d] x K^T, K [h, s, d].
+        let mut g = Graph::new();
+        let q = g.input("q", DType::F32, [h, m, d]);
+        let kc = g.input("k", DType::F32, [h, s, d]);
+        let kt = g.transpose(kc, &[0, 2, 1]).unwrap();
+        let sc = g.matmul(q, kt).unwrap();
+        g.set_outputs(&[sc]).unwrap();
+        let inputs = [Tensor::random(DType::F32, [h, m, d], seed), Tensor::random(DType::F32, [h, s, d], seed + 1)];
+        // Weights x V: p [h, m, s] x V [h, s, 64].
+        let mut g2 = Graph::new();
+        let p = g2.input("p", DType::F32, [h, m, s]);
+        let vv = g2.input("v", DType::F32, [h, s, 64]);
+        let o = g2.matmul(p, vv).unwrap();
+        g2.set_outputs(&[o]).unwrap();
+        let inputs2 = [Tensor::random(DType::F32, [h, m, s], seed + 2), Tensor::random(DType::F32, [h, s, 64], seed + 3)];
+        let variant = dots[v % dots.len()];
+        let got = common::with_device(|dev| {
+            dev.set_matmul_variant(Some(variant));
+            let r = dev.run(&g, &inputs);
+            dev.set_matmul_variant(Some(narrow));
+            let r2 = dev.run(&g2, &inputs2);
+            dev.set_matmul_variant(None);
+            (r, r2)
+        });
+        let Some((got, got2)) = got else { return Ok(()) };
+        for (g, inputs, got, want, k) in [(&g, &inputs[..], got, variant, d), (&g2, &inputs2[..], got2, narrow, s)] {
+            let got = got.map_err(|e| TestCaseError::fail(format!("{want:?}: {e}")))?;
+            common::check_outputs(g, inputs, &got, 1e-5 * k as f64).map_err(|e| TestCaseError::fail(format!("{want:?}: {e}")))?;
+            let ks: Vec<&str> = got.profile.entries.iter().map(|e| e.kernel.as_str()).collect();
+            prop_assert!(ks.contains(&want.name().as_str()), "{:?} not run: {:?}", want, ks);
+        }
+    }
+}

@@ -196,11 +196,14 @@ fn every_matmul_variant_is_valid_wgsl() {
     )
     .unwrap();
     p2.b_const = true;
+    // The `dot` variants need B contiguous along K (B transposed: attention's K^T).
+    let mut p3 = p.clone();
+    (p3.b_sk, p3.b_sn, p3.b_const) = (1, 32, false);
     for v in MatmulVariant::all() {
-        let p = if matches!(v, MatmulVariant::Ubo { .. }) {
-            &p2
-        } else {
-            &p
+        let p = match v {
+            MatmulVariant::Ubo { .. } => &p2,
+            MatmulVariant::Dot { .. } => &p3,
+            _ => &p,
         };
         assert!(v.supports(p), "{v:?}");
         let opts = LowerOptions {
@@ -383,6 +386,17 @@ fn snapshots() {
             let ins = [(DType::F32, &a), (DType::F32, &b)];
             let mut p = matmul_problem(&Op::MatMul, &ins, &[(DType::F32, &c)]).unwrap();
             p.b_const = true;
+            snapshot_text(&sfumato_shaders::lower::matmul_kernel(&p, v, &o).unwrap()[0])
+        } else if matches!(v, MatmulVariant::Dot { .. }) {
+            // B contiguous along K: a transposed operand (attention's K^T).
+            let (a, b, c) = (
+                Shape::from([64, 32]),
+                Shape::from([32, 64]),
+                Shape::from([64, 64]),
+            );
+            let ins = [(DType::F32, &a), (DType::F32, &b)];
+            let mut p = matmul_problem(&Op::MatMul, &ins, &[(DType::F32, &c)]).unwrap();
+            (p.b_sk, p.b_sn) = (1, 32);
             snapshot_text(&sfumato_shaders::lower::matmul_kernel(&p, v, &o).unwrap()[0])
         } else {
             snapshot_of(Op::MatMul, &[f(&[64, 32]), f(&[32, 64])], &o)

@@ -31,6 +31,11 @@ impl MatmulVariant {
                     && ubo::ubo_layout(p, rows as usize, ubo::UBO_MAX_BLOCKS).is_some()
             }
             MatmulVariant::Rb4V4K => b4 && a4,
+            MatmulVariant::Dot { .. } => {
+                a4 && p.b_sk == 1
+                    && p.b_sn.is_multiple_of(4)
+                    && p.offsets.iter().all(|o| o[1].is_multiple_of(4))
+            }
         }
     }
 
@@ -104,6 +109,10 @@ impl MatmulVariant {
             MatmulVariant::Naive => (1.0, 1.0, STORAGE, STORAGE, 0.0),
             MatmulVariant::Rb4 => (4.0, 4.0, STORAGE, STORAGE, 0.0),
             MatmulVariant::Rb4V4K => (4.0, 8.0, STORAGE, STORAGE, 0.0),
+            // A vec4 load of each operand serves four k: a quarter of an element's cost.
+            MatmulVariant::Dot { cols, .. } => {
+                (1.0, cols as f64, STORAGE / 4.0, STORAGE / 4.0, 0.0)
+            }
             MatmulVariant::V4 { rows, cols4, .. } => {
                 (rows as f64, 4.0 * cols4 as f64, STORAGE, STORAGE, 0.0)
             }

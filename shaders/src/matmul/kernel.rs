@@ -9,6 +9,7 @@ const MATMUL_NAIVE: &str = include_str!("../templates/matmul_naive.wgsl");
 const MATMUL_RB4: &str = include_str!("../templates/matmul_rb4.wgsl");
 const MATMUL_V4: &str = include_str!("../templates/matmul_v4.wgsl");
 const MATMUL_RB4V4K: &str = include_str!("../templates/matmul_rb4v4k.wgsl");
+const MATMUL_DOT: &str = include_str!("../templates/matmul_dot.wgsl");
 const MATMUL_TILED: &str = include_str!("../templates/matmul_tiled.wgsl");
 
 /// The kernels of a matmul: one dispatch, or (`Ubo` over more row blocks than one dispatch can
@@ -83,6 +84,7 @@ fn matmul_kernels(
             MATMUL_V4
         }
         MatmulVariant::Rb4V4K => MATMUL_RB4V4K,
+        MatmulVariant::Dot { .. } => MATMUL_DOT,
         MatmulVariant::Tiled => MATMUL_TILED,
     };
     let mut vals: Vec<(&str, String)> = match v {
@@ -127,6 +129,11 @@ fn matmul_kernels(
                 ("tile_n", tn.to_string()),
             ]
         }
+        MatmulVariant::Dot { cols, wg_x } => vec![
+            ("cols", cols.to_string()),
+            ("wg_x", wg_x.to_string()),
+            ("tile_n", (cols as u32 * wg_x as u32).to_string()),
+        ],
         MatmulVariant::Rb4V4K => vec![
             ("wg_x", "8".into()),
             ("wg_y", "8".into()),

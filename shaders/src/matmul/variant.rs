@@ -35,12 +35,16 @@ pub enum MatmulVariant {
     Ubo { rows: u8, cols4: u8, wg_x: u8 },
     /// 4x8 outputs per invocation, A and B as vec4 (four k per step), no barriers.
     Rb4V4K,
+    /// One row x `cols` columns per invocation, each a dot product of an A row and a B column
+    /// read four k at a time as vec4: for a B contiguous along K (a transposed operand,
+    /// attention's `K^T`), which no other vec4 variant reads; workgroup `wg_x` x 1.
+    Dot { cols: u8, wg_x: u8 },
     /// 64x64 tiles staged in workgroup memory, 4x4 per invocation.
     Tiled,
 }
 
 /// The register-blocked vec4 shapes the autotuner tries: (rows, vec4 columns, workgroup x, y).
-const V4_SHAPES: [(u8, u8, u8, u8); 11] = [
+const V4_SHAPES: [(u8, u8, u8, u8); 12] = [
     (8, 2, 8, 8),
     (4, 2, 8, 8),
     (8, 4, 8, 8),
@@ -51,8 +55,11 @@ const V4_SHAPES: [(u8, u8, u8, u8); 11] = [
     (32, 2, 8, 8),
     (16, 4, 16, 1),
     (16, 2, 16, 4),
-    // One row: matrix-vector products (a decode step), where taller blocks recompute one row.
+    // One row: matrix-vector products (a decode step), where taller blocks recompute one row;
+    // 4 columns in 16 invocations for a narrow product per head (attention's weights x V: 64
+    // columns), which a 64-invocation row leaves mostly idle.
     (1, 2, 64, 1),
+    (1, 1, 16, 1),
 ];
 
 /// The `V4Tex` shapes: one row for matrix-vector products, taller blocks for matrices.
@@ -66,6 +73,10 @@ const V4_TEX_SHAPES: [(u8, u8, u8, u8); 7] = [
     (16, 4, 8, 8),
     (16, 4, 16, 1),
 ];
+
+/// The `Dot` shapes: (columns per invocation, workgroup x). Narrow workgroups spread a decode
+/// step's attention scores (a row of 129-1,024 columns per head) over enough workgroups.
+const DOT_SHAPES: [(u8, u8); 3] = [(4, 16), (2, 32), (4, 64)];
 
 /// The `Ubo` shapes: (rows, vec4 columns, workgroup x). Five rows of a long K (3,072) fill a
 /// 64 KiB block. The narrow tiles (16 x 32 and 16 x 64 pixels, one SIMD batch of 8
@@ -115,6 +126,11 @@ impl MatmulVariant {
                 .map(|&(rows, cols4, wg_x)| MatmulVariant::Ubo { rows, cols4, wg_x }),
         );
         v.extend([MatmulVariant::Rb4V4K, MatmulVariant::Tiled]);
+        v.extend(
+            DOT_SHAPES
+                .iter()
+                .map(|&(cols, wg_x)| MatmulVariant::Dot { cols, wg_x }),
+        );
         v
     }
 
@@ -139,6 +155,7 @@ impl MatmulVariant {
             }
             MatmulVariant::Rb4V4K => "matmul_rb4v4k".into(),
             MatmulVariant::Tiled => "matmul_tiled".into(),
+            MatmulVariant::Dot { cols, wg_x } => format!("matmul_dot_1x{cols}_wg{wg_x}"),
         }
     }
 
@@ -172,6 +189,7 @@ impl MatmulVariant {
             }
             MatmulVariant::Rb4V4K => Some((32, 64)),
             MatmulVariant::Tiled => Some((64, 64)),
+            MatmulVariant::Dot { cols, wg_x } => Some((1, cols as u32 * wg_x as u32)),
         }
     }
 
@@ -192,6 +210,8 @@ impl MatmulVariant {
             }
             // Four k a pass, the 4 x 8 store block loops (two stores a pass).
             MatmulVariant::Rb4V4K => lp(k.div_ceil(4)) + lp(4) + 4 * lp(4) + 32 * sp,
+            // Four k a pass; the stores are written out.
+            MatmulVariant::Dot { cols, .. } => lp(k.div_ceil(4)) + cols as u64 * sp,
             // Per 16 k: the tile load loop, then 16 passes over the 4 x 4 block.
             MatmulVariant::Tiled => {
                 let kt = k.div_ceil(16);
