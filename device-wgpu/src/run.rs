@@ -151,6 +151,54 @@ impl WgpuDevice {
                 Lowered::Alias => {
                     bufs[gk.outputs[0].index()] = bufs[gk.inputs[0].index()].clone();
                 }
+                Lowered::Copies(regions) => {
+                    for &o in &gk.outputs {
+                        bufs[o.index()] = Some(self.acquire(graph.shape(o).numel() as u64 * 4));
+                    }
+                    if !regions.is_empty() {
+                        // The copies are one profile entry: an empty pass stamps their start, another
+                        // their end (copy commands take no timestamps of their own).
+                        let di = dispatches.len();
+                        let qs = query_sets.get(di / per_set);
+                        let stamp = |enc: &mut wgpu::CommandEncoder, end: bool| {
+                            let tw = qs.map(|qs| {
+                                let i = ((di % per_set) * 2 + end as usize) as u32;
+                                wgpu::ComputePassTimestampWrites {
+                                    query_set: qs,
+                                    beginning_of_pass_write_index: (!end).then_some(i),
+                                    end_of_pass_write_index: end.then_some(i),
+                                }
+                            });
+                            if tw.is_some() {
+                                enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                                    label: Some(sfumato_shaders::COPY_STEP),
+                                    timestamp_writes: tw,
+                                });
+                            }
+                        };
+                        stamp(&mut enc, false);
+                        for r in regions {
+                            let missing = |what: &str, v: ValueId| {
+                                Error::Graph(format!("copy {what} {} has no buffer", v.0))
+                            };
+                            let (iv, ov) = (gk.inputs[r.input], gk.outputs[r.output]);
+                            let src = bufs[iv.index()]
+                                .as_ref()
+                                .ok_or_else(|| missing("source", iv))?;
+                            let dst = bufs[ov.index()]
+                                .as_ref()
+                                .ok_or_else(|| missing("target", ov))?;
+                            enc.copy_buffer_to_buffer(src, r.src * 4, dst, r.dst * 4, r.len * 4);
+                        }
+                        stamp(&mut enc, true);
+                        let step = &self.prepared[pi].steps[si];
+                        dispatches.push(Dispatch {
+                            nodes: step.nodes.clone(),
+                            ops: step.ops.clone(),
+                            kernel: sfumato_shaders::COPY_STEP.to_string(),
+                        });
+                    }
+                }
                 Lowered::Kernels(ks) => {
                     for (j, &o) in gk.outputs.iter().enumerate() {
                         let buf = match gk.inplace {
@@ -533,6 +581,7 @@ impl WgpuDevice {
                     .iter()
                     .filter(|k| k.workgroups.iter().all(|&w| w > 0))
                     .count(),
+                Lowered::Copies(rs) => usize::from(!rs.is_empty()),
                 _ => 0,
             })
             .sum();

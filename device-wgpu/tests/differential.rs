@@ -878,3 +878,50 @@ proptest! {
         }
     }
 }
+
+/// Concat and Split of contiguous blocks are buffer copies (`buffer_copy`, no kernel): a decode
+/// step's KV cache (12 heads x 1,024 keys x 64 and the new key) and a QKV split, exact; a
+/// concat of many small blocks (a late axis of a tall tensor: over `MAX_COPY_REGIONS` copies)
+/// keeps the block-copy kernel, exact too.
+#[test]
+fn concat_and_split_as_copies() {
+    let mut g = Graph::new();
+    let past = g.input("past", DType::F32, [1, 12, 1024, 64]);
+    let new = g.input("new", DType::F32, [1, 12, 1, 64]);
+    let all = g.concat(&[past, new], 2).unwrap();
+    let qkv = g.input("qkv", DType::F32, [1, 1, 2304]);
+    let parts = g.split(qkv, 2, &[768, 768, 768]).unwrap();
+    let tall = g.input("tall", DType::F32, [300, 2]);
+    let wide = g.input("wide", DType::F32, [300, 3]);
+    let many = g.concat(&[tall, wide], 1).unwrap();
+    let mut outs = vec![all, many];
+    outs.extend(parts);
+    g.set_outputs(&outs).unwrap();
+    let inputs = [
+        Tensor::random(DType::F32, [1, 12, 1024, 64], 1),
+        Tensor::random(DType::F32, [1, 12, 1, 64], 2),
+        Tensor::random(DType::F32, [1, 1, 2304], 3),
+        Tensor::random(DType::F32, [300, 2], 4),
+        Tensor::random(DType::F32, [300, 3], 5),
+    ];
+    let Some(got) = common::with_device(|d| d.run(&g, &inputs)) else {
+        return;
+    };
+    let got = got.unwrap();
+    common::check_outputs(&g, &inputs, &got, 0.0).unwrap();
+    let ks: Vec<&str> = got
+        .profile
+        .entries
+        .iter()
+        .map(|e| e.kernel.as_str())
+        .collect();
+    let copies = ks
+        .iter()
+        .filter(|k| **k == sfumato_shaders::COPY_STEP)
+        .count();
+    assert_eq!(copies, 2, "the KV concat and the split are copies: {ks:?}");
+    assert!(
+        ks.iter().any(|k| k.starts_with("block_copy")),
+        "601 small blocks keep the kernel: {ks:?}"
+    );
+}

@@ -60,6 +60,9 @@ pub fn explain(
     Ok((infos, totals, lowered))
 }
 
+/// The name a step of copy commands ([`Lowered::Copies`]) has in profiles and summaries.
+pub const COPY_STEP: &str = "buffer_copy";
+
 /// Sum up a lowered plan: one [`GroupInfo`] per group (`lowered[i]` is group `i`'s kernels)
 /// and the totals.
 pub fn summarize<K: Borrow<GroupKernels>>(
@@ -77,6 +80,8 @@ pub fn summarize<K: Borrow<GroupKernels>>(
                 .filter(|k| !k.workgroups.contains(&0))
                 .map(|k| k.name.clone())
                 .collect(),
+            // The copies of a step are one entry (one pass of copy commands).
+            Lowered::Copies(rs) if !rs.is_empty() => vec![COPY_STEP.to_string()],
             _ => Vec::new(),
         };
         let runs = !kernels.is_empty();
@@ -132,6 +137,7 @@ pub fn memory<K: Borrow<GroupKernels>>(g: &Graph, steps: &[K]) -> (u64, u64) {
             Lowered::Constant => {
                 weights += s.outputs.iter().map(|&o| device_bytes(g, o)).sum::<u64>();
             }
+            Lowered::Copies(_) => {}
             Lowered::Kernels(_) => {
                 if let (Some(v), Some(&o)) = (s.inplace, s.outputs.first()) {
                     owner[o.index()] = owner[v.index()];

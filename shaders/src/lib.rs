@@ -68,6 +68,7 @@ pub mod views;
 pub use attention::ubo as attention_ubo;
 pub use matmul::ubo as matmul_ubo;
 
+pub use explain::COPY_STEP;
 pub use fused::{generate, group_matmul_problem, GroupKernels};
 pub use lower::lower;
 pub use matmul::{matmul_problem, MatmulProblem, MatmulVariant};
@@ -189,6 +190,21 @@ pub enum Lowered {
     Alias,
     /// The output is a constant tensor, uploaded once.
     Constant,
+    /// Copy ranges of whole buffers (a Concat or Split of contiguous blocks): copy commands,
+    /// no kernel (a driver's copy, a memcpy on a CPU adapter, where a kernel's per-lane storage
+    /// loads and stores moved a decode step's KV cache at 0.4 GB/s).
+    Copies(Vec<CopyRegion>),
+}
+
+/// One copy of [`Lowered::Copies`]: `len` elements (4 bytes each on the device) from element
+/// `src` of input `input` to element `dst` of output `output`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyRegion {
+    pub input: usize,
+    pub output: usize,
+    pub src: u64,
+    pub dst: u64,
+    pub len: u64,
 }
 
 /// Parse and validate a WGSL module with naga.

@@ -60,8 +60,20 @@ fn lower_op(
         Op::BatchNorm { epsilon } => one(elementwise::batchnorm(*epsilon, ins, out, opts)),
         Op::Transpose { perm } => one(tensor::transpose(perm, ins[0].1, out, opts)),
         Op::Slice { axes } => one(tensor::slice(axes, ins[0].1, out, opts)),
-        Op::Concat { axis } => ks(tensor::concat(*axis, ins, out, opts)),
-        Op::Split { axis, .. } => ks(tensor::split(*axis, ins[0].1, outs, out_dt, opts)),
+        Op::Concat { axis } => {
+            let parts: Vec<usize> = ins.iter().map(|(_, s)| s.0[*axis]).collect();
+            match tensor::axis_copies(&out_shape, *axis, &parts, true) {
+                Some(regions) => Ok(Lowered::Copies(regions)),
+                None => ks(tensor::concat(*axis, ins, out, opts)),
+            }
+        }
+        Op::Split { axis, .. } => {
+            let parts: Vec<usize> = outs.iter().map(|(_, s)| s.0[*axis]).collect();
+            match tensor::axis_copies(ins[0].1, *axis, &parts, false) {
+                Some(regions) => Ok(Lowered::Copies(regions)),
+                None => ks(tensor::split(*axis, ins[0].1, outs, out_dt, opts)),
+            }
+        }
         Op::Gather { axis } => one(tensor::gather(*axis, ins, out, opts)),
         Op::GatherElements { axis } => one(tensor::gather_elements(*axis, ins[0].1, out, opts)),
         Op::Resize { mode, coord, size } => {

@@ -157,7 +157,7 @@ fn kernels_of(g: &Graph, opts: &LowerOptions) -> Vec<Kernel> {
             .collect();
         match lower(&node.op, &ins, &outs, opts).unwrap_or_else(|e| panic!("{}: {e}", node.name)) {
             Lowered::Kernels(ks) => out.extend(ks),
-            Lowered::Alias | Lowered::Constant => {}
+            Lowered::Alias | Lowered::Constant | Lowered::Copies(_) => {}
         }
     }
     out

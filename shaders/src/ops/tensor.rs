@@ -6,7 +6,7 @@ use crate::expr::constant_bits;
 use crate::options::LowerOptions;
 use crate::params::{one, per, Layout};
 use crate::views::view_params;
-use crate::{loops, Buf, Elem, Error, Kernel};
+use crate::{loops, Buf, CopyRegion, Elem, Error, Kernel};
 use sfumato_core::op::{CoordTransform, PadMode, ResizeMode, SliceAxis};
 use sfumato_core::plan::View;
 use sfumato_core::shape::contiguous_strides;
@@ -138,6 +138,57 @@ pub fn concat(
         start += s.0[axis];
     }
     Ok(ks)
+}
+
+/// At most this many copy commands for one Concat or Split; more (a concat along a late axis
+/// of a tall tensor: many small blocks) keep the block-copy kernel.
+pub const MAX_COPY_REGIONS: usize = 256;
+
+/// A Concat or Split as copies of contiguous blocks: `parts` are the sizes along `axis` of the
+/// inputs (concat) or outputs (split) of a tensor of `shape`; `None` past
+/// [`MAX_COPY_REGIONS`] copies.
+pub fn axis_copies(
+    shape: &Shape,
+    axis: usize,
+    parts: &[usize],
+    concat: bool,
+) -> Option<Vec<CopyRegion>> {
+    let outer: usize = shape.0[..axis].iter().product();
+    let inner: usize = shape.0[axis + 1..].iter().product();
+    let row = (shape.0[axis] * inner) as u64;
+    let live = parts.iter().filter(|&&p| p * inner > 0).count();
+    if outer * live > MAX_COPY_REGIONS {
+        return None;
+    }
+    let mut regions = Vec::new();
+    let mut start = 0u64;
+    for (i, &p) in parts.iter().enumerate() {
+        let blk = (p * inner) as u64;
+        if blk > 0 {
+            for o in 0..outer as u64 {
+                let (whole, part) = (o * row + start, o * blk);
+                regions.push(if concat {
+                    CopyRegion {
+                        input: i,
+                        output: 0,
+                        src: part,
+                        dst: whole,
+                        len: blk,
+                    }
+                } else {
+                    CopyRegion {
+                        input: 0,
+                        output: i,
+                        src: whole,
+                        dst: part,
+                        len: blk,
+                    }
+                });
+            }
+        }
+        start += blk;
+    }
+    Some(regions)
 }
 
 /// A split: one block copy per non-empty output.
