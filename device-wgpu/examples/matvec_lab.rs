@@ -7,8 +7,8 @@
 //! an address the same in every lane of a SIMD batch, each lane taking its column, 0.15 GB/s;
 //! the same from a uniform block 2.1 GB/s (N = 1,024, cache-resident), against about 30 GB/s for
 //! a STREAM copy on the same cores. The texel gather is this adapter's fastest per-lane load.
-use std::time::Instant;
-use wgpu::util::DeviceExt;
+mod lab;
+use lab::{Bind, Lab};
 
 fn main() {
     let a: Vec<u32> = std::env::args()
@@ -16,14 +16,9 @@ fn main() {
         .filter_map(|s| s.parse().ok())
         .collect();
     let (k, n) = (*a.first().unwrap_or(&1024), *a.get(1).unwrap_or(&4096));
-    let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapter = pollster::block_on(inst.request_adapter(&Default::default())).unwrap();
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))
-    .unwrap();
-    println!("{}", adapter.get_info().name);
+    let lab = Lab::open();
+    let (device, queue) = (&lab.device, &lab.queue);
+    println!("{}", lab.adapter.get_info().name);
     let w: Vec<f32> = (0..k * n)
         .map(|i| ((i * 7 + 3) % 11) as f32 * 0.1 - 0.5)
         .collect();
@@ -35,22 +30,10 @@ fn main() {
                 .sum()
         })
         .collect();
-    let tex = device.create_texture_with_data(
-        &queue,
-        &sfumato_wgpu::rgba32_texture("B", n / 4, k),
-        Default::default(),
-        bytemuck::cast_slice(&w),
-    );
-    let mk = |data: &[u8], usage| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: data,
-            usage,
-        })
-    };
-    let wb = mk(bytemuck::cast_slice(&w), wgpu::BufferUsages::STORAGE);
-    let ub = mk(bytemuck::cast_slice(&w), wgpu::BufferUsages::UNIFORM);
-    let xb = mk(bytemuck::cast_slice(&x), wgpu::BufferUsages::STORAGE);
+    let view = lab.weight_texture(&w, k, n);
+    let wb = lab.buffer(&w, wgpu::BufferUsages::STORAGE);
+    let ub = lab.buffer(&w, wgpu::BufferUsages::UNIFORM);
+    let xb = lab.buffer(&x, wgpu::BufferUsages::STORAGE);
     let yb = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: n as u64 * 4,
@@ -63,7 +46,6 @@ fn main() {
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let view = tex.create_view(&Default::default());
     let n4 = n / 4;
     let tex_src = format!(
         "@group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -129,61 +111,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         ("ubo c8 (16 rows)".into(), ubo_src, false, n / 64),
     ];
     for (name, src, tex_bind, wgs) in variants {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: None,
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        });
-        let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: None,
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        let r1 = if tex_bind {
-            wgpu::BindingResource::TextureView(&view)
+        let w = if tex_bind {
+            Bind::Tex(&view)
         } else if name.starts_with("ubo") {
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            Bind::Range(wgpu::BufferBinding {
                 buffer: &ub,
                 offset: 0,
                 size: wgpu::BufferSize::new(65536),
             })
         } else {
-            wb.as_entire_binding()
+            Bind::Buf(&wb)
         };
-        let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &p.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: xb.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: r1,
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: yb.as_entire_binding(),
-                },
-            ],
-        });
-        let mut best = f64::INFINITY;
-        for _ in 0..8 {
-            let mut enc = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&p);
-                pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(wgs, 1, 1);
-            }
-            let t = Instant::now();
-            queue.submit([enc.finish()]);
-            device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-            best = best.min(t.elapsed().as_secs_f64());
-        }
+        let best = lab.best_time(&src, &[Bind::Buf(&xb), w, Bind::Buf(&yb)], (wgs, 1), 8);
         let mut enc = device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(&yb, 0, &rb, 0, n as u64 * 4);
         queue.submit([enc.finish()]);

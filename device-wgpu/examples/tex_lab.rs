@@ -1,8 +1,8 @@
 //! Does a sampled texture read faster than a storage buffer on this adapter?
 //! `cargo run --release -p sfumato-wgpu --example tex_lab -- K N`: a matrix-vector product over a
 //! K x N weight, read from an rgba32float texture (N/4 texels wide) and from a storage buffer.
-use std::time::Instant;
-use wgpu::util::DeviceExt;
+mod lab;
+use lab::{Bind, Lab};
 
 fn main() {
     let a: Vec<u32> = std::env::args()
@@ -10,38 +10,20 @@ fn main() {
         .filter_map(|s| s.parse().ok())
         .collect();
     let (k, n) = (*a.first().unwrap_or(&768), *a.get(1).unwrap_or(&3072));
-    let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapter = pollster::block_on(inst.request_adapter(&Default::default())).unwrap();
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))
-    .unwrap();
-    println!("{}", adapter.get_info().name);
+    let lab = Lab::open();
+    let device = &lab.device;
+    println!("{}", lab.adapter.get_info().name);
     let w: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.1).collect();
     let x: Vec<f32> = (0..k).map(|i| (i % 5) as f32).collect();
-    let tex = device.create_texture_with_data(
-        &queue,
-        &sfumato_wgpu::rgba32_texture("B", n / 4, k),
-        Default::default(),
-        bytemuck::cast_slice(&w),
-    );
-    let mk = |data: &[u8], usage| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: data,
-            usage,
-        })
-    };
-    let wb = mk(bytemuck::cast_slice(&w), wgpu::BufferUsages::STORAGE);
-    let xb = mk(bytemuck::cast_slice(&x), wgpu::BufferUsages::STORAGE);
+    let view = lab.weight_texture(&w, k, n);
+    let wb = lab.buffer(&w, wgpu::BufferUsages::STORAGE);
+    let xb = lab.buffer(&x, wgpu::BufferUsages::STORAGE);
     let yb = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: n as u64 * 4,
         usage: wgpu::BufferUsages::STORAGE,
         mapped_at_creation: false,
     });
-    let view = tex.create_view(&Default::default());
     let tex_src = format!(
         "@group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var wt: texture_2d<f32>;
@@ -78,55 +60,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
         n4 = n / 4
     );
     for (name, src, tex_bind) in [("texture", &tex_src, true), ("buffer", &buf_src, false)] {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: None,
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        });
-        let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: None,
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        let r1 = if tex_bind {
-            wgpu::BindingResource::TextureView(&view)
+        let w = if tex_bind {
+            Bind::Tex(&view)
         } else {
-            wb.as_entire_binding()
+            Bind::Buf(&wb)
         };
-        let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &p.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: xb.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: r1,
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: yb.as_entire_binding(),
-                },
-            ],
-        });
-        let mut best = f64::INFINITY;
-        for _ in 0..6 {
-            let mut enc = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&p);
-                pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(n / 512, 1, 1);
-            }
-            let t = Instant::now();
-            queue.submit([enc.finish()]);
-            device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-            best = best.min(t.elapsed().as_secs_f64());
-        }
+        let best = lab.best_time(src, &[Bind::Buf(&xb), w, Bind::Buf(&yb)], (n / 512, 1), 6);
         println!(
             "{name:<8} {:8.3} ms {:6.2} GB/s",
             best * 1e3,

@@ -1,77 +1,17 @@
 //! Lab: how fast does this adapter read a matmul operand from a uniform buffer, a storage
 //! buffer or a texture? `cargo run --release -p sfumato-wgpu --example ubo_lab -- M N K`
 //! (A is M x K, B is K x N; M*K*4 bytes of A must fit the uniform binding limit).
-use std::time::Instant;
-use wgpu::util::DeviceExt;
+mod lab;
+use lab::{Bind, Lab};
 
-struct Lab {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-}
-
-enum Bind<'a> {
-    Buf(&'a wgpu::Buffer),
-    Range(wgpu::BufferBinding<'a>),
-    Tex(&'a wgpu::TextureView),
-}
-
-impl Lab {
-    fn time(&self, name: &str, src: &str, binds: &[Bind], groups: (u32, u32), flops: f64) {
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: None,
-                source: wgpu::ShaderSource::Wgsl(src.into()),
-            });
-        let p = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: None,
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-        let entries: Vec<_> = binds
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: match b {
-                    Bind::Buf(b) => b.as_entire_binding(),
-                    Bind::Range(r) => wgpu::BindingResource::Buffer(r.clone()),
-                    Bind::Tex(v) => wgpu::BindingResource::TextureView(v),
-                },
-            })
-            .collect();
-        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &p.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let mut best = f64::INFINITY;
-        for _ in 0..12 {
-            let mut enc = self.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&p);
-                pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(groups.0, groups.1, 1);
-            }
-            let t = Instant::now();
-            self.queue.submit([enc.finish()]);
-            self.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .unwrap();
-            best = best.min(t.elapsed().as_secs_f64());
-        }
-        println!(
-            "{name:<28} {:9.3} ms {:7.2} GFLOP/s",
-            best * 1e3,
-            flops / best / 1e9
-        );
-    }
+/// Time one kernel and print its rate.
+fn time(lab: &Lab, name: &str, src: &str, binds: &[Bind], groups: (u32, u32), flops: f64) {
+    let best = lab.best_time(src, binds, groups, 12);
+    println!(
+        "{name:<28} {:9.3} ms {:7.2} GFLOP/s",
+        best * 1e3,
+        flops / best / 1e9
+    );
 }
 
 fn main() {
@@ -84,42 +24,21 @@ fn main() {
         *a.get(1).unwrap_or(&3072),
         *a.get(2).unwrap_or(&256),
     );
-    let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let adapter = pollster::block_on(inst.request_adapter(&Default::default())).unwrap();
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))
-    .unwrap();
+    let lab = Lab::open();
     println!(
         "{} (max uniform binding {} bytes)",
-        adapter.get_info().name,
-        adapter.limits().max_uniform_buffer_binding_size
+        lab.adapter.get_info().name,
+        lab.adapter.limits().max_uniform_buffer_binding_size
     );
-    let lab = Lab { device, queue };
     let av: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
     let bv: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
-    let mk = |data: &[f32], usage| {
-        lab.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::cast_slice(data),
-                usage,
-            })
-    };
-    let a_s = mk(&av, wgpu::BufferUsages::STORAGE);
-    let a_u = mk(
+    let a_s = lab.buffer(&av, wgpu::BufferUsages::STORAGE);
+    let a_u = lab.buffer(
         &av,
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::STORAGE,
     );
-    let b_s = mk(&bv, wgpu::BufferUsages::STORAGE);
-    let tex = lab.device.create_texture_with_data(
-        &lab.queue,
-        &sfumato_wgpu::rgba32_texture("B", n / 4, k),
-        Default::default(),
-        bytemuck::cast_slice(&bv),
-    );
-    let view = tex.create_view(&Default::default());
+    let b_s = lab.buffer(&bv, wgpu::BufferUsages::STORAGE);
+    let view = lab.weight_texture(&bv, k, n);
     let c = lab.device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: (m * n) as u64 * 4,
@@ -187,7 +106,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
                 } else {
                     Bind::Buf(&b_s)
                 };
-                lab.time(
+                time(
+                    &lab,
                     &format!(
                         "A {kind} B {} {rows}x{} wg{wgx}",
                         if btex { "tex" } else { "sto" },
@@ -241,7 +161,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
                 } else {
                     Bind::Buf(&b_s)
                 };
-                lab.time(
+                time(
+                    &lab,
                     "  unrolled",
                     &src2,
                     &[Bind::Buf(a_b), bb, Bind::Buf(&c)],
@@ -334,7 +255,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         binds.push(Bind::Tex(view));
         binds.push(Bind::Buf(c));
         let f = flops * mcov as f64 / m as f64;
-        lab.time(
+        time(
+            lab,
             &format!("blocked {nu}x{ru} rows {rows}x{} wg{wgx}", cols4 * 4),
             &src,
             &binds,

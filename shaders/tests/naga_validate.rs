@@ -376,8 +376,8 @@ fn snapshots() {
             matmul: Some(v),
             ..Default::default()
         };
-        let text = if matches!(v, MatmulVariant::V4Tex { .. }) {
-            // B a constant weight, as the device sees it.
+        // A 64 x 32 x 64 product in the layout the variant needs, as the device sees it.
+        let direct = |layout: &dyn Fn(&mut sfumato_shaders::MatmulProblem)| {
             let (a, b, c) = (
                 Shape::from([64, 32]),
                 Shape::from([32, 64]),
@@ -385,21 +385,15 @@ fn snapshots() {
             );
             let ins = [(DType::F32, &a), (DType::F32, &b)];
             let mut p = matmul_problem(&Op::MatMul, &ins, &[(DType::F32, &c)]).unwrap();
-            p.b_const = true;
+            layout(&mut p);
             snapshot_text(&sfumato_shaders::lower::matmul_kernel(&p, v, &o).unwrap()[0])
-        } else if matches!(v, MatmulVariant::Dot { .. }) {
+        };
+        let text = match v {
+            // B a constant weight.
+            MatmulVariant::V4Tex { .. } => direct(&|p| p.b_const = true),
             // B contiguous along K: a transposed operand (attention's K^T).
-            let (a, b, c) = (
-                Shape::from([64, 32]),
-                Shape::from([32, 64]),
-                Shape::from([64, 64]),
-            );
-            let ins = [(DType::F32, &a), (DType::F32, &b)];
-            let mut p = matmul_problem(&Op::MatMul, &ins, &[(DType::F32, &c)]).unwrap();
-            (p.b_sk, p.b_sn) = (1, 32);
-            snapshot_text(&sfumato_shaders::lower::matmul_kernel(&p, v, &o).unwrap()[0])
-        } else {
-            snapshot_of(Op::MatMul, &[f(&[64, 32]), f(&[32, 64])], &o)
+            MatmulVariant::Dot { .. } => direct(&|p| (p.b_sk, p.b_sn) = (1, 32)),
+            _ => snapshot_of(Op::MatMul, &[f(&[64, 32]), f(&[32, 64])], &o),
         };
         insta::assert_snapshot!(v.name(), text);
     }
