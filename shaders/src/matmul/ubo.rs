@@ -10,7 +10,7 @@
 //! combinations on an adapter.
 
 use super::{layout_vals, MatmulProblem, MatmulVariant, CONV_PARAMS, MATMUL_COMMON, MATMUL_PARAMS};
-use crate::emit::{apply_splice, grid, kernel, module, switch_cases, SpliceFn};
+use crate::emit::{apply_splice, grid, kernel_of, module, switch_cases, SpliceFn};
 use crate::loops;
 use crate::options::LowerOptions;
 use crate::params::{one, Layout};
@@ -28,6 +28,7 @@ pub const UBO_ALIGN: usize = 256;
 
 const MATMUL_UBO: &str = include_str!("../templates/matmul_ubo.wgsl");
 const MATMUL_STAGE: &str = include_str!("../templates/matmul_stage.wgsl");
+const STAGE_COMMON: &str = include_str!("../templates/stage_common.wgsl");
 
 /// The params of `matmul_stage.wgsl` (B written to the staging texture): texels a row, rows
 /// (K), batches, N, B's strides, then each batch's offset of B.
@@ -117,17 +118,39 @@ pub(crate) fn b_stage_kernel(
     // The offsets array starts where the `offsets` slot is.
     params.pop();
     params.extend(p.offsets.iter().map(|o| o[1] as u32));
-    let threads = batch * p.k.div_ceil(STAGE_ROWS) * n4;
-    kernel(
+    stage_kernel(
         "matmul_stage",
         MATMUL_STAGE,
-        &[
-            ("layout", MATMUL_STAGE_PARAMS.wgsl()),
-            ("kc", STAGE_ROWS.to_string()),
-        ],
-        vec![Buf::In(b_input), stage_of(p, true)],
+        &[("layout", MATMUL_STAGE_PARAMS.wgsl())],
+        b_input,
+        p,
         params,
-        threads,
+        opts,
+    )
+}
+
+/// A kernel that writes `p`'s B to the staging texture (`template` after
+/// `stage_common.wgsl`, reading input `input`): one invocation a texel column of
+/// [`STAGE_ROWS`] rows of a layer.
+pub(crate) fn stage_kernel(
+    name: &str,
+    template: &str,
+    vals: &[(&str, String)],
+    input: usize,
+    p: &MatmulProblem,
+    params: Vec<u32>,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let threads = p.offsets.len() * p.k.div_ceil(STAGE_ROWS) * p.n.div_ceil(4);
+    let mut vals = vals.to_vec();
+    vals.push(("kc", STAGE_ROWS.to_string()));
+    kernel_of(
+        name,
+        &[STAGE_COMMON, template],
+        &vals,
+        vec![Buf::In(input), stage_of(p, true)],
+        params,
+        threads.div_ceil(256),
         loops::lp(STAGE_ROWS as u64),
         &opts.target,
     )

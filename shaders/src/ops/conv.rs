@@ -72,8 +72,6 @@ fn conv_window_params(c: &Conv2d, x: &[usize], w: &[usize], ow: usize) -> Result
         .finish()
 }
 
-use ubo::STAGE_ROWS;
-
 /// A pool's params: input and output sizes, the window (kernel, strides, pads top and left,
 /// dilations), whether an average counts the pads.
 pub const POOL_PARAMS: Layout = Layout::new(
@@ -620,20 +618,17 @@ fn conv2d_staged(
     // The window's params start at the `cv` slot.
     sp.pop();
     sp.extend(conv_window_params(c, x, w, ow)?);
-    let threads = batch * k.div_ceil(STAGE_ROWS) * n4;
-    let write = kernel(
+    let write = ubo::stage_kernel(
         "conv_stage",
         CONV_STAGE,
         &[
             ("layout", CONV_STAGE_PARAMS.wgsl()),
             ("cv_layout", CONV_GEMM_PARAMS.wgsl()),
-            ("kc", STAGE_ROWS.to_string()),
         ],
-        vec![Buf::In(0), ubo::stage_of(prob, true)],
+        0,
+        prob,
         sp,
-        threads,
-        lp(STAGE_ROWS as u64),
-        &opts.target,
+        opts,
     )?;
     let mut mm_params = params.to_vec();
     let (_, tn) = v.tile().unwrap_or((16, 64));

@@ -1,24 +1,17 @@
 // The image column of a convolution (groups = 1), written to the staging texture for the matmul
 // after it (`conv2d_staged`): texel (q, k) of layer b holds pixels 4q .. 4q + 3 of row
-// k = (channel, tap) of image b, zero in the padding and past the last pixel. One invocation
-// writes one texel column q for {{kc}} consecutive rows k, so the params are read once per
-// {{kc}} texels (on lavapipe every storage read is a loop over the SIMD lanes).
-@group(0) @binding(0) var<storage, read> xin: array<f32>;
-@group(0) @binding(1) var stage: texture_storage_2d_array<rgba32float, write>;
-@group(0) @binding(2) var<storage, read> params: array<u32>;
+// k = (channel, tap) of image b, zero in the padding and past the last pixel
+// (`stage_common.wgsl`: which texels an invocation writes).
 {{layout}}{{cv_layout}}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wg, nwg, li);
-    let n4 = params[IS_N4];
-    let kk = params[IS_K];
-    let chunks = (kk + {{kc}}u - 1u) / {{kc}}u;
-    if (i >= params[IS_BATCH] * chunks * n4) {
+    let t = stage_task(flat_index(wg, nwg, li), params[IS_N4], params[IS_K], params[IS_BATCH]);
+    if (!t.valid) {
         return;
     }
-    let q = i % n4;
-    let k0 = ((i / n4) % chunks) * {{kc}}u;
-    let b = i / (n4 * chunks);
+    let q = t.q;
+    let b = t.b;
+    let k0 = t.k0;
     let nn = params[IS_N];
     let kw = params[IS_CV + CV_KW];
     let khw = params[IS_CV + CV_KH] * kw;
@@ -38,22 +31,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         iy0[{{e}}] = i32(p / ow) * i32(params[IS_CV + CV_SH]) - i32(params[IS_CV + CV_PT]);
         ix0[{{e}}] = i32(p % ow) * i32(params[IS_CV + CV_SW]) - i32(params[IS_CV + CV_PL]);
     }
-{{end}}    let k1 = min(k0 + {{kc}}u, kk);
-    // The channel and tap of k, stepped rather than divided for each k (a division of a vector
+{{end}}    // The channel and tap of k, stepped rather than divided for each k (a division of a vector
     // is one per lane on a CPU).
     var ci = k0 / khw;
     let tap0 = k0 - ci * khw;
     var ky = tap0 / kw;
     var kx = tap0 - ky * kw;
     let kh = khw / kw;
-    for (var k = k0; k < k1; k = k + 1u) {
+    for (var k = k0; k < t.k1; k = k + 1u) {
         let plane = img + ci * u32(h * w);
         let iy = iy0 + vec4<i32>(i32(ky) * dh);
         let ix = ix0 + vec4<i32>(i32(kx) * dw);
         let inside = live & (iy >= vec4<i32>(0)) & (iy < vec4<i32>(h)) & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(w));
         let at = vec4<u32>(clamp(iy, vec4<i32>(0), vec4<i32>(h - 1)) * w + clamp(ix, vec4<i32>(0), vec4<i32>(w - 1))) + vec4<u32>(plane);
         var v: vec4<f32>;
-{{for e in 4}}        v[{{e}}] = select(0.0, xin[at[{{e}}]], inside[{{e}}]);
+{{for e in 4}}        v[{{e}}] = select(0.0, src[at[{{e}}]], inside[{{e}}]);
 {{end}}        textureStore(stage, vec2<u32>(q, k), b, v);
         kx = kx + 1u;
         if (kx == kw) {
