@@ -174,8 +174,8 @@ fn generate_group(
             let x = g.shape(first.inputs[0]).dims();
             let w = g.shape(first.inputs[1]).dims();
             let out_shape = g.shape(first.outputs[0]);
-            let staged = crate::ops::conv::runs_staged(c, x, w, out_shape, opts);
-            if let Some(p) = group_matmul_problem(g, plan, group, opts).filter(|_| !staged) {
+            // A staged conv (its problem says so) runs `conv2d_staged` below.
+            if let Some(p) = group_matmul_problem(g, plan, group, opts).filter(|p| !p.staged_conv) {
                 // Pointwise: a batched matmul (A = weight, B = image) with the same epilogue.
                 let mut inputs = vec![first.inputs[1], first.inputs[0]];
                 inputs.extend(first.inputs.get(2));
