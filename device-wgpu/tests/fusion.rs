@@ -387,7 +387,10 @@ proptest! {
         let mask = mask.then(|| {
             let mut mv = vec![0.0; b * sk];
             for (i, x) in mv.iter_mut().enumerate() {
-                if i % sk >= sk.saturating_sub(2) && sk > 2 {
+                // The last two keys masked with -10000, only where a key is left unmasked:
+                // with every key masked the answer hangs on f32's rounding of `score - 10000`
+                // (an ulp of 1e-3), which no two summation orders share.
+                if i % sk >= sk.saturating_sub(2) && sk > 3 {
                     *x = -10000.0;
                 }
                 // A first key masked with -inf: the online softmax starts from a -inf score.
