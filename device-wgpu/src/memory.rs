@@ -3,6 +3,7 @@
 
 use crate::{convert, WgpuDevice};
 use sfumato_core::{Error, Result, Tensor};
+use sfumato_shaders::STAGE_LINEAR_WIDTH;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
@@ -117,13 +118,14 @@ impl WgpuDevice {
 
     /// The staging texture of a prepared graph (`Buf::Stage`): an rgba32float 2-d array that
     /// kernels write as storage and read as a texture, `width` x `height` texels a layer, or an
-    /// error where it is over the adapter's limits. Returns the view and its bytes.
+    /// error where it is over the adapter's limits; copies write it too (`Buf::StageLinear`).
+    /// Returns it and its bytes.
     pub(crate) fn stage_texture(
         &mut self,
         width: u32,
         height: u32,
         layers: u32,
-    ) -> Result<(wgpu::TextureView, u64)> {
+    ) -> Result<(Stage, u64)> {
         let side = self.limits.max_texture_dimension_2d;
         let max_layers = self.limits.max_texture_array_layers;
         if width > side || height > side || layers > max_layers {
@@ -143,7 +145,9 @@ impl WgpuDevice {
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::STORAGE_BINDING
+                | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
         let view = tex.create_view(&wgpu::TextureViewDescriptor {
@@ -153,7 +157,7 @@ impl WgpuDevice {
         let n = width.max(1) as u64 * height.max(1) as u64 * layers.max(1) as u64 * 16;
         self.allocated += n;
         self.high_water = self.high_water.max(self.allocated);
-        Ok((view, n))
+        Ok((Stage { texture: tex, view }, n))
     }
 
     pub(crate) fn upload(&mut self, t: &Tensor, what: &str) -> Result<Arc<wgpu::Buffer>> {
@@ -163,6 +167,54 @@ impl WgpuDevice {
             self.queue.write_buffer(&buf, 0, &bytes);
         }
         Ok(buf)
+    }
+}
+
+/// The staging texture (`Buf::Stage`, `Buf::StageLinear`): the texture, for copies into it, and
+/// its view as a 2-d array, for bindings.
+#[derive(Clone, Debug)]
+pub(crate) struct Stage {
+    pub(crate) texture: wgpu::Texture,
+    pub(crate) view: wgpu::TextureView,
+}
+
+impl Stage {
+    /// Copies the first `texels` x 16 bytes of `buf` into layer 0, [`STAGE_LINEAR_WIDTH`]
+    /// texels a row (`Buf::StageLinear`): the whole rows, then the part of the last.
+    pub(crate) fn copy_linear(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        buf: &wgpu::Buffer,
+        texels: u32,
+    ) {
+        let w = STAGE_LINEAR_WIDTH;
+        let (full, rest) = (texels / w, texels % w);
+        for (row, width, height) in [(0, w, full), (full, rest, 1)] {
+            if width == 0 || height == 0 {
+                continue;
+            }
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: buf,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: row as u64 * w as u64 * 16,
+                        bytes_per_row: Some(w * 16),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &self.texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d { x: 0, y: row, z: 0 },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: 1,
+                },
+            );
+        }
     }
 }
 

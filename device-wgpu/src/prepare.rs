@@ -45,8 +45,9 @@ pub(crate) struct Prepared {
     pub(crate) consts: HashMap<ValueId, Arc<wgpu::Buffer>>,
     /// Constants that kernels read as textures (`Buf::Texture`): views and their bytes.
     pub(crate) textures: HashMap<ValueId, wgpu::TextureView>,
-    /// The staging texture its kernels share (`Buf::Stage`), as large as the largest use.
-    pub(crate) stage: Option<wgpu::TextureView>,
+    /// The staging texture its kernels share (`Buf::Stage`, `Buf::StageLinear`), as large as
+    /// the largest use.
+    pub(crate) stage: Option<crate::memory::Stage>,
     pub(crate) texture_bytes: u64,
     /// What preparing it took; reported by the first run's profile (then `None`).
     pub(crate) setup: Option<sfumato_core::Setup>,
@@ -202,6 +203,15 @@ impl WgpuDevice {
                                 let d = stage_dims.get_or_insert([0; 3]);
                                 *d = [d[0].max(width), d[1].max(height), d[2].max(layers)];
                             }
+                            Buf::StageLinear { input, texels } => {
+                                as_buffer.push(step.kernels.inputs[input]);
+                                let d = stage_dims.get_or_insert([0; 3]);
+                                *d = [
+                                    d[0].max(sfumato_shaders::STAGE_LINEAR_WIDTH),
+                                    d[1].max(sfumato_shaders::stage_linear_rows(texels)),
+                                    d[2].max(1),
+                                ];
+                            }
                             Buf::Out(_) => {}
                         }
                     }
@@ -234,9 +244,9 @@ impl WgpuDevice {
         let t_end = self.now_ns();
         let stage = match stage_dims {
             Some([w, h, l]) => {
-                let (view, bytes) = self.stage_texture(w, h, l)?;
+                let (stage, bytes) = self.stage_texture(w, h, l)?;
                 texture_bytes += bytes;
-                Some(view)
+                Some(stage)
             }
             None => None,
         };

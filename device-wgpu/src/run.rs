@@ -222,7 +222,7 @@ impl WgpuDevice {
                             &gk,
                             graph,
                             &bufs,
-                            (&textures, stage.as_ref()),
+                            (&textures, stage.as_ref().map(|s| &s.view)),
                             (&params_buf, offsets[si][ki]),
                         )?;
                         let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -231,12 +231,47 @@ impl WgpuDevice {
                             entries: &entries,
                         });
                         let di = dispatches.len();
-                        let tw = query_sets.get(di / per_set).map(|qs| {
-                            wgpu::ComputePassTimestampWrites {
-                                query_set: qs,
-                                beginning_of_pass_write_index: Some(((di % per_set) * 2) as u32),
-                                end_of_pass_write_index: Some(((di % per_set) * 2 + 1) as u32),
+                        let qs = query_sets.get(di / per_set);
+                        let start = ((di % per_set) * 2) as u32;
+                        // Inputs the kernel reads through the staging texture are copied there
+                        // first; an empty pass stamps the copies' start, so that the kernel's
+                        // time includes them.
+                        let copies: Vec<(ValueId, u32)> = k
+                            .bindings
+                            .iter()
+                            .filter_map(|b| match *b {
+                                Buf::StageLinear { input, texels } => {
+                                    Some((gk.inputs[input], texels))
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        let staged = !copies.is_empty();
+                        if staged {
+                            let st = stage.as_ref().ok_or_else(|| {
+                                Error::Graph(format!("kernel {} has no staging texture", k.name))
+                            })?;
+                            if let Some(qs) = qs {
+                                enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                                    label: Some("stage copy"),
+                                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                                        query_set: qs,
+                                        beginning_of_pass_write_index: Some(start),
+                                        end_of_pass_write_index: None,
+                                    }),
+                                });
                             }
+                            for (v, texels) in copies {
+                                let buf = bufs[v.index()].as_ref().ok_or_else(|| {
+                                    Error::Graph(format!("value {} has no buffer", v.0))
+                                })?;
+                                st.copy_linear(&mut enc, buf, texels);
+                            }
+                        }
+                        let tw = qs.map(|qs| wgpu::ComputePassTimestampWrites {
+                            query_set: qs,
+                            beginning_of_pass_write_index: (!staged).then_some(start),
+                            end_of_pass_write_index: Some(start + 1),
                         });
                         {
                             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -486,7 +521,7 @@ fn kernel_entries<'a>(
             } => (gk.inputs[input], Some((offset as u64, size as u64))),
             Buf::In(i) => (gk.inputs[i], None),
             Buf::Out(i) => (gk.outputs[i], None),
-            Buf::Stage { .. } => {
+            Buf::Stage { .. } | Buf::StageLinear { .. } => {
                 let view = stage.ok_or_else(|| {
                     Error::Graph(format!("kernel {} has no staging texture", k.name))
                 })?;

@@ -270,9 +270,9 @@ impl WgpuDevice {
                 });
             let stage = match stage_dims {
                 Some((w, h, l)) => {
-                    let (view, bytes) = self.stage_texture(w, h, l)?;
+                    let (stage, bytes) = self.stage_texture(w, h, l)?;
                     self.allocated = self.allocated.saturating_sub(bytes);
-                    Some(view)
+                    Some(stage.view)
                 }
                 None => None,
             };
@@ -293,7 +293,7 @@ impl WgpuDevice {
                                 Res::Range(a.clone(), offset, size)
                             }
                             Buf::In(_) => Res::Buf(a.clone()),
-                            Buf::Stage { .. } => match &stage {
+                            Buf::Stage { .. } | Buf::StageLinear { .. } => match &stage {
                                 Some(t) => Res::Tex(t.clone()),
                                 None => Res::Buf(b.clone()),
                             },

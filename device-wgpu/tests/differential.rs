@@ -684,8 +684,37 @@ proptest! {
         let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (k * k) as f64),
             "{:?}: max diff {:?}", c, got.outputs[0].max_diff(&want.outputs[0]));
+        // Every such input is whole texels (channels a multiple of 16): read as texels.
         let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
-        prop_assert!(!cpu_adapter || ks.iter().all(|k| *k == "conv_dw"), "{:?} ran {:?}", c, ks);
+        prop_assert!(!cpu_adapter || ks.iter().all(|k| *k == "conv_dw_tex"), "{:?} ran {:?}", c, ks);
+    }
+
+    /// Depthwise convs of odd sizes: 2-9 channels, images 1-40 a side and not square, windows
+    /// 1x1 to 5x5 (not square), strides 1-3, pads 0-2 on each side (not symmetric), one or two
+    /// images. Inputs of whole texels (a multiple of 4 values) read as texels, the others from
+    /// storage (`conv_dw`); against the CPU reference.
+    #[test]
+    fn conv2d_depthwise_odd(nb in 1usize..3, ch in 2usize..10, h in 1usize..41, w in 1usize..41,
+                            kh in 1usize..6, kw in 1usize..6, sh in 1usize..4, sw in 1usize..4,
+                            pads in prop::array::uniform4(0usize..3), seed in any::<u64>()) {
+        prop_assume!(h + pads[0] + pads[2] >= kh && w + pads[1] + pads[3] >= kw);
+        let c = Conv2d { stride: [sh, sw], padding: pads, dilation: [1, 1], groups: ch };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [nb, ch, h, w]);
+        let wt = g.constant(Tensor::random(DType::F32, [ch, 1, kh, kw], seed + 1)).unwrap();
+        let b = g.constant(Tensor::random(DType::F32, [ch], seed + 2)).unwrap();
+        let y = g.conv2d(x, wt, Some(b), c).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::random(DType::F32, [nb, ch, h, w], seed)];
+        let got = common::with_device(|d| (d.target().uniform_block_operands, d.run(&g, &inputs)));
+        let Some((cpu_adapter, got)) = got else { return Ok(()) };
+        let got = got.map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
+        let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (kh * kw) as f64),
+            "{:?}: max diff {:?}", c, got.outputs[0].max_diff(&want.outputs[0]));
+        let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
+        let want_kernel = if (nb * ch * h * w) % 4 == 0 { "conv_dw_tex" } else { "conv_dw" };
+        prop_assert!(!cpu_adapter || ks.iter().all(|k| *k == want_kernel), "{:?} ran {:?}", c, ks);
     }
 }
 

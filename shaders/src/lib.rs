@@ -159,12 +159,30 @@ pub enum Buf {
         layers: u32,
         write: bool,
     },
+    /// Input `input` read through the staging texture: its `texels` x 4 floats copied there by
+    /// a copy command before the kernel's dispatch (no kernel: a memcpy on a CPU adapter), four
+    /// to a texel in order, [`STAGE_LINEAR_WIDTH`] texels a row of layer 0; bound as a sampled
+    /// texture. Texel `l` is at `(l % STAGE_LINEAR_WIDTH, l / STAGE_LINEAR_WIDTH)`.
+    StageLinear {
+        input: usize,
+        texels: u32,
+    },
     /// `size` bytes of input `input` from byte `offset`, bound as a uniform buffer.
     Uniform {
         input: usize,
         offset: u32,
         size: u32,
     },
+}
+
+/// Texels a row of the staging texture's linear layout ([`Buf::StageLinear`]): a power of two,
+/// so a kernel finds texel `l` with a mask and a shift, and a row is 16 KiB, a multiple of the
+/// 256 bytes a buffer-to-texture copy's rows must be.
+pub const STAGE_LINEAR_WIDTH: u32 = 1024;
+
+/// The staging texture's rows that [`Buf::StageLinear`] of `texels` texels takes.
+pub fn stage_linear_rows(texels: u32) -> u32 {
+    texels.div_ceil(STAGE_LINEAR_WIDTH)
 }
 
 /// One compute dispatch: bindings `0..bindings.len()` are the listed tensors, the next binding

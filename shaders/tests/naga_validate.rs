@@ -4,7 +4,7 @@
 use sfumato_core::op::*;
 use sfumato_core::{DType, Graph, Op, Shape, TargetProfile, Tensor};
 use sfumato_shaders::{
-    lower, matmul_problem, validate, Kernel, LowerOptions, Lowered, MatmulVariant,
+    lower, matmul_problem, validate, Buf, Kernel, LowerOptions, Lowered, MatmulVariant,
 };
 
 /// A graph using every op, over several dtypes.
@@ -679,9 +679,39 @@ fn conv_dw_kernels() {
         panic!("a conv lowers to kernels")
     };
     assert_eq!(ks.len(), 2);
-    assert!(ks.iter().all(|k| k.name == "conv_dw"));
+    // 1152 x 49 values, a multiple of 4: read as texels, copied to the staging texture.
+    assert!(ks.iter().all(|k| k.name == "conv_dw_tex"));
     for k in &ks {
+        assert_eq!(
+            k.bindings[0],
+            Buf::StageLinear {
+                input: 0,
+                texels: 1152 * 49 / 4
+            }
+        );
         validate(&k.name, &k.wgsl).unwrap();
     }
     insta::assert_snapshot!("conv_dw", snapshot_text(&ks[0]));
+    // 5 x 49 values are not whole texels: read from storage.
+    let ins = [
+        (DType::F32, Shape(vec![1, 5, 7, 7])),
+        (DType::F32, Shape(vec![5, 1, 3, 3])),
+    ];
+    let op = Op::Conv2d(Conv2d {
+        groups: 5,
+        ..Conv2d::padded(1, 2)
+    });
+    let ins_ref: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
+    let outs = op.infer(&ins_ref).unwrap();
+    let outs_ref: Vec<(DType, &Shape)> = outs.iter().map(|(d, s)| (*d, s)).collect();
+    let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, &opts).unwrap() else {
+        panic!("a conv lowers to kernels")
+    };
+    assert_eq!(ks.len(), 1);
+    assert_eq!(
+        (ks[0].name.as_str(), ks[0].bindings[0]),
+        ("conv_dw", Buf::In(0))
+    );
+    validate(&ks[0].name, &ks[0].wgsl).unwrap();
+    insta::assert_snapshot!("conv_dw_storage", snapshot_text(&ks[0]));
 }

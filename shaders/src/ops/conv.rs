@@ -645,13 +645,15 @@ fn conv2d_staged(
     Ok(ks)
 }
 
-/// Depthwise conv (groups = C = O, a window of at most 7x7) on a CPU adapter: `conv_dw.wgsl`,
-/// specialised to the window. Each invocation reads the input rows its block of outputs needs
-/// once (the direct `conv2d` kernel's 4-channel block is three quarters idle when a group has one
-/// channel, and it read each input value once per tap), and the weights from uniform blocks: one
+/// Depthwise conv (groups = C = O, a window of at most 5x5) on a CPU adapter: `conv_dw.wgsl`,
+/// specialised to the window and the block. Each invocation computes a block of about 64
+/// outputs of one channel (neighbouring invocations neighbouring channels) and reads the input
+/// rows the block needs once, from the staging texture where the input fits it (copied there
+/// by a copy command, [`Buf::StageLinear`]: texels are read in vector code, a storage element
+/// in a loop over the SIMD lanes), else from storage; the weights come from uniform blocks, one
 /// dispatch per range of channels whose weights fit one (a multiple of 64 channels, so each
-/// range starts on a 256-byte boundary). Bindings: x, the weights' block, bias, out, the
-/// splice's.
+/// range starts on a 256-byte boundary). Bindings: x (or its texels), the weights' block, bias,
+/// out, the splice's.
 #[allow(clippy::too_many_arguments)]
 fn conv_dw_kernels(
     c: &sfumato_core::op::Conv2d,
@@ -668,11 +670,16 @@ fn conv_dw_kernels(
     let [sh, sw] = c.stride;
     let [dh, dw] = c.dilation;
     let taps = kh * kw;
-    // A block of 4 x 4 outputs. Measured on lavapipe (Zen 3), `bench conv --groups C` at batch
-    // 1, the kernel's time: 672 channels 5x5 at 14x14 3.5 ms (4.2 with 2 x 4, 4.2 with 4 x 8),
-    // 32 channels 3x3 at 112x112 4.5 ms (6.5 with 2 x 4, 7.2 with 8 x 4), 480 channels 3x3 at
-    // 14x14 1.6 ms (3.6 with 2 x 4); the direct `conv2d` kernel took 5-10x as long.
-    let (rows, cols) = (4, 4);
+    let numel: usize = x.iter().product();
+    let texels = numel / 4;
+    let linear = numel.is_multiple_of(4)
+        && texels > 0
+        && crate::stage_linear_rows(texels as u32) <= opts.target.max_texture_side
+        && numel < i32::MAX as usize;
+    let aligned = linear && x[3].is_multiple_of(4);
+    let (rows, cols) = dw_block(oh, ow, sw, aligned);
+    // Every block's segment starts on the same component of a texel.
+    let aligned = aligned && (cols * sw).is_multiple_of(4);
     let (bx, by) = (ow.div_ceil(cols), oh.div_ceil(rows));
     let per_block = (ubo::UBO_MAX_BYTES / 4 / taps) / 64 * 64;
     let mut out = Vec::new();
@@ -688,17 +695,46 @@ fn conv_dw_kernels(
             accs += &format!("    var a{r}_{j} = 0.0;\n");
         }
     }
+    for u in 0..seg {
+        accs += &format!("    let okx{u} = ix0 + {u} >= 0 && ix0 + {u} < w;\n");
+    }
     // Input row t of the block: the segment of `seg` values, then each (output row, tap row)
     // that reads it.
     let mut body = String::new();
     for t in 0..nrows {
-        body += &format!(
-            "    {{\n        let iy = iy0 + {t};\n        let rok = iy >= 0 && iy < h;\n        let row = plane + u32(clamp(iy, 0, h - 1) * w);\n"
-        );
-        for u in 0..seg {
-            body += &format!(
-                "        let ix{u} = ix0 + {u};\n        let s{u} = select(0.0, x[row + u32(clamp(ix{u}, 0, w - 1))], rok && ix{u} >= 0 && ix{u} < w);\n"
-            );
+        body +=
+            &format!("    {{\n        let iy = iy0 + {t};\n        let rok = iy >= 0 && iy < h;\n");
+        if linear {
+            // The segment's first value is component r of texel lo; value u is component
+            // (r + u) % 4 of texel lo + (r + u) / 4, picked by r (a constant where every row and
+            // block starts on the same component: W a multiple of 4 and the block's columns
+            // too, after the stride).
+            body += "        let f0 = i32(plane) + iy * w + ix0;\n        let lo = f0 >> 2u;\n";
+            if aligned {
+                body += &format!("        let r = {};\n", (4 - c.padding[1] % 4) % 4);
+            } else {
+                body += "        let r = f0 & 3;\n";
+            }
+            for j in 0..(seg + 3).div_ceil(4) {
+                body += &format!("        let t{j} = xtexel(lo + {j});\n");
+            }
+            let at = |q: usize| format!("t{}[{}]", q / 4, q % 4);
+            for u in 0..seg {
+                body += &format!(
+                    "        let s{u} = select(0.0, select(select(select({}, {}, r == 1), {}, r == 2), {}, r == 3), rok && okx{u});\n",
+                    at(u),
+                    at(u + 1),
+                    at(u + 2),
+                    at(u + 3)
+                );
+            }
+        } else {
+            body += "        let row = plane + u32(clamp(iy, 0, h - 1) * w);\n";
+            for u in 0..seg {
+                body += &format!(
+                    "        let s{u} = select(0.0, x[row + u32(clamp(ix0 + {u}, 0, w - 1))], rok && okx{u});\n"
+                );
+            }
         }
         for r in 0..rows {
             for ky in 0..kh {
@@ -721,9 +757,43 @@ fn conv_dw_kernels(
     let mut res = String::new();
     for r in 0..rows {
         for j in 0..cols {
-            res += &format!("    res[{}] = a{r}_{j};\n", r * cols + j);
+            res += &format!(
+                "    if (oy0 + {r}u < oh && ox0 + {j}u < ow) {{\n        epilogue(obase + (oy0 + {r}u) * ow + ox0 + {j}u, a{r}_{j} + b0);\n    }}\n"
+            );
         }
     }
+    let (xdecl, xfn, source) = if linear {
+        (
+            "@group(0) @binding(0) var xs: texture_2d_array<f32>;".to_string(),
+            format!(
+                "
+// Texel l of x (clamped into x: a value outside is masked where it is read).
+fn xtexel(l: i32) -> vec4<f32> {{
+    let q = u32(clamp(l, 0, {last}));
+    return textureLoad(xs, vec2<u32>(q & {mask}u, q >> {shift}u), 0, 0);
+}}
+",
+                last = texels - 1,
+                mask = crate::STAGE_LINEAR_WIDTH - 1,
+                shift = crate::STAGE_LINEAR_WIDTH.trailing_zeros()
+            ),
+            "as texels (x copied to the staging texture, four values a texel in order)",
+        )
+    } else {
+        (
+            "@group(0) @binding(0) var<storage, read> x: array<f32>;".to_string(),
+            String::new(),
+            "from storage",
+        )
+    };
+    let x_bind = if linear {
+        Buf::StageLinear {
+            input: 0,
+            texels: texels as u32,
+        }
+    } else {
+        Buf::In(0)
+    };
     let mut c0 = 0;
     while c0 < ch {
         let cp = per_block.min(ch - c0);
@@ -747,10 +817,13 @@ fn conv_dw_kernels(
             size: (cp * taps * 4).div_ceil(16) as u32 * 16,
         };
         let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
-            vec![Buf::In(0), block, bias, Buf::Out(0)]
+            vec![x_bind, block, bias, Buf::Out(0)]
         })?;
         let mut vals: Vec<(&str, String)> = vec![
             ("layout", CONV_DW_PARAMS.wgsl()),
+            ("xdecl", xdecl.clone()),
+            ("xfn", xfn.clone()),
+            ("source", source.to_string()),
             ("rows", rows.to_string()),
             ("seg", seg.to_string()),
             ("taps", taps.to_string()),
@@ -763,7 +836,6 @@ fn conv_dw_kernels(
             ("dw", dw.to_string()),
             ("pt", c.padding[0].to_string()),
             ("pl", c.padding[1].to_string()),
-            ("outs", (rows * cols).to_string()),
             ("cols", cols.to_string()),
             ("wloads", wloads.clone()),
             ("accs", accs.clone()),
@@ -774,7 +846,7 @@ fn conv_dw_kernels(
         let threads = x[0] * cp * by * bx;
         let n = (rows * cols) as u64;
         let k = Kernel {
-            name: "conv_dw".into(),
+            name: if linear { "conv_dw_tex" } else { "conv_dw" }.into(),
             wgsl: module("conv_dw", &[CONV_DW], &vals)?,
             bindings,
             params,
@@ -783,10 +855,41 @@ fn conv_dw_kernels(
             } else {
                 grid(threads.div_ceil(64) as u64, &opts.target)?
             },
-            loop_trips: lp(n) + n * sp,
+            loop_trips: n * sp,
         };
         out.push(k);
         c0 += cp;
     }
     Ok(out)
+}
+
+/// A depthwise conv's block of output rows x columns for one invocation: about 64 outputs,
+/// the columns at most 16 and splitting the width evenly. Measured on lavapipe (Zen 3,
+/// `examples/dw_lab.rs`, input read as texels; noisy to +-50%): blocks of 28 to 96 outputs ran
+/// alike (672 channels 5x5 at 14x14: 0.7-0.8 ms in 7 x 7, 7 x 14 and 4 x 16), blocks of 16 up
+/// to 3x slower (2.2 ms in 4 x 4). Where `aligned` (the input read as texels, its width a
+/// multiple of 4) the columns are a multiple of 4 after the stride where that wastes at most a
+/// seventh of the row, so that every block's segment starts on the same component of a texel.
+fn dw_block(oh: usize, ow: usize, sw: usize, aligned: bool) -> (usize, usize) {
+    let even = |n: usize, most: usize| n.div_ceil(n.div_ceil(most.max(1)));
+    let mut cols = even(ow, 16);
+    if aligned {
+        let step = 4 / gcd(sw, 4);
+        if let Some(c) = (1..=16 / step)
+            .rev()
+            .map(|m| m * step)
+            .find(|&c| ow.div_ceil(c) * c * 7 <= ow * 8)
+        {
+            cols = c;
+        }
+    }
+    (even(oh, (64 / cols).max(1)), cols)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }

@@ -1,10 +1,11 @@
 // Depthwise conv (groups = C = O) on a CPU adapter: one invocation computes {{rows}} output rows
-// x {{cols}} output columns of one channel; the input rows the block needs are read once each (a
-// segment of {{seg}} values a row), the channel's {{taps}} weights from a uniform block (this
-// dispatch's channels: `c0` .. `c0 + cp`), the taps written out. Window {{kh}}x{{kw}}, stride
-// {{sh}}x{{sw}}, dilation {{dh}}x{{dw}}, pads top {{pt}} left {{pl}}.
+// x {{cols}} output columns of one channel, and neighbouring invocations take neighbouring
+// channels (a SIMD batch stays full on a 7x7 image). The input rows the block needs are read
+// once each, a segment of {{seg}} values a row, {{source}}; the channel's {{taps}} weights come
+// from a uniform block (this dispatch's channels: `c0` .. `c0 + cp`), the taps written out.
+// Window {{kh}}x{{kw}}, stride {{sh}}x{{sw}}, dilation {{dh}}x{{dw}}, pads top {{pt}} left {{pl}}.
 // bx = ceil(OW / {{cols}}), by = ceil(OH / {{rows}}).
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+{{xdecl}}
 @group(0) @binding(1) var<uniform> uw: array<vec4<f32>, {{wlen}}>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out0: array<f32>;
@@ -14,7 +15,7 @@
 fn wt(i: u32) -> f32 {
     return uw[i >> 2u][i & 3u];
 }
-
+{{xfn}}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = (wg.x + wg.y * nwg.x) * 64u + li;
@@ -29,10 +30,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let w = i32(params[DW_W]);
     let oh = params[DW_OH];
     let ow = params[DW_OW];
-    let xb = i % bx;
-    let yb = (i / bx) % by;
-    let cl = (i / (bx * by)) % cp;
-    let b = i / (bx * by * cp);
+    let cl = i % cp;
+    let xb = (i / cp) % bx;
+    let yb = (i / (cp * bx)) % by;
+    let b = i / (cp * bx * by);
     let c = params[DW_C0] + cl;
     let ch = params[DW_C];
     let plane = (b * ch + c) * u32(h * w);
@@ -45,13 +46,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (params[DW_HAS_BIAS] != 0u) {
         b0 = bias[c];
     }
-    var res: array<f32, {{outs}}>;
-{{res}}    let obase = (b * ch + c) * oh * ow;
-    for (var k = 0u; k < {{outs}}u; k = k + 1u) {
-        let oy = oy0 + k / {{cols}}u;
-        let ox = ox0 + k % {{cols}}u;
-        if (oy < oh && ox < ow) {
-            epilogue(obase + oy * ow + ox, res[k] + b0);
-        }
-    }
-}
+    let obase = (b * ch + c) * oh * ow;
+{{res}}}
