@@ -7,7 +7,7 @@
 mod lab;
 use lab::{Bind, Lab};
 
-const TW: u32 = 1024;
+const TW: u32 = sfumato_shaders::STAGE_LINEAR_WIDTH;
 
 /// The kernel: one channel a workgroup row (`wg.y`), `rows x 4` outputs an invocation.
 fn source(
@@ -173,44 +173,12 @@ fn main() {
         mapped_at_creation: false,
     });
     let texels = n / 4;
-    let full = texels / TW;
-    let rest = texels % TW;
     let tex = device.create_texture(&wgpu::TextureDescriptor {
         usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
         ..sfumato_wgpu::rgba32_texture("x", TW, texels.div_ceil(TW))
     });
     let view = tex.create_view(&Default::default());
-    let copy = |enc: &mut wgpu::CommandEncoder| {
-        let region = |row: u32, width: u32, height: u32, enc: &mut wgpu::CommandEncoder| {
-            enc.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
-                    buffer: &xb,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset: row as u64 * TW as u64 * 16,
-                        bytes_per_row: Some(TW * 16),
-                        rows_per_image: None,
-                    },
-                },
-                wgpu::TexelCopyTextureInfo {
-                    texture: &tex,
-                    mip_level: 0,
-                    origin: wgpu::Origin3d { x: 0, y: row, z: 0 },
-                    aspect: wgpu::TextureAspect::All,
-                },
-                wgpu::Extent3d {
-                    width,
-                    height,
-                    depth_or_array_layers: 1,
-                },
-            );
-        };
-        if full > 0 {
-            region(0, TW, full, enc);
-        }
-        if rest > 0 {
-            region(full, rest, 1, enc);
-        }
-    };
+    let copy = |enc: &mut wgpu::CommandEncoder| sfumato_wgpu::copy_linear(enc, &xb, &tex, texels);
     let mut best_copy = f64::INFINITY;
     for _ in 0..20 {
         let mut enc = device.create_command_encoder(&Default::default());

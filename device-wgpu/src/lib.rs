@@ -40,7 +40,7 @@ mod tune;
 pub use adapter::list_adapters;
 pub use adapter::{AdapterSummary, NO_ADAPTER};
 pub use host::{cpu_model, Clock, NoClock, TuneStore};
-pub use memory::rgba32_texture;
+pub use memory::{copy_linear, rgba32_texture};
 #[cfg(not(target_arch = "wasm32"))]
 pub use options::{default_cache_dir, test_device};
 pub use options::{DeviceOptions, Tuning, DEFAULT_TUNE_CANDIDATES};

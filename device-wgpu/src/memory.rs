@@ -179,42 +179,53 @@ pub(crate) struct Stage {
 }
 
 impl Stage {
-    /// Copies the first `texels` x 16 bytes of `buf` into layer 0, [`STAGE_LINEAR_WIDTH`]
-    /// texels a row (`Buf::StageLinear`): the whole rows, then the part of the last.
+    /// Copies the first `texels` x 16 bytes of `buf` into layer 0 (`Buf::StageLinear`).
     pub(crate) fn copy_linear(
         &self,
         enc: &mut wgpu::CommandEncoder,
         buf: &wgpu::Buffer,
         texels: u32,
     ) {
-        let w = STAGE_LINEAR_WIDTH;
-        let (full, rest) = (texels / w, texels % w);
-        for (row, width, height) in [(0, w, full), (full, rest, 1)] {
-            if width == 0 || height == 0 {
-                continue;
-            }
-            enc.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
-                    buffer: buf,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset: row as u64 * w as u64 * 16,
-                        bytes_per_row: Some(w * 16),
-                        rows_per_image: None,
-                    },
-                },
-                wgpu::TexelCopyTextureInfo {
-                    texture: &self.texture,
-                    mip_level: 0,
-                    origin: wgpu::Origin3d { x: 0, y: row, z: 0 },
-                    aspect: wgpu::TextureAspect::All,
-                },
-                wgpu::Extent3d {
-                    width,
-                    height,
-                    depth_or_array_layers: 1,
-                },
-            );
+        copy_linear(enc, buf, &self.texture, texels);
+    }
+}
+
+/// Copies the first `texels` x 16 bytes of `buf` into layer 0 of the rgba32float `texture`,
+/// in order, [`STAGE_LINEAR_WIDTH`] texels a row (`Buf::StageLinear`'s layout): the whole rows,
+/// then the part of the last.
+pub fn copy_linear(
+    enc: &mut wgpu::CommandEncoder,
+    buf: &wgpu::Buffer,
+    texture: &wgpu::Texture,
+    texels: u32,
+) {
+    let w = STAGE_LINEAR_WIDTH;
+    let (full, rest) = (texels / w, texels % w);
+    for (row, width, height) in [(0, w, full), (full, rest, 1)] {
+        if width == 0 || height == 0 {
+            continue;
         }
+        enc.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer: buf,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: row as u64 * w as u64 * 16,
+                    bytes_per_row: Some(w * 16),
+                    rows_per_image: None,
+                },
+            },
+            wgpu::TexelCopyTextureInfo {
+                texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d { x: 0, y: row, z: 0 },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+        );
     }
 }
 

@@ -656,21 +656,20 @@ fn conv_staged_kernels() {
     insta::assert_snapshot!("conv2d_staged", snapshot_text(&ks[1]));
 }
 
-/// A depthwise conv on a CPU adapter's profile: `conv_dw`, the 5x5 window written out, the
-/// 1,152 channels' weights in two uniform blocks (640 channels, then 512), one dispatch each.
-#[test]
-fn conv_dw_kernels() {
+/// The kernels of a depthwise conv of `x` (channels, height, width) with a `k` x `k` window
+/// (pads `k / 2`, stride `s`) on a CPU adapter's profile.
+fn depthwise_kernels([c, h, w]: [usize; 3], k: usize, s: usize) -> Vec<Kernel> {
     let opts = LowerOptions {
         target: TargetProfile::llvmpipe(),
         ..Default::default()
     };
     let op = Op::Conv2d(Conv2d {
-        groups: 1152,
-        ..Conv2d::padded(2, 1)
+        groups: c,
+        ..Conv2d::padded(k / 2, s)
     });
     let ins = [
-        (DType::F32, Shape(vec![1, 1152, 7, 7])),
-        (DType::F32, Shape(vec![1152, 1, 5, 5])),
+        (DType::F32, Shape(vec![1, c, h, w])),
+        (DType::F32, Shape(vec![c, 1, k, k])),
     ];
     let ins_ref: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
     let outs = op.infer(&ins_ref).unwrap();
@@ -678,40 +677,29 @@ fn conv_dw_kernels() {
     let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, &opts).unwrap() else {
         panic!("a conv lowers to kernels")
     };
-    assert_eq!(ks.len(), 2);
-    // 1152 x 49 values, a multiple of 4: read as texels, copied to the staging texture.
-    assert!(ks.iter().all(|k| k.name == "conv_dw_tex"));
     for k in &ks {
-        assert_eq!(
-            k.bindings[0],
-            Buf::StageLinear {
-                input: 0,
-                texels: 1152 * 49 / 4
-            }
-        );
         validate(&k.name, &k.wgsl).unwrap();
     }
+    ks
+}
+
+/// A depthwise conv on a CPU adapter's profile: `conv_dw_tex`, the 5x5 window written out, the
+/// 1,152 channels' weights in two uniform blocks (640 channels, then 512), one dispatch each,
+/// the input (1152 x 49 values, whole texels) copied to the staging texture. An input that is not
+/// whole texels (5 x 49 values) runs `conv_dw`, from storage.
+#[test]
+fn conv_dw_kernels() {
+    let ks = depthwise_kernels([1152, 7, 7], 5, 1);
+    assert_eq!(ks.len(), 2);
+    for k in &ks {
+        let texels = 1152 * 49 / 4;
+        assert_eq!(k.name, "conv_dw_tex");
+        assert_eq!(k.bindings[0], Buf::StageLinear { input: 0, texels });
+    }
     insta::assert_snapshot!("conv_dw", snapshot_text(&ks[0]));
-    // 5 x 49 values are not whole texels: read from storage.
-    let ins = [
-        (DType::F32, Shape(vec![1, 5, 7, 7])),
-        (DType::F32, Shape(vec![5, 1, 3, 3])),
-    ];
-    let op = Op::Conv2d(Conv2d {
-        groups: 5,
-        ..Conv2d::padded(1, 2)
-    });
-    let ins_ref: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
-    let outs = op.infer(&ins_ref).unwrap();
-    let outs_ref: Vec<(DType, &Shape)> = outs.iter().map(|(d, s)| (*d, s)).collect();
-    let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, &opts).unwrap() else {
-        panic!("a conv lowers to kernels")
-    };
+    let ks = depthwise_kernels([5, 7, 7], 3, 2);
     assert_eq!(ks.len(), 1);
-    assert_eq!(
-        (ks[0].name.as_str(), ks[0].bindings[0]),
-        ("conv_dw", Buf::In(0))
-    );
-    validate(&ks[0].name, &ks[0].wgsl).unwrap();
+    let first = (ks[0].name.as_str(), ks[0].bindings[0]);
+    assert_eq!(first, ("conv_dw", Buf::In(0)));
     insta::assert_snapshot!("conv_dw_storage", snapshot_text(&ks[0]));
 }
