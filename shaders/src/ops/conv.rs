@@ -508,7 +508,7 @@ pub fn conv2d_gemm_kernel(
 
 /// Whether a one-group conv runs staged (`conv2d_staged`) on this target: a CPU adapter's
 /// (uniform blocks and textures fast, storage reads slow), a conv of at least
-/// `UBO_CONV_MIN_MACS` multiply-adds and `STAGED_CONV_MIN_OUT` output channels whose image
+/// `UBO_CONV_MIN_MACS` multiply-adds and enough output channels (`staged_conv_wide_enough`) whose image
 /// column fits the staging texture and whose weights fit uniform blocks. Pointwise convs too: on lavapipe (Zen 3) the staged 1x1 convs of
 /// ResNet-50 ran 11-13 GFLOP/s against 4-6 for the matmul reading the image as storage vec4
 /// rows, and 0.9 for `rb4` where the pixels are not a multiple of 4 (7 x 7).
@@ -520,7 +520,7 @@ pub fn runs_staged(c: &Conv2d, x: &[usize], w: &[usize], out: &Shape, opts: &Low
     let p = conv_gemm_problem(x, w, out, false);
     let batch = p.offsets.len();
     (p.m * p.n * p.k * batch) as u64 >= ubo::UBO_CONV_MIN_MACS
-        && p.m >= sfumato_core::legalize::STAGED_CONV_MIN_OUT
+        && sfumato_core::legalize::staged_conv_wide_enough(p.m, p.k)
         && ubo::stage_fits(p.n, p.k, batch, t)
         && ubo::ubo_layout(&p, 16, t.max_uniform_blocks as usize).is_some()
 }
