@@ -654,6 +654,61 @@ fn conv_staged_kernels() {
     }
     insta::assert_snapshot!("conv_stage", snapshot_text(&ks[0]));
     insta::assert_snapshot!("conv2d_staged", snapshot_text(&ks[1]));
+    // A 1x1 conv of stride 1 whose image is whole texels (14 x 14, two images): no
+    // `conv_stage`, the image copied to the staging texture by a copy command and read at B's
+    // vec4 rows.
+    let op = Op::Conv2d(Conv2d::padded(0, 1));
+    let ins = [
+        (DType::F32, Shape(vec![2, 256, 14, 14])),
+        (DType::F32, Shape(vec![64, 256, 1, 1])),
+    ];
+    let ins_ref: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
+    let outs = op.infer(&ins_ref).unwrap();
+    let outs_ref: Vec<(DType, &Shape)> = outs.iter().map(|(d, s)| (*d, s)).collect();
+    let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, &opts).unwrap() else {
+        panic!("a conv lowers to kernels")
+    };
+    assert!(ks.iter().all(|k| k.name == "conv2d_staged"));
+    let texels = 2 * 256 * 196 / 4;
+    assert!(ks[0]
+        .bindings
+        .contains(&Buf::StageLinear { input: 0, texels }));
+    validate(&ks[0].name, &ks[0].wgsl).unwrap();
+    insta::assert_snapshot!("conv2d_staged_pointwise", snapshot_text(&ks[0]));
+}
+
+/// A `ubo` matmul whose B is a run input on a CPU adapter's profile: B of whole-texel rows
+/// (512 x 256) is copied to the staging texture by a copy command (`Buf::StageLinear`), no
+/// `matmul_stage` kernel.
+#[test]
+fn matmul_b_input_staging() {
+    let opts = LowerOptions {
+        target: TargetProfile::llvmpipe(),
+        matmul: Some(MatmulVariant::Ubo {
+            rows: 16,
+            cols4: 2,
+            wg_x: 8,
+        }),
+    };
+    let ins = [
+        (DType::F32, Shape(vec![256, 512])),
+        (DType::F32, Shape(vec![512, 256])),
+    ];
+    let ins_ref: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
+    let outs = Op::MatMul.infer(&ins_ref).unwrap();
+    let outs_ref: Vec<(DType, &Shape)> = outs.iter().map(|(d, s)| (*d, s)).collect();
+    let Lowered::Kernels(ks) = lower(&Op::MatMul, &ins_ref, &outs_ref, &opts).unwrap() else {
+        panic!("a matmul lowers to kernels")
+    };
+    let names: Vec<&str> = ks.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["matmul_ubo_16x8_wg8"]);
+    let b = Buf::StageLinear {
+        input: 1,
+        texels: 512 * 256 / 4,
+    };
+    assert!(ks[0].bindings.contains(&b));
+    validate(&ks[0].name, &ks[0].wgsl).unwrap();
+    insta::assert_snapshot!("matmul_ubo_b_linear", snapshot_text(&ks[0]));
 }
 
 /// The kernels of a depthwise conv of `x` (channels, height, width) with a `k` x `k` window

@@ -154,7 +154,10 @@ impl MatmulVariant {
         // against 2.5 s with an empty Mesa cache), a cost every first run pays: ties go to the
         // smaller block.
         let big_block = if r * c > 128.0 { 1.05 } else { 1.0 };
+        // The copy to the staging texture: a storage read an element by `matmul_stage`, or a
+        // copy command (`ubo::b_linear`, a memcpy: about one unit an element).
         let copy = match self {
+            MatmulVariant::Ubo { .. } if ubo::b_linear(p, target) => (batches * p.k * p.n) as f64,
             MatmulVariant::Ubo { .. } if staged => (batches * p.k * p.n) as f64 * STORAGE,
             _ => 0.0,
         };

@@ -69,6 +69,38 @@ pub fn b_staged(p: &MatmulProblem, target: &sfumato_core::TargetProfile) -> bool
         && (p.m * p.n * p.k * batch) as u64 >= UBO_CONV_MIN_MACS
 }
 
+/// Whether a staged B ([`b_staged`]) is copied to the staging texture by a copy command rather
+/// than by `matmul_stage` ([`crate::Buf::StageLinear`]): where B's rows are vec4 rows
+/// ([`b_vec4`]), read then as texel `pb + column` of the linear layout, as the storage path
+/// reads its vec4 `pb + column`, and its extent fits the texture. The copy is a memcpy on a CPU
+/// adapter; `matmul_stage` read each element from storage (a loop over the SIMD lanes).
+pub fn b_linear(p: &MatmulProblem, target: &sfumato_core::TargetProfile) -> bool {
+    b_staged(p, target) && linear_binding(p, 1, target).is_some()
+}
+
+/// B of `p` (input `input`) as a [`crate::Buf::StageLinear`] binding, where its rows are vec4
+/// rows ([`b_vec4`]) and its extent fits the staging texture's linear layout.
+pub(crate) fn linear_binding(
+    p: &MatmulProblem,
+    input: usize,
+    target: &sfumato_core::TargetProfile,
+) -> Option<Buf> {
+    let texels = u32::try_from(b_linear_texels(p)).ok()?;
+    (b_vec4(p) && texels > 0 && crate::stage_linear_rows(texels) <= target.max_texture_side)
+        .then_some(Buf::StageLinear { input, texels })
+}
+
+/// The texels of B a linear copy takes: up to the end of the last batch's last row.
+fn b_linear_texels(p: &MatmulProblem) -> usize {
+    let rows = p.k.saturating_sub(1) * p.b_sk + p.n;
+    p.offsets
+        .iter()
+        .map(|o| o[1] + rows)
+        .max()
+        .unwrap_or(0)
+        .div_ceil(4)
+}
+
 /// The block `conv2d_staged` runs before anything is measured (the autotuner may cache another
 /// for the conv's shape class): 16 output channels x 4 or 8 pixels an invocation, one row of 8
 /// invocations (a SIMD batch of lavapipe's 256-bit lanes). Measured on lavapipe (Zen 3), the 3x3
@@ -294,6 +326,9 @@ pub(crate) enum BSource {
     /// Rows of vec4 texels of the staging texture's layer `t.b` (an image column that a kernel
     /// before wrote there, `conv2d_staged`); a row's last texel is zero past N.
     Stage,
+    /// B's vec4 rows as texels of the staging texture's linear layout (copied there by a copy
+    /// command, `Buf::StageLinear`), at the indices the storage path reads.
+    Linear,
     /// The image column of a convolution (implicit im2col), gathered from the NCHW input with
     /// zeros outside it; the conv params (`CONV_GEMM_PARAMS`) follow the matmul's at `mm_end(batch)`
     /// (as `conv2d_gemm`'s).
@@ -323,8 +358,11 @@ pub(crate) fn matmul_ubo_kernels(
 ) -> Result<Vec<Kernel>, Error> {
     let tex = p.b_texture();
     let staged = b_staged(p, &opts.target);
+    let linear = b_linear(p, &opts.target);
     let (b, src) = if tex {
         (Buf::Texture(1), BSource::Texture)
+    } else if let Some(b) = linear_binding(p, 1, &opts.target).filter(|_| linear) {
+        (b, BSource::Linear)
     } else if staged {
         (stage_of(p, false), BSource::Stage)
     } else {
@@ -338,7 +376,7 @@ pub(crate) fn matmul_ubo_kernels(
         name: v.name(),
     };
     let mut ks = Vec::new();
-    if staged {
+    if staged && !linear {
         ks.push(b_stage_kernel(p, 1, opts)?);
     }
     ks.extend(ubo_kernels(p, v, opts, splice, params, &spec)?);
@@ -446,6 +484,10 @@ fn part_kernel(
             "var bm: texture_2d_array<f32>;",
             "the staging texture, the tile's image's layer",
         ),
+        BSource::Linear => (
+            "var bm: texture_2d_array<f32>;",
+            "the staging texture, B's vec4 rows in order (copied there)",
+        ),
         BSource::Conv => (
             "var<storage, read> xin: array<f32>;",
             "the image column of a convolution, gathered",
@@ -494,6 +536,11 @@ fn part_kernel(
             BSource::Texture => format!("textureLoad(bm, vec2<u32>(cb{q}, k), 0)"),
             BSource::Stage => format!("textureLoad(bm, vec2<u32>(cb{q}, k), t.b, 0)"),
             BSource::Storage => format!("bm[pb + cb{q}]"),
+            BSource::Linear => format!(
+                "textureLoad(bm, vec2<u32>((pb + cb{q}) & {}u, (pb + cb{q}) >> {}u), 0, 0)",
+                crate::STAGE_LINEAR_WIDTH - 1,
+                crate::STAGE_LINEAR_WIDTH.trailing_zeros()
+            ),
             BSource::Conv => {
                 let j = q * 4;
                 format!("vec4<f32>(v{j}, v{}, v{}, v{})", j + 1, j + 2, j + 3)

@@ -595,6 +595,19 @@ fn conv2d_staged(
 ) -> Result<Vec<Kernel>, Error> {
     let (n, k, batch) = (prob.n, prob.k, prob.offsets.len());
     let n4 = n.div_ceil(4);
+    // A 1x1 conv of stride 1 without padding: the image column is the image (C x N a layer),
+    // copied to the staging texture by a copy command where its rows are whole texels.
+    // (B then has rows of N values: `prob`, the implicit GEMM's, reads the image through the
+    // conv params instead; its images start where the layers would.)
+    let pointwise = w[2] == 1 && w[3] == 1 && c.stride == [1, 1] && c.padding == [0; 4];
+    let rows = MatmulProblem {
+        b_sk: n,
+        b_sn: 1,
+        ..prob.clone()
+    };
+    let linear = pointwise
+        .then(|| ubo::linear_binding(&rows, 0, &opts.target))
+        .flatten();
     // The block the device chose for the conv's shape class (measured by the autotuner,
     // [`staged_conv_problem`]) where it lays the weights out in uniform blocks, else the default.
     let v = opts
@@ -633,14 +646,26 @@ fn conv2d_staged(
     let mut mm_params = params.to_vec();
     let (_, tn) = v.tile().unwrap_or((16, 64));
     mm_params[MATMUL_PARAMS.at("tiles_n")?] = n.div_ceil(tn as usize) as u32;
+    if linear.is_some() {
+        mm_params[MATMUL_PARAMS.at("b_sk")?] = n as u32;
+        mm_params[MATMUL_PARAMS.at("b_sn")?] = 1;
+    }
+    let (b, src) = match linear {
+        Some(b) => (b, ubo::BSource::Linear),
+        None => (ubo::stage_of(prob, false), ubo::BSource::Stage),
+    };
     let spec = ubo::UboSpec {
         a_input: 1,
-        b: ubo::stage_of(prob, false),
+        b,
         bias,
-        src: ubo::BSource::Stage,
+        src,
         name: "conv2d_staged".into(),
     };
-    let mut ks = vec![write];
+    let mut ks = if linear.is_some() {
+        vec![]
+    } else {
+        vec![write]
+    };
     ks.extend(ubo::ubo_kernels(prob, v, opts, splice, mm_params, &spec)?);
     Ok(ks)
 }
