@@ -255,7 +255,8 @@ impl WgpuDevice {
                 None
             };
             // A `ubo` variant copies a B that is not a constant texture to a staging texture
-            // (`Buf::Stage`) on CPU adapters: one for this measurement, its bytes not kept.
+            // (`Buf::Stage`, `Buf::StageLinear`) on CPU adapters: one for this measurement, its
+            // bytes not kept.
             let stage_dims = kernels
                 .iter()
                 .flat_map(|k| &k.bindings)
@@ -266,6 +267,12 @@ impl WgpuDevice {
                         layers,
                         ..
                     } => Some((width, height, layers)),
+                    // (Its contents are not copied there: a timing reads whatever is there.)
+                    Buf::StageLinear { texels, .. } => Some((
+                        sfumato_shaders::STAGE_LINEAR_WIDTH,
+                        sfumato_shaders::stage_linear_rows(texels),
+                        1,
+                    )),
                     _ => None,
                 });
             let stage = match stage_dims {
