@@ -164,6 +164,10 @@ pub fn conv2d(
             *b = match *b {
                 Buf::In(0) => Buf::In(1),
                 Buf::In(1) => Buf::In(0),
+                Buf::StageLinear { input, texels } if input < 2 => Buf::StageLinear {
+                    input: 1 - input,
+                    texels,
+                },
                 Buf::Uniform {
                     input: 0,
                     offset,
