@@ -719,6 +719,39 @@ proptest! {
         let want_kernel = if (nb * ch * h * w) % 4 == 0 { "conv_dw_tex" } else { "conv_dw" };
         prop_assert!(!cpu_adapter || ks.iter().all(|k| *k == want_kernel), "{:?} ran {:?}", c, ks);
     }
+
+    /// Max pools as models have them (YOLOv5's SPPF: 5x5, stride 1, pads 2 on 256 channels at
+    /// 20x20; ResNet's 3x3 stride 2 at 112x112) and of odd sizes: windows 1x1 to 7x7 (not
+    /// square), strides 1-3, dilations 1-2, uneven pads, images 1-40 a side. On a CPU adapter
+    /// `maxpool2d_tex` where the input is whole texels, `maxpool2d_block` (the same blocks, from
+    /// storage) where not; against the CPU reference, exactly.
+    #[test]
+    fn max_pool_blocks(real in 0u8..4, nb in 1usize..3, ch in 1usize..10, h in 1usize..41, w in 1usize..41,
+                       kh in 1usize..8, kw in 1usize..8, sh in 1usize..4, sw in 1usize..4, dil in 1usize..3,
+                       pads in prop::array::uniform4(0usize..4), seed in any::<u64>()) {
+        let (shape, pool) = match real {
+            0 => ([1, 256, 20, 20], Pool2d::new(5, 1, 2)),
+            1 => ([1, 64, 112, 112], Pool2d::new(3, 2, 1)),
+            _ => {
+                let pads = [pads[0].min(kh - 1), pads[1].min(kw - 1), pads[2].min(kh - 1), pads[3].min(kw - 1)];
+                ([nb, ch, h, w], Pool2d { kernel: [kh, kw], stride: [sh, sw], padding: pads, dilation: [dil, dil], count_include_pad: false })
+            }
+        };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, shape);
+        let Ok(y) = g.max_pool2d(x, pool) else { return Ok(()) };
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::random(DType::F32, shape, seed)];
+        let got = common::with_device(|d| (d.target().uniform_block_operands, d.run(&g, &inputs)));
+        let Some((cpu_adapter, got)) = got else { return Ok(()) };
+        let got = got.map_err(|e| TestCaseError::fail(format!("{pool:?}: {e}")))?;
+        let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(got.outputs[0].all_close(&want.outputs[0], 0.0, 0.0),
+            "{:?}: max diff {:?}", pool, got.outputs[0].max_diff(&want.outputs[0]));
+        let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
+        let want_kernel = if shape.iter().product::<usize>() % 4 == 0 { "maxpool2d_tex" } else { "maxpool2d_block" };
+        prop_assert!(!cpu_adapter || ks == [want_kernel], "{:?} ran {:?}", pool, ks);
+    }
 }
 
 proptest! {

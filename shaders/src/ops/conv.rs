@@ -21,6 +21,7 @@ const CONV2D_GEMM: &str = include_str!("../templates/conv2d_gemm.wgsl");
 const CONV_TRANSPOSE2D: &str = include_str!("../templates/conv_transpose2d.wgsl");
 const CONV_STAGE: &str = include_str!("../templates/conv_stage.wgsl");
 const CONV_DW: &str = include_str!("../templates/conv_dw.wgsl");
+const MAXPOOL_TEX: &str = include_str!("../templates/maxpool_tex.wgsl");
 
 /// The depthwise conv's params (`conv_dw.wgsl`): images, channels, input and output sizes, the
 /// output blocks a row (`bx`) and a column (`by`), this dispatch's first channel and channels,
@@ -212,6 +213,11 @@ pub fn pool2d(
     };
     let n = out_shape.numel();
     let x = &x.0;
+    if let (Op::MaxPool2d(p), true) = (op, opts.target.uniform_block_operands) {
+        if x.len() == 4 && out_shape.0.len() == 4 && p.kernel[0] * p.kernel[1] <= 49 {
+            return maxpool_tex(p, x, out_shape, opts);
+        }
+    }
     let params = POOL_PARAMS
         .fill()
         .set("n", n as u32)
@@ -285,6 +291,108 @@ pub fn pool2d(
         pool_trips,
         &opts.target,
     )
+}
+
+/// A max pool (a window of at most 7x7) on a CPU adapter: `maxpool_tex.wgsl`, the window and
+/// the block written out as the depthwise conv's ([`Window`]): about 64 outputs of one plane an
+/// invocation, neighbouring invocations neighbouring planes, each input row the block needs read
+/// once, as texels where the input is whole texels (copied to the staging texture by a copy
+/// command), -inf outside the input. The one-invocation-an-output kernel read each value once
+/// per window that holds it, each read a storage read (a loop over the SIMD lanes there).
+fn maxpool_tex(
+    p: &sfumato_core::op::Pool2d,
+    x: &[usize],
+    out_shape: &Shape,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
+    let win = Window::new(
+        x,
+        p.kernel,
+        p.stride,
+        p.dilation,
+        p.padding,
+        [oh, ow],
+        &opts.target,
+    );
+    let (rows, cols) = (win.rows, win.cols);
+    let (bx, by) = (ow.div_ceil(cols), oh.div_ceil(rows));
+    let planes = x[0] * x[1];
+    let (accs, body) = win.body(NEG_INF, &|_, v, a| format!("{a} = max_nan({a}, {v});"));
+    let mut res = String::new();
+    for r in 0..rows {
+        for j in 0..cols {
+            res += &format!(
+                "    if (oy0 + {r}u < oh && ox0 + {j}u < ow) {{\n        out0[obase + (oy0 + {r}u) * ow + ox0 + {j}u] = a{r}_{j};\n    }}\n"
+            );
+        }
+    }
+    let (xdecl, xfn) = win.xfn();
+    let params = POOL_PARAMS
+        .fill()
+        .set("n", out_shape.numel() as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("oh", oh as u32)
+        .set("ow", ow as u32)
+        .set("kh", p.kernel[0] as u32)
+        .set("kw", p.kernel[1] as u32)
+        .set("sh", p.stride[0] as u32)
+        .set("sw", p.stride[1] as u32)
+        .set("pt", p.padding[0] as u32)
+        .set("pl", p.padding[1] as u32)
+        .set("dh", p.dilation[0] as u32)
+        .set("dw", p.dilation[1] as u32)
+        .set("count_include_pad", p.count_include_pad as u32)
+        .finish()?;
+    let vals: Vec<(&str, String)> = vec![
+        ("layout", POOL_PARAMS.wgsl()),
+        ("xdecl", xdecl),
+        ("xfn", xfn),
+        (
+            "source",
+            if win.linear {
+                "as texels"
+            } else {
+                "from storage"
+            }
+            .to_string(),
+        ),
+        ("planes", planes.to_string()),
+        ("bx", bx.to_string()),
+        ("by", by.to_string()),
+        ("rows", rows.to_string()),
+        ("cols", cols.to_string()),
+        ("kh", p.kernel[0].to_string()),
+        ("kw", p.kernel[1].to_string()),
+        ("sh", p.stride[0].to_string()),
+        ("sw", p.stride[1].to_string()),
+        ("dh", p.dilation[0].to_string()),
+        ("dw", p.dilation[1].to_string()),
+        ("pt", p.padding[0].to_string()),
+        ("pl", p.padding[1].to_string()),
+        ("accs", accs),
+        ("body", body),
+        ("res", res),
+    ];
+    let threads = (planes * bx * by) as u64;
+    Ok(Kernel {
+        name: if win.linear {
+            "maxpool2d_tex"
+        } else {
+            "maxpool2d_block"
+        }
+        .into(),
+        wgsl: module("maxpool_tex", &[MAXPOOL_TEX], &vals)?,
+        bindings: vec![win.x_binding(), Buf::Out(0)],
+        params,
+        workgroups: if out_shape.numel() == 0 {
+            [0, 0, 0]
+        } else {
+            grid(threads.div_ceil(64), &opts.target)?
+        },
+        loop_trips: 0,
+    })
 }
 
 /// A conv transpose (fractionally strided conv), one invocation an output.
@@ -699,90 +807,25 @@ fn conv_dw_kernels(
     let [sh, sw] = c.stride;
     let [dh, dw] = c.dilation;
     let taps = kh * kw;
-    let numel: usize = x.iter().product();
-    let texels = numel / 4;
-    let linear = numel.is_multiple_of(4)
-        && texels > 0
-        && crate::stage_linear_rows(texels as u32) <= opts.target.max_texture_side
-        && numel < i32::MAX as usize;
-    let aligned = linear && x[3].is_multiple_of(4);
-    let (rows, cols) = dw_block(oh, ow, sw, aligned);
-    // Every block's segment starts on the same component of a texel.
-    let aligned = aligned && (cols * sw).is_multiple_of(4);
+    let win = Window::new(
+        x,
+        [kh, kw],
+        c.stride,
+        c.dilation,
+        c.padding,
+        [oh, ow],
+        &opts.target,
+    );
+    let (linear, rows, cols) = (win.linear, win.rows, win.cols);
     let (bx, by) = (ow.div_ceil(cols), oh.div_ceil(rows));
+    let seg = (cols - 1) * sw + (kw - 1) * dw + 1;
     let per_block = (ubo::UBO_MAX_BYTES / 4 / taps) / 64 * 64;
     let mut out = Vec::new();
-    let seg = (cols - 1) * sw + (kw - 1) * dw + 1;
-    let nrows = (rows - 1) * sh + (kh - 1) * dh + 1;
     let mut wloads = String::new();
     for t in 0..taps {
         wloads += &format!("    let w{t} = wt(wb + {t}u);\n");
     }
-    let mut accs = String::new();
-    for r in 0..rows {
-        for j in 0..cols {
-            accs += &format!("    var a{r}_{j} = 0.0;\n");
-        }
-    }
-    for u in 0..seg {
-        accs += &format!("    let okx{u} = ix0 + {u} >= 0 && ix0 + {u} < w;\n");
-    }
-    // Input row t of the block: the segment of `seg` values, then each (output row, tap row)
-    // that reads it.
-    let mut body = String::new();
-    for t in 0..nrows {
-        body +=
-            &format!("    {{\n        let iy = iy0 + {t};\n        let rok = iy >= 0 && iy < h;\n");
-        if linear {
-            // The segment's first value is component r of texel lo; value u is component
-            // (r + u) % 4 of texel lo + (r + u) / 4, picked by r (a constant where every row and
-            // block starts on the same component: W a multiple of 4 and the block's columns
-            // too, after the stride).
-            body += "        let f0 = i32(plane) + iy * w + ix0;\n        let lo = f0 >> 2u;\n";
-            if aligned {
-                body += &format!("        let r = {};\n", (4 - c.padding[1] % 4) % 4);
-            } else {
-                body += "        let r = f0 & 3;\n";
-            }
-            for j in 0..(seg + 3).div_ceil(4) {
-                body += &format!("        let t{j} = xtexel(lo + {j});\n");
-            }
-            let at = |q: usize| format!("t{}[{}]", q / 4, q % 4);
-            for u in 0..seg {
-                body += &format!(
-                    "        let s{u} = select(0.0, select(select(select({}, {}, r == 1), {}, r == 2), {}, r == 3), rok && okx{u});\n",
-                    at(u),
-                    at(u + 1),
-                    at(u + 2),
-                    at(u + 3)
-                );
-            }
-        } else {
-            body += "        let row = plane + u32(clamp(iy, 0, h - 1) * w);\n";
-            for u in 0..seg {
-                body += &format!(
-                    "        let s{u} = select(0.0, x[row + u32(clamp(ix0 + {u}, 0, w - 1))], rok && okx{u});\n"
-                );
-            }
-        }
-        for r in 0..rows {
-            for ky in 0..kh {
-                if r * sh + ky * dh != t {
-                    continue;
-                }
-                for kx in 0..kw {
-                    for j in 0..cols {
-                        body += &format!(
-                            "        a{r}_{j} = fma(w{}, s{}, a{r}_{j});\n",
-                            ky * kw + kx,
-                            j * sw + kx * dw
-                        );
-                    }
-                }
-            }
-        }
-        body += "    }\n";
-    }
+    let (accs, body) = win.body("0.0", &|tap, v, a| format!("{a} = fma(w{tap}, {v}, {a});"));
     let mut res = String::new();
     for r in 0..rows {
         for j in 0..cols {
@@ -791,38 +834,13 @@ fn conv_dw_kernels(
             );
         }
     }
-    let (xdecl, xfn, source) = if linear {
-        (
-            "@group(0) @binding(0) var xs: texture_2d_array<f32>;".to_string(),
-            format!(
-                "
-// Texel l of x (clamped into x: a value outside is masked where it is read).
-fn xtexel(l: i32) -> vec4<f32> {{
-    let q = u32(clamp(l, 0, {last}));
-    return textureLoad(xs, vec2<u32>(q & {mask}u, q >> {shift}u), 0, 0);
-}}
-",
-                last = texels - 1,
-                mask = crate::STAGE_LINEAR_WIDTH - 1,
-                shift = crate::STAGE_LINEAR_WIDTH.trailing_zeros()
-            ),
-            "as texels (x copied to the staging texture, four values a texel in order)",
-        )
+    let (xdecl, xfn) = win.xfn();
+    let source = if linear {
+        "as texels (x copied to the staging texture, four values a texel in order)"
     } else {
-        (
-            "@group(0) @binding(0) var<storage, read> x: array<f32>;".to_string(),
-            String::new(),
-            "from storage",
-        )
+        "from storage"
     };
-    let x_bind = if linear {
-        Buf::StageLinear {
-            input: 0,
-            texels: texels as u32,
-        }
-    } else {
-        Buf::In(0)
-    };
+    let x_bind = win.x_binding();
     let mut c0 = 0;
     while c0 < ch {
         let cp = per_block.min(ch - c0);
@@ -890,6 +908,170 @@ fn xtexel(l: i32) -> vec4<f32> {{
         c0 += cp;
     }
     Ok(out)
+}
+
+/// A window op's unrolled block (`conv_dw`, `maxpool2d_tex`): which outputs one invocation
+/// computes and how it reads its input. Its rows x columns of outputs of one plane read the
+/// input rows the block needs once each, a segment of values a row, as texels of the staging
+/// texture's linear layout where the input is whole texels and fits ([`Buf::StageLinear`]), else
+/// from storage (`x`). The WGSL it writes expects `plane` (the plane's first value), `iy0` and
+/// `ix0` (the block's first input row and column, i32), `h` and `w` (i32), and with texels
+/// `xtexel` ([`Window::xfn`]).
+struct Window {
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pad_left: usize,
+    linear: bool,
+    aligned: bool,
+    texels: usize,
+    rows: usize,
+    cols: usize,
+}
+
+impl Window {
+    fn new(
+        x: &[usize],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        padding: [usize; 4],
+        [oh, ow]: [usize; 2],
+        target: &sfumato_core::TargetProfile,
+    ) -> Window {
+        let numel: usize = x.iter().product();
+        let texels = numel / 4;
+        let linear = numel.is_multiple_of(4)
+            && texels > 0
+            && crate::stage_linear_rows(texels as u32) <= target.max_texture_side
+            && numel < i32::MAX as usize;
+        let aligned = linear && x[3].is_multiple_of(4);
+        let (rows, cols) = dw_block(oh, ow, stride[1], aligned);
+        Window {
+            kernel,
+            stride,
+            dilation,
+            pad_left: padding[1],
+            linear,
+            // Every block's segment starts on the same component of a texel.
+            aligned: aligned && (cols * stride[1]).is_multiple_of(4),
+            texels,
+            rows,
+            cols,
+        }
+    }
+
+    /// The binding of input 0: its texels (copied to the staging texture) or its buffer.
+    fn x_binding(&self) -> Buf {
+        if self.linear {
+            Buf::StageLinear {
+                input: 0,
+                texels: self.texels as u32,
+            }
+        } else {
+            Buf::In(0)
+        }
+    }
+
+    /// The declaration of binding 0 and the helper that reads a texel (none from storage).
+    fn xfn(&self) -> (String, String) {
+        if !self.linear {
+            return (
+                "@group(0) @binding(0) var<storage, read> x: array<f32>;".into(),
+                String::new(),
+            );
+        }
+        let xfn = format!(
+            "
+// Texel l of x (clamped into x: a value outside is masked where it is read).
+fn xtexel(l: i32) -> vec4<f32> {{
+    let q = u32(clamp(l, 0, {last}));
+    return textureLoad(xs, vec2<u32>(q & {mask}u, q >> {shift}u), 0, 0);
+}}
+",
+            last = self.texels - 1,
+            mask = crate::STAGE_LINEAR_WIDTH - 1,
+            shift = crate::STAGE_LINEAR_WIDTH.trailing_zeros()
+        );
+        (
+            "@group(0) @binding(0) var xs: texture_2d_array<f32>;".into(),
+            xfn,
+        )
+    }
+
+    /// The accumulators `a{r}_{j}` (starting at `init`) and the unrolled reads: each input row,
+    /// its segment `s{u}` (`init` outside the input), then `tap(t, s, a)` for each (output,
+    /// tap t) that reads value s of it.
+    fn body(&self, init: &str, tap: &dyn Fn(usize, &str, &str) -> String) -> (String, String) {
+        let ([kh, kw], [sh, sw], [dh, dw]) = (self.kernel, self.stride, self.dilation);
+        let (rows, cols) = (self.rows, self.cols);
+        let seg = (cols - 1) * sw + (kw - 1) * dw + 1;
+        let nrows = (rows - 1) * sh + (kh - 1) * dh + 1;
+        let mut accs = String::new();
+        for r in 0..rows {
+            for j in 0..cols {
+                accs += &format!("    var a{r}_{j} = {init};\n");
+            }
+        }
+        for u in 0..seg {
+            accs += &format!("    let okx{u} = ix0 + {u} >= 0 && ix0 + {u} < w;\n");
+        }
+        // Input row t of the block: the segment of `seg` values, then each (output row, tap
+        // row) that reads it.
+        let mut body = String::new();
+        for t in 0..nrows {
+            body += &format!(
+                "    {{\n        let iy = iy0 + {t};\n        let rok = iy >= 0 && iy < h;\n"
+            );
+            if self.linear {
+                // The segment's first value is component r of texel lo; value u is component
+                // (r + u) % 4 of texel lo + (r + u) / 4, picked by r (a constant where every
+                // row and block starts on the same component: W a multiple of 4 and the
+                // block's columns too, after the stride).
+                body += "        let f0 = i32(plane) + iy * w + ix0;\n        let lo = f0 >> 2u;\n";
+                if self.aligned {
+                    body += &format!("        let r = {};\n", (4 - self.pad_left % 4) % 4);
+                } else {
+                    body += "        let r = f0 & 3;\n";
+                }
+                for j in 0..(seg + 3).div_ceil(4) {
+                    body += &format!("        let t{j} = xtexel(lo + {j});\n");
+                }
+                let at = |q: usize| format!("t{}[{}]", q / 4, q % 4);
+                for u in 0..seg {
+                    body += &format!(
+                        "        let s{u} = select({init}, select(select(select({}, {}, r == 1), {}, r == 2), {}, r == 3), rok && okx{u});\n",
+                        at(u),
+                        at(u + 1),
+                        at(u + 2),
+                        at(u + 3)
+                    );
+                }
+            } else {
+                body += "        let row = plane + u32(clamp(iy, 0, h - 1) * w);\n";
+                for u in 0..seg {
+                    body += &format!(
+                        "        let s{u} = select({init}, x[row + u32(clamp(ix0 + {u}, 0, w - 1))], rok && okx{u});\n"
+                    );
+                }
+            }
+            for r in 0..rows {
+                for ky in 0..kh {
+                    if r * sh + ky * dh != t {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        for j in 0..cols {
+                            let (v, a) = (format!("s{}", j * sw + kx * dw), format!("a{r}_{j}"));
+                            body += &format!("        {}\n", tap(ky * kw + kx, &v, &a));
+                        }
+                    }
+                }
+            }
+            body += "    }\n";
+        }
+        (accs, body)
+    }
 }
 
 /// A depthwise conv's block of output rows x columns for one invocation: about 64 outputs,
