@@ -559,6 +559,31 @@ proptest! {
     }
 }
 
+/// Index arithmetic near 2^24: a fused kernel's strided reads (a transpose of 4,097 x 4,095
+/// under an add: 16,777,215 elements) and a split's block copy (4,097 blocks of 4,094) divide
+/// indices below 2^24 in float arithmetic (`udiv_small`); every element, against the CPU
+/// reference, exactly. Odd sizes put indices at k x d - 1 and k x d, where a float quotient
+/// rounded up would land on the next integer (lavapipe's division is exact there; the
+/// correction step is for adapters whose division is not).
+#[test]
+fn index_division_near_two_to_the_24() {
+    let (r, c) = (4097usize, 4095usize);
+    assert!(r * c < 1 << 24 && r * c > (1 << 24) - 2);
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [r, c]);
+    let t = g.transpose(x, &[1, 0]).unwrap();
+    let one = g
+        .constant(Tensor::from_f64(DType::F32, Vec::<usize>::new(), &[1.0]))
+        .unwrap();
+    let y = g.add_(t, one).unwrap();
+    let parts = g.split(x, 1, &[1, c - 1]).unwrap();
+    g.set_outputs(&[y, parts[1]]).unwrap();
+    // Distinct values (the flat index), so that an element read from a neighbour shows.
+    let v: Vec<f64> = (0..r * c).map(|i| i as f64).collect();
+    let inputs = [Tensor::from_f64(DType::F32, [r, c], &v)];
+    differential(&g, &inputs, 0.0).unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// `ubo` matmuls whose A needs many uniform blocks (K = 3,072: five rows a block), with a bias
 /// and a residual in the epilogue: 300 rows in 5-row blocks (four dispatches on lavapipe, 15
 /// blocks each: one pipeline, the parts differ in their first row, a param; five where a stage

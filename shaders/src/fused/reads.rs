@@ -229,8 +229,15 @@ impl<'a> Reads<'a> {
         for (s, at) in self.slots.iter().enumerate() {
             let _ = writeln!(slots, "const EV_READ{s}: u32 = EV + {at}u;");
         }
+        // The division `ev_off` steps through the index space's dims with: in float arithmetic
+        // where every index is below 2^24 (`udiv_small`).
+        let ev_div = if self.shape.numel() <= 1 << 24 {
+            "udiv_small(a, d)"
+        } else {
+            "a / d"
+        };
         format!(
-            "{}const EV: u32 = {ev}u;\n{}{}{slots}{}\n{}",
+            "{}const EV: u32 = {ev}u;\n{}{}{slots}fn ev_div(a: u32, d: u32) -> u32 {{\n    return {ev_div};\n}}\n{}\n{}",
             self.decls,
             EV_BLOCK.wgsl(),
             BLOCK_READ.wgsl(),

@@ -432,7 +432,17 @@ fn block_copy(
     } else {
         ty.to_string()
     };
-    let vals = [("ty", ty), ("layout", BLOCK_COPY_PARAMS.wgsl())];
+    // Which block an element is in: in float arithmetic where every index is below 2^24.
+    let div = if n <= 1 << 24 {
+        "udiv_small(i, params[BC_BLK])"
+    } else {
+        "i / params[BC_BLK]"
+    };
+    let vals = [
+        ("ty", ty),
+        ("layout", BLOCK_COPY_PARAMS.wgsl()),
+        ("block_of", div.to_string()),
+    ];
     kernel(
         if v == 4 {
             "block_copy_vec4"

@@ -7,8 +7,9 @@ fn ev_off(i: u32, s: u32) -> u32 {
     var off = i32(params[s + vb_offset(rank)]);
     for (var d = i32(rank) - 1; d >= 0; d = d - 1) {
         let dim = params[EV + EVB_DIMS + u32(d)];
-        off = off + i32(rem % dim) * bitcast<i32>(params[s + VB_STRIDES + u32(d)]);
-        rem = rem / dim;
+        let q = ev_div(rem, dim);
+        off = off + i32(rem - q * dim) * bitcast<i32>(params[s + VB_STRIDES + u32(d)]);
+        rem = q;
     }
     return u32(off);
 }

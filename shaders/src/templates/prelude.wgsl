@@ -31,6 +31,16 @@ fn view_offset(i: u32, base: u32) -> u32 {
     return u32(off);
 }
 
+// a / d for a below 2^24 (an index of a space of at most 2^24 elements), d at least 1, in float
+// arithmetic: on a CPU adapter an integer division is one per SIMD lane, a float division one
+// per SIMD batch. Both operands convert exactly and the float quotient is within 1 of the
+// integer one; one step corrects it.
+fn udiv_small(a: u32, d: u32) -> u32 {
+    let q = u32(f32(a) / f32(d));
+    let r = i32(a) - i32(q * d);
+    return select(select(q, q + 1u, r >= i32(d)), q - 1u, r < 0);
+}
+
 fn is_nan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
