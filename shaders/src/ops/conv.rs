@@ -218,23 +218,7 @@ pub fn pool2d(
             return maxpool_tex(p, x, out_shape, opts);
         }
     }
-    let params = POOL_PARAMS
-        .fill()
-        .set("n", n as u32)
-        .set("h", x[2] as u32)
-        .set("w", x[3] as u32)
-        .set("oh", out_shape.0[2] as u32)
-        .set("ow", out_shape.0[3] as u32)
-        .set("kh", p.kernel[0] as u32)
-        .set("kw", p.kernel[1] as u32)
-        .set("sh", p.stride[0] as u32)
-        .set("sw", p.stride[1] as u32)
-        .set("pt", p.padding[0] as u32)
-        .set("pl", p.padding[1] as u32)
-        .set("dh", p.dilation[0] as u32)
-        .set("dw", p.dilation[1] as u32)
-        .set("count_include_pad", p.count_include_pad as u32)
-        .finish()?;
+    let params = pool_params(p, x, out_shape)?;
     let pool_trips = lp(p.kernel[0] as u64) + p.kernel[0] as u64 * lp(p.kernel[1] as u64);
     let (name, vals): (&str, [(&str, String); 4]) = match op {
         Op::MaxPool2d(_) => (
@@ -293,6 +277,32 @@ pub fn pool2d(
     )
 }
 
+/// A 2-d pool's params (`POOL_PARAMS`): the output's size, the input's and the output's
+/// height and width, the window.
+fn pool_params(
+    p: &sfumato_core::op::Pool2d,
+    x: &[usize],
+    out_shape: &Shape,
+) -> Result<Vec<u32>, Error> {
+    POOL_PARAMS
+        .fill()
+        .set("n", out_shape.numel() as u32)
+        .set("h", x[2] as u32)
+        .set("w", x[3] as u32)
+        .set("oh", out_shape.0[2] as u32)
+        .set("ow", out_shape.0[3] as u32)
+        .set("kh", p.kernel[0] as u32)
+        .set("kw", p.kernel[1] as u32)
+        .set("sh", p.stride[0] as u32)
+        .set("sw", p.stride[1] as u32)
+        .set("pt", p.padding[0] as u32)
+        .set("pl", p.padding[1] as u32)
+        .set("dh", p.dilation[0] as u32)
+        .set("dw", p.dilation[1] as u32)
+        .set("count_include_pad", p.count_include_pad as u32)
+        .finish()
+}
+
 /// A max pool (a window of at most 7x7) on a CPU adapter: `maxpool_tex.wgsl`, the window and
 /// the block written out as the depthwise conv's ([`Window`]): about 64 outputs of one plane an
 /// invocation, neighbouring invocations neighbouring planes, each input row the block needs read
@@ -328,23 +338,7 @@ fn maxpool_tex(
         }
     }
     let (xdecl, xfn) = win.xfn();
-    let params = POOL_PARAMS
-        .fill()
-        .set("n", out_shape.numel() as u32)
-        .set("h", x[2] as u32)
-        .set("w", x[3] as u32)
-        .set("oh", oh as u32)
-        .set("ow", ow as u32)
-        .set("kh", p.kernel[0] as u32)
-        .set("kw", p.kernel[1] as u32)
-        .set("sh", p.stride[0] as u32)
-        .set("sw", p.stride[1] as u32)
-        .set("pt", p.padding[0] as u32)
-        .set("pl", p.padding[1] as u32)
-        .set("dh", p.dilation[0] as u32)
-        .set("dw", p.dilation[1] as u32)
-        .set("count_include_pad", p.count_include_pad as u32)
-        .finish()?;
+    let params = pool_params(p, x, out_shape)?;
     let vals: Vec<(&str, String)> = vec![
         ("layout", POOL_PARAMS.wgsl()),
         ("xdecl", xdecl),
