@@ -677,6 +677,30 @@ fn conv_staged_kernels() {
     insta::assert_snapshot!("conv2d_staged_pointwise", snapshot_text(&ks[0]));
 }
 
+/// A max pool on a CPU adapter's profile: YOLOv5's SPPF pool (5x5, stride 1, pads 2, 256
+/// channels at 20x20) in window blocks read as texels (`maxpool2d_tex`); valid, snapshotted.
+#[test]
+fn maxpool_tex_kernel() {
+    let opts = LowerOptions {
+        target: TargetProfile::llvmpipe(),
+        ..Default::default()
+    };
+    let op = Op::MaxPool2d(Pool2d::new(5, 1, 2));
+    let ins = [(DType::F32, Shape(vec![1, 256, 20, 20]))];
+    let ins_ref: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
+    let outs = op.infer(&ins_ref).unwrap();
+    let outs_ref: Vec<(DType, &Shape)> = outs.iter().map(|(d, s)| (*d, s)).collect();
+    let Lowered::Kernels(ks) = lower(&op, &ins_ref, &outs_ref, &opts).unwrap() else {
+        panic!("a pool lowers to kernels")
+    };
+    assert_eq!(ks.len(), 1);
+    assert_eq!(ks[0].name, "maxpool2d_tex");
+    let texels = 256 * 400 / 4;
+    assert_eq!(ks[0].bindings[0], Buf::StageLinear { input: 0, texels });
+    validate(&ks[0].name, &ks[0].wgsl).unwrap();
+    insta::assert_snapshot!("maxpool_tex", snapshot_text(&ks[0]));
+}
+
 /// A `ubo` matmul whose B is a run input on a CPU adapter's profile: B of whole-texel rows
 /// (512 x 256) is copied to the staging texture by a copy command (`Buf::StageLinear`), no
 /// `matmul_stage` kernel.

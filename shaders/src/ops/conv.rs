@@ -329,20 +329,10 @@ fn maxpool_tex(
     let (bx, by) = (ow.div_ceil(cols), oh.div_ceil(rows));
     let planes = x[0] * x[1];
     let (accs, body) = win.body(NEG_INF, &|_, v, a| format!("{a} = max_nan({a}, {v});"));
-    let mut res = String::new();
-    for r in 0..rows {
-        for j in 0..cols {
-            res += &format!(
-                "    if (oy0 + {r}u < oh && ox0 + {j}u < ow) {{\n        out0[obase + (oy0 + {r}u) * ow + ox0 + {j}u] = a{r}_{j};\n    }}\n"
-            );
-        }
-    }
-    let (xdecl, xfn) = win.xfn();
+    let res = win.stores(&|at, a| format!("out0[{at}] = {a};"));
     let params = pool_params(p, x, out_shape)?;
-    let vals: Vec<(&str, String)> = vec![
+    let mut vals: Vec<(&str, String)> = vec![
         ("layout", POOL_PARAMS.wgsl()),
-        ("xdecl", xdecl),
-        ("xfn", xfn),
         (
             "source",
             if win.linear {
@@ -355,20 +345,11 @@ fn maxpool_tex(
         ("planes", planes.to_string()),
         ("bx", bx.to_string()),
         ("by", by.to_string()),
-        ("rows", rows.to_string()),
-        ("cols", cols.to_string()),
-        ("kh", p.kernel[0].to_string()),
-        ("kw", p.kernel[1].to_string()),
-        ("sh", p.stride[0].to_string()),
-        ("sw", p.stride[1].to_string()),
-        ("dh", p.dilation[0].to_string()),
-        ("dw", p.dilation[1].to_string()),
-        ("pt", p.padding[0].to_string()),
-        ("pl", p.padding[1].to_string()),
         ("accs", accs),
         ("body", body),
         ("res", res),
     ];
+    vals.extend(win.vals());
     let threads = (planes * bx * by) as u64;
     Ok(Kernel {
         name: if win.linear {
@@ -798,8 +779,8 @@ fn conv_dw_kernels(
 ) -> Result<Vec<Kernel>, Error> {
     let (ch, kh, kw) = (x[1], w[2], w[3]);
     let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
-    let [sh, sw] = c.stride;
-    let [dh, dw] = c.dilation;
+    let sw = c.stride[1];
+    let dw = c.dilation[1];
     let taps = kh * kw;
     let win = Window::new(
         x,
@@ -820,15 +801,7 @@ fn conv_dw_kernels(
         wloads += &format!("    let w{t} = wt(wb + {t}u);\n");
     }
     let (accs, body) = win.body("0.0", &|tap, v, a| format!("{a} = fma(w{tap}, {v}, {a});"));
-    let mut res = String::new();
-    for r in 0..rows {
-        for j in 0..cols {
-            res += &format!(
-                "    if (oy0 + {r}u < oh && ox0 + {j}u < ow) {{\n        epilogue(obase + (oy0 + {r}u) * ow + ox0 + {j}u, a{r}_{j} + b0);\n    }}\n"
-            );
-        }
-    }
-    let (xdecl, xfn) = win.xfn();
+    let res = win.stores(&|at, a| format!("epilogue({at}, {a} + b0);"));
     let source = if linear {
         "as texels (x copied to the staging texture, four values a texel in order)"
     } else {
@@ -862,27 +835,16 @@ fn conv_dw_kernels(
         })?;
         let mut vals: Vec<(&str, String)> = vec![
             ("layout", CONV_DW_PARAMS.wgsl()),
-            ("xdecl", xdecl.clone()),
-            ("xfn", xfn.clone()),
             ("source", source.to_string()),
-            ("rows", rows.to_string()),
             ("seg", seg.to_string()),
             ("taps", taps.to_string()),
             ("wlen", (cp * taps).div_ceil(4).to_string()),
-            ("kh", kh.to_string()),
-            ("kw", kw.to_string()),
-            ("sh", sh.to_string()),
-            ("sw", sw.to_string()),
-            ("dh", dh.to_string()),
-            ("dw", dw.to_string()),
-            ("pt", c.padding[0].to_string()),
-            ("pl", c.padding[1].to_string()),
-            ("cols", cols.to_string()),
             ("wloads", wloads.clone()),
             ("accs", accs.clone()),
             ("body", body.clone()),
             ("res", res.clone()),
         ];
+        vals.extend(win.vals());
         vals.extend(spliced);
         let threads = x[0] * cp * by * bx;
         let n = (rows * cols) as u64;
@@ -915,6 +877,7 @@ struct Window {
     kernel: [usize; 2],
     stride: [usize; 2],
     dilation: [usize; 2],
+    pad_top: usize,
     pad_left: usize,
     linear: bool,
     aligned: bool,
@@ -945,6 +908,7 @@ impl Window {
             kernel,
             stride,
             dilation,
+            pad_top: padding[0],
             pad_left: padding[1],
             linear,
             // Every block's segment starts on the same component of a texel.
@@ -965,6 +929,46 @@ impl Window {
         } else {
             Buf::In(0)
         }
+    }
+
+    /// The template values every window kernel fills: binding 0's declaration (`xdecl`) and
+    /// texel helper (`xfn`), the block (`rows`, `cols`), the window (`kh`, `kw`, `sh`, `sw`,
+    /// `dh`, `dw`) and the pads (`pt`, `pl`).
+    fn vals(&self) -> Vec<(&'static str, String)> {
+        let (xdecl, xfn) = self.xfn();
+        let ([kh, kw], [sh, sw], [dh, dw]) = (self.kernel, self.stride, self.dilation);
+        let mut vals = vec![("xdecl", xdecl), ("xfn", xfn)];
+        for (k, v) in [
+            ("rows", self.rows),
+            ("cols", self.cols),
+            ("kh", kh),
+            ("kw", kw),
+            ("sh", sh),
+            ("sw", sw),
+            ("dh", dh),
+            ("dw", dw),
+            ("pt", self.pad_top),
+            ("pl", self.pad_left),
+        ] {
+            vals.push((k, v.to_string()));
+        }
+        vals
+    }
+
+    /// The block's outputs inside the output (`oh` x `ow` from `obase`), each written by
+    /// `store(index, accumulator)`.
+    fn stores(&self, store: &dyn Fn(&str, &str) -> String) -> String {
+        let mut res = String::new();
+        for r in 0..self.rows {
+            for j in 0..self.cols {
+                let at = format!("obase + (oy0 + {r}u) * ow + ox0 + {j}u");
+                res += &format!(
+                    "    if (oy0 + {r}u < oh && ox0 + {j}u < ow) {{\n        {}\n    }}\n",
+                    store(&at, &format!("a{r}_{j}"))
+                );
+            }
+        }
+        res
     }
 
     /// The declaration of binding 0 and the helper that reads a texel (none from storage).
