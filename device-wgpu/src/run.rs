@@ -161,19 +161,9 @@ impl WgpuDevice {
                         let di = dispatches.len();
                         let qs = query_sets.get(di / per_set);
                         let stamp = |enc: &mut wgpu::CommandEncoder, end: bool| {
-                            let tw = qs.map(|qs| {
+                            if let Some(qs) = qs {
                                 let i = ((di % per_set) * 2 + end as usize) as u32;
-                                wgpu::ComputePassTimestampWrites {
-                                    query_set: qs,
-                                    beginning_of_pass_write_index: (!end).then_some(i),
-                                    end_of_pass_write_index: end.then_some(i),
-                                }
-                            });
-                            if tw.is_some() {
-                                enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                                    label: Some(sfumato_shaders::COPY_STEP),
-                                    timestamp_writes: tw,
-                                });
+                                stamp_pass(enc, qs, i, end, sfumato_shaders::COPY_STEP);
                             }
                         };
                         stamp(&mut enc, false);
@@ -210,6 +200,10 @@ impl WgpuDevice {
                         };
                         bufs[o.index()] = Some(buf);
                     }
+                    // What the staging texture holds from this step's copies: the next kernel
+                    // that reads the same input through it (a part of the same op) copies
+                    // nothing.
+                    let mut in_stage: Option<(ValueId, u32)> = None;
                     for (ki, k) in ks.iter().enumerate() {
                         if k.workgroups.contains(&0) {
                             continue;
@@ -236,7 +230,7 @@ impl WgpuDevice {
                         // Inputs the kernel reads through the staging texture are copied there
                         // first; an empty pass stamps the copies' start, so that the kernel's
                         // time includes them.
-                        let copies: Vec<(ValueId, u32)> = k
+                        let reads: Vec<(ValueId, u32)> = k
                             .bindings
                             .iter()
                             .filter_map(|b| match *b {
@@ -246,27 +240,32 @@ impl WgpuDevice {
                                 _ => None,
                             })
                             .collect();
-                        let staged = !copies.is_empty();
-                        if staged {
+                        if reads.len() > 1 {
+                            return Err(Error::Graph(format!(
+                                "kernel {} reads two inputs through the one staging texture",
+                                k.name
+                            )));
+                        }
+                        if k.bindings
+                            .iter()
+                            .any(|b| matches!(b, Buf::Stage { write: true, .. }))
+                        {
+                            in_stage = None;
+                        }
+                        let copy = reads.first().copied().filter(|&c| in_stage != Some(c));
+                        let staged = copy.is_some();
+                        if let Some((v, texels)) = copy {
                             let st = stage.as_ref().ok_or_else(|| {
                                 Error::Graph(format!("kernel {} has no staging texture", k.name))
                             })?;
                             if let Some(qs) = qs {
-                                enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                                    label: Some("stage copy"),
-                                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                                        query_set: qs,
-                                        beginning_of_pass_write_index: Some(start),
-                                        end_of_pass_write_index: None,
-                                    }),
-                                });
+                                stamp_pass(&mut enc, qs, start, false, "stage copy");
                             }
-                            for (v, texels) in copies {
-                                let buf = bufs[v.index()].as_ref().ok_or_else(|| {
-                                    Error::Graph(format!("value {} has no buffer", v.0))
-                                })?;
-                                st.copy_linear(&mut enc, buf, texels);
-                            }
+                            let buf = bufs[v.index()].as_ref().ok_or_else(|| {
+                                Error::Graph(format!("value {} has no buffer", v.0))
+                            })?;
+                            st.copy_linear(&mut enc, buf, texels);
+                            in_stage = copy;
                         }
                         let tw = qs.map(|qs| wgpu::ComputePassTimestampWrites {
                             query_set: qs,
@@ -493,6 +492,25 @@ fn check_gather_indices(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
 
 fn qs_count(n_dispatch: usize, per_set: usize, set: usize) -> u32 {
     ((n_dispatch - set * per_set).min(per_set) * 2) as u32
+}
+
+/// An empty compute pass that writes timestamp `at` of `qs` at its beginning, or at its end
+/// (`end`): how copy commands, which take no timestamps, are bracketed in the profile.
+fn stamp_pass(
+    enc: &mut wgpu::CommandEncoder,
+    qs: &wgpu::QuerySet,
+    at: u32,
+    end: bool,
+    label: &str,
+) {
+    enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+            query_set: qs,
+            beginning_of_pass_write_index: (!end).then_some(at),
+            end_of_pass_write_index: end.then_some(at),
+        }),
+    });
 }
 
 /// The bind group entries of one kernel: its tensors (whole buffers, byte ranges of uniform
