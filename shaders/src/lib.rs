@@ -185,6 +185,12 @@ pub fn stage_linear_rows(texels: u32) -> u32 {
     texels.div_ceil(STAGE_LINEAR_WIDTH)
 }
 
+/// Whether `texels` texels (at least one) fit the staging texture's linear layout on an adapter
+/// of `side` texels a side.
+pub fn stage_linear_fits(texels: usize, side: u32) -> bool {
+    texels > 0 && u32::try_from(texels).is_ok_and(|t| stage_linear_rows(t) <= side)
+}
+
 /// One compute dispatch: bindings `0..bindings.len()` are the listed tensors, the next binding
 /// is `params` (read-only storage, u32).
 #[derive(Clone, Debug, PartialEq)]

@@ -85,9 +85,13 @@ pub(crate) fn linear_binding(
     input: usize,
     target: &sfumato_core::TargetProfile,
 ) -> Option<Buf> {
-    let texels = u32::try_from(b_linear_texels(p)).ok()?;
-    (b_vec4(p) && texels > 0 && crate::stage_linear_rows(texels) <= target.max_texture_side)
-        .then_some(Buf::StageLinear { input, texels })
+    let texels = b_linear_texels(p);
+    (b_vec4(p) && crate::stage_linear_fits(texels, target.max_texture_side)).then_some(
+        Buf::StageLinear {
+            input,
+            texels: texels as u32,
+        },
+    )
 }
 
 /// The texels of B a linear copy takes: up to the end of the last batch's last row.
@@ -358,10 +362,11 @@ pub(crate) fn matmul_ubo_kernels(
 ) -> Result<Vec<Kernel>, Error> {
     let tex = p.b_texture();
     let staged = b_staged(p, &opts.target);
-    let linear = b_linear(p, &opts.target);
+    // A staged B of vec4 rows is copied there (`b_linear`), no kernel.
+    let linear = staged.then(|| linear_binding(p, 1, &opts.target)).flatten();
     let (b, src) = if tex {
         (Buf::Texture(1), BSource::Texture)
-    } else if let Some(b) = linear_binding(p, 1, &opts.target).filter(|_| linear) {
+    } else if let Some(b) = linear {
         (b, BSource::Linear)
     } else if staged {
         (stage_of(p, false), BSource::Stage)
@@ -376,7 +381,7 @@ pub(crate) fn matmul_ubo_kernels(
         name: v.name(),
     };
     let mut ks = Vec::new();
-    if staged && !linear {
+    if staged && linear.is_none() {
         ks.push(b_stage_kernel(p, 1, opts)?);
     }
     ks.extend(ubo_kernels(p, v, opts, splice, params, &spec)?);

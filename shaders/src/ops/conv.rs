@@ -707,39 +707,42 @@ fn conv2d_staged(
             _ => false,
         })
         .unwrap_or_else(|| ubo::staged_conv_default(n));
-    let mut sp = CONV_STAGE_PARAMS
-        .fill()
-        .set("n4", n4 as u32)
-        .set("k", k as u32)
-        .set("batch", batch as u32)
-        .set("n", n as u32)
-        .set("cv", 0)
-        .finish()?;
-    // The window's params start at the `cv` slot.
-    sp.pop();
-    sp.extend(conv_window_params(c, x, w, ow)?);
-    let write = ubo::stage_kernel(
-        "conv_stage",
-        CONV_STAGE,
-        &[
-            ("layout", CONV_STAGE_PARAMS.wgsl()),
-            ("cv_layout", CONV_GEMM_PARAMS.wgsl()),
-        ],
-        0,
-        prob,
-        sp,
-        opts,
-    )?;
     let mut mm_params = params.to_vec();
     let (_, tn) = v.tile().unwrap_or((16, 64));
     mm_params[MATMUL_PARAMS.at("tiles_n")?] = n.div_ceil(tn as usize) as u32;
-    if linear.is_some() {
-        mm_params[MATMUL_PARAMS.at("b_sk")?] = n as u32;
-        mm_params[MATMUL_PARAMS.at("b_sn")?] = 1;
-    }
-    let (b, src) = match linear {
-        Some(b) => (b, ubo::BSource::Linear),
-        None => (ubo::stage_of(prob, false), ubo::BSource::Stage),
+    // B copied (rows of N values) or written by `conv_stage` (the image column, layer per image).
+    let (mut ks, b, src) = match linear {
+        Some(b) => {
+            mm_params[MATMUL_PARAMS.at("b_sk")?] = n as u32;
+            mm_params[MATMUL_PARAMS.at("b_sn")?] = 1;
+            (Vec::new(), b, ubo::BSource::Linear)
+        }
+        None => {
+            let mut sp = CONV_STAGE_PARAMS
+                .fill()
+                .set("n4", n4 as u32)
+                .set("k", k as u32)
+                .set("batch", batch as u32)
+                .set("n", n as u32)
+                .set("cv", 0)
+                .finish()?;
+            // The window's params start at the `cv` slot.
+            sp.pop();
+            sp.extend(conv_window_params(c, x, w, ow)?);
+            let write = ubo::stage_kernel(
+                "conv_stage",
+                CONV_STAGE,
+                &[
+                    ("layout", CONV_STAGE_PARAMS.wgsl()),
+                    ("cv_layout", CONV_GEMM_PARAMS.wgsl()),
+                ],
+                0,
+                prob,
+                sp,
+                opts,
+            )?;
+            (vec![write], ubo::stage_of(prob, false), ubo::BSource::Stage)
+        }
     };
     let spec = ubo::UboSpec {
         a_input: 1,
@@ -747,11 +750,6 @@ fn conv2d_staged(
         bias,
         src,
         name: "conv2d_staged".into(),
-    };
-    let mut ks = if linear.is_some() {
-        vec![]
-    } else {
-        vec![write]
     };
     ks.extend(ubo::ubo_kernels(prob, v, opts, splice, mm_params, &spec)?);
     Ok(ks)
@@ -899,8 +897,7 @@ impl Window {
         let numel: usize = x.iter().product();
         let texels = numel / 4;
         let linear = numel.is_multiple_of(4)
-            && texels > 0
-            && crate::stage_linear_rows(texels as u32) <= target.max_texture_side
+            && crate::stage_linear_fits(texels, target.max_texture_side)
             && numel < i32::MAX as usize;
         let aligned = linear && x[3].is_multiple_of(4);
         let (rows, cols) = dw_block(oh, ow, stride[1], aligned);
