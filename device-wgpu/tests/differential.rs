@@ -439,7 +439,7 @@ proptest! {
     /// the kernel.
     #[test]
     fn matmul_constant_weight_as_texture(batch in prop::collection::vec(1usize..3, 0..=2), m in prop_oneof![Just(1usize), 1usize..40],
-              n4 in 1usize..12, k in 1usize..40, v in 0usize..13, bias in any::<bool>(), fuse in any::<bool>(), seed in any::<u64>()) {
+              n4 in 1usize..12, k in 1usize..40, v in 0usize..64, bias in any::<bool>(), fuse in any::<bool>(), seed in any::<u64>()) {
         let n = n4 * 4;
         let tex: Vec<MatmulVariant> = MatmulVariant::all()
             .into_iter()
@@ -477,6 +477,44 @@ proptest! {
             "{:?}: max diff {:?}", variant, got.outputs[0].max_diff(&want.outputs[0]));
         let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
         prop_assert!(ks.contains(&variant.name().as_str()), "{:?} ran {:?}", variant, ks);
+    }
+
+    /// Matrix-vector products as wide as a decode step's and a classifier's (K to 4,096, N to
+    /// 4,100 columns, a weight of up to 67 MB): each one-row `ubo` variant (A, the activation row,
+    /// from a uniform block; the weight as texels) and the default pick, with a fused bias and
+    /// GELU, against the reference.
+    #[test]
+    fn matvec_decode_widths(k in prop::sample::select(vec![768usize, 1024, 2048, 4096]), n in prop::sample::select(vec![1000usize, 3072, 4100]),
+                            v in 0usize..5, seed in any::<u64>()) {
+        let rows1: Vec<MatmulVariant> = MatmulVariant::all()
+            .into_iter()
+            .filter(|v| matches!(v, MatmulVariant::Ubo { rows: 1, .. }))
+            .collect();
+        let variant = rows1.get(v).copied();
+        let mut g = Graph::new();
+        let a = g.input("a", DType::F32, [1, k]);
+        let w = g.constant(Tensor::random(DType::F32, [k, n], seed + 1)).unwrap();
+        let b = g.constant(Tensor::random(DType::F32, [n], seed + 2)).unwrap();
+        let y = g.matmul(a, w).unwrap();
+        let y = g.add_(y, b).unwrap();
+        let y = g.gelu(y).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::random(DType::F32, [1, k], seed)];
+        let got = common::with_device(|d| {
+            d.set_matmul_variant(variant);
+            let r = d.run(&g, &inputs);
+            d.set_matmul_variant(None);
+            r
+        });
+        let Some(got) = got else { return Ok(()) };
+        let got = got.map_err(|e| TestCaseError::fail(format!("{variant:?}: {e}")))?;
+        let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (k + 1) as f64),
+            "{:?} 1x{}x{}: max diff {:?}", variant, n, k, got.outputs[0].max_diff(&want.outputs[0]));
+        if let Some(variant) = variant {
+            let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
+            prop_assert!(ks.contains(&variant.name().as_str()), "{:?} ran {:?}", variant, ks);
+        }
     }
 }
 

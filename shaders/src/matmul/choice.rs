@@ -80,7 +80,7 @@ impl MatmulVariant {
     /// runs at once leaves the rest idle.
     ///
     /// The constants are fitted to lavapipe's measured times of every variant on the zoo's
-    /// matmul shapes (`shaders/tests/data/llvmpipe-matmul-times.txt`, checked by
+    /// matmul shapes (`shaders/tests/data/llvmpipe-matmul-times.json`, checked by
     /// `cost_model_picks_near_the_measured_best`): a storage element costs ~250, a texel ~25, a
     /// uniform-block element ~0 (broadcast), a workgroup-memory tile divides both loads by its
     /// side where that memory is fast, and barriers double the cost where it is not.

@@ -78,12 +78,19 @@ const V4_TEX_SHAPES: [(u8, u8, u8, u8); 7] = [
 /// step's attention scores (a row of 129-1,024 columns per head) over enough workgroups.
 const DOT_SHAPES: [(u8, u8); 3] = [(4, 16), (2, 32), (4, 64)];
 
-/// The `Ubo` shapes: (rows, vec4 columns, workgroup x). Five rows of a long K (3,072) fill a
+/// The `Ubo` shapes: (rows, vec4 columns, workgroup x). One row is the matrix-vector product
+/// (a decode step, a classifier): the activation row from a uniform block, one scalar load a k
+/// shared by the lanes where `V4Tex` makes it a storage load, which lavapipe runs as a loop over
+/// the lanes (1x4096x1024 from constant texels: 4.1-4.7 GFLOP/s against 2.0-2.4). Five rows of a long K (3,072) fill a
 /// 64 KiB block. The narrow tiles (16 x 32 and 16 x 64 pixels, one SIMD batch of 8
 /// invocations) fit products of few columns: a 7x7 image's 49 pixels waste four fifths of a
 /// 256-column tile (`bench matmul --m 2048 --n 52 --k 512`: 12.8 GFLOP/s with 16x8 in 8
 /// invocations, 3.8 with 16x16 in 16).
-const UBO_SHAPES: [(u8, u8, u8); 10] = [
+const UBO_SHAPES: [(u8, u8, u8); 14] = [
+    (1, 4, 16),
+    (1, 4, 8),
+    (1, 2, 16),
+    (1, 8, 8),
     (16, 4, 16),
     (16, 1, 16),
     (16, 2, 8),
