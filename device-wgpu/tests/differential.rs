@@ -566,7 +566,7 @@ proptest! {
     /// multiple of 4), stride 2, two images (two layers), a bias and a fused ReLU, each checked
     /// against the CPU reference. (Convs under `UBO_CONV_MIN_MACS` keep the one-kernel paths.)
     #[test]
-    fn conv2d_staged_wide(nb in 1usize..3, ci in prop::sample::select(vec![64usize, 256, 512]), o in prop::sample::select(vec![48usize, 200, 512]),
+    fn conv2d_staged_wide(nb in 1usize..3, ci in prop::sample::select(vec![16usize, 24, 64, 256, 512]), o in prop::sample::select(vec![48usize, 200, 512]),
                           hw in prop::sample::select(vec![7usize, 13, 14]), k in prop::sample::select(vec![1usize, 3]), s in 1usize..3,
                           bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>()) {
         let p = k / 2;

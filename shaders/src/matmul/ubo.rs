@@ -610,6 +610,19 @@ fn part_kernel(
         ("body", body),
         ("stores", stores),
     ];
+    // A bias constant along a row (a conv's per-channel bias) is read once for the four
+    // elements: on lavapipe each storage read is a loop over the lanes, and a conv of few input
+    // channels (K = 16 to 40) spent more time reading its bias than multiplying.
+    if p.has_bias && p.c_sn == 0 {
+        vals.push((
+            "store4_bias",
+            "    // The bias is constant along the row: one read for the four.\n    let bv = bias_at(m, n);\n".into(),
+        ));
+        vals.push(("store4_one", "store_bv(b, m, n + e, v[e], bv)".into()));
+    } else {
+        vals.push(("store4_bias", String::new()));
+        vals.push(("store4_one", "store(b, m, n + e, v[e])".into()));
+    }
     vals.extend(spliced);
     vals.extend(layout_vals(spec.src == BSource::Conv));
     let parts: &[&str] = if spec.src == BSource::Conv {

@@ -23,6 +23,7 @@ fn tile_of(wg: vec3<u32>, nwg: vec3<u32>, tm: u32, tn: u32) -> Tile {
     t.m0 = ((wid / tiles_n) % tiles_m) * tm;
     t.b = wid / (tiles_n * tiles_m);
     t.valid = t.b < params[MM_BATCH];
+    store_batch(t.b);
     return t;
 }
 
@@ -42,6 +43,11 @@ var<private> st_nn: u32;
 var<private> st_alpha: f32;
 var<private> st_beta: f32;
 var<private> st_bias: bool;
+var<private> st_c_sm: u32;
+var<private> st_c_sn: u32;
+// The offset of the bias of the batch this invocation stores (`store_batch`, called by
+// `tile_of`): with the strides above, a stored element reads one storage word, not four.
+var<private> st_boff: u32;
 // The column of the element being stored, for the epilogue's reads of a bias row.
 var<private> ep_col: u32;
 
@@ -51,17 +57,39 @@ fn store_init() {
     st_alpha = bitcast<f32>(params[MM_ALPHA]);
     st_beta = bitcast<f32>(params[MM_BETA]);
     st_bias = params[MM_HAS_BIAS] != 0u;
+    st_c_sm = params[MM_C_SM];
+    st_c_sn = params[MM_C_SN];
     ep_init();
 }
 
-fn store(b: u32, m: u32, n: u32, acc: f32) {
+// The batch whose bias the following stores read (a batch past the last reads a clamped word
+// and stores nothing).
+fn store_batch(b: u32) {
+    st_boff = params[MM_OFFSETS + OFF_LEN * b + OFF_BIAS];
+}
+
+// Element (m, n) of the bias of the current batch.
+fn bias_at(m: u32, n: u32) -> f32 {
+    return bias[st_boff + m * st_c_sm + n * st_c_sn];
+}
+
+// `store` with the bias element already read (`bv`; unused without a bias).
+fn store_bv(b: u32, m: u32, n: u32, acc: f32, bv: f32) {
     if (m >= st_mm || n >= st_nn) {
         return;
     }
     var v = st_alpha * acc;
     if (st_bias) {
-        v = v + st_beta * bias[params[MM_OFFSETS + OFF_LEN * b + OFF_BIAS] + m * params[MM_C_SM] + n * params[MM_C_SN]];
+        v = v + st_beta * bv;
     }
     ep_col = n;
     epilogue((b * st_mm + m) * st_nn + n, v);
+}
+
+fn store(b: u32, m: u32, n: u32, acc: f32) {
+    var bv = 0.0;
+    if (st_bias) {
+        bv = bias_at(m, n);
+    }
+    store_bv(b, m, n, acc, bv);
 }

@@ -14,6 +14,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let n = i % nn;
     let m = (i / nn) % mm;
     let b = i / (nn * mm);
+    store_batch(b);
     let kk = params[MM_K];
     var pa = off_a(b) + m * params[MM_A_SM];
     var pb = off_b(b) + n * params[MM_B_SN];

@@ -12,8 +12,8 @@
 @group(0) @binding(1) {{b_decl}}
 
 fn store4(b: u32, m: u32, n: u32, v: vec4<f32>) {
-    for (var e = 0u; e < 4u; e = e + 1u) {
-        store(b, m, n + e, v[e]);
+{{store4_bias}}    for (var e = 0u; e < 4u; e = e + 1u) {
+        {{store4_one}};
     }
 }
 
