@@ -169,11 +169,19 @@ pub(crate) enum Res {
     Range(Arc<wgpu::Buffer>, u32, u32),
 }
 
-/// Params padded to at least 4 words (a binding may not be empty).
-pub(crate) fn padded_params(p: &[u32]) -> Vec<u32> {
-    let mut v = p.to_vec();
-    while v.len() < 4 {
-        v.push(0);
-    }
+/// A kernel's params padded to its binding's size: at least 4 words (a binding may not be
+/// empty), the whole uniform array where it reads them from a uniform buffer.
+pub(crate) fn padded_params(k: &sfumato_shaders::Kernel) -> Vec<u32> {
+    let mut v = k.params.clone();
+    v.resize(v.len().max(params_words(k)), 0);
     v
+}
+
+/// Words of a kernel's params binding.
+pub(crate) fn params_words(k: &sfumato_shaders::Kernel) -> usize {
+    if k.params_uniform() {
+        sfumato_shaders::uniform_params::PARAMS_UNIFORM_WORDS
+    } else {
+        k.params.len().max(4)
+    }
 }

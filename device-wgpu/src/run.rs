@@ -2,7 +2,7 @@
 //! fill the profile.
 
 use crate::memory::binding_size;
-use crate::pipelines::padded_params;
+use crate::pipelines::{padded_params, params_words};
 use crate::{convert, WgpuDevice};
 use sfumato_core::device::{check_inputs, OpTiming, Profile, RunOutput, TimingSource};
 use sfumato_core::{Device, Error, Graph, Op, Result, Tensor, ValueId};
@@ -577,7 +577,7 @@ fn kernel_entries<'a>(
             }),
         });
     }
-    let plen = padded_params(&k.params).len();
+    let plen = params_words(k);
     entries.push(wgpu::BindGroupEntry {
         binding: k.bindings.len() as u32,
         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -599,7 +599,12 @@ impl WgpuDevice {
     /// Every kernel's params in one buffer, each at an offset aligned for a binding; the
     /// offsets (in words) per step and kernel.
     fn pack_params(&self, pi: usize) -> (wgpu::Buffer, Vec<Vec<usize>>) {
-        let align = self.limits.min_storage_buffer_offset_alignment.max(4) as usize / 4;
+        let align = self
+            .limits
+            .min_storage_buffer_offset_alignment
+            .max(self.limits.min_uniform_buffer_offset_alignment)
+            .max(4) as usize
+            / 4;
         let mut params: Vec<u32> = Vec::new();
         let mut offsets: Vec<Vec<usize>> = Vec::new();
         for step in &self.prepared[pi].steps {
@@ -607,18 +612,20 @@ impl WgpuDevice {
             if let Lowered::Kernels(ks) = &step.kernels.lowered {
                 for k in ks {
                     o.push(params.len());
-                    params.extend(padded_params(&k.params));
+                    params.extend(padded_params(k));
                     params.resize(params.len().div_ceil(align) * align, 0);
                 }
             }
             offsets.push(o);
         }
+        // A buffer may not be empty (a graph of copies and aliases dispatches nothing).
+        params.resize(params.len().max(4), 0);
         let buf = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("sfumato params"),
-                contents: bytemuck::cast_slice(&padded_params(&params)),
-                usage: wgpu::BufferUsages::STORAGE,
+                contents: bytemuck::cast_slice(&params),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
             });
         (buf, offsets)
     }

@@ -355,8 +355,8 @@ impl WgpuDevice {
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("sfumato params"),
-                contents: bytemuck::cast_slice(&padded_params(&k.params)),
-                usage: wgpu::BufferUsages::STORAGE,
+                contents: bytemuck::cast_slice(&padded_params(k)),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
             });
         let mut entries: Vec<wgpu::BindGroupEntry> = bufs
             .iter()
@@ -409,6 +409,12 @@ fn fastest(times: &[(MatmulVariant, f64)]) -> Option<MatmulVariant> {
 
 fn matmul_kernel_for(p: &MatmulProblem, opts: &LowerOptions) -> Result<Vec<Kernel>> {
     // Lower a synthetic Gemm-free MatMul through the public lowering by its problem.
-    sfumato_shaders::lower::matmul_kernel(p, opts.matmul.unwrap_or(MatmulVariant::Rb4), opts)
-        .map_err(|e| Error::Device(e.to_string()))
+    let mut ks =
+        sfumato_shaders::lower::matmul_kernel(p, opts.matmul.unwrap_or(MatmulVariant::Rb4), opts)
+            .map_err(|e| Error::Device(e.to_string()))?;
+    // Params as a run binds them (a uniform buffer where they fit), so the times compare.
+    for k in &mut ks {
+        sfumato_shaders::uniform_params::apply_one(k, &opts.target);
+    }
+    Ok(ks)
 }

@@ -62,6 +62,7 @@ pub mod ops;
 pub mod options;
 pub mod params;
 pub mod template;
+pub mod uniform_params;
 pub mod views;
 
 /// The old paths of the uniform-block kernels.
@@ -192,7 +193,8 @@ pub fn stage_linear_fits(texels: usize, side: u32) -> bool {
 }
 
 /// One compute dispatch: bindings `0..bindings.len()` are the listed tensors, the next binding
-/// is `params` (read-only storage, u32).
+/// is `params`: read-only storage (u32), or a uniform buffer of
+/// [`uniform_params::PARAMS_UNIFORM_BYTES`] where [`Kernel::params_uniform`] says so.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kernel {
     /// The template and variant, e.g. `matmul_rb8v4` (shown in profiles).

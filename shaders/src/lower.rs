@@ -29,8 +29,9 @@ pub fn lower(
     outs: &[(DType, &Shape)],
     opts: &LowerOptions,
 ) -> Result<Lowered, Error> {
-    let lowered = lower_op(op, ins, outs, opts)?;
+    let mut lowered = lower_op(op, ins, outs, opts)?;
     loops::check_all(&lowered, opts.target.loop_budget)?;
+    crate::uniform_params::apply(&mut lowered, &opts.target);
     Ok(lowered)
 }
 

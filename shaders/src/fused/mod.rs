@@ -107,8 +107,9 @@ pub fn generate(
     group: &Group,
     opts: &LowerOptions,
 ) -> Result<GroupKernels, Error> {
-    let gk = generate_group(g, plan, group, opts)?;
+    let mut gk = generate_group(g, plan, group, opts)?;
     crate::loops::check_all(&gk.lowered, opts.target.loop_budget)?;
+    crate::uniform_params::apply(&mut gk.lowered, &opts.target);
     Ok(gk)
 }
 
