@@ -15,10 +15,12 @@
 //! that every kernel's window fits), so one pipeline serves every shape. A kernel whose params
 //! are longer (a matmul over hundreds of batches) keeps the storage binding, and so does a
 //! kernel that already binds uniform buffers (the `ubo` matmuls' row blocks, a depthwise
-//! conv's weights): on lavapipe (Mesa 22.3.6) such a kernel with its params in a uniform
+//! conv's weights): on lavapipe (Mesa 22.3.6) such kernels with their params in a uniform
 //! buffer too corrupted the driver's heap during ResNet-18's run (`corrupted size vs.
-//! prev_size`, in the queue thread), even with 12 uniform bindings of the 15 it allows. Those
-//! kernels read their params once per invocation, not once per element.
+//! prev_size` or `malloc(): smallbin double linked list corrupted`, in the queue thread), not
+//! every time: allowing kernels with up to 8 or 11 other uniform bindings crashed in some runs
+//! and not in others; up to 6 did not crash in the one run tried, which proves nothing. Those
+//! kernels read their params once per invocation, not once per element, so they keep storage.
 
 use crate::{Buf, Kernel, Lowered};
 use sfumato_core::TargetProfile;
