@@ -264,6 +264,26 @@ impl Fill<'_> {
         self.put(name, vec![v], false)
     }
 
+    /// Set the window fields that the conv and pool layouts name alike: the kernel (`kh`,
+    /// `kw`), strides (`sh`, `sw`), the top and left pads (`pt`, `pl`) and dilations (`dh`,
+    /// `dw`).
+    pub fn window(
+        self,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 4],
+        dilation: [usize; 2],
+    ) -> Self {
+        self.set("kh", kernel[0] as u32)
+            .set("kw", kernel[1] as u32)
+            .set("sh", stride[0] as u32)
+            .set("sw", stride[1] as u32)
+            .set("pt", padding[0] as u32)
+            .set("pl", padding[1] as u32)
+            .set("dh", dilation[0] as u32)
+            .set("dw", dilation[1] as u32)
+    }
+
     /// The value of a count that sizes an array of this layout but is a field of the layout it
     /// follows (a view block's strides: the view's `rank`).
     pub fn given(mut self, count: &str, v: u32) -> Self {
