@@ -414,7 +414,7 @@ fn matmul_kernel_for(p: &MatmulProblem, opts: &LowerOptions) -> Result<Vec<Kerne
             .map_err(|e| Error::Device(e.to_string()))?;
     // Params as a run binds them (a uniform buffer where they fit), so the times compare.
     for k in &mut ks {
-        sfumato_shaders::uniform_params::apply_one(k, &opts.target);
+        sfumato_shaders::uniform_params::apply_one(k);
     }
     Ok(ks)
 }

@@ -31,7 +31,7 @@ pub fn lower(
 ) -> Result<Lowered, Error> {
     let mut lowered = lower_op(op, ins, outs, opts)?;
     loops::check_all(&lowered, opts.target.loop_budget)?;
-    crate::uniform_params::apply(&mut lowered, &opts.target);
+    crate::uniform_params::apply(&mut lowered);
     Ok(lowered)
 }
 

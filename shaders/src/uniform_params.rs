@@ -23,7 +23,6 @@
 //! kernels read their params once per invocation, not once per element, so they keep storage.
 
 use crate::{Buf, Kernel, Lowered};
-use sfumato_core::TargetProfile;
 
 /// Words of params a uniform binding holds (4 KiB: well inside WebGPU's guaranteed 64 KiB).
 pub const PARAMS_UNIFORM_WORDS: usize = 1024;
@@ -52,26 +51,18 @@ impl Kernel {
 
 /// Rewrite each kernel of `lowered` whose params fit [`PARAMS_UNIFORM_WORDS`] and that binds
 /// no other uniform buffer to read its params from a uniform buffer.
-pub fn apply(lowered: &mut Lowered, target: &TargetProfile) {
+pub fn apply(lowered: &mut Lowered) {
     if let Lowered::Kernels(ks) = lowered {
         for k in ks {
-            apply_one(k, target);
+            apply_one(k);
         }
     }
 }
 
 /// [`apply`] for one kernel.
-pub fn apply_one(k: &mut Kernel, target: &TargetProfile) {
-    let uniforms = k
-        .bindings
-        .iter()
-        .filter(|b| matches!(b, Buf::Uniform { .. }))
-        .count();
-    if k.params.len() > PARAMS_UNIFORM_WORDS
-        || uniforms > 0
-        || target.max_uniform_blocks == 0
-        || k.params_uniform()
-    {
+pub fn apply_one(k: &mut Kernel) {
+    let other_uniforms = k.bindings.iter().any(|b| matches!(b, Buf::Uniform { .. }));
+    if k.params.len() > PARAMS_UNIFORM_WORDS || other_uniforms || k.params_uniform() {
         return;
     }
     if let Some(w) = rewrite(&k.wgsl) {

@@ -109,7 +109,7 @@ pub fn generate(
 ) -> Result<GroupKernels, Error> {
     let mut gk = generate_group(g, plan, group, opts)?;
     crate::loops::check_all(&gk.lowered, opts.target.loop_budget)?;
-    crate::uniform_params::apply(&mut gk.lowered, &opts.target);
+    crate::uniform_params::apply(&mut gk.lowered);
     Ok(gk)
 }
 
