@@ -500,12 +500,7 @@ proptest! {
         let y = g.gelu(y).unwrap();
         g.set_outputs(&[y]).unwrap();
         let inputs = [Tensor::random(DType::F32, [1, k], seed)];
-        let got = common::with_device(|d| {
-            d.set_matmul_variant(variant);
-            let r = d.run(&g, &inputs);
-            d.set_matmul_variant(None);
-            r
-        });
+        let got = common::run_with_variant(&g, &inputs, variant);
         let Some(got) = got else { return Ok(()) };
         let got = got.map_err(|e| TestCaseError::fail(format!("{variant:?}: {e}")))?;
         let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -655,12 +650,7 @@ fn ubo_matmul_in_parts() {
             Tensor::random(DType::F32, [m, k], 1),
             Tensor::random(DType::F32, [m, n], 4),
         ];
-        let got = common::with_device(|d| {
-            d.set_matmul_variant(Some(variant));
-            let r = d.run(&g, &inputs);
-            d.set_matmul_variant(None);
-            r
-        });
+        let got = common::run_with_variant(&g, &inputs, Some(variant));
         let Some(got) = got else { return };
         let got = got.unwrap_or_else(|e| panic!("{variant:?}: {e}"));
         let want = CpuDevice.run(&g, &inputs).unwrap();

@@ -248,12 +248,7 @@ fn every_matmul_variant_at_its_boundary() {
         }
         for (kk, over) in [(k, false), (k + 4, true)] {
             let (g, inputs) = matmul_graph(m, kk, n);
-            let ran = with_device(|d| {
-                d.set_matmul_variant(Some(v));
-                let r = d.run(&g, &inputs);
-                d.set_matmul_variant(None);
-                r
-            });
+            let ran = common::run_with_variant(&g, &inputs, Some(v));
             let Some(ran) = ran else { return };
             let got = match ran {
                 // Over: no variant left that fits (K past even the one-output kernel's).

@@ -17,6 +17,21 @@ pub fn with_device<R>(f: impl FnOnce(&mut WgpuDevice) -> R) -> Option<R> {
     Some(f(&mut guard))
 }
 
+/// Run `g` on the shared device with the matmul variant forced (`None`: the device's own
+/// choice), then give the choice back to the device; `None` as [`with_device`].
+pub fn run_with_variant(
+    g: &Graph,
+    inputs: &[Tensor],
+    variant: Option<sfumato_shaders::MatmulVariant>,
+) -> Option<sfumato_core::Result<RunOutput>> {
+    with_device(|d| {
+        d.set_matmul_variant(variant);
+        let r = d.run(g, inputs);
+        d.set_matmul_variant(None);
+        r
+    })
+}
+
 /// Tolerances by dtype: (rtol, atol).
 pub fn tol(d: DType) -> (f64, f64) {
     match d {
