@@ -1,5 +1,6 @@
 //! The Device trait every backend implements, and the Profile every run returns.
 
+use crate::kept::{Feed, Kept, WriteBack};
 use crate::{Error, Graph, Result, Tensor};
 use serde::Serialize;
 
@@ -210,6 +211,37 @@ pub trait Device {
 
     /// Run the graph on these inputs; outputs come back in the order of [`Graph::outputs`].
     fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput>;
+
+    /// Keep `t` for later runs to read in place ([`Device::run_fed`]): a decoder's KV cache.
+    /// The default keeps it on the host; the wgpu device keeps it in a buffer of its own.
+    fn keep(&mut self, t: Tensor) -> Result<Kept> {
+        Ok(Kept::host(t))
+    }
+
+    /// A kept tensor's current contents, on the host.
+    fn read_kept(&mut self, k: &Kept) -> Result<Tensor> {
+        k.host_tensor().ok_or_else(|| {
+            Error::Device(format!(
+                "{}: the kept tensor {} {} was kept by another device",
+                self.name(),
+                k.dtype(),
+                k.shape()
+            ))
+        })
+    }
+
+    /// Run with each input fed a host tensor or a kept one, then write outputs into kept
+    /// tensors ([`WriteBack`], after every kernel of the run). Outputs come back as from
+    /// [`Device::run`]. The default copies kept tensors through the host
+    /// ([`crate::kept::run_fed_on_host`]).
+    fn run_fed(
+        &mut self,
+        graph: &Graph,
+        feeds: &[Feed<'_>],
+        writes: &[WriteBack<'_>],
+    ) -> Result<RunOutput> {
+        crate::kept::run_fed_on_host(self, graph, feeds, writes)
+    }
 
     /// Kernel choices this device made by a guess since it opened, where measuring could find a
     /// faster one (the wgpu device: matmul shape classes run on the cost model's pick because

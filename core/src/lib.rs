@@ -15,6 +15,8 @@
 //! - target profiles ([`TargetProfile`]): what a device does well and its limits, as data;
 //! - the CPU reference interpreter ([`CpuDevice`]), the oracle every device is tested against;
 //! - the [`Device`] trait every backend implements and the [`Profile`] (per-op timings) it returns;
+//! - kept tensors ([`kept`]: [`Kept`], [`Feed`], [`WriteBack`]): tensors a device keeps between
+//!   runs, read in place and grown by a run's outputs (a decoder's KV cache);
 //! - [`Progress`]: how long work (kernel builds, uploads, tuning, a suite) tells a UI its steps.
 //!
 //! Model formats live outside: ONNX import is the crate `sfumato-onnx`, which builds a [`Graph`]
@@ -28,6 +30,7 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod interp;
+pub mod kept;
 pub mod legalize;
 pub mod op;
 pub mod passes;
@@ -44,6 +47,7 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId, ValueId, ValueInfo};
 pub use interp::CpuDevice;
+pub use kept::{Feed, Kept, WriteBack};
 pub use op::Op;
 pub use passes::{optimize, PassStats};
 pub use progress::{NoProgress, Progress};

@@ -7,6 +7,9 @@
 //! output's dtype. A device that cannot run a case (an op it does not support) fails it: the
 //! suite lists what every device must run.
 //!
+//! A last test, [`check_kept`], runs a decoder step over a KV cache the device keeps
+//! ([`crate::kept`]).
+//!
 //! ```ignore
 //! // in a device crate's tests/suite.rs:
 //! sfumato_core::device_suite!(
@@ -16,7 +19,7 @@
 //! ```
 
 use crate::op::{BinaryOp, Conv2d, Gemm, Pool2d, ReduceOp, UnaryOp};
-use crate::{CpuDevice, DType, Device, Graph, Result, Tensor};
+use crate::{CpuDevice, DType, Device, Feed, Graph, Result, Tensor, WriteBack};
 
 /// How close a device's output must be to the reference's, per dtype: `(rtol, atol)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -328,31 +331,32 @@ pub fn check_case(
         .run(&g, &inputs)
         .map_err(|e| what(format!("reference: {e}")))?;
     let got = dev.run(&g, &inputs).map_err(|e| what(e.to_string()))?;
-    if got.outputs.len() != want.outputs.len() {
-        return Err(what(format!(
-            "{} outputs, want {}",
-            got.outputs.len(),
-            want.outputs.len()
-        )));
+    compare(&got.outputs, &want.outputs, tol).map_err(what)
+}
+
+/// Outputs against the reference's: count, dtypes, shapes, then values within `tol`.
+fn compare(got: &[Tensor], want: &[Tensor], tol: &Tolerances) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{} outputs, want {}", got.len(), want.len()));
     }
-    for (i, (a, b)) in got.outputs.iter().zip(&want.outputs).enumerate() {
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
         if a.dtype() != b.dtype() || a.shape() != b.shape() {
-            return Err(what(format!(
+            return Err(format!(
                 "output {i} is {} {}, want {} {}",
                 a.dtype(),
                 a.shape(),
                 b.dtype(),
                 b.shape()
-            )));
+            ));
         }
         let (rtol, atol) = tol.of(b.dtype());
         if !a.all_close(b, rtol, atol) {
             let (abs, rel) = a.max_diff(b);
-            return Err(what(format!(
+            return Err(format!(
                 "output {i} ({} {}) differs: max abs {abs:e}, max rel {rel:e} (rtol {rtol:e}, atol {atol:e})",
                 b.dtype(),
                 b.shape()
-            )));
+            ));
         }
     }
     Ok(())
@@ -373,6 +377,105 @@ pub fn run_family(dev: Option<Box<dyn Device>>, family: Family, tol: &Tolerances
             }
         }
     }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
+
+/// A decoder's step over a KV cache the device keeps ([`crate::kept`]), as GPT-2's decode step
+/// is built: the cached keys and values, fed kept, are concatenated with the step's new ones,
+/// attended over with a mask, and the new ones written back at the step's position. The cache
+/// starts filled with random values, `steps` positions short of full; each step's outputs and
+/// the cache after the last are compared with the CPU reference doing the same through the
+/// host. At the widest seed the cache is 16 heads x 1,024 slots x 64.
+pub fn check_kept(dev: &mut dyn Device, seed: u64, tol: &Tolerances) -> Result<(), String> {
+    let name = dev.name();
+    let what = |m: String| format!("kept cache (seed {seed}) on {name}: {m}");
+    let heads = pick(seed, 1, &[1, 2, 3, 16]);
+    let slots = pick(seed, 2, &[5, 17, 40, 1024]);
+    let hd = pick(seed, 3, &[4, 8, 20, 64]);
+    let steps = 3.min(slots);
+    let build = || -> Result<Graph> {
+        let mut g = Graph::new();
+        let q = g.input("q", DType::F32, [1, heads, 1, hd]);
+        let x = g.input("x", DType::F32, [1, heads, 1, hd]);
+        let mask = g.input("mask", DType::F32, [1, 1, 1, slots + 1]);
+        let ck = g.input("past.key", DType::F32, [1, heads, slots, hd]);
+        let cv = g.input("past.value", DType::F32, [1, heads, slots, hd]);
+        let half = g.constant(Tensor::scalar_f32(0.5))?;
+        let one = g.constant(Tensor::scalar_f32(1.0))?;
+        let nk = g.mul(x, half)?;
+        let nv = g.add_(x, one)?;
+        let ka = g.concat(&[ck, nk], 2)?;
+        let va = g.concat(&[cv, nv], 2)?;
+        let kt = g.transpose(ka, &[0, 1, 3, 2])?;
+        let s = g.matmul(q, kt)?;
+        let scale = g.constant(Tensor::scalar_f32(1.0 / (hd as f32).sqrt()))?;
+        let s = g.mul(s, scale)?;
+        let s = g.add_(s, mask)?;
+        let p = g.softmax(s, -1)?;
+        let ctx = g.matmul(p, va)?;
+        g.set_outputs(&[ctx, nk, nv])?;
+        Ok(g)
+    };
+    let g = build().map_err(|e| what(format!("building: {e}")))?;
+    let cache = |i: u64| Tensor::random(DType::F32, [1, heads, slots, hd], seed * 10 + i);
+    let mut cpu = CpuDevice;
+    let (rk, rv) = (
+        cpu.keep(cache(0)).map_err(|e| what(e.to_string()))?,
+        cpu.keep(cache(1)).map_err(|e| what(e.to_string()))?,
+    );
+    let (dk, dv) = (
+        dev.keep(cache(0)).map_err(|e| what(e.to_string()))?,
+        dev.keep(cache(1)).map_err(|e| what(e.to_string()))?,
+    );
+    for pos in slots - steps..slots {
+        let mask: Vec<f32> = (0..=slots)
+            .map(|j| if j < pos || j == slots { 0.0 } else { f32::MIN })
+            .collect();
+        let small = [
+            Tensor::random(DType::F32, [1, heads, 1, hd], seed * 100 + pos as u64),
+            Tensor::random(DType::F32, [1, heads, 1, hd], seed * 1000 + pos as u64),
+            Tensor::from_f32([1, 1, 1, slots + 1], mask).map_err(|e| what(e.to_string()))?,
+        ];
+        let mut outs = Vec::new();
+        for (d, k, v) in [
+            (&mut cpu as &mut dyn Device, &rk, &rv),
+            (&mut *dev, &dk, &dv),
+        ] {
+            let feeds: Vec<Feed<'_>> = small
+                .iter()
+                .map(Feed::Tensor)
+                .chain([Feed::Kept(k), Feed::Kept(v)])
+                .collect();
+            let writes = [(1, k), (2, v)].map(|(output, into)| WriteBack {
+                output,
+                into,
+                axis: 2,
+                at: pos,
+            });
+            let out = d
+                .run_fed(&g, &feeds, &writes)
+                .map_err(|e| what(format!("step at {pos}: {e}")))?;
+            outs.push(out.outputs);
+        }
+        compare(&outs[1], &outs[0], tol).map_err(|e| what(format!("step at {pos}: {e}")))?;
+    }
+    for (r, d, which) in [(&rk, &dk, "keys"), (&rv, &dv, "values")] {
+        let want = cpu.read_kept(r).map_err(|e| what(e.to_string()))?;
+        let got = dev.read_kept(d).map_err(|e| what(e.to_string()))?;
+        compare(&[got], &[want], tol).map_err(|e| what(format!("cached {which}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Run [`check_kept`] at every seed; panics with every failure listed (a test's body).
+pub fn run_kept(dev: Option<Box<dyn Device>>, tol: &Tolerances) {
+    let Some(mut dev) = dev else {
+        eprintln!("\n!!! SKIPPING the device suite (kept tensors): no device\n");
+        return;
+    };
+    let fails: Vec<String> = SEEDS
+        .filter_map(|seed| check_kept(dev.as_mut(), seed, tol).err())
+        .collect();
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
 
@@ -409,6 +512,10 @@ macro_rules! device_suite {
         #[test]
         fn suite_dtypes() {
             $crate::suite::run_family($open, $crate::suite::Family::Dtypes, &$tol);
+        }
+        #[test]
+        fn suite_kept() {
+            $crate::suite::run_kept($open, &$tol);
         }
     };
 }

@@ -292,6 +292,50 @@ impl Tensor {
         Tensor::new(shape, data)
     }
 
+    /// Copy runs of `src`'s elements into this tensor (a kept tensor's write-back,
+    /// [`crate::kept`]): each run's `len` elements from `src` at `run.src` to `run.dst`. The
+    /// dtypes must match and every run must fit both tensors.
+    pub fn copy_runs(&mut self, src: &Tensor, runs: &[crate::kept::Run]) -> Result<()> {
+        let (n, m) = (self.numel(), src.numel());
+        if let Some(r) = runs.iter().find(|r| r.src + r.len > m || r.dst + r.len > n) {
+            return Err(Error::Input(format!(
+                "a copy of {} elements from {} to {} does not fit {} {} from {} {}",
+                r.len,
+                r.src,
+                r.dst,
+                self.dtype(),
+                self.shape,
+                src.dtype(),
+                src.shape
+            )));
+        }
+        macro_rules! copy {
+            ($($v:ident),*) => {
+                match (&mut self.data, &src.data) {
+                    $((TensorData::$v(d), TensorData::$v(s)) => {
+                        for r in runs {
+                            d[r.dst..r.dst + r.len].clone_from_slice(&s[r.src..r.src + r.len]);
+                        }
+                    })*
+                    (TensorData::Narrow(a, d), TensorData::Narrow(b, s)) if a == b => {
+                        for r in runs {
+                            d[r.dst..r.dst + r.len].copy_from_slice(&s[r.src..r.src + r.len]);
+                        }
+                    }
+                    _ => {
+                        return Err(Error::Input(format!(
+                            "copying {} elements into a {} tensor",
+                            src.dtype(),
+                            self.dtype()
+                        )))
+                    }
+                }
+            };
+        }
+        copy!(F32, F16, I32, I64, U8, Bool, F64, BF16, I8, I16, U16, U32, U64);
+        Ok(())
+    }
+
     /// Elements as f32 if the dtype is f32.
     pub fn as_f32(&self) -> Option<&[f32]> {
         match &self.data {

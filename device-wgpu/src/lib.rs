@@ -12,7 +12,7 @@
 //! The modules, one job each: [`adapter`] (discovery, choice, target profile, quirks as data),
 //! [`host`] (the clock and the autotune store the host hands in), [`options`], `prepare`
 //! (compile, lower, upload, `explain`), `tune` (matmul variant choice: cached, the cost model's, or
-//! measured by [`WgpuDevice::tune`]) over [`autotune`] (its cache), `memory` (pool, uploads, high-water), `pipelines`, `run` (dispatch, readback,
+//! measured by [`WgpuDevice::tune`]) over [`autotune`] (its cache), `memory` (pool, uploads, high-water), `kept` (tensors kept between runs: a KV cache), `pipelines`, `run` (dispatch, readback,
 //! profile).
 //!
 //! Builds for wasm32 (the browser's WebGPU): the device reads no environment variable, file or
@@ -29,6 +29,7 @@ pub mod adapter;
 pub mod autotune;
 mod convert;
 pub mod host;
+mod kept;
 mod memory;
 pub mod options;
 mod pipelines;
@@ -79,6 +80,10 @@ pub struct WgpuDevice {
     high_water: u64,
     /// Queue submissions made ([`WgpuDevice::submissions`]).
     submissions: u64,
+    /// This device's id among the process's devices: a kept tensor names its device by it.
+    id: u64,
+    /// Bytes of kept tensors alive ([`WgpuDevice::kept_bytes`]).
+    kept_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl WgpuDevice {
@@ -149,6 +154,8 @@ impl WgpuDevice {
             allocated: 0,
             high_water: 0,
             submissions: 0,
+            id: kept::next_id(),
+            kept_bytes: Arc::default(),
         })
     }
 

@@ -4,8 +4,9 @@
 use crate::memory::binding_size;
 use crate::pipelines::{padded_params, params_words};
 use crate::{convert, WgpuDevice};
-use sfumato_core::device::{check_inputs, OpTiming, Profile, RunOutput, TimingSource};
-use sfumato_core::{Device, Error, Graph, Op, Result, Tensor, ValueId};
+use sfumato_core::device::{OpTiming, Profile, RunOutput, TimingSource};
+use sfumato_core::kept::{check_feeds, write_back_runs};
+use sfumato_core::{Device, Error, Feed, Graph, Kept, Op, Result, Tensor, ValueId, WriteBack};
 use sfumato_shaders::{Buf, GroupKernels, Kernel, Lowered};
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,9 +24,9 @@ struct Dispatch {
 
 /// What the mapping of a run's readback buffers has come to.
 #[derive(Default)]
-struct MapState {
+pub(crate) struct MapState {
     pending: usize,
-    errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
     waker: Option<Waker>,
 }
 
@@ -45,9 +46,9 @@ struct Submitted {
 /// Resolves when every readback buffer of a run is mapped. It polls the device without
 /// blocking (natively that is what delivers the callbacks; in a browser the event loop does and
 /// the callback wakes the task).
-struct MapWait<'a> {
-    device: &'a wgpu::Device,
-    maps: Arc<Mutex<MapState>>,
+pub(crate) struct MapWait<'a> {
+    pub(crate) device: &'a wgpu::Device,
+    pub(crate) maps: Arc<Mutex<MapState>>,
 }
 
 impl Future for MapWait<'_> {
@@ -87,7 +88,39 @@ impl Device for WgpuDevice {
                 "a browser cannot block until the GPU is done: use WgpuDevice::run_async".into(),
             ));
         }
-        let s = self.submit(graph, inputs)?;
+        let feeds: Vec<Feed<'_>> = inputs.iter().map(Feed::Tensor).collect();
+        self.run_fed(graph, &feeds, &[])
+    }
+
+    /// Kept in a buffer of this device's own ([`crate::kept`]).
+    fn keep(&mut self, t: Tensor) -> Result<Kept> {
+        self.keep_tensor(t)
+    }
+
+    fn read_kept(&mut self, k: &Kept) -> Result<Tensor> {
+        if cfg!(target_arch = "wasm32") {
+            return Err(Error::Device(
+                "a browser cannot block until the GPU is done: use WgpuDevice::read_kept_async"
+                    .into(),
+            ));
+        }
+        pollster::block_on(self.read_kept_async(k))
+    }
+
+    /// Kept inputs are bound in place; write-backs are copy commands after the last kernel, in
+    /// the run's one submission.
+    fn run_fed(
+        &mut self,
+        graph: &Graph,
+        feeds: &[Feed<'_>],
+        writes: &[WriteBack<'_>],
+    ) -> Result<RunOutput> {
+        if cfg!(target_arch = "wasm32") {
+            return Err(Error::Device(
+                "a browser cannot block until the GPU is done: use WgpuDevice::run_async".into(),
+            ));
+        }
+        let s = self.submit(graph, feeds, writes)?;
         self.wait()?;
         self.collect(s)
     }
@@ -100,7 +133,18 @@ impl Device for WgpuDevice {
 impl WgpuDevice {
     /// Run, awaiting the results (the browser's way: nothing blocks).
     pub async fn run_async(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
-        let s = self.submit(graph, inputs)?;
+        let feeds: Vec<Feed<'_>> = inputs.iter().map(Feed::Tensor).collect();
+        self.run_fed_async(graph, &feeds, &[]).await
+    }
+
+    /// [`Device::run_fed`], awaiting the results.
+    pub async fn run_fed_async(
+        &mut self,
+        graph: &Graph,
+        feeds: &[Feed<'_>],
+        writes: &[WriteBack<'_>],
+    ) -> Result<RunOutput> {
+        let s = self.submit(graph, feeds, writes)?;
         MapWait {
             device: &self.device,
             maps: s.maps.clone(),
@@ -113,10 +157,23 @@ impl WgpuDevice {
     /// buffers. Without timestamp queries nothing is timed per dispatch (that would take a
     /// submission and a wait each, and time the waits as much as the kernels): the profile
     /// then has the whole run's wall time only ([`TimingSource::WholeRun`]).
-    fn submit(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<Submitted> {
+    fn submit(
+        &mut self,
+        graph: &Graph,
+        feeds: &[Feed<'_>],
+        writes: &[WriteBack<'_>],
+    ) -> Result<Submitted> {
         let t0 = self.now_ns();
-        check_inputs(graph, inputs)?;
-        check_gather_indices(graph, inputs)?;
+        check_feeds(graph, feeds)?;
+        check_gather_indices(graph, feeds)?;
+        let write_runs = writes
+            .iter()
+            .map(|w| write_back_runs(graph, w))
+            .collect::<Result<Vec<_>>>()?;
+        let write_bufs = writes
+            .iter()
+            .map(|w| self.kept_buffer(w.into, "a write-back"))
+            .collect::<Result<Vec<_>>>()?;
         let pi = self.prepare(graph)?;
         let setup = self.prepared[pi].setup.take();
         // The high-water of this run starts from what is held now (weights, pooled buffers).
@@ -131,12 +188,17 @@ impl WgpuDevice {
         }
         let textures = self.prepared[pi].textures.clone();
         let stage = self.prepared[pi].stage.clone();
-        for (&v, t) in graph.inputs().iter().zip(inputs) {
-            bufs[v.index()] = Some(self.upload(t, &graph.value(v).name)?);
+        for (&v, f) in graph.inputs().iter().zip(feeds) {
+            let name = &graph.value(v).name;
+            bufs[v.index()] = Some(match f {
+                Feed::Tensor(t) => self.upload(t, name)?,
+                Feed::Kept(k) => self.kept_buffer(k, &format!("input '{name}'"))?,
+            });
         }
         let (params_buf, offsets) = self.pack_params(pi);
         let per_set = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
-        let (n_dispatch, query_sets) = self.query_sets(pi, per_set);
+        let write_entry = usize::from(write_runs.iter().any(|r| !r.is_empty()));
+        let (n_dispatch, query_sets) = self.query_sets(pi, per_set, write_entry);
         let mut enc = self.device.create_command_encoder(&Default::default());
         let mut dispatches: Vec<Dispatch> = Vec::new();
         let steps_len = self.prepared[pi].steps.len();
@@ -308,6 +370,49 @@ impl WgpuDevice {
                 }
             }
         }
+        if write_entry == 1 {
+            // The write-backs are one profile entry, bracketed as the copies are.
+            let di = dispatches.len();
+            let qs = query_sets.get(di / per_set);
+            let at = ((di % per_set) * 2) as u32;
+            if let Some(qs) = qs {
+                stamp_pass(&mut enc, qs, at, false, WRITE_BACK);
+            }
+            for ((w, runs), dst) in writes.iter().zip(&write_runs).zip(&write_bufs) {
+                if runs.is_empty() {
+                    continue;
+                }
+                let o = graph.outputs()[w.output];
+                let src = bufs[o.index()]
+                    .as_ref()
+                    .ok_or_else(|| Error::Graph(format!("output {} has no buffer", o.0)))?;
+                if write_bufs.iter().any(|d| Arc::ptr_eq(d, src)) {
+                    return Err(Error::Input(format!(
+                        "output {} ('{}') is a kept tensor that this run writes back into; \
+                         write a copy of it instead",
+                        w.output,
+                        graph.value(o).name
+                    )));
+                }
+                for r in runs {
+                    enc.copy_buffer_to_buffer(
+                        src,
+                        r.src as u64 * 4,
+                        dst,
+                        r.dst as u64 * 4,
+                        r.len as u64 * 4,
+                    );
+                }
+            }
+            if let Some(qs) = qs {
+                stamp_pass(&mut enc, qs, at + 1, true, WRITE_BACK);
+            }
+            dispatches.push(Dispatch {
+                nodes: Vec::new(),
+                ops: vec!["WriteBack".into()],
+                kernel: WRITE_BACK.into(),
+            });
+        }
         // Read back outputs and timestamps.
         let mut staging = Vec::new();
         for &o in graph.outputs() {
@@ -350,18 +455,7 @@ impl WgpuDevice {
         self.submit_commands(enc.finish());
         let maps = Arc::new(Mutex::new(MapState::default()));
         for b in staging.iter().flatten().chain(ts_bufs.iter()) {
-            maps.lock().unwrap_or_else(|p| p.into_inner()).pending += 1;
-            let m = maps.clone();
-            b.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-                let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
-                m.pending -= 1;
-                if let Err(e) = r {
-                    m.errors.push(e.to_string());
-                }
-                if let Some(w) = m.waker.take() {
-                    w.wake();
-                }
-            });
+            map_read(&maps, b);
         }
         Ok(Submitted {
             t0,
@@ -456,7 +550,7 @@ impl WgpuDevice {
             self.release(b);
         }
         profile.wall_ns = self.now_ns().saturating_sub(t0);
-        profile.memory_bytes = Some(self.high_water);
+        profile.memory_bytes = Some(self.high_water + self.kept_bytes());
         Ok(RunOutput { outputs, profile })
     }
 }
@@ -464,14 +558,25 @@ impl WgpuDevice {
 /// Gather and GatherElements indices that come straight from a run input or a constant are
 /// range-checked on the host, so an out-of-range index is an error naming the node rather than
 /// a 0 read on the GPU. (Indices computed on the device are not checked yet.)
-fn check_gather_indices(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
+fn check_gather_indices(graph: &Graph, feeds: &[Feed<'_>]) -> Result<()> {
     for node in graph.nodes() {
         let (Op::Gather { axis } | Op::GatherElements { axis }) = node.op else {
             continue;
         };
         let idx = node.inputs[1];
         let values = if let Some(k) = graph.inputs().iter().position(|&v| v == idx) {
-            inputs[k].to_i64_vec()
+            match feeds[k] {
+                Feed::Tensor(t) => t.to_i64_vec(),
+                // The device's copy could be checked only by reading it back.
+                Feed::Kept(_) => {
+                    return Err(Error::Node {
+                        node: node.name.clone(),
+                        op: node.op.name().to_string(),
+                        inputs: graph.describe_node_inputs(node),
+                        msg: "its indices are a kept tensor, which is not range-checked: feed them from the host".into(),
+                    })
+                }
+            }
         } else if let Some(Op::Constant(t)) = graph.value(idx).producer.map(|p| &graph.node(p).op) {
             t.to_i64_vec()
         } else {
@@ -489,6 +594,25 @@ fn check_gather_indices(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Start mapping `b` for reading, counted in `maps` (a [`MapWait`] awaits it).
+pub(crate) fn map_read(maps: &Arc<Mutex<MapState>>, b: &wgpu::Buffer) {
+    maps.lock().unwrap_or_else(|p| p.into_inner()).pending += 1;
+    let m = maps.clone();
+    b.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+        m.pending -= 1;
+        if let Err(e) = r {
+            m.errors.push(e.to_string());
+        }
+        if let Some(w) = m.waker.take() {
+            w.wake();
+        }
+    });
+}
+
+/// The profile entry of a run's write-backs into kept tensors.
+pub(crate) const WRITE_BACK: &str = "write back";
 
 fn qs_count(n_dispatch: usize, per_set: usize, set: usize) -> u32 {
     ((n_dispatch - set * per_set).min(per_set) * 2) as u32
@@ -632,7 +756,7 @@ impl WgpuDevice {
 
     /// The run's dispatch count and, where the adapter has timestamp queries, query sets of at
     /// most `per_set` dispatches (two stamps each).
-    fn query_sets(&self, pi: usize, per_set: usize) -> (usize, Vec<wgpu::QuerySet>) {
+    fn query_sets(&self, pi: usize, per_set: usize, extra: usize) -> (usize, Vec<wgpu::QuerySet>) {
         let n_dispatch: usize = self.prepared[pi]
             .steps
             .iter()
@@ -644,7 +768,8 @@ impl WgpuDevice {
                 Lowered::Copies(rs) => usize::from(!rs.is_empty()),
                 _ => 0,
             })
-            .sum();
+            .sum::<usize>()
+            + extra;
         // None to trust once this device has measured kernels: lavapipe's stamps then no
         // longer bracket the dispatches.
         if !self.timestamps || self.measured {

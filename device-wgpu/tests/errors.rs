@@ -233,3 +233,48 @@ fn gather_index_out_of_range_is_an_error() {
         assert!(d.run(&g, &[ok]).is_ok());
     });
 }
+
+/// Kept tensors: one kept by another device, an output that is the tensor it is written back
+/// into, and gather indices the host cannot check are errors; nothing is written.
+#[test]
+fn kept_tensor_misuse_is_an_error() {
+    use sfumato_core::{CpuDevice, Feed, WriteBack};
+    common::with_device(|d| {
+        let mut g = Graph::new();
+        let c = g.input("cache", DType::F32, [2, 3]);
+        let r = g.reshape(c, &[3, 2]).unwrap();
+        let r = g.reshape(r, &[2, 3]).unwrap();
+        g.set_outputs(&[r]).unwrap();
+        let host = CpuDevice.keep(Tensor::zeros(DType::F32, [2, 3])).unwrap();
+        let e = d.run_fed(&g, &[Feed::Kept(&host)], &[]).unwrap_err();
+        assert!(e.to_string().contains("another device"), "{e}");
+        let t = Tensor::random(DType::F32, [2, 3], 1);
+        let k = d.keep(t.clone()).unwrap();
+        // The output is the kept buffer itself (reshapes are aliases).
+        let w = [WriteBack {
+            output: 0,
+            into: &k,
+            axis: 0,
+            at: 0,
+        }];
+        let e = d.run_fed(&g, &[Feed::Kept(&k)], &w).unwrap_err();
+        assert!(e.to_string().contains("writes back into"), "{e}");
+        assert_eq!(d.read_kept(&k).unwrap(), t);
+        let e = CpuDevice.read_kept(&k).unwrap_err();
+        assert!(e.to_string().contains("another device"), "{e}");
+
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [4, 2]);
+        let i = g.input("i", DType::I64, [3]);
+        let y = g.gather(x, i, 0).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let ki = d
+            .keep(Tensor::from_i64([3], vec![0, 9, 1]).unwrap())
+            .unwrap();
+        let xs = Tensor::random(DType::F32, [4, 2], 2);
+        let e = d
+            .run_fed(&g, &[Feed::Tensor(&xs), Feed::Kept(&ki)], &[])
+            .unwrap_err();
+        assert!(e.to_string().contains("not range-checked"), "{e}");
+    });
+}

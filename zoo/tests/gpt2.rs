@@ -6,7 +6,9 @@
 mod common;
 
 use sfumato_core::{CpuDevice, Device, Tensor};
-use sfumato_zoo::gpt2::{generate, gpt2_forward, gpt2_step, Generator, Gpt2Config};
+use sfumato_zoo::gpt2::{
+    cache_len_for, generate, generate_with, gpt2_forward, gpt2_step, Generator, Gpt2Config,
+};
 use sfumato_zoo::params::Params;
 use sfumato_zoo::text::Gpt2Tokenizer;
 use sfumato_zoo::weights::{load_safetensors, safetensors_metadata};
@@ -88,11 +90,25 @@ fn generation_matches(dev: &mut dyn Device) {
         .collect();
     let mut p = f.params();
     let mut streamed = Vec::new();
-    let out = generate(dev, &f.cfg, &mut p, &f.prompt(), want.len(), |t| {
-        streamed.push(t)
-    })
-    .unwrap();
+    let prompt = f.prompt();
+    let slots = cache_len_for(prompt.len() + want.len());
+    let mut gen = Generator::new(&f.cfg, &mut p, slots).unwrap();
+    let out = generate_with(dev, &mut gen, &prompt, want.len(), |t| streamed.push(t)).unwrap();
     p.finish().unwrap();
+    // The device kept the cache: every fed position's keys and values were written back (no
+    // zero rows), the slots after them were not (all zeros).
+    let fed = gen.position();
+    let hd = f.cfg.head_dim();
+    for layer in [0, f.cfg.n_layer - 1] {
+        for value in [false, true] {
+            let c = gen.cached(dev, layer, value).unwrap().to_f32_vec();
+            for (r, row) in c.chunks(hd).enumerate() {
+                let zero = row.iter().all(|&x| x == 0.0);
+                assert_eq!(zero, r % slots >= fed, "layer {layer} slot {}", r % slots);
+            }
+        }
+    }
+    assert!(gen.fill_cache(dev, slots + 1, 0).is_err());
     assert_eq!(out.tokens, want, "greedy tokens");
     assert_eq!(streamed, want, "streamed tokens");
     let want_logits = f.io["output.generated_logits"].to_f32_vec();
