@@ -195,8 +195,11 @@ fn compose(op: &Op, in_shape: &Shape, v: &View, out_shape: &Shape) -> Option<Vie
 
 /// Query rows (batch x heads x queries) below which attention stays matmul + softmax + matmul...
 pub const MIN_ATTENTION_ROWS: usize = 256;
-/// ... as long as its score matrix is no larger than this.
+/// ... as long as its score matrix is no larger than this...
 pub const MAX_UNFUSED_SCORES_BYTES: usize = 4 << 20;
+/// ... and it has fewer keys than this. With few rows and many keys (a decode step over a long
+/// KV cache) the kernel splits the keys over a workgroup per row instead.
+pub const MIN_SPLIT_KEYS: usize = 256;
 
 /// The attention pattern found at a Softmax node.
 #[derive(Clone, Debug, PartialEq)]
@@ -294,9 +297,14 @@ fn match_attention(
                 }
                 // The kernel runs one invocation per query row: with few rows (a decode step)
                 // it cannot fill the device, while the score matrix (rows x Sk) is small, so the
-                // matmul kernels (parallel over keys) do better. Long sequences always fuse.
+                // matmul kernels (parallel over keys) do better. Long sequences always fuse, and
+                // so do few rows over many keys (a decode step over a long cache), which a
+                // device splits over the keys.
                 let rows = out.numel() / sk;
-                if rows < MIN_ATTENTION_ROWS && rows * sk * 4 <= MAX_UNFUSED_SCORES_BYTES {
+                if rows < MIN_ATTENTION_ROWS
+                    && rows * sk * 4 <= MAX_UNFUSED_SCORES_BYTES
+                    && sk < MIN_SPLIT_KEYS
+                {
                     return None;
                 }
                 if let Some((_, m)) = mask {

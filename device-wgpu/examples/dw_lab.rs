@@ -178,7 +178,8 @@ fn main() {
         ..sfumato_wgpu::rgba32_texture("x", TW, texels.div_ceil(TW))
     });
     let view = tex.create_view(&Default::default());
-    let copy = |enc: &mut wgpu::CommandEncoder| sfumato_wgpu::copy_linear(enc, &xb, &tex, texels);
+    let copy =
+        |enc: &mut wgpu::CommandEncoder| sfumato_wgpu::copy_linear(enc, &xb, &tex, texels, 0);
     let mut best_copy = f64::INFINITY;
     for _ in 0..20 {
         let mut enc = device.create_command_encoder(&Default::default());

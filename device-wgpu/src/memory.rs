@@ -179,25 +179,27 @@ pub(crate) struct Stage {
 }
 
 impl Stage {
-    /// Copies the first `texels` x 16 bytes of `buf` into layer 0 (`Buf::StageLinear`).
+    /// Copies the first `texels` x 16 bytes of `buf` into layer `layer` (`Buf::StageLinear`).
     pub(crate) fn copy_linear(
         &self,
         enc: &mut wgpu::CommandEncoder,
         buf: &wgpu::Buffer,
         texels: u32,
+        layer: u32,
     ) {
-        copy_linear(enc, buf, &self.texture, texels);
+        copy_linear(enc, buf, &self.texture, texels, layer);
     }
 }
 
-/// Copies the first `texels` x 16 bytes of `buf` into layer 0 of the rgba32float `texture`,
-/// in order, [`STAGE_LINEAR_WIDTH`] texels a row (`Buf::StageLinear`'s layout): the whole rows,
-/// then the part of the last.
+/// Copies the first `texels` x 16 bytes of `buf` into layer `layer` of the rgba32float
+/// `texture`, in order, [`STAGE_LINEAR_WIDTH`] texels a row (`Buf::StageLinear`'s layout): the
+/// whole rows, then the part of the last.
 pub fn copy_linear(
     enc: &mut wgpu::CommandEncoder,
     buf: &wgpu::Buffer,
     texture: &wgpu::Texture,
     texels: u32,
+    layer: u32,
 ) {
     let w = STAGE_LINEAR_WIDTH;
     let (full, rest) = (texels / w, texels % w);
@@ -217,7 +219,11 @@ pub fn copy_linear(
             wgpu::TexelCopyTextureInfo {
                 texture,
                 mip_level: 0,
-                origin: wgpu::Origin3d { x: 0, y: row, z: 0 },
+                origin: wgpu::Origin3d {
+                    x: 0,
+                    y: row,
+                    z: layer,
+                },
                 aspect: wgpu::TextureAspect::All,
             },
             wgpu::Extent3d {

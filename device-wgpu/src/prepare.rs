@@ -203,13 +203,17 @@ impl WgpuDevice {
                                 let d = stage_dims.get_or_insert([0; 3]);
                                 *d = [d[0].max(width), d[1].max(height), d[2].max(layers)];
                             }
-                            Buf::StageLinear { input, texels } => {
+                            Buf::StageLinear {
+                                input,
+                                texels,
+                                layer,
+                            } => {
                                 as_buffer.push(step.kernels.inputs[input]);
                                 let d = stage_dims.get_or_insert([0; 3]);
                                 *d = [
                                     d[0].max(sfumato_shaders::STAGE_LINEAR_WIDTH),
                                     d[1].max(sfumato_shaders::stage_linear_rows(texels)),
-                                    d[2].max(1),
+                                    d[2].max(layer + 1),
                                 ];
                             }
                             Buf::Out(_) => {}

@@ -262,10 +262,10 @@ impl WgpuDevice {
                         };
                         bufs[o.index()] = Some(buf);
                     }
-                    // What the staging texture holds from this step's copies: the next kernel
-                    // that reads the same input through it (a part of the same op) copies
-                    // nothing.
-                    let mut in_stage: Option<(ValueId, u32)> = None;
+                    // What each layer of the staging texture holds from this step's copies: the
+                    // next kernel that reads the same input through it (a part of the same op)
+                    // copies nothing.
+                    let mut in_stage: HashMap<u32, (ValueId, u32)> = HashMap::new();
                     for (ki, k) in ks.iter().enumerate() {
                         if k.workgroups.contains(&0) {
                             continue;
@@ -292,19 +292,21 @@ impl WgpuDevice {
                         // Inputs the kernel reads through the staging texture are copied there
                         // first; an empty pass stamps the copies' start, so that the kernel's
                         // time includes them.
-                        let reads: Vec<(ValueId, u32)> = k
+                        let reads: Vec<(u32, (ValueId, u32))> = k
                             .bindings
                             .iter()
                             .filter_map(|b| match *b {
-                                Buf::StageLinear { input, texels } => {
-                                    Some((gk.inputs[input], texels))
-                                }
+                                Buf::StageLinear {
+                                    input,
+                                    texels,
+                                    layer,
+                                } => Some((layer, (gk.inputs[input], texels))),
                                 _ => None,
                             })
                             .collect();
-                        if reads.len() > 1 {
+                        if (1..reads.len()).any(|i| reads[..i].iter().any(|r| r.0 == reads[i].0)) {
                             return Err(Error::Graph(format!(
-                                "kernel {} reads two inputs through the one staging texture",
+                                "kernel {} reads two inputs through one layer of the staging texture",
                                 k.name
                             )));
                         }
@@ -312,22 +314,27 @@ impl WgpuDevice {
                             .iter()
                             .any(|b| matches!(b, Buf::Stage { write: true, .. }))
                         {
-                            in_stage = None;
+                            in_stage.clear();
                         }
-                        let copy = reads.first().copied().filter(|&c| in_stage != Some(c));
-                        let staged = copy.is_some();
-                        if let Some((v, texels)) = copy {
-                            let st = stage.as_ref().ok_or_else(|| {
-                                Error::Graph(format!("kernel {} has no staging texture", k.name))
-                            })?;
+                        let copies: Vec<(u32, (ValueId, u32))> = reads
+                            .into_iter()
+                            .filter(|(l, c)| in_stage.get(l) != Some(c))
+                            .collect();
+                        let staged = !copies.is_empty();
+                        if staged {
                             if let Some(qs) = qs {
                                 stamp_pass(&mut enc, qs, start, false, "stage copy");
                             }
+                        }
+                        for (layer, (v, texels)) in copies {
+                            let st = stage.as_ref().ok_or_else(|| {
+                                Error::Graph(format!("kernel {} has no staging texture", k.name))
+                            })?;
                             let buf = bufs[v.index()].as_ref().ok_or_else(|| {
                                 Error::Graph(format!("value {} has no buffer", v.0))
                             })?;
-                            st.copy_linear(&mut enc, buf, texels);
-                            in_stage = copy;
+                            st.copy_linear(&mut enc, buf, texels, layer);
+                            in_stage.insert(layer, (v, texels));
                         }
                         let tw = qs.map(|qs| wgpu::ComputePassTimestampWrites {
                             query_set: qs,

@@ -268,10 +268,10 @@ impl WgpuDevice {
                         ..
                     } => Some((width, height, layers)),
                     // (Its contents are not copied there: a timing reads whatever is there.)
-                    Buf::StageLinear { texels, .. } => Some((
+                    Buf::StageLinear { texels, layer, .. } => Some((
                         sfumato_shaders::STAGE_LINEAR_WIDTH,
                         sfumato_shaders::stage_linear_rows(texels),
-                        1,
+                        layer + 1,
                     )),
                     _ => None,
                 });

@@ -413,6 +413,48 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(cfg(12))]
+
+    /// A decode step over a long KV cache: few query rows (up to 2 x 16 x 2) over 256 to 2,100
+    /// keys, one kernel that splits the keys (`attention_decode_tex` on a CPU adapter, K and V
+    /// through the staging texture; `attention_decode` elsewhere and for head dims that are not
+    /// a multiple of 4), against the CPU reference: masks with -inf and -10000 entries, heads
+    /// merged or not, head dims up to 64.
+    #[test]
+    fn attention_decode(
+        b in 1usize..3, heads in prop::sample::select(vec![1usize, 3, 12, 16]), sq in 1usize..3,
+        sk in prop_oneof![256usize..300, 1000usize..1100, 2040usize..2100],
+        d in prop::sample::select(vec![4usize, 6, 8, 64]), mask in any::<bool>(),
+        merge in any::<bool>(), seed in any::<u64>()
+    ) {
+        let mask = mask.then(|| {
+            let mv: Vec<f64> = (0..b * sk)
+                .map(|i| match i % sk {
+                    0 => f64::NEG_INFINITY,
+                    j if j + 2 >= sk => -10000.0,
+                    j if j % 7 == 3 => f64::from(f32::MIN),
+                    _ => 0.0,
+                })
+                .collect();
+            Tensor::from_f64(DType::F32, [b, 1, 1, sk], &mv)
+        });
+        let (g, inputs) = attention_graph([b, heads, sq, sk, d], Some(0.125), mask, merge, seed);
+        let n = check(&g, &inputs, 1e-5).map_err(TestCaseError::fail)?;
+        if n > 0 {
+            prop_assert_eq!(n, 1, "decode attention is one kernel");
+            let name = common::with_device(|dev| {
+                dev.set_fusion(true);
+                dev.run(&g, &inputs).map(|o| o.profile.entries[0].kernel.clone())
+            });
+            if let Some(name) = name {
+                let name = name.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(name.starts_with("attention_decode"), "ran {}", name);
+            }
+        }
+    }
+}
+
+proptest! {
     // Each case compiles a pipeline of its own (the key blocks are in the WGSL).
     #![proptest_config(cfg(10))]
 

@@ -162,11 +162,13 @@ pub enum Buf {
     },
     /// Input `input` read through the staging texture: its `texels` x 4 floats copied there by
     /// a copy command before the kernel's dispatch (no kernel: a memcpy on a CPU adapter), four
-    /// to a texel in order, [`STAGE_LINEAR_WIDTH`] texels a row of layer 0; bound as a sampled
-    /// texture. Texel `l` is at `(l % STAGE_LINEAR_WIDTH, l / STAGE_LINEAR_WIDTH)`.
+    /// to a texel in order, [`STAGE_LINEAR_WIDTH`] texels a row of layer `layer`; bound as a
+    /// sampled texture. Texel `l` is at `(l % STAGE_LINEAR_WIDTH, l / STAGE_LINEAR_WIDTH)`. A
+    /// kernel that reads two inputs this way (decode attention's K and V) gives them two layers.
     StageLinear {
         input: usize,
         texels: u32,
+        layer: u32,
     },
     /// `size` bytes of input `input` from byte `offset`, bound as a uniform buffer.
     Uniform {

@@ -285,6 +285,72 @@ fn decode_step_attention_stays_on_the_matmul_kernels() {
     );
 }
 
+/// A decode step over a long cache (one query row per head, 1,025 keys) fuses into the
+/// split-keys kernel: K and V through the staging texture's layers 0 and 1 on a CPU adapter,
+/// from storage elsewhere, and with the strided loaders where the head dim is not vec4.
+#[test]
+fn decode_step_over_a_long_cache_splits_the_keys() {
+    use sfumato_shaders::Buf;
+    let build = |d: usize| {
+        let mut g = Graph::new();
+        let q = g.input("q", DType::F32, [1, 16, 1, d]);
+        let k = g.input("k", DType::F32, [1, 16, 1025, d]);
+        let v = g.input("v", DType::F32, [1, 16, 1025, d]);
+        let mask = g.input("mask", DType::F32, [1, 1, 1, 1025]);
+        let kt = g.transpose(k, &[0, 1, 3, 2]).unwrap();
+        let s = g.matmul(q, kt).unwrap();
+        let s = g.add_(s, mask).unwrap();
+        let p = g.softmax(s, -1).unwrap();
+        let o = g.matmul(p, v).unwrap();
+        g.set_outputs(&[o]).unwrap();
+        g
+    };
+    let kernel = |g: &Graph, target: TargetProfile| {
+        let p = plan(g, &PlanOptions::default());
+        let att = p
+            .groups
+            .iter()
+            .find(|gr| gr.kind == GroupKind::Attention)
+            .expect("an attention group");
+        let opts = LowerOptions {
+            target,
+            ..Default::default()
+        };
+        let Lowered::Kernels(ks) = generate(g, &p, att, &opts).unwrap().lowered else {
+            panic!("the attention is a kernel");
+        };
+        assert_eq!(ks.len(), 1);
+        validate(&ks[0].name, &ks[0].wgsl).unwrap_or_else(|e| panic!("{e}"));
+        ks[0].clone()
+    };
+    let g = build(64);
+    let gpu = kernel(&g, TargetProfile::webgpu_gpu());
+    assert_eq!(gpu.name, "attention_decode");
+    assert_eq!(gpu.workgroups, [16, 1, 1]);
+    let cpu = kernel(&g, TargetProfile::llvmpipe());
+    assert_eq!(cpu.name, "attention_decode_tex");
+    let texels = 16 * 1025 * 64 / 4;
+    assert_eq!(
+        cpu.bindings[1..3],
+        [
+            Buf::StageLinear {
+                input: 1,
+                texels,
+                layer: 0
+            },
+            Buf::StageLinear {
+                input: 2,
+                texels,
+                layer: 1
+            }
+        ]
+    );
+    insta::assert_snapshot!("attention_decode", gpu.wgsl);
+    insta::assert_snapshot!("attention_decode_tex", cpu.wgsl);
+    let odd = kernel(&build(6), TargetProfile::llvmpipe());
+    assert_eq!(odd.name, "attention_decode");
+}
+
 #[test]
 fn variance_reduces_the_squared_difference_in_its_prologue() {
     use sfumato_core::op::{BinaryOp, ReduceOp};

@@ -670,9 +670,11 @@ fn conv_staged_kernels() {
     };
     assert!(ks.iter().all(|k| k.name == "conv2d_staged"));
     let texels = 2 * 256 * 196 / 4;
-    assert!(ks[0]
-        .bindings
-        .contains(&Buf::StageLinear { input: 0, texels }));
+    assert!(ks[0].bindings.contains(&Buf::StageLinear {
+        input: 0,
+        texels,
+        layer: 0
+    }));
     validate(&ks[0].name, &ks[0].wgsl).unwrap();
     insta::assert_snapshot!("conv2d_staged_pointwise", snapshot_text(&ks[0]));
 }
@@ -696,7 +698,14 @@ fn maxpool_tex_kernel() {
     assert_eq!(ks.len(), 1);
     assert_eq!(ks[0].name, "maxpool2d_tex");
     let texels = 256 * 400 / 4;
-    assert_eq!(ks[0].bindings[0], Buf::StageLinear { input: 0, texels });
+    assert_eq!(
+        ks[0].bindings[0],
+        Buf::StageLinear {
+            input: 0,
+            texels,
+            layer: 0
+        }
+    );
     validate(&ks[0].name, &ks[0].wgsl).unwrap();
     insta::assert_snapshot!("maxpool_tex", snapshot_text(&ks[0]));
 }
@@ -729,6 +738,7 @@ fn matmul_b_input_staging() {
     let b = Buf::StageLinear {
         input: 1,
         texels: 512 * 256 / 4,
+        layer: 0,
     };
     assert!(ks[0].bindings.contains(&b));
     validate(&ks[0].name, &ks[0].wgsl).unwrap();
@@ -773,7 +783,14 @@ fn conv_dw_kernels() {
     for k in &ks {
         let texels = 1152 * 49 / 4;
         assert_eq!(k.name, "conv_dw_tex");
-        assert_eq!(k.bindings[0], Buf::StageLinear { input: 0, texels });
+        assert_eq!(
+            k.bindings[0],
+            Buf::StageLinear {
+                input: 0,
+                texels,
+                layer: 0
+            }
+        );
     }
     insta::assert_snapshot!("conv_dw", snapshot_text(&ks[0]));
     let ks = depthwise_kernels([5, 7, 7], 3, 2);

@@ -2,6 +2,7 @@
 //! keys (`attention.wgsl`), or where the target reads uniform blocks well, K and V from uniform
 //! bindings (`ubo`).
 
+pub mod decode;
 mod layout;
 pub mod ubo;
 
@@ -182,6 +183,32 @@ pub fn attention(
         crate::template::render("attention_strided", ATTENTION_STRIDED, &[])?
     };
     let rows = b * h * sq;
+    // Few query rows (the plan fuses them only over many keys): split the keys instead.
+    if rows < sfumato_core::plan::MIN_ATTENTION_ROWS {
+        let numel = |i: usize| g.shape(inputs[i]).numel();
+        let side = opts.target.max_texture_side;
+        let staged = (opts.target.texture_weights
+            && decode::stages(numel(ik), side)
+            && decode::stages(numel(iv), side))
+        .then(|| (numel(ik), numel(iv)));
+        let k = decode::decode_kernel(decode::Decode {
+            params,
+            rows,
+            sk,
+            d,
+            dv,
+            vec4,
+            storage_loaders: &loaders,
+            iq,
+            ik,
+            iv,
+            im,
+            staged,
+            layout: ATTENTION_PARAMS.wgsl(),
+            max_workgroups: opts.target.max_workgroups_per_dim as usize,
+        })?;
+        return Ok((k, inputs, out));
+    }
     let (r, wg) = attention_blocking(rows, sq, d, dv);
     let lim = opts.target.max_workgroups_per_dim as usize;
     let grid = [sq.div_ceil(wg * r), h, b];

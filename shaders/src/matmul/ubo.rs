@@ -90,6 +90,7 @@ pub(crate) fn linear_binding(
         Buf::StageLinear {
             input,
             texels: texels as u32,
+            layer: 0,
         },
     )
 }

@@ -158,9 +158,14 @@ pub fn conv2d(
             *b = match *b {
                 Buf::In(0) => Buf::In(1),
                 Buf::In(1) => Buf::In(0),
-                Buf::StageLinear { input, texels } if input < 2 => Buf::StageLinear {
+                Buf::StageLinear {
+                    input,
+                    texels,
+                    layer,
+                } if input < 2 => Buf::StageLinear {
                     input: 1 - input,
                     texels,
+                    layer,
                 },
                 Buf::Uniform {
                     input: 0,
@@ -894,6 +899,7 @@ impl Window {
             Buf::StageLinear {
                 input: 0,
                 texels: self.texels as u32,
+                layer: 0,
             }
         } else {
             Buf::In(0)
