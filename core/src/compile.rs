@@ -7,7 +7,9 @@
 //! interprets nodes). `sfumato explain` asks the device for the same preparation, so what it
 //! shows is what the device runs; the viewer and the NPU simulator will call this function too.
 
-use crate::legalize::{has_oversized_constants, pad_conv_channels, split_oversized_constants};
+use crate::legalize::{
+    has_oversized_constants, pad_conv_channels, pad_narrow_matmuls, split_oversized_constants,
+};
 use crate::passes::{optimize, PassStats};
 use crate::plan::{plan, Plan, PlanOptions};
 use crate::target::TargetProfile;
@@ -94,6 +96,10 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
         let (padded, n) = pad_conv_channels(&graph)?;
         graph = padded;
         passes.conv_channels_padded = n;
+        // And for its vec4 matmuls (see `pad_narrow_matmuls`).
+        let (padded, n) = pad_narrow_matmuls(&graph)?;
+        graph = padded;
+        passes.narrow_matmuls_padded = n;
     }
     let plan = plan(&graph, &PlanOptions::for_target(&opts.target, o.fuse()));
     Ok(Compiled {

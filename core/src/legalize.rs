@@ -23,7 +23,7 @@
 //! a MatMul whose big operand is `A`, a Gemm, and a Gather along another axis are left alone:
 //! the device then refuses the graph with its limit error, naming the node.
 
-use crate::op::{BinaryOp, Op, PadMode};
+use crate::op::{BinaryOp, Op, PadMode, SliceAxis};
 use crate::passes::{constant, eliminate_dead_code, Rebuild};
 use crate::{DType, Graph, Node, Result, Tensor, ValueId};
 
@@ -479,6 +479,113 @@ pub fn pad_conv_channels(g: &Graph) -> Result<(Graph, usize)> {
     }
     let (out, _) = eliminate_dead_code(&out)?;
     Ok((out, padded))
+}
+
+/// Output columns under which a matmul of a constant weight has its columns padded
+/// ([`pad_narrow_matmuls`]).
+pub const NARROW_MATMUL_COLS: usize = 16;
+
+/// Whether `node` is a MatMul of a 2-D f32 constant weight `[K, N]` with N not a multiple of 4
+/// and under [`NARROW_MATMUL_COLS`]: the padded column count.
+fn narrow_cols(g: &Graph, node: &Node) -> Option<usize> {
+    if node.op != Op::MatMul {
+        return None;
+    }
+    let w = constant(g, *node.inputs.get(1)?)?;
+    let n = *w.dims().get(1)?;
+    if w.dims().len() != 2 || w.dtype() != DType::F32 || n.is_multiple_of(4) {
+        return None;
+    }
+    (n < NARROW_MATMUL_COLS).then(|| n.next_multiple_of(4))
+}
+
+/// Pad the columns of a narrow constant weight (a span head's 2 outputs, a binary classifier)
+/// with zeros to a multiple of 4 and slice the product back, for targets that read weights in
+/// vec4 rows from textures and uniform blocks (`uniform_block_operands`): with 2 columns only
+/// the one-output kernel could compute it (BERT-large's SQuAD head, 128 x 1024 x 2: 0.01x the
+/// matmul's rate). Exact: the kept columns are the same sums. Returns the graph and the count.
+pub fn pad_narrow_matmuls(g: &Graph) -> Result<(Graph, usize)> {
+    let _span = tracing::debug_span!("pad_narrow_matmuls").entered();
+    let mut rb = Rebuild::new(g, "pad_narrow_matmuls");
+    let mut padded = 0;
+    for node in g.nodes() {
+        let Some(n4) = narrow_cols(g, node) else {
+            rb.keep(node)?;
+            continue;
+        };
+        let w = the_constant(g, node.inputs[1])?;
+        let (k, n) = (w.dims()[0], w.dims()[1]);
+        let src = w.to_f32_vec();
+        let mut data = vec![0.0f32; k * n4];
+        for (row, s) in data.chunks_exact_mut(n4).zip(src.chunks_exact(n)) {
+            row[..n].copy_from_slice(s);
+        }
+        let wp = rb.emit_constant(
+            &format!("{} (columns padded to {n4})", g.value(node.inputs[1]).name),
+            Tensor::from_f32([k, n4], data)?,
+        )?;
+        let a = rb.get(node.inputs[0])?;
+        let y = rb
+            .new
+            .add_named(&format!("{}.padded", node.name), Op::MatMul, &[a, wp])?[0];
+        let dims = rb.new.shape(y).dims().to_vec();
+        let mut axes: Vec<SliceAxis> = dims.iter().map(|&d| SliceAxis::full(d)).collect();
+        if let Some(last) = axes.last_mut() {
+            *last = SliceAxis::normalize(n4, 0, n as i64, 1)
+                .ok_or_else(|| crate::Error::Graph("a narrow matmul's slice".into()))?;
+        }
+        rb.emit(&node.name, Op::Slice { axes }, &[y], &node.outputs)?;
+        padded += 1;
+    }
+    let out = rb.finish()?;
+    if padded == 0 {
+        return Ok((out, 0));
+    }
+    let (out, _) = eliminate_dead_code(&out)?;
+    Ok((out, padded))
+}
+
+#[cfg(test)]
+mod narrow_tests {
+    use super::*;
+    use crate::{CpuDevice, Device};
+
+    /// A span head (1024 -> 2) and a 3-column one get zero columns to 4 and a slice, and compute
+    /// the same values bit for bit; 4 or 16 columns, and a run-value B, are left alone.
+    #[test]
+    fn narrow_weights_padded_exactly() {
+        for (n, pads) in [
+            (2usize, true),
+            (3, true),
+            (4, false),
+            (13, true),
+            (16, false),
+        ] {
+            let mut g = Graph::new();
+            let x = g.input("x", DType::F32, [2, 5, 64]);
+            let w = g.constant(Tensor::random(DType::F32, [64, n], 2)).unwrap();
+            let y = g.matmul(x, w).unwrap();
+            let b = g.constant(Tensor::random(DType::F32, [n], 3)).unwrap();
+            let z = g.add_(y, b).unwrap();
+            g.set_outputs(&[z]).unwrap();
+            let (p, count) = pad_narrow_matmuls(&g).unwrap();
+            assert_eq!(count, usize::from(pads), "{n} columns");
+            assert_eq!(p.shape(p.outputs()[0]), g.shape(g.outputs()[0]));
+            if pads {
+                assert!(p.nodes().iter().any(|nd| matches!(nd.op, Op::Slice { .. })));
+            }
+            let xs = [Tensor::random(DType::F32, [2, 5, 64], 1)];
+            let want = CpuDevice.run(&g, &xs).unwrap().outputs;
+            let got = CpuDevice.run(&p, &xs).unwrap().outputs;
+            assert_eq!(got, want, "{n} columns");
+        }
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [4, 8]);
+        let w = g.input("w", DType::F32, [8, 2]);
+        let y = g.matmul(x, w).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        assert_eq!(pad_narrow_matmuls(&g).unwrap().1, 0);
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,10 @@ pub struct PassStats {
     /// ([`crate::legalize::pad_conv_channels`], run by [`crate::compile()`] on targets that
     /// read conv weights from uniform blocks).
     pub conv_channels_padded: usize,
+    /// MatMuls of a narrow constant weight whose columns were padded with zeros to a multiple
+    /// of 4, the product sliced back ([`crate::legalize::pad_narrow_matmuls`], on the same
+    /// targets).
+    pub narrow_matmuls_padded: usize,
 }
 
 /// Run every pass to a fixed point (at most [`MAX_ITERATIONS`] rounds) and return the new graph
