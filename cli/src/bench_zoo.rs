@@ -75,8 +75,8 @@ pub(crate) struct BenchZooArgs {
     /// Write `{"models": [{"name", "metric", "value", "unit", "device"}]}` to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Also list each model's conv and matmul shapes with their GFLOP/s, beside a 1024³
-    /// matmul's in the same run.
+    /// Also list each model's conv and matmul shapes, and its fused attentions (as the model
+    /// runs them: one kernel), with their GFLOP/s, beside a 1024³ matmul's in the same run.
     #[arg(long)]
     per_op: bool,
     /// Leave the hub (`sfumato zoo list`'s last figures) as it is.
@@ -128,8 +128,8 @@ struct ShapeFig {
     /// One copy's wall time alone (run inputs uploaded, the output read back).
     ms_alone: f64,
     kernel: String,
-    /// The model runs this node inside a fused attention kernel (Q·Kᵀ, scale, mask, softmax,
-    /// ·V in one dispatch): its time here is the node's alone, not the model's.
+    /// A fused attention (Q·Kᵀ, scale, mask, softmax, ·V in one dispatch), timed as the model
+    /// runs it: its two products' FLOPs over the kernel's time.
     in_attention: bool,
 }
 
@@ -181,7 +181,7 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
             let graphs = graphs_of(&cfg)?;
             for (row, (g, _, _)) in got.iter_mut().filter(|r| r.graph.is_some()).zip(&graphs) {
                 if let Some(gf) = row.graph.as_mut() {
-                    let fused = attention_nodes(g, &target)?;
+                    let fused = attention_groups(g, &target)?;
                     gf.shapes = op_shapes(dev.as_mut(), g, &fused)
                         .with_context(|| format!("timing the shapes of {m}"))?;
                 }
@@ -507,13 +507,13 @@ fn copies_of(g: &Graph, n: &sfumato_core::Node, copies: usize) -> Result<(Graph,
 /// 3 MB image and output cost more to move than to compute.) Each graph: two warm-up runs,
 /// then the median wall time of three. Per-kernel timestamps are not used: on lavapipe they did
 /// not bracket every dispatch (a 1x1 conv's kernel "took" 67 us, 190 GFLOP/s).
-fn op_shapes(
-    dev: &mut dyn Device,
-    g: &Graph,
-    attention: &std::collections::HashSet<String>,
-) -> Result<Vec<ShapeFig>> {
+fn op_shapes(dev: &mut dyn Device, g: &Graph, attention: &Attention) -> Result<Vec<ShapeFig>> {
     let mut shapes: Vec<(String, &'static str, &sfumato_core::Node, usize)> = Vec::new();
     for n in g.nodes() {
+        // Its products run inside the fused attention kernel, timed below as one.
+        if attention.names.contains(&n.name) {
+            continue;
+        }
         let (op, desc) = match &n.op {
             Op::MatMul | Op::Gemm(_) => (
                 "matmul",
@@ -551,7 +551,6 @@ fn op_shapes(
         } else {
             t1.median_wall_ms
         };
-        let in_attention = attention.contains(&n.name);
         out.push(ShapeFig {
             op,
             shape,
@@ -559,12 +558,54 @@ fn op_shapes(
             flops: models::graph_flops(&g1),
             ms,
             ms_alone: t1.median_wall_ms,
-            kernel: if in_attention {
-                format!("{} (in the model: the fused attention kernel)", t1.kernel)
-            } else {
-                t1.kernel
-            },
-            in_attention,
+            kernel: t1.kernel,
+            in_attention: false,
+        });
+    }
+    // Each distinct fused attention, timed the same way: copies of its group with the views that
+    // feed it, so its kernel reads Q, K and V through the same strides as in the model.
+    let mut units: Vec<(String, &[sfumato_core::NodeId], usize)> = Vec::new();
+    for nodes in &attention.groups {
+        let cg = &attention.graph;
+        let mm: Vec<&sfumato_core::Node> = nodes
+            .iter()
+            .map(|&n| cg.node(n))
+            .filter(|n| n.op == Op::MatMul)
+            .collect();
+        let [qk, pv] = mm[..] else { continue };
+        let desc = format!(
+            "Q {} K {} V {}",
+            cg.shape(qk.inputs[0]),
+            cg.shape(qk.inputs[1]),
+            cg.shape(pv.inputs[1])
+        );
+        match units.iter_mut().find(|u| u.0 == desc) {
+            Some(u) => u.2 += 1,
+            None => units.push((desc, nodes, 1)),
+        }
+    }
+    for (shape, nodes, count) in units {
+        let (g1, in1) = group_copies(&attention.graph, nodes, 1)?;
+        let (g3, in3) = group_copies(&attention.graph, nodes, COPIES)?;
+        let t1 = time_graph_with(dev, &g1, &in1, 3, false)
+            .with_context(|| format!("timing attention {shape}"))?;
+        let t3 = time_graph_with(dev, &g3, &in3, 3, false)
+            .with_context(|| format!("timing {COPIES} copies of attention {shape}"))?;
+        let diff = (t3.median_wall_ms - t1.median_wall_ms) / (COPIES - 1) as f64;
+        let ms = if diff > 0.02 * t1.median_wall_ms {
+            diff
+        } else {
+            t1.median_wall_ms
+        };
+        out.push(ShapeFig {
+            op: "attention",
+            shape,
+            count,
+            flops: models::graph_flops(&g1),
+            ms,
+            ms_alone: t1.median_wall_ms,
+            kernel: t1.kernel,
+            in_attention: true,
         });
     }
     // Where the model's time goes first: by the shape's time over all its uses.
@@ -600,7 +641,7 @@ fn per_op_lines(rows: &[Row], matmul: f64) -> Vec<String> {
     }
     for gf in graphs {
         lines.push(format!(
-            "\n{}: conv and matmul shapes (wall time of 3 copies over 1, halved; alone: 1 copy's wall time)",
+            "\n{}: conv and matmul shapes, and fused attentions (wall time of 3 copies over 1, halved; alone: 1 copy's wall time)",
             gf.label
         ));
         lines.push("| shape | count | kernel | ms | ms alone | GFLOP/s | ratio to matmul |".into());
@@ -664,8 +705,94 @@ fn stream_copy_gbs() -> f64 {
     (2 * n * 4) as f64 / best.max(1e-9) / 1e9
 }
 
-/// Names of the nodes that the target's plan puts in fused attention groups.
-fn attention_nodes(g: &Graph, target: &str) -> Result<std::collections::HashSet<String>> {
+/// The fused attention groups of the target's plan: the graph after the passes, each group's
+/// nodes in it, and the names of all of them (the same names as in the graph before).
+struct Attention {
+    graph: Graph,
+    groups: Vec<Vec<sfumato_core::NodeId>>,
+    names: std::collections::HashSet<String>,
+}
+
+/// A graph of `copies` copies of the fused attention `nodes` of `g`, each with the view nodes
+/// (reshapes, transposes, slices) that feed it, from run inputs of its own (one set per copy, all
+/// declared whatever `copies` is, as [`copies_of`] does) and `g`'s constants; each copy's output
+/// added to the previous one's. Returns it and the run inputs.
+fn group_copies(
+    g: &Graph,
+    nodes: &[sfumato_core::NodeId],
+    copies: usize,
+) -> Result<(Graph, Vec<Tensor>)> {
+    use sfumato_core::{NodeId, ValueId};
+    use std::collections::HashMap;
+    let is_view = |op: &Op| {
+        matches!(
+            op,
+            Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. }
+        )
+    };
+    let mut order: Vec<NodeId> = nodes.to_vec();
+    // The view chains into the group, back to the values they start from.
+    let mut stack: Vec<ValueId> = nodes
+        .iter()
+        .flat_map(|&n| g.node(n).inputs.clone())
+        .collect();
+    while let Some(v) = stack.pop() {
+        let Some(p) = g.value(v).producer else {
+            continue;
+        };
+        if !order.contains(&p) && is_view(&g.node(p).op) {
+            order.push(p);
+            stack.extend(g.node(p).inputs.iter().copied());
+        }
+    }
+    order.sort_by_key(|n| n.0);
+    let last = *nodes.last().context("an empty attention group")?;
+    let out = g.node(last).outputs[0];
+    let mut one = Graph::new();
+    let mut inputs = Vec::new();
+    let mut acc: Option<ValueId> = None;
+    for c in 0..COPIES {
+        let mut map: HashMap<ValueId, ValueId> = HashMap::new();
+        for &n in &order {
+            let node = g.node(n);
+            let mut ins = Vec::with_capacity(node.inputs.len());
+            for &v in &node.inputs {
+                if let Some(&m) = map.get(&v) {
+                    ins.push(m);
+                    continue;
+                }
+                let m = match g.value(v).producer.map(|p| &g.node(p).op) {
+                    Some(Op::Constant(t)) => one.constant(t.clone())?,
+                    _ => {
+                        let seed = (7 + 10 * c + inputs.len()) as u64;
+                        inputs.push(Tensor::random(g.dtype(v), g.shape(v).clone(), seed));
+                        let name = format!("x{c}_{}", inputs.len());
+                        one.input(&name, g.dtype(v), g.shape(v).clone())
+                    }
+                };
+                map.insert(v, m);
+                ins.push(m);
+            }
+            let outs = one.add(node.op.clone(), &ins)?;
+            for (&o, &m) in node.outputs.iter().zip(&outs) {
+                map.insert(o, m);
+            }
+        }
+        if c < copies {
+            let y = map[&out];
+            acc = Some(match acc {
+                Some(prev) => one.add_(y, prev)?,
+                None => y,
+            });
+        }
+    }
+    let acc = acc.context("no copy of the attention")?;
+    one.set_outputs(&[acc])?;
+    Ok((one, inputs))
+}
+
+/// The fused attention groups the target's plan makes of `g`.
+fn attention_groups(g: &Graph, target: &str) -> Result<Attention> {
     let profile = if target == "lavapipe" {
         sfumato_core::TargetProfile::llvmpipe()
     } else {
@@ -678,10 +805,21 @@ fn attention_nodes(g: &Graph, target: &str) -> Result<std::collections::HashSet<
             target: profile,
         },
     )?;
-    Ok(c.plan
+    let groups: Vec<Vec<sfumato_core::NodeId>> = c
+        .plan
         .groups
         .iter()
         .filter(|gr| gr.kind == sfumato_core::plan::GroupKind::Attention)
-        .flat_map(|gr| gr.nodes.iter().map(|&n| c.graph.node(n).name.clone()))
-        .collect())
+        .map(|gr| gr.nodes.clone())
+        .collect();
+    let names = groups
+        .iter()
+        .flatten()
+        .map(|&n| c.graph.node(n).name.clone())
+        .collect();
+    Ok(Attention {
+        graph: c.graph,
+        groups,
+        names,
+    })
 }
