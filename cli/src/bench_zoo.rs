@@ -499,6 +499,27 @@ fn copies_of(g: &Graph, n: &sfumato_core::Node, copies: usize) -> Result<(Graph,
     Ok((one, inputs))
 }
 
+/// A shape's time in a model from a graph of one copy and one of [`COPIES`]: the difference
+/// over `COPIES - 1` (the upload, dispatch and readback drop out), or one copy's time where the
+/// difference is lost in the noise (a tiny op). Returns it and one copy's timing.
+fn time_copies(
+    dev: &mut dyn Device,
+    (g1, in1): (Graph, Vec<Tensor>),
+    (g3, in3): (Graph, Vec<Tensor>),
+    what: &str,
+) -> Result<(f64, crate::timing::Timing)> {
+    let t1 = time_graph_with(dev, &g1, &in1, 3, false).with_context(|| format!("timing {what}"))?;
+    let t3 = time_graph_with(dev, &g3, &in3, 3, false)
+        .with_context(|| format!("timing {COPIES} copies of {what}"))?;
+    let diff = (t3.median_wall_ms - t1.median_wall_ms) / (COPIES - 1) as f64;
+    let ms = if diff > 0.02 * t1.median_wall_ms {
+        diff
+    } else {
+        t1.median_wall_ms
+    };
+    Ok((ms, t1))
+}
+
 /// Each distinct conv and matmul shape of a graph, timed in graphs of its own: one copy of the
 /// node, then three (each with its own weights, so that no pass merges them, and each copy's
 /// output added to the last's in the kernel's epilogue); the shape's time is the difference
@@ -538,24 +559,15 @@ fn op_shapes(dev: &mut dyn Device, g: &Graph, attention: &Attention) -> Result<V
     }
     let mut out = Vec::new();
     for (shape, op, n, count) in shapes {
-        let (g1, in1) = copies_of(g, n, 1)?;
-        let (g3, in3) = copies_of(g, n, COPIES)?;
-        let t1 = time_graph_with(dev, &g1, &in1, 3, false)
-            .with_context(|| format!("timing {op} {shape}"))?;
-        let t3 = time_graph_with(dev, &g3, &in3, 3, false)
-            .with_context(|| format!("timing {COPIES} copies of {op} {shape}"))?;
-        let diff = (t3.median_wall_ms - t1.median_wall_ms) / (COPIES - 1) as f64;
-        // A difference lost in the noise (a tiny op) is not a time: then the time alone.
-        let ms = if diff > 0.02 * t1.median_wall_ms {
-            diff
-        } else {
-            t1.median_wall_ms
-        };
+        let one = copies_of(g, n, 1)?;
+        let flops = models::graph_flops(&one.0);
+        let three = copies_of(g, n, COPIES)?;
+        let (ms, t1) = time_copies(dev, one, three, &format!("{op} {shape}"))?;
         out.push(ShapeFig {
             op,
             shape,
             count,
-            flops: models::graph_flops(&g1),
+            flops,
             ms,
             ms_alone: t1.median_wall_ms,
             kernel: t1.kernel,
@@ -585,23 +597,15 @@ fn op_shapes(dev: &mut dyn Device, g: &Graph, attention: &Attention) -> Result<V
         }
     }
     for (shape, nodes, count) in units {
-        let (g1, in1) = group_copies(&attention.graph, nodes, 1)?;
-        let (g3, in3) = group_copies(&attention.graph, nodes, COPIES)?;
-        let t1 = time_graph_with(dev, &g1, &in1, 3, false)
-            .with_context(|| format!("timing attention {shape}"))?;
-        let t3 = time_graph_with(dev, &g3, &in3, 3, false)
-            .with_context(|| format!("timing {COPIES} copies of attention {shape}"))?;
-        let diff = (t3.median_wall_ms - t1.median_wall_ms) / (COPIES - 1) as f64;
-        let ms = if diff > 0.02 * t1.median_wall_ms {
-            diff
-        } else {
-            t1.median_wall_ms
-        };
+        let one = group_copies(&attention.graph, nodes, 1)?;
+        let flops = models::graph_flops(&one.0);
+        let three = group_copies(&attention.graph, nodes, COPIES)?;
+        let (ms, t1) = time_copies(dev, one, three, &format!("attention {shape}"))?;
         out.push(ShapeFig {
             op: "attention",
             shape,
             count,
-            flops: models::graph_flops(&g1),
+            flops,
             ms,
             ms_alone: t1.median_wall_ms,
             kernel: t1.kernel,

@@ -251,34 +251,10 @@ pub trait Device {
     }
 }
 
-/// Check run inputs against the graph's declared inputs.
+/// Check run inputs against the graph's declared inputs (count, dtypes, shapes).
 pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<()> {
-    if inputs.len() != graph.inputs().len() {
-        return Err(Error::Input(format!(
-            "the graph has {} inputs, {} were given",
-            graph.inputs().len(),
-            inputs.len()
-        )));
-    }
-    if graph.outputs().is_empty() {
-        return Err(Error::Graph(
-            "the graph has no outputs (call set_outputs)".into(),
-        ));
-    }
-    for (&v, t) in graph.inputs().iter().zip(inputs) {
-        let info = graph.value(v);
-        if info.dtype != t.dtype() || &info.shape != t.shape() {
-            return Err(Error::Input(format!(
-                "input '{}' expects {} {}, got {} {}",
-                info.name,
-                info.dtype,
-                info.shape,
-                t.dtype(),
-                t.shape()
-            )));
-        }
-    }
-    Ok(())
+    let feeds: Vec<Feed<'_>> = inputs.iter().map(Feed::Tensor).collect();
+    crate::kept::check_feeds(graph, &feeds)
 }
 
 #[cfg(test)]

@@ -482,11 +482,15 @@ pub fn pad_conv_channels(g: &Graph) -> Result<(Graph, usize)> {
 }
 
 /// Output columns under which a matmul of a constant weight has its columns padded
-/// ([`pad_narrow_matmuls`]).
+/// ([`pad_narrow_matmuls`])...
 pub const NARROW_MATMUL_COLS: usize = 16;
+/// ... where its A holds at least this many elements (rows x K): below it the one-output
+/// kernel with its epilogue fused beats a padded product and the slice's own dispatch.
+pub const NARROW_MATMUL_MIN_A: usize = 1 << 16;
 
 /// Whether `node` is a MatMul of a 2-D f32 constant weight `[K, N]` with N not a multiple of 4
-/// and under [`NARROW_MATMUL_COLS`]: the padded column count.
+/// and under [`NARROW_MATMUL_COLS`], of an A of at least [`NARROW_MATMUL_MIN_A`] elements: the
+/// padded column count.
 fn narrow_cols(g: &Graph, node: &Node) -> Option<usize> {
     if node.op != Op::MatMul {
         return None;
@@ -496,7 +500,8 @@ fn narrow_cols(g: &Graph, node: &Node) -> Option<usize> {
     if w.dims().len() != 2 || w.dtype() != DType::F32 || n.is_multiple_of(4) {
         return None;
     }
-    (n < NARROW_MATMUL_COLS).then(|| n.next_multiple_of(4))
+    let a = g.shape(*node.inputs.first()?).numel();
+    (n < NARROW_MATMUL_COLS && a >= NARROW_MATMUL_MIN_A).then(|| n.next_multiple_of(4))
 }
 
 /// Pad the columns of a narrow constant weight (a span head's 2 outputs, a binary classifier)
@@ -551,7 +556,8 @@ mod narrow_tests {
     use crate::{CpuDevice, Device};
 
     /// A span head (1024 -> 2) and a 3-column one get zero columns to 4 and a slice, and compute
-    /// the same values bit for bit; 4 or 16 columns, and a run-value B, are left alone.
+    /// the same values bit for bit; 4 or 16 columns, a small A, and a run-value B are left
+    /// alone.
     #[test]
     fn narrow_weights_padded_exactly() {
         for (n, pads) in [
@@ -562,8 +568,10 @@ mod narrow_tests {
             (16, false),
         ] {
             let mut g = Graph::new();
-            let x = g.input("x", DType::F32, [2, 5, 64]);
-            let w = g.constant(Tensor::random(DType::F32, [64, n], 2)).unwrap();
+            let x = g.input("x", DType::F32, [2, 32, 1024]);
+            let w = g
+                .constant(Tensor::random(DType::F32, [1024, n], 2))
+                .unwrap();
             let y = g.matmul(x, w).unwrap();
             let b = g.constant(Tensor::random(DType::F32, [n], 3)).unwrap();
             let z = g.add_(y, b).unwrap();
@@ -574,17 +582,25 @@ mod narrow_tests {
             if pads {
                 assert!(p.nodes().iter().any(|nd| matches!(nd.op, Op::Slice { .. })));
             }
-            let xs = [Tensor::random(DType::F32, [2, 5, 64], 1)];
+            let xs = [Tensor::random(DType::F32, [2, 32, 1024], 1)];
             let want = CpuDevice.run(&g, &xs).unwrap().outputs;
             let got = CpuDevice.run(&p, &xs).unwrap().outputs;
             assert_eq!(got, want, "{n} columns");
         }
         let mut g = Graph::new();
-        let x = g.input("x", DType::F32, [4, 8]);
-        let w = g.input("w", DType::F32, [8, 2]);
+        let x = g.input("x", DType::F32, [64, 1024]);
+        let w = g.input("w", DType::F32, [1024, 2]);
         let y = g.matmul(x, w).unwrap();
         g.set_outputs(&[y]).unwrap();
         assert_eq!(pad_narrow_matmuls(&g).unwrap().1, 0);
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [63, 1024]);
+        let w = g
+            .constant(Tensor::random(DType::F32, [1024, 2], 2))
+            .unwrap();
+        let y = g.matmul(x, w).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        assert_eq!(pad_narrow_matmuls(&g).unwrap().1, 0, "a small A");
     }
 }
 

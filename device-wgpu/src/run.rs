@@ -83,11 +83,6 @@ impl Device for WgpuDevice {
     /// Run and block until the results are back (native; in a browser use
     /// [`WgpuDevice::run_async`]).
     fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
-        if cfg!(target_arch = "wasm32") {
-            return Err(Error::Device(
-                "a browser cannot block until the GPU is done: use WgpuDevice::run_async".into(),
-            ));
-        }
         let feeds: Vec<Feed<'_>> = inputs.iter().map(Feed::Tensor).collect();
         self.run_fed(graph, &feeds, &[])
     }
