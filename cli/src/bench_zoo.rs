@@ -147,6 +147,10 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
     };
     let mut dev: Box<dyn Device> = match a.device {
         DeviceKind::Cpu => Box::new(CpuDevice),
+        DeviceKind::NpuSim => anyhow::bail!(
+            "bench zoo times real kernels; `sfumato run MODEL --device npu-sim` predicts a \
+             model on the simulated NPU"
+        ),
         DeviceKind::Wgpu => Box::new(open_wgpu_with(
             " (--device cpu runs the CPU reference)",
             Optimization::PassesAndFusion,

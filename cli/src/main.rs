@@ -11,6 +11,7 @@ mod compare;
 mod devices;
 mod eval;
 mod explain;
+mod npu;
 mod onnx;
 mod open;
 mod progress;
@@ -79,6 +80,11 @@ enum Command {
     /// Text generation with GPT-2 (greedy, KV cache): streams each token as it comes, then the
     /// ms/token. Random weights unless --weights FILE.safetensors.
     Generate(tasks::GenerateArgs),
+    /// The simulated NPU's tiling of one cube op: the scheduler's choice beside the naive one
+    /// (one 16x16x16 fractal at a time, no double buffering), with predicted cycles and cube
+    /// utilization.
+    #[command(subcommand)]
+    Tile(npu::TileCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -141,6 +147,7 @@ fn main() -> ExitCode {
         Command::Qa(a) => tasks::qa(&a),
         Command::Eval(c) => eval::eval(&c),
         Command::Generate(a) => tasks::generate(&a),
+        Command::Tile(c) => npu::tile(&c),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),

@@ -12,6 +12,9 @@ pub(crate) enum DeviceKind {
     Wgpu,
     /// The CPU reference interpreter (slow, exact).
     Cpu,
+    /// The simulated Ascend NPU (a Da Vinci core model: fp16 cube, cycle model); `--chip`
+    /// picks the chip where the command has it, else the Ascend 910.
+    NpuSim,
 }
 
 /// Open the WebGPU device a benchmark times `graphs` on, their matmul shape classes tuned first
@@ -59,6 +62,10 @@ pub(crate) fn open_bench_device(
     graph: &Graph,
 ) -> Result<Box<dyn Device>> {
     match kind {
+        DeviceKind::NpuSim => bail!(
+            "benchmarks time real kernels; the simulated NPU predicts its time: `sfumato run \
+             MODEL --device npu-sim` or `sfumato tile matmul`"
+        ),
         DeviceKind::Cpu => {
             if variant.is_some() {
                 bail!(

@@ -76,6 +76,13 @@ pub(crate) struct RunArgs {
     /// ONNX models: write each output to DIR/NAME.npy.
     #[arg(long)]
     pub(crate) output: Option<PathBuf>,
+    /// --device npu-sim: the chip (ascend910, ascend910b2, ascend910b4, ascend310, or a chip
+    /// .toml file).
+    #[arg(long, default_value = "ascend910")]
+    pub(crate) chip: String,
+    /// --device npu-sim: the cycle model alone, no numbers computed (fast).
+    #[arg(long)]
+    pub(crate) cycles_only: bool,
 }
 
 /// The device a model runs on. By default wgpu, falling back (loudly) to the CPU reference;
@@ -83,6 +90,10 @@ pub(crate) struct RunArgs {
 pub(crate) fn open_run_device(kind: Option<DeviceKind>, fusion: bool) -> Result<Box<dyn Device>> {
     match kind {
         Some(DeviceKind::Cpu) => Ok(Box::new(CpuDevice)),
+        Some(DeviceKind::NpuSim) => Ok(Box::new(
+            sfumato_npu_sim::NpuSim::by_name("ascend910")?
+                .with_optimization(Optimization::fused(fusion)),
+        )),
         Some(DeviceKind::Wgpu) => Ok(Box::new(open_wgpu_with("", Optimization::fused(fusion))?)),
         None => match open_wgpu_with("", Optimization::fused(fusion)) {
             Ok(d) => Ok(Box::new(d)),
@@ -95,6 +106,9 @@ pub(crate) fn open_run_device(kind: Option<DeviceKind>, fusion: bool) -> Result<
 }
 
 pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
+    if a.device == Some(DeviceKind::NpuSim) {
+        return crate::npu::run_npu(a);
+    }
     if a.model.model.ends_with(".onnx") {
         let mut dev = open_run_device(a.device, !a.no_fusion)?;
         println!("device: {}", dev.name());
