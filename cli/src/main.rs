@@ -8,6 +8,7 @@ mod args;
 mod bench;
 mod bench_zoo;
 mod compare;
+mod compare_devices;
 mod devices;
 mod eval;
 mod explain;
@@ -85,6 +86,9 @@ enum Command {
     /// utilization.
     #[command(subcommand)]
     Tile(npu::TileCommand),
+    /// One model on several devices (cpu, wgpu, npu-sim): per op the largest difference from
+    /// the first device and each device's time (measured or predicted) side by side.
+    Compare(compare_devices::CompareDevicesArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,6 +152,7 @@ fn main() -> ExitCode {
         Command::Eval(c) => eval::eval(&c),
         Command::Generate(a) => tasks::generate(&a),
         Command::Tile(c) => npu::tile(&c),
+        Command::Compare(a) => compare_devices::compare_devices(&a),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),

@@ -5,7 +5,7 @@ use crate::run::RunArgs;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use sfumato_core::{Device, Optimization};
-use sfumato_npu_sim::{tiling, Chip, NpuSim, Problem, Tiling};
+use sfumato_npu_sim::{tiling, Chip, NpuSim, Problem, Tiling, Unit};
 
 /// Run (or only predict) a model on the simulated chip and print what the cycle model says.
 pub(crate) fn run_npu(a: &RunArgs) -> Result<()> {
@@ -57,6 +57,23 @@ pub(crate) fn run_npu(a: &RunArgs) -> Result<()> {
     );
     println!();
     print!("{}", prediction.summary(10));
+    let layout = |p: &sfumato_npu_sim::Prediction| {
+        (
+            p.ops.iter().filter(|o| o.unit == Unit::Layout).count(),
+            p.cycles_of(Unit::Layout) / p.clock_mhz,
+        )
+    };
+    if !name.ends_with(".onnx") {
+        let (graph, _) = a.model.build()?;
+        let naive = dev.predict_naive_layouts(&graph)?;
+        let ((n, us), (nn, nus)) = (layout(&prediction), layout(&naive));
+        println!(
+            "layout transforms (ND <-> NZ fractals): {n} placed, {us:.1} µs; a transform around \
+             every cube op would be {nn}, {nus:.1} µs ({:.3} ms in all against {:.3})",
+            naive.seconds() * 1e3,
+            prediction.seconds() * 1e3
+        );
+    }
     println!(
         "predicted throughput: {:.1} items/s (batch {batch} in {:.3} ms)",
         batch as f64 / prediction.seconds(),

@@ -927,3 +927,131 @@ fn bench_zoo_refuses_unknown_models_and_npu_targets() {
         "{stderr}"
     );
 }
+
+/// `tile matmul --json`: the chosen tiling beside the naive one, in the documented shape; a
+/// hand tiling that does not fit is an error naming the chip and the buffer.
+#[test]
+fn tile_matmul_json_and_a_tiling_that_does_not_fit() {
+    let out = sfumato(&[
+        "tile",
+        "matmul",
+        "--m",
+        "4096",
+        "--n",
+        "4096",
+        "--k",
+        "4096",
+        "--chip",
+        "ascend910",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (chosen, naive) = (&j["chosen"], &j["naive"]);
+    assert!(chosen["utilization"].as_f64().unwrap() >= 0.85, "{stdout}");
+    assert!(chosen["cycles"].as_f64().unwrap() < naive["cycles"].as_f64().unwrap());
+    assert!(chosen["tiling"]["base_m"].as_u64().unwrap() % 16 == 0);
+    assert!(naive["utilization"].as_f64().is_some());
+    let out = sfumato(&[
+        "tile",
+        "matmul",
+        "--m",
+        "512",
+        "--n",
+        "512",
+        "--k",
+        "512",
+        "--chip",
+        "ascend910b2",
+        "--tiling",
+        "256x256x128",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("ascend910b2") && stderr.contains("L0A needs 131072 bytes"),
+        "{stderr}"
+    );
+}
+
+/// `run --device npu-sim`: functional with outputs, or the cycle model alone; the summary names
+/// the throughput, the cube utilization and the top ops; `--trace` has a track per engine.
+#[test]
+fn run_on_the_simulated_npu() {
+    let trace = temp_path("engines.json");
+    let out = sfumato(&[
+        "run",
+        "resnet-bottleneck",
+        "--device",
+        "npu-sim",
+        "--chip",
+        "ascend310",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for want in [
+        "npu-sim ascend310",
+        "output 0",
+        "cube utilization",
+        "top 10 ops by cycles",
+        "predicted throughput",
+    ] {
+        assert!(stdout.contains(want), "{want}: {stdout}");
+    }
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let names: Vec<String> = t["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "M")
+        .map(|e| e["args"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["op", "MTE2", "MTE1", "Cube", "FixPipe", "Vector", "MTE3"]
+    );
+    let _ = std::fs::remove_file(&trace);
+    let out = sfumato(&[
+        "run",
+        "resnet50",
+        "--device",
+        "npu-sim",
+        "--cycles-only",
+        "--batch",
+        "8",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("cycle model only") && !stdout.contains("output 0"),
+        "{stdout}"
+    );
+}
+
+/// `compare --devices cpu,npu-sim`: every op with its difference and both devices' times.
+#[test]
+fn compare_devices_per_op() {
+    let out = sfumato(&[
+        "compare",
+        "resnet-bottleneck",
+        "--devices",
+        "cpu,npu-sim",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(j["reference"], "cpu");
+    let ops = j["ops"].as_array().unwrap();
+    assert!(ops.len() >= 3, "{stdout}");
+    for op in ops {
+        let d = op["diff"]["npu-sim"].as_f64().unwrap();
+        assert!(d < 1e-2, "{op}");
+        assert!(op["time_ns"]["npu-sim"].as_u64().unwrap() > 0, "{op}");
+    }
+    assert_eq!(j["devices"][1]["source"], "predicted (cycle model)");
+}

@@ -100,6 +100,14 @@ impl NpuSim {
         Ok(p)
     }
 
+    /// The cycle model with the layout transforms placed naively: around every cube op
+    /// ([`crate::predict::predict_with`]); against [`Self::predict`] it shows what placing
+    /// them saves.
+    pub fn predict_naive_layouts(&self, graph: &Graph) -> Result<Prediction> {
+        let c = self.compile(graph)?;
+        Ok(crate::predict::predict_with(&self.chip, &c, &self.fixed(&c), true)?.0)
+    }
+
     /// The prediction of the last run (or [`Self::predict`]).
     pub fn last_prediction(&self) -> Option<&Prediction> {
         self.last.as_ref()

@@ -123,10 +123,12 @@ fn cube_node(
             let outb: Vec<usize> = ab.iter().zip(&bb).map(|(x, y)| *x.max(y)).collect();
             let batch: usize = outb.iter().product();
             let (av, bv) = (cube::to_f16(&a.to_f32_vec()), cube::to_f16(&b.to_f32_vec()));
-            let mut aa = Vec::with_capacity(batch * m * k);
+            // A's own rows (with one B, `p.m` counts every batch's rows).
+            let am = ad[ad.len() - 2];
+            let mut aa = Vec::with_capacity(batch * am * k);
             for i in 0..batch {
                 let o = batch_offset(i, &outb, &ab);
-                aa.extend_from_slice(&av[o * m * k..(o + 1) * m * k]);
+                aa.extend_from_slice(&av[o * am * k..(o + 1) * am * k]);
             }
             let shared = bb.iter().product::<usize>() == 1;
             let bbuf;

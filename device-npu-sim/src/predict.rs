@@ -368,6 +368,18 @@ pub fn predict(
     c: &Compiled,
     fixed: &HashMap<NodeId, tiling::Tiling>,
 ) -> crate::Result<(Prediction, HashMap<NodeId, tiling::Tiling>)> {
+    predict_with(chip, c, fixed, false)
+}
+
+/// [`predict`], or with `naive_layouts` the layouts as a framework without layout propagation
+/// places them: every cube op converts its activations to fractals and its results back to
+/// rows, whoever reads them (what placing the transforms saves is the difference).
+pub fn predict_with(
+    chip: &Chip,
+    c: &Compiled,
+    fixed: &HashMap<NodeId, tiling::Tiling>,
+    naive_layouts: bool,
+) -> crate::Result<(Prediction, HashMap<NodeId, tiling::Tiling>)> {
     let g = &c.graph;
     let plan: &Plan = &c.plan;
     let mut ops: Vec<OpCost> = vec![];
@@ -386,8 +398,9 @@ pub fn predict(
     let transform = |ops: &mut Vec<OpCost>,
                      layouts: &mut HashMap<ValueId, HashSet<Layout>>,
                      v: ValueId,
-                     to: Layout| {
-        if is_const(v) || has(layouts, v, to) {
+                     to: Layout,
+                     force: bool| {
+        if is_const(v) || (!force && has(layouts, v, to)) {
             return;
         }
         let bytes = value_bytes(g, v);
@@ -438,7 +451,7 @@ pub fn predict(
                 })
             });
             for &e in &ext {
-                transform(&mut ops, &mut layouts, e, Layout::Nd);
+                transform(&mut ops, &mut layouts, e, Layout::Nd, false);
             }
             if strided {
                 let bytes: f64 = grp.outputs.iter().map(|&o| value_bytes(g, o)).sum();
@@ -465,7 +478,7 @@ pub fn predict(
                     .any(|&e| has(&layouts, e, Layout::Nz) && !has(&layouts, e, Layout::Nd));
             for &e in &ext {
                 if !nz && !is_const(e) {
-                    transform(&mut ops, &mut layouts, e, Layout::Nd);
+                    transform(&mut ops, &mut layouts, e, Layout::Nd, false);
                 }
             }
             let work: f64 = grp.nodes.iter().map(|&n| vector_work(g, n)).sum();
@@ -503,13 +516,13 @@ pub fn predict(
             };
             for &i in node.inputs.iter().take(operands) {
                 if !made.contains(&i) {
-                    transform(&mut ops, &mut layouts, base(i), Layout::Nz);
+                    transform(&mut ops, &mut layouts, base(i), Layout::Nz, naive_layouts);
                 }
             }
         }
         for &e in &ext {
             if !is_const(e) && !has(&layouts, e, Layout::Nz) && !has(&layouts, e, Layout::Nd) {
-                transform(&mut ops, &mut layouts, e, Layout::Nd);
+                transform(&mut ops, &mut layouts, e, Layout::Nd, false);
             }
         }
         // The epilogue: vector work per output element of the anchor, in the UB.
@@ -580,6 +593,10 @@ pub fn predict(
         });
         for &o in &grp.outputs {
             layouts.insert(o, HashSet::from([Layout::Nz]));
+            if naive_layouts {
+                transform(&mut ops, &mut layouts, o, Layout::Nd, true);
+                layouts.insert(o, HashSet::from([Layout::Nd]));
+            }
         }
     }
     let mut t = 0.0;

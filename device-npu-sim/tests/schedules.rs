@@ -92,6 +92,34 @@ proptest! {
     }
 }
 
+/// Batched products: one weight for every batch (the batches become rows of one product), a
+/// B per batch (attention), and broadcast batch dims.
+#[test]
+fn batched_and_broadcast_matmuls_match_the_reference() {
+    for (ad, bd) in [
+        (vec![2, 33, 70], vec![70, 20]),
+        (vec![3, 2, 17, 40], vec![40, 9]),
+        (vec![4, 19, 64], vec![4, 64, 23]),
+        (vec![1, 19, 64], vec![5, 64, 23]),
+        (vec![3, 1, 8, 16], vec![1, 2, 16, 8]),
+        (vec![50], vec![50, 7]),
+        (vec![2, 6, 30], vec![30]),
+    ] {
+        let mut g = Graph::new();
+        let a = g.input("a", DType::F32, ad.clone());
+        let b = g.input("b", DType::F32, bd.clone());
+        let y = g.matmul(a, b).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let x = [
+            scaled(&ad, 1, *ad.last().unwrap()),
+            Tensor::random(DType::F32, bd.clone(), 2),
+        ];
+        let mut dev = NpuSim::by_name("ascend910").unwrap();
+        let d = diff(&mut dev, &g, &x);
+        assert!(d < 1e-2, "{ad:?} x {bd:?}: {d}");
+    }
+}
+
 /// As wide as real models: 512 channels x 3x3 (K 4,608) at 7x7, and a 1,024 x 4,096 x 1,024
 /// matmul row block.
 #[test]
