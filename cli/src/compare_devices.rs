@@ -7,14 +7,14 @@
 //! group's outputs become outputs of the graph every device runs, so every device computes and
 //! returns them. They already leave their groups, so no device fuses differently for it.
 
-use crate::open::{open_wgpu_with, DeviceKind};
+use crate::open::DeviceKind;
 use crate::run::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use sfumato_core::device::truncate;
 use sfumato_core::plan::GroupKind;
 use sfumato_core::{
-    compile, CompileOptions, CpuDevice, Device, Optimization, Profile, TargetProfile, Tensor,
-    TimingSource,
+    compile, CompileOptions, Device, Optimization, Profile, TargetProfile, Tensor, TimingSource,
 };
 use std::collections::HashSet;
 
@@ -46,11 +46,10 @@ struct Ran {
 }
 
 fn open(kind: DeviceKind, chip: &str) -> Result<Box<dyn Device>> {
-    Ok(match kind {
-        DeviceKind::Cpu => Box::new(CpuDevice),
-        DeviceKind::Wgpu => Box::new(open_wgpu_with("", Optimization::PassesAndFusion)?),
-        DeviceKind::NpuSim => Box::new(sfumato_npu_sim::NpuSim::by_name(chip)?),
-    })
+    match kind {
+        DeviceKind::NpuSim => Ok(Box::new(sfumato_npu_sim::NpuSim::by_name(chip)?)),
+        k => crate::run::open_run_device(Some(k), true),
+    }
 }
 
 /// Largest |a - b| / (1 + |b|) over two tensors of one shape.
@@ -64,6 +63,8 @@ fn diff(a: &Tensor, b: &Tensor) -> f64 {
         .map(|(x, y)| {
             if x.is_nan() && y.is_nan() || x == &y {
                 0.0
+            } else if x.is_nan() || y.is_nan() {
+                f64::INFINITY
             } else {
                 (x - y).abs() / (1.0 + y.abs())
             }
@@ -83,6 +84,11 @@ pub(crate) fn compare_devices(a: &CompareDevicesArgs) -> Result<()> {
         .context("--devices takes cpu, wgpu and npu-sim")?;
     if kinds.len() < 2 {
         bail!("--devices needs two devices or more (the first is the reference)");
+    }
+    for (i, k) in kinds.iter().enumerate() {
+        if kinds[..i].contains(k) {
+            bail!("--devices names {} twice", a.devices[i].trim());
+        }
     }
     let (graph, inputs) = a.model.build()?;
     // The ops: the fused groups of the graph after the passes, each group's outputs exposed.
@@ -219,15 +225,12 @@ pub(crate) fn compare_devices(a: &CompareDevicesArgs) -> Result<()> {
         head += &format!(" {:>12}", format!("µs {}", r.label));
     }
     println!("{head}");
-    let clip = |s: &str, n: usize| {
-        if s.chars().count() <= n {
-            s.to_string()
-        } else {
-            format!("{}…", s.chars().take(n - 1).collect::<String>())
-        }
-    };
     for row in &rows {
-        let mut line = format!("{:<34} {:<20}", clip(&row.nodes, 34), clip(&row.ops, 20));
+        let mut line = format!(
+            "{:<34} {:<20}",
+            truncate(&row.nodes, 34),
+            truncate(&row.ops, 20)
+        );
         for d in &row.diffs {
             line += &format!(" {:>11.2e}", d);
         }
@@ -240,11 +243,8 @@ pub(crate) fn compare_devices(a: &CompareDevicesArgs) -> Result<()> {
         println!("{line}");
     }
     let mut total = format!("{:<55}", format!("{} ops; total", rows.len()));
-    for r in &ran[1..] {
-        let worst = rows
-            .iter()
-            .map(|row| row.diffs[ran.iter().position(|x| x.label == r.label).unwrap_or(1) - 1])
-            .fold(0.0, f64::max);
+    for j in 0..ran.len() - 1 {
+        let worst = rows.iter().map(|row| row.diffs[j]).fold(0.0, f64::max);
         total += &format!(" {:>11.2e}", worst);
     }
     for r in &ran {

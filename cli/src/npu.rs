@@ -1,5 +1,5 @@
 //! The simulated NPU on the command line: `sfumato run MODEL --device npu-sim --chip CHIP` and
-//! `sfumato tile matmul|conv`.
+//! `sfumato tile matmul`.
 
 use crate::run::RunArgs;
 use anyhow::{Context, Result};
@@ -14,6 +14,7 @@ pub(crate) fn run_npu(a: &RunArgs) -> Result<()> {
     println!("device: {}", dev.name());
     let t0 = std::time::Instant::now();
     let mut batch = 1;
+    let mut built = None;
     let prediction = if name.ends_with(".onnx") {
         anyhow::ensure!(
             !a.cycles_only,
@@ -35,7 +36,7 @@ pub(crate) fn run_npu(a: &RunArgs) -> Result<()> {
             .first()
             .and_then(|t| t.dims().first().copied())
             .unwrap_or(1);
-        if a.cycles_only {
+        let p = if a.cycles_only {
             dev.predict(&graph)
                 .with_context(|| format!("predicting '{name}' on {}", dev.name()))?
         } else {
@@ -48,7 +49,9 @@ pub(crate) fn run_npu(a: &RunArgs) -> Result<()> {
             dev.last_prediction()
                 .cloned()
                 .context("the run left no prediction")?
-        }
+        };
+        built = Some(graph);
+        p
     };
     let wall = t0.elapsed();
     println!(
@@ -63,9 +66,8 @@ pub(crate) fn run_npu(a: &RunArgs) -> Result<()> {
             p.cycles_of(Unit::Layout) / p.clock_mhz,
         )
     };
-    if !name.ends_with(".onnx") {
-        let (graph, _) = a.model.build()?;
-        let naive = dev.predict_naive_layouts(&graph)?;
+    if let Some(graph) = &built {
+        let naive = dev.predict_naive_layouts(graph)?;
         let ((n, us), (nn, nus)) = (layout(&prediction), layout(&naive));
         println!(
             "layout transforms (ND <-> NZ fractals): {n} placed, {us:.1} µs; a transform around \
@@ -138,11 +140,16 @@ pub(crate) fn tile(c: &TileCommand) -> Result<()> {
             let t: Tiling = t.parse().map_err(anyhow::Error::msg)?;
             let t = t.resolved(&chip, &p);
             tiling::check_fits(&chip, &format!("matmul {p}"), &t)?;
-            tiling::cost(&chip, &p, &t, 0.0)
+            tiling::cost(&chip, &p, &t, &tiling::Epilogue::NONE)
         }
-        None => tiling::choose(&chip, &p, 0.0),
+        None => tiling::choose(&chip, &p, &tiling::Epilogue::NONE),
     };
-    let naive = tiling::cost(&chip, &p, &tiling::naive(&chip, &p), 0.0);
+    let naive = tiling::cost(
+        &chip,
+        &p,
+        &tiling::naive(&chip, &p),
+        &tiling::Epilogue::NONE,
+    );
     let us = |c: f64| c / chip.clock_mhz;
     if a.json {
         let entry = |s: &sfumato_npu_sim::Schedule| {

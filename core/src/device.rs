@@ -34,6 +34,18 @@ pub struct OpTiming {
     pub start_ns: u64,
     pub duration_ns: u64,
     pub source: TimingSource,
+    /// A simulated device's cycles and cube use for this work (`None` elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulated: Option<SimulatedOp>,
+}
+
+/// What a cycle model says of one op: its cycles at the chip's clock, the share of the cube's
+/// peak its multiply-accumulates use over them, and the engine that bounds it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SimulatedOp {
+    pub cycles: u64,
+    pub cube_utilization: f64,
+    pub bound: String,
 }
 
 /// What getting a graph ready took, on the run that prepared it (later runs of the same graph
@@ -97,13 +109,22 @@ impl Profile {
                 ("-".into(), "-".into())
             };
             s += &format!(
-                "{:<28} {:<16} {:<22} {:>10} {:>7}\n",
+                "{:<28} {:<16} {:<22} {:>10} {:>7}",
                 truncate(&e.nodes.join("+"), 28),
                 truncate(&e.ops.join("+"), 16),
                 truncate(&e.kernel, 22),
                 time,
                 share
             );
+            if let Some(sim) = &e.simulated {
+                s += &format!(
+                    " {:>10} cycles, cube {:>5.1}%, {}-bound",
+                    sim.cycles,
+                    100.0 * sim.cube_utilization,
+                    sim.bound
+                );
+            }
+            s += "\n";
         }
         if timed || self.entries.is_empty() {
             let source = self.source().map(|s| format!("{s:?}")).unwrap_or_default();
@@ -167,7 +188,8 @@ impl Profile {
                     "dur": e.duration_ns as f64 / 1000.0,
                     "pid": 1,
                     "tid": 1,
-                    "args": { "kernel": e.kernel, "ops": e.ops, "source": format!("{:?}", e.source) },
+                    "args": { "kernel": e.kernel, "ops": e.ops, "source": format!("{:?}", e.source),
+                              "simulated": e.simulated },
                 })
             })
             .collect();
@@ -179,7 +201,8 @@ impl Profile {
     }
 }
 
-fn truncate(s: &str, n: usize) -> String {
+/// `s` cut to `n` characters, the last one an ellipsis where it was cut (table columns).
+pub fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
@@ -274,6 +297,7 @@ mod tests {
                     start_ns: start,
                     duration_ns: d,
                     source,
+                    simulated: None,
                 };
                 start += d;
                 e

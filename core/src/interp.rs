@@ -22,60 +22,75 @@ impl Device for CpuDevice {
     fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {
         let t0 = Instant::now();
         check_inputs(graph, inputs)?;
-        let mut uses = graph.use_counts();
-        let mut vals: Vec<Option<Tensor>> = vec![None; graph.values().len()];
-        for (&v, t) in graph.inputs().iter().zip(inputs) {
-            vals[v.index()] = Some(t.clone());
-        }
         let mut profile = Profile {
             device: self.name(),
             ..Default::default()
         };
-        for node in graph.nodes() {
+        let outputs = eval_graph_with(graph, inputs, |_, node, ins| {
             let start = t0.elapsed().as_nanos() as u64;
-            let ins: Vec<&Tensor> = node
-                .inputs
-                .iter()
-                .map(|&i| {
-                    vals[i.index()]
-                        .as_ref()
-                        .ok_or_else(|| Error::Graph(format!("value {} was freed early", i.0)))
-                })
-                .collect::<Result<_>>()?;
-            let outs = eval_node(graph, node, &ins)?;
-            let dur = t0.elapsed().as_nanos() as u64 - start;
+            let outs = eval_node(graph, node, ins)?;
             if !matches!(node.op, Op::Constant(_)) {
                 profile.entries.push(OpTiming {
                     nodes: vec![node.name.clone()],
                     ops: vec![node.op.name().to_string()],
                     kernel: "cpu".into(),
                     start_ns: start,
-                    duration_ns: dur,
+                    duration_ns: t0.elapsed().as_nanos() as u64 - start,
                     source: TimingSource::Cpu,
+                    simulated: None,
                 });
             }
-            for &i in &node.inputs {
-                uses[i.index()] -= 1;
-                if uses[i.index()] == 0 {
-                    vals[i.index()] = None;
-                }
-            }
-            for (&o, t) in node.outputs.iter().zip(outs) {
-                vals[o.index()] = Some(t);
-            }
-        }
-        let outputs = graph
-            .outputs()
-            .iter()
-            .map(|&o| {
-                vals[o.index()]
-                    .clone()
-                    .ok_or_else(|| Error::Graph(format!("output {} was not computed", o.0)))
-            })
-            .collect::<Result<_>>()?;
+            Ok(outs)
+        })?;
         profile.wall_ns = t0.elapsed().as_nanos() as u64;
         Ok(RunOutput { outputs, profile })
     }
+}
+
+/// Run a graph's nodes in order on host tensors, each through `eval` (its id, the node and its
+/// inputs), freeing a value after its last reader; returns the graph's outputs. The CPU
+/// reference evaluates every node with [`eval_node`]; a simulated device hands some to its own
+/// model. `inputs` are assumed checked ([`check_inputs`]).
+pub fn eval_graph_with(
+    graph: &Graph,
+    inputs: &[Tensor],
+    mut eval: impl FnMut(crate::NodeId, &Node, &[&Tensor]) -> Result<Vec<Tensor>>,
+) -> Result<Vec<Tensor>> {
+    let mut uses = graph.use_counts();
+    let mut vals: Vec<Option<Tensor>> = vec![None; graph.values().len()];
+    for (&v, t) in graph.inputs().iter().zip(inputs) {
+        vals[v.index()] = Some(t.clone());
+    }
+    for (idx, node) in graph.nodes().iter().enumerate() {
+        let ins: Vec<&Tensor> = node
+            .inputs
+            .iter()
+            .map(|&i| {
+                vals[i.index()]
+                    .as_ref()
+                    .ok_or_else(|| Error::Graph(format!("value {} was freed early", i.0)))
+            })
+            .collect::<Result<_>>()?;
+        let outs = eval(crate::NodeId(idx as u32), node, &ins)?;
+        for &i in &node.inputs {
+            uses[i.index()] -= 1;
+            if uses[i.index()] == 0 {
+                vals[i.index()] = None;
+            }
+        }
+        for (&o, t) in node.outputs.iter().zip(outs) {
+            vals[o.index()] = Some(t);
+        }
+    }
+    graph
+        .outputs()
+        .iter()
+        .map(|&o| {
+            vals[o.index()]
+                .clone()
+                .ok_or_else(|| Error::Graph(format!("output {} was not computed", o.0)))
+        })
+        .collect()
 }
 
 /// Evaluate one node on host tensors.

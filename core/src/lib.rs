@@ -42,7 +42,7 @@ pub mod target;
 pub mod tensor;
 
 pub use compile::{compile, CompileOptions, Compiled, Optimization};
-pub use device::{Device, OpTiming, Profile, RunOutput, Setup, TimingSource};
+pub use device::{Device, OpTiming, Profile, RunOutput, Setup, SimulatedOp, TimingSource};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId, ValueId, ValueInfo};

@@ -136,9 +136,10 @@ impl Chip {
             return bad("cores is 0".into());
         }
         for (what, dims) in [("cube_f16", self.cube_f16), ("cube_i8", self.cube_i8)] {
-            if dims.iter().any(|&d| d == 0 || d % 8 != 0) {
+            if dims.iter().any(|&d| d == 0 || d % 16 != 0 || d > 1024) {
                 return bad(format!(
-                    "{what} {dims:?}: each side must be a positive multiple of 8"
+                    "{what} {dims:?}: each side must be a multiple of 16 from 16 to 1,024 (a \
+                     fractal row is 16 elements)"
                 ));
             }
         }

@@ -9,7 +9,7 @@ use crate::tiling::Tiling;
 use sfumato_core::device::check_inputs;
 use sfumato_core::{
     compile, CompileOptions, Compiled, Device, Graph, NodeId, OpTiming, Optimization, Profile,
-    Result, RunOutput, TargetKind, TargetProfile, Tensor, TimingSource,
+    Result, RunOutput, SimulatedOp, TargetKind, TargetProfile, Tensor, TimingSource,
 };
 use std::collections::HashMap;
 
@@ -83,19 +83,35 @@ impl NpuSim {
         )
     }
 
-    fn fixed(&self, c: &Compiled) -> HashMap<NodeId, Tiling> {
-        c.graph
-            .nodes()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| self.tilings.get(&n.name).map(|t| (NodeId(i as u32), *t)))
-            .collect()
+    /// The tilings given by hand, by node; a name that is no cube op of the compiled graph is
+    /// an error (a typo would otherwise leave the scheduler's choice in place, silently).
+    fn fixed(&self, c: &Compiled) -> Result<HashMap<NodeId, Tiling>> {
+        let mut fixed = HashMap::new();
+        for (name, t) in &self.tilings {
+            let found = c.graph.nodes().iter().enumerate().find(|(i, n)| {
+                &n.name == name
+                    && crate::predict::cube_problem(&c.graph, NodeId(*i as u32)).is_some()
+            });
+            match found {
+                Some((i, _)) => {
+                    fixed.insert(NodeId(i as u32), *t);
+                }
+                None => {
+                    return Err(sfumato_core::Error::Device(format!(
+                        "{}: a tiling was given for node '{name}', which is no matmul or conv \
+                         on the cube in the compiled graph",
+                        self.name()
+                    )))
+                }
+            }
+        }
+        Ok(fixed)
     }
 
     /// The cycle model alone: no numbers are computed (the fast mode).
     pub fn predict(&mut self, graph: &Graph) -> Result<Prediction> {
         let c = self.compile(graph)?;
-        let (p, _) = predict(&self.chip, &c, &self.fixed(&c))?;
+        let (p, _) = predict(&self.chip, &c, &self.fixed(&c)?)?;
         self.last = Some(p.clone());
         Ok(p)
     }
@@ -105,7 +121,7 @@ impl NpuSim {
     /// them saves.
     pub fn predict_naive_layouts(&self, graph: &Graph) -> Result<Prediction> {
         let c = self.compile(graph)?;
-        Ok(crate::predict::predict_with(&self.chip, &c, &self.fixed(&c), true)?.0)
+        Ok(crate::predict::predict_with(&self.chip, &c, &self.fixed(&c)?, true)?.0)
     }
 
     /// The prediction of the last run (or [`Self::predict`]).
@@ -129,6 +145,11 @@ pub fn profile_of(p: &Prediction, device: String, wall_ns: u64) -> Profile {
                 start_ns: ns(o.start_cycle),
                 duration_ns: ns(o.cost.cycles),
                 source: TimingSource::Simulated,
+                simulated: Some(SimulatedOp {
+                    cycles: o.cost.cycles.round() as u64,
+                    cube_utilization: o.cost.utilization,
+                    bound: o.cost.bound.to_string(),
+                }),
             })
             .collect(),
         wall_ns,
@@ -149,7 +170,7 @@ impl Device for NpuSim {
         let t0 = std::time::Instant::now();
         check_inputs(graph, inputs)?;
         let c = self.compile(graph)?;
-        let (p, tilings) = predict(&self.chip, &c, &self.fixed(&c))?;
+        let (p, tilings) = predict(&self.chip, &c, &self.fixed(&c)?)?;
         let outputs = crate::exec::execute(&self.chip, &c.graph, inputs, &tilings, self.fault)?;
         let profile = profile_of(&p, self.name(), t0.elapsed().as_nanos() as u64);
         self.last = Some(p);

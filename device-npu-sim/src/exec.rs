@@ -19,62 +19,61 @@ pub fn execute(
     tilings: &HashMap<NodeId, Tiling>,
     fault: Fault,
 ) -> Result<Vec<Tensor>> {
-    let mut uses = g.use_counts();
-    let mut vals: Vec<Option<Tensor>> = vec![None; g.values().len()];
-    for (&v, t) in g.inputs().iter().zip(inputs) {
-        vals[v.index()] = Some(t.clone());
-    }
-    for (idx, node) in g.nodes().iter().enumerate() {
-        let id = NodeId(idx as u32);
-        let ins: Vec<&Tensor> = node
-            .inputs
-            .iter()
-            .map(|&i| {
-                vals[i.index()]
-                    .as_ref()
-                    .ok_or_else(|| Error::Graph(format!("value {} was freed early", i.0)))
-            })
-            .collect::<Result<_>>()?;
-        let outs = match cube_problem(g, id) {
-            Some(p) => {
-                let odt = g.dtype(node.outputs[0]);
-                if odt == DType::F64 {
-                    return Err(SimError::Unmapped {
-                        chip: chip.name.clone(),
-                        node: node.name.clone(),
-                        op: node.op.name().into(),
-                        inputs: g.describe_node_inputs(node),
-                        msg: "the cube multiplies fp16 (and int8); an f64 product has no mapping"
-                            .into(),
-                    }
-                    .into());
-                }
-                let t = match tilings.get(&id) {
-                    Some(t) => *t,
-                    None => crate::tiling::choose(chip, &p, 0.0).tiling,
-                };
-                vec![cube_node(g, id, &ins, &p, &t, fault)?]
-            }
-            None => eval_node(g, node, &ins)?,
+    sfumato_core::interp::eval_graph_with(g, inputs, |id, node, ins| {
+        let Some(p) = cube_problem(g, id) else {
+            return eval_node(g, node, ins);
         };
-        for &i in &node.inputs {
-            uses[i.index()] -= 1;
-            if uses[i.index()] == 0 {
-                vals[i.index()] = None;
+        if g.dtype(node.outputs[0]) == DType::F64 {
+            return Err(SimError::Unmapped {
+                chip: chip.name.clone(),
+                node: node.name.clone(),
+                op: node.op.name().into(),
+                inputs: g.describe_node_inputs(node),
+                msg: "the cube multiplies fp16 (and int8); an f64 product has no mapping".into(),
             }
+            .into());
         }
-        for (&o, t) in node.outputs.iter().zip(outs) {
-            vals[o.index()] = Some(t);
-        }
+        let t = match tilings.get(&id) {
+            Some(t) => *t,
+            None => crate::tiling::choose(chip, &p, &crate::tiling::Epilogue::NONE).tiling,
+        };
+        Ok(vec![cube_node(g, id, ins, &p, &t, fault)?])
+    })
+}
+
+/// A cube operand's values as the cube reads them: rounded to fp16 (bf16 where the tensor is
+/// bf16, as the 910B's cube takes it). A finite value past fp16's range (65,504) is an error
+/// naming the node, not an infinity in the answer.
+fn operand(g: &Graph, node: &sfumato_core::Node, t: &Tensor) -> Result<Vec<f32>> {
+    operand_values(g, node, &t.to_f32_vec(), t.dtype())
+}
+
+fn operand_values(
+    g: &Graph,
+    node: &sfumato_core::Node,
+    v: &[f32],
+    dtype: DType,
+) -> Result<Vec<f32>> {
+    if dtype == DType::BF16 {
+        return Ok(v
+            .iter()
+            .map(|&x| half::bf16::from_f32(x).to_f32())
+            .collect());
     }
-    g.outputs()
-        .iter()
-        .map(|&o| {
-            vals[o.index()]
-                .clone()
-                .ok_or_else(|| Error::Graph(format!("output {} was not computed", o.0)))
-        })
-        .collect()
+    let r = cube::to_f16(v);
+    if let Some(i) = (0..v.len()).find(|&i| v[i].is_finite() && r[i].is_infinite()) {
+        return Err(Error::Limit {
+            node: node.name.clone(),
+            op: node.op.name().into(),
+            inputs: g.describe_node_inputs(node),
+            msg: format!(
+                "operand value {} (element {i}) is past fp16's range (65,504): the simulated \
+                 cube reads fp16",
+                v[i]
+            ),
+        });
+    }
+    Ok(r)
 }
 
 /// Index of a broadcast batch: `idx` in the output's batch dims, into an operand's `dims`.
@@ -122,7 +121,7 @@ fn cube_node(
             let (ab, bb) = (pad(ab), pad(bb));
             let outb: Vec<usize> = ab.iter().zip(&bb).map(|(x, y)| *x.max(y)).collect();
             let batch: usize = outb.iter().product();
-            let (av, bv) = (cube::to_f16(&a.to_f32_vec()), cube::to_f16(&b.to_f32_vec()));
+            let (av, bv) = (operand(g, node, a)?, operand(g, node, b)?);
             // A's own rows (with one B, `p.m` counts every batch's rows).
             let am = ad[ad.len() - 2];
             let mut aa = Vec::with_capacity(batch * am * k);
@@ -166,7 +165,10 @@ fn cube_node(
             } else {
                 b
             };
-            let (at, bt) = (cube::to_f16(&at), cube::to_f16(&bt));
+            let (at, bt) = (
+                operand_values(g, node, &at, ins[0].dtype())?,
+                operand_values(g, node, &bt, ins[1].dtype())?,
+            );
             let acc = cube::run(
                 p,
                 t,
@@ -195,8 +197,8 @@ fn cube_node(
             let (oh, ow) = (oshape.0[2], oshape.0[3]);
             let groups = c.groups;
             let cog = co / groups;
-            let xv = cube::to_f16(&ins[0].to_f32_vec());
-            let wv = cube::to_f16(&ins[1].to_f32_vec());
+            let xv = operand(g, node, ins[0])?;
+            let wv = operand(g, node, ins[1])?;
             let pixels = oh * ow;
             // img2col (the MTE's Load3D): one row per output pixel, K = cig x kh x kw.
             let img2col = |b: usize, gi: usize, a: &mut Vec<f32>| {

@@ -40,8 +40,14 @@
 //!
 //! Where sources disagree: the 910B's peak is quoted by third parties at 256 to 376 TFLOPS (the
 //! ini clock gives 353.9); its memory at 400 GB/s to 1.8 TB/s; the 310's clock at 488 MHz (from
-//! its peak) or 680 (a stub). L2 bandwidth to the cores is taken as MTE2's rate times the cores
-//! (the 910B profiler's L2 roofline is 8 TB/s).
+//! its peak) or 680 (a stub). L2 bandwidth to the cores, all of them together, is MTE2's rate
+//! times the cores on the 910 and 310 (4,096 and 256 B/cycle), and the CANN profiler's L2
+//! roofline of 8 TB/s on the 910B (4,444 B/cycle at 1.8 GHz, kept per cycle for the 910B4). It
+//! is counted per cycle: on-chip bandwidth scales with the clock; off-chip memory does not.
+//!
+//! The 910B4 (`ascend910b4`, for the catlass figure below) is the 910B2 with the `Ascend910B4.ini`
+//! core count and clock (20 cores, 1,500 MHz), 96 MiB of L2 (a third-party profiler table) and
+//! 960 GB/s of memory (the ini's 32 B/cycle/core at its clock: derived, unverified).
 //!
 //! # Predicted against published
 //!
@@ -50,12 +56,13 @@
 //!
 //! | figure | predicted | published | error |
 //! |---|---|---|---|
-//! | fp16 GEMM 4096³ on the 910B2 | 309.1 TFLOPS | 314.5 TFLOPS | -1.7% |
-//! | catlass M1024 N576 K6144, 20-core 910B, 128x256 blocks | 61.9 µs | 72.5 µs | -14.6% |
-//! | the same with the scheduler's tiling (256x128) | 35.0 µs | 48.6 µs | -28.1% |
-//! | ResNet-50 training on the 910 (3x forward) | 5,941 img/s | 2,115 img/s | +181% |
-//! | BERT-Large training on the 910 (3x forward) | 735 sentences/s | 269 sentences/s | +173% |
-//! | clock 1.2 / 1.1 GHz, ResNet-50 | 1.059x | 1.092x | -3.1% |
+//! | fp16 GEMM 4096³ on the 910B2 | 308.9 TFLOPS | 314.5 TFLOPS | -1.8% |
+//! | catlass M1024 N576 K6144, 20-core 910B, 128x256 blocks | 62.0 µs | 72.5 µs | -14.4% |
+//! | the same with the scheduler's tiling (256x128) | 35.1 µs | 48.6 µs | -27.7% |
+//! | ResNet-50 training on the 910 (3x forward) | 5,340 img/s | 2,115 img/s | +152% |
+//! | BERT-Large training on the 910 (3x forward) | 729 sentences/s | 269 sentences/s | +171% |
+//! | clock 1.2 / 1.1 GHz, GEMM 2048³ (compute-bound) | 1.091x | 1.092x | -0.1% |
+//! | clock 1.2 / 1.1 GHz, ResNet-50 at batch 32 | 1.036x | 1.092x | -5.2% |
 //!
 //! Fractals: every cube operand fractal is 16 rows x 32 bytes (16x16 fp16, 16x32 int8), 512 B;
 //! L0C's are 16x16 fp32. Activations the cube reads are held as `NZ` (fractals in column

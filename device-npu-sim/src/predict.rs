@@ -24,6 +24,7 @@
 use crate::chip::Chip;
 use crate::tiling::{self, Cost, Engines, Problem, Schedule};
 use serde::Serialize;
+use sfumato_core::device::truncate;
 use sfumato_core::op::{Op, UnaryOp};
 use sfumato_core::plan::{external_inputs, GroupKind, Plan};
 use sfumato_core::{Compiled, DType, Graph, NodeId, ValueId};
@@ -136,8 +137,8 @@ impl Prediction {
         for o in self.top(top) {
             s += &format!(
                 "{:<36} {:<22} {:>11.1} {:>5.1}% {:>7.1}%  {}\n",
-                clip(&o.nodes.join("+"), 36),
-                clip(&o.ops.join("+"), 22),
+                truncate(&o.nodes.join("+"), 36),
+                truncate(&o.ops.join("+"), 22),
                 us(o.cost.cycles),
                 100.0 * o.cost.cycles / self.cycles.max(1.0),
                 100.0 * o.cost.utilization,
@@ -153,8 +154,8 @@ impl Prediction {
     pub fn engine_trace(&self) -> serde_json::Value {
         let us = |c: f64| c / self.clock_mhz;
         let mut events = vec![];
-        let names = ["op", "MTE2", "MTE1", "Cube", "FixPipe", "Vector", "MTE3"];
-        for (tid, name) in names.iter().enumerate() {
+        let engines = Engines::default().named().map(|(name, _)| name);
+        for (tid, name) in ["op"].iter().chain(&engines).enumerate() {
             events.push(serde_json::json!({
                 "name": "thread_name", "ph": "M", "pid": 1, "tid": tid,
                 "args": { "name": name },
@@ -184,14 +185,6 @@ impl Prediction {
             "otherData": { "device": format!("npu-sim {}", self.chip), "cycles": self.cycles,
                            "clock_mhz": self.clock_mhz },
         })
-    }
-}
-
-fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.into()
-    } else {
-        format!("{}…", s.chars().take(n - 1).collect::<String>())
     }
 }
 
@@ -239,6 +232,21 @@ fn vector_work(g: &Graph, n: NodeId) -> f64 {
         .max()
         .unwrap_or(0);
     let window = match &node.op {
+        Op::Gather { .. } | Op::GatherElements { .. } => {
+            return 4.0 * out as f64;
+        }
+        Op::ConvTranspose2d(c) => {
+            // Each output gathers (C / groups) x kh x kw / (stride_h x stride_w) products.
+            let w = g.shape(node.inputs[1]);
+            let per =
+                w.0[0] / c.groups.max(1) * w.0[2] * w.0[3] / (c.stride[0] * c.stride[1]).max(1);
+            return 4.0 * 2.0 * (out * per.max(1)) as f64;
+        }
+        Op::MatMul | Op::Gemm(_) => {
+            // An integer product on the vector unit: K multiply-adds per output.
+            let k = g.shape(node.inputs[0]).0.last().copied().unwrap_or(1);
+            return 4.0 * 2.0 * (out * k.max(1)) as f64;
+        }
         Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
             return 4.0 * (out * p.kernel[0] * p.kernel[1]) as f64;
         }
@@ -250,6 +258,13 @@ fn vector_work(g: &Graph, n: NodeId) -> f64 {
         _ => 1.0,
     };
     4.0 * vector_passes(&node.op) * (out.max(inp) as f64) * window
+}
+
+/// The tiles a vector op's bytes make on each core: the UB split in two (ping-pong), each
+/// half holding a tile's input and output.
+pub fn ub_tiles(chip: &Chip, bytes: f64) -> u64 {
+    let per_core = bytes / chip.cores as f64;
+    ((per_core / (chip.ub_bytes as f64 / 2.0)).ceil() as u64).max(1)
 }
 
 /// A vector op: `work` bytes through the vector unit, `inb` bytes in through MTE2 and `outb`
@@ -266,6 +281,8 @@ pub fn vector_cost(chip: &Chip, work: f64, inb: f64, outb: f64) -> Cost {
         mte3: outb / cores / chip.mte3_bytes_per_cycle,
         ..Default::default()
     };
+    // Tiles through the UB, double-buffered: the engines overlap from tile to tile, and the
+    // first tile's load and the last one's store do not.
     let core = e.mte2.max(e.vector).max(e.mte3) + 2.0 * lat;
     let memory = (inb + outb) / chip.memory_bytes_per_cycle();
     let bound = if memory > core {
@@ -424,7 +441,10 @@ pub fn predict_with(
             flops: 0.0,
             schedules: vec![],
         });
-        layouts.entry(v).or_default().insert(to);
+        layouts
+            .entry(v)
+            .or_insert_with(|| HashSet::from([Layout::Nd]))
+            .insert(to);
     };
     for grp in &plan.groups {
         if grp.kind == GroupKind::Constant {
@@ -476,19 +496,44 @@ pub fn predict_with(
                 && ext
                     .iter()
                     .any(|&e| has(&layouts, e, Layout::Nz) && !has(&layouts, e, Layout::Nd));
+            // Inputs in the other layout are converted (a broadcast operand, as a bias row, is
+            // read as it is).
+            let out_numel = grp.outputs.first().map_or(0, |&o| g.shape(o).numel());
             for &e in &ext {
-                if !nz && !is_const(e) {
+                if is_const(e) {
+                    continue;
+                }
+                if !nz {
                     transform(&mut ops, &mut layouts, e, Layout::Nd, false);
+                } else if g.shape(e).numel() == out_numel {
+                    transform(&mut ops, &mut layouts, e, Layout::Nz, false);
                 }
             }
             let work: f64 = grp.nodes.iter().map(|&n| vector_work(g, n)).sum();
-            let inb: f64 = ext.iter().map(|&e| value_bytes(g, e)).sum();
+            // A gather reads the rows it gathers, not its whole table.
+            let read_of = |e: ValueId| -> f64 {
+                let gathered: Option<f64> = grp
+                    .nodes
+                    .iter()
+                    .filter(|&&n| {
+                        matches!(g.node(n).op, Op::Gather { .. } | Op::GatherElements { .. })
+                            && base(g.node(n).inputs[0]) == e
+                    })
+                    .map(|&n| value_bytes(g, g.node(n).outputs[0]))
+                    .reduce(|a, b| a + b);
+                gathered.map_or(value_bytes(g, e), |b| b.min(value_bytes(g, e)))
+            };
+            let inb: f64 = ext.iter().map(|&e| read_of(e)).sum();
             let outb: f64 = grp.outputs.iter().map(|&o| value_bytes(g, o)).sum();
             ops.push(OpCost {
                 nodes: names,
                 ops: opnames,
                 unit: Unit::Vector,
-                kernel: format!("vector {:?}", grp.kind).to_lowercase(),
+                kernel: format!(
+                    "vector {}, {} UB tiles a core",
+                    format!("{:?}", grp.kind).to_lowercase(),
+                    ub_tiles(chip, inb + outb)
+                ),
                 start_cycle: 0.0,
                 cost: vector_cost(chip, work, inb, outb),
                 flops: 0.0,
@@ -520,11 +565,6 @@ pub fn predict_with(
                 }
             }
         }
-        for &e in &ext {
-            if !is_const(e) && !has(&layouts, e, Layout::Nz) && !has(&layouts, e, Layout::Nd) {
-                transform(&mut ops, &mut layouts, e, Layout::Nd, false);
-            }
-        }
         // The epilogue: vector work per output element of the anchor, in the UB.
         let epilogue: Vec<NodeId> = grp
             .nodes
@@ -533,48 +573,59 @@ pub fn predict_with(
             .filter(|n| !cube_set.contains(n))
             .collect();
         let mut total = Cost::default();
+        let mut largest = 0.0;
         let mut schedules = vec![];
         let mut flops = 0.0;
         let single = cube_nodes.len() == 1;
         for &(n, p) in &cube_nodes {
-            let per_elem = if single {
-                epilogue
+            let node = g.node(n);
+            if g.dtype(node.outputs[0]) == DType::F64 {
+                return Err(crate::SimError::Unmapped {
+                    chip: chip.name.clone(),
+                    node: node.name.clone(),
+                    op: node.op.name().into(),
+                    inputs: g.describe_node_inputs(node),
+                    msg: "the cube multiplies fp16 (and int8); an f64 product has no mapping"
+                        .into(),
+                });
+            }
+            let epi = if single {
+                // Epilogue operands from global memory (a residual, a bias) through MTE2,
+                // per output element of the product.
+                let extra: f64 = ext
                     .iter()
-                    .map(|&e| 4.0 * vector_passes(&g.node(e).op))
-                    .sum::<f64>()
+                    .filter(|e| !g.node(n).inputs.iter().any(|&i| base(i) == **e))
+                    .map(|&e| value_bytes(g, e))
+                    .sum();
+                let out = g.shape(g.node(n).outputs[0]).numel().max(1) as f64;
+                tiling::Epilogue {
+                    vector_bytes_per_elem: epilogue
+                        .iter()
+                        .map(|&e| 4.0 * vector_passes(&g.node(e).op))
+                        .sum::<f64>(),
+                    read_bytes_per_elem: extra / out,
+                }
             } else {
-                0.0
+                tiling::Epilogue::NONE
             };
             let s = match fixed.get(&n) {
                 Some(t) => {
                     let t = &t.resolved(chip, &p);
                     tiling::check_fits(chip, &format!("node '{}' ({})", g.node(n).name, p), t)?;
-                    tiling::cost(chip, &p, t, per_elem)
+                    tiling::cost(chip, &p, t, &epi)
                 }
-                None => tiling::choose(chip, &p, per_elem),
+                None => tiling::choose(chip, &p, &epi),
             };
             chosen.insert(n, s.tiling);
             flops += p.flops();
-            add_cost(&mut total, &s.cost);
+            add_cost(&mut total, &s.cost, &mut largest);
             schedules.push(s);
         }
         if !single {
             // Attention: softmax and scaling on the vector unit over the scores in the UB.
             let work: f64 = epilogue.iter().map(|&e| vector_work(g, e)).sum();
-            add_cost(&mut total, &vector_cost(chip, work, 0.0, 0.0));
+            add_cost(&mut total, &vector_cost(chip, work, 0.0, 0.0), &mut largest);
         }
-        // Epilogue operands from global memory (a residual, a bias) through MTE2.
-        let extra: f64 = ext
-            .iter()
-            .filter(|e| {
-                !cube_nodes
-                    .iter()
-                    .any(|&(n, _)| g.node(n).inputs.iter().take(2).any(|&i| base(i) == **e))
-            })
-            .map(|&e| value_bytes(g, e))
-            .sum();
-        total.engines.mte2 += extra / chip.cores as f64 / chip.mte2_bytes_per_cycle;
-        total.global_bytes += extra;
         let ideal: f64 = flops / 2.0 / chip.macs_per_cycle() as f64 / chip.cores as f64;
         total.utilization = ideal / total.cycles.max(1.0);
         ops.push(OpCost {
@@ -599,6 +650,13 @@ pub fn predict_with(
             }
         }
     }
+    // The graph's outputs leave as rows.
+    for &o in g.outputs() {
+        let b = base(o);
+        if !has(&layouts, b, Layout::Nd) {
+            transform(&mut ops, &mut layouts, b, Layout::Nd, false);
+        }
+    }
     let mut t = 0.0;
     for o in &mut ops {
         o.start_cycle = t;
@@ -619,11 +677,14 @@ pub fn predict_with(
     ))
 }
 
-fn add_cost(total: &mut Cost, c: &Cost) {
+/// Add a component's cost to an op's (attention: two products and the vector work between);
+/// the op's bound is its largest component's.
+fn add_cost(total: &mut Cost, c: &Cost, largest: &mut f64) {
     total.cycles += c.cycles;
     total.engines.add(&c.engines);
     total.global_bytes += c.global_bytes;
-    if total.bound.is_empty() || c.cycles > 0.0 && total.bound == "vector" {
+    if c.cycles >= *largest {
+        *largest = c.cycles;
         total.bound = c.bound;
     }
 }

@@ -42,7 +42,12 @@ impl Problem {
     }
 
     pub fn flops(&self) -> f64 {
-        2.0 * (self.batch * self.m * self.n * self.k) as f64
+        2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+
+    /// Whether the product is empty (a zero dimension): nothing to schedule.
+    pub fn is_empty(&self) -> bool {
+        self.batch == 0 || self.m == 0 || self.n == 0 || self.k == 0
     }
 }
 
@@ -70,14 +75,21 @@ pub struct Tiling {
     pub cores: u32,
 }
 
+/// Cores a product's blocks can use: one block a core at most.
+fn cores_for(chip: &Chip, p: &Problem, base_m: u32, base_n: u32) -> u32 {
+    let blocks =
+        p.m.div_ceil(base_m.max(1) as u64)
+            .saturating_mul(p.n.div_ceil(base_n.max(1) as u64))
+            .saturating_mul(p.batch);
+    (chip.cores as u64).min(blocks).max(1) as u32
+}
+
 impl Tiling {
     /// The tiling with `cores` 0 ("as many as there are blocks", as `--tiling` gives it)
     /// resolved for `p` on `chip`.
     pub fn resolved(mut self, chip: &Chip, p: &Problem) -> Tiling {
-        if self.cores == 0 && self.base_m > 0 && self.base_n > 0 {
-            let blocks =
-                p.m.div_ceil(self.base_m as u64) * p.n.div_ceil(self.base_n as u64) * p.batch;
-            self.cores = (chip.cores as u64).min(blocks).max(1) as u32;
+        if self.cores == 0 {
+            self.cores = cores_for(chip, p, self.base_m, self.base_n);
         }
         self
     }
@@ -185,7 +197,8 @@ pub struct Cost {
     pub utilization: f64,
     /// Bytes the op moves to and from global memory (L2 and beyond).
     pub global_bytes: f64,
-    /// What bounds it: "cube", "MTE2", "MTE1", "FixPipe", "memory", "vector".
+    /// What bounds it: "cube", "MTE2", "MTE1", "FixPipe", "MTE3", "memory", "vector" ("nothing"
+    /// for an empty op).
     pub bound: &'static str,
 }
 
@@ -249,16 +262,19 @@ pub fn check_fits(chip: &Chip, op: &str, t: &Tiling) -> Result<()> {
     if t.cores == 0 || t.cores > chip.cores {
         return bad(format!("cores = {} (the chip has {})", t.cores, chip.cores));
     }
-    let bufs = if t.double_buffer { 2 } else { 1 };
+    let bufs: u64 = if t.double_buffer { 2 } else { 1 };
     let (m, n, k) = (t.base_m as u64, t.base_n as u64, t.base_k as u64);
     for (what, need, have) in [
         ("L0A", m * k * 2 * bufs, chip.l0a_bytes),
         ("L0B", k * n * 2 * bufs, chip.l0b_bytes),
-        // L0C holds one block; a second (to drain one while the next accumulates) where it fits.
+        // L0C and the UB hold one block; L0C a second (to drain one while the next
+        // accumulates) where it fits.
         ("L0C", m * n * 4, chip.l0c_bytes),
         (
             "L1",
-            (m * k + k * n) * 2 * t.step_k as u64 * bufs,
+            (m * k + k * n)
+                .saturating_mul(2 * t.step_k as u64)
+                .saturating_mul(bufs),
             chip.l1_bytes,
         ),
         ("UB", m * n * 4, chip.ub_bytes),
@@ -273,11 +289,41 @@ pub fn check_fits(chip: &Chip, op: &str, t: &Tiling) -> Result<()> {
     Ok(())
 }
 
+/// A fused epilogue's work per output element: vector-unit bytes (its passes over the block in
+/// the UB) and bytes read from global memory (a residual, a bias row), both while the block
+/// drains, overlapping the next block's k-steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Epilogue {
+    pub vector_bytes_per_elem: f64,
+    pub read_bytes_per_elem: f64,
+}
+
+impl Epilogue {
+    /// No epilogue: the product alone.
+    pub const NONE: Epilogue = Epilogue {
+        vector_bytes_per_elem: 0.0,
+        read_bytes_per_elem: 0.0,
+    };
+}
+
 /// The cost of running `p` with tiling `t` on `chip` (the tiling is assumed to fit: see
-/// [`check_fits`]). `epilogue_vector_cycles`: vector work per output element of a fused
-/// epilogue, run on each block while it sits in the UB, overlapping the next block.
-pub fn cost(chip: &Chip, p: &Problem, t: &Tiling, epilogue_bytes_per_elem: f64) -> Schedule {
+/// [`check_fits`]), with a fused epilogue `epi` on each block.
+pub fn cost(chip: &Chip, p: &Problem, t: &Tiling, epi: &Epilogue) -> Schedule {
     let [fm, fn_, fk] = chip.cube_f16.map(|d| d as u64);
+    if p.is_empty() {
+        return Schedule {
+            chip: chip.name.clone(),
+            problem: *p,
+            tiling: *t,
+            m_blocks: 0,
+            n_blocks: 0,
+            k_steps: 0,
+            cost: Cost {
+                bound: "nothing",
+                ..Cost::default()
+            },
+        };
+    }
     let (bm, bn, bk) = (t.base_m as u64, t.base_n as u64, t.base_k as u64);
     let m_blocks = p.m.div_ceil(bm).max(1);
     let n_blocks = p.n.div_ceil(bn).max(1);
@@ -314,6 +360,7 @@ pub fn cost(chip: &Chip, p: &Problem, t: &Tiling, epilogue_bytes_per_elem: f64) 
     };
     let mut total = Engines::default();
     let mut busy = 0.0; // summed over all blocks
+    let mut last_out = 0.0;
     for &(m, mc) in &sizes(p.m, bm, fm) {
         for &(n, nc) in &sizes(p.n, bn, fn_) {
             let count = (mc * nc) as f64;
@@ -357,11 +404,14 @@ pub fn cost(chip: &Chip, p: &Problem, t: &Tiling, epilogue_bytes_per_elem: f64) 
                     c_elems * 2.0 / chip.mte3_bytes_per_cycle + lat,
                 )
             };
-            let vector = c_elems * epilogue_bytes_per_elem / chip.vector_bytes_per_cycle;
-            let out = fix + mte3 + vector;
+            let vector = c_elems * epi.vector_bytes_per_elem / chip.vector_bytes_per_cycle;
+            let read = c_elems * epi.read_bytes_per_elem / mte2_rate;
+            let out = fix + mte3 + vector + read;
             e.fixpipe += fix;
             e.mte3 += mte3;
             e.vector += vector;
+            e.mte2 += read;
+            last_out = out;
             // The drain overlaps the next block's k-steps where L0C holds two blocks.
             let per_block = if t.double_buffer && 2 * m * n * 4 <= chip.l0c_bytes {
                 block.max(out)
@@ -386,9 +436,9 @@ pub fn cost(chip: &Chip, p: &Problem, t: &Tiling, epilogue_bytes_per_elem: f64) 
     // The busiest core: blocks dealt round-robin, so ceil(blocks / cores) of the average.
     let share = (blocks / used).ceil() / blocks;
     let mut core_cycles = busy * share;
-    // The last block's drain does not overlap anything.
+    // The last block's drain overlaps nothing (where drains overlap the next block at all).
     if t.double_buffer {
-        core_cycles += chip.dma_latency_cycles as f64;
+        core_cycles += last_out;
     }
     let per_core = |x: f64| x * p.batch as f64 * share;
     let engines = Engines {
@@ -401,14 +451,15 @@ pub fn cost(chip: &Chip, p: &Problem, t: &Tiling, epilogue_bytes_per_elem: f64) 
     };
     // Roofline: the unique bytes (A, B, C once each) from and to off-chip memory, plus the
     // re-reads L2 cannot hold.
-    let a = (p.batch * p.m * p.k * 2) as f64 / p.a_expand as f64;
-    let b = (p.batch * p.k * p.n * 2) as f64;
-    let c = (p.batch * p.m * p.n * 2) as f64;
+    let (batch, m, n, k) = (p.batch as f64, p.m as f64, p.n as f64, p.k as f64);
+    let a = batch * m * k * 2.0 / p.a_expand.max(1) as f64;
+    let b = batch * k * n * 2.0;
+    let c = batch * m * n * (2.0 + epi.read_bytes_per_elem);
     // Where A and B do not both fit L2, each wave of blocks (one per core, dealt row by row)
     // reads its rows of A and columns of B from memory again.
     // (Batched products have a B of their own per batch, read by that batch's blocks alone.)
     let rereads = if a + b > chip.l2_bytes as f64 && p.batch == 1 {
-        let (rows, cols) = ((m_blocks * p.batch) as f64, n_blocks as f64);
+        let (rows, cols) = (m_blocks as f64, n_blocks as f64);
         let per_wave = used.min(rows * cols);
         let waves = (rows * cols / per_wave).ceil();
         let wave_rows = (per_wave / cols).ceil().min(rows);
@@ -436,8 +487,7 @@ pub fn cost(chip: &Chip, p: &Problem, t: &Tiling, epilogue_bytes_per_elem: f64) 
         }
         best.0
     };
-    let ideal =
-        (p.batch * p.m * p.n * p.k) as f64 / chip.macs_per_cycle() as f64 / chip.cores as f64;
+    let ideal = p.flops() / 2.0 / chip.macs_per_cycle() as f64 / chip.cores as f64;
     Schedule {
         chip: chip.name.clone(),
         problem: *p,
@@ -474,13 +524,12 @@ fn bases(dim: u64, frac: u64, max: u64) -> Vec<u32> {
 /// Choose the tiling of `p` on `chip` that the cycle model says is fastest: every base block
 /// that fits L0A/L0B/L0C and the UB with ping-pong buffers, every L1 depth that fits L1, the
 /// blocks over as many cores as there are blocks.
-pub fn choose(chip: &Chip, p: &Problem, epilogue_bytes_per_elem: f64) -> Schedule {
+pub fn choose(chip: &Chip, p: &Problem, epi: &Epilogue) -> Schedule {
     let [fm, fn_, fk] = chip.cube_f16.map(|d| d as u64);
     let mut best: Option<Schedule> = None;
     for &bm in &bases(p.m, fm, 512) {
         for &bn in &bases(p.n, fn_, 512) {
-            let blocks = p.m.div_ceil(bm as u64) * p.n.div_ceil(bn as u64) * p.batch;
-            let cores = (chip.cores as u64).min(blocks) as u32;
+            let cores = cores_for(chip, p, bm, bn);
             for &bk in &bases(p.k, fk, 512) {
                 for step_k in [1u32, 2, 4, 8] {
                     if step_k > 1 && (step_k as u64 / 2) * bk as u64 >= p.k {
@@ -497,7 +546,7 @@ pub fn choose(chip: &Chip, p: &Problem, epilogue_bytes_per_elem: f64) -> Schedul
                     if check_fits(chip, "", &t).is_err() {
                         continue;
                     }
-                    let s = cost(chip, p, &t, epilogue_bytes_per_elem);
+                    let s = cost(chip, p, &t, epi);
                     if best.as_ref().is_none_or(|b| s.cost.cycles < b.cost.cycles) {
                         best = Some(s);
                     }
@@ -505,21 +554,20 @@ pub fn choose(chip: &Chip, p: &Problem, epilogue_bytes_per_elem: f64) -> Schedul
             }
         }
     }
-    best.unwrap_or_else(|| cost(chip, p, &naive(chip, p), epilogue_bytes_per_elem))
+    best.unwrap_or_else(|| cost(chip, p, &naive(chip, p), epi))
 }
 
 /// The naive tiling: one fractal at a time, no double buffering, the blocks over every core
 /// they can use. What the scheduler is measured against.
 pub fn naive(chip: &Chip, p: &Problem) -> Tiling {
     let [fm, fn_, fk] = chip.cube_f16;
-    let blocks = p.m.div_ceil(fm as u64) * p.n.div_ceil(fn_ as u64) * p.batch;
     Tiling {
         base_m: fm,
         base_n: fn_,
         base_k: fk,
         step_k: 1,
         double_buffer: false,
-        cores: (chip.cores as u64).min(blocks) as u32,
+        cores: cores_for(chip, p, fm, fn_),
     }
 }
 
@@ -527,16 +575,13 @@ pub fn naive(chip: &Chip, p: &Problem) -> Tiling {
 /// k-steps, four k-steps per L1 transfer (an L1 tile of 128x256x256), ping-pong buffers, every
 /// core (64x64x64 where that does not fit the chip).
 pub fn basic(chip: &Chip, p: &Problem) -> Tiling {
-    let t = |m: u32, n: u32, k: u32, step_k: u32| {
-        let blocks = p.m.div_ceil(m as u64) * p.n.div_ceil(n as u64) * p.batch;
-        Tiling {
-            base_m: m,
-            base_n: n,
-            base_k: k,
-            step_k,
-            double_buffer: true,
-            cores: (chip.cores as u64).min(blocks) as u32,
-        }
+    let t = |m: u32, n: u32, k: u32, step_k: u32| Tiling {
+        base_m: m,
+        base_n: n,
+        base_k: k,
+        step_k,
+        double_buffer: true,
+        cores: cores_for(chip, p, m, n),
     };
     let first = t(128, 256, 64, 4);
     if check_fits(chip, "", &first).is_ok() {

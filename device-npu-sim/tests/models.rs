@@ -38,7 +38,14 @@ fn zoo_models_agree_with_the_gpu() {
                 .fold(0.0f64, |m, v| m.max(v.abs()))
                 .max(1.0);
             for (p, q) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
-                worst = worst.max((p - q).abs() / scale);
+                let d = if p.is_nan() != q.is_nan() {
+                    f64::INFINITY
+                } else if p.is_nan() {
+                    0.0
+                } else {
+                    (p - q).abs() / scale
+                };
+                worst = worst.max(d);
             }
         }
         eprintln!("{name}: worst |npu - gpu| / max|gpu| = {worst:.2e}");

@@ -545,6 +545,7 @@ impl WgpuDevice {
                 start_ns,
                 duration_ns,
                 source,
+                simulated: None,
             });
         }
         // Give the outputs' and inputs' buffers back to the pool.

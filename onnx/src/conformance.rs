@@ -630,6 +630,7 @@ mod tests {
                 start_ns: 0,
                 duration_ns: 0,
                 source: TimingSource::WholeRun,
+                simulated: None,
             }],
             ..Default::default()
         }
