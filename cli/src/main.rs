@@ -20,6 +20,7 @@ mod run;
 mod tasks;
 mod timing;
 mod tune;
+mod view;
 mod zoo;
 
 use bench::{bench_conv, bench_matmul, ConvArgs, MatmulArgs};
@@ -89,6 +90,9 @@ enum Command {
     /// One model on several devices (cpu, wgpu, npu-sim): per op the largest difference from
     /// the first device and each device's time (measured or predicted) side by side.
     Compare(compare_devices::CompareDevicesArgs),
+    /// Open the viewer: a model's graph (fused groups, WGSL), its timeline and per-op table,
+    /// from a zoo model, an ONNX file, a saved run (`run --save-run`) or a Chrome trace.
+    View(view::ViewArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => tasks::generate(&a),
         Command::Tile(c) => npu::tile(&c),
         Command::Compare(a) => compare_devices::compare_devices(&a),
+        Command::View(a) => view::view(&a),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),

@@ -26,6 +26,7 @@ pub(crate) fn run_npu(a: &RunArgs) -> Result<()> {
             &a.input,
             &a.dim,
             a.output.as_deref(),
+            a.save_run.as_deref(),
         )?;
         dev.last_prediction()
             .cloned()
@@ -37,14 +38,27 @@ pub(crate) fn run_npu(a: &RunArgs) -> Result<()> {
             .and_then(|t| t.dims().first().copied())
             .unwrap_or(1);
         let p = if a.cycles_only {
-            dev.predict(&graph)
-                .with_context(|| format!("predicting '{name}' on {}", dev.name()))?
+            let p = dev
+                .predict(&graph)
+                .with_context(|| format!("predicting '{name}' on {}", dev.name()))?;
+            if let Some(path) = &a.save_run {
+                // No outputs: the cycle model alone computes none.
+                let out = sfumato_core::RunOutput {
+                    outputs: vec![],
+                    profile: sfumato_npu_sim::device::profile_of(&p, dev.name(), 0),
+                };
+                crate::run::save_run(&mut dev, name, &graph, &out, path)?;
+            }
+            p
         } else {
             let out = dev
                 .run(&graph, &inputs)
                 .with_context(|| format!("running '{name}' on {}", dev.name()))?;
             for (i, (&v, t)) in graph.outputs().iter().zip(&out.outputs).enumerate() {
                 println!("output {i} '{}': {}", graph.value(v).name, t.summary());
+            }
+            if let Some(path) = &a.save_run {
+                crate::run::save_run(&mut dev, name, &graph, &out, path)?;
             }
             dev.last_prediction()
                 .cloned()

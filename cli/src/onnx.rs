@@ -55,6 +55,7 @@ pub fn run(
     inputs: &[String],
     dims: &[String],
     output: Option<&Path>,
+    save_run: Option<&Path>,
 ) -> Result<sfumato_core::RunOutput> {
     let mut opts = import_options(dims)?;
     let mut given: HashMap<String, Tensor> = HashMap::new();
@@ -93,6 +94,13 @@ pub fn run(
     let out = dev
         .run(&m.graph, &feed)
         .with_context(|| format!("running {} on {}", path.display(), dev.name()))?;
+    if let Some(to) = save_run {
+        let model = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        crate::run::save_run(dev, &model, &m.graph, &out, to)?;
+    }
     if let Some(dir) = output {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for (name, t) in m.outputs.iter().zip(&out.outputs) {

@@ -66,6 +66,10 @@ pub(crate) struct RunArgs {
     /// Write the profile as a Chrome trace (JSON) to this file.
     #[arg(long)]
     pub(crate) trace: Option<PathBuf>,
+    /// Save the run for the viewer (`sfumato view FILE`): the graph as the device ran it, its
+    /// fused groups with their kernels' WGSL, the profile and the outputs, as JSON.
+    #[arg(long)]
+    pub(crate) save_run: Option<PathBuf>,
     /// ONNX models: an input from a .npy file, NAME=FILE.npy (repeatable; others are seeded
     /// random).
     #[arg(long)]
@@ -118,6 +122,7 @@ pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
             &a.input,
             &a.dim,
             a.output.as_deref(),
+            a.save_run.as_deref(),
         )?;
         println!();
         print!("{}", out.profile.table());
@@ -159,7 +164,31 @@ pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
     println!();
     print!("{}", out.profile.table());
     tune_hint(dev.as_ref(), name, &model_flags(&a.model));
+    if let Some(path) = &a.save_run {
+        save_run(dev.as_mut(), name, &graph, &out, path)?;
+    }
     write_trace(&out.profile, a.trace.as_deref())
+}
+
+/// Writes the run's record ([`sfumato_core::RunRecord`]) for the viewer.
+pub(crate) fn save_run(
+    dev: &mut dyn Device,
+    model: &str,
+    graph: &sfumato_core::Graph,
+    out: &sfumato_core::RunOutput,
+    path: &std::path::Path,
+) -> Result<()> {
+    let record = dev
+        .record(model, graph, out)
+        .with_context(|| format!("recording the run of '{model}'"))?;
+    std::fs::write(path, record.to_json()?)
+        .with_context(|| format!("writing the run to {}", path.display()))?;
+    println!(
+        "run saved to {} (open it with `sfumato view {}`)",
+        path.display(),
+        path.display()
+    );
+    Ok(())
 }
 
 /// The model options the run was given, as `sfumato tune` takes them (the others are the

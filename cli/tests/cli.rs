@@ -1055,3 +1055,65 @@ fn compare_devices_per_op() {
     }
     assert_eq!(j["devices"][1]["source"], "predicted (cycle model)");
 }
+
+/// `run --save-run FILE` writes a record the viewer reads: the graph as the device ran it, its
+/// groups (with WGSL on wgpu), the profile and the outputs; on every device.
+#[test]
+fn a_saved_run_holds_the_graph_groups_kernels_and_profile() {
+    let mut devices = vec![
+        vec!["--device", "cpu"],
+        vec!["--device", "npu-sim", "--cycles-only"],
+    ];
+    if !sfumato_wgpu_missing() {
+        devices.push(vec!["--device", "wgpu"]);
+    }
+    for dev in devices {
+        let file = temp_path("run.json");
+        let mut args = vec![
+            "run",
+            "resnet-bottleneck",
+            "--save-run",
+            file.to_str().unwrap(),
+        ];
+        args.extend(&dev);
+        let out = sfumato(&args);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{dev:?}: {stderr}");
+        assert!(stdout.contains("run saved to"), "{stdout}");
+        let r =
+            sfumato_core::RunRecord::from_json(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(r.model, "resnet-bottleneck");
+        assert!(r.nodes.iter().any(|n| n.op == "Conv2d"), "{dev:?}");
+        assert!(!r.profile.entries.is_empty(), "{dev:?}: a profile");
+        let times = r.group_times();
+        let conv_groups: Vec<usize> = r
+            .nodes
+            .iter()
+            .filter(|n| n.op == "Conv2d")
+            .filter_map(|n| n.group)
+            .collect();
+        assert!(
+            conv_groups.iter().all(|&g| times[g].entries > 0),
+            "{dev:?}: every conv's group has its profile entry"
+        );
+        match dev[1] {
+            "wgpu" => {
+                assert!(r.fused);
+                let g = &r.groups[conv_groups[0]];
+                assert!(g.nodes.len() > 1, "conv + relu fused: {:?}", g.label);
+                assert!(g.kernels[0].source.contains("@compute"), "the group's WGSL");
+                assert_eq!(r.results[0].shape, vec![1, 256, 56, 56]);
+            }
+            "npu-sim" => {
+                assert!(r
+                    .profile
+                    .entries
+                    .iter()
+                    .any(|e| e.simulated.as_ref().is_some_and(|s| !s.tiles.is_empty())));
+                assert!(r.results.is_empty(), "the cycle model computes no outputs");
+            }
+            _ => assert_eq!(r.results[0].shape, vec![1, 256, 56, 56]),
+        }
+    }
+}

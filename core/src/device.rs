@@ -2,10 +2,10 @@
 
 use crate::kept::{Feed, Kept, WriteBack};
 use crate::{Error, Graph, Result, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a timing came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimingSource {
     /// GPU timestamp queries around the dispatch.
     GpuTimestamp,
@@ -22,7 +22,7 @@ pub enum TimingSource {
 }
 
 /// One timed unit of work: a kernel dispatch (or a CPU op) and the graph nodes it covers.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OpTiming {
     /// The node names this work computes (several once ops are fused).
     pub nodes: Vec<String>,
@@ -35,22 +35,46 @@ pub struct OpTiming {
     pub duration_ns: u64,
     pub source: TimingSource,
     /// A simulated device's cycles and cube use for this work (`None` elsewhere).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulated: Option<SimulatedOp>,
 }
 
 /// What a cycle model says of one op: its cycles at the chip's clock, the share of the cube's
 /// peak its multiply-accumulates use over them, and the engine that bounds it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SimulatedOp {
     pub cycles: u64,
     pub cube_utilization: f64,
     pub bound: String,
+    /// The cube products' tilings (one for a matmul or conv, two for attention; none for
+    /// vector work), for a schedule view.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiles: Vec<TileSchedule>,
+}
+
+/// How a simulated cube product was tiled: the problem, the base block and how the blocks are
+/// dealt over the cores (block `i` of the `m_blocks x n_blocks` grid, row-major, goes to core
+/// `i % cores`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TileSchedule {
+    /// The schedule in words, as `sfumato tile` prints it.
+    pub text: String,
+    pub batch: u64,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub base_m: u32,
+    pub base_n: u32,
+    pub base_k: u32,
+    pub m_blocks: u64,
+    pub n_blocks: u64,
+    pub k_steps: u64,
+    pub cores: u32,
 }
 
 /// What getting a graph ready took, on the run that prepared it (later runs of the same graph
 /// on the same device report none).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Setup {
     /// The passes, the plan, lowering and pipeline creation. (A driver that compiles a pipeline
     /// at its first dispatch, as lavapipe, compiles inside the run itself.)
@@ -61,7 +85,7 @@ pub struct Setup {
 }
 
 /// Per-op timings of one run.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Profile {
     pub device: String,
     pub entries: Vec<OpTiming>,
@@ -264,6 +288,20 @@ pub trait Device {
         writes: &[WriteBack<'_>],
     ) -> Result<RunOutput> {
         crate::kept::run_fed_on_host(self, graph, feeds, writes)
+    }
+
+    /// The saved-run record ([`crate::RunRecord`]) of `out`, a run of `graph` on this device:
+    /// the graph as the device ran it, its groups (with their kernels' source where the device
+    /// generates any) and the profile. The default records `graph` as given, one group per node,
+    /// as the CPU reference runs it; a device that compiles the graph records what it ran.
+    fn record(&mut self, model: &str, graph: &Graph, out: &RunOutput) -> Result<crate::RunRecord> {
+        Ok(crate::RunRecord::new(
+            model,
+            graph,
+            None,
+            out.profile.clone(),
+            &out.outputs,
+        ))
     }
 
     /// Kernel choices this device made by a guess since it opened, where measuring could find a

@@ -52,4 +52,7 @@ pub enum Error {
     /// A device failed (no adapter, lost device, mapping failure, ...).
     #[error("device: {0}")]
     Device(String),
+    /// A saved run ([`crate::record::RunRecord`]) is not one this build reads.
+    #[error("run record: {0}")]
+    Record(String),
 }

@@ -17,6 +17,8 @@
 //! - the [`Device`] trait every backend implements and the [`Profile`] (per-op timings) it returns;
 //! - kept tensors ([`kept`]: [`Kept`], [`Feed`], [`WriteBack`]): tensors a device keeps between
 //!   runs, read in place and grown by a run's outputs (a decoder's KV cache);
+//! - [`RunRecord`] ([`record`]): a saved run (graph, groups and their kernels, profile, outputs)
+//!   that the CLI writes and the viewer reads;
 //! - [`Progress`]: how long work (kernel builds, uploads, tuning, a suite) tells a UI its steps.
 //!
 //! Model formats live outside: ONNX import is the crate `sfumato-onnx`, which builds a [`Graph`]
@@ -36,13 +38,16 @@ pub mod op;
 pub mod passes;
 pub mod plan;
 pub mod progress;
+pub mod record;
 pub mod shape;
 pub mod suite;
 pub mod target;
 pub mod tensor;
 
 pub use compile::{compile, CompileOptions, Compiled, Optimization};
-pub use device::{Device, OpTiming, Profile, RunOutput, Setup, SimulatedOp, TimingSource};
+pub use device::{
+    Device, OpTiming, Profile, RunOutput, Setup, SimulatedOp, TileSchedule, TimingSource,
+};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId, ValueId, ValueInfo};
@@ -51,6 +56,7 @@ pub use kept::{Feed, Kept, WriteBack};
 pub use op::Op;
 pub use passes::{optimize, PassStats};
 pub use progress::{NoProgress, Progress};
+pub use record::RunRecord;
 pub use shape::Shape;
 pub use target::{TargetKind, TargetProfile};
 pub use tensor::{Tensor, TensorData};

@@ -9,7 +9,7 @@ use crate::tiling::Tiling;
 use sfumato_core::device::check_inputs;
 use sfumato_core::{
     compile, CompileOptions, Compiled, Device, Graph, NodeId, OpTiming, Optimization, Profile,
-    Result, RunOutput, SimulatedOp, TargetKind, TargetProfile, Tensor, TimingSource,
+    Result, RunOutput, SimulatedOp, TargetKind, TargetProfile, Tensor, TileSchedule, TimingSource,
 };
 use std::collections::HashMap;
 
@@ -149,6 +149,24 @@ pub fn profile_of(p: &Prediction, device: String, wall_ns: u64) -> Profile {
                     cycles: o.cost.cycles.round() as u64,
                     cube_utilization: o.cost.utilization,
                     bound: o.cost.bound.to_string(),
+                    tiles: o
+                        .schedules
+                        .iter()
+                        .map(|s| TileSchedule {
+                            text: s.to_string(),
+                            batch: s.problem.batch,
+                            m: s.problem.m,
+                            n: s.problem.n,
+                            k: s.problem.k,
+                            base_m: s.tiling.base_m,
+                            base_n: s.tiling.base_n,
+                            base_k: s.tiling.base_k,
+                            m_blocks: s.m_blocks,
+                            n_blocks: s.n_blocks,
+                            k_steps: s.k_steps,
+                            cores: s.tiling.cores,
+                        })
+                        .collect(),
                 }),
             })
             .collect(),
@@ -164,6 +182,24 @@ impl Device for NpuSim {
             "npu-sim {} ({} cores at {} MHz, simulated)",
             self.chip.name, self.chip.cores, self.chip.clock_mhz
         )
+    }
+
+    /// The compiled graph and its fused groups, as the simulator ran them (no kernel source:
+    /// the schedules are in the profile's simulated cycles).
+    fn record(
+        &mut self,
+        model: &str,
+        graph: &Graph,
+        out: &RunOutput,
+    ) -> Result<sfumato_core::RunRecord> {
+        let c = self.compile(graph)?;
+        Ok(sfumato_core::RunRecord::new(
+            model,
+            &c.graph,
+            Some(&c.plan),
+            out.profile.clone(),
+            &out.outputs,
+        ))
     }
 
     fn run(&mut self, graph: &Graph, inputs: &[Tensor]) -> Result<RunOutput> {

@@ -26,6 +26,42 @@ pub struct Explained {
     pub kernels: Vec<Arc<GroupKernels>>,
 }
 
+impl Explained {
+    /// The saved-run record of a run of this plan: the graph after the passes, each group with
+    /// its WGSL and bytes, `profile` and the run's `outputs` (what `sfumato run --save-run`
+    /// writes and the viewer opens).
+    pub fn record(
+        &self,
+        model: &str,
+        profile: sfumato_core::Profile,
+        outputs: &[sfumato_core::Tensor],
+    ) -> Result<sfumato_core::RunRecord> {
+        use sfumato_core::record::KernelRecord;
+        let mut r =
+            sfumato_core::RunRecord::new(model, &self.graph, Some(&self.plan), profile, outputs);
+        for (i, (info, gk)) in self.groups.iter().zip(&self.kernels).enumerate() {
+            let kernels = match &gk.lowered {
+                Lowered::Kernels(ks) => ks
+                    .iter()
+                    .map(|k| KernelRecord {
+                        name: k.name.clone(),
+                        source: k.wgsl.clone(),
+                    })
+                    .collect(),
+                _ => vec![],
+            };
+            r.set_group_kernels(
+                i,
+                &info.label,
+                kernels,
+                (info.bytes_read, info.bytes_written),
+            )?;
+            r.groups[i].dispatches = info.dispatches;
+        }
+        Ok(r)
+    }
+}
+
 /// A lowered group, ready to dispatch.
 pub(crate) struct Step {
     /// Shared so a run can hold it while it borrows the device mutably, without copying kernels.

@@ -120,6 +120,17 @@ impl Device for WgpuDevice {
         self.collect(s)
     }
 
+    /// The graph after the passes, each group with the WGSL this device runs for it.
+    fn record(
+        &mut self,
+        model: &str,
+        graph: &Graph,
+        out: &RunOutput,
+    ) -> Result<sfumato_core::RunRecord> {
+        self.explain(graph)?
+            .record(model, out.profile.clone(), &out.outputs)
+    }
+
     fn untuned_kernels(&self) -> usize {
         self.untuned.len()
     }

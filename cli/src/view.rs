@@ -1,0 +1,57 @@
+//! `sfumato view [MODEL|FILE]`: opens the viewer (the `sfumato-viewer` binary, built with the
+//! workspace) on a zoo model, an ONNX file, a saved run or a Chrome trace.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub(crate) struct ViewArgs {
+    /// What to open: a zoo or built-in model name, an .onnx file, a saved run (`sfumato run
+    /// --save-run FILE`) or a Chrome trace (`--trace FILE`). Without it the viewer starts empty.
+    pub(crate) target: Option<String>,
+    /// A second saved run to compare against the first, op by op.
+    #[arg(long)]
+    pub(crate) compare: Option<PathBuf>,
+    /// Render one frame to this PNG and exit, instead of opening a window (needs no display).
+    #[arg(long)]
+    pub(crate) screenshot: Option<PathBuf>,
+}
+
+/// The viewer binary: beside this one (as cargo builds and installs them), else on PATH.
+fn viewer_binary() -> PathBuf {
+    let name = format!("sfumato-viewer{}", std::env::consts::EXE_SUFFIX);
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+    {
+        let beside = dir.join(&name);
+        if beside.is_file() {
+            return beside;
+        }
+    }
+    PathBuf::from(name)
+}
+
+pub(crate) fn view(a: &ViewArgs) -> Result<()> {
+    let bin = viewer_binary();
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(a.target.iter());
+    if let Some(c) = &a.compare {
+        cmd.arg("--compare").arg(c);
+    }
+    if let Some(s) = &a.screenshot {
+        cmd.arg("--screenshot").arg(s);
+    }
+    let status = cmd.status().with_context(|| {
+        format!(
+            "starting the viewer ({}): build it with `cargo build --release -p sfumato-viewer` \
+             (it is installed beside `sfumato`)",
+            bin.display()
+        )
+    })?;
+    if !status.success() {
+        bail!("the viewer exited with {status}");
+    }
+    Ok(())
+}
