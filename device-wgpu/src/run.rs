@@ -74,9 +74,15 @@ impl Future for MapWait<'_> {
 
 impl Device for WgpuDevice {
     fn name(&self) -> String {
+        // A browser does not tell pages its adapter's name.
+        let name = if self.summary.name.is_empty() {
+            "WebGPU adapter"
+        } else {
+            &self.summary.name
+        };
         format!(
-            "{} ({}, {})",
-            self.summary.name, self.summary.backend, self.summary.device_type
+            "{name} ({}, {})",
+            self.summary.backend, self.summary.device_type
         )
     }
 
@@ -150,7 +156,18 @@ impl WgpuDevice {
         feeds: &[Feed<'_>],
         writes: &[WriteBack<'_>],
     ) -> Result<RunOutput> {
-        let s = self.submit(graph, feeds, writes)?;
+        // A browser reports a shader its compiler refuses, or a bad binding, only to this
+        // scope (or the console): without it the run would read back zeros as if it had worked.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let s = self.submit(graph, feeds, writes);
+        let refused = scope.pop().await;
+        let s = s?;
+        if let Some(e) = refused {
+            return Err(Error::Device(format!(
+                "{}: the WebGPU implementation refused the run: {e}",
+                self.summary.name
+            )));
+        }
         MapWait {
             device: &self.device,
             maps: s.maps.clone(),

@@ -4,8 +4,8 @@ use crate::{Elem, Error};
 use sfumato_core::op::{BinaryOp, UnaryOp};
 use sfumato_core::DType;
 
-pub(crate) const NEG_INF: &str = "bitcast<f32>(0xff800000u)";
-pub(crate) const POS_INF: &str = "bitcast<f32>(0x7f800000u)";
+pub(crate) const NEG_INF: &str = "f32_ninf()";
+pub(crate) const POS_INF: &str = "f32_inf()";
 
 /// The bits of a constant in the device element type of `dt`.
 pub(crate) fn constant_bits(v: f32, dt: DType) -> u32 {
@@ -16,9 +16,19 @@ pub(crate) fn constant_bits(v: f32, dt: DType) -> u32 {
     }
 }
 
-/// An exact WGSL f32 literal.
+/// An exact WGSL f32 literal. NaN and the infinities come from the prelude's run-time helpers:
+/// Tint refuses a constant expression whose value is not finite (an ONNX Clip's default bound
+/// is infinite).
 fn lit(v: f32) -> String {
-    format!("bitcast<f32>({}u)", v.to_bits())
+    if v.is_nan() {
+        "f32_nan()".into()
+    } else if v == f32::INFINITY {
+        POS_INF.into()
+    } else if v == f32::NEG_INFINITY {
+        NEG_INF.into()
+    } else {
+        format!("bitcast<f32>({}u)", v.to_bits())
+    }
 }
 
 pub(crate) fn unary_expr(u: UnaryOp, dt: DType) -> Result<String, Error> {

@@ -224,6 +224,27 @@ pub enum Lowered {
     Copies(Vec<CopyRegion>),
 }
 
+/// The bits of the first `bitcast<f32>(LITERAL)` whose value is NaN or infinite.
+fn non_finite_constant(wgsl: &str) -> Option<u32> {
+    const OPEN: &str = "bitcast<f32>(";
+    let mut rest = wgsl;
+    while let Some(i) = rest.find(OPEN) {
+        rest = &rest[i + OPEN.len()..];
+        let arg = rest.split(')').next().unwrap_or("").trim();
+        let Some(num) = arg.strip_suffix('u') else {
+            continue;
+        };
+        let bits = match num.strip_prefix("0x") {
+            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            None => num.parse::<u32>().ok(),
+        };
+        if let Some(b) = bits.filter(|&b| !f32::from_bits(b).is_finite()) {
+            return Some(b);
+        }
+    }
+    None
+}
+
 /// One copy of [`Lowered::Copies`]: `len` elements (4 bytes each on the device) from element
 /// `src` of input `input` to element `dst` of output `output`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,8 +256,20 @@ pub struct CopyRegion {
     pub len: u64,
 }
 
-/// Parse and validate a WGSL module with naga.
+/// Parse and validate a WGSL module with naga, and with a rule of Tint's (the WGSL compiler of
+/// Chrome and Dawn) that naga does not have: a constant expression must be finite, so
+/// `bitcast<f32>(0x7fc00000u)` (NaN) or an infinity's bits would fail to compile in a browser
+/// (the prelude's `f32_nan()`, `f32_inf()` and `f32_ninf()` make them at run time).
 pub fn validate(kernel: &str, wgsl: &str) -> Result<(), Error> {
+    if let Some(bits) = non_finite_constant(wgsl) {
+        return Err(Error::Naga {
+            kernel: kernel.to_string(),
+            msg: format!(
+                "bitcast<f32>({bits:#x}u) is a constant expression that is not finite: Tint \
+                 (browsers) refuses it; use f32_nan(), f32_inf() or f32_ninf()"
+            ),
+        });
+    }
     let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| Error::Naga {
         kernel: kernel.to_string(),
         msg: e.emit_to_string(wgsl),
@@ -251,4 +284,25 @@ pub fn validate(kernel: &str, wgsl: &str) -> Result<(), Error> {
         msg: format!("{e:?}"),
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tint_rule_tests {
+    #[test]
+    fn non_finite_constants_are_refused_as_a_browser_would() {
+        let ok = "fn f(x: u32) -> f32 { return bitcast<f32>(x) + bitcast<f32>(1065353216u); }";
+        assert_eq!(super::non_finite_constant(ok), None);
+        assert_eq!(
+            super::non_finite_constant("let a = bitcast<f32>(0x7fc00000u);"),
+            Some(0x7fc0_0000)
+        );
+        assert_eq!(
+            super::non_finite_constant("let a = bitcast<f32>(2139095040u);"),
+            Some(0x7f80_0000)
+        );
+        let e = super::validate("k", "fn f() -> f32 { return bitcast<f32>(0xff800000u); }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not finite"), "{e}");
+    }
 }

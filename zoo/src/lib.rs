@@ -25,9 +25,12 @@ pub mod models;
 pub mod nn;
 pub mod npy;
 pub mod params;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod pth;
 pub mod resnet;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod tasks;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod text;
 pub mod vision;
 pub mod vit;

@@ -28,7 +28,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let b = wg.z;
     let scale = bitcast<f32>(params[AT_SCALE]);
     let has_mask = params[AT_HAS_MASK] != 0u;
-    let ninf = bitcast<f32>(0xff800000u);
+    let ninf = f32_ninf();
     var qv: array<array<vec4<f32>, DH4>, QR>;
     var mo: array<u32, QR>;
     var m: array<f32, QR>;

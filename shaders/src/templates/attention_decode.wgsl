@@ -30,7 +30,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let b = row / (sq * nh);
     let scale = bitcast<f32>(params[AT_SCALE]);
     let has_mask = params[AT_HAS_MASK] != 0u;
-    let ninf = bitcast<f32>(0xff800000u);
+    let ninf = f32_ninf();
     let qo = params[AT_Q_OFF] + b * params[AT_Q_SB] + h * params[AT_Q_SH] + i * params[AT_Q_SI];
 {{for e in d4}}    let q{{e}} = load_q4(qo, {{e}}u) * scale;
 {{end}}    let mo = params[AT_M_OFF] + b * params[AT_M_SB] + h * params[AT_M_SH] + i * params[AT_M_SI];

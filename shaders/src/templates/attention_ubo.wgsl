@@ -15,7 +15,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let sk = params[AT_SK];
     let h = wg.y;
     let scale = bitcast<f32>(params[AT_SCALE]);
-    let ninf = bitcast<f32>(0xff800000u);
+    let ninf = f32_ninf();
     let i0 = wg.x * {{rows}}u + li;
     // Offsets within a block (a block starts at its first key row of head 0).
     let kh = h * params[AT_K_SH];

@@ -18,7 +18,7 @@ fn mini_round(x: f32, man: i32, emin: i32, maxv: f32, over: u32, nan_zero: bool,
         return select(x, bitcast<f32>(0x80000000u), nan_zero);
     }
     let a = abs(x);
-    var r = bitcast<f32>(0x7f800000u);
+    var r = f32_inf();
     if (bitcast<u32>(a) < 0x7f800000u) {
         let e = max(i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127, emin) - man;
         let q = bitcast<f32>(u32(e + 127) << 23u);
@@ -29,9 +29,9 @@ fn mini_round(x: f32, man: i32, emin: i32, maxv: f32, over: u32, nan_zero: bool,
         if (over == 0u) {
             r = maxv;
         } else if (over == 1u) {
-            r = bitcast<f32>(0x7f800000u);
+            r = f32_inf();
         } else {
-            return bitcast<f32>(0x7fc00000u);
+            return f32_nan();
         }
     }
     if (uz && r == 0.0) {
@@ -44,7 +44,7 @@ fn mini_round(x: f32, man: i32, emin: i32, maxv: f32, over: u32, nan_zero: bool,
 // f32, read back exactly); above 2^127 2^127 with `saturate`, else NaN; NaN and negatives NaN.
 fn e8m0_round(x: f32, saturate: bool) -> f32 {
     if (is_nan(x) || x < 0.0) {
-        return bitcast<f32>(0x7fc00000u);
+        return f32_nan();
     }
     let u = bitcast<u32>(x) & 0x7fffffffu;
     if (u <= 0x00400000u) {
@@ -55,7 +55,7 @@ fn e8m0_round(x: f32, saturate: bool) -> f32 {
         e = e + 1u;
     }
     if (e >= 255u) {
-        return select(bitcast<f32>(0x7fc00000u), bitcast<f32>(0x7f000000u), saturate);
+        return select(f32_nan(), bitcast<f32>(0x7f000000u), saturate);
     }
     return bitcast<f32>(e << 23u);
 }

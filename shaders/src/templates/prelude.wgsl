@@ -3,6 +3,20 @@
 
 const WG: u32 = 256u;
 
+// NaN and the infinities, made at run time: Tint (Chrome's and Dawn's WGSL compiler) evaluates
+// a bitcast of NaN's bits (0x7fc00000) as a constant expression and refuses the shader: the
+// value is not finite; a private variable's bits are not a constant expression.
+var<private> F32_SPECIAL_BITS: vec3<u32> = vec3<u32>(0x7fc00000u, 0x7f800000u, 0xff800000u);
+fn f32_nan() -> f32 {
+    return bitcast<f32>(F32_SPECIAL_BITS.x);
+}
+fn f32_inf() -> f32 {
+    return bitcast<f32>(F32_SPECIAL_BITS.y);
+}
+fn f32_ninf() -> f32 {
+    return bitcast<f32>(F32_SPECIAL_BITS.z);
+}
+
 // Flat invocation index over a 2-D grid of workgroups (dispatches over 65,535 per dimension
 // wrap into y).
 fn flat_index(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
@@ -47,14 +61,14 @@ fn is_nan(x: f32) -> bool {
 
 fn max_nan(a: f32, b: f32) -> f32 {
     if (is_nan(a) || is_nan(b)) {
-        return bitcast<f32>(0x7fc00000u);
+        return f32_nan();
     }
     return max(a, b);
 }
 
 fn min_nan(a: f32, b: f32) -> f32 {
     if (is_nan(a) || is_nan(b)) {
-        return bitcast<f32>(0x7fc00000u);
+        return f32_nan();
     }
     return min(a, b);
 }
@@ -98,12 +112,12 @@ fn pow_f(a: f32, b: f32) -> f32 {
         if (b > 0.0) {
             return 0.0;
         }
-        return bitcast<f32>(0x7f800000u);
+        return f32_inf();
     }
     let r = exp2(b * log2(abs(a)));
     if (a < 0.0) {
         if (b != floor(b)) {
-            return bitcast<f32>(0x7fc00000u);
+            return f32_nan();
         }
         if (abs(b % 2.0) == 1.0) {
             return -r;

@@ -14,7 +14,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let len = params[SM_LEN];
     let inner = params[SM_INNER];
     let base = (r / inner) * len * inner + r % inner;
-    var m = bitcast<f32>(0xff800000u);
+    var m = f32_ninf();
     for (var k = 0u; k < len; k = k + 1u) {
         m = max(m, load_x(base + k * inner));
     }
