@@ -16,6 +16,10 @@ pub(crate) struct ViewArgs {
     /// Render one frame to this PNG and exit, instead of opening a window (needs no display).
     #[arg(long)]
     pub(crate) screenshot: Option<PathBuf>,
+    /// Measure N frames (the view panned and zoomed each frame), print the frame times and the
+    /// graph's layout time, and exit.
+    #[arg(long)]
+    pub(crate) bench_frames: Option<usize>,
 }
 
 /// The viewer binary: beside this one (as cargo builds and installs them), else on PATH.
@@ -42,6 +46,9 @@ pub(crate) fn view(a: &ViewArgs) -> Result<()> {
     }
     if let Some(s) = &a.screenshot {
         cmd.arg("--screenshot").arg(s);
+    }
+    if let Some(n) = a.bench_frames {
+        cmd.arg("--bench-frames").arg(n.to_string());
     }
     let status = cmd.status().with_context(|| {
         format!(

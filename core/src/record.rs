@@ -265,7 +265,19 @@ impl RunRecord {
 
     /// A record from JSON, checked: its version, and every index in range.
     pub fn from_json(text: &str) -> Result<RunRecord> {
-        let r: RunRecord = serde_json::from_str(text)
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::Record(format!("not a Sfumato run record: {e}")))?;
+        // The version first: a record of another version may differ in any field.
+        match v.get("version").and_then(|x| x.as_u64()) {
+            Some(n) if n != RUN_RECORD_VERSION as u64 => {
+                return Err(Error::Record(format!(
+                    "version {n} (this build reads version {RUN_RECORD_VERSION})"
+                )))
+            }
+            Some(_) => {}
+            None => return Err(Error::Record("not a Sfumato run record: no version".into())),
+        }
+        let r: RunRecord = serde_json::from_value(v)
             .map_err(|e| Error::Record(format!("not a Sfumato run record: {e}")))?;
         r.check()?;
         Ok(r)

@@ -36,28 +36,9 @@ impl Explained {
         profile: sfumato_core::Profile,
         outputs: &[sfumato_core::Tensor],
     ) -> Result<sfumato_core::RunRecord> {
-        use sfumato_core::record::KernelRecord;
         let mut r =
             sfumato_core::RunRecord::new(model, &self.graph, Some(&self.plan), profile, outputs);
-        for (i, (info, gk)) in self.groups.iter().zip(&self.kernels).enumerate() {
-            let kernels = match &gk.lowered {
-                Lowered::Kernels(ks) => ks
-                    .iter()
-                    .map(|k| KernelRecord {
-                        name: k.name.clone(),
-                        source: k.wgsl.clone(),
-                    })
-                    .collect(),
-                _ => vec![],
-            };
-            r.set_group_kernels(
-                i,
-                &info.label,
-                kernels,
-                (info.bytes_read, info.bytes_written),
-            )?;
-            r.groups[i].dispatches = info.dispatches;
-        }
+        sfumato_shaders::explain::fill_record(&mut r, &self.groups, &self.kernels)?;
         Ok(r)
     }
 }

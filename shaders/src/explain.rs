@@ -193,3 +193,28 @@ pub fn memory<K: Borrow<GroupKernels>>(g: &Graph, steps: &[K]) -> (u64, u64) {
     }
     (weights, peak)
 }
+
+/// Gives each group of `record` (made from the same plan) its kernels' WGSL, bytes and dispatch
+/// count from the lowering, as `explain` and a device's preparation sum them up.
+pub fn fill_record<K: Borrow<GroupKernels>>(
+    record: &mut sfumato_core::RunRecord,
+    infos: &[GroupInfo],
+    kernels: &[K],
+) -> Result<(), sfumato_core::Error> {
+    use sfumato_core::record::KernelRecord;
+    for (i, (info, gk)) in infos.iter().zip(kernels).enumerate() {
+        let ks = match &gk.borrow().lowered {
+            Lowered::Kernels(ks) => ks
+                .iter()
+                .map(|k| KernelRecord {
+                    name: k.name.clone(),
+                    source: k.wgsl.clone(),
+                })
+                .collect(),
+            _ => vec![],
+        };
+        record.set_group_kernels(i, &info.label, ks, (info.bytes_read, info.bytes_written))?;
+        record.groups[i].dispatches = info.dispatches;
+    }
+    Ok(())
+}

@@ -148,6 +148,13 @@ impl GraphPanel {
         }
     }
 
+    /// Pans by `by` points and zooms by `factor` about the view's origin (the frame benchmark
+    /// moves the view this way each frame).
+    pub fn nudge(&mut self, by: Vec2, factor: f32) {
+        self.offset += by;
+        self.zoom = (self.zoom * factor).clamp(0.02, 4.0);
+    }
+
     /// The drawing as last laid out (for tests and the web page's checks).
     pub fn current(&self) -> Option<&Drawing> {
         self.drawing.as_ref()
@@ -302,6 +309,9 @@ impl GraphPanel {
                 BoxItem::Input(_) => (None, false),
             };
             let fill = match group {
+                Some(g) if r.groups[g].kind == crate::source::UNSUPPORTED => {
+                    Color32::from_rgb(200, 40, 40)
+                }
                 Some(g) if r.groups[g].kind != "constant" => {
                     let heat = if run.max_group_ns > 0 {
                         (run.times[g].ns as f32 / run.max_group_ns as f32).sqrt()

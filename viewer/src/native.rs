@@ -16,8 +16,29 @@ pub fn open_target(target: &str) -> Result<RunRecord, String> {
             .map_or(target.to_string(), |f| f.to_string_lossy().into_owned());
         return crate::source::open_bytes(&name, &bytes).map_err(|e| e.to_string());
     }
-    let (graph, _) = build(target)?;
-    crate::source::explain(target, &graph, true, &TargetProfile::webgpu_gpu())
+    plan_model(target)
+}
+
+/// GPT-2's whole forward pass (every layer, an 8-token prompt, seeded random weights) by name:
+/// `gpt2` or `gpt2-medium` (the zoo's runnable GPT-2 is the one-layer `gpt2-decode`).
+fn gpt2_graph(model: &str) -> Option<Result<sfumato_core::Graph, String>> {
+    let cfg = match model {
+        "gpt2" => sfumato_zoo::gpt2::Gpt2Config::gpt2_small(),
+        "gpt2-medium" => sfumato_zoo::gpt2::Gpt2Config::gpt2_medium(),
+        _ => return None,
+    };
+    let mut p = sfumato_zoo::params::Params::random(model, 42);
+    Some(sfumato_zoo::gpt2::gpt2_forward(&cfg, &mut p, 1, 8).map_err(|e| e.to_string()))
+}
+
+/// A graph by model name, planned for WebGPU's guaranteed limits (not run): a zoo model, or
+/// `gpt2` / `gpt2-medium` whole.
+pub fn plan_model(model: &str) -> Result<RunRecord, String> {
+    let graph = match gpt2_graph(model) {
+        Some(g) => g?,
+        None => build(model)?.0,
+    };
+    crate::source::explain(model, &graph, true, &TargetProfile::webgpu_gpu())
         .map_err(|e| e.to_string())
 }
 

@@ -39,6 +39,13 @@ fn harness(viewer: Viewer) -> Option<Harness<'static, Viewer>> {
     }
 }
 
+/// The harness showing [`timed_record`].
+fn timed_harness() -> Option<Harness<'static, Viewer>> {
+    let mut v = Viewer::default();
+    v.open(timed_record(), "test");
+    harness(v)
+}
+
 fn snapshot(h: &mut Harness<'_, Viewer>, name: &str) {
     // Text antialiasing may differ by a shade between machines' lavapipe builds.
     h.snapshot_options(
@@ -64,9 +71,7 @@ fn close(a: Color32, b: Color32) -> bool {
 
 #[test]
 fn the_graph_and_the_timeline_are_drawn() {
-    let mut v = Viewer::default();
-    v.open(timed_record(), "test");
-    let Some(mut h) = harness(v) else { return };
+    let Some(mut h) = timed_harness() else { return };
     let img = h.render().unwrap();
     let v = h.state();
     let run = &v.runs[0];
@@ -123,9 +128,7 @@ fn the_graph_and_the_timeline_are_drawn() {
 
 #[test]
 fn clicking_a_node_shows_its_op_shapes_group_and_wgsl() {
-    let mut v = Viewer::default();
-    v.open(timed_record(), "test");
-    let Some(mut h) = harness(v) else { return };
+    let Some(mut h) = timed_harness() else { return };
     let (conv, rect) = {
         let v = h.state();
         let run = &v.runs[0];
@@ -174,9 +177,7 @@ fn clicking_a_node_shows_its_op_shapes_group_and_wgsl() {
 
 #[test]
 fn a_fused_group_collapses_into_one_box_and_search_finds_nodes() {
-    let mut v = Viewer::default();
-    v.open(timed_record(), "test");
-    let Some(mut h) = harness(v) else { return };
+    let Some(mut h) = timed_harness() else { return };
     let before = h.state().graph.current().unwrap().items.len();
     h.state_mut().graph.collapse_all = true;
     h.run();

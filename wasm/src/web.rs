@@ -67,6 +67,13 @@ async fn run_model(gpu: &Shared, model: &str, fused: bool) -> Result<RunRecord, 
     result.map_err(|e| e.to_string())
 }
 
+/// The page's clock, in milliseconds.
+fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now())
+}
+
 fn repaint(gpu: &Shared) {
     if let Some(c) = &gpu.borrow().ctx {
         c.request_repaint();
@@ -296,6 +303,88 @@ impl Page {
                 .filter(|n| n.op != "Constant")
                 .map(|n| n.name.clone())
                 .collect()
+        })
+    }
+
+    /// Benchmarks an ONNX model on WebGPU: `warmup` runs, then `iters` timed ones (each from
+    /// the call to its outputs read back, as a page uses them), on seeded random inputs. Opens the
+    /// last run in the viewer and resolves to `{meta: JSON, inputs: [Float32Array],
+    /// outputs: [Float32Array]}`, so the page can feed another engine the same inputs and compare
+    /// the outputs; `meta` has the model, device, times (ms), dispatches, input and output names
+    /// and dims.
+    pub fn bench_onnx(
+        &self,
+        name: String,
+        bytes: Vec<u8>,
+        warmup: u32,
+        iters: u32,
+    ) -> js_sys::Promise {
+        let (gpu, viewer) = (self.gpu.clone(), self.viewer.clone());
+        future_to_promise(async move {
+            let js = |e: String| JsValue::from_str(&e);
+            let m = sfumato_onnx::import(&bytes, &sfumato_onnx::ImportOptions::default())
+                .map_err(|e| js(format!("{name}: {e}")))?;
+            let inputs: Vec<sfumato_core::Tensor> = m
+                .graph
+                .inputs()
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    sfumato_core::Tensor::random(
+                        m.graph.dtype(v),
+                        m.graph.shape(v).clone(),
+                        1 + i as u64,
+                    )
+                })
+                .collect();
+            let mut dev = take_device(&gpu).await.map_err(js)?;
+            dev.set_fusion(true);
+            let result = async {
+                for _ in 0..warmup {
+                    dev.run_async(&m.graph, &inputs).await?;
+                }
+                let mut times = vec![];
+                let mut last = None;
+                for _ in 0..iters.max(1) {
+                    let t0 = now_ms();
+                    let out = dev.run_async(&m.graph, &inputs).await?;
+                    times.push(now_ms() - t0);
+                    last = Some(out);
+                }
+                let out = last.expect("at least one timed run");
+                let rec = dev.record(&name, &m.graph, &out)?;
+                Ok::<_, sfumato_core::Error>((times, out, rec))
+            }
+            .await;
+            gpu.borrow_mut().device = Some(dev);
+            let (times, out, rec) = result.map_err(|e| js(format!("{name}: {e}")))?;
+            let meta = serde_json::json!({
+                "model": name,
+                "device": rec.device,
+                "times_ms": times,
+                "dispatches": rec.profile.entries.len(),
+                "inputs": m.inputs.iter().zip(&inputs)
+                    .map(|(n, t)| serde_json::json!({"name": n, "dims": t.dims()}))
+                    .collect::<Vec<_>>(),
+                "outputs": m.outputs.iter().zip(&out.outputs)
+                    .map(|(n, t)| serde_json::json!({"name": n, "dims": t.dims()}))
+                    .collect::<Vec<_>>(),
+            });
+            let arrays = |ts: &[sfumato_core::Tensor]| -> js_sys::Array {
+                ts.iter()
+                    .map(|t| {
+                        let v: Vec<f32> = t.to_f64_vec().into_iter().map(|x| x as f32).collect();
+                        JsValue::from(js_sys::Float32Array::from(v.as_slice()))
+                    })
+                    .collect()
+            };
+            let result = js_sys::Object::new();
+            js_sys::Reflect::set(&result, &"meta".into(), &meta.to_string().into())?;
+            js_sys::Reflect::set(&result, &"inputs".into(), &arrays(&inputs))?;
+            js_sys::Reflect::set(&result, &"outputs".into(), &arrays(&out.outputs))?;
+            viewer.borrow_mut().open(rec, format!("{name} (benchmark)"));
+            repaint(&gpu);
+            Ok(result.into())
         })
     }
 
