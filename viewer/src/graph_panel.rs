@@ -205,34 +205,38 @@ impl GraphPanel {
         selected: &mut Option<usize>,
     ) {
         let mut focus_on: Option<usize> = None;
-        ui.horizontal(|ui| {
-            if ui.button("Fit").clicked() {
-                self.fit = true;
-            }
-            if ui
-                .checkbox(&mut self.collapse_all, "Collapse fused groups")
-                .changed()
-            {
-                self.collapsed.clear();
-            }
-            ui.checkbox(&mut self.show_constants, "Constants");
-            let label = ui.label("Search:");
-            let resp = ui
-                .add(egui::TextEdit::singleline(&mut self.search).desired_width(140.0))
-                .labelled_by(label.id);
-            let hits = self.hits(run);
-            if !self.search.is_empty() {
-                ui.label(format!("{} found", hits.len()));
-                let next = ui.button("Next").clicked()
-                    || (resp.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)));
-                if next && !hits.is_empty() {
-                    self.search_hit = (self.search_hit + 1) % hits.len();
-                    let n = hits[self.search_hit];
-                    *selected = Some(n);
-                    focus_on = Some(n);
+        // The search's hits, found once a frame: the toolbar counts them, the drawing marks them.
+        let hits = ui
+            .horizontal(|ui| {
+                if ui.button("Fit").clicked() {
+                    self.fit = true;
                 }
-            }
-        });
+                if ui
+                    .checkbox(&mut self.collapse_all, "Collapse fused groups")
+                    .changed()
+                {
+                    self.collapsed.clear();
+                }
+                ui.checkbox(&mut self.show_constants, "Constants");
+                let label = ui.label("Search:");
+                let resp = ui
+                    .add(egui::TextEdit::singleline(&mut self.search).desired_width(140.0))
+                    .labelled_by(label.id);
+                let hits = self.hits(run);
+                if !self.search.is_empty() {
+                    ui.label(format!("{} found", hits.len()));
+                    let next = ui.button("Next").clicked()
+                        || (resp.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)));
+                    if next && !hits.is_empty() {
+                        self.search_hit = (self.search_hit + 1) % hits.len();
+                        let n = hits[self.search_hit];
+                        *selected = Some(n);
+                        focus_on = Some(n);
+                    }
+                }
+                hits
+            })
+            .inner;
         self.ensure(run_id, run);
         let (rect, resp) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
         let Some(d) = &self.drawing else { return };
@@ -289,7 +293,7 @@ impl GraphPanel {
                 ));
             }
         }
-        let hits: HashSet<usize> = self.hits(run).into_iter().collect();
+        let hits: HashSet<usize> = hits.into_iter().collect();
         let sel_box = selected.and_then(|n| d.node_box.get(n).copied().flatten());
         let r = &run.record;
         let mut clicked_box = None;

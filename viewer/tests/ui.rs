@@ -46,6 +46,18 @@ fn timed_harness() -> Option<Harness<'static, Viewer>> {
     harness(v)
 }
 
+/// Boxes the graph panel draws for a run with nothing collapsed: every op but the constants,
+/// and the graph inputs.
+fn boxes_expected(run: &sfumato_viewer::Loaded) -> usize {
+    let ops = run
+        .record
+        .nodes
+        .iter()
+        .filter(|n| n.op != "Constant")
+        .count();
+    ops + run.record.inputs.len()
+}
+
 fn snapshot(h: &mut Harness<'_, Viewer>, name: &str) {
     // Text antialiasing may differ by a shade between machines' lavapipe builds.
     h.snapshot_options(
@@ -76,17 +88,8 @@ fn the_graph_and_the_timeline_are_drawn() {
     let v = h.state();
     let run = &v.runs[0];
     let d = v.graph.current().expect("the graph was laid out");
-    let shown = run
-        .record
-        .nodes
-        .iter()
-        .filter(|n| n.op != "Constant")
-        .count();
-    assert_eq!(
-        d.items.len(),
-        shown + run.record.inputs.len(),
-        "every op and input drawn"
-    );
+    let shown = boxes_expected(run);
+    assert_eq!(d.items.len(), shown, "every op and input drawn");
     // Each op's box is filled with its group's colour, shaded by the group's time.
     let mut checked = 0;
     for (i, n) in run.record.nodes.iter().enumerate() {
@@ -262,13 +265,8 @@ fn whole_models_lay_out_without_overlaps() {
         let run = sfumato_viewer::Loaded::new(r, model);
         let d = sfumato_viewer::graph_panel::drawing(&run, &|_| false, false);
         let l = &d.layout;
-        let shown = run
-            .record
-            .nodes
-            .iter()
-            .filter(|n| n.op != "Constant")
-            .count();
-        assert_eq!(d.items.len(), shown + run.record.inputs.len());
+        let shown = boxes_expected(&run);
+        assert_eq!(d.items.len(), shown);
         let mut by_layer: std::collections::BTreeMap<usize, Vec<(f32, f32)>> = Default::default();
         for (b, label) in d.labels.iter().enumerate() {
             let w = 20.0 + 7.0 * label.chars().count() as f32;
