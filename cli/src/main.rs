@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod args;
 mod bench;
+mod bench_serve;
 mod bench_zoo;
 mod compare;
 mod compare_devices;
@@ -17,6 +18,7 @@ mod onnx;
 mod open;
 mod progress;
 mod run;
+mod serve;
 mod tasks;
 mod timing;
 mod tune;
@@ -93,6 +95,9 @@ enum Command {
     /// Open the viewer: a model's graph (fused groups, WGSL), its timeline and per-op table,
     /// from a zoo model, an ONNX file, a saved run (`run --save-run`) or a Chrome trace.
     View(view::ViewArgs),
+    /// Serve a model repository over the Open Inference Protocol (KServe v2, as Triton speaks
+    /// it): HTTP/REST and gRPC, dynamic batching, Prometheus metrics at /metrics.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,6 +111,10 @@ enum Bench {
     /// The zoo's models in the terms of the MindSpore Model Zoo's table (img/s, ms, FPS,
     /// ms/token) at each model's configuration for the target, the reference figures beside.
     Zoo(bench_zoo::BenchZooArgs),
+    /// A bounded load test of `sfumato serve` on loopback: N clients x M batch-1 requests,
+    /// throughput and p50/p90/p99 latency, with and without dynamic batching; `--soak-s` adds a
+    /// soak with the server's memory at the start and the end.
+    Serve(bench_serve::BenchServeArgs),
 }
 
 /// The Vulkan loader probes Wayland at instance creation and prints "error: XDG_RUNTIME_DIR is
@@ -145,6 +154,7 @@ fn main() -> ExitCode {
         Command::Bench(Bench::Conv(a)) => bench_conv(&a),
         Command::Bench(Bench::Compare(a)) => compare::compare(&a),
         Command::Bench(Bench::Zoo(a)) => bench_zoo::bench_zoo(&a),
+        Command::Bench(Bench::Serve(a)) => bench_serve::bench_serve(&a),
         Command::Run(a) => run_model(&a),
         Command::Explain(a) => explain(&a),
         Command::Tune(a) => tune::tune(&a),
@@ -158,6 +168,7 @@ fn main() -> ExitCode {
         Command::Tile(c) => npu::tile(&c),
         Command::Compare(a) => compare_devices::compare_devices(&a),
         Command::View(a) => view::view(&a),
+        Command::Serve(a) => serve::serve(&a),
         Command::Inspect(a) => onnx::inspect(&a),
         Command::Conformance(a) => open_run_device(Some(a.device), true)
             .and_then(|mut d| onnx::conformance(&a, d.as_mut())),

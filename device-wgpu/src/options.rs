@@ -65,6 +65,10 @@ pub struct DeviceOptions {
     pub wgpu_env: bool,
     /// Where long work reports its steps: building kernels, uploading weights, tuning.
     pub progress: Arc<dyn Progress>,
+    /// How many prepared graphs (compiled kernels, uploaded weights) the device keeps; the
+    /// oldest is dropped for a new one past it. A server with several models, each at several
+    /// batch sizes, keeps more.
+    pub max_prepared: usize,
 }
 
 impl Default for DeviceOptions {
@@ -82,6 +86,7 @@ impl Default for DeviceOptions {
             host_cpu: None,
             wgpu_env: false,
             progress: Arc::new(NoProgress),
+            max_prepared: crate::prepare::PREPARED_MAX,
         }
     }
 }
@@ -125,6 +130,7 @@ impl DeviceOptions {
             host_cpu: Some(crate::host::cpu_model()),
             wgpu_env: true,
             progress: Arc::new(NoProgress),
+            max_prepared: crate::prepare::PREPARED_MAX,
         }
     }
 }

@@ -271,7 +271,7 @@ impl WgpuDevice {
             }
             None => None,
         };
-        if self.prepared.len() >= PREPARED_MAX {
+        if self.prepared.len() >= self.opts.max_prepared.max(1) {
             let old = self.prepared.remove(0);
             self.allocated = self.allocated.saturating_sub(old.held_bytes());
         }

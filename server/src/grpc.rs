@@ -1,0 +1,580 @@
+//! The protocol's gRPC API (tonic): `inference.GRPCInferenceService` with its health,
+//! metadata, inference and repository methods. Inputs come as typed contents or as
+//! `raw_input_contents` (what Triton's client sends); outputs go back as
+//! `raw_output_contents`, as Triton's do.
+
+use crate::protocol::{self, InferRequest, InputTensor, RequestedOutput};
+use crate::{ServeError, Server};
+use sfumato_core::DType;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+/// The messages of grpc_service.proto that the service uses, with the .proto's field numbers.
+#[allow(missing_docs, clippy::derive_partial_eq_without_eq)]
+pub mod pb {
+    use std::collections::HashMap;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ServerLiveRequest {}
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ServerLiveResponse {
+        #[prost(bool, tag = "1")]
+        pub live: bool,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ServerReadyRequest {}
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ServerReadyResponse {
+        #[prost(bool, tag = "1")]
+        pub ready: bool,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelReadyRequest {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub version: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelReadyResponse {
+        #[prost(bool, tag = "1")]
+        pub ready: bool,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ServerMetadataRequest {}
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ServerMetadataResponse {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub version: String,
+        #[prost(string, repeated, tag = "3")]
+        pub extensions: Vec<String>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelMetadataRequest {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub version: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorMetadata {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub datatype: String,
+        #[prost(int64, repeated, tag = "3")]
+        pub shape: Vec<i64>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelMetadataResponse {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, repeated, tag = "2")]
+        pub versions: Vec<String>,
+        #[prost(string, tag = "3")]
+        pub platform: String,
+        #[prost(message, repeated, tag = "4")]
+        pub inputs: Vec<TensorMetadata>,
+        #[prost(message, repeated, tag = "5")]
+        pub outputs: Vec<TensorMetadata>,
+    }
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum ParameterChoice {
+        #[prost(bool, tag = "1")]
+        BoolParam(bool),
+        #[prost(int64, tag = "2")]
+        Int64Param(i64),
+        #[prost(string, tag = "3")]
+        StringParam(String),
+        #[prost(double, tag = "4")]
+        DoubleParam(f64),
+        #[prost(uint64, tag = "5")]
+        Uint64Param(u64),
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct InferParameter {
+        #[prost(oneof = "ParameterChoice", tags = "1, 2, 3, 4, 5")]
+        pub parameter_choice: Option<ParameterChoice>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct InferTensorContents {
+        #[prost(bool, repeated, tag = "1")]
+        pub bool_contents: Vec<bool>,
+        #[prost(int32, repeated, tag = "2")]
+        pub int_contents: Vec<i32>,
+        #[prost(int64, repeated, tag = "3")]
+        pub int64_contents: Vec<i64>,
+        #[prost(uint32, repeated, tag = "4")]
+        pub uint_contents: Vec<u32>,
+        #[prost(uint64, repeated, tag = "5")]
+        pub uint64_contents: Vec<u64>,
+        #[prost(float, repeated, tag = "6")]
+        pub fp32_contents: Vec<f32>,
+        #[prost(double, repeated, tag = "7")]
+        pub fp64_contents: Vec<f64>,
+        #[prost(bytes = "vec", repeated, tag = "8")]
+        pub bytes_contents: Vec<Vec<u8>>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct InferInputTensor {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub datatype: String,
+        #[prost(int64, repeated, tag = "3")]
+        pub shape: Vec<i64>,
+        #[prost(map = "string, message", tag = "4")]
+        pub parameters: HashMap<String, InferParameter>,
+        #[prost(message, optional, tag = "5")]
+        pub contents: Option<InferTensorContents>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct InferRequestedOutputTensor {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(map = "string, message", tag = "2")]
+        pub parameters: HashMap<String, InferParameter>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelInferRequest {
+        #[prost(string, tag = "1")]
+        pub model_name: String,
+        #[prost(string, tag = "2")]
+        pub model_version: String,
+        #[prost(string, tag = "3")]
+        pub id: String,
+        #[prost(map = "string, message", tag = "4")]
+        pub parameters: HashMap<String, InferParameter>,
+        #[prost(message, repeated, tag = "5")]
+        pub inputs: Vec<InferInputTensor>,
+        #[prost(message, repeated, tag = "6")]
+        pub outputs: Vec<InferRequestedOutputTensor>,
+        #[prost(bytes = "vec", repeated, tag = "7")]
+        pub raw_input_contents: Vec<Vec<u8>>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct InferOutputTensor {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub datatype: String,
+        #[prost(int64, repeated, tag = "3")]
+        pub shape: Vec<i64>,
+        #[prost(map = "string, message", tag = "4")]
+        pub parameters: HashMap<String, InferParameter>,
+        #[prost(message, optional, tag = "5")]
+        pub contents: Option<InferTensorContents>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelInferResponse {
+        #[prost(string, tag = "1")]
+        pub model_name: String,
+        #[prost(string, tag = "2")]
+        pub model_version: String,
+        #[prost(string, tag = "3")]
+        pub id: String,
+        #[prost(map = "string, message", tag = "4")]
+        pub parameters: HashMap<String, InferParameter>,
+        #[prost(message, repeated, tag = "5")]
+        pub outputs: Vec<InferOutputTensor>,
+        #[prost(bytes = "vec", repeated, tag = "6")]
+        pub raw_output_contents: Vec<Vec<u8>>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RepositoryIndexRequest {
+        #[prost(string, tag = "1")]
+        pub repository_name: String,
+        #[prost(bool, tag = "2")]
+        pub ready: bool,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelIndex {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub version: String,
+        #[prost(string, tag = "3")]
+        pub state: String,
+        #[prost(string, tag = "4")]
+        pub reason: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RepositoryIndexResponse {
+        #[prost(message, repeated, tag = "1")]
+        pub models: Vec<ModelIndex>,
+    }
+    /// The load/unload requests' parameters (config overrides) are not read; prost skips
+    /// their field.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RepositoryModelLoadRequest {
+        #[prost(string, tag = "1")]
+        pub repository_name: String,
+        #[prost(string, tag = "2")]
+        pub model_name: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RepositoryModelLoadResponse {}
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RepositoryModelUnloadRequest {
+        #[prost(string, tag = "1")]
+        pub repository_name: String,
+        #[prost(string, tag = "2")]
+        pub model_name: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RepositoryModelUnloadResponse {}
+
+    /// The service's server half, generated by build.rs (tonic-build's manual builder).
+    #[allow(clippy::all, clippy::pedantic, missing_docs, non_camel_case_types)]
+    pub mod service {
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/inference.GRPCInferenceService.rs"
+        ));
+    }
+}
+
+use pb::service::g_r_p_c_inference_service_server::{
+    GRPCInferenceService, GRPCInferenceServiceServer,
+};
+
+struct Service {
+    server: Arc<Server>,
+}
+
+impl Service {
+    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let given = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if self.server.authorized(given) {
+            Ok(())
+        } else {
+            Err(ServeError::unauthorized(
+                "a valid 'authorization: Bearer <token>' metadata entry is required",
+            )
+            .into())
+        }
+    }
+}
+
+fn param_bool(p: &HashMap<String, pb::InferParameter>, key: &str) -> Option<bool> {
+    match p.get(key)?.parameter_choice {
+        Some(pb::ParameterChoice::BoolParam(b)) => Some(b),
+        _ => None,
+    }
+}
+
+fn param_u64(p: &HashMap<String, pb::InferParameter>, key: &str) -> Option<u64> {
+    match p.get(key)?.parameter_choice {
+        Some(pb::ParameterChoice::Int64Param(v)) => u64::try_from(v).ok(),
+        Some(pb::ParameterChoice::Uint64Param(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// The typed contents of one input, as little-endian bytes of its dtype.
+fn contents_bytes(
+    name: &str,
+    dtype: DType,
+    c: &pb::InferTensorContents,
+) -> Result<Vec<u8>, ServeError> {
+    let mut out = Vec::new();
+    let wrong = |field: &str| {
+        ServeError::bad_request(format!(
+            "input '{name}': {field} do not fit its datatype {}",
+            crate::config::protocol_dtype(dtype).unwrap_or("?")
+        ))
+    };
+    match dtype {
+        DType::Bool => out.extend(c.bool_contents.iter().map(|&b| b as u8)),
+        DType::F32 => c
+            .fp32_contents
+            .iter()
+            .for_each(|x| out.extend(x.to_le_bytes())),
+        DType::F64 => c
+            .fp64_contents
+            .iter()
+            .for_each(|x| out.extend(x.to_le_bytes())),
+        DType::I64 => c
+            .int64_contents
+            .iter()
+            .for_each(|x| out.extend(x.to_le_bytes())),
+        DType::U64 => c
+            .uint64_contents
+            .iter()
+            .for_each(|x| out.extend(x.to_le_bytes())),
+        DType::I32 => c
+            .int_contents
+            .iter()
+            .for_each(|x| out.extend(x.to_le_bytes())),
+        DType::U32 => c
+            .uint_contents
+            .iter()
+            .for_each(|x| out.extend(x.to_le_bytes())),
+        DType::I16 => {
+            for &x in &c.int_contents {
+                out.extend(
+                    i16::try_from(x)
+                        .map_err(|_| wrong("int_contents"))?
+                        .to_le_bytes(),
+                )
+            }
+        }
+        DType::I8 => {
+            for &x in &c.int_contents {
+                out.extend(
+                    i8::try_from(x)
+                        .map_err(|_| wrong("int_contents"))?
+                        .to_le_bytes(),
+                )
+            }
+        }
+        DType::U16 => {
+            for &x in &c.uint_contents {
+                out.extend(
+                    u16::try_from(x)
+                        .map_err(|_| wrong("uint_contents"))?
+                        .to_le_bytes(),
+                )
+            }
+        }
+        DType::U8 => {
+            for &x in &c.uint_contents {
+                out.push(u8::try_from(x).map_err(|_| wrong("uint_contents"))?)
+            }
+        }
+        _ => {
+            return Err(ServeError::bad_request(format!(
+                "input '{name}': FP16 and BF16 inputs must come as raw_input_contents"
+            )))
+        }
+    }
+    Ok(out)
+}
+
+/// Decode a ModelInferRequest; every size is checked before a tensor is allocated.
+pub fn decode(
+    r: pb::ModelInferRequest,
+    limits: &protocol::Limits,
+) -> Result<InferRequest, ServeError> {
+    let raw = !r.raw_input_contents.is_empty();
+    if raw && r.raw_input_contents.len() != r.inputs.len() {
+        return Err(ServeError::bad_request(format!(
+            "{} raw_input_contents for {} inputs: give raw contents for every input or for none",
+            r.raw_input_contents.len(),
+            r.inputs.len()
+        )));
+    }
+    let mut inputs = Vec::with_capacity(r.inputs.len());
+    let mut raw_contents = r.raw_input_contents.into_iter();
+    for i in r.inputs {
+        let (dtype, dims, _) = protocol::check_tensor(&i.name, &i.datatype, &i.shape, limits)?;
+        let tensor = if raw {
+            if i.contents.is_some() {
+                return Err(ServeError::bad_request(format!(
+                    "input '{}' has both contents and raw_input_contents",
+                    i.name
+                )));
+            }
+            let bytes = raw_contents.next().unwrap_or_default();
+            protocol::tensor_from_bytes(&i.name, dtype, dims, &bytes)?
+        } else {
+            let c = i.contents.as_ref().ok_or_else(|| {
+                ServeError::bad_request(format!("input '{}' has no contents", i.name))
+            })?;
+            protocol::tensor_from_bytes(&i.name, dtype, dims, &contents_bytes(&i.name, dtype, c)?)?
+        };
+        inputs.push(InputTensor {
+            name: i.name,
+            tensor,
+        });
+    }
+    let outputs = (!r.outputs.is_empty()).then(|| {
+        r.outputs
+            .into_iter()
+            .map(|o| RequestedOutput {
+                name: o.name,
+                binary: true,
+            })
+            .collect()
+    });
+    Ok(InferRequest {
+        model: r.model_name,
+        version: (!r.model_version.is_empty()).then_some(r.model_version),
+        id: r.id,
+        inputs,
+        outputs,
+        binary_output: param_bool(&r.parameters, "binary_data_output").unwrap_or(true),
+        timeout: param_u64(&r.parameters, "timeout").map(std::time::Duration::from_micros),
+    })
+}
+
+fn metadata_of(t: &crate::model::TensorMeta) -> pb::TensorMetadata {
+    pb::TensorMetadata {
+        name: t.name.clone(),
+        datatype: t.datatype().into(),
+        shape: t.shape.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl GRPCInferenceService for Service {
+    async fn server_live(
+        &self,
+        r: Request<pb::ServerLiveRequest>,
+    ) -> Result<Response<pb::ServerLiveResponse>, Status> {
+        self.check(&r)?;
+        Ok(Response::new(pb::ServerLiveResponse {
+            live: self.server.live(),
+        }))
+    }
+
+    async fn server_ready(
+        &self,
+        r: Request<pb::ServerReadyRequest>,
+    ) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        self.check(&r)?;
+        Ok(Response::new(pb::ServerReadyResponse {
+            ready: self.server.ready(),
+        }))
+    }
+
+    async fn model_ready(
+        &self,
+        r: Request<pb::ModelReadyRequest>,
+    ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        self.check(&r)?;
+        let r = r.into_inner();
+        let version = (!r.version.is_empty()).then_some(r.version.as_str());
+        Ok(Response::new(pb::ModelReadyResponse {
+            ready: self.server.repo.get(&r.name, version).is_ok(),
+        }))
+    }
+
+    async fn server_metadata(
+        &self,
+        r: Request<pb::ServerMetadataRequest>,
+    ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
+        self.check(&r)?;
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: "sfumato".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: crate::EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        r: Request<pb::ModelMetadataRequest>,
+    ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        self.check(&r)?;
+        let r = r.into_inner();
+        let version = (!r.version.is_empty()).then_some(r.version.as_str());
+        let m = self.server.repo.get(&r.name, version)?;
+        let c = &m.core;
+        Ok(Response::new(pb::ModelMetadataResponse {
+            name: c.config.name.clone(),
+            versions: vec![c.version.clone()],
+            platform: c.config.platform_name.clone(),
+            inputs: c.inputs.iter().map(metadata_of).collect(),
+            outputs: c.outputs.iter().map(metadata_of).collect(),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        r: Request<pb::ModelInferRequest>,
+    ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        self.check(&r)?;
+        let req = decode(r.into_inner(), &self.server.limits)?;
+        let span =
+            tracing::info_span!("infer", protocol = "grpc", model = %req.model, id = %req.id);
+        let resp = self.server.infer(req).instrument(span).await?;
+        let mut out = pb::ModelInferResponse {
+            model_name: resp.model,
+            model_version: resp.version,
+            id: resp.id,
+            ..Default::default()
+        };
+        for o in resp.outputs {
+            out.outputs.push(pb::InferOutputTensor {
+                name: o.name,
+                datatype: protocol::datatype_of(&o.tensor).into(),
+                shape: o.tensor.dims().iter().map(|&d| d as i64).collect(),
+                ..Default::default()
+            });
+            out.raw_output_contents.push(o.tensor.to_le_bytes());
+        }
+        Ok(Response::new(out))
+    }
+
+    async fn repository_index(
+        &self,
+        r: Request<pb::RepositoryIndexRequest>,
+    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        self.check(&r)?;
+        let r = r.into_inner();
+        Ok(Response::new(pb::RepositoryIndexResponse {
+            models: self
+                .server
+                .repo
+                .index(r.ready)
+                .into_iter()
+                .map(|i| pb::ModelIndex {
+                    name: i.name,
+                    version: i.version,
+                    state: i.state,
+                    reason: i.reason,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        r: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        self.check(&r)?;
+        self.server.repo.load(&r.into_inner().model_name).await?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        r: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        self.check(&r)?;
+        self.server.repo.unload(&r.into_inner().model_name)?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
+    }
+}
+
+/// Serve gRPC on `listener` until `shutdown` resolves (requests in flight finish).
+pub async fn serve(
+    server: Arc<Server>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let limit = server.limits.max_body_bytes;
+    let svc = GRPCInferenceServiceServer::new(Service { server })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let incoming = tokio_stream_listener(listener);
+    tonic::transport::Server::builder()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| ServeError::internal(format!("gRPC server: {e}")))
+}
+
+fn tokio_stream_listener(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
+}
