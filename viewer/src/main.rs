@@ -21,6 +21,7 @@ mod native_main {
         screenshot: Option<PathBuf>,
         select: Option<String>,
         bench_frames: Option<usize>,
+        renderer: eframe::Renderer,
     }
 
     fn parse() -> Result<Args, String> {
@@ -29,6 +30,11 @@ mod native_main {
             screenshot: None,
             select: None,
             bench_frames: None,
+            renderer: renderer_from(
+                std::env::var("SFUMATO_VIEWER_RENDERER")
+                    .as_deref()
+                    .unwrap_or("glow"),
+            )?,
         };
         let mut it = std::env::args().skip(1);
         while let Some(x) = it.next() {
@@ -47,9 +53,13 @@ mod native_main {
                             .ok_or(format!("--bench-frames {n}: not a positive count"))?,
                     );
                 }
+                "--renderer" => {
+                    a.renderer = renderer_from(&it.next().ok_or("--renderer needs glow or wgpu")?)?
+                }
                 "-h" | "--help" => {
                     return Err("usage: sfumato-viewer [MODEL|FILE] [--compare FILE] \
-                                [--select NODE] [--screenshot OUT.png] [--bench-frames N]"
+                                [--select NODE] [--screenshot OUT.png] [--bench-frames N] \
+                                [--renderer glow|wgpu]"
                         .into())
                 }
                 s if s.starts_with("--") => return Err(format!("unknown option {s}")),
@@ -57,6 +67,17 @@ mod native_main {
             }
         }
         Ok(a)
+    }
+
+    /// The UI's renderer: OpenGL (glow, the default) or wgpu. The model's compute always runs on
+    /// sfumato's own wgpu device; this only draws the window. On a software adapter (llvmpipe
+    /// under Xvfb) GL presents a frame far sooner than Vulkan's X11 swapchain does.
+    fn renderer_from(name: &str) -> Result<eframe::Renderer, String> {
+        match name {
+            "glow" | "gl" => Ok(eframe::Renderer::Glow),
+            "wgpu" => Ok(eframe::Renderer::Wgpu),
+            other => Err(format!("unknown renderer '{other}' (glow or wgpu)")),
+        }
     }
 
     struct App {
@@ -240,10 +261,12 @@ mod native_main {
             viewport: egui::ViewportBuilder::default()
                 .with_inner_size([1280.0, 800.0])
                 .with_title("Sfumato viewer"),
+            renderer: args.renderer,
             ..Default::default()
         };
         if std::env::var("SFUMATO_VIEWER_NO_VSYNC").as_deref() == Ok("1") {
             options.wgpu_options.surface.present_mode = wgpu::PresentMode::AutoNoVsync;
+            options.glow_options.vsync = false;
         }
         let app = App {
             viewer,
