@@ -506,13 +506,23 @@ fn ubo_matmul_blocks() {
     }
     .supports(&long));
     let ab = Shape::from([2, 20, 2048]);
+    // Batches with their own B keep their A offsets: no uniform blocks.
     let pbat = matmul_problem(
+        &Op::MatMul,
+        &[(DType::F32, &ab), (DType::F32, &Shape::from([2, 2048, 64]))],
+        &[(DType::F32, &Shape::from([2, 20, 64]))],
+    )
+    .unwrap();
+    assert!(!v.supports(&pbat));
+    // Batches sharing B are one matmul of 40 rows, which the blocks hold.
+    let folded = matmul_problem(
         &Op::MatMul,
         &[(DType::F32, &ab), (DType::F32, &b)],
         &[(DType::F32, &Shape::from([2, 20, 64]))],
     )
     .unwrap();
-    assert!(!v.supports(&pbat));
+    assert_eq!((folded.m, folded.offsets.len()), (40, 1));
+    assert!(v.supports(&folded));
 }
 
 /// Rows too long for one invocation under llvmpipe's loop budget (or long enough to leave a device

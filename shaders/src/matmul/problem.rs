@@ -52,6 +52,28 @@ impl MatmulProblem {
     }
 }
 
+/// Batches that share B and whose A rows follow one another at A's row stride are one taller
+/// matmul (`[B, S, H] @ [H, N]`, a transformer's dense layer at batch B): C's rows run on across
+/// batches too (element `(b * M + m) * N + n`), so M grows by the batch count and one batch is
+/// left, which the `ubo` and texture variants need. Otherwise the offsets are kept.
+fn fold_batches(m: usize, a_sm: i64, offsets: Vec<[usize; 3]>) -> (usize, Vec<[usize; 3]>) {
+    let Some(&[a0, b0, _]) = offsets.first() else {
+        return (m, offsets);
+    };
+    let step = m * a_sm.max(0) as usize;
+    let follows = offsets.len() > 1
+        && a_sm > 0
+        && offsets
+            .iter()
+            .enumerate()
+            .all(|(i, o)| o[1] == b0 && o[0] == a0 + i * step);
+    if follows {
+        (m * offsets.len(), vec![[a0, b0, 0]])
+    } else {
+        (m, offsets)
+    }
+}
+
 /// The matmul problem of a MatMul or Gemm node, or `None` for other ops.
 pub fn matmul_problem(
     op: &Op,
@@ -112,6 +134,7 @@ pub fn matmul_problem_views(
                 })
                 .collect();
             let _ = outs;
+            let (m, offsets) = fold_batches(m, sa[ra - 2], offsets);
             Some(MatmulProblem {
                 m,
                 n,
@@ -206,4 +229,36 @@ pub fn conv1x1_problem(
         b_const: false,
         staged_conv: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(a: &[usize], b: &[usize]) -> MatmulProblem {
+        let (sa, sb) = (Shape(a.to_vec()), Shape(b.to_vec()));
+        let mut out = a.to_vec();
+        *out.last_mut().unwrap() = b[b.len() - 1];
+        let so = Shape(out);
+        matmul_problem(
+            &Op::MatMul,
+            &[(DType::F32, &sa), (DType::F32, &sb)],
+            &[(DType::F32, &so)],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn batches_sharing_b_fold_into_m() {
+        let p = problem(&[4, 128, 768], &[768, 3072]);
+        assert_eq!((p.m, p.offsets.clone()), (512, vec![[0, 0, 0]]));
+        let p = problem(&[2, 3, 5, 8], &[8, 4]);
+        assert_eq!((p.m, p.offsets.len()), (30, 1));
+        // Each batch its own B: kept.
+        let p = problem(&[4, 128, 64], &[4, 64, 128]);
+        assert_eq!((p.m, p.offsets.len()), (128, 4));
+        // A broadcast over B's batches: kept.
+        let p = problem(&[128, 64], &[4, 64, 128]);
+        assert_eq!((p.m, p.offsets.len()), (128, 4));
+    }
 }
