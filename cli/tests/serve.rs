@@ -236,3 +236,75 @@ fn sigterm_drains_the_request_in_flight_then_exits_cleanly() {
         "the server still accepts connections"
     );
 }
+
+/// Back-pressure and timeouts on a model whose runs are slow (the CPU reference, a BERT layer
+/// at sequence 64): with a queue of one, requests past it are answered 503 at once while the
+/// others are served; a request whose `timeout` parameter passes while it waits is answered 504;
+/// the server keeps serving after both.
+#[test]
+fn a_full_queue_answers_503_at_once_and_a_late_request_504() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let repo = dir.path().join("repo");
+    write(
+        &repo.join("bert/config.pbtxt"),
+        r#"platform: "sfumato_zoo" max_batch_size: 1
+           dynamic_batching { default_queue_policy { max_queue_size: 1 } }
+           instance_group [ { kind: KIND_CPU } ]
+           parameters { key: "model" value: { string_value: "bert-base" } }
+           parameters { key: "layers" value: { string_value: "1" } }
+           parameters { key: "seq" value: { string_value: "64" } }"#,
+    );
+    let s = serve(&repo, &["--no-grpc"], &[]);
+    let body = |params: &str| {
+        format!(
+            r#"{{"parameters": {{{params}}}, "inputs": [
+                {{"name": "hidden", "shape": [1, 64, 768], "datatype": "FP32", "data": [{}]}},
+                {{"name": "mask", "shape": [1, 1, 1, 64], "datatype": "FP32", "data": [{}]}}]}}"#,
+            vec!["0.25"; 64 * 768].join(","),
+            vec!["0"; 64].join(",")
+        )
+    };
+    let plain = body("");
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let (addr, b) = (s.http.clone(), plain.clone());
+            std::thread::spawn(move || http(&addr, "POST", "/v2/models/bert/infer", b.as_bytes()))
+        })
+        .collect();
+    let answers: Vec<(u16, String)> = threads
+        .into_iter()
+        .map(|t| t.join().expect("a request"))
+        .collect();
+    let full = answers
+        .iter()
+        .filter(|(c, b)| *c == 503 && b.contains("queue is full"))
+        .count();
+    let served = answers
+        .iter()
+        .filter(|(c, b)| *c == 200 && b.contains("last_hidden_state"))
+        .count();
+    assert!(
+        full >= 1 && served >= 1 && full + served == 6,
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    // A request that waits behind a running one past its own 1 ms timeout.
+    let (addr, b) = (s.http.clone(), plain.clone());
+    let first =
+        std::thread::spawn(move || http(&addr, "POST", "/v2/models/bert/infer", b.as_bytes()));
+    std::thread::sleep(Duration::from_millis(50));
+    let (code, text) = http(
+        &s.http,
+        "POST",
+        "/v2/models/bert/infer",
+        body(r#""timeout": 1000"#).as_bytes(),
+    );
+    assert_eq!(code, 504, "{text}");
+    assert!(
+        text.contains("no answer within") || text.contains("timed out"),
+        "{text}"
+    );
+    assert_eq!(first.join().expect("the first request").0, 200);
+    let (code, text) = http(&s.http, "POST", "/v2/models/bert/infer", plain.as_bytes());
+    assert_eq!(code, 200, "{text}");
+}
