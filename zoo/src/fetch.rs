@@ -333,11 +333,20 @@ pub fn install_archive(pkg: &Package, archive: &Path, root: &Path) -> Result<Pat
     std::fs::create_dir_all(&staging).map_err(io(&staging))?;
     let result = extract(pkg, archive, &staging).and_then(|()| {
         let dest = cache_folder(pkg, root);
+        // Another fetch of the same pinned archive (a second process or test) may have put a
+        // complete folder there first: keep it rather than remove it under its readers.
+        let complete = |d: &Path| pkg.files.iter().all(|(_, name)| d.join(name).is_file());
         if dest.exists() {
+            if complete(&dest) {
+                return Ok(dest);
+            }
             std::fs::remove_dir_all(&dest).map_err(io(&dest))?;
         }
-        std::fs::rename(&staging, &dest).map_err(io(&dest))?;
-        Ok(dest)
+        match std::fs::rename(&staging, &dest) {
+            Ok(()) => Ok(dest),
+            Err(_) if complete(&dest) => Ok(dest),
+            Err(e) => Err(io(&dest)(e)),
+        }
     });
     if let Some(work) = staging.parent() {
         let _ = std::fs::remove_dir_all(work);
