@@ -565,16 +565,10 @@ pub async fn serve(
     let svc = GRPCInferenceServiceServer::new(Service { server })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
-    let incoming = tokio_stream_listener(listener);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| ServeError::internal(format!("gRPC server: {e}")))
-}
-
-fn tokio_stream_listener(
-    listener: tokio::net::TcpListener,
-) -> impl tokio_stream::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
-    tokio_stream::wrappers::TcpListenerStream::new(listener)
 }

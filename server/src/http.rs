@@ -20,7 +20,6 @@
 
 use crate::config::protocol_dtype;
 use crate::protocol::{self, InferRequest, InputTensor, RequestedOutput};
-use crate::repository::Entry;
 use crate::{ServeError, Server};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -531,9 +530,4 @@ async fn metrics(State(s): State<Arc<Server>>) -> Response {
         s.metrics.render(),
     )
         .into_response()
-}
-
-/// Whether model `name` is known to the repository and ready (for tests and probes).
-pub fn is_ready(s: &Server, name: &str) -> bool {
-    matches!(s.repo.entry(name), Some(Entry::Ready(_)))
 }

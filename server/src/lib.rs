@@ -353,6 +353,22 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     it.map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
 }
 
+/// Bind `addr` for `protocol`, recording the address it got (port 0 picks a free one).
+async fn bind(
+    addr: SocketAddr,
+    protocol: &str,
+    bound: &mut Vec<(String, SocketAddr)>,
+) -> Result<tokio::net::TcpListener, ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::internal(format!("binding {protocol} on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServeError::internal(e.to_string()))?;
+    bound.push((protocol.to_string(), local));
+    Ok(listener)
+}
+
 /// Serve until `shutdown` resolves, then drain: readiness fails, the listeners stop taking
 /// connections and wait for requests in flight, and the device queues finish their batches.
 pub async fn serve(
@@ -365,13 +381,7 @@ pub async fn serve(
     let mut bound = vec![];
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(addr) = opts.http {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServeError::internal(format!("binding HTTP on {addr}: {e}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| ServeError::internal(e.to_string()))?;
-        bound.push(("http".to_string(), local));
+        let listener = bind(addr, "http", &mut bound).await?;
         let app = http::router(server.clone());
         let mut rx = stop_rx.clone();
         tasks.spawn(async move {
@@ -384,13 +394,7 @@ pub async fn serve(
         });
     }
     if let Some(addr) = opts.grpc {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServeError::internal(format!("binding gRPC on {addr}: {e}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| ServeError::internal(e.to_string()))?;
-        bound.push(("grpc".to_string(), local));
+        let listener = bind(addr, "grpc", &mut bound).await?;
         let mut rx = stop_rx.clone();
         let s = server.clone();
         tasks.spawn(async move {
