@@ -251,6 +251,15 @@ impl DType {
         }
     }
 
+    /// Bits per element of the dtype itself (4 for int4, 64 for i64).
+    pub fn bits(self) -> u32 {
+        match self.sub_byte_int() {
+            Some((bits, _)) => bits,
+            None if self == DType::F4E2M1 => 4,
+            None => 8 * self.size_bytes() as u32,
+        }
+    }
+
     pub fn is_float(self) -> bool {
         matches!(
             self,

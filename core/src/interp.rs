@@ -272,11 +272,17 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
         Op::Binary(b) => {
             let av = broadcast_to(&f(0), ins[0].shape(), &oshape);
             let bv = broadcast_to(&f(1), ins[1].shape(), &oshape);
-            let int = ins[0].dtype().is_int();
+            let dt = ins[0].dtype();
             one(av
                 .iter()
                 .zip(&bv)
-                .map(|(&x, &y)| binary(*b, x, y, int))
+                .map(|(&x, &y)| {
+                    if b.is_bitwise() {
+                        bitwise(*b, x, y, dt)
+                    } else {
+                        binary(*b, x, y, dt.is_int())
+                    }
+                })
                 .collect())
         }
         Op::Softmax { axis } => {
@@ -741,7 +747,44 @@ pub fn binary(b: BinaryOp, x: f64, y: f64, int: bool) -> f64 {
         BinaryOp::Le => t(x <= y),
         BinaryOp::Gt => t(x > y),
         BinaryOp::Ge => t(x >= y),
+        BinaryOp::BitAnd | BinaryOp::BitOr | BinaryOp::BitXor | BinaryOp::Shl | BinaryOp::Shr => {
+            f64::NAN
+        }
     }
+}
+
+/// Reference semantics of the bitwise and shift ops on integers of `dt`: the operands as
+/// two's-complement (or unsigned) integers of the dtype's width, the result wrapped to it.
+/// Bitwise ops on floats have no meaning: NaN.
+pub fn bitwise(b: BinaryOp, x: f64, y: f64, dt: DType) -> f64 {
+    if !dt.is_int() {
+        return f64::NAN;
+    }
+    let width = dt.bits() as i64;
+    let (xi, yi) = (x as i128, y as i128);
+    let r: i128 = match b {
+        BinaryOp::BitAnd => xi & yi,
+        BinaryOp::BitOr => xi | yi,
+        BinaryOp::BitXor => xi ^ yi,
+        BinaryOp::Shl if (0..width as i128).contains(&yi) => xi << yi,
+        BinaryOp::Shl => 0,
+        BinaryOp::Shr if (0..width as i128).contains(&yi) => xi >> yi,
+        BinaryOp::Shr => {
+            if xi < 0 {
+                -1
+            } else {
+                0
+            }
+        }
+        _ => return binary(b, x, y, true),
+    };
+    // Wrap to the dtype's width, two's complement for the signed ones.
+    let m = 1i128 << width;
+    let mut w = r.rem_euclid(m);
+    if dt.is_signed() && w >= m / 2 {
+        w -= m;
+    }
+    w as f64
 }
 
 /// (product of dims before axis, dim at axis, product of dims after axis).

@@ -129,6 +129,36 @@ proptest! {
         differential(&g, &[ta, tb], 0.0).map_err(|e| TestCaseError::fail(format!("{op:?} {dt}: {e}")))?;
     }
 
+    /// Bitwise ops and shifts on every integer dtype the device holds in 32 bits, with shifts
+    /// drawn past the width and negative ones too.
+    #[test]
+    fn bitwise((a, b) in broadcast_pair(), k in 0usize..5, swap in any::<bool>(), dt in prop_oneof![Just(DType::I32), Just(DType::I64), Just(DType::U8), Just(DType::I8), Just(DType::I16), Just(DType::U16), Just(DType::U32), Just(DType::I4), Just(DType::U4)], seed in any::<u64>()) {
+        let op = BinaryOp::BITWISE[k];
+        let (a, b) = if swap { (b, a) } else { (a, b) };
+        let mut g = Graph::new();
+        let x = g.input("a", dt, a.clone());
+        let y = g.input("b", dt, b.clone());
+        let z = g.binary(op, x, y).unwrap();
+        g.set_outputs(&[z]).unwrap();
+        let ta = Tensor::random(dt, a, seed);
+        let mut tb = Tensor::random(dt, b, seed ^ 0x55);
+        if matches!(op, BinaryOp::Shl | BinaryOp::Shr) {
+            // Shifts from -3 to 40: inside and past every width, and negative where signed.
+            let u = Tensor::random(DType::F32, tb.shape().clone(), seed ^ 0xAA).to_f64_vec();
+            // The device holds i64 in 32 bits: a left shift of it stays inside them.
+            let top = if dt == DType::I64 && op == BinaryOp::Shl { 31.0 } else { 44.0 };
+            let v: Vec<f64> = u
+                .iter()
+                .map(|x| {
+                    let s = ((x + 1.0) / 2.0 * top).floor() - 3.0;
+                    if dt.is_signed() { s } else { s.abs() }
+                })
+                .collect();
+            tb = Tensor::from_f64(dt, tb.shape().clone(), &v);
+        }
+        differential(&g, &[ta, tb], 0.0).map_err(|e| TestCaseError::fail(format!("{op:?} {dt}: {e}")))?;
+    }
+
     #[test]
     fn matmul(batch_a in prop::collection::vec(1usize..4, 0..=2), bcast in any::<bool>(), m in 1usize..40, n in 1usize..40, k in 1usize..40,
               vec_a in prop::bool::weighted(0.1), vec_b in prop::bool::weighted(0.1), v in 0usize..64, aligned in any::<bool>(), seed in any::<u64>()) {
@@ -667,6 +697,35 @@ fn ubo_matmul_in_parts() {
             .count();
         assert!(parts.contains(&ran), "{variant:?}: {ran} dispatches");
     }
+}
+
+/// Float comparisons with NaN and the infinities: only `!=` is true where a NaN takes part
+/// (the driver may fold `a != a` to false). Bool outputs compare exactly.
+#[test]
+fn float_comparisons_with_nan() {
+    let a = [f32::NAN, 1.0, f32::NAN, f32::INFINITY, -0.0, 2.0];
+    let b = [
+        f32::NAN,
+        f32::NAN,
+        1.0,
+        f32::INFINITY,
+        0.0,
+        f32::NEG_INFINITY,
+    ];
+    let mut g = Graph::new();
+    let x = g.input("a", DType::F32, [6]);
+    let y = g.input("b", DType::F32, [6]);
+    let mut outs = Vec::new();
+    for op in BinaryOp::ALL.into_iter().filter(|op| op.is_comparison()) {
+        outs.push(g.binary(op, x, y).unwrap());
+        outs.push(g.binary(op, x, x).unwrap());
+    }
+    g.set_outputs(&outs).unwrap();
+    let inputs = [
+        Tensor::from_f32([6], a.to_vec()).unwrap(),
+        Tensor::from_f32([6], b.to_vec()).unwrap(),
+    ];
+    differential(&g, &inputs, 0.0).unwrap();
 }
 
 /// erf and gelu near 0, where an approximation of the form 1 - (...) * exp(-x^2) cancels to

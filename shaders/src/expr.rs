@@ -135,7 +135,14 @@ fn fit_float(dt: DType, e: String, saturate: bool) -> String {
 }
 
 pub(crate) fn binary_expr(b: BinaryOp, dt: DType) -> String {
-    let cmp = |o: &str| format!("select(0u, 1u, a {o} b)");
+    // A float comparison with a NaN is false, but `!=` is true; spelled out with `is_nan`,
+    // since the driver may compile `a != a` as false.
+    let float = Elem::of(dt) == Elem::F32;
+    let cmp = |o: &str| match (float, o) {
+        (false, _) => format!("select(0u, 1u, a {o} b)"),
+        (true, "!=") => "select(0u, 1u, a != b || is_nan(a) || is_nan(b))".to_string(),
+        (true, _) => format!("select(0u, 1u, a {o} b && !is_nan(a) && !is_nan(b))"),
+    };
     match b {
         BinaryOp::Eq => return cmp("=="),
         BinaryOp::Ne => return cmp("!="),
@@ -143,6 +150,7 @@ pub(crate) fn binary_expr(b: BinaryOp, dt: DType) -> String {
         BinaryOp::Le => return cmp("<="),
         BinaryOp::Gt => return cmp(">"),
         BinaryOp::Ge => return cmp(">="),
+        _ if b.is_bitwise() => return bitwise_expr(b, dt),
         _ => {}
     }
     match Elem::of(dt) {
@@ -170,6 +178,41 @@ pub(crate) fn binary_expr(b: BinaryOp, dt: DType) -> String {
             BinaryOp::Max => "max(a, b)".into(),
             _ => "min(a, b)".into(),
         },
+    }
+}
+
+/// The bitwise and shift ops (integers only; the core's shape inference refuses floats, and on
+/// an f32 element the expression is invalid WGSL, so naga would refuse it, never a wrong value).
+/// The device holds every integer in 32 bits: a shift of 32 or more drops every bit it holds.
+fn bitwise_expr(b: BinaryOp, dt: DType) -> String {
+    let width = dt.bits().min(32);
+    let signed = Elem::of(dt) == Elem::I32;
+    let (zero, out_of_range) = if signed {
+        ("0", format!("b < 0 || b >= {width}"))
+    } else {
+        ("0u", format!("b >= {width}u"))
+    };
+    let shift = if signed { "u32(b)" } else { "b" };
+    match b {
+        BinaryOp::BitAnd => "a & b".into(),
+        BinaryOp::BitOr => "a | b".into(),
+        BinaryOp::BitXor => "a ^ b".into(),
+        BinaryOp::Shl => {
+            // Wrap to the dtype's width (the high bits drop): sign-extend the narrow signed
+            // ones, mask the narrow unsigned ones.
+            let e = format!("a << {shift}");
+            let wrapped = match (width, dt.is_signed()) {
+                (32, _) => e,
+                (w, true) => format!("(({e}) << {s}u) >> {s}u", s = 32 - w),
+                (w, false) if signed => format!("({e}) & {}", (1u32 << w) - 1),
+                (w, false) => format!("({e}) & {}u", (1u32 << w) - 1),
+            };
+            format!("select({wrapped}, {zero}, {out_of_range})")
+        }
+        _ => {
+            let fill = if signed { "select(0, -1, a < 0)" } else { "0u" };
+            format!("select(a >> {shift}, {fill}, {out_of_range})")
+        }
     }
 }
 

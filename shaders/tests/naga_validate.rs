@@ -115,6 +115,12 @@ fn zoo_of_ops() -> Graph {
         g.binary(op, x32u, x32u).unwrap();
         g.binary(op, x8, x8).unwrap();
     }
+    let x16u = g.input("x16u", DType::U16, [3, 5]);
+    for op in BinaryOp::BITWISE {
+        for v in [xi, xl, xu, x32u, x8, x16u] {
+            g.binary(op, v, v).unwrap();
+        }
+    }
     for mode in [ResizeMode::Nearest, ResizeMode::Bilinear] {
         g.resize(x, [9, 4], mode, CoordTransform::HalfPixel)
             .unwrap();
@@ -313,6 +319,17 @@ fn snapshots() {
     insta::assert_snapshot!(
         "add_broadcast",
         snapshot_of(Op::Binary(BinaryOp::Add), &[f(&[2, 3]), f(&[3])], &opts)
+    );
+    // A left shift on int8 wraps to 8 bits and gives 0 past the width.
+    let i8s = (DType::I8, Shape::from(&[2, 3][..]));
+    insta::assert_snapshot!(
+        "shl_i8",
+        snapshot_of(Op::Binary(BinaryOp::Shl), &[i8s.clone(), i8s], &opts)
+    );
+    // A float comparison spells out NaN.
+    insta::assert_snapshot!(
+        "ne_f32",
+        snapshot_of(Op::Binary(BinaryOp::Ne), &[f(&[2, 3]), f(&[3])], &opts)
     );
     insta::assert_snapshot!(
         "softmax",

@@ -179,6 +179,9 @@ fn math(op: &Op, inputs: &[(DType, &Shape)]) -> Inferred {
             if !b.is_comparison() && inputs[0].0 == DType::Bool {
                 return Err(format!("{} is not defined on bool", b.name()));
             }
+            if b.is_bitwise() && !inputs[0].0.is_int() {
+                return Err(format!("{} is not defined on {}", b.name(), inputs[0].0));
+            }
             let s = Shape::broadcast(inputs[0].1, inputs[1].1).ok_or_else(|| {
                 format!(
                     "shapes {} and {} do not broadcast",

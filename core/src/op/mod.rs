@@ -252,6 +252,16 @@ pub enum BinaryOp {
     Le,
     Gt,
     Ge,
+    /// Bitwise and, or and exclusive or of integers.
+    BitAnd,
+    BitOr,
+    BitXor,
+    /// `a << b` in the dtype's width (the high bits drop); a shift that is negative or at
+    /// least the width gives 0.
+    Shl,
+    /// `a >> b`, arithmetic for signed dtypes; a shift that is negative or at least the width
+    /// gives 0, or -1 for a negative signed `a`.
+    Shr,
 }
 
 impl BinaryOp {
@@ -271,6 +281,15 @@ impl BinaryOp {
         BinaryOp::Ge,
     ];
 
+    /// The ops defined on integers only.
+    pub const BITWISE: [BinaryOp; 5] = [
+        BinaryOp::BitAnd,
+        BinaryOp::BitOr,
+        BinaryOp::BitXor,
+        BinaryOp::Shl,
+        BinaryOp::Shr,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "Add",
@@ -286,7 +305,17 @@ impl BinaryOp {
             BinaryOp::Le => "LessOrEqual",
             BinaryOp::Gt => "Greater",
             BinaryOp::Ge => "GreaterOrEqual",
+            BinaryOp::BitAnd => "BitwiseAnd",
+            BinaryOp::BitOr => "BitwiseOr",
+            BinaryOp::BitXor => "BitwiseXor",
+            BinaryOp::Shl => "BitShiftLeft",
+            BinaryOp::Shr => "BitShiftRight",
         }
+    }
+
+    /// Bitwise and shift ops, defined on integers only.
+    pub fn is_bitwise(self) -> bool {
+        Self::BITWISE.contains(&self)
     }
 
     /// Comparisons return bool.

@@ -1,4 +1,5 @@
-//! Elementwise math (unary functions, arithmetic, comparisons, logic, Mod, IsInf), Where,
+//! Elementwise math (unary functions, arithmetic, comparisons, logic, bitwise ops and shifts,
+//! Mod, IsInf, IsNaN), Where,
 //! Cast and CastLike, MatMul and Gemm.
 
 use super::Converter::{self, Tensors};
@@ -41,6 +42,12 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("Or", Tensors(|c| c.logical())),
     ("Xor", Tensors(|c| c.logical())),
     ("IsInf", Tensors(|c| c.is_inf())),
+    ("IsNaN", Tensors(|c| c.is_nan())),
+    ("BitwiseAnd", Tensors(|c| c.binary(BinaryOp::BitAnd))),
+    ("BitwiseOr", Tensors(|c| c.binary(BinaryOp::BitOr))),
+    ("BitwiseXor", Tensors(|c| c.binary(BinaryOp::BitXor))),
+    ("BitwiseNot", Tensors(|c| c.bitwise_not())),
+    ("BitShift", Tensors(|c| c.bit_shift())),
     ("Add", Tensors(|c| c.binary(BinaryOp::Add))),
     ("Sub", Tensors(|c| c.binary(BinaryOp::Sub))),
     ("Mul", Tensors(|c| c.binary(BinaryOp::Mul))),
@@ -129,6 +136,54 @@ impl Importer<'_> {
                 self.add(Op::Where, &[a, t, b])
             }
         }
+    }
+
+    /// `BitwiseNot`: exclusive or with every bit of the dtype set (-1 for the signed ones).
+    fn bitwise_not(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dt = self.g.dtype(x);
+        if !dt.is_int() {
+            return bad(format!("BitwiseNot takes an integer tensor, got {dt}"));
+        }
+        let ones = if dt.is_signed() {
+            -1.0
+        } else {
+            2f64.powi(dt.bits() as i32) - 1.0
+        };
+        let m = self.scalar(dt, ones)?;
+        self.add(Op::Binary(BinaryOp::BitXor), &[x, m])
+    }
+
+    /// `BitShift` with `direction` LEFT or RIGHT.
+    fn bit_shift(&mut self) -> R<Vec<ValueId>> {
+        let dir = self.astr("direction", "");
+        let op = match dir.as_str() {
+            "LEFT" => BinaryOp::Shl,
+            "RIGHT" => BinaryOp::Shr,
+            d => {
+                return bad(format!(
+                    "BitShift direction must be LEFT or RIGHT, got '{d}'"
+                ))
+            }
+        };
+        let (a, b) = (self.inp(0)?, self.inp(1)?);
+        if !self.g.dtype(a).is_int() {
+            return bad(format!(
+                "BitShift takes integer tensors, got {}",
+                self.g.dtype(a)
+            ));
+        }
+        self.add(Op::Binary(op), &[a, b])
+    }
+
+    /// `IsNaN`: the one value not equal to itself.
+    fn is_nan(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dt = self.g.dtype(x);
+        if !dt.is_float() {
+            return unsup(format!("IsNaN of {dt}"));
+        }
+        self.add(Op::Binary(BinaryOp::Ne), &[x, x])
     }
 
     /// `Mean`.
