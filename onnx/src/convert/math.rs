@@ -77,22 +77,17 @@ impl Importer<'_> {
         self.add(Op::Binary(BinaryOp::Div), &[one, x])
     }
 
-    /// `Mod`.
+    /// `Mod`: integers by truncated division (with `fmod = 0`, moved to the divisor's sign);
+    /// floats as `a - b * trunc(a / b)` (`fmod = 1`) or `a - b * floor(a / b)` (`fmod = 0`,
+    /// numpy's `mod`), with a finite `a` over an infinite `b` as C's `fmod` and numpy have it.
     fn modulo(&mut self) -> R<Vec<ValueId>> {
         let (a, b) = (self.inp(0)?, self.inp(1)?);
         let dt = self.g.dtype(a);
         let fmod = self.ai("fmod", 0) != 0;
-        // The truncated quotient: integer division truncates; floats go through i32.
+        if dt.is_float() {
+            return Ok(vec![self.float_mod(a, b, fmod)?]);
+        }
         let q = self.add1(Op::Binary(BinaryOp::Div), &[a, b])?;
-        let q = if dt.is_float() {
-            if !fmod {
-                return unsup("Mod with fmod = 0 (floor) on floating-point inputs");
-            }
-            let qi = self.cast(q, DType::I32)?;
-            self.cast(qi, dt)?
-        } else {
-            q
-        };
         let bq = self.add1(Op::Binary(BinaryOp::Mul), &[b, q])?;
         let r = self.add1(Op::Binary(BinaryOp::Sub), &[a, bq])?;
         if fmod {
@@ -108,6 +103,43 @@ impl Importer<'_> {
         let fix = self.add1(Op::Where, &[nz, differ, no])?;
         let rb = self.add1(Op::Binary(BinaryOp::Add), &[r, b])?;
         self.add(Op::Where, &[fix, rb, r])
+    }
+
+    fn float_mod(&mut self, a: ValueId, b: ValueId, fmod: bool) -> R<ValueId> {
+        let dt = self.g.dtype(a);
+        let q = self.bin(BinaryOp::Div, a, b)?;
+        let q = if fmod {
+            // trunc(q) = sign(q) * floor(|q|)
+            let s = self.un(UnaryOp::Sign, q)?;
+            let m = self.un(UnaryOp::Abs, q)?;
+            let f = self.un(UnaryOp::Floor, m)?;
+            self.bin(BinaryOp::Mul, s, f)?
+        } else {
+            self.un(UnaryOp::Floor, q)?
+        };
+        let bq = self.bin(BinaryOp::Mul, b, q)?;
+        let r = self.bin(BinaryOp::Sub, a, bq)?;
+        // b = ±inf, a finite: a (fmod, or the same signs, or a = 0), else b.
+        let inf = self.scalar(dt, f64::INFINITY)?;
+        let babs = self.un(UnaryOp::Abs, b)?;
+        let b_inf = self.bin(BinaryOp::Eq, babs, inf)?;
+        let aabs = self.un(UnaryOp::Abs, a)?;
+        let a_fin = self.bin(BinaryOp::Lt, aabs, inf)?;
+        let at_inf = if fmod {
+            a
+        } else {
+            let zero = self.scalar(dt, 0.0)?;
+            let an = self.bin(BinaryOp::Lt, a, zero)?;
+            let bn = self.bin(BinaryOp::Lt, b, zero)?;
+            let differ = self.bin(BinaryOp::Ne, an, bn)?;
+            let a_nz = self.bin(BinaryOp::Ne, a, zero)?;
+            let no = self.konst(Tensor::from_bool(Shape::scalar(), vec![false])?)?;
+            let take_b = self.add1(Op::Where, &[a_nz, differ, no])?;
+            self.add1(Op::Where, &[take_b, b, a])?
+        };
+        let no = self.konst(Tensor::from_bool(Shape::scalar(), vec![false])?)?;
+        let use_inf = self.add1(Op::Where, &[b_inf, a_fin, no])?;
+        self.add1(Op::Where, &[use_inf, at_inf, r])
     }
 
     /// `Not`, `And`, `Or`, `Xor`.

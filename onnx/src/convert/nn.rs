@@ -19,6 +19,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("Celu", Tensors(|c| c.elu())),
     ("ThresholdedRelu", Tensors(|c| c.thresholded_relu())),
     ("Softplus", Tensors(|c| c.softplus())),
+    ("Shrink", Tensors(|c| c.shrink())),
     ("Mish", Tensors(|c| c.softplus())),
     ("Dropout", Tensors(|c| c.dropout())),
     ("Hardmax", Tensors(|c| c.hardmax())),
@@ -33,6 +34,21 @@ pub(super) const OPS: &[(&str, Converter)] = &[
 ];
 
 impl Importer<'_> {
+    /// `Shrink`: `x + bias` below `-lambd`, `x - bias` above `lambd`, else 0.
+    fn shrink(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dt = self.g.dtype(x);
+        let (lambd, bias) = (self.af("lambd", 0.5) as f64, self.af("bias", 0.0) as f64);
+        let (lo, hi) = (self.scalar(dt, -lambd)?, self.scalar(dt, lambd)?);
+        let (bv, zero) = (self.scalar(dt, bias)?, self.scalar(dt, 0.0)?);
+        let below = self.bin(BinaryOp::Lt, x, lo)?;
+        let above = self.bin(BinaryOp::Gt, x, hi)?;
+        let up = self.bin(BinaryOp::Add, x, bv)?;
+        let down = self.bin(BinaryOp::Sub, x, bv)?;
+        let mid = self.add1(Op::Where, &[above, down, zero])?;
+        self.add(Op::Where, &[below, up, mid])
+    }
+
     /// `LeakyRelu`.
     fn leaky_relu(&mut self) -> R<Vec<ValueId>> {
         let alpha = self.af("alpha", 0.01);

@@ -1,5 +1,6 @@
 //! Normalizations: BatchNormalization (inference and training mode), LayerNormalization,
-//! RMSNormalization and LpNormalization.
+//! RMSNormalization, LpNormalization, InstanceNormalization, GroupNormalization,
+//! MeanVarianceNormalization and LRN.
 
 use super::Converter::{self, Tensors};
 use super::{bad, unsup, Importer, R};
@@ -12,6 +13,10 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("BatchNormalization", Tensors(|c| c.batch_norm())),
     ("LayerNormalization", Tensors(|c| c.layer_norm())),
     ("RMSNormalization", Tensors(|c| c.rms_norm())),
+    ("InstanceNormalization", Tensors(|c| c.group_norm(true))),
+    ("GroupNormalization", Tensors(|c| c.group_norm(false))),
+    ("MeanVarianceNormalization", Tensors(|c| c.mvn())),
+    ("LRN", Tensors(|c| c.lrn())),
 ];
 
 impl Importer<'_> {
@@ -62,6 +67,121 @@ impl Importer<'_> {
         let ve = self.add1(Op::Binary(BinaryOp::Add), &[var, eps])?;
         let inv = self.add1(Op::Unary(UnaryOp::Rsqrt), &[ve])?;
         Ok(vec![y, mean, inv])
+    }
+
+    /// `(x - mean) / sqrt(var + eps)` over `axes` (kept), or with `eps_on_std`
+    /// `(x - mean) / (sqrt(var) + eps)` as MeanVarianceNormalization has it.
+    fn standardize(
+        &mut self,
+        x: ValueId,
+        axes: Vec<usize>,
+        eps: f64,
+        eps_on_std: bool,
+    ) -> R<ValueId> {
+        let dt = self.g.dtype(x);
+        let mean = self.mean_over(x, axes.clone())?;
+        let d = self.bin(BinaryOp::Sub, x, mean)?;
+        let d2 = self.bin(BinaryOp::Mul, d, d)?;
+        let var = self.mean_over(d2, axes)?;
+        let e = self.scalar(dt, eps)?;
+        if eps_on_std {
+            let sd = self.un(UnaryOp::Sqrt, var)?;
+            let den = self.bin(BinaryOp::Add, sd, e)?;
+            return self.bin(BinaryOp::Div, d, den);
+        }
+        let ve = self.bin(BinaryOp::Add, var, e)?;
+        let inv = self.un(UnaryOp::Rsqrt, ve)?;
+        self.bin(BinaryOp::Mul, d, inv)
+    }
+
+    /// `InstanceNormalization` (`instance`) and `GroupNormalization`: x `[N, C, ...]` as
+    /// `[N, groups, rest]` standardized over `rest`, then per-channel scale and bias.
+    fn group_norm(&mut self, instance: bool) -> R<Vec<ValueId>> {
+        let (x, scale, bias) = (self.inp(0)?, self.inp(1)?, self.inp(2)?);
+        let dims = self.shape(x);
+        if dims.len() < 2 {
+            return bad(format!("input {dims:?} needs a channel dim"));
+        }
+        let (n, c) = (dims[0], dims[1]);
+        let groups = if instance {
+            c
+        } else {
+            self.ai("num_groups", 0).max(0) as usize
+        };
+        if groups == 0 || c % groups != 0 {
+            return bad(format!("{c} channels do not split into {groups} groups"));
+        }
+        if !instance && self.ai("stash_type", 1) != 1 {
+            return unsup("stash_type other than float");
+        }
+        let rest = dims.iter().product::<usize>() / (n * groups).max(1);
+        let xg = self.reshape(x, vec![n, groups, rest])?;
+        let y = self.standardize(xg, vec![2], self.af("epsilon", 1e-5) as f64, false)?;
+        let y = self.reshape(y, dims.clone())?;
+        // Scale and bias per channel: [C, 1, ...] against [N, C, ...].
+        let mut cd = vec![c];
+        cd.extend(std::iter::repeat_n(1, dims.len() - 2));
+        if self.g.shape(scale).numel() != c || self.g.shape(bias).numel() != c {
+            return bad(format!(
+                "scale {} and bias {} must hold {c} values (one per channel)",
+                self.g.shape(scale),
+                self.g.shape(bias)
+            ));
+        }
+        let sc = self.reshape(scale, cd.clone())?;
+        let bi = self.reshape(bias, cd)?;
+        let ys = self.bin(BinaryOp::Mul, y, sc)?;
+        self.add(Op::Binary(BinaryOp::Add), &[ys, bi])
+    }
+
+    /// `MeanVarianceNormalization` over `axes` (default N, H and W).
+    fn mvn(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let rank = self.g.shape(x).rank();
+        let axes = self.ais("axes").unwrap_or(vec![0, 2, 3]);
+        let axes = self.axes(&axes, rank)?;
+        Ok(vec![self.standardize(x, axes, 1e-9, true)?])
+    }
+
+    /// `LRN`: `x / (bias + alpha / size * sum of x² over the `size` channels around)^beta`,
+    /// the sum an average pool (padding counted) over `[N, 1, C, H*W]`.
+    fn lrn(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dims = self.shape(x);
+        let size = self.ai("size", 0);
+        if dims.len() < 3 || size < 1 {
+            return bad(format!(
+                "LRN needs [N, C, ...] and size >= 1, got {dims:?} and {size}"
+            ));
+        }
+        let size = size as usize;
+        let dt = self.g.dtype(x);
+        let (alpha, beta, bias) = (
+            self.af("alpha", 1e-4) as f64,
+            self.af("beta", 0.75) as f64,
+            self.af("bias", 1.0) as f64,
+        );
+        let (n, c) = (dims[0], dims[1]);
+        let hw: usize = dims[2..].iter().product();
+        let sq = self.bin(BinaryOp::Mul, x, x)?;
+        let sq = self.reshape(sq, vec![n, 1, c, hw])?;
+        let before = (size - 1) / 2;
+        let pool = Pool2d {
+            kernel: [size, 1],
+            stride: [1, 1],
+            padding: [before, 0, size - 1 - before, 0],
+            dilation: [1, 1],
+            count_include_pad: true,
+        };
+        let avg = self.add1(Op::AvgPool2d(pool), &[sq])?;
+        let avg = self.reshape(avg, dims)?;
+        let a = self.scalar(dt, alpha)?;
+        let scaled = self.bin(BinaryOp::Mul, avg, a)?;
+        let b = self.scalar(dt, bias)?;
+        let base = self.bin(BinaryOp::Add, scaled, b)?;
+        let p = self.scalar(dt, beta)?;
+        let den = self.bin(BinaryOp::Pow, base, p)?;
+        self.add(Op::Binary(BinaryOp::Div), &[x, den])
     }
 
     fn mean_over(&mut self, x: ValueId, axes: Vec<usize>) -> R<ValueId> {

@@ -1,4 +1,4 @@
-//! Reductions: Reduce* (axes as attribute or input), ArgMax and ArgMin, and CumSum.
+//! Reductions: Reduce* (axes as attribute or input), ArgMax and ArgMin, CumSum and CumProd.
 
 use super::Converter::{self, Tensors};
 use super::{bad, unsup, Importer, R};
@@ -8,6 +8,7 @@ use sfumato_core::{DType, Op, Tensor, ValueId};
 /// The ops of this family, by ONNX op type (default domain).
 pub(super) const OPS: &[(&str, Converter)] = &[
     ("CumSum", Tensors(|c| c.cum_sum())),
+    ("CumProd", Tensors(|c| c.cum_prod())),
     ("ReduceSum", Tensors(|c| c.reduce())),
     ("ReduceMean", Tensors(|c| c.reduce())),
     ("ReduceMax", Tensors(|c| c.reduce())),
@@ -135,6 +136,64 @@ impl Importer<'_> {
     /// CumSum along a known axis: the axis moved last, times a triangular 0/1 matrix
     /// (`exclusive`, `reverse` choose which triangle), moved back. Integers sum in f32 (exact
     /// while partial sums stay within 2^24).
+    /// `CumProd` as a doubling scan: `ceil(log2 L)` steps, each multiplying by the running
+    /// products shifted `d = 1, 2, 4, ...` places (ones shifted in); `exclusive` shifts the input
+    /// one place first, `reverse` flips the axis before and after.
+    pub(super) fn cum_prod(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let dims = self.shape(x);
+        let rank = dims.len();
+        let axis = match self.const_ints(1)?.as_slice() {
+            [a] => self.axis_in(*a, rank)?,
+            other => return bad(format!("axis {other:?} must be one integer")),
+        };
+        let l = dims[axis];
+        let (excl, rev) = (self.ai("exclusive", 0) != 0, self.ai("reverse", 0) != 0);
+        let whole = |d: usize| SliceAxis {
+            start: 0,
+            step: 1,
+            len: d,
+        };
+        let flip = |s: &mut Self, v: ValueId| -> R<ValueId> {
+            let mut axes: Vec<SliceAxis> = dims.iter().map(|&d| whole(d)).collect();
+            axes[axis] = SliceAxis {
+                start: l as i64 - 1,
+                step: -1,
+                len: l,
+            };
+            s.add1(Op::Slice { axes }, &[v])
+        };
+        // v shifted `d` places along the axis, ones in front.
+        let shift = |s: &mut Self, v: ValueId, d: usize| -> R<ValueId> {
+            let mut axes: Vec<SliceAxis> = dims.iter().map(|&d| whole(d)).collect();
+            axes[axis] = whole(l - d);
+            let head = s.add1(Op::Slice { axes }, &[v])?;
+            let mut pads = vec![[0, 0]; rank];
+            pads[axis] = [d, 0];
+            s.add1(
+                Op::Pad {
+                    pads,
+                    mode: PadMode::Constant(1.0),
+                },
+                &[head],
+            )
+        };
+        if l == 0 {
+            return Ok(vec![x]);
+        }
+        let mut y = if rev { flip(self, x)? } else { x };
+        if excl {
+            y = shift(self, y, 1)?;
+        }
+        let mut d = 1;
+        while d < l {
+            let s = shift(self, y, d)?;
+            y = self.bin(BinaryOp::Mul, y, s)?;
+            d *= 2;
+        }
+        Ok(vec![if rev { flip(self, y)? } else { y }])
+    }
+
     pub(super) fn cum_sum(&mut self) -> R<Vec<ValueId>> {
         let x = self.inp(0)?;
         let dt = self.g.dtype(x);

@@ -1,5 +1,5 @@
 //! Shapes and layout: Reshape, Flatten, (Un)Squeeze, Transpose, Concat, Split, Slice, Gather,
-//! Expand, Pad, Trilu, OneHot, SpaceToDepth, DepthToSpace, EyeLike, Compress, CenterCropPad, and
+//! GatherND, Expand, Tile, Pad, Trilu, OneHot, SpaceToDepth, DepthToSpace, EyeLike, Compress, CenterCropPad, and
 //! the ops evaluated at import (Shape, Size, ConstantOfShape, Range, Constant).
 
 use super::Converter::{self, Tensors};
@@ -28,6 +28,8 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("Gather", Tensors(|c| c.gather())),
     ("GatherElements", Tensors(|c| c.gather_elements())),
     ("Expand", Tensors(|c| c.expand())),
+    ("Tile", Tensors(|c| c.tile())),
+    ("GatherND", Tensors(|c| c.gather_nd())),
     ("Pad", Tensors(|c| c.pad())),
     ("Trilu", Tensors(|c| c.trilu())),
     ("Shape", Tensors(|c| c.shape_op())),
@@ -263,6 +265,97 @@ impl Importer<'_> {
             .ok_or_else(|| Fail::Bad(format!("shape {out} is too large")))?;
         let yes = self.konst(Tensor::new(out, TensorData::Bool(vec![true; n]))?)?;
         self.add(Op::Where, &[yes, x, x])
+    }
+
+    /// `x` broadcast to `dims` (same rank; each of x's dims is 1 or equal): a `Where` with a
+    /// constant condition that holds the broadcast dims only.
+    fn broadcast_to(&mut self, x: ValueId, dims: &[usize]) -> R<ValueId> {
+        let have = self.shape(x);
+        if have == dims {
+            return Ok(x);
+        }
+        let cond: Vec<usize> = have
+            .iter()
+            .zip(dims)
+            .map(|(&h, &d)| if h == d { 1 } else { d })
+            .collect();
+        let n = cond
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= MAX_ELEMENTS)
+            .ok_or_else(|| Fail::Bad(format!("shape {dims:?} is too large")))?;
+        let yes = self.konst(Tensor::new(cond, TensorData::Bool(vec![true; n]))?)?;
+        self.add1(Op::Where, &[yes, x, x])
+    }
+
+    /// `Tile`: each dim `d` repeated `r` times is `[1, d]` broadcast to `[r, d]`, then merged.
+    fn tile(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        let reps = self.const_ints(1)?;
+        let dims = self.shape(x);
+        if reps.len() != dims.len() || reps.iter().any(|&r| r < 0) {
+            return bad(format!(
+                "repeats {reps:?} must be {} non-negative integers",
+                dims.len()
+            ));
+        }
+        let (mut split, mut wide, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        for (&d, &r) in dims.iter().zip(&reps) {
+            split.extend([1, d]);
+            wide.extend([r as usize, d]);
+            out.push(r as usize * d);
+        }
+        if reps.iter().all(|&r| r == 1) {
+            return Ok(vec![x]);
+        }
+        let xs = self.reshape(x, split)?;
+        let b = self.broadcast_to(xs, &wide)?;
+        Ok(vec![self.reshape(b, out)?])
+    }
+
+    /// `GatherND`: each index tuple becomes one flat row index (negative entries counted from
+    /// the end, batch dims folded in), computed on the device, and a Gather of the rows.
+    fn gather_nd(&mut self) -> R<Vec<ValueId>> {
+        let (x, idx) = (self.inp(0)?, self.inp(1)?);
+        let (dims, idims) = (self.shape(x), self.shape(idx));
+        let b = self.ai("batch_dims", 0).max(0) as usize;
+        let q = idims.len();
+        let k = *idims.last().unwrap_or(&0);
+        if q == 0 || b >= q || b + k > dims.len() || idims[..b] != dims[..b] {
+            return bad(format!(
+                "indices {idims:?} do not fit data {dims:?} with batch_dims {b}"
+            ));
+        }
+        let ix = self.cast(idx, DType::I64)?;
+        // Negative entries count from the end of their dim.
+        let lim: Vec<f64> = dims[b..b + k].iter().map(|&d| d as f64).collect();
+        let lim = self.konst(Tensor::from_f64(DType::I64, [k], &lim))?;
+        let zero = self.scalar(DType::I64, 0.0)?;
+        let neg = self.bin(BinaryOp::Lt, ix, zero)?;
+        let wrapped = self.bin(BinaryOp::Add, ix, lim)?;
+        let ix = self.add1(Op::Where, &[neg, wrapped, ix])?;
+        // Row-major strides over the indexed dims, summed along the tuple.
+        let mut strides = vec![1.0; k];
+        for j in (0..k.saturating_sub(1)).rev() {
+            strides[j] = strides[j + 1] * dims[b + j + 1] as f64;
+        }
+        let st = self.konst(Tensor::from_f64(DType::I64, [k], &strides))?;
+        let weighted = self.bin(BinaryOp::Mul, ix, st)?;
+        let mut flat = self.sum_over(weighted, vec![q - 1], false)?;
+        let rows: usize = dims[b..b + k].iter().product();
+        if b > 0 {
+            // Each batch position's first row.
+            let nb: usize = dims[..b].iter().product();
+            let mut od = dims[..b].to_vec();
+            od.extend(std::iter::repeat_n(1, q - 1 - b));
+            let off: Vec<f64> = (0..nb).map(|i| (i * rows) as f64).collect();
+            let off = self.konst(Tensor::from_f64(DType::I64, od, &off))?;
+            flat = self.bin(BinaryOp::Add, flat, off)?;
+        }
+        let mut rdims = vec![dims[..b + k].iter().product::<usize>()];
+        rdims.extend(&dims[b + k..]);
+        let xr = self.reshape(x, rdims)?;
+        self.add(Op::Gather { axis: 0 }, &[xr, flat])
     }
 
     /// `Shape`.
