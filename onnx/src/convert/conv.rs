@@ -86,18 +86,30 @@ impl Importer<'_> {
 
     fn conv(&mut self, transpose: bool) -> R<Vec<ValueId>> {
         let (x, w) = (self.inp(0)?, self.inp(1)?);
+        let bias = if self.has(2) {
+            Some(self.inp(2)?)
+        } else {
+            None
+        };
         if self.g.shape(x).rank() == 3 && self.g.shape(w).rank() == 3 {
             let l = self.lift_1d(&[x, w])?;
-            let outs = self.conv2d(transpose, l[0], l[1])?;
+            let outs = self.conv2d(transpose, l[0], l[1], bias)?;
             return self.lower_1d(outs);
         }
         if transpose && self.g.shape(x).rank() == 5 && self.g.shape(w).rank() == 5 {
             return Ok(vec![self.conv_transpose_3d(x, w)?]);
         }
-        self.conv2d(transpose, x, w)
+        self.conv2d(transpose, x, w, bias)
     }
 
-    fn conv2d(&mut self, transpose: bool, x: ValueId, w: ValueId) -> R<Vec<ValueId>> {
+    /// A 2-D convolution of `x` by `w` (and `bias`) with this node's Conv attributes.
+    pub(super) fn conv2d(
+        &mut self,
+        transpose: bool,
+        x: ValueId,
+        w: ValueId,
+        bias: Option<ValueId>,
+    ) -> R<Vec<ValueId>> {
         let (xs, ws) = (self.shape(x), self.shape(w));
         if xs.len() != 4 || ws.len() != 4 {
             return unsup(format!(
@@ -143,9 +155,7 @@ impl Importer<'_> {
                 groups: groups as usize,
             };
             let mut ins = vec![x, w];
-            if self.has(2) {
-                ins.push(self.inp(2)?);
-            }
+            ins.extend(bias);
             return self.add(Op::Conv2d(c), &ins);
         }
         let mut output_padding = two("output_padding", 0)?;
@@ -195,9 +205,7 @@ impl Importer<'_> {
             groups: groups as usize,
         };
         let mut ins = vec![x, w];
-        if self.has(2) {
-            ins.push(self.inp(2)?);
-        }
+        ins.extend(bias);
         self.add(Op::ConvTranspose2d(c), &ins)
     }
 

@@ -19,9 +19,11 @@ use std::sync::OnceLock;
 mod attention;
 mod control;
 mod conv;
+mod einsum;
 mod math;
 mod nn;
 mod norm;
+mod quant;
 mod reduce;
 mod resize;
 mod sequence;
@@ -44,6 +46,8 @@ const FAMILIES: &[&[(&str, Converter)]] = &[
     conv::OPS,
     resize::OPS,
     reduce::OPS,
+    einsum::OPS,
+    quant::OPS,
     tensor::OPS,
     sequence::OPS,
     control::OPS,

@@ -269,7 +269,7 @@ impl Importer<'_> {
 
     /// `x` broadcast to `dims` (same rank; each of x's dims is 1 or equal): a `Where` with a
     /// constant condition that holds the broadcast dims only.
-    fn broadcast_to(&mut self, x: ValueId, dims: &[usize]) -> R<ValueId> {
+    pub(super) fn broadcast_to(&mut self, x: ValueId, dims: &[usize]) -> R<ValueId> {
         let have = self.shape(x);
         if have == dims {
             return Ok(x);

@@ -1,0 +1,362 @@
+//! Quantization: QuantizeLinear, DequantizeLinear (per tensor, per axis and blocked; integer,
+//! float8 and float4 types), DynamicQuantizeLinear, and the integer products MatMulInteger,
+//! ConvInteger, QLinearMatMul and QLinearConv.
+//!
+//! Each is a composition of device ops computed in f32: the integer products multiply the
+//! zero-point-shifted integers as f32, exact while every sum stays below 2^24 (K x 255 x 255
+//! does for K up to 258; beyond that the sum rounds in its last bits before requantisation).
+
+use super::Converter::{self, Tensors};
+use super::{bad, unsup, Importer, R};
+use crate::tensor::dtype_of;
+use sfumato_core::op::*;
+use sfumato_core::{DType, Op, ValueId};
+
+/// The ops of this family, by ONNX op type (default domain).
+pub(super) const OPS: &[(&str, Converter)] = &[
+    ("QuantizeLinear", Tensors(|c| c.quantize_linear())),
+    ("DequantizeLinear", Tensors(|c| c.dequantize_linear())),
+    (
+        "DynamicQuantizeLinear",
+        Tensors(|c| c.dynamic_quantize_linear()),
+    ),
+    ("MatMulInteger", Tensors(|c| c.integer_product(false))),
+    ("ConvInteger", Tensors(|c| c.integer_product(true))),
+    ("QLinearMatMul", Tensors(|c| c.qlinear(false))),
+    ("QLinearConv", Tensors(|c| c.qlinear(true))),
+];
+
+impl Importer<'_> {
+    /// `v` as f32 (a cast unless it is one already).
+    fn as_f32(&mut self, v: ValueId) -> R<ValueId> {
+        if self.g.dtype(v) == DType::F32 {
+            Ok(v)
+        } else {
+            self.cast(v, DType::F32)
+        }
+    }
+
+    /// A scale or zero point laid against `x` (of `dims`): a scalar or one-element tensor as
+    /// it is, a 1-D one along `axis`, a blocked one (x's rank, `ceil(d / block)` along `axis`)
+    /// repeated `block` times along it and cut to `d`.
+    fn quant_param(&mut self, p: ValueId, dims: &[usize], axis: i64, block: i64) -> R<ValueId> {
+        let pd = self.shape(p);
+        let n: usize = pd.iter().product();
+        if block > 0 {
+            let rank = dims.len();
+            let a = self.axis_in(axis, rank)?;
+            let b = block as usize;
+            let want_blocks = dims[a].div_ceil(b);
+            let ok = pd.len() == rank
+                && pd[a] == want_blocks
+                && (0..rank).all(|d| d == a || pd[d] == dims[d]);
+            if !ok {
+                return bad(format!(
+                    "blocked parameter {pd:?} does not fit input {dims:?} (axis {a}, block {b})"
+                ));
+            }
+            let mut split = pd.clone();
+            split.insert(a + 1, 1);
+            let mut wide = pd.clone();
+            wide.insert(a + 1, b);
+            let mut merged = pd.clone();
+            merged[a] = want_blocks * b;
+            let s = self.reshape(p, split)?;
+            let s = self.broadcast_to(s, &wide)?;
+            let s = self.reshape(s, merged.clone())?;
+            if merged[a] == dims[a] {
+                return Ok(s);
+            }
+            let axes = merged
+                .iter()
+                .enumerate()
+                .map(|(d, &len)| SliceAxis {
+                    start: 0,
+                    step: 1,
+                    len: if d == a { dims[a] } else { len },
+                })
+                .collect();
+            return self.add1(Op::Slice { axes }, &[s]);
+        }
+        if n == 1 || pd.len() == 0 {
+            return Ok(p);
+        }
+        if pd.len() != 1 {
+            return bad(format!(
+                "parameter {pd:?} must be a scalar, 1-D, or blocked (block_size > 0)"
+            ));
+        }
+        let a = self.axis_in(axis, dims.len())?;
+        if dims[a] != n {
+            return bad(format!(
+                "parameter of {n} values along axis {a} of input {dims:?}"
+            ));
+        }
+        let mut shaped = vec![1; dims.len()];
+        shaped[a] = n;
+        self.reshape(p, shaped)
+    }
+
+    /// `DequantizeLinear`: `(x - zero_point) * scale` in f32, cast to the output type.
+    fn dequantize_linear(&mut self) -> R<Vec<ValueId>> {
+        let (x, scale) = (self.inp(0)?, self.inp(1)?);
+        let dims = self.shape(x);
+        let (axis, block) = (self.ai("axis", 1), self.ai("block_size", 0));
+        let to = match self.ai("output_dtype", 0) {
+            0 => self.g.dtype(scale),
+            t => dtype_of(t as i32).map_err(super::Fail::Unsupported)?,
+        };
+        if !to.is_float() {
+            return bad(format!("DequantizeLinear to {to}"));
+        }
+        let xf = self.as_f32(x)?;
+        let shifted = if self.has(2) {
+            let zp = self.inp(2)?;
+            if self.g.dtype(zp) != self.g.dtype(x) {
+                return bad(format!(
+                    "zero point of {} for input of {}",
+                    self.g.dtype(zp),
+                    self.g.dtype(x)
+                ));
+            }
+            let zp = self.quant_param(zp, &dims, axis, block)?;
+            let zf = self.as_f32(zp)?;
+            self.bin(BinaryOp::Sub, xf, zf)?
+        } else {
+            xf
+        };
+        let s = self.quant_param(scale, &dims, axis, block)?;
+        let sf = self.as_f32(s)?;
+        let y = self.bin(BinaryOp::Mul, shifted, sf)?;
+        Ok(vec![if to == DType::F32 {
+            y
+        } else {
+            self.cast(y, to)?
+        }])
+    }
+
+    /// `x / scale` rounded half to even, plus the zero point, clamped to `to`'s range, in
+    /// `to`; to a float8 or float4 type, `x / scale + zero_point` cast (saturating unless
+    /// `saturate = 0`).
+    fn requantize(
+        &mut self,
+        xf: ValueId,
+        sf: ValueId,
+        zf: Option<ValueId>,
+        to: DType,
+    ) -> R<ValueId> {
+        let q = self.bin(BinaryOp::Div, xf, sf)?;
+        if to.is_float() {
+            let q = match zf {
+                Some(z) => self.bin(BinaryOp::Add, q, z)?,
+                None => q,
+            };
+            let saturate = self.ai("saturate", 1) != 0;
+            return self.add1(Op::Cast { to, saturate }, &[q]);
+        }
+        let r = self.un(UnaryOp::Round, q)?;
+        let r = match zf {
+            Some(z) => self.bin(BinaryOp::Add, r, z)?,
+            None => r,
+        };
+        let (lo, hi) = int_bounds(to)
+            .ok_or_else(|| super::Fail::Unsupported(format!("quantizing to {to}")))?;
+        let c = self.un(
+            UnaryOp::Clip {
+                min: lo as f32,
+                max: hi as f32,
+            },
+            r,
+        )?;
+        self.cast(c, to)
+    }
+
+    /// `QuantizeLinear`.
+    fn quantize_linear(&mut self) -> R<Vec<ValueId>> {
+        let (x, scale) = (self.inp(0)?, self.inp(1)?);
+        let dims = self.shape(x);
+        let (axis, block) = (self.ai("axis", 1), self.ai("block_size", 0));
+        if self.ai("precision", 0) != 0 {
+            return unsup("QuantizeLinear with a precision attribute");
+        }
+        let zp = if self.has(2) {
+            Some(self.inp(2)?)
+        } else {
+            None
+        };
+        let to = match (zp, self.ai("output_dtype", 0)) {
+            (Some(z), _) => self.g.dtype(z),
+            (None, 0) => DType::U8,
+            (None, t) => dtype_of(t as i32).map_err(super::Fail::Unsupported)?,
+        };
+        let xf = self.as_f32(x)?;
+        let s = self.quant_param(scale, &dims, axis, block)?;
+        let sf = self.as_f32(s)?;
+        let zf = match zp {
+            Some(z) => {
+                let z = self.quant_param(z, &dims, axis, block)?;
+                Some(self.as_f32(z)?)
+            }
+            None => None,
+        };
+        Ok(vec![self.requantize(xf, sf, zf, to)?])
+    }
+
+    /// `DynamicQuantizeLinear`: uint8 over `[min(x, 0), max(x, 0)]`, with its scale and zero
+    /// point.
+    fn dynamic_quantize_linear(&mut self) -> R<Vec<ValueId>> {
+        let x = self.inp(0)?;
+        if self.g.dtype(x) != DType::F32 {
+            return bad(format!("DynamicQuantizeLinear of {}", self.g.dtype(x)));
+        }
+        let rank = self.g.shape(x).rank();
+        let all: Vec<usize> = (0..rank).collect();
+        let reduce = |s: &mut Self, op| {
+            s.add1(
+                Op::Reduce {
+                    op,
+                    axes: all.clone(),
+                    keepdim: false,
+                },
+                &[x],
+            )
+        };
+        let zero = self.scalar(DType::F32, 0.0)?;
+        let mx = reduce(self, ReduceOp::Max)?;
+        let mx = self.bin(BinaryOp::Max, mx, zero)?;
+        let mn = reduce(self, ReduceOp::Min)?;
+        let mn = self.bin(BinaryOp::Min, mn, zero)?;
+        let span = self.bin(BinaryOp::Sub, mx, mn)?;
+        let q = self.scalar(DType::F32, 255.0)?;
+        let scale = self.bin(BinaryOp::Div, span, q)?;
+        let neg = self.un(UnaryOp::Neg, mn)?;
+        let z = self.bin(BinaryOp::Div, neg, scale)?;
+        let z = self.un(UnaryOp::Round, z)?;
+        let z = self.un(
+            UnaryOp::Clip {
+                min: 0.0,
+                max: 255.0,
+            },
+            z,
+        )?;
+        let y = self.requantize(x, scale, Some(z), DType::U8)?;
+        let zp = self.cast(z, DType::U8)?;
+        Ok(vec![y, scale, zp])
+    }
+
+    /// `a - zero_point` in f32 for an integer product operand; the zero point is a scalar or
+    /// one per row of A (`row_axis` = rank - 2) or per column of B / output channel of W.
+    fn shifted_operand(&mut self, v: ValueId, zp: Option<ValueId>, axis: usize) -> R<ValueId> {
+        let vf = self.as_f32(v)?;
+        let Some(z) = zp else {
+            return Ok(vf);
+        };
+        let dims = self.shape(v);
+        let zf = self.quant_param(z, &dims, axis as i64, 0)?;
+        let zf = self.as_f32(zf)?;
+        self.bin(BinaryOp::Sub, vf, zf)
+    }
+
+    /// `MatMulInteger` and `ConvInteger`: i32 products of zero-point-shifted integers.
+    fn integer_product(&mut self, conv: bool) -> R<Vec<ValueId>> {
+        let (a, b) = (self.inp(0)?, self.inp(1)?);
+        let za = if self.has(2) {
+            Some(self.inp(2)?)
+        } else {
+            None
+        };
+        let zb = if self.has(3) {
+            Some(self.inp(3)?)
+        } else {
+            None
+        };
+        let p = self.shifted_product(a, za, b, zb, conv)?;
+        Ok(vec![self.cast(p, DType::I32)?])
+    }
+
+    /// The f32 product (MatMul, or Conv with this node's attributes) of two shifted operands.
+    fn shifted_product(
+        &mut self,
+        a: ValueId,
+        za: Option<ValueId>,
+        b: ValueId,
+        zb: Option<ValueId>,
+        conv: bool,
+    ) -> R<ValueId> {
+        let (ra, rb) = (self.g.shape(a).rank(), self.g.shape(b).rank());
+        if ra < 1 || rb < 1 {
+            return bad("integer product of a scalar");
+        }
+        // A's zero point per row, B's per column (W's per output channel).
+        let a_axis = if conv { 1 } else { ra.saturating_sub(2) };
+        let b_axis = if conv { 0 } else { rb - 1 };
+        let af = self.shifted_operand(a, za, a_axis)?;
+        let bf = self.shifted_operand(b, zb, b_axis)?;
+        if conv {
+            let mut y = self.conv2d(false, af, bf, None)?;
+            return Ok(y.remove(0));
+        }
+        self.add1(Op::MatMul, &[af, bf])
+    }
+
+    /// `QLinearMatMul` and `QLinearConv`: the shifted product times `a_scale * b_scale`,
+    /// requantized by `y_scale` and `y_zero_point`.
+    fn qlinear(&mut self, conv: bool) -> R<Vec<ValueId>> {
+        let ins: Vec<ValueId> = (0..8).map(|i| self.inp(i)).collect::<R<_>>()?;
+        let [a, sa, za, b, sb, zb, sy, zy] = ins[..] else {
+            return bad("QLinear op needs 8 inputs");
+        };
+        let p = self.shifted_product(a, Some(za), b, Some(zb), conv)?;
+        let out = self.shape(p);
+        let rank = out.len();
+        // The scales: A's per row (per tensor for a conv's input), B's per column or per output
+        // channel.
+        let a_axis = if conv { 1 } else { rank.saturating_sub(2) };
+        let b_axis = if conv { 1 } else { rank - 1 };
+        let saf = self.quant_param(sa, &out, a_axis as i64, 0)?;
+        let sbf = self.quant_param(sb, &out, b_axis as i64, 0)?;
+        let saf = self.as_f32(saf)?;
+        let sbf = self.as_f32(sbf)?;
+        let mut acc = self.bin(BinaryOp::Mul, p, saf)?;
+        acc = self.bin(BinaryOp::Mul, acc, sbf)?;
+        if conv && self.has(8) {
+            // The i32 bias is in units of a_scale * b_scale.
+            let bias = self.inp(8)?;
+            let bf = self.as_f32(bias)?;
+            let c = self.g.shape(bias).numel();
+            let mut bd = vec![1; rank];
+            bd[1] = c;
+            let bf = self.reshape(bf, bd)?;
+            let scaled = self.bin(BinaryOp::Mul, bf, saf)?;
+            let scaled = self.bin(BinaryOp::Mul, scaled, sbf)?;
+            acc = self.bin(BinaryOp::Add, acc, scaled)?;
+        }
+        let syf = self.quant_param(sy, &out, 1, 0)?;
+        let syf = self.as_f32(syf)?;
+        let zyf = self.quant_param(zy, &out, 1, 0)?;
+        let to = self.g.dtype(zy);
+        let zyf = self.as_f32(zyf)?;
+        Ok(vec![self.requantize(acc, syf, Some(zyf), to)?])
+    }
+}
+
+/// The range an integer quantized type holds.
+fn int_bounds(dt: DType) -> Option<(f64, f64)> {
+    if let Some((bits, signed)) = dt.sub_byte_int() {
+        let n = (1i64 << bits) as f64;
+        return Some(if signed {
+            (-n / 2.0, n / 2.0 - 1.0)
+        } else {
+            (0.0, n - 1.0)
+        });
+    }
+    Some(match dt {
+        DType::I8 => (-128.0, 127.0),
+        DType::U8 => (0.0, 255.0),
+        DType::I16 => (-32768.0, 32767.0),
+        DType::U16 => (0.0, 65535.0),
+        DType::I32 => (-2147483648.0, 2147483647.0),
+        DType::U32 => (0.0, 4294967295.0),
+        _ => return None,
+    })
+}
