@@ -26,6 +26,7 @@ mod norm;
 mod quant;
 mod reduce;
 mod resize;
+mod rnn;
 mod sequence;
 mod tensor;
 
@@ -48,6 +49,7 @@ const FAMILIES: &[&[(&str, Converter)]] = &[
     reduce::OPS,
     einsum::OPS,
     quant::OPS,
+    rnn::OPS,
     tensor::OPS,
     sequence::OPS,
     control::OPS,
