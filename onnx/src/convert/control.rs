@@ -1,6 +1,7 @@
 //! ONNX control flow that Sfumato unrolls at import: a `Loop` whose trip count and condition are
 //! known when the model loads (computed from initializers, constants and the inputs the caller
-//! gave values for) becomes its body repeated, with the scan outputs stacked. A loop whose count
+//! gave values for) becomes its body repeated, with the scan outputs stacked; a `Scan` (opset 9
+//! on) becomes its body once per slice of its scan inputs, whose length every shape fixes. A loop whose count
 //! depends on values known only at run time is unsupported.
 
 use super::Converter::{self, Values};
@@ -20,6 +21,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("Loop", Values(|c| c.loop_op())),
     ("If", Values(|c| c.if_op())),
     ("SequenceMap", Values(|c| c.sequence_map())),
+    ("Scan", Values(|c| c.scan())),
 ];
 
 impl Importer<'_> {
@@ -283,6 +285,121 @@ impl Importer<'_> {
             }
         }
         Ok(outs.into_iter().map(Val::Seq).collect())
+    }
+
+    /// `Scan(states..., scan_inputs...)` → `(final states..., scan outputs...)` (opset 9 on):
+    /// the body once per position along each scan input's axis (backwards for direction 1),
+    /// the states carried, each scan output's slices stacked along its axis (in reverse for
+    /// direction 1).
+    pub(super) fn scan(&mut self) -> R<Vec<Val>> {
+        if self.opset < 9 {
+            return unsup("Scan of opset 8 (batched, with sequence_lens)");
+        }
+        let body = self.body_attr("body")?;
+        let m = self.ai("num_scan_inputs", 0).max(0) as usize;
+        let total = self.ins.len();
+        if m == 0 || m > total {
+            return bad(format!("num_scan_inputs {m} for {total} inputs"));
+        }
+        let n = total - m;
+        if body.input.len() != total || body.output.len() < n {
+            return bad(format!(
+                "the body takes {} inputs and gives {} outputs; {n} states and {m} scan inputs need {total} and at least {n}",
+                body.input.len(),
+                body.output.len()
+            ));
+        }
+        let k = body.output.len() - n;
+        let list = |s: &Self, name: &str, len: usize| -> R<Vec<i64>> {
+            match s.ais(name) {
+                Some(v) if v.len() == len => Ok(v),
+                Some(v) => bad(format!("{name} has {} values, expected {len}", v.len())),
+                None => Ok(vec![0; len]),
+            }
+        };
+        let in_axes = list(self, "scan_input_axes", m)?;
+        let in_dirs = list(self, "scan_input_directions", m)?;
+        let out_axes = list(self, "scan_output_axes", k)?;
+        let out_dirs = list(self, "scan_output_directions", k)?;
+        let mut states: Vec<Val> = (0..n).map(|i| self.val(i)).collect::<R<_>>()?;
+        let mut scans = Vec::with_capacity(m);
+        let mut len = None;
+        for j in 0..m {
+            let v = self.inp(n + j)?;
+            let dims = self.shape(v);
+            let axis = self.axis_in(in_axes[j], dims.len())?;
+            if len.is_some_and(|l| l != dims[axis]) {
+                return bad(format!(
+                    "scan inputs of {} and {} steps",
+                    len.unwrap_or_default(),
+                    dims[axis]
+                ));
+            }
+            len = Some(dims[axis]);
+            scans.push((v, dims, axis, in_dirs[j] != 0));
+        }
+        let steps = len.unwrap_or(0);
+        if steps > MAX_LOOP_ITERATIONS {
+            return unsup(format!(
+                "a Scan of more than {MAX_LOOP_ITERATIONS} steps is not unrolled ({steps})"
+            ));
+        }
+        if steps == 0 && k > 0 {
+            return unsup("a Scan of no steps has scan outputs of unknown shape");
+        }
+        let mut outs: Vec<Vec<ValueId>> = vec![Vec::new(); k];
+        for t in 0..steps {
+            self.count_inlined(body.node.len() + 1)?;
+            let mut args = states.clone();
+            for (v, dims, axis, rev) in &scans {
+                let at = if *rev { steps - 1 - t } else { t };
+                let axes = dims
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &l)| sfumato_core::op::SliceAxis {
+                        start: if d == *axis { at as i64 } else { 0 },
+                        step: 1,
+                        len: if d == *axis { 1 } else { l },
+                    })
+                    .collect();
+                let s = self.add1(Op::Slice { axes }, &[*v])?;
+                let mut sd = dims.clone();
+                sd.remove(*axis);
+                args.push(Val::T(self.reshape(s, sd)?));
+            }
+            let mut res = self.inline_graph(&body, args, &t.to_string())?.into_iter();
+            states = res.by_ref().take(n).collect();
+            for (o, v) in outs.iter_mut().zip(res) {
+                match v {
+                    Val::T(v) => o.push(v),
+                    _ => return unsup("a Scan output that is not a tensor"),
+                }
+            }
+        }
+        let mut result = states;
+        for (j, mut o) in outs.into_iter().enumerate() {
+            if out_dirs[j] != 0 {
+                o.reverse();
+            }
+            let dims = self.shape(o[0]);
+            let axis = self.axis(out_axes[j], dims.len() + 1)?;
+            let mut parts = Vec::with_capacity(o.len());
+            for v in o {
+                let mut d = self.shape(v);
+                if d.len() + 1 != dims.len() + 1 || d != dims {
+                    return bad(format!("scan output {j} changes shape: {dims:?} then {d:?}"));
+                }
+                d.insert(axis, 1);
+                parts.push(self.reshape(v, d)?);
+            }
+            let stacked = if parts.len() == 1 {
+                parts[0]
+            } else {
+                self.add1(Op::Concat { axis }, &parts)?
+            };
+            result.push(Val::T(stacked));
+        }
+        Ok(result)
     }
 
     /// Input `i` as one boolean known at import.
