@@ -387,7 +387,9 @@ impl Importer<'_> {
             for v in o {
                 let mut d = self.shape(v);
                 if d.len() + 1 != dims.len() + 1 || d != dims {
-                    return bad(format!("scan output {j} changes shape: {dims:?} then {d:?}"));
+                    return bad(format!(
+                        "scan output {j} changes shape: {dims:?} then {d:?}"
+                    ));
                 }
                 d.insert(axis, 1);
                 parts.push(self.reshape(v, d)?);

@@ -27,6 +27,7 @@ mod quant;
 mod reduce;
 mod resize;
 mod rnn;
+mod seqmodel;
 mod sequence;
 mod tensor;
 
@@ -50,6 +51,7 @@ const FAMILIES: &[&[(&str, Converter)]] = &[
     einsum::OPS,
     quant::OPS,
     rnn::OPS,
+    seqmodel::OPS,
     tensor::OPS,
     sequence::OPS,
     control::OPS,
