@@ -3,7 +3,7 @@
 //! kernel matches.
 
 use super::Converter::{self, Tensors};
-use super::{bad, unsup, Importer, R};
+use super::{bad, Importer, R};
 use sfumato_core::op::*;
 use sfumato_core::{DType, Op, Tensor, ValueId};
 
@@ -13,14 +13,10 @@ pub(super) const OPS: &[(&str, Converter)] = &[("Attention", Tensors(|c| c.atten
 impl Importer<'_> {
     /// `Attention` (opsets 23 and 24): 3-D or 4-D Q/K/V, the KV cache (past and present),
     /// grouped-query heads, a bool or additive mask (padded to the total key length),
-    /// causal masking (offset by the cache, or per batch by `nonpad_kv_seqlen`), `scale`,
+    /// causal masking and sliding windows (`left_window_size`, `right_window_size`; offset by
+    /// the cache, or per batch by `nonpad_kv_seqlen`), `scale`,
     /// `softcap` and the `qk_matmul_output` of every mode.
     pub(super) fn attention(&mut self) -> R<Vec<ValueId>> {
-        for w in ["left_window_size", "right_window_size"] {
-            if self.ai(w, -1) >= 0 {
-                return unsup(format!("{w} (sliding-window attention)"));
-            }
-        }
         let (mut q, mut k, mut v) = (self.inp(0)?, self.inp(1)?, self.inp(2)?);
         let dt = self.g.dtype(q);
         if !dt.is_float() {
@@ -211,10 +207,16 @@ impl Importer<'_> {
         };
         let i_idx = self.iota(DType::I64, sq, 2, 4)?;
         let j_idx = self.iota(DType::I64, skv, 3, 4)?;
-        if self.ai("is_causal", 0) != 0 {
-            // Bottom-right aligned: query i attends key j iff j <= i + offset, the offset being
-            // the cache length, or per batch nonpad_kv_seqlen - Sq for an external cache.
-            let limit = match nonpad {
+        let causal = self.ai("is_causal", 0) != 0;
+        let (left, right) = (
+            self.ai("left_window_size", -1),
+            self.ai("right_window_size", -1),
+        );
+        if causal || left >= 0 || right >= 0 {
+            // The query's absolute position, bottom-right aligned: in-block index i plus the
+            // count of valid keys before the block, the cache length, or per batch
+            // nonpad_kv_seqlen - Sq for an external cache.
+            let pos = match nonpad {
                 Some(n) if !self.has(4) => {
                     let sqc = self.scalar(DType::I64, sq as f64)?;
                     let off = self.bin(BinaryOp::Sub, n, sqc)?;
@@ -231,9 +233,28 @@ impl Importer<'_> {
                     self.bin(BinaryOp::Add, i_idx, off)?
                 }
             };
-            let allowed = self.bin(BinaryOp::Le, j_idx, limit)?;
-            let cb = self.bias_of(allowed, dt)?;
-            bias = add(self, bias, cb)?;
+            // Causal: j <= pos; a left window: j >= pos - left; a right one: j <= pos + right.
+            let mut bounds = Vec::new();
+            if causal {
+                bounds.push((BinaryOp::Le, 0.0));
+            }
+            if left >= 0 {
+                bounds.push((BinaryOp::Ge, -(left as f64)));
+            }
+            if right >= 0 {
+                bounds.push((BinaryOp::Le, right as f64));
+            }
+            for (cmp, off) in bounds {
+                let lim = if off == 0.0 {
+                    pos
+                } else {
+                    let o = self.scalar(DType::I64, off)?;
+                    self.bin(BinaryOp::Add, pos, o)?
+                };
+                let allowed = self.bin(cmp, j_idx, lim)?;
+                let wb = self.bias_of(allowed, dt)?;
+                bias = add(self, bias, wb)?;
+            }
         }
         if let Some(n) = nonpad {
             let allowed = self.bin(BinaryOp::Lt, j_idx, n)?;
