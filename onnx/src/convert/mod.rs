@@ -27,6 +27,7 @@ mod quant;
 mod reduce;
 mod resize;
 mod rnn;
+mod scatter;
 mod seqmodel;
 mod sequence;
 mod tensor;
@@ -52,6 +53,7 @@ const FAMILIES: &[&[(&str, Converter)]] = &[
     quant::OPS,
     rnn::OPS,
     seqmodel::OPS,
+    scatter::OPS,
     tensor::OPS,
     sequence::OPS,
     control::OPS,
