@@ -20,6 +20,7 @@ mod attention;
 mod control;
 mod conv;
 mod einsum;
+mod grid;
 mod math;
 mod nn;
 mod norm;
@@ -54,6 +55,7 @@ const FAMILIES: &[&[(&str, Converter)]] = &[
     rnn::OPS,
     seqmodel::OPS,
     scatter::OPS,
+    grid::OPS,
     tensor::OPS,
     sequence::OPS,
     control::OPS,
