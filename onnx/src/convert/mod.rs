@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 mod attention;
 mod control;
 mod conv;
+mod dft;
 mod einsum;
 mod grid;
 mod math;
@@ -56,6 +57,7 @@ const FAMILIES: &[&[(&str, Converter)]] = &[
     seqmodel::OPS,
     scatter::OPS,
     grid::OPS,
+    dft::OPS,
     tensor::OPS,
     sequence::OPS,
     control::OPS,
