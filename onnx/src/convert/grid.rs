@@ -1,13 +1,17 @@
 //! GridSample (2-D and volumetric; nearest, linear and cubic; zeros, border and reflection
-//! padding) as device ops: each output point's taps gathered from the input and weighted.
+//! padding) as device ops: each output point's taps gathered from the input and weighted; and
+//! AffineGrid, the sampling grid of an affine map, as one matrix product.
 
 use super::Converter::{self, Tensors};
 use super::{bad, Importer, R};
 use sfumato_core::op::*;
-use sfumato_core::{DType, Op, ValueId};
+use sfumato_core::{DType, Op, Tensor, ValueId};
 
 /// The ops of this family, by ONNX op type (default domain).
-pub(super) const OPS: &[(&str, Converter)] = &[("GridSample", Tensors(|c| c.grid_sample()))];
+pub(super) const OPS: &[(&str, Converter)] = &[
+    ("GridSample", Tensors(|c| c.grid_sample())),
+    ("AffineGrid", Tensors(|c| c.affine_grid())),
+];
 
 /// GridSample's interpolation.
 #[derive(Clone, Copy, PartialEq)]
@@ -272,6 +276,50 @@ impl Importer<'_> {
         } else {
             self.cast(y, dt)?
         }])
+    }
+
+    /// `AffineGrid`: the normalized coordinates of every output point (x first, then y and
+    /// z), with a 1 appended, times each batch's `theta` transposed.
+    fn affine_grid(&mut self) -> R<Vec<ValueId>> {
+        let theta = self.inp(0)?;
+        let size = self.const_ints(1)?;
+        let td = self.shape(theta);
+        let nd = size.len().saturating_sub(2);
+        if !(nd == 2 || nd == 3) || td != [size[0] as usize, nd, nd + 1] || size.iter().any(|&d| d < 1) {
+            return bad(format!("theta {td:?} and size {size:?} (want [N, 2, 3] with [N, C, H, W] or [N, 3, 4] with [N, C, D, H, W])"));
+        }
+        let align = self.ai("align_corners", 0) != 0;
+        let sp: Vec<usize> = size[2..].iter().map(|&d| d as usize).collect();
+        let q: usize = sp.iter().product();
+        // Normalized position of index i along a dim of d points.
+        let norm = |i: usize, d: usize| -> f64 {
+            if align {
+                if d == 1 {
+                    0.0
+                } else {
+                    -1.0 + 2.0 * i as f64 / (d - 1) as f64
+                }
+            } else {
+                (2.0 * i as f64 + 1.0) / d as f64 - 1.0
+            }
+        };
+        let mut base = Vec::with_capacity(q * (nd + 1));
+        for p in 0..q {
+            let c = sfumato_core::interp::unravel(p, &sp);
+            // x (the last spatial dim) first.
+            for k in (0..nd).rev() {
+                base.push(norm(c[k], sp[k]));
+            }
+            base.push(1.0);
+        }
+        let dt = self.g.dtype(theta);
+        let base = self.konst(Tensor::from_f64(dt, [q, nd + 1], &base))?;
+        let tt = self.add1(Op::Transpose { perm: vec![0, 2, 1] }, &[theta])?;
+        let g = self.add1(Op::MatMul, &[base, tt])?; // [N, Q, nd]
+        let mut od = vec![size[0] as usize];
+        od.extend(&sp);
+        od.push(nd);
+        Ok(vec![self.reshape(g, od)?])
     }
 
     /// Keys' cubic convolution weight (a = -0.75) at distance `s` (0 <= s < 2).

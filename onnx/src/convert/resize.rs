@@ -8,7 +8,11 @@ use sfumato_core::op::*;
 use sfumato_core::{Op, Tensor, ValueId};
 
 /// The ops of this family, by ONNX op type (default domain).
-pub(super) const OPS: &[(&str, Converter)] = &[("Resize", Tensors(|c| c.resize()))];
+pub(super) const OPS: &[(&str, Converter)] = &[
+    ("Resize", Tensors(|c| c.resize())),
+    // Upsample (opsets 7 to 9) is Resize-10: the input, the scales, the mode.
+    ("Upsample", Tensors(|c| c.resize())),
+];
 
 impl Importer<'_> {
     /// Resize: the common 2-D cases (nearest with floor rounding, linear; half-pixel,
@@ -104,7 +108,15 @@ impl Importer<'_> {
         }
         let spec = ResizeSpec {
             mode: self.astr("mode", "nearest"),
-            nearest: self.astr("nearest_mode", "round_prefer_floor"),
+            // Upsample picks the source pixel by flooring (it repeats each pixel).
+            nearest: self.astr(
+                "nearest_mode",
+                if self.op == "Upsample" {
+                    "floor"
+                } else {
+                    "round_prefer_floor"
+                },
+            ),
             coord,
             cubic_a: self.af("cubic_coeff_a", -0.75) as f64,
             antialias: self.ai("antialias", 0) != 0,

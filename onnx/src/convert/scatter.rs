@@ -18,6 +18,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("ScatterND", Tensors(|c| c.scatter_nd())),
     ("TensorScatter", Tensors(|c| c.tensor_scatter())),
     ("TopK", Tensors(|c| c.top_k())),
+    ("MaxUnpool", Tensors(|c| c.max_unpool())),
 ];
 
 /// The most elements a one-hot or rank mask may hold.
@@ -302,6 +303,92 @@ impl Importer<'_> {
         // cache's.
         let got = self.add1(Op::GatherElements { axis }, &[upd, src])?;
         self.add(Op::Where, &[valid, got, past])
+    }
+
+    /// `MaxUnpool`: zeros of the output shape (`output_shape`, else from the kernel, strides
+    /// and pads) with each input value scattered to the flat output position its index gives.
+    fn max_unpool(&mut self) -> R<Vec<ValueId>> {
+        let (x, idx) = (self.inp(0)?, self.inp(1)?);
+        let xd = self.shape(x);
+        if xd.len() < 3 || self.shape(idx) != xd {
+            return bad(format!(
+                "input {xd:?} and indices {} must match, [N, C, ...]",
+                self.g.shape(idx)
+            ));
+        }
+        let nd = xd.len() - 2;
+        let out: Vec<usize> = if self.has(2) {
+            let o = self.const_ints(2)?;
+            if o.len() != xd.len() || o.iter().any(|&d| d < 0) {
+                return bad(format!("output_shape {o:?}"));
+            }
+            o.iter().map(|&d| d as usize).collect()
+        } else {
+            let ks = self.ais("kernel_shape").unwrap_or_default();
+            if ks.len() != nd {
+                return bad(format!("kernel_shape {ks:?} for {nd} spatial dims"));
+            }
+            let st = self.ais("strides").unwrap_or(vec![1; nd]);
+            let pads = self.ais("pads").unwrap_or(vec![0; 2 * nd]);
+            let mut o = xd[..2].to_vec();
+            for i in 0..nd {
+                let v = (xd[2 + i] as i64 - 1) * st[i] + ks[i] - pads[i] - pads[i + nd];
+                if v < 0 {
+                    return bad(format!("output dim {v}"));
+                }
+                o.push(v as usize);
+            }
+            o
+        };
+        if out[..2] != xd[..2] {
+            return bad(format!("output_shape {out:?} for input {xd:?}"));
+        }
+        // The indices count in the unpooled shape the kernel, strides and pads give; an
+        // output_shape larger than it keeps each value's coordinates.
+        let ks = self.ais("kernel_shape").unwrap_or_default();
+        if ks.len() != nd {
+            return bad(format!("kernel_shape {ks:?} for {nd} spatial dims"));
+        }
+        let st = self.ais("strides").unwrap_or(vec![1; nd]);
+        let pads = self.ais("pads").unwrap_or(vec![0; 2 * nd]);
+        let mut natural = xd[..2].to_vec();
+        for i in 0..nd {
+            let v = (xd[2 + i] as i64 - 1) * st.get(i).copied().unwrap_or(1) + ks[i]
+                - pads.get(i).copied().unwrap_or(0)
+                - pads.get(i + nd).copied().unwrap_or(0);
+            natural.push(v.max(0) as usize);
+        }
+        let dt = self.g.dtype(x);
+        let p: usize = out.iter().product();
+        let u: usize = xd.iter().product();
+        let zeros = self.konst(Tensor::from_f64(dt, [p, 1], &vec![0.0; p]))?;
+        let mut t = self.cast(idx, DType::I64)?;
+        if natural != out {
+            // Each coordinate of the flat index in the natural shape, re-laid in the output's.
+            let (mut ns, mut os) = (1usize, 1usize);
+            let mut acc: Option<ValueId> = None;
+            for k in (0..out.len()).rev() {
+                let nsc = self.scalar(DType::I64, ns as f64)?;
+                let q = self.bin(BinaryOp::Div, t, nsc)?;
+                let dk = self.scalar(DType::I64, natural[k] as f64)?;
+                let qd = self.bin(BinaryOp::Div, q, dk)?;
+                let qdk = self.bin(BinaryOp::Mul, qd, dk)?;
+                let c = self.bin(BinaryOp::Sub, q, qdk)?;
+                let osc = self.scalar(DType::I64, os as f64)?;
+                let part = self.bin(BinaryOp::Mul, c, osc)?;
+                acc = Some(match acc {
+                    Some(a) => self.bin(BinaryOp::Add, a, part)?,
+                    None => part,
+                });
+                ns *= natural[k];
+                os *= out[k];
+            }
+            t = acc.unwrap_or(t);
+        }
+        let t = self.reshape(t, vec![u])?;
+        let xv = self.reshape(x, vec![u, 1])?;
+        let y = self.scatter_rows(zeros, xv, t, Reduction::None)?;
+        Ok(vec![self.reshape(y, out)?])
     }
 
     /// `TopK`: each element's rank along the axis (how many elements beat it, ties to the

@@ -29,6 +29,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("GatherElements", Tensors(|c| c.gather_elements())),
     ("Expand", Tensors(|c| c.expand())),
     ("Tile", Tensors(|c| c.tile())),
+    ("ReverseSequence", Tensors(|c| c.reverse_sequence())),
     ("GatherND", Tensors(|c| c.gather_nd())),
     ("Pad", Tensors(|c| c.pad())),
     ("Trilu", Tensors(|c| c.trilu())),
@@ -313,6 +314,35 @@ impl Importer<'_> {
         Ok(vec![self.reshape(b, out)?])
     }
 
+    /// `ReverseSequence`: each batch row's first `len` steps along the time axis reversed,
+    /// the rest kept, as a gather along time with indices computed on the device.
+    fn reverse_sequence(&mut self) -> R<Vec<ValueId>> {
+        let (x, lens) = (self.inp(0)?, self.inp(1)?);
+        let dims = self.shape(x);
+        let rank = dims.len();
+        let (ta, ba) = (self.ai("time_axis", 0), self.ai("batch_axis", 1));
+        let (ta, ba) = (self.axis_in(ta, rank)?, self.axis_in(ba, rank)?);
+        if rank < 2 || ta == ba || self.g.shape(lens).dims() != [dims[ba]] {
+            return bad(format!(
+                "input {dims:?}, time axis {ta}, batch axis {ba} and sequence_lens {}",
+                self.g.shape(lens)
+            ));
+        }
+        let t = self.iota(DType::I64, dims[ta], ta, rank)?;
+        let l = self.cast(lens, DType::I64)?;
+        let mut ld = vec![1; rank];
+        ld[ba] = dims[ba];
+        let l = self.reshape(l, ld)?;
+        // Within the length: len - 1 - t; past it: t.
+        let one = self.scalar(DType::I64, 1.0)?;
+        let last = self.bin(BinaryOp::Sub, l, one)?;
+        let rev = self.bin(BinaryOp::Sub, last, t)?;
+        let inside = self.bin(BinaryOp::Lt, t, l)?;
+        let src = self.add1(Op::Where, &[inside, rev, t])?;
+        let src = self.broadcast_to(src, &dims)?;
+        self.add(Op::GatherElements { axis: ta }, &[x, src])
+    }
+
     /// `GatherND`: each index tuple becomes one flat row index (negative entries counted from
     /// the end, batch dims folded in), computed on the device, and a Gather of the rows.
     fn gather_nd(&mut self) -> R<Vec<ValueId>> {
@@ -492,6 +522,26 @@ impl Importer<'_> {
         let mut per = vec![[0usize; 2]; rank];
         for (k, &a) in axes.iter().enumerate() {
             per[a] = [pads[k] as usize, pads[k + axes.len()] as usize];
+        }
+        if mode == "wrap" {
+            // Circular: output position i along an axis reads (i - before) mod d.
+            let mut v = x;
+            for (a, &[before, after]) in per.iter().enumerate() {
+                if before == 0 && after == 0 {
+                    continue;
+                }
+                let d = dims[a];
+                if d == 0 {
+                    return bad(format!("wrap padding of an empty axis {a}"));
+                }
+                let n = d + before + after;
+                let idx: Vec<f64> = (0..n)
+                    .map(|i| ((i as i64 - before as i64).rem_euclid(d as i64)) as f64)
+                    .collect();
+                let idx = self.konst(Tensor::from_f64(DType::I64, [n], &idx))?;
+                v = self.add1(Op::Gather { axis: a }, &[v, idx])?;
+            }
+            return Ok(vec![v]);
         }
         let mode = match mode.as_str() {
             "constant" => PadMode::Constant(value as f32),
