@@ -285,7 +285,10 @@ impl Importer<'_> {
         let size = self.const_ints(1)?;
         let td = self.shape(theta);
         let nd = size.len().saturating_sub(2);
-        if !(nd == 2 || nd == 3) || td != [size[0] as usize, nd, nd + 1] || size.iter().any(|&d| d < 1) {
+        if !(nd == 2 || nd == 3)
+            || td != [size[0] as usize, nd, nd + 1]
+            || size.iter().any(|&d| d < 1)
+        {
             return bad(format!("theta {td:?} and size {size:?} (want [N, 2, 3] with [N, C, H, W] or [N, 3, 4] with [N, C, D, H, W])"));
         }
         let align = self.ai("align_corners", 0) != 0;
@@ -314,7 +317,12 @@ impl Importer<'_> {
         }
         let dt = self.g.dtype(theta);
         let base = self.konst(Tensor::from_f64(dt, [q, nd + 1], &base))?;
-        let tt = self.add1(Op::Transpose { perm: vec![0, 2, 1] }, &[theta])?;
+        let tt = self.add1(
+            Op::Transpose {
+                perm: vec![0, 2, 1],
+            },
+            &[theta],
+        )?;
         let g = self.add1(Op::MatMul, &[base, tt])?; // [N, Q, nd]
         let mut od = vec![size[0] as usize];
         od.extend(&sp);

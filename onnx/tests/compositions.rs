@@ -1,0 +1,615 @@
+//! The ops the importer composes from device ops, run on the wgpu device against naive
+//! references written here (f64 loops that follow ONNX's definitions), on random shapes and
+//! values (proptest): Einsum, CumProd, TopK, ScatterND and ScatterElements with every
+//! reduction, GatherND, RNN/GRU/LSTM with sequence lengths in both directions, the linear
+//! attention recurrences, QuantizeLinear/DequantizeLinear per axis, and DFT. The conformance
+//! suite checks the same ops on ONNX's own cases; these reach wider shapes and the attribute
+//! combinations the suite leaves out.
+
+use proptest::prelude::*;
+use prost::Message;
+use sfumato_core::{DType, Device, Tensor};
+use sfumato_onnx::proto::*;
+use sfumato_onnx::{import, tensor, ImportOptions};
+use std::sync::Mutex;
+
+static DEVICE: Mutex<Option<Option<sfumato_wgpu::WgpuDevice>>> = Mutex::new(None);
+
+fn cfg(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        max_shrink_iters: 20,
+        ..ProptestConfig::default()
+    }
+}
+
+fn vi(name: &str, elem: i32, dims: &[usize]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeTensor {
+                elem_type: elem,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            dim_value: Some(d as i64),
+                            dim_param: None,
+                        })
+                        .collect(),
+                }),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn elem(dt: DType) -> i32 {
+    match dt {
+        DType::F32 => data_type::FLOAT,
+        DType::I64 => data_type::INT64,
+        DType::I32 => data_type::INT32,
+        DType::U8 => data_type::UINT8,
+        DType::I8 => data_type::INT8,
+        other => panic!("no element type for {other} in these tests"),
+    }
+}
+
+fn attr_i(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INT,
+        i: v,
+        ..Default::default()
+    }
+}
+
+fn attr_f(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::FLOAT,
+        f: v,
+        ..Default::default()
+    }
+}
+
+fn attr_s(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::STRING,
+        s: v.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+/// One node at `opset`: its inputs named in `order` ("" for an absent optional one), each a
+/// graph input fed at run time (`feeds`) or an initializer (`consts`); the outputs' shapes come
+/// from inference. `None` where no adapter is found (a loud skip, or a failure in CI).
+fn run_node(
+    opset: i64,
+    op: &str,
+    order: &[&str],
+    feeds: &[(&str, &Tensor)],
+    consts: &[(&str, &Tensor)],
+    outs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> Option<Vec<Tensor>> {
+    let node = NodeProto {
+        input: order.iter().map(|n| n.to_string()).collect(),
+        output: outs.iter().map(|s| s.to_string()).collect(),
+        name: format!("{op}_node"),
+        op_type: op.into(),
+        attribute: attrs,
+        ..Default::default()
+    };
+    let m = ModelProto {
+        ir_version: 10,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: opset,
+        }],
+        graph: Some(GraphProto {
+            node: vec![node],
+            name: "g".into(),
+            initializer: consts.iter().map(|(n, t)| tensor::to_proto(t, n)).collect(),
+            input: feeds
+                .iter()
+                .map(|(n, t)| vi(n, elem(t.dtype()), t.dims()))
+                .collect(),
+            output: outs
+                .iter()
+                .map(|o| ValueInfoProto {
+                    name: o.to_string(),
+                    r#type: None,
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let model = import(&m.encode_to_vec(), &ImportOptions::default())
+        .unwrap_or_else(|e| panic!("{op}: {e}"));
+    let feeds: Vec<Tensor> = feeds.iter().map(|(_, t)| (*t).clone()).collect();
+    let mut guard = DEVICE.lock().unwrap_or_else(|p| p.into_inner());
+    let dev = guard
+        .get_or_insert_with(sfumato_wgpu::test_device)
+        .as_mut()?;
+    Some(
+        dev.run(&model.graph, &feeds)
+            .unwrap_or_else(|e| panic!("{op} on wgpu: {e}"))
+            .outputs,
+    )
+}
+
+/// `got` against `want` within `atol + rtol * |want|`.
+fn close(
+    what: &str,
+    got: &Tensor,
+    want: &[f64],
+    atol: f64,
+    rtol: f64,
+) -> Result<(), TestCaseError> {
+    let g = got.to_f64_vec();
+    prop_assert_eq!(g.len(), want.len(), "{}: length", what);
+    for (i, (a, b)) in g.iter().zip(want).enumerate() {
+        prop_assert!(
+            (a - b).abs() <= atol + rtol * b.abs(),
+            "{}: element {} is {}, expected {}",
+            what,
+            i,
+            a,
+            b
+        );
+    }
+    Ok(())
+}
+
+fn rand_f(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
+    Tensor::random(DType::F32, [n], seed)
+        .to_f64_vec()
+        .iter()
+        .map(|u| lo + (u + 1.0) / 2.0 * (hi - lo))
+        .collect()
+}
+
+fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
+    let mut c = vec![0; dims.len()];
+    for d in (0..dims.len()).rev() {
+        c[d] = i % dims[d].max(1);
+        i /= dims[d].max(1);
+    }
+    c
+}
+
+fn ravel(c: &[usize], dims: &[usize]) -> usize {
+    c.iter().zip(dims).fold(0, |a, (&c, &d)| a * d + c)
+}
+
+/// A naive einsum over explicit label lists.
+fn einsum_ref(terms: &[(&str, &[usize], &[f64])], out: &str) -> (Vec<usize>, Vec<f64>) {
+    let mut size = std::collections::BTreeMap::new();
+    for (t, d, _) in terms {
+        for (c, &n) in t.chars().zip(d.iter()) {
+            size.insert(c, n);
+        }
+    }
+    let labels: Vec<char> = size.keys().copied().collect();
+    let dims: Vec<usize> = labels.iter().map(|c| size[c]).collect();
+    let od: Vec<usize> = out.chars().map(|c| size[&c]).collect();
+    let mut res = vec![0.0; od.iter().product()];
+    for p in 0..dims.iter().product::<usize>() {
+        let c = unravel(p, &dims);
+        let at = |ch: char| c[labels.iter().position(|&l| l == ch).unwrap()];
+        let mut v = 1.0;
+        for (t, d, x) in terms {
+            let ci: Vec<usize> = t.chars().map(at).collect();
+            v *= x[ravel(&ci, d)];
+        }
+        let oc: Vec<usize> = out.chars().map(at).collect();
+        res[ravel(&oc, &od)] += v;
+    }
+    (od, res)
+}
+
+proptest! {
+    #![proptest_config(cfg(16))]
+
+    #[test]
+    fn einsum(k in 0usize..9, a in 1usize..7, b in 1usize..7, c in 1usize..40, d in 1usize..5, seed in any::<u64>()) {
+        // (equation, operand label strings, output labels)
+        let cases: [(&str, &[&str], &str); 9] = [
+            ("ij,jk->ik", &["ij", "jk"], "ik"),
+            ("bij,bjk->bik", &["bij", "bjk"], "bik"),
+            ("ii->i", &["ii"], "i"),
+            ("ij->", &["ij"], ""),
+            ("ijk->kji", &["ijk"], "kji"),
+            ("bhqd,bhkd->bhqk", &["bhqd", "bhkd"], "bhqk"),
+            ("i,j->ij", &["i", "j"], "ij"),
+            ("ij,ij->i", &["ij", "ij"], "i"),
+            ("ij,jk,kl->il", &["ij", "jk", "kl"], "il"),
+        ];
+        let (eq, terms, out) = cases[k];
+        let size = |ch: char| match ch {
+            'i' | 'q' => a,
+            'j' | 'd' => c,
+            'k' => b,
+            'l' => d + 1,
+            'b' => d,
+            _ => 2,
+        };
+        let mut tensors = Vec::new();
+        for (n, t) in terms.iter().enumerate() {
+            let dims: Vec<usize> = t.chars().map(size).collect();
+            let v = rand_f(dims.iter().product(), seed + n as u64, -1.0, 1.0);
+            tensors.push(Tensor::from_f64(DType::F32, dims, &v));
+        }
+        let names = ["x0", "x1", "x2"];
+        let ins: Vec<(&str, &Tensor)> = tensors.iter().enumerate().map(|(i, t)| (names[i], t)).collect();
+        let Some(got) = run_node(12, "Einsum", &ins.iter().map(|(n, _)| *n).collect::<Vec<_>>(), &ins, &[], &["y"], vec![attr_s("equation", eq)]) else { return Ok(()); };
+        let vals: Vec<Vec<f64>> = tensors.iter().map(|t| t.to_f64_vec()).collect();
+        let spec: Vec<(&str, &[usize], &[f64])> = terms.iter().zip(&tensors).zip(&vals).map(|((t, x), v)| (*t, x.dims(), v.as_slice())).collect();
+        let (od, want) = einsum_ref(&spec, out);
+        prop_assert_eq!(got[0].dims(), od.as_slice());
+        close(eq, &got[0], &want, 1e-4, 1e-4)?;
+    }
+
+    #[test]
+    fn cum_prod(dims in prop::collection::vec(1usize..9, 1..4), ax in 0usize..3, exclusive in any::<bool>(), reverse in any::<bool>(), seed in any::<u64>()) {
+        let axis = ax % dims.len();
+        let n: usize = dims.iter().product();
+        let x = Tensor::from_f64(DType::F32, dims.clone(), &rand_f(n, seed, 0.5, 1.5));
+        let axis_t = Tensor::from_i64([1], vec![axis as i64]).unwrap();
+        let Some(got) = run_node(26, "CumProd", &["x", "axis"], &[("x", &x)], &[("axis", &axis_t)], &["y"],
+            vec![attr_i("exclusive", exclusive as i64), attr_i("reverse", reverse as i64)]) else { return Ok(()); };
+        let xv = x.to_f64_vec();
+        let want: Vec<f64> = (0..n).map(|p| {
+            let c = unravel(p, &dims);
+            let range: Vec<usize> = if reverse { (c[axis]..dims[axis]).collect() } else { (0..=c[axis]).collect() };
+            range.into_iter().filter(|&j| !(exclusive && j == c[axis])).map(|j| {
+                let mut cc = c.clone();
+                cc[axis] = j;
+                xv[ravel(&cc, &dims)]
+            }).product()
+        }).collect();
+        close("CumProd", &got[0], &want, 1e-5, 1e-4)?;
+    }
+
+    #[test]
+    fn top_k(rows in 1usize..5, l in 1usize..200, kf in 0.0f64..1.0, largest in any::<bool>(), ties in any::<bool>(), seed in any::<u64>()) {
+        let k = ((l as f64 * kf) as usize).max(1).min(l);
+        let mut v = rand_f(rows * l, seed, -10.0, 10.0);
+        if ties { v.iter_mut().for_each(|x| *x = x.round()); }
+        let x = Tensor::from_f64(DType::F32, [rows, l], &v);
+        let v = x.to_f64_vec();
+        let kt = Tensor::from_i64([1], vec![k as i64]).unwrap();
+        let Some(got) = run_node(11, "TopK", &["x", "k"], &[("x", &x)], &[("k", &kt)], &["values", "indices"],
+            vec![attr_i("axis", 1), attr_i("largest", largest as i64)]) else { return Ok(()); };
+        let (mut wv, mut wi) = (Vec::new(), Vec::new());
+        for r in 0..rows {
+            let mut idx: Vec<usize> = (0..l).collect();
+            let row = &v[r * l..(r + 1) * l];
+            // Stable: equal values keep the lower index first.
+            idx.sort_by(|&a, &b| if largest { row[b].partial_cmp(&row[a]).unwrap() } else { row[a].partial_cmp(&row[b]).unwrap() });
+            for &i in &idx[..k] { wv.push(row[i]); wi.push(i as f64); }
+        }
+        close("TopK values", &got[0], &wv, 0.0, 0.0)?;
+        close("TopK indices", &got[1], &wi, 0.0, 0.0)?;
+    }
+
+    #[test]
+    fn scatter_nd(d0 in 1usize..12, d1 in 1usize..6, k2 in any::<bool>(), nu in 1usize..8, red in 0usize..5, seed in any::<u64>()) {
+        let reds = ["none", "add", "mul", "max", "min"];
+        let dims = [d0, d1];
+        let kk = if k2 { 2 } else { 1 };
+        let data = Tensor::from_f64(DType::F32, dims.to_vec(), &rand_f(d0 * d1, seed, -2.0, 2.0));
+        // Index tuples: distinct for 'none' (ONNX leaves duplicates undefined there), any otherwise.
+        let rows: usize = dims[..kk].iter().product();
+        let pick = rand_f(nu, seed ^ 7, 0.0, rows as f64 - 0.01);
+        let mut targets: Vec<usize> = pick.iter().map(|p| *p as usize).collect();
+        if red == 0 { targets.sort_unstable(); targets.dedup(); }
+        let u = targets.len();
+        let mut iv = Vec::new();
+        for &t in &targets {
+            let c = unravel(t, &dims[..kk]);
+            // Negative indices count from the end.
+            for (j, &cj) in c.iter().enumerate() { iv.push(if (t + j) % 3 == 0 { cj as i64 - dims[j] as i64 } else { cj as i64 }); }
+        }
+        let idx = Tensor::from_i64([u, kk], iv).unwrap();
+        let s: usize = dims[kk..].iter().product();
+        let mut ud = vec![u];
+        ud.extend(&dims[kk..]);
+        let upd = Tensor::from_f64(DType::F32, ud, &rand_f(u * s, seed ^ 9, -2.0, 2.0));
+        let Some(got) = run_node(18, "ScatterND", &["data", "indices", "updates"], &[("data", &data), ("indices", &idx), ("updates", &upd)], &[], &["y"],
+            vec![attr_s("reduction", reds[red])]) else { return Ok(()); };
+        let mut want = data.to_f64_vec();
+        let uv = upd.to_f64_vec();
+        for (p, &t) in targets.iter().enumerate() {
+            for e in 0..s {
+                let w = &mut want[t * s + e];
+                let x = uv[p * s + e];
+                *w = match red { 0 => x, 1 => *w + x, 2 => *w * x, 3 => w.max(x), _ => w.min(x) };
+            }
+        }
+        close("ScatterND", &got[0], &want, 1e-5, 1e-5)?;
+    }
+
+    #[test]
+    fn scatter_elements(d0 in 1usize..8, d1 in 1usize..8, axis in 0usize..2, red in 0usize..5, seed in any::<u64>()) {
+        let reds = ["none", "add", "mul", "max", "min"];
+        let dims = [d0, d1];
+        let data = Tensor::from_f64(DType::F32, dims.to_vec(), &rand_f(d0 * d1, seed, -2.0, 2.0));
+        // Updates over a smaller block; along the axis each row targets distinct positions for
+        // 'none'.
+        let ud = [d0.div_ceil(2), d1.div_ceil(2)];
+        let n = ud[0] * ud[1];
+        let mut iv = Vec::new();
+        for p in 0..n {
+            let c = unravel(p, &ud);
+            let other = c[1 - axis];
+            let t = if red == 0 { (c[axis] * 2 + other) % dims[axis] } else { (p * 7 + seed as usize) % dims[axis] };
+            iv.push(t as i64);
+        }
+        if red == 0 {
+            // Distinct along the axis within each line: c[axis] * 2 spreads them when they fit.
+            for line in 0..ud[1 - axis] {
+                let mut seen = std::collections::HashSet::new();
+                for j in 0..ud[axis] {
+                    let mut c = [0, 0];
+                    c[axis] = j;
+                    c[1 - axis] = line;
+                    if !seen.insert(iv[ravel(&c, &ud)]) { return Ok(()); }
+                }
+            }
+        }
+        let idx = Tensor::from_i64(ud.to_vec(), iv.clone()).unwrap();
+        let upd = Tensor::from_f64(DType::F32, ud.to_vec(), &rand_f(n, seed ^ 3, -2.0, 2.0));
+        let Some(got) = run_node(18, "ScatterElements", &["data", "indices", "updates"], &[("data", &data), ("indices", &idx), ("updates", &upd)], &[], &["y"],
+            vec![attr_i("axis", axis as i64), attr_s("reduction", reds[red])]) else { return Ok(()); };
+        let mut want = data.to_f64_vec();
+        let uv = upd.to_f64_vec();
+        for p in 0..n {
+            let mut c = unravel(p, &ud);
+            c[axis] = iv[p] as usize;
+            let w = &mut want[ravel(&c, &dims)];
+            let x = uv[p];
+            *w = match red { 0 => x, 1 => *w + x, 2 => *w * x, 3 => w.max(x), _ => w.min(x) };
+        }
+        close("ScatterElements", &got[0], &want, 1e-5, 1e-5)?;
+    }
+
+    #[test]
+    fn gather_nd(b in 1usize..4, d1 in 1usize..6, d2 in 1usize..6, d3 in 1usize..4, batch_dims in 0usize..2, k in 1usize..3, m in 1usize..5, seed in any::<u64>()) {
+        let dims = [b, d1, d2, d3];
+        let n: usize = dims.iter().product();
+        let x = Tensor::from_f64(DType::F32, dims.to_vec(), &rand_f(n, seed, -5.0, 5.0));
+        let idx_dims: Vec<usize> = if batch_dims == 1 { vec![b, m, k] } else { vec![m, k] };
+        let nt = idx_dims.iter().product::<usize>() / k;
+        let mut iv = Vec::new();
+        let pick = rand_f(nt * k, seed ^ 5, 0.0, 0.999);
+        for t in 0..nt {
+            for j in 0..k {
+                let dim = dims[batch_dims + j];
+                iv.push((pick[t * k + j] * dim as f64) as i64 - if j == 0 && t % 2 == 1 { dim as i64 } else { 0 });
+            }
+        }
+        let idx = Tensor::from_i64(idx_dims.clone(), iv.clone()).unwrap();
+        let Some(got) = run_node(13, "GatherND", &["x", "i"], &[("x", &x), ("i", &idx)], &[], &["y"], vec![attr_i("batch_dims", batch_dims as i64)]) else { return Ok(()); };
+        let slice: usize = dims[batch_dims + k..].iter().product();
+        let mut want = Vec::new();
+        for t in 0..nt {
+            let bi = if batch_dims == 1 { t / m } else { 0 };
+            let mut c = vec![0usize; 4];
+            if batch_dims == 1 { c[0] = bi; }
+            for j in 0..k {
+                let dim = dims[batch_dims + j] as i64;
+                c[batch_dims + j] = iv[t * k + j].rem_euclid(dim) as usize;
+            }
+            let start = ravel(&c, &dims);
+            want.extend_from_slice(&x.to_f64_vec()[start..start + slice]);
+        }
+        close("GatherND", &got[0], &want, 0.0, 0.0)?;
+    }
+
+    #[test]
+    fn quantize_dequantize(c in 1usize..40, w in 1usize..9, signed in any::<bool>(), seed in any::<u64>()) {
+        let x = Tensor::from_f64(DType::F32, [2, c, w], &rand_f(2 * c * w, seed, -30.0, 30.0));
+        let scales = rand_f(c, seed ^ 1, 0.05, 0.5);
+        let st = Tensor::from_f64(DType::F32, [c], &scales);
+        let (zdt, lo, hi) = if signed { (DType::I8, -128.0, 127.0) } else { (DType::U8, 0.0, 255.0) };
+        let zps: Vec<f64> = rand_f(c, seed ^ 2, lo / 4.0, hi / 4.0).iter().map(|v| v.round()).collect();
+        let zt = Tensor::from_f64(zdt, [c], &zps);
+        let Some(got) = run_node(21, "QuantizeLinear", &["x", "s", "z"], &[("x", &x)], &[("s", &st), ("z", &zt)], &["y"], vec![attr_i("axis", 1)]) else { return Ok(()); };
+        let q: Vec<f64> = x.to_f64_vec().iter().enumerate().map(|(i, &v)| {
+            let ch = (i / w) % c;
+            ((v as f32 / scales[ch] as f32) as f64).round_ties_even().add_clamp(zps[ch], lo, hi)
+        }).collect();
+        // One step of rounding at an exact half may differ with the division's last bit.
+        close("QuantizeLinear", &got[0], &q, 1.0, 0.0)?;
+        let qt = got[0].clone();
+        let Some(back) = run_node(21, "DequantizeLinear", &["q", "s", "z"], &[("q", &qt)], &[("s", &st), ("z", &zt)], &["y"], vec![attr_i("axis", 1)]) else { return Ok(()); };
+        let want: Vec<f64> = qt.to_f64_vec().iter().enumerate().map(|(i, &v)| (v - zps[(i / w) % c]) * scales[(i / w) % c]).collect();
+        close("DequantizeLinear", &back[0], &want, 1e-6, 1e-6)?;
+    }
+
+    #[test]
+    fn dft(rows in 1usize..4, n in 1usize..70, complex in any::<bool>(), inverse in any::<bool>(), seed in any::<u64>()) {
+        let parts = if complex { 2 } else { 1 };
+        let v = rand_f(rows * n * parts, seed, -1.0, 1.0);
+        let x = Tensor::from_f64(DType::F32, [rows, n, parts], &v);
+        let axis = Tensor::from_i64([], vec![1]).unwrap();
+        let Some(got) = run_node(20, "DFT", &["x", "", "axis"], &[("x", &x)], &[("axis", &axis)], &["y"],
+            vec![attr_i("inverse", inverse as i64)]) else { return Ok(()); };
+        let sign = if inverse { 1.0 } else { -1.0 };
+        let scale = if inverse { 1.0 / n as f64 } else { 1.0 };
+        let mut want = Vec::new();
+        for r in 0..rows {
+            for k in 0..n {
+                let (mut re, mut im) = (0.0, 0.0);
+                for i in 0..n {
+                    let a = v[(r * n + i) * parts];
+                    let b = if complex { v[(r * n + i) * parts + 1] } else { 0.0 };
+                    let th = sign * 2.0 * std::f64::consts::PI * (i * k) as f64 / n as f64;
+                    re += a * th.cos() - b * th.sin();
+                    im += a * th.sin() + b * th.cos();
+                }
+                want.extend([re * scale, im * scale]);
+            }
+        }
+        let top = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        close("DFT", &got[0], &want, 1e-5 * top * (n as f64).sqrt(), 1e-4)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg(12))]
+
+    /// RNN, GRU (both reset placements) and LSTM over random sizes, forward, reverse or both,
+    /// with per-row sequence lengths and initial states, against ONNX's equations step by step.
+    #[test]
+    fn recurrent(kind in 0usize..3, t in 1usize..10, b in 1usize..4, input in 1usize..9, h in 1usize..17, dir in 0usize..3, lbr in any::<bool>(), seed in any::<u64>()) {
+        let g = [1, 3, 4][kind];
+        let op = ["RNN", "GRU", "LSTM"][kind];
+        let dirs: Vec<bool> = match dir { 0 => vec![false], 1 => vec![true], _ => vec![false, true] };
+        let nd = dirs.len();
+        let f = |n: usize, s: u64| rand_f(n, seed ^ s, -0.6, 0.6);
+        let (xv, wv, rv, bv, h0v, c0v) = (f(t * b * input, 1), f(nd * g * h * input, 2), f(nd * g * h * h, 3), f(nd * 2 * g * h, 4), f(nd * b * h, 5), f(nd * b * h, 6));
+        let lens: Vec<i64> = f(b, 7).iter().map(|u| 1 + ((u + 0.6) / 1.2 * t as f64) as i64 % t as i64).collect();
+        let x = Tensor::from_f64(DType::F32, [t, b, input], &xv);
+        let w = Tensor::from_f64(DType::F32, [nd, g * h, input], &wv);
+        let r = Tensor::from_f64(DType::F32, [nd, g * h, h], &rv);
+        let bias = Tensor::from_f64(DType::F32, [nd, 2 * g * h], &bv);
+        let lt = Tensor::from_i32([b], lens.iter().map(|&l| l as i32).collect()).unwrap();
+        let h0 = Tensor::from_f64(DType::F32, [nd, b, h], &h0v);
+        let c0 = Tensor::from_f64(DType::F32, [nd, b, h], &c0v);
+        let direction = ["forward", "reverse", "bidirectional"][dir];
+        let mut attrs = vec![attr_i("hidden_size", h as i64), attr_s("direction", direction)];
+        if kind == 1 { attrs.push(attr_i("linear_before_reset", lbr as i64)); }
+        let mut order = vec!["x", "w", "r", "b", "lens", "h0"];
+        let mut feeds = vec![("x", &x), ("w", &w), ("r", &r), ("b", &bias), ("lens", &lt), ("h0", &h0)];
+        if kind == 2 { order.push("c0"); feeds.push(("c0", &c0)); }
+        let outs: &[&str] = if kind == 2 { &["y", "yh", "yc"] } else { &["y", "yh"] };
+        let Some(got) = run_node(14, op, &order, &feeds, &[], outs, attrs) else { return Ok(()); };
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let mut y = vec![0.0; t * nd * b * h];
+        let mut yh = vec![0.0; nd * b * h];
+        let mut yc = vec![0.0; nd * b * h];
+        for (d, &rev) in dirs.iter().enumerate() {
+            let wd = |row: usize, col: usize| wv[(d * g * h + row) * input + col];
+            let rd = |row: usize, col: usize| rv[(d * g * h + row) * h + col];
+            let wb = |row: usize| bv[d * 2 * g * h + row];
+            let rb = |row: usize| bv[d * 2 * g * h + g * h + row];
+            for bi in 0..b {
+                let mut hs: Vec<f64> = (0..h).map(|j| h0v[(d * b + bi) * h + j]).collect();
+                let mut cs: Vec<f64> = (0..h).map(|j| c0v[(d * b + bi) * h + j]).collect();
+                let len = lens[bi] as usize;
+                let steps: Vec<usize> = if rev { (0..len).rev().collect() } else { (0..len).collect() };
+                for ti in steps {
+                    let xt = &xv[(ti * b + bi) * input..(ti * b + bi + 1) * input];
+                    let xg = |row: usize| (0..input).map(|c| wd(row, c) * xt[c]).sum::<f64>() + wb(row);
+                    let hg = |row: usize, hv: &[f64]| (0..h).map(|c| rd(row, c) * hv[c]).sum::<f64>() + rb(row);
+                    let (nh, nc): (Vec<f64>, Vec<f64>) = match kind {
+                        0 => ((0..h).map(|j| (xg(j) + hg(j, &hs)).tanh()).collect(), cs.clone()),
+                        1 => {
+                            let z: Vec<f64> = (0..h).map(|j| sig(xg(j) + hg(j, &hs))).collect();
+                            let rr: Vec<f64> = (0..h).map(|j| sig(xg(h + j) + hg(h + j, &hs))).collect();
+                            let cand: Vec<f64> = (0..h).map(|j| {
+                                let rec = if lbr { rr[j] * hg(2 * h + j, &hs) } else {
+                                    let rh: Vec<f64> = (0..h).map(|c| rr[c] * hs[c]).collect();
+                                    hg(2 * h + j, &rh)
+                                };
+                                (xg(2 * h + j) + rec).tanh()
+                            }).collect();
+                            ((0..h).map(|j| (1.0 - z[j]) * cand[j] + z[j] * hs[j]).collect(), cs.clone())
+                        }
+                        _ => {
+                            let gate = |k: usize, j: usize| xg(k * h + j) + hg(k * h + j, &hs);
+                            let c: Vec<f64> = (0..h).map(|j| sig(gate(2, j)) * cs[j] + sig(gate(0, j)) * gate(3, j).tanh()).collect();
+                            ((0..h).map(|j| sig(gate(1, j)) * c[j].tanh()).collect(), c)
+                        }
+                    };
+                    hs = nh;
+                    cs = nc;
+                    for j in 0..h { y[((ti * nd + d) * b + bi) * h + j] = hs[j]; }
+                }
+                for j in 0..h {
+                    yh[(d * b + bi) * h + j] = hs[j];
+                    yc[(d * b + bi) * h + j] = cs[j];
+                }
+            }
+        }
+        close(&format!("{op} Y"), &got[0], &y, 1e-4, 1e-3)?;
+        close(&format!("{op} Y_h"), &got[1], &yh, 1e-4, 1e-3)?;
+        if kind == 2 { close("LSTM Y_c", &got[2], &yc, 1e-4, 1e-3)?; }
+    }
+
+    /// LinearAttention's four update rules with grouped heads, per-key or per-head decay and a
+    /// past state, against the recurrence token by token.
+    #[test]
+    fn linear_attention(rule in 0usize..4, b in 1usize..3, t in 1usize..7, hk in 1usize..3, group in 1usize..3, dk in 1usize..9, dv in 1usize..9, per_key in any::<bool>(), seed in any::<u64>()) {
+        let rules = ["linear", "gated", "delta", "gated_delta"];
+        let (gated, delta) = (rule == 1 || rule == 3, rule >= 2);
+        let hq = hk * group;
+        let f = |n: usize, s: u64, lo: f64, hi: f64| rand_f(n, seed ^ s, lo, hi);
+        let qv = f(b * t * hq * dk, 1, -1.0, 1.0);
+        let kv = f(b * t * hk * dk, 2, -0.5, 0.5);
+        let vv = f(b * t * hk * dv, 3, -1.0, 1.0);
+        let pv = f(b * hk * dk * dv, 4, -0.5, 0.5);
+        let gw = if per_key { hk * dk } else { hk };
+        let gv = f(b * t * gw, 5, -1.0, 0.0);
+        let bv = f(b * t * hk, 6, 0.0, 1.0);
+        let q = Tensor::from_f64(DType::F32, [b, t, hq * dk], &qv);
+        let k = Tensor::from_f64(DType::F32, [b, t, hk * dk], &kv);
+        let v = Tensor::from_f64(DType::F32, [b, t, hk * dv], &vv);
+        let past = Tensor::from_f64(DType::F32, [b, hk, dk, dv], &pv);
+        let gt = Tensor::from_f64(DType::F32, [b, t, gw], &gv);
+        let bt = Tensor::from_f64(DType::F32, [b, t, hk], &bv);
+        let mut order = vec!["q", "k", "v", "past"];
+        let mut feeds = vec![("q", &q), ("k", &k), ("v", &v), ("past", &past)];
+        if gated { order.push("g"); feeds.push(("g", &gt)); } else if delta { order.push(""); }
+        if delta { order.push("beta"); feeds.push(("beta", &bt)); }
+        let attrs = vec![attr_i("q_num_heads", hq as i64), attr_i("kv_num_heads", hk as i64), attr_s("update_rule", rules[rule]), attr_f("scale", 0.0)];
+        let Some(got) = run_node(27, "LinearAttention", &order, &feeds, &[], &["o", "state"], attrs) else { return Ok(()); };
+        let scale = 1.0 / (dk as f64).sqrt();
+        let mut s = pv.clone();
+        let mut o = vec![0.0; b * t * hq * dv];
+        for bi in 0..b {
+            for ti in 0..t {
+                for h in 0..hk {
+                    let st = |i: usize, j: usize| ((bi * hk + h) * dk + i) * dv + j;
+                    let kt = |i: usize| kv[(bi * t + ti) * hk * dk + h * dk + i];
+                    if gated {
+                        for i in 0..dk {
+                            let g = if per_key { gv[(bi * t + ti) * gw + h * dk + i] } else { gv[(bi * t + ti) * gw + h] };
+                            for j in 0..dv { s[st(i, j)] *= g.exp(); }
+                        }
+                    }
+                    let vt: Vec<f64> = (0..dv).map(|j| vv[(bi * t + ti) * hk * dv + h * dv + j]).collect();
+                    let upd: Vec<f64> = if delta {
+                        let beta = bv[(bi * t + ti) * hk + h];
+                        (0..dv).map(|j| beta * (vt[j] - (0..dk).map(|i| s[st(i, j)] * kt(i)).sum::<f64>())).collect()
+                    } else { vt };
+                    for i in 0..dk { for j in 0..dv { s[st(i, j)] += kt(i) * upd[j]; } }
+                    for gq in 0..group {
+                        let qh = h * group + gq;
+                        for j in 0..dv {
+                            o[(bi * t + ti) * hq * dv + qh * dv + j] = scale * (0..dk).map(|i| qv[(bi * t + ti) * hq * dk + qh * dk + i] * s[st(i, j)]).sum::<f64>();
+                        }
+                    }
+                }
+            }
+        }
+        close("LinearAttention output", &got[0], &o, 1e-4, 1e-3)?;
+        close("LinearAttention state", &got[1], &s, 1e-4, 1e-3)?;
+    }
+
+}
+
+trait AddClamp {
+    fn add_clamp(self, z: f64, lo: f64, hi: f64) -> f64;
+}
+
+impl AddClamp for f64 {
+    fn add_clamp(self, z: f64, lo: f64, hi: f64) -> f64 {
+        (self + z).clamp(lo, hi)
+    }
+}
