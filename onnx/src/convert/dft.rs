@@ -160,7 +160,7 @@ impl Importer<'_> {
         let mut c = vec![0.0; take * k_out];
         let mut sn = vec![0.0; take * k_out];
         for i in 0..take {
-            let w = if irfft && i != 0 && !(n % 2 == 0 && i == n / 2) {
+            let w = if irfft && i != 0 && !(n.is_multiple_of(2) && i == n / 2) {
                 2.0
             } else {
                 1.0

@@ -78,7 +78,7 @@ impl Importer<'_> {
                 .collect();
             return self.add1(Op::Slice { axes }, &[s]);
         }
-        if n == 1 || pd.len() == 0 {
+        if n == 1 || pd.is_empty() {
             return Ok(p);
         }
         if pd.len() != 1 {

@@ -89,7 +89,7 @@ impl Importer<'_> {
             )?,
             3 => {
                 let heads = self.ai("num_heads", 0);
-                if heads <= 0 || dims[2] % heads as usize != 0 {
+                if heads <= 0 || !dims[2].is_multiple_of(heads as usize) {
                     return bad(format!("num_heads {heads} for a 3-D input {dims:?}"));
                 }
                 let heads = heads as usize;
@@ -273,7 +273,7 @@ impl Importer<'_> {
         };
         let dt = self.g.dtype(q);
         let scale = match self.af("scale", 0.0) {
-            s if s == 0.0 => 1.0 / (dk as f64).sqrt(),
+            0.0 => 1.0 / (dk as f64).sqrt(),
             s => s as f64,
         };
         let mut state = if self.has(3) {
