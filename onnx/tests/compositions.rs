@@ -11,7 +11,14 @@ use prost::Message;
 use sfumato_core::{DType, Device, Tensor};
 use sfumato_onnx::proto::*;
 use sfumato_onnx::{import, tensor, ImportOptions};
+// `testutil.rs` names `crate::{proto, tensor, ImportOptions, OnnxValue}`: these two only for it.
+use sfumato_onnx::{proto, OnnxValue};
 use std::sync::Mutex;
+
+/// The crate's test helpers (value infos), shared rather than copied.
+#[path = "../src/testutil.rs"]
+#[allow(dead_code)]
+mod testutil;
 
 static DEVICE: Mutex<Option<Option<sfumato_wgpu::WgpuDevice>>> = Mutex::new(None);
 
@@ -20,27 +27,6 @@ fn cfg(cases: u32) -> ProptestConfig {
         cases,
         max_shrink_iters: 20,
         ..ProptestConfig::default()
-    }
-}
-
-fn vi(name: &str, elem: i32, dims: &[usize]) -> ValueInfoProto {
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TypeTensor {
-                elem_type: elem,
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            dim_value: Some(d as i64),
-                            dim_param: None,
-                        })
-                        .collect(),
-                }),
-            }),
-            ..Default::default()
-        }),
     }
 }
 
@@ -114,7 +100,11 @@ fn run_node(
             initializer: consts.iter().map(|(n, t)| tensor::to_proto(t, n)).collect(),
             input: feeds
                 .iter()
-                .map(|(n, t)| vi(n, elem(t.dtype()), t.dims()))
+                .map(|(n, t)| {
+                    let dims: Vec<Result<i64, &str>> =
+                        t.dims().iter().map(|&d| Ok(d as i64)).collect();
+                    testutil::vi(n, elem(t.dtype()), &dims)
+                })
                 .collect(),
             output: outs
                 .iter()

@@ -140,16 +140,7 @@ impl Importer<'_> {
         let drop: Vec<usize> = (0..acc.labels.len())
             .filter(|&d| !out.contains(&acc.labels[d]))
             .collect();
-        if !drop.is_empty() {
-            acc.v = self.sum_over(acc.v, drop.clone(), false)?;
-            acc.labels = acc
-                .labels
-                .iter()
-                .enumerate()
-                .filter(|(d, _)| !drop.contains(d))
-                .map(|(_, &c)| c)
-                .collect();
-        }
+        self.sum_dims(&mut acc, &drop)?;
         let perm: Vec<usize> = out
             .iter()
             .map(|c| acc.labels.iter().position(|l| l == c))
@@ -205,16 +196,7 @@ impl Importer<'_> {
             let drop: Vec<usize> = (0..t.labels.len())
                 .filter(|&d| !keep.contains(&t.labels[d]) && !other.contains(&t.labels[d]))
                 .collect();
-            if !drop.is_empty() {
-                t.v = self.sum_over(t.v, drop.clone(), false)?;
-                t.labels = t
-                    .labels
-                    .iter()
-                    .enumerate()
-                    .filter(|(d, _)| !drop.contains(d))
-                    .map(|(_, &c)| c)
-                    .collect();
-            }
+            self.sum_dims(t, &drop)?;
         }
         let (da, db) = (self.shape(a.v), self.shape(b.v));
         let dim_a = |c: char| da[a.labels.iter().position(|&l| l == c).unwrap_or(0)];
@@ -273,6 +255,22 @@ impl Importer<'_> {
         labels.extend(left);
         labels.extend(right);
         Ok(Term { v, labels })
+    }
+
+    /// The dims `drop` of a term summed away, with their labels.
+    fn sum_dims(&mut self, t: &mut Term, drop: &[usize]) -> R<()> {
+        if drop.is_empty() {
+            return Ok(());
+        }
+        t.v = self.sum_over(t.v, drop.to_vec(), false)?;
+        t.labels = t
+            .labels
+            .iter()
+            .enumerate()
+            .filter(|(d, _)| !drop.contains(d))
+            .map(|(_, &c)| c)
+            .collect();
+        Ok(())
     }
 
     /// A transpose, left out where `perm` is the identity.

@@ -143,10 +143,7 @@ impl Importer<'_> {
         let x = self.inp(0)?;
         let dims = self.shape(x);
         let rank = dims.len();
-        let axis = match self.const_ints(1)?.as_slice() {
-            [a] => self.axis_in(*a, rank)?,
-            other => return bad(format!("axis {other:?} must be one integer")),
-        };
+        let axis = self.cum_axis(rank)?;
         let l = dims[axis];
         let (excl, rev) = (self.ai("exclusive", 0) != 0, self.ai("reverse", 0) != 0);
         let whole = |d: usize| SliceAxis {
@@ -194,15 +191,20 @@ impl Importer<'_> {
         Ok(vec![if rev { flip(self, y)? } else { y }])
     }
 
+    /// CumSum's and CumProd's axis, input 1.
+    fn cum_axis(&mut self, rank: usize) -> R<usize> {
+        match self.const_ints(1)?.as_slice() {
+            [a] => self.axis_in(*a, rank),
+            other => bad(format!("axis {other:?} must be one integer")),
+        }
+    }
+
     pub(super) fn cum_sum(&mut self) -> R<Vec<ValueId>> {
         let x = self.inp(0)?;
         let dt = self.g.dtype(x);
         let dims = self.shape(x);
         let rank = dims.len();
-        let axis = match self.const_ints(1)?.as_slice() {
-            [a] => self.axis_in(*a, rank)?,
-            other => return bad(format!("axis {other:?} must be one integer")),
-        };
+        let axis = self.cum_axis(rank)?;
         let l = dims[axis];
         if l > MAX_CUMSUM_AXIS {
             return unsup(format!(

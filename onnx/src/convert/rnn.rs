@@ -384,22 +384,7 @@ impl Importer<'_> {
                         } else {
                             // (r * h) R_h + Rb_h.
                             let rh = self.bin(BinaryOp::Mul, rg, hp)?;
-                            let rth = {
-                                let rows = h;
-                                let axes = vec![
-                                    SliceAxis {
-                                        start: 0,
-                                        step: 1,
-                                        len: rows,
-                                    },
-                                    SliceAxis {
-                                        start: (2 * h) as i64,
-                                        step: 1,
-                                        len: h,
-                                    },
-                                ];
-                                self.add1(Op::Slice { axes }, &[rt])?
-                            };
+                            let rth = self.cols(rt, 2, h)?;
                             let mut m = self.add1(Op::MatMul, &[rh, rth])?;
                             if let Some(rb) = rb {
                                 let rbh = self.reshape(rb, vec![1, g * h])?;
