@@ -388,8 +388,71 @@ impl fmt::Display for DType {
     }
 }
 
+/// The width BitCast reinterprets a dtype at: 8, 16 or 32 bits (bool as 8); `None` for the
+/// 64-bit types (the reference carries values as f64, which cannot hold every 64-bit pattern),
+/// the float8 and the 4- and 2-bit types.
+pub fn bitcast_width(dt: DType) -> Option<u32> {
+    match dt {
+        DType::F32 | DType::I32 | DType::U32 => Some(32),
+        DType::F16 | DType::BF16 | DType::I16 | DType::U16 => Some(16),
+        DType::I8 | DType::U8 | DType::Bool => Some(8),
+        _ => None,
+    }
+}
+
+/// The bits of value `x` of `dt` (one of [`bitcast_width`]'s types), in the low bits.
+pub fn to_bits(dt: DType, x: f64) -> u32 {
+    match dt {
+        DType::F32 => (x as f32).to_bits(),
+        DType::F16 => half::f16::from_f64(x).to_bits() as u32,
+        DType::BF16 => half::bf16::from_f64(x).to_bits() as u32,
+        DType::Bool => (x != 0.0) as u32,
+        _ => {
+            let w = bitcast_width(dt).unwrap_or(32);
+            let v = x as i64 as u64;
+            (if w == 32 { v } else { v & ((1u64 << w) - 1) }) as u32
+        }
+    }
+}
+
+/// The value of `dt` whose bits are the low bits of `b`.
+pub fn from_bits(dt: DType, b: u32) -> f64 {
+    match dt {
+        DType::F32 => f32::from_bits(b) as f64,
+        DType::F16 => half::f16::from_bits(b as u16).to_f64(),
+        DType::BF16 => half::bf16::from_bits(b as u16).to_f64(),
+        DType::I32 => b as i32 as f64,
+        DType::I16 => b as u16 as i16 as f64,
+        DType::I8 => b as u8 as i8 as f64,
+        DType::U16 => (b & 0xffff) as f64,
+        DType::U8 => (b & 0xff) as f64,
+        DType::Bool => (b & 0xff != 0) as u8 as f64,
+        _ => b as f64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bits_read_back_as_other_types() {
+        assert_eq!(to_bits(DType::F32, 1.0), 0x3f80_0000);
+        assert_eq!(
+            from_bits(DType::I32, to_bits(DType::F32, -2.5)),
+            -1_071_644_672.0
+        );
+        assert_eq!(
+            from_bits(DType::F32, to_bits(DType::I32, 1_081_081_856.0)),
+            3.75
+        );
+        assert_eq!(from_bits(DType::I16, to_bits(DType::U16, 65535.0)), -1.0);
+        assert_eq!(from_bits(DType::U8, to_bits(DType::I8, -128.0)), 128.0);
+        assert_eq!(from_bits(DType::U16, to_bits(DType::F16, 1.0)), 15360.0);
+        assert_eq!(from_bits(DType::BF16, to_bits(DType::U16, 16256.0)), 1.0);
+        assert_eq!(from_bits(DType::U8, to_bits(DType::Bool, 1.0)), 1.0);
+        assert_eq!(bitcast_width(DType::I64), None);
+        assert_eq!(bitcast_width(DType::F8E4M3FN), None);
+    }
+
     use super::*;
 
     #[test]

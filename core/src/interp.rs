@@ -519,6 +519,13 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
                 .collect()),
             _ => one(f(0)),
         },
+        Op::BitCast { to } => {
+            let from = ins[0].dtype();
+            one(f(0)
+                .iter()
+                .map(|&x| crate::dtype::from_bits(*to, crate::dtype::to_bits(from, x)))
+                .collect())
+        }
         Op::Resize { mode, coord, size } => {
             let x = f(0);
             let d = ins[0].dims();

@@ -556,6 +556,7 @@ fn float_attr_bits(op: &Op) -> Vec<u32> {
         | Op::Gather { .. }
         | Op::Where
         | Op::Cast { .. }
+        | Op::BitCast { .. }
         | Op::Resize { .. }
         | Op::GatherElements { .. }
         | Op::ArgReduce { .. } => Vec::new(),

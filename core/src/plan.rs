@@ -153,7 +153,7 @@ impl PlanOptions {
 pub fn is_elementwise(op: &Op) -> bool {
     matches!(
         op,
-        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. }
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. } | Op::BitCast { .. }
     )
 }
 

@@ -213,7 +213,7 @@ fn vector_passes(op: &Op) -> f64 {
             | UnaryOp::LeakyRelu { .. } => 1.0,
             _ => 4.0,
         },
-        Op::Binary(_) | Op::Where | Op::Cast { .. } => 1.0,
+        Op::Binary(_) | Op::Where | Op::Cast { .. } | Op::BitCast { .. } => 1.0,
         Op::Softmax { .. } => 5.0,
         Op::LayerNorm { .. } => 6.0,
         Op::BatchNorm { .. } => 2.0,

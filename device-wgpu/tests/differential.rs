@@ -159,6 +159,53 @@ proptest! {
         differential(&g, &[ta, tb], 0.0).map_err(|e| TestCaseError::fail(format!("{op:?} {dt}: {e}")))?;
     }
 
+    /// BitCast between every pair of same-width types the device holds, on random values
+    /// (f16 and bfloat16 ones exact in their type), against the reference's bit reinterpretation.
+    #[test]
+    fn bitcast(dims in shape(), pair in 0usize..13, seed in any::<u64>()) {
+        let pairs = [
+            (DType::F32, DType::I32), (DType::I32, DType::F32), (DType::F32, DType::U32),
+            (DType::U32, DType::I32), (DType::I32, DType::U32), (DType::F16, DType::I16),
+            (DType::I16, DType::F16), (DType::F16, DType::BF16), (DType::BF16, DType::U16),
+            (DType::U16, DType::I16), (DType::I8, DType::U8), (DType::U8, DType::I8),
+            (DType::Bool, DType::U8),
+        ];
+        let (from, to) = pairs[pair];
+        let mut g = Graph::new();
+        let x = g.input("x", from, dims.clone());
+        let y = g.add(Op::BitCast { to }, &[x]).unwrap()[0];
+        g.set_outputs(&[y]).unwrap();
+        let mut t = Tensor::random(from, dims.clone(), seed);
+        if from == DType::I32 || from == DType::U32 {
+            // Whole 32-bit patterns, not only small integers; reading them as f32 gives NaNs and
+            // infinities too, which must come back bit for bit as far as f32 holds them.
+            let v: Vec<f64> = Tensor::random(DType::F32, dims.clone(), seed ^ 1)
+                .to_f64_vec()
+                .iter()
+                .map(|u| {
+                    let b = ((u + 1.0) / 2.0 * 4294967295.0) as u64 as u32;
+                    if from == DType::I32 { b as i32 as f64 } else { b as f64 }
+                })
+                .collect();
+            t = Tensor::from_f64(from, dims, &v);
+        } else if from == DType::F16 || from == DType::BF16 {
+            // Every 16-bit pattern but NaN's (whose payload the f32 the device holds an f16
+            // in need not keep): subnormals, infinities and -0 included.
+            let v: Vec<f64> = Tensor::random(DType::F32, dims.clone(), seed ^ 2)
+                .to_f64_vec()
+                .iter()
+                .map(|u| {
+                    let b = ((u + 1.0) / 2.0 * 65535.0) as u32;
+                    let (exp_mask, man_mask) = if from == DType::F16 { (0x7c00, 0x3ff) } else { (0x7f80, 0x7f) };
+                    let b = if b & exp_mask == exp_mask && b & man_mask != 0 { b & !man_mask } else { b };
+                    sfumato_core::dtype::from_bits(from, b)
+                })
+                .collect();
+            t = Tensor::from_f64(from, dims, &v);
+        }
+        differential(&g, &[t], 0.0).map_err(|e| TestCaseError::fail(format!("{from} -> {to}: {e}")))?;
+    }
+
     #[test]
     fn matmul(batch_a in prop::collection::vec(1usize..4, 0..=2), bcast in any::<bool>(), m in 1usize..40, n in 1usize..40, k in 1usize..40,
               vec_a in prop::bool::weighted(0.1), vec_b in prop::bool::weighted(0.1), v in 0usize..64, aligned in any::<bool>(), seed in any::<u64>()) {
@@ -697,6 +744,33 @@ fn ubo_matmul_in_parts() {
             .count();
         assert!(parts.contains(&ran), "{variant:?}: {ran} dispatches");
     }
+}
+
+/// BitCast of f16 subnormals, the smallest normal, ±0, ±inf and a NaN, both ways through u16.
+#[test]
+fn bitcast_f16_specials() {
+    let bits: Vec<u32> = vec![
+        0x0001, 0x0002, 0x01ff, 0x0200, 0x03ff, 0x0400, 0x8001, 0x83ff, 0x0000, 0x8000, 0x3c00,
+        0x7bff, 0x7c00, 0xfc00,
+    ];
+    let n = bits.len();
+    let mut g = Graph::new();
+    let h = g.input("h", DType::F16, [n]);
+    let u = g.input("u", DType::U16, [n + 1]);
+    let hb = g.add(Op::BitCast { to: DType::U16 }, &[h]).unwrap()[0];
+    let uh = g.add(Op::BitCast { to: DType::F16 }, &[u]).unwrap()[0];
+    g.set_outputs(&[hb, uh]).unwrap();
+    let hv: Vec<f64> = bits
+        .iter()
+        .map(|&b| sfumato_core::dtype::from_bits(DType::F16, b))
+        .collect();
+    let mut uv: Vec<f64> = bits.iter().map(|&b| b as f64).collect();
+    uv.push(0x7e00 as f64); // a quiet NaN
+    let inputs = [
+        Tensor::from_f64(DType::F16, [n], &hv),
+        Tensor::from_f64(DType::U16, [n + 1], &uv),
+    ];
+    differential(&g, &inputs, 0.0).unwrap();
 }
 
 /// Float comparisons with NaN and the infinities: only `!=` is true where a NaN takes part

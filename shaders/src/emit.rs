@@ -8,6 +8,8 @@ use crate::{Buf, Error, Kernel};
 use sfumato_core::TargetProfile;
 
 const PRELUDE: &str = include_str!("templates/prelude.wgsl");
+/// f16 bits to and from the f32 the device holds f16 in (BitCast).
+const HALF_BITS: &str = include_str!("templates/half_bits.wgsl");
 const NARROW_FLOATS: &str = include_str!("templates/narrow_floats.wgsl");
 const INT_POW: &str = include_str!("templates/int_pow.wgsl");
 
@@ -98,6 +100,7 @@ pub(crate) fn module(name: &str, parts: &[&str], vals: &[(&str, String)]) -> Res
             NARROW_FLOATS,
         ),
         (&[POW_U_CALL][..], INT_POW),
+        (&["f16_bits(", "f16_of_bits("][..], HALF_BITS),
     ] {
         if calls.iter().any(|c| out.contains(c)) {
             out.push('\n');

@@ -228,6 +228,42 @@ fn int_binary(b: BinaryOp, a: &str, c: &str) -> String {
     }
 }
 
+/// BitCast: the bits of `x` (a `from` value) read as `to` (the same width, at most 32 bits).
+/// f16 and bfloat16 live in an f32 on the device: their bits come from `half_bits.wgsl` and the
+/// top half of the f32.
+pub(crate) fn bitcast_expr(from: DType, to: DType) -> String {
+    let w = sfumato_core::dtype::bitcast_width(from).unwrap_or(32);
+    let mask = |e: String| {
+        if w == 32 {
+            e
+        } else {
+            format!("({e} & {}u)", (1u64 << w) - 1)
+        }
+    };
+    let bits = match from {
+        DType::F32 => "bitcast<u32>(x)".to_string(),
+        DType::F16 => "f16_bits(x)".to_string(),
+        DType::BF16 => "(bitcast<u32>(x) >> 16u)".to_string(),
+        _ if Elem::of(from) == Elem::I32 => mask("bitcast<u32>(x)".to_string()),
+        _ => mask("x".to_string()),
+    };
+    match to {
+        DType::F32 => format!("bitcast<f32>({bits})"),
+        DType::F16 => format!("f16_of_bits({bits})"),
+        DType::BF16 => format!("bitcast<f32>({bits} << 16u)"),
+        DType::Bool => format!("select(0u, 1u, {bits} != 0u)"),
+        _ if Elem::of(to) == Elem::I32 && to.is_signed() => {
+            if w == 32 {
+                format!("bitcast<i32>({bits})")
+            } else {
+                format!("(bitcast<i32>({bits} << {s}u) >> {s}u)", s = 32 - w)
+            }
+        }
+        _ if Elem::of(to) == Elem::I32 => format!("i32({bits})"),
+        _ => bits,
+    }
+}
+
 pub(crate) fn cast_expr(from: DType, to: DType, saturate: bool) -> String {
     let (fe, te) = (Elem::of(from), Elem::of(to));
     // The largest f32 below 2^31 and 2^32.

@@ -56,6 +56,7 @@ fn lower_op(
         }
         Op::Unary(u) => one(elementwise::unary(*u, ins[0], out, opts)),
         Op::Cast { to, saturate } => one(elementwise::cast(*to, *saturate, ins[0], out, opts)),
+        Op::BitCast { to } => one(elementwise::bitcast(*to, ins[0], out, opts)),
         Op::Binary(b) => one(elementwise::binary(*b, ins, out, opts)),
         Op::Where => one(elementwise::where_(ins, out, opts)),
         Op::BatchNorm { epsilon } => one(elementwise::batchnorm(*epsilon, ins, out, opts)),

@@ -116,6 +116,19 @@ fn zoo_of_ops() -> Graph {
         g.binary(op, x8, x8).unwrap();
     }
     let x16u = g.input("x16u", DType::U16, [3, 5]);
+    let xh = g.input("xh", DType::F16, [3, 5]);
+    for (v, tos) in [
+        (x, &[DType::I32, DType::U32][..]),
+        (xi, &[DType::F32, DType::U32][..]),
+        (x32u, &[DType::F32, DType::I32][..]),
+        (x8, &[DType::U8, DType::Bool][..]),
+        (x16u, &[DType::I16, DType::F16, DType::BF16][..]),
+        (xh, &[DType::U16, DType::I16, DType::BF16][..]),
+    ] {
+        for &to in tos {
+            g.add(Op::BitCast { to }, &[v]).unwrap();
+        }
+    }
     for op in BinaryOp::BITWISE {
         for v in [xi, xl, xu, x32u, x8, x16u] {
             g.binary(op, v, v).unwrap();
@@ -325,6 +338,15 @@ fn snapshots() {
     insta::assert_snapshot!(
         "shl_i8",
         snapshot_of(Op::Binary(BinaryOp::Shl), &[i8s.clone(), i8s], &opts)
+    );
+    // BitCast reads f16 bits through the appended half_bits helpers.
+    insta::assert_snapshot!(
+        "bitcast_f16_to_i16",
+        snapshot_of(
+            Op::BitCast { to: DType::I16 },
+            &[(DType::F16, Shape::from(&[2, 3][..]))],
+            &opts
+        )
     );
     // A float comparison spells out NaN.
     insta::assert_snapshot!(

@@ -69,7 +69,8 @@ impl Op {
             | Op::Unary(_)
             | Op::Binary(_)
             | Op::Where
-            | Op::Cast { .. } => math(self, inputs),
+            | Op::Cast { .. }
+            | Op::BitCast { .. } => math(self, inputs),
             Op::Conv2d(_)
             | Op::ConvTranspose2d(_)
             | Op::BatchNorm { .. }
@@ -215,6 +216,19 @@ fn math(op: &Op, inputs: &[(DType, &Shape)]) -> Inferred {
         }
         Op::Cast { to, .. } => {
             arity(1, 1)?;
+            one(*to, inputs[0].1 .0.clone())
+        }
+        Op::BitCast { to } => {
+            arity(1, 1)?;
+            let from = inputs[0].0;
+            for d in [from, *to] {
+                if crate::dtype::bitcast_width(d).is_none() {
+                    return Err(format!("BitCast of {d} (8-, 16- and 32-bit types only)"));
+                }
+            }
+            if crate::dtype::bitcast_width(from) != crate::dtype::bitcast_width(*to) {
+                return Err(format!("BitCast from {from} to {to}: the widths differ"));
+            }
             one(*to, inputs[0].1 .0.clone())
         }
         other => Err(format!("{} is not routed to this family", other.name())),

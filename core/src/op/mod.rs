@@ -501,6 +501,12 @@ pub enum Op {
     },
     /// `cond ? a : b`, broadcast.
     Where,
+    /// The same bits read as `to` (ONNX BitCast): the input's and `to`'s widths must match;
+    /// types of 8, 16 and 32 bits (bool as 8), not the 64-bit ones, the float8 or the 4- and 2-bit
+    /// types.
+    BitCast {
+        to: DType,
+    },
     /// Convert to `to` ([`DType::round`]); with `saturate`, values beyond the 8- and 4-bit
     /// floats' range (±inf too) become ±max instead of inf or NaN (ONNX's default).
     Cast {
@@ -560,6 +566,7 @@ impl Op {
             Op::Gather { .. } => "Gather",
             Op::Where => "Where",
             Op::Cast { .. } => "Cast",
+            Op::BitCast { .. } => "BitCast",
             Op::Resize { .. } => "Resize",
             Op::Pad { .. } => "Pad",
             Op::GatherElements { .. } => "GatherElements",

@@ -65,6 +65,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("Where", Tensors(|c| c.where_op())),
     ("Cast", Tensors(|c| c.cast_op())),
     ("CastLike", Tensors(|c| c.cast_like())),
+    ("BitCast", Tensors(|c| c.bit_cast())),
     ("MatMul", Tensors(|c| c.mat_mul())),
     ("Gemm", Tensors(|c| c.gemm())),
 ];
@@ -243,6 +244,26 @@ impl Importer<'_> {
             ));
         }
         self.add(Op::Cast { to, saturate }, &[x])
+    }
+
+    /// `BitCast` (opset 26): the same bits read as `to`.
+    fn bit_cast(&mut self) -> R<Vec<ValueId>> {
+        let to = dtype_of(self.ai("to", 0) as i32).map_err(Fail::Unsupported)?;
+        let x = self.inp(0)?;
+        let from = self.g.dtype(x);
+        let (wf, wt) = (
+            sfumato_core::dtype::bitcast_width(from),
+            sfumato_core::dtype::bitcast_width(to),
+        );
+        if wf.is_none() || wt.is_none() {
+            return unsup(format!(
+                "BitCast from {from} to {to} (8-, 16- and 32-bit types only)"
+            ));
+        }
+        if wf != wt {
+            return bad(format!("BitCast from {from} to {to}: the widths differ"));
+        }
+        self.add(Op::BitCast { to }, &[x])
     }
 
     /// `CastLike`.

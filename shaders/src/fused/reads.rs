@@ -2,7 +2,7 @@
 //! and the straight-line code of elementwise chains, epilogues and prologues.
 
 use crate::emit::{expr_trips, plain_splice, Splice};
-use crate::expr::{binary_expr, cast_expr, unary_expr};
+use crate::expr::{binary_expr, bitcast_expr, cast_expr, unary_expr};
 use crate::params::{one, per, Layout};
 use crate::views::{view_block, view_of};
 use crate::{Buf, Elem, Error};
@@ -262,6 +262,11 @@ fn node_fn(g: &Graph, node: &sfumato_core::Node, fname: &str) -> Result<String, 
             "fn {fname}(x: {}) -> {out} {{\n    return {};\n}}\n",
             ty(in0),
             cast_expr(g.dtype(in0), *to, *saturate)
+        ),
+        Op::BitCast { to } => format!(
+            "fn {fname}(x: {}) -> {out} {{\n    return {};\n}}\n",
+            ty(in0),
+            bitcast_expr(g.dtype(in0), *to)
         ),
         Op::Binary(b) => format!(
             "fn {fname}(a: {t}, b: {t}) -> {out} {{\n    return {};\n}}\n",

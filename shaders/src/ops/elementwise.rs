@@ -2,7 +2,7 @@
 
 use super::Io;
 use crate::emit::{expr_trips, kernel};
-use crate::expr::{binary_expr, cast_expr, unary_expr};
+use crate::expr::{binary_expr, bitcast_expr, cast_expr, unary_expr};
 use crate::options::LowerOptions;
 use crate::params::{one, Layout};
 use crate::views::{strided, view_params};
@@ -44,6 +44,17 @@ pub fn cast(
 ) -> Result<Kernel, Error> {
     let expr = cast_expr(input.0, to, saturate);
     elementwise1("cast", input, to, out_shape, expr, opts)
+}
+
+/// BitCast: the same bits read as `to`.
+pub fn bitcast(
+    to: DType,
+    input: Io,
+    (_, out_shape): Io,
+    opts: &LowerOptions,
+) -> Result<Kernel, Error> {
+    let expr = bitcast_expr(input.0, to);
+    elementwise1("bitcast", input, to, out_shape, expr, opts)
 }
 
 /// Two inputs with numpy broadcasting, one contiguous output.
