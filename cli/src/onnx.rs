@@ -67,7 +67,21 @@ pub fn run(
         opts.input_shapes.insert(k.clone(), t.dims().to_vec());
         given.insert(k, t);
     }
-    let m = load(path, &opts)?;
+    let m = match load(path, &opts) {
+        Ok(m) => m,
+        Err(e)
+            if matches!(
+                e.downcast_ref::<onnx::Error>(),
+                Some(onnx::Error::RunTime(_))
+            ) =>
+        {
+            if save_run.is_some() {
+                bail!("{e:#}\n--save-run records one graph; this model runs in stages");
+            }
+            return run_staged(path, dev, opts, given, output);
+        }
+        Err(e) => return Err(e),
+    };
     let mut feed = Vec::new();
     for (i, name) in m.inputs.iter().enumerate() {
         let v = m.graph.inputs()[i];
@@ -102,22 +116,7 @@ pub fn run(
         crate::run::save_run(dev, &model, &m.graph, &out, to)?;
     }
     if let Some(dir) = output {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, t) in m.outputs.iter().zip(&out.outputs) {
-            let safe: String = name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            let p = dir.join(format!("{safe}.npy"));
-            std::fs::write(&p, npy::write(t))
-                .with_context(|| format!("writing {}", p.display()))?;
-        }
+        write_outputs(dir, &m.outputs, &out.outputs)?;
     }
     println!(
         "model:  {} (opset {}, {})",
@@ -129,6 +128,85 @@ pub fn run(
         println!("output '{name}': {}", t.summary());
     }
     Ok(out)
+}
+
+/// A model one graph cannot hold (a value it needs is known only at run time), run in stages:
+/// device stages with host steps between them, each listed.
+fn run_staged(
+    path: &Path,
+    dev: &mut dyn Device,
+    opts: ImportOptions,
+    mut given: HashMap<String, Tensor>,
+    output: Option<&Path>,
+) -> Result<sfumato_core::RunOutput> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let model = onnx::decode(&bytes)?;
+    let mut opts = opts;
+    opts.base_dir = path.parent().map(Path::to_path_buf);
+    let mut inputs = HashMap::new();
+    let types = onnx::input_types(&model, &opts)?;
+    for (i, (name, dt, dims)) in types.iter().enumerate() {
+        let t = match given.remove(name) {
+            Some(t) if t.dtype() != *dt => {
+                bail!("--input {name}: {} where the model takes {dt}", t.dtype())
+            }
+            Some(t) => t,
+            None => {
+                println!("input '{name}': seeded random {dt} {dims:?}");
+                Tensor::random(*dt, dims.clone(), 1 + i as u64)
+            }
+        };
+        inputs.insert(name.clone(), t);
+    }
+    if let Some(k) = given.keys().next() {
+        bail!("--input {k}: the model has no such input");
+    }
+    let r = onnx::staged::run(&model, &opts, &inputs, dev)
+        .with_context(|| format!("running {} in stages on {}", path.display(), dev.name()))?;
+    println!(
+        "model:  {} (opset {}), run in {} stages (a value it needs is known only at run time):",
+        path.display(),
+        onnx::opset_of(&model),
+        r.stages.len()
+    );
+    for s in &r.stages {
+        println!(
+            "  {:<6} {:>9.3} ms  {}",
+            if s.on_device { "device" } else { "host" },
+            s.wall_ns as f64 / 1e6,
+            s.what
+        );
+    }
+    if let Some(dir) = output {
+        write_outputs(dir, &r.names, &r.outputs)?;
+    }
+    for (name, t) in r.names.iter().zip(&r.outputs) {
+        println!("output '{name}': {}", t.summary());
+    }
+    Ok(sfumato_core::RunOutput {
+        outputs: r.outputs,
+        profile: r.profile,
+    })
+}
+
+/// Each output as `DIR/NAME.npy` (characters other than letters, digits and `-_.` become `_`).
+fn write_outputs(dir: &Path, names: &[String], outputs: &[Tensor]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, t) in names.iter().zip(outputs) {
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let p = dir.join(format!("{safe}.npy"));
+        std::fs::write(&p, npy::write(t)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
 }
 
 #[derive(Args, Debug)]

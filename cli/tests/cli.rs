@@ -1117,3 +1117,171 @@ fn a_saved_run_holds_the_graph_groups_kernels_and_profile() {
         }
     }
 }
+
+/// A detection tail no single graph holds: scores = sigmoid(logits) on the device,
+/// NonMaxSuppression on the host (its output's length depends on the boxes), then the kept
+/// rows' box coordinates gathered on the device again.
+fn nms_model_file() -> PathBuf {
+    use prost::Message;
+    use sfumato_onnx::proto::*;
+    use sfumato_onnx::tensor::to_proto;
+    let io = |name: &str, elem: i32, dims: &[i64]| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeTensor {
+                elem_type: elem,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            dim_value: (d >= 0).then_some(d),
+                            dim_param: (d < 0).then(|| "k".to_string()),
+                        })
+                        .collect(),
+                }),
+            }),
+            ..Default::default()
+        }),
+    };
+    let node = |op: &str, ins: &[&str], outs: &[&str], attrs: Vec<AttributeProto>| NodeProto {
+        input: ins.iter().map(|s| s.to_string()).collect(),
+        output: outs.iter().map(|s| s.to_string()).collect(),
+        name: format!("{op}_{}", outs[0]),
+        op_type: op.into(),
+        attribute: attrs,
+        ..Default::default()
+    };
+    let int = |name: &str, i: i64| AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INT,
+        i,
+        ..Default::default()
+    };
+    let i64s = |v: &[i64], name: &str| {
+        let f: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+        to_proto(
+            &sfumato_core::Tensor::from_f64(sfumato_core::DType::I64, [v.len()], &f),
+            name,
+        )
+    };
+    let f32s = |v: &[f32], name: &str| {
+        to_proto(
+            &sfumato_core::Tensor::from_f32([v.len()], v.to_vec()).unwrap(),
+            name,
+        )
+    };
+    let m = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            node: vec![
+                node("Sigmoid", &["logits"], &["scores"], vec![]),
+                node(
+                    "NonMaxSuppression",
+                    &["boxes", "scores", "max_out", "iou"],
+                    &["sel"],
+                    vec![],
+                ),
+                node(
+                    "Gather",
+                    &["sel", "col"],
+                    &["box_idx"],
+                    vec![int("axis", 1)],
+                ),
+                node("Squeeze", &["boxes", "axis0"], &["boxes2"], vec![]),
+                node(
+                    "Gather",
+                    &["boxes2", "box_idx"],
+                    &["kept"],
+                    vec![int("axis", 0)],
+                ),
+                node("Mul", &["kept", "two"], &["y"], vec![]),
+            ],
+            initializer: vec![
+                i64s(&[10], "max_out"),
+                f32s(&[0.5], "iou"),
+                to_proto(
+                    &sfumato_core::Tensor::from_f64(sfumato_core::DType::I64, [], &[2.0]),
+                    "col",
+                ),
+                i64s(&[0], "axis0"),
+                f32s(&[2.0], "two"),
+            ],
+            input: vec![
+                io("boxes", data_type::FLOAT, &[1, 4, 4]),
+                io("logits", data_type::FLOAT, &[1, 1, 4]),
+            ],
+            output: vec![io("y", data_type::FLOAT, &[-1, 4])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let p = temp_path("nms").with_extension("onnx");
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    p
+}
+
+#[test]
+fn run_onnx_stages_a_model_around_non_max_suppression() {
+    let p = nms_model_file();
+    // Box 1 scores highest, box 0 overlaps it (IoU 0.82) and goes, boxes 2 and 3 stay.
+    let boxes = sfumato_core::Tensor::from_f32(
+        [1, 4, 4],
+        vec![
+            0., 0., 1., 1., 0., 0.1, 1., 1.1, 0., 5., 1., 6., 0., 10., 1., 11.,
+        ],
+    )
+    .unwrap();
+    let logits = sfumato_core::Tensor::from_f32([1, 1, 4], vec![2., 3., 0., -1.]).unwrap();
+    let (bp, lp) = (
+        temp_path("boxes").with_extension("npy"),
+        temp_path("logits").with_extension("npy"),
+    );
+    std::fs::write(&bp, sfumato_zoo::npy::write(&boxes)).unwrap();
+    std::fs::write(&lp, sfumato_zoo::npy::write(&logits)).unwrap();
+    let mut devices = vec!["cpu"];
+    if !sfumato_wgpu_missing() {
+        devices.push("wgpu");
+    }
+    for device in devices {
+        let dir = temp_path("nms-outs");
+        let (ba, la) = (
+            format!("boxes={}", bp.display()),
+            format!("logits={}", lp.display()),
+        );
+        let out = sfumato(&[
+            "run",
+            p.to_str().unwrap(),
+            "--device",
+            device,
+            "--input",
+            &ba,
+            "--input",
+            &la,
+            "--output",
+            dir.to_str().unwrap(),
+        ]);
+        let (o, e) = text(&out);
+        assert!(out.status.success(), "{device}: {o}{e}");
+        assert!(o.contains("run in 3 stages"), "{device}: {o}");
+        assert!(
+            o.contains("NonMaxSuppression computed on the host")
+                && o.contains("host: NonMaxSuppressi"),
+            "{device}: the stages and the profile show the host step\n{o}"
+        );
+        let y = sfumato_zoo::npy::read(&std::fs::read(dir.join("y.npy")).unwrap()).unwrap();
+        assert_eq!(y.dims(), &[3, 4], "{device}");
+        assert_eq!(
+            y.to_f32_vec(),
+            vec![0., 0.2, 2., 2.2, 0., 10., 2., 12., 0., 20., 2., 22.],
+            "{device}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    for f in [&p, &bp, &lp] {
+        std::fs::remove_file(f).ok();
+    }
+}

@@ -20,6 +20,24 @@ pub enum Error {
     /// the node, op and input shapes), a malformed tensor, a device failure.
     #[error(transparent)]
     Core(#[from] sfumato_core::Error),
+    /// A node needs a value that is known only when the model runs: a Loop's trip count or an
+    /// If's condition computed from the inputs, a shape computed on the device, or an op whose
+    /// output's shape depends on its input values (NonZero, Unique, NonMaxSuppression). One
+    /// graph cannot hold it; [`crate::staged::run`] runs such a model in stages, reading the
+    /// value back between them.
+    #[error("node '{}' ({}) with inputs {}: {}; it needs a value known only at run time, so the model runs in stages (sfumato run does; sfumato_onnx::staged::run)", .0.node, .0.op, .0.inputs, .0.msg)]
+    RunTime(Box<RunTimeNeed>),
+}
+
+/// Where an import met a value known only at run time: the node (its index among the nodes
+/// of the graph imported, its name, op and inputs) and what it needs.
+#[derive(Clone, Debug)]
+pub struct RunTimeNeed {
+    pub index: usize,
+    pub node: String,
+    pub op: String,
+    pub inputs: String,
+    pub msg: String,
 }
 
 impl Error {
@@ -28,7 +46,9 @@ impl Error {
     pub fn is_unsupported(&self) -> bool {
         matches!(
             self,
-            Error::UnsupportedOps(_) | Error::Core(sfumato_core::Error::Unsupported { .. })
+            Error::UnsupportedOps(_)
+                | Error::Core(sfumato_core::Error::Unsupported { .. })
+                | Error::RunTime(_)
         )
     }
 }

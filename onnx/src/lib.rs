@@ -30,7 +30,9 @@
 pub mod conformance;
 pub mod convert;
 pub mod error;
+pub mod hostops;
 pub mod proto;
+pub mod staged;
 pub mod tensor;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -38,7 +40,7 @@ pub(crate) mod testutil;
 pub use error::{Error, Result};
 use prost::Message;
 use proto::{ModelProto, NodeProto};
-use sfumato_core::{Graph, Tensor, ValueId};
+use sfumato_core::{DType, Graph, Tensor, ValueId};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -162,13 +164,17 @@ pub fn load(path: &Path, opts: &ImportOptions) -> Result<OnnxModel> {
 
 /// Import a model from its bytes.
 pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
-    let m = decode(bytes)?;
-    let opset = opset_of(&m);
+    import_model(&decode(bytes)?, opts)
+}
+
+/// Import a decoded model.
+pub fn import_model(m: &ModelProto, opts: &ImportOptions) -> Result<OnnxModel> {
+    let opset = opset_of(m);
     let g = m
         .graph
         .as_ref()
         .ok_or_else(|| Error::Model("the model has no graph".into()))?;
-    let unsupported = unsupported_ops(&m);
+    let unsupported = unsupported_ops(m);
     if !unsupported.is_empty() {
         return Err(Error::UnsupportedOps(unsupported));
     }
@@ -211,8 +217,14 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
         cx.define_input(&i.name, dtype, dims)?;
         inputs.push(i.name.clone());
     }
-    for n in &g.node {
-        cx.node(n)?;
+    for (i, n) in g.node.iter().enumerate() {
+        cx.node(n).map_err(|e| match e {
+            Error::RunTime(mut r) => {
+                r.index = i;
+                Error::RunTime(r)
+            }
+            other => other,
+        })?;
     }
     let mut outs: Vec<ValueId> = Vec::new();
     let mut outputs = Vec::new();
@@ -239,6 +251,29 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<OnnxModel> {
             .map(|p| (p.key.clone(), p.value.clone()))
             .collect(),
     })
+}
+
+/// The tensor graph inputs a run must feed (initializers left out), each with its dtype and
+/// concrete dims (the caller's shape, else the declared one with symbolic dims bound).
+pub fn input_types(
+    m: &ModelProto,
+    opts: &ImportOptions,
+) -> Result<Vec<(String, DType, Vec<usize>)>> {
+    let g = m
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::Model("the model has no graph".into()))?;
+    let cx = convert::Importer::new(opset_of(m), opts);
+    let inits: std::collections::HashSet<&str> =
+        g.initializer.iter().map(|t| t.name.as_str()).collect();
+    g.input
+        .iter()
+        .filter(|i| !inits.contains(i.name.as_str()))
+        .map(|i| {
+            let (d, dims) = cx.input_type(i)?;
+            Ok((i.name.clone(), d, dims))
+        })
+        .collect()
 }
 
 /// The nodes of a model whose op (in its domain and opset) the importer does not support.

@@ -1,8 +1,9 @@
 //! ONNX control flow that Sfumato unrolls at import: a `Loop` whose trip count and condition are
 //! known when the model loads (computed from initializers, constants and the inputs the caller
 //! gave values for) becomes its body repeated, with the scan outputs stacked; a `Scan` (opset 9
-//! on) becomes its body once per slice of its scan inputs, whose length every shape fixes. A loop whose count
-//! depends on values known only at run time is unsupported.
+//! on) becomes its body once per slice of its scan inputs, whose length every shape fixes. A loop
+//! whose count, or an If whose condition, depends on values known only at run time stops the
+//! import with `Error::RunTime`; `crate::staged` runs such a model in stages.
 
 use super::Converter::{self, Values};
 use super::{bad, unsup, Importer, Val, R};
@@ -209,6 +210,11 @@ impl Importer<'_> {
                     }) => super::Fail::Unsupported(format!(
                         "in the {what} body, node '{node}' ({op}): {msg}"
                     )),
+                    // The whole node runs staged: its body needs a run-time value.
+                    crate::Error::RunTime(r) => super::Fail::RunTime(format!(
+                        "in the {what} body, node '{}' ({}): {}",
+                        r.node, r.op, r.msg
+                    )),
                     other => super::Fail::Bad(format!("in the {what} body: {other}")),
                 });
                 break;
@@ -412,7 +418,7 @@ impl Importer<'_> {
 
     fn known_bool_of(&mut self, v: ValueId) -> R<bool> {
         let t = self.const_of(v).ok_or_else(|| {
-            super::Fail::Unsupported(
+            super::Fail::RunTime(
                 "a Loop or If condition must be known when the model loads (control flow is unrolled at import)".into(),
             )
         })?;
@@ -442,11 +448,11 @@ mod tests {
     }
 
     #[test]
-    fn a_loop_whose_count_is_known_only_at_run_time_is_unsupported() {
-        // The trip count is a graph input with no value given: unsupported, naming why.
+    fn a_loop_whose_count_is_known_only_at_run_time_needs_a_staged_run() {
+        // The trip count is a graph input with no value given: one graph cannot hold it.
         let e = import(&loop_model(3, "Add", true), &ImportOptions::default()).unwrap_err();
         assert!(
-            matches!(&e, Error::Core(sfumato_core::Error::Unsupported { msg, .. }) if msg.contains("known when the model loads")),
+            matches!(&e, Error::RunTime(r) if r.msg.contains("known when the model loads")),
             "{e}"
         );
         // Given the input's value, the same model unrolls.
@@ -466,19 +472,19 @@ mod tests {
 
     #[test]
     fn an_unsupported_op_inside_a_loop_body_is_listed_with_its_path() {
-        match import(&loop_model(2, "Unique", false), &ImportOptions::default()) {
+        match import(&loop_model(2, "Det", false), &ImportOptions::default()) {
             Err(Error::UnsupportedOps(list)) => {
                 assert_eq!(list.len(), 1);
-                assert_eq!(list[0].op, "Unique");
-                assert_eq!(list[0].node, "Loop_node/body/Unique_node");
+                assert_eq!(list[0].op, "Det");
+                assert_eq!(list[0].node, "Loop_node/body/Det_node");
             }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn if_on_a_run_time_condition_is_unsupported_and_on_a_known_one_is_the_taken_branch() {
-        // If on a run-time condition is unsupported; on a known one it is the taken branch.
+    fn if_on_a_run_time_condition_needs_a_staged_run_and_on_a_known_one_is_the_taken_branch() {
+        // If on a run-time condition needs a staged run; on a known one it is the taken branch.
         let branch = |v: f32| AttributeProto {
             name: if v > 0.0 {
                 "then_branch"

@@ -22,6 +22,7 @@ mod conv;
 mod dft;
 mod einsum;
 mod grid;
+mod host;
 mod math;
 mod nn;
 mod norm;
@@ -58,6 +59,7 @@ const FAMILIES: &[&[(&str, Converter)]] = &[
     scatter::OPS,
     grid::OPS,
     dft::OPS,
+    host::OPS,
     tensor::OPS,
     sequence::OPS,
     control::OPS,
@@ -93,6 +95,8 @@ pub fn supports(n: &NodeProto) -> bool {
 enum Fail {
     Unsupported(String),
     Bad(String),
+    /// The node needs a value known only at run time (`Error::RunTime`).
+    RunTime(String),
 }
 
 type R<T> = std::result::Result<T, Fail>;
@@ -118,6 +122,7 @@ impl From<Error> for Fail {
     fn from(e: Error) -> Self {
         match e {
             Error::Core(e) => e.into(),
+            Error::RunTime(r) => Fail::RunTime(r.msg),
             other => Fail::Bad(other.to_string()),
         }
     }
@@ -393,6 +398,15 @@ impl<'a> Importer<'a> {
                         inputs,
                         msg,
                     },
+                    Fail::RunTime(msg) => {
+                        return Err(Error::RunTime(Box::new(crate::error::RunTimeNeed {
+                            index: 0,
+                            node: self.name.clone(),
+                            op: self.op.clone(),
+                            inputs,
+                            msg,
+                        })))
+                    }
                 }));
             }
         };
@@ -453,7 +467,7 @@ impl<'a> Importer<'a> {
     fn const_in(&mut self, i: usize) -> R<Tensor> {
         let v = self.inp(i)?;
         self.const_of(v).ok_or_else(|| {
-            Fail::Unsupported(format!(
+            Fail::RunTime(format!(
                 "input {i} ('{}') must be known when the model loads (an initializer or constant)",
                 self.ins[i]
             ))
