@@ -68,6 +68,56 @@ fn attr_s(name: &str, v: &str) -> AttributeProto {
     }
 }
 
+/// TopK of `rows` random rows of `l` (integer-valued where `ties`) along axis 1 against a
+/// stable sort: equal values keep the lower index first.
+fn check_top_k(
+    rows: usize,
+    l: usize,
+    k: usize,
+    largest: bool,
+    ties: bool,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let mut v = rand_f(rows * l, seed, -10.0, 10.0);
+    if ties {
+        v.iter_mut().for_each(|x| *x = x.round());
+    }
+    let x = Tensor::from_f64(DType::F32, [rows, l], &v);
+    let v = x.to_f64_vec();
+    let kt = Tensor::from_i64([1], vec![k as i64]).unwrap();
+    let Some(got) = run_node(
+        11,
+        "TopK",
+        &["x", "k"],
+        &[("x", &x)],
+        &[("k", &kt)],
+        &["values", "indices"],
+        vec![attr_i("axis", 1), attr_i("largest", largest as i64)],
+    ) else {
+        return Ok(());
+    };
+    let (mut wv, mut wi) = (Vec::new(), Vec::new());
+    for r in 0..rows {
+        let mut idx: Vec<usize> = (0..l).collect();
+        let row = &v[r * l..(r + 1) * l];
+        idx.sort_by(|&a, &b| {
+            // Stable, and -0 equal to 0, as the device compares.
+            if largest {
+                row[b].partial_cmp(&row[a]).unwrap()
+            } else {
+                row[a].partial_cmp(&row[b]).unwrap()
+            }
+        });
+        for &i in &idx[..k] {
+            wv.push(row[i]);
+            wi.push(i as f64);
+        }
+    }
+    close("TopK values", &got[0], &wv, 0.0, 0.0)?;
+    close("TopK indices", &got[1], &wi, 0.0, 0.0)?;
+    Ok(())
+}
+
 /// One node at `opset`: its inputs named in `order` ("" for an absent optional one), each a
 /// graph input fed at run time (`feeds`) or an initializer (`consts`); the outputs' shapes come
 /// from inference. `None` where no adapter is found (a loud skip, or a failure in CI).
@@ -264,26 +314,11 @@ proptest! {
         close("CumProd", &got[0], &want, 1e-5, 1e-4)?;
     }
 
+    /// Short rows: the rank composition (up to 128) and just past it the bitonic network.
     #[test]
     fn top_k(rows in 1usize..5, l in 1usize..200, kf in 0.0f64..1.0, largest in any::<bool>(), ties in any::<bool>(), seed in any::<u64>()) {
         let k = ((l as f64 * kf) as usize).max(1).min(l);
-        let mut v = rand_f(rows * l, seed, -10.0, 10.0);
-        if ties { v.iter_mut().for_each(|x| *x = x.round()); }
-        let x = Tensor::from_f64(DType::F32, [rows, l], &v);
-        let v = x.to_f64_vec();
-        let kt = Tensor::from_i64([1], vec![k as i64]).unwrap();
-        let Some(got) = run_node(11, "TopK", &["x", "k"], &[("x", &x)], &[("k", &kt)], &["values", "indices"],
-            vec![attr_i("axis", 1), attr_i("largest", largest as i64)]) else { return Ok(()); };
-        let (mut wv, mut wi) = (Vec::new(), Vec::new());
-        for r in 0..rows {
-            let mut idx: Vec<usize> = (0..l).collect();
-            let row = &v[r * l..(r + 1) * l];
-            // Stable: equal values keep the lower index first.
-            idx.sort_by(|&a, &b| if largest { row[b].partial_cmp(&row[a]).unwrap() } else { row[a].partial_cmp(&row[b]).unwrap() });
-            for &i in &idx[..k] { wv.push(row[i]); wi.push(i as f64); }
-        }
-        close("TopK values", &got[0], &wv, 0.0, 0.0)?;
-        close("TopK indices", &got[1], &wi, 0.0, 0.0)?;
+        check_top_k(rows, l, k, largest, ties, seed)?;
     }
 
     #[test]
@@ -601,5 +636,17 @@ trait AddClamp {
 impl AddClamp for f64 {
     fn add_clamp(self, z: f64, lo: f64, hi: f64) -> f64 {
         (self + z).clamp(lo, hi)
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg(6))]
+
+    /// Long rows, as a vocabulary's logits or a detector's anchors: the bitonic network, with
+    /// k from 1 to the whole row (a few rows, so the padding and the chunk rounds vary).
+    #[test]
+    fn top_k_long_rows(rows in 1usize..3, l in 129usize..6000, small in any::<bool>(), kf in 0.0f64..1.0, largest in any::<bool>(), ties in any::<bool>(), seed in any::<u64>()) {
+        let k = if small { 1 + (kf * 16.0) as usize } else { ((l as f64 * kf) as usize).max(1) };
+        check_top_k(rows, l, k.min(l), largest, ties, seed)?;
     }
 }

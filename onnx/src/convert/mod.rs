@@ -34,6 +34,7 @@ mod scatter;
 mod seqmodel;
 mod sequence;
 mod tensor;
+mod topk;
 
 /// How one ONNX op converts: to tensors, or (sequences, optionals and control flow, whose values
 /// may be any of them) to values of any kind.

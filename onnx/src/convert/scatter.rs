@@ -1,9 +1,9 @@
 //! Data-dependent indexing as compositions of device ops, with indices known only at run time:
 //! ScatterElements, Scatter and ScatterND (every reduction) compare each target row with each
 //! update's row (a one-hot `[rows, updates]` mask), TensorScatter gathers the update at each
-//! cache position, and TopK ranks each element against its axis (`L x L` comparisons) and
-//! gathers the elements ranked `0..k`. The
-//! one-hot and rank masks grow with the product of the sizes, so each is refused past
+//! cache position, and TopK over a short axis ranks each element against its axis (`L x L`
+//! comparisons) and gathers the elements ranked `0..k` (a long axis goes to the bitonic network
+//! of `topk.rs`). The one-hot masks grow with the product of the sizes, so each is refused past
 //! [`MAX_MASK_ELEMENTS`] with a message naming the sizes.
 
 use super::Converter::{self, Tensors};
@@ -406,16 +406,41 @@ impl Importer<'_> {
         let l = dims[axis];
         let rows: usize = dims.iter().product::<usize>() / l.max(1);
         let cells = rows.saturating_mul(l).saturating_mul(l.max(k));
-        if cells > MAX_MASK_ELEMENTS {
-            return unsup(format!(
-                "TopK over an axis of {l} in {rows} rows ({cells} mask elements, at most {MAX_MASK_ELEMENTS})"
-            ));
-        }
         // The axis last: [rows, L].
         let mut perm: Vec<usize> = (0..rank).filter(|&d| d != axis).collect();
         perm.push(axis);
         let xt = self.add1(Op::Transpose { perm: perm.clone() }, &[x])?;
         let x2 = self.reshape(xt, vec![rows, l])?;
+        let (vals, idx) = if l <= super::topk::RANK_TOPK_MAX_LEN && cells <= MAX_MASK_ELEMENTS {
+            self.top_k_rank(x2, rows, l, k, largest)?
+        } else {
+            self.top_k_bitonic(x2, rows, l, k, largest)?
+        };
+        // Back to x's layout with K along the axis.
+        let mut moved: Vec<usize> = perm.iter().map(|&d| dims[d]).collect();
+        moved[rank - 1] = k;
+        let mut inv = vec![0; rank];
+        for (i, &p) in perm.iter().enumerate() {
+            inv[p] = i;
+        }
+        let mut outs = Vec::new();
+        for v in [vals, idx] {
+            let v = self.reshape(v, moved.clone())?;
+            outs.push(self.add1(Op::Transpose { perm: inv.clone() }, &[v])?);
+        }
+        Ok(outs)
+    }
+
+    /// TopK of short rows (`[rows, l]`): each element's rank is the count of those that beat
+    /// it (one `[rows, L, L]` mask), and the element of rank `r` goes to place `r`.
+    fn top_k_rank(
+        &mut self,
+        x2: ValueId,
+        rows: usize,
+        l: usize,
+        k: usize,
+        largest: bool,
+    ) -> R<(ValueId, ValueId)> {
         let xi = self.reshape(x2, vec![rows, l, 1])?;
         let xj = self.reshape(x2, vec![rows, 1, l])?;
         let better = self.bin(if largest { BinaryOp::Gt } else { BinaryOp::Lt }, xj, xi)?;
@@ -442,18 +467,6 @@ impl Importer<'_> {
         let idx = self.add1(Op::Where, &[at, pos, zi])?;
         let idx = self.sum_over(idx, vec![1], false)?; // [rows, K]
         let vals = self.add1(Op::GatherElements { axis: 1 }, &[x2, idx])?;
-        // Back to x's layout with K along the axis.
-        let mut moved: Vec<usize> = perm.iter().map(|&d| dims[d]).collect();
-        moved[rank - 1] = k;
-        let mut inv = vec![0; rank];
-        for (i, &p) in perm.iter().enumerate() {
-            inv[p] = i;
-        }
-        let mut outs = Vec::new();
-        for v in [vals, idx] {
-            let v = self.reshape(v, moved.clone())?;
-            outs.push(self.add1(Op::Transpose { perm: inv.clone() }, &[v])?);
-        }
-        Ok(outs)
+        Ok((vals, idx))
     }
 }
