@@ -650,3 +650,80 @@ proptest! {
         check_top_k(rows, l, k.min(l), largest, ties, seed)?;
     }
 }
+
+proptest! {
+    #![proptest_config(cfg(6))]
+
+    /// Power-of-two lengths from 4,096 on: the radix-2 FFT, whole (real or complex input,
+    /// either direction), one-sided, and the inverse of a one-sided spectrum (a real signal
+    /// back from its half spectrum, computed here in f64).
+    #[test]
+    fn dft_long_by_fft(rows in 1usize..3, log_n in 12u32..14, mode in 0usize..3, complex in any::<bool>(), inverse in any::<bool>(), seed in any::<u64>()) {
+        let n = 1usize << log_n;
+        let tau = 2.0 * std::f64::consts::PI;
+        // cos and sin of 2π m / n, for m = i·k mod n.
+        let (cs, sn): (Vec<f64>, Vec<f64>) = (0..n).map(|m| {
+            let th = tau * m as f64 / n as f64;
+            (th.cos(), th.sin())
+        }).unzip();
+        // The forward DFT of rows of (re, im) pairs, bins 0..k_out.
+        let dft = |x: &[(f64, f64)], k_out: usize, sign: f64| -> Vec<(f64, f64)> {
+            (0..k_out).map(|k| {
+                let (mut re, mut im) = (0.0, 0.0);
+                for (i, &(a, b)) in x.iter().enumerate() {
+                    let m = (i * k) % n;
+                    let (c, s) = (cs[m], sign * sn[m]);
+                    re += a * c - b * s;
+                    im += a * s + b * c;
+                }
+                (re, im)
+            }).collect()
+        };
+        let v = rand_f(rows * n * 2, seed, -1.0, 1.0);
+        let (x, attrs, want, top): (Tensor, Vec<AttributeProto>, Vec<f64>, f64) = match mode {
+            // Whole.
+            0 => {
+                let parts = if complex { 2 } else { 1 };
+                let x = Tensor::from_f64(DType::F32, [rows, n, parts], &v[..rows * n * parts]);
+                let xv = x.to_f64_vec();
+                let (sign, scale) = if inverse { (1.0, 1.0 / n as f64) } else { (-1.0, 1.0) };
+                let mut want = Vec::new();
+                for r in 0..rows {
+                    let row: Vec<(f64, f64)> = (0..n).map(|i| {
+                        let at = (r * n + i) * parts;
+                        (xv[at], if complex { xv[at + 1] } else { 0.0 })
+                    }).collect();
+                    for (re, im) in dft(&row, n, sign) { want.extend([re * scale, im * scale]); }
+                }
+                (x, vec![attr_i("inverse", inverse as i64)], want, (n as f64).sqrt())
+            }
+            // One-sided, of a real signal.
+            1 => {
+                let x = Tensor::from_f64(DType::F32, [rows, n, 1], &v[..rows * n]);
+                let xv = x.to_f64_vec();
+                let mut want = Vec::new();
+                for r in 0..rows {
+                    let row: Vec<(f64, f64)> = (0..n).map(|i| (xv[r * n + i], 0.0)).collect();
+                    for (re, im) in dft(&row, n / 2 + 1, -1.0) { want.extend([re, im]); }
+                }
+                (x, vec![attr_i("onesided", 1)], want, (n as f64).sqrt())
+            }
+            // A real signal back from its one-sided spectrum.
+            _ => {
+                let sig: Vec<f64> = v[..rows * n].to_vec();
+                let mut spec = Vec::new();
+                for r in 0..rows {
+                    let row: Vec<(f64, f64)> = (0..n).map(|i| (sig[r * n + i], 0.0)).collect();
+                    for (re, im) in dft(&row, n / 2 + 1, -1.0) { spec.extend([re, im]); }
+                }
+                let x = Tensor::from_f64(DType::F32, [rows, n / 2 + 1, 2], &spec);
+                (x, vec![attr_i("inverse", 1), attr_i("onesided", 1)], sig, 1.0)
+            }
+        };
+        let axis = Tensor::from_i64([], vec![1]).unwrap();
+        let Some(got) = run_node(20, "DFT", &["x", "", "axis"], &[("x", &x)], &[("axis", &axis)], &["y"], attrs)
+            else { return Ok(()); };
+        // The FFT's rounding grows with log n, not n: a few f32 epsilons of the norm.
+        close("DFT by FFT", &got[0], &want, 1e-5 * top, 1e-4)?;
+    }
+}

@@ -1,7 +1,8 @@
-//! DFT and STFT as matrix products: the transformed axis moved last and multiplied by constant
-//! `[N, K]` cosine and sine matrices (real and imaginary parts apart). This is the O(N·K)
-//! transform, exact to f32 rounding; a radix-2 kernel for long signals is future work, so a
-//! transform longer than [`MAX_DFT_LENGTH`] is refused.
+//! DFT and STFT: the transformed axis moved last, real and imaginary parts apart, then either
+//! multiplied by constant `[N, K]` cosine and sine matrices (the O(N·K) transform, exact to f32
+//! rounding: every length up to [`MAX_DFT_LENGTH`]), or, for a power-of-two length from
+//! [`FFT_MIN_LENGTH`] up to [`MAX_FFT_LENGTH`], a radix-2 FFT of device ops (O(N log N), below).
+//! A longer length that is not a power of two is refused.
 
 use super::Converter::{self, Tensors};
 use super::{bad, unsup, Importer, R};
@@ -17,6 +18,10 @@ pub(super) const OPS: &[(&str, Converter)] = &[
 
 /// The longest transform run as a matrix product.
 pub const MAX_DFT_LENGTH: usize = 8192;
+/// Power-of-two lengths from this one on run as a radix-2 FFT ...
+pub const FFT_MIN_LENGTH: usize = 4096;
+/// ... up to this one.
+pub const MAX_FFT_LENGTH: usize = 1 << 22;
 
 impl Importer<'_> {
     /// `DFT` (opsets 17 to 20): `axis` an attribute before opset 20, an input from it.
@@ -80,8 +85,11 @@ impl Importer<'_> {
         inverse: bool,
         onesided: bool,
     ) -> R<ValueId> {
-        if n == 0 || n > MAX_DFT_LENGTH {
-            return unsup(format!("a DFT of length {n} (1 to {MAX_DFT_LENGTH})"));
+        let fft = n.is_power_of_two() && (FFT_MIN_LENGTH..=MAX_FFT_LENGTH).contains(&n);
+        if n == 0 || (n > MAX_DFT_LENGTH && !fft) {
+            return unsup(format!(
+                "a DFT of length {n} (1 to {MAX_DFT_LENGTH}, or a power of two up to {MAX_FFT_LENGTH})"
+            ));
         }
         let dims = self.shape(x);
         let r = dims.len();
@@ -153,6 +161,185 @@ impl Importer<'_> {
             None
         };
         let k_out = if irfft || !onesided { n } else { n / 2 + 1 };
+        let (re, im) = if fft {
+            self.fft_parts(a, b, n, inverse, irfft, k_out)?
+        } else {
+            self.dft_matrices(a, b, n, inverse, irfft, k_out)?
+        };
+        // Back to the input's layout, the parts in a new last dim.
+        lead.push(k_out);
+        let mut inv = vec![0; r - 1];
+        for (i, &p) in perm.iter().enumerate() {
+            inv[p] = i;
+        }
+        let mut od = dims.clone();
+        od[axis] = k_out;
+        let mut parts = vec![re];
+        if !irfft {
+            parts.push(im);
+        }
+        od[r - 1] = parts.len();
+        let mut laid = Vec::new();
+        for p in parts {
+            let t = self.add1(Op::Transpose { perm: inv.clone() }, &[p])?;
+            let mut d = od.clone();
+            d[r - 1] = 1;
+            laid.push(self.reshape(t, d)?);
+        }
+        let y = if laid.len() == 1 {
+            laid[0]
+        } else {
+            self.add1(Op::Concat { axis: r - 1 }, &laid)?
+        };
+        Ok(if dt == DType::F32 {
+            y
+        } else {
+            self.cast(y, dt)?
+        })
+    }
+
+    /// The same transform as [`Self::dft_matrices`] by a radix-2 FFT (decimation in frequency)
+    /// of device ops, for a power-of-two `n`. Each of the `log2 n` stages splits every
+    /// sequence of the batch in halves `a` and `b` and makes two of half the length,
+    /// `a + b` (the even bins) and `(a - b)·w^j` (the odd ones; `w` the stage's root of unity):
+    /// a few elementwise ops, a Split and a Concat, no loop and no index constant. The bins come
+    /// out in bit-reversed order; one Gather puts them back. An inverse one-sided transform
+    /// first rebuilds the full spectrum from its half (`X[n-k]` = conjugate of `X[k]`).
+    fn fft_parts(
+        &mut self,
+        a: ValueId,
+        b: Option<ValueId>,
+        n: usize,
+        inverse: bool,
+        irfft: bool,
+        k_out: usize,
+    ) -> R<(ValueId, ValueId)> {
+        let lead: Vec<usize> = {
+            let d = self.shape(a);
+            d[..d.len() - 1].to_vec()
+        };
+        let rows: usize = lead.iter().product();
+        let a = self.reshape(a, vec![rows, self.shape(a)[lead.len()]])?;
+        let b = match b {
+            Some(b) => Some(self.reshape(b, vec![rows, self.shape(b)[lead.len()]])?),
+            None => None,
+        };
+        let (mut re, mut im) = if irfft {
+            // Bins 0..=n/2 given; bin k > n/2 is bin n-k conjugated.
+            let ext: Vec<f64> = (0..n).map(|k| k.min(n - k) as f64).collect();
+            let ext = self.konst(Tensor::from_f64(DType::I64, [n], &ext))?;
+            let conj: Vec<f64> = (0..n).map(|k| if k > n / 2 { -1.0 } else { 1.0 }).collect();
+            let conj = self.konst(Tensor::from_f64(DType::F32, [n], &conj))?;
+            let b = b.ok_or_else(|| {
+                super::Fail::Bad("an inverse one-sided DFT takes complex input".into())
+            })?;
+            let re = self.add1(Op::Gather { axis: 1 }, &[a, ext])?;
+            let im = self.add1(Op::Gather { axis: 1 }, &[b, ext])?;
+            (re, self.bin(BinaryOp::Mul, im, conj)?)
+        } else {
+            let im = match b {
+                Some(b) => b,
+                None => {
+                    let zero = self.scalar(DType::F32, 0.0)?;
+                    self.bin(BinaryOp::Mul, a, zero)?
+                }
+            };
+            (a, im)
+        };
+        let sign = if inverse { 1.0 } else { -1.0 };
+        let mut m = rows;
+        let mut len = n;
+        while len > 1 {
+            let h = len / 2;
+            let halves = |s: &mut Self, x: ValueId| -> R<(ValueId, ValueId)> {
+                let x3 = s.reshape(x, vec![m, 2, h])?;
+                let p = s.add(
+                    Op::Split {
+                        axis: 1,
+                        sizes: vec![1, 1],
+                    },
+                    &[x3],
+                )?;
+                Ok((p[0], p[1]))
+            };
+            let (ar, br) = halves(self, re)?;
+            let (ai, bi) = halves(self, im)?;
+            let th: Vec<f64> = (0..h)
+                .map(|j| sign * 2.0 * PI * j as f64 / len as f64)
+                .collect();
+            let wr = self.konst(Tensor::from_f64(
+                DType::F32,
+                [1, 1, h],
+                &th.iter().map(|t| t.cos()).collect::<Vec<_>>(),
+            ))?;
+            let wi = self.konst(Tensor::from_f64(
+                DType::F32,
+                [1, 1, h],
+                &th.iter().map(|t| t.sin()).collect::<Vec<_>>(),
+            ))?;
+            let ur = self.bin(BinaryOp::Add, ar, br)?;
+            let ui = self.bin(BinaryOp::Add, ai, bi)?;
+            let dr = self.bin(BinaryOp::Sub, ar, br)?;
+            let di = self.bin(BinaryOp::Sub, ai, bi)?;
+            // (dr + i·di)(wr + i·wi)
+            let (p, q) = (
+                self.bin(BinaryOp::Mul, dr, wr)?,
+                self.bin(BinaryOp::Mul, di, wi)?,
+            );
+            let vr = self.bin(BinaryOp::Sub, p, q)?;
+            let (p, q) = (
+                self.bin(BinaryOp::Mul, dr, wi)?,
+                self.bin(BinaryOp::Mul, di, wr)?,
+            );
+            let vi = self.bin(BinaryOp::Add, p, q)?;
+            let r2 = self.add1(Op::Concat { axis: 1 }, &[ur, vr])?;
+            let i2 = self.add1(Op::Concat { axis: 1 }, &[ui, vi])?;
+            m *= 2;
+            len = h;
+            re = self.reshape(r2, vec![m, len])?;
+            im = self.reshape(i2, vec![m, len])?;
+        }
+        // Row r's bins at flat positions bit-reversed: bin k of the first stage's split is
+        // the outermost of the log2 n halvings.
+        let bits = n.trailing_zeros();
+        let order: Vec<f64> = (0..k_out)
+            .map(|k| {
+                let rev = if bits == 0 {
+                    0
+                } else {
+                    k.reverse_bits() >> (usize::BITS - bits)
+                };
+                rev as f64
+            })
+            .collect();
+        let order = self.konst(Tensor::from_f64(DType::I64, [k_out], &order))?;
+        let mut out = Vec::new();
+        for x in [re, im] {
+            let x = self.reshape(x, vec![rows, n])?;
+            let mut x = self.add1(Op::Gather { axis: 1 }, &[x, order])?;
+            if inverse {
+                let s = self.scalar(DType::F32, 1.0 / n as f64)?;
+                x = self.bin(BinaryOp::Mul, x, s)?;
+            }
+            let mut d = lead.clone();
+            d.push(k_out);
+            out.push(self.reshape(x, d)?);
+        }
+        Ok((out[0], out[1]))
+    }
+
+    /// The transform as products with constant cosine and sine matrices: `(re, im)` of
+    /// `[..., k_out]` from the parts `a` (real) and `b` (imaginary, if any) of `[..., take]`.
+    fn dft_matrices(
+        &mut self,
+        a: ValueId,
+        b: Option<ValueId>,
+        n: usize,
+        inverse: bool,
+        irfft: bool,
+        k_out: usize,
+    ) -> R<(ValueId, ValueId)> {
+        let take = if irfft { n / 2 + 1 } else { n };
         let sign = if inverse { 1.0 } else { -1.0 };
         let scale = if inverse { 1.0 / n as f64 } else { 1.0 };
         // C[i, k] = cos(2π i k / n), S likewise; an inverse one-sided DFT weighs each bin
@@ -186,36 +373,7 @@ impl Importer<'_> {
             re = self.bin(BinaryOp::Sub, re, sbs)?;
             im = self.bin(BinaryOp::Add, im, bc)?;
         }
-        // Back to the input's layout, the parts in a new last dim.
-        lead.push(k_out);
-        let mut inv = vec![0; r - 1];
-        for (i, &p) in perm.iter().enumerate() {
-            inv[p] = i;
-        }
-        let mut od = dims.clone();
-        od[axis] = k_out;
-        let mut parts = vec![re];
-        if !irfft {
-            parts.push(im);
-        }
-        od[r - 1] = parts.len();
-        let mut laid = Vec::new();
-        for p in parts {
-            let t = self.add1(Op::Transpose { perm: inv.clone() }, &[p])?;
-            let mut d = od.clone();
-            d[r - 1] = 1;
-            laid.push(self.reshape(t, d)?);
-        }
-        let y = if laid.len() == 1 {
-            laid[0]
-        } else {
-            self.add1(Op::Concat { axis: r - 1 }, &laid)?
-        };
-        Ok(if dt == DType::F32 {
-            y
-        } else {
-            self.cast(y, dt)?
-        })
+        Ok((re, im))
     }
 
     /// `STFT`: frames of `frame_length` every `frame_step` samples, times the window, each
