@@ -397,11 +397,25 @@ impl Runner<'_> {
         }
         let at = self.elapsed();
         let out = self.dev.run(&b.model.graph, &b.feed)?;
-        let computed = crate::conformance::computed_outputs(&b.model.graph);
+        let g = &b.model.graph;
+        let computed = crate::conformance::computed_outputs(g);
         let any_kernel = !out.profile.entries.is_empty();
-        for ((name, t), d) in b.model.outputs.iter().zip(out.outputs).zip(computed) {
-            scope.vals.insert(name.clone(), (t, d && any_kernel));
+        let mut outs = Vec::new();
+        for (((name, t), d), &v) in b
+            .model
+            .outputs
+            .iter()
+            .zip(out.outputs)
+            .zip(computed)
+            .zip(g.outputs())
+        {
+            // A stage input handed on (maybe reshaped) keeps where it was computed.
+            let handed_on = reshaped_input(g, v)
+                .and_then(|i| scope.lookup(&g.value(i).name))
+                .is_some_and(|x| matches!(x, Either::Val((_, true))));
+            outs.push((name.clone(), (t, (d && any_kernel) || handed_on)));
         }
+        scope.vals.extend(outs);
         for mut e in out.profile.entries {
             if e.source != TimingSource::WholeRun {
                 e.start_ns += at;
@@ -614,6 +628,25 @@ impl Runner<'_> {
     }
 }
 
+/// The graph input that `v` is, through Reshapes only.
+fn reshaped_input(
+    g: &sfumato_core::Graph,
+    mut v: sfumato_core::ValueId,
+) -> Option<sfumato_core::ValueId> {
+    loop {
+        match g.value(v).producer {
+            None => return g.inputs().contains(&v).then_some(v),
+            Some(p) => {
+                let n = g.node(p);
+                if !matches!(n.op, sfumato_core::Op::Reshape { .. }) {
+                    return None;
+                }
+                v = *n.inputs.first()?;
+            }
+        }
+    }
+}
+
 /// Bind a control-flow node's outputs (an empty name: not wanted).
 fn bind_outputs(n: &NodeProto, outs: Vec<(Tensor, bool)>, scope: &mut Scope<'_>) -> Result<()> {
     if outs.len() < n.output.iter().filter(|o| !o.is_empty()).count() {
@@ -668,14 +701,6 @@ mod tests {
     use crate::{decode, import, tensor};
     use sfumato_core::CpuDevice;
 
-    fn f32s(dims: &[usize], v: &[f32]) -> Tensor {
-        Tensor::from_f32(dims.to_vec(), v.to_vec()).unwrap()
-    }
-
-    fn cast_to(to: i32) -> AttributeProto {
-        ints_attr("to", to as i64)
-    }
-
     fn staged(bytes: &[u8], inputs: &[(&str, Tensor)]) -> StagedRun {
         let m = decode(bytes).unwrap();
         let ins: HashMap<String, Tensor> = inputs
@@ -694,43 +719,9 @@ mod tests {
             .collect()
     }
 
-    /// `If(ReduceSum(x) > 0)`: x * 2, else x * 3.
-    fn if_model() -> Vec<u8> {
-        let branch = |then: bool| {
-            graph_attr(
-                if then { "then_branch" } else { "else_branch" },
-                GraphProto {
-                    name: "b".into(),
-                    node: vec![node(
-                        "Mul",
-                        &["x", if then { "two" } else { "three" }],
-                        &["r"],
-                        vec![],
-                    )],
-                    output: vec![vi("r", data_type::FLOAT, &[Ok(2)])],
-                    ..Default::default()
-                },
-            )
-        };
-        model(
-            vec![
-                node("ReduceSum", &["x"], &["s"], vec![ints_attr("keepdims", 0)]),
-                node("Greater", &["s", "zero"], &["c"], vec![]),
-                node("If", &["c"], &["y"], vec![branch(true), branch(false)]),
-            ],
-            vec![
-                tensor::to_proto(&f32s(&[], &[0.0]), "zero"),
-                tensor::to_proto(&f32s(&[], &[2.0]), "two"),
-                tensor::to_proto(&f32s(&[], &[3.0]), "three"),
-            ],
-            vec![vi("x", data_type::FLOAT, &[Ok(2)])],
-            vec![vi("y", data_type::FLOAT, &[Ok(2)])],
-        )
-    }
-
     #[test]
     fn an_if_on_a_computed_condition_reads_it_back_and_runs_the_taken_branch() {
-        let b = if_model();
+        let b = staged_if_model();
         // One graph cannot hold it: the error names the node and says how it runs.
         let e = import(&b, &ImportOptions::default()).unwrap_err();
         assert!(
@@ -754,34 +745,7 @@ mod tests {
     #[test]
     fn a_loop_with_a_computed_trip_count_and_a_reshape_to_a_computed_shape() {
         // m = int(|n|) iterations of acc += x * i, then the scans reshaped to |shape|.
-        let b = model(
-            vec![
-                node("Abs", &["n"], &["na"], vec![]),
-                node("Cast", &["na"], &["m"], vec![cast_to(data_type::INT64)]),
-                node(
-                    "Loop",
-                    &["m", "c0", "a0"],
-                    &["acc", "scans"],
-                    vec![graph_attr("body", loop_body("Add"))],
-                ),
-                node("Abs", &["shape"], &["sa"], vec![]),
-                node("Cast", &["sa"], &["si"], vec![cast_to(data_type::INT64)]),
-                node("Reshape", &["scans", "si"], &["flat"], vec![]),
-            ],
-            vec![
-                tensor::to_proto(&Tensor::from_f64(DType::Bool, [], &[1.0]), "c0"),
-                tensor::to_proto(&f32s(&[2], &[0.0, 10.0]), "a0"),
-            ],
-            vec![
-                vi("x", data_type::FLOAT, &[Ok(2)]),
-                vi("n", data_type::FLOAT, &[]),
-                vi("shape", data_type::FLOAT, &[Ok(1)]),
-            ],
-            vec![
-                vi("acc", data_type::FLOAT, &[Ok(2)]),
-                vi("flat", data_type::FLOAT, &[Err("k")]),
-            ],
-        );
+        let b = staged_loop_reshape_model();
         let r = staged(
             &b,
             &[
@@ -848,48 +812,7 @@ mod tests {
     fn a_loop_whose_body_needs_a_host_step_runs_iteration_by_iteration() {
         // Each iteration counts the non-zero elements of acc (a host step inside the body) and
         // adds that count to acc: acc = [0, 1] -> [1, 2] -> [3, 4].
-        let body = GraphProto {
-            name: "body".into(),
-            node: vec![
-                node("Identity", &["cond"], &["cond_out"], vec![]),
-                node("NonZero", &["acc"], &["nz"], vec![]),
-                node("Shape", &["nz"], &["sh"], vec![]),
-                node("Gather", &["sh", "one"], &["cnt"], vec![]),
-                node("Cast", &["cnt"], &["fc"], vec![cast_to(data_type::FLOAT)]),
-                node("Add", &["acc", "fc"], &["acc_out"], vec![]),
-            ],
-            input: vec![
-                vi("i", data_type::INT64, &[]),
-                vi("cond", data_type::BOOL, &[]),
-                vi("acc", data_type::FLOAT, &[Ok(2)]),
-            ],
-            output: vec![
-                vi("cond_out", data_type::BOOL, &[]),
-                vi("acc_out", data_type::FLOAT, &[Ok(2)]),
-            ],
-            ..Default::default()
-        };
-        let b = model(
-            vec![
-                node("Abs", &["n"], &["na"], vec![]),
-                node("Cast", &["na"], &["m"], vec![cast_to(data_type::INT64)]),
-                node(
-                    "Loop",
-                    &["m", "", "a"],
-                    &["acc"],
-                    vec![graph_attr("body", body)],
-                ),
-            ],
-            vec![tensor::to_proto(
-                &Tensor::from_f64(DType::I64, [], &[1.0]),
-                "one",
-            )],
-            vec![
-                vi("n", data_type::FLOAT, &[]),
-                vi("a", data_type::FLOAT, &[Ok(2)]),
-            ],
-            vec![vi("acc", data_type::FLOAT, &[Ok(2)])],
-        );
+        let b = staged_host_loop_model();
         let r = staged(
             &b,
             &[("n", f32s(&[], &[2.0])), ("a", f32s(&[2], &[0.0, 1.0]))],

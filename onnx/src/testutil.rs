@@ -239,3 +239,129 @@ pub fn sequence_model() -> (Vec<u8>, ImportOptions) {
         .insert("s".into(), OnnxValue::Sequence(vec![OnnxValue::Tensor(s0)]));
     (bytes, opts)
 }
+
+/// A `Cast` node's `to`.
+pub fn cast_to(to: i32) -> AttributeProto {
+    ints_attr("to", to as i64)
+}
+
+/// An f32 tensor.
+pub fn f32s(dims: &[usize], v: &[f32]) -> Tensor {
+    Tensor::from_f32(dims.to_vec(), v.to_vec()).unwrap()
+}
+
+/// Staged runs: `If(ReduceSum(x) > 0)`: x * 2, else x * 3 (the condition is computed, so
+/// known only at run time).
+pub fn staged_if_model() -> Vec<u8> {
+    let branch = |then: bool| {
+        graph_attr(
+            if then { "then_branch" } else { "else_branch" },
+            GraphProto {
+                name: "b".into(),
+                node: vec![node(
+                    "Mul",
+                    &["x", if then { "two" } else { "three" }],
+                    &["r"],
+                    vec![],
+                )],
+                output: vec![vi("r", data_type::FLOAT, &[Ok(2)])],
+                ..Default::default()
+            },
+        )
+    };
+    model(
+        vec![
+            node("ReduceSum", &["x"], &["s"], vec![ints_attr("keepdims", 0)]),
+            node("Greater", &["s", "zero"], &["c"], vec![]),
+            node("If", &["c"], &["y"], vec![branch(true), branch(false)]),
+        ],
+        vec![
+            tensor::to_proto(&f32s(&[], &[0.0]), "zero"),
+            tensor::to_proto(&f32s(&[], &[2.0]), "two"),
+            tensor::to_proto(&f32s(&[], &[3.0]), "three"),
+        ],
+        vec![vi("x", data_type::FLOAT, &[Ok(2)])],
+        vec![vi("y", data_type::FLOAT, &[Ok(2)])],
+    )
+}
+
+/// Staged runs: `m = int64(|n|)` iterations of [`loop_body`]("Add") (`acc += x * i`), then the
+/// scans reshaped to `int64(|shape|)`: a trip count and a shape computed from the inputs.
+pub fn staged_loop_reshape_model() -> Vec<u8> {
+    model(
+        vec![
+            node("Abs", &["n"], &["na"], vec![]),
+            node("Cast", &["na"], &["m"], vec![cast_to(data_type::INT64)]),
+            node(
+                "Loop",
+                &["m", "c0", "a0"],
+                &["acc", "scans"],
+                vec![graph_attr("body", loop_body("Add"))],
+            ),
+            node("Abs", &["shape"], &["sa"], vec![]),
+            node("Cast", &["sa"], &["si"], vec![cast_to(data_type::INT64)]),
+            node("Reshape", &["scans", "si"], &["flat"], vec![]),
+        ],
+        vec![
+            tensor::to_proto(&Tensor::from_f64(DType::Bool, [], &[1.0]), "c0"),
+            tensor::to_proto(&f32s(&[2], &[0.0, 10.0]), "a0"),
+        ],
+        vec![
+            vi("x", data_type::FLOAT, &[Ok(2)]),
+            vi("n", data_type::FLOAT, &[]),
+            vi("shape", data_type::FLOAT, &[Ok(1)]),
+        ],
+        vec![
+            vi("acc", data_type::FLOAT, &[Ok(2)]),
+            vi("flat", data_type::FLOAT, &[Err("k")]),
+        ],
+    )
+}
+
+/// Staged runs: a Loop of `int64(|n|)` iterations whose body counts the non-zero elements of
+/// `acc` (NonZero: a host step inside the body) and adds the count: `acc` = [0, 1] gives
+/// [1, 2], then [3, 4].
+pub fn staged_host_loop_model() -> Vec<u8> {
+    let body = GraphProto {
+        name: "body".into(),
+        node: vec![
+            node("Identity", &["cond"], &["cond_out"], vec![]),
+            node("NonZero", &["acc"], &["nz"], vec![]),
+            node("Shape", &["nz"], &["sh"], vec![]),
+            node("Gather", &["sh", "one"], &["cnt"], vec![]),
+            node("Cast", &["cnt"], &["fc"], vec![cast_to(data_type::FLOAT)]),
+            node("Add", &["acc", "fc"], &["acc_out"], vec![]),
+        ],
+        input: vec![
+            vi("i", data_type::INT64, &[]),
+            vi("cond", data_type::BOOL, &[]),
+            vi("acc", data_type::FLOAT, &[Ok(2)]),
+        ],
+        output: vec![
+            vi("cond_out", data_type::BOOL, &[]),
+            vi("acc_out", data_type::FLOAT, &[Ok(2)]),
+        ],
+        ..Default::default()
+    };
+    model(
+        vec![
+            node("Abs", &["n"], &["na"], vec![]),
+            node("Cast", &["na"], &["m"], vec![cast_to(data_type::INT64)]),
+            node(
+                "Loop",
+                &["m", "", "a"],
+                &["acc"],
+                vec![graph_attr("body", body)],
+            ),
+        ],
+        vec![tensor::to_proto(
+            &Tensor::from_f64(DType::I64, [], &[1.0]),
+            "one",
+        )],
+        vec![
+            vi("n", data_type::FLOAT, &[]),
+            vi("a", data_type::FLOAT, &[Ok(2)]),
+        ],
+        vec![vi("acc", data_type::FLOAT, &[Ok(2)])],
+    )
+}

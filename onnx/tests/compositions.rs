@@ -181,6 +181,59 @@ fn run_node(
     )
 }
 
+/// Staged runs on the wgpu device (`sfumato_onnx::staged`): an If on a computed condition, a
+/// Loop with a computed trip count and a Reshape to a computed shape, and a Loop whose body
+/// holds a host step (the models are `testutil`'s, which the CPU reference's tests run too).
+#[test]
+fn staged_runs_read_values_back_between_device_stages() {
+    let mut guard = DEVICE.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(dev) = guard.get_or_insert_with(sfumato_wgpu::test_device).as_mut() else {
+        return;
+    };
+    let mut run = |bytes: &[u8], inputs: &[(&str, Tensor)]| {
+        let m = sfumato_onnx::decode(bytes).unwrap();
+        let ins = inputs
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect();
+        sfumato_onnx::staged::run(&m, &ImportOptions::default(), &ins, dev).unwrap()
+    };
+    let hosts = |r: &sfumato_onnx::staged::StagedRun| {
+        r.profile
+            .entries
+            .iter()
+            .filter(|e| e.kernel.starts_with("host:"))
+            .count()
+    };
+    let f32s = testutil::f32s;
+    for (x, want) in [([1.0, 2.0], [2.0, 4.0]), ([-1.0, -2.0], [-3.0, -6.0])] {
+        let r = run(&testutil::staged_if_model(), &[("x", f32s(&[2], &x))]);
+        assert_eq!(r.outputs[0].to_f32_vec(), want);
+        assert_eq!((r.on_device[0], r.stages.len(), hosts(&r)), (true, 3, 1));
+    }
+    let r = run(
+        &testutil::staged_loop_reshape_model(),
+        &[
+            ("x", f32s(&[2], &[1.0, -2.0])),
+            ("n", f32s(&[], &[-3.0])),
+            ("shape", f32s(&[1], &[-6.0])),
+        ],
+    );
+    assert_eq!(r.outputs[0].to_f32_vec(), vec![3.0, 4.0]);
+    assert_eq!(
+        r.outputs[1].to_f32_vec(),
+        vec![0.0, 10.0, 0.0, 10.0, 1.0, 8.0]
+    );
+    assert_eq!(r.on_device, vec![true, true]);
+    let r = run(
+        &testutil::staged_host_loop_model(),
+        &[("n", f32s(&[], &[2.0])), ("a", f32s(&[2], &[0.0, 1.0]))],
+    );
+    assert_eq!(r.outputs[0].to_f32_vec(), vec![3.0, 4.0]);
+    // The trip count read back, the NonZero of each of the two iterations, and the Loop.
+    assert_eq!(hosts(&r), 4, "{:?}", r.stages);
+}
+
 /// `got` against `want` within `atol + rtol * |want|`.
 fn close(
     what: &str,
