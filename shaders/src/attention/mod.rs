@@ -38,14 +38,15 @@ fn attention_blocking(rows: usize, sq: usize, d: usize, dv: usize) -> (usize, us
     (r, wg)
 }
 
-/// The attention kernel of a group `[QK, (scale), (mask), Softmax, PV, (Transpose)]`, with the
-/// group's inputs (bases) it binds and its output.
+/// The attention kernels of a group `[QK, (scale), (mask), Softmax, PV, (Transpose)]` (one, or
+/// one per batch on uniform-block targets), with the group's inputs (bases) it binds and its
+/// output.
 pub fn attention(
     g: &Graph,
     plan: &Plan,
     group: &Group,
     opts: &LowerOptions,
-) -> Result<(Kernel, Vec<ValueId>, ValueId), Error> {
+) -> Result<(Vec<Kernel>, Vec<ValueId>, ValueId), Error> {
     let node = |n: NodeId| g.node(n);
     let qk = node(group.nodes[0]);
     let mut scale = 1.0f32;
@@ -152,21 +153,28 @@ pub fn attention(
             off: 0,
         }
     };
-    let mut fill = ATTENTION_PARAMS
-        .fill()
-        .set("b", b as u32)
-        .set("h", h as u32)
-        .set("sq", sq as u32)
-        .set("sk", sk as u32)
-        .set("d", d as u32)
-        .set("dv", dv as u32)
-        .set("scale", scale.to_bits())
-        .set("has_mask", mask.is_some() as u32)
-        .set("rows", (b * h * sq) as u32);
-    for (o, block) in [('q', qs), ('k', ks), ('v', vs), ('m', ms), ('o', os)] {
-        fill = block.set(fill, o);
-    }
-    let params = fill.finish()?;
+    // The params of the whole attention (`None`), or of batch `i` alone (every operand's
+    // offset moved to that batch's rows).
+    let params_of = |batch: Option<usize>| -> Result<Vec<u32>, Error> {
+        let (nb, i) = batch.map_or((b, 0), |i| (1, i as u32));
+        let mut fill = ATTENTION_PARAMS
+            .fill()
+            .set("b", nb as u32)
+            .set("h", h as u32)
+            .set("sq", sq as u32)
+            .set("sk", sk as u32)
+            .set("d", d as u32)
+            .set("dv", dv as u32)
+            .set("scale", scale.to_bits())
+            .set("has_mask", mask.is_some() as u32)
+            .set("rows", (nb * h * sq) as u32);
+        for (o, mut block) in [('q', qs), ('k', ks), ('v', vs), ('m', ms), ('o', os)] {
+            block.off += i * block.sb;
+            fill = block.set(fill, o);
+        }
+        fill.finish()
+    };
+    let params = params_of(None)?;
     // Head-dim rows contiguous and 16-byte aligned: vec4 loads.
     let aligned = |s: Operand| {
         s.col == 1
@@ -207,7 +215,7 @@ pub fn attention(
             layout: ATTENTION_PARAMS.wgsl(),
             max_workgroups: opts.target.max_workgroups_per_dim as usize,
         })?;
-        return Ok((k, inputs, out));
+        return Ok((vec![k], inputs, out));
     }
     let (r, wg) = attention_blocking(rows, sq, d, dv);
     let lim = opts.target.max_workgroups_per_dim as usize;
@@ -218,18 +226,28 @@ pub fn attention(
         )));
     }
     // Targets that read operands well through uniform blocks (CPU adapters): K and V from
-    // uniform bindings where they fit.
-    if opts.target.uniform_block_operands && vec4 && b == 1 {
-        let layout = kv_layout(
-            h,
-            sk,
-            (d, Strides::from(Operand::read(&params, 'k')?)),
-            (dv, Strides::from(Operand::read(&params, 'v')?)),
-            opts.target.max_uniform_blocks as usize,
-        );
-        if let Some(layout) = layout {
+    // uniform bindings where they fit, one kernel per batch (a batch's keys are its own
+    // blocks; the kernels share one shader, only their bindings' offsets differ).
+    if opts.target.uniform_block_operands && vec4 {
+        let (r, wg) = attention_blocking(h * sq, sq, d, dv);
+        let mut per_batch = Vec::with_capacity(b);
+        for i in 0..b {
+            let p = if b == 1 {
+                params.clone()
+            } else {
+                params_of(Some(i))?
+            };
+            let Some(layout) = kv_layout(
+                h,
+                sk,
+                (d, Strides::from(Operand::read(&p, 'k')?)),
+                (dv, Strides::from(Operand::read(&p, 'v')?)),
+                opts.target.max_uniform_blocks as usize,
+            ) else {
+                break;
+            };
             let k = attention_ubo_kernel(&AttentionUbo {
-                params: &params,
+                params: &p,
                 heads: h,
                 sq,
                 sk,
@@ -245,9 +263,13 @@ pub fn attention(
                 layout: &layout,
             })?;
             // (More loop ends a key than the storage kernel: that one may still fit.)
-            if crate::loops::fits(k.loop_trips, opts.target.loop_budget) {
-                return Ok((k, inputs, out));
+            if !crate::loops::fits(k.loop_trips, opts.target.loop_budget) {
+                break;
             }
+            per_batch.push(k);
+        }
+        if per_batch.len() == b && b > 0 {
+            return Ok((per_batch, inputs, out));
         }
     }
     let vals = [
@@ -282,5 +304,5 @@ pub fn attention(
         workgroups,
         loop_trips,
     };
-    Ok((k, inputs, out))
+    Ok((vec![k], inputs, out))
 }

@@ -232,9 +232,9 @@ fn generate_group(
             }
         }
         GroupKind::Attention => {
-            let (k, inputs, out) = crate::attention::attention(g, plan, group, opts)?;
+            let (ks, inputs, out) = crate::attention::attention(g, plan, group, opts)?;
             Ok(GroupKernels {
-                lowered: Lowered::Kernels(vec![k]),
+                lowered: Lowered::Kernels(ks),
                 inputs,
                 outputs: vec![out],
                 label,
