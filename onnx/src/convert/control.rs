@@ -342,7 +342,7 @@ impl Importer<'_> {
                 ));
             }
             len = Some(dims[axis]);
-            scans.push((v, dims, axis, in_dirs[j] != 0));
+            scans.push((v, axis, in_dirs[j] != 0));
         }
         let steps = len.unwrap_or(0);
         if steps > MAX_LOOP_ITERATIONS {
@@ -357,21 +357,9 @@ impl Importer<'_> {
         for t in 0..steps {
             self.count_inlined(body.node.len() + 1)?;
             let mut args = states.clone();
-            for (v, dims, axis, rev) in &scans {
+            for (v, axis, rev) in &scans {
                 let at = if *rev { steps - 1 - t } else { t };
-                let axes = dims
-                    .iter()
-                    .enumerate()
-                    .map(|(d, &l)| sfumato_core::op::SliceAxis {
-                        start: if d == *axis { at as i64 } else { 0 },
-                        step: 1,
-                        len: if d == *axis { 1 } else { l },
-                    })
-                    .collect();
-                let s = self.add1(Op::Slice { axes }, &[*v])?;
-                let mut sd = dims.clone();
-                sd.remove(*axis);
-                args.push(Val::T(self.reshape(s, sd)?));
+                args.push(Val::T(self.index_axis(*v, *axis, at)?));
             }
             let mut res = self.inline_graph(&body, args, &t.to_string())?.into_iter();
             states = res.by_ref().take(n).collect();

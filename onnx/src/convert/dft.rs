@@ -108,17 +108,7 @@ impl Importer<'_> {
         perm.push(axis);
         let mut lead: Vec<usize> = perm[..r - 2].iter().map(|&d| dims[d]).collect();
         let part = |s: &mut Self, c: usize| -> R<ValueId> {
-            let axes = dims
-                .iter()
-                .enumerate()
-                .map(|(d, &l)| SliceAxis {
-                    start: if d == r - 1 { c as i64 } else { 0 },
-                    step: 1,
-                    len: if d == r - 1 { 1 } else { l },
-                })
-                .collect();
-            let p = s.add1(Op::Slice { axes }, &[xf])?;
-            let p = s.reshape(p, dims[..r - 1].to_vec())?;
+            let p = s.index_axis(xf, r - 1, c)?;
             s.add1(Op::Transpose { perm: perm.clone() }, &[p])
         };
         // Input length used: n samples, or n / 2 + 1 bins for an inverse one-sided DFT.
@@ -130,17 +120,7 @@ impl Importer<'_> {
                 return Ok(v);
             }
             if have > take {
-                let mut axes: Vec<SliceAxis> = s
-                    .shape(v)
-                    .iter()
-                    .map(|&l| SliceAxis {
-                        start: 0,
-                        step: 1,
-                        len: l,
-                    })
-                    .collect();
-                axes[rank - 1].len = take;
-                return s.add1(Op::Slice { axes }, &[v]);
+                return s.slice_axis(v, rank - 1, 0, take, 1);
             }
             let mut pads = vec![[0, 0]; rank];
             pads[rank - 1] = [0, take - have];

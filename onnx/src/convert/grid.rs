@@ -100,27 +100,7 @@ impl Importer<'_> {
         let mut per_dim: Vec<Vec<(ValueId, ValueId)>> = Vec::with_capacity(nd);
         for (i, &d) in sp.iter().enumerate() {
             // The grid's last axis lists x (the last spatial dim) first.
-            let comp = {
-                let axes = vec![
-                    SliceAxis {
-                        start: 0,
-                        step: 1,
-                        len: n,
-                    },
-                    SliceAxis {
-                        start: 0,
-                        step: 1,
-                        len: q,
-                    },
-                    SliceAxis {
-                        start: (nd - 1 - i) as i64,
-                        step: 1,
-                        len: 1,
-                    },
-                ];
-                let s = self.add1(Op::Slice { axes }, &[g])?;
-                self.reshape(s, vec![n, q])?
-            };
+            let comp = self.index_axis(g, 2, nd - 1 - i)?;
             let df = d as f64;
             // Unnormalized: align ? (g + 1) / 2 * (d - 1) : ((g + 1) * d - 1) / 2.
             let (a, b) = if align {

@@ -592,6 +592,32 @@ impl<'a> Importer<'a> {
         self.add1(Op::Cast { to, saturate: true }, &[x])
     }
 
+    /// `v[..., start..start + len, ...]` along `axis` (step `step`), every other axis whole.
+    fn slice_axis(
+        &mut self,
+        v: ValueId,
+        axis: usize,
+        start: usize,
+        len: usize,
+        step: i64,
+    ) -> R<ValueId> {
+        let mut axes: Vec<SliceAxis> = self.shape(v).into_iter().map(SliceAxis::full).collect();
+        axes[axis] = SliceAxis {
+            start: start as i64,
+            step,
+            len,
+        };
+        self.add1(Op::Slice { axes }, &[v])
+    }
+
+    /// `v[..., i, ...]` along `axis`, that axis dropped.
+    fn index_axis(&mut self, v: ValueId, axis: usize, i: usize) -> R<ValueId> {
+        let mut dims = self.shape(v);
+        let s = self.slice_axis(v, axis, i, 1, 1)?;
+        dims.remove(axis);
+        self.reshape(s, dims)
+    }
+
     fn reshape(&mut self, x: ValueId, dims: Vec<usize>) -> R<ValueId> {
         self.add1(Op::Reshape { shape: dims }, &[x])
     }

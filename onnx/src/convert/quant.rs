@@ -67,16 +67,7 @@ impl Importer<'_> {
             if merged[a] == dims[a] {
                 return Ok(s);
             }
-            let axes = merged
-                .iter()
-                .enumerate()
-                .map(|(d, &len)| SliceAxis {
-                    start: 0,
-                    step: 1,
-                    len: if d == a { dims[a] } else { len },
-                })
-                .collect();
-            return self.add1(Op::Slice { axes }, &[s]);
+            return self.slice_axis(s, a, 0, dims[a], 1);
         }
         if n == 1 || pd.is_empty() {
             return Ok(p);

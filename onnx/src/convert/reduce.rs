@@ -146,25 +146,10 @@ impl Importer<'_> {
         let axis = self.cum_axis(rank)?;
         let l = dims[axis];
         let (excl, rev) = (self.ai("exclusive", 0) != 0, self.ai("reverse", 0) != 0);
-        let whole = |d: usize| SliceAxis {
-            start: 0,
-            step: 1,
-            len: d,
-        };
-        let flip = |s: &mut Self, v: ValueId| -> R<ValueId> {
-            let mut axes: Vec<SliceAxis> = dims.iter().map(|&d| whole(d)).collect();
-            axes[axis] = SliceAxis {
-                start: l as i64 - 1,
-                step: -1,
-                len: l,
-            };
-            s.add1(Op::Slice { axes }, &[v])
-        };
+        let flip = |s: &mut Self, v: ValueId| s.slice_axis(v, axis, l - 1, l, -1);
         // v shifted `d` places along the axis, ones in front.
         let shift = |s: &mut Self, v: ValueId, d: usize| -> R<ValueId> {
-            let mut axes: Vec<SliceAxis> = dims.iter().map(|&d| whole(d)).collect();
-            axes[axis] = whole(l - d);
-            let head = s.add1(Op::Slice { axes }, &[v])?;
+            let head = s.slice_axis(v, axis, 0, l - d, 1)?;
             let mut pads = vec![[0, 0]; rank];
             pads[axis] = [d, 0];
             s.add1(

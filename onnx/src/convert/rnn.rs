@@ -167,50 +167,6 @@ impl Importer<'_> {
         })
     }
 
-    /// `v[i]` along axis 0, that axis dropped.
-    fn index0(&mut self, v: ValueId, i: usize) -> R<ValueId> {
-        let dims = self.shape(v);
-        let axes = dims
-            .iter()
-            .enumerate()
-            .map(|(d, &len)| {
-                if d == 0 {
-                    SliceAxis {
-                        start: i as i64,
-                        step: 1,
-                        len: 1,
-                    }
-                } else {
-                    SliceAxis {
-                        start: 0,
-                        step: 1,
-                        len,
-                    }
-                }
-            })
-            .collect();
-        let s = self.add1(Op::Slice { axes }, &[v])?;
-        self.reshape(s, dims[1..].to_vec())
-    }
-
-    /// Columns `[k * h, (k + 1) * h)` of a 2-D value.
-    fn cols(&mut self, v: ValueId, k: usize, h: usize) -> R<ValueId> {
-        let rows = self.shape(v)[0];
-        let axes = vec![
-            SliceAxis {
-                start: 0,
-                step: 1,
-                len: rows,
-            },
-            SliceAxis {
-                start: (k * h) as i64,
-                step: 1,
-                len: h,
-            },
-        ];
-        self.add1(Op::Slice { axes }, &[v])
-    }
-
     fn clipped(&mut self, x: ValueId, clip: Option<f32>) -> R<ValueId> {
         match clip {
             Some(c) => self.un(UnaryOp::Clip { min: -c, max: c }, x),
@@ -318,31 +274,31 @@ impl Importer<'_> {
         let (mut ys, mut hs, mut cs) = (Vec::new(), Vec::new(), Vec::new());
         for (d, &rev) in dirs.iter().enumerate() {
             let a = &acts[d];
-            let wt = self.index0(w, d)?;
+            let wt = self.index_axis(w, 0, d)?;
             let wt = self.add1(Op::Transpose { perm: vec![1, 0] }, &[wt])?;
-            let rt = self.index0(r, d)?;
+            let rt = self.index_axis(r, 0, d)?;
             let rt = self.add1(Op::Transpose { perm: vec![1, 0] }, &[rt])?;
             // The input projection of every step at once: [T, B, G*H].
             let mut xw = self.add1(Op::MatMul, &[x, wt])?;
             let mut rb = None;
             if let Some(b) = bias {
-                let bd = self.index0(b, d)?;
+                let bd = self.index_axis(b, 0, d)?;
                 let bd = self.reshape(bd, vec![2, g * h])?;
-                let wb = self.index0(bd, 0)?;
+                let wb = self.index_axis(bd, 0, 0)?;
                 xw = self.bin(BinaryOp::Add, xw, wb)?;
-                rb = Some(self.index0(bd, 1)?);
+                rb = Some(self.index_axis(bd, 0, 1)?);
             }
             let mut hp = match h0 {
-                Some(v) => self.index0(v, d)?,
+                Some(v) => self.index_axis(v, 0, d)?,
                 None => zeros,
             };
             let mut cp = match c0 {
-                Some(v) => self.index0(v, d)?,
+                Some(v) => self.index_axis(v, 0, d)?,
                 None => zeros,
             };
             let pd = match peep {
                 Some(p) => {
-                    let p = self.index0(p, d)?;
+                    let p = self.index_axis(p, 0, d)?;
                     Some(self.reshape(p, vec![3, h])?)
                 }
                 None => None,
@@ -354,14 +310,14 @@ impl Importer<'_> {
                 (0..steps).collect()
             };
             for t in order {
-                let xt = self.index0(xw, t)?;
+                let xt = self.index_axis(xw, 0, t)?;
                 let mut hr = self.add1(Op::MatMul, &[hp, rt])?;
                 if let Some(rb) = rb {
                     hr = self.bin(BinaryOp::Add, hr, rb)?;
                 }
                 let gate = |s: &mut Self, k: usize| -> R<ValueId> {
-                    let xk = s.cols(xt, k, h)?;
-                    let hk = s.cols(hr, k, h)?;
+                    let xk = s.slice_axis(xt, 1, k * h, h, 1)?;
+                    let hk = s.slice_axis(hr, 1, k * h, h, 1)?;
                     s.bin(BinaryOp::Add, xk, hk)
                 };
                 let (hn, cn) = match cell {
@@ -377,18 +333,18 @@ impl Importer<'_> {
                         let rg = gate(self, 1)?;
                         let rg = self.clipped(rg, clip)?;
                         let rg = self.activate(&a[0], rg)?;
-                        let xh = self.cols(xt, 2, h)?;
+                        let xh = self.slice_axis(xt, 1, 2 * h, h, 1)?;
                         let rec = if lbr {
-                            let hh = self.cols(hr, 2, h)?;
+                            let hh = self.slice_axis(hr, 1, 2 * h, h, 1)?;
                             self.bin(BinaryOp::Mul, rg, hh)?
                         } else {
                             // (r * h) R_h + Rb_h.
                             let rh = self.bin(BinaryOp::Mul, rg, hp)?;
-                            let rth = self.cols(rt, 2, h)?;
+                            let rth = self.slice_axis(rt, 1, 2 * h, h, 1)?;
                             let mut m = self.add1(Op::MatMul, &[rh, rth])?;
                             if let Some(rb) = rb {
                                 let rbh = self.reshape(rb, vec![1, g * h])?;
-                                let rbh = self.cols(rbh, 2, h)?;
+                                let rbh = self.slice_axis(rbh, 1, 2 * h, h, 1)?;
                                 m = self.bin(BinaryOp::Add, m, rbh)?;
                             }
                             m
@@ -406,7 +362,7 @@ impl Importer<'_> {
                         let peep_of = |s: &mut Self, k: usize, c: ValueId| -> R<Option<ValueId>> {
                             match pd {
                                 Some(p) => {
-                                    let pk = s.index0(p, k)?;
+                                    let pk = s.index_axis(p, 0, k)?;
                                     Ok(Some(s.bin(BinaryOp::Mul, pk, c)?))
                                 }
                                 None => Ok(None),

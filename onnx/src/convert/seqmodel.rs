@@ -23,38 +23,6 @@ pub(super) const OPS: &[(&str, Converter)] = &[
 pub const MAX_LINEAR_ATTENTION_STEPS: usize = 4096;
 
 impl Importer<'_> {
-    /// `v[..., start..start + len, ...]` along `axis` (step `step`).
-    fn slice_axis(
-        &mut self,
-        v: ValueId,
-        axis: usize,
-        start: usize,
-        len: usize,
-        step: i64,
-    ) -> R<ValueId> {
-        let axes = self
-            .shape(v)
-            .iter()
-            .enumerate()
-            .map(|(d, &l)| {
-                if d == axis {
-                    SliceAxis {
-                        start: start as i64,
-                        step,
-                        len,
-                    }
-                } else {
-                    SliceAxis {
-                        start: 0,
-                        step: 1,
-                        len: l,
-                    }
-                }
-            })
-            .collect();
-        self.add1(Op::Slice { axes }, &[v])
-    }
-
     /// `SwiGLU`: `A * sigmoid(alpha * A) * B`.
     fn swiglu(&mut self) -> R<Vec<ValueId>> {
         let (a, b) = (self.inp(0)?, self.inp(1)?);

@@ -6,7 +6,6 @@
 
 use super::Converter::{self, Values};
 use super::{bad, unsup, Importer, Val, R};
-use sfumato_core::op::SliceAxis;
 use sfumato_core::{DType, Op, Shape, Tensor, ValueId};
 
 /// At most this many tensors in one sequence or optional (nested ones counted through).
@@ -265,14 +264,8 @@ impl Importer<'_> {
         let mut out = Vec::with_capacity(sizes.len());
         let mut start = 0;
         for s in sizes {
-            let mut axes: Vec<SliceAxis> = dims.iter().map(|&d| SliceAxis::full(d)).collect();
-            axes[axis] = SliceAxis {
-                start: start as i64,
-                step: 1,
-                len: s,
-            };
+            let mut piece = self.slice_axis(x, axis, start, s, 1)?;
             start += s;
-            let mut piece = self.add1(Op::Slice { axes }, &[x])?;
             if squeeze {
                 let mut d = dims.clone();
                 d.remove(axis);
