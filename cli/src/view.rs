@@ -20,6 +20,10 @@ pub(crate) struct ViewArgs {
     /// graph's layout time, and exit.
     #[arg(long)]
     pub(crate) bench_frames: Option<usize>,
+    /// The UI's renderer: OpenGL (`glow`, the default) or `wgpu` (the model's compute runs on
+    /// wgpu either way).
+    #[arg(long, value_parser = ["glow", "wgpu"])]
+    pub(crate) renderer: Option<String>,
 }
 
 /// The viewer binary: beside this one (as cargo builds and installs them), else on PATH.
@@ -49,6 +53,9 @@ pub(crate) fn view(a: &ViewArgs) -> Result<()> {
     }
     if let Some(n) = a.bench_frames {
         cmd.arg("--bench-frames").arg(n.to_string());
+    }
+    if let Some(r) = &a.renderer {
+        cmd.arg("--renderer").arg(r);
     }
     let status = cmd.status().with_context(|| {
         format!(

@@ -1195,3 +1195,15 @@ fn run_onnx_stages_a_model_around_non_max_suppression() {
         std::fs::remove_file(f).ok();
     }
 }
+
+/// `sfumato view` takes the viewer's renderer and refuses one it does not know before starting
+/// anything.
+#[test]
+fn view_takes_a_renderer() {
+    let out = sfumato(&["view", "--renderer", "vulkan"]);
+    let (o, e) = text(&out);
+    assert!(!out.status.success(), "{o}{e}");
+    assert!(e.contains("glow") && e.contains("wgpu"), "{e}");
+    let out = sfumato(&["view", "--help"]);
+    assert!(text(&out).0.contains("--renderer"));
+}

@@ -317,6 +317,27 @@ impl Importer<'_> {
             ));
         }
         let nd = xd.len() - 2;
+        // The unpooled shape the kernel, strides and pads give: the indices count in it.
+        let ks = self.ais("kernel_shape").unwrap_or_default();
+        if ks.len() != nd {
+            return bad(format!("kernel_shape {ks:?} for {nd} spatial dims"));
+        }
+        let st = self.ais("strides").unwrap_or(vec![1; nd]);
+        let pads = self.ais("pads").unwrap_or(vec![0; 2 * nd]);
+        if st.len() != nd || pads.len() != 2 * nd {
+            return bad(format!(
+                "strides {st:?} and pads {pads:?} for {nd} spatial dims"
+            ));
+        }
+        let mut natural = xd[..2].to_vec();
+        for i in 0..nd {
+            let v = (xd[2 + i] as i64 - 1) * st[i] + ks[i] - pads[i] - pads[i + nd];
+            if v < 0 {
+                return bad(format!("output dim {v}"));
+            }
+            natural.push(v as usize);
+        }
+        // An output_shape larger than it keeps each value's coordinates.
         let out: Vec<usize> = if self.has(2) {
             let o = self.const_ints(2)?;
             if o.len() != xd.len() || o.iter().any(|&d| d < 0) {
@@ -324,39 +345,10 @@ impl Importer<'_> {
             }
             o.iter().map(|&d| d as usize).collect()
         } else {
-            let ks = self.ais("kernel_shape").unwrap_or_default();
-            if ks.len() != nd {
-                return bad(format!("kernel_shape {ks:?} for {nd} spatial dims"));
-            }
-            let st = self.ais("strides").unwrap_or(vec![1; nd]);
-            let pads = self.ais("pads").unwrap_or(vec![0; 2 * nd]);
-            let mut o = xd[..2].to_vec();
-            for i in 0..nd {
-                let v = (xd[2 + i] as i64 - 1) * st[i] + ks[i] - pads[i] - pads[i + nd];
-                if v < 0 {
-                    return bad(format!("output dim {v}"));
-                }
-                o.push(v as usize);
-            }
-            o
+            natural.clone()
         };
         if out[..2] != xd[..2] {
             return bad(format!("output_shape {out:?} for input {xd:?}"));
-        }
-        // The indices count in the unpooled shape the kernel, strides and pads give; an
-        // output_shape larger than it keeps each value's coordinates.
-        let ks = self.ais("kernel_shape").unwrap_or_default();
-        if ks.len() != nd {
-            return bad(format!("kernel_shape {ks:?} for {nd} spatial dims"));
-        }
-        let st = self.ais("strides").unwrap_or(vec![1; nd]);
-        let pads = self.ais("pads").unwrap_or(vec![0; 2 * nd]);
-        let mut natural = xd[..2].to_vec();
-        for i in 0..nd {
-            let v = (xd[2 + i] as i64 - 1) * st.get(i).copied().unwrap_or(1) + ks[i]
-                - pads.get(i).copied().unwrap_or(0)
-                - pads.get(i + nd).copied().unwrap_or(0);
-            natural.push(v.max(0) as usize);
         }
         let dt = self.g.dtype(x);
         let p: usize = out.iter().product();
