@@ -131,19 +131,26 @@ pub fn unique(x: &Tensor, axis: Option<i64>, sorted: bool) -> Result<Vec<Tensor>
         None => (1, 1),
         Some(a) => (dims[..a].iter().product(), dims[a + 1..].iter().product()),
     };
-    let slice = |k: usize| -> Vec<f64> {
-        let mut s = Vec::with_capacity(outer * inner);
-        for o in 0..outer {
-            let base = o * n * inner + k * inner;
-            s.extend_from_slice(&v[base..base + inner]);
-        }
-        s
+    // Each slice as the flat positions of its elements; int64 values compared as integers
+    // (f64 would merge those past 2^53).
+    let slice = |k: usize| -> Vec<usize> {
+        (0..outer)
+            .flat_map(|o| {
+                let base = o * n * inner + k * inner;
+                base..base + inner
+            })
+            .collect()
     };
-    let slices: Vec<Vec<f64>> = (0..n).map(slice).collect();
-    let cmp = |a: &Vec<f64>, b: &Vec<f64>| -> Ordering {
+    let slices: Vec<Vec<usize>> = (0..n).map(slice).collect();
+    let ints = (x.dtype() == DType::I64).then(|| x.to_i64_vec());
+    let elem = |p: usize, q: usize| match &ints {
+        Some(i) => i[p].cmp(&i[q]),
+        None => cmp_f64(v[p], v[q]),
+    };
+    let cmp = |a: &Vec<usize>, b: &Vec<usize>| -> Ordering {
         a.iter()
             .zip(b)
-            .map(|(x, y)| cmp_f64(*x, *y))
+            .map(|(&p, &q)| elem(p, q))
             .find(|o| o.is_ne())
             .unwrap_or(Ordering::Equal)
     };
@@ -176,14 +183,15 @@ pub fn unique(x: &Tensor, axis: Option<i64>, sorted: bool) -> Result<Vec<Tensor>
     }
     let m = firsts.len();
     let mut y_dims = dims.clone();
-    let y: Vec<f64> = match axis {
+    // The positions Y's elements come from, in Y's order.
+    let from: Vec<usize> = match axis {
         None => {
             y_dims = vec![m];
             rank.iter().map(|&u| slices[firsts[u]][0]).collect()
         }
         Some(a) => {
             y_dims[a] = m;
-            let mut y = vec![0f64; outer * m * inner];
+            let mut y = vec![0usize; outer * m * inner];
             for (pos, &u) in rank.iter().enumerate() {
                 let s = &slices[firsts[u]];
                 for o in 0..outer {
@@ -194,12 +202,19 @@ pub fn unique(x: &Tensor, axis: Option<i64>, sorted: bool) -> Result<Vec<Tensor>
             y
         }
     };
+    let y = match &ints {
+        Some(i) => Tensor::from_i64(y_dims, from.iter().map(|&p| i[p]).collect())?,
+        None => {
+            let f: Vec<f64> = from.iter().map(|&p| v[p]).collect();
+            Tensor::from_f64(x.dtype(), y_dims, &f)
+        }
+    };
     let i64s = |v: Vec<usize>| {
         let f: Vec<f64> = v.iter().map(|&x| x as f64).collect();
         Tensor::from_f64(DType::I64, vec![f.len()], &f)
     };
     Ok(vec![
-        Tensor::from_f64(x.dtype(), y_dims, &y),
+        y,
         i64s(rank.iter().map(|&u| firsts[u]).collect()),
         i64s(inverse.iter().map(|&u| new_of[u]).collect()),
         i64s(rank.iter().map(|&u| counts[u]).collect()),
@@ -327,6 +342,15 @@ mod tests {
         assert_eq!(u[1].to_i64_vec(), vec![0, 1, 3, 4]);
         assert_eq!(u[2].to_i64_vec(), vec![0, 1, 1, 2, 3, 2]);
         assert_eq!(u[3].to_i64_vec(), vec![1, 2, 2, 1]);
+    }
+
+    #[test]
+    fn unique_keeps_int64_past_f64s_integers_apart() {
+        let big = 1i64 << 53;
+        let x = Tensor::from_i64(vec![3], vec![big + 1, big, big + 1]).unwrap();
+        let s = unique(&x, None, true).unwrap();
+        assert_eq!(s[0].to_i64_vec(), vec![big, big + 1]);
+        assert_eq!(s[3].to_i64_vec(), vec![1, 2]);
     }
 
     #[test]

@@ -27,6 +27,10 @@ use sfumato_core::{DType, Device, Shape, Tensor};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+/// A Loop run from the host stops with an error after this many iterations (its condition may
+/// never turn false).
+pub const MAX_STAGED_ITERATIONS: u64 = 1 << 20;
+
 /// One part of a staged run.
 #[derive(Clone, Debug)]
 pub struct Stage {
@@ -163,12 +167,25 @@ struct Runner<'a> {
     stages: Vec<Stage>,
 }
 
-/// The names a graph reads from outside itself: its nodes' inputs and its subgraphs' free
-/// names, less what it defines (its inputs, initializers and node outputs).
+/// The names a graph reads from outside itself: its nodes' inputs, its subgraphs' free names
+/// and its outputs (a branch may output an outer value as it is), less what it defines (its
+/// inputs, initializers and node outputs).
 fn free_names(g: &GraphProto) -> HashSet<String> {
     let mut defined: HashSet<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
     defined.extend(g.initializer.iter().map(|t| t.name.as_str()));
-    free_in(&g.node, defined)
+    defined.extend(
+        g.node
+            .iter()
+            .flat_map(|n| n.output.iter().map(String::as_str)),
+    );
+    let mut free = free_in(&g.node, defined.clone());
+    free.extend(
+        g.output
+            .iter()
+            .filter(|o| !defined.contains(o.name.as_str()))
+            .map(|o| o.name.clone()),
+    );
+    free
 }
 
 /// The names `nodes` read that neither `defined` nor an earlier node of theirs defines.
@@ -266,16 +283,28 @@ impl Runner<'_> {
                             .cloned()
                             .collect();
                         if known.is_empty() {
-                            self.host_step(n, scope, label, start, *need)?;
+                            self.host_step(n, scope, label, start, Some(*need))?;
                             start += 1;
                             continue;
                         }
                         self.mark(n, start, label, &known);
                     } else {
-                        self.host_step(n, scope, label, start, *need)?;
+                        self.host_step(n, scope, label, start, Some(*need))?;
                         start += 1;
                         known.clear();
                     }
+                }
+                // An If or Loop that its values do not let import (a Loop past the unrolling
+                // caps): run from the host instead, its read-back mark taken back.
+                Err(_)
+                    if !known.is_empty()
+                        && matches!(g.node[start].op_type.as_str(), "If" | "Loop") =>
+                {
+                    self.profile.entries.pop();
+                    self.stages.pop();
+                    self.host_step(&g.node[start], scope, label, start, None)?;
+                    start += 1;
+                    known.clear();
                 }
                 Err(e) => return Err(e),
             }
@@ -448,7 +477,7 @@ impl Runner<'_> {
         scope: &mut Scope<'p>,
         label: &str,
         i: usize,
-        need: crate::error::RunTimeNeed,
+        need: Option<crate::error::RunTimeNeed>,
     ) -> Result<()> {
         let at = self.elapsed();
         let name = crate::node_name(n, i);
@@ -473,7 +502,12 @@ impl Runner<'_> {
             }
             "If" => self.if_step(n, scope, &name)?,
             "Loop" => self.loop_step(n, scope, &name)?,
-            _ => return Err(Error::RunTime(Box::new(need))),
+            op => {
+                return Err(match need {
+                    Some(need) => Error::RunTime(Box::new(need)),
+                    None => Error::Model(format!("{op} '{name}' cannot run from the host")),
+                })
+            }
         };
         let dur = self.elapsed() - at;
         self.profile.entries.push(OpTiming {
@@ -583,6 +617,11 @@ impl Runner<'_> {
         let mut scan_dev = vec![false; n_scan];
         let mut i = 0u64;
         while trips.is_none_or(|m| i < m) && cond {
+            if i == MAX_STAGED_ITERATIONS {
+                return Err(Error::Model(format!(
+                    "Loop '{name}' ran {MAX_STAGED_ITERATIONS} iterations and goes on (trip count {trips:?}); a staged Loop stops there"
+                )));
+            }
             let outs = {
                 let mut inner = Scope::new(Some(scope), body);
                 let it = Tensor::from_f64(DType::I64, Shape::scalar(), &[i as f64]);
@@ -830,5 +869,78 @@ mod tests {
             2,
             "{hosts:?}"
         );
+    }
+
+    #[test]
+    fn a_loop_past_the_unrolling_caps_runs_from_the_host() {
+        // 4,097 iterations: over the importer's 4,096 (MAX_LOOP_ITERATIONS), so not unrolled even with the count
+        // known; the body runs once per iteration instead.
+        let n = 4097usize;
+        let r = staged(
+            &staged_loop_reshape_model(),
+            &[
+                ("x", f32s(&[2], &[1.0, -2.0])),
+                ("n", f32s(&[], &[n as f32])),
+                ("shape", f32s(&[1], &[-2.0 * n as f32])),
+            ],
+        );
+        // acc[0] = the sum of 0..n, exact in f32.
+        assert_eq!(r.outputs[0].to_f32_vec()[0], (n * (n - 1) / 2) as f32);
+        assert_eq!(r.outputs[1].dims(), &[2 * n]);
+        let hosts = host_entries(&r);
+        assert!(
+            hosts
+                .iter()
+                .any(|h| h.starts_with(&format!("Loop host: {n} iterations"))),
+            "{hosts:?}"
+        );
+        // (The trip count's read-back mark is taken back when the Loop runs from the host.)
+        assert!(
+            !hosts
+                .iter()
+                .any(|h| h.starts_with("Loop host: m read back")),
+            "{hosts:?}"
+        );
+    }
+
+    #[test]
+    fn a_branch_may_output_an_outer_value_as_it_is() {
+        // then: y = x (no node); else: y = x * 3.
+        let then = GraphProto {
+            name: "t".into(),
+            output: vec![vi("x", data_type::FLOAT, &[Ok(2)])],
+            ..Default::default()
+        };
+        let other = GraphProto {
+            name: "e".into(),
+            node: vec![node("Mul", &["x", "three"], &["r"], vec![])],
+            output: vec![vi("r", data_type::FLOAT, &[Ok(2)])],
+            ..Default::default()
+        };
+        let b = model(
+            vec![
+                node("ReduceSum", &["x"], &["s"], vec![ints_attr("keepdims", 0)]),
+                node("Greater", &["s", "zero"], &["c"], vec![]),
+                node(
+                    "If",
+                    &["c"],
+                    &["y"],
+                    vec![
+                        graph_attr("then_branch", then),
+                        graph_attr("else_branch", other),
+                    ],
+                ),
+            ],
+            vec![
+                tensor::to_proto(&f32s(&[], &[0.0]), "zero"),
+                tensor::to_proto(&f32s(&[], &[3.0]), "three"),
+            ],
+            vec![vi("x", data_type::FLOAT, &[Ok(2)])],
+            vec![vi("y", data_type::FLOAT, &[Ok(2)])],
+        );
+        let r = staged(&b, &[("x", f32s(&[2], &[1.0, 2.0]))]);
+        assert_eq!(r.outputs[0].to_f32_vec(), vec![1.0, 2.0]);
+        let r = staged(&b, &[("x", f32s(&[2], &[-1.0, -2.0]))]);
+        assert_eq!(r.outputs[0].to_f32_vec(), vec![-3.0, -6.0]);
     }
 }

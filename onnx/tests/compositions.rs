@@ -68,19 +68,24 @@ fn attr_s(name: &str, v: &str) -> AttributeProto {
     }
 }
 
-/// TopK of `rows` random rows of `l` (integer-valued where `ties`) along axis 1 against a
-/// stable sort: equal values keep the lower index first.
+/// TopK of `rows` random rows of `l` (integer-valued where `ties`, with NaNs where `nans`)
+/// along axis 1 against a stable sort: equal values keep the lower index first, and NaN is
+/// greater than every number (numpy's and PyTorch's order).
 fn check_top_k(
     rows: usize,
     l: usize,
     k: usize,
     largest: bool,
     ties: bool,
+    nans: bool,
     seed: u64,
 ) -> Result<(), TestCaseError> {
     let mut v = rand_f(rows * l, seed, -10.0, 10.0);
     if ties {
         v.iter_mut().for_each(|x| *x = x.round());
+    }
+    if nans {
+        v.iter_mut().step_by(7).for_each(|x| *x = f64::NAN);
     }
     let x = Tensor::from_f64(DType::F32, [rows, l], &v);
     let v = x.to_f64_vec();
@@ -100,12 +105,18 @@ fn check_top_k(
     for r in 0..rows {
         let mut idx: Vec<usize> = (0..l).collect();
         let row = &v[r * l..(r + 1) * l];
+        // Stable, -0 equal to 0 as the device compares, NaN above every number.
+        let order = |x: f64, y: f64| match (x.is_nan(), y.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => x.partial_cmp(&y).unwrap(),
+        };
         idx.sort_by(|&a, &b| {
-            // Stable, and -0 equal to 0, as the device compares.
             if largest {
-                row[b].partial_cmp(&row[a]).unwrap()
+                order(row[b], row[a])
             } else {
-                row[a].partial_cmp(&row[b]).unwrap()
+                order(row[a], row[b])
             }
         });
         for &i in &idx[..k] {
@@ -246,7 +257,7 @@ fn close(
     prop_assert_eq!(g.len(), want.len(), "{}: length", what);
     for (i, (a, b)) in g.iter().zip(want).enumerate() {
         prop_assert!(
-            (a - b).abs() <= atol + rtol * b.abs(),
+            (a - b).abs() <= atol + rtol * b.abs() || (a.is_nan() && b.is_nan()),
             "{}: element {} is {}, expected {}",
             what,
             i,
@@ -369,9 +380,9 @@ proptest! {
 
     /// Short rows: the rank composition (up to 128) and just past it the bitonic network.
     #[test]
-    fn top_k(rows in 1usize..5, l in 1usize..200, kf in 0.0f64..1.0, largest in any::<bool>(), ties in any::<bool>(), seed in any::<u64>()) {
+    fn top_k(rows in 1usize..5, l in 1usize..200, kf in 0.0f64..1.0, largest in any::<bool>(), ties in any::<bool>(), nans in any::<bool>(), seed in any::<u64>()) {
         let k = ((l as f64 * kf) as usize).max(1).min(l);
-        check_top_k(rows, l, k, largest, ties, seed)?;
+        check_top_k(rows, l, k, largest, ties, nans, seed)?;
     }
 
     #[test]
@@ -698,9 +709,9 @@ proptest! {
     /// Long rows, as a vocabulary's logits or a detector's anchors: the bitonic network, with
     /// k from 1 to the whole row (a few rows, so the padding and the chunk rounds vary).
     #[test]
-    fn top_k_long_rows(rows in 1usize..3, l in 129usize..6000, small in any::<bool>(), kf in 0.0f64..1.0, largest in any::<bool>(), ties in any::<bool>(), seed in any::<u64>()) {
+    fn top_k_long_rows(rows in 1usize..3, l in 129usize..6000, small in any::<bool>(), kf in 0.0f64..1.0, largest in any::<bool>(), ties in any::<bool>(), nans in any::<bool>(), seed in any::<u64>()) {
         let k = if small { 1 + (kf * 16.0) as usize } else { ((l as f64 * kf) as usize).max(1) };
-        check_top_k(rows, l, k.min(l), largest, ties, seed)?;
+        check_top_k(rows, l, k.min(l), largest, ties, nans, seed)?;
     }
 }
 

@@ -435,8 +435,7 @@ impl Importer<'_> {
     ) -> R<(ValueId, ValueId)> {
         let xi = self.reshape(x2, vec![rows, l, 1])?;
         let xj = self.reshape(x2, vec![rows, 1, l])?;
-        let better = self.bin(if largest { BinaryOp::Gt } else { BinaryOp::Lt }, xj, xi)?;
-        let tie = self.bin(BinaryOp::Eq, xj, xi)?;
+        let (better, tie) = self.beats_or_ties(xj, xi, largest)?;
         let before: Vec<bool> = (0..l * l).map(|p| p % l < p / l).collect();
         let before = self.konst(Tensor::from_bool([1, l, l], before)?)?;
         let no = self.konst(Tensor::from_bool(

@@ -1,18 +1,19 @@
 //! TopK over a long axis by a pruned bitonic network, composed of device ops.
 //!
-//! The row (padded with the worst value to `K · C`, `K` = k rounded up to a power of two, `C`
-//! chunks, a power of two) is cut into chunks of `K`, each sorted best-first by a bitonic
+//! The row (padded to `K · C` with places that sort after every element, `K` = k rounded up to
+//! a power of two, `C` chunks, a power of two) is cut into chunks of `K`, each sorted best-first by a bitonic
 //! network: `log K (log K + 1) / 2` compare-exchange steps, each a Gather of the partner
 //! (`i xor j`) and a Where. Then, while more than one chunk is left, each pair of chunks keeps
 //! the better of `a[i]` and `b[K-1-i]` (a bitonic sequence holding the pair's best `K`) and
 //! `log K` steps sort it again: `log C` rounds, each on half the data of the one before. Ties
-//! go to the lower index, as ONNX's TopK orders them; the work is `O(L log² K)` per row and
-//! every step is a few kernels with no loop. Short rows keep the rank composition in
+//! go to the lower index, as ONNX's TopK orders them, and NaN is greater than every number and
+//! equal to NaN (numpy's and PyTorch's order); the work is `O(L log² K)` per row and every step
+//! is a few kernels with no loop. Short rows keep the rank composition in
 //! `scatter.rs` (one comparison mask, `L²` per row, in a couple of kernels).
 
 use super::{Importer, R};
 use sfumato_core::op::BinaryOp;
-use sfumato_core::{DType, Op, Tensor, ValueId};
+use sfumato_core::{DType, Op, Shape, Tensor, ValueId};
 
 /// Rows at most this long use the rank composition; longer ones the bitonic network.
 pub const RANK_TOPK_MAX_LEN: usize = 128;
@@ -38,11 +39,9 @@ impl Importer<'_> {
         let mut chunks = l.div_ceil(kk).next_power_of_two();
         let p = kk * chunks;
         let dt = self.g.dtype(x2);
-        // The pad: the worst value of the dtype, behind every real element (its indices are
-        // past the row's, so a real element equal to it stays ahead).
+        // The pad: zeros, whose indices (from `l` on) put them after every real element.
         let v = if p > l {
-            let worst = worst_value(dt, largest);
-            let row = self.konst(Tensor::from_f64(dt, [1, p - l], &vec![worst; p - l]))?;
+            let row = self.konst(Tensor::from_f64(dt, [1, p - l], &vec![0.0; p - l]))?;
             let zeros = self.konst(Tensor::from_f64(dt, [rows, 1], &vec![0.0; rows]))?;
             let pad = self.bin(BinaryOp::Add, row, zeros)?;
             self.add1(Op::Concat { axis: 1 }, &[x2, pad])?
@@ -64,7 +63,7 @@ impl Importer<'_> {
                 let first: Vec<bool> = (0..kk)
                     .map(|i| (i < (i ^ j)) != (size < kk && i & size != 0))
                     .collect();
-                keys = self.exchange(keys, j, &first, largest)?;
+                keys = self.exchange(keys, j, &first, largest, l)?;
                 j /= 2;
             }
             size *= 2;
@@ -94,7 +93,7 @@ impl Importer<'_> {
                 ix: self.add1(Op::Gather { axis: 2 }, &[bi, rev])?,
             };
             let a = Keys { v: av, ix: ai };
-            let a_better = self.better(a, b, largest)?;
+            let a_better = self.better(a, b, largest, l)?;
             keys = Keys {
                 v: self.add1(Op::Where, &[a_better, a.v, b.v])?,
                 ix: self.add1(Op::Where, &[a_better, a.ix, b.ix])?,
@@ -102,7 +101,7 @@ impl Importer<'_> {
             let mut j = kk / 2;
             while j >= 1 {
                 let first: Vec<bool> = (0..kk).map(|i| i < (i ^ j)).collect();
-                keys = self.exchange(keys, j, &first, largest)?;
+                keys = self.exchange(keys, j, &first, largest, l)?;
                 j /= 2;
             }
         }
@@ -126,18 +125,66 @@ impl Importer<'_> {
         Ok((vals, idx))
     }
 
-    /// Whether `a` goes before `b`: a better value, or an equal one at a lower index.
-    fn better(&mut self, a: Keys, b: Keys, largest: bool) -> R<ValueId> {
-        let beats = self.bin(if largest { BinaryOp::Gt } else { BinaryOp::Lt }, a.v, b.v)?;
-        let tie = self.bin(BinaryOp::Eq, a.v, b.v)?;
+    /// Whether `a` goes before `b`: a better value, or an equal one at a lower index; the
+    /// padding (indices from `l` on) after every element of the row.
+    fn better(&mut self, a: Keys, b: Keys, largest: bool, l: usize) -> R<ValueId> {
+        let (beats, tie) = self.beats_or_ties(a.v, b.v, largest)?;
         let lower = self.bin(BinaryOp::Lt, a.ix, b.ix)?;
-        self.add1(Op::Where, &[tie, lower, beats])
+        let ahead = self.add1(Op::Where, &[tie, lower, beats])?;
+        // A padded place (index >= l) goes after a real one, whatever its value.
+        let end = self.scalar(DType::I32, l as f64)?;
+        let a_real = self.bin(BinaryOp::Lt, a.ix, end)?;
+        let b_real = self.bin(BinaryOp::Lt, b.ix, end)?;
+        let no = self.konst(Tensor::from_bool(Shape::scalar(), vec![false])?)?;
+        let yes = self.konst(Tensor::from_bool(Shape::scalar(), vec![true])?)?;
+        let when_b_real = self.add1(Op::Where, &[a_real, ahead, no])?;
+        // (Two padded places keep their index order, so the network still sorts.)
+        let when_b_pad = self.add1(Op::Where, &[a_real, yes, ahead])?;
+        self.add1(Op::Where, &[b_real, when_b_real, when_b_pad])
+    }
+
+    /// Whether value `a` beats `b` (is larger, or smaller with `largest` false) and whether
+    /// they tie, with NaN greater than every number and equal to NaN (numpy's and PyTorch's
+    /// order): the largest first, NaN first; the smallest first, NaN last.
+    pub(super) fn beats_or_ties(
+        &mut self,
+        a: ValueId,
+        b: ValueId,
+        largest: bool,
+    ) -> R<(ValueId, ValueId)> {
+        let cmp = if largest { BinaryOp::Gt } else { BinaryOp::Lt };
+        let beats = self.bin(cmp, a, b)?;
+        let tie = self.bin(BinaryOp::Eq, a, b)?;
+        if !self.g.dtype(a).is_float() {
+            return Ok((beats, tie));
+        }
+        let (a_nan, b_nan) = (self.bin(BinaryOp::Ne, a, a)?, self.bin(BinaryOp::Ne, b, b)?);
+        let yes = self.konst(Tensor::from_bool(Shape::scalar(), vec![true])?)?;
+        let no = self.konst(Tensor::from_bool(Shape::scalar(), vec![false])?)?;
+        // Both NaN: a tie. One NaN: it beats the number where the largest come first.
+        let both = self.add1(Op::Where, &[a_nan, b_nan, no])?;
+        let tie = self.add1(Op::Where, &[both, yes, tie])?;
+        let (nan_wins, num_wins) = if largest { (yes, no) } else { (no, yes) };
+        let b_num = self.add1(Op::Where, &[b_nan, no, yes])?;
+        let a_only = self.add1(Op::Where, &[a_nan, b_num, no])?;
+        let a_num = self.add1(Op::Where, &[a_nan, no, yes])?;
+        let b_only = self.add1(Op::Where, &[b_nan, a_num, no])?;
+        let beats = self.add1(Op::Where, &[a_only, nan_wins, beats])?;
+        let beats = self.add1(Op::Where, &[b_only, num_wins, beats])?;
+        Ok((beats, tie))
     }
 
     /// One compare-exchange step along the last axis: element `i` and its partner `i xor j`
     /// each keep the better of the two where `first[i]` (the pair's first place), else the
     /// worse.
-    fn exchange(&mut self, keys: Keys, j: usize, first: &[bool], largest: bool) -> R<Keys> {
+    fn exchange(
+        &mut self,
+        keys: Keys,
+        j: usize,
+        first: &[bool],
+        largest: bool,
+        l: usize,
+    ) -> R<Keys> {
         let kk = first.len();
         let last = self.shape(keys.v).len() - 1;
         let partner: Vec<f64> = (0..kk).map(|i| (i ^ j) as f64).collect();
@@ -146,32 +193,12 @@ impl Importer<'_> {
             v: self.add1(Op::Gather { axis: last }, &[keys.v, partner])?,
             ix: self.add1(Op::Gather { axis: last }, &[keys.ix, partner])?,
         };
-        let mine_better = self.better(keys, other, largest)?;
+        let mine_better = self.better(keys, other, largest, l)?;
         let first = self.konst(Tensor::from_bool([kk], first.to_vec())?)?;
         let keep = self.bin(BinaryOp::Eq, first, mine_better)?;
         Ok(Keys {
             v: self.add1(Op::Where, &[keep, keys.v, other.v])?,
             ix: self.add1(Op::Where, &[keep, keys.ix, other.ix])?,
         })
-    }
-}
-
-/// The value every other one beats: -inf (or the dtype's least) for the largest, +inf (or its
-/// greatest) for the smallest; integers as the device holds them, in 32 bits.
-fn worst_value(dt: DType, largest: bool) -> f64 {
-    let inf = if largest {
-        f64::NEG_INFINITY
-    } else {
-        f64::INFINITY
-    };
-    if dt.is_float() {
-        return inf;
-    }
-    let bits = dt.bits().min(32) as i32;
-    match (dt.is_signed(), largest) {
-        (true, true) => -(2f64.powi(bits - 1)),
-        (true, false) => 2f64.powi(bits - 1) - 1.0,
-        (false, true) => 0.0,
-        (false, false) => 2f64.powi(bits) - 1.0,
     }
 }
