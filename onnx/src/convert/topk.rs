@@ -39,14 +39,25 @@ impl Importer<'_> {
         let mut chunks = l.div_ceil(kk).next_power_of_two();
         let p = kk * chunks;
         let dt = self.g.dtype(x2);
-        // The pad: zeros, whose indices (from `l` on) put them after every real element.
-        let v = if p > l {
-            let row = self.konst(Tensor::from_f64(dt, [1, p - l], &vec![0.0; p - l]))?;
-            let zeros = self.konst(Tensor::from_f64(dt, [rows, 1], &vec![0.0; rows]))?;
-            let pad = self.bin(BinaryOp::Add, row, zeros)?;
-            self.add1(Op::Concat { axis: 1 }, &[x2, pad])?
+        // The network compares keys: for f32 and the half floats, each value's bits as an i32
+        // that orders as the floats do (-0 as 0, every NaN one NaN above +inf), so a step is an
+        // integer compare with no NaN case; padded with a key below (above) every real one.
+        // Other dtypes compare their values, NaN handled in `better`, and the padding goes
+        // after every real element by its index.
+        let (key, pad, by_index) = if matches!(dt, DType::F32 | DType::F16 | DType::BF16) {
+            let worst = if largest { i32::MIN } else { i32::MAX };
+            (self.order_key(x2)?, worst as f64, None)
         } else {
-            x2
+            (x2, 0.0, Some(l))
+        };
+        let kt = self.g.dtype(key);
+        let v = if p > l {
+            let row = self.konst(Tensor::from_f64(kt, [1, p - l], &vec![pad; p - l]))?;
+            let zeros = self.konst(Tensor::from_f64(kt, [rows, 1], &vec![0.0; rows]))?;
+            let pad = self.bin(BinaryOp::Add, row, zeros)?;
+            self.add1(Op::Concat { axis: 1 }, &[key, pad])?
+        } else {
+            key
         };
         let iota = self.iota(DType::I32, p, 1, 2)?;
         let zeros = self.konst(Tensor::from_f64(DType::I32, [rows, 1], &vec![0.0; rows]))?;
@@ -63,7 +74,7 @@ impl Importer<'_> {
                 let first: Vec<bool> = (0..kk)
                     .map(|i| (i < (i ^ j)) != (size < kk && i & size != 0))
                     .collect();
-                keys = self.exchange(keys, j, &first, largest, l)?;
+                keys = self.exchange(keys, j, &first, largest, by_index)?;
                 j /= 2;
             }
             size *= 2;
@@ -93,7 +104,7 @@ impl Importer<'_> {
                 ix: self.add1(Op::Gather { axis: 2 }, &[bi, rev])?,
             };
             let a = Keys { v: av, ix: ai };
-            let a_better = self.better(a, b, largest, l)?;
+            let a_better = self.better(a, b, largest, by_index)?;
             keys = Keys {
                 v: self.add1(Op::Where, &[a_better, a.v, b.v])?,
                 ix: self.add1(Op::Where, &[a_better, a.ix, b.ix])?,
@@ -101,7 +112,7 @@ impl Importer<'_> {
             let mut j = kk / 2;
             while j >= 1 {
                 let first: Vec<bool> = (0..kk).map(|i| i < (i ^ j)).collect();
-                keys = self.exchange(keys, j, &first, largest, l)?;
+                keys = self.exchange(keys, j, &first, largest, by_index)?;
                 j /= 2;
             }
         }
@@ -119,18 +130,48 @@ impl Importer<'_> {
             )?;
             Ok(parts[0])
         };
-        let vals = cut(self, keys.v)?;
         let idx = cut(self, keys.ix)?;
         let idx = self.cast(idx, DType::I64)?;
+        let vals = if by_index.is_none() {
+            self.add1(Op::GatherElements { axis: 1 }, &[x2, idx])?
+        } else {
+            cut(self, keys.v)?
+        };
         Ok((vals, idx))
     }
 
-    /// Whether `a` goes before `b`: a better value, or an equal one at a lower index; the
-    /// padding (indices from `l` on) after every element of the row.
-    fn better(&mut self, a: Keys, b: Keys, largest: bool, l: usize) -> R<ValueId> {
+    /// An i32 per float of `x` that orders as the floats do: -0 made 0 and every NaN the one
+    /// quiet NaN (above +inf), then the bits of a negative value flipped but for the sign, so a
+    /// signed compare of the keys is the floats' order.
+    fn order_key(&mut self, x: ValueId) -> R<ValueId> {
+        let x = if self.g.dtype(x) == DType::F32 {
+            x
+        } else {
+            self.cast(x, DType::F32)?
+        };
+        let zero = self.scalar(DType::F32, 0.0)?;
+        let is_zero = self.bin(BinaryOp::Eq, x, zero)?;
+        let x = self.add1(Op::Where, &[is_zero, zero, x])?;
+        let nan = self.bin(BinaryOp::Ne, x, x)?;
+        let qnan = self.scalar(DType::F32, f64::NAN)?;
+        let x = self.add1(Op::Where, &[nan, qnan, x])?;
+        let bits = self.add1(Op::BitCast { to: DType::I32 }, &[x])?;
+        let s31 = self.scalar(DType::I32, 31.0)?;
+        let sign = self.bin(BinaryOp::Shr, bits, s31)?;
+        let low = self.scalar(DType::I32, i32::MAX as f64)?;
+        let flip = self.bin(BinaryOp::BitAnd, sign, low)?;
+        self.bin(BinaryOp::BitXor, bits, flip)
+    }
+
+    /// Whether `a` goes before `b`: a better value, or an equal one at a lower index; with
+    /// `by_index` = `Some(l)`, the padding (indices from `l` on) after every element of the row.
+    fn better(&mut self, a: Keys, b: Keys, largest: bool, by_index: Option<usize>) -> R<ValueId> {
         let (beats, tie) = self.beats_or_ties(a.v, b.v, largest)?;
         let lower = self.bin(BinaryOp::Lt, a.ix, b.ix)?;
         let ahead = self.add1(Op::Where, &[tie, lower, beats])?;
+        let Some(l) = by_index else {
+            return Ok(ahead);
+        };
         // A padded place (index >= l) goes after a real one, whatever its value.
         let end = self.scalar(DType::I32, l as f64)?;
         let a_real = self.bin(BinaryOp::Lt, a.ix, end)?;
@@ -183,7 +224,7 @@ impl Importer<'_> {
         j: usize,
         first: &[bool],
         largest: bool,
-        l: usize,
+        by_index: Option<usize>,
     ) -> R<Keys> {
         let kk = first.len();
         let last = self.shape(keys.v).len() - 1;
@@ -193,7 +234,7 @@ impl Importer<'_> {
             v: self.add1(Op::Gather { axis: last }, &[keys.v, partner])?,
             ix: self.add1(Op::Gather { axis: last }, &[keys.ix, partner])?,
         };
-        let mine_better = self.better(keys, other, largest, l)?;
+        let mine_better = self.better(keys, other, largest, by_index)?;
         let first = self.konst(Tensor::from_bool([kk], first.to_vec())?)?;
         let keep = self.bin(BinaryOp::Eq, first, mine_better)?;
         Ok(Keys {
