@@ -537,14 +537,25 @@ impl Runner<'_> {
 
     /// One boolean read back.
     fn flag(&self, scope: &Scope<'_>, name: &str) -> Result<bool> {
-        let (t, _) = scope.value(name, self.opts)?;
-        match t.to_f64_vec().as_slice() {
-            [c] => Ok(*c != 0.0),
-            _ => Err(Error::Model(format!(
-                "the condition '{name}' must be one value, not {}",
-                t.shape()
-            ))),
-        }
+        one_flag(&scope.value(name, self.opts)?.0, name)
+    }
+
+    /// Run a branch or loop body staged, in a scope of its own under `scope` with `bound`
+    /// named first; its outputs.
+    fn body(
+        &mut self,
+        body: &GraphProto,
+        scope: &Scope<'_>,
+        bound: Vec<(String, (Tensor, bool))>,
+        label: &str,
+    ) -> Result<Vec<(Tensor, bool)>> {
+        let mut inner = Scope::new(Some(scope), body);
+        inner.vals.extend(bound);
+        self.graph(body, &mut inner, label)?;
+        body.output
+            .iter()
+            .map(|o| inner.value(&o.name, self.opts))
+            .collect()
     }
 
     /// `If`: the condition read back, then the taken branch staged; its outputs bound to the
@@ -563,14 +574,7 @@ impl Runner<'_> {
         let cond = self.flag(scope, cond_name)?;
         let branch = if cond { "then_branch" } else { "else_branch" };
         let body = Self::subgraph(n, branch)?;
-        let outs = {
-            let mut inner = Scope::new(Some(scope), body);
-            self.graph(body, &mut inner, &format!("{name}/{branch}"))?;
-            body.output
-                .iter()
-                .map(|o| inner.value(&o.name, self.opts))
-                .collect::<Result<Vec<_>>>()?
-        };
+        let outs = self.body(body, scope, Vec::new(), &format!("{name}/{branch}"))?;
         bind_outputs(n, outs, scope)?;
         Ok(format!("condition read back: {cond}, {branch} run"))
     }
@@ -622,32 +626,23 @@ impl Runner<'_> {
                     "Loop '{name}' ran {MAX_STAGED_ITERATIONS} iterations and goes on (trip count {trips:?}); a staged Loop stops there"
                 )));
             }
-            let outs = {
-                let mut inner = Scope::new(Some(scope), body);
-                let it = Tensor::from_f64(DType::I64, Shape::scalar(), &[i as f64]);
-                let c = Tensor::from_f64(DType::Bool, Shape::scalar(), &[1.0]);
-                inner.vals.insert(body.input[0].name.clone(), (it, false));
-                inner.vals.insert(body.input[1].name.clone(), (c, false));
-                for (vi, v) in body.input[2..].iter().zip(&carried) {
-                    inner.vals.insert(vi.name.clone(), v.clone());
-                }
-                self.graph(body, &mut inner, &format!("{name}/body#{i}"))?;
-                body.output
+            let it = Tensor::from_f64(DType::I64, Shape::scalar(), &[i as f64]);
+            let c = Tensor::from_f64(DType::Bool, Shape::scalar(), &[1.0]);
+            let mut bound = vec![
+                (body.input[0].name.clone(), (it, false)),
+                (body.input[1].name.clone(), (c, false)),
+            ];
+            bound.extend(
+                body.input[2..]
                     .iter()
-                    .map(|o| inner.value(&o.name, self.opts))
-                    .collect::<Result<Vec<_>>>()?
-            };
+                    .map(|vi| vi.name.clone())
+                    .zip(carried),
+            );
+            let outs = self.body(body, scope, bound, &format!("{name}/body#{i}"))?;
             let mut outs = outs.into_iter();
             let (c, _) = outs.next().expect("the body gives a condition");
             if input(1).is_some() {
-                cond = match c.to_f64_vec().as_slice() {
-                    [c] => *c != 0.0,
-                    _ => {
-                        return Err(Error::Model(format!(
-                            "Loop '{name}': the body's condition must be one value"
-                        )))
-                    }
-                };
+                cond = one_flag(&c, &body.output[0].name)?;
             }
             carried = outs.by_ref().take(n_carried).collect();
             for (k, (t, d)) in outs.enumerate() {
@@ -683,6 +678,17 @@ fn reshaped_input(
                 v = *n.inputs.first()?;
             }
         }
+    }
+}
+
+/// A condition's one value as a boolean (`name` for the error).
+fn one_flag(t: &Tensor, name: &str) -> Result<bool> {
+    match t.to_f64_vec().as_slice() {
+        [c] => Ok(*c != 0.0),
+        _ => Err(Error::Model(format!(
+            "the condition '{name}' must be one value, not {}",
+            t.shape()
+        ))),
     }
 }
 
