@@ -55,6 +55,7 @@ pub mod emit;
 pub mod explain;
 pub mod expr;
 pub mod fused;
+pub mod half;
 pub mod loops;
 pub mod lower;
 pub mod matmul;
@@ -274,15 +275,18 @@ pub fn validate(kernel: &str, wgsl: &str) -> Result<(), Error> {
         kernel: kernel.to_string(),
         msg: e.emit_to_string(wgsl),
     })?;
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .map_err(|e| Error::Naga {
-        kernel: kernel.to_string(),
-        msg: format!("{e:?}"),
-    })?;
+    // f16 only where the module enables it (an f16 storage rewrite, [`half`]).
+    let caps = if wgsl.trim_start().starts_with("enable f16;") {
+        naga::valid::Capabilities::SHADER_FLOAT16
+    } else {
+        naga::valid::Capabilities::empty()
+    };
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .validate(&module)
+        .map_err(|e| Error::Naga {
+            kernel: kernel.to_string(),
+            msg: format!("{e:?}"),
+        })?;
     Ok(())
 }
 
