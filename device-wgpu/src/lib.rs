@@ -28,6 +28,7 @@
 pub mod adapter;
 pub mod autotune;
 mod convert;
+pub mod half;
 pub mod host;
 mod kept;
 mod memory;
@@ -40,6 +41,7 @@ mod tune;
 #[cfg(not(target_arch = "wasm32"))]
 pub use adapter::list_adapters;
 pub use adapter::{AdapterSummary, NO_ADAPTER};
+pub use half::HalfPlan;
 pub use host::{cpu_model, Clock, NoClock, TuneStore};
 pub use memory::{copy_linear, rgba32_texture};
 #[cfg(not(target_arch = "wasm32"))]
@@ -62,6 +64,8 @@ pub struct WgpuDevice {
     target: TargetProfile,
     limits: wgpu::Limits,
     timestamps: bool,
+    /// f16 tensors are stored as f16 ([`DeviceOptions::half_storage`] and `shader-f16`).
+    half_storage: bool,
     opts: DeviceOptions,
     pipelines: HashMap<String, Arc<wgpu::ComputePipeline>>,
     pool: Vec<(u64, Arc<wgpu::Buffer>)>,
@@ -112,6 +116,11 @@ impl WgpuDevice {
         if timestamps {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
+        let half_storage =
+            opts.half_storage && adapter.features().contains(wgpu::Features::SHADER_F16);
+        if half_storage {
+            features |= wgpu::Features::SHADER_F16;
+        }
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -143,6 +152,7 @@ impl WgpuDevice {
             target,
             limits,
             timestamps,
+            half_storage,
             tune: autotune::TuneCache::load(opts.tune_store.clone()),
             opts,
             pipelines: HashMap::new(),
@@ -173,6 +183,12 @@ impl WgpuDevice {
     /// and [`DeviceOptions::timestamps`] is on); without, a profile has the run's wall time only.
     pub fn has_timestamps(&self) -> bool {
         self.timestamps
+    }
+
+    /// Whether f16 tensors are stored as f16 on this device (half the bytes; computed in f32):
+    /// [`DeviceOptions::half_storage`] on an adapter with `shader-f16`.
+    pub fn has_half_storage(&self) -> bool {
+        self.half_storage
     }
 
     /// Queue submissions this device has made: one per run, one per autotune measurement.

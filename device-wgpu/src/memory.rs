@@ -94,7 +94,13 @@ impl WgpuDevice {
         t: &Tensor,
         what: &str,
     ) -> Result<(wgpu::TextureView, u64)> {
-        let bytes = convert::to_device_bytes(t, what)?;
+        // An f16 constant as rgba16float: half the bytes, exact, and read by the same
+        // `textureLoad` (a float texture's texels are f32 in the shader).
+        let half = matches!(t.data(), sfumato_core::TensorData::F16(_));
+        let bytes = match t.data() {
+            sfumato_core::TensorData::F16(v) => f16_bytes(v),
+            _ => convert::to_device_bytes(t, what)?,
+        };
         let cols = t.shape().dims().last().copied().unwrap_or(1);
         let rows = t.shape().numel() / cols.max(1);
         let side = self.limits.max_texture_dimension_2d as usize;
@@ -106,7 +112,14 @@ impl WgpuDevice {
         }
         let tex = self.device.create_texture_with_data(
             &self.queue,
-            &rgba32_texture(what, (cols / 4) as u32, rows as u32),
+            &wgpu::TextureDescriptor {
+                format: if half {
+                    wgpu::TextureFormat::Rgba16Float
+                } else {
+                    wgpu::TextureFormat::Rgba32Float
+                },
+                ..rgba32_texture(what, (cols / 4) as u32, rows as u32)
+            },
             wgpu::util::TextureDataOrder::LayerMajor,
             &bytes,
         );
@@ -125,6 +138,7 @@ impl WgpuDevice {
         width: u32,
         height: u32,
         layers: u32,
+        format: wgpu::TextureFormat,
     ) -> Result<(Stage, u64)> {
         let side = self.limits.max_texture_dimension_2d;
         let max_layers = self.limits.max_texture_array_layers;
@@ -144,30 +158,52 @@ impl WgpuDevice {
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING
-                | wgpu::TextureUsages::STORAGE_BINDING
-                | wgpu::TextureUsages::COPY_DST,
+            format,
+            usage: if format == wgpu::TextureFormat::Rgba32Float {
+                wgpu::TextureUsages::TEXTURE_BINDING
+                    | wgpu::TextureUsages::STORAGE_BINDING
+                    | wgpu::TextureUsages::COPY_DST
+            } else {
+                // The f16 stage only receives copies (`Buf::StageLinear` of f16 tensors).
+                wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST
+            },
             view_formats: &[],
         });
         let view = tex.create_view(&wgpu::TextureViewDescriptor {
             dimension: Some(wgpu::TextureViewDimension::D2Array),
             ..Default::default()
         });
-        let n = width.max(1) as u64 * height.max(1) as u64 * layers.max(1) as u64 * 16;
+        let texel = format.block_copy_size(None).unwrap_or(16) as u64;
+        let n = width.max(1) as u64 * height.max(1) as u64 * layers.max(1) as u64 * texel;
         self.allocated += n;
         self.high_water = self.high_water.max(self.allocated);
         Ok((Stage { texture: tex, view }, n))
     }
 
-    pub(crate) fn upload(&mut self, t: &Tensor, what: &str) -> Result<Arc<wgpu::Buffer>> {
-        let bytes = convert::to_device_bytes(t, what)?;
+    /// Upload a tensor to a new buffer; `half`: an f16 tensor stored as f16.
+    pub(crate) fn upload(
+        &mut self,
+        t: &Tensor,
+        what: &str,
+        half: bool,
+    ) -> Result<Arc<wgpu::Buffer>> {
+        let mut bytes: Vec<u8> = match t.data() {
+            sfumato_core::TensorData::F16(v) if half => f16_bytes(v),
+            _ => convert::to_device_bytes(t, what)?,
+        };
+        // Writes move whole 4-byte words (an odd count of f16 leaves 2 bytes over).
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
         let buf = self.acquire(bytes.len() as u64);
         if !bytes.is_empty() {
             self.queue.write_buffer(&buf, 0, &bytes);
         }
         Ok(buf)
     }
+}
+
+/// f16 values' bytes as the device stores them.
+fn f16_bytes(v: &[half::f16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect()
 }
 
 /// The staging texture (`Buf::Stage`, `Buf::StageLinear`): the texture, for copies into it, and
@@ -191,8 +227,8 @@ impl Stage {
     }
 }
 
-/// Copies the first `texels` x 16 bytes of `buf` into layer `layer` of the rgba32float
-/// `texture`, in order, [`STAGE_LINEAR_WIDTH`] texels a row (`Buf::StageLinear`'s layout): the
+/// Copies the first `texels` texels' bytes (16 each; 8 for an rgba16float texture) of `buf`
+/// into layer `layer` of `texture`, in order, [`STAGE_LINEAR_WIDTH`] texels a row (`Buf::StageLinear`'s layout): the
 /// whole rows, then the part of the last.
 pub fn copy_linear(
     enc: &mut wgpu::CommandEncoder,
@@ -202,6 +238,8 @@ pub fn copy_linear(
     layer: u32,
 ) {
     let w = STAGE_LINEAR_WIDTH;
+    // 16 bytes a texel (rgba32float), 8 for the f16 stage (rgba16float).
+    let tb = texture.format().block_copy_size(None).unwrap_or(16);
     let (full, rest) = (texels / w, texels % w);
     for (row, width, height) in [(0, w, full), (full, rest, 1)] {
         if width == 0 || height == 0 {
@@ -211,8 +249,8 @@ pub fn copy_linear(
             wgpu::TexelCopyBufferInfo {
                 buffer: buf,
                 layout: wgpu::TexelCopyBufferLayout {
-                    offset: row as u64 * w as u64 * 16,
-                    bytes_per_row: Some(w * 16),
+                    offset: row as u64 * w as u64 * tb as u64,
+                    bytes_per_row: Some(w * tb),
                     rows_per_image: None,
                 },
             },

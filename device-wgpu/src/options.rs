@@ -69,6 +69,9 @@ pub struct DeviceOptions {
     /// oldest is dropped for a new one past it. A server with several models, each at several
     /// batch sizes, keeps more.
     pub max_prepared: usize,
+    /// Store f16 tensors as f16 (half the bytes) where the adapter has `shader-f16` (the
+    /// default); off, or on an adapter without it, they live as f32 ([`sfumato_shaders::half`]).
+    pub half_storage: bool,
 }
 
 impl Default for DeviceOptions {
@@ -87,6 +90,7 @@ impl Default for DeviceOptions {
             wgpu_env: false,
             progress: Arc::new(NoProgress),
             max_prepared: crate::prepare::PREPARED_MAX,
+            half_storage: true,
         }
     }
 }
@@ -99,7 +103,8 @@ impl DeviceOptions {
     /// [`DEFAULT_TUNE_CANDIDATES`]; unset: [`Tuning::Cached`]), `SFUMATO_MATMUL=<variant>`,
     /// `SFUMATO_FUSION=0` (no passes, no fusion: [`Optimization::AsBuilt`]),
     /// `SFUMATO_LOOP_BUDGET=<n>`, `SFUMATO_CHECKED_MATMUL=1`, `SFUMATO_TIMESTAMPS=0` (no
-    /// timestamp queries), and the autotune cache in [`default_cache_dir`].
+    /// timestamp queries), `SFUMATO_F16_STORAGE=0` (f16 tensors as f32), and the autotune cache
+    /// in [`default_cache_dir`].
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok();
         DeviceOptions {
@@ -131,6 +136,7 @@ impl DeviceOptions {
             wgpu_env: true,
             progress: Arc::new(NoProgress),
             max_prepared: crate::prepare::PREPARED_MAX,
+            half_storage: var("SFUMATO_F16_STORAGE").is_none_or(|v| v != "0"),
         }
     }
 }

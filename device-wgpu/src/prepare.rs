@@ -2,13 +2,13 @@
 //! device's target), each group lowered to WGSL with this device's choices (tuned matmul
 //! variants), limits checked, constants uploaded once. `explain` sums up the same preparation.
 
-use crate::WgpuDevice;
+use crate::{half, WgpuDevice};
 use sfumato_core::compile::{compile, CompileOptions, Compiled};
 use sfumato_core::plan::Plan;
 use sfumato_core::{Error, Graph, Op, PassStats, Result, ValueId};
 use sfumato_shaders::explain::{GroupInfo, Totals};
 use sfumato_shaders::{generate, group_matmul_problem, Buf, GroupKernels, LowerOptions, Lowered};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub(crate) const PREPARED_MAX: usize = 4;
@@ -24,6 +24,8 @@ pub struct Explained {
     pub totals: Totals,
     /// Group `i`'s kernels as this device runs them.
     pub kernels: Vec<Arc<GroupKernels>>,
+    /// Which f16 values are stored as f16 (none without f16 storage).
+    pub f16: half::HalfPlan,
 }
 
 impl Explained {
@@ -59,18 +61,28 @@ pub(crate) struct Prepared {
     pub(crate) plan: Plan,
     pub(crate) passes: PassStats,
     pub(crate) steps: Vec<Step>,
+    /// Values stored as f16 (2 bytes an element; [`half::half_values`]).
+    pub(crate) half: HashSet<ValueId>,
+    pub(crate) half_plan: half::HalfPlan,
     pub(crate) consts: HashMap<ValueId, Arc<wgpu::Buffer>>,
     /// Constants that kernels read as textures (`Buf::Texture`): views and their bytes.
     pub(crate) textures: HashMap<ValueId, wgpu::TextureView>,
     /// The staging texture its kernels share (`Buf::Stage`, `Buf::StageLinear`), as large as
     /// the largest use.
     pub(crate) stage: Option<crate::memory::Stage>,
+    /// The rgba16float stage of f16 tensors read through it (`Buf::StageLinear`).
+    pub(crate) stage16: Option<crate::memory::Stage>,
     pub(crate) texture_bytes: u64,
     /// What preparing it took; reported by the first run's profile (then `None`).
     pub(crate) setup: Option<sfumato_core::Setup>,
 }
 
 impl Prepared {
+    /// Bytes value `v` of shape `numel` elements takes on the device.
+    pub(crate) fn bytes_of(&self, v: ValueId) -> u64 {
+        self.graph.shape(v).numel() as u64 * half::elem_bytes(&self.half, v)
+    }
+
     /// Device memory this prepared graph holds: its constant buffers and textures.
     pub(crate) fn held_bytes(&self) -> u64 {
         self.consts.values().map(|b| b.size()).sum::<u64>() + self.texture_bytes
@@ -93,7 +105,10 @@ impl WgpuDevice {
         let i = self.prepare(graph)?;
         let p = &self.prepared[i];
         let kernels: Vec<Arc<GroupKernels>> = p.steps.iter().map(|s| s.kernels.clone()).collect();
-        let (groups, totals) = sfumato_shaders::explain::summarize(&p.graph, &p.plan, &kernels);
+        let (groups, totals) =
+            sfumato_shaders::explain::summarize_with(&p.graph, &p.plan, &kernels, &|v| {
+                p.bytes_of(v)
+            });
         Ok(Explained {
             graph: p.graph.clone(),
             plan: p.plan.clone(),
@@ -101,6 +116,7 @@ impl WgpuDevice {
             groups,
             totals,
             kernels,
+            f16: p.half_plan.clone(),
         })
     }
 
@@ -138,6 +154,7 @@ impl WgpuDevice {
         let progress = self.opts.progress.clone();
         progress.stage("building kernels", the_plan.groups.len() as u64);
         let mut steps = Vec::with_capacity(the_plan.groups.len());
+        let mut lowered = Vec::with_capacity(the_plan.groups.len());
         let mut consts = HashMap::new();
         let mut const_nodes = Vec::new();
         // The pipelines to build (name, WGSL) and the node each is for, built together below.
@@ -172,15 +189,36 @@ impl WgpuDevice {
             if let (Lowered::Constant, Op::Constant(_)) = (&gk.lowered, &node.op) {
                 const_nodes.push((node.outputs[0], node.id));
             }
-            if let Lowered::Kernels(ks) = &gk.lowered {
+            progress.step(&node.name);
+            lowered.push((node.id, gk));
+        }
+        // f16 tensors stored as f16: the kernels that bind them rewritten to load and store f16.
+        let half_plan = if self.half_storage {
+            half::half_values(&g, &lowered)?
+        } else {
+            half::HalfPlan::default()
+        };
+        let half = half_plan.half.clone();
+        for (why, count, bytes) in &half_plan.kept {
+            tracing::debug!(count, bytes, why, "f16 values kept in f32");
+        }
+        for (node, gk) in &mut lowered {
+            let (inputs, outputs) = (gk.inputs.clone(), gk.outputs.clone());
+            if let Lowered::Kernels(ks) = &mut gk.lowered {
                 for k in ks {
+                    let halves = half::half_bindings(k, &inputs, &outputs, &half);
+                    if !halves.is_empty() {
+                        k.wgsl = sfumato_shaders::half::store_half(&k.name, &k.wgsl, &halves)
+                            .map_err(|e| e.for_node(&g, g.node(*node)))?;
+                    }
                     if !self.has_pipeline(&k.wgsl) {
                         to_build.push((k.name.clone(), k.wgsl.clone()));
-                        built_for.push(node.id);
+                        built_for.push(*node);
                     }
                 }
             }
-            progress.step(&node.name);
+        }
+        for (group, (_, gk)) in the_plan.groups.iter().zip(lowered) {
             steps.push(Step {
                 nodes: group
                     .nodes
@@ -202,6 +240,7 @@ impl WgpuDevice {
         let mut as_texture = Vec::new();
         let mut as_buffer: Vec<ValueId> = g.outputs().to_vec();
         let mut stage_dims: Option<[u32; 3]> = None;
+        let mut stage16_dims: Option<[u32; 3]> = None;
         for step in &steps {
             match &step.kernels.lowered {
                 Lowered::Kernels(ks) => {
@@ -225,8 +264,13 @@ impl WgpuDevice {
                                 texels,
                                 layer,
                             } => {
-                                as_buffer.push(step.kernels.inputs[input]);
-                                let d = stage_dims.get_or_insert([0; 3]);
+                                let v = step.kernels.inputs[input];
+                                as_buffer.push(v);
+                                let d = if half.contains(&v) {
+                                    stage16_dims.get_or_insert([0; 3])
+                                } else {
+                                    stage_dims.get_or_insert([0; 3])
+                                };
                                 *d = [
                                     d[0].max(sfumato_shaders::STAGE_LINEAR_WIDTH),
                                     d[1].max(sfumato_shaders::stage_linear_rows(texels)),
@@ -256,21 +300,25 @@ impl WgpuDevice {
                 weight_bytes += bytes;
             }
             if as_buffer.contains(&v) || !as_texture.contains(&v) {
-                let buf = self.upload(t, &n.name)?;
-                weight_bytes += t.numel() as u64 * 4;
+                let buf = self.upload(t, &n.name, half.contains(&v))?;
+                weight_bytes += t.numel() as u64 * half::elem_bytes(&half, v);
                 consts.insert(v, buf);
             }
         }
         progress.done();
         let t_end = self.now_ns();
-        let stage = match stage_dims {
-            Some([w, h, l]) => {
-                let (stage, bytes) = self.stage_texture(w, h, l)?;
-                texture_bytes += bytes;
-                Some(stage)
-            }
-            None => None,
+        let mut stage_of = |dims: Option<[u32; 3]>, format| -> Result<_> {
+            Ok(match dims {
+                Some([w, h, l]) => {
+                    let (stage, bytes) = self.stage_texture(w, h, l, format)?;
+                    texture_bytes += bytes;
+                    Some(stage)
+                }
+                None => None,
+            })
         };
+        let stage = stage_of(stage_dims, wgpu::TextureFormat::Rgba32Float)?;
+        let stage16 = stage_of(stage16_dims, wgpu::TextureFormat::Rgba16Float)?;
         if self.prepared.len() >= self.opts.max_prepared.max(1) {
             let old = self.prepared.remove(0);
             self.allocated = self.allocated.saturating_sub(old.held_bytes());
@@ -281,9 +329,12 @@ impl WgpuDevice {
             plan: the_plan,
             passes,
             steps,
+            half,
+            half_plan,
             consts,
             textures,
             stage,
+            stage16,
             texture_bytes,
             setup: Some(sfumato_core::Setup {
                 kernels_ns: t_weights.saturating_sub(t_start),

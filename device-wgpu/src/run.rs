@@ -3,12 +3,12 @@
 
 use crate::memory::binding_size;
 use crate::pipelines::{padded_params, params_words};
-use crate::{convert, WgpuDevice};
+use crate::{convert, half, WgpuDevice};
 use sfumato_core::device::{OpTiming, Profile, RunOutput, TimingSource};
 use sfumato_core::kept::{check_feeds, write_back_runs};
 use sfumato_core::{Device, Error, Feed, Graph, Kept, Op, Result, Tensor, ValueId, WriteBack};
 use sfumato_shaders::{Buf, GroupKernels, Kernel, Lowered};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -211,10 +211,11 @@ impl WgpuDevice {
         }
         let textures = self.prepared[pi].textures.clone();
         let stage = self.prepared[pi].stage.clone();
+        let stage16 = self.prepared[pi].stage16.clone();
         for (&v, f) in graph.inputs().iter().zip(feeds) {
             let name = &graph.value(v).name;
             bufs[v.index()] = Some(match f {
-                Feed::Tensor(t) => self.upload(t, name)?,
+                Feed::Tensor(t) => self.upload(t, name, false)?,
                 Feed::Kept(k) => self.kept_buffer(k, &format!("input '{name}'"))?,
             });
         }
@@ -238,7 +239,8 @@ impl WgpuDevice {
                 }
                 Lowered::Copies(regions) => {
                     for &o in &gk.outputs {
-                        bufs[o.index()] = Some(self.acquire(graph.shape(o).numel() as u64 * 4));
+                        let bytes = self.prepared[pi].bytes_of(o);
+                        bufs[o.index()] = Some(self.acquire(bytes));
                     }
                     if !regions.is_empty() {
                         // The copies are one profile entry: an empty pass stamps their start, another
@@ -263,7 +265,9 @@ impl WgpuDevice {
                             let dst = bufs[ov.index()]
                                 .as_ref()
                                 .ok_or_else(|| missing("target", ov))?;
-                            enc.copy_buffer_to_buffer(src, r.src * 4, dst, r.dst * 4, r.len * 4);
+                            // An f16 copy's source and target are both f16, its offsets even.
+                            let e = half::elem_bytes(&self.prepared[pi].half, iv);
+                            enc.copy_buffer_to_buffer(src, r.src * e, dst, r.dst * e, r.len * e);
                         }
                         stamp(&mut enc, true);
                         let step = &self.prepared[pi].steps[si];
@@ -281,7 +285,10 @@ impl WgpuDevice {
                             Some(v) if j == 0 => bufs[v.index()].take().ok_or_else(|| {
                                 Error::Graph(format!("in-place value {} has no buffer", v.0))
                             })?,
-                            _ => self.acquire(graph.shape(o).numel() as u64 * 4),
+                            _ => {
+                                let bytes = self.prepared[pi].bytes_of(o);
+                                self.acquire(bytes)
+                            }
                         };
                         bufs[o.index()] = Some(buf);
                     }
@@ -296,10 +303,16 @@ impl WgpuDevice {
                         let pipeline = self
                             .pipeline(&k.name, &k.wgsl)
                             .map_err(|e| Error::Device(e.to_string()))?;
+                        // f16 tensors read through the staging texture use the f16 stage
+                        // (`half::half_values` decided a kernel's staged inputs together).
+                        let half_staged = half::staged_inputs(k, &gk)
+                            .first()
+                            .is_some_and(|v| self.prepared[pi].half.contains(v));
+                        let stage = if half_staged { &stage16 } else { &stage };
                         let entries = kernel_entries(
                             k,
                             &gk,
-                            graph,
+                            (graph, &self.prepared[pi].half),
                             &bufs,
                             (&textures, stage.as_ref().map(|s| &s.view)),
                             (&params_buf, offsets[si][ki]),
@@ -674,7 +687,7 @@ fn stamp_pass(
 fn kernel_entries<'a>(
     k: &Kernel,
     gk: &GroupKernels,
-    graph: &Graph,
+    (graph, half): (&Graph, &HashSet<ValueId>),
     bufs: &'a [Option<Arc<wgpu::Buffer>>],
     (textures, stage): (
         &'a HashMap<ValueId, wgpu::TextureView>,
@@ -720,7 +733,7 @@ fn kernel_entries<'a>(
             .as_ref()
             .ok_or_else(|| Error::Graph(format!("value {} has no buffer", v.0)))?;
         let (offset, size) = range.unwrap_or_else(|| {
-            let whole = graph.shape(v).numel() as u64 * 4;
+            let whole = graph.shape(v).numel() as u64 * half::elem_bytes(half, v);
             (0, binding_size(whole).min(buf.size()))
         });
         entries.push(wgpu::BindGroupEntry {

@@ -277,7 +277,8 @@ impl WgpuDevice {
                 });
             let stage = match stage_dims {
                 Some((w, h, l)) => {
-                    let (stage, bytes) = self.stage_texture(w, h, l)?;
+                    let (stage, bytes) =
+                        self.stage_texture(w, h, l, wgpu::TextureFormat::Rgba32Float)?;
                     self.allocated = self.allocated.saturating_sub(bytes);
                     Some(stage.view)
                 }

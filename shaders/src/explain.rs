@@ -39,7 +39,8 @@ pub struct GroupInfo {
     pub bytes_written: u64,
 }
 
-/// Bytes a value takes on the device (4 per element: f16 is stored as f32, i64 as i32).
+/// Bytes a value takes on the device (4 per element: i64 as i32, and f16 as f32 on a device
+/// without f16 storage; [`summarize_with`] takes a device's own count).
 pub fn device_bytes(g: &Graph, v: ValueId) -> u64 {
     g.shape(v).numel() as u64 * 4
 }
@@ -70,6 +71,17 @@ pub fn summarize<K: Borrow<GroupKernels>>(
     plan: &Plan,
     lowered: &[K],
 ) -> (Vec<GroupInfo>, Totals) {
+    summarize_with(g, plan, lowered, &|v| device_bytes(g, v))
+}
+
+/// [`summarize`] with the device's bytes of each value (an f16 one stored as f16 takes 2 an
+/// element).
+pub fn summarize_with<K: Borrow<GroupKernels>>(
+    g: &Graph,
+    plan: &Plan,
+    lowered: &[K],
+    device_bytes: &dyn Fn(ValueId) -> u64,
+) -> (Vec<GroupInfo>, Totals) {
     let mut infos = Vec::new();
     let mut totals = Totals::default();
     for (index, (group, gk)) in plan.groups.iter().zip(lowered).enumerate() {
@@ -86,12 +98,12 @@ pub fn summarize<K: Borrow<GroupKernels>>(
         };
         let runs = !kernels.is_empty();
         let bytes_read: u64 = if runs {
-            gk.inputs.iter().map(|&v| device_bytes(g, v)).sum()
+            gk.inputs.iter().map(|&v| device_bytes(v)).sum()
         } else {
             0
         };
         let bytes_written: u64 = if runs {
-            gk.outputs.iter().map(|&v| device_bytes(g, v)).sum()
+            gk.outputs.iter().map(|&v| device_bytes(v)).sum()
         } else {
             0
         };
@@ -112,7 +124,7 @@ pub fn summarize<K: Borrow<GroupKernels>>(
             bytes_written,
         });
     }
-    let (weights, live) = memory(g, lowered);
+    let (weights, live) = memory_with(g, lowered, device_bytes);
     totals.weight_bytes = weights;
     totals.largest_live_bytes = live;
     totals.peak_bytes = weights + live;
@@ -123,6 +135,15 @@ pub fn summarize<K: Borrow<GroupKernels>>(
 /// when its group runs (graph inputs at the start) and freed after its last reader; an alias
 /// shares its base's memory and keeps it alive.
 pub fn memory<K: Borrow<GroupKernels>>(g: &Graph, steps: &[K]) -> (u64, u64) {
+    memory_with(g, steps, &|v| device_bytes(g, v))
+}
+
+/// [`memory`] with the device's bytes of each value.
+pub fn memory_with<K: Borrow<GroupKernels>>(
+    g: &Graph,
+    steps: &[K],
+    device_bytes: &dyn Fn(ValueId) -> u64,
+) -> (u64, u64) {
     let n = g.values().len();
     let mut owner: Vec<usize> = (0..n).collect();
     let mut weights = 0u64;
@@ -135,7 +156,7 @@ pub fn memory<K: Borrow<GroupKernels>>(g: &Graph, steps: &[K]) -> (u64, u64) {
                 }
             }
             Lowered::Constant => {
-                weights += s.outputs.iter().map(|&o| device_bytes(g, o)).sum::<u64>();
+                weights += s.outputs.iter().map(|&o| device_bytes(o)).sum::<u64>();
             }
             Lowered::Copies(_) => {}
             Lowered::Kernels(_) => {
@@ -168,7 +189,7 @@ pub fn memory<K: Borrow<GroupKernels>>(g: &Graph, steps: &[K]) -> (u64, u64) {
     }
     let mut live = 0u64;
     for &i in g.inputs() {
-        live += device_bytes(g, i);
+        live += device_bytes(i);
     }
     let mut peak = live;
     let mut alive: Vec<usize> = g.inputs().iter().map(|v| v.index()).collect();
@@ -177,7 +198,7 @@ pub fn memory<K: Borrow<GroupKernels>>(g: &Graph, steps: &[K]) -> (u64, u64) {
         if let Lowered::Kernels(_) = s.lowered {
             for &o in &s.outputs {
                 if owner[o.index()] == o.index() && !is_const[o.index()] {
-                    live += device_bytes(g, o);
+                    live += device_bytes(o);
                     alive.push(o.index());
                 }
             }
@@ -186,7 +207,7 @@ pub fn memory<K: Borrow<GroupKernels>>(g: &Graph, steps: &[K]) -> (u64, u64) {
         alive.retain(|&v| {
             let done = last.get(&v).is_none_or(|&l| l <= si);
             if done {
-                live -= g.shape(ValueId(v as u32)).numel() as u64 * 4;
+                live -= device_bytes(ValueId(v as u32));
             }
             !done
         });
