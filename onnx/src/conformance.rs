@@ -1,6 +1,7 @@
 //! The ONNX operator conformance runner: each case folder holds `model.onnx` and
 //! `test_data_set_0/{input,output}_<j>.pb`; the model runs on a device and its outputs are
-//! compared with the expected ones (rtol 1e-3, atol 1e-7; integers and booleans exact).
+//! compared with the expected ones (rtol 1e-3, atol 1e-7; f16 and bfloat16 by their own
+//! precision; integers and booleans exact).
 //!
 //! The case's inputs are given to the importer as known values (an op whose shape, axes or
 //! count comes from an input needs them), so some cases' outputs are computed at import and
@@ -28,6 +29,13 @@ pub const ATOL_DFT_EPS: f64 = 8.0 * f32::EPSILON as f64;
 /// holds 8 significant bits, so values apart by less than 1e-3 are the same bfloat16 number:
 /// the usual 1e-3 would ask for bit-exact rounding, which depends on the order of the ops.
 pub const RTOL_BF16: f64 = 1.0 / 64.0;
+
+/// The tolerances for f16 outputs: four units in its last place relative (2^-8) and one unit
+/// at 1.0 absolute (2^-10). A device that stores f16 tensors as f16 rounds every op's output
+/// to f16, as f16 arithmetic does: an attention's or a sum's intermediates, rounded at a
+/// magnitude near 1, leave an error near one ulp of 1.0 in a small output.
+pub const RTOL_F16: f64 = 1.0 / 256.0;
+pub const ATOL_F16: f64 = 1.0 / 1024.0;
 
 /// The path of the suite: `$SFUMATO_ONNX_TESTS`, else `../shared/onnx-node-tests` beside the
 /// workspace.
@@ -531,7 +539,7 @@ fn undefined_casts_agreed(x: &Tensor, got: &Tensor, exp: &Tensor) -> (Tensor, Te
 }
 
 /// Compare an output with the expected tensor: same dtype and shape, values within
-/// rtol/atol for floats ([`RTOL_BF16`] for bfloat16; NaN matches NaN, infinities must match),
+/// rtol/atol for floats ([`RTOL_BF16`] for bfloat16, [`RTOL_F16`] and [`ATOL_F16`] for f16; NaN matches NaN, infinities must match),
 /// exact for integers and booleans.
 pub fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
     compare_within(got, want, ATOL)
@@ -555,10 +563,10 @@ pub fn compare_within(got: &Tensor, want: &Tensor, atol: f64) -> Result<(), Stri
     }
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
     let float = got.dtype().is_float();
-    let rtol = if got.dtype() == DType::BF16 {
-        RTOL_BF16
-    } else {
-        RTOL
+    let (rtol, atol) = match got.dtype() {
+        DType::BF16 => (RTOL_BF16, atol),
+        DType::F16 => (RTOL_F16, atol.max(ATOL_F16)),
+        _ => (RTOL, atol),
     };
     let (mut max_abs, mut max_rel, mut bad) = (0.0f64, 0.0f64, 0usize);
     for (&a, &b) in g.iter().zip(&w) {
