@@ -321,7 +321,15 @@ fn graphs_of(cfg: &TargetConfig) -> Result<Vec<(Graph, Vec<Tensor>, String)>> {
             layers: if name == "bert-base" { 12 } else { d.layers },
         };
         let (g, inputs) = models::by_name_with(name, &o)?;
-        out.push((g, inputs, format!("{model} batch {b}")));
+        // f16: the model's f32 values in f16, stored as f16 where the adapter has shader-f16.
+        let (g, label) = match cfg.precision {
+            catalog::Precision::F16 => (
+                sfumato_core::precision::to_half(&g)?,
+                format!("{model} batch {b} f16"),
+            ),
+            _ => (g, format!("{model} batch {b}")),
+        };
+        out.push((g, inputs, label));
     }
     Ok(out)
 }

@@ -48,7 +48,7 @@ pub struct CompareArgs {
 }
 
 /// One case as Sfumato builds it: the graph, its inputs and its FLOPs.
-fn case_graph(name: &str) -> Result<(Graph, Vec<Tensor>, f64)> {
+pub(crate) fn case_graph(name: &str) -> Result<(Graph, Vec<Tensor>, f64)> {
     Ok(match name {
         "matmul" => {
             let n = 1024;

@@ -92,6 +92,7 @@ pub(crate) fn explain_plans(
             groups,
             totals,
             kernels: kernels.into_iter().map(std::sync::Arc::new).collect(),
+            f16: Default::default(),
         })
     };
     Ok((name, view(true)?, view(false)?))
@@ -215,6 +216,9 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
             mib(t.weight_bytes),
             mib(t.largest_live_bytes)
         );
+    }
+    if let Some(s) = fused_x.f16.summary() {
+        println!("{s}");
     }
     println!();
     println!(

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod args;
 mod bench;
+mod bench_precision;
 mod bench_serve;
 mod bench_zoo;
 mod compare;
@@ -115,6 +116,9 @@ enum Bench {
     /// throughput and p50/p90/p99 latency, with and without dynamic batching; `--soak-s` adds a
     /// soak with the server's memory at the start and the end.
     Serve(bench_serve::BenchServeArgs),
+    /// A block in f32 and in f16 (`--precision f16`) on one adapter: time, the ratio to f32,
+    /// the largest error against the f32 outputs, device memory; f16 stored as f16 and as f32.
+    Precision(bench_precision::BenchPrecisionArgs),
 }
 
 /// The Vulkan loader probes Wayland at instance creation and prints "error: XDG_RUNTIME_DIR is
@@ -155,6 +159,7 @@ fn main() -> ExitCode {
         Command::Bench(Bench::Compare(a)) => compare::compare(&a),
         Command::Bench(Bench::Zoo(a)) => bench_zoo::bench_zoo(&a),
         Command::Bench(Bench::Serve(a)) => bench_serve::bench_serve(&a),
+        Command::Bench(Bench::Precision(a)) => bench_precision::bench_precision(&a),
         Command::Run(a) => run_model(&a),
         Command::Explain(a) => explain(&a),
         Command::Tune(a) => tune::tune(&a),

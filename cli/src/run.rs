@@ -30,6 +30,27 @@ pub(crate) struct ModelArgs {
     /// resnet-bottleneck).
     #[arg(long, value_parser = positive)]
     pub size: Option<u64>,
+    /// f16: the model's f32 values in f16 (weights converted once, at load; its inputs and
+    /// outputs stay f32). The wgpu device stores them as f16 where the adapter has
+    /// `shader-f16` (half the bytes; kernels compute in f32).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
+}
+
+/// `--precision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    F32,
+    F16,
+}
+
+impl PrecisionArg {
+    pub fn precision(self) -> sfumato_core::precision::Precision {
+        match self {
+            PrecisionArg::F32 => sfumato_core::precision::Precision::F32,
+            PrecisionArg::F16 => sfumato_core::precision::Precision::F16,
+        }
+    }
 }
 
 impl ModelArgs {
@@ -48,8 +69,14 @@ impl ModelArgs {
 
     pub fn build(&self) -> Result<(Graph, Vec<Tensor>)> {
         let o = self.options()?;
-        models::by_name_with(&self.model, &o)
-            .with_context(|| format!("building model '{}'", self.model))
+        let (g, inputs) = models::by_name_with(&self.model, &o)
+            .with_context(|| format!("building model '{}'", self.model))?;
+        let g = self
+            .precision
+            .precision()
+            .apply(&g)
+            .with_context(|| format!("model '{}' at {:?}", self.model, self.precision))?;
+        Ok((g, inputs))
     }
 }
 

@@ -37,6 +37,7 @@ pub mod legalize;
 pub mod op;
 pub mod passes;
 pub mod plan;
+pub mod precision;
 pub mod progress;
 pub mod record;
 pub mod shape;

@@ -173,11 +173,16 @@ impl TargetConfig {
             }
         }
         let gpu = matches!(c.target.as_str(), "webgpu" | "lavapipe");
-        if gpu && c.precision != Precision::F32 {
-            return Err(bad(format!(
-                "key 'precision': {:?} on a WebGPU target is not supported yet (f16 and int8 on the device are issue 25); use f32",
-                c.precision
-            )));
+        if gpu && c.precision == Precision::Int8 {
+            return Err(bad(
+                "key 'precision': Int8 on a WebGPU target is not supported yet (int8 kernels are issue 25); use f32 or f16".into(),
+            ));
+        }
+        if gpu && c.precision == Precision::F16 && c.model == "gpt2-medium" {
+            return Err(bad(
+                "key 'precision': F16 for gpt2-medium's decode loop is not supported yet; use f32"
+                    .into(),
+            ));
         }
         if gpu && (c.hints.cube_tile.is_some() || c.hints.ub_kib.is_some()) {
             return Err(bad(
@@ -486,7 +491,8 @@ mod tests {
         assert!(e.to_string().contains("tile"), "{e}");
         let e = TargetConfig::parse(&ok.replace("f32", "f64"), "x.toml").unwrap_err();
         assert!(e.to_string().contains("f64"), "{e}");
-        let e = TargetConfig::parse(&ok.replace("f32", "f16"), "x.toml").unwrap_err();
+        assert!(TargetConfig::parse(&ok.replace("f32", "f16"), "x.toml").is_ok());
+        let e = TargetConfig::parse(&ok.replace("f32", "int8"), "x.toml").unwrap_err();
         assert!(e.to_string().contains("key 'precision'"), "{e}");
         let e = TargetConfig::parse(&ok.replace("resnet50", "alexnet"), "x.toml").unwrap_err();
         assert!(e.to_string().contains("key 'model'"), "{e}");

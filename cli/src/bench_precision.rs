@@ -1,0 +1,166 @@
+//! `sfumato bench precision`: a case in f32 and in f16 (`--precision f16`: its f32 values in
+//! f16, inputs and outputs f32) on one adapter, one after another in the same run: the f16
+//! graph on a device that stores f16 as f16 (where the adapter has `shader-f16`) and on one that
+//! stores it as f32, each with its time, the ratio to f32, its largest error against the f32
+//! run's outputs, and its device memory.
+
+use crate::args::positive;
+use crate::compare::case_graph;
+use crate::open::open_wgpu_tuned;
+use crate::timing::time_graph_with;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sfumato_core::precision::to_half;
+use sfumato_core::{Device, Optimization, Tensor};
+use sfumato_wgpu::WgpuDevice;
+
+/// The cases `bench precision` knows (`bench compare`'s blocks).
+pub const PRECISION_CASES: &[&str] = &["bert-layer", "resnet-bottleneck", "matmul", "conv"];
+
+#[derive(Args, Debug)]
+pub struct BenchPrecisionArgs {
+    /// Cases (default: bert-layer and resnet-bottleneck): bert-layer, resnet-bottleneck,
+    /// matmul, conv.
+    #[arg(long = "case")]
+    cases: Vec<String>,
+    /// Timed runs per case and precision (after two warm-up runs).
+    #[arg(long, default_value_t = 5, value_parser = positive)]
+    iters: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Row {
+    case: String,
+    /// `f32`, `f16` (stored as f16), `f16-in-f32` (f16 values stored as f32).
+    precision: &'static str,
+    median_ms: f64,
+    vs_f32: f64,
+    max_abs_error: f64,
+    /// The largest absolute error over the largest output magnitude.
+    error_vs_scale: f64,
+    /// The largest output's magnitude, for scale.
+    max_abs_output: f64,
+    high_water_mib: f64,
+    f16_storage: String,
+}
+
+/// The device with f16 storage (its matmuls tuned for `graphs` first, as `bench compare`
+/// does), or one without it (the tuned winners come from the same cache).
+fn open(half_storage: bool, graphs: &[&sfumato_core::Graph]) -> Result<WgpuDevice> {
+    if half_storage {
+        return open_wgpu_tuned("", Optimization::PassesAndFusion, graphs);
+    }
+    WgpuDevice::new(sfumato_wgpu::DeviceOptions {
+        half_storage: false,
+        ..sfumato_wgpu::DeviceOptions::from_env()
+    })
+    .context("opening the WebGPU device without f16 storage")
+}
+
+pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
+    let cases: Vec<String> = if a.cases.is_empty() {
+        vec!["bert-layer".into(), "resnet-bottleneck".into()]
+    } else {
+        a.cases.clone()
+    };
+    let mut rows = Vec::new();
+    for case in &cases {
+        if !PRECISION_CASES.contains(&case.as_str()) {
+            bail!(
+                "unknown case '{case}'; known: {}",
+                PRECISION_CASES.join(", ")
+            );
+        }
+        let (g32, inputs, _) = case_graph(case)?;
+        let g16 = to_half(&g32).with_context(|| format!("case '{case}' in f16"))?;
+        let mut dev = open(true, &[&g32, &g16])?;
+        if !dev.has_half_storage() {
+            eprintln!(
+                "warning: {} has no shader-f16: its f16 tensors are stored as f32",
+                dev.adapter().name
+            );
+        }
+        let want = dev.run(&g32, &inputs)?.outputs;
+        let mut plain = open(false, &[])?;
+        for (label, graph, stored_half) in [
+            ("f32", &g32, true),
+            ("f16", &g16, true),
+            ("f16-in-f32", &g16, false),
+        ] {
+            let d = if stored_half { &mut dev } else { &mut plain };
+            // Each precision's memory alone: the other graph's weights and buffers go.
+            d.trim();
+            let t = time_graph_with(d, graph, &inputs, a.iters, !a.json)?;
+            let out = d.run(graph, &inputs)?;
+            let (abs, scale) = largest_error(&want, &out.outputs);
+            let f16 = d.explain(graph)?.f16.summary().unwrap_or_default();
+            rows.push(Row {
+                case: case.clone(),
+                precision: label,
+                median_ms: t.median_wall_ms,
+                vs_f32: 0.0,
+                max_abs_error: abs,
+                error_vs_scale: abs / scale.max(f64::MIN_POSITIVE),
+                max_abs_output: scale,
+                high_water_mib: out.profile.memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
+                f16_storage: f16,
+            });
+        }
+        let base = rows[rows.len() - 3].median_ms;
+        let n = rows.len();
+        for r in &mut rows[n - 3..] {
+            r.vs_f32 = base / r.median_ms.max(1e-9);
+        }
+        if !a.json {
+            println!(
+                "device: {} (cpu: {})",
+                dev.adapter().name,
+                sfumato_wgpu::cpu_model()
+            );
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<18} {:<11} {:>10} {:>8} {:>12} {:>12} {:>10}",
+        "case", "precision", "median ms", "vs f32", "max abs err", "err / max|y|", "peak MiB"
+    );
+    for r in &rows {
+        println!(
+            "{:<18} {:<11} {:>10.2} {:>7.2}x {:>12.3e} {:>12.3e} {:>10.1}",
+            r.case,
+            r.precision,
+            r.median_ms,
+            r.vs_f32,
+            r.max_abs_error,
+            r.error_vs_scale,
+            r.high_water_mib
+        );
+    }
+    for r in rows.iter().filter(|r| !r.f16_storage.is_empty()) {
+        println!("{} {}: {}", r.case, r.precision, r.f16_storage);
+    }
+    println!(
+        "(errors against the f32 run's outputs on the same device, and over the largest output's \
+         magnitude; vs f32 > 1 is faster; peak: the device's memory high-water in the run)"
+    );
+    Ok(())
+}
+
+/// The largest absolute error and the largest output magnitude.
+fn largest_error(want: &[Tensor], got: &[Tensor]) -> (f64, f64) {
+    let (mut abs, mut scale) = (0.0f64, 0.0f64);
+    for (w, g) in want.iter().zip(got) {
+        let (w, g) = (w.to_f64_vec(), g.to_f64_vec());
+        for (a, b) in w.iter().zip(&g) {
+            scale = scale.max(a.abs());
+            abs = abs.max((a - b).abs());
+        }
+    }
+    (abs, scale)
+}
