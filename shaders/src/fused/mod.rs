@@ -88,9 +88,10 @@ pub fn group_matmul_problem(
         .map(|&i| view_of(g, plan, i).1)
         .collect();
     let mut p = matmul_problem_views(&anchor.op, &ins, &views, &outs)?;
-    // B read whole, as stored, from a constant: the device may hold it as a texture.
+    // B read whole, as stored, from a constant: the device may hold it as a texture (an f16
+    // one as rgba16float, exact).
     let (b_base, _) = view_of(g, plan, anchor.inputs[1]);
-    p.b_const = g.dtype(b_base) == DType::F32
+    p.b_const = matches!(g.dtype(b_base), DType::F32 | DType::F16)
         && g.shape(b_base).numel() == p.k * p.n
         && g.value(b_base)
             .producer
