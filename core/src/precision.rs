@@ -44,11 +44,9 @@ pub fn to_half(g: &Graph) -> Result<Graph> {
     }
     for node in g.nodes() {
         let op = match &node.op {
-            Op::Constant(t) if t.dtype() == DType::F32 => Op::Constant(Tensor::from_f64(
-                DType::F16,
-                t.shape().clone(),
-                &t.to_f64_vec(),
-            )),
+            Op::Constant(t) if t.dtype() == DType::F32 => {
+                Op::Constant(half_constant(&node.name, t)?)
+            }
             Op::Cast { to: DType::F32, .. } => cast(DType::F16),
             op => op.clone(),
         };
@@ -79,6 +77,41 @@ pub fn to_half(g: &Graph) -> Result<Graph> {
     let mut new = r.new;
     new.set_outputs(&outs)?;
     Ok(new)
+}
+
+/// The largest finite f16.
+const F16_MAX: f32 = 65504.0;
+
+/// An f32 constant in f16, its finite values clamped to f16's range (a mask's `-1e9` or
+/// `f32::MIN` becomes -65504, not -inf, so `0 * mask` stays 0 rather than NaN); how many were
+/// clamped is logged.
+fn half_constant(name: &str, t: &Tensor) -> Result<Tensor> {
+    let v = t
+        .as_f32()
+        .ok_or_else(|| Error::Graph(format!("constant '{name}' is not f32")))?;
+    let mut clamped = 0usize;
+    let h: Vec<half::f16> = v
+        .iter()
+        .map(|&x| {
+            if x.is_finite() && x.abs() > F16_MAX {
+                clamped += 1;
+            }
+            let x = if x.is_finite() {
+                x.clamp(-F16_MAX, F16_MAX)
+            } else {
+                x
+            };
+            half::f16::from_f32(x)
+        })
+        .collect();
+    if clamped > 0 {
+        tracing::warn!(
+            constant = name,
+            clamped,
+            "precision f16: finite values past f16's range clamped to ±65504"
+        );
+    }
+    Tensor::new(t.shape().clone(), crate::TensorData::F16(h))
 }
 
 fn cast(to: DType) -> Op {
@@ -112,6 +145,25 @@ mod tests {
         let b = CpuDevice.run(&h, &[x]).unwrap().outputs;
         let (abs, _) = a[0].max_diff(&b[0]);
         assert!(abs > 0.0 && abs < 2e-3, "{abs}");
+    }
+
+    #[test]
+    fn constants_past_f16s_range_are_clamped_not_infinite() {
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [3]);
+        let mask = g
+            .constant(Tensor::from_f32([3], vec![-1e9, f32::MIN, 1e-3]).unwrap())
+            .unwrap();
+        let zero = g
+            .constant(Tensor::from_f32([3], vec![0.0; 3]).unwrap())
+            .unwrap();
+        let m = g.mul(mask, zero).unwrap();
+        let y = g.add_(x, m).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let h = to_half(&g).unwrap();
+        let x = Tensor::from_f32([3], vec![1.0, 2.0, 3.0]).unwrap();
+        let out = CpuDevice.run(&h, &[x]).unwrap().outputs;
+        assert_eq!(out[0].to_f64_vec(), vec![1.0, 2.0, 3.0]);
     }
 
     #[test]
