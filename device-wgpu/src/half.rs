@@ -66,6 +66,23 @@ pub(crate) fn half_values(g: &Graph, lowered: &[(NodeId, GroupKernels)]) -> Resu
                     }
                     let f32_arrays = sfumato_shaders::half::f32_array_bindings(&k.name, &k.wgsl)
                         .map_err(|e| sfumato_core::Error::Device(e.to_string()))?;
+                    // The rewrite of every f16 binding it could hold as f16 must go through
+                    // (a store it cannot follow, such as `+=`, keeps the kernel's f16 values
+                    // f32 rather than failing the model); a subset of them does then too.
+                    let candidates: Vec<u32> = k
+                        .bindings
+                        .iter()
+                        .enumerate()
+                        .filter(|&(bi, b)| {
+                            value(b).is_some_and(is_f16) && f32_arrays.contains(&(bi as u32))
+                        })
+                        .map(|(bi, _)| bi as u32)
+                        .collect();
+                    if sfumato_shaders::half::store_half(&k.name, &k.wgsl, &candidates).is_err() {
+                        for v in k.bindings.iter().filter_map(value) {
+                            sets.force(v, "its kernel cannot be rewritten for f16");
+                        }
+                    }
                     for (bi, b) in k.bindings.iter().enumerate() {
                         match *b {
                             Buf::In(_) | Buf::Out(_) => {
@@ -100,10 +117,17 @@ pub(crate) fn half_values(g: &Graph, lowered: &[(NodeId, GroupKernels)]) -> Resu
             sets.force(ValueId(i as u32), "not f16");
         }
     }
+    // Values a kernel, copy or alias touches (a value fused away inside a kernel has no buffer).
+    let mut held = vec![false; n];
+    for (_, gk) in lowered {
+        for v in gk.inputs.iter().chain(&gk.outputs) {
+            held[v.index()] = true;
+        }
+    }
     let mut half = HashSet::new();
     let mut stored_bytes = 0;
     let mut kept: HashMap<&'static str, (usize, u64)> = HashMap::new();
-    for v in (0..n as u32).map(ValueId) {
+    for v in (0..n as u32).map(ValueId).filter(|v| held[v.index()]) {
         match sets.forced(v) {
             None => {
                 half.insert(v);

@@ -60,14 +60,14 @@ pub fn store_half(kernel: &str, wgsl: &str, bindings: &[u32]) -> Result<String, 
         function_edits(wgsl, f, &halves, &mut edits).map_err(internal)?;
     }
     let text = format!("enable f16;\n{}", edits.apply(wgsl));
-    let module =
-        naga::front::wgsl::parse_str(&text).map_err(|e| naga_err(e.emit_to_string(&text)))?;
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::SHADER_FLOAT16,
-    )
-    .validate(&module)
-    .map_err(|e| naga_err(format!("after the f16 storage rewrite: {e:?}")))?;
+    // Validated as every kernel is (with the f16 capability it enables, and Tint's rules).
+    crate::validate(kernel, &text).map_err(|e| match e {
+        Error::Naga { kernel, msg } => Error::Naga {
+            kernel,
+            msg: format!("after the f16 storage rewrite: {msg}"),
+        },
+        e => e,
+    })?;
     Ok(text)
 }
 
@@ -82,19 +82,8 @@ pub fn f32_array_bindings(kernel: &str, wgsl: &str) -> Result<Vec<u32>, Error> {
     let mut out: Vec<u32> = module
         .global_variables
         .iter()
-        .filter(|(_, gv)| matches!(gv.space, AddressSpace::Storage { .. }))
-        .filter_map(|(_, gv)| {
-            let b = gv.binding.as_ref().filter(|b| b.group == 0)?;
-            let TypeInner::Array { base, .. } = module.types[gv.ty].inner else {
-                return None;
-            };
-            match module.types[base].inner {
-                TypeInner::Scalar(s) | TypeInner::Vector { scalar: s, .. } if s == Scalar::F32 => {
-                    Some(b.binding)
-                }
-                _ => None,
-            }
-        })
+        .filter(|(_, gv)| f32_elements(&module, gv).is_ok())
+        .filter_map(|(_, gv)| Some(gv.binding.as_ref().filter(|b| b.group == 0)?.binding))
         .collect();
     out.sort_unstable();
     Ok(out)
@@ -112,18 +101,8 @@ fn half_bindings(module: &Module, bindings: &[u32]) -> Result<Halves, String> {
         if !bindings.contains(&b.binding) {
             continue;
         }
-        let bad = |what: &str| format!("binding {} cannot be stored as f16: {what}", b.binding);
-        if !matches!(gv.space, AddressSpace::Storage { .. }) {
-            return Err(bad("it is not a storage buffer"));
-        }
-        let TypeInner::Array { base, .. } = module.types[gv.ty].inner else {
-            return Err(bad("it is not an array"));
-        };
-        let vector = match module.types[base].inner {
-            TypeInner::Scalar(s) if s == Scalar::F32 => None,
-            TypeInner::Vector { size, scalar } if scalar == Scalar::F32 => Some(size as u8),
-            _ => return Err(bad("its elements are not f32 or vectors of f32")),
-        };
+        let vector = f32_elements(module, gv)
+            .map_err(|what| format!("binding {} cannot be stored as f16: {what}", b.binding))?;
         found.insert(h, (vector, b.binding));
     }
     if let Some(missing) = bindings
@@ -133,6 +112,22 @@ fn half_bindings(module: &Module, bindings: &[u32]) -> Result<Halves, String> {
         return Err(format!("it has no binding {missing} to store as f16"));
     }
     Ok(found)
+}
+
+/// A storage array of f32 or of vectors of f32: its vector size (None: scalars); else what it
+/// is not.
+fn f32_elements(module: &Module, gv: &GlobalVariable) -> Result<Option<u8>, &'static str> {
+    if !matches!(gv.space, AddressSpace::Storage { .. }) {
+        return Err("it is not a storage buffer");
+    }
+    let TypeInner::Array { base, .. } = module.types[gv.ty].inner else {
+        return Err("it is not an array");
+    };
+    match module.types[base].inner {
+        TypeInner::Scalar(s) if s == Scalar::F32 => Ok(None),
+        TypeInner::Vector { size, scalar } if scalar == Scalar::F32 => Ok(Some(size as u8)),
+        _ => Err("its elements are not f32 or vectors of f32"),
+    }
 }
 
 /// The binding a pointer points into and the accesses on the way (1: an element, 2: a

@@ -246,7 +246,8 @@ fn non_finite_constant(wgsl: &str) -> Option<u32> {
     None
 }
 
-/// One copy of [`Lowered::Copies`]: `len` elements (4 bytes each on the device) from element
+/// One copy of [`Lowered::Copies`]: `len` elements (4 bytes each on the device, 2 for f16
+/// stored as f16) from element
 /// `src` of input `input` to element `dst` of output `output`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CopyRegion {
