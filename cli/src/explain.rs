@@ -21,7 +21,8 @@ pub(crate) struct ExplainArgs {
     /// plan is the one the default adapter runs (its limits, its tuned variants).
     #[arg(long)]
     pub(crate) target: Option<TargetArg>,
-    /// Print JSON: {"fused": {...totals}, "unfused": {...}, "groups": [...], "passes": {...}}.
+    /// Print JSON: {"fused": {...totals}, "unfused": {...}, "groups": [...], "passes": {...},
+    /// "f16_storage": {"stored", "stored_bytes", "kept_f32": [{"why", "values", "bytes"}]}}.
     #[arg(long)]
     pub(crate) json: bool,
 }
@@ -154,6 +155,13 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
             "bytes_moved_note": BYTES_NOTE,
             "passes": stats,
             "groups": groups,
+            "f16_storage": {
+                "stored": fused_x.f16.stored,
+                "stored_bytes": fused_x.f16.stored_bytes,
+                "kept_f32": fused_x.f16.kept.iter().map(|(why, n, bytes)| serde_json::json!({
+                    "why": why, "values": n, "bytes": bytes,
+                })).collect::<Vec<_>>(),
+            },
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

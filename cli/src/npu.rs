@@ -27,6 +27,7 @@ pub(crate) fn run_npu(a: &RunArgs) -> Result<()> {
             &a.dim,
             a.output.as_deref(),
             a.save_run.as_deref(),
+            a.model.precision.precision(),
         )?;
         dev.last_prediction()
             .cloned()

@@ -56,6 +56,7 @@ pub fn run(
     dims: &[String],
     output: Option<&Path>,
     save_run: Option<&Path>,
+    precision: sfumato_core::precision::Precision,
 ) -> Result<sfumato_core::RunOutput> {
     let mut opts = import_options(dims)?;
     let mut given: HashMap<String, Tensor> = HashMap::new();
@@ -78,10 +79,17 @@ pub fn run(
             if save_run.is_some() {
                 bail!("{e:#}\n--save-run records one graph; this model runs in stages");
             }
+            if precision != sfumato_core::precision::Precision::F32 {
+                bail!("{e:#}\n--precision f16 rewrites one graph; this model runs in stages");
+            }
             return run_staged(path, dev, opts, given, output);
         }
         Err(e) => return Err(e),
     };
+    let mut m = m;
+    m.graph = precision
+        .apply(&m.graph)
+        .with_context(|| format!("{} at {precision:?}", path.display()))?;
     let mut feed = Vec::new();
     for (i, name) in m.inputs.iter().enumerate() {
         let v = m.graph.inputs()[i];

@@ -150,6 +150,7 @@ pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
             &a.dim,
             a.output.as_deref(),
             a.save_run.as_deref(),
+            a.model.precision.precision(),
         )?;
         println!();
         print!("{}", out.profile.table());

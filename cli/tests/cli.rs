@@ -1207,3 +1207,76 @@ fn view_takes_a_renderer() {
     let out = sfumato(&["view", "--help"]);
     assert!(text(&out).0.contains("--renderer"));
 }
+
+/// `--precision f16`: the model runs with f32 inputs and outputs, explain says what is stored
+/// as f16 (lavapipe has shader-f16), and `bench precision` gives f32 and both f16 rows with
+/// an f16-sized error.
+#[test]
+fn precision_f16_runs_explains_and_benches() {
+    if sfumato_wgpu_missing() {
+        return;
+    }
+    let out = sfumato(&[
+        "run",
+        "bert-base",
+        "--seq",
+        "16",
+        "--precision",
+        "f16",
+        "--device",
+        "wgpu",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("'last_hidden_state/f32': f32 [1, 16, 768]"),
+        "{stdout}"
+    );
+    let out = sfumato(&[
+        "explain",
+        "bert-base",
+        "--seq",
+        "16",
+        "--precision",
+        "f16",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("explain --json is JSON");
+    let stored = v["f16_storage"]["stored"]
+        .as_u64()
+        .expect("f16_storage.stored");
+    if require_gpu() {
+        // CI's adapter is lavapipe, which has shader-f16.
+        assert!(stored > 0, "{stdout}");
+    }
+    let cache = temp_path("cache");
+    let out = Command::new(env!("CARGO_BIN_EXE_sfumato"))
+        .args([
+            "bench",
+            "precision",
+            "--case",
+            "matmul",
+            "--iters",
+            "1",
+            "--json",
+        ])
+        .env("SFUMATO_CACHE_DIR", &cache)
+        .env("SFUMATO_AUTOTUNE", "0")
+        .output()
+        .expect("the sfumato binary runs");
+    let _ = std::fs::remove_dir_all(&cache);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON rows");
+    let names: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["precision"].as_str())
+        .collect();
+    assert_eq!(names, ["f32", "f16", "f16-in-f32"], "{stdout}");
+    for r in &rows[1..] {
+        let e = r["error_vs_scale"].as_f64().unwrap();
+        assert!(e > 0.0 && e < 1e-2, "{stdout}");
+    }
+}
