@@ -69,6 +69,9 @@ pub enum Family {
     Tensor,
     Fused,
     Dtypes,
+    /// The matmul, conv, rows and fused cases in f16 ([`crate::precision::to_half`], outputs
+    /// left f16): a device that stores f16 as f16 runs them so.
+    Half,
 }
 
 /// One case: a graph and its inputs at a shape drawn from `seed`.
@@ -275,6 +278,47 @@ fn dtypes(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
     Ok((g, vec![tx, ti]))
 }
 
+/// A case's graph in f16: its f32 values f16 ([`crate::precision::to_half`]) and its outputs
+/// left f16 (compared at the device's f16 tolerance), its inputs as given.
+fn in_half(
+    build: fn(u64) -> Result<(Graph, Vec<Tensor>)>,
+    seed: u64,
+) -> Result<(Graph, Vec<Tensor>)> {
+    let (g, inputs) = build(seed)?;
+    let mut h = crate::precision::to_half(&g)?;
+    let outs: Vec<crate::ValueId> = h
+        .outputs()
+        .iter()
+        .map(|&o| match h.value(o).producer.map(|p| h.node(p)) {
+            Some(n)
+                if matches!(n.op, crate::Op::Cast { to: DType::F32, .. })
+                    && h.dtype(n.inputs[0]) == DType::F16 =>
+            {
+                n.inputs[0]
+            }
+            _ => o,
+        })
+        .collect();
+    h.set_outputs(&outs)?;
+    Ok((h, inputs))
+}
+
+fn half_matmul(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    in_half(matmul, seed)
+}
+
+fn half_conv(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    in_half(conv, seed)
+}
+
+fn half_rows(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    in_half(rows, seed)
+}
+
+fn half_fused(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    in_half(fused, seed)
+}
+
 /// Every case of the suite.
 pub fn cases() -> Vec<Case> {
     vec![
@@ -312,6 +356,26 @@ pub fn cases() -> Vec<Case> {
             name: "dtypes",
             family: Family::Dtypes,
             build: dtypes,
+        },
+        Case {
+            name: "f16 matmul",
+            family: Family::Half,
+            build: half_matmul,
+        },
+        Case {
+            name: "f16 conv",
+            family: Family::Half,
+            build: half_conv,
+        },
+        Case {
+            name: "f16 rows",
+            family: Family::Half,
+            build: half_rows,
+        },
+        Case {
+            name: "f16 fused",
+            family: Family::Half,
+            build: half_fused,
         },
     ]
 }
@@ -512,6 +576,10 @@ macro_rules! device_suite {
         #[test]
         fn suite_dtypes() {
             $crate::suite::run_family($open, $crate::suite::Family::Dtypes, &$tol);
+        }
+        #[test]
+        fn suite_half() {
+            $crate::suite::run_family($open, $crate::suite::Family::Half, &$tol);
         }
         #[test]
         fn suite_kept() {

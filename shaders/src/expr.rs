@@ -102,12 +102,19 @@ pub(crate) fn fit_int(dt: DType, e: String) -> String {
     }
 }
 
-/// A value `e` cast to `dt`, which the device holds in an f32: bfloat16 and the small floats
-/// round here (their arithmetic, like f16's, runs in f32 and rounds when read back).
-/// `saturate`: see [`Op::Cast`].
+/// A value `e` cast to `dt`, which the device holds in an f32: f16, bfloat16 and the small
+/// floats round here, ties to even (their arithmetic runs in f32; an f16 stored as f16 rounds
+/// again, to the same value, when stored). `saturate`: see [`Op::Cast`].
 fn fit_float(dt: DType, e: String, saturate: bool) -> String {
     if dt == DType::BF16 {
         return format!("bf16_round({e})");
+    }
+    if dt == DType::F16 {
+        // 10 mantissa bits, smallest normal 2^-14, largest 65504, past it ±inf.
+        return format!(
+            "mini_round({e}, 10, -14, {}, 1u, false, false)",
+            lit(65504.0)
+        );
     }
     if dt == DType::F8E8M0 {
         return format!("e8m0_round({e}, {saturate})");
