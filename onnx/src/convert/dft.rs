@@ -1,8 +1,9 @@
 //! DFT and STFT: the transformed axis moved last, real and imaginary parts apart, then either
 //! multiplied by constant `[N, K]` cosine and sine matrices (the O(N·K) transform, exact to f32
-//! rounding: every length up to [`MAX_DFT_LENGTH`]), or, for a power-of-two length from
-//! [`FFT_MIN_LENGTH`] up to [`MAX_FFT_LENGTH`], a radix-2 FFT of device ops (O(N log N), below).
-//! A longer length that is not a power of two is refused.
+//! rounding: lengths below [`FFT_MIN_LENGTH`]), or, from it on, a radix-2 FFT of device ops
+//! (O(N log N), below): directly for a power of two up to [`MAX_FFT_LENGTH`], through
+//! Bluestein's chirp for any other length up to [`MAX_BLUESTEIN_LENGTH`] (the DFT as a
+//! convolution, done by FFTs of the power of two at least 2N - 1).
 
 use super::Converter::{self, Tensors};
 use super::{bad, unsup, Importer, R};
@@ -22,6 +23,9 @@ pub const MAX_DFT_LENGTH: usize = 8192;
 pub const FFT_MIN_LENGTH: usize = 4096;
 /// ... up to this one.
 pub const MAX_FFT_LENGTH: usize = 1 << 22;
+/// Other lengths from [`FFT_MIN_LENGTH`] on run by Bluestein's algorithm up to this one (its
+/// FFTs are twice as long, at most [`MAX_FFT_LENGTH`]).
+pub const MAX_BLUESTEIN_LENGTH: usize = MAX_FFT_LENGTH / 2;
 
 impl Importer<'_> {
     /// `DFT` (opsets 17 to 20): `axis` an attribute before opset 20, an input from it.
@@ -86,9 +90,11 @@ impl Importer<'_> {
         onesided: bool,
     ) -> R<ValueId> {
         let fft = n.is_power_of_two() && (FFT_MIN_LENGTH..=MAX_FFT_LENGTH).contains(&n);
-        if n == 0 || (n > MAX_DFT_LENGTH && !fft) {
+        let bluestein =
+            !n.is_power_of_two() && (FFT_MIN_LENGTH..=MAX_BLUESTEIN_LENGTH).contains(&n);
+        if n == 0 || (n > MAX_DFT_LENGTH && !fft && !bluestein) {
             return unsup(format!(
-                "a DFT of length {n} (1 to {MAX_DFT_LENGTH}, or a power of two up to {MAX_FFT_LENGTH})"
+                "a DFT of length {n} (1 to {MAX_BLUESTEIN_LENGTH}, or a power of two up to {MAX_FFT_LENGTH})"
             ));
         }
         let dims = self.shape(x);
@@ -143,6 +149,8 @@ impl Importer<'_> {
         let k_out = if irfft || !onesided { n } else { n / 2 + 1 };
         let (re, im) = if fft {
             self.fft_parts(a, b, n, inverse, irfft, k_out)?
+        } else if bluestein {
+            self.bluestein_parts(a, b, n, inverse, irfft, k_out)?
         } else {
             self.dft_matrices(a, b, n, inverse, irfft, k_out)?
         };
@@ -308,6 +316,135 @@ impl Importer<'_> {
         Ok((out[0], out[1]))
     }
 
+    /// The transform of a length `n` that is not a power of two, by Bluestein's algorithm:
+    /// with `jk = (j² + k² - (k - j)²) / 2`, `X[k] = w[k] · Σ_j (x[j]·w[j]) · conj(w[k - j])`
+    /// for the chirp `w[j] = exp(±iπ j² / n)`, a convolution, done as the inverse FFT of the
+    /// product of two FFTs of the power of two `M >= 2n - 1` ([`Self::fft_parts`]); the
+    /// chirp's own spectrum is a constant, computed here in f64. Same parts in and out as
+    /// [`Self::dft_matrices`].
+    fn bluestein_parts(
+        &mut self,
+        a: ValueId,
+        b: Option<ValueId>,
+        n: usize,
+        inverse: bool,
+        irfft: bool,
+        k_out: usize,
+    ) -> R<(ValueId, ValueId)> {
+        let dims = self.shape(a);
+        let lead = dims[..dims.len() - 1].to_vec();
+        let rows: usize = lead.iter().product();
+        let take = dims[dims.len() - 1];
+        let a = self.reshape(a, vec![rows, take])?;
+        let b = match b {
+            Some(b) => Some(self.reshape(b, vec![rows, take])?),
+            None => None,
+        };
+        // The whole complex signal of n samples (an inverse one-sided transform's spectrum
+        // rebuilt from its half, bin n - k the conjugate of bin k).
+        let (xr, xi) = if irfft {
+            let ext: Vec<f64> = (0..n).map(|k| k.min(n - k) as f64).collect();
+            let ext = self.konst(Tensor::from_f64(DType::I64, [n], &ext))?;
+            let conj: Vec<f64> = (0..n).map(|k| if k > n / 2 { -1.0 } else { 1.0 }).collect();
+            let conj = self.konst(Tensor::from_f64(DType::F32, [n], &conj))?;
+            let b = b.ok_or_else(|| {
+                super::Fail::Bad("an inverse one-sided DFT takes complex input".into())
+            })?;
+            let re = self.add1(Op::Gather { axis: 1 }, &[a, ext])?;
+            let im = self.add1(Op::Gather { axis: 1 }, &[b, ext])?;
+            (re, self.bin(BinaryOp::Mul, im, conj)?)
+        } else {
+            let im = match b {
+                Some(b) => b,
+                None => {
+                    let zero = self.scalar(DType::F32, 0.0)?;
+                    self.bin(BinaryOp::Mul, a, zero)?
+                }
+            };
+            (a, im)
+        };
+        let sign = if inverse { 1.0 } else { -1.0 };
+        // w[j] = exp(i·sign·π·j²/n), its angle from j² mod 2n (exact in integers).
+        let chirp = |j: usize| -> (f64, f64) {
+            let m = (j as u128 * j as u128 % (2 * n) as u128) as f64;
+            let th = sign * PI * m / n as f64;
+            (th.cos(), th.sin())
+        };
+        let (wr, wi): (Vec<f64>, Vec<f64>) = (0..n).map(chirp).unzip();
+        let (wr_c, wi_c) = (
+            self.konst(Tensor::from_f64(DType::F32, [n], &wr))?,
+            self.konst(Tensor::from_f64(DType::F32, [n], &wi))?,
+        );
+        let (ur, ui) = self.complex_mul((xr, xi), (wr_c, wi_c))?;
+        let big = (2 * n - 1).next_power_of_two();
+        let pad = |s: &mut Self, v: ValueId| -> R<ValueId> {
+            s.add1(
+                Op::Pad {
+                    pads: vec![[0, 0], [0, big - n]],
+                    mode: PadMode::Constant(0.0),
+                },
+                &[v],
+            )
+        };
+        let (ur, ui) = (pad(self, ur)?, pad(self, ui)?);
+        let (fr, fi) = self.fft_parts(ur, Some(ui), big, false, false, big)?;
+        // The kernel conj(w[m]) for m from -(n - 1) to n - 1, laid circularly, and its spectrum.
+        let mut kernel = vec![(0.0, 0.0); big];
+        for m in 0..n {
+            let (c, s) = (wr[m], -wi[m]);
+            kernel[m] = (c, s);
+            if m > 0 {
+                kernel[big - m] = (c, s);
+            }
+        }
+        host_fft(&mut kernel);
+        let (kr, ki): (Vec<f64>, Vec<f64>) = kernel.into_iter().unzip();
+        let (kr, ki) = (
+            self.konst(Tensor::from_f64(DType::F32, [big], &kr))?,
+            self.konst(Tensor::from_f64(DType::F32, [big], &ki))?,
+        );
+        let (pr, pi) = self.complex_mul((fr, fi), (kr, ki))?;
+        let (cr, ci) = self.fft_parts(pr, Some(pi), big, true, false, big)?;
+        // The first k_out bins times w[k] (and 1/n for an inverse transform).
+        let scale = if inverse { 1.0 / n as f64 } else { 1.0 };
+        let (or, oi): (Vec<f64>, Vec<f64>) = (0..k_out)
+            .map(|k| {
+                let (c, s) = chirp(k);
+                (c * scale, s * scale)
+            })
+            .unzip();
+        let (or, oi) = (
+            self.konst(Tensor::from_f64(DType::F32, [k_out], &or))?,
+            self.konst(Tensor::from_f64(DType::F32, [k_out], &oi))?,
+        );
+        let cr = self.slice_axis(cr, 1, 0, k_out, 1)?;
+        let ci = self.slice_axis(ci, 1, 0, k_out, 1)?;
+        let (re, im) = self.complex_mul((cr, ci), (or, oi))?;
+        let mut d = lead;
+        d.push(k_out);
+        Ok((self.reshape(re, d.clone())?, self.reshape(im, d)?))
+    }
+
+    /// `(a + ib)(c + id)`, elementwise (broadcast).
+    fn complex_mul(
+        &mut self,
+        (a, b): (ValueId, ValueId),
+        (c, d): (ValueId, ValueId),
+    ) -> R<(ValueId, ValueId)> {
+        let (ac, bd) = (
+            self.bin(BinaryOp::Mul, a, c)?,
+            self.bin(BinaryOp::Mul, b, d)?,
+        );
+        let (ad, bc) = (
+            self.bin(BinaryOp::Mul, a, d)?,
+            self.bin(BinaryOp::Mul, b, c)?,
+        );
+        Ok((
+            self.bin(BinaryOp::Sub, ac, bd)?,
+            self.bin(BinaryOp::Add, ad, bc)?,
+        ))
+    }
+
     /// The transform as products with constant cosine and sine matrices: `(re, im)` of
     /// `[..., k_out]` from the parts `a` (real) and `b` (imaginary, if any) of `[..., take]`.
     fn dft_matrices(
@@ -417,5 +554,66 @@ impl Importer<'_> {
             false,
             onesided && dims[2] == 1,
         )?])
+    }
+}
+
+/// The forward DFT of `x` (a power-of-two length) in place, in f64 on the host: an iterative
+/// radix-2 FFT, for a constant's spectrum (Bluestein's kernel).
+fn host_fft(x: &mut [(f64, f64)]) {
+    let n = x.len();
+    if n < 2 {
+        return;
+    }
+    let bits = n.trailing_zeros();
+    for i in 0..n {
+        let j = i.reverse_bits() >> (usize::BITS - bits);
+        if j > i {
+            x.swap(i, j);
+        }
+    }
+    let mut len = 2;
+    while len <= n {
+        let h = len / 2;
+        let tw: Vec<(f64, f64)> = (0..h)
+            .map(|k| {
+                let th = -2.0 * PI * k as f64 / len as f64;
+                (th.cos(), th.sin())
+            })
+            .collect();
+        for start in (0..n).step_by(len) {
+            for (k, &(c, s)) in tw.iter().enumerate() {
+                let (ar, ai) = x[start + k];
+                let (br, bi) = x[start + k + h];
+                let (tr, ti) = (br * c - bi * s, br * s + bi * c);
+                x[start + k] = (ar + tr, ai + ti);
+                x[start + k + h] = (ar - tr, ai - ti);
+            }
+        }
+        len *= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_host_fft_is_the_dft() {
+        let n = 16;
+        let x: Vec<(f64, f64)> = (0..n)
+            .map(|i| ((i as f64 * 0.7).sin(), (i as f64 * 0.3).cos()))
+            .collect();
+        let mut y = x.clone();
+        super::host_fft(&mut y);
+        for (k, &(yr, yi)) in y.iter().enumerate() {
+            let (mut re, mut im) = (0.0, 0.0);
+            for (j, &(a, b)) in x.iter().enumerate() {
+                let th = -2.0 * std::f64::consts::PI * (j * k) as f64 / n as f64;
+                re += a * th.cos() - b * th.sin();
+                im += a * th.sin() + b * th.cos();
+            }
+            assert!(
+                (re - yr).abs() < 1e-12 && (im - yi).abs() < 1e-12,
+                "bin {k}"
+            );
+        }
     }
 }
