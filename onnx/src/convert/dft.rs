@@ -212,28 +212,7 @@ impl Importer<'_> {
             Some(b) => Some(self.reshape(b, vec![rows, self.shape(b)[lead.len()]])?),
             None => None,
         };
-        let (mut re, mut im) = if irfft {
-            // Bins 0..=n/2 given; bin k > n/2 is bin n-k conjugated.
-            let ext: Vec<f64> = (0..n).map(|k| k.min(n - k) as f64).collect();
-            let ext = self.konst(Tensor::from_f64(DType::I64, [n], &ext))?;
-            let conj: Vec<f64> = (0..n).map(|k| if k > n / 2 { -1.0 } else { 1.0 }).collect();
-            let conj = self.konst(Tensor::from_f64(DType::F32, [n], &conj))?;
-            let b = b.ok_or_else(|| {
-                super::Fail::Bad("an inverse one-sided DFT takes complex input".into())
-            })?;
-            let re = self.add1(Op::Gather { axis: 1 }, &[a, ext])?;
-            let im = self.add1(Op::Gather { axis: 1 }, &[b, ext])?;
-            (re, self.bin(BinaryOp::Mul, im, conj)?)
-        } else {
-            let im = match b {
-                Some(b) => b,
-                None => {
-                    let zero = self.scalar(DType::F32, 0.0)?;
-                    self.bin(BinaryOp::Mul, a, zero)?
-                }
-            };
-            (a, im)
-        };
+        let (mut re, mut im) = self.whole_signal(a, b, n, irfft)?;
         let sign = if inverse { 1.0 } else { -1.0 };
         let mut m = rows;
         let mut len = n;
@@ -340,29 +319,7 @@ impl Importer<'_> {
             Some(b) => Some(self.reshape(b, vec![rows, take])?),
             None => None,
         };
-        // The whole complex signal of n samples (an inverse one-sided transform's spectrum
-        // rebuilt from its half, bin n - k the conjugate of bin k).
-        let (xr, xi) = if irfft {
-            let ext: Vec<f64> = (0..n).map(|k| k.min(n - k) as f64).collect();
-            let ext = self.konst(Tensor::from_f64(DType::I64, [n], &ext))?;
-            let conj: Vec<f64> = (0..n).map(|k| if k > n / 2 { -1.0 } else { 1.0 }).collect();
-            let conj = self.konst(Tensor::from_f64(DType::F32, [n], &conj))?;
-            let b = b.ok_or_else(|| {
-                super::Fail::Bad("an inverse one-sided DFT takes complex input".into())
-            })?;
-            let re = self.add1(Op::Gather { axis: 1 }, &[a, ext])?;
-            let im = self.add1(Op::Gather { axis: 1 }, &[b, ext])?;
-            (re, self.bin(BinaryOp::Mul, im, conj)?)
-        } else {
-            let im = match b {
-                Some(b) => b,
-                None => {
-                    let zero = self.scalar(DType::F32, 0.0)?;
-                    self.bin(BinaryOp::Mul, a, zero)?
-                }
-            };
-            (a, im)
-        };
+        let (xr, xi) = self.whole_signal(a, b, n, irfft)?;
         let sign = if inverse { 1.0 } else { -1.0 };
         // w[j] = exp(i·sign·π·j²/n), its angle from j² mod 2n (exact in integers).
         let chirp = |j: usize| -> (f64, f64) {
@@ -423,6 +380,38 @@ impl Importer<'_> {
         let mut d = lead;
         d.push(k_out);
         Ok((self.reshape(re, d.clone())?, self.reshape(im, d)?))
+    }
+
+    /// The whole complex signal of `n` samples, `[rows, n]` parts, from the parts given: the
+    /// imaginary part 0 for a real input, and an inverse one-sided transform's spectrum rebuilt
+    /// from its half (bins 0..=n/2 given; bin k > n/2 is bin n - k conjugated).
+    fn whole_signal(
+        &mut self,
+        a: ValueId,
+        b: Option<ValueId>,
+        n: usize,
+        irfft: bool,
+    ) -> R<(ValueId, ValueId)> {
+        if irfft {
+            let ext: Vec<f64> = (0..n).map(|k| k.min(n - k) as f64).collect();
+            let ext = self.konst(Tensor::from_f64(DType::I64, [n], &ext))?;
+            let conj: Vec<f64> = (0..n).map(|k| if k > n / 2 { -1.0 } else { 1.0 }).collect();
+            let conj = self.konst(Tensor::from_f64(DType::F32, [n], &conj))?;
+            let b = b.ok_or_else(|| {
+                super::Fail::Bad("an inverse one-sided DFT takes complex input".into())
+            })?;
+            let re = self.add1(Op::Gather { axis: 1 }, &[a, ext])?;
+            let im = self.add1(Op::Gather { axis: 1 }, &[b, ext])?;
+            return Ok((re, self.bin(BinaryOp::Mul, im, conj)?));
+        }
+        let im = match b {
+            Some(b) => b,
+            None => {
+                let zero = self.scalar(DType::F32, 0.0)?;
+                self.bin(BinaryOp::Mul, a, zero)?
+            }
+        };
+        Ok((a, im))
     }
 
     /// `(a + ib)(c + id)`, elementwise (broadcast).
