@@ -17,9 +17,8 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("STFT", Tensors(|c| c.stft())),
 ];
 
-/// The longest transform run as a matrix product.
-pub const MAX_DFT_LENGTH: usize = 8192;
-/// Power-of-two lengths from this one on run as a radix-2 FFT ...
+/// Shorter lengths run as matrix products; power-of-two lengths from this one on run as a
+/// radix-2 FFT ...
 pub const FFT_MIN_LENGTH: usize = 4096;
 /// ... up to this one.
 pub const MAX_FFT_LENGTH: usize = 1 << 22;
@@ -92,7 +91,8 @@ impl Importer<'_> {
         let fft = n.is_power_of_two() && (FFT_MIN_LENGTH..=MAX_FFT_LENGTH).contains(&n);
         let bluestein =
             !n.is_power_of_two() && (FFT_MIN_LENGTH..=MAX_BLUESTEIN_LENGTH).contains(&n);
-        if n == 0 || (n > MAX_DFT_LENGTH && !fft && !bluestein) {
+        let matrices = n < FFT_MIN_LENGTH;
+        if n == 0 || !(matrices || fft || bluestein) {
             return unsup(format!(
                 "a DFT of length {n} (1 to {MAX_BLUESTEIN_LENGTH}, or a power of two up to {MAX_FFT_LENGTH})"
             ));
