@@ -202,17 +202,8 @@ impl Importer<'_> {
         irfft: bool,
         k_out: usize,
     ) -> R<(ValueId, ValueId)> {
-        let lead: Vec<usize> = {
-            let d = self.shape(a);
-            d[..d.len() - 1].to_vec()
-        };
+        let (lead, mut re, mut im) = self.whole_signal(a, b, n, irfft)?;
         let rows: usize = lead.iter().product();
-        let a = self.reshape(a, vec![rows, self.shape(a)[lead.len()]])?;
-        let b = match b {
-            Some(b) => Some(self.reshape(b, vec![rows, self.shape(b)[lead.len()]])?),
-            None => None,
-        };
-        let (mut re, mut im) = self.whole_signal(a, b, n, irfft)?;
         let sign = if inverse { 1.0 } else { -1.0 };
         let mut m = rows;
         let mut len = n;
@@ -310,16 +301,7 @@ impl Importer<'_> {
         irfft: bool,
         k_out: usize,
     ) -> R<(ValueId, ValueId)> {
-        let dims = self.shape(a);
-        let lead = dims[..dims.len() - 1].to_vec();
-        let rows: usize = lead.iter().product();
-        let take = dims[dims.len() - 1];
-        let a = self.reshape(a, vec![rows, take])?;
-        let b = match b {
-            Some(b) => Some(self.reshape(b, vec![rows, take])?),
-            None => None,
-        };
-        let (xr, xi) = self.whole_signal(a, b, n, irfft)?;
+        let (lead, xr, xi) = self.whole_signal(a, b, n, irfft)?;
         let sign = if inverse { 1.0 } else { -1.0 };
         // w[j] = exp(i·sign·π·j²/n), its angle from j² mod 2n (exact in integers).
         let chirp = |j: usize| -> (f64, f64) {
@@ -382,16 +364,26 @@ impl Importer<'_> {
         Ok((self.reshape(re, d.clone())?, self.reshape(im, d)?))
     }
 
-    /// The whole complex signal of `n` samples, `[rows, n]` parts, from the parts given: the
-    /// imaginary part 0 for a real input, and an inverse one-sided transform's spectrum rebuilt
-    /// from its half (bins 0..=n/2 given; bin k > n/2 is bin n - k conjugated).
+    /// The whole complex signal of `n` samples from the parts given (`[..., take]`): the
+    /// leading dims, and the real and imaginary parts flattened to `[rows, n]`; the imaginary
+    /// part 0 for a real input, and an inverse one-sided transform's spectrum rebuilt from its
+    /// half (bins 0..=n/2 given; bin k > n/2 is bin n - k conjugated).
     fn whole_signal(
         &mut self,
         a: ValueId,
         b: Option<ValueId>,
         n: usize,
         irfft: bool,
-    ) -> R<(ValueId, ValueId)> {
+    ) -> R<(Vec<usize>, ValueId, ValueId)> {
+        let dims = self.shape(a);
+        let lead = dims[..dims.len() - 1].to_vec();
+        let rows: usize = lead.iter().product();
+        let take = dims[dims.len() - 1];
+        let a = self.reshape(a, vec![rows, take])?;
+        let b = match b {
+            Some(b) => Some(self.reshape(b, vec![rows, take])?),
+            None => None,
+        };
         if irfft {
             let ext: Vec<f64> = (0..n).map(|k| k.min(n - k) as f64).collect();
             let ext = self.konst(Tensor::from_f64(DType::I64, [n], &ext))?;
@@ -402,7 +394,7 @@ impl Importer<'_> {
             })?;
             let re = self.add1(Op::Gather { axis: 1 }, &[a, ext])?;
             let im = self.add1(Op::Gather { axis: 1 }, &[b, ext])?;
-            return Ok((re, self.bin(BinaryOp::Mul, im, conj)?));
+            return Ok((lead, re, self.bin(BinaryOp::Mul, im, conj)?));
         }
         let im = match b {
             Some(b) => b,
@@ -411,7 +403,7 @@ impl Importer<'_> {
                 self.bin(BinaryOp::Mul, a, zero)?
             }
         };
-        Ok((a, im))
+        Ok((lead, a, im))
     }
 
     /// `(a + ib)(c + id)`, elementwise (broadcast).
