@@ -13,6 +13,7 @@
 
 use sfumato_core::{DType, Graph, NodeId, Result, ValueId};
 use sfumato_shaders::{Buf, GroupKernels, Kernel, Lowered};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 /// Bytes an element of `v` takes on the device.
@@ -32,6 +33,7 @@ pub(crate) fn half_values(g: &Graph, lowered: &[(NodeId, GroupKernels)]) -> Resu
         return Ok(HalfPlan::default());
     }
     let mut sets = Sets::new(n);
+    let mut rewritten = HashMap::new();
     for &v in g.inputs() {
         sets.force(v, "a graph input");
     }
@@ -78,9 +80,17 @@ pub(crate) fn half_values(g: &Graph, lowered: &[(NodeId, GroupKernels)]) -> Resu
                         })
                         .map(|(bi, _)| bi as u32)
                         .collect();
-                    if sfumato_shaders::half::store_half(&k.name, &k.wgsl, &candidates).is_err() {
-                        for v in k.bindings.iter().filter_map(value) {
-                            sets.force(v, "its kernel cannot be rewritten for f16");
+                    let key = (k.wgsl.clone(), candidates);
+                    if let Entry::Vacant(e) = rewritten.entry(key) {
+                        match sfumato_shaders::half::store_half(&k.name, &k.wgsl, &e.key().1) {
+                            Ok(text) => {
+                                e.insert(text);
+                            }
+                            Err(_) => {
+                                for v in k.bindings.iter().filter_map(value) {
+                                    sets.force(v, "its kernel cannot be rewritten for f16");
+                                }
+                            }
                         }
                     }
                     for (bi, b) in k.bindings.iter().enumerate() {
@@ -145,6 +155,7 @@ pub(crate) fn half_values(g: &Graph, lowered: &[(NodeId, GroupKernels)]) -> Resu
         kept.into_iter().map(|(w, (c, b))| (w, c, b)).collect();
     kept.sort_by_key(|k| std::cmp::Reverse(k.2));
     Ok(HalfPlan {
+        rewritten,
         stored: half.len(),
         stored_bytes,
         half,
@@ -157,6 +168,9 @@ pub(crate) fn half_values(g: &Graph, lowered: &[(NodeId, GroupKernels)]) -> Resu
 #[derive(Clone, Debug, Default)]
 pub struct HalfPlan {
     pub(crate) half: HashSet<ValueId>,
+    /// Rewrites made while deciding, by (kernel WGSL, its f16 bindings): a kernel whose every
+    /// candidate binding holds f16, the usual case, is not rewritten twice.
+    pub(crate) rewritten: HashMap<(String, Vec<u32>), String>,
     /// Values stored as f16, and their bytes.
     pub stored: usize,
     pub stored_bytes: u64,

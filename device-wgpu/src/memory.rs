@@ -96,10 +96,9 @@ impl WgpuDevice {
     ) -> Result<(wgpu::TextureView, u64)> {
         // An f16 constant as rgba16float: half the bytes, exact, and read by the same
         // `textureLoad` (a float texture's texels are f32 in the shader).
-        let half = matches!(t.data(), sfumato_core::TensorData::F16(_));
-        let bytes = match t.data() {
-            sfumato_core::TensorData::F16(v) => f16_bytes(v),
-            _ => convert::to_device_bytes(t, what)?,
+        let (half, bytes) = match t.data() {
+            sfumato_core::TensorData::F16(v) => (true, f16_bytes(v)),
+            _ => (false, convert::to_device_bytes(t, what)?),
         };
         let cols = t.shape().dims().last().copied().unwrap_or(1);
         let rows = t.shape().numel() / cols.max(1);

@@ -193,12 +193,14 @@ impl WgpuDevice {
             lowered.push((node.id, gk));
         }
         // f16 tensors stored as f16: the kernels that bind them rewritten to load and store f16.
-        let half_plan = if self.half_storage {
+        let mut half_plan = if self.half_storage {
             half::half_values(&g, &lowered)?
         } else {
             half::HalfPlan::default()
         };
         let half = half_plan.half.clone();
+        // The rewrites made while deciding, used below (not kept with the plan).
+        let rewritten = std::mem::take(&mut half_plan.rewritten);
         for (why, count, bytes) in &half_plan.kept {
             tracing::debug!(count, bytes, why, "f16 values kept in f32");
         }
@@ -208,8 +210,12 @@ impl WgpuDevice {
                 for k in ks {
                     let halves = half::half_bindings(k, &inputs, &outputs, &half);
                     if !halves.is_empty() {
-                        k.wgsl = sfumato_shaders::half::store_half(&k.name, &k.wgsl, &halves)
-                            .map_err(|e| e.for_node(&g, g.node(*node)))?;
+                        let key = (std::mem::take(&mut k.wgsl), halves);
+                        k.wgsl = match rewritten.get(&key) {
+                            Some(text) => text.clone(),
+                            None => sfumato_shaders::half::store_half(&k.name, &key.0, &key.1)
+                                .map_err(|e| e.for_node(&g, g.node(*node)))?,
+                        };
                     }
                     if !self.has_pipeline(&k.wgsl) {
                         to_build.push((k.name.clone(), k.wgsl.clone()));
