@@ -127,13 +127,21 @@ pub(crate) fn half_values(g: &Graph, lowered: &[(NodeId, GroupKernels)]) -> Resu
             sets.force(ValueId(i as u32), "not f16");
         }
     }
-    // Values a kernel, copy or alias touches (a value fused away inside a kernel has no buffer).
+    // Values a kernel, copy or alias touches (a value fused away inside a kernel has no buffer),
+    // and those with a buffer of their own (a reshape's or an in-place output shares its base's,
+    // whose bytes are counted once).
     let mut held = vec![false; n];
+    let mut own = vec![true; n];
     for (_, gk) in lowered {
         for v in gk.inputs.iter().chain(&gk.outputs) {
             held[v.index()] = true;
         }
+        if matches!(gk.lowered, Lowered::Alias) || gk.inplace.is_some() {
+            own[gk.outputs[0].index()] = false;
+        }
     }
+    let bytes =
+        |v: ValueId, elem: u64| g.shape(v).numel() as u64 * elem * u64::from(own[v.index()]);
     let mut half = HashSet::new();
     let mut stored_bytes = 0;
     let mut kept: HashMap<&'static str, (usize, u64)> = HashMap::new();
@@ -141,12 +149,12 @@ pub(crate) fn half_values(g: &Graph, lowered: &[(NodeId, GroupKernels)]) -> Resu
         match sets.forced(v) {
             None => {
                 half.insert(v);
-                stored_bytes += g.shape(v).numel() as u64 * 2;
+                stored_bytes += bytes(v, 2);
             }
             Some(why) if is_f16(v) => {
                 let k = kept.entry(why).or_default();
                 k.0 += 1;
-                k.1 += g.shape(v).numel() as u64 * 4;
+                k.1 += bytes(v, 4);
             }
             Some(_) => {}
         }
@@ -171,7 +179,8 @@ pub struct HalfPlan {
     /// Rewrites made while deciding, by (kernel WGSL, its f16 bindings): a kernel whose every
     /// candidate binding holds f16, the usual case, is not rewritten twice.
     pub(crate) rewritten: HashMap<(String, Vec<u32>), String>,
-    /// Values stored as f16, and their bytes.
+    /// Values stored as f16, and the bytes of their buffers (a view or an in-place output shares
+    /// its base's buffer: counted once).
     pub stored: usize,
     pub stored_bytes: u64,
     /// f16 values kept in f32, by reason, the most bytes first: (reason, values, their bytes
