@@ -8,6 +8,7 @@ use crate::graph::describe_inputs;
 use crate::op::{BinaryOp, CoordTransform, Op, PadMode, ReduceOp, ResizeMode, UnaryOp};
 use crate::shape::contiguous_strides;
 use crate::{DType, Error, Graph, Node, Result, Shape, Tensor};
+use std::num::Wrapping;
 use std::time::Instant;
 
 /// The CPU reference device.
@@ -117,18 +118,17 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
     match op {
         Op::Constant(t) => Ok(vec![t.clone()]),
         Op::MatMul => {
-            let (a, b) = (ins[0].shape(), ins[1].shape());
-            let a2 = if a.rank() == 1 {
-                Shape(vec![1, a.0[0]])
-            } else {
-                a.clone()
-            };
-            let b2 = if b.rank() == 1 {
-                Shape(vec![b.0[0], 1])
-            } else {
-                b.clone()
-            };
+            let (a2, b2) = matmul_2d(ins[0].shape(), ins[1].shape());
             one(batched_matmul(&f(0), &a2, &f(1), &b2))
+        }
+        Op::MatMulInteger => {
+            let (a2, b2) = matmul_2d(ins[0].shape(), ins[1].shape());
+            let w = |i: usize| -> Vec<Wrapping<i64>> {
+                f(i).iter().map(|&x| Wrapping(x as i64)).collect()
+            };
+            let p = batched_matmul(&w(0), &a2, &w(1), &b2);
+            // Two's complement: the i64 sum modulo 2^32, as the device's i32 sum wraps.
+            one(p.iter().map(|x| x.0 as i32 as f64).collect())
         }
         Op::Gemm(g) => {
             let (a, b) = (ins[0].dims(), ins[1].dims());
@@ -832,23 +832,41 @@ pub fn broadcast_to(v: &[f64], from: &Shape, to: &Shape) -> Vec<f64> {
         .collect()
 }
 
-fn batched_matmul(a: &[f64], ash: &Shape, b: &[f64], bsh: &Shape) -> Vec<f64> {
+/// A matmul's operand shapes with 1-D operands made matrices (a row of A, a column of B).
+fn matmul_2d(a: &Shape, b: &Shape) -> (Shape, Shape) {
+    let a2 = if a.rank() == 1 {
+        Shape(vec![1, a.0[0]])
+    } else {
+        a.clone()
+    };
+    let b2 = if b.rank() == 1 {
+        Shape(vec![b.0[0], 1])
+    } else {
+        b.clone()
+    };
+    (a2, b2)
+}
+
+fn batched_matmul<T>(a: &[T], ash: &Shape, b: &[T], bsh: &Shape) -> Vec<T>
+where
+    T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
+{
     let (ra, rb) = (ash.rank(), bsh.rank());
     let (m, k, n) = (ash.0[ra - 2], ash.0[ra - 1], bsh.0[rb - 1]);
     let ba = Shape(ash.0[..ra - 2].to_vec());
     let bb = Shape(bsh.0[..rb - 2].to_vec());
     let batch = Shape::broadcast(&ba, &bb).expect("checked by shape inference");
     let (sa, sb) = (ba.broadcast_strides(&batch), bb.broadcast_strides(&batch));
-    let mut out = vec![0.0; batch.numel() * m * n];
+    let mut out = vec![T::default(); batch.numel() * m * n];
     for bi in 0..batch.numel() {
         let c = unravel(bi, &batch.0);
         let oa = c.iter().zip(&sa).map(|(c, s)| c * s).sum::<usize>() * m * k;
         let ob = c.iter().zip(&sb).map(|(c, s)| c * s).sum::<usize>() * k * n;
         for i in 0..m {
             for j in 0..n {
-                let mut acc = 0.0;
+                let mut acc = T::default();
                 for p in 0..k {
-                    acc += a[oa + i * k + p] * b[ob + p * n + j];
+                    acc = acc + a[oa + i * k + p] * b[ob + p * n + j];
                 }
                 out[(bi * m + i) * n + j] = acc;
             }

@@ -539,6 +539,7 @@ fn float_attr_bits(op: &Op) -> Vec<u32> {
         | Op::Pad { .. }
         | Op::Constant(_)
         | Op::MatMul
+        | Op::MatMulInteger
         | Op::Conv2d(_)
         | Op::ConvTranspose2d(_)
         | Op::Binary(_)

@@ -278,6 +278,37 @@ fn dtypes(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
     Ok((g, vec![tx, ti]))
 }
 
+/// An 8-bit tensor widened to i32 (values in `lo..=hi`), as a quantized model's integer
+/// product gets its operands.
+fn int8_tensor(dims: &[usize], seed: u64, lo: f64, hi: f64) -> Tensor {
+    let t = Tensor::random(DType::F32, dims.to_vec(), seed);
+    let v: Vec<f64> = t
+        .to_f64_vec()
+        .iter()
+        .map(|x| (lo + (x * 0.5 + 0.5) * (hi - lo)).round().clamp(lo, hi))
+        .collect();
+    Tensor::from_f64(DType::I32, dims.to_vec(), &v)
+}
+
+fn int_matmul(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    // 8-bit operands summed exactly in i32: uint8 (zero point 0) times uint8 at K = 4,096
+    // sums to about 6.6e7, past 2^24, where an f32 sum rounds; then shifted int8 (-255..255).
+    let mut g = Graph::new();
+    let m = pick(seed, 1, &[1usize, 37, 128]);
+    let k = pick(seed, 2, &[5usize, 768, 4_096]);
+    let n = pick(seed, 3, &[3usize, 130, 256]);
+    let a = g.input("a", DType::I32, vec![2, m, k]);
+    let ta = int8_tensor(&[2, m, k], seed, 0.0, 255.0);
+    let w = g.constant(int8_tensor(&[k, n], seed + 1, 0.0, 255.0))?;
+    let y = g.add(crate::Op::MatMulInteger, &[a, w])?[0];
+    // Two run inputs, B batched.
+    let b = g.input("b", DType::I32, vec![2, k, n]);
+    let tb = int8_tensor(&[2, k, n], seed + 2, -255.0, 255.0);
+    let z = g.add(crate::Op::MatMulInteger, &[a, b])?[0];
+    g.set_outputs(&[y, z])?;
+    Ok((g, vec![ta, tb]))
+}
+
 /// A case's graph in f16: its f32 values f16 ([`crate::precision::to_half`]) and its outputs
 /// left f16 (compared at the device's f16 tolerance), its inputs as given.
 fn in_half(
@@ -356,6 +387,11 @@ pub fn cases() -> Vec<Case> {
             name: "dtypes",
             family: Family::Dtypes,
             build: dtypes,
+        },
+        Case {
+            name: "integer matmul",
+            family: Family::Dtypes,
+            build: int_matmul,
         },
         Case {
             name: "f16 matmul",

@@ -2,7 +2,8 @@
 //! references written here (f64 loops that follow ONNX's definitions), on random shapes and
 //! values (proptest): Einsum, CumProd, TopK, ScatterND and ScatterElements with every
 //! reduction, GatherND, RNN/GRU/LSTM with sequence lengths in both directions, the linear
-//! attention recurrences, QuantizeLinear/DequantizeLinear per axis, and DFT. The conformance
+//! attention recurrences, QuantizeLinear/DequantizeLinear per axis, a QDQ MatMul (an integer
+//! product), and DFT. The conformance
 //! suite checks the same ops on ONNX's own cases; these reach wider shapes and the attribute
 //! combinations the suite leaves out.
 
@@ -149,6 +150,18 @@ fn run_node(
         attribute: attrs,
         ..Default::default()
     };
+    let model = import_nodes(opset, vec![node], feeds, consts, outs);
+    run_model(op, &model.graph, feeds)
+}
+
+/// A model of `nodes` with `feeds` as its inputs and `consts` as initializers, imported.
+fn import_nodes(
+    opset: i64,
+    nodes: Vec<NodeProto>,
+    feeds: &[(&str, &Tensor)],
+    consts: &[(&str, &Tensor)],
+    outs: &[&str],
+) -> sfumato_onnx::OnnxModel {
     let m = ModelProto {
         ir_version: 10,
         opset_import: vec![OperatorSetIdProto {
@@ -156,7 +169,7 @@ fn run_node(
             version: opset,
         }],
         graph: Some(GraphProto {
-            node: vec![node],
+            node: nodes,
             name: "g".into(),
             initializer: consts.iter().map(|(n, t)| tensor::to_proto(t, n)).collect(),
             input: feeds
@@ -178,16 +191,23 @@ fn run_node(
         }),
         ..Default::default()
     };
-    let model = import(&m.encode_to_vec(), &ImportOptions::default())
-        .unwrap_or_else(|e| panic!("{op}: {e}"));
+    import(&m.encode_to_vec(), &ImportOptions::default()).unwrap_or_else(|e| panic!("import: {e}"))
+}
+
+/// `g` run on the wgpu test device (`None` where there is no adapter).
+fn run_model(
+    what: &str,
+    g: &sfumato_core::Graph,
+    feeds: &[(&str, &Tensor)],
+) -> Option<Vec<Tensor>> {
     let feeds: Vec<Tensor> = feeds.iter().map(|(_, t)| (*t).clone()).collect();
     let mut guard = DEVICE.lock().unwrap_or_else(|p| p.into_inner());
     let dev = guard
         .get_or_insert_with(sfumato_wgpu::test_device)
         .as_mut()?;
     Some(
-        dev.run(&model.graph, &feeds)
-            .unwrap_or_else(|e| panic!("{op} on wgpu: {e}"))
+        dev.run(g, &feeds)
+            .unwrap_or_else(|e| panic!("{what} on wgpu: {e}"))
             .outputs,
     )
 }
@@ -518,6 +538,57 @@ proptest! {
         let Some(back) = run_node(21, "DequantizeLinear", &["q", "s", "z"], &[("q", &qt)], &[("s", &st), ("z", &zt)], &["y"], vec![attr_i("axis", 1)]) else { return Ok(()); };
         let want: Vec<f64> = qt.to_f64_vec().iter().enumerate().map(|(i, &v)| (v - zps[(i / w) % c]) * scales[(i / w) % c]).collect();
         close("DequantizeLinear", &back[0], &want, 1e-6, 1e-6)?;
+    }
+
+    /// The QDQ form: x quantized and dequantized, times a dequantized 8-bit weight (per
+    /// tensor or per column), imported as one integer product (no f32 MatMul left) and
+    /// checked against the exact sum of the integers times both scales.
+    #[test]
+    fn qdq_matmul_runs_as_an_integer_product(m in 1usize..40, k in prop_oneof![1usize..300, 2_000usize..3_100], n in 1usize..70,
+            per_column in any::<bool>(), signed in any::<bool>(), seed in any::<u64>()) {
+        // x is (q - zx) * sx for integers q, sx a power of two: quantizing gives q back exactly.
+        let (sx, zx) = (0.0625f64, 7.0f64);
+        let xq: Vec<f64> = rand_f(m * k, seed, 0.0, 255.0).iter().map(|v| v.round()).collect();
+        let x = Tensor::from_f64(DType::F32, [m, k], &xq.iter().map(|q| (q - zx) * sx).collect::<Vec<_>>());
+        let (wdt, lo, hi) = if signed { (DType::I8, -128.0, 127.0) } else { (DType::U8, 0.0, 255.0) };
+        let wq: Vec<f64> = rand_f(k * n, seed ^ 1, lo, hi).iter().map(|v| v.round()).collect();
+        let cols = if per_column { n } else { 1 };
+        let sw = rand_f(cols, seed ^ 2, 0.001, 0.01);
+        let zw: Vec<f64> = rand_f(cols, seed ^ 3, lo / 8.0, hi / 8.0).iter().map(|v| v.round()).collect();
+        let pdims: Vec<usize> = if per_column { vec![n] } else { vec![] };
+        let wt = Tensor::from_f64(wdt, [k, n], &wq);
+        let swt = Tensor::from_f64(DType::F32, pdims.clone(), &sw);
+        let zwt = Tensor::from_f64(wdt, pdims, &zw);
+        let sxt = Tensor::from_f64(DType::F32, [], &[sx]);
+        let zxt = Tensor::from_f64(DType::U8, [], &[zx]);
+        let nd = |op: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>| NodeProto {
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            name: out.into(),
+            op_type: op.into(),
+            attribute: attrs,
+            ..Default::default()
+        };
+        let nodes = vec![
+            nd("QuantizeLinear", &["x", "sx", "zx"], "xq", vec![]),
+            nd("DequantizeLinear", &["xq", "sx", "zx"], "xd", vec![]),
+            nd("DequantizeLinear", &["w", "sw", "zw"], "wd", vec![attr_i("axis", 1)]),
+            nd("MatMul", &["xd", "wd"], "y", vec![]),
+        ];
+        let feeds = [("x", &x)];
+        let model = import_nodes(21, nodes, &feeds, &[("w", &wt), ("sw", &swt), ("zw", &zwt), ("sx", &sxt), ("zx", &zxt)], &["y"]);
+        let ops: Vec<&str> = model.graph.nodes().iter().map(|nd| nd.op.name()).collect();
+        prop_assert!(ops.contains(&"MatMulInteger") && !ops.contains(&"MatMul"), "ops: {:?}", ops);
+        let Some(got) = run_model("QDQ MatMul", &model.graph, &feeds) else { return Ok(()); };
+        let mut want = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let c = if per_column { j } else { 0 };
+                let acc: f64 = (0..k).map(|p| (xq[i * k + p] - zx) * (wq[p * n + j] - zw[c])).sum();
+                want[i * n + j] = acc * (sx as f32 as f64) * (sw[c] as f32 as f64);
+            }
+        }
+        close("QDQ MatMul", &got[0], &want, 1e-5, 1e-5)?;
     }
 
     #[test]

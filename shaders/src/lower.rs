@@ -4,8 +4,9 @@
 
 pub use crate::emit::{grid, plain_splice, Splice, SpliceFn, PLAIN_EPILOGUE};
 pub use crate::matmul::{
-    conv1x1_problem, matmul_kernel, matmul_kernel_spliced, matmul_problem, matmul_problem_views,
-    no_matmul_variant, pick_variant, MatmulProblem, MatmulVariant, MAX_TEXTURE_SIDE,
+    conv1x1_problem, matmul_int_kernel, matmul_kernel, matmul_kernel_spliced, matmul_problem,
+    matmul_problem_views, no_matmul_variant, pick_variant, MatmulProblem, MatmulVariant,
+    MAX_TEXTURE_SIDE,
 };
 pub use crate::ops::conv::{conv2d_gemm_kernel, conv2d_kernel};
 pub use crate::ops::reduce::{
@@ -53,6 +54,11 @@ fn lower_op(
             let p = matmul_problem(op, ins, outs)
                 .ok_or_else(|| Error::Internal("matmul shapes".into()))?;
             ks(matmul_kernel(&p, pick_variant(&p, opts)?, opts))
+        }
+        Op::MatMulInteger => {
+            let p = matmul_problem(&Op::MatMul, ins, outs)
+                .ok_or_else(|| Error::Internal("matmul shapes".into()))?;
+            one(matmul_int_kernel(&p, opts))
         }
         Op::Unary(u) => one(elementwise::unary(*u, ins[0], out, opts)),
         Op::Cast { to, saturate } => one(elementwise::cast(*to, *saturate, ins[0], out, opts)),

@@ -93,6 +93,9 @@ fn zoo_of_ops() -> Graph {
     g.gather_elements(x, eidx, 2).unwrap();
     let eidx_i = g.input("eidx_i", DType::I32, [3, 2]);
     g.gather_elements(xi, eidx_i, 1).unwrap();
+    let ia = g.input("ia", DType::I32, [2, 5, 7]);
+    let ib = g.input("ib", DType::I32, [7, 3]);
+    g.add(Op::MatMulInteger, &[ia, ib]).unwrap();
     for (max, last) in [(true, false), (false, true)] {
         g.arg_reduce(x, max, 1, true, last).unwrap();
         g.arg_reduce(xi, max, -1, false, last).unwrap();
@@ -396,6 +399,11 @@ fn snapshots() {
             &[f(&[3, 5]), (DType::I64, Shape::from(&[3, 2][..]))],
             &opts
         )
+    );
+    let i32s = |d: &[usize]| (DType::I32, Shape::from(d));
+    insta::assert_snapshot!(
+        "matmul_int",
+        snapshot_of(Op::MatMulInteger, &[i32s(&[2, 5, 7]), i32s(&[7, 3])], &opts)
     );
     insta::assert_snapshot!(
         "argmax",

@@ -65,6 +65,7 @@ impl Op {
         match self {
             Op::Constant(_)
             | Op::MatMul
+            | Op::MatMulInteger
             | Op::Gemm(_)
             | Op::Unary(_)
             | Op::Binary(_)
@@ -102,9 +103,16 @@ fn math(op: &Op, inputs: &[(DType, &Shape)]) -> Inferred {
             arity(0, 0)?;
             one(t.dtype(), t.dims().to_vec())
         }
-        Op::MatMul => {
+        Op::MatMul | Op::MatMulInteger => {
             arity(2, 2)?;
-            float(0)?;
+            if *op == Op::MatMul {
+                float(0)?;
+            } else if inputs[0].0 != DType::I32 {
+                return Err(format!(
+                    "input 0 must be an i32 tensor, got {}",
+                    inputs[0].0
+                ));
+            }
             same_dtype(0, 1)?;
             let (a, b) = (inputs[0].1, inputs[1].1);
             if a.rank() == 0 || b.rank() == 0 {

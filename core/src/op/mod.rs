@@ -436,6 +436,11 @@ pub enum Op {
     Constant(Tensor),
     /// Batched matrix product with numpy semantics (1-D operands, broadcast batch dims).
     MatMul,
+    /// [`Op::MatMul`] of two i32 operands, accumulated in i32 (wrapping, as two's complement
+    /// does): exact where a float product rounds its sums past 2^24. The integer products of
+    /// quantized models (MatMulInteger, QLinearMatMul, a QDQ MatMul) run on it, their zero
+    /// points subtracted beforehand.
+    MatMulInteger,
     /// `alpha * op(A) @ op(B) + beta * C`; inputs A, B and optionally C (broadcast to the output).
     Gemm(Gemm),
     /// NCHW convolution; inputs x, w `[O, C/groups, kh, kw]` and optionally bias `[O]`.
@@ -545,6 +550,7 @@ impl Op {
         match self {
             Op::Constant(_) => "Constant",
             Op::MatMul => "MatMul",
+            Op::MatMulInteger => "MatMulInteger",
             Op::Gemm(_) => "Gemm",
             Op::Conv2d(_) => "Conv2d",
             Op::ConvTranspose2d(_) => "ConvTranspose2d",
@@ -678,6 +684,29 @@ mod tests {
         assert!(Op::MatMul
             .infer(&[(DType::I32, &a), (DType::I32, &b)])
             .is_err());
+        // The integer product: i32 operands only, the same shapes.
+        let int = Op::MatMulInteger
+            .infer(&[(DType::I32, &a), (DType::I32, &b)])
+            .unwrap();
+        assert_eq!(int[0], (DType::I32, Shape::from([2, 5, 3, 6])));
+        for dt in [DType::F32, DType::I8, DType::I64] {
+            assert!(Op::MatMulInteger.infer(&[(dt, &a), (dt, &b)]).is_err());
+        }
+    }
+
+    #[test]
+    fn integer_matmul_wraps_as_i32_does() {
+        // 2^30 x 2 + 2^30 x 2 = 2^32 wraps to 0; 2^30 x 2 = 2^31 wraps to -2^31.
+        let big = (1i64 << 30) as f64;
+        let a = Tensor::from_f64(DType::I32, [2, 2], &[big, big, big, 0.0]);
+        let b = Tensor::from_f64(DType::I32, [2, 1], &[2.0, 2.0]);
+        let out = crate::interp::eval(
+            &Op::MatMulInteger,
+            &[&a, &b],
+            &[(DType::I32, Shape::from([2, 1]))],
+        )
+        .unwrap();
+        assert_eq!(out[0].to_f64_vec(), vec![0.0, -big * 2.0]);
     }
 
     #[test]

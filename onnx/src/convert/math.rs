@@ -277,6 +277,9 @@ impl Importer<'_> {
     /// `MatMul`.
     fn mat_mul(&mut self) -> R<Vec<ValueId>> {
         let (a, b) = (self.inp(0)?, self.inp(1)?);
+        if let Some(y) = self.qdq_matmul(a, b)? {
+            return Ok(vec![y]);
+        }
         self.add(Op::MatMul, &[a, b])
     }
 

@@ -176,6 +176,9 @@ pub(crate) struct Importer<'a> {
     /// elements of body initializers copied (capped: `control::MAX_UNROLLED_ELEMENTS`).
     inlined: usize,
     inlined_elements: usize,
+    /// The DequantizeLinear outputs converted so far, by value: what they dequantize
+    /// (`quant::Dequantized`), so that a MatMul of two runs as an integer product.
+    dequantized: HashMap<ValueId, quant::Dequantized>,
 }
 
 impl<'a> Importer<'a> {
@@ -195,6 +198,7 @@ impl<'a> Importer<'a> {
             helpers: 0,
             inlined: 0,
             inlined_elements: 0,
+            dequantized: HashMap::new(),
         }
     }
 

@@ -2,9 +2,11 @@
 //! float8 and float4 types), DynamicQuantizeLinear, and the integer products MatMulInteger,
 //! ConvInteger, QLinearMatMul and QLinearConv.
 //!
-//! Each is a composition of device ops computed in f32: the integer products multiply the
-//! zero-point-shifted integers as f32, exact while every sum stays below 2^24 (K x 255 x 255
-//! does for K up to 258; beyond that the sum rounds in its last bits before requantisation).
+//! Each is a composition of device ops. The integer matmuls (MatMulInteger, QLinearMatMul)
+//! subtract their zero points in i32 and multiply on [`Op::MatMulInteger`], exact at any K.
+//! The integer convs multiply the zero-point-shifted integers as f32, exact while every sum
+//! stays below 2^24 (K x 255 x 255 does for K up to 258; beyond that the sum rounds in its last
+//! bits before requantisation).
 
 use super::Converter::{self, Tensors};
 use super::{bad, unsup, Importer, R};
@@ -26,7 +28,47 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("QLinearConv", Tensors(|c| c.qlinear(true))),
 ];
 
+/// What a DequantizeLinear output dequantizes: `(x - zero_point) * scale`, with `axis` the
+/// (non-negative) axis of a 1-D scale, `None` for a per-tensor one.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Dequantized {
+    x: ValueId,
+    scale: ValueId,
+    zero_point: Option<ValueId>,
+    axis: Option<usize>,
+}
+
 impl Importer<'_> {
+    /// A MatMul of two dequantized 8-bit tensors (the QDQ form quantizers write) as their
+    /// integer product ([`Op::MatMulInteger`]) times both scales, when A's scale is per tensor
+    /// and B's per tensor or per column; `None` (an f32 MatMul of the dequantized values) for
+    /// any other operands. The same function in exact integer sums, as onnxruntime's int8
+    /// kernels compute it.
+    pub(super) fn qdq_matmul(&mut self, a: ValueId, b: ValueId) -> R<Option<ValueId>> {
+        let (Some(&da), Some(&db)) = (self.dequantized.get(&a), self.dequantized.get(&b)) else {
+            return Ok(None);
+        };
+        let rb = self.g.shape(b).rank();
+        let eight_bit = |s: &Self, d: &Dequantized| {
+            matches!(s.g.dtype(d.x), DType::I8 | DType::U8) && s.g.dtype(d.scale) == DType::F32
+        };
+        let fits = eight_bit(self, &da)
+            && eight_bit(self, &db)
+            && da.axis.is_none()
+            && (db.axis.is_none() || (rb >= 2 && db.axis == Some(rb - 1)));
+        if !fits {
+            return Ok(None);
+        }
+        let p = self.int_matmul(da.x, da.zero_point, db.x, db.zero_point)?;
+        let pf = self.cast(p, DType::F32)?;
+        let out = self.shape(pf);
+        let last = out.len().saturating_sub(1) as i64;
+        let sa = self.quant_param(da.scale, &out, last, 0)?;
+        let y = self.bin(BinaryOp::Mul, pf, sa)?;
+        let sb = self.quant_param(db.scale, &out, last, 0)?;
+        Ok(Some(self.bin(BinaryOp::Mul, y, sb)?))
+    }
+
     /// `v` as f32 (a cast unless it is one already).
     fn as_f32(&mut self, v: ValueId) -> R<ValueId> {
         if self.g.dtype(v) == DType::F32 {
@@ -119,11 +161,31 @@ impl Importer<'_> {
         let s = self.quant_param(scale, &dims, axis, block)?;
         let sf = self.as_f32(s)?;
         let y = self.bin(BinaryOp::Mul, shifted, sf)?;
-        Ok(vec![if to == DType::F32 {
-            y
-        } else {
-            self.cast(y, to)?
-        }])
+        if to != DType::F32 {
+            return Ok(vec![self.cast(y, to)?]);
+        }
+        let n = self.g.shape(scale).numel();
+        let per_axis = self.g.shape(scale).rank() == 1 && n > 1;
+        if block == 0 && (n == 1 || per_axis) {
+            let axis = if per_axis {
+                Some(self.axis_in(axis, dims.len())?)
+            } else {
+                None
+            };
+            let zero_point = if self.has(2) {
+                Some(self.inp(2)?)
+            } else {
+                None
+            };
+            let d = Dequantized {
+                x,
+                scale,
+                zero_point,
+                axis,
+            };
+            self.dequantized.insert(y, d);
+        }
+        Ok(vec![y])
     }
 
     /// `x / scale` rounded half to even, plus the zero point, clamped to `to`'s range, in
@@ -248,6 +310,25 @@ impl Importer<'_> {
         self.bin(BinaryOp::Sub, vf, zf)
     }
 
+    /// `v - zero_point` in i32 for an integer matmul's operand (exact: both fit 16 bits).
+    fn shifted_int(&mut self, v: ValueId, zp: Option<ValueId>, axis: usize) -> R<ValueId> {
+        let dt = self.g.dtype(v);
+        if !matches!(
+            dt,
+            DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32
+        ) {
+            return bad(format!("integer product of {dt}"));
+        }
+        let vi = self.cast(v, DType::I32)?;
+        let Some(z) = zp else {
+            return Ok(vi);
+        };
+        let dims = self.shape(v);
+        let zi = self.quant_param(z, &dims, axis as i64, 0)?;
+        let zi = self.cast(zi, DType::I32)?;
+        self.bin(BinaryOp::Sub, vi, zi)
+    }
+
     /// `MatMulInteger` and `ConvInteger`: i32 products of zero-point-shifted integers.
     fn integer_product(&mut self, conv: bool) -> R<Vec<ValueId>> {
         let (a, b) = (self.inp(0)?, self.inp(1)?);
@@ -261,33 +342,47 @@ impl Importer<'_> {
         } else {
             None
         };
-        let p = self.shifted_product(a, za, b, zb, conv)?;
+        if !conv {
+            return Ok(vec![self.int_matmul(a, za, b, zb)?]);
+        }
+        let p = self.shifted_conv(a, za, b, zb)?;
         Ok(vec![self.cast(p, DType::I32)?])
     }
 
-    /// The f32 product (MatMul, or Conv with this node's attributes) of two shifted operands.
-    fn shifted_product(
+    /// The i32 product of two zero-point-shifted integer operands ([`Op::MatMulInteger`]:
+    /// accumulated in i32, exact at any K), A's zero point per row, B's per column.
+    pub(super) fn int_matmul(
         &mut self,
         a: ValueId,
         za: Option<ValueId>,
         b: ValueId,
         zb: Option<ValueId>,
-        conv: bool,
     ) -> R<ValueId> {
         let (ra, rb) = (self.g.shape(a).rank(), self.g.shape(b).rank());
         if ra < 1 || rb < 1 {
             return bad("integer product of a scalar");
         }
-        // A's zero point per row, B's per column (W's per output channel).
-        let a_axis = if conv { 1 } else { ra.saturating_sub(2) };
-        let b_axis = if conv { 0 } else { rb - 1 };
-        let af = self.shifted_operand(a, za, a_axis)?;
-        let bf = self.shifted_operand(b, zb, b_axis)?;
-        if conv {
-            let mut y = self.conv2d(false, af, bf, None)?;
-            return Ok(y.remove(0));
+        let ai = self.shifted_int(a, za, ra.saturating_sub(2))?;
+        let bi = self.shifted_int(b, zb, rb - 1)?;
+        self.add1(Op::MatMulInteger, &[ai, bi])
+    }
+
+    /// The f32 Conv (with this node's attributes) of two zero-point-shifted operands: X's zero
+    /// point per tensor, W's per output channel.
+    fn shifted_conv(
+        &mut self,
+        x: ValueId,
+        zx: Option<ValueId>,
+        w: ValueId,
+        zw: Option<ValueId>,
+    ) -> R<ValueId> {
+        if self.g.shape(x).rank() < 1 || self.g.shape(w).rank() < 1 {
+            return bad("integer conv of a scalar");
         }
-        self.add1(Op::MatMul, &[af, bf])
+        let xf = self.shifted_operand(x, zx, 1)?;
+        let wf = self.shifted_operand(w, zw, 0)?;
+        let mut y = self.conv2d(false, xf, wf, None)?;
+        Ok(y.remove(0))
     }
 
     /// `QLinearMatMul` and `QLinearConv`: the shifted product times `a_scale * b_scale`,
@@ -297,7 +392,12 @@ impl Importer<'_> {
         let [a, sa, za, b, sb, zb, sy, zy] = ins[..] else {
             return bad("QLinear op needs 8 inputs");
         };
-        let p = self.shifted_product(a, Some(za), b, Some(zb), conv)?;
+        let p = if conv {
+            self.shifted_conv(a, Some(za), b, Some(zb))?
+        } else {
+            let p = self.int_matmul(a, Some(za), b, Some(zb))?;
+            self.cast(p, DType::F32)?
+        };
         let out = self.shape(p);
         let rank = out.len();
         // The scales: A's per row (per tensor for a conv's input), B's per column or per output

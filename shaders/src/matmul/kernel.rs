@@ -11,6 +11,35 @@ const MATMUL_V4: &str = include_str!("../templates/matmul_v4.wgsl");
 const MATMUL_RB4V4K: &str = include_str!("../templates/matmul_rb4v4k.wgsl");
 const MATMUL_DOT: &str = include_str!("../templates/matmul_dot.wgsl");
 const MATMUL_TILED: &str = include_str!("../templates/matmul_tiled.wgsl");
+const MATMUL_INT: &str = include_str!("../templates/matmul_int.wgsl");
+
+/// The tile of [`matmul_int_kernel`]: 32 x 32 outputs a workgroup (8 x 8 invocations of 4 x 4).
+const INT_TILE: usize = 32;
+
+/// The kernel of [`Op::MatMulInteger`](sfumato_core::Op): i32 operands accumulated in i32 (the
+/// integer products of quantized models), with the strides and batches of a float matmul's
+/// problem. No epilogue: what follows it (the requantisation) runs as its own kernel.
+pub fn matmul_int_kernel(p: &MatmulProblem, opts: &LowerOptions) -> Result<Kernel, Error> {
+    let batch = p.offsets.len();
+    let (tiles_m, tiles_n) = (p.m.div_ceil(INT_TILE), p.n.div_ceil(INT_TILE));
+    let params = matmul_params(p, tiles_n, tiles_m)?;
+    let empty = p.m == 0 || p.n == 0 || batch == 0;
+    let workgroups = if empty {
+        [0, 0, 0]
+    } else {
+        grid((tiles_m * tiles_n * batch) as u64, &opts.target)?
+    };
+    let k = Kernel {
+        name: "matmul_int".into(),
+        wgsl: module("matmul_int", &[MATMUL_INT], &layout_vals(false))?,
+        bindings: vec![Buf::In(0), Buf::In(1), Buf::Out(0)],
+        params,
+        workgroups,
+        loop_trips: loops::lp(p.k as u64),
+    };
+    loops::check(&k, opts.target.loop_budget)?;
+    Ok(k)
+}
 
 /// The kernels of a matmul: one dispatch, or (`Ubo` over more row blocks than one dispatch can
 /// bind) one per part of A's rows.
