@@ -500,7 +500,7 @@ pub fn plan(g: &Graph, opts: &PlanOptions) -> Plan {
                 members = attention[&n.id].nodes();
                 GroupKind::Attention
             }
-            Op::MatMul | Op::Gemm(_) => GroupKind::Matmul,
+            Op::MatMul | Op::Gemm(_) | Op::MatMulInteger => GroupKind::Matmul,
             Op::Conv2d(_) => GroupKind::Conv,
             Op::Softmax { .. } => GroupKind::Softmax,
             Op::LayerNorm { .. } => GroupKind::LayerNorm,
@@ -724,7 +724,10 @@ fn absorb(
             break;
         }
         let last_out = g.node(k).outputs[0];
-        let f32_out = g.dtype(last_out).is_float();
+        // Anchors store f32, but for the integer matmul, whose store is typed by its output
+        // (a requantisation ends in an 8-bit cast).
+        let typed_store = g.node(first).op == Op::MatMulInteger;
+        let f32_out = g.dtype(last_out).is_float() || typed_store;
         if !single_output || (outs == vec![last_out] && f32_out) {
             best = cur.clone();
         }

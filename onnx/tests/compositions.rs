@@ -591,6 +591,51 @@ proptest! {
         close("QDQ MatMul", &got[0], &want, 1e-5, 1e-5)?;
     }
 
+    /// QLinearMatMul at widths quantized models reach (K to 3,000), B per tensor or per
+    /// column: the integer product with the requantisation as its epilogue, against ONNX's
+    /// reference (exact i32 sums times `a_scale * b_scale / y_scale`, rounded half to even).
+    #[test]
+    fn qlinear_matmul_requantises_exact_sums(m in 1usize..24, k in prop_oneof![1usize..300, 1_000usize..3_000], n in 1usize..40,
+            per_column in any::<bool>(), signed in any::<bool>(), seed in any::<u64>()) {
+        let aq: Vec<f64> = rand_f(m * k, seed, 0.0, 255.0).iter().map(|v| v.round()).collect();
+        let (bdt, lo, hi) = if signed { (DType::I8, -128.0, 127.0) } else { (DType::U8, 0.0, 255.0) };
+        let bq: Vec<f64> = rand_f(k * n, seed ^ 1, lo, hi).iter().map(|v| v.round()).collect();
+        let cols = if per_column { n } else { 1 };
+        let pdims: Vec<usize> = if per_column { vec![n] } else { vec![] };
+        let sb = rand_f(cols, seed ^ 2, 0.001, 0.01);
+        // Zero points near the middle of each range, so that the sums spread both ways.
+        let mid = (lo + hi) / 2.0;
+        let zb: Vec<f64> = rand_f(cols, seed ^ 3, mid - 16.0, mid + 16.0).iter().map(|v| v.round()).collect();
+        let (sa, za, zy) = (0.05f64, 121.0f64, 100.0f64);
+        // The output scale spreads the sums over the u8 range.
+        let sy = 0.05 * 0.01 * 40.0 * (k as f64).sqrt();
+        let a = Tensor::from_f64(DType::U8, [m, k], &aq);
+        let consts = [
+            ("sa", Tensor::from_f64(DType::F32, [], &[sa])),
+            ("za", Tensor::from_f64(DType::U8, [], &[za])),
+            ("b", Tensor::from_f64(bdt, [k, n], &bq)),
+            ("sb", Tensor::from_f64(DType::F32, pdims.clone(), &sb)),
+            ("zb", Tensor::from_f64(bdt, pdims, &zb)),
+            ("sy", Tensor::from_f64(DType::F32, [], &[sy])),
+            ("zy", Tensor::from_f64(DType::U8, [], &[zy])),
+        ];
+        let consts: Vec<(&str, &Tensor)> = consts.iter().map(|(n, t)| (*n, t)).collect();
+        let Some(got) = run_node(21, "QLinearMatMul", &["a", "sa", "za", "b", "sb", "zb", "sy", "zy"],
+            &[("a", &a)], &consts, &["y"], vec![]) else { return Ok(()); };
+        let f = |x: f64| x as f32;
+        let mut want = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let c = if per_column { j } else { 0 };
+                let acc: f64 = (0..k).map(|p| (aq[i * k + p] - za) * (bq[p * n + j] - zb[c])).sum();
+                let mult = ((f(sa) * f(sb[c])) / f(sy)) as f64;
+                want[i * n + j] = (acc * mult + zy).round_ties_even().clamp(0.0, 255.0);
+            }
+        }
+        // A product at an exact half may round the other way in f32.
+        close("QLinearMatMul", &got[0], &want, 1.0, 0.0)?;
+    }
+
     #[test]
     fn dft(rows in 1usize..4, n in 1usize..70, complex in any::<bool>(), inverse in any::<bool>(), seed in any::<u64>()) {
         let parts = if complex { 2 } else { 1 };

@@ -32,6 +32,11 @@ pub struct Splice {
 pub const PLAIN_EPILOGUE: &str =
     "fn epilogue(i: u32, v: f32) {\n    out0[i] = v;\n}\nfn ep_init() {\n}\n";
 
+/// [`PLAIN_EPILOGUE`] for an anchor whose value is a `ty` (`i32` for the integer matmul).
+pub fn plain_epilogue(ty: &str) -> String {
+    PLAIN_EPILOGUE.replace("v: f32", &format!("v: {ty}"))
+}
+
 /// An anchor's splice with nothing fused: read input 0, write the value.
 pub fn plain_splice(row_reduction: bool) -> Splice {
     let mut extra = String::new();

@@ -2,10 +2,10 @@
 //! every fused module is naga-validated and snapshotted (insta), so a change to generated code
 //! shows in review.
 
-use sfumato_core::op::{Conv2d, UnaryOp};
+use sfumato_core::op::{BinaryOp, Conv2d, UnaryOp};
 use sfumato_core::plan::{plan, GroupKind, PlanOptions};
 use sfumato_core::TargetProfile;
-use sfumato_core::{DType, Graph, Tensor, ValueId};
+use sfumato_core::{DType, Graph, Op, Tensor, ValueId};
 use sfumato_shaders::explain::explain;
 use sfumato_shaders::{generate, validate, LowerOptions, Lowered};
 
@@ -561,4 +561,62 @@ fn staged_conv_is_tuned_as_its_own_class_and_takes_the_chosen_block() {
     // On a GPU's profile the conv is not staged: no such class.
     let gpu = LowerOptions::default();
     assert!(sfumato_shaders::group_matmul_problem(&g, &p, group, &gpu).is_none());
+}
+
+/// A quantized product as QLinearMatMul imports it: the integer matmul of zero-point-shifted
+/// operands, cast to f32, times one multiplier per column (`a_scale * b_scale / y_scale`),
+/// rounded, shifted by the output's zero point, clamped and cast to u8. The whole chain is the
+/// integer matmul's epilogue: one kernel, whose store is typed by the u8 result (u32 on the
+/// device).
+#[test]
+fn requantisation_is_the_integer_matmul_epilogue() {
+    let (m, k, n) = (8usize, 64usize, 12usize);
+    let mut g = Graph::new();
+    let a = g.input("a", DType::U8, [m, k]);
+    let w = g
+        .constant(Tensor::from_f64(
+            DType::I8,
+            [k, n],
+            &(0..k * n)
+                .map(|i| (i % 251) as f64 - 125.0)
+                .collect::<Vec<_>>(),
+        ))
+        .unwrap();
+    let ai = g.cast(a, DType::I32).unwrap();
+    let za = g
+        .constant(Tensor::from_f64(DType::I32, [], &[3.0]))
+        .unwrap();
+    let ai = g.binary(BinaryOp::Sub, ai, za).unwrap();
+    let wi = g.cast(w, DType::I32).unwrap();
+    let p = g.add(Op::MatMulInteger, &[ai, wi]).unwrap()[0];
+    let pf = g.cast(p, DType::F32).unwrap();
+    let mult = c(&mut g, &[1, n], 7);
+    let y = g.binary(BinaryOp::Mul, pf, mult).unwrap();
+    let zy = g
+        .constant(Tensor::from_f64(DType::F32, [], &[128.0]))
+        .unwrap();
+    let q = g.unary(UnaryOp::Round, y).unwrap();
+    let q = g.binary(BinaryOp::Add, q, zy).unwrap();
+    let q = g
+        .unary(
+            UnaryOp::Clip {
+                min: 0.0,
+                max: 255.0,
+            },
+            q,
+        )
+        .unwrap();
+    let q = g.cast(q, DType::U8).unwrap();
+    g.set_outputs(&[q]).unwrap();
+    let gs = groups(&g);
+    let mm: Vec<_> = gs.iter().filter(|x| x.0 == GroupKind::Matmul).collect();
+    assert_eq!(mm.len(), 1, "{gs:?}");
+    assert_eq!(
+        mm[0].1, "MatMulInteger+Cast+Mul+Round+Add+Clip+Cast",
+        "the requantisation is the epilogue"
+    );
+    assert!(mm[0]
+        .2
+        .contains("var<storage, read_write> out0: array<u32>"));
+    insta::assert_snapshot!("fused_matmul_int_requantise", mm[0].2.clone());
 }

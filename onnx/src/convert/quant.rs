@@ -63,10 +63,11 @@ impl Importer<'_> {
         let pf = self.cast(p, DType::F32)?;
         let out = self.shape(pf);
         let last = out.len().saturating_sub(1) as i64;
+        // One multiplier (constants fold to one): the epilogue binds one buffer, not two.
         let sa = self.quant_param(da.scale, &out, last, 0)?;
-        let y = self.bin(BinaryOp::Mul, pf, sa)?;
         let sb = self.quant_param(db.scale, &out, last, 0)?;
-        Ok(Some(self.bin(BinaryOp::Mul, y, sb)?))
+        let sab = self.bin(BinaryOp::Mul, sa, sb)?;
+        Ok(Some(self.bin(BinaryOp::Mul, pf, sab)?))
     }
 
     /// `v` as f32 (a cast unless it is one already).
@@ -188,17 +189,20 @@ impl Importer<'_> {
         Ok(vec![y])
     }
 
-    /// `x / scale` rounded half to even, plus the zero point, clamped to `to`'s range, in
-    /// `to`; to a float8 or float4 type, `x / scale + zero_point` cast (saturating unless
-    /// `saturate = 0`).
+    /// `x / scale` (`x` without a scale) rounded half to even, plus the zero point, clamped to
+    /// `to`'s range, in `to`; to a float8 or float4 type, `x / scale + zero_point` cast
+    /// (saturating unless `saturate = 0`).
     fn requantize(
         &mut self,
         xf: ValueId,
-        sf: ValueId,
+        sf: Option<ValueId>,
         zf: Option<ValueId>,
         to: DType,
     ) -> R<ValueId> {
-        let q = self.bin(BinaryOp::Div, xf, sf)?;
+        let q = match sf {
+            Some(s) => self.bin(BinaryOp::Div, xf, s)?,
+            None => xf,
+        };
         if to.is_float() {
             let q = match zf {
                 Some(z) => self.bin(BinaryOp::Add, q, z)?,
@@ -252,7 +256,7 @@ impl Importer<'_> {
             }
             None => None,
         };
-        Ok(vec![self.requantize(xf, sf, zf, to)?])
+        Ok(vec![self.requantize(xf, Some(sf), zf, to)?])
     }
 
     /// `DynamicQuantizeLinear`: uint8 over `[min(x, 0), max(x, 0)]`, with its scale and zero
@@ -292,7 +296,7 @@ impl Importer<'_> {
             },
             z,
         )?;
-        let y = self.requantize(x, scale, Some(z), DType::U8)?;
+        let y = self.requantize(x, Some(scale), Some(z), DType::U8)?;
         let zp = self.cast(z, DType::U8)?;
         Ok(vec![y, scale, zp])
     }
@@ -385,8 +389,11 @@ impl Importer<'_> {
         Ok(y.remove(0))
     }
 
-    /// `QLinearMatMul` and `QLinearConv`: the shifted product times `a_scale * b_scale`,
-    /// requantized by `y_scale` and `y_zero_point`.
+    /// `QLinearMatMul` and `QLinearConv`: the shifted product requantized by
+    /// `a_scale * b_scale / y_scale` and `y_zero_point`. The matmul multiplies its i32 sums by
+    /// that one multiplier, as ONNX's reference does (the scales are constants in quantized
+    /// models, so it folds to one value per tensor or per column); the conv keeps its scales
+    /// apart.
     fn qlinear(&mut self, conv: bool) -> R<Vec<ValueId>> {
         let ins: Vec<ValueId> = (0..8).map(|i| self.inp(i)).collect::<R<_>>()?;
         let [a, sa, za, b, sb, zb, sy, zy] = ins[..] else {
@@ -408,9 +415,20 @@ impl Importer<'_> {
         let sbf = self.quant_param(sb, &out, b_axis as i64, 0)?;
         let saf = self.as_f32(saf)?;
         let sbf = self.as_f32(sbf)?;
+        let syf = self.quant_param(sy, &out, 1, 0)?;
+        let syf = self.as_f32(syf)?;
+        let zyf = self.quant_param(zy, &out, 1, 0)?;
+        let to = self.g.dtype(zy);
+        let zyf = self.as_f32(zyf)?;
+        if !conv {
+            let sab = self.bin(BinaryOp::Mul, saf, sbf)?;
+            let mult = self.bin(BinaryOp::Div, sab, syf)?;
+            let d = self.bin(BinaryOp::Mul, p, mult)?;
+            return Ok(vec![self.requantize(d, None, Some(zyf), to)?]);
+        }
         let mut acc = self.bin(BinaryOp::Mul, p, saf)?;
         acc = self.bin(BinaryOp::Mul, acc, sbf)?;
-        if conv && self.has(8) {
+        if self.has(8) {
             // The i32 bias is in units of a_scale * b_scale.
             let bias = self.inp(8)?;
             let bf = self.as_f32(bias)?;
@@ -422,12 +440,7 @@ impl Importer<'_> {
             let scaled = self.bin(BinaryOp::Mul, scaled, sbf)?;
             acc = self.bin(BinaryOp::Add, acc, scaled)?;
         }
-        let syf = self.quant_param(sy, &out, 1, 0)?;
-        let syf = self.as_f32(syf)?;
-        let zyf = self.quant_param(zy, &out, 1, 0)?;
-        let to = self.g.dtype(zy);
-        let zyf = self.as_f32(zyf)?;
-        Ok(vec![self.requantize(acc, syf, Some(zyf), to)?])
+        Ok(vec![self.requantize(acc, Some(syf), Some(zyf), to)?])
     }
 }
 

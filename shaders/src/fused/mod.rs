@@ -11,8 +11,8 @@ pub mod reads;
 use crate::emit::{kernel, SpliceFn};
 use crate::lower::lower;
 use crate::matmul::{
-    conv1x1_problem, matmul_kernel_spliced, matmul_problem_views, no_matmul_variant, variant_order,
-    MatmulProblem,
+    conv1x1_problem, matmul_int_kernel_spliced, matmul_kernel_spliced, matmul_problem_views,
+    no_matmul_variant, variant_order, MatmulProblem,
 };
 use crate::ops::conv::{conv2d_gemm_kernel, conv2d_kernel};
 use crate::ops::reduce::{layernorm_kernel, reduce_kernel, softmax_kernel};
@@ -159,6 +159,30 @@ fn generate_group(
             })
         }
         GroupKind::Elementwise => elementwise(g, plan, group, opts, label),
+        GroupKind::Matmul if first.op == Op::MatMulInteger => {
+            // The integer product's operands are i32 values, never textures or uniform blocks.
+            let (ins, outs) = node_io(g, first);
+            let views: Vec<View> = first
+                .inputs
+                .iter()
+                .map(|&i| view_of(g, plan, i).1)
+                .collect();
+            let p = matmul_problem_views(&Op::MatMul, &ins, &views, &outs)
+                .ok_or_else(|| Error::Internal("integer matmul shapes".into()))?;
+            let inputs: Vec<ValueId> = first
+                .inputs
+                .iter()
+                .map(|&i| view_of(g, plan, i).0)
+                .collect();
+            let out = *group
+                .outputs
+                .first()
+                .ok_or_else(|| Error::Internal("an integer matmul group without output".into()))?;
+            let elem = Elem::of(g.dtype(out));
+            spliced(g, plan, group, label, inputs, 3, None, |sp| {
+                matmul_int_kernel_spliced(&p, elem, opts, sp).map(|k| vec![k])
+            })
+        }
         GroupKind::Matmul => {
             let p = group_matmul_problem(g, plan, group, opts)
                 .ok_or_else(|| Error::Internal("matmul shapes".into()))?;

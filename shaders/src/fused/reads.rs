@@ -1,7 +1,7 @@
 //! Reads of external values in fused code: bindings, strided views (the `EV` block of params),
 //! and the straight-line code of elementwise chains, epilogues and prologues.
 
-use crate::emit::{expr_trips, plain_splice, Splice};
+use crate::emit::{expr_trips, plain_epilogue, plain_splice, Splice};
 use crate::expr::{binary_expr, bitcast_expr, cast_expr, unary_expr};
 use crate::params::{one, per, Layout};
 use crate::views::{view_block, view_of};
@@ -322,7 +322,9 @@ pub(crate) fn anchor_splice(
             sp.first = Buf::In(idx);
             return Ok(sp);
         }
-        return Ok(plain_splice(false));
+        let mut sp = plain_splice(false);
+        sp.extra = plain_epilogue(Elem::of(g.dtype(out)).wgsl());
+        return Ok(sp);
     }
     // Binding 0 is the first read of a row reduction; its other fixed bindings are skipped.
     let fixed: Vec<u32> = (0..first_slot).collect();
@@ -336,8 +338,9 @@ pub(crate) fn anchor_splice(
         if row { fixed[1..].to_vec() } else { Vec::new() },
     )?;
     r.inplace = group.inplace;
-    if matches!(a.op, Op::MatMul | Op::Gemm(_)) && !row {
-        // Every matmul variant stores through `matmul_common`'s `store`, which sets `ep_col`.
+    if matches!(a.op, Op::MatMul | Op::Gemm(_) | Op::MatMulInteger) && !row {
+        // Every matmul variant stores through `matmul_common`'s `store`, which sets `ep_col`
+        // (`matmul_int` sets it too).
         let b_rank = g.shape(a.inputs[1]).rank();
         r.col = Some(if b_rank >= 2 {
             r.shape.dims().last().copied().unwrap_or(1)
@@ -369,8 +372,10 @@ pub(crate) fn anchor_splice(
         .unwrap_or_else(|| "v".into());
     let _ = write!(
         extra_body,
-        "{}fn epilogue(i: u32, v: f32) {{\n{body}    out0[i] = {tail};\n}}\nfn ep_init() {{\n{}}}\n",
-        r.hoisted, r.ep_init
+        "{}fn epilogue(i: u32, v: {}) {{\n{body}    out0[i] = {tail};\n}}\nfn ep_init() {{\n{}}}\n",
+        r.hoisted,
+        Elem::of(g.dtype(out)).wgsl(),
+        r.ep_init
     );
     let mut bindings = r.bindings.clone();
     bindings.sort_by_key(|b| b.0);

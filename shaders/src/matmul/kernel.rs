@@ -1,9 +1,9 @@
 //! The matmul kernels (every variant but `Ubo`, which `ubo` makes) and the variant order.
 
 use super::{layout_vals, matmul_params, ubo, MatmulProblem, MatmulVariant, MATMUL_COMMON};
-use crate::emit::{apply_splice, grid, module, plain_splice, SpliceFn};
+use crate::emit::{apply_splice, grid, module, plain_epilogue, plain_splice, SpliceFn};
 use crate::options::LowerOptions;
-use crate::{loops, Buf, Error, Kernel};
+use crate::{loops, Buf, Elem, Error, Kernel};
 
 const MATMUL_NAIVE: &str = include_str!("../templates/matmul_naive.wgsl");
 const MATMUL_RB4: &str = include_str!("../templates/matmul_rb4.wgsl");
@@ -18,24 +18,47 @@ const INT_TILE: usize = 32;
 
 /// The kernel of [`Op::MatMulInteger`](sfumato_core::Op): i32 operands accumulated in i32 (the
 /// integer products of quantized models), with the strides and batches of a float matmul's
-/// problem. No epilogue: what follows it (the requantisation) runs as its own kernel.
+/// problem, storing its i32 sums.
 pub fn matmul_int_kernel(p: &MatmulProblem, opts: &LowerOptions) -> Result<Kernel, Error> {
+    matmul_int_kernel_spliced(p, Elem::I32, opts, &|_| {
+        let mut sp = plain_splice(false);
+        sp.extra = plain_epilogue("i32");
+        Ok(sp)
+    })
+}
+
+/// [`matmul_int_kernel`] whose store runs a splice's epilogue (the requantisation after it),
+/// whose last value, of `out`, is what the kernel stores. Bindings: A, B, out, then the
+/// splice's.
+pub fn matmul_int_kernel_spliced(
+    p: &MatmulProblem,
+    out: Elem,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Kernel, Error> {
     let batch = p.offsets.len();
     let (tiles_m, tiles_n) = (p.m.div_ceil(INT_TILE), p.n.div_ceil(INT_TILE));
-    let params = matmul_params(p, tiles_n, tiles_m)?;
+    let mut params = matmul_params(p, tiles_n, tiles_m)?;
     let empty = p.m == 0 || p.n == 0 || batch == 0;
     let workgroups = if empty {
         [0, 0, 0]
     } else {
         grid((tiles_m * tiles_n * batch) as u64, &opts.target)?
     };
+    let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
+        vec![Buf::In(0), Buf::In(1), Buf::Out(0)]
+    })?;
+    let mut vals: Vec<(&str, String)> = vec![("out_ty", out.wgsl().to_string())];
+    vals.extend(spliced);
+    vals.extend(layout_vals(false));
     let k = Kernel {
         name: "matmul_int".into(),
-        wgsl: module("matmul_int", &[MATMUL_INT], &layout_vals(false))?,
-        bindings: vec![Buf::In(0), Buf::In(1), Buf::Out(0)],
+        wgsl: module("matmul_int", &[MATMUL_INT], &vals)?,
+        bindings,
         params,
         workgroups,
-        loop_trips: loops::lp(p.k as u64),
+        // The k loop, and 16 stores through the epilogue.
+        loop_trips: loops::lp(p.k as u64) + 16 * sp,
     };
     loops::check(&k, opts.target.loop_budget)?;
     Ok(k)

@@ -2,11 +2,16 @@
 // complement does (WGSL's i32 arithmetic wraps): the integer products of quantized models, their
 // zero points subtracted before. Exact where an f32 sum rounds past 2^24. 4x4 outputs per
 // invocation, 8x8 invocations a 32x32 tile; A and B read through strides, as every matmul.
+// Each sum goes through `epilogue` (the fused requantisation, or a plain store), whose output
+// is typed by the group's last value (`out_ty`: f32, or an 8-bit result as i32 / u32).
 @group(0) @binding(0) var<storage, read> a: array<i32>;
 @group(0) @binding(1) var<storage, read> bm: array<i32>;
-@group(0) @binding(2) var<storage, read_write> out0: array<i32>;
-@group(0) @binding(3) var<storage, read> params: array<u32>;
-{{mm_layout}}
+@group(0) @binding(2) var<storage, read_write> out0: array<{{out_ty}}>;
+@group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
+{{mm_layout}}{{extra}}
+
+// The column of the element being stored, for the epilogue's reads of a per-column row.
+var<private> ep_col: u32;
 
 // Row `m` of the block, its four columns from `n0`, stored where they are inside the output.
 fn store_row(b: u32, m: u32, n0: u32, acc: vec4<i32>) {
@@ -17,21 +22,26 @@ fn store_row(b: u32, m: u32, n0: u32, acc: vec4<i32>) {
     }
     let base = (b * mm + m) * nn;
     if (n0 < nn) {
-        out0[base + n0] = acc.x;
+        ep_col = n0;
+        epilogue(base + n0, acc.x);
     }
     if (n0 + 1u < nn) {
-        out0[base + n0 + 1u] = acc.y;
+        ep_col = n0 + 1u;
+        epilogue(base + n0 + 1u, acc.y);
     }
     if (n0 + 2u < nn) {
-        out0[base + n0 + 2u] = acc.z;
+        ep_col = n0 + 2u;
+        epilogue(base + n0 + 2u, acc.z);
     }
     if (n0 + 3u < nn) {
-        out0[base + n0 + 3u] = acc.w;
+        ep_col = n0 + 3u;
+        epilogue(base + n0 + 3u, acc.w);
     }
 }
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    ep_init();
     let wid = wg.x + wg.y * nwg.x;
     let tiles_n = params[MM_TILES_N];
     let tiles_m = params[MM_TILES_M];
