@@ -9,7 +9,7 @@ How to run it
     /tmp/qvenv/bin/pip install -r scripts/quantized-fixtures-requirements.txt
     /tmp/qvenv/bin/python scripts/make-quantized-fixtures.py [--out onnx/tests/data/quantized]
 
-The output is committed (about 100 KB); rerunning the script with the pinned versions writes
+The output is committed (about 400 KB); rerunning the script with the pinned versions writes
 the same models and inputs (seeded), and outputs equal to onnxruntime's rounding.
 
 What it writes
@@ -17,6 +17,7 @@ What it writes
 For each block, a folder in the ONNX node-test layout:
 
     NAME/model.onnx                      the QDQ model (opset 17)
+    NAME/f32.onnx                        the f32 model it was quantized from
     NAME/test_data_set_0/input_0.pb      the input (TensorProto)
     NAME/test_data_set_0/output_0.pb     onnxruntime's output for the QDQ model
     NAME/basic_output_0.pb               onnxruntime's output for the QDQ model at its basic
@@ -198,7 +199,7 @@ def main():
         folder = os.path.join(args.out, name)
         data = os.path.join(folder, "test_data_set_0")
         os.makedirs(data, exist_ok=True)
-        f32_path = os.path.join(folder, "f32.onnx.tmp")
+        f32_path = os.path.join(folder, "f32.onnx")
         onnx.save(model, f32_path)
         q_path = os.path.join(folder, "model.onnx")
         quantize_static(
@@ -214,7 +215,6 @@ def main():
         y32 = run(f32_path, x)
         yq = run(q_path, x)
         yb = run(q_path, x, basic=True)
-        os.remove(f32_path)
         for f in os.listdir(folder):
             if f.endswith("-inferred.onnx") or f.endswith(".tmp"):
                 os.remove(os.path.join(folder, f))
