@@ -61,10 +61,15 @@ pub fn run(
     let mut opts = import_options(dims)?;
     let mut given: HashMap<String, Tensor> = HashMap::new();
     for (k, f) in pairs(inputs, "--input")? {
-        let b = std::fs::read(&f).with_context(|| format!("reading {f}"))?;
-        let t = npy::read(&b)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("reading {f}"))?;
+        let t = if f.ends_with(".pb") {
+            // A serialized TensorProto, as ONNX's test data sets hold them.
+            onnx::read_tensor_pb(Path::new(&f)).with_context(|| format!("reading {f}"))?
+        } else {
+            let b = std::fs::read(&f).with_context(|| format!("reading {f}"))?;
+            npy::read(&b)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("reading {f}"))?
+        };
         opts.input_shapes.insert(k.clone(), t.dims().to_vec());
         given.insert(k, t);
     }

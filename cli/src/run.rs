@@ -97,8 +97,8 @@ pub(crate) struct RunArgs {
     /// fused groups with their kernels' WGSL, the profile and the outputs, as JSON.
     #[arg(long)]
     pub(crate) save_run: Option<PathBuf>,
-    /// ONNX models: an input from a .npy file, NAME=FILE.npy (repeatable; others are seeded
-    /// random).
+    /// ONNX models: an input from a .npy file or a serialized TensorProto, NAME=FILE.npy or
+    /// NAME=FILE.pb (repeatable; others are seeded random).
     #[arg(long)]
     pub(crate) input: Vec<String>,
     /// ONNX models: a symbolic dim's size, NAME=N (repeatable; unbound ones are 1).

@@ -541,6 +541,7 @@ fn float_attr_bits(op: &Op) -> Vec<u32> {
         | Op::MatMul
         | Op::MatMulInteger
         | Op::Conv2d(_)
+        | Op::ConvInteger(_)
         | Op::ConvTranspose2d(_)
         | Op::Binary(_)
         | Op::Softmax { .. }

@@ -501,7 +501,7 @@ pub fn plan(g: &Graph, opts: &PlanOptions) -> Plan {
                 GroupKind::Attention
             }
             Op::MatMul | Op::Gemm(_) | Op::MatMulInteger => GroupKind::Matmul,
-            Op::Conv2d(_) => GroupKind::Conv,
+            Op::Conv2d(_) | Op::ConvInteger(_) => GroupKind::Conv,
             Op::Softmax { .. } => GroupKind::Softmax,
             Op::LayerNorm { .. } => GroupKind::LayerNorm,
             Op::Reduce { .. } if g.dtype(n.inputs[0]).is_float() => GroupKind::Reduce,
@@ -724,9 +724,9 @@ fn absorb(
             break;
         }
         let last_out = g.node(k).outputs[0];
-        // Anchors store f32, but for the integer matmul, whose store is typed by its output
+        // Anchors store f32, but for the integer products, whose store is typed by their output
         // (a requantisation ends in an 8-bit cast).
-        let typed_store = g.node(first).op == Op::MatMulInteger;
+        let typed_store = matches!(g.node(first).op, Op::MatMulInteger | Op::ConvInteger(_));
         let f32_out = g.dtype(last_out).is_float() || typed_store;
         if !single_output || (outs == vec![last_out] && f32_out) {
             best = cur.clone();

@@ -309,6 +309,35 @@ fn int_matmul(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
     Ok((g, vec![ta, tb]))
 }
 
+fn int_conv(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    // uint8 images and weights (zero points 0) through a 3x3 conv: at 512 channels K is 4,608
+    // and the sums pass 2^24; a strided, padded conv with an i32 bias; a depthwise one over
+    // shifted int8 (-255..255).
+    let mut g = Graph::new();
+    let c = pick(seed, 1, &[3usize, 64, 512]);
+    let size = pick(seed, 2, &[9usize, 14, 7]);
+    let o = pick(seed, 3, &[4usize, 24, 32]);
+    let x = g.input("x", DType::I32, vec![1, c, size, size]);
+    let tx = int8_tensor(&[1, c, size, size], seed, 0.0, 255.0);
+    let w = g.constant(int8_tensor(&[o, c, 3, 3], seed + 1, 0.0, 255.0))?;
+    let conv = |g: &mut Graph, ins: &[crate::ValueId], c: Conv2d| -> Result<crate::ValueId> {
+        Ok(g.add(crate::Op::ConvInteger(c), ins)?[0])
+    };
+    let y = conv(&mut g, &[x, w], Conv2d::padded(1, 1))?;
+    let b = g.constant(int8_tensor(&[o], seed + 2, -1e5, 1e5))?;
+    let ys = conv(&mut g, &[x, w, b], Conv2d::padded(1, 2))?;
+    let d = g.input("d", DType::I32, vec![1, c, size, size]);
+    let td = int8_tensor(&[1, c, size, size], seed + 3, -255.0, 255.0);
+    let wd = g.constant(int8_tensor(&[c, 1, 3, 3], seed + 4, -255.0, 255.0))?;
+    let dw = Conv2d {
+        groups: c,
+        ..Conv2d::padded(1, 1)
+    };
+    let yd = conv(&mut g, &[d, wd], dw)?;
+    g.set_outputs(&[y, ys, yd])?;
+    Ok((g, vec![tx, td]))
+}
+
 /// A case's graph in f16: its f32 values f16 ([`crate::precision::to_half`]) and its outputs
 /// left f16 (compared at the device's f16 tolerance), its inputs as given.
 fn in_half(
@@ -392,6 +421,11 @@ pub fn cases() -> Vec<Case> {
             name: "integer matmul",
             family: Family::Dtypes,
             build: int_matmul,
+        },
+        Case {
+            name: "integer conv",
+            family: Family::Dtypes,
+            build: int_conv,
         },
         Case {
             name: "f16 matmul",

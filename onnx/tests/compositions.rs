@@ -636,6 +636,73 @@ proptest! {
         close("QLinearMatMul", &got[0], &want, 1.0, 0.0)?;
     }
 
+    /// QLinearConv (plain, strided and depthwise, with an i32 bias, W per tensor or per output
+    /// channel, up to 600 channels: K = 5,400) on the integer conv with the requantisation as
+    /// its epilogue, against the exact sums of ONNX's reference.
+    #[test]
+    fn qlinear_conv_requantises_exact_sums(c in prop_oneof![1usize..24, 200usize..600], o in 1usize..12, size in 3usize..9,
+            stride in 1usize..3, depthwise in any::<bool>(), per_channel in any::<bool>(), seed in any::<u64>()) {
+        let (groups, o) = if depthwise { (c, c) } else { (1, o) };
+        let cig = c / groups;
+        let xq: Vec<f64> = rand_f(c * size * size, seed, 0.0, 255.0).iter().map(|v| v.round()).collect();
+        let wq: Vec<f64> = rand_f(o * cig * 9, seed ^ 1, -128.0, 127.0).iter().map(|v| v.round()).collect();
+        let chans = if per_channel { o } else { 1 };
+        let pdims: Vec<usize> = if per_channel { vec![o] } else { vec![] };
+        let sw = rand_f(chans, seed ^ 2, 0.001, 0.01);
+        let zw: Vec<f64> = rand_f(chans, seed ^ 3, -16.0, 16.0).iter().map(|v| v.round()).collect();
+        let bias: Vec<f64> = rand_f(o, seed ^ 4, -2000.0, 2000.0).iter().map(|v| v.round()).collect();
+        let (sx, zx, zy) = (0.05f64, 120.0f64, 128.0f64);
+        let sy = 0.05 * 0.01 * 30.0 * ((cig * 9) as f64).sqrt();
+        let x = Tensor::from_f64(DType::U8, [1, c, size, size], &xq);
+        let consts = [
+            ("sx", Tensor::from_f64(DType::F32, [], &[sx])),
+            ("zx", Tensor::from_f64(DType::U8, [], &[zx])),
+            ("w", Tensor::from_f64(DType::I8, [o, cig, 3, 3], &wq)),
+            ("sw", Tensor::from_f64(DType::F32, pdims.clone(), &sw)),
+            ("zw", Tensor::from_f64(DType::I8, pdims, &zw)),
+            ("sy", Tensor::from_f64(DType::F32, [], &[sy])),
+            ("zy", Tensor::from_f64(DType::U8, [], &[zy])),
+            ("b", Tensor::from_f64(DType::I32, [o], &bias)),
+        ];
+        let consts: Vec<(&str, &Tensor)> = consts.iter().map(|(n, t)| (*n, t)).collect();
+        let attrs = vec![
+            testutil::ints("pads", &[1, 1, 1, 1]),
+            testutil::ints("strides", &[stride as i64, stride as i64]),
+            attr_i("group", groups as i64),
+        ];
+        let Some(got) = run_node(21, "QLinearConv", &["x", "sx", "zx", "w", "sw", "zw", "sy", "zy", "b"],
+            &[("x", &x)], &consts, &["y"], attrs) else { return Ok(()); };
+        let f = |v: f64| v as f32;
+        let oh = (size + 2 - 3) / stride + 1;
+        let mut want = vec![0.0; o * oh * oh];
+        for oc in 0..o {
+            let ch = if per_channel { oc } else { 0 };
+            let mult = ((f(sx) * f(sw[ch])) / f(sy)) as f64;
+            let g = oc / (o / groups);
+            for y in 0..oh {
+                for xo in 0..oh {
+                    let mut acc = bias[oc];
+                    for icl in 0..cig {
+                        let ic = g * cig + icl;
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) = ((y * stride + ky) as isize - 1, (xo * stride + kx) as isize - 1);
+                                if iy < 0 || ix < 0 || iy >= size as isize || ix >= size as isize {
+                                    continue;
+                                }
+                                let xv = xq[(ic * size + iy as usize) * size + ix as usize] - zx;
+                                acc += xv * (wq[((oc * cig + icl) * 3 + ky) * 3 + kx] - zw[ch]);
+                            }
+                        }
+                    }
+                    want[(oc * oh + y) * oh + xo] = (acc * mult + zy).round_ties_even().clamp(0.0, 255.0);
+                }
+            }
+        }
+        // A product at an exact half may round the other way in f32.
+        close("QLinearConv", &got[0], &want, 1.0, 0.0)?;
+    }
+
     #[test]
     fn dft(rows in 1usize..4, n in 1usize..70, complex in any::<bool>(), inverse in any::<bool>(), seed in any::<u64>()) {
         let parts = if complex { 2 } else { 1 };

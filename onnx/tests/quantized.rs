@@ -5,7 +5,8 @@
 //! and on the CPU reference. Its output must be within one quantization step of onnxruntime's
 //! at its basic optimization level (which computes each op between its QDQ pairs, as ONNX
 //! defines them) and within a few steps of onnxruntime's default (which fuses the pairs into its
-//! integer kernels and requantizes in its own way); its MatMuls must run as integer products.
+//! integer kernels and requantizes in its own way); its MatMuls and Convs must run as integer
+//! products.
 
 use sfumato_core::{CpuDevice, Device, Tensor};
 use sfumato_onnx::{import, read_tensor_pb, ImportOptions};
@@ -64,7 +65,7 @@ fn check(name: &str) -> (usize, Vec<(String, f64, f64)>) {
         .graph
         .nodes()
         .iter()
-        .filter(|n| n.op.name() == "MatMulInteger")
+        .filter(|n| matches!(n.op.name(), "MatMulInteger" | "ConvInteger"))
         .count();
     let mut devices: Vec<Box<dyn Device>> = vec![Box::new(CpuDevice)];
     if let Some(d) = sfumato_wgpu::test_device() {
@@ -76,7 +77,10 @@ fn check(name: &str) -> (usize, Vec<(String, f64, f64)>) {
         let y = &got.outputs[0];
         let d = max_diff(y, &want) / step;
         let db = max_diff(y, &basic) / step;
-        let off = abs_diffs(y, &want).iter().filter(|&&e| e > step * 0.5).count();
+        let off = abs_diffs(y, &want)
+            .iter()
+            .filter(|&&e| e > step * 0.5)
+            .count();
         eprintln!(
             "{name} on {}: {db:.2} steps from onnxruntime's basic level, {d:.2} from its \
              default (step {step:.4}; {off} of {} outputs a step or more off); {:.4} from \
@@ -115,6 +119,7 @@ fn quantized_minilm_block_matches_onnxruntime() {
 
 #[test]
 fn quantized_resnet_block_matches_onnxruntime() {
-    let (_, diffs) = check("resnet-block");
+    let (ints, diffs) = check("resnet-block");
+    assert_eq!(ints, 2, "both QDQ Convs run as integer convs");
     assert_close("resnet-block", &diffs);
 }

@@ -129,6 +129,25 @@ fn lower_op(
             one(conv::pool2d(op, ins[0].1, out, opts))
         }
         Op::Conv2d(c) => ks(conv::conv2d(c, ins, out, opts)),
+        Op::ConvInteger(c) => {
+            let has_bias = ins.len() == 3;
+            let bias = crate::Buf::In(if has_bias { 2 } else { 1 });
+            ks(conv::conv2d_int_kernel(
+                c,
+                &ins[0].1 .0,
+                &ins[1].1 .0,
+                bias,
+                has_bias,
+                &out_shape,
+                crate::Elem::I32,
+                opts,
+                &|_| {
+                    let mut sp = plain_splice(false);
+                    sp.extra = crate::emit::plain_epilogue("i32");
+                    Ok(sp)
+                },
+            ))
+        }
         Op::ConvTranspose2d(c) => one(conv::conv_transpose2d(c, ins, out, opts)),
     }
 }

@@ -563,23 +563,23 @@ fn staged_conv_is_tuned_as_its_own_class_and_takes_the_chosen_block() {
     assert!(sfumato_shaders::group_matmul_problem(&g, &p, group, &gpu).is_none());
 }
 
-/// A quantized product as QLinearMatMul imports it: the integer matmul of zero-point-shifted
-/// operands, cast to f32, times one multiplier per column (`a_scale * b_scale / y_scale`),
-/// rounded, shifted by the output's zero point, clamped and cast to u8. The whole chain is the
-/// integer matmul's epilogue: one kernel, whose store is typed by the u8 result (u32 on the
-/// device).
-#[test]
-fn requantisation_is_the_integer_matmul_epilogue() {
-    let (m, k, n) = (8usize, 64usize, 12usize);
+/// The requantisation QLinearMatMul and QLinearConv import after their integer product:
+/// cast to f32, times one multiplier per column or channel (`a_scale * b_scale / y_scale`),
+/// rounded, shifted by the output's zero point, clamped and cast to u8. Returns the groups.
+fn requantised(
+    int_product: impl Fn(&mut Graph, ValueId, ValueId) -> ValueId,
+    x: &[usize],
+    w: &[usize],
+    per: &[usize],
+) -> Vec<(GroupKind, String, String)> {
     let mut g = Graph::new();
-    let a = g.input("a", DType::U8, [m, k]);
+    let a = g.input("a", DType::U8, x.to_vec());
+    let n: usize = w.iter().product();
     let w = g
         .constant(Tensor::from_f64(
             DType::I8,
-            [k, n],
-            &(0..k * n)
-                .map(|i| (i % 251) as f64 - 125.0)
-                .collect::<Vec<_>>(),
+            w.to_vec(),
+            &(0..n).map(|i| (i % 251) as f64 - 125.0).collect::<Vec<_>>(),
         ))
         .unwrap();
     let ai = g.cast(a, DType::I32).unwrap();
@@ -588,9 +588,9 @@ fn requantisation_is_the_integer_matmul_epilogue() {
         .unwrap();
     let ai = g.binary(BinaryOp::Sub, ai, za).unwrap();
     let wi = g.cast(w, DType::I32).unwrap();
-    let p = g.add(Op::MatMulInteger, &[ai, wi]).unwrap()[0];
+    let p = int_product(&mut g, ai, wi);
     let pf = g.cast(p, DType::F32).unwrap();
-    let mult = c(&mut g, &[1, n], 7);
+    let mult = c(&mut g, per, 7);
     let y = g.binary(BinaryOp::Mul, pf, mult).unwrap();
     let zy = g
         .constant(Tensor::from_f64(DType::F32, [], &[128.0]))
@@ -608,15 +608,48 @@ fn requantisation_is_the_integer_matmul_epilogue() {
         .unwrap();
     let q = g.cast(q, DType::U8).unwrap();
     g.set_outputs(&[q]).unwrap();
-    let gs = groups(&g);
-    let mm: Vec<_> = gs.iter().filter(|x| x.0 == GroupKind::Matmul).collect();
-    assert_eq!(mm.len(), 1, "{gs:?}");
-    assert_eq!(
-        mm[0].1, "MatMulInteger+Cast+Mul+Round+Add+Clip+Cast",
-        "the requantisation is the epilogue"
+    groups(&g)
+}
+
+/// The requantisation is the integer matmul's and the integer conv's epilogue: one kernel
+/// each, whose store is typed by the u8 result (u32 on the device).
+#[test]
+fn requantisation_is_the_integer_products_epilogue() {
+    let mm = requantised(
+        |g, a, w| g.add(Op::MatMulInteger, &[a, w]).unwrap()[0],
+        &[8, 64],
+        &[64, 12],
+        &[1, 12],
     );
-    assert!(mm[0]
-        .2
-        .contains("var<storage, read_write> out0: array<u32>"));
-    insta::assert_snapshot!("fused_matmul_int_requantise", mm[0].2.clone());
+    let conv = requantised(
+        |g, a, w| {
+            g.add(Op::ConvInteger(Conv2d::padded(1, 1)), &[a, w])
+                .unwrap()[0]
+        },
+        &[1, 8, 6, 6],
+        &[16, 8, 3, 3],
+        &[1, 16, 1, 1],
+    );
+    for (gs, kind, label, snap) in [
+        (
+            &mm,
+            GroupKind::Matmul,
+            "MatMulInteger+Cast+Mul+Round+Add+Clip+Cast",
+            "fused_matmul_int_requantise",
+        ),
+        (
+            &conv,
+            GroupKind::Conv,
+            "ConvInteger+Cast+Mul+Round+Add+Clip+Cast",
+            "fused_conv_int_requantise",
+        ),
+    ] {
+        let anchored: Vec<_> = gs.iter().filter(|x| x.0 == kind).collect();
+        assert_eq!(anchored.len(), 1, "{gs:?}");
+        assert_eq!(anchored[0].1, label, "the requantisation is the epilogue");
+        assert!(anchored[0]
+            .2
+            .contains("var<storage, read_write> out0: array<u32>"));
+        insta::assert_snapshot!(snap, anchored[0].2.clone());
+    }
 }

@@ -96,6 +96,13 @@ fn zoo_of_ops() -> Graph {
     let ia = g.input("ia", DType::I32, [2, 5, 7]);
     let ib = g.input("ib", DType::I32, [7, 3]);
     g.add(Op::MatMulInteger, &[ia, ib]).unwrap();
+    let ix = g.input("ix", DType::I32, [1, 4, 6, 6]);
+    let iw = g.input("iw", DType::I32, [8, 2, 3, 3]);
+    let grouped = Conv2d {
+        groups: 2,
+        ..Conv2d::padded(1, 2)
+    };
+    g.add(Op::ConvInteger(grouped), &[ix, iw]).unwrap();
     for (max, last) in [(true, false), (false, true)] {
         g.arg_reduce(x, max, 1, true, last).unwrap();
         g.arg_reduce(xi, max, -1, false, last).unwrap();
@@ -404,6 +411,14 @@ fn snapshots() {
     insta::assert_snapshot!(
         "matmul_int",
         snapshot_of(Op::MatMulInteger, &[i32s(&[2, 5, 7]), i32s(&[7, 3])], &opts)
+    );
+    insta::assert_snapshot!(
+        "conv2d_int",
+        snapshot_of(
+            Op::ConvInteger(Conv2d::padded(1, 1)),
+            &[i32s(&[1, 4, 6, 6]), i32s(&[8, 4, 3, 3])],
+            &opts
+        )
     );
     insta::assert_snapshot!(
         "argmax",

@@ -73,6 +73,7 @@ impl Op {
             | Op::Cast { .. }
             | Op::BitCast { .. } => math(self, inputs),
             Op::Conv2d(_)
+            | Op::ConvInteger(_)
             | Op::ConvTranspose2d(_)
             | Op::BatchNorm { .. }
             | Op::Softmax { .. }
@@ -247,9 +248,16 @@ fn math(op: &Op, inputs: &[(DType, &Shape)]) -> Inferred {
 fn nn(op: &Op, inputs: &[(DType, &Shape)]) -> Inferred {
     checks!(inputs, arity, float, same_dtype, rank, one);
     match op {
-        Op::Conv2d(c) => {
+        Op::Conv2d(c) | Op::ConvInteger(c) => {
             arity(2, 3)?;
-            float(0)?;
+            if matches!(op, Op::Conv2d(_)) {
+                float(0)?;
+            } else if inputs[0].0 != DType::I32 {
+                return Err(format!(
+                    "input 0 must be an i32 tensor, got {}",
+                    inputs[0].0
+                ));
+            }
             same_dtype(0, 1)?;
             rank(0, 4)?;
             rank(1, 4)?;

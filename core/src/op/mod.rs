@@ -445,6 +445,10 @@ pub enum Op {
     Gemm(Gemm),
     /// NCHW convolution; inputs x, w `[O, C/groups, kh, kw]` and optionally bias `[O]`.
     Conv2d(Conv2d),
+    /// [`Op::Conv2d`] of i32 operands (and an i32 bias), accumulated in i32, wrapping: the
+    /// integer convs of quantized models (ConvInteger, QLinearConv, a QDQ Conv), their zero
+    /// points subtracted beforehand (so padding reads zero, as ONNX's reference pads).
+    ConvInteger(Conv2d),
     /// NCHW transposed convolution; inputs x, w `[C, O/groups, kh, kw]` and optionally bias `[O]`.
     ConvTranspose2d(ConvTranspose2d),
     /// Inference batch norm over axis 1; inputs x, scale, bias, mean, var (each `[C]`).
@@ -553,6 +557,7 @@ impl Op {
             Op::MatMulInteger => "MatMulInteger",
             Op::Gemm(_) => "Gemm",
             Op::Conv2d(_) => "Conv2d",
+            Op::ConvInteger(_) => "ConvInteger",
             Op::ConvTranspose2d(_) => "ConvTranspose2d",
             Op::BatchNorm { .. } => "BatchNorm",
             Op::Unary(u) => u.name(),

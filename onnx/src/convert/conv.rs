@@ -99,6 +99,11 @@ impl Importer<'_> {
         if transpose && self.g.shape(x).rank() == 5 && self.g.shape(w).rank() == 5 {
             return Ok(vec![self.conv_transpose_3d(x, w)?]);
         }
+        if !transpose {
+            if let Some(y) = self.qdq_conv(x, w, bias)? {
+                return Ok(vec![y]);
+            }
+        }
         self.conv2d(transpose, x, w, bias)
     }
 
@@ -106,6 +111,27 @@ impl Importer<'_> {
     pub(super) fn conv2d(
         &mut self,
         transpose: bool,
+        x: ValueId,
+        w: ValueId,
+        bias: Option<ValueId>,
+    ) -> R<Vec<ValueId>> {
+        self.conv_node(transpose, false, x, w, bias)
+    }
+
+    /// [`Op::ConvInteger`] with this node's attributes, of i32 operands (and bias).
+    pub(super) fn int_conv2d(
+        &mut self,
+        x: ValueId,
+        w: ValueId,
+        bias: Option<ValueId>,
+    ) -> R<ValueId> {
+        Ok(self.conv_node(false, true, x, w, bias)?[0])
+    }
+
+    fn conv_node(
+        &mut self,
+        transpose: bool,
+        int: bool,
         x: ValueId,
         w: ValueId,
         bias: Option<ValueId>,
@@ -156,7 +182,12 @@ impl Importer<'_> {
             };
             let mut ins = vec![x, w];
             ins.extend(bias);
-            return self.add(Op::Conv2d(c), &ins);
+            let op = if int {
+                Op::ConvInteger(c)
+            } else {
+                Op::Conv2d(c)
+            };
+            return self.add(op, &ins);
         }
         let mut output_padding = two("output_padding", 0)?;
         // An output_shape (or SAME auto_pad: input * stride) fixes the padding: the total is

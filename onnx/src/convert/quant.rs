@@ -2,11 +2,10 @@
 //! float8 and float4 types), DynamicQuantizeLinear, and the integer products MatMulInteger,
 //! ConvInteger, QLinearMatMul and QLinearConv.
 //!
-//! Each is a composition of device ops. The integer matmuls (MatMulInteger, QLinearMatMul)
-//! subtract their zero points in i32 and multiply on [`Op::MatMulInteger`], exact at any K.
-//! The integer convs multiply the zero-point-shifted integers as f32, exact while every sum
-//! stays below 2^24 (K x 255 x 255 does for K up to 258; beyond that the sum rounds in its last
-//! bits before requantisation).
+//! Each is a composition of device ops. The integer products (MatMulInteger, ConvInteger,
+//! QLinearMatMul, QLinearConv, and a MatMul or Conv of two dequantized 8-bit tensors, the QDQ
+//! form) subtract their zero points in i32 and multiply on [`Op::MatMulInteger`] and
+//! [`Op::ConvInteger`], whose sums are i32: exact at any K.
 
 use super::Converter::{self, Tensors};
 use super::{bad, unsup, Importer, R};
@@ -39,26 +38,69 @@ pub(super) struct Dequantized {
 }
 
 impl Importer<'_> {
+    /// What `a` and `b` dequantize, when both are 8-bit tensors dequantized by f32 scales, A's
+    /// per tensor and B's per tensor or along `b_axis`.
+    fn qdq_operands(
+        &self,
+        a: ValueId,
+        b: ValueId,
+        b_axis: Option<usize>,
+    ) -> Option<(Dequantized, Dequantized)> {
+        let (&da, &db) = (self.dequantized.get(&a)?, self.dequantized.get(&b)?);
+        let eight_bit = |d: &Dequantized| {
+            matches!(self.g.dtype(d.x), DType::I8 | DType::U8)
+                && self.g.dtype(d.scale) == DType::F32
+        };
+        let fits = eight_bit(&da)
+            && eight_bit(&db)
+            && da.axis.is_none()
+            && (db.axis.is_none() || db.axis == b_axis);
+        fits.then_some((da, db))
+    }
+
+    /// A Conv of a dequantized 8-bit image (per tensor) by a dequantized 8-bit weight (per
+    /// tensor or per output channel), as QDQ models hold them: the integer conv
+    /// ([`Op::ConvInteger`]) times one multiplier per output channel, plus the f32 bias (which
+    /// quantizers write as a dequantized i32 tensor). `None` for any other operands.
+    pub(super) fn qdq_conv(
+        &mut self,
+        x: ValueId,
+        w: ValueId,
+        bias: Option<ValueId>,
+    ) -> R<Option<ValueId>> {
+        if self.g.shape(x).rank() != 4 || self.g.shape(w).rank() != 4 {
+            return Ok(None);
+        }
+        let Some((dx, dw)) = self.qdq_operands(x, w, Some(0)) else {
+            return Ok(None);
+        };
+        let p = self.int_conv(dx.x, dx.zero_point, dw.x, dw.zero_point, None)?;
+        let pf = self.cast(p, DType::F32)?;
+        let out = self.shape(pf);
+        let sx = self.quant_param(dx.scale, &out, 1, 0)?;
+        let sw = self.quant_param(dw.scale, &out, 1, 0)?;
+        let sxw = self.bin(BinaryOp::Mul, sx, sw)?;
+        let y = self.bin(BinaryOp::Mul, pf, sxw)?;
+        let Some(b) = bias else {
+            return Ok(Some(y));
+        };
+        if self.g.dtype(b) != DType::F32 {
+            return bad(format!("Conv bias of {}", self.g.dtype(b)));
+        }
+        let bc = self.quant_param(b, &out, 1, 0)?;
+        Ok(Some(self.bin(BinaryOp::Add, y, bc)?))
+    }
+
     /// A MatMul of two dequantized 8-bit tensors (the QDQ form quantizers write) as their
     /// integer product ([`Op::MatMulInteger`]) times both scales, when A's scale is per tensor
     /// and B's per tensor or per column; `None` (an f32 MatMul of the dequantized values) for
     /// any other operands. The same function in exact integer sums, as onnxruntime's int8
     /// kernels compute it.
     pub(super) fn qdq_matmul(&mut self, a: ValueId, b: ValueId) -> R<Option<ValueId>> {
-        let (Some(&da), Some(&db)) = (self.dequantized.get(&a), self.dequantized.get(&b)) else {
-            return Ok(None);
-        };
         let rb = self.g.shape(b).rank();
-        let eight_bit = |s: &Self, d: &Dequantized| {
-            matches!(s.g.dtype(d.x), DType::I8 | DType::U8) && s.g.dtype(d.scale) == DType::F32
-        };
-        let fits = eight_bit(self, &da)
-            && eight_bit(self, &db)
-            && da.axis.is_none()
-            && (db.axis.is_none() || (rb >= 2 && db.axis == Some(rb - 1)));
-        if !fits {
+        let Some((da, db)) = self.qdq_operands(a, b, rb.checked_sub(1).filter(|_| rb >= 2)) else {
             return Ok(None);
-        }
+        };
         let p = self.int_matmul(da.x, da.zero_point, db.x, db.zero_point)?;
         let pf = self.cast(p, DType::F32)?;
         let out = self.shape(pf);
@@ -301,20 +343,8 @@ impl Importer<'_> {
         Ok(vec![y, scale, zp])
     }
 
-    /// `a - zero_point` in f32 for an integer product operand; the zero point is a scalar or
-    /// one per row of A (`row_axis` = rank - 2) or per column of B / output channel of W.
-    fn shifted_operand(&mut self, v: ValueId, zp: Option<ValueId>, axis: usize) -> R<ValueId> {
-        let vf = self.as_f32(v)?;
-        let Some(z) = zp else {
-            return Ok(vf);
-        };
-        let dims = self.shape(v);
-        let zf = self.quant_param(z, &dims, axis as i64, 0)?;
-        let zf = self.as_f32(zf)?;
-        self.bin(BinaryOp::Sub, vf, zf)
-    }
-
-    /// `v - zero_point` in i32 for an integer matmul's operand (exact: both fit 16 bits).
+    /// `v - zero_point` in i32 for an integer product's operand (exact: both fit 16 bits),
+    /// the zero point a scalar or one per index of `axis`.
     fn shifted_int(&mut self, v: ValueId, zp: Option<ValueId>, axis: usize) -> R<ValueId> {
         let dt = self.g.dtype(v);
         if !matches!(
@@ -346,11 +376,11 @@ impl Importer<'_> {
         } else {
             None
         };
-        if !conv {
-            return Ok(vec![self.int_matmul(a, za, b, zb)?]);
-        }
-        let p = self.shifted_conv(a, za, b, zb)?;
-        Ok(vec![self.cast(p, DType::I32)?])
+        Ok(vec![if conv {
+            self.int_conv(a, za, b, zb, None)?
+        } else {
+            self.int_matmul(a, za, b, zb)?
+        }])
     }
 
     /// The i32 product of two zero-point-shifted integer operands ([`Op::MatMulInteger`]:
@@ -371,40 +401,48 @@ impl Importer<'_> {
         self.add1(Op::MatMulInteger, &[ai, bi])
     }
 
-    /// The f32 Conv (with this node's attributes) of two zero-point-shifted operands: X's zero
-    /// point per tensor, W's per output channel.
-    fn shifted_conv(
+    /// The i32 Conv ([`Op::ConvInteger`], this node's attributes) of two zero-point-shifted
+    /// integer operands, X's zero point per tensor, W's per output channel, plus an i32 bias.
+    pub(super) fn int_conv(
         &mut self,
         x: ValueId,
         zx: Option<ValueId>,
         w: ValueId,
         zw: Option<ValueId>,
+        bias: Option<ValueId>,
     ) -> R<ValueId> {
-        if self.g.shape(x).rank() < 1 || self.g.shape(w).rank() < 1 {
-            return bad("integer conv of a scalar");
+        if self.g.shape(x).rank() < 2 || self.g.shape(w).rank() < 1 {
+            return bad("integer conv of a scalar or a vector");
         }
-        let xf = self.shifted_operand(x, zx, 1)?;
-        let wf = self.shifted_operand(w, zw, 0)?;
-        let mut y = self.conv2d(false, xf, wf, None)?;
-        Ok(y.remove(0))
+        let xi = self.shifted_int(x, zx, 1)?;
+        let wi = self.shifted_int(w, zw, 0)?;
+        let bias = match bias {
+            Some(b) => Some(self.cast(b, DType::I32)?),
+            None => None,
+        };
+        self.int_conv2d(xi, wi, bias)
     }
 
-    /// `QLinearMatMul` and `QLinearConv`: the shifted product requantized by
-    /// `a_scale * b_scale / y_scale` and `y_zero_point`. The matmul multiplies its i32 sums by
-    /// that one multiplier, as ONNX's reference does (the scales are constants in quantized
-    /// models, so it folds to one value per tensor or per column); the conv keeps its scales
-    /// apart.
+    /// `QLinearMatMul` and `QLinearConv`: the i32 sums (a conv's with its i32 bias) times
+    /// `a_scale * b_scale / y_scale`, plus `y_zero_point`, rounded and clamped, as ONNX's
+    /// reference computes them. The scales are constants in quantized models, so the multiplier
+    /// folds to one value per tensor, column or output channel.
     fn qlinear(&mut self, conv: bool) -> R<Vec<ValueId>> {
         let ins: Vec<ValueId> = (0..8).map(|i| self.inp(i)).collect::<R<_>>()?;
         let [a, sa, za, b, sb, zb, sy, zy] = ins[..] else {
             return bad("QLinear op needs 8 inputs");
         };
         let p = if conv {
-            self.shifted_conv(a, Some(za), b, Some(zb))?
+            let bias = if self.has(8) {
+                Some(self.inp(8)?)
+            } else {
+                None
+            };
+            self.int_conv(a, Some(za), b, Some(zb), bias)?
         } else {
-            let p = self.int_matmul(a, Some(za), b, Some(zb))?;
-            self.cast(p, DType::F32)?
+            self.int_matmul(a, Some(za), b, Some(zb))?
         };
+        let p = self.cast(p, DType::F32)?;
         let out = self.shape(p);
         let rank = out.len();
         // The scales: A's per row (per tensor for a conv's input), B's per column or per output
@@ -420,27 +458,10 @@ impl Importer<'_> {
         let zyf = self.quant_param(zy, &out, 1, 0)?;
         let to = self.g.dtype(zy);
         let zyf = self.as_f32(zyf)?;
-        if !conv {
-            let sab = self.bin(BinaryOp::Mul, saf, sbf)?;
-            let mult = self.bin(BinaryOp::Div, sab, syf)?;
-            let d = self.bin(BinaryOp::Mul, p, mult)?;
-            return Ok(vec![self.requantize(d, None, Some(zyf), to)?]);
-        }
-        let mut acc = self.bin(BinaryOp::Mul, p, saf)?;
-        acc = self.bin(BinaryOp::Mul, acc, sbf)?;
-        if self.has(8) {
-            // The i32 bias is in units of a_scale * b_scale.
-            let bias = self.inp(8)?;
-            let bf = self.as_f32(bias)?;
-            let c = self.g.shape(bias).numel();
-            let mut bd = vec![1; rank];
-            bd[1] = c;
-            let bf = self.reshape(bf, bd)?;
-            let scaled = self.bin(BinaryOp::Mul, bf, saf)?;
-            let scaled = self.bin(BinaryOp::Mul, scaled, sbf)?;
-            acc = self.bin(BinaryOp::Add, acc, scaled)?;
-        }
-        Ok(vec![self.requantize(acc, Some(syf), Some(zyf), to)?])
+        let sab = self.bin(BinaryOp::Mul, saf, sbf)?;
+        let mult = self.bin(BinaryOp::Div, sab, syf)?;
+        let d = self.bin(BinaryOp::Mul, p, mult)?;
+        Ok(vec![self.requantize(d, None, Some(zyf), to)?])
     }
 }
 

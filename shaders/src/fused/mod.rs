@@ -14,7 +14,7 @@ use crate::matmul::{
     conv1x1_problem, matmul_int_kernel_spliced, matmul_kernel_spliced, matmul_problem_views,
     no_matmul_variant, variant_order, MatmulProblem,
 };
-use crate::ops::conv::{conv2d_gemm_kernel, conv2d_kernel};
+use crate::ops::conv::{conv2d_gemm_kernel, conv2d_int_kernel, conv2d_kernel};
 use crate::ops::reduce::{layernorm_kernel, reduce_kernel, softmax_kernel};
 use crate::ops::tensor::read_view;
 use crate::options::LowerOptions;
@@ -192,6 +192,24 @@ fn generate_group(
                 .map(|&i| view_of(g, plan, i).0)
                 .collect();
             matmul_group(g, plan, group, label, inputs, &p, opts)
+        }
+        GroupKind::Conv if matches!(first.op, Op::ConvInteger(_)) => {
+            let Op::ConvInteger(c) = &first.op else {
+                unreachable!("matched above")
+            };
+            let x = g.shape(first.inputs[0]).dims();
+            let w = g.shape(first.inputs[1]).dims();
+            let out_shape = g.shape(first.outputs[0]);
+            let has_bias = first.inputs.len() == 3;
+            let bias = Buf::In(if has_bias { 2 } else { 1 });
+            let out = *group
+                .outputs
+                .first()
+                .ok_or_else(|| Error::Internal("an integer conv group without output".into()))?;
+            let elem = Elem::of(g.dtype(out));
+            spliced(g, plan, group, label, first.inputs.clone(), 4, None, |sp| {
+                conv2d_int_kernel(c, x, w, bias, has_bias, out_shape, elem, opts, sp)
+            })
         }
         GroupKind::Conv => {
             let Op::Conv2d(c) = &first.op else {

@@ -11,7 +11,7 @@ use crate::matmul::{
 };
 use crate::options::LowerOptions;
 use crate::params::{one, Layout};
-use crate::{Buf, Error, Kernel};
+use crate::{Buf, Elem, Error, Kernel};
 use sfumato_core::op::{Conv2d, Op};
 use sfumato_core::Shape;
 
@@ -414,7 +414,87 @@ pub fn conv2d_kernel(
     opts: &LowerOptions,
     splice: SpliceFn,
 ) -> Result<Vec<Kernel>, Error> {
-    if opts.target.uniform_block_operands
+    conv2d_direct(
+        c,
+        x,
+        w,
+        bias,
+        has_bias,
+        out_shape,
+        ConvElem::F32,
+        opts,
+        splice,
+    )
+}
+
+/// What the direct conv computes in: f32, or i32 sums (the integer conv) stored as `out`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvElem {
+    F32,
+    Int { out: Elem },
+}
+
+impl ConvElem {
+    fn vals(self) -> [(&'static str, String); 4] {
+        let (el, out, zero, mac) = match self {
+            ConvElem::F32 => ("f32", Elem::F32, "0.0", "fma(vec4<f32>(wv), xv, acc)"),
+            ConvElem::Int { out } => ("i32", out, "0", "acc + wv * xv"),
+        };
+        [
+            ("el", el.into()),
+            ("out_ty", out.wgsl().into()),
+            ("zero", zero.into()),
+            ("mac", mac.into()),
+        ]
+    }
+}
+
+/// The integer conv ([`Op::ConvInteger`](sfumato_core::Op)): the direct conv's register block
+/// over i32 operands (and bias), its sums through the splice's epilogue, stored as `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_int_kernel(
+    c: &sfumato_core::op::Conv2d,
+    x: &[usize],
+    w: &[usize],
+    bias: Buf,
+    has_bias: bool,
+    out_shape: &Shape,
+    out: Elem,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Vec<Kernel>, Error> {
+    let k = conv2d_direct(
+        c,
+        x,
+        w,
+        bias,
+        has_bias,
+        out_shape,
+        ConvElem::Int { out },
+        opts,
+        splice,
+    )?;
+    for k in &k {
+        loops::check(k, opts.target.loop_budget)?;
+    }
+    Ok(k)
+}
+
+/// The direct conv: 4 output channels x 4 columns per invocation, any groups.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_direct(
+    c: &sfumato_core::op::Conv2d,
+    x: &[usize],
+    w: &[usize],
+    bias: Buf,
+    has_bias: bool,
+    out_shape: &Shape,
+    elem: ConvElem,
+    opts: &LowerOptions,
+    splice: SpliceFn,
+) -> Result<Vec<Kernel>, Error> {
+    if elem == ConvElem::F32
+        && opts.target.uniform_block_operands
         && c.groups == x[1]
         && w[0] == x[1]
         && w[1] == 1
@@ -446,6 +526,7 @@ pub fn conv2d_kernel(
         vec![Buf::In(0), Buf::In(1), bias, Buf::Out(0)]
     })?;
     let mut vals = vec![("layout", CONV2D_PARAMS.wgsl())];
+    vals.extend(elem.vals());
     vals.extend(spliced);
     let threads = x[0] * c.groups * bo * oh * bx;
     // Per input channel of the group: the tap loops (their 4 x 4 bodies written out); then the

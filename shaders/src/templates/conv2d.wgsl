@@ -2,12 +2,19 @@
 // Each invocation computes 4 output channels x 4 adjacent output columns, reusing every input
 // value for 4 channels and every weight for 4 columns.
 // cig = C / groups, cog = O / groups, bx = ceil(OW / 4), bo = ceil(cog / 4).
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out0: array<f32>;
+// `el` is f32, or i32 for the integer conv (sums in i32, wrapping), whose store is typed by the
+// group's last value (`out_ty`).
+@group(0) @binding(0) var<storage, read> x: array<{{el}}>;
+@group(0) @binding(1) var<storage, read> w: array<{{el}}>;
+@group(0) @binding(2) var<storage, read> bias: array<{{el}}>;
+@group(0) @binding(3) var<storage, read_write> out0: array<{{out_ty}}>;
 @group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
 {{layout}}{{extra}}
+
+// acc + wv * xv.
+fn mac4(acc: vec4<{{el}}>, wv: {{el}}, xv: vec4<{{el}}>) -> vec4<{{el}}> {
+    return {{mac}};
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -35,7 +42,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let n = i / (bx * oh * bo * groups);
     let ox0 = xb * 4u;
     let oc0 = g * cog + ob * 4u;
-    var acc: array<vec4<f32>, 4>;
+    var acc: array<vec4<{{el}}>, 4>;
     var wrow: array<u32, 4>;
 {{for j in 4}}    wrow[{{j}}] = (min(ob * 4u + {{j}}u, cog - 1u) + g * cog) * cig * kh * kw;
 {{end}}
@@ -50,7 +57,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             let xrow = xplane + u32(iy * wd);
             for (var kx = 0u; kx < kw; kx = kx + 1u) {
                 // The 4 x 4 block's loops are written out (only the channel and tap loops run).
-                var xv = vec4<f32>(0.0);
+                var xv = vec4<{{el}}>({{zero}});
 {{for c in 4}}                {
                     let ix = i32((ox0 + {{c}}u) * params[C2_SW] + kx * params[C2_DW]) - i32(params[C2_PL]);
                     if (ix >= 0 && ix < wd) {
@@ -58,7 +65,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
                     }
                 }
 {{end}}                let widx = (icl * kh + ky) * kw + kx;
-{{for j in 4}}                acc[{{j}}] = fma(vec4<f32>(w[wrow[{{j}}] + widx]), xv, acc[{{j}}]);
+{{for j in 4}}                acc[{{j}}] = mac4(acc[{{j}}], w[wrow[{{j}}] + widx], xv);
 {{end}}
             }
         }
@@ -69,7 +76,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             continue;
         }
         let oc = oc0 + j;
-        var b = 0.0;
+        var b = {{zero}};
         if (params[C2_HAS_BIAS] != 0u) {
             b = bias[oc];
         }
