@@ -13,6 +13,67 @@ const MATMUL_DOT: &str = include_str!("../templates/matmul_dot.wgsl");
 const MATMUL_TILED: &str = include_str!("../templates/matmul_tiled.wgsl");
 const MATMUL_INT: &str = include_str!("../templates/matmul_int.wgsl");
 
+/// The integer matmul's k loop over scalar operands: four rows of A and four columns of B, one
+/// k a step, through strides.
+const INT_LOOP: &str = "    let step = vec4<u32>(0u, 1u, 2u, 3u);
+    // Rows and columns past the edge read the last one, and store nothing.
+    let r = min(vec4<u32>(m0) + step, vec4<u32>(params[MM_M] - 1u));
+    let c = min(vec4<u32>(n0) + step, vec4<u32>(params[MM_N] - 1u));
+    var pa = vec4<u32>(params[offs + OFF_A]) + r * params[MM_A_SM];
+    var pb = vec4<u32>(params[offs + OFF_B]) + c * params[MM_B_SN];
+    let a_sk = params[MM_A_SK];
+    let b_sk = params[MM_B_SK];
+    for (var k = 0u; k < kk; k = k + 1u) {
+        let bv = vec4<i32>(bm[pb.x], bm[pb.y], bm[pb.z], bm[pb.w]);
+        acc0 = acc0 + a[pa.x] * bv;
+        acc1 = acc1 + a[pa.y] * bv;
+        acc2 = acc2 + a[pa.z] * bv;
+        acc3 = acc3 + a[pa.w] * bv;
+        pa = pa + a_sk;
+        pb = pb + b_sk;
+    }
+";
+
+/// The k loop of `matmul_int_v4`: four k a step, each row of A a vec4 of its four k, each of
+/// B's four k rows a vec4 of the block's four columns (indices in vec4s).
+const INT_LOOP_V4: &str = "    let step = vec4<u32>(0u, 1u, 2u, 3u);
+    // Rows past the edge read the last one; columns past it (whole vec4s, as N is a multiple
+    // of 4) read the last four; neither stores.
+    let r = min(vec4<u32>(m0) + step, vec4<u32>(params[MM_M] - 1u));
+    let c0 = min(n0, params[MM_N] - 4u);
+    var pa = (vec4<u32>(params[offs + OFF_A]) + r * params[MM_A_SM]) / 4u;
+    var pb = (params[offs + OFF_B] + c0) / 4u;
+    let bs = params[MM_B_SK] / 4u;
+    for (var k = 0u; k < kk / 4u; k = k + 1u) {
+        let a0 = a[pa.x];
+        let a1 = a[pa.y];
+        let a2 = a[pa.z];
+        let a3 = a[pa.w];
+        let b0 = bm[pb];
+        let b1 = bm[pb + bs];
+        let b2 = bm[pb + 2u * bs];
+        let b3 = bm[pb + 3u * bs];
+        acc0 = acc0 + a0.x * b0 + a0.y * b1 + a0.z * b2 + a0.w * b3;
+        acc1 = acc1 + a1.x * b0 + a1.y * b1 + a1.z * b2 + a1.w * b3;
+        acc2 = acc2 + a2.x * b0 + a2.y * b1 + a2.z * b2 + a2.w * b3;
+        acc3 = acc3 + a3.x * b0 + a3.y * b1 + a3.z * b2 + a3.w * b3;
+        pa = pa + 1u;
+        pb = pb + 4u * bs;
+    }
+";
+
+/// Whether the integer matmul can read whole vec4s: A contiguous along K and B along N, K,
+/// N, the row strides and every batch's offsets multiples of 4.
+fn int_vec4(p: &MatmulProblem) -> bool {
+    p.a_sk == 1
+        && p.b_sn == 1
+        && p.k % 4 == 0
+        && p.n % 4 == 0
+        && p.a_sm % 4 == 0
+        && p.b_sk % 4 == 0
+        && p.offsets.iter().all(|o| o[0] % 4 == 0 && o[1] % 4 == 0)
+}
+
 /// The tile of [`matmul_int_kernel`]: 32 x 32 outputs a workgroup (8 x 8 invocations of 4 x 4).
 const INT_TILE: usize = 32;
 
@@ -48,17 +109,27 @@ pub fn matmul_int_kernel_spliced(
     let (bindings, spliced, sp) = apply_splice(splice, &mut params, |_| {
         vec![Buf::In(0), Buf::In(1), Buf::Out(0)]
     })?;
-    let mut vals: Vec<(&str, String)> = vec![("out_ty", out.wgsl().to_string())];
+    let v4 = int_vec4(p);
+    let (name, operand, k_loop, trips) = if v4 {
+        ("matmul_int_v4", "vec4<i32>", INT_LOOP_V4, p.k as u64 / 4)
+    } else {
+        ("matmul_int", "i32", INT_LOOP, p.k as u64)
+    };
+    let mut vals: Vec<(&str, String)> = vec![
+        ("out_ty", out.wgsl().to_string()),
+        ("operand", operand.to_string()),
+        ("k_loop", k_loop.to_string()),
+    ];
     vals.extend(spliced);
     vals.extend(layout_vals(false));
     let k = Kernel {
-        name: "matmul_int".into(),
-        wgsl: module("matmul_int", &[MATMUL_INT], &vals)?,
+        name: name.into(),
+        wgsl: module(name, &[MATMUL_INT], &vals)?,
         bindings,
         params,
         workgroups,
         // The k loop, and 16 stores through the epilogue.
-        loop_trips: loops::lp(p.k as u64) + 16 * sp,
+        loop_trips: loops::lp(trips) + 16 * sp,
     };
     loops::check(&k, opts.target.loop_budget)?;
     Ok(k)

@@ -1,11 +1,14 @@
 // Integer matmul: C[b, m, n] = sum_k A[b, m, k] * B[b, k, n] in i32, wrapping as two's
 // complement does (WGSL's i32 arithmetic wraps): the integer products of quantized models, their
 // zero points subtracted before. Exact where an f32 sum rounds past 2^24. 4x4 outputs per
-// invocation, 8x8 invocations a 32x32 tile; A and B read through strides, as every matmul.
+// invocation, 8x8 invocations a 32x32 tile; A and B read through strides, as every matmul
+// (the k loop, `k_loop`, is the kernel's: scalar or vec4 loads).
 // Each sum goes through `epilogue` (the fused requantisation, or a plain store), whose output
 // is typed by the group's last value (`out_ty`: f32, or an 8-bit result as i32 / u32).
-@group(0) @binding(0) var<storage, read> a: array<i32>;
-@group(0) @binding(1) var<storage, read> bm: array<i32>;
+// `matmul_int_v4` (A contiguous along K, B along N, both in whole vec4s) reads four k of each
+// row of A and four columns of each row of B a load: a quarter of the loads per product.
+@group(0) @binding(0) var<storage, read> a: array<{{operand}}>;
+@group(0) @binding(1) var<storage, read> bm: array<{{operand}}>;
 @group(0) @binding(2) var<storage, read_write> out0: array<{{out_ty}}>;
 @group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
 {{mm_layout}}{{extra}}
@@ -51,30 +54,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     }
     let m0 = ((wid / tiles_n) % tiles_m) * 32u + lid.y * 4u;
     let n0 = (wid % tiles_n) * 32u + lid.x * 4u;
-    let step = vec4<u32>(0u, 1u, 2u, 3u);
-    // Rows and columns past the edge read the last one, and store nothing.
-    let r = min(vec4<u32>(m0) + step, vec4<u32>(params[MM_M] - 1u));
-    let c = min(vec4<u32>(n0) + step, vec4<u32>(params[MM_N] - 1u));
     let offs = MM_OFFSETS + OFF_LEN * b;
-    var pa = vec4<u32>(params[offs + OFF_A]) + r * params[MM_A_SM];
-    var pb = vec4<u32>(params[offs + OFF_B]) + c * params[MM_B_SN];
-    let a_sk = params[MM_A_SK];
-    let b_sk = params[MM_B_SK];
     let kk = params[MM_K];
     var acc0 = vec4<i32>(0);
     var acc1 = vec4<i32>(0);
     var acc2 = vec4<i32>(0);
     var acc3 = vec4<i32>(0);
-    for (var k = 0u; k < kk; k = k + 1u) {
-        let bv = vec4<i32>(bm[pb.x], bm[pb.y], bm[pb.z], bm[pb.w]);
-        acc0 = acc0 + a[pa.x] * bv;
-        acc1 = acc1 + a[pa.y] * bv;
-        acc2 = acc2 + a[pa.z] * bv;
-        acc3 = acc3 + a[pa.w] * bv;
-        pa = pa + a_sk;
-        pb = pb + b_sk;
-    }
-    store_row(b, m0, n0, acc0);
+{{k_loop}}    store_row(b, m0, n0, acc0);
     store_row(b, m0 + 1u, n0, acc1);
     store_row(b, m0 + 2u, n0, acc2);
     store_row(b, m0 + 3u, n0, acc3);
