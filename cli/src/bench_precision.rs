@@ -3,6 +3,11 @@
 //! graph on a device that stores f16 as f16 (where the adapter has `shader-f16`) and on one that
 //! stores it as f32, each with its time, the ratio to f32, its largest error against the f32
 //! run's outputs, and its device memory.
+//!
+//! `--int8 DIR` adds quantized models as onnxruntime's quantizer writes them (the QDQ form, the
+//! folders `scripts/make-quantized-fixtures.py` makes: `f32.onnx`, `model.onnx` and an input),
+//! each in f32, in f16 and quantized, the quantized one's integer MatMuls and Convs on the
+//! device's integer kernels.
 
 use crate::args::positive;
 use crate::compare::case_graph;
@@ -29,12 +34,18 @@ pub struct BenchPrecisionArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Also time the quantized models in DIR's folders (each `f32.onnx`, its QDQ `model.onnx`
+    /// and `test_data_set_0/input_0.pb`, as `scripts/make-quantized-fixtures.py` writes them;
+    /// the repository's are in onnx/tests/data/quantized) in f32, f16 and int8.
+    #[arg(long, value_name = "DIR")]
+    int8: Option<std::path::PathBuf>,
 }
 
 #[derive(serde::Serialize)]
 struct Row {
     case: String,
-    /// `f32`, `f16` (stored as f16), `f16-in-f32` (f16 values stored as f32).
+    /// `f32`, `f16` (stored as f16), `f16-in-f32` (f16 values stored as f32), `int8` (the QDQ
+    /// model).
     precision: &'static str,
     median_ms: f64,
     vs_f32: f64,
@@ -44,7 +55,8 @@ struct Row {
     /// The largest output's magnitude, for scale.
     max_abs_output: f64,
     high_water_mib: f64,
-    f16_storage: String,
+    /// What the device stored as f16, or how many integer products the int8 graph runs.
+    storage: String,
 }
 
 /// The device with f16 storage (its matmuls tuned for `graphs` first, as `bench compare`
@@ -106,20 +118,51 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
                 error_vs_scale: abs / scale.max(f64::MIN_POSITIVE),
                 max_abs_output: scale,
                 high_water_mib: out.profile.memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
-                f16_storage: f16,
+                storage: f16,
             });
         }
-        let base = rows[rows.len() - 3].median_ms;
-        let n = rows.len();
-        for r in &mut rows[n - 3..] {
-            r.vs_f32 = base / r.median_ms.max(1e-9);
-        }
+        relative_to_f32(&mut rows, 3);
         if !a.json {
             println!(
                 "device: {} (cpu: {})",
                 dev.adapter().name,
                 sfumato_wgpu::cpu_model()
             );
+        }
+    }
+    if let Some(dir) = &a.int8 {
+        for (name, g32, gq, inputs) in quantized_models(dir)? {
+            let g16 = to_half(&g32).with_context(|| format!("{name} in f16"))?;
+            let mut dev = open(true, &[&g32, &g16, &gq])?;
+            let want = dev.run(&g32, &inputs)?.outputs;
+            for (label, graph) in [("f32", &g32), ("f16", &g16), ("int8", &gq)] {
+                dev.trim();
+                let t = time_graph_with(&mut dev, graph, &inputs, a.iters, !a.json)?;
+                let out = dev.run(graph, &inputs)?;
+                let (abs, scale) = largest_error(&want, &out.outputs);
+                let ints = graph
+                    .nodes()
+                    .iter()
+                    .filter(|n| matches!(n.op.name(), "MatMulInteger" | "ConvInteger"))
+                    .count();
+                rows.push(Row {
+                    case: name.clone(),
+                    precision: label,
+                    median_ms: t.median_wall_ms,
+                    vs_f32: 0.0,
+                    max_abs_error: abs,
+                    error_vs_scale: abs / scale.max(f64::MIN_POSITIVE),
+                    max_abs_output: scale,
+                    high_water_mib: out.profile.memory_bytes.unwrap_or(0) as f64
+                        / (1024.0 * 1024.0),
+                    storage: if ints > 0 {
+                        format!("{ints} integer products (MatMulInteger, ConvInteger)")
+                    } else {
+                        dev.explain(graph)?.f16.summary().unwrap_or_default()
+                    },
+                });
+            }
+            relative_to_f32(&mut rows, 3);
         }
     }
     if a.json {
@@ -142,14 +185,70 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
             r.high_water_mib
         );
     }
-    for r in rows.iter().filter(|r| !r.f16_storage.is_empty()) {
-        println!("{} {}: {}", r.case, r.precision, r.f16_storage);
+    for r in rows.iter().filter(|r| !r.storage.is_empty()) {
+        println!("{} {}: {}", r.case, r.precision, r.storage);
+    }
+    if a.int8.is_some() {
+        println!(
+            "(int8: the QDQ model against its f32 model, so its error is the quantization's \
+             own; onnxruntime's basic level computes the same to within one output step, \
+             onnx/tests/quantized.rs)"
+        );
     }
     println!(
         "(errors against the f32 run's outputs on the same device, and over the largest output's \
          magnitude; vs f32 > 1 is faster; peak: the device's memory high-water in the run)"
     );
     Ok(())
+}
+
+/// The last `n` rows' time ratios to the first of them (the f32 run).
+fn relative_to_f32(rows: &mut [Row], n: usize) {
+    let at = rows.len() - n;
+    let base = rows[at].median_ms;
+    for r in &mut rows[at..] {
+        r.vs_f32 = base / r.median_ms.max(1e-9);
+    }
+}
+
+/// Each folder of `dir` with `f32.onnx`, `model.onnx` and `test_data_set_0/input_0.pb`: its
+/// name, the f32 graph, the quantized graph and the input. Sorted by name.
+fn quantized_models(
+    dir: &std::path::Path,
+) -> Result<
+    Vec<(
+        String,
+        sfumato_core::Graph,
+        sfumato_core::Graph,
+        Vec<Tensor>,
+    )>,
+> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let mut folders: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("f32.onnx").is_file() && p.join("model.onnx").is_file())
+        .collect();
+    folders.sort();
+    for f in folders {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let opts = sfumato_onnx::ImportOptions::default();
+        let g32 = sfumato_onnx::load(&f.join("f32.onnx"), &opts)?.graph;
+        let gq = sfumato_onnx::load(&f.join("model.onnx"), &opts)?.graph;
+        let x = sfumato_onnx::read_tensor_pb(&f.join("test_data_set_0/input_0.pb"))?;
+        out.push((name, g32, gq, vec![x]));
+    }
+    if out.is_empty() {
+        bail!(
+            "{}: no folder with f32.onnx and model.onnx (scripts/make-quantized-fixtures.py \
+             writes them; the repository's are in onnx/tests/data/quantized)",
+            dir.display()
+        );
+    }
+    Ok(out)
 }
 
 /// The largest absolute error and the largest output magnitude.

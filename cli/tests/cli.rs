@@ -1280,3 +1280,44 @@ fn precision_f16_runs_explains_and_benches() {
         assert!(e > 0.0 && e < 1e-2, "{stdout}");
     }
 }
+
+/// `bench precision --int8 DIR` times the repository's quantized fixtures in f32, f16 and int8
+/// (their QDQ models, on the integer kernels), with the quantization's error against f32.
+#[test]
+fn bench_precision_times_the_quantized_models() {
+    if sfumato_wgpu_missing() {
+        return;
+    }
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../onnx/tests/data/quantized");
+    let cache = temp_path("cache");
+    let out = Command::new(env!("CARGO_BIN_EXE_sfumato"))
+        .args([
+            "bench",
+            "precision",
+            "--case",
+            "matmul",
+            "--int8",
+            fixtures,
+            "--iters",
+            "1",
+            "--json",
+        ])
+        .env("SFUMATO_CACHE_DIR", &cache)
+        .env("SFUMATO_AUTOTUNE", "0")
+        .output()
+        .expect("the sfumato binary runs");
+    let _ = std::fs::remove_dir_all(&cache);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON rows");
+    let int8: Vec<&serde_json::Value> = rows.iter().filter(|r| r["precision"] == "int8").collect();
+    let cases: Vec<&str> = int8.iter().filter_map(|r| r["case"].as_str()).collect();
+    assert_eq!(cases, ["minilm-block", "resnet-block"], "{stdout}");
+    for r in int8 {
+        // The quantization's own error: a few output steps of a value near 3.
+        let e = r["error_vs_scale"].as_f64().unwrap();
+        assert!(e > 0.0 && e < 0.05, "{stdout}");
+        let storage = r["storage"].as_str().unwrap_or_default();
+        assert!(storage.contains("integer products"), "{stdout}");
+    }
+}
