@@ -211,18 +211,17 @@ fn relative_to_f32(rows: &mut [Row], n: usize) {
     }
 }
 
+/// A quantized model beside the f32 one it came from: name, f32 graph, QDQ graph, inputs.
+type QuantizedModel = (
+    String,
+    sfumato_core::Graph,
+    sfumato_core::Graph,
+    Vec<Tensor>,
+);
+
 /// Each folder of `dir` with `f32.onnx`, `model.onnx` and `test_data_set_0/input_0.pb`: its
 /// name, the f32 graph, the quantized graph and the input. Sorted by name.
-fn quantized_models(
-    dir: &std::path::Path,
-) -> Result<
-    Vec<(
-        String,
-        sfumato_core::Graph,
-        sfumato_core::Graph,
-        Vec<Tensor>,
-    )>,
-> {
+fn quantized_models(dir: &std::path::Path) -> Result<Vec<QuantizedModel>> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
     let mut folders: Vec<_> = entries

@@ -67,11 +67,13 @@ const INT_LOOP_V4: &str = "    let step = vec4<u32>(0u, 1u, 2u, 3u);
 fn int_vec4(p: &MatmulProblem) -> bool {
     p.a_sk == 1
         && p.b_sn == 1
-        && p.k % 4 == 0
-        && p.n % 4 == 0
-        && p.a_sm % 4 == 0
-        && p.b_sk % 4 == 0
-        && p.offsets.iter().all(|o| o[0] % 4 == 0 && o[1] % 4 == 0)
+        && p.k.is_multiple_of(4)
+        && p.n.is_multiple_of(4)
+        && p.a_sm.is_multiple_of(4)
+        && p.b_sk.is_multiple_of(4)
+        && p.offsets
+            .iter()
+            .all(|o| o[0].is_multiple_of(4) && o[1].is_multiple_of(4))
 }
 
 /// The tile of [`matmul_int_kernel`]: 32 x 32 outputs a workgroup (8 x 8 invocations of 4 x 4).
