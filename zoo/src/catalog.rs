@@ -175,7 +175,7 @@ impl TargetConfig {
         let gpu = matches!(c.target.as_str(), "webgpu" | "lavapipe");
         if gpu && c.precision == Precision::Int8 {
             return Err(bad(
-                "key 'precision': Int8 on a WebGPU target is not supported yet (int8 kernels are issue 25); use f32 or f16".into(),
+                "key 'precision': Int8 on a WebGPU target is not supported yet (the zoo's weights are f32 and Sfumato does not quantize them; a quantized ONNX model runs on the integer kernels); use f32 or f16".into(),
             ));
         }
         if gpu && c.precision == Precision::F16 && c.model == "gpt2-medium" {
