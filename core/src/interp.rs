@@ -610,6 +610,26 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
             }
             one(out)
         }
+        Op::ScatterRows { reduction } => {
+            let mut out = f(0);
+            let upd = f(1);
+            let target = ins[2].to_i64_vec();
+            let (rows, width) = (ins[0].dims()[0] as i64, ins[0].dims()[1]);
+            for (u, &t) in target.iter().enumerate() {
+                if t < 0 || t >= rows {
+                    return Err(format!(
+                        "scatter target {t} of update {u} is out of range for {rows} rows"
+                    ));
+                }
+                let (t, u) = (t as usize * width, u * width);
+                for s in 0..width {
+                    // Rounded to the dtype at each step, as the device stores each.
+                    let v = reduction.combine(out[t + s], upd[u + s]);
+                    out[t + s] = odt.round(v);
+                }
+            }
+            one(out)
+        }
         Op::ArgReduce {
             max, axis, last, ..
         } => {

@@ -561,6 +561,7 @@ fn float_attr_bits(op: &Op) -> Vec<u32> {
         | Op::BitCast { .. }
         | Op::Resize { .. }
         | Op::GatherElements { .. }
+        | Op::ScatterRows { .. }
         | Op::ArgReduce { .. } => Vec::new(),
     }
 }

@@ -338,6 +338,35 @@ fn int_conv(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
     Ok((g, vec![tx, td]))
 }
 
+fn scatter_rows(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    // Every reduction over repeated targets (`none` over distinct ones: ONNX leaves repeats
+    // undefined there), rows as wide as a KV cache's.
+    use crate::op::ScatterReduction as R;
+    let mut g = Graph::new();
+    let n = pick(seed, 1, &[5usize, 300, 4_096]);
+    let s = pick(seed, 2, &[3usize, 64, 128]);
+    let u = pick(seed, 3, &[2usize, 40, 512]);
+    let (data, td) = input(&mut g, "data", &[n, s], seed);
+    let (upd, tu) = input(&mut g, "upd", &[u, s], seed + 1);
+    let repeated: Vec<f64> = (0..u)
+        .map(|i| ((i * 7) % n.min(u / 2 + 1)) as f64)
+        .collect();
+    let distinct: Vec<f64> = (0..u).map(|i| ((i * 7919) % n) as f64).collect();
+    let mut outs = Vec::new();
+    for (r, t) in [
+        (R::None, &distinct),
+        (R::Add, &repeated),
+        (R::Mul, &repeated),
+        (R::Max, &repeated),
+        (R::Min, &repeated),
+    ] {
+        let t = g.constant(Tensor::from_f64(DType::I64, vec![u], t))?;
+        outs.push(g.add(crate::Op::ScatterRows { reduction: r }, &[data, upd, t])?[0]);
+    }
+    g.set_outputs(&outs)?;
+    Ok((g, vec![td, tu]))
+}
+
 /// A case's graph in f16: its f32 values f16 ([`crate::precision::to_half`]) and its outputs
 /// left f16 (compared at the device's f16 tolerance), its inputs as given.
 fn in_half(
@@ -406,6 +435,11 @@ pub fn cases() -> Vec<Case> {
             name: "tensor",
             family: Family::Tensor,
             build: tensor,
+        },
+        Case {
+            name: "scatter rows",
+            family: Family::Tensor,
+            build: scatter_rows,
         },
         Case {
             name: "fused",

@@ -69,6 +69,50 @@ fn attr_s(name: &str, v: &str) -> AttributeProto {
     }
 }
 
+/// A KV-cache update as exported LLMs write it: ScatterND of one position per head into a
+/// cache of 32 heads x 2,048 positions x 128. The one-hot mask this used to need (65,536 rows x
+/// 32 updates x 128 = 268M elements) was refused; ScatterRows runs it, with `add` too.
+#[test]
+fn scatter_nd_into_a_long_kv_cache() {
+    let (h, len, d) = (32usize, 2048usize, 128usize);
+    let data = rand_f(h * len * d, 1, -1.0, 1.0);
+    let upd = rand_f(h * d, 2, -1.0, 1.0);
+    let pos: Vec<usize> = (0..h).map(|i| (i * 97 + 5) % len).collect();
+    let mut idx = Vec::new();
+    for (i, &p) in pos.iter().enumerate() {
+        idx.extend([0i64, i as i64, p as i64]);
+    }
+    let x = Tensor::from_f64(DType::F32, [1, h, len, d], &data);
+    let it = Tensor::from_i64([h, 1, 3], idx).unwrap();
+    let ut = Tensor::from_f64(DType::F32, [h, 1, d], &upd);
+    for (red, add) in [("none", false), ("add", true)] {
+        let Some(got) = run_node(
+            18,
+            "ScatterND",
+            &["x", "i", "u"],
+            &[("x", &x), ("u", &ut)],
+            &[("i", &it)],
+            &["y"],
+            vec![attr_s("reduction", red)],
+        ) else {
+            return;
+        };
+        let mut want = x.to_f64_vec();
+        for (i, &p) in pos.iter().enumerate() {
+            for e in 0..d {
+                let at = (i * len + p) * d + e;
+                let u = ut.to_f64_vec()[i * d + e];
+                want[at] = if add {
+                    (want[at] as f32 + u as f32) as f64
+                } else {
+                    u
+                };
+            }
+        }
+        close("ScatterND into a KV cache", &got[0], &want, 0.0, 0.0).unwrap();
+    }
+}
+
 /// TopK of `rows` random rows of `l` (integer-valued where `ties`, with NaNs where `nans`)
 /// along axis 1 against a stable sort: equal values keep the lower index first, and NaN is
 /// greater than every number (numpy's and PyTorch's order).

@@ -84,6 +84,13 @@ fn lower_op(
         }
         Op::Gather { axis } => one(tensor::gather(*axis, ins, out, opts)),
         Op::GatherElements { axis } => one(tensor::gather_elements(*axis, ins[0].1, out, opts)),
+        Op::ScatterRows { reduction } => ks(tensor::scatter_rows(
+            *reduction,
+            ins[0].1,
+            ins[1].1 .0[0],
+            out,
+            opts,
+        )),
         Op::Resize { mode, coord, size } => {
             one(tensor::resize(*mode, *coord, size, ins[0].1, out, opts))
         }

@@ -93,6 +93,16 @@ fn zoo_of_ops() -> Graph {
     g.gather_elements(x, eidx, 2).unwrap();
     let eidx_i = g.input("eidx_i", DType::I32, [3, 2]);
     g.gather_elements(xi, eidx_i, 1).unwrap();
+    let sd = g.input("sd", DType::F32, [6, 4]);
+    let su = g.input("su", DType::F32, [3, 4]);
+    let st = g.input("st", DType::I64, [3]);
+    g.add(
+        Op::ScatterRows {
+            reduction: ScatterReduction::Add,
+        },
+        &[sd, su, st],
+    )
+    .unwrap();
     let ia = g.input("ia", DType::I32, [2, 5, 7]);
     let ib = g.input("ib", DType::I32, [7, 3]);
     g.add(Op::MatMulInteger, &[ia, ib]).unwrap();
@@ -420,6 +430,28 @@ fn snapshots() {
             &opts
         )
     );
+    let (sd, su, st) = (
+        Shape::from(&[6, 4][..]),
+        Shape::from(&[3, 4][..]),
+        Shape::from(&[3][..]),
+    );
+    let scatter = lower(
+        &Op::ScatterRows {
+            reduction: ScatterReduction::Max,
+        },
+        &[(DType::F32, &sd), (DType::F32, &su), (DType::I64, &st)],
+        &[(DType::F32, &sd)],
+        &opts,
+    )
+    .unwrap();
+    let Lowered::Kernels(ks) = scatter else {
+        panic!("ScatterRows lowers to kernels")
+    };
+    assert_eq!(ks.len(), 2, "a copy, then the scatter");
+    for k in &ks {
+        validate(&k.name, &k.wgsl).unwrap();
+    }
+    insta::assert_snapshot!("scatter_rows", snapshot_text(&ks[1]));
     insta::assert_snapshot!(
         "argmax",
         snapshot_of(

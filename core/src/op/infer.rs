@@ -91,7 +91,8 @@ impl Op {
             | Op::Split { .. }
             | Op::Gather { .. }
             | Op::Pad { .. }
-            | Op::GatherElements { .. } => tensor(self, inputs),
+            | Op::GatherElements { .. }
+            | Op::ScatterRows { .. } => tensor(self, inputs),
         }
     }
 }
@@ -645,6 +646,25 @@ fn tensor(op: &Op, inputs: &[(DType, &Shape)]) -> Inferred {
                 return Err(format!("indices {idx} do not fit data {x} off axis {axis}"));
             }
             one(inputs[0].0, idx.0.clone())
+        }
+        Op::ScatterRows { .. } => {
+            arity(3, 3)?;
+            same_dtype(0, 1)?;
+            let (data, upd, target) = (inputs[0].1, inputs[1].1, inputs[2].1);
+            if !matches!(inputs[2].0, DType::I32 | DType::I64) {
+                return Err(format!("targets must be i32 or i64, got {}", inputs[2].0));
+            }
+            let ok = data.rank() == 2
+                && upd.rank() == 2
+                && target.rank() == 1
+                && upd.0[1] == data.0[1]
+                && target.0[0] == upd.0[0];
+            if !ok {
+                return Err(format!(
+                    "data [N, S], updates [U, S] and targets [U] expected, got {data}, {upd} and {target}"
+                ));
+            }
+            one(inputs[0].0, data.0.clone())
         }
         other => Err(format!("{} is not routed to this family", other.name())),
     }

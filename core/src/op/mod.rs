@@ -327,6 +327,32 @@ impl BinaryOp {
     }
 }
 
+/// How [`Op::ScatterRows`] combines an update with what its target holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ScatterReduction {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+impl ScatterReduction {
+    /// `old` combined with `update` (max and min propagate NaN, as ONNX's reference does).
+    pub fn combine(self, old: f64, update: f64) -> f64 {
+        match self {
+            ScatterReduction::None => update,
+            ScatterReduction::Add => old + update,
+            ScatterReduction::Mul => old * update,
+            ScatterReduction::Max | ScatterReduction::Min if old.is_nan() || update.is_nan() => {
+                f64::NAN
+            }
+            ScatterReduction::Max => old.max(update),
+            ScatterReduction::Min => old.min(update),
+        }
+    }
+}
+
 /// Reductions over axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ReduceOp {
@@ -538,6 +564,13 @@ pub enum Op {
     GatherElements {
         axis: usize,
     },
+    /// Rows of `data [N, S]` combined with rows of `updates [U, S]` at rows `target [U]` (i32
+    /// or i64, in `0..N`), in the updates' order (ONNX ScatterElements and ScatterND, their
+    /// targets flattened): `none` writes the update (the last of equal targets wins), the
+    /// others combine it with what is there. Output: data's shape and dtype.
+    ScatterRows {
+        reduction: ScatterReduction,
+    },
     /// The i64 index of the largest (`max`) or smallest element along `axis`: the first one on
     /// ties, or the last with `last`; a NaN wins, as in numpy.
     ArgReduce {
@@ -581,6 +614,7 @@ impl Op {
             Op::Resize { .. } => "Resize",
             Op::Pad { .. } => "Pad",
             Op::GatherElements { .. } => "GatherElements",
+            Op::ScatterRows { .. } => "ScatterRows",
             Op::ArgReduce { max: true, .. } => "ArgMax",
             Op::ArgReduce { max: false, .. } => "ArgMin",
         }

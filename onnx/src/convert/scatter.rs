@@ -1,9 +1,10 @@
 //! Data-dependent indexing as compositions of device ops, with indices known only at run time:
-//! ScatterElements, Scatter and ScatterND (every reduction) compare each target row with each
-//! update's row (a one-hot `[rows, updates]` mask), TensorScatter gathers the update at each
-//! cache position, and TopK over a short axis ranks each element against its axis (`L x L`
-//! comparisons) and gathers the elements ranked `0..k` (a long axis goes to the bitonic network
-//! of `topk.rs`). The one-hot masks grow with the product of the sizes, so each is refused past
+//! ScatterElements, Scatter and ScatterND (every reduction) flatten their targets to rows and
+//! run [`Op::ScatterRows`] (up to [`MAX_SCATTER_UPDATES`] update rows; past that they compare
+//! each target row with each update's row, a one-hot `[rows, updates]` mask), TensorScatter
+//! gathers the update at each cache position, and TopK over a short axis ranks each element
+//! against its axis (`L x L` comparisons) and gathers the elements ranked `0..k` (a long axis
+//! goes to the bitonic network of `topk.rs`). The one-hot masks grow with the product of the sizes, so each is refused past
 //! [`MAX_MASK_ELEMENTS`] with a message naming the sizes.
 
 use super::Converter::{self, Tensors};
@@ -23,6 +24,11 @@ pub(super) const OPS: &[(&str, Converter)] = &[
 
 /// The most elements a one-hot or rank mask may hold.
 pub const MAX_MASK_ELEMENTS: usize = 1 << 24;
+
+/// The most update rows a scatter runs on [`Op::ScatterRows`], whose kernel scans every
+/// target per element (two loop ends a target by `sfumato_shaders::loops`' count: under
+/// llvmpipe's budget of 65,535); more go to the one-hot mask.
+pub const MAX_SCATTER_UPDATES: usize = 16_384;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Reduction {
@@ -83,6 +89,16 @@ impl Importer<'_> {
     ) -> R<ValueId> {
         let (dd, ud) = (self.shape(data), self.shape(upd));
         let (n, s, u) = (dd[0], dd[1], ud[0]);
+        if u <= MAX_SCATTER_UPDATES {
+            let reduction = match red {
+                Reduction::None => ScatterReduction::None,
+                Reduction::Add => ScatterReduction::Add,
+                Reduction::Mul => ScatterReduction::Mul,
+                Reduction::Max => ScatterReduction::Max,
+                Reduction::Min => ScatterReduction::Min,
+            };
+            return self.add1(Op::ScatterRows { reduction }, &[data, upd, target]);
+        }
         let cells = n.saturating_mul(u).saturating_mul(s);
         if cells > MAX_MASK_ELEMENTS {
             return unsup(format!(

@@ -7,7 +7,7 @@ use crate::options::LowerOptions;
 use crate::params::{one, per, Layout};
 use crate::views::view_params;
 use crate::{loops, Buf, CopyRegion, Elem, Error, Kernel};
-use sfumato_core::op::{CoordTransform, PadMode, ResizeMode, SliceAxis};
+use sfumato_core::op::{CoordTransform, PadMode, ResizeMode, ScatterReduction, SliceAxis};
 use sfumato_core::plan::View;
 use sfumato_core::shape::contiguous_strides;
 use sfumato_core::{DType, Shape};
@@ -246,6 +246,72 @@ pub fn gather(
         0,
         &opts.target,
     )
+}
+
+/// ScatterRows' params: data's rows and row width, and the number of update rows.
+pub const SCATTER_ROWS_PARAMS: Layout = Layout::new(
+    "scatter_rows",
+    "SR",
+    &[one("rows"), one("width"), one("count")],
+);
+
+const SCATTER_ROWS: &str = include_str!("../templates/scatter_rows.wgsl");
+const SCATTER_COPY: &str = include_str!("../templates/scatter_copy.wgsl");
+
+/// ScatterRows: a copy of data, then one invocation per update element, the first update of
+/// each target row combining every update aimed at it in order (`scatter_rows.wgsl`). Its loop
+/// passes over every target: `count` trips, so a loop budget bounds the number of updates.
+pub fn scatter_rows(
+    reduction: ScatterReduction,
+    data: &Shape,
+    count: usize,
+    (out_dt, _): Io,
+    opts: &LowerOptions,
+) -> Result<Vec<Kernel>, Error> {
+    let (rows, width) = (data.0[0], data.0[1]);
+    let params = SCATTER_ROWS_PARAMS
+        .fill()
+        .set("rows", rows as u32)
+        .set("width", width as u32)
+        .set("count", count as u32)
+        .finish()?;
+    let elem = Elem::of(out_dt);
+    let float = elem == Elem::F32;
+    let combine = match reduction {
+        ScatterReduction::None => "v",
+        ScatterReduction::Add => "old + v",
+        ScatterReduction::Mul => "old * v",
+        ScatterReduction::Max if float => "max_nan(old, v)",
+        ScatterReduction::Min if float => "min_nan(old, v)",
+        ScatterReduction::Max => "max(old, v)",
+        ScatterReduction::Min => "min(old, v)",
+    };
+    let layout = ("layout", SCATTER_ROWS_PARAMS.wgsl());
+    let copy = kernel(
+        "scatter_copy",
+        SCATTER_COPY,
+        &[layout.clone()],
+        vec![Buf::In(0), Buf::Out(0)],
+        params.clone(),
+        rows * width,
+        0,
+        &opts.target,
+    )?;
+    let scatter = kernel(
+        "scatter_rows",
+        SCATTER_ROWS,
+        &[
+            ("ty", elem.wgsl().to_string()),
+            ("combine", combine.to_string()),
+            layout,
+        ],
+        vec![Buf::In(0), Buf::In(1), Buf::In(2), Buf::Out(0)],
+        params,
+        count * width,
+        loops::lp(count as u64),
+        &opts.target,
+    )?;
+    Ok(vec![copy, scatter])
 }
 
 /// GatherElements along `axis` (the output has the indices' shape).
