@@ -290,7 +290,7 @@ pub fn scatter_rows(
     let copy = kernel(
         "scatter_copy",
         SCATTER_COPY,
-        &[layout.clone()],
+        std::slice::from_ref(&layout),
         vec![Buf::In(0), Buf::Out(0)],
         params.clone(),
         rows * width,
