@@ -55,8 +55,10 @@ struct Row {
     /// The largest output's magnitude, for scale.
     max_abs_output: f64,
     high_water_mib: f64,
-    /// What the device stored as f16, or how many integer products the int8 graph runs.
-    storage: String,
+    /// What the device stored as f16 (`sfumato explain`'s summary).
+    f16_storage: String,
+    /// The integer products (MatMulInteger, ConvInteger) the graph runs: the int8 rows'.
+    integer_products: usize,
 }
 
 /// The device with f16 storage (its matmuls tuned for `graphs` first, as `bench compare`
@@ -118,7 +120,8 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
                 error_vs_scale: abs / scale.max(f64::MIN_POSITIVE),
                 max_abs_output: scale,
                 high_water_mib: out.profile.memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
-                storage: f16,
+                f16_storage: f16,
+                integer_products: 0,
             });
         }
         relative_to_f32(&mut rows, 3);
@@ -155,11 +158,8 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
                     max_abs_output: scale,
                     high_water_mib: out.profile.memory_bytes.unwrap_or(0) as f64
                         / (1024.0 * 1024.0),
-                    storage: if ints > 0 {
-                        format!("{ints} integer products (MatMulInteger, ConvInteger)")
-                    } else {
-                        dev.explain(graph)?.f16.summary().unwrap_or_default()
-                    },
+                    f16_storage: dev.explain(graph)?.f16.summary().unwrap_or_default(),
+                    integer_products: ints,
                 });
             }
             relative_to_f32(&mut rows, 3);
@@ -185,8 +185,14 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
             r.high_water_mib
         );
     }
-    for r in rows.iter().filter(|r| !r.storage.is_empty()) {
-        println!("{} {}: {}", r.case, r.precision, r.storage);
+    for r in rows.iter().filter(|r| !r.f16_storage.is_empty()) {
+        println!("{} {}: {}", r.case, r.precision, r.f16_storage);
+    }
+    for r in rows.iter().filter(|r| r.integer_products > 0) {
+        println!(
+            "{} {}: {} integer products (MatMulInteger, ConvInteger)",
+            r.case, r.precision, r.integer_products
+        );
     }
     if a.int8.is_some() {
         println!(

@@ -165,53 +165,18 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
             }
             one(out)
         }
-        Op::Conv2d(c) | Op::ConvInteger(c) => {
-            let (x, w) = (ins[0].dims(), ins[1].dims());
-            let (xv, wv) = (f(0), f(1));
+        Op::Conv2d(c) => {
             let bias = ins.get(2).map(|b| b.to_f64_vec());
-            let (nb, ci, h, wd) = (x[0], x[1], x[2], x[3]);
-            let (co, cig, kh, kw) = (w[0], w[1], w[2], w[3]);
-            let (oh, ow) = (oshape.0[2], oshape.0[3]);
-            let cog = co / c.groups;
-            let mut out = vec![0.0; n];
-            for b in 0..nb {
-                for o in 0..co {
-                    let g = o / cog;
-                    for y in 0..oh {
-                        for xo in 0..ow {
-                            let mut acc = bias.as_ref().map_or(0.0, |bv| bv[o]);
-                            for icl in 0..cig {
-                                let ic = g * cig + icl;
-                                for ky in 0..kh {
-                                    let iy = (y * c.stride[0] + ky * c.dilation[0]) as isize
-                                        - c.padding[0] as isize;
-                                    if iy < 0 || iy >= h as isize {
-                                        continue;
-                                    }
-                                    for kx in 0..kw {
-                                        let ix = (xo * c.stride[1] + kx * c.dilation[1]) as isize
-                                            - c.padding[1] as isize;
-                                        if ix < 0 || ix >= wd as isize {
-                                            continue;
-                                        }
-                                        acc += xv
-                                            [((b * ci + ic) * h + iy as usize) * wd + ix as usize]
-                                            * wv[((o * cig + icl) * kh + ky) * kw + kx];
-                                    }
-                                }
-                            }
-                            out[((b * co + o) * oh + y) * ow + xo] = acc;
-                        }
-                    }
-                }
-            }
-            let _ = ci;
-            if matches!(op, Op::ConvInteger(_)) {
-                // The f64 sums are exact while they stay under 2^53 (8- and 16-bit operands);
-                // the device's i32 sum wraps, so the reference wraps too.
-                out.iter_mut().for_each(|v| *v = *v as i64 as i32 as f64);
-            }
-            one(out)
+            one(conv2d_ref(c, ins, &oshape, &f(0), &f(1), bias.as_deref()))
+        }
+        Op::ConvInteger(c) => {
+            // Two's complement: i64 sums modulo 2^32, as the device's i32 sum wraps.
+            let w = |v: Vec<f64>| -> Vec<Wrapping<i64>> {
+                v.iter().map(|&x| Wrapping(x as i64)).collect()
+            };
+            let bias = ins.get(2).map(|b| w(b.to_f64_vec()));
+            let out = conv2d_ref(c, ins, &oshape, &w(f(0)), &w(f(1)), bias.as_deref());
+            one(out.iter().map(|x| x.0 as i32 as f64).collect())
         }
         Op::ConvTranspose2d(c) => {
             let (x, w) = (ins[0].dims(), ins[1].dims());
@@ -855,6 +820,59 @@ pub fn broadcast_to(v: &[f64], from: &Shape, to: &Shape) -> Vec<f64> {
                 .sum::<usize>()]
         })
         .collect()
+}
+
+/// A direct NCHW convolution of `x` by `w` (the shapes of `ins[0]` and `ins[1]`) into
+/// `out_shape`, in `T`'s arithmetic (f64, or wrapping integers for the integer conv).
+fn conv2d_ref<T>(
+    c: &crate::op::Conv2d,
+    ins: &[&Tensor],
+    out_shape: &Shape,
+    xv: &[T],
+    wv: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T>
+where
+    T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
+{
+    let (x, w) = (ins[0].dims(), ins[1].dims());
+    let (nb, ci, h, wd) = (x[0], x[1], x[2], x[3]);
+    let (co, cig, kh, kw) = (w[0], w[1], w[2], w[3]);
+    let (oh, ow) = (out_shape.0[2], out_shape.0[3]);
+    let cog = co / c.groups;
+    let mut out = vec![T::default(); out_shape.numel()];
+    for b in 0..nb {
+        for o in 0..co {
+            let g = o / cog;
+            for y in 0..oh {
+                for xo in 0..ow {
+                    let mut acc = bias.map_or(T::default(), |bv| bv[o]);
+                    for icl in 0..cig {
+                        let ic = g * cig + icl;
+                        for ky in 0..kh {
+                            let iy = (y * c.stride[0] + ky * c.dilation[0]) as isize
+                                - c.padding[0] as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ix = (xo * c.stride[1] + kx * c.dilation[1]) as isize
+                                    - c.padding[1] as isize;
+                                if ix < 0 || ix >= wd as isize {
+                                    continue;
+                                }
+                                acc = acc
+                                    + xv[((b * ci + ic) * h + iy as usize) * wd + ix as usize]
+                                        * wv[((o * cig + icl) * kh + ky) * kw + kx];
+                            }
+                        }
+                    }
+                    out[((b * co + o) * oh + y) * ow + xo] = acc;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A matmul's operand shapes with 1-D operands made matrices (a row of A, a column of B).

@@ -32,7 +32,25 @@ impl Precision {
 /// enters, a Cast to f32 made one to f16, and each f32 output cast back to f32. Other dtypes
 /// are unchanged. An op whose output stays f32 whatever its inputs (one with an f32 attribute
 /// this pass does not know) and that then meets an f16 value fails with the node named.
+///
+/// A quantized graph (one with an integer product) is refused: its i32 sums are cast to f32 and
+/// then scaled down, and in f16 a sum past 65,504 would become infinite before its scale.
 pub fn to_half(g: &Graph) -> Result<Graph> {
+    if let Some(n) = g
+        .nodes()
+        .iter()
+        .find(|n| matches!(n.op, Op::MatMulInteger | Op::ConvInteger(_)))
+    {
+        return Err(Error::Unsupported {
+            node: n.name.clone(),
+            op: n.op.name().into(),
+            inputs: String::new(),
+            msg: "precision f16 on a quantized model: its integer sums become f32 before their \
+                  scales, and past 65,504 they do not fit f16; run it at f32 (its products are \
+                  integer either way)"
+                .into(),
+        });
+    }
     let mut r = Rebuild::new(g, "to_half");
     for &v in g.inputs() {
         if g.dtype(v) == DType::F32 {
@@ -145,6 +163,18 @@ mod tests {
         let b = CpuDevice.run(&h, &[x]).unwrap().outputs;
         let (abs, _) = a[0].max_diff(&b[0]);
         assert!(abs > 0.0 && abs < 2e-3, "{abs}");
+    }
+
+    #[test]
+    fn a_quantized_graph_is_refused() {
+        let mut g = Graph::new();
+        let a = g.input("a", DType::I32, [2, 8]);
+        let w = g.constant(Tensor::random(DType::I32, [8, 3], 1)).unwrap();
+        let p = g.add(Op::MatMulInteger, &[a, w]).unwrap()[0];
+        let y = g.cast(p, DType::F32).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let e = to_half(&g).unwrap_err().to_string();
+        assert!(e.contains("MatMulInteger") && e.contains("65,504"), "{e}");
     }
 
     #[test]

@@ -113,6 +113,98 @@ fn scatter_nd_into_a_long_kv_cache() {
     }
 }
 
+/// A MatMul of DequantizeLinear outputs runs as an integer product only where that computes
+/// the same function: A's scale per tensor, B's per tensor or per column, 8-bit values, one
+/// zero point per scale. Every other form stays an f32 MatMul of the dequantized values.
+#[test]
+fn qdq_forms_the_integer_product_does_not_fit_stay_float() {
+    let (m, k, n) = (3usize, 8usize, 5usize);
+    let nd = |op: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>| NodeProto {
+        input: ins.iter().map(|s| s.to_string()).collect(),
+        output: vec![out.into()],
+        name: out.into(),
+        op_type: op.into(),
+        attribute: attrs,
+        ..Default::default()
+    };
+    let f32s = |dims: &[usize], v: f64| {
+        let n: usize = dims.iter().product();
+        Tensor::from_f64(DType::F32, dims.to_vec(), &vec![v; n])
+    };
+    let x = Tensor::from_f64(DType::F32, [m, k], &rand_f(m * k, 1, -1.0, 1.0));
+    let w8 = Tensor::from_f64(DType::I8, [k, n], &vec![3.0; k * n]);
+    let w4 = Tensor::from_f64(DType::I4, [k, n], &vec![3.0; k * n]);
+    // (what, weight, weight scale, weight zero point, weight DQ's axis, x's scale).
+    type Form<'a> = (&'a str, &'a Tensor, Tensor, Option<Tensor>, i64, Tensor);
+    let cases: Vec<Form> = vec![
+        (
+            "the weight's scale along K",
+            &w8,
+            f32s(&[k], 0.1),
+            None,
+            0,
+            f32s(&[], 0.1),
+        ),
+        (
+            "x's scale per column of x",
+            &w8,
+            f32s(&[], 0.1),
+            None,
+            1,
+            f32s(&[k], 0.1),
+        ),
+        (
+            "a 4-bit weight",
+            &w4,
+            f32s(&[], 0.1),
+            None,
+            1,
+            f32s(&[], 0.1),
+        ),
+        (
+            "a zero point of another size than its scale",
+            &w8,
+            f32s(&[], 0.1),
+            Some(Tensor::from_f64(DType::I8, [n], &vec![1.0; n])),
+            1,
+            f32s(&[], 0.1),
+        ),
+    ];
+    for (what, w, sw, zw, axis, sx) in cases {
+        let zx = Tensor::from_f64(DType::U8, sx.dims().to_vec(), &vec![128.0; sx.numel()]);
+        let mut wq = vec!["w", "sw"];
+        if zw.is_some() {
+            wq.push("zw");
+        }
+        let nodes = vec![
+            nd(
+                "QuantizeLinear",
+                &["x", "sx", "zx"],
+                "xq",
+                vec![attr_i("axis", 1)],
+            ),
+            nd(
+                "DequantizeLinear",
+                &["xq", "sx", "zx"],
+                "xd",
+                vec![attr_i("axis", 1)],
+            ),
+            nd("DequantizeLinear", &wq, "wd", vec![attr_i("axis", axis)]),
+            nd("MatMul", &["xd", "wd"], "y", vec![]),
+        ];
+        let mut consts = vec![("w", w), ("sw", &sw), ("sx", &sx), ("zx", &zx)];
+        if let Some(z) = &zw {
+            consts.push(("zw", z));
+        }
+        let model = import_nodes(21, nodes, &[("x", &x)], &consts, &["y"]);
+        let ops: Vec<&str> = model.graph.nodes().iter().map(|nd| nd.op.name()).collect();
+        assert!(
+            ops.contains(&"MatMul") && !ops.contains(&"MatMulInteger"),
+            "{what}: {ops:?}"
+        );
+    }
+}
+
 /// TopK of `rows` random rows of `l` (integer-valued where `ties`, with NaNs where `nans`)
 /// along axis 1 against a stable sort: equal values keep the lower index first, and NaN is
 /// greater than every number (numpy's and PyTorch's order).
@@ -745,6 +837,37 @@ proptest! {
         }
         // A product at an exact half may round the other way in f32.
         close("QLinearConv", &got[0], &want, 1.0, 0.0)?;
+    }
+
+    /// MatMulInteger with a zero point per row of A and per column of B (1-D, as ONNX allows),
+    /// batched A, against exact sums.
+    #[test]
+    fn matmul_integer_zero_points_per_row_and_column(b in 1usize..3, m in 1usize..9, k in prop_oneof![1usize..40, 500usize..700],
+            n in 1usize..9, seed in any::<u64>()) {
+        let aq: Vec<f64> = rand_f(b * m * k, seed, 0.0, 255.0).iter().map(|v| v.round()).collect();
+        let bq: Vec<f64> = rand_f(k * n, seed ^ 1, -128.0, 127.0).iter().map(|v| v.round()).collect();
+        let za: Vec<f64> = rand_f(m, seed ^ 2, 100.0, 150.0).iter().map(|v| v.round()).collect();
+        let zb: Vec<f64> = rand_f(n, seed ^ 3, -20.0, 20.0).iter().map(|v| v.round()).collect();
+        let a = Tensor::from_f64(DType::U8, [b, m, k], &aq);
+        let consts = [
+            ("b", Tensor::from_f64(DType::I8, [k, n], &bq)),
+            ("za", Tensor::from_f64(DType::U8, [m], &za)),
+            ("zb", Tensor::from_f64(DType::I8, [n], &zb)),
+        ];
+        let consts: Vec<(&str, &Tensor)> = consts.iter().map(|(n, t)| (*n, t)).collect();
+        let Some(got) = run_node(10, "MatMulInteger", &["a", "b", "za", "zb"], &[("a", &a)], &consts, &["y"], vec![])
+        else { return Ok(()); };
+        let mut want = vec![0.0; b * m * n];
+        for bi in 0..b {
+            for i in 0..m {
+                for j in 0..n {
+                    want[(bi * m + i) * n + j] = (0..k)
+                        .map(|p| (aq[(bi * m + i) * k + p] - za[i]) * (bq[p * n + j] - zb[j]))
+                        .sum();
+                }
+            }
+        }
+        close("MatMulInteger", &got[0], &want, 0.0, 0.0)?;
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! Each is a composition of device ops. The integer products (MatMulInteger, ConvInteger,
 //! QLinearMatMul, QLinearConv, and a MatMul or Conv of two dequantized 8-bit tensors, the QDQ
-//! form) subtract their zero points in i32 and multiply on [`Op::MatMulInteger`] and
-//! [`Op::ConvInteger`], whose sums are i32: exact at any K.
+//! form) of 8-bit operands subtract their zero points in i32 and multiply on
+//! [`Op::MatMulInteger`] and [`Op::ConvInteger`], whose sums are i32: exact while they stay in
+//! its range. Other operand types (QLinearMatMul's float8) multiply in f32.
 
 use super::Converter::{self, Tensors};
 use super::{bad, unsup, Importer, R};
@@ -74,7 +75,7 @@ impl Importer<'_> {
         let Some((dx, dw)) = self.qdq_operands(x, w, Some(0)) else {
             return Ok(None);
         };
-        let p = self.int_conv(dx.x, dx.zero_point, dw.x, dw.zero_point, None)?;
+        let p = self.shifted_conv(dx.x, dx.zero_point, dw.x, dw.zero_point, None)?;
         let pf = self.cast(p, DType::F32)?;
         let out = self.shape(pf);
         let sx = self.quant_param(dx.scale, &out, 1, 0)?;
@@ -101,7 +102,7 @@ impl Importer<'_> {
         let Some((da, db)) = self.qdq_operands(a, b, rb.checked_sub(1).filter(|_| rb >= 2)) else {
             return Ok(None);
         };
-        let p = self.int_matmul(da.x, da.zero_point, db.x, db.zero_point)?;
+        let p = self.shifted_matmul(da.x, da.zero_point, db.x, db.zero_point)?;
         let pf = self.cast(p, DType::F32)?;
         let out = self.shape(pf);
         let last = out.len().saturating_sub(1) as i64;
@@ -114,11 +115,7 @@ impl Importer<'_> {
 
     /// `v` as f32 (a cast unless it is one already).
     fn as_f32(&mut self, v: ValueId) -> R<ValueId> {
-        if self.g.dtype(v) == DType::F32 {
-            Ok(v)
-        } else {
-            self.cast(v, DType::F32)
-        }
+        self.as_dtype(v, DType::F32)
     }
 
     /// A scale or zero point laid against `x` (of `dims`): a scalar or one-element tensor as
@@ -220,13 +217,18 @@ impl Importer<'_> {
             } else {
                 None
             };
-            let d = Dequantized {
-                x,
-                scale,
-                zero_point,
-                axis,
-            };
-            self.dequantized.insert(y, d);
+            // A zero point of another size than the scale's (ONNX says they match) was
+            // subtracted along `axis` above; the integer product would subtract it elsewhere.
+            let same = zero_point.is_none_or(|z| self.g.shape(z).numel() == n);
+            if same {
+                let d = Dequantized {
+                    x,
+                    scale,
+                    zero_point,
+                    axis,
+                };
+                self.dequantized.insert(y, d);
+            }
         }
         Ok(vec![y])
     }
@@ -343,24 +345,34 @@ impl Importer<'_> {
         Ok(vec![y, scale, zp])
     }
 
-    /// `v - zero_point` in i32 for an integer product's operand (exact: both fit 16 bits),
-    /// the zero point a scalar or one per index of `axis`.
-    fn shifted_int(&mut self, v: ValueId, zp: Option<ValueId>, axis: usize) -> R<ValueId> {
-        let dt = self.g.dtype(v);
-        if !matches!(
-            dt,
-            DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32
-        ) {
-            return bad(format!("integer product of {dt}"));
-        }
-        let vi = self.cast(v, DType::I32)?;
+    /// `v - zero_point` in `to` (i32: exact, both are 8-bit; or f32) for an integer product's
+    /// operand, the zero point a scalar or one per index of `axis`.
+    fn shifted(&mut self, v: ValueId, zp: Option<ValueId>, axis: usize, to: DType) -> R<ValueId> {
+        let vt = self.as_dtype(v, to)?;
         let Some(z) = zp else {
-            return Ok(vi);
+            return Ok(vt);
         };
         let dims = self.shape(v);
-        let zi = self.quant_param(z, &dims, axis as i64, 0)?;
-        let zi = self.cast(zi, DType::I32)?;
-        self.bin(BinaryOp::Sub, vi, zi)
+        let zt = self.quant_param(z, &dims, axis as i64, 0)?;
+        let zt = self.as_dtype(zt, to)?;
+        self.bin(BinaryOp::Sub, vt, zt)
+    }
+
+    /// `v` as `to` (a cast unless it is one already).
+    fn as_dtype(&mut self, v: ValueId, to: DType) -> R<ValueId> {
+        if self.g.dtype(v) == to {
+            Ok(v)
+        } else {
+            self.cast(v, to)
+        }
+    }
+
+    /// Whether both operands are 8-bit integers, the types ONNX's integer products define: their
+    /// products run in i32 ([`Op::MatMulInteger`], [`Op::ConvInteger`]). Others (QLinearMatMul's
+    /// float8 inputs) multiply as f32.
+    fn both_eight_bit(&self, a: ValueId, b: ValueId) -> bool {
+        let eight = |v| matches!(self.g.dtype(v), DType::I8 | DType::U8);
+        eight(a) && eight(b)
     }
 
     /// `MatMulInteger` and `ConvInteger`: i32 products of zero-point-shifted integers.
@@ -376,16 +388,17 @@ impl Importer<'_> {
         } else {
             None
         };
-        Ok(vec![if conv {
-            self.int_conv(a, za, b, zb, None)?
+        let p = if conv {
+            self.shifted_conv(a, za, b, zb, None)?
         } else {
-            self.int_matmul(a, za, b, zb)?
-        }])
+            self.shifted_matmul(a, za, b, zb)?
+        };
+        Ok(vec![self.as_dtype(p, DType::I32)?])
     }
 
-    /// The i32 product of two zero-point-shifted integer operands ([`Op::MatMulInteger`]:
-    /// accumulated in i32, exact at any K), A's zero point per row, B's per column.
-    pub(super) fn int_matmul(
+    /// The product of two zero-point-shifted operands, A's zero point per row, B's per column:
+    /// of two 8-bit tensors an i32 [`Op::MatMulInteger`] (exact sums), else an f32 MatMul.
+    pub(super) fn shifted_matmul(
         &mut self,
         a: ValueId,
         za: Option<ValueId>,
@@ -396,14 +409,18 @@ impl Importer<'_> {
         if ra < 1 || rb < 1 {
             return bad("integer product of a scalar");
         }
-        let ai = self.shifted_int(a, za, ra.saturating_sub(2))?;
-        let bi = self.shifted_int(b, zb, rb - 1)?;
-        self.add1(Op::MatMulInteger, &[ai, bi])
+        let int = self.both_eight_bit(a, b);
+        let to = if int { DType::I32 } else { DType::F32 };
+        let at = self.shifted(a, za, ra.saturating_sub(2), to)?;
+        let bt = self.shifted(b, zb, rb - 1, to)?;
+        let op = if int { Op::MatMulInteger } else { Op::MatMul };
+        self.add1(op, &[at, bt])
     }
 
-    /// The i32 Conv ([`Op::ConvInteger`], this node's attributes) of two zero-point-shifted
-    /// integer operands, X's zero point per tensor, W's per output channel, plus an i32 bias.
-    pub(super) fn int_conv(
+    /// The Conv (this node's attributes) of two zero-point-shifted operands, X's zero point per
+    /// tensor, W's per output channel, plus the i32 bias: of two 8-bit tensors an i32
+    /// [`Op::ConvInteger`] (exact sums), else an f32 Conv.
+    pub(super) fn shifted_conv(
         &mut self,
         x: ValueId,
         zx: Option<ValueId>,
@@ -414,13 +431,18 @@ impl Importer<'_> {
         if self.g.shape(x).rank() < 2 || self.g.shape(w).rank() < 1 {
             return bad("integer conv of a scalar or a vector");
         }
-        let xi = self.shifted_int(x, zx, 1)?;
-        let wi = self.shifted_int(w, zw, 0)?;
+        let int = self.both_eight_bit(x, w);
+        let to = if int { DType::I32 } else { DType::F32 };
+        let xt = self.shifted(x, zx, 1, to)?;
+        let wt = self.shifted(w, zw, 0, to)?;
         let bias = match bias {
-            Some(b) => Some(self.cast(b, DType::I32)?),
+            Some(b) => Some(self.as_dtype(b, to)?),
             None => None,
         };
-        self.int_conv2d(xi, wi, bias)
+        if int {
+            return self.int_conv2d(xt, wt, bias);
+        }
+        Ok(self.conv2d(false, xt, wt, bias)?[0])
     }
 
     /// `QLinearMatMul` and `QLinearConv`: the i32 sums (a conv's with its i32 bias) times
@@ -438,11 +460,11 @@ impl Importer<'_> {
             } else {
                 None
             };
-            self.int_conv(a, Some(za), b, Some(zb), bias)?
+            self.shifted_conv(a, Some(za), b, Some(zb), bias)?
         } else {
-            self.int_matmul(a, Some(za), b, Some(zb))?
+            self.shifted_matmul(a, Some(za), b, Some(zb))?
         };
-        let p = self.cast(p, DType::F32)?;
+        let p = self.as_f32(p)?;
         let out = self.shape(p);
         let rank = out.len();
         // The scales: A's per row (per tensor for a conv's input), B's per column or per output
