@@ -8,7 +8,8 @@
 //! 50,257 x 1,024 f32 is 206 MB; GPT-2 small's 154 MB), and it is read twice: by the token
 //! embedding (a Gather) and by the tied LM head (a MatMul). Both are split into blocks that fit:
 //!
-//! - `MatMul(A, B)` with a constant 2-D `B [K, N]` over the limit becomes one MatMul per block
+//! - `MatMul(A, B)` (or the integer `MatMulInteger`) with a constant 2-D `B [K, N]` over the
+//!   limit becomes one product per block
 //!   of columns, `A @ B[:, j0..j1]` (whole 64-column tiles, an unaligned remainder apart), then
 //!   a Concat along the last axis (the output's columns are independent, so this is exact: each
 //!   column's sum is the same sum);
@@ -74,10 +75,10 @@ const TILE: usize = 64;
 /// The split `node` needs to keep each binding of its constant under `max_bytes`, if any, in
 /// blocks of at most `block_bytes` (capped at `max_bytes`).
 fn plan(g: &Graph, node: &Node, max_bytes: u64, block_bytes: u64) -> Option<Split> {
-    let (Op::MatMul | Op::Gather { axis: 0 }) = node.op else {
+    let (Op::MatMul | Op::MatMulInteger | Op::Gather { axis: 0 }) = node.op else {
         return None;
     };
-    let data = if matches!(node.op, Op::MatMul) {
+    let data = if matches!(node.op, Op::MatMul | Op::MatMulInteger) {
         node.inputs[1]
     } else {
         node.inputs[0]
@@ -96,7 +97,7 @@ fn plan(g: &Graph, node: &Node, max_bytes: u64, block_bytes: u64) -> Option<Spli
         }
     };
     match node.op {
-        Op::MatMul => {
+        Op::MatMul | Op::MatMulInteger => {
             let [k, n] = *t.dims() else { return None };
             column_blocks(n, per(k)).map(Split::Columns)
         }
@@ -170,7 +171,8 @@ fn element_size(t: &Tensor, bytes: &[u8]) -> Result<usize> {
     }
 }
 
-/// `A @ B` as `Concat(A @ B[:, c0..c1], ...)` along the last axis.
+/// `A @ B` (a MatMul or the integer MatMulInteger) as `Concat(A @ B[:, c0..c1], ...)` along
+/// the last axis.
 fn split_matmul(rb: &mut Rebuild, g: &Graph, node: &Node, cols: &[(usize, usize)]) -> Result<()> {
     let b = the_constant(g, node.inputs[1])?;
     let (k, n) = (b.dims()[0], b.dims()[1]);
@@ -189,7 +191,7 @@ fn split_matmul(rb: &mut Rebuild, g: &Graph, node: &Node, cols: &[(usize, usize)
         let bc = rb.emit_constant(&format!("{b_name}[:, {c0}..{c1}]"), t)?;
         let y = rb.new.add_named(
             &format!("{}[.., {c0}..{c1}]", node.name),
-            Op::MatMul,
+            node.op.clone(),
             &[a, bc],
         )?[0];
         parts.push(y);
@@ -306,6 +308,22 @@ mod tests {
         let matmuls = s.nodes().iter().filter(|n| n.op == Op::MatMul).count();
         assert_eq!(matmuls, 4);
         assert_eq!(s.value(s.outputs()[0]).name, g.value(y).name);
+    }
+
+    #[test]
+    fn an_integer_matmul_over_the_limit_runs_in_column_blocks() {
+        let mut g = Graph::new();
+        let a = g.input("a", DType::I32, [3, 8]);
+        let w = g.constant(Tensor::random(DType::I32, [8, 200], 1)).unwrap();
+        let y = g.add(Op::MatMulInteger, &[a, w]).unwrap()[0];
+        g.set_outputs(&[y]).unwrap();
+        let s = same_outputs(&g, 2048, &[Tensor::random(DType::I32, [3, 8], 2)]);
+        let blocks = s
+            .nodes()
+            .iter()
+            .filter(|n| n.op == Op::MatMulInteger)
+            .count();
+        assert_eq!(blocks, 4);
     }
 
     #[test]
