@@ -105,24 +105,7 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
             ("f16-in-f32", &g16, false),
         ] {
             let d = if stored_half { &mut dev } else { &mut plain };
-            // Each precision's memory alone: the other graph's weights and buffers go.
-            d.trim();
-            let t = time_graph_with(d, graph, &inputs, a.iters, !a.json)?;
-            let out = d.run(graph, &inputs)?;
-            let (abs, scale) = largest_error(&want, &out.outputs);
-            let f16 = d.explain(graph)?.f16.summary().unwrap_or_default();
-            rows.push(Row {
-                case: case.clone(),
-                precision: label,
-                median_ms: t.median_wall_ms,
-                vs_f32: 0.0,
-                max_abs_error: abs,
-                error_vs_scale: abs / scale.max(f64::MIN_POSITIVE),
-                max_abs_output: scale,
-                high_water_mib: out.profile.memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
-                f16_storage: f16,
-                integer_products: 0,
-            });
+            rows.push(measure(d, case, label, graph, &inputs, &want, a)?);
         }
         relative_to_f32(&mut rows, 3);
         if !a.json {
@@ -139,28 +122,7 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
             let mut dev = open(true, &[&g32, &g16, &gq])?;
             let want = dev.run(&g32, &inputs)?.outputs;
             for (label, graph) in [("f32", &g32), ("f16", &g16), ("int8", &gq)] {
-                dev.trim();
-                let t = time_graph_with(&mut dev, graph, &inputs, a.iters, !a.json)?;
-                let out = dev.run(graph, &inputs)?;
-                let (abs, scale) = largest_error(&want, &out.outputs);
-                let ints = graph
-                    .nodes()
-                    .iter()
-                    .filter(|n| matches!(n.op.name(), "MatMulInteger" | "ConvInteger"))
-                    .count();
-                rows.push(Row {
-                    case: name.clone(),
-                    precision: label,
-                    median_ms: t.median_wall_ms,
-                    vs_f32: 0.0,
-                    max_abs_error: abs,
-                    error_vs_scale: abs / scale.max(f64::MIN_POSITIVE),
-                    max_abs_output: scale,
-                    high_water_mib: out.profile.memory_bytes.unwrap_or(0) as f64
-                        / (1024.0 * 1024.0),
-                    f16_storage: dev.explain(graph)?.f16.summary().unwrap_or_default(),
-                    integer_products: ints,
-                });
+                rows.push(measure(&mut dev, &name, label, graph, &inputs, &want, a)?);
             }
             relative_to_f32(&mut rows, 3);
         }
@@ -206,6 +168,40 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
          magnitude; vs f32 > 1 is faster; peak: the device's memory high-water in the run)"
     );
     Ok(())
+}
+
+/// One row: `graph` timed on `d` (its memory alone: what the previous graph held is trimmed
+/// first), its outputs against `want`, what it stored as f16 and its integer products.
+fn measure(
+    d: &mut WgpuDevice,
+    case: &str,
+    precision: &'static str,
+    graph: &sfumato_core::Graph,
+    inputs: &[Tensor],
+    want: &[Tensor],
+    a: &BenchPrecisionArgs,
+) -> Result<Row> {
+    d.trim();
+    let t = time_graph_with(d, graph, inputs, a.iters, !a.json)?;
+    let out = d.run(graph, inputs)?;
+    let (abs, scale) = largest_error(want, &out.outputs);
+    let integer_products = graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op.name(), "MatMulInteger" | "ConvInteger"))
+        .count();
+    Ok(Row {
+        case: case.to_string(),
+        precision,
+        median_ms: t.median_wall_ms,
+        vs_f32: 0.0,
+        max_abs_error: abs,
+        error_vs_scale: abs / scale.max(f64::MIN_POSITIVE),
+        max_abs_output: scale,
+        high_water_mib: out.profile.memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
+        f16_storage: d.explain(graph)?.f16.summary().unwrap_or_default(),
+        integer_products,
+    })
 }
 
 /// The last `n` rows' time ratios to the first of them (the f32 run).

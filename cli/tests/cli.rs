@@ -1251,25 +1251,7 @@ fn precision_f16_runs_explains_and_benches() {
         // CI's adapter is lavapipe, which has shader-f16.
         assert!(stored > 0, "{stdout}");
     }
-    let cache = temp_path("cache");
-    let out = Command::new(env!("CARGO_BIN_EXE_sfumato"))
-        .args([
-            "bench",
-            "precision",
-            "--case",
-            "matmul",
-            "--iters",
-            "1",
-            "--json",
-        ])
-        .env("SFUMATO_CACHE_DIR", &cache)
-        .env("SFUMATO_AUTOTUNE", "0")
-        .output()
-        .expect("the sfumato binary runs");
-    let _ = std::fs::remove_dir_all(&cache);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON rows");
+    let (rows, stdout) = bench_precision_rows(&[]);
     let names: Vec<&str> = rows
         .iter()
         .filter_map(|r| r["precision"].as_str())
@@ -1281,6 +1263,33 @@ fn precision_f16_runs_explains_and_benches() {
     }
 }
 
+/// `sfumato bench precision --case matmul --iters 1 --json` with `extra` arguments, in a
+/// cache of its own: its rows, and its stdout for messages.
+fn bench_precision_rows(extra: &[&str]) -> (Vec<serde_json::Value>, String) {
+    let cache = temp_path("cache");
+    let mut args = vec![
+        "bench",
+        "precision",
+        "--case",
+        "matmul",
+        "--iters",
+        "1",
+        "--json",
+    ];
+    args.extend(extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_sfumato"))
+        .args(&args)
+        .env("SFUMATO_CACHE_DIR", &cache)
+        .env("SFUMATO_AUTOTUNE", "0")
+        .output()
+        .expect("the sfumato binary runs");
+    let _ = std::fs::remove_dir_all(&cache);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows = serde_json::from_str(&stdout).expect("JSON rows");
+    (rows, stdout)
+}
+
 /// `bench precision --int8 DIR` times the repository's quantized fixtures in f32, f16 and int8
 /// (their QDQ models, on the integer kernels), with the quantization's error against f32.
 #[test]
@@ -1289,27 +1298,7 @@ fn bench_precision_times_the_quantized_models() {
         return;
     }
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../onnx/tests/data/quantized");
-    let cache = temp_path("cache");
-    let out = Command::new(env!("CARGO_BIN_EXE_sfumato"))
-        .args([
-            "bench",
-            "precision",
-            "--case",
-            "matmul",
-            "--int8",
-            fixtures,
-            "--iters",
-            "1",
-            "--json",
-        ])
-        .env("SFUMATO_CACHE_DIR", &cache)
-        .env("SFUMATO_AUTOTUNE", "0")
-        .output()
-        .expect("the sfumato binary runs");
-    let _ = std::fs::remove_dir_all(&cache);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON rows");
+    let (rows, stdout) = bench_precision_rows(&["--int8", fixtures]);
     let int8: Vec<&serde_json::Value> = rows.iter().filter(|r| r["precision"] == "int8").collect();
     let cases: Vec<&str> = int8.iter().filter_map(|r| r["case"].as_str()).collect();
     assert_eq!(cases, ["minilm-block", "resnet-block"], "{stdout}");

@@ -113,20 +113,24 @@ fn scatter_nd_into_a_long_kv_cache() {
     }
 }
 
-/// A MatMul of DequantizeLinear outputs runs as an integer product only where that computes
-/// the same function: A's scale per tensor, B's per tensor or per column, 8-bit values, one
-/// zero point per scale. Every other form stays an f32 MatMul of the dequantized values.
-#[test]
-fn qdq_forms_the_integer_product_does_not_fit_stay_float() {
-    let (m, k, n) = (3usize, 8usize, 5usize);
-    let nd = |op: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>| NodeProto {
+/// A node of `op` reading `ins`, writing `out` (also its name).
+fn nd(op: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
         input: ins.iter().map(|s| s.to_string()).collect(),
         output: vec![out.into()],
         name: out.into(),
         op_type: op.into(),
         attribute: attrs,
         ..Default::default()
-    };
+    }
+}
+
+/// A MatMul of DequantizeLinear outputs runs as an integer product only where that computes
+/// the same function: A's scale per tensor, B's per tensor or per column, 8-bit values, one
+/// zero point per scale. Every other form stays an f32 MatMul of the dequantized values.
+#[test]
+fn qdq_forms_the_integer_product_does_not_fit_stay_float() {
+    let (m, k, n) = (3usize, 8usize, 5usize);
     let f32s = |dims: &[usize], v: f64| {
         let n: usize = dims.iter().product();
         Tensor::from_f64(DType::F32, dims.to_vec(), &vec![v; n])
@@ -697,14 +701,6 @@ proptest! {
         let zwt = Tensor::from_f64(wdt, pdims, &zw);
         let sxt = Tensor::from_f64(DType::F32, [], &[sx]);
         let zxt = Tensor::from_f64(DType::U8, [], &[zx]);
-        let nd = |op: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>| NodeProto {
-            input: ins.iter().map(|s| s.to_string()).collect(),
-            output: vec![out.into()],
-            name: out.into(),
-            op_type: op.into(),
-            attribute: attrs,
-            ..Default::default()
-        };
         let nodes = vec![
             nd("QuantizeLinear", &["x", "sx", "zx"], "xq", vec![]),
             nd("DequantizeLinear", &["xq", "sx", "zx"], "xd", vec![]),

@@ -37,6 +37,13 @@ pub fn plain_epilogue(ty: &str) -> String {
     PLAIN_EPILOGUE.replace("v: f32", &format!("v: {ty}"))
 }
 
+/// An integer product's splice with nothing fused: store its i32 sum.
+pub fn plain_int_splice(_ev: usize) -> Result<Splice, Error> {
+    let mut sp = plain_splice(false);
+    sp.extra = plain_epilogue("i32");
+    Ok(sp)
+}
+
 /// An anchor's splice with nothing fused: read input 0, write the value.
 pub fn plain_splice(row_reduction: bool) -> Splice {
     let mut extra = String::new();

@@ -148,11 +148,7 @@ fn lower_op(
                 &out_shape,
                 crate::Elem::I32,
                 opts,
-                &|_| {
-                    let mut sp = plain_splice(false);
-                    sp.extra = crate::emit::plain_epilogue("i32");
-                    Ok(sp)
-                },
+                &crate::emit::plain_int_splice,
             ))
         }
         Op::ConvTranspose2d(c) => one(conv::conv_transpose2d(c, ins, out, opts)),

@@ -1,7 +1,7 @@
 //! The matmul kernels (every variant but `Ubo`, which `ubo` makes) and the variant order.
 
 use super::{layout_vals, matmul_params, ubo, MatmulProblem, MatmulVariant, MATMUL_COMMON};
-use crate::emit::{apply_splice, grid, module, plain_epilogue, plain_splice, SpliceFn};
+use crate::emit::{apply_splice, grid, module, plain_int_splice, plain_splice, SpliceFn};
 use crate::options::LowerOptions;
 use crate::{loops, Buf, Elem, Error, Kernel};
 
@@ -83,11 +83,7 @@ const INT_TILE: usize = 32;
 /// integer products of quantized models), with the strides and batches of a float matmul's
 /// problem, storing its i32 sums.
 pub fn matmul_int_kernel(p: &MatmulProblem, opts: &LowerOptions) -> Result<Kernel, Error> {
-    matmul_int_kernel_spliced(p, Elem::I32, opts, &|_| {
-        let mut sp = plain_splice(false);
-        sp.extra = plain_epilogue("i32");
-        Ok(sp)
-    })
+    matmul_int_kernel_spliced(p, Elem::I32, opts, &plain_int_splice)
 }
 
 /// [`matmul_int_kernel`] whose store runs a splice's epilogue (the requantisation after it),
