@@ -8,6 +8,7 @@ How to run it
     python3 -m venv /tmp/qvenv
     /tmp/qvenv/bin/pip install -r scripts/quantized-fixtures-requirements.txt
     /tmp/qvenv/bin/python scripts/make-quantized-fixtures.py [--out onnx/tests/data/quantized]
+    /tmp/qvenv/bin/python scripts/make-quantized-fixtures.py --full   # ~/.cache/sfumato/quantized-full
 
 The output is committed (about 400 KB); rerunning the script with the pinned versions writes
 the same models and inputs (seeded), and outputs equal to onnxruntime's rounding.
@@ -32,6 +33,11 @@ For each block, a folder in the ONNX node-test layout:
   residual, LayerNorm), at reduced width (hidden 64, feed-forward 256, 16 tokens).
 - `resnet-block`: a ResNet basic block (3x3 conv, ReLU, 3x3 conv, identity residual, ReLU)
   at 32 channels, 14x14.
+
+`--full` writes, in the same layout and not for committing, the blocks at full width for
+timing (`sfumato bench precision --int8 DIR`): `bert-layer` (BERT-base's layer: hidden 768,
+12 heads, feed-forward 3,072, 128 tokens) and `resnet-bottleneck` (ResNet-50's first
+bottleneck, 256 channels at 56x56).
 
 The quantizer: `quantize_static` with QuantFormat.QDQ, uint8 activations, int8 weights per
 output channel (per column for a MatMul's weight), MinMax calibration over 16 seeded inputs.
@@ -64,9 +70,9 @@ def weight(rng, shape, fan_in):
     return rng.standard_normal(shape).astype(np.float32) / np.sqrt(fan_in)
 
 
-def minilm_block(rng):
-    """One post-LayerNorm encoder layer at hidden 64, 2 heads, feed-forward 256, 16 tokens."""
-    s, e, h, f = 16, 64, 2, 256
+def minilm_block(rng, s=16, e=64, h=2, f=256):
+    """One post-LayerNorm encoder layer: `s` tokens, hidden `e`, `h` heads, feed-forward `f`
+    (the committed fixture: 16, 64, 2, 256; `--full`: BERT-base's 128, 768, 12, 3072)."""
     d = e // h
     nodes, inits = [], []
 
@@ -165,6 +171,36 @@ def resnet_block(rng):
     return graph, (1, c, hw, hw)
 
 
+def bottleneck(rng):
+    """ResNet-50's first bottleneck at 56x56 (`--full`): 1x1 256->64, ReLU, 3x3 64->64, ReLU,
+    1x1 64->256, identity residual, ReLU."""
+    c, mid, hw = 256, 64, 56
+    inits, nodes = [], []
+    x = "x"
+    for i, (cin, cout, k) in enumerate([(c, mid, 1), (mid, mid, 3), (mid, c, 1)]):
+        inits.append(init(f"conv{i}.w", weight(rng, (cout, cin, k, k), cin * k * k)))
+        inits.append(init(f"conv{i}.b", 0.05 * rng.standard_normal(cout)))
+        pad = k // 2
+        nodes.append(
+            helper.make_node(
+                "Conv", [x, f"conv{i}.w", f"conv{i}.b"], [f"conv{i}.y"], pads=[pad] * 4
+            )
+        )
+        if i < 2:
+            nodes.append(helper.make_node("Relu", [f"conv{i}.y"], [f"relu{i}"]))
+            x = f"relu{i}"
+    nodes.append(helper.make_node("Add", ["conv2.y", "x"], ["sum"]))
+    nodes.append(helper.make_node("Relu", ["sum"], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "resnet_bottleneck",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw])],
+        inits,
+    )
+    return graph, (1, c, hw, hw)
+
+
 class Reader(CalibrationDataReader):
     def __init__(self, shape, seed):
         rng = np.random.default_rng(seed)
@@ -186,11 +222,25 @@ def run(path, x, basic=False):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="onnx/tests/data/quantized")
+    ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--full",
+        action="store_true",
+        help="full-width blocks for timing (BERT-base's layer at 128 tokens, ResNet-50's first "
+        "bottleneck), about 9 MB: not committed",
+    )
     args = ap.parse_args()
-    for seed, (name, build) in enumerate(
-        [("minilm-block", minilm_block), ("resnet-block", resnet_block)]
-    ):
+    if args.full:
+        out = args.out or os.path.expanduser("~/.cache/sfumato/quantized-full")
+        blocks = [
+            ("bert-layer", lambda rng: minilm_block(rng, 128, 768, 12, 3072)),
+            ("resnet-bottleneck", bottleneck),
+        ]
+    else:
+        out = args.out or "onnx/tests/data/quantized"
+        blocks = [("minilm-block", minilm_block), ("resnet-block", resnet_block)]
+    args.out = out
+    for seed, (name, build) in enumerate(blocks):
         rng = np.random.default_rng(seed)
         graph, shape = build(rng)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
