@@ -311,8 +311,8 @@ fn int_matmul(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
 
 fn int_conv(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
     // uint8 images and weights (zero points 0) through a 3x3 conv: at 512 channels K is 4,608
-    // and the sums pass 2^24; a strided, padded conv with an i32 bias; a depthwise one over
-    // shifted int8 (-255..255).
+    // and the sums pass 2^24; a strided, padded conv with an i32 bias; a depthwise one and a
+    // pointwise one over shifted int8 (-255..255).
     let mut g = Graph::new();
     let c = pick(seed, 1, &[3usize, 64, 512]);
     let size = pick(seed, 2, &[9usize, 14, 7]);
@@ -334,7 +334,10 @@ fn int_conv(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
         ..Conv2d::padded(1, 1)
     };
     let yd = conv(&mut g, &[d, wd], dw)?;
-    g.set_outputs(&[y, ys, yd])?;
+    // Pointwise, which runs as the integer matmul.
+    let w1 = g.constant(int8_tensor(&[o, c, 1, 1], seed + 5, -255.0, 255.0))?;
+    let y1 = conv(&mut g, &[d, w1], Conv2d::default())?;
+    g.set_outputs(&[y, ys, yd, y1])?;
     Ok((g, vec![tx, td]))
 }
 

@@ -207,6 +207,14 @@ fn generate_group(
                 .first()
                 .ok_or_else(|| Error::Internal("an integer conv group without output".into()))?;
             let elem = Elem::of(g.dtype(out));
+            // Pointwise without a bias: the integer matmul (A = weight, B = image), whose sums
+            // land in the conv's NCHW order.
+            if let Some(p) = conv1x1_problem(c, x, w, false).filter(|_| !has_bias) {
+                let inputs = vec![first.inputs[1], first.inputs[0]];
+                return spliced(g, plan, group, label, inputs, 3, None, |sp| {
+                    matmul_int_kernel_spliced(&p, elem, opts, sp).map(|k| vec![k])
+                });
+            }
             spliced(g, plan, group, label, first.inputs.clone(), 4, None, |sp| {
                 conv2d_int_kernel(c, x, w, bias, has_bias, out_shape, elem, opts, sp)
             })
