@@ -143,62 +143,46 @@ def minilm_block(rng, s=16, e=64, h=2, f=256):
     return graph, (1, s, e)
 
 
-def resnet_block(rng):
-    """A basic block: 3x3 conv, ReLU, 3x3 conv, identity residual, ReLU; 32 channels, 14x14."""
-    c, hw = 32, 14
+def residual_block(rng, name, c, hw, convs):
+    """Convs of `convs` ((in, out, kernel) each, padded to keep the size) with a ReLU between
+    each two, an identity residual, and a ReLU: `c` channels at `hw` x `hw`."""
     inits, nodes = [], []
     x = "x"
-    for i in range(2):
-        inits.append(init(f"conv{i}.w", weight(rng, (c, c, 3, 3), c * 9)))
-        inits.append(init(f"conv{i}.b", 0.05 * rng.standard_normal(c)))
+    last = len(convs) - 1
+    for i, (cin, cout, k) in enumerate(convs):
+        inits.append(init(f"conv{i}.w", weight(rng, (cout, cin, k, k), cin * k * k)))
+        inits.append(init(f"conv{i}.b", 0.05 * rng.standard_normal(cout)))
         nodes.append(
             helper.make_node(
-                "Conv", [x, f"conv{i}.w", f"conv{i}.b"], [f"conv{i}.y"], pads=[1, 1, 1, 1]
+                "Conv", [x, f"conv{i}.w", f"conv{i}.b"], [f"conv{i}.y"], pads=[k // 2] * 4
             )
         )
-        if i == 0:
-            nodes.append(helper.make_node("Relu", ["conv0.y"], ["relu0"]))
-            x = "relu0"
-    nodes.append(helper.make_node("Add", ["conv1.y", "x"], ["sum"]))
+        if i < last:
+            nodes.append(helper.make_node("Relu", [f"conv{i}.y"], [f"relu{i}"]))
+            x = f"relu{i}"
+    nodes.append(helper.make_node("Add", [f"conv{last}.y", "x"], ["sum"]))
     nodes.append(helper.make_node("Relu", ["sum"], ["y"]))
     graph = helper.make_graph(
         nodes,
-        "resnet_block",
+        name,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw])],
         inits,
     )
     return graph, (1, c, hw, hw)
+
+
+def resnet_block(rng):
+    """A basic block: 3x3 conv, ReLU, 3x3 conv, identity residual, ReLU; 32 channels, 14x14."""
+    return residual_block(rng, "resnet_block", 32, 14, [(32, 32, 3), (32, 32, 3)])
 
 
 def bottleneck(rng):
     """ResNet-50's first bottleneck at 56x56 (`--full`): 1x1 256->64, ReLU, 3x3 64->64, ReLU,
     1x1 64->256, identity residual, ReLU."""
-    c, mid, hw = 256, 64, 56
-    inits, nodes = [], []
-    x = "x"
-    for i, (cin, cout, k) in enumerate([(c, mid, 1), (mid, mid, 3), (mid, c, 1)]):
-        inits.append(init(f"conv{i}.w", weight(rng, (cout, cin, k, k), cin * k * k)))
-        inits.append(init(f"conv{i}.b", 0.05 * rng.standard_normal(cout)))
-        pad = k // 2
-        nodes.append(
-            helper.make_node(
-                "Conv", [x, f"conv{i}.w", f"conv{i}.b"], [f"conv{i}.y"], pads=[pad] * 4
-            )
-        )
-        if i < 2:
-            nodes.append(helper.make_node("Relu", [f"conv{i}.y"], [f"relu{i}"]))
-            x = f"relu{i}"
-    nodes.append(helper.make_node("Add", ["conv2.y", "x"], ["sum"]))
-    nodes.append(helper.make_node("Relu", ["sum"], ["y"]))
-    graph = helper.make_graph(
-        nodes,
-        "resnet_bottleneck",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw])],
-        inits,
+    return residual_block(
+        rng, "resnet_bottleneck", 256, 56, [(256, 64, 1), (64, 64, 3), (64, 256, 1)]
     )
-    return graph, (1, c, hw, hw)
 
 
 class Reader(CalibrationDataReader):
