@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod args;
 mod bench;
 mod bench_precision;
+mod bench_recurrent;
 mod bench_serve;
 mod bench_zoo;
 mod compare;
@@ -119,6 +120,9 @@ enum Bench {
     /// A block in f32 and in f16 (`--precision f16`) on one adapter: time, the ratio to f32,
     /// the largest error against the f32 outputs, device memory; f16 stored as f16 and as f32.
     Precision(bench_precision::BenchPrecisionArgs),
+    /// ONNX RNN, GRU and LSTM layers at speech and NLP sizes, as the device loop and unrolled,
+    /// on one adapter: first run, median, kernels per run, the loop's gain, the outputs' difference
+    Recurrent(bench_recurrent::BenchRecurrentArgs),
 }
 
 /// The Vulkan loader probes Wayland at instance creation and prints "error: XDG_RUNTIME_DIR is
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
         Command::Bench(Bench::Zoo(a)) => bench_zoo::bench_zoo(&a),
         Command::Bench(Bench::Serve(a)) => bench_serve::bench_serve(&a),
         Command::Bench(Bench::Precision(a)) => bench_precision::bench_precision(&a),
+        Command::Bench(Bench::Recurrent(a)) => bench_recurrent::bench_recurrent(&a),
         Command::Run(a) => run_model(&a),
         Command::Explain(a) => explain(&a),
         Command::Tune(a) => tune::tune(&a),

@@ -595,6 +595,17 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[(DType, Shape)]) -> Result<Vec<Ten
             }
             one(out)
         }
+        Op::Recurrence(r) => one(recurrence(
+            r,
+            &f(0),
+            &f(1),
+            &f(2),
+            &f(3),
+            ins.get(4).map(|t| t.to_f64_vec()),
+            ins[0].dims(),
+            ins[1].dims()[0],
+            odt,
+        )),
         Op::ArgReduce {
             max, axis, last, ..
         } => {
@@ -922,4 +933,89 @@ where
 pub fn describe(ins: &[&Tensor]) -> String {
     let infos: Vec<(DType, &Shape)> = ins.iter().map(|t| (t.dtype(), t.shape())).collect();
     describe_inputs(&infos)
+}
+
+/// [`Op::Recurrence`]: ONNX's cell equations step by step, in f64, the state rounded to the
+/// output's dtype after each step (as the device stores it).
+#[allow(clippy::too_many_arguments)]
+fn recurrence(
+    r: &crate::op::Recurrence,
+    xw: &[f64],
+    rm: &[f64],
+    state0: &[f64],
+    lens: &[f64],
+    extra: Option<Vec<f64>>,
+    xd: &[usize],
+    h: usize,
+    odt: DType,
+) -> Vec<f64> {
+    use crate::op::RecurrentCell as C;
+    let (t_len, b_len) = (xd[0], xd[1]);
+    let (g, s) = (r.cell.gates(), r.cell.state_parts());
+    let w = s * h;
+    let act = |i: usize, x: f64| r.acts[i].eval(r.clipped(x));
+    // `rm` is R^T, [H, G*H]: gate row `row` of R is its column `row`.
+    let dot = |row: usize, v: &[f64]| -> f64 { (0..h).map(|k| rm[k * g * h + row] * v[k]).sum() };
+    let mut out = vec![0.0; t_len * b_len * w];
+    for b in 0..b_len {
+        let mut hs: Vec<f64> = state0[b * w..b * w + h].to_vec();
+        let mut cs: Vec<f64> = if s == 2 {
+            state0[b * w + h..(b + 1) * w].to_vec()
+        } else {
+            Vec::new()
+        };
+        for i in 0..t_len {
+            let t = if r.reverse { t_len - 1 - i } else { i };
+            if (t as f64) < lens[b] {
+                let x = &xw[(t * b_len + b) * g * h..(t * b_len + b + 1) * g * h];
+                let pre = |k: usize, j: usize, v: &[f64]| x[k * h + j] + dot(k * h + j, v);
+                match r.cell {
+                    C::Rnn => hs = (0..h).map(|j| act(0, pre(0, j, &hs))).collect(),
+                    C::Gru {
+                        linear_before_reset,
+                    } => {
+                        let z: Vec<f64> = (0..h).map(|j| act(0, pre(0, j, &hs))).collect();
+                        let rg: Vec<f64> = (0..h).map(|j| act(0, pre(1, j, &hs))).collect();
+                        let rbh = extra.as_deref().unwrap_or(&[]);
+                        let rh: Vec<f64> = (0..h).map(|j| rg[j] * hs[j]).collect();
+                        let cand: Vec<f64> = (0..h)
+                            .map(|j| {
+                                let rec = if linear_before_reset {
+                                    rg[j] * (dot(2 * h + j, &hs) + rbh[j])
+                                } else {
+                                    dot(2 * h + j, &rh)
+                                };
+                                act(1, x[2 * h + j] + rec)
+                            })
+                            .collect();
+                        hs = (0..h)
+                            .map(|j| odt.round(cand[j] + z[j] * (hs[j] - cand[j])))
+                            .collect();
+                    }
+                    C::Lstm => {
+                        let p = extra.as_deref().unwrap_or(&[]);
+                        let mut hn = vec![0.0; h];
+                        for j in 0..h {
+                            let c = cs[j];
+                            let i_g = act(0, pre(0, j, &hs) + p[j] * c);
+                            let f_g = act(0, pre(2, j, &hs) + p[2 * h + j] * c);
+                            let c_g = act(1, pre(3, j, &hs));
+                            let cn = odt.round(f_g * c + i_g * c_g);
+                            let o_g = act(0, pre(1, j, &hs) + p[h + j] * cn);
+                            hn[j] = odt.round(o_g * r.acts[2].eval(cn));
+                            cs[j] = cn;
+                        }
+                        hs = hn;
+                    }
+                }
+                for v in hs.iter_mut() {
+                    *v = odt.round(*v);
+                }
+            }
+            let o = &mut out[(t * b_len + b) * w..(t * b_len + b + 1) * w];
+            o[..h].copy_from_slice(&hs);
+            o[h..].copy_from_slice(&cs);
+        }
+    }
+    out
 }

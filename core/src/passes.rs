@@ -535,6 +535,12 @@ fn float_attr_bits(op: &Op) -> Vec<u32> {
             mode: PadMode::Constant(v),
             ..
         } => vec![v.to_bits()],
+        Op::Recurrence(r) => r
+            .clip
+            .into_iter()
+            .chain(r.acts.iter().flat_map(|a| a.params()))
+            .map(f32::to_bits)
+            .collect(),
         Op::Unary(_)
         | Op::Pad { .. }
         | Op::Constant(_)

@@ -370,6 +370,71 @@ fn scatter_rows(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
     Ok((g, vec![td, tu]))
 }
 
+fn recurrent(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
+    // The device loop of each cell (both GRU reset placements), forward and reverse, with rows
+    // of different lengths: long enough to take several dispatches under llvmpipe's loop
+    // budget (300 steps at H = 256), wide enough for several units per invocation (H = 600).
+    use crate::op::{Recurrence, RecurrentAct as A, RecurrentCell as C};
+    let mut g = Graph::new();
+    let (t, h) = pick(
+        seed,
+        1,
+        &[(5usize, 7usize), (40, 64), (300, 256), (12, 600)],
+    );
+    let b = pick(seed, 2, &[1usize, 3]);
+    let cells = [
+        (C::Rnn, vec![A::Tanh]),
+        (
+            C::Gru {
+                linear_before_reset: false,
+            },
+            vec![A::Sigmoid, A::Tanh],
+        ),
+        (
+            C::Gru {
+                linear_before_reset: true,
+            },
+            vec![
+                A::HardSigmoid {
+                    alpha: 0.2,
+                    beta: 0.5,
+                },
+                A::Softsign,
+            ],
+        ),
+        (C::Lstm, vec![A::Sigmoid, A::Tanh, A::Tanh]),
+    ];
+    let lens: Vec<i32> = (0..b).map(|i| (t - i * t / 3) as i32).collect();
+    let lens = g.constant(Tensor::from_i32([b], lens)?)?;
+    let mut ins = Vec::new();
+    let mut outs = Vec::new();
+    for (i, (cell, acts)) in cells.into_iter().enumerate() {
+        let (gates, parts) = (cell.gates(), cell.state_parts());
+        let s = seed * 10 + i as u64;
+        let (xw, txw) = input(&mut g, &format!("xw{i}"), &[t, b, gates * h], s);
+        // R^T, scaled by 1/sqrt(H) as R is.
+        let rv = Tensor::random(DType::F32, vec![h, gates * h], s + 1).to_f64_vec();
+        let scale = 1.0 / (h as f64).sqrt();
+        let rv: Vec<f64> = rv.iter().map(|v| v * scale).collect();
+        let r = g.constant(Tensor::from_f64(DType::F32, [h, gates * h], &rv))?;
+        let (s0, ts0) = input(&mut g, &format!("s{i}"), &[b, parts * h], s + 2);
+        let mut node_ins = vec![xw, r, s0, lens];
+        if let Some(rows) = cell.extra_rows() {
+            node_ins.push(weight(&mut g, &[rows, h], s + 3)?);
+        }
+        let op = crate::Op::Recurrence(Recurrence {
+            cell,
+            reverse: i % 2 == 1,
+            clip: (i == 3).then_some(2.5),
+            acts,
+        });
+        outs.push(g.add(op, &node_ins)?[0]);
+        ins.extend([txw, ts0]);
+    }
+    g.set_outputs(&outs)?;
+    Ok((g, ins))
+}
+
 /// A case's graph in f16: its f32 values f16 ([`crate::precision::to_half`]) and its outputs
 /// left f16 (compared at the device's f16 tolerance), its inputs as given.
 fn in_half(
@@ -448,6 +513,11 @@ pub fn cases() -> Vec<Case> {
             name: "fused",
             family: Family::Fused,
             build: fused,
+        },
+        Case {
+            name: "recurrent loop",
+            family: Family::Fused,
+            build: recurrent,
         },
         Case {
             name: "dtypes",

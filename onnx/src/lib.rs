@@ -65,6 +65,25 @@ pub struct ImportOptions {
     pub default_dim: Option<usize>,
     /// Where external data files are (default: the model file's directory).
     pub base_dir: Option<PathBuf>,
+    /// How RNN, GRU and LSTM import (default [`RecurrentForm::Auto`]).
+    pub recurrence: RecurrentForm,
+}
+
+/// How a recurrent layer imports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecurrentForm {
+    /// The device loop where it is the faster form: up to 4,096 `batch x hidden` (past that a
+    /// batch of rows re-reads `R` once per row each step, where the unrolled form's MatMul reads
+    /// it once for all rows; on lavapipe an LSTM of 1,024 units over 8 rows ran 4x faster
+    /// unrolled), and always past 4,096 steps, which the unrolled form does not take.
+    /// `SFUMATO_UNROLLED_RNN=1` makes it [`RecurrentForm::Unrolled`].
+    #[default]
+    Auto,
+    /// `Op::Recurrence`: one kernel runs many steps, `h` in workgroup memory (up to 2,048
+    /// hidden units; wider layers are unrolled).
+    Loop,
+    /// A MatMul and the gates' kernels per step (at most 4,096 steps).
+    Unrolled,
 }
 
 /// An imported model.

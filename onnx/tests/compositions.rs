@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use prost::Message;
 use sfumato_core::{DType, Device, Tensor};
 use sfumato_onnx::proto::*;
-use sfumato_onnx::{import, tensor, ImportOptions};
+use sfumato_onnx::{import, tensor, ImportOptions, RecurrentForm};
 // `testutil.rs` names `crate::{proto, tensor, ImportOptions, OnnxValue}`: these two only for it.
 use sfumato_onnx::{proto, OnnxValue};
 use std::sync::Mutex;
@@ -302,6 +302,18 @@ fn import_nodes(
     consts: &[(&str, &Tensor)],
     outs: &[&str],
 ) -> sfumato_onnx::OnnxModel {
+    import_nodes_with(&ImportOptions::default(), opset, nodes, feeds, consts, outs)
+}
+
+/// [`import_nodes`] with these options.
+fn import_nodes_with(
+    opts: &ImportOptions,
+    opset: i64,
+    nodes: Vec<NodeProto>,
+    feeds: &[(&str, &Tensor)],
+    consts: &[(&str, &Tensor)],
+    outs: &[&str],
+) -> sfumato_onnx::OnnxModel {
     let m = ModelProto {
         ir_version: 10,
         opset_import: vec![OperatorSetIdProto {
@@ -331,7 +343,7 @@ fn import_nodes(
         }),
         ..Default::default()
     };
-    import(&m.encode_to_vec(), &ImportOptions::default()).unwrap_or_else(|e| panic!("import: {e}"))
+    import(&m.encode_to_vec(), opts).unwrap_or_else(|e| panic!("import: {e}"))
 }
 
 /// `g` run on the wgpu test device (`None` where there is no adapter).
@@ -895,86 +907,219 @@ proptest! {
     }
 }
 
-proptest! {
-    #![proptest_config(cfg(12))]
+/// A recurrent layer's sizes and options for [`check_recurrent`].
+struct Layer {
+    kind: usize,
+    t: usize,
+    b: usize,
+    input: usize,
+    h: usize,
+    dir: usize,
+    lbr: bool,
+    unrolled: bool,
+    seed: u64,
+}
 
-    /// RNN, GRU (both reset placements) and LSTM over random sizes, forward, reverse or both,
-    /// with per-row sequence lengths and initial states, against ONNX's equations step by step.
-    #[test]
-    fn recurrent(kind in 0usize..3, t in 1usize..10, b in 1usize..4, input in 1usize..9, h in 1usize..17, dir in 0usize..3, lbr in any::<bool>(), seed in any::<u64>()) {
-        let g = [1, 3, 4][kind];
-        let op = ["RNN", "GRU", "LSTM"][kind];
-        let dirs: Vec<bool> = match dir { 0 => vec![false], 1 => vec![true], _ => vec![false, true] };
-        let nd = dirs.len();
-        let f = |n: usize, s: u64| rand_f(n, seed ^ s, -0.6, 0.6);
-        let (xv, wv, rv, bv, h0v, c0v) = (f(t * b * input, 1), f(nd * g * h * input, 2), f(nd * g * h * h, 3), f(nd * 2 * g * h, 4), f(nd * b * h, 5), f(nd * b * h, 6));
-        let lens: Vec<i64> = f(b, 7).iter().map(|u| 1 + ((u + 0.6) / 1.2 * t as f64) as i64 % t as i64).collect();
-        let x = Tensor::from_f64(DType::F32, [t, b, input], &xv);
-        let w = Tensor::from_f64(DType::F32, [nd, g * h, input], &wv);
-        let r = Tensor::from_f64(DType::F32, [nd, g * h, h], &rv);
-        let bias = Tensor::from_f64(DType::F32, [nd, 2 * g * h], &bv);
-        let lt = Tensor::from_i32([b], lens.iter().map(|&l| l as i32).collect()).unwrap();
-        let h0 = Tensor::from_f64(DType::F32, [nd, b, h], &h0v);
-        let c0 = Tensor::from_f64(DType::F32, [nd, b, h], &c0v);
-        let direction = ["forward", "reverse", "bidirectional"][dir];
-        let mut attrs = vec![attr_i("hidden_size", h as i64), attr_s("direction", direction)];
-        if kind == 1 { attrs.push(attr_i("linear_before_reset", lbr as i64)); }
-        let mut order = vec!["x", "w", "r", "b", "lens", "h0"];
-        let mut feeds = vec![("x", &x), ("w", &w), ("r", &r), ("b", &bias), ("lens", &lt), ("h0", &h0)];
-        if kind == 2 { order.push("c0"); feeds.push(("c0", &c0)); }
-        let outs: &[&str] = if kind == 2 { &["y", "yh", "yc"] } else { &["y", "yh"] };
-        let Some(got) = run_node(14, op, &order, &feeds, &[], outs, attrs) else { return Ok(()); };
-        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
-        let mut y = vec![0.0; t * nd * b * h];
-        let mut yh = vec![0.0; nd * b * h];
-        let mut yc = vec![0.0; nd * b * h];
-        for (d, &rev) in dirs.iter().enumerate() {
-            let wd = |row: usize, col: usize| wv[(d * g * h + row) * input + col];
-            let rd = |row: usize, col: usize| rv[(d * g * h + row) * h + col];
-            let wb = |row: usize| bv[d * 2 * g * h + row];
-            let rb = |row: usize| bv[d * 2 * g * h + g * h + row];
-            for bi in 0..b {
-                let mut hs: Vec<f64> = (0..h).map(|j| h0v[(d * b + bi) * h + j]).collect();
-                let mut cs: Vec<f64> = (0..h).map(|j| c0v[(d * b + bi) * h + j]).collect();
-                let len = lens[bi] as usize;
-                let steps: Vec<usize> = if rev { (0..len).rev().collect() } else { (0..len).collect() };
-                for ti in steps {
-                    let xt = &xv[(ti * b + bi) * input..(ti * b + bi + 1) * input];
-                    let xg = |row: usize| (0..input).map(|c| wd(row, c) * xt[c]).sum::<f64>() + wb(row);
-                    let hg = |row: usize, hv: &[f64]| (0..h).map(|c| rd(row, c) * hv[c]).sum::<f64>() + rb(row);
-                    let (nh, nc): (Vec<f64>, Vec<f64>) = match kind {
-                        0 => ((0..h).map(|j| (xg(j) + hg(j, &hs)).tanh()).collect(), cs.clone()),
-                        1 => {
-                            let z: Vec<f64> = (0..h).map(|j| sig(xg(j) + hg(j, &hs))).collect();
-                            let rr: Vec<f64> = (0..h).map(|j| sig(xg(h + j) + hg(h + j, &hs))).collect();
-                            let cand: Vec<f64> = (0..h).map(|j| {
-                                let rec = if lbr { rr[j] * hg(2 * h + j, &hs) } else {
+/// Layer `l` (RNN, GRU or LSTM by `kind`) imported and run on wgpu, against ONNX's equations
+/// step by step in f64; the graph holds an `Op::Recurrence` unless `unrolled`.
+fn check_recurrent(l: Layer) -> Result<(), TestCaseError> {
+    let Layer {
+        kind,
+        t,
+        b,
+        input,
+        h,
+        dir,
+        lbr,
+        unrolled,
+        seed,
+    } = l;
+    let g = [1, 3, 4][kind];
+    let op = ["RNN", "GRU", "LSTM"][kind];
+    let dirs: Vec<bool> = match dir {
+        0 => vec![false],
+        1 => vec![true],
+        _ => vec![false, true],
+    };
+    let nd = dirs.len();
+    let f = |n: usize, s: u64| rand_f(n, seed ^ s, -0.6, 0.6);
+    let (xv, wv, rv, bv, h0v, c0v) = (
+        f(t * b * input, 1),
+        f(nd * g * h * input, 2),
+        f(nd * g * h * h, 3)
+            .iter()
+            .map(|v| v * (4.0 / (h as f64).sqrt()).min(1.0))
+            .collect::<Vec<f64>>(),
+        f(nd * 2 * g * h, 4),
+        f(nd * b * h, 5),
+        f(nd * b * h, 6),
+    );
+    let lens: Vec<i64> = f(b, 7)
+        .iter()
+        .map(|u| 1 + ((u + 0.6) / 1.2 * t as f64) as i64 % t as i64)
+        .collect();
+    let x = Tensor::from_f64(DType::F32, [t, b, input], &xv);
+    let w = Tensor::from_f64(DType::F32, [nd, g * h, input], &wv);
+    let r = Tensor::from_f64(DType::F32, [nd, g * h, h], &rv);
+    let bias = Tensor::from_f64(DType::F32, [nd, 2 * g * h], &bv);
+    let lt = Tensor::from_i32([b], lens.iter().map(|&l| l as i32).collect()).unwrap();
+    let h0 = Tensor::from_f64(DType::F32, [nd, b, h], &h0v);
+    let c0 = Tensor::from_f64(DType::F32, [nd, b, h], &c0v);
+    let direction = ["forward", "reverse", "bidirectional"][dir];
+    let mut attrs = vec![
+        attr_i("hidden_size", h as i64),
+        attr_s("direction", direction),
+    ];
+    if kind == 1 {
+        attrs.push(attr_i("linear_before_reset", lbr as i64));
+    }
+    let mut order = vec!["x", "w", "r", "b", "lens", "h0"];
+    let mut feeds = vec![
+        ("x", &x),
+        ("w", &w),
+        ("r", &r),
+        ("b", &bias),
+        ("lens", &lt),
+        ("h0", &h0),
+    ];
+    if kind == 2 {
+        order.push("c0");
+        feeds.push(("c0", &c0));
+    }
+    let outs: &[&str] = if kind == 2 {
+        &["y", "yh", "yc"]
+    } else {
+        &["y", "yh"]
+    };
+    let node = NodeProto {
+        input: order.iter().map(|n| n.to_string()).collect(),
+        output: outs.iter().map(|s| s.to_string()).collect(),
+        name: format!("{op}_node"),
+        op_type: op.into(),
+        attribute: attrs,
+        ..Default::default()
+    };
+    let recurrence = if unrolled {
+        RecurrentForm::Unrolled
+    } else {
+        RecurrentForm::Loop
+    };
+    let opts = ImportOptions {
+        recurrence,
+        ..Default::default()
+    };
+    let model = import_nodes_with(&opts, 14, vec![node], &feeds, &[], outs);
+    let loops = model
+        .graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, sfumato_core::Op::Recurrence(_)))
+        .count();
+    prop_assert_eq!(
+        loops,
+        if unrolled { 0 } else { nd },
+        "device loops, one per direction"
+    );
+    let Some(got) = run_model(op, &model.graph, &feeds) else {
+        return Ok(());
+    };
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let mut y = vec![0.0; t * nd * b * h];
+    let mut yh = vec![0.0; nd * b * h];
+    let mut yc = vec![0.0; nd * b * h];
+    for (d, &rev) in dirs.iter().enumerate() {
+        let wd = |row: usize, col: usize| wv[(d * g * h + row) * input + col];
+        let rd = |row: usize, col: usize| rv[(d * g * h + row) * h + col];
+        let wb = |row: usize| bv[d * 2 * g * h + row];
+        let rb = |row: usize| bv[d * 2 * g * h + g * h + row];
+        for bi in 0..b {
+            let mut hs: Vec<f64> = (0..h).map(|j| h0v[(d * b + bi) * h + j]).collect();
+            let mut cs: Vec<f64> = (0..h).map(|j| c0v[(d * b + bi) * h + j]).collect();
+            let len = lens[bi] as usize;
+            let steps: Vec<usize> = if rev {
+                (0..len).rev().collect()
+            } else {
+                (0..len).collect()
+            };
+            for ti in steps {
+                let xt = &xv[(ti * b + bi) * input..(ti * b + bi + 1) * input];
+                let xg = |row: usize| (0..input).map(|c| wd(row, c) * xt[c]).sum::<f64>() + wb(row);
+                let hg = |row: usize, hv: &[f64]| {
+                    (0..h).map(|c| rd(row, c) * hv[c]).sum::<f64>() + rb(row)
+                };
+                let (nh, nc): (Vec<f64>, Vec<f64>) = match kind {
+                    0 => (
+                        (0..h).map(|j| (xg(j) + hg(j, &hs)).tanh()).collect(),
+                        cs.clone(),
+                    ),
+                    1 => {
+                        let z: Vec<f64> = (0..h).map(|j| sig(xg(j) + hg(j, &hs))).collect();
+                        let rr: Vec<f64> =
+                            (0..h).map(|j| sig(xg(h + j) + hg(h + j, &hs))).collect();
+                        let cand: Vec<f64> = (0..h)
+                            .map(|j| {
+                                let rec = if lbr {
+                                    rr[j] * hg(2 * h + j, &hs)
+                                } else {
                                     let rh: Vec<f64> = (0..h).map(|c| rr[c] * hs[c]).collect();
                                     hg(2 * h + j, &rh)
                                 };
                                 (xg(2 * h + j) + rec).tanh()
-                            }).collect();
-                            ((0..h).map(|j| (1.0 - z[j]) * cand[j] + z[j] * hs[j]).collect(), cs.clone())
-                        }
-                        _ => {
-                            let gate = |k: usize, j: usize| xg(k * h + j) + hg(k * h + j, &hs);
-                            let c: Vec<f64> = (0..h).map(|j| sig(gate(2, j)) * cs[j] + sig(gate(0, j)) * gate(3, j).tanh()).collect();
-                            ((0..h).map(|j| sig(gate(1, j)) * c[j].tanh()).collect(), c)
-                        }
-                    };
-                    hs = nh;
-                    cs = nc;
-                    for j in 0..h { y[((ti * nd + d) * b + bi) * h + j] = hs[j]; }
-                }
+                            })
+                            .collect();
+                        (
+                            (0..h)
+                                .map(|j| (1.0 - z[j]) * cand[j] + z[j] * hs[j])
+                                .collect(),
+                            cs.clone(),
+                        )
+                    }
+                    _ => {
+                        let gate = |k: usize, j: usize| xg(k * h + j) + hg(k * h + j, &hs);
+                        let c: Vec<f64> = (0..h)
+                            .map(|j| sig(gate(2, j)) * cs[j] + sig(gate(0, j)) * gate(3, j).tanh())
+                            .collect();
+                        ((0..h).map(|j| sig(gate(1, j)) * c[j].tanh()).collect(), c)
+                    }
+                };
+                hs = nh;
+                cs = nc;
                 for j in 0..h {
-                    yh[(d * b + bi) * h + j] = hs[j];
-                    yc[(d * b + bi) * h + j] = cs[j];
+                    y[((ti * nd + d) * b + bi) * h + j] = hs[j];
                 }
             }
+            for j in 0..h {
+                yh[(d * b + bi) * h + j] = hs[j];
+                yc[(d * b + bi) * h + j] = cs[j];
+            }
         }
-        close(&format!("{op} Y"), &got[0], &y, 1e-4, 1e-3)?;
-        close(&format!("{op} Y_h"), &got[1], &yh, 1e-4, 1e-3)?;
-        if kind == 2 { close("LSTM Y_c", &got[2], &yc, 1e-4, 1e-3)?; }
+    }
+    close(&format!("{op} Y"), &got[0], &y, 1e-4, 1e-3)?;
+    close(&format!("{op} Y_h"), &got[1], &yh, 1e-4, 1e-3)?;
+    if kind == 2 {
+        close("LSTM Y_c", &got[2], &yc, 1e-4, 1e-3)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(cfg(12))]
+
+    /// RNN, GRU (both reset placements) and LSTM over random sizes, forward, reverse or both,
+    /// with per-row sequence lengths and initial states, against ONNX's equations step by step:
+    /// as the device loop (`Op::Recurrence`) and unrolled.
+    #[test]
+    fn recurrent(kind in 0usize..3, t in 1usize..10, b in 1usize..4, input in 1usize..9, h in 1usize..17, dir in 0usize..3, lbr in any::<bool>(), unrolled in any::<bool>(), seed in any::<u64>()) {
+        check_recurrent(Layer { kind, t, b, input, h, dir, lbr, unrolled, seed })?;
+    }
+
+    /// The device loop over sequences long enough to take several dispatches under llvmpipe's
+    /// loop budget (up to 2,500 steps), and over hidden sizes of real speech and NLP layers
+    /// (up to 1,100 units: several per invocation, R's rows 4,400 long in an LSTM).
+    #[test]
+    fn recurrent_long_and_wide(kind in 0usize..3, long in any::<bool>(), size in 0.0f64..1.0, b in 1usize..3, dir in 0usize..2, lbr in any::<bool>(), seed in any::<u64>()) {
+        let (t, h) = if long { (300 + (size * 2200.0) as usize, 8 + (size * 32.0) as usize) } else { (2 + (size * 3.0) as usize, 256 + (size * 844.0) as usize) };
+        check_recurrent(Layer { kind, t, b, input: 6, h, dir, lbr, unrolled: false, seed })?;
     }
 
     /// LinearAttention's four update rules with grouped heads, per-key or per-head decay and a

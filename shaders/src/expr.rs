@@ -19,7 +19,7 @@ pub(crate) fn constant_bits(v: f32, dt: DType) -> u32 {
 /// An exact WGSL f32 literal. NaN and the infinities come from the prelude's run-time helpers:
 /// Tint refuses a constant expression whose value is not finite (an ONNX Clip's default bound
 /// is infinite).
-fn lit(v: f32) -> String {
+pub(crate) fn lit(v: f32) -> String {
     if v.is_nan() {
         "f32_nan()".into()
     } else if v == f32::INFINITY {

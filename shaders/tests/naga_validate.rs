@@ -103,6 +103,62 @@ fn zoo_of_ops() -> Graph {
         &[sd, su, st],
     )
     .unwrap();
+    // Every recurrent cell, with every activation, a hidden size that is not a multiple of 4
+    // and one past 256 units (several per invocation).
+    let acts = [
+        RecurrentAct::Sigmoid,
+        RecurrentAct::Tanh,
+        RecurrentAct::Relu,
+        RecurrentAct::LeakyRelu { alpha: 0.1 },
+        RecurrentAct::ThresholdedRelu { alpha: 0.5 },
+        RecurrentAct::Elu { alpha: 1.0 },
+        RecurrentAct::Softsign,
+        RecurrentAct::Softplus,
+        RecurrentAct::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+        RecurrentAct::Affine {
+            alpha: 2.0,
+            beta: 0.1,
+        },
+        RecurrentAct::ScaledTanh {
+            alpha: 1.5,
+            beta: 0.5,
+        },
+    ];
+    let cells = [
+        RecurrentCell::Rnn,
+        RecurrentCell::Gru {
+            linear_before_reset: false,
+        },
+        RecurrentCell::Gru {
+            linear_before_reset: true,
+        },
+        RecurrentCell::Lstm,
+    ];
+    for (i, cell) in cells.into_iter().enumerate() {
+        for h in [5usize, 300] {
+            let (gates, parts) = (cell.gates(), cell.state_parts());
+            let xw = g.input(&format!("rxw{i}_{h}"), DType::F32, [3, 2, gates * h]);
+            let r = g.input(&format!("rr{i}_{h}"), DType::F32, [h, gates * h]);
+            let s0 = g.input(&format!("rs{i}_{h}"), DType::F32, [2, parts * h]);
+            let lens = g.input(&format!("rl{i}_{h}"), DType::I32, [2]);
+            let mut ins = vec![xw, r, s0, lens];
+            if let Some(rows) = cell.extra_rows() {
+                ins.push(g.input(&format!("re{i}_{h}"), DType::F32, [rows, h]));
+            }
+            let op = Op::Recurrence(Recurrence {
+                cell,
+                reverse: h == 5,
+                clip: (i == 3).then_some(3.0),
+                acts: (0..cell.activations())
+                    .map(|k| acts[(i * 3 + k) % acts.len()])
+                    .collect(),
+            });
+            g.add(op, &ins).unwrap();
+        }
+    }
     let ia = g.input("ia", DType::I32, [2, 5, 7]);
     let ib = g.input("ib", DType::I32, [7, 3]);
     g.add(Op::MatMulInteger, &[ia, ib]).unwrap();
@@ -430,6 +486,47 @@ fn snapshots() {
             &opts
         )
     );
+    for (name, cell) in [
+        ("recurrence_lstm", RecurrentCell::Lstm),
+        (
+            "recurrence_gru",
+            RecurrentCell::Gru {
+                linear_before_reset: false,
+            },
+        ),
+    ] {
+        let (gates, parts, h) = (cell.gates(), cell.state_parts(), 6);
+        let mut ins = vec![
+            (DType::F32, Shape::from(&[4, 2, gates * h][..])),
+            (DType::F32, Shape::from(&[h, gates * h][..])),
+            (DType::F32, Shape::from(&[2, parts * h][..])),
+            (DType::I32, Shape::from(&[2][..])),
+        ];
+        if let Some(rows) = cell.extra_rows() {
+            ins.push((DType::F32, Shape::from(&[rows, h][..])));
+        }
+        let ins: Vec<(DType, &Shape)> = ins.iter().map(|(d, s)| (*d, s)).collect();
+        let out = Shape::from(&[4, 2, parts * h][..]);
+        let op = Op::Recurrence(Recurrence {
+            cell,
+            reverse: false,
+            clip: None,
+            acts: match cell {
+                RecurrentCell::Lstm => vec![
+                    RecurrentAct::Sigmoid,
+                    RecurrentAct::Tanh,
+                    RecurrentAct::Tanh,
+                ],
+                _ => vec![RecurrentAct::Sigmoid, RecurrentAct::Tanh],
+            },
+        });
+        let Lowered::Kernels(ks) = lower(&op, &ins, &[(DType::F32, &out)], &opts).unwrap() else {
+            panic!("a recurrence lowers to kernels")
+        };
+        assert_eq!(ks.len(), 1, "four steps are one dispatch");
+        validate(&ks[0].name, &ks[0].wgsl).unwrap();
+        insta::assert_snapshot!(name, snapshot_text(&ks[0]));
+    }
     let (sd, su, st) = (
         Shape::from(&[6, 4][..]),
         Shape::from(&[3, 4][..]),

@@ -93,6 +93,7 @@ impl Op {
             | Op::Pad { .. }
             | Op::GatherElements { .. }
             | Op::ScatterRows { .. } => tensor(self, inputs),
+            Op::Recurrence(r) => recurrence(r, inputs),
         }
     }
 }
@@ -668,4 +669,54 @@ fn tensor(op: &Op, inputs: &[(DType, &Shape)]) -> Inferred {
         }
         other => Err(format!("{} is not routed to this family", other.name())),
     }
+}
+
+/// Inference for [`Op::Recurrence`].
+fn recurrence(r: &Recurrence, inputs: &[(DType, &Shape)]) -> Inferred {
+    checks!(inputs, arity, float, same_dtype, rank, one);
+    let extra = r.cell.extra_rows();
+    let n = 4 + extra.is_some() as usize;
+    arity(n, n)?;
+    float(0)?;
+    for i in [1, 2] {
+        same_dtype(0, i)?;
+    }
+    if extra.is_some() {
+        same_dtype(0, 4)?;
+    }
+    if inputs[3].0 != DType::I32 {
+        return Err(format!("lens must be i32, got {}", inputs[3].0));
+    }
+    if r.acts.len() != r.cell.activations() {
+        return Err(format!(
+            "{} activations for a cell that takes {}",
+            r.acts.len(),
+            r.cell.activations()
+        ));
+    }
+    let (xw, rm, s0, lens) = (inputs[0].1, inputs[1].1, inputs[2].1, inputs[3].1);
+    let g = r.cell.gates();
+    let s = r.cell.state_parts();
+    let bad = || {
+        format!(
+            "xw [T, B, {g}H], rt [H, {g}H], state0 [B, {s}H] and lens [B] expected, got {xw}, \
+             {rm}, {s0} and {lens}"
+        )
+    };
+    if xw.rank() != 3 || rm.rank() != 2 || s0.rank() != 2 || lens.rank() != 1 {
+        return Err(bad());
+    }
+    let (t, b, h) = (xw.0[0], xw.0[1], rm.0[0]);
+    if xw.0[2] != g * h || rm.0[1] != g * h || s0.0 != [b, s * h] || lens.0[0] != b {
+        return Err(bad());
+    }
+    if let Some(rows) = extra {
+        if inputs[4].1 .0 != [rows, h] {
+            return Err(format!(
+                "the cell's fifth input must be [{rows}, {h}], got {}",
+                inputs[4].1
+            ));
+        }
+    }
+    one(inputs[0].0, vec![t, b, s * h])
 }

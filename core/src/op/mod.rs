@@ -353,6 +353,178 @@ impl ScatterReduction {
     }
 }
 
+/// The cell of an [`Op::Recurrence`]: its gates, in ONNX's order, and what its state holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RecurrentCell {
+    /// `h = f(x W + h R + b)`: one gate.
+    Rnn,
+    /// Gates z, r, h. With `linear_before_reset` the reset gate multiplies `h R_h + Rb_h`;
+    /// without, it multiplies `h` before `R_h`.
+    Gru { linear_before_reset: bool },
+    /// Gates i, o, f, c and a cell state `c`; peepholes i, o, f.
+    Lstm,
+}
+
+impl RecurrentCell {
+    /// ONNX's name for the layer.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecurrentCell::Rnn => "RNN",
+            RecurrentCell::Gru { .. } => "GRU",
+            RecurrentCell::Lstm => "LSTM",
+        }
+    }
+
+    /// Gates per step (rows of `R` per hidden unit).
+    pub fn gates(self) -> usize {
+        match self {
+            RecurrentCell::Rnn => 1,
+            RecurrentCell::Gru { .. } => 3,
+            RecurrentCell::Lstm => 4,
+        }
+    }
+
+    /// Activations the cell takes (ONNX's f, g, h).
+    pub fn activations(self) -> usize {
+        match self {
+            RecurrentCell::Rnn => 1,
+            RecurrentCell::Gru { .. } => 2,
+            RecurrentCell::Lstm => 3,
+        }
+    }
+
+    /// Vectors of `H` the state holds: `h`, and `c` for an LSTM.
+    pub fn state_parts(self) -> usize {
+        match self {
+            RecurrentCell::Lstm => 2,
+            _ => 1,
+        }
+    }
+
+    /// The rows of the fifth input (LSTM's peepholes `[3, H]`, GRU's `Rb_h` `[1, H]`), if any.
+    pub fn extra_rows(self) -> Option<usize> {
+        match self {
+            RecurrentCell::Rnn => None,
+            RecurrentCell::Gru { .. } => Some(1),
+            RecurrentCell::Lstm => Some(3),
+        }
+    }
+}
+
+/// An activation of a recurrent cell: every one ONNX's RNN, GRU and LSTM name, with its
+/// parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RecurrentAct {
+    Sigmoid,
+    Tanh,
+    Relu,
+    LeakyRelu {
+        alpha: f32,
+    },
+    ThresholdedRelu {
+        alpha: f32,
+    },
+    Elu {
+        alpha: f32,
+    },
+    Softsign,
+    Softplus,
+    /// `clamp(alpha x + beta, 0, 1)`.
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `alpha x + beta`.
+    Affine {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `alpha tanh(beta x)`.
+    ScaledTanh {
+        alpha: f32,
+        beta: f32,
+    },
+}
+
+impl RecurrentAct {
+    /// The activation of `x`.
+    pub fn eval(self, x: f64) -> f64 {
+        match self {
+            RecurrentAct::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            RecurrentAct::Tanh => x.tanh(),
+            RecurrentAct::Relu => x.max(0.0),
+            RecurrentAct::LeakyRelu { alpha } => {
+                if x < 0.0 {
+                    alpha as f64 * x
+                } else {
+                    x
+                }
+            }
+            RecurrentAct::ThresholdedRelu { alpha } => {
+                if x > alpha as f64 {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            RecurrentAct::Elu { alpha } => {
+                if x < 0.0 {
+                    alpha as f64 * (x.exp() - 1.0)
+                } else {
+                    x
+                }
+            }
+            RecurrentAct::Softsign => x / (1.0 + x.abs()),
+            RecurrentAct::Softplus => x.exp().ln_1p(),
+            RecurrentAct::HardSigmoid { alpha, beta } => {
+                (alpha as f64 * x + beta as f64).clamp(0.0, 1.0)
+            }
+            RecurrentAct::Affine { alpha, beta } => alpha as f64 * x + beta as f64,
+            RecurrentAct::ScaledTanh { alpha, beta } => alpha as f64 * (beta as f64 * x).tanh(),
+        }
+    }
+
+    /// Its float parameters (for hashing).
+    pub fn params(self) -> Vec<f32> {
+        match self {
+            RecurrentAct::LeakyRelu { alpha }
+            | RecurrentAct::ThresholdedRelu { alpha }
+            | RecurrentAct::Elu { alpha } => vec![alpha],
+            RecurrentAct::HardSigmoid { alpha, beta }
+            | RecurrentAct::Affine { alpha, beta }
+            | RecurrentAct::ScaledTanh { alpha, beta } => vec![alpha, beta],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The widest hidden state [`Op::Recurrence`] takes: the device loop keeps `h` in workgroup
+/// memory, `4 H` bytes (WebGPU guarantees 16 KiB); at this width one GRU step is about a
+/// quarter of llvmpipe's loop budget. Wider layers are imported unrolled.
+pub const MAX_RECURRENT_HIDDEN: usize = 2048;
+
+/// One direction of a recurrent layer over a whole sequence ([`Op::Recurrence`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recurrence {
+    pub cell: RecurrentCell,
+    /// Steps run from `T - 1` down to 0.
+    pub reverse: bool,
+    /// Gate pre-activations are clamped to `[-clip, clip]`.
+    pub clip: Option<f32>,
+    /// The cell's activations (f, g, h as ONNX names them; [`RecurrentCell::activations`]).
+    pub acts: Vec<RecurrentAct>,
+}
+
+impl Recurrence {
+    /// A clipped gate pre-activation.
+    pub fn clipped(&self, x: f64) -> f64 {
+        match self.clip {
+            Some(c) => x.clamp(-(c as f64), c as f64),
+            None => x,
+        }
+    }
+}
+
 /// Reductions over axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ReduceOp {
@@ -571,6 +743,21 @@ pub enum Op {
     ScatterRows {
         reduction: ScatterReduction,
     },
+    /// One direction of an RNN, GRU or LSTM over all its steps (the loop runs on the device,
+    /// the state kept in workgroup memory between steps). Inputs:
+    /// - `xw [T, B, G*H]`: each step's input projection plus the biases that add outside a
+    ///   gate's reset (all of them but a linear-before-reset GRU's `Rb_h`);
+    /// - `rt [H, G*H]`: ONNX's `R` for this direction, transposed (column `g*H + j` holds gate
+    ///   `g`'s weights for unit `j`: neighbouring units read neighbouring words);
+    /// - `state0 [B, S*H]`: the initial `h` (and `c` for an LSTM, `S = 2`);
+    /// - `lens [B]` (i32): row `b` updates its state at step `t` only where `t < lens[b]`;
+    /// - LSTM: `peep [3, H]` (i, o, f); GRU: `rb_h [1, H]` (R's bias of the h gate, used with
+    ///   `linear_before_reset`).
+    ///
+    /// Output `[T, B, S*H]`: the state after each step (`h`, then `c`), a row's state carried
+    /// unchanged through its steps past its length. ONNX's `Y` is its `h` part where the step
+    /// is live, `Y_h` and `Y_c` the state after the last step run.
+    Recurrence(Recurrence),
     /// The i64 index of the largest (`max`) or smallest element along `axis`: the first one on
     /// ties, or the last with `last`; a NaN wins, as in numpy.
     ArgReduce {
@@ -615,6 +802,7 @@ impl Op {
             Op::Pad { .. } => "Pad",
             Op::GatherElements { .. } => "GatherElements",
             Op::ScatterRows { .. } => "ScatterRows",
+            Op::Recurrence(r) => r.cell.name(),
             Op::ArgReduce { max: true, .. } => "ArgMax",
             Op::ArgReduce { max: false, .. } => "ArgMin",
         }

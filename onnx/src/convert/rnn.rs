@@ -6,8 +6,9 @@
 
 use super::Converter::{self, Tensors};
 use super::{bad, unsup, Importer, R};
+use crate::RecurrentForm;
 use sfumato_core::op::*;
-use sfumato_core::{Op, Tensor, ValueId};
+use sfumato_core::{DType, Op, Tensor, ValueId};
 
 /// The ops of this family, by ONNX op type (default domain).
 pub(super) const OPS: &[(&str, Converter)] = &[
@@ -16,7 +17,8 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("LSTM", Tensors(|c| c.recurrent(Cell::Lstm))),
 ];
 
-/// At most this many steps are unrolled (each is a few kernels).
+/// At most this many steps are unrolled (each is a few kernels). A layer run as the device
+/// loop ([`Op::Recurrence`], up to [`MAX_RECURRENT_HIDDEN`] hidden units) has no such limit.
 pub const MAX_RNN_STEPS: usize = 4096;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -51,6 +53,55 @@ struct Act {
     name: String,
     alpha: f32,
     beta: f32,
+}
+
+impl Act {
+    /// The device loop's form of it (the names were checked when it was read).
+    fn recurrent(&self) -> RecurrentAct {
+        let (alpha, beta) = (self.alpha, self.beta);
+        match self.name.as_str() {
+            "Sigmoid" => RecurrentAct::Sigmoid,
+            "Tanh" => RecurrentAct::Tanh,
+            "Relu" => RecurrentAct::Relu,
+            "LeakyRelu" => RecurrentAct::LeakyRelu { alpha },
+            "ThresholdedRelu" => RecurrentAct::ThresholdedRelu { alpha },
+            "Elu" => RecurrentAct::Elu { alpha },
+            "Softsign" => RecurrentAct::Softsign,
+            "Softplus" => RecurrentAct::Softplus,
+            "HardSigmoid" => RecurrentAct::HardSigmoid { alpha, beta },
+            "Affine" => RecurrentAct::Affine { alpha, beta },
+            _ => RecurrentAct::ScaledTanh { alpha, beta },
+        }
+    }
+}
+
+/// A layer's inputs and attributes, as the device loop takes them.
+struct Layer {
+    cell: Cell,
+    x: ValueId,
+    w: ValueId,
+    r: ValueId,
+    bias: Option<ValueId>,
+    lens: Option<ValueId>,
+    h0: Option<ValueId>,
+    c0: Option<ValueId>,
+    peep: Option<ValueId>,
+    clip: Option<f32>,
+    lbr: bool,
+    steps: usize,
+    batch: usize,
+    h: usize,
+    dt: DType,
+}
+
+/// The most `batch x hidden` [`RecurrentForm::Auto`] runs as the device loop.
+const LOOP_MAX_ROW_UNITS: usize = 4096;
+
+/// `SFUMATO_UNROLLED_RNN=1` imports recurrent layers unrolled (a MatMul and the gates' kernels
+/// per step) where [`crate::ImportOptions::recurrence`] is `Auto`: for timing one form against
+/// the other from the command line.
+fn unrolled_by_request() -> bool {
+    std::env::var("SFUMATO_UNROLLED_RNN").is_ok_and(|v| v == "1")
 }
 
 impl Importer<'_> {
@@ -229,11 +280,6 @@ impl Importer<'_> {
                 self.ai("hidden_size", h as i64)
             ));
         }
-        if steps > MAX_RNN_STEPS {
-            return unsup(format!(
-                "a sequence of {steps} steps (at most {MAX_RNN_STEPS} unrolled)"
-            ));
-        }
         let dirs: Vec<bool> = match self.astr("direction", "forward").as_str() {
             "forward" => vec![false],
             "reverse" => vec![true],
@@ -262,6 +308,41 @@ impl Importer<'_> {
             }
         };
         let (h0, c0) = (to_dbh(self, h0)?, to_dbh(self, c0)?);
+        let form = match self.opts.recurrence {
+            RecurrentForm::Auto if unrolled_by_request() => RecurrentForm::Unrolled,
+            f => f,
+        };
+        let as_loop = match form {
+            RecurrentForm::Auto => batch * h <= LOOP_MAX_ROW_UNITS || steps > MAX_RNN_STEPS,
+            RecurrentForm::Loop => true,
+            RecurrentForm::Unrolled => false,
+        };
+        if h <= MAX_RECURRENT_HIDDEN && as_loop {
+            let layer = Layer {
+                cell,
+                x,
+                w,
+                r,
+                bias,
+                lens,
+                h0,
+                c0,
+                peep,
+                clip,
+                lbr,
+                steps,
+                batch,
+                h,
+                dt,
+            };
+            let (ys, hs, cs) = self.recurrent_loops(&layer, &dirs, &acts)?;
+            return self.recurrent_outputs(cell, layout, ys, hs, cs);
+        }
+        if steps > MAX_RNN_STEPS {
+            return unsup(format!(
+                "a sequence of {steps} steps (at most {MAX_RNN_STEPS}: past a hidden size of {MAX_RECURRENT_HIDDEN} the layer is unrolled)"
+            ));
+        }
         // Each row's length as the layer's dtype, [B, 1], to compare with the step.
         let lens = match lens {
             Some(l) => {
@@ -426,6 +507,19 @@ impl Importer<'_> {
             hs.push(self.reshape(hp, vec![1, batch, h])?);
             cs.push(self.reshape(cp, vec![1, batch, h])?);
         }
+        self.recurrent_outputs(cell, layout, ys, hs, cs)
+    }
+
+    /// ONNX's outputs from each direction's `Y [T, 1, B, H]`, `Y_h` and `Y_c` (`[1, B, H]`):
+    /// directions concatenated, then put in `layout`.
+    fn recurrent_outputs(
+        &mut self,
+        cell: Cell,
+        layout: i64,
+        ys: Vec<ValueId>,
+        hs: Vec<ValueId>,
+        cs: Vec<ValueId>,
+    ) -> R<Vec<ValueId>> {
         let cat = |s: &mut Self, v: Vec<ValueId>, axis: usize| -> R<ValueId> {
             if v.len() == 1 {
                 Ok(v[0])
@@ -433,33 +527,138 @@ impl Importer<'_> {
                 s.add1(Op::Concat { axis }, &v)
             }
         };
-        let mut y = cat(self, ys, 1)?;
-        let mut yh = cat(self, hs, 0)?;
-        let mut yc = cat(self, cs, 0)?;
-        if layout == 1 {
-            y = self.add1(
-                Op::Transpose {
-                    perm: vec![2, 0, 1, 3],
-                },
-                &[y],
-            )?;
-            yh = self.add1(
-                Op::Transpose {
-                    perm: vec![1, 0, 2],
-                },
-                &[yh],
-            )?;
-            yc = self.add1(
-                Op::Transpose {
-                    perm: vec![1, 0, 2],
-                },
-                &[yc],
-            )?;
-        }
-        let mut outs = vec![y, yh];
+        let (swap, states) = (vec![1, 0, 2], vec![2, 0, 1, 3]);
+        let mut outs = vec![cat(self, ys, 1)?, cat(self, hs, 0)?];
         if cell == Cell::Lstm {
-            outs.push(yc);
+            outs.push(cat(self, cs, 0)?);
+        }
+        if layout == 1 {
+            for (k, o) in outs.iter_mut().enumerate() {
+                let perm = if k == 0 { states.clone() } else { swap.clone() };
+                *o = self.add1(Op::Transpose { perm }, &[*o])?;
+            }
         }
         Ok(outs)
+    }
+
+    /// Each direction as one [`Op::Recurrence`]: the input projection of every step (biases
+    /// added) one MatMul, then the device loop over the steps. Returns each direction's `Y`
+    /// `[T, 1, B, H]`, `Y_h` and `Y_c` `[1, B, H]`.
+    fn recurrent_loops(
+        &mut self,
+        l: &Layer,
+        dirs: &[bool],
+        acts: &[Vec<Act>],
+    ) -> R<(Vec<ValueId>, Vec<ValueId>, Vec<ValueId>)> {
+        let (g, h, b, t, dt) = (l.cell.gates(), l.h, l.batch, l.steps, l.dt);
+        let rcell = match l.cell {
+            Cell::Rnn => RecurrentCell::Rnn,
+            Cell::Gru => RecurrentCell::Gru {
+                linear_before_reset: l.lbr,
+            },
+            Cell::Lstm => RecurrentCell::Lstm,
+        };
+        let lens_i = match l.lens {
+            Some(v) => self.cast(v, DType::I32)?,
+            None => self.konst(Tensor::from_i32([b], vec![t as i32; b])?)?,
+        };
+        // Y is zero at a row's steps past its length: live[t, b, 0] = t < lens[b].
+        let live = match l.lens {
+            Some(v) => {
+                let lf = self.cast(v, dt)?;
+                let lf = self.reshape(lf, vec![1, b, 1])?;
+                let ts: Vec<f64> = (0..t).map(|i| i as f64).collect();
+                let tv = self.konst(Tensor::from_f64(dt, [t, 1, 1], &ts))?;
+                Some(self.bin(BinaryOp::Lt, tv, lf)?)
+            }
+            None => None,
+        };
+        let zeros_bh = || Tensor::from_f64(dt, [b, h], &vec![0.0; b * h]);
+        let (mut ys, mut hs, mut cs) = (Vec::new(), Vec::new(), Vec::new());
+        for (d, &reverse) in dirs.iter().enumerate() {
+            let wt = self.index_axis(l.w, 0, d)?;
+            let wt = self.add1(Op::Transpose { perm: vec![1, 0] }, &[wt])?;
+            let mut xw = self.add1(Op::MatMul, &[l.x, wt])?;
+            let rd = self.index_axis(l.r, 0, d)?;
+            let rd = self.add1(Op::Transpose { perm: vec![1, 0] }, &[rd])?;
+            // R's bias adds outside the gates, but for a linear-before-reset GRU's h gate,
+            // which the reset gate multiplies: that part goes to the loop.
+            let mut rbh = None;
+            if let Some(bias) = l.bias {
+                let bd = self.index_axis(bias, 0, d)?;
+                let bd = self.reshape(bd, vec![2, g * h])?;
+                let wb = self.index_axis(bd, 0, 0)?;
+                let rb = self.index_axis(bd, 0, 1)?;
+                let rb_out = if l.cell == Cell::Gru && l.lbr {
+                    let keep: Vec<f64> = (0..g * h).map(|i| (i < 2 * h) as u8 as f64).collect();
+                    let keep = self.konst(Tensor::from_f64(dt, [g * h], &keep))?;
+                    let rbr = self.reshape(rb, vec![1, g * h])?;
+                    rbh = Some(self.slice_axis(rbr, 1, 2 * h, h, 1)?);
+                    self.bin(BinaryOp::Mul, rb, keep)?
+                } else {
+                    rb
+                };
+                let both = self.bin(BinaryOp::Add, wb, rb_out)?;
+                xw = self.bin(BinaryOp::Add, xw, both)?;
+            }
+            let h0 = match l.h0 {
+                Some(v) => self.index_axis(v, 0, d)?,
+                None => self.konst(zeros_bh())?,
+            };
+            let state0 = if l.cell == Cell::Lstm {
+                let c0 = match l.c0 {
+                    Some(v) => self.index_axis(v, 0, d)?,
+                    None => self.konst(zeros_bh())?,
+                };
+                self.add1(Op::Concat { axis: 1 }, &[h0, c0])?
+            } else {
+                h0
+            };
+            let mut ins = vec![xw, rd, state0, lens_i];
+            match l.cell {
+                Cell::Rnn => {}
+                Cell::Gru => ins.push(match rbh {
+                    Some(v) => v,
+                    None => self.konst(Tensor::from_f64(dt, [1, h], &vec![0.0; h]))?,
+                }),
+                Cell::Lstm => ins.push(match l.peep {
+                    Some(p) => {
+                        let p = self.index_axis(p, 0, d)?;
+                        self.reshape(p, vec![3, h])?
+                    }
+                    None => self.konst(Tensor::from_f64(dt, [3, h], &vec![0.0; 3 * h]))?,
+                }),
+            }
+            let op = Op::Recurrence(Recurrence {
+                cell: rcell,
+                reverse,
+                clip: l.clip,
+                acts: acts[d].iter().map(Act::recurrent).collect(),
+            });
+            let states = self.add1(op, &ins)?;
+            let hpart = if l.cell == Cell::Lstm {
+                self.slice_axis(states, 2, 0, h, 1)?
+            } else {
+                states
+            };
+            let y = match live {
+                Some(live) => {
+                    let zero = self.scalar(dt, 0.0)?;
+                    self.add1(Op::Where, &[live, hpart, zero])?
+                }
+                None => hpart,
+            };
+            ys.push(self.reshape(y, vec![t, 1, b, h])?);
+            // The state after the last step run: step T - 1 forward, step 0 in reverse.
+            let last = if reverse { 0 } else { t - 1 };
+            let fin = self.slice_axis(states, 0, last, 1, 1)?;
+            let yh = self.slice_axis(fin, 2, 0, h, 1)?;
+            hs.push(self.reshape(yh, vec![1, b, h])?);
+            if l.cell == Cell::Lstm {
+                let yc = self.slice_axis(fin, 2, h, h, 1)?;
+                cs.push(self.reshape(yc, vec![1, b, h])?);
+            }
+        }
+        Ok((ys, hs, cs))
     }
 }

@@ -3,6 +3,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod reduce;
+pub mod rnn;
 pub mod tensor;
 
 use sfumato_core::{DType, Shape};
