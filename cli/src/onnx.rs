@@ -33,6 +33,12 @@ pub(crate) fn import_options(dims: &[String]) -> Result<ImportOptions> {
     if opts.dims.is_empty() {
         opts.default_dim = Some(1);
     }
+    opts.recurrence = match std::env::var("SFUMATO_RECURRENCE").as_deref() {
+        Ok("loop") => onnx::RecurrentForm::Loop,
+        Ok("unrolled") => onnx::RecurrentForm::Unrolled,
+        Ok("auto") | Err(_) => onnx::RecurrentForm::Auto,
+        Ok(other) => bail!("SFUMATO_RECURRENCE={other}: expected loop, unrolled or auto"),
+    };
     Ok(opts)
 }
 

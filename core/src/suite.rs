@@ -372,8 +372,10 @@ fn scatter_rows(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
 
 fn recurrent(seed: u64) -> Result<(Graph, Vec<Tensor>)> {
     // The device loop of each cell (both GRU reset placements), forward and reverse, with rows
-    // of different lengths: long enough to take several dispatches under llvmpipe's loop
-    // budget (300 steps at H = 256), wide enough for several units per invocation (H = 600).
+    // of different lengths: 300 steps at H = 256 (two dispatches of the GRU without
+    // linear-before-reset under llvmpipe's loop budget), H = 7 (scalar units, a remainder
+    // loop) and H = 600 (vec4 units), over 1 or 3 batch rows (a CPU adapter's workgroup runs
+    // 2 of them, the last repeated).
     use crate::op::{Recurrence, RecurrentAct as A, RecurrentCell as C};
     let mut g = Graph::new();
     let (t, h) = pick(

@@ -72,11 +72,11 @@ pub struct ImportOptions {
 /// How a recurrent layer imports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RecurrentForm {
-    /// The device loop where it is the faster form: up to 4,096 `batch x hidden` (past that a
-    /// batch of rows re-reads `R` once per row each step, where the unrolled form's MatMul reads
-    /// it once for all rows; on lavapipe an LSTM of 1,024 units over 8 rows ran 4x faster
-    /// unrolled), and always past 4,096 steps, which the unrolled form does not take.
-    /// `SFUMATO_UNROLLED_RNN=1` makes it [`RecurrentForm::Unrolled`].
+    /// The device loop up to 4,096 `batch x hidden` (past that the unrolled form's MatMuls,
+    /// which spread a step over many workgroups, were the faster on lavapipe: an LSTM of 1,024
+    /// units over 8 rows ran 1.7x faster unrolled), and past 4,096 steps, which the unrolled
+    /// form does not take (a layer of more than 2,048 hidden units and 4,096 steps is refused).
+    /// The command line's `SFUMATO_RECURRENCE=loop|unrolled` picks one of the others.
     #[default]
     Auto,
     /// `Op::Recurrence`: one kernel runs many steps, `h` in workgroup memory (up to 2,048

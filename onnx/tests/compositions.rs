@@ -917,6 +917,8 @@ struct Layer {
     dir: usize,
     lbr: bool,
     unrolled: bool,
+    /// A cell clip of 0.9 and, on an LSTM, peepholes.
+    extras: bool,
     seed: u64,
 }
 
@@ -932,6 +934,7 @@ fn check_recurrent(l: Layer) -> Result<(), TestCaseError> {
         dir,
         lbr,
         unrolled,
+        extras,
         seed,
     } = l;
     let g = [1, 3, 4][kind];
@@ -973,6 +976,17 @@ fn check_recurrent(l: Layer) -> Result<(), TestCaseError> {
     if kind == 1 {
         attrs.push(attr_i("linear_before_reset", lbr as i64));
     }
+    let clip = 0.9;
+    if extras {
+        attrs.push(attr_f("clip", clip as f32));
+    }
+    let cl = |v: f64| if extras { v.clamp(-clip, clip) } else { v };
+    let pv = if extras && kind == 2 {
+        f(nd * 3 * h, 8)
+    } else {
+        vec![0.0; nd * 3 * h]
+    };
+    let peep = Tensor::from_f64(DType::F32, [nd, 3 * h], &pv);
     let mut order = vec!["x", "w", "r", "b", "lens", "h0"];
     let mut feeds = vec![
         ("x", &x),
@@ -985,6 +999,10 @@ fn check_recurrent(l: Layer) -> Result<(), TestCaseError> {
     if kind == 2 {
         order.push("c0");
         feeds.push(("c0", &c0));
+        if extras {
+            order.push("p");
+            feeds.push(("p", &peep));
+        }
     }
     let outs: &[&str] = if kind == 2 {
         &["y", "yh", "yc"]
@@ -1049,13 +1067,14 @@ fn check_recurrent(l: Layer) -> Result<(), TestCaseError> {
                 };
                 let (nh, nc): (Vec<f64>, Vec<f64>) = match kind {
                     0 => (
-                        (0..h).map(|j| (xg(j) + hg(j, &hs)).tanh()).collect(),
+                        (0..h).map(|j| cl(xg(j) + hg(j, &hs)).tanh()).collect(),
                         cs.clone(),
                     ),
                     1 => {
-                        let z: Vec<f64> = (0..h).map(|j| sig(xg(j) + hg(j, &hs))).collect();
-                        let rr: Vec<f64> =
-                            (0..h).map(|j| sig(xg(h + j) + hg(h + j, &hs))).collect();
+                        let z: Vec<f64> = (0..h).map(|j| sig(cl(xg(j) + hg(j, &hs)))).collect();
+                        let rr: Vec<f64> = (0..h)
+                            .map(|j| sig(cl(xg(h + j) + hg(h + j, &hs))))
+                            .collect();
                         let cand: Vec<f64> = (0..h)
                             .map(|j| {
                                 let rec = if lbr {
@@ -1064,7 +1083,7 @@ fn check_recurrent(l: Layer) -> Result<(), TestCaseError> {
                                     let rh: Vec<f64> = (0..h).map(|c| rr[c] * hs[c]).collect();
                                     hg(2 * h + j, &rh)
                                 };
-                                (xg(2 * h + j) + rec).tanh()
+                                cl(xg(2 * h + j) + rec).tanh()
                             })
                             .collect();
                         (
@@ -1075,11 +1094,21 @@ fn check_recurrent(l: Layer) -> Result<(), TestCaseError> {
                         )
                     }
                     _ => {
+                        // Peepholes i, o, f; the o gate's sees the new c.
                         let gate = |k: usize, j: usize| xg(k * h + j) + hg(k * h + j, &hs);
+                        let p = |k: usize, j: usize| pv[(d * 3 + k) * h + j];
                         let c: Vec<f64> = (0..h)
-                            .map(|j| sig(gate(2, j)) * cs[j] + sig(gate(0, j)) * gate(3, j).tanh())
+                            .map(|j| {
+                                sig(cl(gate(2, j) + p(2, j) * cs[j])) * cs[j]
+                                    + sig(cl(gate(0, j) + p(0, j) * cs[j])) * cl(gate(3, j)).tanh()
+                            })
                             .collect();
-                        ((0..h).map(|j| sig(gate(1, j)) * c[j].tanh()).collect(), c)
+                        (
+                            (0..h)
+                                .map(|j| sig(cl(gate(1, j) + p(1, j) * c[j])) * c[j].tanh())
+                                .collect(),
+                            c,
+                        )
                     }
                 };
                 hs = nh;
@@ -1106,20 +1135,22 @@ proptest! {
     #![proptest_config(cfg(12))]
 
     /// RNN, GRU (both reset placements) and LSTM over random sizes, forward, reverse or both,
-    /// with per-row sequence lengths and initial states, against ONNX's equations step by step:
-    /// as the device loop (`Op::Recurrence`) and unrolled.
+    /// with per-row sequence lengths and initial states, with a clip and LSTM peepholes or
+    /// without, against ONNX's equations step by step: as the device loop (`Op::Recurrence`)
+    /// and unrolled.
     #[test]
-    fn recurrent(kind in 0usize..3, t in 1usize..10, b in 1usize..4, input in 1usize..9, h in 1usize..17, dir in 0usize..3, lbr in any::<bool>(), unrolled in any::<bool>(), seed in any::<u64>()) {
-        check_recurrent(Layer { kind, t, b, input, h, dir, lbr, unrolled, seed })?;
+    fn recurrent(kind in 0usize..3, t in 1usize..10, b in 1usize..4, input in 1usize..9, h in 1usize..17, dir in 0usize..3, lbr in any::<bool>(), unrolled in any::<bool>(), extras in any::<bool>(), seed in any::<u64>()) {
+        check_recurrent(Layer { kind, t, b, input, h, dir, lbr, unrolled, extras, seed })?;
     }
 
     /// The device loop over sequences long enough to take several dispatches under llvmpipe's
     /// loop budget (up to 2,500 steps), and over hidden sizes of real speech and NLP layers
-    /// (up to 1,100 units: several per invocation, R's rows 4,400 long in an LSTM).
+    /// (up to 1,100 units, past 1,024 two vec4 groups an invocation; up to 4 batch rows a
+    /// workgroup on a CPU adapter), with a clip and peepholes or without.
     #[test]
-    fn recurrent_long_and_wide(kind in 0usize..3, long in any::<bool>(), size in 0.0f64..1.0, b in 1usize..3, dir in 0usize..2, lbr in any::<bool>(), seed in any::<u64>()) {
+    fn recurrent_long_and_wide(kind in 0usize..3, long in any::<bool>(), size in 0.0f64..1.0, b in 1usize..5, dir in 0usize..2, lbr in any::<bool>(), extras in any::<bool>(), seed in any::<u64>()) {
         let (t, h) = if long { (300 + (size * 2200.0) as usize, 8 + (size * 32.0) as usize) } else { (2 + (size * 3.0) as usize, 256 + (size * 844.0) as usize) };
-        check_recurrent(Layer { kind, t, b, input: 6, h, dir, lbr, unrolled: false, seed })?;
+        check_recurrent(Layer { kind, t, b, input: 6, h, dir, lbr, unrolled: false, extras, seed })?;
     }
 
     /// LinearAttention's four update rules with grouped heads, per-key or per-head decay and a

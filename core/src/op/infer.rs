@@ -687,6 +687,9 @@ fn recurrence(r: &Recurrence, inputs: &[(DType, &Shape)]) -> Inferred {
     if inputs[3].0 != DType::I32 {
         return Err(format!("lens must be i32, got {}", inputs[3].0));
     }
+    if let Some(c) = r.clip.filter(|c| c.is_nan() || *c <= 0.0) {
+        return Err(format!("clip {c}: the threshold must be positive"));
+    }
     if r.acts.len() != r.cell.activations() {
         return Err(format!(
             "{} activations for a cell that takes {}",

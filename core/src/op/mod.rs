@@ -499,8 +499,7 @@ impl RecurrentAct {
 }
 
 /// The widest hidden state [`Op::Recurrence`] takes: the device loop keeps `h` in workgroup
-/// memory, `4 H` bytes (WebGPU guarantees 16 KiB); at this width one GRU step is about a
-/// quarter of llvmpipe's loop budget. Wider layers are imported unrolled.
+/// memory, `4 H` bytes (WebGPU guarantees 16 KiB). Wider layers are imported unrolled.
 pub const MAX_RECURRENT_HIDDEN: usize = 2048;
 
 /// One direction of a recurrent layer over a whole sequence ([`Op::Recurrence`]).
@@ -519,7 +518,9 @@ impl Recurrence {
     /// A clipped gate pre-activation.
     pub fn clipped(&self, x: f64) -> f64 {
         match self.clip {
-            Some(c) => x.clamp(-(c as f64), c as f64),
+            // max and min, not clamp: a threshold that is not positive must not panic here
+            // (inference refuses it).
+            Some(c) => x.max(-(c as f64)).min(c as f64),
             None => x,
         }
     }

@@ -97,13 +97,6 @@ struct Layer {
 /// The most `batch x hidden` [`RecurrentForm::Auto`] runs as the device loop.
 const LOOP_MAX_ROW_UNITS: usize = 4096;
 
-/// `SFUMATO_UNROLLED_RNN=1` imports recurrent layers unrolled (a MatMul and the gates' kernels
-/// per step) where [`crate::ImportOptions::recurrence`] is `Auto`: for timing one form against
-/// the other from the command line.
-fn unrolled_by_request() -> bool {
-    std::env::var("SFUMATO_UNROLLED_RNN").is_ok_and(|v| v == "1")
-}
-
 impl Importer<'_> {
     /// The activations, per direction, with `activation_alpha` and `activation_beta` consumed
     /// in order by the activations that take them (the others use their op's defaults).
@@ -269,6 +262,9 @@ impl Importer<'_> {
             ));
         }
         let (steps, batch, input) = (xd[0], xd[1], xd[2]);
+        if steps == 0 {
+            return bad(format!("X {xd:?} has no steps"));
+        }
         let h = wd[1] / g;
         if self.ai("hidden_size", h as i64) != h as i64
             || wd[2] != input
@@ -294,6 +290,9 @@ impl Importer<'_> {
         }
         let acts = self.rnn_activations(cell, dirs.len())?;
         let clip = self.attr("clip").map(|a| a.f);
+        if let Some(c) = clip.filter(|c| c.is_nan() || *c <= 0.0) {
+            return bad(format!("clip {c}: a cell clip threshold must be positive"));
+        }
         let lbr = self.ai("linear_before_reset", 0) != 0;
         // Initial states as [D, B, H].
         let to_dbh = |s: &mut Self, v: Option<ValueId>| -> R<Option<ValueId>> {
@@ -308,11 +307,7 @@ impl Importer<'_> {
             }
         };
         let (h0, c0) = (to_dbh(self, h0)?, to_dbh(self, c0)?);
-        let form = match self.opts.recurrence {
-            RecurrentForm::Auto if unrolled_by_request() => RecurrentForm::Unrolled,
-            f => f,
-        };
-        let as_loop = match form {
+        let as_loop = match self.opts.recurrence {
             RecurrentForm::Auto => batch * h <= LOOP_MAX_ROW_UNITS || steps > MAX_RNN_STEPS,
             RecurrentForm::Loop => true,
             RecurrentForm::Unrolled => false,
@@ -344,10 +339,12 @@ impl Importer<'_> {
             ));
         }
         // Each row's length as the layer's dtype, [B, 1], to compare with the step.
+        // Each row's length as i32, [B, 1], to compare with the step (in the layer's float
+        // dtype an f16 step past 2,048 would round).
         let lens = match lens {
             Some(l) => {
-                let lf = self.cast(l, dt)?;
-                Some(self.reshape(lf, vec![batch, 1])?)
+                let li = self.cast(l, DType::I32)?;
+                Some(self.reshape(li, vec![batch, 1])?)
             }
             None => None,
         };
@@ -479,7 +476,7 @@ impl Importer<'_> {
                 };
                 let (hn, cn, yt) = match lens {
                     Some(l) => {
-                        let tv = self.scalar(dt, t as f64)?;
+                        let tv = self.scalar(DType::I32, t as f64)?;
                         let live = self.bin(BinaryOp::Lt, tv, l)?;
                         let hn = self.add1(Op::Where, &[live, hn, hp])?;
                         let cn = self.add1(Op::Where, &[live, cn, cp])?;
@@ -562,14 +559,14 @@ impl Importer<'_> {
             Some(v) => self.cast(v, DType::I32)?,
             None => self.konst(Tensor::from_i32([b], vec![t as i32; b])?)?,
         };
-        // Y is zero at a row's steps past its length: live[t, b, 0] = t < lens[b].
+        // Y is zero at a row's steps past its length: live[t, b, 0] = t < lens[b], in i32 as
+        // the loop compares them.
         let live = match l.lens {
-            Some(v) => {
-                let lf = self.cast(v, dt)?;
-                let lf = self.reshape(lf, vec![1, b, 1])?;
-                let ts: Vec<f64> = (0..t).map(|i| i as f64).collect();
-                let tv = self.konst(Tensor::from_f64(dt, [t, 1, 1], &ts))?;
-                Some(self.bin(BinaryOp::Lt, tv, lf)?)
+            Some(_) => {
+                let lr = self.reshape(lens_i, vec![1, b, 1])?;
+                let ts: Vec<i32> = (0..t as i32).collect();
+                let tv = self.konst(Tensor::from_i32([t, 1, 1], ts)?)?;
+                Some(self.bin(BinaryOp::Lt, tv, lr)?)
             }
             None => None,
         };

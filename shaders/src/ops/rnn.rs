@@ -56,61 +56,92 @@ fn act_expr(a: RecurrentAct) -> String {
     }
 }
 
-/// `fn dot_NAME(j)`: the columns `gates[i] * H + j` of `R^T` (`rt [H, G*H]`) dotted with the
-/// workgroup vector `src`. Neighbouring invocations read neighbouring columns, so a row of
-/// `R^T` is read contiguously across them (coalesced on a GPU; on llvmpipe a lane reading its
-/// own row of `R` gathered from a cache line per lane, 20x slower on a GRU of 256 units).
-/// Scalar units (`lanes` 1): a `vec4` of the gates' sums, four rows of `R^T` a pass and then
-/// the rest. Four units an invocation (`lanes` 4): a `mat4x4`, column `i` gate `i`'s four sums,
-/// each read of `R^T` one vec4.
-fn dot_fn(name: &str, src: &str, gates: &[usize], lanes: usize, hidden: usize) -> String {
-    let ret = if lanes == 4 {
+/// `fn dot_NAME(j)`: the columns `gates[i] * H + j` of `R^T` (`rt [H, G*H]`) dotted with each
+/// of the workgroup's `rows` vectors in `src`, one result per row. Neighbouring invocations
+/// read neighbouring columns, so a row of `R^T` is read contiguously across them (coalesced on
+/// a GPU; on llvmpipe a lane reading its own row of `R` gathered from a cache line per lane,
+/// 20x slower on a GRU of 256 units), and each value read serves every row. Scalar units
+/// (`lanes` 1): a `vec4` per row of the gates' sums, four rows of `R^T` a pass and then the
+/// rest. Four units an invocation (`lanes` 4): a `mat4x4` per row, column `i` gate `i`'s four
+/// sums, each read of `R^T` one vec4.
+fn dot_fn(
+    name: &str,
+    src: &str,
+    gates: &[usize],
+    lanes: usize,
+    rows: usize,
+    hidden: usize,
+) -> String {
+    let m = if lanes == 4 {
         "mat4x4<f32>"
     } else {
         "vec4<f32>"
     };
-    let mut s = format!("fn dot_{name}(j: u32) -> {ret} {{\n");
+    let mut s = format!("fn dot_{name}(j: u32) -> array<{m}, ROWS> {{\n");
     for (i, g) in gates.iter().enumerate() {
         s += &format!("    let c{i} = ({g}u * HIDDEN + j) / LANES;\n");
     }
-    s += &format!("    var acc = {ret}();\n");
+    s += &format!("    var acc: array<{m}, ROWS>;\n");
     s += "    for (var q = 0u; q < HIDDEN / 4u; q = q + 1u) {\n        let k = q * 4u;\n";
     s += "        let row = k * ROW;\n";
-    for e in 0..4 {
-        let at = if e == 0 {
-            "k".to_string()
-        } else {
-            format!("k + {e}u")
-        };
-        s += &format!("        let h{e} = {src}[{at}];\n");
-    }
     for i in 0..gates.len() {
         s += &format!(
-            "        acc[{i}] = acc[{i}] + rt[row + c{i}] * h0 + rt[row + ROW + c{i}] * h1 + rt[row + 2u * ROW + c{i}] * h2 + rt[row + 3u * ROW + c{i}] * h3;\n"
+            "        let w{i} = array<V, 4>(rt[row + c{i}], rt[row + ROW + c{i}], rt[row + 2u * ROW + c{i}], rt[row + 3u * ROW + c{i}]);\n"
         );
+    }
+    for r in 0..rows {
+        let h = if r == 0 {
+            "k".to_string()
+        } else {
+            format!("{r}u * HIDDEN + k")
+        };
+        for i in 0..gates.len() {
+            s += &format!(
+                "        acc[{r}][{i}] = acc[{r}][{i}] + w{i}[0] * {src}[{h}] + w{i}[1] * {src}[{h} + 1u] + w{i}[2] * {src}[{h} + 2u] + w{i}[3] * {src}[{h} + 3u];\n"
+            );
+        }
     }
     s += "    }\n";
     if !hidden.is_multiple_of(4) {
         s += "    for (var k = HIDDEN / 4u * 4u; k < HIDDEN; k = k + 1u) {\n";
         for i in 0..gates.len() {
-            s += &format!("        acc[{i}] = acc[{i}] + rt[k * ROW + c{i}] * {src}[k];\n");
+            s += &format!("        let w{i} = rt[k * ROW + c{i}];\n");
+        }
+        for r in 0..rows {
+            for i in 0..gates.len() {
+                s += &format!(
+                    "        acc[{r}][{i}] = acc[{r}][{i}] + w{i} * {src}[{r}u * HIDDEN + k];\n"
+                );
+            }
         }
         s += "    }\n";
     }
     s + "    return acc;\n}\n"
 }
 
-/// A loop over this invocation's units with `body` (indented for it) inside `if (j < HIDDEN)`.
-fn per_unit(body: &str) -> String {
-    let mut s = String::from(
-        "        for (var u = 0u; u < UNITS; u = u + 1u) {\n            let j = (li + u * 256u) * LANES;\n            if (j < HIDDEN) {\n",
+/// A loop over this invocation's units and the workgroup's rows: `ds` the unit's dots by
+/// `dot` (one per row), then `body` (indented for it) with `b`, `live`, `xrow`, `d` (this row's
+/// dots) and `slot` (this unit and row's register).
+fn per_unit(dot: &str, body: &str) -> String {
+    let mut s = format!(
+        "        for (var u = 0u; u < UNITS; u = u + 1u) {{
+            let j = (li + u * 256u) * LANES;
+            if (j < HIDDEN) {{
+                let ds = {dot}(j);
+                for (var rr = 0u; rr < ROWS; rr = rr + 1u) {{
+                    let b = min(b0 + rr, batch - 1u);
+                    let live = i32(t) < lens[b];
+                    let xrow = (t * batch + b) * GATES * HIDDEN;
+                    let d = ds[rr];
+                    let slot = u * ROWS + rr;
+"
     );
     for line in body.lines() {
-        s += "                ";
+        s += "                    ";
         s += line;
         s += "\n";
     }
-    s + "            }\n        }\n"
+    s + "                }\n            }\n        }\n"
 }
 
 /// Loop ends of one call of a `dot_fn` over `hidden` columns.
@@ -124,21 +155,39 @@ fn dot_trips(hidden: usize) -> u64 {
         }
 }
 
-/// The accessors of the workgroup vector `name` (`NAME_at(j)`, `NAME_set(j, v)`) for `lanes`
-/// units a V.
+/// The accessors of the workgroup vectors `name` (`NAME_at(r, j)`, `NAME_set(r, j, v)`: row
+/// `r`'s units from `j`) for `lanes` units a V.
 fn shared_access(name: &str, lanes: usize) -> String {
     if lanes == 4 {
         format!(
-            "fn {name}_at(j: u32) -> V {{\n    return V({name}[j], {name}[j + 1u], {name}[j + 2u], {name}[j + 3u]);\n}}\n\
-             fn {name}_set(j: u32, v: V) {{\n    {name}[j] = v.x;\n    {name}[j + 1u] = v.y;\n    {name}[j + 2u] = v.z;\n    {name}[j + 3u] = v.w;\n}}\n"
+            "fn {name}_at(r: u32, j: u32) -> V {{\n    let i = r * HIDDEN + j;\n    return V({name}[i], {name}[i + 1u], {name}[i + 2u], {name}[i + 3u]);\n}}\n\
+             fn {name}_set(r: u32, j: u32, v: V) {{\n    let i = r * HIDDEN + j;\n    {name}[i] = v.x;\n    {name}[i + 1u] = v.y;\n    {name}[i + 2u] = v.z;\n    {name}[i + 3u] = v.w;\n}}\n"
         )
     } else {
         format!(
-            "fn {name}_at(j: u32) -> V {{\n    return {name}[j];\n}}\n\
-             fn {name}_set(j: u32, v: V) {{\n    {name}[j] = v;\n}}\n"
+            "fn {name}_at(r: u32, j: u32) -> V {{\n    return {name}[r * HIDDEN + j];\n}}\n\
+             fn {name}_set(r: u32, j: u32, v: V) {{\n    {name}[r * HIDDEN + j] = v;\n}}\n"
         )
     }
 }
+
+/// Batch rows one workgroup runs: on an adapter with fast workgroup memory (a GPU) one, for
+/// the most workgroups; elsewhere (a CPU adapter, whose cores are few) as many as fit
+/// workgroup memory, up to 4, so each read of `R^T` serves them all (an LSTM of 1,024 units
+/// over 8 rows re-read 16 MiB a row each step).
+pub fn rows_per_workgroup(batch: usize, hidden: usize, fast_workgroup_memory: bool) -> usize {
+    if fast_workgroup_memory {
+        return 1;
+    }
+    [4, 2, 1]
+        .into_iter()
+        .find(|&r| r <= batch && r * hidden <= SHARED_FLOATS)
+        .unwrap_or(1)
+}
+
+/// f32s of workgroup memory the rows' `h` may take (WebGPU guarantees 16 KiB; a GRU without
+/// linear-before-reset takes as much again for `r * h`).
+const SHARED_FLOATS: usize = 4096;
 
 /// One direction of a recurrent layer: `ins` are `xw [T, B, G*H]`, `rt [H, G*H]`, `state0`,
 /// `lens` and the cell's fifth input; a kernel per chunk of steps.
@@ -159,6 +208,7 @@ pub fn recurrence(
     }
     let lanes = if hidden.is_multiple_of(4) { 4 } else { 1 };
     let units = hidden.div_ceil(lanes * WG);
+    let rows = rows_per_workgroup(batch, hidden, opts.target.fast_workgroup_memory);
     let cell = r.cell;
     let v = if lanes == 4 { "vec4<f32>" } else { "f32" };
     let mut acts = match r.clip {
@@ -187,28 +237,32 @@ pub fn recurrence(
         };
     }
     let hs_dot = dot_trips(hidden);
-    let unit_loop = |dots: u64| loops::lp(units as u64) + units as u64 * dots;
-    let keep = "hn[u] = select(hs_at(j), hv, live);";
-    let dot = |name: &str, gates: &[usize]| dot_fn(name, name, gates, lanes, hidden);
+    // A loop over the units, each a dot and a loop over the rows.
+    let row_loop = loops::lp(rows as u64);
+    let unit_loop = |dots: u64| loops::lp(units as u64) + units as u64 * (dots + row_loop);
+    let keep = "hn[slot] = select(hs_at(rr, j), hv, live);";
+    let dot = |name: &str, gates: &[usize]| dot_fn(name, name, gates, lanes, rows, hidden);
     let (extra, dots, shared, regs, step, per_step) = match cell {
         RecurrentCell::Rnn => (
             None,
             dot("hs", &[0]),
             String::new(),
             "",
-            per_unit(&format!(
-                "let d = dot_hs(j);\nlet hv = act0(clipped(x_at(xrow + j) + d[0]));\n{keep}"
-            )),
+            per_unit(
+                "dot_hs",
+                &format!("let hv = act0(clipped(x_at(xrow + j) + d[0]));\n{keep}"),
+            ),
             unit_loop(hs_dot),
         ),
         RecurrentCell::Lstm => (
             Some("peep"),
             dot("hs", &[0, 1, 2, 3]),
             String::new(),
-            "var cs: array<V, {{units}}>;",
-            per_unit(&format!(
-                "let d = dot_hs(j);
-let c = cs[u];
+            "var cs: array<V, {{slots}}>;",
+            per_unit(
+                "dot_hs",
+                &format!(
+                    "let c = cs[slot];
 let ig = act0(clipped(x_at(xrow + j) + d[0] + e_at(j) * c));
 let fg = act0(clipped(x_at(xrow + 2u * HIDDEN + j) + d[2] + e_at(2u * HIDDEN + j) * c));
 let cg = act1(clipped(x_at(xrow + 3u * HIDDEN + j) + d[3]));
@@ -216,8 +270,9 @@ let cn = fg * c + ig * cg;
 let og = act0(clipped(x_at(xrow + HIDDEN + j) + d[1] + e_at(HIDDEN + j) * cn));
 let hv = og * act2(cn);
 {keep}
-cs[u] = select(c, cn, live);"
-            )),
+cs[slot] = select(c, cn, live);"
+                ),
+            ),
             unit_loop(hs_dot),
         ),
         RecurrentCell::Gru {
@@ -227,14 +282,16 @@ cs[u] = select(c, cn, live);"
             dot("hs", &[0, 1, 2]),
             String::new(),
             "",
-            per_unit(&format!(
-                "let d = dot_hs(j);
-let z = act0(clipped(x_at(xrow + j) + d[0]));
+            per_unit(
+                "dot_hs",
+                &format!(
+                    "let z = act0(clipped(x_at(xrow + j) + d[0]));
 let rg = act0(clipped(x_at(xrow + HIDDEN + j) + d[1]));
 let cand = act1(clipped(x_at(xrow + 2u * HIDDEN + j) + rg * (d[2] + e_at(j))));
-let hv = cand + z * (hs_at(j) - cand);
+let hv = cand + z * (hs_at(rr, j) - cand);
 {keep}"
-            )),
+                ),
+            ),
             unit_loop(hs_dot),
         ),
         // Its `rb_h` input is added outside the loop: not bound.
@@ -244,22 +301,24 @@ let hv = cand + z * (hs_at(j) - cand);
             None,
             dot("hs", &[0, 1]) + "\n" + &dot("rh", &[2]),
             format!(
-                "var<workgroup> rh: array<f32, {{{{hidden}}}}>;\n{}",
+                "var<workgroup> rh: array<f32, {{{{shared_len}}}}>;\n{}",
                 shared_access("rh", lanes)
             ),
-            "var zs: array<V, {{units}}>;",
+            "var zs: array<V, {{slots}}>;",
             per_unit(
-                "let d = dot_hs(j);
-zs[u] = act0(clipped(x_at(xrow + j) + d[0]));
+                "dot_hs",
+                "zs[slot] = act0(clipped(x_at(xrow + j) + d[0]));
 let rg = act0(clipped(x_at(xrow + HIDDEN + j) + d[1]));
-rh_set(j, rg * hs_at(j));",
+rh_set(rr, j, rg * hs_at(rr, j));",
             ) + "        workgroupBarrier();\n"
-                + &per_unit(&format!(
-                    "let d = dot_rh(j);
-let cand = act1(clipped(x_at(xrow + 2u * HIDDEN + j) + d[0]));
-let hv = cand + zs[u] * (hs_at(j) - cand);
+                + &per_unit(
+                    "dot_rh",
+                    &format!(
+                        "let cand = act1(clipped(x_at(xrow + 2u * HIDDEN + j) + d[0]));
+let hv = cand + zs[slot] * (hs_at(rr, j) - cand);
 {keep}"
-                )),
+                    ),
+                ),
             2 * unit_loop(hs_dot),
         ),
     };
@@ -271,9 +330,9 @@ let hv = cand + zs[u] * (hs_at(j) - cand);
     let lstm = cell == RecurrentCell::Lstm;
     let (c_fresh, c_prev, c_store) = if lstm {
         (
-            "\n                cs[u] = state0[(start + HIDDEN + j) / LANES];",
-            "\n                cs[u] = out0[(start + HIDDEN + j) / LANES];",
-            "\n                out0[(o + HIDDEN) / LANES] = cs[u];",
+            "\n                    cs[u * ROWS + rr] = state0[(start + HIDDEN + j) / LANES];",
+            "\n                    cs[u * ROWS + rr] = out0[(start + HIDDEN + j) / LANES];",
+            "\n                        out0[(o + HIDDEN) / LANES] = cs[slot];",
         )
     } else {
         ("", "", "")
@@ -286,8 +345,8 @@ let hv = cand + zs[u] * (hs_at(j) - cand);
         None => String::new(),
     };
     let render = |s: &str| {
-        s.replace("{{hidden}}", &hidden.to_string())
-            .replace("{{units}}", &units.to_string())
+        s.replace("{{shared_len}}", &(rows * hidden).to_string())
+            .replace("{{slots}}", &(units * rows).to_string())
     };
     let vals = vec![
         ("cell", cell.name().to_string()),
@@ -297,6 +356,9 @@ let hv = cand + zs[u] * (hs_at(j) - cand);
         ("layout", RECURRENCE_PARAMS.wgsl()),
         ("hidden", hidden.to_string()),
         ("units", units.to_string()),
+        ("rows", rows.to_string()),
+        ("slots", (units * rows).to_string()),
+        ("shared_len", (rows * hidden).to_string()),
         ("parts", cell.state_parts().to_string()),
         ("gates", cell.gates().to_string()),
         ("shared_extra", render(&shared)),
@@ -318,8 +380,9 @@ let hv = cand + zs[u] * (hs_at(j) - cand);
     ];
     // Loop ends: the starting load, the step loop, and per step the cell's unit loops and the
     // store loop.
-    let step_trips = per_step + loops::lp(units as u64) + 2;
-    let fixed = loops::lp(units as u64) + 2;
+    let store = loops::lp(units as u64) + units as u64 * row_loop;
+    let step_trips = per_step + store + 2;
+    let fixed = store + 2;
     let chunk = match opts.target.loop_budget {
         Some(budget) => (budget.saturating_sub(fixed + 1) / step_trips) as usize,
         None => MAX_STEPS_PER_DISPATCH,
@@ -353,7 +416,7 @@ let hv = cand + zs[u] * (hs_at(j) - cand);
             &vals,
             bindings.clone(),
             params,
-            batch,
+            batch.div_ceil(rows),
             fixed + n as u64 * step_trips,
             &opts.target,
         )?);
