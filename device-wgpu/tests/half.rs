@@ -34,7 +34,7 @@ fn f32_storage_device() -> Option<WgpuDevice> {
 
 /// Runs `g` on the shared device: checks it against the reference and against f32 storage, and,
 /// where the adapter has `shader-f16`, that at least `min_half` values are stored as f16 and
-/// some kernel binds `array<f16>`.
+/// some kernel binds `array<f16>` (or `array<vec4<f16>>`).
 fn check(g: &Graph, inputs: &[Tensor], min_half: usize) -> Result<(), String> {
     let Some(r) = with_device(|d| -> Result<_, String> {
         let out = d.run(g, inputs).map_err(|e| format!("wgpu: {e}"))?;
@@ -57,11 +57,13 @@ fn check(g: &Graph, inputs: &[Tensor], min_half: usize) -> Result<(), String> {
         ));
     }
     let binds_half = x.kernels.iter().any(|gk| match &gk.lowered {
-        Lowered::Kernels(ks) => ks.iter().any(|k| k.wgsl.contains("array<f16>")),
+        Lowered::Kernels(ks) => ks
+            .iter()
+            .any(|k| k.wgsl.contains("array<f16>") || k.wgsl.contains("array<vec4<f16>>")),
         _ => false,
     });
     if min_half > 0 && !binds_half {
-        return Err("no kernel binds array<f16>".into());
+        return Err("no kernel binds array<f16> or array<vec4<f16>>".into());
     }
     if let Some(mut plain) = f32_storage_device() {
         let p = plain
@@ -145,6 +147,42 @@ proptest! {
         // A copy at an odd element keeps the concat's tensors f32 (copies move 4-byte words).
         let even = (a * n) % 2 == 0 && (b * n) % 2 == 0;
         check(&g, &[Tensor::random(DType::F16, [a, n], seed), Tensor::random(DType::F16, [b, n], seed ^ 1)], usize::from(even)).map_err(TestCaseError::fail)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg(6))]
+    /// The recurrent loop of each cell over f16 values: `R^T` and the cell's fifth input f16
+    /// constants, stored as f16 and read through the loop's scalar or vec4 units.
+    #[test]
+    fn f16_recurrence(cell in 0usize..4, t in 1usize..20, b in 1usize..4, h in prop_oneof![1usize..17, 256usize..520], seed in any::<u64>()) {
+        use sfumato_core::op::{RecurrentAct as A, RecurrentCell as C, Recurrence};
+        let (cell, acts) = [
+            (C::Rnn, vec![A::Tanh]),
+            (C::Gru { linear_before_reset: false }, vec![A::Sigmoid, A::Tanh]),
+            (C::Gru { linear_before_reset: true }, vec![A::Sigmoid, A::Tanh]),
+            (C::Lstm, vec![A::Sigmoid, A::Tanh, A::Tanh]),
+        ][cell].clone();
+        let (gates, parts) = (cell.gates(), cell.state_parts());
+        let mut g = Graph::new();
+        let xw = g.input("xw", DType::F16, [t, b, gates * h]);
+        let s0 = g.input("s0", DType::F16, [b, parts * h]);
+        let scaled = |dims: Vec<usize>, seed: u64| {
+            let v = Tensor::random(DType::F32, dims.clone(), seed).to_f64_vec();
+            let k = 1.0 / (h as f64).sqrt();
+            Tensor::from_f64(DType::F16, dims, &v.iter().map(|x| x * k).collect::<Vec<_>>())
+        };
+        let rt = g.constant(scaled(vec![h, gates * h], seed ^ 2)).unwrap();
+        let lens = g.constant(Tensor::from_i32([b], (0..b).map(|i| (t - i * t / 3) as i32).collect()).unwrap()).unwrap();
+        let mut ins = vec![xw, rt, s0, lens];
+        if let Some(rows) = cell.extra_rows() {
+            ins.push(g.constant(scaled(vec![rows, h], seed ^ 3)).unwrap());
+        }
+        let op = sfumato_core::Op::Recurrence(Recurrence { cell, reverse: seed % 2 == 1, clip: None, acts });
+        let y = g.add(op, &ins).unwrap()[0];
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::random(DType::F16, [t, b, gates * h], seed), Tensor::random(DType::F16, [b, parts * h], seed ^ 1)];
+        check(&g, &inputs, 1).map_err(TestCaseError::fail)?;
     }
 }
 

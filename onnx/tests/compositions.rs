@@ -282,16 +282,26 @@ fn run_node(
     outs: &[&str],
     attrs: Vec<AttributeProto>,
 ) -> Option<Vec<Tensor>> {
-    let node = NodeProto {
+    let model = import_nodes(
+        opset,
+        vec![node(op, order, outs, attrs)],
+        feeds,
+        consts,
+        outs,
+    );
+    run_model(op, &model.graph, feeds)
+}
+
+/// One `op` node from inputs `order` to `outs`.
+fn node(op: &str, order: &[&str], outs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
         input: order.iter().map(|n| n.to_string()).collect(),
         output: outs.iter().map(|s| s.to_string()).collect(),
         name: format!("{op}_node"),
         op_type: op.into(),
         attribute: attrs,
         ..Default::default()
-    };
-    let model = import_nodes(opset, vec![node], feeds, consts, outs);
-    run_model(op, &model.graph, feeds)
+    }
 }
 
 /// A model of `nodes` with `feeds` as its inputs and `consts` as initializers, imported.
@@ -1009,14 +1019,6 @@ fn check_recurrent(l: Layer) -> Result<(), TestCaseError> {
     } else {
         &["y", "yh"]
     };
-    let node = NodeProto {
-        input: order.iter().map(|n| n.to_string()).collect(),
-        output: outs.iter().map(|s| s.to_string()).collect(),
-        name: format!("{op}_node"),
-        op_type: op.into(),
-        attribute: attrs,
-        ..Default::default()
-    };
     let recurrence = if unrolled {
         RecurrentForm::Unrolled
     } else {
@@ -1026,7 +1028,14 @@ fn check_recurrent(l: Layer) -> Result<(), TestCaseError> {
         recurrence,
         ..Default::default()
     };
-    let model = import_nodes_with(&opts, 14, vec![node], &feeds, &[], outs);
+    let model = import_nodes_with(
+        &opts,
+        14,
+        vec![node(op, &order, outs, attrs)],
+        &feeds,
+        &[],
+        outs,
+    );
     let loops = model
         .graph
         .nodes()

@@ -340,7 +340,7 @@ let hv = cand + zs[slot] * (hs_at(rr, j) - cand);
     let n_in = 4 + extra.is_some() as usize;
     let extra_binding = match extra {
         Some(name) => {
-            format!("@group(0) @binding(4) var<storage, read> {name}: array<V>;\n")
+            format!("@group(0) @binding(4) var<storage, read> {name}: array<{v}>;\n")
         }
         None => String::new(),
     };

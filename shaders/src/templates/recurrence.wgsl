@@ -8,12 +8,13 @@
 // length keeps its state. The first chunk starts from state0, a later one from the state its
 // previous chunk wrote last. batch: B; first: the chunk's first step; steps: its length;
 // fresh: 1 for the first chunk.
+// The buffers spell V out, so the f16 storage rewrite (`half.rs`) can follow them.
 alias V = {{v}};
-@group(0) @binding(0) var<storage, read> xw: array<V>;
-@group(0) @binding(1) var<storage, read> rt: array<V>;
-@group(0) @binding(2) var<storage, read> state0: array<V>;
+@group(0) @binding(0) var<storage, read> xw: array<{{v}}>;
+@group(0) @binding(1) var<storage, read> rt: array<{{v}}>;
+@group(0) @binding(2) var<storage, read> state0: array<{{v}}>;
 @group(0) @binding(3) var<storage, read> lens: array<i32>;
-{{extra_binding}}@group(0) @binding({{out_binding}}) var<storage, read_write> out0: array<V>;
+{{extra_binding}}@group(0) @binding({{out_binding}}) var<storage, read_write> out0: array<{{v}}>;
 @group(0) @binding({{params_binding}}) var<storage, read> params: array<u32>;
 {{layout}}
 
