@@ -338,7 +338,6 @@ impl Importer<'_> {
                 "a sequence of {steps} steps (at most {MAX_RNN_STEPS}: past a hidden size of {MAX_RECURRENT_HIDDEN} the layer is unrolled)"
             ));
         }
-        // Each row's length as the layer's dtype, [B, 1], to compare with the step.
         // Each row's length as i32, [B, 1], to compare with the step (in the layer's float
         // dtype an f16 step past 2,048 would round).
         let lens = match lens {
