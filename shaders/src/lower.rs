@@ -91,7 +91,7 @@ fn lower_op(
             out,
             opts,
         )),
-        Op::Recurrence(r) => ks(crate::ops::rnn::recurrence(r, ins, out, opts)),
+        Op::Recurrence(r) => ks(crate::ops::rnn::recurrence(r, ins, opts)),
         Op::Resize { mode, coord, size } => {
             one(tensor::resize(*mode, *coord, size, ins[0].1, out, opts))
         }

@@ -386,10 +386,19 @@ impl RecurrentCell {
 
     /// Activations the cell takes (ONNX's f, g, h).
     pub fn activations(self) -> usize {
+        self.default_acts().len()
+    }
+
+    /// ONNX's default activations (f, g, h) for the cell.
+    pub fn default_acts(self) -> &'static [RecurrentAct] {
         match self {
-            RecurrentCell::Rnn => 1,
-            RecurrentCell::Gru { .. } => 2,
-            RecurrentCell::Lstm => 3,
+            RecurrentCell::Rnn => &[RecurrentAct::Tanh],
+            RecurrentCell::Gru { .. } => &[RecurrentAct::Sigmoid, RecurrentAct::Tanh],
+            RecurrentCell::Lstm => &[
+                RecurrentAct::Sigmoid,
+                RecurrentAct::Tanh,
+                RecurrentAct::Tanh,
+            ],
         }
     }
 

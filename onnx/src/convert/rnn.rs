@@ -12,72 +12,26 @@ use sfumato_core::{DType, Op, Tensor, ValueId};
 
 /// The ops of this family, by ONNX op type (default domain).
 pub(super) const OPS: &[(&str, Converter)] = &[
-    ("RNN", Tensors(|c| c.recurrent(Cell::Rnn))),
-    ("GRU", Tensors(|c| c.recurrent(Cell::Gru))),
-    ("LSTM", Tensors(|c| c.recurrent(Cell::Lstm))),
+    ("RNN", Tensors(|c| c.recurrent(RecurrentCell::Rnn))),
+    (
+        "GRU",
+        Tensors(|c| {
+            let linear_before_reset = c.ai("linear_before_reset", 0) != 0;
+            c.recurrent(RecurrentCell::Gru {
+                linear_before_reset,
+            })
+        }),
+    ),
+    ("LSTM", Tensors(|c| c.recurrent(RecurrentCell::Lstm))),
 ];
 
 /// At most this many steps are unrolled (each is a few kernels). A layer run as the device
 /// loop ([`Op::Recurrence`], up to [`MAX_RECURRENT_HIDDEN`] hidden units) has no such limit.
 pub const MAX_RNN_STEPS: usize = 4096;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Cell {
-    Rnn,
-    Gru,
-    Lstm,
-}
-
-impl Cell {
-    /// Gates per step, and the activations per direction (f, g, h as ONNX names them).
-    fn gates(self) -> usize {
-        match self {
-            Cell::Rnn => 1,
-            Cell::Gru => 3,
-            Cell::Lstm => 4,
-        }
-    }
-
-    fn default_activations(self) -> &'static [&'static str] {
-        match self {
-            Cell::Rnn => &["Tanh"],
-            Cell::Gru => &["Sigmoid", "Tanh"],
-            Cell::Lstm => &["Sigmoid", "Tanh", "Tanh"],
-        }
-    }
-}
-
-/// One activation with its parameters.
-#[derive(Clone)]
-struct Act {
-    name: String,
-    alpha: f32,
-    beta: f32,
-}
-
-impl Act {
-    /// The device loop's form of it (the names were checked when it was read).
-    fn recurrent(&self) -> RecurrentAct {
-        let (alpha, beta) = (self.alpha, self.beta);
-        match self.name.as_str() {
-            "Sigmoid" => RecurrentAct::Sigmoid,
-            "Tanh" => RecurrentAct::Tanh,
-            "Relu" => RecurrentAct::Relu,
-            "LeakyRelu" => RecurrentAct::LeakyRelu { alpha },
-            "ThresholdedRelu" => RecurrentAct::ThresholdedRelu { alpha },
-            "Elu" => RecurrentAct::Elu { alpha },
-            "Softsign" => RecurrentAct::Softsign,
-            "Softplus" => RecurrentAct::Softplus,
-            "HardSigmoid" => RecurrentAct::HardSigmoid { alpha, beta },
-            "Affine" => RecurrentAct::Affine { alpha, beta },
-            _ => RecurrentAct::ScaledTanh { alpha, beta },
-        }
-    }
-}
-
 /// A layer's inputs and attributes, as the device loop takes them.
 struct Layer {
-    cell: Cell,
+    cell: RecurrentCell,
     x: ValueId,
     w: ValueId,
     r: ValueId,
@@ -87,7 +41,6 @@ struct Layer {
     c0: Option<ValueId>,
     peep: Option<ValueId>,
     clip: Option<f32>,
-    lbr: bool,
     steps: usize,
     batch: usize,
     h: usize,
@@ -100,17 +53,20 @@ const LOOP_MAX_ROW_UNITS: usize = 4096;
 impl Importer<'_> {
     /// The activations, per direction, with `activation_alpha` and `activation_beta` consumed
     /// in order by the activations that take them (the others use their op's defaults).
-    fn rnn_activations(&self, cell: Cell, dirs: usize) -> R<Vec<Vec<Act>>> {
-        let per = cell.default_activations().len();
-        let names: Vec<String> = match self.attr("activations") {
-            Some(a) if !a.strings.is_empty() => a
-                .strings
-                .iter()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect(),
-            _ => (0..dirs)
-                .flat_map(|_| cell.default_activations().iter().map(|s| s.to_string()))
-                .collect(),
+    fn rnn_activations(&self, cell: RecurrentCell, dirs: usize) -> R<Vec<Vec<RecurrentAct>>> {
+        let defaults = cell.default_acts();
+        let per = defaults.len();
+        let named: Option<Vec<String>> = self
+            .attr("activations")
+            .filter(|a| !a.strings.is_empty())
+            .map(|a| {
+                a.strings
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            });
+        let Some(names) = named else {
+            return Ok(vec![defaults.to_vec(); dirs]);
         };
         if names.len() != per * dirs {
             return bad(format!(
@@ -119,90 +75,94 @@ impl Importer<'_> {
                 per * dirs
             ));
         }
-        let alphas = self
-            .attr("activation_alpha")
-            .map(|a| a.floats.clone())
-            .unwrap_or_default();
-        let betas = self
-            .attr("activation_beta")
-            .map(|a| a.floats.clone())
-            .unwrap_or_default();
-        let (mut ai, mut bi) = (0, 0);
+        let floats = |name: &str| {
+            self.attr(name)
+                .map(|a| a.floats.clone())
+                .unwrap_or_default()
+                .into_iter()
+        };
+        let (mut alphas, mut betas) = (floats("activation_alpha"), floats("activation_beta"));
         let mut acts = Vec::new();
         for name in names {
-            let (da, db, ta, tb) = match name.as_str() {
-                "Sigmoid" | "Tanh" | "Relu" | "Softsign" | "Softplus" => (0.0, 0.0, false, false),
-                "LeakyRelu" => (0.01, 0.0, true, false),
-                "ThresholdedRelu" | "Elu" => (1.0, 0.0, true, false),
-                "HardSigmoid" => (0.2, 0.5, true, true),
-                "Affine" | "ScaledTanh" => (1.0, 0.0, true, true),
+            let mut alpha = |d: f32| alphas.next().unwrap_or(d);
+            let mut beta = |d: f32| betas.next().unwrap_or(d);
+            acts.push(match name.as_str() {
+                "Sigmoid" => RecurrentAct::Sigmoid,
+                "Tanh" => RecurrentAct::Tanh,
+                "Relu" => RecurrentAct::Relu,
+                "Softsign" => RecurrentAct::Softsign,
+                "Softplus" => RecurrentAct::Softplus,
+                "LeakyRelu" => RecurrentAct::LeakyRelu { alpha: alpha(0.01) },
+                "ThresholdedRelu" => RecurrentAct::ThresholdedRelu { alpha: alpha(1.0) },
+                "Elu" => RecurrentAct::Elu { alpha: alpha(1.0) },
+                "HardSigmoid" => RecurrentAct::HardSigmoid {
+                    alpha: alpha(0.2),
+                    beta: beta(0.5),
+                },
+                "Affine" => RecurrentAct::Affine {
+                    alpha: alpha(1.0),
+                    beta: beta(0.0),
+                },
+                "ScaledTanh" => RecurrentAct::ScaledTanh {
+                    alpha: alpha(1.0),
+                    beta: beta(0.0),
+                },
                 other => return unsup(format!("recurrent activation {other}")),
-            };
-            let take = |list: &[f32], i: &mut usize, d: f32, takes: bool| {
-                if takes && *i < list.len() {
-                    *i += 1;
-                    list[*i - 1]
-                } else {
-                    d
-                }
-            };
-            let alpha = take(&alphas, &mut ai, da, ta);
-            let beta = take(&betas, &mut bi, db, tb);
-            acts.push(Act { name, alpha, beta });
+            });
         }
         Ok(acts.chunks(per).map(|c| c.to_vec()).collect())
     }
 
-    fn activate(&mut self, a: &Act, x: ValueId) -> R<ValueId> {
+    /// `act` of `x` as graph ops (the unrolled form; the loop evaluates it in its kernel).
+    fn activate(&mut self, act: RecurrentAct, x: ValueId) -> R<ValueId> {
         let dt = self.g.dtype(x);
-        let (al, be) = (a.alpha as f64, a.beta as f64);
-        Ok(match a.name.as_str() {
-            "Sigmoid" => self.un(UnaryOp::Sigmoid, x)?,
-            "Tanh" => self.un(UnaryOp::Tanh, x)?,
-            "Relu" => self.un(UnaryOp::Relu, x)?,
-            "LeakyRelu" => self.un(UnaryOp::LeakyRelu { alpha: a.alpha }, x)?,
-            "Softsign" => {
+        Ok(match act {
+            RecurrentAct::Sigmoid => self.un(UnaryOp::Sigmoid, x)?,
+            RecurrentAct::Tanh => self.un(UnaryOp::Tanh, x)?,
+            RecurrentAct::Relu => self.un(UnaryOp::Relu, x)?,
+            RecurrentAct::LeakyRelu { alpha } => self.un(UnaryOp::LeakyRelu { alpha }, x)?,
+            RecurrentAct::Softsign => {
                 let m = self.un(UnaryOp::Abs, x)?;
                 let one = self.scalar(dt, 1.0)?;
                 let d = self.bin(BinaryOp::Add, m, one)?;
                 self.bin(BinaryOp::Div, x, d)?
             }
-            "Softplus" => {
+            RecurrentAct::Softplus => {
                 let e = self.un(UnaryOp::Exp, x)?;
                 let one = self.scalar(dt, 1.0)?;
                 let s = self.bin(BinaryOp::Add, e, one)?;
                 self.un(UnaryOp::Log, s)?
             }
-            "ThresholdedRelu" => {
-                let t = self.scalar(dt, al)?;
+            RecurrentAct::ThresholdedRelu { alpha } => {
+                let t = self.scalar(dt, alpha as f64)?;
                 let zero = self.scalar(dt, 0.0)?;
                 let above = self.bin(BinaryOp::Gt, x, t)?;
                 self.add1(Op::Where, &[above, x, zero])?
             }
-            "Elu" => {
+            RecurrentAct::Elu { alpha } => {
                 let e = self.un(UnaryOp::Exp, x)?;
                 let one = self.scalar(dt, 1.0)?;
                 let em = self.bin(BinaryOp::Sub, e, one)?;
-                let al = self.scalar(dt, al)?;
+                let al = self.scalar(dt, alpha as f64)?;
                 let neg = self.bin(BinaryOp::Mul, em, al)?;
                 let zero = self.scalar(dt, 0.0)?;
                 let below = self.bin(BinaryOp::Lt, x, zero)?;
                 self.add1(Op::Where, &[below, neg, x])?
             }
-            "ScaledTanh" => {
-                let b = self.scalar(dt, be)?;
+            RecurrentAct::ScaledTanh { alpha, beta } => {
+                let b = self.scalar(dt, beta as f64)?;
                 let xb = self.bin(BinaryOp::Mul, x, b)?;
                 let t = self.un(UnaryOp::Tanh, xb)?;
-                let a = self.scalar(dt, al)?;
+                let a = self.scalar(dt, alpha as f64)?;
                 self.bin(BinaryOp::Mul, t, a)?
             }
             // HardSigmoid clips alpha * x + beta to [0, 1]; Affine does not.
-            name => {
-                let a = self.scalar(dt, al)?;
-                let b = self.scalar(dt, be)?;
+            RecurrentAct::HardSigmoid { alpha, beta } | RecurrentAct::Affine { alpha, beta } => {
+                let a = self.scalar(dt, alpha as f64)?;
+                let b = self.scalar(dt, beta as f64)?;
                 let ax = self.bin(BinaryOp::Mul, x, a)?;
                 let y = self.bin(BinaryOp::Add, ax, b)?;
-                if name == "HardSigmoid" {
+                if matches!(act, RecurrentAct::HardSigmoid { .. }) {
                     self.un(UnaryOp::Clip { min: 0.0, max: 1.0 }, y)?
                 } else {
                     y
@@ -219,7 +179,7 @@ impl Importer<'_> {
     }
 
     /// `RNN`, `GRU` and `LSTM`.
-    fn recurrent(&mut self, cell: Cell) -> R<Vec<ValueId>> {
+    fn recurrent(&mut self, cell: RecurrentCell) -> R<Vec<ValueId>> {
         let (x, w, r) = (self.inp(0)?, self.inp(1)?, self.inp(2)?);
         let opt = |s: &Self, i: usize| {
             if s.has(i) {
@@ -229,7 +189,7 @@ impl Importer<'_> {
             }
         };
         let (bias, lens, h0) = (opt(self, 3)?, opt(self, 4)?, opt(self, 5)?);
-        let (c0, peep) = if cell == Cell::Lstm {
+        let (c0, peep) = if cell == RecurrentCell::Lstm {
             (opt(self, 6)?, opt(self, 7)?)
         } else {
             (None, None)
@@ -238,7 +198,7 @@ impl Importer<'_> {
         if !dt.is_float() {
             return bad(format!("recurrent layer over {dt}"));
         }
-        if cell == Cell::Lstm && self.ai("input_forget", 0) != 0 {
+        if cell == RecurrentCell::Lstm && self.ai("input_forget", 0) != 0 {
             return unsup("LSTM with input_forget = 1");
         }
         let layout = self.ai("layout", 0);
@@ -293,7 +253,6 @@ impl Importer<'_> {
         if let Some(c) = clip.filter(|c| c.is_nan() || *c <= 0.0) {
             return bad(format!("clip {c}: a cell clip threshold must be positive"));
         }
-        let lbr = self.ai("linear_before_reset", 0) != 0;
         // Initial states as [D, B, H].
         let to_dbh = |s: &mut Self, v: Option<ValueId>| -> R<Option<ValueId>> {
             match v {
@@ -324,7 +283,6 @@ impl Importer<'_> {
                 c0,
                 peep,
                 clip,
-                lbr,
                 steps,
                 batch,
                 h,
@@ -398,18 +356,20 @@ impl Importer<'_> {
                     s.bin(BinaryOp::Add, xk, hk)
                 };
                 let (hn, cn) = match cell {
-                    Cell::Rnn => {
+                    RecurrentCell::Rnn => {
                         let z = gate(self, 0)?;
                         let z = self.clipped(z, clip)?;
-                        (self.activate(&a[0], z)?, cp)
+                        (self.activate(a[0], z)?, cp)
                     }
-                    Cell::Gru => {
+                    RecurrentCell::Gru {
+                        linear_before_reset: lbr,
+                    } => {
                         let z = gate(self, 0)?;
                         let z = self.clipped(z, clip)?;
-                        let z = self.activate(&a[0], z)?;
+                        let z = self.activate(a[0], z)?;
                         let rg = gate(self, 1)?;
                         let rg = self.clipped(rg, clip)?;
-                        let rg = self.activate(&a[0], rg)?;
+                        let rg = self.activate(a[0], rg)?;
                         let xh = self.slice_axis(xt, 1, 2 * h, h, 1)?;
                         let rec = if lbr {
                             let hh = self.slice_axis(hr, 1, 2 * h, h, 1)?;
@@ -428,13 +388,13 @@ impl Importer<'_> {
                         };
                         let pre = self.bin(BinaryOp::Add, xh, rec)?;
                         let pre = self.clipped(pre, clip)?;
-                        let cand = self.activate(&a[1], pre)?;
+                        let cand = self.activate(a[1], pre)?;
                         // (1 - z) * cand + z * h = cand + z * (h - cand)
                         let diff = self.bin(BinaryOp::Sub, hp, cand)?;
                         let zd = self.bin(BinaryOp::Mul, z, diff)?;
                         (self.bin(BinaryOp::Add, cand, zd)?, cp)
                     }
-                    Cell::Lstm => {
+                    RecurrentCell::Lstm => {
                         // Gates i, o, f, c; peepholes i, o, f.
                         let peep_of = |s: &mut Self, k: usize, c: ValueId| -> R<Option<ValueId>> {
                             match pd {
@@ -450,16 +410,16 @@ impl Importer<'_> {
                             gi = self.bin(BinaryOp::Add, gi, pi)?;
                         }
                         let gi = self.clipped(gi, clip)?;
-                        let i = self.activate(&a[0], gi)?;
+                        let i = self.activate(a[0], gi)?;
                         let mut gf = gate(self, 2)?;
                         if let Some(pf) = peep_of(self, 2, cp)? {
                             gf = self.bin(BinaryOp::Add, gf, pf)?;
                         }
                         let gf = self.clipped(gf, clip)?;
-                        let f = self.activate(&a[0], gf)?;
+                        let f = self.activate(a[0], gf)?;
                         let gc = gate(self, 3)?;
                         let gc = self.clipped(gc, clip)?;
-                        let cc = self.activate(&a[1], gc)?;
+                        let cc = self.activate(a[1], gc)?;
                         let fc = self.bin(BinaryOp::Mul, f, cp)?;
                         let ic = self.bin(BinaryOp::Mul, i, cc)?;
                         let cn = self.bin(BinaryOp::Add, fc, ic)?;
@@ -468,8 +428,8 @@ impl Importer<'_> {
                             go = self.bin(BinaryOp::Add, go, po)?;
                         }
                         let go = self.clipped(go, clip)?;
-                        let o = self.activate(&a[0], go)?;
-                        let hc = self.activate(&a[2], cn)?;
+                        let o = self.activate(a[0], go)?;
+                        let hc = self.activate(a[2], cn)?;
                         (self.bin(BinaryOp::Mul, o, hc)?, cn)
                     }
                 };
@@ -510,7 +470,7 @@ impl Importer<'_> {
     /// directions concatenated, then put in `layout`.
     fn recurrent_outputs(
         &mut self,
-        cell: Cell,
+        cell: RecurrentCell,
         layout: i64,
         ys: Vec<ValueId>,
         hs: Vec<ValueId>,
@@ -525,7 +485,7 @@ impl Importer<'_> {
         };
         let (swap, states) = (vec![1, 0, 2], vec![2, 0, 1, 3]);
         let mut outs = vec![cat(self, ys, 1)?, cat(self, hs, 0)?];
-        if cell == Cell::Lstm {
+        if cell == RecurrentCell::Lstm {
             outs.push(cat(self, cs, 0)?);
         }
         if layout == 1 {
@@ -544,16 +504,9 @@ impl Importer<'_> {
         &mut self,
         l: &Layer,
         dirs: &[bool],
-        acts: &[Vec<Act>],
+        acts: &[Vec<RecurrentAct>],
     ) -> R<(Vec<ValueId>, Vec<ValueId>, Vec<ValueId>)> {
         let (g, h, b, t, dt) = (l.cell.gates(), l.h, l.batch, l.steps, l.dt);
-        let rcell = match l.cell {
-            Cell::Rnn => RecurrentCell::Rnn,
-            Cell::Gru => RecurrentCell::Gru {
-                linear_before_reset: l.lbr,
-            },
-            Cell::Lstm => RecurrentCell::Lstm,
-        };
         let lens_i = match l.lens {
             Some(v) => self.cast(v, DType::I32)?,
             None => self.konst(Tensor::from_i32([b], vec![t as i32; b])?)?,
@@ -585,7 +538,10 @@ impl Importer<'_> {
                 let bd = self.reshape(bd, vec![2, g * h])?;
                 let wb = self.index_axis(bd, 0, 0)?;
                 let rb = self.index_axis(bd, 0, 1)?;
-                let rb_out = if l.cell == Cell::Gru && l.lbr {
+                let rb_out = if l.cell
+                    == (RecurrentCell::Gru {
+                        linear_before_reset: true,
+                    }) {
                     let keep: Vec<f64> = (0..g * h).map(|i| (i < 2 * h) as u8 as f64).collect();
                     let keep = self.konst(Tensor::from_f64(dt, [g * h], &keep))?;
                     let rbr = self.reshape(rb, vec![1, g * h])?;
@@ -601,7 +557,7 @@ impl Importer<'_> {
                 Some(v) => self.index_axis(v, 0, d)?,
                 None => self.konst(zeros_bh())?,
             };
-            let state0 = if l.cell == Cell::Lstm {
+            let state0 = if l.cell == RecurrentCell::Lstm {
                 let c0 = match l.c0 {
                     Some(v) => self.index_axis(v, 0, d)?,
                     None => self.konst(zeros_bh())?,
@@ -612,12 +568,12 @@ impl Importer<'_> {
             };
             let mut ins = vec![xw, rd, state0, lens_i];
             match l.cell {
-                Cell::Rnn => {}
-                Cell::Gru => ins.push(match rbh {
+                RecurrentCell::Rnn => {}
+                RecurrentCell::Gru { .. } => ins.push(match rbh {
                     Some(v) => v,
                     None => self.konst(Tensor::from_f64(dt, [1, h], &vec![0.0; h]))?,
                 }),
-                Cell::Lstm => ins.push(match l.peep {
+                RecurrentCell::Lstm => ins.push(match l.peep {
                     Some(p) => {
                         let p = self.index_axis(p, 0, d)?;
                         self.reshape(p, vec![3, h])?
@@ -626,13 +582,13 @@ impl Importer<'_> {
                 }),
             }
             let op = Op::Recurrence(Recurrence {
-                cell: rcell,
+                cell: l.cell,
                 reverse,
                 clip: l.clip,
-                acts: acts[d].iter().map(Act::recurrent).collect(),
+                acts: acts[d].clone(),
             });
             let states = self.add1(op, &ins)?;
-            let hpart = if l.cell == Cell::Lstm {
+            let hpart = if l.cell == RecurrentCell::Lstm {
                 self.slice_axis(states, 2, 0, h, 1)?
             } else {
                 states
@@ -650,7 +606,7 @@ impl Importer<'_> {
             let fin = self.slice_axis(states, 0, last, 1, 1)?;
             let yh = self.slice_axis(fin, 2, 0, h, 1)?;
             hs.push(self.reshape(yh, vec![1, b, h])?);
-            if l.cell == Cell::Lstm {
+            if l.cell == RecurrentCell::Lstm {
                 let yc = self.slice_axis(fin, 2, h, h, 1)?;
                 cs.push(self.reshape(yc, vec![1, b, h])?);
             }

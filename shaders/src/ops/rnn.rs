@@ -191,12 +191,7 @@ const SHARED_FLOATS: usize = 4096;
 
 /// One direction of a recurrent layer: `ins` are `xw [T, B, G*H]`, `rt [H, G*H]`, `state0`,
 /// `lens` and the cell's fifth input; a kernel per chunk of steps.
-pub fn recurrence(
-    r: &Recurrence,
-    ins: &[Io],
-    _out: Io,
-    opts: &LowerOptions,
-) -> Result<Vec<Kernel>, Error> {
+pub fn recurrence(r: &Recurrence, ins: &[Io], opts: &LowerOptions) -> Result<Vec<Kernel>, Error> {
     let xd = &ins[0].1 .0;
     let (steps, batch) = (xd[0], xd[1]);
     let hidden = ins[1].1 .0[0];
