@@ -1,7 +1,8 @@
 //! `sfumato bench precision`: a case in f32 and in f16 (`--precision f16`: its f32 values in
 //! f16, inputs and outputs f32) on one adapter, one after another in the same run: the f16
-//! graph on a device that stores f16 as f16 (where the adapter has `shader-f16`) and on one that
-//! stores it as f32, each with its time, the ratio to f32, its largest error against the f32
+//! graph on a device that stores f16 as f16 (where the adapter has `shader-f16`), its
+//! elementwise kernels computing in f16; on one that stores f16 as f16 but computes in f32;
+//! and on one that stores it as f32, each with its time, the ratio to f32, its largest error against the f32
 //! run's outputs, and its device memory.
 //!
 //! `--int8 DIR` adds quantized models as onnxruntime's quantizer writes them (the QDQ form, the
@@ -44,8 +45,9 @@ pub struct BenchPrecisionArgs {
 #[derive(serde::Serialize)]
 struct Row {
     case: String,
-    /// `f32`, `f16` (stored as f16), `f16-in-f32` (f16 values stored as f32), `int8` (the QDQ
-    /// model).
+    /// `f32`, `f16` (stored as f16, elementwise kernels computing in f16), `f16-f32-math`
+    /// (stored as f16, computed in f32), `f16-in-f32` (f16 values stored as f32), `int8` (the
+    /// QDQ model).
     precision: &'static str,
     median_ms: f64,
     vs_f32: f64,
@@ -59,19 +61,27 @@ struct Row {
     f16_storage: String,
     /// The integer products (MatMulInteger, ConvInteger) the graph runs: the int8 rows'.
     integer_products: usize,
+    /// Kernels computing in f16 (their names end in `_f16`).
+    f16_kernels: usize,
 }
 
-/// The device with f16 storage (its matmuls tuned for `graphs` first, as `bench compare`
-/// does), or one without it (the tuned winners come from the same cache).
-fn open(half_storage: bool, graphs: &[&sfumato_core::Graph]) -> Result<WgpuDevice> {
-    if half_storage {
+/// The device with f16 storage and arithmetic (its matmuls tuned for `graphs` first, as
+/// `bench compare` does), or one with `half_storage` and `half_compute` as given (the tuned
+/// winners come from the same cache).
+fn open(
+    half_storage: bool,
+    half_compute: bool,
+    graphs: &[&sfumato_core::Graph],
+) -> Result<WgpuDevice> {
+    if half_storage && half_compute {
         return open_wgpu_tuned("", Optimization::PassesAndFusion, graphs);
     }
     WgpuDevice::new(sfumato_wgpu::DeviceOptions {
-        half_storage: false,
+        half_storage,
+        half_compute,
         ..sfumato_wgpu::DeviceOptions::from_env()
     })
-    .context("opening the WebGPU device without f16 storage")
+    .context("opening a second WebGPU device")
 }
 
 pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
@@ -90,7 +100,7 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
         }
         let (g32, inputs, _) = case_graph(case)?;
         let g16 = to_half(&g32).with_context(|| format!("case '{case}' in f16"))?;
-        let mut dev = open(true, &[&g32, &g16])?;
+        let mut dev = open(true, true, &[&g32, &g16])?;
         if !dev.has_half_storage() {
             eprintln!(
                 "warning: {} has no shader-f16: its f16 tensors are stored as f32",
@@ -98,16 +108,22 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
             );
         }
         let want = dev.run(&g32, &inputs)?.outputs;
-        let mut plain = open(false, &[])?;
-        for (label, graph, stored_half) in [
-            ("f32", &g32, true),
-            ("f16", &g16, true),
-            ("f16-in-f32", &g16, false),
+        let mut wide_math = open(true, false, &[])?;
+        let mut plain = open(false, false, &[])?;
+        for (label, graph, which) in [
+            ("f32", &g32, 0),
+            ("f16", &g16, 0),
+            ("f16-f32-math", &g16, 1),
+            ("f16-in-f32", &g16, 2),
         ] {
-            let d = if stored_half { &mut dev } else { &mut plain };
+            let d = match which {
+                0 => &mut dev,
+                1 => &mut wide_math,
+                _ => &mut plain,
+            };
             rows.push(measure(d, case, label, graph, &inputs, &want, a)?);
         }
-        relative_to_f32(&mut rows, 3);
+        relative_to_f32(&mut rows, 4);
         if !a.json {
             println!(
                 "device: {} (cpu: {})",
@@ -119,7 +135,7 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
     if let Some(dir) = &a.int8 {
         for (name, g32, gq, inputs) in quantized_models(dir)? {
             let g16 = to_half(&g32).with_context(|| format!("{name} in f16"))?;
-            let mut dev = open(true, &[&g32, &g16, &gq])?;
+            let mut dev = open(true, true, &[&g32, &g16, &gq])?;
             let want = dev.run(&g32, &inputs)?.outputs;
             for (label, graph) in [("f32", &g32), ("f16", &g16), ("int8", &gq)] {
                 rows.push(measure(&mut dev, &name, label, graph, &inputs, &want, a)?);
@@ -148,7 +164,10 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
         );
     }
     for r in rows.iter().filter(|r| !r.f16_storage.is_empty()) {
-        println!("{} {}: {}", r.case, r.precision, r.f16_storage);
+        println!(
+            "{} {}: {}; {} kernels compute in f16",
+            r.case, r.precision, r.f16_storage, r.f16_kernels
+        );
     }
     for r in rows.iter().filter(|r| r.integer_products > 0) {
         println!(
@@ -190,6 +209,17 @@ fn measure(
         .iter()
         .filter(|n| matches!(n.op.name(), "MatMulInteger" | "ConvInteger"))
         .count();
+    let x = d.explain(graph)?;
+    let f16_kernels = x
+        .kernels
+        .iter()
+        .filter_map(|gk| match &gk.lowered {
+            sfumato_shaders::Lowered::Kernels(ks) => Some(ks),
+            _ => None,
+        })
+        .flatten()
+        .filter(|k| k.name.ends_with("_f16"))
+        .count();
     Ok(Row {
         case: case.to_string(),
         precision,
@@ -199,8 +229,9 @@ fn measure(
         error_vs_scale: abs / scale.max(f64::MIN_POSITIVE),
         max_abs_output: scale,
         high_water_mib: out.profile.memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
-        f16_storage: d.explain(graph)?.f16.summary().unwrap_or_default(),
+        f16_storage: x.f16.summary().unwrap_or_default(),
         integer_products,
+        f16_kernels,
     })
 }
 

@@ -1209,7 +1209,7 @@ fn view_takes_a_renderer() {
 }
 
 /// `--precision f16`: the model runs with f32 inputs and outputs, explain says what is stored
-/// as f16 (lavapipe has shader-f16), and `bench precision` gives f32 and both f16 rows with
+/// as f16 (lavapipe has shader-f16), and `bench precision` gives f32 and the three f16 rows with
 /// an f16-sized error.
 #[test]
 fn precision_f16_runs_explains_and_benches() {
@@ -1256,7 +1256,15 @@ fn precision_f16_runs_explains_and_benches() {
         .iter()
         .filter_map(|r| r["precision"].as_str())
         .collect();
-    assert_eq!(names, ["f32", "f16", "f16-in-f32"], "{stdout}");
+    assert_eq!(
+        names,
+        ["f32", "f16", "f16-f32-math", "f16-in-f32"],
+        "{stdout}"
+    );
+    // f16 arithmetic only on the first f16 device; the f32-arithmetic one names no `_f16`.
+    if require_gpu() {
+        assert_eq!(rows[2]["f16_kernels"], 0, "{stdout}");
+    }
     for r in &rows[1..] {
         let e = r["error_vs_scale"].as_f64().unwrap();
         assert!(e > 0.0 && e < 1e-2, "{stdout}");

@@ -25,6 +25,19 @@ pub(crate) fn elem_bytes(half: &HashSet<ValueId>, v: ValueId) -> u64 {
     }
 }
 
+/// Whether every float value the nodes `nodes` of `g` read or write is f16 (so a kernel of
+/// theirs may compute in f16: [`sfumato_shaders::half::compute_half`]).
+pub(crate) fn all_floats_f16(g: &Graph, mut nodes: impl Iterator<Item = NodeId>) -> bool {
+    nodes.all(|n| {
+        let node = g.node(n);
+        node.inputs
+            .iter()
+            .chain(&node.outputs)
+            .map(|&v| g.dtype(v))
+            .all(|dt| !dt.is_float() || dt == DType::F16)
+    })
+}
+
 /// The values of `g` that its lowered groups (node, kernels) let be stored as f16.
 pub(crate) fn half_values(g: &Graph, lowered: &[(NodeId, GroupKernels)]) -> Result<HalfPlan> {
     let n = g.values().len();

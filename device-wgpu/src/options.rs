@@ -72,6 +72,10 @@ pub struct DeviceOptions {
     /// Store f16 tensors as f16 (half the bytes) where the adapter has `shader-f16` (the
     /// default); off, or on an adapter without it, they live as f32 ([`sfumato_shaders::half`]).
     pub half_storage: bool,
+    /// Run elementwise kernels whose every float tensor is stored as f16 in f16 arithmetic
+    /// (the default; [`sfumato_shaders::half::compute_half`]); off, they compute in f32 on f16
+    /// storage. Matmul, conv, reductions, softmax and layer norm accumulate in f32 either way.
+    pub half_compute: bool,
 }
 
 impl Default for DeviceOptions {
@@ -91,6 +95,7 @@ impl Default for DeviceOptions {
             progress: Arc::new(NoProgress),
             max_prepared: crate::prepare::PREPARED_MAX,
             half_storage: true,
+            half_compute: true,
         }
     }
 }
@@ -137,6 +142,7 @@ impl DeviceOptions {
             progress: Arc::new(NoProgress),
             max_prepared: crate::prepare::PREPARED_MAX,
             half_storage: var("SFUMATO_F16_STORAGE").is_none_or(|v| v != "0"),
+            half_compute: var("SFUMATO_F16_COMPUTE").is_none_or(|v| v != "0"),
         }
     }
 }

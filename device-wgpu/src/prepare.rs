@@ -204,12 +204,27 @@ impl WgpuDevice {
         for (why, count, bytes) in &half_plan.kept {
             tracing::debug!(count, bytes, why, "f16 values kept in f32");
         }
-        for (node, gk) in &mut lowered {
+        for (group, (node, gk)) in the_plan.groups.iter().zip(&mut lowered) {
             let (inputs, outputs) = (gk.inputs.clone(), gk.outputs.clone());
+            // f16 arithmetic only where every float value of the group is f16 (a chain that
+            // casts to f32 computes its f32 part in f32).
+            let half_compute = self.half_storage
+                && self.opts.half_compute
+                && half::all_floats_f16(&g, group.nodes.iter().copied());
             if let Lowered::Kernels(ks) = &mut gk.lowered {
                 for k in ks {
                     let halves = half::half_bindings(k, &inputs, &outputs, &half);
-                    if !halves.is_empty() {
+                    let computed = if half_compute {
+                        sfumato_shaders::half::compute_half(&k.name, &k.wgsl, &halves)
+                            .map_err(|e| e.for_node(&g, g.node(*node)))?
+                    } else {
+                        None
+                    };
+                    if let Some(text) = computed {
+                        // Shown in profiles: this kernel's arithmetic is f16.
+                        k.wgsl = text;
+                        k.name += "_f16";
+                    } else if !halves.is_empty() {
                         let key = (std::mem::take(&mut k.wgsl), halves);
                         k.wgsl = match rewritten.get(&key) {
                             Some(text) => text.clone(),

@@ -1,5 +1,5 @@
 //! f16 storage: f16 tensors stored as f16 on an adapter with `shader-f16` (lavapipe has it),
-//! kernels computing in f32, checked against the CPU reference on random shapes as wide as real
+//! elementwise kernels computing in f16 and the rest in f32, checked against the CPU reference on random shapes as wide as real
 //! models use (K in the thousands, thousands of channels, long rows), and against the same
 //! graphs on a device that stores f16 as f32. The storage is checked too: the kernels bind
 //! `array<f16>` and the weights take half the bytes.
@@ -184,6 +184,137 @@ proptest! {
         let inputs = [Tensor::random(DType::F16, [t, b, gates * h], seed), Tensor::random(DType::F16, [b, parts * h], seed ^ 1)];
         check(&g, &inputs, 1).map_err(TestCaseError::fail)?;
     }
+}
+
+/// The kernels of `g`'s prepared form on `d` that compute in f16 (their names end in `_f16`;
+/// each must enable f16).
+fn f16_kernels(d: &mut WgpuDevice, g: &Graph) -> Result<Vec<String>, String> {
+    let x = d.explain(g).map_err(|e| format!("explain: {e}"))?;
+    let mut computed = Vec::new();
+    for gk in &x.kernels {
+        if let Lowered::Kernels(ks) = &gk.lowered {
+            for k in ks.iter().filter(|k| k.name.ends_with("_f16")) {
+                if !k.wgsl.starts_with("enable f16;") {
+                    return Err(format!("{} does not enable f16:\n{}", k.name, k.wgsl));
+                }
+                computed.push(k.name.clone());
+            }
+        }
+    }
+    Ok(computed)
+}
+
+proptest! {
+    #![proptest_config(cfg(6))]
+    /// f16 arithmetic: an elementwise chain between two f16 matmuls (bias, scale, ReLU, Clip,
+    /// LeakyRelu, a Where, Abs, a residual; constants f16 holds exactly) computes in f16 (its
+    /// kernel is `fused_elementwise_f16`), as do the chain at the graph's output (stored f32,
+    /// the exchange format) and the second matmul's epilogue (bias, ReLU); the matmuls
+    /// accumulate in f32. Checked against the reference, against f32 storage and against the
+    /// same storage computing in f32, on rows up to 4,200 wide.
+    #[test]
+    fn f16_elementwise_arithmetic(m in 1usize..9, k in prop_oneof![1usize..32, 600usize..800], n in prop_oneof![1usize..16, 4000usize..4200], seed in any::<u64>()) {
+        use sfumato_core::op::{BinaryOp, UnaryOp};
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F16, [m, k]);
+        let scaled = |dims: Vec<usize>, scale: f64, seed: u64| {
+            let v = Tensor::random(DType::F32, dims.clone(), seed).to_f64_vec();
+            Tensor::from_f64(DType::F16, dims, &v.iter().map(|x| x * scale).collect::<Vec<_>>())
+        };
+        let w1 = g.constant(scaled(vec![k, n], 1.0 / (k as f64).sqrt(), seed ^ 1)).unwrap();
+        let b = g.constant(scaled(vec![n], 1.0, seed ^ 2)).unwrap();
+        let half = g.constant(Tensor::from_f64(DType::F16, [1], &[0.75])).unwrap();
+        let y = g.matmul(x, w1).unwrap();
+        // Two readers of y keep the chain out of the matmul's epilogue.
+        let t = g.add_(y, b).unwrap();
+        let t = g.mul(t, half).unwrap();
+        let r = g.relu(t).unwrap();
+        let c = g.unary(UnaryOp::Clip { min: -0.5, max: 1.5 }, t).unwrap();
+        let l = g.unary(UnaryOp::LeakyRelu { alpha: 0.125 }, t).unwrap();
+        // The Where's condition from an input, not from y: a 1-ulp difference in the
+        // matmul's rounding would flip it where y is near b.
+        let u = g.input("u", DType::F16, [m, n]);
+        let gt = g.binary(BinaryOp::Gt, u, b).unwrap();
+        let sel = g.where_(gt, c, l).unwrap();
+        let a = g.unary(UnaryOp::Abs, sel).unwrap();
+        let z = g.binary(BinaryOp::Sub, r, a).unwrap();
+        let z = g.add_(z, y).unwrap();
+        let w2 = g.constant(scaled(vec![n, 8], 1.0 / (n as f64).sqrt(), seed ^ 3)).unwrap();
+        let b2 = g.constant(scaled(vec![8], 1.0, seed ^ 5)).unwrap();
+        let o1 = g.matmul(z, w2).unwrap();
+        let o1 = g.add_(o1, b2).unwrap();
+        let o1 = g.relu(o1).unwrap();
+        let o2 = g.binary(BinaryOp::Sub, y, z).unwrap();
+        let o2 = g.mul(o2, half).unwrap();
+        g.set_outputs(&[o1, o2]).unwrap();
+        let inputs = [Tensor::random(DType::F16, [m, k], seed), Tensor::random(DType::F16, [m, n], seed ^ 4)];
+        check(&g, &inputs, 1).map_err(TestCaseError::fail)?;
+        let Some(r) = with_device(|d| -> Result<_, String> {
+            Ok((f16_kernels(d, &g)?, d.run(&g, &inputs).map_err(|e| e.to_string())?, d.has_half_storage()))
+        }) else {
+            return Ok(());
+        };
+        let (computed, out, has_half) = r.map_err(TestCaseError::fail)?;
+        if !has_half {
+            return Ok(());
+        }
+        prop_assert!(computed.iter().any(|k| k == "fused_elementwise_f16"), "no elementwise kernel computes in f16: {:?}", computed);
+        // The second matmul's epilogue (bias, ReLU) too.
+        prop_assert!(computed.iter().any(|k| k.starts_with("matmul")), "no matmul epilogue computes in f16: {:?}", computed);
+        // The same storage, computing in f32.
+        let mut wide = WgpuDevice::new(DeviceOptions { tuning: Tuning::Off, tune_store: None, half_compute: false, ..DeviceOptions::from_env() }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let none = f16_kernels(&mut wide, &g).map_err(TestCaseError::fail)?;
+        prop_assert!(none.is_empty(), "half_compute off, yet {:?}", none);
+        let p = wide.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for (a, b) in out.outputs.iter().zip(&p.outputs) {
+            prop_assert!(a.all_close(b, 2e-3, 2e-3), "f16 and f32 arithmetic differ: {:?}", a.max_diff(b));
+        }
+    }
+}
+
+/// A chain that casts to f32 computes in f32 (its f32 values keep f32's precision), and one
+/// with a transcendental (GELU's erf, in an f32 helper) keeps f32 arithmetic on f16 storage.
+#[test]
+fn f16_arithmetic_stays_out_of_f32_values_and_transcendentals() {
+    use sfumato_core::op::BinaryOp;
+    let scaled = |dims: [usize; 2], seed: u64| {
+        let v = Tensor::random(DType::F32, dims, seed).to_f64_vec();
+        let k = 1.0 / (dims[0] as f64).sqrt();
+        Tensor::from_f64(
+            DType::F16,
+            dims,
+            &v.iter().map(|x| x * k).collect::<Vec<_>>(),
+        )
+    };
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F16, [64, 300]);
+    let w = g.constant(scaled([300, 300], 3)).unwrap();
+    let y = g.matmul(x, w).unwrap();
+    // f16 -> f32, scaled by a value f16 cannot hold, back to f16.
+    let big = g
+        .constant(Tensor::from_f64(DType::F32, [1], &[1.0e6]))
+        .unwrap();
+    let yf = g.cast(y, DType::F32).unwrap();
+    let yf = g.mul(yf, big).unwrap();
+    let yf = g.binary(BinaryOp::Div, yf, big).unwrap();
+    let back = g.cast(yf, DType::F16).unwrap();
+    let e = g.gelu(y).unwrap();
+    let s = g.add_(back, e).unwrap();
+    let w2 = g.constant(scaled([300, 4], 4)).unwrap();
+    let o = g.matmul(s, w2).unwrap();
+    g.set_outputs(&[o]).unwrap();
+    let inputs = [Tensor::random(DType::F16, [64, 300], 5)];
+    let Some(r) = with_device(|d| -> Result<_, String> {
+        Ok((
+            f16_kernels(d, &g)?,
+            d.run(&g, &inputs).map_err(|e| e.to_string())?,
+        ))
+    }) else {
+        return;
+    };
+    let (computed, out) = r.unwrap();
+    assert!(computed.is_empty(), "{computed:?}");
+    check_outputs(&g, &inputs, &out, 0.0).unwrap();
 }
 
 /// An f16 weight takes half the bytes on the device (the setup's weight bytes, f16 against f32

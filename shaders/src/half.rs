@@ -36,8 +36,33 @@ pub fn store_half(kernel: &str, wgsl: &str, bindings: &[u32]) -> Result<String, 
         naga::front::wgsl::parse_str(wgsl).map_err(|e| naga_err(e.emit_to_string(wgsl)))?;
     let halves = half_bindings(&module, bindings).map_err(internal)?;
     let mut edits = Edits::default();
-    for (&g, &(vector, binding)) in &halves {
-        // The declaration's type: the last `array<f32>` (or `array<vecN<f32>>`) of its span.
+    declare_half(wgsl, &module, &halves, &mut edits).map_err(internal)?;
+    let mut functions: Vec<&Function> = module.functions.iter().map(|(_, f)| f).collect();
+    functions.extend(module.entry_points.iter().map(|e| &e.function));
+    for f in functions {
+        function_edits(wgsl, f, &halves, &mut edits, ("f32", "f16")).map_err(internal)?;
+    }
+    let text = format!("enable f16;\n{}", edits.apply(wgsl));
+    // Validated as every kernel is (with the f16 capability it enables, and Tint's rules).
+    crate::validate(kernel, &text).map_err(|e| match e {
+        Error::Naga { kernel, msg } => Error::Naga {
+            kernel,
+            msg: format!("after the f16 storage rewrite: {msg}"),
+        },
+        e => e,
+    })?;
+    Ok(text)
+}
+
+/// The declarations of `halves` in `wgsl` edited to hold f16: the last `array<f32>` (or
+/// `array<vecN<f32>>`) of each one's span.
+fn declare_half(
+    wgsl: &str,
+    module: &Module,
+    halves: &Halves,
+    edits: &mut Edits,
+) -> Result<(), String> {
+    for (&g, &(vector, binding)) in halves {
         let span = module
             .global_variables
             .get_span(g)
@@ -50,25 +75,232 @@ pub fn store_half(kernel: &str, wgsl: &str, bindings: &[u32]) -> Result<String, 
         let at = wgsl
             .get(span.clone())
             .and_then(|text| text.rfind(&ty))
-            .ok_or_else(|| internal(format!("binding {binding}'s declaration has no {ty}")))?;
+            .ok_or_else(|| format!("binding {binding}'s declaration has no {ty}"))?;
         let at = span.start + at;
         edits.replace(at..at + ty.len(), ty.replace("f32", "f16"));
     }
+    Ok(())
+}
+
+/// The elementwise kernels [`compute_half`] may run in f16 whole: straight-line code per
+/// element, nothing accumulated.
+pub const HALF_COMPUTE_KERNELS: &[&str] = &["fused_elementwise", "unary", "binary", "where"];
+
+/// An anchor's epilogue (the chain after a matmul, conv or row reduction) in f16: the anchor's
+/// f32 result rounded to f16 on entry, as the reference rounds the anchor's f16 output.
+const EPILOGUE: (&str, &str) = (
+    "fn epilogue(i: u32, v: f32) {",
+    "fn epilogue(i: u32, v_f32: f32) {\n    let v = f16(v_f32);",
+);
+/// A row reduction's prologue (the chain before it) in f16, widened for the reduction.
+const LOAD_X: (&str, &str) = (
+    "fn load_x(i: u32) -> f32 {",
+    "fn load_x(i: u32) -> f32 {\n    return f32(load_x_f16(i));\n}\nfn load_x_f16(i: u32) -> f16 {",
+);
+
+/// f16 arithmetic: the WGSL of kernel `kernel` with its elementwise work computing in f16. Every
+/// float tensor it binds must hold f16 values (the caller checks their dtypes): `bindings` are
+/// those stored as f16, the other `array<f32>` bindings f16 values stored as f32 (a graph's
+/// inputs and outputs).
+///
+/// What computes in f16: the whole of an elementwise kernel ([`HALF_COMPUTE_KERNELS`]); in an
+/// anchor kernel (a matmul, conv or row reduction with a fused chain), only the chain: its
+/// `epilogue` and `load_x`, the anchor's own loop accumulating in f32 on loads widened as
+/// [`store_half`] widens them. Where f16 is computed, f16 bindings are read and written as they
+/// are, f32-stored ones narrowed on load (exact) and widened on store, and the fused node
+/// functions are typed f16: WGSL's type inference carries f16 through the chain, and a chain
+/// that names f32 anywhere (a transcendental helper such as `sigmoid_f`, an integer converted
+/// to a float) is a type error, so such a kernel keeps computing in f32 (`None`; [`store_half`]
+/// then widens its loads). Constants written as `bitcast<f32>(BITS)` become the literal of their
+/// value, which is the same f32 where an f32 takes it. A literal f16 cannot hold exactly also
+/// gives `None`: an epsilon of 1e-7 must not become 0 unseen, nor a LeakyRelu's 0.01 bias
+/// every product.
+pub fn compute_half(kernel: &str, wgsl: &str, bindings: &[u32]) -> Result<Option<String>, Error> {
+    let internal = |what: String| Error::Internal(format!("kernel '{kernel}': {what}"));
+    let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| Error::Naga {
+        kernel: kernel.to_string(),
+        msg: e.emit_to_string(wgsl),
+    })?;
+    let named = |name: &str| {
+        module
+            .functions
+            .iter()
+            .any(|(_, f)| f.name.as_deref() == Some(name))
+    };
+    let anchor = named("epilogue") && wgsl.contains("fn node_");
+    if !anchor && !HALF_COMPUTE_KERNELS.contains(&kernel) {
+        return Ok(None);
+    }
+    let floats = f32_array_bindings(kernel, wgsl)?;
+    let stored_f32: Vec<u32> = floats
+        .into_iter()
+        .filter(|b| !bindings.contains(b))
+        .collect();
+    let halves = half_bindings(&module, bindings).map_err(internal)?;
+    let wide = half_bindings(&module, &stored_f32).map_err(internal)?;
+    let mut edits = Edits::default();
+    declare_half(wgsl, &module, &halves, &mut edits).map_err(internal)?;
     let mut functions: Vec<&Function> = module.functions.iter().map(|(_, f)| f).collect();
     functions.extend(module.entry_points.iter().map(|e| &e.function));
     for f in functions {
-        function_edits(wgsl, f, &halves, &mut edits).map_err(internal)?;
+        let in_half = !anchor || matches!(f.name.as_deref(), Some("epilogue" | "load_x"));
+        let done = if in_half {
+            function_edits(wgsl, f, &wide, &mut edits, ("f16", "f32"))
+        } else {
+            function_edits(wgsl, f, &halves, &mut edits, ("f32", "f16"))
+        };
+        // A store this cannot follow (`+=`) keeps the kernel in f32.
+        if done.is_err() {
+            return Ok(None);
+        }
     }
-    let text = format!("enable f16;\n{}", edits.apply(wgsl));
-    // Validated as every kernel is (with the f16 capability it enables, and Tint's rules).
-    crate::validate(kernel, &text).map_err(|e| match e {
-        Error::Naga { kernel, msg } => Error::Naga {
-            kernel,
-            msg: format!("after the f16 storage rewrite: {msg}"),
-        },
-        e => e,
-    })?;
-    Ok(text)
+    if anchor {
+        for (from, to) in [EPILOGUE, LOAD_X] {
+            if let Some(at) = wgsl.find(from) {
+                edits.replace(at..at + from.len(), to.to_string());
+            }
+        }
+    }
+    // The node functions typed f16 (same length: the spans above still hold), and the f16
+    // NaN-aware helpers they call.
+    let text = edits.apply(&node_functions_half(wgsl));
+    let helpers = if text.contains("nanh(") {
+        NAN_HELPERS_HALF
+    } else {
+        ""
+    };
+    let text = format!("enable f16;\n{}{helpers}", constant_literals(&text));
+    if crate::validate(kernel, &text).is_err() {
+        return Ok(None);
+    }
+    Ok(half_literals_hold(&text).then_some(text))
+}
+
+/// The NaN-aware helpers of the prelude (`is_nan`, `max_nan`, `min_nan`) over f16, under names
+/// of the same length, which [`node_functions_half`] calls (a NaN widened to f32 is a NaN).
+const NAN_HELPERS_HALF: &str = "
+fn isnanh(x: f16) -> bool {
+    return is_nan(f32(x));
+}
+
+fn maxnanh(a: f16, b: f16) -> f16 {
+    if (isnanh(a) || isnanh(b)) {
+        return f16(f32_nan());
+    }
+    return max(a, b);
+}
+
+fn minnanh(a: f16, b: f16) -> f16 {
+    if (isnanh(a) || isnanh(b)) {
+        return f16(f32_nan());
+    }
+    return min(a, b);
+}
+";
+
+/// `wgsl` with the fused kernel's node functions (`fn node_N`, one op each: in a group whose
+/// float values are all f16, every float they take or give is f16) typed f16, and their calls
+/// of the NaN-aware helpers made calls of [`NAN_HELPERS_HALF`]. Every edit keeps the length.
+fn node_functions_half(wgsl: &str) -> String {
+    const START: &str = "fn node_";
+    let mut out = String::with_capacity(wgsl.len());
+    let mut rest = wgsl;
+    while let Some(i) = rest.find(START) {
+        out.push_str(&rest[..i]);
+        let body = &rest[i..];
+        let end = body.find("\n}\n").map_or(body.len(), |e| e + 3);
+        let typed = f32_tokens_half(&body[..end])
+            .replace("is_nan(", "isnanh(")
+            .replace("max_nan(", "maxnanh(")
+            .replace("min_nan(", "minnanh(");
+        out.push_str(&typed);
+        rest = &body[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` with every `f32` that is a whole word written `f16` (`f32_nan` stays).
+fn f32_tokens_half(text: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(i) = text[at..].find("f32").map(|i| at + i) {
+        let (before, after) = (text[..i].chars().next_back(), text[i + 3..].chars().next());
+        out.push_str(&text[at..i]);
+        out.push_str(if word(before) || word(after) {
+            "f32"
+        } else {
+            "f16"
+        });
+        at = i + 3;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// `wgsl` with each `bitcast<f32>(DIGITSu)` of a finite value written as that value's literal
+/// (an abstract float: exact as an f32, rounded where an f16 takes it).
+fn constant_literals(wgsl: &str) -> String {
+    const OPEN: &str = "bitcast<f32>(";
+    let mut out = String::with_capacity(wgsl.len());
+    let mut rest = wgsl;
+    while let Some(i) = rest.find(OPEN) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + OPEN.len()..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let value = after[..digits].parse::<u32>().ok().map(f32::from_bits);
+        match value.filter(|v| v.is_finite() && after[digits..].starts_with("u)")) {
+            Some(v) => {
+                // f32 -> f64 is exact, and `{:e}` of an f64 reads back as the same f64.
+                out.push_str(&format!("({:e})", f64::from(v)));
+                rest = &after[digits + 2..];
+            }
+            None => {
+                out.push_str(OPEN);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether every f16 literal of `wgsl` (valid) is its source's value exactly (a literal, or a
+/// constant written as one; a folded expression is not taken).
+fn half_literals_hold(wgsl: &str) -> bool {
+    let Ok(module) = naga::front::wgsl::parse_str(wgsl) else {
+        return false;
+    };
+    let mut functions: Vec<&Function> = module.functions.iter().map(|(_, f)| f).collect();
+    functions.extend(module.entry_points.iter().map(|e| &e.function));
+    let lits = functions.iter().flat_map(|f| {
+        f.expressions
+            .iter()
+            .map(move |(h, e)| (e, f.expressions.get_span(h)))
+    });
+    let globals = module
+        .global_expressions
+        .iter()
+        .map(|(h, e)| (e, module.global_expressions.get_span(h)));
+    for (e, span) in lits.chain(globals) {
+        let naga::Expression::Literal(naga::Literal::F16(h)) = *e else {
+            continue;
+        };
+        let h = f64::from(h);
+        let source = span
+            .to_range()
+            .and_then(|r| wgsl.get(r))
+            .map(|t| t.trim_matches(|c: char| c == '(' || c == ')' || c.is_whitespace()))
+            .map(|t| t.trim_end_matches('h'))
+            .and_then(|t| t.parse::<f64>().ok());
+        // Exactly: a rounded constant would bias every product it takes part in the same way
+        // (a LeakyRelu's 0.01 is 0.0099945 in f16), where the reference rounds only the result.
+        if source != Some(h) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The bindings (group 0) of `wgsl` that [`store_half`] can store as f16: storage arrays of
@@ -155,12 +387,14 @@ fn value_type(vector: Option<u8>, depth: usize, float: &str) -> String {
     }
 }
 
-/// The edits of `f`: each load from a half binding widened, each store into one narrowed.
+/// The edits of `f`: each load from a binding of `halves` converted to `load` (`f32`: widened),
+/// each store into one converted to `store` (`f16`: narrowed).
 fn function_edits(
     wgsl: &str,
     f: &Function,
     halves: &Halves,
     edits: &mut Edits,
+    (load, store): (&str, &str),
 ) -> Result<(), String> {
     for (h, e) in f.expressions.iter() {
         let Expression::Load { pointer } = *e else {
@@ -176,7 +410,7 @@ fn function_edits(
         if span.is_empty() {
             return Err("a load from an f16 binding has no span in the source".into());
         }
-        edits.wrap(span, value_type(vector, depth, "f32"), false);
+        edits.wrap(span, value_type(vector, depth, load), false);
     }
     let mut stores = Vec::new();
     collect_stores(&f.body, &mut stores);
@@ -201,7 +435,7 @@ fn function_edits(
                     wgsl.get(stmt.clone()).unwrap_or("?")
                 )
             })?;
-        edits.wrap(value, value_type(vector, depth, "f16"), true);
+        edits.wrap(value, value_type(vector, depth, store), true);
     }
     Ok(())
 }
@@ -334,6 +568,165 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         assert!(w.contains("array<vec4<f16>>"), "{w}");
         assert!(w.contains("array<u32>"), "{w}");
         insta::assert_snapshot!(w);
+    }
+
+    /// A chain of the kind the fused elementwise kernel writes: loads, arithmetic, a
+    /// `bitcast<f32>` constant (a LeakyRelu's alpha, 0.125), a store.
+    const CHAIN: &str = "
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(3) var<storage, read> params: array<u32>;
+
+fn f32_inf() -> f32 { return bitcast<f32>(params[1]); }
+fn fast_div(x: u32, d: u32) -> u32 { return u32(f32(x) / f32(d)); }
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    let i = id.x;
+    if i >= params[0] { return; }
+    let v0 = a[i];
+    let v1 = b[fast_div(i, 3u)];
+    let v2 = max(v0 + v1 * 2.0, 0.0);
+    let v3 = select(bitcast<f32>(1040187392u) * v2, v2, v2 >= 0.0);
+    out0[i] = BODY;
+}
+";
+
+    fn chain(body: &str) -> String {
+        CHAIN.replace("BODY", body)
+    }
+
+    #[test]
+    fn an_elementwise_chain_computes_in_f16() {
+        let w = compute_half("fused_elementwise", &chain("v3"), &[0, 1, 2])
+            .unwrap()
+            .expect("the chain computes in f16");
+        assert!(w.starts_with("enable f16;"), "{w}");
+        assert!(!w.contains("array<f32>"), "{w}");
+        // Nothing widened: the loads are f16 and so is the arithmetic.
+        assert!(!w.contains("f32(a[") && !w.contains("f16(v"), "{w}");
+        // The helpers that do not touch the tensors keep their f32.
+        assert!(w.contains("f32(x) / f32(d)"), "{w}");
+        insta::assert_snapshot!(w);
+    }
+
+    #[test]
+    fn what_f16_arithmetic_cannot_follow_stays_f32() {
+        let floats = |body: &str, bindings: &[u32]| {
+            compute_half("fused_elementwise", &chain(body), bindings).unwrap()
+        };
+        // An f32 helper (a transcendental), an integer made a float, an infinity.
+        for body in ["exp(f32(v3))", "v3 + f32(i)", "min(v3, f32_inf())"] {
+            assert!(floats(body, &[0, 1, 2]).is_none(), "{body}");
+        }
+        // An epsilon f16 flushes to a subnormal, a constant f16 rounds (0.01), one past its
+        // range.
+        for body in [
+            "v3 / (v0 + 1e-7)",
+            "v3 * bitcast<f32>(1008981770u)",
+            "v3 * 1e6",
+            "v3 * 0.1",
+        ] {
+            assert!(floats(body, &[0, 1, 2]).is_none(), "{body}");
+        }
+        // A binding stored as f32 (a graph output): narrowed on load, widened on store.
+        let w = floats("v3", &[0, 1]).expect("an f32-stored output");
+        assert!(
+            w.contains("array<f32>") && w.contains("out0[i] = f32(v3)"),
+            "{w}"
+        );
+        let w = floats("v3", &[]).expect("f32-stored tensors");
+        assert!(w.contains("let v0 = f16(a[i]);"), "{w}");
+        // Not an elementwise kernel.
+        assert!(compute_half("matmul_tiled", &chain("v3"), &[0, 1, 2])
+            .unwrap()
+            .is_none());
+        // The same chain in range does compute in f16.
+        assert!(floats("v3 / (v0 + 0.5)", &[0, 1, 2]).is_some());
+    }
+
+    /// An anchor kernel of the kind the fused generator writes: a loop accumulating in f32, then
+    /// the epilogue's chain (a bias add and a NaN-aware Max) in node functions.
+    const ANCHOR: &str = "
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(3) var<storage, read> params: array<u32>;
+
+fn f32_nan() -> f32 { return bitcast<f32>(params[2]); }
+fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+fn max_nan(a: f32, b: f32) -> f32 { if (is_nan(a) || is_nan(b)) { return f32_nan(); } return max(a, b); }
+
+fn node_3(a: f32, b: f32) -> f32 {
+    return a + b;
+}
+fn node_4(a: f32, b: f32) -> f32 {
+    return max_nan(a, b);
+}
+fn epilogue(i: u32, v: f32) {
+    let r1 = bias[i % 4u];
+    let v5 = node_3(v, r1);
+    let v6 = node_4(v5, 0.0);
+    out0[i] = v6;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    let i = id.x;
+    var acc = 0.0;
+    for (var k = 0u; k < params[0]; k++) {
+        acc += a[i * params[0] + k] * max_nan(a[k], 0.0);
+    }
+    epilogue(i, acc);
+}
+";
+
+    #[test]
+    fn an_anchor_accumulates_in_f32_and_its_epilogue_computes_in_f16() {
+        let w = compute_half("matmul_tiled", ANCHOR, &[0, 1, 2])
+            .unwrap()
+            .expect("the epilogue computes in f16");
+        // The loop widens its loads and keeps the f32 helpers.
+        assert!(
+            w.contains("acc += f32(a[i * params[0] + k]) * max_nan(f32(a[k]), 0.0);"),
+            "{w}"
+        );
+        // The epilogue rounds the sum to f16 once, then the chain is f16.
+        assert!(w.contains("let v = f16(v_f32);"), "{w}");
+        assert!(w.contains("fn node_3(a: f16, b: f16) -> f16"), "{w}");
+        assert!(w.contains("return maxnanh(a, b);"), "{w}");
+        assert!(w.contains("    out0[i] = v6;"), "{w}");
+        insta::assert_snapshot!(w);
+        // The output stored f32 (a graph output): widened at the store.
+        let w = compute_half("matmul_tiled", ANCHOR, &[0, 1])
+            .unwrap()
+            .unwrap();
+        assert!(
+            w.contains("out0[i] = f32(v6);")
+                && w.contains("var<storage, read_write> out0: array<f32>"),
+            "{w}"
+        );
+        // Without a fused chain, nothing computes in f16.
+        let plain = ANCHOR
+            .replace("fn node_", "fn step_")
+            .replace("node_", "step_");
+        assert!(compute_half("matmul_tiled", &plain, &[0, 1, 2])
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_constant_becomes_the_literal_of_its_value() {
+        let v = 0.01f32;
+        let text = format!("x * bitcast<f32>({}u) + bitcast<f32>(q)", v.to_bits());
+        let out = constant_literals(&text);
+        assert!(
+            out.starts_with("x * (") && out.ends_with(") + bitcast<f32>(q)"),
+            "{out}"
+        );
+        let lit = &out[5..out.find(')').unwrap()];
+        assert_eq!(lit.parse::<f64>().unwrap() as f32, v, "{out}");
     }
 
     #[test]
