@@ -47,7 +47,8 @@ struct Row {
     case: String,
     /// `f32`, `f16` (stored as f16, elementwise kernels computing in f16), `f16-f32-math`
     /// (stored as f16, computed in f32), `f16-in-f32` (f16 values stored as f32), `int8` (the
-    /// QDQ model).
+    /// QDQ model, its int8 weights packed four to a word), `int8-i32` (the same, its weights
+    /// held as i32).
     precision: &'static str,
     median_ms: f64,
     vs_f32: f64,
@@ -63,6 +64,8 @@ struct Row {
     integer_products: usize,
     /// Kernels computing in f16 (their names end in `_f16`).
     f16_kernels: usize,
+    /// What the device stored as packed int8 (`sfumato explain`'s line).
+    int8_packing: String,
 }
 
 /// The device with f16 storage and arithmetic (its matmuls tuned for `graphs` first, as
@@ -140,7 +143,22 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
             for (label, graph) in [("f32", &g32), ("f16", &g16), ("int8", &gq)] {
                 rows.push(measure(&mut dev, &name, label, graph, &inputs, &want, a)?);
             }
-            relative_to_f32(&mut rows, 3);
+            // The same QDQ model with its int8 weights held as i32 (no packing).
+            let mut unpacked = WgpuDevice::new(sfumato_wgpu::DeviceOptions {
+                pack_int8: false,
+                ..sfumato_wgpu::DeviceOptions::from_env()
+            })
+            .context("opening a device without int8 packing")?;
+            rows.push(measure(
+                &mut unpacked,
+                &name,
+                "int8-i32",
+                &gq,
+                &inputs,
+                &want,
+                a,
+            )?);
+            relative_to_f32(&mut rows, 4);
         }
     }
     if a.json {
@@ -171,8 +189,15 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
     }
     for r in rows.iter().filter(|r| r.integer_products > 0) {
         println!(
-            "{} {}: {} integer products (MatMulInteger, ConvInteger)",
-            r.case, r.precision, r.integer_products
+            "{} {}: {} integer products (MatMulInteger, ConvInteger); {}",
+            r.case,
+            r.precision,
+            r.integer_products,
+            if r.int8_packing.is_empty() {
+                "no int8 packing"
+            } else {
+                &r.int8_packing
+            }
         );
     }
     if a.int8.is_some() {
@@ -210,16 +235,7 @@ fn measure(
         .filter(|n| matches!(n.op.name(), "MatMulInteger" | "ConvInteger"))
         .count();
     let x = d.explain(graph)?;
-    let f16_kernels = x
-        .kernels
-        .iter()
-        .filter_map(|gk| match &gk.lowered {
-            sfumato_shaders::Lowered::Kernels(ks) => Some(ks),
-            _ => None,
-        })
-        .flatten()
-        .filter(|k| k.name.ends_with("_f16"))
-        .count();
+    let f16_kernels = x.all_kernels().filter(|k| k.name.ends_with("_f16")).count();
     Ok(Row {
         case: case.to_string(),
         precision,
@@ -232,6 +248,7 @@ fn measure(
         f16_storage: x.f16.summary().unwrap_or_default(),
         integer_products,
         f16_kernels,
+        int8_packing: x.packed_summary().unwrap_or_default(),
     })
 }
 

@@ -94,6 +94,7 @@ pub(crate) fn explain_plans(
             totals,
             kernels: kernels.into_iter().map(std::sync::Arc::new).collect(),
             f16: Default::default(),
+            packed_int8: (0, 0),
         })
     };
     Ok((name, view(true)?, view(false)?))
@@ -112,6 +113,7 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
         fused_x.totals.clone(),
         unfused_x.totals.clone(),
     );
+    let (f16_summary, packed_summary) = (fused_x.f16.summary(), fused_x.packed_summary());
     let (groups, kernels) = if a.no_fusion {
         (unfused_x.groups, unfused_x.kernels)
     } else {
@@ -225,7 +227,7 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
             mib(t.largest_live_bytes)
         );
     }
-    if let Some(s) = fused_x.f16.summary() {
+    for s in [f16_summary, packed_summary].into_iter().flatten() {
         println!("{s}");
     }
     println!();

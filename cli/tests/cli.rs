@@ -1299,7 +1299,8 @@ fn bench_precision_rows(extra: &[&str]) -> (Vec<serde_json::Value>, String) {
 }
 
 /// `bench precision --int8 DIR` times the repository's quantized fixtures in f32, f16 and int8
-/// (their QDQ models, on the integer kernels), with the quantization's error against f32.
+/// (their QDQ models, on the integer kernels, weights packed and not), with the quantization's
+/// error against f32.
 #[test]
 fn bench_precision_times_the_quantized_models() {
     if sfumato_wgpu_missing() {
@@ -1316,4 +1317,28 @@ fn bench_precision_times_the_quantized_models() {
         assert!(e > 0.0 && e < 0.05, "{stdout}");
         assert!(r["integer_products"].as_u64().unwrap_or(0) > 0, "{stdout}");
     }
+    // The MiniLM block's weights packed four to a word; the int8-i32 row's not; both give the
+    // same outputs (integer sums).
+    let row = |case: &str, p: &str| {
+        rows.iter()
+            .find(|r| r["case"] == case && r["precision"] == p)
+            .unwrap_or_else(|| panic!("no {case} {p} row: {stdout}"))
+    };
+    let packed = row("minilm-block", "int8")["int8_packing"]
+        .as_str()
+        .unwrap();
+    assert!(
+        packed.contains("6 weights stored as packed int8"),
+        "{stdout}"
+    );
+    assert_eq!(
+        row("minilm-block", "int8-i32")["int8_packing"],
+        "",
+        "{stdout}"
+    );
+    assert_eq!(
+        row("minilm-block", "int8")["max_abs_error"],
+        row("minilm-block", "int8-i32")["max_abs_error"],
+        "{stdout}"
+    );
 }

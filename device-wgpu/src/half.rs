@@ -11,7 +11,7 @@
 //! share a buffer (a reshape's alias, an in-place output, a copy's source and target) are
 //! decided together: one that must be f32 makes them all f32.
 
-use sfumato_core::{DType, Graph, NodeId, Result, ValueId};
+use sfumato_core::{DType, Graph, NodeId, Op, Result, ValueId};
 use sfumato_shaders::{Buf, GroupKernels, Kernel, Lowered};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -25,17 +25,61 @@ pub(crate) fn elem_bytes(half: &HashSet<ValueId>, v: ValueId) -> u64 {
     }
 }
 
-/// Whether every float value the nodes `nodes` of `g` read or write is f16 (so a kernel of
-/// theirs may compute in f16: [`sfumato_shaders::half::compute_half`]).
-pub(crate) fn all_floats_f16(g: &Graph, mut nodes: impl Iterator<Item = NodeId>) -> bool {
-    nodes.all(|n| {
+/// Whether the kernels of a group of `nodes` of `g` may compute in f16
+/// ([`sfumato_shaders::half::compute_half`]): every float value its nodes read or write is f16,
+/// there is one, and each elementwise op is one f16 computes as the reference rounds it (an
+/// add, multiply, divide, compare, select, min, max or clamp: one correctly rounded operation
+/// on f16 values). Transcendentals (whose f16 forms are far less accurate than f32's rounded,
+/// and overflow inside, as `asinh` squares its input), HardSwish (`x * 6` overflows where its
+/// result does not), Pow and the casts keep their group in f32. Anchors (matmul, conv, the row
+/// reductions) accumulate in f32 whatever this says.
+pub(crate) fn half_arithmetic_fits(g: &Graph, nodes: &[NodeId]) -> bool {
+    use sfumato_core::op::{BinaryOp as B, UnaryOp as U};
+    let mut any_f16 = false;
+    for &n in nodes {
         let node = g.node(n);
-        node.inputs
-            .iter()
-            .chain(&node.outputs)
-            .map(|&v| g.dtype(v))
-            .all(|dt| !dt.is_float() || dt == DType::F16)
-    })
+        for dt in node.inputs.iter().chain(&node.outputs).map(|&v| g.dtype(v)) {
+            if dt.is_float() && dt != DType::F16 {
+                return false;
+            }
+            any_f16 |= dt == DType::F16;
+        }
+        let single = match &node.op {
+            Op::Unary(u) => matches!(
+                u,
+                U::Relu
+                    | U::LeakyRelu { .. }
+                    | U::Neg
+                    | U::Abs
+                    | U::Clip { .. }
+                    | U::Floor
+                    | U::Ceil
+                    | U::Round
+                    | U::Sign
+            ),
+            Op::Binary(b) => matches!(
+                b,
+                B::Add
+                    | B::Sub
+                    | B::Mul
+                    | B::Div
+                    | B::Max
+                    | B::Min
+                    | B::Eq
+                    | B::Ne
+                    | B::Lt
+                    | B::Le
+                    | B::Gt
+                    | B::Ge
+            ),
+            Op::Cast { .. } | Op::BitCast { .. } => false,
+            _ => true,
+        };
+        if !single {
+            return false;
+        }
+    }
+    any_f16
 }
 
 /// The values of `g` that its lowered groups (node, kernels) let be stored as f16.

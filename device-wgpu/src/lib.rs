@@ -33,6 +33,7 @@ pub mod host;
 mod kept;
 mod memory;
 pub mod options;
+mod packed;
 mod pipelines;
 mod prepare;
 mod run;

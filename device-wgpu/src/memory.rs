@@ -186,17 +186,22 @@ impl WgpuDevice {
         what: &str,
         half: bool,
     ) -> Result<Arc<wgpu::Buffer>> {
-        let mut bytes: Vec<u8> = match t.data() {
+        let bytes: Vec<u8> = match t.data() {
             sfumato_core::TensorData::F16(v) if half => f16_bytes(v),
             _ => convert::to_device_bytes(t, what)?,
         };
+        Ok(self.upload_bytes(bytes))
+    }
+
+    /// A buffer holding `bytes` (padded to whole 4-byte words).
+    pub(crate) fn upload_bytes(&mut self, mut bytes: Vec<u8>) -> Arc<wgpu::Buffer> {
         // Writes move whole 4-byte words (an odd count of f16 leaves 2 bytes over).
         bytes.resize(bytes.len().next_multiple_of(4), 0);
         let buf = self.acquire(bytes.len() as u64);
         if !bytes.is_empty() {
             self.queue.write_buffer(&buf, 0, &bytes);
         }
-        Ok(buf)
+        buf
     }
 }
 

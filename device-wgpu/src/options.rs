@@ -76,6 +76,10 @@ pub struct DeviceOptions {
     /// (the default; [`sfumato_shaders::half::compute_half`]); off, they compute in f32 on f16
     /// storage. Matmul, conv, reductions, softmax and layer norm accumulate in f32 either way.
     pub half_compute: bool,
+    /// Store constant integer-matmul operands whose values fit in i8 packed, four to a word, read
+    /// by `matmul_int_v4_i8` (the default; [`sfumato_shaders::matmul::pack_int8`]); off, they
+    /// are i32 as every small integer.
+    pub pack_int8: bool,
 }
 
 impl Default for DeviceOptions {
@@ -96,6 +100,7 @@ impl Default for DeviceOptions {
             max_prepared: crate::prepare::PREPARED_MAX,
             half_storage: true,
             half_compute: true,
+            pack_int8: true,
         }
     }
 }
@@ -143,6 +148,7 @@ impl DeviceOptions {
             max_prepared: crate::prepare::PREPARED_MAX,
             half_storage: var("SFUMATO_F16_STORAGE").is_none_or(|v| v != "0"),
             half_compute: var("SFUMATO_F16_COMPUTE").is_none_or(|v| v != "0"),
+            pack_int8: var("SFUMATO_INT8_PACK").is_none_or(|v| v != "0"),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! device's target), each group lowered to WGSL with this device's choices (tuned matmul
 //! variants), limits checked, constants uploaded once. `explain` sums up the same preparation.
 
-use crate::{half, WgpuDevice};
+use crate::{half, packed, WgpuDevice};
 use sfumato_core::compile::{compile, CompileOptions, Compiled};
 use sfumato_core::plan::Plan;
 use sfumato_core::{Error, Graph, Op, PassStats, Result, ValueId};
@@ -26,6 +26,37 @@ pub struct Explained {
     pub kernels: Vec<Arc<GroupKernels>>,
     /// Which f16 values are stored as f16 (none without f16 storage).
     pub f16: half::HalfPlan,
+    /// Constants stored as packed int8, and their bytes ([`packed`]: quantized weights read
+    /// by the integer matmul, four to a word).
+    pub packed_int8: (usize, u64),
+}
+
+impl Explained {
+    /// Every kernel the plan dispatches, group by group.
+    pub fn all_kernels(&self) -> impl Iterator<Item = &sfumato_shaders::Kernel> {
+        self.kernels
+            .iter()
+            .filter_map(|gk| match &gk.lowered {
+                Lowered::Kernels(ks) => Some(ks.iter()),
+                _ => None,
+            })
+            .flatten()
+    }
+
+    /// One line on the packed int8 weights; `None` without any.
+    pub fn packed_summary(&self) -> Option<String> {
+        let (n, bytes) = self.packed_int8;
+        (n > 0).then(|| {
+            let size = if bytes >= 1 << 20 {
+                format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+            } else {
+                format!("{:.1} KiB", bytes as f64 / 1024.0)
+            };
+            format!(
+                "int8 packing: {n} weights stored as packed int8 ({size}, a quarter of their i32 bytes)"
+            )
+        })
+    }
 }
 
 impl Explained {
@@ -63,6 +94,8 @@ pub(crate) struct Prepared {
     pub(crate) steps: Vec<Step>,
     /// Values stored as f16 (2 bytes an element; [`half::half_values`]).
     pub(crate) half: HashSet<ValueId>,
+    /// Constants stored as packed int8 (1 byte an element; [`packed::pack_int8`]).
+    pub(crate) packed: HashSet<ValueId>,
     pub(crate) half_plan: half::HalfPlan,
     pub(crate) consts: HashMap<ValueId, Arc<wgpu::Buffer>>,
     /// Constants that kernels read as textures (`Buf::Texture`): views and their bytes.
@@ -80,7 +113,12 @@ pub(crate) struct Prepared {
 impl Prepared {
     /// Bytes value `v` of shape `numel` elements takes on the device.
     pub(crate) fn bytes_of(&self, v: ValueId) -> u64 {
-        self.graph.shape(v).numel() as u64 * half::elem_bytes(&self.half, v)
+        let elem = if self.packed.contains(&v) {
+            1
+        } else {
+            half::elem_bytes(&self.half, v)
+        };
+        self.graph.shape(v).numel() as u64 * elem
     }
 
     /// Device memory this prepared graph holds: its constant buffers and textures.
@@ -117,6 +155,10 @@ impl WgpuDevice {
             totals,
             kernels,
             f16: p.half_plan.clone(),
+            packed_int8: (
+                p.packed.len(),
+                p.packed.iter().map(|&v| p.bytes_of(v)).sum(),
+            ),
         })
     }
 
@@ -192,6 +234,12 @@ impl WgpuDevice {
             progress.step(&node.name);
             lowered.push((node.id, gk));
         }
+        // int8 weights packed four to a word: the integer matmuls that read them rewritten.
+        let packed = if self.opts.pack_int8 {
+            packed::pack_int8(&g, &const_nodes, &mut lowered)?
+        } else {
+            HashSet::new()
+        };
         // f16 tensors stored as f16: the kernels that bind them rewritten to load and store f16.
         let mut half_plan = if self.half_storage {
             half::half_values(&g, &lowered)?
@@ -207,10 +255,11 @@ impl WgpuDevice {
         for (group, (node, gk)) in the_plan.groups.iter().zip(&mut lowered) {
             let (inputs, outputs) = (gk.inputs.clone(), gk.outputs.clone());
             // f16 arithmetic only where every float value of the group is f16 (a chain that
-            // casts to f32 computes its f32 part in f32).
+            // casts to f32 computes its f32 part in f32) and its ops round in f16 as the
+            // reference rounds them.
             let half_compute = self.half_storage
                 && self.opts.half_compute
-                && half::all_floats_f16(&g, group.nodes.iter().copied());
+                && half::half_arithmetic_fits(&g, &group.nodes);
             if let Lowered::Kernels(ks) = &mut gk.lowered {
                 for k in ks {
                     let halves = half::half_bindings(k, &inputs, &outputs, &half);
@@ -320,7 +369,10 @@ impl WgpuDevice {
                 texture_bytes += bytes;
                 weight_bytes += bytes;
             }
-            if as_buffer.contains(&v) || !as_texture.contains(&v) {
+            if packed.contains(&v) {
+                weight_bytes += t.numel() as u64;
+                consts.insert(v, self.upload_bytes(packed::packed_bytes(t)));
+            } else if as_buffer.contains(&v) || !as_texture.contains(&v) {
                 let buf = self.upload(t, &n.name, half.contains(&v))?;
                 weight_bytes += t.numel() as u64 * half::elem_bytes(&half, v);
                 consts.insert(v, buf);
@@ -351,6 +403,7 @@ impl WgpuDevice {
             passes,
             steps,
             half,
+            packed,
             half_plan,
             consts,
             textures,

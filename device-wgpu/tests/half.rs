@@ -191,15 +191,11 @@ proptest! {
 fn f16_kernels(d: &mut WgpuDevice, g: &Graph) -> Result<Vec<String>, String> {
     let x = d.explain(g).map_err(|e| format!("explain: {e}"))?;
     let mut computed = Vec::new();
-    for gk in &x.kernels {
-        if let Lowered::Kernels(ks) = &gk.lowered {
-            for k in ks.iter().filter(|k| k.name.ends_with("_f16")) {
-                if !k.wgsl.starts_with("enable f16;") {
-                    return Err(format!("{} does not enable f16:\n{}", k.name, k.wgsl));
-                }
-                computed.push(k.name.clone());
-            }
+    for k in x.all_kernels().filter(|k| k.name.ends_with("_f16")) {
+        if !k.wgsl.starts_with("enable f16;") {
+            return Err(format!("{} does not enable f16:\n{}", k.name, k.wgsl));
         }
+        computed.push(k.name.clone());
     }
     Ok(computed)
 }
@@ -272,11 +268,19 @@ proptest! {
     }
 }
 
-/// A chain that casts to f32 computes in f32 (its f32 values keep f32's precision), and one
-/// with a transcendental (GELU's erf, in an f32 helper) keeps f32 arithmetic on f16 storage.
+/// A case of the test below: its name and the op (or ops) it puts after the first matmul.
+type Case<'a> = (
+    &'a str,
+    &'a dyn Fn(&mut Graph, sfumato_core::ValueId) -> sfumato_core::ValueId,
+);
+
+/// What keeps f32 arithmetic on f16 storage, each alone between two f16 matmuls: a chain that
+/// casts to f32 (its f32 values keep f32's precision), and each op whose f16 form would not
+/// round as the reference does: GELU (an f32 helper), Exp, Sqrt, Asinh (builtins WGSL lets be
+/// far less accurate in f16, and asinh squares its input), HardSwish (`x * 6` overflows inside).
 #[test]
-fn f16_arithmetic_stays_out_of_f32_values_and_transcendentals() {
-    use sfumato_core::op::BinaryOp;
+fn f16_arithmetic_stays_out_of_f32_values_and_inexact_ops() {
+    use sfumato_core::op::{BinaryOp, UnaryOp};
     let scaled = |dims: [usize; 2], seed: u64| {
         let v = Tensor::random(DType::F32, dims, seed).to_f64_vec();
         let k = 1.0 / (dims[0] as f64).sqrt();
@@ -286,35 +290,50 @@ fn f16_arithmetic_stays_out_of_f32_values_and_transcendentals() {
             &v.iter().map(|x| x * k).collect::<Vec<_>>(),
         )
     };
-    let mut g = Graph::new();
-    let x = g.input("x", DType::F16, [64, 300]);
-    let w = g.constant(scaled([300, 300], 3)).unwrap();
-    let y = g.matmul(x, w).unwrap();
-    // f16 -> f32, scaled by a value f16 cannot hold, back to f16.
-    let big = g
-        .constant(Tensor::from_f64(DType::F32, [1], &[1.0e6]))
-        .unwrap();
-    let yf = g.cast(y, DType::F32).unwrap();
-    let yf = g.mul(yf, big).unwrap();
-    let yf = g.binary(BinaryOp::Div, yf, big).unwrap();
-    let back = g.cast(yf, DType::F16).unwrap();
-    let e = g.gelu(y).unwrap();
-    let s = g.add_(back, e).unwrap();
-    let w2 = g.constant(scaled([300, 4], 4)).unwrap();
-    let o = g.matmul(s, w2).unwrap();
-    g.set_outputs(&[o]).unwrap();
-    let inputs = [Tensor::random(DType::F16, [64, 300], 5)];
-    let Some(r) = with_device(|d| -> Result<_, String> {
-        Ok((
-            f16_kernels(d, &g)?,
-            d.run(&g, &inputs).map_err(|e| e.to_string())?,
-        ))
-    }) else {
-        return;
-    };
-    let (computed, out) = r.unwrap();
-    assert!(computed.is_empty(), "{computed:?}");
-    check_outputs(&g, &inputs, &out, 0.0).unwrap();
+    let cases: [Case; 6] = [
+        ("cast to f32 and back", &|g, y| {
+            // Scaled by a value f16 cannot hold, in f32.
+            let big = g
+                .constant(Tensor::from_f64(DType::F32, [1], &[1.0e6]))
+                .unwrap();
+            let yf = g.cast(y, DType::F32).unwrap();
+            let yf = g.mul(yf, big).unwrap();
+            let yf = g.binary(BinaryOp::Div, yf, big).unwrap();
+            g.cast(yf, DType::F16).unwrap()
+        }),
+        ("gelu", &|g, y| g.gelu(y).unwrap()),
+        ("exp", &|g, y| g.unary(UnaryOp::Exp, y).unwrap()),
+        ("sqrt", &|g, y| {
+            let a = g.unary(UnaryOp::Abs, y).unwrap();
+            g.unary(UnaryOp::Sqrt, a).unwrap()
+        }),
+        ("asinh", &|g, y| g.unary(UnaryOp::Asinh, y).unwrap()),
+        ("hardswish", &|g, y| g.unary(UnaryOp::HardSwish, y).unwrap()),
+    ];
+    for (what, op) in cases {
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F16, [64, 300]);
+        let w = g.constant(scaled([300, 300], 3)).unwrap();
+        let y = g.matmul(x, w).unwrap();
+        let e = op(&mut g, y);
+        // Two readers of y keep the op out of the matmul's epilogue.
+        let s = g.add_(e, y).unwrap();
+        let w2 = g.constant(scaled([300, 4], 4)).unwrap();
+        let o = g.matmul(s, w2).unwrap();
+        g.set_outputs(&[o]).unwrap();
+        let inputs = [Tensor::random(DType::F16, [64, 300], 5)];
+        let Some(r) = with_device(|d| -> Result<_, String> {
+            Ok((
+                f16_kernels(d, &g)?,
+                d.run(&g, &inputs).map_err(|e| e.to_string())?,
+            ))
+        }) else {
+            return;
+        };
+        let (computed, out) = r.unwrap();
+        assert!(computed.is_empty(), "{what}: {computed:?}");
+        check_outputs(&g, &inputs, &out, 0.0).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
 }
 
 /// An f16 weight takes half the bytes on the device (the setup's weight bytes, f16 against f32

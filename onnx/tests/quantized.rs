@@ -123,3 +123,37 @@ fn quantized_resnet_block_matches_onnxruntime() {
     assert_eq!(ints, 2, "both QDQ Convs run as integer convs");
     assert_close("resnet-block", &diffs);
 }
+
+/// On the wgpu device the MiniLM block's quantized weights (int8, per channel, zero points 0)
+/// are stored packed, four to a word, and read by `matmul_int_v4_i8`: a quarter of their i32
+/// bytes.
+#[test]
+fn quantized_minilm_weights_are_stored_as_packed_int8() {
+    let Some(mut d) = sfumato_wgpu::test_device() else {
+        return;
+    };
+    let dir = fixtures().join("minilm-block");
+    let model = import(
+        &std::fs::read(dir.join("model.onnx")).unwrap(),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    let x = d.explain(&model.graph).unwrap();
+    let (count, bytes) = x.packed_int8;
+    eprintln!("{:?}", x.packed_summary());
+    // Q, K, V, the output projection and the feed-forward's two; the attention products'
+    // operands are activations.
+    assert_eq!(count, PACKED_WEIGHTS, "{:?}", x.packed_summary());
+    let unpacking = x
+        .all_kernels()
+        .filter(|k| k.name == "matmul_int_v4_i8")
+        .count();
+    assert!(
+        unpacking >= count,
+        "{unpacking} kernels unpack {count} weights"
+    );
+    assert!(bytes > 0);
+}
+
+/// The MiniLM block's weights stored packed.
+const PACKED_WEIGHTS: usize = 6;

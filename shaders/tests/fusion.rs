@@ -652,4 +652,40 @@ fn requantisation_is_the_integer_products_epilogue() {
             .contains("var<storage, read_write> out0: array<u32>"));
         insta::assert_snapshot!(snap, anchored[0].2.clone());
     }
+    // The same kernel reading a B packed four i8 to a word (a constant weight whose values fit
+    // in i8): only B's declaration and `b_vec` change; and with A packed too.
+    let wgsl = mm
+        .iter()
+        .find(|x| x.0 == GroupKind::Matmul)
+        .unwrap()
+        .2
+        .clone();
+    let k = |name: &str| sfumato_shaders::Kernel {
+        name: name.into(),
+        wgsl: wgsl.clone(),
+        bindings: Vec::new(),
+        params: Vec::new(),
+        workgroups: [1, 1, 1],
+        loop_trips: 0,
+    };
+    let packed = sfumato_shaders::matmul::pack_int8(&k("matmul_int_v4"), [false, true])
+        .unwrap()
+        .expect("a matmul_int_v4 kernel packs");
+    assert_eq!(packed.name, sfumato_shaders::matmul::MATMUL_INT_I8);
+    assert!(packed.wgsl.contains("var<storage, read> bm: array<u32>;"));
+    assert!(packed.wgsl.contains("return unpack4xI8(bm[i]);"));
+    insta::assert_snapshot!("fused_matmul_int_requantise_packed", packed.wgsl);
+    let both = sfumato_shaders::matmul::pack_int8(&k("matmul_int_v4"), [true, true])
+        .unwrap()
+        .unwrap();
+    assert!(both.wgsl.contains("var<storage, read> a: array<u32>;"));
+    assert!(both.wgsl.contains("return unpack4xI8(a[i]);"));
+    for (name, which) in [
+        ("matmul_int", [false, true]),
+        ("matmul_int_v4", [false, false]),
+    ] {
+        assert!(sfumato_shaders::matmul::pack_int8(&k(name), which)
+            .unwrap()
+            .is_none());
+    }
 }

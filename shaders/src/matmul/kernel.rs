@@ -45,14 +45,14 @@ const INT_LOOP_V4: &str = "    let step = vec4<u32>(0u, 1u, 2u, 3u);
     var pb = (params[offs + OFF_B] + c0) / 4u;
     let bs = params[MM_B_SK] / 4u;
     for (var k = 0u; k < kk / 4u; k = k + 1u) {
-        let a0 = a[pa.x];
-        let a1 = a[pa.y];
-        let a2 = a[pa.z];
-        let a3 = a[pa.w];
-        let b0 = bm[pb];
-        let b1 = bm[pb + bs];
-        let b2 = bm[pb + 2u * bs];
-        let b3 = bm[pb + 3u * bs];
+        let a0 = a_vec(pa.x);
+        let a1 = a_vec(pa.y);
+        let a2 = a_vec(pa.z);
+        let a3 = a_vec(pa.w);
+        let b0 = b_vec(pb);
+        let b1 = b_vec(pb + bs);
+        let b2 = b_vec(pb + 2u * bs);
+        let b3 = b_vec(pb + 3u * bs);
         acc0 = acc0 + a0.x * b0 + a0.y * b1 + a0.z * b2 + a0.w * b3;
         acc1 = acc1 + a1.x * b0 + a1.y * b1 + a1.z * b2 + a1.w * b3;
         acc2 = acc2 + a2.x * b0 + a2.y * b1 + a2.z * b2 + a2.w * b3;
@@ -61,6 +61,66 @@ const INT_LOOP_V4: &str = "    let step = vec4<u32>(0u, 1u, 2u, 3u);
         pb = pb + 4u * bs;
     }
 ";
+
+/// `matmul_int_v4`'s reads of A (four k of a row) and B (four columns of a row): vec4s of four
+/// i32 (the bindings are `array<vec4<i32>>`).
+const VEC_READS_I32: &str = "fn a_vec(i: u32) -> vec4<i32> {\n    return a[i];\n}\nfn b_vec(i: u32) -> vec4<i32> {\n    return bm[i];\n}\n";
+
+/// An operand of `matmul_int_v4` ([`pack_int8`]): its declaration and read as vec4s of i32,
+/// and packed, four i8 to a u32.
+struct Packable {
+    decl: (&'static str, &'static str),
+    read: (&'static str, &'static str),
+}
+
+const PACKABLE: [Packable; 2] = [
+    Packable {
+        decl: (
+            "var<storage, read> a: array<vec4<i32>>;",
+            "var<storage, read> a: array<u32>;",
+        ),
+        read: ("    return a[i];", "    return unpack4xI8(a[i]);"),
+    },
+    Packable {
+        decl: (
+            "var<storage, read> bm: array<vec4<i32>>;",
+            "var<storage, read> bm: array<u32>;",
+        ),
+        read: ("    return bm[i];", "    return unpack4xI8(bm[i]);"),
+    },
+];
+
+/// The name of [`pack_int8`]'s kernels.
+pub const MATMUL_INT_I8: &str = "matmul_int_v4_i8";
+
+/// `matmul_int_v4` kernel `k` reading the operands `packed` (A, binding 0, and B, binding 1)
+/// packed: four i8 to a u32, the first in the low byte, widened by `unpack4xI8`: a quarter of
+/// the bytes in memory and in every read. For a constant operand whose every value fits in i8
+/// (a quantized weight less its zero point: a MatMul's B, or a pointwise conv's weight, its A),
+/// which the device uploads packed. `None` for another kernel or no operand packed.
+pub fn pack_int8(k: &Kernel, packed: [bool; 2]) -> Result<Option<Kernel>, Error> {
+    if k.name != "matmul_int_v4" || packed == [false, false] {
+        return Ok(None);
+    }
+    let mut wgsl = k.wgsl.clone();
+    for (op, _) in PACKABLE.iter().zip(packed).filter(|(_, p)| *p) {
+        if !(wgsl.contains(op.decl.0) && wgsl.contains(op.read.0)) {
+            return Err(Error::Internal(format!(
+                "kernel '{}' has no vec4<i32> operand '{}' to pack",
+                k.name, op.decl.0
+            )));
+        }
+        wgsl = wgsl
+            .replacen(op.decl.0, op.decl.1, 1)
+            .replacen(op.read.0, op.read.1, 1);
+    }
+    crate::validate(MATMUL_INT_I8, &wgsl)?;
+    Ok(Some(Kernel {
+        name: MATMUL_INT_I8.into(),
+        wgsl,
+        ..k.clone()
+    }))
+}
 
 /// Whether the integer matmul can read whole vec4s: A contiguous along K and B along N, K,
 /// N, the row strides and every batch's offsets multiples of 4.
@@ -108,15 +168,22 @@ pub fn matmul_int_kernel_spliced(
         vec![Buf::In(0), Buf::In(1), Buf::Out(0)]
     })?;
     let v4 = int_vec4(p);
-    let (name, operand, k_loop, trips) = if v4 {
-        ("matmul_int_v4", "vec4<i32>", INT_LOOP_V4, p.k as u64 / 4)
+    let (name, operand, k_loop, vec_reads, trips) = if v4 {
+        (
+            "matmul_int_v4",
+            "vec4<i32>",
+            INT_LOOP_V4,
+            VEC_READS_I32,
+            p.k as u64 / 4,
+        )
     } else {
-        ("matmul_int", "i32", INT_LOOP, p.k as u64)
+        ("matmul_int", "i32", INT_LOOP, "", p.k as u64)
     };
     let mut vals: Vec<(&str, String)> = vec![
         ("out_ty", out.wgsl().to_string()),
         ("operand", operand.to_string()),
         ("k_loop", k_loop.to_string()),
+        ("vec_reads", vec_reads.to_string()),
     ];
     vals.extend(spliced);
     vals.extend(layout_vals(false));

@@ -6,12 +6,15 @@
 // Each sum goes through `epilogue` (the fused requantisation, or a plain store), whose output
 // is typed by the group's last value (`out_ty`: f32, or an 8-bit result as i32 / u32).
 // `matmul_int_v4` (A contiguous along K, B along N, both in whole vec4s) reads four k of each
-// row of A and four columns of each row of B a load: a quarter of the loads per product.
+// row of A and four columns of each row of B a load: a quarter of the loads per product. It
+// reads them through `a_vec` and `b_vec`: four i32, or (`matmul_int_v4_i8`, a constant operand
+// whose values fit in i8, `pack_int8`) four i8 packed in a u32, a quarter of the bytes,
+// widened by `unpack4xI8`.
 @group(0) @binding(0) var<storage, read> a: array<{{operand}}>;
 @group(0) @binding(1) var<storage, read> bm: array<{{operand}}>;
 @group(0) @binding(2) var<storage, read_write> out0: array<{{out_ty}}>;
 @group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
-{{mm_layout}}{{extra}}
+{{mm_layout}}{{extra}}{{vec_reads}}
 
 // The column of the element being stored, for the epilogue's reads of a per-column row.
 var<private> ep_col: u32;

@@ -1,0 +1,102 @@
+//! Which constants a prepared graph stores as packed int8: four values to a 32-bit word.
+//!
+//! The device holds the small integers as i32 (`convert`), so a quantized model's weights moved
+//! f32's bytes. A constant whose every value fits in i8 (a quantized weight less its zero
+//! point, as the importer folds it) and that only `matmul_int_v4` kernels read, as their A or B
+//! (a MatMul's weight is its B, a pointwise conv's its A), is uploaded packed and those kernels
+//! rewritten to unpack it ([`sfumato_shaders::matmul::pack_int8`]): a quarter of the bytes in
+//! memory and in every read. Any other reader (another kernel, a copy, a view, a graph output)
+//! keeps it i32.
+
+use sfumato_core::{Graph, NodeId, Op, Result, Tensor, ValueId};
+use sfumato_shaders::{Buf, GroupKernels, Lowered};
+use std::collections::HashSet;
+
+/// Whether `t` can be stored packed: an integer the device holds as i32, every value in
+/// i8's range, a whole number of words.
+fn fits_i8(t: &Tensor) -> bool {
+    sfumato_shaders::Elem::of(t.dtype()) == sfumato_shaders::Elem::I32
+        && !t.dtype().is_float()
+        && t.numel() > 0
+        && t.numel().is_multiple_of(4)
+        && t.to_f64_vec()
+            .iter()
+            .all(|&x| (-128.0..=127.0).contains(&x))
+}
+
+/// The constants of `g` (`consts`: value, its node) to store packed, given its lowered groups;
+/// and those groups' `matmul_int_v4` kernels that read one rewritten to unpack it.
+pub(crate) fn pack_int8(
+    g: &Graph,
+    consts: &[(ValueId, NodeId)],
+    lowered: &mut [(NodeId, GroupKernels)],
+) -> Result<HashSet<ValueId>> {
+    let outputs: HashSet<ValueId> = g.outputs().iter().copied().collect();
+    let mut packed: HashSet<ValueId> = consts
+        .iter()
+        .filter(|(v, n)| {
+            !outputs.contains(v) && matches!(&g.node(*n).op, Op::Constant(t) if fits_i8(t))
+        })
+        .map(|(v, _)| *v)
+        .collect();
+    if packed.is_empty() {
+        return Ok(packed);
+    }
+    // A value read other than as a `matmul_int_v4`'s A or B stays i32; one never read so is
+    // not packed either.
+    let mut operand = HashSet::new();
+    for (_, gk) in lowered.iter() {
+        match &gk.lowered {
+            Lowered::Kernels(ks) => {
+                for k in ks {
+                    for (bi, b) in k.bindings.iter().enumerate() {
+                        let v = match *b {
+                            Buf::In(i) => gk.inputs[i],
+                            Buf::Uniform { input, .. } | Buf::StageLinear { input, .. } => {
+                                gk.inputs[input]
+                            }
+                            Buf::Texture(i) => gk.inputs[i],
+                            Buf::Out(i) => gk.outputs[i],
+                            Buf::Stage { .. } => continue,
+                        };
+                        if k.name == "matmul_int_v4" && bi < 2 && matches!(b, Buf::In(_)) {
+                            operand.insert(v);
+                        } else {
+                            packed.remove(&v);
+                        }
+                    }
+                }
+            }
+            Lowered::Constant => {}
+            Lowered::Alias | Lowered::Copies(_) => {
+                for v in gk.inputs.iter().chain(&gk.outputs) {
+                    packed.remove(v);
+                }
+            }
+        }
+    }
+    packed.retain(|v| operand.contains(v));
+    for (node, gk) in lowered.iter_mut() {
+        let inputs = gk.inputs.clone();
+        let is_packed = |k: &sfumato_shaders::Kernel, bi: usize| match k.bindings.get(bi) {
+            Some(Buf::In(i)) => packed.contains(&inputs[*i]),
+            _ => false,
+        };
+        if let Lowered::Kernels(ks) = &mut gk.lowered {
+            for k in ks.iter_mut() {
+                let which = [is_packed(k, 0), is_packed(k, 1)];
+                if let Some(p) = sfumato_shaders::matmul::pack_int8(k, which)
+                    .map_err(|e| e.for_node(g, g.node(*node)))?
+                {
+                    *k = p;
+                }
+            }
+        }
+    }
+    Ok(packed)
+}
+
+/// The bytes of packed tensor `t` (its values checked by `fits_i8`): one a value, in order.
+pub(crate) fn packed_bytes(t: &Tensor) -> Vec<u8> {
+    t.to_f64_vec().iter().map(|&x| x as i8 as u8).collect()
+}
