@@ -292,13 +292,17 @@ fn a_full_queue_answers_503_at_once_and_a_late_request_504() {
     let (addr, b) = (s.http.clone(), plain.clone());
     let first =
         std::thread::spawn(move || http(&addr, "POST", "/v2/models/bert/infer", b.as_bytes()));
-    std::thread::sleep(Duration::from_millis(50));
-    let (code, text) = http(
-        &s.http,
-        "POST",
-        "/v2/models/bert/infer",
-        body(r#""timeout": 1000"#).as_bytes(),
-    );
+    // Sent once the first has left the queue (size 1) for the device: until then the queue is
+    // full and answers 503 at once, which a busy machine can stretch past any fixed sleep.
+    let late = body(r#""timeout": 1000"#);
+    let (mut code, mut text) = (0, String::new());
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(25));
+        (code, text) = http(&s.http, "POST", "/v2/models/bert/infer", late.as_bytes());
+        if !(code == 503 && text.contains("queue is full")) {
+            break;
+        }
+    }
     assert_eq!(code, 504, "{text}");
     assert!(
         text.contains("no answer within") || text.contains("timed out"),

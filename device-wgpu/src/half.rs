@@ -28,10 +28,12 @@ pub(crate) fn elem_bytes(half: &HashSet<ValueId>, v: ValueId) -> u64 {
 /// Whether the kernels of a group of `nodes` of `g` may compute in f16
 /// ([`sfumato_shaders::half::compute_half`]): every float value its nodes read or write is f16,
 /// there is one, and each elementwise op is one f16 computes as the reference rounds it (an
-/// add, multiply, divide, compare, select, min, max or clamp: one correctly rounded operation
-/// on f16 values). Transcendentals (whose f16 forms are far less accurate than f32's rounded,
-/// and overflow inside, as `asinh` squares its input), HardSwish (`x * 6` overflows where its
-/// result does not), Pow and the casts keep their group in f32. Anchors (matmul, conv, the row
+/// add, multiply, compare, select, min, max or clamp: one correctly rounded operation on f16
+/// values). Transcendentals (whose f16 forms are far less accurate than f32's rounded, and
+/// overflow inside, as `asinh` squares its input), HardSwish (`x * 6` overflows where its
+/// result does not), Div (WGSL allows f16 division 2.5 ULP, and nothing outside divisors of
+/// 2^-14 to 2^14: a reciprocal that flushes gives 0), Pow and the casts keep their group in
+/// f32. Anchors (matmul, conv, the row
 /// reductions) accumulate in f32 whatever this says.
 pub(crate) fn half_arithmetic_fits(g: &Graph, nodes: &[NodeId]) -> bool {
     use sfumato_core::op::{BinaryOp as B, UnaryOp as U};
@@ -62,7 +64,6 @@ pub(crate) fn half_arithmetic_fits(g: &Graph, nodes: &[NodeId]) -> bool {
                 B::Add
                     | B::Sub
                     | B::Mul
-                    | B::Div
                     | B::Max
                     | B::Min
                     | B::Eq

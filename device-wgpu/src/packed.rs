@@ -16,7 +16,6 @@ use std::collections::HashSet;
 /// i8's range, a whole number of words.
 fn fits_i8(t: &Tensor) -> bool {
     sfumato_shaders::Elem::of(t.dtype()) == sfumato_shaders::Elem::I32
-        && !t.dtype().is_float()
         && t.numel() > 0
         && t.numel().is_multiple_of(4)
         && t.to_f64_vec()
@@ -31,51 +30,50 @@ pub(crate) fn pack_int8(
     consts: &[(ValueId, NodeId)],
     lowered: &mut [(NodeId, GroupKernels)],
 ) -> Result<HashSet<ValueId>> {
-    let outputs: HashSet<ValueId> = g.outputs().iter().copied().collect();
-    let mut packed: HashSet<ValueId> = consts
-        .iter()
-        .filter(|(v, n)| {
-            !outputs.contains(v) && matches!(&g.node(*n).op, Op::Constant(t) if fits_i8(t))
-        })
-        .map(|(v, _)| *v)
-        .collect();
-    if packed.is_empty() {
-        return Ok(packed);
-    }
-    // A value read other than as a `matmul_int_v4`'s A or B stays i32; one never read so is
-    // not packed either.
-    let mut operand = HashSet::new();
+    // The values `matmul_int_v4` kernels read as A or B, and those read any other way (another
+    // kernel, another binding, a copy, a view), which stay i32.
+    let (mut operand, mut other) = (HashSet::new(), HashSet::new());
     for (_, gk) in lowered.iter() {
         match &gk.lowered {
             Lowered::Kernels(ks) => {
                 for k in ks {
                     for (bi, b) in k.bindings.iter().enumerate() {
                         let v = match *b {
-                            Buf::In(i) => gk.inputs[i],
+                            Buf::In(i) | Buf::Texture(i) => gk.inputs[i],
                             Buf::Uniform { input, .. } | Buf::StageLinear { input, .. } => {
                                 gk.inputs[input]
                             }
-                            Buf::Texture(i) => gk.inputs[i],
                             Buf::Out(i) => gk.outputs[i],
                             Buf::Stage { .. } => continue,
                         };
                         if k.name == "matmul_int_v4" && bi < 2 && matches!(b, Buf::In(_)) {
                             operand.insert(v);
                         } else {
-                            packed.remove(&v);
+                            other.insert(v);
                         }
                     }
                 }
             }
             Lowered::Constant => {}
             Lowered::Alias | Lowered::Copies(_) => {
-                for v in gk.inputs.iter().chain(&gk.outputs) {
-                    packed.remove(v);
-                }
+                other.extend(gk.inputs.iter().chain(&gk.outputs));
             }
         }
     }
-    packed.retain(|v| operand.contains(v));
+    other.extend(g.outputs());
+    // Of those, the constants whose values fit (checked last: it reads the whole tensor).
+    let packed: HashSet<ValueId> = consts
+        .iter()
+        .filter(|(v, n)| {
+            operand.contains(v)
+                && !other.contains(v)
+                && matches!(&g.node(*n).op, Op::Constant(t) if fits_i8(t))
+        })
+        .map(|(v, _)| *v)
+        .collect();
+    if packed.is_empty() {
+        return Ok(packed);
+    }
     for (node, gk) in lowered.iter_mut() {
         let inputs = gk.inputs.clone();
         let is_packed = |k: &sfumato_shaders::Kernel, bi: usize| match k.bindings.get(bi) {

@@ -235,7 +235,7 @@ impl WgpuDevice {
             lowered.push((node.id, gk));
         }
         // int8 weights packed four to a word: the integer matmuls that read them rewritten.
-        let packed = if self.opts.pack_int8 {
+        let packed = if self.pack_int8 {
             packed::pack_int8(&g, &const_nodes, &mut lowered)?
         } else {
             HashSet::new()

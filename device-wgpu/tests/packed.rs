@@ -101,15 +101,28 @@ proptest! {
 
 /// What keeps i32: a value past i8's range (a uint8 weight less a zero point reaches 255), a
 /// weight also read by another kernel, a shape the vec4 kernel cannot take (N not a multiple
-/// of 4). Each is still exact.
+/// of 4), a weight that is a graph output. Each is still exact.
 #[test]
 fn int8_packing_stays_out_of_what_it_cannot_hold() {
     for (k, n, lo, hi, also, why) in [
         (64, 32, -255, 255, false, "a value past i8"),
         (64, 32, -128, 127, true, "a second reader"),
         (64, 30, -128, 127, false, "N not a multiple of 4"),
+        (64, 32, -128, 127, false, "a graph output"),
     ] {
-        let (g, inputs) = int_matmul(5, k, n, lo, hi, also, 11);
+        let (mut g, inputs) = int_matmul(5, k, n, lo, hi, also, 11);
+        if why == "a graph output" {
+            // The weight itself is an output too (read back as i32).
+            let mut outs = g.outputs().to_vec();
+            let w = g
+                .nodes()
+                .iter()
+                .find(|n| matches!(n.op, Op::Constant(_)))
+                .unwrap()
+                .outputs[0];
+            outs.push(w);
+            g.set_outputs(&outs).unwrap();
+        }
         let Some(r) = with_device(|d| prepared(d, &g, &inputs)) else {
             return;
         };
