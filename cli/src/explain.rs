@@ -22,7 +22,8 @@ pub(crate) struct ExplainArgs {
     #[arg(long)]
     pub(crate) target: Option<TargetArg>,
     /// Print JSON: {"fused": {...totals}, "unfused": {...}, "groups": [...], "passes": {...},
-    /// "f16_storage": {"stored", "stored_bytes", "kept_f32": [{"why", "values", "bytes"}]}}.
+    /// "f16_storage": {"stored", "stored_bytes", "kept_f32": [{"why", "values", "bytes"}],
+    /// "f16_kernels"}, "int8_packed": {"weights", "bytes"}}.
     #[arg(long)]
     pub(crate) json: bool,
 }
@@ -100,6 +101,29 @@ pub(crate) fn explain_plans(
     Ok((name, view(true)?, view(false)?))
 }
 
+/// The kernels of `x` that compute in f16 (named `*_f16`).
+fn f16_kernels(x: &Explained) -> Vec<String> {
+    x.all_kernels()
+        .filter(|k| k.name.ends_with("_f16"))
+        .map(|k| k.name.clone())
+        .collect()
+}
+
+/// One line on the kernels that compute in f16, by name; `None` without any.
+fn f16_arithmetic_summary(kernels: &[String]) -> Option<String> {
+    if kernels.is_empty() {
+        return None;
+    }
+    let mut names: Vec<&str> = kernels.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    Some(format!(
+        "f16 arithmetic: {} kernels compute in f16 ({})",
+        kernels.len(),
+        names.join(", ")
+    ))
+}
+
 /// What "bytes moved" is: counted from the plan, not measured.
 const BYTES_NOTE: &str = "(bytes moved is an idealised count from the plan: each tensor a kernel binds, read or \
      written once per dispatch group; caches, re-reads inside a kernel and padding are not measured)";
@@ -114,6 +138,8 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
         unfused_x.totals.clone(),
     );
     let (f16_summary, packed_summary) = (fused_x.f16.summary(), fused_x.packed_summary());
+    let f16_kernels = f16_kernels(&fused_x);
+    let packed_int8 = fused_x.packed_int8;
     let (groups, kernels) = if a.no_fusion {
         (unfused_x.groups, unfused_x.kernels)
     } else {
@@ -163,7 +189,9 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
                 "kept_f32": fused_x.f16.kept.iter().map(|(why, n, bytes)| serde_json::json!({
                     "why": why, "values": n, "bytes": bytes,
                 })).collect::<Vec<_>>(),
+                "f16_kernels": f16_kernels.len(),
             },
+            "int8_packed": {"weights": packed_int8.0, "bytes": packed_int8.1},
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -227,7 +255,14 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
             mib(t.largest_live_bytes)
         );
     }
-    for s in [f16_summary, packed_summary].into_iter().flatten() {
+    for s in [
+        f16_summary,
+        f16_arithmetic_summary(&f16_kernels),
+        packed_summary,
+    ]
+    .into_iter()
+    .flatten()
+    {
         println!("{s}");
     }
     println!();

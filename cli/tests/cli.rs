@@ -1248,8 +1248,11 @@ fn precision_f16_runs_explains_and_benches() {
         .as_u64()
         .expect("f16_storage.stored");
     if require_gpu() {
-        // CI's adapter is lavapipe, which has shader-f16.
+        // CI's adapter is lavapipe, which has shader-f16; the bias adds and residuals of the
+        // matmuls' epilogues compute in f16.
         assert!(stored > 0, "{stdout}");
+        let f16_kernels = v["f16_storage"]["f16_kernels"].as_u64().unwrap_or(0);
+        assert!(f16_kernels > 0, "{stdout}");
     }
     let (rows, stdout) = bench_precision_rows(&[]);
     let names: Vec<&str> = rows
