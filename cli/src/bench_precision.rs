@@ -69,22 +69,20 @@ struct Row {
 }
 
 /// The device with f16 storage and arithmetic (its matmuls tuned for `graphs` first, as
-/// `bench compare` does), or one with `half_storage` and `half_compute` as given (the tuned
+/// `bench compare` does).
+fn open(graphs: &[&sfumato_core::Graph]) -> Result<WgpuDevice> {
+    open_wgpu_tuned("", Optimization::PassesAndFusion, graphs)
+}
+
+/// A second device, the environment's options with `what` turned off by `off` (the tuned
 /// winners come from the same cache).
-fn open(
-    half_storage: bool,
-    half_compute: bool,
-    graphs: &[&sfumato_core::Graph],
+fn open_without(
+    what: &str,
+    off: impl FnOnce(&mut sfumato_wgpu::DeviceOptions),
 ) -> Result<WgpuDevice> {
-    if half_storage && half_compute {
-        return open_wgpu_tuned("", Optimization::PassesAndFusion, graphs);
-    }
-    WgpuDevice::new(sfumato_wgpu::DeviceOptions {
-        half_storage,
-        half_compute,
-        ..sfumato_wgpu::DeviceOptions::from_env()
-    })
-    .context("opening a second WebGPU device")
+    let mut opts = sfumato_wgpu::DeviceOptions::from_env();
+    off(&mut opts);
+    WgpuDevice::new(opts).with_context(|| format!("opening a WebGPU device without {what}"))
 }
 
 pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
@@ -103,7 +101,7 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
         }
         let (g32, inputs, _) = case_graph(case)?;
         let g16 = to_half(&g32).with_context(|| format!("case '{case}' in f16"))?;
-        let mut dev = open(true, true, &[&g32, &g16])?;
+        let mut dev = open(&[&g32, &g16])?;
         if !dev.has_half_storage() {
             eprintln!(
                 "warning: {} has no shader-f16: its f16 tensors are stored as f32",
@@ -111,8 +109,11 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
             );
         }
         let want = dev.run(&g32, &inputs)?.outputs;
-        let mut wide_math = open(true, false, &[])?;
-        let mut plain = open(false, false, &[])?;
+        let mut wide_math = open_without("f16 arithmetic", |o| o.half_compute = false)?;
+        let mut plain = open_without("f16 storage", |o| {
+            o.half_storage = false;
+            o.half_compute = false;
+        })?;
         for (label, graph, which) in [
             ("f32", &g32, 0),
             ("f16", &g16, 0),
@@ -138,17 +139,13 @@ pub fn bench_precision(a: &BenchPrecisionArgs) -> Result<()> {
     if let Some(dir) = &a.int8 {
         for (name, g32, gq, inputs) in quantized_models(dir)? {
             let g16 = to_half(&g32).with_context(|| format!("{name} in f16"))?;
-            let mut dev = open(true, true, &[&g32, &g16, &gq])?;
+            let mut dev = open(&[&g32, &g16, &gq])?;
             let want = dev.run(&g32, &inputs)?.outputs;
             for (label, graph) in [("f32", &g32), ("f16", &g16), ("int8", &gq)] {
                 rows.push(measure(&mut dev, &name, label, graph, &inputs, &want, a)?);
             }
             // The same QDQ model with its int8 weights held as i32 (no packing).
-            let mut unpacked = WgpuDevice::new(sfumato_wgpu::DeviceOptions {
-                pack_int8: false,
-                ..sfumato_wgpu::DeviceOptions::from_env()
-            })
-            .context("opening a device without int8 packing")?;
+            let mut unpacked = open_without("int8 packing", |o| o.pack_int8 = false)?;
             rows.push(measure(
                 &mut unpacked,
                 &name,

@@ -10,26 +10,31 @@
 
 use sfumato_core::{Graph, NodeId, Op, Result, Tensor, ValueId};
 use sfumato_shaders::{Buf, GroupKernels, Lowered};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-/// Whether `t` can be stored packed: an integer the device holds as i32, every value in
-/// i8's range, a whole number of words.
-fn fits_i8(t: &Tensor) -> bool {
-    sfumato_shaders::Elem::of(t.dtype()) == sfumato_shaders::Elem::I32
-        && t.numel() > 0
-        && t.numel().is_multiple_of(4)
-        && t.to_f64_vec()
-            .iter()
-            .all(|&x| (-128.0..=127.0).contains(&x))
+/// The bytes of `t` packed, one a value in order, where it can be: an integer the device holds
+/// as i32, every value in i8's range, a whole number of words.
+fn packed_i8(t: &Tensor) -> Option<Vec<u8>> {
+    if sfumato_shaders::Elem::of(t.dtype()) != sfumato_shaders::Elem::I32
+        || t.numel() == 0
+        || !t.numel().is_multiple_of(4)
+    {
+        return None;
+    }
+    t.to_f64_vec()
+        .iter()
+        .map(|&x| (-128.0..=127.0).contains(&x).then_some(x as i8 as u8))
+        .collect()
 }
 
-/// The constants of `g` (`consts`: value, its node) to store packed, given its lowered groups;
-/// and those groups' `matmul_int_v4` kernels that read one rewritten to unpack it.
+/// The constants of `g` (`consts`: value, its node) to store packed, with their packed bytes,
+/// given its lowered groups; and those groups' `matmul_int_v4` kernels that read one rewritten
+/// to unpack it.
 pub(crate) fn pack_int8(
     g: &Graph,
     consts: &[(ValueId, NodeId)],
     lowered: &mut [(NodeId, GroupKernels)],
-) -> Result<HashSet<ValueId>> {
+) -> Result<HashMap<ValueId, Vec<u8>>> {
     // The values `matmul_int_v4` kernels read as A or B, and those read any other way (another
     // kernel, another binding, a copy, a view), which stay i32.
     let (mut operand, mut other) = (HashSet::new(), HashSet::new());
@@ -62,14 +67,13 @@ pub(crate) fn pack_int8(
     }
     other.extend(g.outputs());
     // Of those, the constants whose values fit (checked last: it reads the whole tensor).
-    let packed: HashSet<ValueId> = consts
+    let packed: HashMap<ValueId, Vec<u8>> = consts
         .iter()
-        .filter(|(v, n)| {
-            operand.contains(v)
-                && !other.contains(v)
-                && matches!(&g.node(*n).op, Op::Constant(t) if fits_i8(t))
+        .filter(|(v, _)| operand.contains(v) && !other.contains(v))
+        .filter_map(|&(v, n)| match &g.node(n).op {
+            Op::Constant(t) => Some((v, packed_i8(t)?)),
+            _ => None,
         })
-        .map(|(v, _)| *v)
         .collect();
     if packed.is_empty() {
         return Ok(packed);
@@ -77,7 +81,7 @@ pub(crate) fn pack_int8(
     for (node, gk) in lowered.iter_mut() {
         let inputs = gk.inputs.clone();
         let is_packed = |k: &sfumato_shaders::Kernel, bi: usize| match k.bindings.get(bi) {
-            Some(Buf::In(i)) => packed.contains(&inputs[*i]),
+            Some(Buf::In(i)) => packed.contains_key(&inputs[*i]),
             _ => false,
         };
         if let Lowered::Kernels(ks) = &mut gk.lowered {
@@ -92,9 +96,4 @@ pub(crate) fn pack_int8(
         }
     }
     Ok(packed)
-}
-
-/// The bytes of packed tensor `t` (its values checked by `fits_i8`): one a value, in order.
-pub(crate) fn packed_bytes(t: &Tensor) -> Vec<u8> {
-    t.to_f64_vec().iter().map(|&x| x as i8 as u8).collect()
 }

@@ -235,11 +235,12 @@ impl WgpuDevice {
             lowered.push((node.id, gk));
         }
         // int8 weights packed four to a word: the integer matmuls that read them rewritten.
-        let packed = if self.pack_int8 {
+        let mut packed_bytes = if self.pack_int8 {
             packed::pack_int8(&g, &const_nodes, &mut lowered)?
         } else {
-            HashSet::new()
+            HashMap::new()
         };
+        let packed: HashSet<ValueId> = packed_bytes.keys().copied().collect();
         // f16 tensors stored as f16: the kernels that bind them rewritten to load and store f16.
         let mut half_plan = if self.half_storage {
             half::half_values(&g, &lowered)?
@@ -370,8 +371,10 @@ impl WgpuDevice {
                 weight_bytes += bytes;
             }
             if packed.contains(&v) {
-                weight_bytes += t.numel() as u64;
-                consts.insert(v, self.upload_bytes(packed::packed_bytes(t)));
+                if let Some(bytes) = packed_bytes.remove(&v) {
+                    weight_bytes += bytes.len() as u64;
+                    consts.insert(v, self.upload_bytes(bytes));
+                }
             } else if as_buffer.contains(&v) || !as_texture.contains(&v) {
                 let buf = self.upload(t, &n.name, half.contains(&v))?;
                 weight_bytes += t.numel() as u64 * half::elem_bytes(&half, v);

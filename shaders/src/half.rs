@@ -37,9 +37,7 @@ pub fn store_half(kernel: &str, wgsl: &str, bindings: &[u32]) -> Result<String, 
     let halves = half_bindings(&module, bindings).map_err(internal)?;
     let mut edits = Edits::default();
     declare_half(wgsl, &module, &halves, &mut edits).map_err(internal)?;
-    let mut functions: Vec<&Function> = module.functions.iter().map(|(_, f)| f).collect();
-    functions.extend(module.entry_points.iter().map(|e| &e.function));
-    for f in functions {
+    for f in functions(&module) {
         function_edits(wgsl, f, &halves, &mut edits, ("f32", "f16")).map_err(internal)?;
     }
     let text = format!("enable f16;\n{}", edits.apply(wgsl));
@@ -131,8 +129,7 @@ pub fn compute_half(kernel: &str, wgsl: &str, bindings: &[u32]) -> Result<Option
     if !anchor && !HALF_COMPUTE_KERNELS.contains(&kernel) {
         return Ok(None);
     }
-    let floats = f32_array_bindings(kernel, wgsl)?;
-    let stored_f32: Vec<u32> = floats
+    let stored_f32: Vec<u32> = float_arrays(&module)
         .into_iter()
         .filter(|b| !bindings.contains(b))
         .collect();
@@ -140,9 +137,7 @@ pub fn compute_half(kernel: &str, wgsl: &str, bindings: &[u32]) -> Result<Option
     let wide = half_bindings(&module, &stored_f32).map_err(internal)?;
     let mut edits = Edits::default();
     declare_half(wgsl, &module, &halves, &mut edits).map_err(internal)?;
-    let mut functions: Vec<&Function> = module.functions.iter().map(|(_, f)| f).collect();
-    functions.extend(module.entry_points.iter().map(|e| &e.function));
-    for f in functions {
+    for f in functions(&module) {
         let in_half = !anchor || matches!(f.name.as_deref(), Some("epilogue" | "load_x"));
         let done = if in_half {
             function_edits(wgsl, f, &wide, &mut edits, ("f16", "f32"))
@@ -170,29 +165,21 @@ pub fn compute_half(kernel: &str, wgsl: &str, bindings: &[u32]) -> Result<Option
         ""
     };
     let text = format!("enable f16;\n{}{helpers}", constant_literals(&text));
-    if crate::validate(kernel, &text).is_err() {
+    let Ok((module, info)) = crate::validated(kernel, &text) else {
         return Ok(None);
-    }
-    Ok((half_literals_hold(&text) && half_math_holds(&text)).then_some(text))
+    };
+    let holds = half_literals_hold(&text, &module) && half_math_holds(&module, &info);
+    Ok(holds.then_some(text))
 }
 
-/// Whether every builtin function `wgsl` (valid, f16 enabled) calls on f16 values is one f16
+/// Whether every builtin function `module` (valid, f16 enabled; `info`, its analysis) calls on
+/// f16 values is one f16
 /// computes exactly as f32 then rounded does (abs, min, max, clamp, floor, ceil, round,
 /// trunc, sign, saturate). WGSL lets f16's `exp`, `log`, `sqrt`, the trigonometric and
 /// hyperbolic functions be far less accurate than that, and some overflow inside (`asinh`
 /// squares its input): a kernel calling one on f16 stays in f32.
-fn half_math_holds(wgsl: &str) -> bool {
+fn half_math_holds(module: &Module, info: &naga::valid::ModuleInfo) -> bool {
     use naga::MathFunction as M;
-    let Ok(module) = naga::front::wgsl::parse_str(wgsl) else {
-        return false;
-    };
-    let Ok(info) = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::SHADER_FLOAT16,
-    )
-    .validate(&module) else {
-        return false;
-    };
     let mut functions: Vec<(&Function, &naga::valid::FunctionInfo)> = module
         .functions
         .iter()
@@ -322,15 +309,10 @@ fn constant_literals(wgsl: &str) -> String {
     out
 }
 
-/// Whether every f16 literal of `wgsl` (valid) is its source's value exactly (a literal, or a
-/// constant written as one; a folded expression is not taken).
-fn half_literals_hold(wgsl: &str) -> bool {
-    let Ok(module) = naga::front::wgsl::parse_str(wgsl) else {
-        return false;
-    };
-    let mut functions: Vec<&Function> = module.functions.iter().map(|(_, f)| f).collect();
-    functions.extend(module.entry_points.iter().map(|e| &e.function));
-    let lits = functions.iter().flat_map(|f| {
+/// Whether every f16 literal of `module` (parsed from `wgsl`) is its source's value exactly (a
+/// literal, or a constant written as one; a folded expression is not taken).
+fn half_literals_hold(wgsl: &str, module: &Module) -> bool {
+    let lits = functions(module).into_iter().flat_map(|f| {
         f.expressions
             .iter()
             .map(move |(h, e)| (e, f.expressions.get_span(h)))
@@ -367,14 +349,26 @@ pub fn f32_array_bindings(kernel: &str, wgsl: &str) -> Result<Vec<u32>, Error> {
         kernel: kernel.to_string(),
         msg: e.emit_to_string(wgsl),
     })?;
+    Ok(float_arrays(&module))
+}
+
+/// The group-0 bindings of `module` that are storage arrays of f32 or of vectors of f32.
+fn float_arrays(module: &Module) -> Vec<u32> {
     let mut out: Vec<u32> = module
         .global_variables
         .iter()
-        .filter(|(_, gv)| f32_elements(&module, gv).is_ok())
+        .filter(|(_, gv)| f32_elements(module, gv).is_ok())
         .filter_map(|(_, gv)| Some(gv.binding.as_ref().filter(|b| b.group == 0)?.binding))
         .collect();
     out.sort_unstable();
-    Ok(out)
+    out
+}
+
+/// The functions of `module`, its entry points' included.
+fn functions(module: &Module) -> Vec<&Function> {
+    let mut out: Vec<&Function> = module.functions.iter().map(|(_, f)| f).collect();
+    out.extend(module.entry_points.iter().map(|e| &e.function));
+    out
 }
 
 /// The globals of `bindings`: each one's element vector size (None: a scalar) and binding.

@@ -263,6 +263,14 @@ pub struct CopyRegion {
 /// `bitcast<f32>(0x7fc00000u)` (NaN) or an infinity's bits would fail to compile in a browser
 /// (the prelude's `f32_nan()`, `f32_inf()` and `f32_ninf()` make them at run time).
 pub fn validate(kernel: &str, wgsl: &str) -> Result<(), Error> {
+    validated(kernel, wgsl).map(|_| ())
+}
+
+/// [`validate`], giving the parsed module and naga's analysis of it (its expressions' types).
+pub(crate) fn validated(
+    kernel: &str,
+    wgsl: &str,
+) -> Result<(naga::Module, naga::valid::ModuleInfo), Error> {
     if let Some(bits) = non_finite_constant(wgsl) {
         return Err(Error::Naga {
             kernel: kernel.to_string(),
@@ -282,13 +290,13 @@ pub fn validate(kernel: &str, wgsl: &str) -> Result<(), Error> {
     } else {
         naga::valid::Capabilities::empty()
     };
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .map_err(|e| Error::Naga {
             kernel: kernel.to_string(),
             msg: format!("{e:?}"),
         })?;
-    Ok(())
+    Ok((module, info))
 }
 
 #[cfg(test)]
