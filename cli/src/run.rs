@@ -32,7 +32,8 @@ pub(crate) struct ModelArgs {
     pub size: Option<u64>,
     /// f16: the model's f32 values in f16 (weights converted once, at load; its inputs and
     /// outputs stay f32). The wgpu device stores them as f16 where the adapter has
-    /// `shader-f16` (half the bytes; kernels compute in f32).
+    /// `shader-f16` (half the bytes); sums accumulate in f32, and elementwise work whose f16
+    /// form rounds as the reference does computes in f16.
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
 }
