@@ -67,9 +67,11 @@ pub struct WgpuDevice {
     timestamps: bool,
     /// f16 tensors are stored as f16 ([`DeviceOptions::half_storage`] and `shader-f16`).
     half_storage: bool,
-    /// Quantized weights are packed four to a word ([`DeviceOptions::pack_int8`] and WGSL's
-    /// `packed_4x8_integer_dot_product`, whose `unpack4xI8` reads them).
+    /// Quantized weights are packed four to a word ([`DeviceOptions::pack_int8`]).
     pack_int8: bool,
+    /// WGSL's `packed_4x8_integer_dot_product`, whose `unpack4xI8` reads the integer matmul's
+    /// packed operands (the integer conv's need only `extractBits`).
+    unpack4x: bool,
     opts: DeviceOptions,
     pipelines: HashMap<String, Arc<wgpu::ComputePipeline>>,
     pool: Vec<(u64, Arc<wgpu::Buffer>)>,
@@ -120,11 +122,12 @@ impl WgpuDevice {
         if timestamps {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
-        // A browser may lack the WGSL extension `unpack4xI8` is in: then weights stay i32.
-        let pack_int8 = opts.pack_int8
-            && inst
-                .wgsl_language_features()
-                .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
+        // A browser may lack the WGSL extension `unpack4xI8` is in: then matmul weights stay
+        // i32.
+        let pack_int8 = opts.pack_int8;
+        let unpack4x = inst
+            .wgsl_language_features()
+            .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
         let half_storage =
             opts.half_storage && adapter.features().contains(wgpu::Features::SHADER_F16);
         if half_storage {
@@ -163,6 +166,7 @@ impl WgpuDevice {
             timestamps,
             half_storage,
             pack_int8,
+            unpack4x,
             tune: autotune::TuneCache::load(opts.tune_store.clone()),
             opts,
             pipelines: HashMap::new(),

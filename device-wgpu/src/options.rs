@@ -76,9 +76,10 @@ pub struct DeviceOptions {
     /// (the default; [`sfumato_shaders::half::compute_half`]); off, they compute in f32 on f16
     /// storage. Matmul, conv, reductions, softmax and layer norm accumulate in f32 either way.
     pub half_compute: bool,
-    /// Store constant integer-matmul operands whose values fit in i8 packed, four to a word, read
-    /// by `matmul_int_v4_i8` (the default; [`sfumato_shaders::matmul::pack_int8`]); off, they
-    /// are i32 as every small integer.
+    /// Store constant integer-matmul and integer-conv operands whose values fit in i8 packed,
+    /// four to a word, read by `matmul_int_v4_i8` (where the adapter has `unpack4xI8`) and
+    /// `conv2d_int_i8` (the default; [`sfumato_shaders::packed`]); off, they are i32 as every
+    /// small integer.
     pub pack_int8: bool,
 }
 

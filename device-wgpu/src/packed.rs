@@ -2,11 +2,11 @@
 //!
 //! The device holds the small integers as i32 (`convert`), so a quantized model's weights moved
 //! f32's bytes. A constant whose every value fits in i8 (a quantized weight less its zero
-//! point, as the importer folds it) and that only `matmul_int_v4` kernels read, as their A or B
-//! (a MatMul's weight is its B, a pointwise conv's its A), is uploaded packed and those kernels
-//! rewritten to unpack it ([`sfumato_shaders::matmul::pack_int8`]): a quarter of the bytes in
-//! memory and in every read. Any other reader (another kernel, a copy, a view, a graph output)
-//! keeps it i32.
+//! point, as the importer folds it) and that only packable operands read
+//! ([`sfumato_shaders::packed`]: the integer matmul's A or B, where the adapter has
+//! `unpack4xI8`, and the direct integer conv's weight) is uploaded packed and those kernels
+//! rewritten to unpack it: a quarter of the bytes in memory and in every read. Any other reader
+//! (another kernel, a copy, a view, a graph output) keeps it i32.
 
 use sfumato_core::{Graph, NodeId, Op, Result, Tensor, ValueId};
 use sfumato_shaders::{Buf, GroupKernels, Lowered};
@@ -28,15 +28,16 @@ fn packed_i8(t: &Tensor) -> Option<Vec<u8>> {
 }
 
 /// The constants of `g` (`consts`: value, its node) to store packed, with their packed bytes,
-/// given its lowered groups; and those groups' `matmul_int_v4` kernels that read one rewritten
-/// to unpack it.
+/// given its lowered groups; and the kernels that read one rewritten to unpack it. `unpack4x`:
+/// the adapter has WGSL's `packed_4x8_integer_dot_product`.
 pub(crate) fn pack_int8(
     g: &Graph,
     consts: &[(ValueId, NodeId)],
     lowered: &mut [(NodeId, GroupKernels)],
+    unpack4x: bool,
 ) -> Result<HashMap<ValueId, Vec<u8>>> {
-    // The values `matmul_int_v4` kernels read as A or B, and those read any other way (another
-    // kernel, another binding, a copy, a view), which stay i32.
+    // The values packable operands read, and those read any other way (another kernel, another
+    // binding, a copy, a view), which stay i32.
     let (mut operand, mut other) = (HashSet::new(), HashSet::new());
     for (_, gk) in lowered.iter() {
         match &gk.lowered {
@@ -51,7 +52,9 @@ pub(crate) fn pack_int8(
                             Buf::Out(i) => gk.outputs[i],
                             Buf::Stage { .. } => continue,
                         };
-                        if k.name == "matmul_int_v4" && bi < 2 && matches!(b, Buf::In(_)) {
+                        if matches!(b, Buf::In(_))
+                            && sfumato_shaders::packed::packable(k, bi, unpack4x)
+                        {
                             operand.insert(v);
                         } else {
                             other.insert(v);
@@ -80,14 +83,13 @@ pub(crate) fn pack_int8(
     }
     for (node, gk) in lowered.iter_mut() {
         let inputs = gk.inputs.clone();
-        let is_packed = |k: &sfumato_shaders::Kernel, bi: usize| match k.bindings.get(bi) {
-            Some(Buf::In(i)) => packed.contains_key(&inputs[*i]),
-            _ => false,
-        };
         if let Lowered::Kernels(ks) = &mut gk.lowered {
             for k in ks.iter_mut() {
-                let which = [is_packed(k, 0), is_packed(k, 1)];
-                if let Some(p) = sfumato_shaders::matmul::pack_int8(k, which)
+                let which: Vec<usize> = (k.bindings.iter().enumerate())
+                    .filter(|(_, b)| matches!(b, Buf::In(i) if packed.contains_key(&inputs[*i])))
+                    .map(|(bi, _)| bi)
+                    .collect();
+                if let Some(p) = sfumato_shaders::packed::pack_int8(k, &which)
                     .map_err(|e| e.for_node(g, g.node(*node)))?
                 {
                     *k = p;

@@ -234,9 +234,10 @@ impl WgpuDevice {
             progress.step(&node.name);
             lowered.push((node.id, gk));
         }
-        // int8 weights packed four to a word: the integer matmuls that read them rewritten.
+        // int8 weights packed four to a word: the integer matmuls and convs that read them
+        // rewritten.
         let mut packed_bytes = if self.pack_int8 {
-            packed::pack_int8(&g, &const_nodes, &mut lowered)?
+            packed::pack_int8(&g, &const_nodes, &mut lowered, self.unpack4x)?
         } else {
             HashMap::new()
         };

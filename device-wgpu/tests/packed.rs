@@ -1,9 +1,10 @@
 //! Packed int8 weights: a constant B of an integer matmul whose values fit in i8 (a quantized
 //! weight less its zero point) is stored four values to a word and read by
-//! `matmul_int_v4_i8`, which widens it with `unpack4xI8`. Checked against the CPU reference on
-//! random shapes up to real models' widths (K up to 4,096, N up to 3,072), with the weight's
-//! bytes a quarter of i32's; and the cases that must keep i32: a value past i8's range, a B
-//! also read another way, a shape the vec4 kernel cannot take.
+//! `matmul_int_v4_i8`, which widens it with `unpack4xI8`; a windowed integer conv's weight is
+//! read by `conv2d_int_i8`, one `extractBits` a value. Checked against the CPU reference on
+//! random shapes up to real models' widths (K up to 4,096, N up to 3,072, 512 channels), with
+//! the weight's bytes a quarter of i32's; and the cases that must keep i32: a value past i8's
+//! range, a B also read another way, a shape the vec4 kernel cannot take.
 
 mod common;
 
@@ -187,5 +188,38 @@ proptest! {
         check_outputs(&g, &inputs, &out, 0.0).map_err(TestCaseError::fail)?;
         prop_assert!(names.iter().any(|n| n == "matmul_int_v4_i8"), "{:?}", names);
         prop_assert_eq!((count, bytes), (1, (o * c) as u64));
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg(6))]
+
+    /// A windowed integer conv (3 x 3 or 5 x 5, stride 1 or 2, one group or several) runs the
+    /// direct integer conv reading its weight packed (`conv2d_int_i8`, `extractBits` a value):
+    /// exact against the reference, the weight one byte a value, up to 512 channels in and
+    /// out (K = C x 9 = 4,608) as ResNet's last stage has.
+    #[test]
+    fn a_windowed_conv_weight_is_packed(c in prop_oneof![1usize..9, 256usize..513], o in prop_oneof![1usize..9, 256usize..513], k in prop_oneof![Just(3usize), Just(5)], stride in 1usize..3, grouped in any::<bool>(), s in 3usize..10, seed in any::<u64>()) {
+        use sfumato_core::op::Conv2d;
+        // Several groups where the channels divide; then the weight's rows are C / groups.
+        let groups = if grouped && c % 2 == 0 && o % 2 == 0 { 2 } else { 1 };
+        let (cig, pad) = (c / groups, k / 2);
+        // A whole number of words: the packing takes only those.
+        let o = if (o * cig * k * k) % 4 == 0 { o } else { 4 * o };
+        let conv = Conv2d { groups, stride: [stride, stride], ..Conv2d::padded(pad, 1) };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::I32, [1, c, s, s + 1]);
+        let wn = o * cig * k * k;
+        let w = g.constant(Tensor::from_i32([o, cig, k, k], ints(wn, -128, 127, seed)).unwrap()).unwrap();
+        let y = g.add(Op::ConvInteger(conv), &[x, w]).unwrap()[0];
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::from_i32([1, c, s, s + 1], ints(c * s * (s + 1), -255, 255, seed ^ 5)).unwrap()];
+        let Some(r) = with_device(|d| prepared(d, &g, &inputs)) else {
+            return Ok(());
+        };
+        let (names, (count, bytes), out) = r.map_err(TestCaseError::fail)?;
+        check_outputs(&g, &inputs, &out, 0.0).map_err(TestCaseError::fail)?;
+        prop_assert!(names.iter().any(|n| n == "conv2d_int_i8"), "{:?}", names);
+        prop_assert_eq!((count, bytes), (1, wn as u64));
     }
 }

@@ -129,10 +129,25 @@ fn quantized_resnet_block_matches_onnxruntime() {
 /// bytes.
 #[test]
 fn quantized_minilm_weights_are_stored_as_packed_int8() {
+    // Q, K, V, the output projection and the feed-forward's two; the attention products'
+    // operands are activations.
+    packed_weights("minilm-block", PACKED_WEIGHTS, "matmul_int_v4_i8");
+}
+
+/// The ResNet block's conv weights are stored packed too: its 3 x 3 conv's is read by the
+/// direct integer conv (`conv2d_int_i8`), one `extractBits` a value.
+#[test]
+fn quantized_resnet_weights_are_stored_as_packed_int8() {
+    packed_weights("resnet-block", 2, "conv2d_int_i8");
+}
+
+/// Fixture `name` on the wgpu device stores `want` weights packed, read by (at least) as many
+/// `kernel` kernels as the weights packed by it.
+fn packed_weights(name: &str, want: usize, kernel: &str) {
     let Some(mut d) = sfumato_wgpu::test_device() else {
         return;
     };
-    let dir = fixtures().join("minilm-block");
+    let dir = fixtures().join(name);
     let model = import(
         &std::fs::read(dir.join("model.onnx")).unwrap(),
         &ImportOptions::default(),
@@ -141,17 +156,9 @@ fn quantized_minilm_weights_are_stored_as_packed_int8() {
     let x = d.explain(&model.graph).unwrap();
     let (count, bytes) = x.packed_int8;
     eprintln!("{:?}", x.packed_summary());
-    // Q, K, V, the output projection and the feed-forward's two; the attention products'
-    // operands are activations.
-    assert_eq!(count, PACKED_WEIGHTS, "{:?}", x.packed_summary());
-    let unpacking = x
-        .all_kernels()
-        .filter(|k| k.name == "matmul_int_v4_i8")
-        .count();
-    assert!(
-        unpacking >= count,
-        "{unpacking} kernels unpack {count} weights"
-    );
+    assert_eq!(count, want, "{:?}", x.packed_summary());
+    let names: Vec<_> = x.all_kernels().map(|k| k.name.clone()).collect();
+    assert!(names.iter().any(|n| n == kernel), "{names:?}");
     assert!(bytes > 0);
 }
 

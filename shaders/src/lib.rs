@@ -61,6 +61,7 @@ pub mod lower;
 pub mod matmul;
 pub mod ops;
 pub mod options;
+pub mod packed;
 pub mod params;
 pub mod template;
 pub mod uniform_params;

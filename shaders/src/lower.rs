@@ -139,7 +139,8 @@ fn lower_op(
         Op::Conv2d(c) => ks(conv::conv2d(c, ins, out, opts)),
         Op::ConvInteger(c) => {
             let has_bias = ins.len() == 3;
-            let bias = crate::Buf::In(if has_bias { 2 } else { 1 });
+            // Without a bias its (unread) binding is the image's: the weight may be packed.
+            let bias = crate::Buf::In(if has_bias { 2 } else { 0 });
             ks(conv::conv2d_int_kernel(
                 c,
                 &ins[0].1 .0,

@@ -668,24 +668,43 @@ fn requantisation_is_the_integer_products_epilogue() {
         workgroups: [1, 1, 1],
         loop_trips: 0,
     };
-    let packed = sfumato_shaders::matmul::pack_int8(&k("matmul_int_v4"), [false, true])
+    use sfumato_shaders::packed::{pack_int8, packable};
+    let packed = pack_int8(&k("matmul_int_v4"), &[1])
         .unwrap()
         .expect("a matmul_int_v4 kernel packs");
-    assert_eq!(packed.name, sfumato_shaders::matmul::MATMUL_INT_I8);
+    assert_eq!(packed.name, "matmul_int_v4_i8");
     assert!(packed.wgsl.contains("var<storage, read> bm: array<u32>;"));
     assert!(packed.wgsl.contains("return unpack4xI8(bm[i]);"));
     insta::assert_snapshot!("fused_matmul_int_requantise_packed", packed.wgsl);
-    let both = sfumato_shaders::matmul::pack_int8(&k("matmul_int_v4"), [true, true])
-        .unwrap()
-        .unwrap();
+    let both = pack_int8(&k("matmul_int_v4"), &[0, 1]).unwrap().unwrap();
     assert!(both.wgsl.contains("var<storage, read> a: array<u32>;"));
     assert!(both.wgsl.contains("return unpack4xI8(a[i]);"));
-    for (name, which) in [
-        ("matmul_int", [false, true]),
-        ("matmul_int_v4", [false, false]),
-    ] {
-        assert!(sfumato_shaders::matmul::pack_int8(&k(name), which)
-            .unwrap()
-            .is_none());
+    for (name, which) in [("matmul_int", &[1][..]), ("matmul_int_v4", &[])] {
+        assert!(pack_int8(&k(name), which).unwrap().is_none());
     }
+    // The matmul's operands need `unpack4xI8`; without it nothing of it is packable.
+    assert!(packable(&k("matmul_int_v4"), 0, true) && !packable(&k("matmul_int_v4"), 0, false));
+    assert!(!packable(&k("matmul_int_v4"), 2, true));
+    // The integer conv's weight (binding 1), sign-extended by `extractBits` on any adapter; its
+    // image stays i32.
+    let conv_kernel = conv
+        .iter()
+        .find(|x| x.0 == GroupKind::Conv)
+        .unwrap()
+        .2
+        .clone();
+    let conv_k = sfumato_shaders::Kernel {
+        wgsl: conv_kernel,
+        ..k("conv2d_int")
+    };
+    assert!(packable(&conv_k, 1, false) && !packable(&conv_k, 0, true));
+    let packed = pack_int8(&conv_k, &[1]).unwrap().expect("conv2d_int packs");
+    assert_eq!(packed.name, "conv2d_int_i8");
+    assert!(packed.wgsl.contains("var<storage, read> w: array<u32>;"));
+    assert!(packed.wgsl.contains("extractBits(bitcast<i32>(w[i >> 2u])"));
+    insta::assert_snapshot!("fused_conv_int_requantise_packed", packed.wgsl);
+    assert!(
+        pack_int8(&conv_k, &[0]).is_err(),
+        "the image has no packed form"
+    );
 }

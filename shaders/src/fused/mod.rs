@@ -201,7 +201,8 @@ fn generate_group(
             let w = g.shape(first.inputs[1]).dims();
             let out_shape = g.shape(first.outputs[0]);
             let has_bias = first.inputs.len() == 3;
-            let bias = Buf::In(if has_bias { 2 } else { 1 });
+            // Without a bias its (unread) binding is the image's: the weight may be packed.
+            let bias = Buf::In(if has_bias { 2 } else { 0 });
             let out = *group
                 .outputs
                 .first()

@@ -66,62 +66,6 @@ const INT_LOOP_V4: &str = "    let step = vec4<u32>(0u, 1u, 2u, 3u);
 /// i32 (the bindings are `array<vec4<i32>>`).
 const VEC_READS_I32: &str = "fn a_vec(i: u32) -> vec4<i32> {\n    return a[i];\n}\nfn b_vec(i: u32) -> vec4<i32> {\n    return bm[i];\n}\n";
 
-/// An operand of `matmul_int_v4` ([`pack_int8`]): its declaration and read as vec4s of i32,
-/// and packed, four i8 to a u32.
-struct Packable {
-    decl: (&'static str, &'static str),
-    read: (&'static str, &'static str),
-}
-
-const PACKABLE: [Packable; 2] = [
-    Packable {
-        decl: (
-            "var<storage, read> a: array<vec4<i32>>;",
-            "var<storage, read> a: array<u32>;",
-        ),
-        read: ("    return a[i];", "    return unpack4xI8(a[i]);"),
-    },
-    Packable {
-        decl: (
-            "var<storage, read> bm: array<vec4<i32>>;",
-            "var<storage, read> bm: array<u32>;",
-        ),
-        read: ("    return bm[i];", "    return unpack4xI8(bm[i]);"),
-    },
-];
-
-/// The name of [`pack_int8`]'s kernels.
-pub const MATMUL_INT_I8: &str = "matmul_int_v4_i8";
-
-/// `matmul_int_v4` kernel `k` reading the operands `packed` (A, binding 0, and B, binding 1)
-/// packed: four i8 to a u32, the first in the low byte, widened by `unpack4xI8`: a quarter of
-/// the bytes in memory and in every read. For a constant operand whose every value fits in i8
-/// (a quantized weight less its zero point: a MatMul's B, or a pointwise conv's weight, its A),
-/// which the device uploads packed. `None` for another kernel or no operand packed.
-pub fn pack_int8(k: &Kernel, packed: [bool; 2]) -> Result<Option<Kernel>, Error> {
-    if k.name != "matmul_int_v4" || packed == [false, false] {
-        return Ok(None);
-    }
-    let mut wgsl = k.wgsl.clone();
-    for (op, _) in PACKABLE.iter().zip(packed).filter(|(_, p)| *p) {
-        if !(wgsl.contains(op.decl.0) && wgsl.contains(op.read.0)) {
-            return Err(Error::Internal(format!(
-                "kernel '{}' has no vec4<i32> operand '{}' to pack",
-                k.name, op.decl.0
-            )));
-        }
-        wgsl = wgsl
-            .replacen(op.decl.0, op.decl.1, 1)
-            .replacen(op.read.0, op.read.1, 1);
-    }
-    crate::validate(MATMUL_INT_I8, &wgsl)?;
-    Ok(Some(Kernel {
-        name: MATMUL_INT_I8.into(),
-        wgsl,
-        ..k.clone()
-    }))
-}
-
 /// Whether the integer matmul can read whole vec4s: A contiguous along K and B along N, K,
 /// N, the row strides and every batch's offsets multiples of 4.
 fn int_vec4(p: &MatmulProblem) -> bool {

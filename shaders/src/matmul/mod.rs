@@ -11,8 +11,7 @@ pub(crate) mod variant;
 pub(crate) use choice::variant_order;
 pub use choice::{no_matmul_variant, pick_variant};
 pub use kernel::{
-    matmul_int_kernel, matmul_int_kernel_spliced, matmul_kernel, matmul_kernel_spliced, pack_int8,
-    MATMUL_INT_I8,
+    matmul_int_kernel, matmul_int_kernel_spliced, matmul_kernel, matmul_kernel_spliced,
 };
 pub use problem::{
     conv1x1_problem, matmul_problem, matmul_problem_views, MatmulProblem, MAX_TEXTURE_SIDE,

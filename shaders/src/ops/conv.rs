@@ -529,14 +529,18 @@ fn conv2d_direct(
     // 4 x 4 store block.
     let (cig, kh, kw) = (w[1] as u64, w[2] as u64, w[3] as u64);
     let loop_trips = lp(cig) + cig * lp(kh) + cig * kh * lp(kw) + lp(4) + 4 * lp(4) + 16 * sp;
-    let wgsl = module("conv2d", &[CONV2D], &vals)?;
+    let name = match elem {
+        ConvElem::F32 => "conv2d",
+        ConvElem::Int { .. } => "conv2d_int",
+    };
+    let wgsl = module(name, &[CONV2D], &vals)?;
     let workgroups = if n == 0 {
         [0, 0, 0]
     } else {
         grid(threads.div_ceil(64) as u64, &opts.target)?
     };
     let k = Kernel {
-        name: "conv2d".into(),
+        name: name.into(),
         wgsl,
         bindings,
         params,

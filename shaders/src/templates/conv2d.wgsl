@@ -11,6 +11,11 @@
 @group(0) @binding({{pb}}) var<storage, read> params: array<u32>;
 {{layout}}{{extra}}
 
+// Weight i (the integer conv's may be packed four to a word: `sfumato_shaders::packed`).
+fn w_at(i: u32) -> {{el}} {
+    return w[i];
+}
+
 // acc + wv * xv.
 fn mac4(acc: vec4<{{el}}>, wv: {{el}}, xv: vec4<{{el}}>) -> vec4<{{el}}> {
     return {{mac}};
@@ -65,7 +70,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
                     }
                 }
 {{end}}                let widx = (icl * kh + ky) * kw + kx;
-{{for j in 4}}                acc[{{j}}] = mac4(acc[{{j}}], w[wrow[{{j}}] + widx], xv);
+{{for j in 4}}                acc[{{j}}] = mac4(acc[{{j}}], w_at(wrow[{{j}}] + widx), xv);
 {{end}}
             }
         }
