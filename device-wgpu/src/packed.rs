@@ -1,12 +1,9 @@
-//! Which constants a prepared graph stores as packed int8: four values to a 32-bit word.
-//!
-//! The device holds the small integers as i32 (`convert`), so a quantized model's weights moved
-//! f32's bytes. A constant whose every value fits in i8 (a quantized weight less its zero
-//! point, as the importer folds it) and that only packable operands read
-//! ([`sfumato_shaders::packed`]: the integer matmul's A or B, where the adapter has
-//! `unpack4xI8`, and the direct integer conv's weight) is uploaded packed and those kernels
-//! rewritten to unpack it: a quarter of the bytes in memory and in every read. Any other reader
-//! (another kernel, a copy, a view, a graph output) keeps it i32.
+//! Which constants a prepared graph stores as packed int8, four values to a 32-bit word: those
+//! whose every value fits in i8 (a quantized weight less its zero point, as the importer folds
+//! it) and that only bindings [`sfumato_shaders::packed`] can rewrite read. That module says
+//! which kernels and how; here the device finds the constants, packs their bytes and applies
+//! the rewrites. Any other reader (another kernel, a copy, a view, a graph output) keeps a
+//! constant i32.
 
 use sfumato_core::{Graph, NodeId, Op, Result, Tensor, ValueId};
 use sfumato_shaders::{Buf, GroupKernels, Lowered};

@@ -194,12 +194,13 @@ proptest! {
 proptest! {
     #![proptest_config(cfg(6))]
 
-    /// A windowed integer conv (3 x 3 or 5 x 5, stride 1 or 2, one group or several) runs the
+    /// A windowed integer conv (3 x 3 or 5 x 5, stride 1 or 2, one group or two, with or without
+    /// a bias) runs the
     /// direct integer conv reading its weight packed (`conv2d_int_i8`, `extractBits` a value):
     /// exact against the reference, the weight one byte a value, up to 512 channels in and
     /// out (K = C x 9 = 4,608) as ResNet's last stage has.
     #[test]
-    fn a_windowed_conv_weight_is_packed(c in prop_oneof![1usize..9, 256usize..513], o in prop_oneof![1usize..9, 256usize..513], k in prop_oneof![Just(3usize), Just(5)], stride in 1usize..3, grouped in any::<bool>(), s in 3usize..10, seed in any::<u64>()) {
+    fn a_windowed_conv_weight_is_packed(c in prop_oneof![1usize..9, 256usize..513], o in prop_oneof![1usize..9, 256usize..513], k in prop_oneof![Just(3usize), Just(5)], stride in 1usize..3, grouped in any::<bool>(), bias in any::<bool>(), s in 3usize..10, seed in any::<u64>()) {
         use sfumato_core::op::Conv2d;
         // Several groups where the channels divide; then the weight's rows are C / groups.
         let groups = if grouped && c % 2 == 0 && o % 2 == 0 { 2 } else { 1 };
@@ -211,7 +212,13 @@ proptest! {
         let x = g.input("x", DType::I32, [1, c, s, s + 1]);
         let wn = o * cig * k * k;
         let w = g.constant(Tensor::from_i32([o, cig, k, k], ints(wn, -128, 127, seed)).unwrap()).unwrap();
-        let y = g.add(Op::ConvInteger(conv), &[x, w]).unwrap()[0];
+        // With a bias (a third input, i32), or without: then the kernel's bias binding is the
+        // image's, so the weight keeps one reader.
+        let mut ins = vec![x, w];
+        if bias {
+            ins.push(g.constant(Tensor::from_i32([o], ints(o, -100_000, 100_000, seed ^ 9)).unwrap()).unwrap());
+        }
+        let y = g.add(Op::ConvInteger(conv), &ins).unwrap()[0];
         g.set_outputs(&[y]).unwrap();
         let inputs = [Tensor::from_i32([1, c, s, s + 1], ints(c * s * (s + 1), -255, 255, seed ^ 5)).unwrap()];
         let Some(r) = with_device(|d| prepared(d, &g, &inputs)) else {

@@ -32,7 +32,11 @@
 //!   pools), [`ops::tensor`] (copies, concat, split, gather, resize, pad), [`attention`] (and its
 //!   uniform-block kernel);
 //! - [`mod@lower`]: the dispatcher from [`Op`](sfumato_core::Op) to family (and the old paths,
-//!   re-exported); [`fused`] (and `fused::reads`): one module per group; [`explain`].
+//!   re-exported); [`fused`] (and `fused::reads`): one module per group; [`explain`];
+//! - rewrites of a finished kernel, each revalidated, which the device applies where its
+//!   storage calls for them: [`half`] (f16 storage and arithmetic) and [`packed`] (int8
+//!   operands four to a word). These replace exact declaration and read lines a template
+//!   writes, and fail (never narrow silently) where the line is not there.
 //!
 //! # Params layouts
 //!

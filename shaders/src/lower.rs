@@ -137,22 +137,16 @@ fn lower_op(
             one(conv::pool2d(op, ins[0].1, out, opts))
         }
         Op::Conv2d(c) => ks(conv::conv2d(c, ins, out, opts)),
-        Op::ConvInteger(c) => {
-            let has_bias = ins.len() == 3;
-            // Without a bias its (unread) binding is the image's: the weight may be packed.
-            let bias = crate::Buf::In(if has_bias { 2 } else { 0 });
-            ks(conv::conv2d_int_kernel(
-                c,
-                &ins[0].1 .0,
-                &ins[1].1 .0,
-                bias,
-                has_bias,
-                &out_shape,
-                crate::Elem::I32,
-                opts,
-                &crate::emit::plain_int_splice,
-            ))
-        }
+        Op::ConvInteger(c) => ks(conv::conv2d_int_kernel(
+            c,
+            &ins[0].1 .0,
+            &ins[1].1 .0,
+            ins.len() == 3,
+            &out_shape,
+            crate::Elem::I32,
+            opts,
+            &crate::emit::plain_int_splice,
+        )),
         Op::ConvTranspose2d(c) => one(conv::conv_transpose2d(c, ins, out, opts)),
     }
 }

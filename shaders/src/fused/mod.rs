@@ -201,8 +201,6 @@ fn generate_group(
             let w = g.shape(first.inputs[1]).dims();
             let out_shape = g.shape(first.outputs[0]);
             let has_bias = first.inputs.len() == 3;
-            // Without a bias its (unread) binding is the image's: the weight may be packed.
-            let bias = Buf::In(if has_bias { 2 } else { 0 });
             let out = *group
                 .outputs
                 .first()
@@ -217,7 +215,7 @@ fn generate_group(
                 });
             }
             spliced(g, plan, group, label, first.inputs.clone(), 4, None, |sp| {
-                conv2d_int_kernel(c, x, w, bias, has_bias, out_shape, elem, opts, sp)
+                conv2d_int_kernel(c, x, w, has_bias, out_shape, elem, opts, sp)
             })
         }
         GroupKind::Conv => {

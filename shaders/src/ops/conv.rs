@@ -450,19 +450,22 @@ impl ConvElem {
 }
 
 /// The integer conv ([`Op::ConvInteger`](sfumato_core::Op)): the direct conv's register block
-/// over i32 operands (and bias), its sums through the splice's epilogue, stored as `out`.
+/// over i32 operands (image, weight, and the bias, input 2, where `has_bias`), its sums
+/// through the splice's epilogue, stored as `out`. Without a bias its (unread) binding is the
+/// image's, never the weight's, so the weight has one reader and may be packed
+/// ([`crate::packed`]).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_int_kernel(
     c: &sfumato_core::op::Conv2d,
     x: &[usize],
     w: &[usize],
-    bias: Buf,
     has_bias: bool,
     out_shape: &Shape,
     out: Elem,
     opts: &LowerOptions,
     splice: SpliceFn,
 ) -> Result<Vec<Kernel>, Error> {
+    let bias = Buf::In(if has_bias { 2 } else { 0 });
     conv2d_direct(
         c,
         x,
