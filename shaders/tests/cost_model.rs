@@ -132,3 +132,45 @@ fn cost_model_picks_near_the_measured_best() {
     );
     assert!(geo <= 1.15, "geometric mean pick/best {geo:.3}:\n{report}");
 }
+
+/// A transformer's dense products (row-major A, a constant B) on a CPU adapter start from the
+/// 16 x 8 uniform-block block, not 16 x 4. The measurements above predate the narrow 16 x 4
+/// tiles, so they cannot see this: with a uniform-block element at cost 0 the two tied and
+/// 16 x 4 won by coming first, where `sfumato tune bert-base --layers 1` measured 16 x 8
+/// 1.04-1.46x faster on lavapipe and 1.38-1.56x on SwiftShader (and the browser benchmark's
+/// BERT layer went from 1.16x to 1.94x onnxruntime-web's speed).
+#[test]
+fn dense_products_start_from_the_16x8_uniform_block() {
+    for target in [TargetProfile::llvmpipe(), TargetProfile::cpu_adapter()] {
+        for (m, n, k) in [
+            (128, 768, 768),
+            (128, 3072, 768),
+            (128, 768, 3072),
+            (197, 768, 768),
+        ] {
+            let p = MatmulProblem {
+                m,
+                n,
+                k,
+                alpha: 1.0,
+                beta: 0.0,
+                has_bias: false,
+                a_sm: k,
+                a_sk: 1,
+                b_sk: n,
+                b_sn: 1,
+                c_sm: n,
+                c_sn: 1,
+                offsets: vec![[0, 0, 0]],
+                b_const: true,
+                staged_conv: false,
+            };
+            let first = MatmulVariant::candidates(&p, &target)[0].name();
+            assert!(
+                first.starts_with("matmul_ubo_16x8"),
+                "{} {m}x{n}x{k}: {first}",
+                target.name
+            );
+        }
+    }
+}

@@ -82,7 +82,7 @@ impl MatmulVariant {
     /// The constants are fitted to lavapipe's measured times of every variant on the zoo's
     /// matmul shapes (`shaders/tests/data/llvmpipe-matmul-times.json`, checked by
     /// `cost_model_picks_near_the_measured_best`): a storage element costs ~250, a texel ~25, a
-    /// uniform-block element ~0 (broadcast), a workgroup-memory tile divides both loads by its
+    /// uniform-block element ~1 (broadcast), a workgroup-memory tile divides both loads by its
     /// side where that memory is fast, and barriers double the cost where it is not.
     pub fn estimated_cost(self, p: &MatmulProblem, target: &TargetProfile) -> f64 {
         const STORAGE: f64 = 250.0;
@@ -91,8 +91,12 @@ impl MatmulVariant {
         } else {
             STORAGE
         };
+        // A uniform-block element is nearly free (one scalar broadcast to the lanes), but not
+        // quite: at 0 a 16 x 4 block tied 16 x 8 (both read B as texels at the same cost a
+        // row) and won by coming first, and measured on lavapipe and on SwiftShader 16 x 8 ran
+        // BERT's products 1.04-1.56x faster (`sfumato tune bert-base --layers 1`).
         let uniform = if target.uniform_block_operands {
-            0.0
+            1.0
         } else {
             STORAGE
         };
