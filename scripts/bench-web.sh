@@ -5,7 +5,7 @@
 # numpy in a venv), installs onnxruntime-web and playwright-core at the versions
 # wasm/bench/package-lock.json pins, and prints the table (output/web-bench.json keeps it).
 #
-#   bash scripts/bench-web.sh [MODELS] [WARMUP] [ITERS]     # default: resnet-block,bert-layer 2 5
+#   bash scripts/bench-web.sh [MODELS] [WARMUP] [ITERS]     # default: resnet-block,bert-layer,minilm-encoder 2 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build-web.sh

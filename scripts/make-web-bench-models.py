@@ -3,7 +3,9 @@
 - bert-layer.onnx: a BERT-base encoder layer (hidden 768, 12 heads, FFN 3072, erf GELU, post-norm
   LayerNormalization), input x [1, 128, 768];
 - resnet-block.onnx: a ResNet-50 bottleneck (256 -> 64 -> 64 -> 256 channels, 1x1 / 3x3 / 1x1
-  convs with bias, ReLUs, the residual add), input x [1, 256, 56, 56].
+  convs with bias, ReLUs, the residual add), input x [1, 256, 56, 56];
+- minilm-encoder.onnx: the encoder of all-MiniLM-L6-v2 (the zoo's all-minilm-l6-v2): 6 of the
+  same layers, hidden 384, 12 heads, FFN 1,536, input x [1, 128, 384].
 
 Weights are seeded random (numpy's default_rng(0)), scaled so activations stay in range; opset
 17. Pinned packages: scripts/onnx-node-tests-requirements.txt (onnx, numpy).
@@ -31,37 +33,38 @@ def const(name, value, inits):
     return name
 
 
-def bert_layer(seq=128, hidden=768, heads=12, ffn=3072):
+def encoder_layer(nodes, inits, x, y, p="", seq=128, hidden=768, heads=12, ffn=3072):
+    """One post-norm BERT encoder layer from value `x` to value `y`; every other name starts
+    with `p`."""
     d = hidden // heads
-    inits, nodes = [], []
     n = nodes.append
 
     def linear(x, name, k, m):
-        w = weight(f"{name}.w", (k, m), k, inits)
-        b = weight(f"{name}.b", (m,), 10 * k, inits)
-        n(helper.make_node("MatMul", [x, w], [f"{name}.mm"]))
-        n(helper.make_node("Add", [f"{name}.mm", b], [name]))
-        return name
+        w = weight(f"{p}{name}.w", (k, m), k, inits)
+        b = weight(f"{p}{name}.b", (m,), 10 * k, inits)
+        n(helper.make_node("MatMul", [x, w], [f"{p}{name}.mm"]))
+        n(helper.make_node("Add", [f"{p}{name}.mm", b], [f"{p}{name}"]))
+        return f"{p}{name}"
 
     def heads_of(x, name, perm):
-        shape = const(f"{name}.shape", np.array([1, seq, heads, d], np.int64), inits)
-        n(helper.make_node("Reshape", [x, shape], [f"{name}.r"]))
-        n(helper.make_node("Transpose", [f"{name}.r"], [name], perm=perm))
-        return name
+        shape = const(f"{p}{name}.shape", np.array([1, seq, heads, d], np.int64), inits)
+        n(helper.make_node("Reshape", [x, shape], [f"{p}{name}.r"]))
+        n(helper.make_node("Transpose", [f"{p}{name}.r"], [f"{p}{name}"], perm=perm))
+        return f"{p}{name}"
 
-    q = heads_of(linear("x", "q", hidden, hidden), "qh", [0, 2, 1, 3])
-    k = heads_of(linear("x", "k", hidden, hidden), "kh", [0, 2, 3, 1])
-    v = heads_of(linear("x", "v", hidden, hidden), "vh", [0, 2, 1, 3])
-    n(helper.make_node("MatMul", [q, k], ["scores"]))
-    scale = const("scale", np.array(1.0 / np.sqrt(d), np.float32), inits)
-    n(helper.make_node("Mul", ["scores", scale], ["scaled"]))
-    n(helper.make_node("Softmax", ["scaled"], ["probs"], axis=-1))
-    n(helper.make_node("MatMul", ["probs", v], ["ctx"]))
-    n(helper.make_node("Transpose", ["ctx"], ["ctx.t"], perm=[0, 2, 1, 3]))
-    merged = const("merged.shape", np.array([1, seq, hidden], np.int64), inits)
-    n(helper.make_node("Reshape", ["ctx.t", merged], ["ctx.m"]))
-    o = linear("ctx.m", "o", hidden, hidden)
-    n(helper.make_node("Add", [o, "x"], ["res1"]))
+    q = heads_of(linear(x, "q", hidden, hidden), "qh", [0, 2, 1, 3])
+    k = heads_of(linear(x, "k", hidden, hidden), "kh", [0, 2, 3, 1])
+    v = heads_of(linear(x, "v", hidden, hidden), "vh", [0, 2, 1, 3])
+    n(helper.make_node("MatMul", [q, k], [f"{p}scores"]))
+    scale = const(f"{p}scale", np.array(1.0 / np.sqrt(d), np.float32), inits)
+    n(helper.make_node("Mul", [f"{p}scores", scale], [f"{p}scaled"]))
+    n(helper.make_node("Softmax", [f"{p}scaled"], [f"{p}probs"], axis=-1))
+    n(helper.make_node("MatMul", [f"{p}probs", v], [f"{p}ctx"]))
+    n(helper.make_node("Transpose", [f"{p}ctx"], [f"{p}ctx.t"], perm=[0, 2, 1, 3]))
+    merged = const(f"{p}merged.shape", np.array([1, seq, hidden], np.int64), inits)
+    n(helper.make_node("Reshape", [f"{p}ctx.t", merged], [f"{p}ctx.m"]))
+    o = linear(f"{p}ctx.m", "o", hidden, hidden)
+    n(helper.make_node("Add", [o, x], [f"{p}res1"]))
 
     def norm(x, name):
         g = const(f"{name}.g", np.ones(hidden, np.float32), inits)
@@ -69,27 +72,46 @@ def bert_layer(seq=128, hidden=768, heads=12, ffn=3072):
         n(helper.make_node("LayerNormalization", [x, g, b], [name], axis=-1, epsilon=1e-12))
         return name
 
-    h = norm("res1", "ln1")
+    h = norm(f"{p}res1", f"{p}ln1")
     f1 = linear(h, "ffn1", hidden, ffn)
-    sqrt2 = const("sqrt2", np.array(np.sqrt(2.0), np.float32), inits)
-    one = const("one", np.array(1.0, np.float32), inits)
-    half = const("half", np.array(0.5, np.float32), inits)
-    n(helper.make_node("Div", [f1, sqrt2], ["g.div"]))
-    n(helper.make_node("Erf", ["g.div"], ["g.erf"]))
-    n(helper.make_node("Add", ["g.erf", one], ["g.add"]))
-    n(helper.make_node("Mul", [f1, "g.add"], ["g.mul"]))
-    n(helper.make_node("Mul", ["g.mul", half], ["gelu"]))
-    f2 = linear("gelu", "ffn2", ffn, hidden)
-    n(helper.make_node("Add", [f2, h], ["res2"]))
-    norm("res2", "y")
-    graph = helper.make_graph(
+    sqrt2 = const(f"{p}sqrt2", np.array(np.sqrt(2.0), np.float32), inits)
+    one = const(f"{p}one", np.array(1.0, np.float32), inits)
+    half = const(f"{p}half", np.array(0.5, np.float32), inits)
+    n(helper.make_node("Div", [f1, sqrt2], [f"{p}g.div"]))
+    n(helper.make_node("Erf", [f"{p}g.div"], [f"{p}g.erf"]))
+    n(helper.make_node("Add", [f"{p}g.erf", one], [f"{p}g.add"]))
+    n(helper.make_node("Mul", [f1, f"{p}g.add"], [f"{p}g.mul"]))
+    n(helper.make_node("Mul", [f"{p}g.mul", half], [f"{p}gelu"]))
+    f2 = linear(f"{p}gelu", "ffn2", ffn, hidden)
+    n(helper.make_node("Add", [f2, h], [f"{p}res2"]))
+    norm(f"{p}res2", y)
+
+
+def encoder(name, layers, seq=128, hidden=768, heads=12, ffn=3072):
+    """`layers` encoder layers from x [1, seq, hidden] to y."""
+    inits, nodes = [], []
+    for i in range(layers):
+        x = "x" if i == 0 else f"h{i}"
+        y = "y" if i == layers - 1 else f"h{i + 1}"
+        p = "" if layers == 1 else f"l{i}."
+        encoder_layer(nodes, inits, x, y, p, seq, hidden, heads, ffn)
+    return helper.make_graph(
         nodes,
-        "bert_layer",
+        name,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, seq, hidden])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, seq, hidden])],
         inits,
     )
-    return graph
+
+
+def bert_layer():
+    return encoder("bert_layer", 1)
+
+
+def minilm_encoder():
+    # all-MiniLM-L6-v2's encoder (the zoo's all-minilm-l6-v2): 6 layers, hidden 384, 12 heads,
+    # FFN 1,536; seq 128.
+    return encoder("minilm_encoder", 6, hidden=384, heads=12, ffn=1536)
 
 
 def resnet_block(c=256, mid=64, size=56):
@@ -122,7 +144,11 @@ def resnet_block(c=256, mid=64, size=56):
 def main():
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "models")
     out.mkdir(parents=True, exist_ok=True)
-    for name, graph in [("bert-layer", bert_layer()), ("resnet-block", resnet_block())]:
+    for name, graph in [
+        ("bert-layer", bert_layer()),
+        ("resnet-block", resnet_block()),
+        ("minilm-encoder", minilm_encoder()),
+    ]:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         onnx.checker.check_model(model)

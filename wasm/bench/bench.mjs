@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const web = join(root, "target", "web");
-const [models = "resnet-block,bert-layer", warmup = "2", iters = "5"] = process.argv.slice(2);
+const [models = "resnet-block,bert-layer,minilm-encoder", warmup = "2", iters = "5"] = process.argv.slice(2);
 const port = 19000 + (process.pid % 1000);
 const server = spawn("python3", ["-m", "http.server", "-b", "127.0.0.1", "-d", web, String(port)], { stdio: "ignore" });
 let code = 0;

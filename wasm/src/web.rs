@@ -363,6 +363,16 @@ impl Page {
                 "device": rec.device,
                 "times_ms": times,
                 "dispatches": rec.profile.entries.len(),
+                // The last timed run's dispatches: kernel, GPU time where the browser grants
+                // timestamp queries, else null (only the whole run's time is known then).
+                "kernels": rec.profile.entries.iter()
+                    .map(|e| serde_json::json!({
+                        "kernel": e.kernel,
+                        "ms": (e.source == sfumato_core::TimingSource::GpuTimestamp)
+                            .then(|| e.duration_ns as f64 / 1e6),
+                        "source": e.source,
+                    }))
+                    .collect::<Vec<_>>(),
                 "inputs": m.inputs.iter().zip(&inputs)
                     .map(|(n, t)| serde_json::json!({"name": n, "dims": t.dims()}))
                     .collect::<Vec<_>>(),
