@@ -59,6 +59,12 @@ fn main() {
             "RepositoryModelUnloadRequest",
             "RepositoryModelUnloadResponse",
         ),
+        (
+            "model_statistics",
+            "ModelStatistics",
+            "ModelStatisticsRequest",
+            "ModelStatisticsResponse",
+        ),
     ];
     let mut service = tonic_build::manual::Service::builder()
         .name("GRPCInferenceService")

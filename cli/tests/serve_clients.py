@@ -11,6 +11,7 @@ Checks, each printed as it passes (an assertion stops the run with its message):
   - the zoo BERT layer on WebGPU against the same model on the CPU reference;
   - 16 concurrent one-row requests, each answered with its own row (batches split right), and
     the metrics showing fewer executions than inferences;
+  - the statistics extension through both Triton clients, agreeing with /metrics;
   - bad requests, each answered with the protocol's status and a clear message, between good
     requests that still answer correctly; a model that failed to load reported with its error;
   - reloading one model while another serves, without a failed request;
@@ -188,6 +189,37 @@ for k, p in enumerate(pending):
 execs, infs = metric("nv_inference_exec_count") - execs0, metric("nv_inference_count") - infs0
 assert infs == 16 and execs < infs, (execs, infs)
 ok(f"16 concurrent one-row requests each got their own row; {infs:.0f} inferences in {execs:.0f} executions")
+
+# ---- the statistics extension, over both protocols, against the metrics ----
+assert "statistics" in meta["extensions"], meta
+hs = h.get_inference_statistics("mlp")["model_stats"]
+gs = g.get_inference_statistics("mlp").model_stats
+assert len(hs) == 1 and len(gs) == 1, (hs, gs)
+hs, gs = hs[0], gs[0]
+assert (hs["name"], hs["version"]) == ("mlp", "1") == (gs.name, gs.version), (hs, gs)
+succ = hs["inference_stats"]["success"]
+assert succ["count"] == metric("nv_inference_request_success") > 0, (succ, metric("nv_inference_request_success"))
+assert hs["inference_count"] == metric("nv_inference_count"), hs
+assert hs["execution_count"] == metric("nv_inference_exec_count") < hs["inference_count"], hs
+assert hs["last_inference"] > 0 and succ["ns"] > 0, hs
+batches = hs["batch_stats"]
+assert sum(b["compute_infer"]["count"] for b in batches) == hs["execution_count"], batches
+assert any(b["batch_size"] > 1 for b in batches), batches
+assert hs["inference_stats"]["queue"]["count"] >= 16, hs
+# Nothing ran between the two reads: the gRPC message says the same.
+assert (gs.inference_count, gs.execution_count, gs.inference_stats.success.count) == (
+    hs["inference_count"], hs["execution_count"], succ["count"]), gs
+assert sorted(b.batch_size for b in gs.batch_stats) == sorted(b["batch_size"] for b in batches), gs
+st, b, _ = raw("GET", "/v2/models/stats")
+assert st == 200 and "mlp" in [m["name"] for m in json.loads(b)["model_stats"]], b
+error_of(*raw("GET", "/v2/models/nope/stats")[:2], 404, "unknown model")
+try:
+    g.get_inference_statistics("nope")
+    raise AssertionError("gRPC statistics of an unknown model were given")
+except InferenceServerException as e:
+    assert "NOT_FOUND" in str(e.status()), e
+ok(f"statistics: {hs['inference_count']} inferences in {hs['execution_count']} executions, "
+   f"batch sizes {sorted(b['batch_size'] for b in batches)}, the same over HTTP, gRPC and /metrics")
 
 # ---- bad requests between good ones ----
 x_json = lambda shape, dt="FP32", data=None: json.dumps(  # noqa: E731

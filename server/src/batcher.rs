@@ -120,6 +120,7 @@ async fn execute(
             .queue_us
             .with_label_values(&labels)
             .inc_by((started - p.arrived).as_micros() as u64);
+        (metrics.stats).queued(labels[0], labels[1], started - p.arrived);
     }
     let rows: Vec<usize> = batch.iter().map(|p| p.rows).collect();
     let total: usize = rows.iter().sum();
@@ -160,6 +161,7 @@ async fn run_batch(
     let graph = tokio::task::spawn_blocking(move || c2.graph(bucket))
         .await
         .map_err(|e| ServeError::internal(format!("building a batch: {e}")))??;
+    let stacking = Instant::now();
     let inputs = if batched {
         (0..core.inputs.len())
             .map(|i| {
@@ -170,8 +172,16 @@ async fn run_batch(
     } else {
         batch[0].inputs.clone()
     };
+    let input = stacking.elapsed();
     let what = format!("{} (a batch of {total} rows at size {bucket})", core.what());
     let (outs, took) = core.engine.run(graph, inputs, what).await?;
+    let mut x = crate::stats::Execution {
+        rows: total,
+        requests: batch.len(),
+        input,
+        infer: took,
+        output: Duration::ZERO,
+    };
     metrics
         .compute_us
         .with_label_values(&labels)
@@ -182,13 +192,17 @@ async fn run_batch(
         .with_label_values(&labels)
         .observe(total as f64);
     if !batched {
+        (metrics.stats).executed(labels[0], labels[1], x);
         return Ok(vec![outs]);
     }
+    let splitting = Instant::now();
     let mut per_request: Vec<Vec<Tensor>> = vec![Vec::with_capacity(outs.len()); batch.len()];
     for o in &outs {
         for (r, part) in unstack(o, rows)?.into_iter().enumerate() {
             per_request[r].push(part);
         }
     }
+    x.output = splitting.elapsed();
+    (metrics.stats).executed(labels[0], labels[1], x);
     Ok(per_request)
 }

@@ -61,12 +61,14 @@ pub fn router(server: Arc<Server>) -> Router {
             .route(prefix, get(model_metadata))
             .route(&format!("{prefix}/ready"), get(model_ready))
             .route(&format!("{prefix}/config"), get(model_config))
+            .route(&format!("{prefix}/stats"), get(model_stats))
             .route(&format!("{prefix}/infer"), post(infer))
     };
     Router::new()
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2", get(server_metadata))
+        .route("/v2/models/stats", get(all_stats))
         .merge(model_routes("/v2/models/{name}"))
         .merge(model_routes("/v2/models/{name}/versions/{version}"))
         .route("/v2/repository/index", post(repository_index))
@@ -153,6 +155,23 @@ async fn model_ready(
     s.repo
         .get(&name, version.as_deref())
         .map(|_| StatusCode::OK)
+}
+
+/// The statistics extension: `{"model_stats": [...]}` in Triton's schema ([`crate::stats`]).
+fn stats_body(stats: Vec<crate::stats::ModelStats>) -> Response {
+    axum::Json(json!({ "model_stats": stats })).into_response()
+}
+
+async fn model_stats(
+    State(s): State<Arc<Server>>,
+    Path(p): Path<Params>,
+) -> Result<Response, ServeError> {
+    let (name, version) = model_of(&p);
+    Ok(stats_body(s.model_stats(Some(&name), version.as_deref())?))
+}
+
+async fn all_stats(State(s): State<Arc<Server>>) -> Result<Response, ServeError> {
+    Ok(stats_body(s.model_stats(None, None)?))
 }
 
 async fn model_config(

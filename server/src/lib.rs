@@ -18,6 +18,7 @@ pub mod model;
 pub mod pbtxt;
 pub mod protocol;
 pub mod repository;
+pub mod stats;
 
 pub use error::{ErrorKind, ServeError};
 pub use protocol::{InferRequest, InferResponse, Limits, OutputTensor};
@@ -36,7 +37,12 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// The protocol extensions this server speaks.
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_repository", "schedule_policy"];
+pub const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "model_repository",
+    "schedule_policy",
+    "statistics",
+];
 
 /// How `sfumato serve` runs.
 #[derive(Clone, Debug)]
@@ -132,6 +138,25 @@ impl Server {
             && self.repo.settled()
     }
 
+    /// The statistics extension: `name`'s (at `version`, else the served one; a model that is
+    /// not ready is an error, as for inference), or every ready model's where no name is given.
+    pub fn model_stats(
+        &self,
+        name: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Vec<stats::ModelStats>, ServeError> {
+        let Some(name) = name else {
+            return Ok(self
+                .repo
+                .index(true)
+                .into_iter()
+                .map(|row| self.metrics.stats.of(&row.name, &row.version))
+                .collect());
+        };
+        let m = self.repo.get(name, version)?;
+        Ok(vec![self.metrics.stats.of(name, &m.core.version)])
+    }
+
     /// Begin shutdown: readiness fails from now on.
     pub fn stop_accepting(&self) {
         self.accepting.store(false, Ordering::SeqCst);
@@ -164,12 +189,15 @@ impl Server {
                         .request_us
                         .with_label_values(&labels)
                         .inc_by(arrived.elapsed().as_micros() as u64);
+                    (self.metrics.stats).success(&model, &version, arrived.elapsed());
                 }
-                Err(e) => self
-                    .metrics
-                    .failure
-                    .with_label_values(&[model.as_str(), version.as_str(), e.metric_reason()])
-                    .inc(),
+                Err(e) => {
+                    self.metrics
+                        .failure
+                        .with_label_values(&[model.as_str(), version.as_str(), e.metric_reason()])
+                        .inc();
+                    (self.metrics.stats).fail(&model, &version, arrived.elapsed());
+                }
             }
         }
         result
@@ -304,6 +332,7 @@ impl Server {
             .inferences
             .with_label_values(&labels)
             .inc_by(rows.unwrap_or(1) as u64);
+        (self.metrics.stats).inferences(labels[0], labels[1], rows.unwrap_or(1) as u64);
         let outs = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(r)) => r?,
             Ok(Err(_)) => {

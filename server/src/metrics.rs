@@ -29,6 +29,8 @@ pub struct Metrics {
     pub batch_size: HistogramVec,
     /// 1 where a model is ready, 0 where it is loaded but failed or unloaded.
     pub ready: IntGaugeVec,
+    /// The same events per model version for the statistics extension (`/stats`).
+    pub stats: crate::stats::Stats,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -113,6 +115,7 @@ impl Default for Metrics {
             pending,
             batch_size,
             ready,
+            stats: Default::default(),
             registry: r,
         }
     }
