@@ -37,6 +37,8 @@ pub struct GraphPanel {
     offset: Vec2,
     zoom: f32,
     fit: bool,
+    /// A zoom to set at the next frame, centred on the selected node ([`Self::zoom_on_selection`]).
+    pending_zoom: Option<f32>,
     cache_key: Option<(usize, bool, bool, Vec<usize>)>,
     drawing: Option<Drawing>,
     /// Where each box was painted last frame (boxes off screen are left out).
@@ -54,6 +56,7 @@ impl Default for GraphPanel {
             offset: Vec2::ZERO,
             zoom: 1.0,
             fit: true,
+            pending_zoom: None,
             cache_key: None,
             drawing: None,
             painted: vec![],
@@ -146,6 +149,12 @@ impl GraphPanel {
                 self.offset = rect.size() / 2.0 - Vec2::new(c[0], c[1]) * self.zoom;
             }
         }
+    }
+
+    /// At the next frame, zoom to `zoom` (clamped as the wheel's) centred on the selected node
+    /// (`sfumato-viewer --select NODE --zoom Z`: a large graph opened where it matters).
+    pub fn zoom_on_selection(&mut self, zoom: f32) {
+        self.pending_zoom = Some(zoom.clamp(0.02, 4.0));
     }
 
     /// Pans by `by` points and zooms by `factor` about the view's origin (the frame benchmark
@@ -248,6 +257,10 @@ impl GraphPanel {
             self.zoom = z;
             self.offset = (rect.size() - size * z) / 2.0;
             self.fit = false;
+        }
+        if let Some(z) = self.pending_zoom.take() {
+            self.zoom = z;
+            focus_on = focus_on.or(*selected);
         }
         if let Some(n) = focus_on {
             self.focus(n, rect);

@@ -20,6 +20,7 @@ mod native_main {
         targets: Vec<String>,
         screenshot: Option<PathBuf>,
         select: Option<String>,
+        zoom: Option<f32>,
         bench_frames: Option<usize>,
         renderer: eframe::Renderer,
     }
@@ -29,6 +30,7 @@ mod native_main {
             targets: vec![],
             screenshot: None,
             select: None,
+            zoom: None,
             bench_frames: None,
             renderer: renderer_from(
                 std::env::var("SFUMATO_VIEWER_RENDERER")
@@ -44,6 +46,15 @@ mod native_main {
                     a.screenshot = Some(it.next().ok_or("--screenshot needs a file")?.into())
                 }
                 "--select" => a.select = Some(it.next().ok_or("--select needs a node name")?),
+                "--zoom" => {
+                    let z = it.next().ok_or("--zoom needs a factor")?;
+                    a.zoom = Some(
+                        z.parse()
+                            .ok()
+                            .filter(|&z: &f32| z > 0.0 && z.is_finite())
+                            .ok_or(format!("--zoom {z}: not a positive factor"))?,
+                    );
+                }
                 "--bench-frames" => {
                     let n = it.next().ok_or("--bench-frames needs a count")?;
                     a.bench_frames = Some(
@@ -58,8 +69,8 @@ mod native_main {
                 }
                 "-h" | "--help" => {
                     return Err("usage: sfumato-viewer [MODEL|FILE] [--compare FILE] \
-                                [--select NODE] [--screenshot OUT.png] [--bench-frames N] \
-                                [--renderer glow|wgpu]"
+                                [--select NODE [--zoom Z]] [--screenshot OUT.png] \
+                                [--bench-frames N] [--renderer glow|wgpu]"
                         .into())
                 }
                 s if s.starts_with("--") => return Err(format!("unknown option {s}")),
@@ -256,6 +267,10 @@ mod native_main {
                 eprintln!("error: no node '{n}' in the run");
                 return ExitCode::FAILURE;
             }
+        }
+        if let Some(z) = args.zoom {
+            // Centred on the selection, where one is given.
+            viewer.graph.zoom_on_selection(z);
         }
         let mut options = eframe::NativeOptions {
             viewport: egui::ViewportBuilder::default()
