@@ -97,6 +97,10 @@ type Drawn = Vec<(usize, usize, usize)>;
 /// `model`'s measured run opened by the viewer binary in a window, `select` selected (and the
 /// view zoomed to `zoom` on it), screenshot to `shot` in `output/screenshots/`.
 fn screenshot(model: &str, select: &str, zoom: Option<f32>, shot: &str) -> Option<Drawn> {
+    // One window at a time: each test process starts one X server number of its own (from its
+    // pid), so two tests at once would share it, and the first to finish would close it.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let d = display()?;
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../output/screenshots");
     std::fs::create_dir_all(&out).unwrap();
