@@ -60,6 +60,12 @@ fn main() {
             "RepositoryModelUnloadResponse",
         ),
         (
+            "model_config",
+            "ModelConfig",
+            "ModelConfigRequest",
+            "ModelConfigResponse",
+        ),
+        (
             "model_statistics",
             "ModelStatistics",
             "ModelStatisticsRequest",
@@ -80,6 +86,18 @@ fn main() {
                 .build(),
         );
     }
+    // Triton's streaming extension: a stream of requests, a stream of answers.
+    service = service.method(
+        tonic_build::manual::Method::builder()
+            .name("model_stream_infer")
+            .route_name("ModelStreamInfer")
+            .input_type("crate::grpc::pb::ModelInferRequest")
+            .output_type("crate::grpc::pb::ModelStreamInferResponse")
+            .codec_path("tonic_prost::ProstCodec")
+            .client_streaming()
+            .server_streaming()
+            .build(),
+    );
     tonic_build::manual::Builder::new()
         .build_client(false)
         .build_transport(false)

@@ -11,6 +11,8 @@ Checks, each printed as it passes (an assertion stops the run with its message):
   - the zoo BERT layer on WebGPU against the same model on the CPU reference;
   - 16 concurrent one-row requests, each answered with its own row (batches split right), and
     the metrics showing fewer executions than inferences;
+  - the model configuration over gRPC as over HTTP; the streaming extension (answers by id, an
+    error on the stream that does not end it);
   - the statistics extension through both Triton clients, agreeing with /metrics;
   - bad requests, each answered with the protocol's status and a clear message, between good
     requests that still answer correctly; a model that failed to load reported with its error;
@@ -19,6 +21,7 @@ Checks, each printed as it passes (an assertion stops the run with its message):
 """
 
 import json
+import queue
 import socket
 import subprocess
 import sys
@@ -140,6 +143,31 @@ close(triton_grpc_infer(X[:4]), Y[:4], "gRPC")
 close(triton_grpc_infer(X[4:5], version="1"), Y[4:5], "gRPC, version 1")
 ok("tritonclient.grpc: health, metadata, index, inference matches `sfumato run`")
 
+# ---- the streaming extension: requests on one stream, answers as each finishes, by id; a bad
+# request is answered on the stream with its error and the stream goes on ----
+answers = queue.Queue()
+g.start_stream(callback=lambda result, error: answers.put((result, error)))
+for k in range(6):
+    si = tgrpc.InferInput("x", [1, 16], "FP32")
+    si.set_data_from_numpy(X[k : k + 1])
+    g.async_stream_infer("mlp", [si], request_id=f"s{k}", outputs=[tgrpc.InferRequestedOutput("y")])
+    if k == 2:
+        sb = tgrpc.InferInput("x", [1, 8], "FP32")
+        sb.set_data_from_numpy(X[:1, :8])
+        g.async_stream_infer("mlp", [sb], request_id="bad")
+streamed, stream_errors = {}, []
+for _ in range(7):
+    result, error = answers.get(timeout=120)
+    if error is not None:
+        stream_errors.append(str(error))
+    else:
+        streamed[result.get_response().id] = result.as_numpy("y")
+g.stop_stream()
+assert len(stream_errors) == 1 and "[1, 8]" in stream_errors[0], stream_errors
+for k in range(6):
+    close(streamed[f"s{k}"], Y[k : k + 1], f"streamed request {k}")
+ok("tritonclient.grpc streaming: 6 answers by id, and a bad request's error on the same stream")
+
 # ---- KServe's clients (in a process of their own: kserve and tritonclient.grpc each register
 # the protocol's messages under the same protobuf names) ----
 subprocess.run([sys.executable, str(Path(__file__).with_name("serve_kserve.py")), HTTP, GRPC, str(WORK)], check=True)
@@ -189,6 +217,20 @@ for k, p in enumerate(pending):
 execs, infs = metric("nv_inference_exec_count") - execs0, metric("nv_inference_count") - infs0
 assert infs == 16 and execs < infs, (execs, infs)
 ok(f"16 concurrent one-row requests each got their own row; {infs:.0f} inferences in {execs:.0f} executions")
+
+# ---- the model configuration over gRPC (perf_analyzer reads it there), as over HTTP ----
+gc = g.get_model_config("mlp", as_json=True)["config"]
+assert gc["name"] == "mlp" and int(gc["max_batch_size"]) == cfg["max_batch_size"], gc
+assert [(i["name"], i["data_type"], [int(d) for d in i["dims"]]) for i in gc["input"]] == [
+    (i["name"], i["data_type"], i["dims"]) for i in cfg["input"]], (gc, cfg)
+assert [int(p) for p in gc["dynamic_batching"]["preferred_batch_size"]] == [4, 16], gc
+assert gc["instance_group"][0]["kind"] == cfg["instance_group"][0]["kind"], gc
+try:
+    g.get_model_config("nope")
+    raise AssertionError("gRPC config of an unknown model was given")
+except InferenceServerException as e:
+    assert "NOT_FOUND" in str(e.status()), e
+ok("tritonclient.grpc: the model configuration matches HTTP's")
 
 # ---- the statistics extension, over both protocols, against the metrics ----
 assert "statistics" in meta["extensions"], meta

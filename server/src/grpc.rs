@@ -184,6 +184,15 @@ pub mod pb {
         #[prost(bytes = "vec", repeated, tag = "6")]
         pub raw_output_contents: Vec<Vec<u8>>,
     }
+    /// One answer on `ModelStreamInfer`'s stream: a response, or an error for one request
+    /// (the stream stays open).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelStreamInferResponse {
+        #[prost(string, tag = "1")]
+        pub error_message: String,
+        #[prost(message, optional, tag = "2")]
+        pub infer_response: Option<ModelInferResponse>,
+    }
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct RepositoryIndexRequest {
         #[prost(string, tag = "1")]
@@ -227,6 +236,90 @@ pub mod pb {
     }
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct RepositoryModelUnloadResponse {}
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelConfigRequest {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub version: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelConfigResponse {
+        #[prost(message, optional, tag = "1")]
+        pub config: Option<ModelConfig>,
+    }
+    /// The part of model_config.proto's `ModelConfig` that a sfumato model has.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelConfig {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub platform: String,
+        #[prost(int32, tag = "4")]
+        pub max_batch_size: i32,
+        #[prost(message, repeated, tag = "5")]
+        pub input: Vec<ModelInput>,
+        #[prost(message, repeated, tag = "6")]
+        pub output: Vec<ModelOutput>,
+        #[prost(message, repeated, tag = "7")]
+        pub instance_group: Vec<ModelInstanceGroup>,
+        #[prost(string, tag = "8")]
+        pub default_model_filename: String,
+        #[prost(message, optional, tag = "11")]
+        pub dynamic_batching: Option<ModelDynamicBatching>,
+        #[prost(map = "string, message", tag = "14")]
+        pub parameters: HashMap<String, ModelParameter>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelInput {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        /// `DataType` (TYPE_FP32 = 11, ...).
+        #[prost(int32, tag = "2")]
+        pub data_type: i32,
+        #[prost(int64, repeated, tag = "4")]
+        pub dims: Vec<i64>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelOutput {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(int32, tag = "2")]
+        pub data_type: i32,
+        #[prost(int64, repeated, tag = "3")]
+        pub dims: Vec<i64>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelInstanceGroup {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(int32, tag = "2")]
+        pub count: i32,
+        /// `Kind`: KIND_GPU = 1, KIND_CPU = 2.
+        #[prost(int32, tag = "4")]
+        pub kind: i32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelDynamicBatching {
+        #[prost(int32, repeated, tag = "1")]
+        pub preferred_batch_size: Vec<i32>,
+        #[prost(uint64, tag = "2")]
+        pub max_queue_delay_microseconds: u64,
+        #[prost(message, optional, tag = "6")]
+        pub default_queue_policy: Option<ModelQueuePolicy>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelQueuePolicy {
+        #[prost(uint64, tag = "2")]
+        pub default_timeout_microseconds: u64,
+        #[prost(uint32, tag = "4")]
+        pub max_queue_size: u32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelParameter {
+        #[prost(string, tag = "1")]
+        pub string_value: String,
+    }
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ModelStatisticsRequest {
         #[prost(string, tag = "1")]
@@ -558,26 +651,66 @@ impl GRPCInferenceService for Service {
         r: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         self.check(&r)?;
-        let req = decode(r.into_inner(), &self.server.limits)?;
-        let span =
-            tracing::info_span!("infer", protocol = "grpc", model = %req.model, id = %req.id);
-        let resp = self.server.infer(req).instrument(span).await?;
-        let mut out = pb::ModelInferResponse {
-            model_name: resp.model,
-            model_version: resp.version,
-            id: resp.id,
-            ..Default::default()
-        };
-        for o in resp.outputs {
-            out.outputs.push(pb::InferOutputTensor {
-                name: o.name,
-                datatype: protocol::datatype_of(&o.tensor).into(),
-                shape: o.tensor.dims().iter().map(|&d| d as i64).collect(),
-                ..Default::default()
-            });
-            out.raw_output_contents.push(o.tensor.to_le_bytes());
-        }
-        Ok(Response::new(out))
+        Ok(Response::new(
+            infer_one(&self.server, r.into_inner()).await?,
+        ))
+    }
+
+    type ModelStreamInferStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send>,
+    >;
+
+    /// Triton's streaming extension: requests in, answers out as each finishes (in any
+    /// order; each carries its request's id). A bad request is answered on the stream with its
+    /// error and the stream goes on; the stream ends when the client closes its side and
+    /// every answer is sent.
+    async fn model_stream_infer(
+        &self,
+        r: Request<tonic::Streaming<pb::ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        self.check(&r)?;
+        let mut incoming = r.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            let mut running = tokio::task::JoinSet::new();
+            loop {
+                match incoming.message().await {
+                    Ok(Some(req)) => {
+                        let (server, tx) = (server.clone(), tx.clone());
+                        running.spawn(async move {
+                            let who = pb::ModelInferResponse {
+                                model_name: req.model_name.clone(),
+                                model_version: req.model_version.clone(),
+                                id: req.id.clone(),
+                                ..Default::default()
+                            };
+                            let answer = match infer_one(&server, req).await {
+                                Ok(resp) => pb::ModelStreamInferResponse {
+                                    error_message: String::new(),
+                                    infer_response: Some(resp),
+                                },
+                                Err(e) => pb::ModelStreamInferResponse {
+                                    error_message: e.message().to_string(),
+                                    infer_response: Some(who),
+                                },
+                            };
+                            // A client that went away no longer reads its answers.
+                            let _ = tx.send(Ok(answer)).await;
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                }
+            }
+            while running.join_next().await.is_some() {}
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn repository_index(
@@ -620,6 +753,19 @@ impl GRPCInferenceService for Service {
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
     }
 
+    async fn model_config(
+        &self,
+        r: Request<pb::ModelConfigRequest>,
+    ) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        self.check(&r)?;
+        let r = r.into_inner();
+        let version = (!r.version.is_empty()).then_some(r.version.as_str());
+        let m = self.server.repo.get(&r.name, version)?;
+        Ok(Response::new(pb::ModelConfigResponse {
+            config: Some(config_of(&m)),
+        }))
+    }
+
     async fn model_statistics(
         &self,
         r: Request<pb::ModelStatisticsRequest>,
@@ -632,6 +778,108 @@ impl GRPCInferenceService for Service {
         Ok(Response::new(pb::ModelStatisticsResponse {
             model_stats: stats.into_iter().map(stats_of).collect(),
         }))
+    }
+}
+
+/// One inference over gRPC: the request decoded (limits checked), run, and its outputs as
+/// `raw_output_contents` (as Triton answers).
+async fn infer_one(
+    server: &Arc<Server>,
+    r: pb::ModelInferRequest,
+) -> Result<pb::ModelInferResponse, Status> {
+    let req = decode(r, &server.limits)?;
+    let span = tracing::info_span!("infer", protocol = "grpc", model = %req.model, id = %req.id);
+    let resp = server.infer(req).instrument(span).await?;
+    let mut out = pb::ModelInferResponse {
+        model_name: resp.model,
+        model_version: resp.version,
+        id: resp.id,
+        ..Default::default()
+    };
+    for o in resp.outputs {
+        out.outputs.push(pb::InferOutputTensor {
+            name: o.name,
+            datatype: protocol::datatype_of(&o.tensor).into(),
+            shape: o.tensor.dims().iter().map(|&d| d as i64).collect(),
+            ..Default::default()
+        });
+        out.raw_output_contents.push(o.tensor.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// model_config.proto's `DataType` number of a dtype (`TYPE_FP32` = 11, ...; 0 where it has
+/// none).
+fn config_data_type(d: DType) -> i32 {
+    match d {
+        DType::Bool => 1,
+        DType::U8 => 2,
+        DType::U16 => 3,
+        DType::U32 => 4,
+        DType::U64 => 5,
+        DType::I8 => 6,
+        DType::I16 => 7,
+        DType::I32 => 8,
+        DType::I64 => 9,
+        DType::F16 => 10,
+        DType::F32 => 11,
+        DType::F64 => 12,
+        DType::BF16 => 14,
+        _ => 0,
+    }
+}
+
+/// Triton's model configuration of a loaded model: what `GET …/config` gives as JSON.
+fn config_of(m: &crate::model::Model) -> pb::ModelConfig {
+    let (core, c) = (&m.core, &m.core.config);
+    pb::ModelConfig {
+        name: c.name.clone(),
+        platform: c.platform_name.clone(),
+        max_batch_size: c.max_batch_size as i32,
+        input: (core.inputs.iter())
+            .map(|t| pb::ModelInput {
+                name: t.name.clone(),
+                data_type: config_data_type(t.dtype),
+                dims: core.config_dims(t).to_vec(),
+            })
+            .collect(),
+        output: (core.outputs.iter())
+            .map(|t| pb::ModelOutput {
+                name: t.name.clone(),
+                data_type: config_data_type(t.dtype),
+                dims: core.config_dims(t).to_vec(),
+            })
+            .collect(),
+        instance_group: vec![pb::ModelInstanceGroup {
+            name: c.name.clone(),
+            count: c.instance_count as i32,
+            kind: match c.device {
+                crate::config::DeviceKind::Wgpu => 1,
+                crate::config::DeviceKind::Cpu => 2,
+            },
+        }],
+        default_model_filename: c.default_model_filename.clone(),
+        dynamic_batching: c
+            .dynamic_batching
+            .as_ref()
+            .map(|d| pb::ModelDynamicBatching {
+                preferred_batch_size: d.preferred.iter().map(|&p| p as i32).collect(),
+                max_queue_delay_microseconds: d.max_queue_delay.as_micros() as u64,
+                default_queue_policy: Some(pb::ModelQueuePolicy {
+                    default_timeout_microseconds: c
+                        .default_timeout
+                        .map_or(0, |t| t.as_micros() as u64),
+                    max_queue_size: c.max_queue_size as u32,
+                }),
+            }),
+        parameters: (c.parameters.iter())
+            .map(|(k, v)| {
+                let p = pb::ModelParameter {
+                    string_value: v.clone(),
+                };
+                (k.clone(), p)
+            })
+            .collect(),
     }
 }
 

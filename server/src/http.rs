@@ -181,15 +181,13 @@ async fn model_config(
     let (name, version) = model_of(&p);
     let m = s.repo.get(&name, version.as_deref())?;
     let c = &m.core.config;
-    let batched = c.max_batch_size > 0;
     let tensors = |ts: &[crate::model::TensorMeta]| {
         ts.iter()
             .map(|t| {
-                let dims = if batched { &t.shape[1..] } else { &t.shape[..] };
                 json!({
                     "name": t.name,
                     "data_type": format!("TYPE_{}", protocol_dtype(t.dtype).unwrap_or("FP32")),
-                    "dims": dims,
+                    "dims": m.core.config_dims(t),
                 })
             })
             .collect::<Vec<_>>()
@@ -197,6 +195,7 @@ async fn model_config(
     let mut v = json!({
         "name": c.name,
         "platform": c.platform_name,
+        "default_model_filename": c.default_model_filename,
         "max_batch_size": c.max_batch_size,
         "input": tensors(&m.core.inputs),
         "output": tensors(&m.core.outputs),

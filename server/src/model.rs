@@ -74,6 +74,16 @@ fn meta_of(
 }
 
 impl ModelCore {
+    /// A tensor's dims as the model configuration writes them: without the batch dim where
+    /// the model batches (Triton's `max_batch_size > 0` convention).
+    pub fn config_dims<'a>(&self, t: &'a TensorMeta) -> &'a [i64] {
+        if self.config.max_batch_size > 0 {
+            t.shape.get(1..).unwrap_or_default()
+        } else {
+            &t.shape
+        }
+    }
+
     /// The graph at batch size `batch` (a bucket), built once.
     pub fn graph(&self, batch: usize) -> Result<Arc<Graph>, ServeError> {
         if let Some(g) = self
