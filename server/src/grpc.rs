@@ -670,15 +670,25 @@ impl GRPCInferenceService for Service {
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
         self.check(&r)?;
         let mut incoming = r.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_IN_FLIGHT);
         let server = self.server.clone();
+        // At most this many requests of one stream in flight: past it the stream is not read
+        // (HTTP/2 flow control holds the client back), so a client that sends without reading
+        // its answers cannot make the server hold an unbounded number.
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(STREAM_IN_FLIGHT));
         tokio::spawn(async move {
             let mut running = tokio::task::JoinSet::new();
             loop {
+                // Answered requests leave the set (a long stream does not pile them up).
+                while running.try_join_next().is_some() {}
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
                 match incoming.message().await {
                     Ok(Some(req)) => {
                         let (server, tx) = (server.clone(), tx.clone());
                         running.spawn(async move {
+                            let _permit = permit;
                             let who = pb::ModelInferResponse {
                                 model_name: req.model_name.clone(),
                                 model_version: req.model_version.clone(),
@@ -780,6 +790,10 @@ impl GRPCInferenceService for Service {
         }))
     }
 }
+
+/// The requests of one `ModelStreamInfer` stream in flight at once (and its answers waiting
+/// to be sent).
+const STREAM_IN_FLIGHT: usize = 64;
 
 /// One inference over gRPC: the request decoded (limits checked), run, and its outputs as
 /// `raw_output_contents` (as Triton answers).
