@@ -162,7 +162,11 @@ for _ in range(7):
         stream_errors.append(str(error))
     else:
         streamed[result.get_response().id] = result.as_numpy("y")
-g.stop_stream()
+# The client closes its side; the server must then end the stream (else this would hang).
+stopper = threading.Thread(target=g.stop_stream)
+stopper.start()
+stopper.join(60)
+assert not stopper.is_alive(), "the server did not end a stream its client had closed"
 assert len(stream_errors) == 1 and "[1, 8]" in stream_errors[0], stream_errors
 for k in range(6):
     close(streamed[f"s{k}"], Y[k : k + 1], f"streamed request {k}")

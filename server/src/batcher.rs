@@ -187,6 +187,11 @@ async fn run_batch(
         .with_label_values(&labels)
         .inc_by(took.as_micros() as u64);
     metrics.executions.with_label_values(&labels).inc();
+    // Inferences are the rows that ran (as Triton counts them), not those that were queued.
+    metrics
+        .inferences
+        .with_label_values(&labels)
+        .inc_by(total as u64);
     metrics
         .batch_size
         .with_label_values(&labels)

@@ -3,6 +3,7 @@
 //! `raw_input_contents` (what Triton's client sends); outputs go back as
 //! `raw_output_contents`, as Triton's do.
 
+use crate::config::config_data_type;
 use crate::protocol::{self, InferRequest, InputTensor, RequestedOutput};
 use crate::{ServeError, Server};
 use sfumato_core::DType;
@@ -403,6 +404,8 @@ use pb::service::g_r_p_c_inference_service_server::{
 
 struct Service {
     server: Arc<Server>,
+    /// True once shutdown begins: open streams stop taking requests and end once answered.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Service {
@@ -670,25 +673,30 @@ impl GRPCInferenceService for Service {
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
         self.check(&r)?;
         let mut incoming = r.into_inner();
+        // Each request in flight holds a slot of the answers' channel from before it is read
+        // until its answer is taken by the client: at most STREAM_IN_FLIGHT at once, and past
+        // that the stream is not read (HTTP/2 flow control holds the client back).
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_IN_FLIGHT);
-        let server = self.server.clone();
-        // At most this many requests of one stream in flight: past it the stream is not read
-        // (HTTP/2 flow control holds the client back), so a client that sends without reading
-        // its answers cannot make the server hold an unbounded number.
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(STREAM_IN_FLIGHT));
+        let (server, mut stop) = (self.server.clone(), self.stop.clone());
         tokio::spawn(async move {
             let mut running = tokio::task::JoinSet::new();
             loop {
                 // Answered requests leave the set (a long stream does not pile them up).
                 while running.try_join_next().is_some() {}
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                // A client that went away: what it sent is no longer run.
+                let Ok(slot) = tx.clone().reserve_owned().await else {
+                    running.abort_all();
                     break;
                 };
-                match incoming.message().await {
+                let next = tokio::select! {
+                    m = incoming.message() => m,
+                    // Shutdown: read no more; the requests in flight are answered below.
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                match next {
                     Ok(Some(req)) => {
-                        let (server, tx) = (server.clone(), tx.clone());
+                        let server = server.clone();
                         running.spawn(async move {
-                            let _permit = permit;
                             let who = pb::ModelInferResponse {
                                 model_name: req.model_name.clone(),
                                 model_version: req.model_version.clone(),
@@ -705,13 +713,13 @@ impl GRPCInferenceService for Service {
                                     infer_response: Some(who),
                                 },
                             };
-                            // A client that went away no longer reads its answers.
-                            let _ = tx.send(Ok(answer)).await;
+                            slot.send(Ok(answer));
                         });
                     }
+                    // The client closed its side: answer what is in flight, then end.
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = tx.send(Err(e)).await;
+                        slot.send(Err(e));
                         break;
                     }
                 }
@@ -791,8 +799,8 @@ impl GRPCInferenceService for Service {
     }
 }
 
-/// The requests of one `ModelStreamInfer` stream in flight at once (and its answers waiting
-/// to be sent).
+/// The requests of one `ModelStreamInfer` stream in flight at once, answers waiting to be sent
+/// included.
 const STREAM_IN_FLIGHT: usize = 64;
 
 /// One inference over gRPC: the request decoded (limits checked), run, and its outputs as
@@ -822,51 +830,30 @@ async fn infer_one(
     Ok(out)
 }
 
-/// model_config.proto's `DataType` number of a dtype (`TYPE_FP32` = 11, ...; 0 where it has
-/// none).
-fn config_data_type(d: DType) -> i32 {
-    match d {
-        DType::Bool => 1,
-        DType::U8 => 2,
-        DType::U16 => 3,
-        DType::U32 => 4,
-        DType::U64 => 5,
-        DType::I8 => 6,
-        DType::I16 => 7,
-        DType::I32 => 8,
-        DType::I64 => 9,
-        DType::F16 => 10,
-        DType::F32 => 11,
-        DType::F64 => 12,
-        DType::BF16 => 14,
-        _ => 0,
-    }
-}
-
 /// Triton's model configuration of a loaded model: what `GET …/config` gives as JSON.
 fn config_of(m: &crate::model::Model) -> pb::ModelConfig {
     let (core, c) = (&m.core, &m.core.config);
     pb::ModelConfig {
         name: c.name.clone(),
         platform: c.platform_name.clone(),
-        max_batch_size: c.max_batch_size as i32,
+        max_batch_size: i32::try_from(c.max_batch_size).unwrap_or(i32::MAX),
         input: (core.inputs.iter())
             .map(|t| pb::ModelInput {
                 name: t.name.clone(),
-                data_type: config_data_type(t.dtype),
+                data_type: config_data_type(t.dtype).1,
                 dims: core.config_dims(t).to_vec(),
             })
             .collect(),
         output: (core.outputs.iter())
             .map(|t| pb::ModelOutput {
                 name: t.name.clone(),
-                data_type: config_data_type(t.dtype),
+                data_type: config_data_type(t.dtype).1,
                 dims: core.config_dims(t).to_vec(),
             })
             .collect(),
         instance_group: vec![pb::ModelInstanceGroup {
             name: c.name.clone(),
-            count: c.instance_count as i32,
+            count: i32::try_from(c.instance_count).unwrap_or(i32::MAX),
             kind: match c.device {
                 crate::config::DeviceKind::Wgpu => 1,
                 crate::config::DeviceKind::Cpu => 2,
@@ -877,13 +864,15 @@ fn config_of(m: &crate::model::Model) -> pb::ModelConfig {
             .dynamic_batching
             .as_ref()
             .map(|d| pb::ModelDynamicBatching {
-                preferred_batch_size: d.preferred.iter().map(|&p| p as i32).collect(),
+                preferred_batch_size: (d.preferred.iter())
+                    .map(|&p| i32::try_from(p).unwrap_or(i32::MAX))
+                    .collect(),
                 max_queue_delay_microseconds: d.max_queue_delay.as_micros() as u64,
                 default_queue_policy: Some(pb::ModelQueuePolicy {
                     default_timeout_microseconds: c
                         .default_timeout
                         .map_or(0, |t| t.as_micros() as u64),
-                    max_queue_size: c.max_queue_size as u32,
+                    max_queue_size: u32::try_from(c.max_queue_size).unwrap_or(u32::MAX),
                 }),
             }),
         parameters: (c.parameters.iter())
@@ -935,14 +924,19 @@ fn stats_of(m: crate::stats::ModelStats) -> pb::ModelStatistics {
     }
 }
 
-/// Serve gRPC on `listener` until `shutdown` resolves (requests in flight finish).
+/// Serve gRPC on `listener` until `stop` turns true (requests in flight finish; open streams
+/// take no more requests and end once theirs are answered).
 pub async fn serve(
     server: Arc<Server>,
     listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let limit = server.limits.max_body_bytes;
-    let svc = GRPCInferenceServiceServer::new(Service { server })
+    let mut rx = stop.clone();
+    let shutdown = async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let svc = GRPCInferenceServiceServer::new(Service { server, stop })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

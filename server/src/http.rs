@@ -18,7 +18,7 @@
 //! request, 404 for an unknown model, 503 for a model not ready or a full queue, 413 for a body
 //! or tensor over the limits, 401 for a missing or wrong token, 504 for a timeout.
 
-use crate::config::protocol_dtype;
+use crate::config::config_data_type;
 use crate::protocol::{self, InferRequest, InputTensor, RequestedOutput};
 use crate::{ServeError, Server};
 use axum::body::Body;
@@ -186,7 +186,7 @@ async fn model_config(
             .map(|t| {
                 json!({
                     "name": t.name,
-                    "data_type": format!("TYPE_{}", protocol_dtype(t.dtype).unwrap_or("FP32")),
+                    "data_type": config_data_type(t.dtype).0,
                     "dims": m.core.config_dims(t),
                 })
             })
@@ -200,6 +200,7 @@ async fn model_config(
         "input": tensors(&m.core.inputs),
         "output": tensors(&m.core.outputs),
         "instance_group": [{
+            "name": c.name,
             "kind": match c.device { crate::config::DeviceKind::Wgpu => "KIND_GPU", crate::config::DeviceKind::Cpu => "KIND_CPU" },
             "count": c.instance_count,
         }],

@@ -328,11 +328,6 @@ impl Server {
             }
         }
         self.metrics.pending.with_label_values(&labels).inc();
-        self.metrics
-            .inferences
-            .with_label_values(&labels)
-            .inc_by(rows.unwrap_or(1) as u64);
-        (self.metrics.stats).inferences(labels[0], labels[1], rows.unwrap_or(1) as u64);
         let outs = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(r)) => r?,
             Ok(Err(_)) => {
@@ -424,14 +419,8 @@ pub async fn serve(
     }
     if let Some(addr) = opts.grpc {
         let listener = bind(addr, "grpc", &mut bound).await?;
-        let mut rx = stop_rx.clone();
-        let s = server.clone();
-        tasks.spawn(async move {
-            grpc::serve(s, listener, async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })
-            .await
-        });
+        let (rx, s) = (stop_rx.clone(), server.clone());
+        tasks.spawn(async move { grpc::serve(s, listener, rx).await });
     }
     // Models load while the listeners answer: live at once, ready once every model is.
     server.load_all().await;

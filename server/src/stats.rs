@@ -18,8 +18,9 @@ pub struct Tally {
 
 impl Tally {
     fn add(&mut self, count: u64, d: Duration) {
-        self.count += count;
-        self.ns += d.as_nanos().min(u64::MAX as u128) as u64;
+        self.count = self.count.saturating_add(count);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.ns = self.ns.saturating_add(ns);
     }
 }
 
@@ -57,7 +58,7 @@ pub struct ModelStats {
     pub version: String,
     /// When the last request was answered, in milliseconds since the Unix epoch (0: never).
     pub last_inference: u64,
-    /// Inferences: the rows of every request answered.
+    /// Inferences: the rows of every execution (padding not counted).
     pub inference_count: u64,
     /// Device executions (batches); with batching fewer than inferences.
     pub execution_count: u64,
@@ -108,11 +109,6 @@ impl Stats {
         });
     }
 
-    /// A request of `rows` rows queued (counted as `nv_inference_count` is).
-    pub fn inferences(&self, model: &str, version: &str, rows: u64) {
-        self.with(model, version, |e| e.inference_count += rows);
-    }
-
     /// A request that failed after `took`.
     pub fn fail(&self, model: &str, version: &str, took: Duration) {
         self.with(model, version, |e| e.infer.fail.add(1, took));
@@ -123,15 +119,19 @@ impl Stats {
         self.with(model, version, |e| e.infer.queue.add(1, waited));
     }
 
-    /// One execution: its steps once per execution in its batch size's row, and once per
-    /// request in the per-request figures.
+    /// One execution: its rows are inferences (as Triton counts them: rows that ran), its
+    /// steps count once per execution in its batch size's row, and once per request in the
+    /// per-request figures.
     pub fn executed(&self, model: &str, version: &str, x: Execution) {
+        let per_request =
+            |d: Duration| d.saturating_mul(u32::try_from(x.requests).unwrap_or(u32::MAX));
         self.with(model, version, |e| {
             e.execution_count += 1;
+            e.inference_count = e.inference_count.saturating_add(x.rows as u64);
             let r = x.requests as u64;
-            e.infer.compute_input.add(r, x.input * x.requests as u32);
-            e.infer.compute_infer.add(r, x.infer * x.requests as u32);
-            e.infer.compute_output.add(r, x.output * x.requests as u32);
+            e.infer.compute_input.add(r, per_request(x.input));
+            e.infer.compute_infer.add(r, per_request(x.infer));
+            e.infer.compute_output.add(r, per_request(x.output));
             let b = e
                 .batches
                 .entry(x.rows as u64)
@@ -185,12 +185,11 @@ mod tests {
                 output: ms(1),
             },
         );
-        s.inferences("m", "1", 1);
-        s.inferences("m", "1", 2);
         s.success("m", "1", ms(15));
         s.success("m", "1", ms(16));
         s.fail("m", "1", ms(1));
         let m = s.of("m", "1");
+        // The batch's 3 rows ran as one execution.
         assert_eq!((m.inference_count, m.execution_count), (3, 1));
         let i = &m.inference_stats;
         assert_eq!(
