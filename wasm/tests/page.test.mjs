@@ -89,6 +89,7 @@ try {
     assert.ok(d.kernels.length > 0, `the detail panel lists the group's kernels: ${JSON.stringify(d)}`);
     console.log(`clicked ${conv}: ${JSON.stringify(d)}`);
     await page.screenshot({ path: join(shots, "web-page.png") });
+    console.log(`screenshot: ${join(shots, "web-page.png")}`);
     await browser.close();
   }
   // 2. No WebGPU: the page says so and still opens a saved run.
@@ -100,6 +101,7 @@ try {
     assert.ok(nodes.length > 0, "the saved run opened");
     console.log(`without WebGPU: "${note}"; the saved run opened (${nodes.length} nodes)`);
     await page.screenshot({ path: join(shots, "web-page-no-webgpu.png") });
+    console.log(`screenshot: ${join(shots, "web-page-no-webgpu.png")}`);
     await browser.close();
   }
   console.log("web page: ok");
