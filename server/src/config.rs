@@ -123,24 +123,22 @@ pub fn dtype_from_protocol(name: &str) -> Option<DType> {
 /// `TYPE_INVALID` (0) where the protocol has none. `…/config` over HTTP writes the name, gRPC's
 /// `ModelConfig` the number.
 pub fn config_data_type(d: DType) -> (&'static str, i32) {
-    const TYPES: [(&str, &str, i32); 13] = [
-        ("BOOL", "TYPE_BOOL", 1),
-        ("UINT8", "TYPE_UINT8", 2),
-        ("UINT16", "TYPE_UINT16", 3),
-        ("UINT32", "TYPE_UINT32", 4),
-        ("UINT64", "TYPE_UINT64", 5),
-        ("INT8", "TYPE_INT8", 6),
-        ("INT16", "TYPE_INT16", 7),
-        ("INT32", "TYPE_INT32", 8),
-        ("INT64", "TYPE_INT64", 9),
-        ("FP16", "TYPE_FP16", 10),
-        ("FP32", "TYPE_FP32", 11),
-        ("FP64", "TYPE_FP64", 12),
-        ("BF16", "TYPE_BF16", 14),
-    ];
-    protocol_dtype(d)
-        .and_then(|p| TYPES.iter().find(|t| t.0 == p))
-        .map_or(("TYPE_INVALID", 0), |t| (t.1, t.2))
+    match d {
+        DType::Bool => ("TYPE_BOOL", 1),
+        DType::U8 => ("TYPE_UINT8", 2),
+        DType::U16 => ("TYPE_UINT16", 3),
+        DType::U32 => ("TYPE_UINT32", 4),
+        DType::U64 => ("TYPE_UINT64", 5),
+        DType::I8 => ("TYPE_INT8", 6),
+        DType::I16 => ("TYPE_INT16", 7),
+        DType::I32 => ("TYPE_INT32", 8),
+        DType::I64 => ("TYPE_INT64", 9),
+        DType::F16 => ("TYPE_FP16", 10),
+        DType::F32 => ("TYPE_FP32", 11),
+        DType::F64 => ("TYPE_FP64", 12),
+        DType::BF16 => ("TYPE_BF16", 14),
+        _ => ("TYPE_INVALID", 0),
+    }
 }
 
 /// A sfumato dtype's protocol name, where the protocol has one.

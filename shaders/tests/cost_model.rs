@@ -5,8 +5,8 @@
 //! measured best, and the first few must hold a variant as good as the best.
 
 use serde::Deserialize;
-use sfumato_core::TargetProfile;
-use sfumato_shaders::{MatmulProblem, MatmulVariant};
+use sfumato_core::{DType, Op, TargetProfile};
+use sfumato_shaders::{matmul_problem, MatmulProblem, MatmulVariant};
 use std::collections::HashMap;
 
 #[derive(Deserialize)]
@@ -148,22 +148,20 @@ fn dense_products_start_from_the_16x8_uniform_block() {
             (128, 768, 3072),
             (197, 768, 768),
         ] {
+            // Row-major operands, B a constant (a weight: a texture on these targets).
+            let (a, b, c) = (
+                sfumato_core::Shape::from(&[m, k][..]),
+                sfumato_core::Shape::from(&[k, n][..]),
+                sfumato_core::Shape::from(&[m, n][..]),
+            );
             let p = MatmulProblem {
-                m,
-                n,
-                k,
-                alpha: 1.0,
-                beta: 0.0,
-                has_bias: false,
-                a_sm: k,
-                a_sk: 1,
-                b_sk: n,
-                b_sn: 1,
-                c_sm: n,
-                c_sn: 1,
-                offsets: vec![[0, 0, 0]],
                 b_const: true,
-                staged_conv: false,
+                ..matmul_problem(
+                    &Op::MatMul,
+                    &[(DType::F32, &a), (DType::F32, &b)],
+                    &[(DType::F32, &c)],
+                )
+                .expect("a matmul problem")
             };
             let first = MatmulVariant::candidates(&p, &target)[0].name();
             assert!(
