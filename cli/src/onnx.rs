@@ -124,6 +124,16 @@ pub fn run(
             m.inputs.join(", ")
         );
     }
+    {
+        // As for the built-in models: the profile is a warm run's, not the first run's, where
+        // a driver compiles each kernel at its first dispatch (lavapipe: up to seconds each).
+        use sfumato_core::Progress;
+        let bars = crate::progress::Bars::default();
+        bars.stage("warm-up run (kernels compile at their first dispatch)", 0);
+        let warm = dev.run(&m.graph, &feed);
+        bars.done();
+        warm.with_context(|| format!("warm-up run of {} on {}", path.display(), dev.name()))?;
+    }
     let out = dev
         .run(&m.graph, &feed)
         .with_context(|| format!("running {} on {}", path.display(), dev.name()))?;
