@@ -505,6 +505,24 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(cfg(6))]
+
+    /// Pads as wide as real images (an RGB stem padded to 4 channels, YOLO's 640x640 borders),
+    /// every mode, exact.
+    #[test]
+    fn wide_pads(c in 1usize..5, h in 100usize..700, w in 100usize..700, pads in prop::collection::vec((0usize..3, 0usize..3), 4), pm in 0usize..3, seed in any::<u64>()) {
+        let dims = [1, c, h, w];
+        let pmode = [PadMode::Constant(-1.5), PadMode::Reflect, PadMode::Edge][pm];
+        let pads: Vec<[usize; 2]> = pads.iter().zip(dims).map(|(&(a, b), d)| if pm == 1 { [a.min(d - 1), b.min(d - 1)] } else { [a, b] }).collect();
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, dims);
+        let p = g.pad(x, &pads, pmode).unwrap();
+        g.set_outputs(&[p]).unwrap();
+        differential(&g, &[Tensor::random(DType::F32, dims, seed)], 0.0).map_err(|e| TestCaseError::fail(format!("{dims:?} {pads:?} {pmode:?}: {e}")))?;
+    }
+}
+
+proptest! {
     // Each texture variant compiles a few pipelines (with and without an epilogue, fused and
     // not); a large block's compile takes seconds on lavapipe (`v4tex_16x16` minutes without
     // Mesa's shader cache), so fewer cases here.
