@@ -168,6 +168,12 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
         bail!("--target {target}: bench zoo runs the WebGPU targets (webgpu, lavapipe); the Ascend configurations are for the NPU simulator");
     }
     println!("device: {device}");
+    if device.contains("llvmpipe") {
+        println!(
+            "lavapipe compute threads: {} (LP_NUM_THREADS; `sfumato` sets twice the CPUs where it is unset)",
+            sfumato_wgpu::lavapipe_threads()
+        );
+    }
     println!("target: {target} (zoo/configs/MODEL/{target}.toml)\n");
     let mut rows: Vec<Row> = Vec::new();
     for m in &models {

@@ -69,4 +69,10 @@ pub(crate) fn print_adapter(i: usize, a: &AdapterSummary) {
             |b| format!("{b} loop ends per invocation")
         )
     );
+    if a.name.contains("llvmpipe") {
+        println!(
+            "    compute threads:            {} (LP_NUM_THREADS; twice the CPUs where unset)",
+            sfumato_wgpu::lavapipe_threads()
+        );
+    }
 }

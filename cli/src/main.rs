@@ -148,6 +148,8 @@ fn quiet_the_wayland_probe() {
 
 fn main() -> ExitCode {
     quiet_the_wayland_probe();
+    // Before any thread starts (the environment is set here); LP_NUM_THREADS wins where set.
+    sfumato_wgpu::set_lavapipe_threads();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

@@ -553,6 +553,48 @@ fn no_spurious_error_lines_without_xdg_runtime_dir() {
     }
 }
 
+/// On lavapipe the command runs twice the CPUs' compute threads where LP_NUM_THREADS is unset
+/// (llvmpipe's one a CPU ran EfficientNet-Lite0's short dispatches on one CPU), and leaves a
+/// value the user set as it is.
+#[test]
+fn lavapipe_threads_are_twice_the_cpus_unless_set() {
+    let count = |set: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sfumato"));
+        c.arg("devices");
+        match set {
+            Some(v) => c.env("LP_NUM_THREADS", v),
+            None => c.env_remove("LP_NUM_THREADS"),
+        };
+        let out = c.output().expect("the sfumato binary runs");
+        let (o, e) = text(&out);
+        if !out.status.success() {
+            assert!(!require_gpu(), "SFUMATO_REQUIRE_GPU=1 but no adapter: {e}");
+            eprintln!("\n!!! SKIPPING GPU TEST: no WebGPU adapter\n");
+            return None;
+        }
+        if !o.contains("llvmpipe") {
+            eprintln!("\n!!! SKIPPING: the adapter is not lavapipe\n");
+            return None;
+        }
+        let line = o
+            .lines()
+            .find(|l| l.contains("compute threads:"))
+            .unwrap_or_else(|| panic!("no compute threads line in:\n{o}"));
+        Some(
+            line.split_whitespace()
+                .nth(2)
+                .unwrap()
+                .parse::<usize>()
+                .unwrap(),
+        )
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(n) = count(None) {
+        assert_eq!(n, sfumato_wgpu::lavapipe_threads_for(cpus));
+        assert_eq!(count(Some("3")), Some(3));
+    }
+}
+
 /// A first run takes the cost model's kernel picks and says `sfumato tune` would measure them;
 /// `tune` measures and caches the winners; a second `tune` finds them cached, and a later run
 /// has nothing left to say.

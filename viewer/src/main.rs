@@ -2,6 +2,8 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
+    // Before any thread starts (the environment is set here); LP_NUM_THREADS wins where set.
+    sfumato_wgpu::set_lavapipe_threads();
     native_main::main()
 }
 
