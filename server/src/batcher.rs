@@ -116,11 +116,7 @@ async fn execute(
     let labels = [core.config.name.as_str(), core.version.as_str()];
     let started = Instant::now();
     for p in &batch {
-        metrics
-            .queue_us
-            .with_label_values(&labels)
-            .inc_by((started - p.arrived).as_micros() as u64);
-        (metrics.stats).queued(labels[0], labels[1], started - p.arrived);
+        metrics.queued(labels[0], labels[1], started - p.arrived);
     }
     let rows: Vec<usize> = batch.iter().map(|p| p.rows).collect();
     let total: usize = rows.iter().sum();
@@ -182,32 +178,29 @@ async fn run_batch(
         infer: took,
         output: Duration::ZERO,
     };
-    metrics
-        .compute_us
-        .with_label_values(&labels)
-        .inc_by(took.as_micros() as u64);
-    metrics.executions.with_label_values(&labels).inc();
-    // Inferences are the rows that ran (as Triton counts them), not those that were queued.
-    metrics
-        .inferences
-        .with_label_values(&labels)
-        .inc_by(total as u64);
-    metrics
-        .batch_size
-        .with_label_values(&labels)
-        .observe(total as f64);
-    if !batched {
-        (metrics.stats).executed(labels[0], labels[1], x);
-        return Ok(vec![outs]);
-    }
-    let splitting = Instant::now();
-    let mut per_request: Vec<Vec<Tensor>> = vec![Vec::with_capacity(outs.len()); batch.len()];
-    for o in &outs {
+    let per_request = if batched {
+        let splitting = Instant::now();
+        let split = split_outputs(&outs, rows, batch.len());
+        x.output = splitting.elapsed();
+        split
+    } else {
+        Ok(vec![outs])
+    };
+    metrics.executed(labels[0], labels[1], x);
+    per_request
+}
+
+/// A batch's outputs split back into each request's rows.
+fn split_outputs(
+    outs: &[Tensor],
+    rows: &[usize],
+    requests: usize,
+) -> Result<Vec<Vec<Tensor>>, ServeError> {
+    let mut per_request: Vec<Vec<Tensor>> = vec![Vec::with_capacity(outs.len()); requests];
+    for o in outs {
         for (r, part) in unstack(o, rows)?.into_iter().enumerate() {
             per_request[r].push(part);
         }
     }
-    x.output = splitting.elapsed();
-    (metrics.stats).executed(labels[0], labels[1], x);
     Ok(per_request)
 }

@@ -181,24 +181,8 @@ impl Server {
             } else {
                 version
             };
-            let labels = [model.as_str(), version.as_str()];
-            match &result {
-                Ok(_) => {
-                    self.metrics.success.with_label_values(&labels).inc();
-                    self.metrics
-                        .request_us
-                        .with_label_values(&labels)
-                        .inc_by(arrived.elapsed().as_micros() as u64);
-                    (self.metrics.stats).success(&model, &version, arrived.elapsed());
-                }
-                Err(e) => {
-                    self.metrics
-                        .failure
-                        .with_label_values(&[model.as_str(), version.as_str(), e.metric_reason()])
-                        .inc();
-                    (self.metrics.stats).fail(&model, &version, arrived.elapsed());
-                }
-            }
+            let failure = result.as_ref().err().map(|e| e.metric_reason());
+            (self.metrics).answered(&model, &version, arrived.elapsed(), failure);
         }
         result
     }

@@ -4,6 +4,7 @@
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::time::Duration;
 
 pub struct Metrics {
     registry: Registry,
@@ -29,7 +30,8 @@ pub struct Metrics {
     pub batch_size: HistogramVec,
     /// 1 where a model is ready, 0 where it is loaded but failed or unloaded.
     pub ready: IntGaugeVec,
-    /// The same events per model version for the statistics extension (`/stats`).
+    /// The same events per model version for the statistics extension (`/stats`), counted by
+    /// the same calls ([`Metrics::answered`], [`Metrics::queued`], [`Metrics::executed`]).
     pub stats: crate::stats::Stats,
 }
 
@@ -122,6 +124,52 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A request of `model` `version` answered after `took` (arrival to answer): `Ok`, or the
+    /// failure with its reason label (`ServeError::metric_reason`). Counted in Prometheus's
+    /// metrics and the statistics extension's both.
+    pub fn answered(&self, model: &str, version: &str, took: Duration, failure: Option<&str>) {
+        match failure {
+            None => {
+                self.success.with_label_values(&[model, version]).inc();
+                self.request_us
+                    .with_label_values(&[model, version])
+                    .inc_by(took.as_micros() as u64);
+                self.stats.success(model, version, took);
+            }
+            Some(reason) => {
+                self.failure
+                    .with_label_values(&[model, version, reason])
+                    .inc();
+                self.stats.fail(model, version, took);
+            }
+        }
+    }
+
+    /// A request that waited `waited` in the queue before its batch ran.
+    pub fn queued(&self, model: &str, version: &str, waited: Duration) {
+        self.queue_us
+            .with_label_values(&[model, version])
+            .inc_by(waited.as_micros() as u64);
+        self.stats.queued(model, version, waited);
+    }
+
+    /// One device execution (a batch of `x.rows` rows from `x.requests` requests). Inferences
+    /// are the rows that ran, as Triton counts them, not those that were queued.
+    pub fn executed(&self, model: &str, version: &str, x: crate::stats::Execution) {
+        let labels = [model, version];
+        self.compute_us
+            .with_label_values(&labels)
+            .inc_by(x.infer.as_micros() as u64);
+        self.executions.with_label_values(&labels).inc();
+        self.inferences
+            .with_label_values(&labels)
+            .inc_by(x.rows as u64);
+        self.batch_size
+            .with_label_values(&labels)
+            .observe(x.rows as f64);
+        self.stats.executed(model, version, x);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
