@@ -12,7 +12,8 @@ Checks, each printed as it passes (an assertion stops the run with its message):
   - 16 concurrent one-row requests, each answered with its own row (batches split right), and
     the metrics showing fewer executions than inferences;
   - the model configuration over gRPC as over HTTP; the streaming extension (answers by id, an
-    error on the stream that does not end it);
+    error on the stream that does not end it, a burst of 200 past the stream's bound of 64 in
+    flight, a stream left open while the server is stopped by SIGTERM);
   - the statistics extension through both Triton clients, agreeing with /metrics;
   - bad requests, each answered with the protocol's status and a clear message, between good
     requests that still answer correctly; a model that failed to load reported with its error;
@@ -171,6 +172,61 @@ assert len(stream_errors) == 1 and "[1, 8]" in stream_errors[0], stream_errors
 for k in range(6):
     close(streamed[f"s{k}"], Y[k : k + 1], f"streamed request {k}")
 ok("tritonclient.grpc streaming: 6 answers by id, and a bad request's error on the same stream")
+
+# ---- a burst past the stream's bound (64 requests in flight): the server stops reading the
+# stream while 64 wait, and every request is still answered, with its own row ----
+BURST = 200
+answers = queue.Queue()
+g.start_stream(callback=lambda result, error: answers.put((result, error)))
+for k in range(BURST):
+    si = tgrpc.InferInput("x", [1, 16], "FP32")
+    si.set_data_from_numpy(X[k % 16 : k % 16 + 1])
+    g.async_stream_infer("mlp", [si], request_id=f"b{k}", outputs=[tgrpc.InferRequestedOutput("y")])
+burst = {}
+for _ in range(BURST):
+    result, error = answers.get(timeout=120)
+    assert error is None, f"a request of the burst failed: {error}"
+    burst[result.get_response().id] = result.as_numpy("y")
+g.stop_stream()
+assert len(burst) == BURST, len(burst)
+for k in range(BURST):
+    close(burst[f"b{k}"], Y[k % 16 : k % 16 + 1], f"burst request {k}")
+ok(f"tritonclient.grpc streaming: a burst of {BURST} requests on one stream (64 in flight at most), every one answered with its own row")
+
+# ---- a stream left open does not hold a server past SIGTERM: a server of this script's own,
+# a stream that answered once and stays open, then the signal ----
+own = subprocess.Popen(
+    [SFUMATO, "serve", "--model-repository", REPO, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.DEVNULL,
+    text=True,
+)
+own_grpc = None
+for line in own.stdout:
+    if line.startswith("serving grpc on "):
+        own_grpc = line.removeprefix("serving grpc on ").strip()
+    if line.startswith("models loaded"):
+        break
+assert own_grpc, "the second server printed no gRPC address"
+threading.Thread(target=lambda: [None for _ in own.stdout], daemon=True).start()
+og = tgrpc.InferenceServerClient(own_grpc)
+answers = queue.Queue()
+og.start_stream(callback=lambda result, error: answers.put((result, error)))
+si = tgrpc.InferInput("x", [1, 16], "FP32")
+si.set_data_from_numpy(X[:1])
+og.async_stream_infer("mlp", [si], request_id="open", outputs=[tgrpc.InferRequestedOutput("y")])
+result, error = answers.get(timeout=120)
+assert error is None, error
+close(result.as_numpy("y"), Y[:1], "the open stream's answer")
+own.terminate()
+try:
+    code = own.wait(timeout=60)
+except subprocess.TimeoutExpired:
+    own.kill()
+    raise AssertionError("a server with an open stream did not exit within 60 s of SIGTERM")
+assert code == 0, f"the server exited with {code} after SIGTERM"
+threading.Thread(target=og.stop_stream, daemon=True).start()
+ok("an open gRPC stream: the server still exits cleanly on SIGTERM (status 0)")
 
 # ---- KServe's clients (in a process of their own: kserve and tritonclient.grpc each register
 # the protocol's messages under the same protobuf names) ----
