@@ -278,6 +278,9 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
         if let Some(mm) = matmul_gflops {
             doc["matmul_gflops"] = mm.into();
         }
+        if device.contains("llvmpipe") {
+            doc["lavapipe_threads"] = sfumato_wgpu::lavapipe_threads().into();
+        }
         std::fs::write(p, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", p.display()))?;
         println!("\nwrote {}", p.display());

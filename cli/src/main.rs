@@ -148,8 +148,11 @@ fn quiet_the_wayland_probe() {
 
 fn main() -> ExitCode {
     quiet_the_wayland_probe();
-    // Before any thread starts (the environment is set here); LP_NUM_THREADS wins where set.
-    sfumato_wgpu::set_lavapipe_threads();
+    // SAFETY: first thing in main, before any other thread starts. LP_NUM_THREADS wins where
+    // the user set it.
+    unsafe {
+        sfumato_wgpu::set_lavapipe_threads();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

@@ -28,6 +28,8 @@ pub(crate) fn run_npu(a: &RunArgs) -> Result<()> {
             a.output.as_deref(),
             a.save_run.as_deref(),
             a.model.precision.precision(),
+            // The simulator has nothing to compile: one run, its prediction.
+            false,
         )?;
         dev.last_prediction()
             .cloned()

@@ -54,7 +54,9 @@ pub(crate) fn load(path: &Path, opts: &ImportOptions) -> Result<onnx::OnnxModel>
 }
 
 /// Run an ONNX model: given or seeded random inputs, output summaries, the timing table and
-/// optionally the outputs as .npy files.
+/// optionally the outputs as .npy files. With `warm_up`, a run first ([`crate::run::warm_up`]):
+/// the returned run is a warm one (a model run in stages runs once).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     path: &Path,
     dev: &mut dyn Device,
@@ -63,6 +65,7 @@ pub fn run(
     output: Option<&Path>,
     save_run: Option<&Path>,
     precision: sfumato_core::precision::Precision,
+    warm_up: bool,
 ) -> Result<sfumato_core::RunOutput> {
     let mut opts = import_options(dims)?;
     let mut given: HashMap<String, Tensor> = HashMap::new();
@@ -124,15 +127,8 @@ pub fn run(
             m.inputs.join(", ")
         );
     }
-    {
-        // As for the built-in models: the profile is a warm run's, not the first run's, where
-        // a driver compiles each kernel at its first dispatch (lavapipe: up to seconds each).
-        use sfumato_core::Progress;
-        let bars = crate::progress::Bars::default();
-        bars.stage("warm-up run (kernels compile at their first dispatch)", 0);
-        let warm = dev.run(&m.graph, &feed);
-        bars.done();
-        warm.with_context(|| format!("warm-up run of {} on {}", path.display(), dev.name()))?;
+    if warm_up {
+        crate::run::warm_up(dev, &m.graph, &feed, &path.display().to_string())?;
     }
     let out = dev
         .run(&m.graph, &feed)

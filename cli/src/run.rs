@@ -137,6 +137,23 @@ pub(crate) fn open_run_device(kind: Option<DeviceKind>, fusion: bool) -> Result<
     }
 }
 
+/// One run before the one `run` profiles: a driver compiles each kernel at its first dispatch
+/// (lavapipe: up to seconds each), so the profile is a warm run's.
+pub(crate) fn warm_up(
+    dev: &mut dyn Device,
+    graph: &Graph,
+    inputs: &[Tensor],
+    what: &str,
+) -> Result<()> {
+    use sfumato_core::Progress;
+    let bars = crate::progress::Bars::default();
+    bars.stage("warm-up run (kernels compile at their first dispatch)", 0);
+    let warm = dev.run(graph, inputs);
+    bars.done();
+    warm.with_context(|| format!("warm-up run of {what} on {}", dev.name()))?;
+    Ok(())
+}
+
 pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
     if a.device == Some(DeviceKind::NpuSim) {
         return crate::npu::run_npu(a);
@@ -152,6 +169,7 @@ pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
             a.output.as_deref(),
             a.save_run.as_deref(),
             a.model.precision.precision(),
+            true,
         )?;
         println!();
         print!("{}", out.profile.table());
@@ -162,15 +180,7 @@ pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
     let name = &a.model.model;
     let (graph, inputs) = a.model.build()?;
     let mut dev = open_run_device(a.device, !a.no_fusion)?;
-    {
-        use sfumato_core::Progress;
-        // A driver compiles each kernel at its first dispatch (lavapipe: up to seconds each).
-        let bars = crate::progress::Bars::default();
-        bars.stage("warm-up run (kernels compile at their first dispatch)", 0);
-        let warm = dev.run(&graph, &inputs);
-        bars.done();
-        warm.with_context(|| format!("warm-up run of '{name}' on {}", dev.name()))?;
-    }
+    warm_up(dev.as_mut(), &graph, &inputs, &format!("'{name}'"))?;
     let out = dev
         .run(&graph, &inputs)
         .with_context(|| format!("running '{name}' on {}", dev.name()))?;

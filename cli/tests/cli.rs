@@ -553,9 +553,10 @@ fn no_spurious_error_lines_without_xdg_runtime_dir() {
     }
 }
 
-/// On lavapipe the command runs twice the CPUs' compute threads where LP_NUM_THREADS is unset
-/// (llvmpipe's one a CPU ran EfficientNet-Lite0's short dispatches on one CPU), and leaves a
-/// value the user set as it is.
+/// On lavapipe the command sets LP_NUM_THREADS to twice the CPUs where it is unset (llvmpipe's
+/// one a CPU ran EfficientNet-Lite0's short dispatches on one CPU), and leaves a value the user
+/// set as it is: what `sfumato devices` reports is the variable as the process holds it (the
+/// driver's own count is not visible), checked with and without one set.
 #[test]
 fn lavapipe_threads_are_twice_the_cpus_unless_set() {
     let count = |set: Option<&str>| {
@@ -590,7 +591,13 @@ fn lavapipe_threads_are_twice_the_cpus_unless_set() {
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Some(n) = count(None) {
-        assert_eq!(n, sfumato_wgpu::lavapipe_threads_for(cpus));
+        // One CPU leaves llvmpipe's default (no pool: the queue thread runs the dispatch).
+        let want = if cpus > 1 {
+            sfumato_wgpu::lavapipe_threads_for(cpus)
+        } else {
+            0
+        };
+        assert_eq!(n, want);
         assert_eq!(count(Some("3")), Some(3));
     }
 }

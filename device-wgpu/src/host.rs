@@ -7,6 +7,9 @@
 //!   one over `performance.now()`; [`NoClock`] reads 0 (wall times unknown).
 //! - [`TuneStore`]: where the autotune cache's text is loaded from and saved to. Native:
 //!   [`FileTuneStore`]; `None` keeps the cache in memory only.
+//!
+//! [`set_lavapipe_threads`] is for a program's `main`, not the device: it sets the environment
+//! lavapipe reads when the Vulkan instance is created.
 
 use std::fmt::Debug;
 
@@ -122,33 +125,44 @@ pub fn cpu_model() -> String {
     std::env::consts::ARCH.to_string()
 }
 
-/// The environment variable Mesa's llvmpipe (lavapipe, the CPU adapter) reads, once, for the
-/// count of threads that run a compute dispatch's workgroups.
+/// The environment variable Mesa's llvmpipe (lavapipe, the CPU adapter) reads, once, for its
+/// thread count: the threads that run a compute dispatch's workgroups (and rasterize, where
+/// llvmpipe also draws, as for the viewer's OpenGL window).
 pub const LAVAPIPE_THREADS_ENV: &str = "LP_NUM_THREADS";
+
+/// llvmpipe's ceiling on its thread count (`LP_MAX_THREADS` in Mesa 22): a larger value is
+/// clamped to it.
+pub const LAVAPIPE_MAX_THREADS: usize = 32;
 
 /// Where the process has not set [`LAVAPIPE_THREADS_ENV`]: sets it to
 /// [`lavapipe_threads_for`] the CPUs the process may use, and returns that count (`None` where
-/// it was set, or there is no such environment: wasm32).
+/// it was set, where one CPU leaves llvmpipe's default, or where there is no such environment:
+/// wasm32).
 ///
-/// Why: llvmpipe defaults to one compute thread a CPU and splits a dispatch's workgroups
-/// between them in equal shares. Its queue thread wakes them together and then sleeps, and
-/// Linux's scheduler often queues both woken threads on the waker's CPU; a dispatch of a
-/// millisecond or two ends before the load balancer moves one, so the two shares run one after
-/// the other. On a 2-CPU Xeon, EfficientNet-Lite0 (75 dispatches of 0.1-4 ms) ran in 111-116 ms
-/// of kernel time at 1 and at 2 threads (1.0-1.2 CPUs busy), 62-73 ms at 4; ResNet-50 (252 longer
-/// dispatches) in 531-538 ms at 2 and 539-551 ms at 4, and 650-674 ms at 3 (unequal shares on 2
-/// CPUs). Twice the CPUs keeps the shares equal per CPU and leaves the balancer a thread to move.
+/// Why: llvmpipe defaults to one thread a CPU and splits a dispatch's workgroups into one equal
+/// share a thread. Its queue thread wakes them and sleeps, and Linux often queues two of the
+/// woken threads on one CPU: the first runs its share, then takes the other's before that thread
+/// has run, and a model of short dispatches runs on one CPU. Twice the CPUs keeps the shares
+/// equal per CPU and leaves the balancer threads to move. README, "Lavapipe's compute threads",
+/// has the measurements (EfficientNet-Lite0 alone 1.71x faster on 2 CPUs; the other zoo models
+/// within 0.94-1.01x).
 ///
-/// Call it first thing in `main`, before any other thread starts: setting the environment is
-/// not safe while another thread may read it. Lavapipe reads the variable when the Vulkan
-/// instance is created, so later calls change nothing for an open device.
-pub fn set_lavapipe_threads() -> Option<usize> {
+/// # Safety
+///
+/// Setting the environment is not safe while another thread may read or write it: call this
+/// first thing in `main`, before any other thread starts. Lavapipe reads the variable when the
+/// Vulkan instance is created, so a later call changes nothing for an open device.
+pub unsafe fn set_lavapipe_threads() -> Option<usize> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         if std::env::var_os(LAVAPIPE_THREADS_ENV).is_some() {
             return None;
         }
-        let n = lavapipe_threads_for(host_cpus());
+        let cpus = host_cpus();
+        if cpus < 2 {
+            return None;
+        }
+        let n = lavapipe_threads_for(cpus);
         std::env::set_var(LAVAPIPE_THREADS_ENV, n.to_string());
         Some(n)
     }
@@ -158,14 +172,14 @@ pub fn set_lavapipe_threads() -> Option<usize> {
     }
 }
 
-/// The lavapipe compute threads [`set_lavapipe_threads`] sets on a host of `cpus` CPUs: twice
-/// the CPUs, within llvmpipe's ceiling (`LP_MAX_THREADS`, 32 in Mesa 22).
+/// The thread count [`set_lavapipe_threads`] sets on a host of `cpus` CPUs (2 or more): twice
+/// the CPUs, within [`LAVAPIPE_MAX_THREADS`].
 pub fn lavapipe_threads_for(cpus: usize) -> usize {
-    (2 * cpus.max(1)).min(32)
+    (2 * cpus).min(LAVAPIPE_MAX_THREADS)
 }
 
-/// The compute threads lavapipe runs with in this process: [`LAVAPIPE_THREADS_ENV`] where set,
-/// else its default (one a CPU).
+/// The threads lavapipe runs with in this process: [`LAVAPIPE_THREADS_ENV`] where set, else its
+/// default.
 pub fn lavapipe_threads() -> usize {
     lavapipe_threads_given(
         std::env::var(LAVAPIPE_THREADS_ENV).ok().as_deref(),
@@ -174,11 +188,23 @@ pub fn lavapipe_threads() -> usize {
 }
 
 /// [`lavapipe_threads`] for a value of [`LAVAPIPE_THREADS_ENV`] (`None`: unset) on a host of
-/// `cpus` CPUs. A value llvmpipe cannot read as a count leaves its default.
+/// `cpus` CPUs, read as llvmpipe reads it (C's `strtoll` in base 0): after any blanks, a `0x`
+/// prefix reads hexadecimal digits, a leading `0` octal ones, else decimal, as far as they go
+/// (`"4x"` is 4; no digits leave the default), clamped to [`LAVAPIPE_MAX_THREADS`]. The default
+/// is one a CPU, and none on one CPU (llvmpipe then runs a dispatch on its queue thread).
 pub fn lavapipe_threads_given(value: Option<&str>, cpus: usize) -> usize {
-    value
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(cpus.max(1))
+    let default = if cpus > 1 { cpus } else { 0 };
+    let set = value.and_then(|v| {
+        let v = v.trim_start().trim_start_matches('+');
+        let (digits, radix) = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+            Some(hex) => (hex, 16),
+            None if v.starts_with('0') => (v, 8),
+            None => (v, 10),
+        };
+        let n = digits.len() - digits.trim_start_matches(|c: char| c.is_digit(radix)).len();
+        usize::from_str_radix(&digits[..n], radix).ok()
+    });
+    set.unwrap_or(default).min(LAVAPIPE_MAX_THREADS)
 }
 
 /// The CPUs this process may use (1 where that cannot be known).
@@ -193,16 +219,21 @@ mod tests {
     #[test]
     fn lavapipe_gets_twice_the_cpus_within_its_ceiling() {
         assert_eq!(lavapipe_threads_for(2), 4);
-        assert_eq!(lavapipe_threads_for(1), 2);
-        assert_eq!(lavapipe_threads_for(0), 2);
-        assert_eq!(lavapipe_threads_for(64), 32);
+        assert_eq!(lavapipe_threads_for(3), 6);
+        assert_eq!(lavapipe_threads_for(64), LAVAPIPE_MAX_THREADS);
     }
 
     #[test]
-    fn a_set_thread_count_is_read_as_lavapipe_reads_it() {
+    fn a_set_thread_count_is_read_as_llvmpipe_reads_it() {
         assert_eq!(lavapipe_threads_given(None, 2), 2);
+        assert_eq!(lavapipe_threads_given(None, 1), 0);
         assert_eq!(lavapipe_threads_given(Some("6"), 2), 6);
         assert_eq!(lavapipe_threads_given(Some(" 3 "), 2), 3);
+        assert_eq!(lavapipe_threads_given(Some("4x"), 2), 4);
+        assert_eq!(lavapipe_threads_given(Some("0x8"), 2), 8);
+        assert_eq!(lavapipe_threads_given(Some("010"), 2), 8);
+        assert_eq!(lavapipe_threads_given(Some("0"), 2), 0);
         assert_eq!(lavapipe_threads_given(Some("many"), 8), 8);
+        assert_eq!(lavapipe_threads_given(Some("64"), 8), LAVAPIPE_MAX_THREADS);
     }
 }

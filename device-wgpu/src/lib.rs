@@ -44,7 +44,7 @@ pub use adapter::list_adapters;
 pub use adapter::{AdapterSummary, NO_ADAPTER};
 pub use half::HalfPlan;
 pub use host::{cpu_model, lavapipe_threads, set_lavapipe_threads, Clock, NoClock, TuneStore};
-pub use host::{lavapipe_threads_for, lavapipe_threads_given, LAVAPIPE_THREADS_ENV};
+pub use host::{lavapipe_threads_for, LAVAPIPE_MAX_THREADS, LAVAPIPE_THREADS_ENV};
 pub use memory::{copy_linear, rgba32_texture};
 #[cfg(not(target_arch = "wasm32"))]
 pub use options::{default_cache_dir, test_device};

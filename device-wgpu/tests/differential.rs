@@ -507,8 +507,8 @@ proptest! {
 proptest! {
     #![proptest_config(cfg(6))]
 
-    /// Pads as wide as real images (an RGB stem padded to 4 channels, YOLO's 640x640 borders),
-    /// every mode, exact.
+    /// Pads (0-2 a side, every dim, every mode) of images as large as real ones (up to 4 x 700 x
+    /// 700: an RGB stem's channel pad, a detector's input), exact.
     #[test]
     fn wide_pads(c in 1usize..5, h in 100usize..700, w in 100usize..700, pads in prop::collection::vec((0usize..3, 0usize..3), 4), pm in 0usize..3, seed in any::<u64>()) {
         let dims = [1, c, h, w];

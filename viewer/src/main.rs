@@ -2,8 +2,11 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
-    // Before any thread starts (the environment is set here); LP_NUM_THREADS wins where set.
-    sfumato_wgpu::set_lavapipe_threads();
+    // SAFETY: first thing in main, before any other thread starts. LP_NUM_THREADS wins where
+    // the user set it.
+    unsafe {
+        sfumato_wgpu::set_lavapipe_threads();
+    }
     native_main::main()
 }
 
