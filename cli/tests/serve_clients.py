@@ -12,8 +12,8 @@ Checks, each printed as it passes (an assertion stops the run with its message):
   - 16 concurrent one-row requests, each answered with its own row (batches split right), and
     the metrics showing fewer executions than inferences;
   - the model configuration over gRPC as over HTTP; the streaming extension (answers by id, an
-    error on the stream that does not end it, a burst of 200 past the stream's bound of 64 in
-    flight, a stream left open while the server is stopped by SIGTERM);
+    error on the stream that does not end it, a burst of 200 requests on one stream, past its
+    bound of 64 in flight, a stream left open while the server is stopped by SIGTERM);
   - the statistics extension through both Triton clients, agreeing with /metrics;
   - bad requests, each answered with the protocol's status and a clear message, between good
     requests that still answer correctly; a model that failed to load reported with its error;
@@ -23,6 +23,7 @@ Checks, each printed as it passes (an assertion stops the run with its message):
 
 import json
 import queue
+import shutil
 import socket
 import subprocess
 import sys
@@ -157,12 +158,17 @@ for k in range(6):
         sb.set_data_from_numpy(X[:1, :8])
         g.async_stream_infer("mlp", [sb], request_id="bad")
 streamed, stream_errors = {}, []
-for _ in range(7):
-    result, error = answers.get(timeout=120)
-    if error is not None:
-        stream_errors.append(str(error))
-    else:
-        streamed[result.get_response().id] = result.as_numpy("y")
+try:
+    for _ in range(7):
+        result, error = answers.get(timeout=120)
+        if error is not None:
+            stream_errors.append(str(error))
+        else:
+            streamed[result.get_response().id] = result.as_numpy("y")
+except BaseException:
+    # The client's stream thread is not a daemon: cancel it, or a failure here hangs the exit.
+    g.stop_stream(cancel_requests=True)
+    raise
 # The client closes its side; the server must then end the stream (else this would hang).
 stopper = threading.Thread(target=g.stop_stream)
 stopper.start()
@@ -173,59 +179,83 @@ for k in range(6):
     close(streamed[f"s{k}"], Y[k : k + 1], f"streamed request {k}")
 ok("tritonclient.grpc streaming: 6 answers by id, and a bad request's error on the same stream")
 
-# ---- a burst past the stream's bound (64 requests in flight): the server stops reading the
-# stream while 64 wait, and every request is still answered, with its own row ----
+# ---- a burst past the stream's bound (64 requests in flight, past which the server stops
+# reading the stream): every request is still answered, with its own row. (The bound itself is
+# not observable from the client; a server that stalled at it would fail here.) ----
 BURST = 200
 answers = queue.Queue()
 g.start_stream(callback=lambda result, error: answers.put((result, error)))
-for k in range(BURST):
-    si = tgrpc.InferInput("x", [1, 16], "FP32")
-    si.set_data_from_numpy(X[k % 16 : k % 16 + 1])
-    g.async_stream_infer("mlp", [si], request_id=f"b{k}", outputs=[tgrpc.InferRequestedOutput("y")])
 burst = {}
-for _ in range(BURST):
-    result, error = answers.get(timeout=120)
-    assert error is None, f"a request of the burst failed: {error}"
-    burst[result.get_response().id] = result.as_numpy("y")
+try:
+    for k in range(BURST):
+        si = tgrpc.InferInput("x", [1, 16], "FP32")
+        si.set_data_from_numpy(X[k % 16 : k % 16 + 1])
+        g.async_stream_infer("mlp", [si], request_id=f"b{k}", outputs=[tgrpc.InferRequestedOutput("y")])
+    for _ in range(BURST):
+        result, error = answers.get(timeout=120)
+        assert error is None, f"a request of the burst failed: {error}"
+        burst[result.get_response().id] = result.as_numpy("y")
+except BaseException:
+    # The client's stream thread is not a daemon: cancel it, or a failure here hangs the exit.
+    g.stop_stream(cancel_requests=True)
+    raise
 g.stop_stream()
 assert len(burst) == BURST, len(burst)
 for k in range(BURST):
     close(burst[f"b{k}"], Y[k % 16 : k % 16 + 1], f"burst request {k}")
-ok(f"tritonclient.grpc streaming: a burst of {BURST} requests on one stream (64 in flight at most), every one answered with its own row")
+ok(f"tritonclient.grpc streaming: a burst of {BURST} requests on one stream, every one answered with its own row")
 
-# ---- a stream left open does not hold a server past SIGTERM: a server of this script's own,
-# a stream that answered once and stays open, then the signal ----
+# ---- a stream left open does not hold a server past SIGTERM: a server of this script's own
+# (a repository of the ONNX model alone), a stream that answered once and stays open, then the
+# signal ----
+own_repo = WORK / "own-repo"
+if not (own_repo / "mlp").exists():
+    # A copy: the server refuses a model folder that links outside its repository.
+    shutil.copytree(Path(REPO) / "mlp", own_repo / "mlp")
 own = subprocess.Popen(
-    [SFUMATO, "serve", "--model-repository", REPO, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"],
+    [SFUMATO, "serve", "--model-repository", str(own_repo), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"],
     stdout=subprocess.PIPE,
     stderr=subprocess.DEVNULL,
     text=True,
 )
-own_grpc = None
-for line in own.stdout:
-    if line.startswith("serving grpc on "):
-        own_grpc = line.removeprefix("serving grpc on ").strip()
-    if line.startswith("models loaded"):
-        break
-assert own_grpc, "the second server printed no gRPC address"
-threading.Thread(target=lambda: [None for _ in own.stdout], daemon=True).start()
-og = tgrpc.InferenceServerClient(own_grpc)
-answers = queue.Queue()
-og.start_stream(callback=lambda result, error: answers.put((result, error)))
-si = tgrpc.InferInput("x", [1, 16], "FP32")
-si.set_data_from_numpy(X[:1])
-og.async_stream_infer("mlp", [si], request_id="open", outputs=[tgrpc.InferRequestedOutput("y")])
-result, error = answers.get(timeout=120)
-assert error is None, error
-close(result.as_numpy("y"), Y[:1], "the open stream's answer")
-own.terminate()
+og = None
 try:
-    code = own.wait(timeout=60)
-except subprocess.TimeoutExpired:
-    own.kill()
-    raise AssertionError("a server with an open stream did not exit within 60 s of SIGTERM")
-assert code == 0, f"the server exited with {code} after SIGTERM"
-threading.Thread(target=og.stop_stream, daemon=True).start()
+    own_grpc, loaded = None, False
+    for line in own.stdout:
+        if line.startswith("serving grpc on "):
+            own_grpc = line.removeprefix("serving grpc on ").strip()
+        if line.startswith("models loaded"):
+            loaded = True
+            break
+    assert own_grpc and loaded, "the second server printed no gRPC address or never loaded"
+
+    def drain():
+        for _ in own.stdout:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    og = tgrpc.InferenceServerClient(own_grpc)
+    answers = queue.Queue()
+    og.start_stream(callback=lambda result, error: answers.put((result, error)))
+    si = tgrpc.InferInput("x", [1, 16], "FP32")
+    si.set_data_from_numpy(X[:1])
+    og.async_stream_infer("mlp", [si], request_id="open", outputs=[tgrpc.InferRequestedOutput("y")])
+    result, error = answers.get(timeout=120)
+    assert error is None, error
+    close(result.as_numpy("y"), Y[:1], "the open stream's answer")
+    own.terminate()
+    try:
+        code = own.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a server with an open stream did not exit within 60 s of SIGTERM")
+    assert code == 0, f"the server exited with {code} after SIGTERM"
+finally:
+    if own.poll() is None:
+        own.kill()
+        own.wait()
+    if og is not None:
+        # The server is gone, so its stream has ended; cancel the client's side all the same.
+        threading.Thread(target=lambda: og.stop_stream(cancel_requests=True), daemon=True).start()
 ok("an open gRPC stream: the server still exits cleanly on SIGTERM (status 0)")
 
 # ---- KServe's clients (in a process of their own: kserve and tritonclient.grpc each register
