@@ -28,11 +28,22 @@ pub(crate) fn open_wgpu_tuned(
     optimization: Optimization,
     graphs: &[&Graph],
 ) -> Result<WgpuDevice> {
+    open_wgpu_tuned_over(hint, optimization, graphs, DEFAULT_TUNE_CANDIDATES)
+}
+
+/// [`open_wgpu_tuned`] measuring `candidates` matmul variants of each shape class the cache
+/// lacks (`usize::MAX`: every one, as `sfumato tune --candidates all`).
+pub(crate) fn open_wgpu_tuned_over(
+    hint: &str,
+    optimization: Optimization,
+    graphs: &[&Graph],
+    candidates: usize,
+) -> Result<WgpuDevice> {
     if DeviceOptions::from_env().tuning != Tuning::Off {
         let mut tuner = open_wgpu_with(hint, optimization)?;
         for g in graphs {
             tuner
-                .tune(g, DEFAULT_TUNE_CANDIDATES, false)
+                .tune(g, candidates, false)
                 .context("tuning the benchmark's matmuls")?;
         }
     }
