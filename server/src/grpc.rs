@@ -568,7 +568,7 @@ pub fn decode(
     });
     Ok(InferRequest {
         model: r.model_name,
-        version: (!r.model_version.is_empty()).then_some(r.model_version),
+        version: given(&r.model_version).map(str::to_string),
         id: r.id,
         inputs,
         outputs,
@@ -613,7 +613,7 @@ impl GRPCInferenceService for Service {
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
         self.check(&r)?;
         let r = r.into_inner();
-        let version = (!r.version.is_empty()).then_some(r.version.as_str());
+        let version = given(&r.version);
         Ok(Response::new(pb::ModelReadyResponse {
             ready: self.server.repo.get(&r.name, version).is_ok(),
         }))
@@ -637,7 +637,7 @@ impl GRPCInferenceService for Service {
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
         self.check(&r)?;
         let r = r.into_inner();
-        let version = (!r.version.is_empty()).then_some(r.version.as_str());
+        let version = given(&r.version);
         let m = self.server.repo.get(&r.name, version)?;
         let c = &m.core;
         Ok(Response::new(pb::ModelMetadataResponse {
@@ -777,7 +777,7 @@ impl GRPCInferenceService for Service {
     ) -> Result<Response<pb::ModelConfigResponse>, Status> {
         self.check(&r)?;
         let r = r.into_inner();
-        let version = (!r.version.is_empty()).then_some(r.version.as_str());
+        let version = given(&r.version);
         let m = self.server.repo.get(&r.name, version)?;
         Ok(Response::new(pb::ModelConfigResponse {
             config: Some(config_of(&m)),
@@ -790,13 +790,19 @@ impl GRPCInferenceService for Service {
     ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
         self.check(&r)?;
         let r = r.into_inner();
-        let name = (!r.name.is_empty()).then_some(r.name.as_str());
-        let version = (!r.version.is_empty()).then_some(r.version.as_str());
+        let name = given(&r.name);
+        let version = given(&r.version);
         let stats = self.server.model_stats(name, version)?;
         Ok(Response::new(pb::ModelStatisticsResponse {
             model_stats: stats.into_iter().map(stats_of).collect(),
         }))
     }
+}
+
+/// A string field of a request as given: protobuf sends an unset one as "", which the
+/// protocol reads as "any" (a model's latest version, every model).
+fn given(field: &str) -> Option<&str> {
+    (!field.is_empty()).then_some(field)
 }
 
 /// The requests of one `ModelStreamInfer` stream in flight at once, answers waiting to be sent
