@@ -168,10 +168,12 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
         bail!("--target {target}: bench zoo runs the WebGPU targets (webgpu, lavapipe); the Ascend configurations are for the NPU simulator");
     }
     println!("device: {device}");
-    if device.contains("llvmpipe") {
+    let lavapipe_threads = device
+        .contains("llvmpipe")
+        .then(sfumato_wgpu::lavapipe_threads);
+    if let Some(n) = lavapipe_threads {
         println!(
-            "lavapipe compute threads: {} (LP_NUM_THREADS; `sfumato` sets twice the CPUs where it is unset)",
-            sfumato_wgpu::lavapipe_threads()
+            "lavapipe compute threads: {n} (LP_NUM_THREADS; `sfumato` sets twice the CPUs where it is unset)"
         );
     }
     println!("target: {target} (zoo/configs/MODEL/{target}.toml)\n");
@@ -288,8 +290,8 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
         if let Some(mm) = matmul_gflops {
             doc["matmul_gflops"] = mm.into();
         }
-        if device.contains("llvmpipe") {
-            doc["lavapipe_threads"] = sfumato_wgpu::lavapipe_threads().into();
+        if let Some(n) = lavapipe_threads {
+            doc["lavapipe_threads"] = n.into();
         }
         std::fs::write(p, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", p.display()))?;
@@ -698,8 +700,8 @@ fn per_op_lines(rows: &[Row], matmul: f64) -> Vec<String> {
     lines
 }
 
-/// A 1024³ f32 matmul's GFLOP/s on the same device, the reference for the per-op table.
-/// The reference product: `[1024, 1024]` input times a constant `[1024, 1024]` weight.
+/// The per-op table's reference product: a `[1024, 1024]` input times a constant
+/// `[1024, 1024]` weight.
 fn matmul_1024_graph() -> Result<Graph> {
     let n = 1024;
     let mut g = Graph::new();
