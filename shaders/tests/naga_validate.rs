@@ -473,6 +473,29 @@ fn snapshots() {
             &opts
         )
     );
+    // Pad writes its shape into the walk: divisions by constants, the unpadded dims no test.
+    insta::assert_snapshot!(
+        "pad_channels",
+        snapshot_of(
+            Op::Pad {
+                pads: vec![[0, 0], [0, 1], [0, 0], [0, 0]],
+                mode: PadMode::Constant(0.0),
+            },
+            &[f(&[1, 3, 6, 5])],
+            &opts
+        )
+    );
+    insta::assert_snapshot!(
+        "pad_reflect",
+        snapshot_of(
+            Op::Pad {
+                pads: vec![[1, 2], [0, 3]],
+                mode: PadMode::Reflect,
+            },
+            &[f(&[4, 5])],
+            &opts
+        )
+    );
     let i32s = |d: &[usize]| (DType::I32, Shape::from(d));
     insta::assert_snapshot!(
         "matmul_int",

@@ -67,20 +67,7 @@ pub const RESIZE_PARAMS: Layout = Layout::new(
     ],
 );
 /// Pad's params: the pads before each dim, the mode, the constant's bits.
-pub const PAD_PARAMS: Layout = Layout::new(
-    "pad",
-    "PD",
-    &[
-        one("n"),
-        one("rank"),
-        per("out_dims", 1, "rank"),
-        per("in_dims", 1, "rank"),
-        per("in_strides", 1, "rank"),
-        per("pads", 1, "rank"),
-        one("mode"),
-        one("value"),
-    ],
-);
+pub const PAD_PARAMS: Layout = Layout::new("pad", "PD", &[one("n"), one("value")]);
 
 /// A transpose: a copy of input 0 through its permuted strides.
 pub fn transpose(
@@ -401,25 +388,21 @@ pub fn pad(
     opts: &LowerOptions,
 ) -> Result<Kernel, Error> {
     let n = out_shape.numel();
-    let (m, value) = match mode {
-        PadMode::Constant(v) => (0, constant_bits(v, out_dt)),
-        PadMode::Reflect => (1, 0),
-        PadMode::Edge => (2, 0),
+    let value = match mode {
+        PadMode::Constant(v) => constant_bits(v, out_dt),
+        PadMode::Reflect | PadMode::Edge => 0,
     };
     let params = PAD_PARAMS
         .fill()
         .set("n", n as u32)
-        .set("rank", x.rank() as u32)
-        .set_all("out_dims", out_shape.0.iter().map(|&d| d as u32))
-        .set_all("in_dims", x.0.iter().map(|&d| d as u32))
-        .set_all("in_strides", x.strides().iter().map(|&d| d as u32))
-        .set_all("pads", pads.iter().map(|p| p[0] as u32))
-        .set("mode", m)
         .set("value", value)
         .finish()?;
     let vals = [
         ("ty", Elem::of(out_dt).wgsl().to_string()),
         ("layout", PAD_PARAMS.wgsl()),
+        ("shape", format!("{:?} -> {:?}", x.0, out_shape.0)),
+        ("mode", format!("{mode:?}")),
+        ("walk", pad_walk(pads, mode, x, out_shape)?),
     ];
     kernel(
         "pad",
@@ -428,9 +411,58 @@ pub fn pad(
         vec![Buf::In(0), Buf::Out(0)],
         params,
         n,
-        loops::rank_walk(x.rank()),
+        0,
         &opts.target,
     )
+}
+
+/// Pad's index walk, written out for its shape: from the last dim to the first, the output
+/// coordinate `c` of `i` (a division by a constant), its input coordinate `v` (the pad before
+/// it taken off, reflected or clamped back into the input), and the input offset `off`. A
+/// constant pad clears `inside` where a coordinate falls outside the input.
+fn pad_walk(pads: &[[usize; 2]], mode: PadMode, x: &Shape, out: &Shape) -> Result<String, Error> {
+    let rank = x.rank();
+    if pads.len() != rank || out.rank() != rank {
+        return Err(Error::Internal(format!(
+            "Pad: {} pads for input {:?} and output {:?}",
+            pads.len(),
+            x.0,
+            out.0
+        )));
+    }
+    let strides = x.strides();
+    let mut walk = String::new();
+    for d in (0..rank).rev() {
+        let (dim, n_in, before) = (out.0[d], x.0[d], pads[d][0]);
+        walk += &format!("    // dim {d}: {n_in} -> {dim}, {before} before\n    {{\n");
+        walk += &if dim == 1 {
+            "        let c = 0u;\n".to_string()
+        } else if d == 0 {
+            "        let c = rem;\n".to_string()
+        } else {
+            format!("        let c = rem % {dim}u;\n        rem = rem / {dim}u;\n")
+        };
+        let stride = strides[d];
+        if n_in == 0 {
+            walk += "        inside = false;\n";
+        } else if before == 0 && n_in == dim {
+            walk += &format!("        off = off + c * {stride}u;\n");
+        } else {
+            let last = n_in - 1;
+            walk += &format!("        var v = i32(c) - {before};\n");
+            walk += &match mode {
+                PadMode::Constant(_) => format!("        inside = inside && v >= 0 && v < {n_in};\n"),
+                PadMode::Reflect => format!(
+                    "        if (v < 0) {{\n            v = -v;\n        }} else if (v > {last}) {{\n            v = {} - v;\n        }}\n",
+                    2 * last
+                ),
+                PadMode::Edge => String::new(),
+            };
+            walk += &format!("        off = off + u32(clamp(v, 0, {last})) * {stride}u;\n");
+        }
+        walk += "    }\n";
+    }
+    Ok(walk)
 }
 
 /// A contiguous copy of a strided view of input 0 (transpose, slice).
