@@ -171,11 +171,8 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
     let lavapipe_threads = device
         .contains("llvmpipe")
         .then(sfumato_wgpu::lavapipe_threads);
-    if let Some(n) = lavapipe_threads {
-        println!(
-            "lavapipe compute threads: {n} (LP_NUM_THREADS; `sfumato` sets twice the CPUs where it is unset)"
-        );
-    }
+    crate::devices::print_lavapipe_threads(&device);
+    let pinning = lavapipe_threads.map(|_| sfumato_wgpu::pin_lavapipe_workers());
     println!("target: {target} (zoo/configs/MODEL/{target}.toml)\n");
     let mut rows: Vec<Row> = Vec::new();
     for m in &models {
@@ -292,6 +289,9 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
         }
         if let Some(n) = lavapipe_threads {
             doc["lavapipe_threads"] = n.into();
+        }
+        if let Some(p) = &pinning {
+            doc["lavapipe_pinned"] = matches!(p, sfumato_wgpu::Pinning::Pinned { .. }).into();
         }
         std::fs::write(p, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", p.display()))?;

@@ -70,9 +70,36 @@ pub(crate) fn print_adapter(i: usize, a: &AdapterSummary) {
         )
     );
     if a.name.contains("llvmpipe") {
+        // The listing's pools are gone with its instance: a device pins its own when it opens.
+        let pinning = if sfumato_wgpu::pinning_planned() {
+            "each pinned to a CPU of its own when a device opens".to_string()
+        } else {
+            sfumato_wgpu::Pinning::NotPlanned.to_string()
+        };
         println!(
-            "    compute threads:            {} (LP_NUM_THREADS; twice the CPUs where unset)",
-            sfumato_wgpu::lavapipe_threads()
+            "    compute threads:            {}",
+            lavapipe_threads_line(pinning)
         );
     }
+}
+
+/// On lavapipe (`device` names llvmpipe), with a device open: its compute threads and whether
+/// they are pinned (pinning the open pools again changes nothing).
+pub(crate) fn print_lavapipe_threads(device: &str) {
+    if device.contains("llvmpipe") {
+        println!(
+            "lavapipe compute threads: {}",
+            lavapipe_threads_line(sfumato_wgpu::pin_lavapipe_workers().to_string())
+        );
+    }
+}
+
+/// Lavapipe's compute threads in this process, then `pinning` (whether they are pinned).
+pub(crate) fn lavapipe_threads_line(pinning: String) -> String {
+    format!(
+        "{} (LP_NUM_THREADS; where it is unset `sfumato` sets one a CPU, each pinned to its \
+         CPU, or twice the CPUs with {}=0), {pinning}",
+        sfumato_wgpu::lavapipe_threads(),
+        sfumato_wgpu::PIN_ENV,
+    )
 }

@@ -161,6 +161,7 @@ pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
     if a.model.model.ends_with(".onnx") {
         let mut dev = open_run_device(a.device, !a.no_fusion)?;
         println!("device: {}", dev.name());
+        crate::devices::print_lavapipe_threads(&dev.name());
         let out = crate::onnx::run(
             std::path::Path::new(&a.model.model),
             dev.as_mut(),
@@ -186,6 +187,7 @@ pub(crate) fn run_model(a: &RunArgs) -> Result<()> {
         .with_context(|| format!("running '{name}' on {}", dev.name()))?;
 
     println!("device: {}", dev.name());
+    crate::devices::print_lavapipe_threads(&dev.name());
     println!(
         "model:  {name} (batch {}{}){}",
         o.batch,

@@ -553,18 +553,24 @@ fn no_spurious_error_lines_without_xdg_runtime_dir() {
     }
 }
 
-/// On lavapipe the command sets LP_NUM_THREADS to twice the CPUs where it is unset (llvmpipe's
-/// one a CPU ran EfficientNet-Lite0's short dispatches on one CPU), and leaves a value the user
-/// set as it is: what `sfumato devices` reports is the variable as the process holds it (the
-/// driver's own count is not visible), checked with and without one set.
+/// On lavapipe the command sets LP_NUM_THREADS where it is unset: one thread a CPU, each pinned
+/// to a CPU of its own once a device opens (Linux), or twice the CPUs with
+/// SFUMATO_PIN_LAVAPIPE=0 (llvmpipe's one a CPU, unpinned, ran EfficientNet-Lite0's short
+/// dispatches on one CPU); a value the user set is left as it is, unpinned. `sfumato devices`
+/// reports the variable as the process holds it (the driver's own count is not visible), and
+/// `sfumato run` whether the open device's workers were pinned.
 #[test]
-fn lavapipe_threads_are_twice_the_cpus_unless_set() {
-    let count = |set: Option<&str>| {
+fn lavapipe_threads_are_pinned_one_a_cpu_unless_set() {
+    let run = |args: &[&str], set: Option<&str>, pin: Option<&str>| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_sfumato"));
-        c.arg("devices");
+        c.args(args);
         match set {
             Some(v) => c.env("LP_NUM_THREADS", v),
             None => c.env_remove("LP_NUM_THREADS"),
+        };
+        match pin {
+            Some(v) => c.env("SFUMATO_PIN_LAVAPIPE", v),
+            None => c.env_remove("SFUMATO_PIN_LAVAPIPE"),
         };
         let out = c.output().expect("the sfumato binary runs");
         let (o, e) = text(&out);
@@ -580,26 +586,44 @@ fn lavapipe_threads_are_twice_the_cpus_unless_set() {
         let line = o
             .lines()
             .find(|l| l.contains("compute threads:"))
-            .unwrap_or_else(|| panic!("no compute threads line in:\n{o}"));
-        Some(
-            line.split_whitespace()
-                .nth(2)
-                .unwrap()
-                .parse::<usize>()
-                .unwrap(),
-        )
+            .unwrap_or_else(|| panic!("no compute threads line in:\n{o}"))
+            .to_string();
+        let n = line
+            .split("threads:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|w| w.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no count in {line}"));
+        Some((n, line))
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let Some(n) = count(None) {
-        // One CPU leaves llvmpipe's default (no pool: the queue thread runs the dispatch).
-        let want = if cpus > 1 {
-            sfumato_wgpu::lavapipe_threads_for(cpus)
-        } else {
-            0
-        };
-        assert_eq!(n, want);
-        assert_eq!(count(Some("3")), Some(3));
+    let linux = cfg!(target_os = "linux");
+    let Some((n, line)) = run(&["devices"], None, None) else {
+        return;
+    };
+    // One CPU leaves llvmpipe's default (no pool: the queue thread runs the dispatch).
+    let want = match cpus {
+        1 => 0,
+        c if linux => c,
+        c => sfumato_wgpu::lavapipe_threads_for(c),
+    };
+    assert_eq!(n, want, "{line}");
+    let (n, line) = run(&["devices"], None, Some("0")).unwrap();
+    if cpus > 1 {
+        assert_eq!(n, sfumato_wgpu::lavapipe_threads_for(cpus), "{line}");
+        assert!(line.ends_with("not pinned"), "{line}");
     }
+    let (n, line) = run(&["devices"], Some("3"), None).unwrap();
+    assert_eq!(n, 3);
+    assert!(line.ends_with("not pinned"), "{line}");
+    // A run opens a device: its pools are pinned, one worker a CPU.
+    let (n, line) = run(&["run", "mlp"], None, None).unwrap();
+    if linux && cpus > 1 {
+        assert_eq!(n, cpus);
+        assert!(line.contains(", pinned one a CPU (CPUs ["), "{line}");
+    }
+    let (_, line) = run(&["run", "mlp"], Some("3"), None).unwrap();
+    assert!(line.ends_with("not pinned"), "{line}");
 }
 
 /// A first run takes the cost model's kernel picks and says `sfumato tune` would measure them;

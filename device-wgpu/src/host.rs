@@ -134,18 +134,26 @@ pub const LAVAPIPE_THREADS_ENV: &str = "LP_NUM_THREADS";
 /// clamped to it.
 pub const LAVAPIPE_MAX_THREADS: usize = 32;
 
-/// Where the process has not set [`LAVAPIPE_THREADS_ENV`]: sets it to
-/// [`lavapipe_threads_for`] the CPUs the process may use, and returns that count (`None` where
-/// it was set, where one CPU leaves llvmpipe's default, or where there is no such environment:
-/// wasm32).
+/// The environment variable that turns off the pinning of lavapipe's workers where it is `0`
+/// (then [`set_lavapipe_threads`] gives lavapipe twice the CPUs' threads, unpinned).
+pub const PIN_ENV: &str = "SFUMATO_PIN_LAVAPIPE";
+
+/// Set by [`set_lavapipe_threads`] where it gave lavapipe one thread a CPU to be pinned.
+static PIN_PLANNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Where the process has not set [`LAVAPIPE_THREADS_ENV`]: sets it for the CPUs the process may
+/// use, and returns the count (`None` where it was set, where one CPU leaves llvmpipe's
+/// default, or where there is no such environment: wasm32). On Linux, unless [`PIN_ENV`] is
+/// `0`, that is one thread a CPU, each to be pinned to its own CPU by [`pin_lavapipe_workers`]
+/// once a device is open; elsewhere [`lavapipe_threads_for`] the CPUs (twice as many).
 ///
 /// Why: llvmpipe defaults to one thread a CPU and splits a dispatch's workgroups into one equal
 /// share a thread. Its queue thread wakes them and sleeps, and Linux often queues two of the
 /// woken threads on one CPU: the first runs its share, then takes the other's before that thread
-/// has run, and a model of short dispatches runs on one CPU. Twice the CPUs keeps the shares
-/// equal per CPU and leaves the balancer threads to move. README, "Lavapipe's compute threads",
-/// has the measurements (EfficientNet-Lite0 alone 1.71x faster on 2 CPUs; the other zoo models
-/// within 0.94-1.01x).
+/// has run, and a model of short dispatches runs on one CPU. Pinned, each thread runs on its own
+/// CPU; unpinned, twice the CPUs keeps the shares equal per CPU and leaves the balancer threads
+/// to move. README, "Lavapipe's compute threads", has the measurements (EfficientNet-Lite0 alone
+/// 8.9 img/s with 2 threads unpinned, 15.7 with 4, 16.3 with 2 pinned, on 2 CPUs).
 ///
 /// # Safety
 ///
@@ -162,13 +170,217 @@ pub unsafe fn set_lavapipe_threads() -> Option<usize> {
         if cpus < 2 {
             return None;
         }
-        let n = lavapipe_threads_for(cpus);
+        let pin = cfg!(target_os = "linux")
+            && std::env::var(PIN_ENV).map_or(true, |v| v.trim() != "0")
+            && std::path::Path::new("/proc/self/task").is_dir()
+            && cpus <= LAVAPIPE_MAX_THREADS;
+        let n = if pin {
+            cpus
+        } else {
+            lavapipe_threads_for(cpus)
+        };
         std::env::set_var(LAVAPIPE_THREADS_ENV, n.to_string());
+        PIN_PLANNED.store(pin, std::sync::atomic::Ordering::Relaxed);
         Some(n)
     }
     #[cfg(target_arch = "wasm32")]
     {
         None
+    }
+}
+
+/// Whether [`set_lavapipe_threads`] planned to pin lavapipe's workers (each device open pins
+/// its pools: [`pin_lavapipe_workers`]).
+pub fn pinning_planned() -> bool {
+    PIN_PLANNED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What [`pin_lavapipe_workers`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pinning {
+    /// Not asked for: [`set_lavapipe_threads`] did not plan it (the thread count set by the
+    /// user, [`PIN_ENV`] `0`, one CPU, not Linux, or a program that does not call it).
+    NotPlanned,
+    /// The workers of `pools` compute pools (one a lavapipe screen the process opened), worker
+    /// i of each on CPU `cpus[i % cpus.len()]`.
+    Pinned { pools: usize, cpus: Vec<usize> },
+    /// Planned but not done, and why: lavapipe then runs one thread a CPU unpinned (short
+    /// dispatches may run on one CPU; set `LP_NUM_THREADS` to twice the CPUs).
+    Failed(String),
+}
+
+impl std::fmt::Display for Pinning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pinning::NotPlanned => write!(f, "not pinned"),
+            Pinning::Pinned { pools, cpus } => write!(
+                f,
+                "pinned one a CPU (CPUs {cpus:?}; {pools} pool{})",
+                if *pools == 1 { "" } else { "s" }
+            ),
+            Pinning::Failed(why) => write!(f, "NOT pinned: {why}"),
+        }
+    }
+}
+
+/// Where [`set_lavapipe_threads`] planned it: pins each of lavapipe's compute workers to a CPU
+/// of its own (worker i of a pool to the process's allowed CPU i), in every pool the process
+/// has (found by [`lavapipe_pools`] in `/proc/self/task`). Call it once a device is open (the
+/// pools exist once the adapters are enumerated); pinning a pool again changes nothing. A
+/// failure is returned, and logged, not raised: the device runs unpinned.
+pub fn pin_lavapipe_workers() -> Pinning {
+    if !pinning_planned() {
+        return Pinning::NotPlanned;
+    }
+    #[cfg(target_os = "linux")]
+    let out = linux::pin(lavapipe_threads());
+    #[cfg(not(target_os = "linux"))]
+    let out = Pinning::NotPlanned;
+    if let Pinning::Failed(why) = &out {
+        tracing::warn!(
+            "lavapipe's compute threads could not be pinned ({why}); short dispatches may run on \
+             one CPU: set {LAVAPIPE_THREADS_ENV} to twice the CPUs, or {PIN_ENV}=0"
+        );
+    }
+    out
+}
+
+/// The compute pools of lavapipe's screens among a process's threads, `(thread id, name)` in
+/// thread-id order, for pools of `n` threads. Mesa 22's llvmpipe starts a screen's `n`
+/// rasterizer threads, which name themselves `llvmpipe-0` .. `llvmpipe-{n-1}`, then its compute
+/// pool's `n` workers, which keep their creator's name. So a pool is the `n` threads after
+/// `llvmpipe-{n-1}`, all of one name that is not llvmpipe's. An error where a screen's threads
+/// are laid out otherwise (a thread not named yet, another Mesa) or where there are none.
+pub fn lavapipe_pools(threads: &[(u32, String)], n: usize) -> Result<Vec<Vec<u32>>, String> {
+    if n == 0 {
+        return Err("lavapipe runs no compute threads".into());
+    }
+    let mut pools = Vec::new();
+    for (i, _) in threads
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.1 == "llvmpipe-0")
+    {
+        let rast = threads.get(i..i + n).unwrap_or_default();
+        let named = rast.len() == n
+            && rast
+                .iter()
+                .enumerate()
+                .all(|(j, t)| t.1 == format!("llvmpipe-{j}"));
+        let workers = threads.get(i + n..i + 2 * n).unwrap_or_default();
+        let name = workers.first().map(|t| t.1.as_str());
+        if !named
+            || workers.len() != n
+            || workers.iter().any(|t| Some(t.1.as_str()) != name)
+            || name.is_some_and(|m| m.starts_with("llvmpipe-"))
+        {
+            return Err(format!(
+                "the threads after thread {} (llvmpipe-0) are not {n} rasterizer threads and {n} \
+                 workers",
+                threads[i].0
+            ));
+        }
+        pools.push(workers.iter().map(|t| t.0).collect());
+    }
+    if pools.is_empty() {
+        return Err(
+            "no thread is named llvmpipe-0 (not lavapipe, or a Mesa that names its \
+                    threads otherwise)"
+                .into(),
+        );
+    }
+    Ok(pools)
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use super::{lavapipe_pools, Pinning};
+
+    /// The process's threads, `(thread id, name)` in thread-id order.
+    fn threads() -> Result<Vec<(u32, String)>, String> {
+        let dir =
+            std::fs::read_dir("/proc/self/task").map_err(|e| format!("/proc/self/task: {e}"))?;
+        let mut out = Vec::new();
+        for e in dir.flatten() {
+            let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            // A thread that has exited since the listing is skipped.
+            if let Ok(name) = std::fs::read_to_string(e.path().join("comm")) {
+                out.push((tid, name.trim_end_matches('\n').to_string()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The CPUs this thread may run on.
+    fn allowed_cpus() -> Result<Vec<usize>, String> {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity writes at most
+        // its size.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let r =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        if r != 0 {
+            return Err(format!(
+                "sched_getaffinity: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect())
+    }
+
+    fn pin_thread(tid: u32, cpu: usize) -> Result<(), String> {
+        // SAFETY: as in `allowed_cpus`; CPU_SET's index is below CPU_SETSIZE (an allowed CPU).
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        let r = unsafe {
+            libc::sched_setaffinity(
+                tid as libc::pid_t,
+                std::mem::size_of::<libc::cpu_set_t>(),
+                &set,
+            )
+        };
+        if r != 0 {
+            return Err(format!(
+                "sched_setaffinity(thread {tid}, CPU {cpu}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn pin(n: usize) -> Pinning {
+        let cpus = match allowed_cpus() {
+            Ok(c) if c.len() >= 2 => c,
+            Ok(c) => return Pinning::Failed(format!("the process may use {} CPU", c.len())),
+            Err(e) => return Pinning::Failed(e),
+        };
+        // A rasterizer thread names itself once it runs: look again a few times.
+        let mut last = String::new();
+        for _ in 0..20 {
+            match threads().and_then(|t| lavapipe_pools(&t, n)) {
+                Ok(pools) => {
+                    for pool in &pools {
+                        for (i, &tid) in pool.iter().enumerate() {
+                            if let Err(e) = pin_thread(tid, cpus[i % cpus.len()]) {
+                                return Pinning::Failed(e);
+                            }
+                        }
+                    }
+                    let used = n.min(cpus.len());
+                    return Pinning::Pinned {
+                        pools: pools.len(),
+                        cpus: cpus[..used].to_vec(),
+                    };
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Pinning::Failed(last)
     }
 }
 
@@ -221,6 +433,64 @@ mod tests {
         assert_eq!(lavapipe_threads_for(2), 4);
         assert_eq!(lavapipe_threads_for(3), 6);
         assert_eq!(lavapipe_threads_for(64), LAVAPIPE_MAX_THREADS);
+    }
+
+    fn listing(names: &[&str]) -> Vec<(u32, String)> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (100 + i as u32, n.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn lavapipe_pools_follow_the_rasterizer_threads() {
+        // A `sfumato bench zoo` process with LP_NUM_THREADS=4 (Mesa 22.3): two screens, each
+        // with its rasterizer threads, its pool and its disk-cache thread.
+        let mut names = vec!["sfumato"];
+        for _ in 0..2 {
+            names.extend(["llvmpipe-0", "llvmpipe-1", "llvmpipe-2", "llvmpipe-3"]);
+            names.extend(["sfumato"; 4]);
+            names.push("sfumato:disk$0");
+        }
+        names.push("tokio-runtime-w");
+        let t = listing(&names);
+        assert_eq!(
+            lavapipe_pools(&t, 4).unwrap(),
+            vec![vec![105, 106, 107, 108], vec![114, 115, 116, 117]]
+        );
+        // Another count than the process's finds no pool laid out so.
+        assert!(lavapipe_pools(&t, 2).is_err());
+        assert!(lavapipe_pools(&t, 0).is_err());
+        // A rasterizer thread that has not named itself yet.
+        let mut early = t.clone();
+        early[3].1 = "sfumato".into();
+        assert!(lavapipe_pools(&early, 4).is_err());
+        // A pool still being started: fewer workers than threads.
+        let short = listing(&["main", "llvmpipe-0", "llvmpipe-1", "main"]);
+        assert!(lavapipe_pools(&short, 2).is_err());
+        // Workers of different names are not one pool.
+        let mixed = listing(&["main", "llvmpipe-0", "llvmpipe-1", "main", "other"]);
+        assert!(lavapipe_pools(&mixed, 2).is_err());
+        // No llvmpipe threads: another adapter.
+        assert!(lavapipe_pools(&listing(&["main", "worker"]), 2).is_err());
+        // A pool started from a named thread keeps that name.
+        let served = listing(&["main", "llvmpipe-0", "llvmpipe-1", "engine", "engine"]);
+        assert_eq!(lavapipe_pools(&served, 2).unwrap(), vec![vec![103, 104]]);
+    }
+
+    #[test]
+    fn pinning_is_not_planned_unless_main_asked_for_it() {
+        assert_eq!(pin_lavapipe_workers(), Pinning::NotPlanned);
+        assert_eq!(Pinning::NotPlanned.to_string(), "not pinned");
+        assert_eq!(
+            Pinning::Pinned {
+                pools: 2,
+                cpus: vec![0, 1]
+            }
+            .to_string(),
+            "pinned one a CPU (CPUs [0, 1]; 2 pools)"
+        );
     }
 
     #[test]

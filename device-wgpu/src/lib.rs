@@ -43,7 +43,10 @@ mod tune;
 pub use adapter::list_adapters;
 pub use adapter::{AdapterSummary, NO_ADAPTER};
 pub use half::HalfPlan;
-pub use host::{cpu_model, lavapipe_threads, set_lavapipe_threads, Clock, NoClock, TuneStore};
+pub use host::{
+    cpu_model, lavapipe_pools, lavapipe_threads, pin_lavapipe_workers, pinning_planned,
+    set_lavapipe_threads, Clock, NoClock, Pinning, TuneStore, PIN_ENV,
+};
 pub use host::{lavapipe_threads_for, LAVAPIPE_MAX_THREADS, LAVAPIPE_THREADS_ENV};
 pub use memory::{copy_linear, rgba32_texture};
 #[cfg(not(target_arch = "wasm32"))]
@@ -95,6 +98,8 @@ pub struct WgpuDevice {
     id: u64,
     /// Bytes of kept tensors alive ([`WgpuDevice::kept_bytes`]).
     kept_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// What pinning lavapipe's workers did when the device opened.
+    pinning: Pinning,
 }
 
 impl WgpuDevice {
@@ -112,6 +117,13 @@ impl WgpuDevice {
             .map_err(Error::Device)?;
         let mut summary = AdapterSummary::of(&adapter);
         let info = adapter.get_info();
+        // Lavapipe's compute pools exist once the adapters are enumerated.
+        let pinning = if info.device_type == wgpu::DeviceType::Cpu && info.name.contains("llvmpipe")
+        {
+            host::pin_lavapipe_workers()
+        } else {
+            Pinning::NotPlanned
+        };
         // A budget asked for can only lower the adapter's: a larger one would let llvmpipe cut
         // loops short again.
         let target =
@@ -181,7 +193,14 @@ impl WgpuDevice {
             submissions: 0,
             id: kept::next_id(),
             kept_bytes: Arc::default(),
+            pinning,
         })
+    }
+
+    /// Whether lavapipe's compute threads were pinned one a CPU when this device opened
+    /// ([`pin_lavapipe_workers`]).
+    pub fn lavapipe_pinning(&self) -> &Pinning {
+        &self.pinning
     }
 
     /// The adapter this device runs on.
