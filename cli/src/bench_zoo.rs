@@ -172,7 +172,7 @@ pub(crate) fn bench_zoo(a: &BenchZooArgs) -> Result<()> {
         .contains("llvmpipe")
         .then(sfumato_wgpu::lavapipe_threads);
     crate::devices::print_lavapipe_threads(&device);
-    let pinning = lavapipe_threads.map(|_| sfumato_wgpu::pin_lavapipe_workers());
+    let pinning = lavapipe_threads.and_then(|_| sfumato_wgpu::last_lavapipe_pinning());
     println!("target: {target} (zoo/configs/MODEL/{target}.toml)\n");
     let mut rows: Vec<Row> = Vec::new();
     for m in &models {

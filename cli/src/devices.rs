@@ -84,12 +84,15 @@ pub(crate) fn print_adapter(i: usize, a: &AdapterSummary) {
 }
 
 /// On lavapipe (`device` names llvmpipe), with a device open: its compute threads and whether
-/// they are pinned (pinning the open pools again changes nothing).
+/// the device pinned them when it opened.
 pub(crate) fn print_lavapipe_threads(device: &str) {
     if device.contains("llvmpipe") {
         println!(
             "lavapipe compute threads: {}",
-            lavapipe_threads_line(sfumato_wgpu::pin_lavapipe_workers().to_string())
+            lavapipe_threads_line(
+                sfumato_wgpu::last_lavapipe_pinning()
+                    .map_or_else(|| "no device open".to_string(), |p| p.to_string())
+            )
         );
     }
 }

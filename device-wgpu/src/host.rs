@@ -141,11 +141,21 @@ pub const PIN_ENV: &str = "SFUMATO_PIN_LAVAPIPE";
 /// Set by [`set_lavapipe_threads`] where it gave lavapipe one thread a CPU to be pinned.
 static PIN_PLANNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// What the last [`pin_lavapipe_workers`] did (`None`: not called yet in this process).
+static LAST_PINNING: std::sync::Mutex<Option<Pinning>> = std::sync::Mutex::new(None);
+
+/// What the last [`pin_lavapipe_workers`] in this process did: the last lavapipe device opened
+/// (`WgpuDevice::new` calls it), `None` where none has.
+pub fn last_lavapipe_pinning() -> Option<Pinning> {
+    LAST_PINNING.lock().map_or(None, |p| p.clone())
+}
+
 /// Where the process has not set [`LAVAPIPE_THREADS_ENV`]: sets it for the CPUs the process may
 /// use, and returns the count (`None` where it was set, where one CPU leaves llvmpipe's
-/// default, or where there is no such environment: wasm32). On Linux, unless [`PIN_ENV`] is
-/// `0`, that is one thread a CPU, each to be pinned to its own CPU by [`pin_lavapipe_workers`]
-/// once a device is open; elsewhere [`lavapipe_threads_for`] the CPUs (twice as many).
+/// default, or where there is no such environment: wasm32). On Linux with up to 32 CPUs,
+/// unless [`PIN_ENV`] is `0`, that is one thread a CPU, each to be pinned to its own CPU by
+/// [`pin_lavapipe_workers`] once a device is open; elsewhere [`lavapipe_threads_for`] the CPUs
+/// (twice as many).
 ///
 /// Why: llvmpipe defaults to one thread a CPU and splits a dispatch's workgroups into one equal
 /// share a thread. Its queue thread wakes them and sleeps, and Linux often queues two of the
@@ -229,13 +239,17 @@ impl std::fmt::Display for Pinning {
 /// pools exist once the adapters are enumerated); pinning a pool again changes nothing. A
 /// failure is returned, and logged, not raised: the device runs unpinned.
 pub fn pin_lavapipe_workers() -> Pinning {
-    if !pinning_planned() {
-        return Pinning::NotPlanned;
-    }
     #[cfg(target_os = "linux")]
-    let out = linux::pin(lavapipe_threads());
+    let out = if pinning_planned() {
+        linux::pin(lavapipe_threads())
+    } else {
+        Pinning::NotPlanned
+    };
     #[cfg(not(target_os = "linux"))]
     let out = Pinning::NotPlanned;
+    if let Ok(mut last) = LAST_PINNING.lock() {
+        *last = Some(out.clone());
+    }
     if let Pinning::Failed(why) = &out {
         tracing::warn!(
             "lavapipe's compute threads could not be pinned ({why}); short dispatches may run on \
@@ -314,13 +328,13 @@ mod linux {
         Ok(out)
     }
 
-    /// The CPUs this thread may run on.
+    /// The CPUs the process (its main thread) may run on.
     fn allowed_cpus() -> Result<Vec<usize>, String> {
         // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity writes at most
         // its size.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        let r =
-            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        let r = unsafe { libc::sched_getaffinity(libc::getpid(), size, &mut set) };
         if r != 0 {
             return Err(format!(
                 "sched_getaffinity: {}",

@@ -44,8 +44,8 @@ pub use adapter::list_adapters;
 pub use adapter::{AdapterSummary, NO_ADAPTER};
 pub use half::HalfPlan;
 pub use host::{
-    cpu_model, lavapipe_pools, lavapipe_threads, pin_lavapipe_workers, pinning_planned,
-    set_lavapipe_threads, Clock, NoClock, Pinning, TuneStore, PIN_ENV,
+    cpu_model, last_lavapipe_pinning, lavapipe_pools, lavapipe_threads, pin_lavapipe_workers,
+    pinning_planned, set_lavapipe_threads, Clock, NoClock, Pinning, TuneStore, PIN_ENV,
 };
 pub use host::{lavapipe_threads_for, LAVAPIPE_MAX_THREADS, LAVAPIPE_THREADS_ENV};
 pub use memory::{copy_linear, rgba32_texture};

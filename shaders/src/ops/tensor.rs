@@ -66,7 +66,8 @@ pub const RESIZE_PARAMS: Layout = Layout::new(
         one("coord"),
     ],
 );
-/// Pad's params: the pads before each dim, the mode, the constant's bits.
+/// Pad's params: its output's element count and the constant's bits (the shape, pads and mode
+/// are written into the kernel: [`pad_walk`]).
 pub const PAD_PARAMS: Layout = Layout::new("pad", "PD", &[one("n"), one("value")]);
 
 /// A transpose: a copy of input 0 through its permuted strides.
@@ -431,6 +432,18 @@ fn pad_walk(pads: &[[usize; 2]], mode: PadMode, x: &Shape, out: &Shape) -> Resul
         )));
     }
     let strides = x.strides();
+    // The walk's literals are i32 (coordinates) and u32 (dims, strides).
+    let widest = (0..rank)
+        .map(|d| (2 * x.0[d]).max(out.0[d]).max(pads[d][0]).max(strides[d]))
+        .max()
+        .unwrap_or(0);
+    if widest > i32::MAX as usize {
+        return Err(Error::Limit(format!(
+            "Pad: input {:?} padded to {:?} has a dim, pad or stride past 2^31 (the kernel's \
+             index literals are 32-bit)",
+            x.0, out.0
+        )));
+    }
     let mut walk = String::new();
     for d in (0..rank).rev() {
         let (dim, n_in, before) = (out.0[d], x.0[d], pads[d][0]);
