@@ -594,11 +594,11 @@ fn lavapipe_threads_are_pinned_one_a_cpu_unless_set() {
             .and_then(|r| r.split_whitespace().next())
             .and_then(|w| w.parse::<usize>().ok())
             .unwrap_or_else(|| panic!("no count in {line}"));
-        Some((n, line))
+        Some((n, line, o))
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let linux = cfg!(target_os = "linux");
-    let Some((n, line)) = run(&["devices"], None, None) else {
+    let Some((n, line, listing)) = run(&["devices"], None, None) else {
         return;
     };
     // One CPU leaves llvmpipe's default (no pool: the queue thread runs the dispatch).
@@ -609,25 +609,31 @@ fn lavapipe_threads_are_pinned_one_a_cpu_unless_set() {
         c => sfumato_wgpu::lavapipe_threads_for(c),
     };
     assert_eq!(n, want, "{line}");
-    if let Some((n, line)) = run(&["devices"], None, Some("0")) {
+    if let Some((n, line, _)) = run(&["devices"], None, Some("0")) {
         if cpus > 1 {
             assert_eq!(n, sfumato_wgpu::lavapipe_threads_for(cpus), "{line}");
             assert!(line.ends_with("not pinned"), "{line}");
         }
     }
-    if let Some((n, line)) = run(&["devices"], Some("3"), None) {
+    if let Some((n, line, _)) = run(&["devices"], Some("3"), None) {
         assert_eq!(n, 3);
         assert!(line.ends_with("not pinned"), "{line}");
     }
     // A run opens a device (None where it is not lavapipe: a machine with a GPU too): the
     // device pinned its pools when it opened, one worker a CPU.
-    if let Some((n, line)) = run(&["run", "mlp"], None, None) {
+    if let Some((n, line, _)) = run(&["run", "mlp"], None, None) {
         if pins {
             assert_eq!(n, cpus);
             assert!(line.contains(", pinned one a CPU (CPUs ["), "{line}");
+            // Mesa 22.3's lavapipe (CI's) starts one pool for the adapters' listing and one for
+            // the device: a pin before the device opened found the first only, and left the
+            // pool that runs the model unpinned.
+            if listing.contains("Mesa 22.3") {
+                assert!(line.ends_with("; 2 pools)"), "{line}");
+            }
         }
     }
-    if let Some((_, line)) = run(&["run", "mlp"], Some("3"), None) {
+    if let Some((_, line, _)) = run(&["run", "mlp"], Some("3"), None) {
         assert!(line.ends_with("not pinned"), "{line}");
     }
 }

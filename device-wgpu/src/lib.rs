@@ -117,13 +117,6 @@ impl WgpuDevice {
             .map_err(Error::Device)?;
         let mut summary = AdapterSummary::of(&adapter);
         let info = adapter.get_info();
-        // Lavapipe's compute pools exist once the adapters are enumerated.
-        let pinning = if info.device_type == wgpu::DeviceType::Cpu && info.name.contains("llvmpipe")
-        {
-            host::pin_lavapipe_workers()
-        } else {
-            Pinning::NotPlanned
-        };
         // A budget asked for can only lower the adapter's: a larger one would let llvmpipe cut
         // loops short again.
         let target =
@@ -156,6 +149,14 @@ impl WgpuDevice {
             })
             .await
             .map_err(|e| Error::Device(format!("could not open {}: {e}", info.name)))?;
+        // Lavapipe starts a compute pool for the adapters' listing and another for the device
+        // (its own screen): pin once both exist.
+        let pinning = if info.device_type == wgpu::DeviceType::Cpu && info.name.contains("llvmpipe")
+        {
+            host::pin_lavapipe_workers()
+        } else {
+            Pinning::NotPlanned
+        };
         let mut adapter_key = format!(
             "{} | {:?} | {} | {}",
             info.name, info.backend, info.driver, info.driver_info
