@@ -259,14 +259,18 @@ impl WgpuDevice {
                                 Error::Graph(format!("copy {what} {} has no buffer", v.0))
                             };
                             let (iv, ov) = (gk.inputs[r.input], gk.outputs[r.output]);
-                            let src = bufs[iv.index()]
-                                .as_ref()
-                                .ok_or_else(|| missing("source", iv))?;
                             let dst = bufs[ov.index()]
                                 .as_ref()
                                 .ok_or_else(|| missing("target", ov))?;
                             // An f16 copy's source and target are both f16, its offsets even.
                             let e = half::elem_bytes(&self.prepared[pi].half, iv);
+                            if r.zero {
+                                enc.clear_buffer(dst, r.dst * e, Some(r.len * e));
+                                continue;
+                            }
+                            let src = bufs[iv.index()]
+                                .as_ref()
+                                .ok_or_else(|| missing("source", iv))?;
                             enc.copy_buffer_to_buffer(src, r.src * e, dst, r.dst * e, r.len * e);
                         }
                         stamp(&mut enc, true);

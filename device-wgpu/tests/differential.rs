@@ -523,6 +523,45 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(cfg(12))]
+
+    /// A zero Pad along one axis runs as copy and clear commands (`pad_copies`): ranks 1-4, any
+    /// axis, 0-3 a side, up to 6 blocks before the axis, an RGB stem's 3 -> 4 channels among
+    /// them. The output's buffer comes from the pool, where an earlier kernel of the same graph
+    /// (a product of the same size, summed away) leaves values: every zero must be written.
+    /// Exact.
+    #[test]
+    fn zero_pads_along_one_axis(dims in prop::collection::vec(1usize..7, 1..=4), axis in 0usize..4, before in 0usize..4, after in 0usize..4, stem in any::<bool>(), seed in any::<u64>()) {
+        let (dims, axis, before, after) = if stem {
+            (vec![2, 3, 40, 56], 1, 0, 1)
+        } else {
+            (dims.clone(), axis % dims.len(), before, after.max(usize::from(before == 0)))
+        };
+        let mut pads = vec![[0, 0]; dims.len()];
+        pads[axis] = [before, after];
+        let mut out = dims.clone();
+        out[axis] += before + after;
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, dims.clone());
+        let z = g.input("z", DType::F32, out.clone());
+        let zz = g.add_(z, z).unwrap();
+        let sum = g.reduce(ReduceOp::Sum, zz, &[], false).unwrap();
+        let p = g.pad(x, &pads, PadMode::Constant(0.0)).unwrap();
+        g.set_outputs(&[sum, p]).unwrap();
+        let shapes = sfumato_core::Shape::from(&dims[..]);
+        let lowered = sfumato_shaders::lower(
+            &Op::Pad { pads: pads.clone(), mode: PadMode::Constant(0.0) },
+            &[(DType::F32, &shapes)],
+            &[(DType::F32, &sfumato_core::Shape::from(&out[..]))],
+            &sfumato_shaders::LowerOptions::default(),
+        ).unwrap();
+        prop_assert!(matches!(lowered, sfumato_shaders::Lowered::Copies(_)), "{lowered:?}");
+        let inputs = [Tensor::random(DType::F32, dims.clone(), seed), Tensor::random(DType::F32, out.clone(), seed + 1)];
+        differential(&g, &inputs, 1e-3).map_err(|e| TestCaseError::fail(format!("{dims:?} {pads:?}: {e}")))?;
+    }
+}
+
+proptest! {
     // Each texture variant compiles a few pipelines (with and without an epilogue, fused and
     // not); a large block's compile takes seconds on lavapipe (`v4tex_16x16` minutes without
     // Mesa's shader cache), so fewer cases here.

@@ -224,9 +224,10 @@ pub enum Lowered {
     Alias,
     /// The output is a constant tensor, uploaded once.
     Constant,
-    /// Copy ranges of whole buffers (a Concat or Split of contiguous blocks): copy commands,
-    /// no kernel (a driver's copy, a memcpy on a CPU adapter, where a kernel's per-lane storage
-    /// loads and stores moved a decode step's KV cache at 0.4 GB/s).
+    /// Copy ranges of whole buffers (a Concat or Split of contiguous blocks, a zero Pad along
+    /// one axis): copy and clear commands, no kernel (a driver's copy, a memcpy on a CPU
+    /// adapter, where a kernel's per-lane storage loads and stores moved a decode step's KV
+    /// cache at 0.4 GB/s).
     Copies(Vec<CopyRegion>),
 }
 
@@ -253,7 +254,9 @@ fn non_finite_constant(wgsl: &str) -> Option<u32> {
 
 /// One copy of [`Lowered::Copies`]: `len` elements (4 bytes each on the device, 2 for f16
 /// stored as f16) from element
-/// `src` of input `input` to element `dst` of output `output`.
+/// `src` of input `input` to element `dst` of output `output`; where `zero`, `len` zero
+/// elements written from element `dst` of output `output` instead (a clear: `input` and `src`
+/// are unused).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CopyRegion {
     pub input: usize,
@@ -261,6 +264,7 @@ pub struct CopyRegion {
     pub src: u64,
     pub dst: u64,
     pub len: u64,
+    pub zero: bool,
 }
 
 /// Parse and validate a WGSL module with naga, and with a rule of Tint's (the WGSL compiler of

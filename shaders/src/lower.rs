@@ -95,7 +95,10 @@ fn lower_op(
         Op::Resize { mode, coord, size } => {
             one(tensor::resize(*mode, *coord, size, ins[0].1, out, opts))
         }
-        Op::Pad { pads, mode } => one(tensor::pad(pads, *mode, ins[0].1, out, opts)),
+        Op::Pad { pads, mode } => match tensor::pad_copies(pads, *mode, ins[0].1, out) {
+            Some(regions) => Ok(Lowered::Copies(regions)),
+            None => one(tensor::pad(pads, *mode, ins[0].1, out, opts)),
+        },
         Op::Softmax { axis } => one(softmax_kernel(*axis, &out_shape, opts, &|_| {
             Ok(plain_splice(true))
         })),
