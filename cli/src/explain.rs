@@ -161,7 +161,7 @@ pub(crate) fn explain(a: &ExplainArgs) -> Result<()> {
             Lowered::Alias => println!("// group {gi}: {} is a view: no kernel", gk.label),
             Lowered::Constant => println!("// group {gi}: {} is a constant: no kernel", gk.label),
             Lowered::Copies(rs) => println!(
-                "// group {gi}: {} is {} buffer copies: no kernel",
+                "// group {gi}: {} is {} buffer copy and clear commands: no kernel",
                 gk.label,
                 rs.len()
             ),

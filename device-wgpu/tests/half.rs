@@ -148,6 +148,22 @@ proptest! {
         let even = (a * n) % 2 == 0 && (b * n) % 2 == 0;
         check(&g, &[Tensor::random(DType::F16, [a, n], seed), Tensor::random(DType::F16, [b, n], seed ^ 1)], usize::from(even)).map_err(TestCaseError::fail)?;
     }
+
+    /// A zero Pad of f16 values along one axis, as copies and clears (`pad_copies`), at odd and
+    /// even offsets: an odd one keeps the pad's tensors f32 (copies and clears move 4-byte
+    /// words), an even one leaves them f16. Exact.
+    #[test]
+    fn f16_zero_pad_copies(outer in 1usize..5, c in 1usize..6, before in 0usize..3, after in 1usize..3, inner in 1usize..40, seed in any::<u64>()) {
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F16, [outer, c, inner]);
+        let t = g.unary(sfumato_core::op::UnaryOp::Tanh, x).unwrap();
+        let p = g.pad(t, &[[0, 0], [before, after], [0, 0]], sfumato_core::op::PadMode::Constant(0.0)).unwrap();
+        // Softmax writes a buffer of its own (an in-place kernel would tie the pad to the output).
+        let y = g.softmax(p, -1).unwrap();
+        g.set_outputs(&[y]).unwrap();
+        let even = inner % 2 == 0 || (c % 2 == 0 && before % 2 == 0 && after % 2 == 0 && outer == 1);
+        check(&g, &[Tensor::random(DType::F16, [outer, c, inner], seed)], usize::from(even)).map_err(TestCaseError::fail)?;
+    }
 }
 
 proptest! {

@@ -474,12 +474,13 @@ fn snapshots() {
         )
     );
     // Pad writes its shape into the walk: divisions by constants, the unpadded dims no test.
+    // (A pad of zeros along one axis is copies and clears: `pad_copies`.)
     insta::assert_snapshot!(
         "pad_channels",
         snapshot_of(
             Op::Pad {
                 pads: vec![[0, 0], [0, 1], [0, 0], [0, 0]],
-                mode: PadMode::Constant(0.0),
+                mode: PadMode::Constant(0.5),
             },
             &[f(&[1, 3, 6, 5])],
             &opts

@@ -128,8 +128,8 @@ pub fn concat(
     Ok(ks)
 }
 
-/// At most this many copy commands for one Concat or Split; more (a concat along a late axis
-/// of a tall tensor: many small blocks) keep the block-copy kernel.
+/// At most this many copy (and clear) commands for one Concat, Split or zero Pad; more (a concat
+/// along a late axis of a tall tensor: many small blocks) keep the block-copy or pad kernel.
 pub const MAX_COPY_REGIONS: usize = 256;
 
 /// A Concat or Split as copies of contiguous blocks: `parts` are the sizes along `axis` of the
@@ -409,6 +409,10 @@ pub fn pad_copies(
     let [before, after] = pads[a].map(|p| (p * inner) as u64);
     let blk = (x.0[a] * inner) as u64;
     let row = (out_shape.0[a] * inner) as u64;
+    // Each block is a copy and, past the first, at least one clear.
+    if blk > 0 && outer > MAX_COPY_REGIONS {
+        return None;
+    }
     let mut regions: Vec<CopyRegion> = Vec::new();
     let mut push = |dst: u64, len: u64, src: Option<u64>| {
         if len == 0 {
