@@ -131,12 +131,22 @@ fn build_pipeline(
     wgsl: &str,
     checked_matmul: bool,
 ) -> Result<wgpu::ComputePipeline, sfumato_shaders::Error> {
-    sfumato_shaders::validate(name, wgsl)?;
+    let started = clock.now_ns();
+    // Natively wgpu takes the module naga parsed here (once, not again from the text); a
+    // browser's WebGPU takes WGSL.
+    #[cfg(not(target_arch = "wasm32"))]
+    let source = wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(
+        sfumato_shaders::parse_validated(name, wgsl)?,
+    ));
+    #[cfg(target_arch = "wasm32")]
+    let source = {
+        sfumato_shaders::validate(name, wgsl)?;
+        wgpu::ShaderSource::Wgsl(wgsl.into())
+    };
     let desc = wgpu::ShaderModuleDescriptor {
         label: Some(name),
-        source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+        source,
     };
-    let started = clock.now_ns();
     let module = if !checked_matmul && name.starts_with("matmul_") {
         // SAFETY: every matmul template clamps each row and column it loads to the operand's
         // bounds and `prepare` checked every tensor against the binding limit, so naga's

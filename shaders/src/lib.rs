@@ -275,6 +275,13 @@ pub fn validate(kernel: &str, wgsl: &str) -> Result<(), Error> {
     validated(kernel, wgsl).map(|_| ())
 }
 
+/// [`validate`], giving the parsed module: what a native device hands wgpu, so that the WGSL is
+/// parsed once (naga's WGSL front end takes time that grows faster than a kernel's length: an
+/// unrolled kernel's parse is most of building its pipeline on lavapipe with Mesa's cache warm).
+pub fn parse_validated(kernel: &str, wgsl: &str) -> Result<naga::Module, Error> {
+    validated(kernel, wgsl).map(|(m, _)| m)
+}
+
 /// [`validate`], giving the parsed module and naga's analysis of it (its expressions' types).
 pub(crate) fn validated(
     kernel: &str,
