@@ -141,6 +141,33 @@ pub fn config_data_type(d: DType) -> (&'static str, i32) {
     }
 }
 
+/// model_config.proto's name of `DataType` number `n` ([`config_data_type`] read back):
+/// `TYPE_INVALID` where no sfumato dtype has it.
+pub fn config_type_name(n: i32) -> &'static str {
+    DType::ALL
+        .iter()
+        .map(|&d| config_data_type(d))
+        .find(|&(_, k)| k == n)
+        .map_or("TYPE_INVALID", |(name, _)| name)
+}
+
+/// model_config.proto's instance group `Kind` of a device: its name and number.
+pub fn config_instance_kind(d: DeviceKind) -> (&'static str, i32) {
+    match d {
+        DeviceKind::Wgpu => ("KIND_GPU", 1),
+        DeviceKind::Cpu => ("KIND_CPU", 2),
+    }
+}
+
+/// The name of instance group `Kind` number `n` ([`config_instance_kind`] read back).
+pub fn config_instance_kind_name(n: i32) -> &'static str {
+    [DeviceKind::Wgpu, DeviceKind::Cpu]
+        .into_iter()
+        .map(config_instance_kind)
+        .find(|&(_, k)| k == n)
+        .map_or("KIND_AUTO", |(name, _)| name)
+}
+
 /// A sfumato dtype's protocol name, where the protocol has one.
 pub fn protocol_dtype(d: DType) -> Option<&'static str> {
     Some(match d {
@@ -458,6 +485,21 @@ impl ModelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_enums_read_back() {
+        for d in DType::ALL {
+            let (name, n) = config_data_type(d);
+            assert_eq!(config_type_name(n), name, "{d:?}");
+        }
+        assert_eq!(config_type_name(11), "TYPE_FP32");
+        assert_eq!(config_type_name(99), "TYPE_INVALID");
+        for d in [DeviceKind::Wgpu, DeviceKind::Cpu] {
+            let (name, n) = config_instance_kind(d);
+            assert_eq!(config_instance_kind_name(n), name);
+        }
+        assert_eq!(config_instance_kind_name(0), "KIND_AUTO");
+    }
 
     #[test]
     fn a_full_config() {

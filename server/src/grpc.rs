@@ -836,8 +836,9 @@ async fn infer_one(
     Ok(out)
 }
 
-/// Triton's model configuration of a loaded model: what `GET …/config` gives as JSON.
-fn config_of(m: &crate::model::Model) -> pb::ModelConfig {
+/// Triton's model configuration of a loaded model, built here only: gRPC's `ModelConfig`, and
+/// `GET …/config`'s JSON from it (`http::config_json`).
+pub(crate) fn config_of(m: &crate::model::Model) -> pb::ModelConfig {
     let (core, c) = (&m.core, &m.core.config);
     pb::ModelConfig {
         name: c.name.clone(),
@@ -860,10 +861,7 @@ fn config_of(m: &crate::model::Model) -> pb::ModelConfig {
         instance_group: vec![pb::ModelInstanceGroup {
             name: c.name.clone(),
             count: i32::try_from(c.instance_count).unwrap_or(i32::MAX),
-            kind: match c.device {
-                crate::config::DeviceKind::Wgpu => 1,
-                crate::config::DeviceKind::Cpu => 2,
-            },
+            kind: crate::config::config_instance_kind(c.device).1,
         }],
         default_model_filename: c.default_model_filename.clone(),
         dynamic_batching: c

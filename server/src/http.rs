@@ -18,7 +18,7 @@
 //! request, 404 for an unknown model, 503 for a model not ready or a full queue, 413 for a body
 //! or tensor over the limits, 401 for a missing or wrong token, 504 for a timeout.
 
-use crate::config::config_data_type;
+use crate::config::{config_instance_kind_name, config_type_name};
 use crate::protocol::{self, InferRequest, InputTensor, RequestedOutput};
 use crate::{ServeError, Server};
 use axum::body::Body;
@@ -180,43 +180,39 @@ async fn model_config(
 ) -> Result<Response, ServeError> {
     let (name, version) = model_of(&p);
     let m = s.repo.get(&name, version.as_deref())?;
-    let c = &m.core.config;
-    let tensors = |ts: &[crate::model::TensorMeta]| {
-        ts.iter()
-            .map(|t| {
-                json!({
-                    "name": t.name,
-                    "data_type": config_data_type(t.dtype).0,
-                    "dims": m.core.config_dims(t),
-                })
-            })
-            .collect::<Vec<_>>()
-    };
+    Ok(axum::Json(config_json(&crate::grpc::config_of(&m))).into_response())
+}
+
+/// `GET …/config`'s JSON: the gRPC `ModelConfig` ([`crate::grpc::config_of`], where what a model's
+/// configuration says is decided once) in Triton's JSON form, its enums by name.
+fn config_json(c: &crate::grpc::pb::ModelConfig) -> Value {
+    let tensor = |name: &str, ty: i32, dims: &[i64]| json!({ "name": name, "data_type": config_type_name(ty), "dims": dims });
     let mut v = json!({
         "name": c.name,
-        "platform": c.platform_name,
+        "platform": c.platform,
         "default_model_filename": c.default_model_filename,
         "max_batch_size": c.max_batch_size,
-        "input": tensors(&m.core.inputs),
-        "output": tensors(&m.core.outputs),
-        "instance_group": [{
-            "name": c.name,
-            "kind": match c.device { crate::config::DeviceKind::Wgpu => "KIND_GPU", crate::config::DeviceKind::Cpu => "KIND_CPU" },
-            "count": c.instance_count,
-        }],
-        "parameters": c.parameters.iter().map(|(k, v)| (k.clone(), json!({"string_value": v}))).collect::<Map<_, _>>(),
+        "input": c.input.iter().map(|t| tensor(&t.name, t.data_type, &t.dims)).collect::<Vec<_>>(),
+        "output": c.output.iter().map(|t| tensor(&t.name, t.data_type, &t.dims)).collect::<Vec<_>>(),
+        "instance_group": c.instance_group.iter().map(|g| json!({
+            "name": g.name,
+            "kind": config_instance_kind_name(g.kind),
+            "count": g.count,
+        })).collect::<Vec<_>>(),
+        "parameters": c.parameters.iter().map(|(k, p)| (k.clone(), json!({"string_value": p.string_value}))).collect::<Map<_, _>>(),
     });
     if let Some(d) = &c.dynamic_batching {
+        let q = d.default_queue_policy.clone().unwrap_or_default();
         v["dynamic_batching"] = json!({
-            "preferred_batch_size": d.preferred,
-            "max_queue_delay_microseconds": d.max_queue_delay.as_micros() as u64,
+            "preferred_batch_size": d.preferred_batch_size,
+            "max_queue_delay_microseconds": d.max_queue_delay_microseconds,
             "default_queue_policy": {
-                "max_queue_size": c.max_queue_size,
-                "default_timeout_microseconds": c.default_timeout.map_or(0, |t| t.as_micros() as u64),
+                "max_queue_size": q.max_queue_size,
+                "default_timeout_microseconds": q.default_timeout_microseconds,
             },
         });
     }
-    Ok(axum::Json(v).into_response())
+    v
 }
 
 #[derive(Deserialize)]
