@@ -267,6 +267,21 @@ pub struct CopyRegion {
     pub zero: bool,
 }
 
+impl CopyRegion {
+    /// `len` elements of output 0 from element `dst`: copied from input 0's element `src`, or
+    /// cleared where `src` is `None`.
+    pub fn first(dst: u64, len: u64, src: Option<u64>) -> CopyRegion {
+        CopyRegion {
+            input: 0,
+            output: 0,
+            src: src.unwrap_or(0),
+            dst,
+            len,
+            zero: src.is_none(),
+        }
+    }
+}
+
 /// Parse and validate a WGSL module with naga, and with a rule of Tint's (the WGSL compiler of
 /// Chrome and Dawn) that naga does not have: a constant expression must be finite, so
 /// `bitcast<f32>(0x7fc00000u)` (NaN) or an infinity's bits would fail to compile in a browser

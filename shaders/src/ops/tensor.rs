@@ -425,14 +425,7 @@ pub fn pad_copies(
                 return;
             }
         }
-        regions.push(CopyRegion {
-            input: 0,
-            output: 0,
-            src: src.unwrap_or(0),
-            dst,
-            len,
-            zero: src.is_none(),
-        });
+        regions.push(CopyRegion::first(dst, len, src));
     };
     for o in 0..outer as u64 {
         push(o * row, before, None);
@@ -638,14 +631,7 @@ mod tests {
     use sfumato_core::DType;
 
     fn region(dst: u64, len: u64, src: Option<u64>) -> CopyRegion {
-        CopyRegion {
-            input: 0,
-            output: 0,
-            src: src.unwrap_or(0),
-            dst,
-            len,
-            zero: src.is_none(),
-        }
+        CopyRegion::first(dst, len, src)
     }
 
     #[test]
