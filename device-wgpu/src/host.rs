@@ -9,7 +9,10 @@
 //!   [`FileTuneStore`]; `None` keeps the cache in memory only.
 //!
 //! [`set_lavapipe_threads`] is for a program's `main`, not the device: it sets the environment
-//! lavapipe reads when the Vulkan instance is created.
+//! lavapipe reads when the Vulkan instance is created, and plans the pinning of lavapipe's
+//! workers. That pinning is the one host action a device takes itself: a lavapipe device that
+//! opens calls [`pin_lavapipe_workers`], which reads `/proc/self/task` on Linux where `main`
+//! planned it, and does nothing otherwise (a browser included).
 
 use std::fmt::Debug;
 

@@ -630,10 +630,6 @@ mod tests {
     use super::*;
     use sfumato_core::DType;
 
-    fn region(dst: u64, len: u64, src: Option<u64>) -> CopyRegion {
-        CopyRegion::first(dst, len, src)
-    }
-
     #[test]
     fn zero_pads_along_one_axis_are_copies_and_clears() {
         let pad = |pads: &[[usize; 2]], mode, x: &[usize], out: &[usize]| {
@@ -646,10 +642,10 @@ mod tests {
         assert_eq!(
             pad(&stem, zero, &[2, 3, 4, 5], &[2, 4, 4, 5]),
             Some(vec![
-                region(0, 60, Some(0)),
-                region(60, 20, None),
-                region(80, 60, Some(60)),
-                region(140, 20, None),
+                CopyRegion::first(0, 60, Some(0)),
+                CopyRegion::first(60, 20, None),
+                CopyRegion::first(80, 60, Some(60)),
+                CopyRegion::first(140, 20, None),
             ])
         );
         // Pads on both sides of the last axis: a block's after and the next block's before
@@ -657,11 +653,11 @@ mod tests {
         assert_eq!(
             pad(&[[0, 0], [1, 2]], zero, &[2, 3], &[2, 6]),
             Some(vec![
-                region(0, 1, None),
-                region(1, 3, Some(0)),
-                region(4, 3, None),
-                region(7, 3, Some(3)),
-                region(10, 2, None),
+                CopyRegion::first(0, 1, None),
+                CopyRegion::first(1, 3, Some(0)),
+                CopyRegion::first(4, 3, None),
+                CopyRegion::first(7, 3, Some(3)),
+                CopyRegion::first(10, 2, None),
             ])
         );
         // Anything else keeps the kernel: another value, -0.0, two padded axes, other modes.
