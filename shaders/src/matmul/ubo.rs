@@ -48,6 +48,9 @@ pub const MATMUL_STAGE_PARAMS: Layout = Layout::new(
 
 /// Rows one staging invocation writes (`matmul_stage`, `conv_stage`).
 pub(crate) const STAGE_ROWS: usize = 32;
+
+/// Invocations a workgroup of the staging kernels (`matmul_stage`, `conv_stage`).
+const STAGE_WG: usize = 64;
 /// Layers of a texture array every WebGPU adapter offers (`maxTextureArrayLayers`).
 pub const STAGE_MAX_LAYERS: usize = 256;
 /// The largest staging texture a kernel may ask for.
@@ -181,13 +184,14 @@ pub(crate) fn stage_kernel(
     let threads = p.offsets.len() * p.k.div_ceil(STAGE_ROWS) * p.n.div_ceil(4);
     let mut vals = vals.to_vec();
     vals.push(("kc", STAGE_ROWS.to_string()));
+    vals.push(("stage_wg", STAGE_WG.to_string()));
     kernel_of(
         name,
         &[STAGE_COMMON, template],
         &vals,
         vec![Buf::In(input), stage_of(p, true)],
         params,
-        threads.div_ceil(256),
+        threads.div_ceil(STAGE_WG),
         loops::lp(STAGE_ROWS as u64),
         &opts.target,
     )

@@ -3,9 +3,9 @@
 // k = (channel, tap) of image b, zero in the padding and past the last pixel
 // (`stage_common.wgsl`: which texels an invocation writes).
 {{layout}}{{cv_layout}}
-@compute @workgroup_size(256)
+@compute @workgroup_size({{stage_wg}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = stage_task(flat_index(wg, nwg, li), params[IS_N4], params[IS_K], params[IS_BATCH]);
+    let t = stage_task(stage_index(wg, nwg, li), params[IS_N4], params[IS_K], params[IS_BATCH]);
     if (!t.valid) {
         return;
     }

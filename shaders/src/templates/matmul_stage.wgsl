@@ -3,9 +3,9 @@
 // (`b_sk`, `b_sn`) from each batch's offset (`stage_common.wgsl`: which texels an invocation
 // writes).
 {{layout}}
-@compute @workgroup_size(256)
+@compute @workgroup_size({{stage_wg}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = stage_task(flat_index(wg, nwg, li), params[MS_N4], params[MS_K], params[MS_BATCH]);
+    let t = stage_task(stage_index(wg, nwg, li), params[MS_N4], params[MS_K], params[MS_BATCH]);
     if (!t.valid) {
         return;
     }

@@ -6,6 +6,15 @@
 @group(0) @binding(1) var stage: texture_storage_2d_array<rgba32float, write>;
 @group(0) @binding(2) var<storage, read> params: array<u32>;
 
+// Invocations a workgroup: small, so that a small stage (a 7x7 image's column) still spreads
+// over a CPU adapter's threads, each of which runs whole workgroups.
+const STAGE_WG: u32 = {{stage_wg}}u;
+
+// Invocation li of workgroup wg's flat index.
+fn stage_index(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x) * STAGE_WG + li;
+}
+
 struct StageTask {
     q: u32,
     k0: u32,
