@@ -416,8 +416,11 @@ pub const STAGED_CONV_MIN_OUT: usize = 40;
 /// Whether a one-group conv of `out_channels` whose window holds `window` weights an output
 /// channel (C x KH x KW) has enough output channels to run staged on a CPU adapter: at least
 /// [`STAGED_CONV_MIN_OUT`], or 32 with a window of at least 27 weights (a 3x3 window over 3
-/// channels: an RGB stem). On lavapipe (Zen 3), batch 1, `bench conv`: YOLOv5's 32 -> 32 3x3
-/// conv at 160x160 ran in 72-74 ms staged against 96-106 ms with `conv2d_ubo`; EfficientNet's
+/// channels: an RGB stem). (The WGSL back end then sends a window wider than 1x1 of up to 128
+/// output channels whose weights fit whole uniform blocks to `conv2d_ubo` instead:
+/// `IMPLICIT_CONV_MAX_OUT`. On lavapipe (Intel Xeon) the 32 -> 32 3x3 conv below took 53.6 ms
+/// staged against 24.4 with `conv2d_ubo`.) On lavapipe (Zen 3), batch 1, `bench conv`: YOLOv5's
+/// 32 -> 32 3x3 conv at 160x160 ran in 72-74 ms staged against 96-106 ms with `conv2d_ubo`; EfficientNet's
 /// 3 -> 32 3x3 stride-2 stem (27 weights, 36 padded) at 2.0-2.2 GFLOP/s staged against 1.6-1.8
 /// with `conv2d_gemm` (in the model, with its bias and clip: 7 ms against 15), once the stores
 /// read their bias once per element and `conv_stage` its params from a uniform buffer (before

@@ -693,9 +693,12 @@ proptest! {
     /// pointwise ones included, on the shapes real models have: K in the thousands (512 channels
     /// of a 3x3 window: 4,608), hundreds of output channels, 7x7 and 14x14 images (pixels not a
     /// multiple of 4), stride 2, two images (two layers), a bias and a fused ReLU, each checked
-    /// against the CPU reference. (Convs under `UBO_CONV_MIN_MACS` keep the one-kernel paths.)
+    /// against the CPU reference. A window wider than 1x1 to at most `IMPLICIT_CONV_MAX_OUT`
+    /// channels whose weights fit whole 16-row uniform blocks (K up to 1,024: 112 channels of a
+    /// 3x3 window, 1,008) runs `conv2d_ubo` instead, no column. (Convs under
+    /// `UBO_CONV_MIN_MACS` keep the one-kernel paths.)
     #[test]
-    fn conv2d_staged_wide(nb in 1usize..3, ci in prop::sample::select(vec![16usize, 24, 64, 256, 512]), o in prop::sample::select(vec![48usize, 200, 512]),
+    fn conv2d_staged_wide(nb in 1usize..3, ci in prop::sample::select(vec![16usize, 24, 64, 112, 256, 512]), o in prop::sample::select(vec![48usize, 128, 200, 512]),
                           hw in prop::sample::select(vec![7usize, 13, 14]), k in prop::sample::select(vec![1usize, 3]), s in 1usize..3,
                           bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>()) {
         let p = k / 2;
@@ -722,7 +725,53 @@ proptest! {
         // A 1x1 conv of stride 1 whose image is whole texels (14 x 14) copies it to the staging
         // texture with a copy command; the others write the image column with `conv_stage`.
         let copied = k == 1 && s == 1 && (hw * hw) % 4 == 0;
-        prop_assert!(!cpu_adapter || !big || (ks.contains(&"conv_stage") != copied && ks.contains(&"conv2d_staged")), "{:?} ran {:?}", c, ks);
+        let implicit = k > 1 && o <= sfumato_shaders::ops::conv::IMPLICIT_CONV_MAX_OUT && ci * k * k <= 1024;
+        if implicit {
+            prop_assert!(!cpu_adapter || !big || (ks.contains(&"conv2d_ubo") && !ks.contains(&"conv_stage")), "{:?} ran {:?}", c, ks);
+        } else {
+            prop_assert!(!cpu_adapter || !big || (ks.contains(&"conv_stage") != copied && ks.contains(&"conv2d_staged")), "{:?} ran {:?}", c, ks);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg(8))]
+
+    /// The convs a CPU adapter now runs as `conv2d_ubo` rather than staged (a window wider than
+    /// 1x1, at most `IMPLICIT_CONV_MAX_OUT` output channels, K up to 1,024), at the image sizes
+    /// of real models' early layers: an RGB stem (3 channels, padded to 4, 3x3 and 7x7 windows),
+    /// 32-112 channels of a 3x3 window, 32-128 output channels (several 16-channel tiles), images
+    /// of 24-57 pixels a side (several 256-pixel tiles and a partial one), strides 1 and 2, a bias
+    /// and a fused ReLU, against the CPU reference.
+    #[test]
+    fn conv2d_ubo_images(ck in prop::sample::select(vec![(3usize, 7usize), (3, 3), (32, 3), (64, 3), (112, 3)]),
+                         o in prop::sample::select(vec![32usize, 64, 128]), hw in prop::sample::select(vec![24usize, 33, 57]),
+                         s in 1usize..3, bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>()) {
+        let (ci, k) = ck;
+        // The widest windows at the largest image would take the CPU reference too long.
+        let hw = if ci * k * k > 300 { hw.min(33) } else { hw };
+        let p = k / 2;
+        let c = Conv2d { stride: [s, s], padding: [p, p, p, p], dilation: [1, 1], groups: 1 };
+        let mut g = Graph::new();
+        let x = g.input("x", DType::F32, [1, ci, hw, hw]);
+        let wt = g.constant(Tensor::random(DType::F32, [o, ci, k, k], seed + 1)).unwrap();
+        let b = bias.then(|| g.constant(Tensor::random(DType::F32, [o], seed + 2)).unwrap());
+        let mut y = g.conv2d(x, wt, b, c).unwrap();
+        if relu {
+            y = g.unary(UnaryOp::Relu, y).unwrap();
+        }
+        g.set_outputs(&[y]).unwrap();
+        let inputs = [Tensor::random(DType::F32, [1, ci, hw, hw], seed)];
+        let got = common::with_device(|d| (d.target().uniform_block_operands, d.run(&g, &inputs)));
+        let Some((cpu_adapter, got)) = got else { return Ok(()) };
+        let got = got.map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
+        let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (ci * k * k) as f64),
+            "{ci}x{hw}x{hw} * {o}x{ci}x{k}x{k} {c:?}: max diff {:?}", got.outputs[0].max_diff(&want.outputs[0]));
+        let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
+        let macs = (got.outputs[0].shape().numel() * ci * k * k) as u64;
+        let big = macs >= sfumato_shaders::matmul_ubo::UBO_CONV_MIN_MACS;
+        prop_assert!(!cpu_adapter || !big || (ks.contains(&"conv2d_ubo") && !ks.contains(&"conv_stage")), "{ci}x{hw}x{hw} * {o}x{ci}x{k}x{k} {c:?} ran {ks:?}");
     }
 }
 
@@ -1056,7 +1105,9 @@ proptest! {
 fn staged_conv_every_tuned_block() {
     use sfumato_shaders::LowerOptions;
     for (nb, ci, o, hw, k, s) in [
-        (2usize, 64usize, 96usize, 14usize, 3usize, 1usize),
+        // (144 channels: up to `IMPLICIT_CONV_MAX_OUT` a 3x3 conv of K <= 1,024 runs
+        // `conv2d_ubo`; 128 x 3 x 3 = 1,152 is past that.)
+        (2usize, 64usize, 144usize, 14usize, 3usize, 1usize),
         (1, 128, 64, 14, 3, 2),
         (1, 96, 48, 28, 1, 1),
     ] {

@@ -503,8 +503,9 @@ fn attention_ubo_over_the_loop_budget_falls_back() {
 #[test]
 fn staged_conv_is_tuned_as_its_own_class_and_takes_the_chosen_block() {
     let mut g = Graph::new();
+    // 256 output channels: up to `IMPLICIT_CONV_MAX_OUT` a 3x3 conv runs `conv2d_ubo`.
     let x = g.input("x", DType::F32, [1, 64, 28, 28]);
-    let w = c(&mut g, &[96, 64, 3, 3], 1);
+    let w = c(&mut g, &[256, 64, 3, 3], 1);
     let conv = Conv2d {
         padding: [1, 1, 1, 1],
         ..Default::default()
@@ -525,7 +526,7 @@ fn staged_conv_is_tuned_as_its_own_class_and_takes_the_chosen_block() {
     let prob = sfumato_shaders::group_matmul_problem(&g, &p, group, &lavapipe)
         .expect("a staged conv's problem");
     assert!(prob.staged_conv);
-    assert_eq!((prob.m, prob.n, prob.k), (96, 784, 576));
+    assert_eq!((prob.m, prob.n, prob.k), (256, 784, 576));
     assert!(prob.shape_class().ends_with('S'), "{}", prob.shape_class());
     let cands = sfumato_shaders::MatmulVariant::candidates(&prob, &lavapipe.target);
     assert!(cands.len() >= 4, "{cands:?}");

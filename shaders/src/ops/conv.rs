@@ -667,10 +667,34 @@ pub fn runs_staged(c: &Conv2d, x: &[usize], w: &[usize], out: &Shape, opts: &Low
     }
     let p = conv_gemm_problem(x, w, out, false);
     let batch = p.offsets.len();
+    let pointwise = w[2] == 1 && w[3] == 1;
     (p.m * p.n * p.k * batch) as u64 >= ubo::UBO_CONV_MIN_MACS
         && sfumato_core::legalize::staged_conv_wide_enough(p.m, p.k)
         && ubo::stage_fits(p.n, p.k, batch, t)
         && ubo::ubo_layout(&p, 16, t.max_uniform_blocks as usize).is_some()
+        && !(p.m <= IMPLICIT_CONV_MAX_OUT && !pointwise && conv_ubo_fits(&p, t))
+}
+
+/// Output channels up to which a one-group conv of a window wider than 1x1 (whose image column
+/// `conv_stage` would write) runs `conv2d_ubo` instead, where its weights fit whole 16-row uniform blocks
+/// ([`conv_ubo_fits`]). The column costs each of its values a storage read and a texel store,
+/// each a loop over the SIMD lanes on lavapipe (without its stores `conv_stage` took 41% of its
+/// time in ResNet-50, 39% in YOLOv5s), while the implicit GEMM gathers each value once per
+/// 16 output channels. Measured on lavapipe (Intel Xeon, 2 CPUs; `bench conv --batch 1`,
+/// median kernel, `conv2d_ubo` against staged): 32 -> 32 3x3 at 160x160 24.4 against 53.6 ms;
+/// 32 -> 64 3x3 stride 2 at 320x320 45.9 against 87.9; 64 -> 64 3x3 at 80x80 21.6-21.9 against
+/// 34.7-36.8, at 56x56 11.1 against 14.5-15.1; 3 -> 64 7x7 stride 2 at 224x224 (ResNet's stem)
+/// 15.1 against 21.0; 96 -> 96 3x3 at 28x28 10.1 against 14.1; 64 -> 128 3x3 stride 2 at
+/// 160x160 44.1-44.5 against 57.6-64.0; 112 -> 112 3x3 at 28x28 13.0 against 12.8. Past it
+/// the column pays: 64 -> 256 3x3 at 56x56 55.0 against 46.9, at 28x28 29.4 against 20.2;
+/// 672 -> 192 1x1 at 7x7 3.1 against 1.2.
+pub const IMPLICIT_CONV_MAX_OUT: usize = 128;
+
+/// Whether `conv2d_ubo` takes the conv of `p`: its weights in whole 16-row uniform blocks (at
+/// most 1,024 weights an output channel).
+fn conv_ubo_fits(p: &MatmulProblem, t: &sfumato_core::TargetProfile) -> bool {
+    ubo::ubo_layout(p, CONV_UBO_ROWS as usize, t.max_uniform_blocks as usize)
+        .is_some_and(|l| l.q == 1)
 }
 
 /// The matmul a staged conv runs after `conv_stage` (B its image column, a contiguous `K x N`
