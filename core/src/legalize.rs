@@ -418,7 +418,7 @@ pub const STAGED_CONV_MIN_OUT: usize = 40;
 /// [`STAGED_CONV_MIN_OUT`], or 32 with a window of at least 27 weights (a 3x3 window over 3
 /// channels: an RGB stem). (The WGSL back end then sends a window wider than 1x1 of up to 128
 /// output channels whose weights fit whole uniform blocks to `conv2d_ubo` instead:
-/// `IMPLICIT_CONV_MAX_OUT`. On lavapipe (Intel Xeon) the 32 -> 32 3x3 conv below took 53.6 ms
+/// `TargetProfile::implicit_conv_max_out`. On lavapipe (Intel Xeon) the 32 -> 32 3x3 conv below took 53.6 ms
 /// staged against 24.4 with `conv2d_ubo`.) On lavapipe (Zen 3), batch 1, `bench conv`: YOLOv5's
 /// 32 -> 32 3x3 conv at 160x160 ran in 72-74 ms staged against 96-106 ms with `conv2d_ubo`; EfficientNet's
 /// 3 -> 32 3x3 stride-2 stem (27 weights, 36 padded) at 2.0-2.2 GFLOP/s staged against 1.6-1.8

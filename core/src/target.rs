@@ -52,6 +52,13 @@ pub struct TargetProfile {
     /// against blocks at the 128 MiB limit. `u64::MAX`: as big as the limit allows.
     #[serde(default = "no_block_preference")]
     pub split_block_bytes: u64,
+    /// Output channels up to which a one-group conv of a window wider than 1x1 gathers its
+    /// image column in the matmul (`conv2d_ubo`) rather than staging it, where its weights fit
+    /// whole uniform blocks; 0: never (staged wherever staging applies). Measured on lavapipe
+    /// only ([`LLVMPIPE_IMPLICIT_CONV_MAX_OUT`]); other CPU adapters keep staging (in Chromium,
+    /// SwiftShader's GPU process was lost running ResNet's 64 -> 64 3x3 conv as `conv2d_ubo`).
+    #[serde(default)]
+    pub implicit_conv_max_out: usize,
 
     // ---- limits ----
     /// Storage buffers one kernel may bind (its params buffer included).
@@ -75,6 +82,20 @@ pub struct TargetProfile {
 /// invocation (`LP_MAX_TGSI_LOOP_ITERATIONS`), whatever the loop's condition says.
 pub const LLVMPIPE_LOOP_BUDGET: u64 = 65_535;
 
+/// lavapipe's [`TargetProfile::implicit_conv_max_out`]. A staged conv's image column costs each
+/// of its values a storage read and a texel store, each a loop over the SIMD lanes on lavapipe
+/// (with its stores removed, as an experiment, `conv_stage` took 41% of its time in ResNet-50,
+/// 39% in YOLOv5s), while the implicit GEMM gathers each value once per 16 output channels: up
+/// to 8 such tiles the gathers cost less. Measured on lavapipe (Intel Xeon, 2 CPUs; `bench conv
+/// --batch 1`, median kernel, `conv2d_ubo` against staged): 32 -> 32 3x3 at 160x160 24.4
+/// against 53.6 ms; 32 -> 64 3x3 stride 2 at 320x320 45.9 against 87.9; 64 -> 64 3x3 at 80x80
+/// 21.6-21.9 against 34.7-36.8, at 56x56 11.1 against 14.5-15.1; 3 -> 64 7x7 stride 2 at
+/// 224x224 (ResNet's stem) 15.1 against 21.0; 96 -> 96 3x3 at 28x28 10.1 against 14.1;
+/// 64 -> 128 3x3 stride 2 at 160x160 44.1-44.5 against 57.6-64.0; 112 -> 112 3x3 at 28x28 13.0
+/// against 12.8. Past it the column pays: 64 -> 256 3x3 at 56x56 55.0 against 46.9, at 28x28
+/// 29.4 against 20.2; and 1x1 convs keep their paths (672 -> 192 at 7x7: 3.1 against 1.2).
+pub const LLVMPIPE_IMPLICIT_CONV_MAX_OUT: usize = 128;
+
 impl TargetProfile {
     /// A WebGPU GPU with WebGPU's guaranteed limits: tiled kernels first, storage operands.
     pub fn webgpu_gpu() -> Self {
@@ -86,6 +107,7 @@ impl TargetProfile {
             fast_workgroup_memory: true,
             subgroups: false,
             split_block_bytes: u64::MAX,
+            implicit_conv_max_out: 0,
             max_storage_buffers: 8,
             max_uniform_blocks: 12,
             max_workgroups_per_dim: 65_535,
@@ -111,12 +133,13 @@ impl TargetProfile {
     }
 
     /// Mesa's lavapipe (llvmpipe) as measured here: a CPU adapter with 15 uniform blocks a
-    /// stage and llvmpipe's loop budget.
+    /// stage, llvmpipe's loop budget, and narrow convs gathered rather than staged.
     pub fn llvmpipe() -> Self {
         TargetProfile {
             name: "llvmpipe".into(),
             max_uniform_blocks: 15,
             loop_budget: Some(LLVMPIPE_LOOP_BUDGET),
+            implicit_conv_max_out: LLVMPIPE_IMPLICIT_CONV_MAX_OUT,
             ..Self::cpu_adapter()
         }
     }

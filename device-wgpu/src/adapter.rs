@@ -1,7 +1,9 @@
 //! Adapter discovery and choice.
 
 use serde::Serialize;
-use sfumato_core::target::{TargetKind, TargetProfile, LLVMPIPE_LOOP_BUDGET};
+use sfumato_core::target::{
+    TargetKind, TargetProfile, LLVMPIPE_IMPLICIT_CONV_MAX_OUT, LLVMPIPE_LOOP_BUDGET,
+};
 
 /// What `sfumato devices` prints about an adapter.
 #[derive(Clone, Debug, Serialize)]
@@ -63,15 +65,24 @@ pub struct Quirk {
 }
 
 /// The quirks known. Mesa's llvmpipe (lavapipe) breaks out of every loop once an invocation has
-/// passed 65,535 loop ends, silently; no other driver is known to have such a limit.
-pub const QUIRKS: &[Quirk] = &[Quirk {
-    matches: "llvmpipe",
-    why: "breaks every loop after 65,535 loop ends of one invocation (LP_MAX_TGSI_LOOP_ITERATIONS)",
-    apply: |t| {
-        t.name = "llvmpipe".into();
-        t.loop_budget = Some(LLVMPIPE_LOOP_BUDGET);
+/// passed 65,535 loop ends, silently; no other driver is known to have such a limit. Its
+/// measured strengths go with it: narrow convs gather their image column in the matmul.
+pub const QUIRKS: &[Quirk] = &[
+    Quirk {
+        matches: "llvmpipe",
+        why: "breaks every loop after 65,535 loop ends of one invocation (LP_MAX_TGSI_LOOP_ITERATIONS)",
+        apply: |t| {
+            t.name = "llvmpipe".into();
+            t.loop_budget = Some(LLVMPIPE_LOOP_BUDGET);
+        },
     },
-}];
+    Quirk {
+        matches: "llvmpipe",
+        why: "convs wider than 1x1 to 128 output channels ran faster gathering their image column \
+              (conv2d_ubo) than staging it (LLVMPIPE_IMPLICIT_CONV_MAX_OUT)",
+        apply: |t| t.implicit_conv_max_out = LLVMPIPE_IMPLICIT_CONV_MAX_OUT,
+    },
+];
 
 /// The quirks that hold for an adapter.
 pub fn quirks_of(info: &wgpu::AdapterInfo) -> impl Iterator<Item = &'static Quirk> + '_ {

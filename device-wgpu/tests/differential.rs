@@ -693,8 +693,8 @@ proptest! {
     /// pointwise ones included, on the shapes real models have: K in the thousands (512 channels
     /// of a 3x3 window: 4,608), hundreds of output channels, 7x7 and 14x14 images (pixels not a
     /// multiple of 4), stride 2, two images (two layers), a bias and a fused ReLU, each checked
-    /// against the CPU reference. A window wider than 1x1 to at most `IMPLICIT_CONV_MAX_OUT`
-    /// channels whose weights fit whole 16-row uniform blocks (K up to 1,024: 112 channels of a
+    /// against the CPU reference. A window wider than 1x1 to at most the profile's
+    /// `implicit_conv_max_out` channels (lavapipe: 128) whose weights fit whole 16-row uniform blocks (K up to 1,024: 112 channels of a
     /// 3x3 window, 1,008) runs `conv2d_ubo` instead, no column. (Convs under
     /// `UBO_CONV_MIN_MACS` keep the one-kernel paths.)
     #[test]
@@ -713,8 +713,8 @@ proptest! {
         }
         g.set_outputs(&[y]).unwrap();
         let inputs = [Tensor::random(DType::F32, [nb, ci, hw, hw], seed)];
-        let got = common::with_device(|d| (d.target().uniform_block_operands, d.run(&g, &inputs)));
-        let Some((cpu_adapter, got)) = got else { return Ok(()) };
+        let got = common::with_device(|d| (d.target().uniform_block_operands, d.target().implicit_conv_max_out, d.run(&g, &inputs)));
+        let Some((cpu_adapter, implicit_max, got)) = got else { return Ok(()) };
         let got = got.map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
         let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (ci * k * k) as f64),
@@ -725,7 +725,7 @@ proptest! {
         // A 1x1 conv of stride 1 whose image is whole texels (14 x 14) copies it to the staging
         // texture with a copy command; the others write the image column with `conv_stage`.
         let copied = k == 1 && s == 1 && (hw * hw) % 4 == 0;
-        let implicit = k > 1 && o <= sfumato_shaders::ops::conv::IMPLICIT_CONV_MAX_OUT && ci * k * k <= 1024;
+        let implicit = k > 1 && o <= implicit_max && ci * k * k <= 1024;
         if implicit {
             prop_assert!(!cpu_adapter || !big || (ks.contains(&"conv2d_ubo") && !ks.contains(&"conv_stage")), "{:?} ran {:?}", c, ks);
         } else {
@@ -737,8 +737,8 @@ proptest! {
 proptest! {
     #![proptest_config(cfg(8))]
 
-    /// The convs a CPU adapter now runs as `conv2d_ubo` rather than staged (a window wider than
-    /// 1x1, at most `IMPLICIT_CONV_MAX_OUT` output channels, K up to 1,024), at the image sizes
+    /// The convs lavapipe runs as `conv2d_ubo` rather than staged (a window wider than 1x1, at
+    /// most its profile's `implicit_conv_max_out` output channels, K up to 1,024), at the image sizes
     /// of real models' early layers: an RGB stem (3 channels, padded to 4, 3x3 and 7x7 windows),
     /// 32-112 channels of a 3x3 window, 32-128 output channels (several 16-channel tiles), images
     /// of 24-57 pixels a side (several 256-pixel tiles and a partial one), strides 1 and 2, a bias
@@ -762,8 +762,8 @@ proptest! {
         }
         g.set_outputs(&[y]).unwrap();
         let inputs = [Tensor::random(DType::F32, [1, ci, hw, hw], seed)];
-        let got = common::with_device(|d| (d.target().uniform_block_operands, d.run(&g, &inputs)));
-        let Some((cpu_adapter, got)) = got else { return Ok(()) };
+        let got = common::with_device(|d| (d.target().implicit_conv_max_out >= o, d.run(&g, &inputs)));
+        let Some((implicit, got)) = got else { return Ok(()) };
         let got = got.map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
         let want = CpuDevice.run(&g, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(got.outputs[0].all_close(&want.outputs[0], 1e-4, 1e-5 * (ci * k * k) as f64),
@@ -771,7 +771,7 @@ proptest! {
         let ks: Vec<&str> = got.profile.entries.iter().map(|t| t.kernel.as_str()).collect();
         let macs = (got.outputs[0].shape().numel() * ci * k * k) as u64;
         let big = macs >= sfumato_shaders::matmul_ubo::UBO_CONV_MIN_MACS;
-        prop_assert!(!cpu_adapter || !big || (ks.contains(&"conv2d_ubo") && !ks.contains(&"conv_stage")), "{ci}x{hw}x{hw} * {o}x{ci}x{k}x{k} {c:?} ran {ks:?}");
+        prop_assert!(!implicit || !big || (ks.contains(&"conv2d_ubo") && !ks.contains(&"conv_stage")), "{ci}x{hw}x{hw} * {o}x{ci}x{k}x{k} {c:?} ran {ks:?}");
     }
 }
 
@@ -1105,8 +1105,8 @@ proptest! {
 fn staged_conv_every_tuned_block() {
     use sfumato_shaders::LowerOptions;
     for (nb, ci, o, hw, k, s) in [
-        // (144 channels: up to `IMPLICIT_CONV_MAX_OUT` a 3x3 conv of K <= 1,024 runs
-        // `conv2d_ubo`; 128 x 3 x 3 = 1,152 is past that.)
+        // (144 channels: on lavapipe a 3x3 conv of K <= 1,024 to at most 128 runs `conv2d_ubo`,
+        // `implicit_conv_max_out`; 128 x 3 x 3 = 1,152 is past that.)
         (2usize, 64usize, 144usize, 14usize, 3usize, 1usize),
         (1, 128, 64, 14, 3, 2),
         (1, 96, 48, 28, 1, 1),

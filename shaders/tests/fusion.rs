@@ -503,7 +503,8 @@ fn attention_ubo_over_the_loop_budget_falls_back() {
 #[test]
 fn staged_conv_is_tuned_as_its_own_class_and_takes_the_chosen_block() {
     let mut g = Graph::new();
-    // 256 output channels: up to `IMPLICIT_CONV_MAX_OUT` a 3x3 conv runs `conv2d_ubo`.
+    // 256 output channels: on lavapipe up to `implicit_conv_max_out` (128) a 3x3 conv runs
+    // `conv2d_ubo`.
     let x = g.input("x", DType::F32, [1, 64, 28, 28]);
     let w = c(&mut g, &[256, 64, 3, 3], 1);
     let conv = Conv2d {

@@ -657,7 +657,10 @@ pub fn conv2d_gemm_kernel(
 /// Whether a one-group conv runs staged (`conv2d_staged`) on this target: a CPU adapter's
 /// (uniform blocks and textures fast, storage reads slow), a conv of at least
 /// `UBO_CONV_MIN_MACS` multiply-adds and enough output channels (`staged_conv_wide_enough`) whose image
-/// column fits the staging texture and whose weights fit uniform blocks. Pointwise convs too: on lavapipe (Zen 3) the staged 1x1 convs of
+/// column fits the staging texture and whose weights fit uniform blocks, unless it is a window
+/// wider than 1x1 of at most the target's `implicit_conv_max_out` output channels that
+/// `conv2d_ubo` takes ([`conv_ubo_fits`]; lavapipe: `LLVMPIPE_IMPLICIT_CONV_MAX_OUT`, whose
+/// doc has the measurements). Pointwise convs too: on lavapipe (Zen 3) the staged 1x1 convs of
 /// ResNet-50 ran 11-13 GFLOP/s against 4-6 for the matmul reading the image as storage vec4
 /// rows, and 0.9 for `rb4` where the pixels are not a multiple of 4 (7 x 7).
 pub fn runs_staged(c: &Conv2d, x: &[usize], w: &[usize], out: &Shape, opts: &LowerOptions) -> bool {
@@ -672,23 +675,8 @@ pub fn runs_staged(c: &Conv2d, x: &[usize], w: &[usize], out: &Shape, opts: &Low
         && sfumato_core::legalize::staged_conv_wide_enough(p.m, p.k)
         && ubo::stage_fits(p.n, p.k, batch, t)
         && ubo::ubo_layout(&p, 16, t.max_uniform_blocks as usize).is_some()
-        && !(p.m <= IMPLICIT_CONV_MAX_OUT && !pointwise && conv_ubo_fits(&p, t))
+        && !(p.m <= t.implicit_conv_max_out && !pointwise && conv_ubo_fits(&p, t))
 }
-
-/// Output channels up to which a one-group conv of a window wider than 1x1 (whose image column
-/// `conv_stage` would write) runs `conv2d_ubo` instead, where its weights fit whole 16-row uniform blocks
-/// ([`conv_ubo_fits`]). The column costs each of its values a storage read and a texel store,
-/// each a loop over the SIMD lanes on lavapipe (without its stores `conv_stage` took 41% of its
-/// time in ResNet-50, 39% in YOLOv5s), while the implicit GEMM gathers each value once per
-/// 16 output channels. Measured on lavapipe (Intel Xeon, 2 CPUs; `bench conv --batch 1`,
-/// median kernel, `conv2d_ubo` against staged): 32 -> 32 3x3 at 160x160 24.4 against 53.6 ms;
-/// 32 -> 64 3x3 stride 2 at 320x320 45.9 against 87.9; 64 -> 64 3x3 at 80x80 21.6-21.9 against
-/// 34.7-36.8, at 56x56 11.1 against 14.5-15.1; 3 -> 64 7x7 stride 2 at 224x224 (ResNet's stem)
-/// 15.1 against 21.0; 96 -> 96 3x3 at 28x28 10.1 against 14.1; 64 -> 128 3x3 stride 2 at
-/// 160x160 44.1-44.5 against 57.6-64.0; 112 -> 112 3x3 at 28x28 13.0 against 12.8. Past it
-/// the column pays: 64 -> 256 3x3 at 56x56 55.0 against 46.9, at 28x28 29.4 against 20.2;
-/// 672 -> 192 1x1 at 7x7 3.1 against 1.2.
-pub const IMPLICIT_CONV_MAX_OUT: usize = 128;
 
 /// Whether `conv2d_ubo` takes the conv of `p`: its weights in whole 16-row uniform blocks (at
 /// most 1,024 weights an output channel).
