@@ -685,6 +685,45 @@ proptest! {
     }
 }
 
+/// A one-group conv of `nb` square images of `ci` channels, `hw` a side, to `o` channels
+/// through a `k` x `k` window of stride `s` padded to keep the size (`k / 2` a side), an optional
+/// bias and fused ReLU, with its random input.
+#[allow(clippy::too_many_arguments)]
+fn square_conv(
+    nb: usize,
+    ci: usize,
+    o: usize,
+    hw: usize,
+    k: usize,
+    s: usize,
+    bias: bool,
+    relu: bool,
+    seed: u64,
+) -> (Conv2d, Graph, [Tensor; 1]) {
+    let p = k / 2;
+    let c = Conv2d {
+        stride: [s, s],
+        padding: [p, p, p, p],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [nb, ci, hw, hw]);
+    let wt = g
+        .constant(Tensor::random(DType::F32, [o, ci, k, k], seed + 1))
+        .unwrap();
+    let b = bias.then(|| {
+        g.constant(Tensor::random(DType::F32, [o], seed + 2))
+            .unwrap()
+    });
+    let mut y = g.conv2d(x, wt, b, c).unwrap();
+    if relu {
+        y = g.unary(UnaryOp::Relu, y).unwrap();
+    }
+    g.set_outputs(&[y]).unwrap();
+    (c, g, [Tensor::random(DType::F32, [nb, ci, hw, hw], seed)])
+}
+
 proptest! {
     #![proptest_config(cfg(10))]
 
@@ -701,18 +740,7 @@ proptest! {
     fn conv2d_staged_wide(nb in 1usize..3, ci in prop::sample::select(vec![16usize, 24, 64, 112, 256, 512]), o in prop::sample::select(vec![48usize, 128, 200, 512]),
                           hw in prop::sample::select(vec![7usize, 13, 14]), k in prop::sample::select(vec![1usize, 3]), s in 1usize..3,
                           bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>()) {
-        let p = k / 2;
-        let c = Conv2d { stride: [s, s], padding: [p, p, p, p], dilation: [1, 1], groups: 1 };
-        let mut g = Graph::new();
-        let x = g.input("x", DType::F32, [nb, ci, hw, hw]);
-        let wt = g.constant(Tensor::random(DType::F32, [o, ci, k, k], seed + 1)).unwrap();
-        let b = bias.then(|| g.constant(Tensor::random(DType::F32, [o], seed + 2)).unwrap());
-        let mut y = g.conv2d(x, wt, b, c).unwrap();
-        if relu {
-            y = g.unary(UnaryOp::Relu, y).unwrap();
-        }
-        g.set_outputs(&[y]).unwrap();
-        let inputs = [Tensor::random(DType::F32, [nb, ci, hw, hw], seed)];
+        let (c, g, inputs) = square_conv(nb, ci, o, hw, k, s, bias, relu, seed);
         let got = common::with_device(|d| (d.target().uniform_block_operands, d.target().implicit_conv_max_out, d.run(&g, &inputs)));
         let Some((cpu_adapter, implicit_max, got)) = got else { return Ok(()) };
         let got = got.map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
@@ -750,18 +778,7 @@ proptest! {
         let (ci, k) = ck;
         // The widest windows at the largest image would take the CPU reference too long.
         let hw = if ci * k * k > 300 { hw.min(33) } else { hw };
-        let p = k / 2;
-        let c = Conv2d { stride: [s, s], padding: [p, p, p, p], dilation: [1, 1], groups: 1 };
-        let mut g = Graph::new();
-        let x = g.input("x", DType::F32, [1, ci, hw, hw]);
-        let wt = g.constant(Tensor::random(DType::F32, [o, ci, k, k], seed + 1)).unwrap();
-        let b = bias.then(|| g.constant(Tensor::random(DType::F32, [o], seed + 2)).unwrap());
-        let mut y = g.conv2d(x, wt, b, c).unwrap();
-        if relu {
-            y = g.unary(UnaryOp::Relu, y).unwrap();
-        }
-        g.set_outputs(&[y]).unwrap();
-        let inputs = [Tensor::random(DType::F32, [1, ci, hw, hw], seed)];
+        let (c, g, inputs) = square_conv(1, ci, o, hw, k, s, bias, relu, seed);
         let got = common::with_device(|d| (d.target().implicit_conv_max_out >= o, d.run(&g, &inputs)));
         let Some((implicit, got)) = got else { return Ok(()) };
         let got = got.map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
@@ -1111,23 +1128,8 @@ fn staged_conv_every_tuned_block() {
         (1, 128, 64, 14, 3, 2),
         (1, 96, 48, 28, 1, 1),
     ] {
+        let (c, g, inputs) = square_conv(nb, ci, o, hw, k, s, true, true, 10);
         let p = k / 2;
-        let c = Conv2d {
-            stride: [s, s],
-            padding: [p, p, p, p],
-            dilation: [1, 1],
-            groups: 1,
-        };
-        let mut g = Graph::new();
-        let x = g.input("x", DType::F32, [nb, ci, hw, hw]);
-        let wt = g
-            .constant(Tensor::random(DType::F32, [o, ci, k, k], 11))
-            .unwrap();
-        let b = g.constant(Tensor::random(DType::F32, [o], 12)).unwrap();
-        let y = g.conv2d(x, wt, Some(b), c).unwrap();
-        let y = g.unary(UnaryOp::Relu, y).unwrap();
-        g.set_outputs(&[y]).unwrap();
-        let inputs = [Tensor::random(DType::F32, [nb, ci, hw, hw], 13)];
         let want = CpuDevice.run(&g, &inputs).unwrap();
         let oh = (hw + 2 * p - k) / s + 1;
         let prob = sfumato_shaders::MatmulProblem {
