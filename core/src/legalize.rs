@@ -416,7 +416,7 @@ pub const STAGED_CONV_MIN_OUT: usize = 40;
 /// Whether a one-group conv of `out_channels` whose window holds `window` weights an output
 /// channel (C x KH x KW) has enough output channels to run staged on a CPU adapter: at least
 /// [`STAGED_CONV_MIN_OUT`], or 32 with a window of at least 27 weights (a 3x3 window over 3
-/// channels: an RGB stem). (The WGSL back end then sends a window wider than 1x1 of up to 128
+/// channels: an RGB stem). (On lavapipe the WGSL back end then sends a window wider than 1x1 of up to 128
 /// output channels whose weights fit whole uniform blocks to `conv2d_ubo` instead:
 /// `TargetProfile::implicit_conv_max_out`. On lavapipe (Intel Xeon) the 32 -> 32 3x3 conv below took 53.6 ms
 /// staged against 24.4 with `conv2d_ubo`.) On lavapipe (Zen 3), batch 1, `bench conv`: YOLOv5's

@@ -86,7 +86,9 @@ pub const LLVMPIPE_LOOP_BUDGET: u64 = 65_535;
 /// of its values a storage read and a texel store, each a loop over the SIMD lanes on lavapipe
 /// (with its stores removed, as an experiment, `conv_stage` took 41% of its time in ResNet-50,
 /// 39% in YOLOv5s), while the implicit GEMM gathers each value once per 16 output channels: up
-/// to 8 such tiles the gathers cost less. Measured on lavapipe (Intel Xeon, 2 CPUs; `bench conv
+/// to 8 such tiles the gathers cost less or about the same. The image size is not part of the
+/// rule (no zoo model has such a conv on a small image, where `conv2d_ubo`'s 256-pixel tile
+/// would idle). Measured on lavapipe (Intel Xeon, 2 CPUs; `bench conv
 /// --batch 1`, median kernel, `conv2d_ubo` against staged): 32 -> 32 3x3 at 160x160 24.4
 /// against 53.6 ms; 32 -> 64 3x3 stride 2 at 320x320 45.9 against 87.9; 64 -> 64 3x3 at 80x80
 /// 21.6-21.9 against 34.7-36.8, at 56x56 11.1 against 14.5-15.1; 3 -> 64 7x7 stride 2 at

@@ -3,7 +3,7 @@
 //! shows in review.
 
 use sfumato_core::op::{BinaryOp, Conv2d, UnaryOp};
-use sfumato_core::plan::{plan, GroupKind, PlanOptions};
+use sfumato_core::plan::{plan, Group, GroupKind, Plan, PlanOptions};
 use sfumato_core::TargetProfile;
 use sfumato_core::{DType, Graph, Op, Tensor, ValueId};
 use sfumato_shaders::explain::explain;
@@ -497,29 +497,90 @@ fn attention_ubo_over_the_loop_budget_falls_back() {
     assert!(trips < budget);
 }
 
+/// A conv of 64 channels to `o` through a `k` x `k` window (padded to keep the size) over an
+/// `hw` x `hw` image, with a ReLU after where `relu`, and its plan.
+fn one_conv(o: usize, k: usize, hw: usize, relu: bool) -> (Graph, Plan) {
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [1, 64, hw, hw]);
+    let w = c(&mut g, &[o, 64, k, k], 1);
+    let conv = Conv2d {
+        padding: [k / 2; 4],
+        ..Default::default()
+    };
+    let mut y = g.conv2d(x, w, None, conv).unwrap();
+    if relu {
+        y = g.relu(y).unwrap();
+    }
+    g.set_outputs(&[y]).unwrap();
+    let p = plan(&g, &PlanOptions::default());
+    (g, p)
+}
+
+/// The conv group of `p`.
+fn conv_group(p: &Plan) -> &Group {
+    p.groups
+        .iter()
+        .find(|gr| gr.kind == GroupKind::Conv)
+        .expect("a conv group")
+}
+
+/// Which kernels a conv of `o` output channels from 64 (a `k` x `k` window at 56x56) runs under
+/// `target`, each validated.
+fn conv_kernels(o: usize, k: usize, target: TargetProfile) -> Vec<String> {
+    let (g, p) = one_conv(o, k, 56, false);
+    let group = conv_group(&p);
+    let opts = LowerOptions {
+        target,
+        ..Default::default()
+    };
+    let Lowered::Kernels(ks) = generate(&g, &p, group, &opts).unwrap().lowered else {
+        panic!("no kernels")
+    };
+    for k in &ks {
+        validate(&k.name, &k.wgsl).unwrap();
+    }
+    ks.into_iter().map(|k| k.name).collect()
+}
+
+/// On lavapipe's profile a 3x3 conv of up to `implicit_conv_max_out` (128) output channels runs
+/// `conv2d_ubo`, gathering its image column, and past it stages the column (`conv_stage`, then
+/// the `ubo` matmul); a 1x1 conv keeps its own path whatever its width; another CPU adapter's
+/// profile (`implicit_conv_max_out` 0: SwiftShader lost its GPU process on the gathered conv)
+/// stages them all.
+#[test]
+fn narrow_convs_gather_their_column_on_lavapipe_only() {
+    let lavapipe = TargetProfile::llvmpipe;
+    assert_eq!(lavapipe().implicit_conv_max_out, 128);
+    assert_eq!(TargetProfile::cpu_adapter().implicit_conv_max_out, 0);
+    assert_eq!(TargetProfile::webgpu_gpu().implicit_conv_max_out, 0);
+    for o in [48, 64, 128] {
+        assert_eq!(
+            conv_kernels(o, 3, lavapipe()),
+            ["conv2d_ubo"],
+            "{o} channels"
+        );
+        let other = conv_kernels(o, 3, TargetProfile::cpu_adapter());
+        assert_eq!(other[0], "conv_stage", "{o} channels: {other:?}");
+    }
+    for o in [144, 256] {
+        let ks = conv_kernels(o, 3, lavapipe());
+        assert_eq!(ks[0], "conv_stage", "{o} channels: {ks:?}");
+        assert!(ks[1..].iter().all(|k| k == "conv2d_staged"), "{ks:?}");
+    }
+    // A 1x1 conv: the image copied to the staging texture, no column, no gather.
+    let ks = conv_kernels(64, 1, lavapipe());
+    assert!(ks.iter().all(|k| k == "conv2d_staged"), "{ks:?}");
+}
+
 /// A staged conv (lavapipe's profile) is a matmul shape class of its own for the autotuner
 /// (marked `S`, only `ubo` blocks its candidates, the measured default first), and its lowering
 /// takes the block the device chose; a GPU's profile keeps the conv off that path.
 #[test]
 fn staged_conv_is_tuned_as_its_own_class_and_takes_the_chosen_block() {
-    let mut g = Graph::new();
     // 256 output channels: on lavapipe up to `implicit_conv_max_out` (128) a 3x3 conv runs
     // `conv2d_ubo`.
-    let x = g.input("x", DType::F32, [1, 64, 28, 28]);
-    let w = c(&mut g, &[256, 64, 3, 3], 1);
-    let conv = Conv2d {
-        padding: [1, 1, 1, 1],
-        ..Default::default()
-    };
-    let y = g.conv2d(x, w, None, conv).unwrap();
-    let y = g.relu(y).unwrap();
-    g.set_outputs(&[y]).unwrap();
-    let p = plan(&g, &PlanOptions::default());
-    let group = p
-        .groups
-        .iter()
-        .find(|gr| gr.kind == GroupKind::Conv)
-        .expect("a conv group");
+    let (g, p) = one_conv(256, 3, 28, true);
+    let group = conv_group(&p);
     let lavapipe = LowerOptions {
         target: TargetProfile::llvmpipe(),
         ..Default::default()

@@ -659,7 +659,7 @@ pub fn conv2d_gemm_kernel(
 /// `UBO_CONV_MIN_MACS` multiply-adds and enough output channels (`staged_conv_wide_enough`) whose image
 /// column fits the staging texture and whose weights fit uniform blocks, unless it is a window
 /// wider than 1x1 of at most the target's `implicit_conv_max_out` output channels that
-/// `conv2d_ubo` takes ([`conv_ubo_fits`]; lavapipe: `LLVMPIPE_IMPLICIT_CONV_MAX_OUT`, whose
+/// `conv2d_ubo` takes (`conv_ubo_fits`; lavapipe: `LLVMPIPE_IMPLICIT_CONV_MAX_OUT`, whose
 /// doc has the measurements). Pointwise convs too: on lavapipe (Zen 3) the staged 1x1 convs of
 /// ResNet-50 ran 11-13 GFLOP/s against 4-6 for the matmul reading the image as storage vec4
 /// rows, and 0.9 for `rb4` where the pixels are not a multiple of 4 (7 x 7).
