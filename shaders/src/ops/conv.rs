@@ -598,12 +598,9 @@ pub fn conv2d_gemm_kernel(
         }
         // Weights from uniform blocks, the block written out (`conv2d_ubo`), where they fit.
         let v = CONV_UBO_BLOCK;
-        let rows = CONV_UBO_ROWS as usize;
         let tile_n = CONV_UBO_COLS4 as usize * 4 * CONV_UBO_WG as usize;
         // (Whole 16-row blocks only: weights of over 1,024 per output channel keep `conv2d_gemm`.)
-        if ubo::ubo_layout(&prob, rows, opts.target.max_uniform_blocks as usize)
-            .is_some_and(|l| l.q == 1)
-        {
+        if conv_ubo_fits(&prob, &opts.target) {
             params[MATMUL_PARAMS.at("tiles_n")?] = n.div_ceil(tile_n) as u32;
             let spec = ubo::UboSpec {
                 a_input: 1,
